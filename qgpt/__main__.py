@@ -1,0 +1,5 @@
+import sys
+
+from qgpt.cli import main
+
+sys.exit(main())

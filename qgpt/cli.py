@@ -1,0 +1,161 @@
+"""The qgpt command line: main(argv) -> exit code, one subcommand per function.
+
+Every user mistake (bad data, bad format, missing run) ends in one line on
+stderr and exit code 2, never a traceback.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from qgpt import train as training
+from qgpt.checkpoint import CheckpointError
+from qgpt.data import DataError
+
+
+class UsageError(ValueError):
+    """A bad option value, worded for the user."""
+
+
+def _positive(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} must be at least 1")
+    return n
+
+
+def _add_train_options(p):
+    p.add_argument("--data", default=None, help="names file, one per line (default: data/names.txt)")
+    p.add_argument("--steps", type=_positive, default=1000, help="training steps (default 1000)")
+    p.add_argument("--seed", type=int, default=42, help="fixes init, data order, rounding, sampling")
+    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate (default 0.01)")
+    p.add_argument("--lowercase", action="store_true",
+                   help="lowercase names and drop those with characters outside a-z")
+    p.add_argument("--skip-long", action="store_true", help="skip names longer than 15 letters")
+
+
+def cmd_train(args):
+    kind = args.format or "float"
+    if args.float and args.format:
+        raise UsageError("--float and --format exclude each other: pick one")
+    cfg = training.TrainConfig(
+        data=str(Path(args.data).resolve()) if args.data else training.TrainConfig.data,
+        steps=args.steps, seed=args.seed, lr=args.lr, format=kind,
+        rounding=args.rounding, master=args.master or "",
+        lowercase=args.lowercase, skip_long=args.skip_long,
+        checkpoint_every=args.checkpoint_every, strict=args.strict,
+    )
+    if kind != "float":
+        from qgpt.qformat import parse
+
+        parse(kind)  # a malformed format fails here, before any work
+    out = Path(args.out or f"runs/{kind}-seed{args.seed}")
+    summary = training.train(cfg, out, resume=args.resume, progress=not args.quiet)
+    print(f"{kind}: train_loss_last100 {summary['train_loss_last100']:.4f}  "
+          f"val_nll {summary['val_nll']:.4f}  {summary['seconds']:.1f} s  -> {out}")
+    if not args.quiet:
+        model, _ = training.load_run(out)
+        for name in training.sample(model, n=args.samples, seed=args.seed):
+            print(name)
+    return 0
+
+
+def cmd_sample(args):
+    if args.temperature <= 0:
+        raise UsageError(f"--temperature {args.temperature}: must be above 0")
+    model, cfg = training.load_run(args.checkpoint)
+    seed = cfg.seed if args.seed is None else args.seed
+    for name in training.sample(model, n=args.n, temperature=args.temperature, seed=seed):
+        print(name)
+    return 0
+
+
+def cmd_export(args):
+    model, _ = training.load_run(args.checkpoint)
+    training.export_state_dict(model, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_import(args):
+    flat = training.import_state_dict(args.state_dict)
+    cfg = training.TrainConfig(steps=1, checkpoint_every=1)
+    model = training.FloatModel(cfg)
+    model.flat = flat
+    out = Path(args.out)
+    if (out / "checkpoint.bin").exists():
+        raise training.RunError(f"{out}: already holds a run; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    training._save(out, model, cfg, 0, 0.0)
+    print(f"wrote {out / 'checkpoint.bin'} (sample it with: qgpt sample --checkpoint {out})")
+    return 0
+
+
+def cmd_formats(args):
+    from qgpt.qformat import describe_formats
+
+    print(describe_formats())
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="qgpt", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train microgpt in float64 or a Q format")
+    _add_train_options(p)
+    p.add_argument("--float", action="store_true", help="the float64 reference (the default)")
+    p.add_argument("--format", default=None, help="integer training in this Q format, e.g. q4.12")
+    p.add_argument("--rounding", default="nearest", choices=["nearest", "floor", "stochastic"],
+                   help="how integer results are rounded (default nearest)")
+    p.add_argument("--master", default=None,
+                   help="master-weight format for integer runs, e.g. q8.24, or 'none'")
+    p.add_argument("--strict", action="store_true",
+                   help="check that every integer intermediate fits int32")
+    p.add_argument("--out", default=None, help="run folder (default runs/FORMAT-seedS)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--checkpoint-every", type=_positive, default=100, metavar="N")
+    p.add_argument("--samples", type=int, default=20, help="names to print at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no samples")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="print names sampled from a trained run")
+    p.add_argument("--checkpoint", required=True, help="a run folder or its checkpoint.bin")
+    p.add_argument("-n", type=_positive, default=20, help="how many names (default 20)")
+    p.add_argument("--temperature", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=None, help="default: the run's seed")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("export", help="write a run's float weights as a JSON state dict")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="make a run folder from a JSON state dict")
+    p.add_argument("state_dict")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("formats", help="list useful Q formats with width, range and step")
+    p.set_defaults(func=cmd_formats)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, CheckpointError, training.RunError, UsageError, ValueError) as e:
+        print(f"qgpt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qgpt: interrupted; the last checkpoint is kept (continue with --resume)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
