@@ -96,17 +96,18 @@ class Value:
 
     def backward(self):
         """Set .grad of every scalar this one depends on to d(self)/d(scalar)."""
-        # order the graph so that each node comes after all of its children
-        # (an explicit stack: a 16-position graph is deeper than Python's recursion limit likes)
-        topo, visited, stack = [], set(), [(self, False)]
-        while stack:
-            v, children_done = stack.pop()
-            if children_done:
+        # order the graph so that every scalar comes after the scalars it was made from
+        # (the longest path in a 16-position graph is about 200 scalars: recursion is fine)
+        topo, visited = [], set()
+
+        def build_topo(v):
+            if v not in visited:
+                visited.add(v)
+                for child in v.children:
+                    build_topo(child)
                 topo.append(v)
-            elif id(v) not in visited:
-                visited.add(id(v))
-                stack.append((v, True))
-                stack.extend((c, False) for c in v.children)
+
+        build_topo(self)
         # then apply the chain rule from the output back to the leaves
         self.grad = 1.0
         for v in reversed(topo):

@@ -1,0 +1,254 @@
+"""microgpt's forward, backward and Adam in integer arithmetic (docs/arithmetic.md).
+
+Mirrors float_model.py line by line with int_ops. No float is used in a
+training step; floats appear only to report the loss (from the model's own
+logits, in float64) and to convert.
+"""
+
+import numpy as np
+
+from qgpt import int_ops as ops
+from qgpt import prng, qformat
+from qgpt.float_model import split_tokens
+from qgpt.params import N_PARAMS, SLOTS, views
+from qgpt.policy import (
+    ADAM_C1, ADAM_C2, GS_FRAC, R_FRAC, R_MAX, V_FRAC, make_policy,
+)
+
+
+def init_params(seed, fmt):
+    """The integer initial weights: the exact Q.28 init rounded half up to fmt."""
+    flat = np.empty(N_PARAMS, dtype=np.int64)
+    for j, s in enumerate(SLOTS):
+        raw = prng.init_raw(seed, j, s.size)
+        flat[s.offset : s.offset + s.size] = qformat.saturate(
+            qformat.shift_round(raw, prng.INIT_FRAC - fmt.frac_bits), fmt)
+    return flat
+
+
+def forward(ctx, flat, inputs, targets=None):
+    """Raw logits (T,V) in the logits format; with targets also probs and the cache."""
+    p, data, logit_fmt = views(flat), ctx.p.data, ctx.p.logits
+    c = {"inputs": inputs, "targets": targets}
+    x = ops.embedding_forward(ctx, p["wte"], p["wpe"], inputs)
+    c["x0"], c["rs0"] = x0, _ = ops.rmsnorm_forward(ctx, x)
+    # attention block
+    c["x1"], c["rs1"] = x1, _ = ops.rmsnorm_forward(ctx, x0)
+    q = ops.linear_forward(ctx, x1, p["layer0.attn_wq"], data, "q")
+    k = ops.linear_forward(ctx, x1, p["layer0.attn_wk"], data, "k")
+    v = ops.linear_forward(ctx, x1, p["layer0.attn_wv"], data, "v")
+    att, c["probs"] = ops.attention_forward(ctx, q, k, v)
+    c["q"], c["k"], c["v"], c["att"] = q, k, v, att
+    proj = ops.linear_forward(ctx, att, p["layer0.attn_wo"], data, "attn_proj")
+    x2 = ops.add_forward(ctx, proj, x0, data, "residual1")
+    # MLP block
+    c["x3"], c["rs3"] = x3, _ = ops.rmsnorm_forward(ctx, x2)
+    c["h"] = h = ops.linear_forward(ctx, x3, p["layer0.mlp_fc1"], data, "mlp_hidden")
+    c["hr"] = hr = ops.relu_forward(h)
+    mlp = ops.linear_forward(ctx, hr, p["layer0.mlp_fc2"], data, "mlp_out")
+    c["x4"] = x4 = ops.add_forward(ctx, mlp, x2, data, "residual2")
+    logits = ops.linear_forward(ctx, x4, p["lm_head"], logit_fmt, "logits")
+    if targets is None:
+        return logits
+    c["probs_out"] = ops.cross_entropy_forward(ctx, logits, targets)
+    return logits, c
+
+
+def backward(ctx, flat, c, dflat):
+    """Add the integer gradient of the mean loss into dflat (param-grad format)."""
+    p, d, gf = views(flat), views(dflat), ctx.p.grad
+    dlogits = ops.cross_entropy_backward(ctx, c["probs_out"], c["targets"])
+    dx4 = ops.linear_backward(ctx, dlogits, c["x4"], p["lm_head"], d["lm_head"], "lm_head")
+    # MLP block: x4 = fc2(relu(fc1(rmsnorm(x2)))) + x2
+    dmlp, dx2 = ops.add_backward(dx4)
+    dhr = ops.linear_backward(ctx, dmlp, c["hr"], p["layer0.mlp_fc2"], d["layer0.mlp_fc2"],
+                              "mlp_fc2")
+    dh = ops.relu_backward(dhr, c["h"])
+    dx3 = ops.linear_backward(ctx, dh, c["x3"], p["layer0.mlp_fc1"], d["layer0.mlp_fc1"],
+                              "mlp_fc1")
+    dx2 = ops.add_forward(ctx, dx2, ops.rmsnorm_backward(ctx, dx3, c["x3"], c["rs3"]), gf, "dx2")
+    # attention block: x2 = wo(attention(q, k, v)) + x0, with q, k, v from rmsnorm(x0)
+    dproj, dx0 = ops.add_backward(dx2)
+    datt = ops.linear_backward(ctx, dproj, c["att"], p["layer0.attn_wo"], d["layer0.attn_wo"],
+                               "attn_wo")
+    dq, dk, dv = ops.attention_backward(ctx, datt, c["q"], c["k"], c["v"], c["probs"])
+    dx1 = ops.linear_backward(ctx, dq, c["x1"], p["layer0.attn_wq"], d["layer0.attn_wq"], "wq")
+    dx1k = ops.linear_backward(ctx, dk, c["x1"], p["layer0.attn_wk"], d["layer0.attn_wk"], "wk")
+    dx1v = ops.linear_backward(ctx, dv, c["x1"], p["layer0.attn_wv"], d["layer0.attn_wv"], "wv")
+    dx1 = ops.add_forward(ctx, ops.add_forward(ctx, dx1, dx1k, gf, "dx1"), dx1v, gf, "dx1")
+    dx0 = ops.add_forward(ctx, dx0, ops.rmsnorm_backward(ctx, dx1, c["x1"], c["rs1"]), gf, "dx0")
+    # embedding: x0 = rmsnorm(wte[token] + wpe[t])
+    dx = ops.rmsnorm_backward(ctx, dx0, c["x0"], c["rs0"])
+    ops.embedding_backward(ctx, dx, c["inputs"], d["wte"], d["wpe"])
+
+
+# --- Adam in integers ---
+
+
+def mul_q15(x, c):
+    """round half up of x * c / 2**15 for |x| <= 2**31, 0 <= c < 2**15, int32-safe:
+    x = h * 2**15 + l, so x*c/2**15 = h*c + l*c/2**15 with both products < 2**30."""
+    h, l = x >> 15, x & 0x7FFF
+    return h * c + ((l * c + (1 << 14)) >> 15)
+
+
+def alpha_at(policy, step, num_steps, p1, p2):
+    """The step size lr_t * sqrt(1 - b2^t) / (1 - b1^t) with alpha_frac bits, t = step + 1.
+
+    Exact integer arithmetic on unbounded ints (a scalar a step: plain Python on the
+    device too). p1, p2 are b1^t and b2^t in Q30 from beta_powers.
+    """
+    lr_t = policy.lr_q30 * (num_steps - step) // num_steps
+    num = _isqrt_int(((1 << 30) - p2) << 30)  # sqrt(1 - b2^t) in Q30
+    den = (1 << 30) - p1  # 1 - b1^t in Q30
+    x = lr_t * num << policy.alpha_frac
+    y = den << 30
+    return (2 * x + y) // (2 * y)
+
+
+def beta_powers(p1, p2):
+    """(b1^t, b2^t) -> (b1^(t+1), b2^(t+1)) in Q30, each product rounded half up."""
+    p1 = (p1 * ((1 << 15) - ADAM_C1) + (1 << 14)) >> 15
+    p2 = (p2 * ((1 << 15) - ADAM_C2) + (1 << 14)) >> 15
+    return p1, p2
+
+
+def _isqrt_int(n):
+    import math
+
+    return math.isqrt(n)
+
+
+class IntAdam:
+    M_LIMIT = (1 << 30) - 1
+
+    def __init__(self, policy, seed):
+        self.p, self.seed = policy, seed
+        self.m = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) param-grad format
+        self.v = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) Q.28
+        self.p1 = self.p2 = 1 << 30  # beta1^t, beta2^t in Q30 (t = steps taken)
+
+    def step(self, store, g, step, num_steps, ctx):
+        """Update the weight store (data or master raw ints) in place; returns the
+        number of updates that rounded to zero."""
+        p = self.p
+        self.p1, self.p2 = beta_powers(self.p1, self.p2)
+        alpha = alpha_at(p, step, num_steps, self.p1, self.p2)
+        ctx.check("adam", "g", g)
+        # m = b1 m + (1 - b1) g ; v = b2 v + (1 - b2) gs^2, with gs = g in q2.14
+        m = mul_q15(self.m, (1 << 15) - ADAM_C1) + mul_q15(g, ADAM_C1)
+        self.m = np.clip(m, -self.M_LIMIT, self.M_LIMIT)
+        gs = ctx.sat(qformat.shift_round(g, p.pgrad_frac - GS_FRAC), p.grad, "adam.gs")
+        self.v = mul_q15(self.v, (1 << 15) - ADAM_C2) + mul_q15(gs * gs, ADAM_C2)
+        ctx.check("adam", "v", self.v)
+        # r = m / (sqrt(v) + eps) with eps one step of sqrt(v), clamped to +-R_MAX, in Q.13
+        den = ops.isqrt(self.v) + 1
+        a = np.abs(self.m)
+        e = R_FRAC + GS_FRAC - p.m_frac  # r = a * 2**e / den
+        big = a * (1 << max(e, 0)) >= den * (R_MAX << R_FRAC) * (1 << max(-e, 0))
+        num = np.where(big, 0, a)
+        num = num << e if e >= 0 else num >> -e
+        r = np.where(big, R_MAX << R_FRAC, (num + (den >> 1)) // den)
+        ctx.check("adam", "r numerator", num + (den >> 1))
+        r = np.where(self.m < 0, -r, r)
+        delta = alpha * r  # Q(alpha_frac + 13), |delta| <= 2**30
+        ctx.check("adam", "delta", delta)
+        rand = None
+        if p.rounding == "stochastic":
+            rand = prng.draws(prng.key(self.seed, prng.STREAM_ROUND, step), 0, N_PARAMS)
+        d = qformat.shift_mode(delta, p.update_shift, p.rounding, rand)
+        store -= d
+        store[:] = ctx.sat(store, p.weight_store, "weights")
+        return int(np.count_nonzero((d == 0) & (delta != 0)))
+
+
+# --- the integer model behind the training interface of train.py ---
+
+
+class IntModel:
+    kind = "int"
+    telemetry_fields = ("saturations", "stalled_updates")
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.policy = make_policy(cfg.format, cfg.rounding, cfg.master, cfg.lr)
+        self.ctx = ops.Ctx(self.policy, strict=cfg.strict)
+        p = self.policy
+        self.store = init_params(cfg.seed, p.weight_store)  # what Adam updates
+        self.opt = IntAdam(p, cfg.seed)
+        self.stalled_total = 0
+        self.steps_taken = 0
+
+    @property
+    def flat(self):
+        """The weights as the forward pass sees them (data format)."""
+        p = self.policy
+        if p.master is None:
+            return self.store
+        return qformat.saturate(
+            qformat.shift_round(self.store, p.master.frac_bits - p.data.frac_bits), p.data)
+
+    def train_step(self, tokens, step, num_steps):
+        inputs, targets = split_tokens(tokens)
+        flat = self.flat
+        sat_before = sum(self.ctx.saturations.values())
+        logits, cache = forward(self.ctx, flat, inputs, targets)
+        grad = np.zeros(N_PARAMS, dtype=np.int64)
+        backward(self.ctx, flat, cache, grad)
+        stalled = self.opt.step(self.store, grad, step, num_steps, self.ctx)
+        self.stalled_total += stalled
+        self.steps_taken += 1
+        loss = float_loss(logits, targets, self.policy.data.frac_bits)
+        return loss, {"saturations": sum(self.ctx.saturations.values()) - sat_before,
+                      "stalled_updates": stalled / N_PARAMS}
+
+    def logits(self, inputs):
+        raw = forward(self.ctx, self.flat, np.asarray(inputs))
+        return qformat.to_float(raw, self.policy.data.frac_bits)
+
+    def next_token(self, inputs, temperature, u30):
+        """Integer sampling: softmax of logits * round(256 / temperature) / 256 in Q15,
+        then the first token whose cumulative probability exceeds u30 >> 15."""
+        raw = forward(self.ctx, self.flat, np.asarray(inputs))[-1]
+        inv_t = round(256 / temperature)
+        z = (raw * inv_t + 128) >> 8
+        probs = ops.softmax(z, self.policy.data.frac_bits)
+        cum = np.cumsum(probs)
+        hit = np.nonzero(cum > (u30 >> 15))[0]
+        return int(hit[0]) if len(hit) else int(np.argmax(probs))
+
+    def float_params(self):
+        return qformat.to_float(self.flat, self.policy.data.frac_bits)
+
+    def state(self):
+        p = self.policy
+        meta = {"kind": "int", "policy": p.describe(), "p1": self.opt.p1, "p2": self.opt.p2,
+                "stalled_total": self.stalled_total, "saturations": self.ctx.saturations,
+                "steps_taken": self.steps_taken}
+        return meta, {"params": self.store, "adam_m": self.opt.m, "adam_v": self.opt.v}
+
+    def load_state(self, meta, arrays):
+        self.store = arrays["params"].astype(np.int64)
+        self.opt.m = arrays["adam_m"].astype(np.int64)
+        self.opt.v = arrays["adam_v"].astype(np.int64)
+        self.opt.p1, self.opt.p2 = meta["p1"], meta["p2"]
+        self.stalled_total = meta["stalled_total"]
+        self.ctx.saturations = dict(meta["saturations"])
+        self.steps_taken = meta["steps_taken"]
+
+    def summary_extra(self):
+        return {
+            "format": self.policy.data.name,
+            "rounding": self.policy.rounding,
+            "policy": self.policy.describe(),
+            "saturations": dict(sorted(self.ctx.saturations.items())),
+            "stalled_update_rate": self.stalled_total / max(1, self.steps_taken * N_PARAMS),
+        }
+
+
+def float_loss(raw_logits, targets, frac):
+    """Mean -log softmax(logits)[target] in float64 from the integer logits."""
+    z = qformat.to_float(raw_logits, frac)
+    m = z.max(axis=-1, keepdims=True)
+    lse = np.log(np.exp(z - m).sum(axis=-1)) + m[:, 0]
+    return float(np.mean(lse - z[np.arange(len(targets)), targets]))
