@@ -167,7 +167,7 @@ class IntAdam:
 
 class IntModel:
     kind = "int"
-    telemetry_fields = ("saturations", "stalled_updates")
+    telemetry_fields = ("loss_q16", "saturations", "stalled_updates")
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -199,7 +199,8 @@ class IntModel:
         self.stalled_total += stalled
         self.steps_taken += 1
         loss = float_loss(logits, targets, self.policy.data.frac_bits)
-        return loss, {"saturations": sum(self.ctx.saturations.values()) - sat_before,
+        return loss, {"loss_q16": ops.loss_q16(logits, targets, self.policy.data.frac_bits),
+                      "saturations": sum(self.ctx.saturations.values()) - sat_before,
                       "stalled_updates": stalled / N_PARAMS}
 
     def logits(self, inputs):

@@ -10,6 +10,8 @@ ctx.strict every intermediate is checked against int32 and a violation names
 the op and the tensor. Shapes use the legend in params.py.
 """
 
+import math
+
 import numpy as np
 
 from qgpt.params import HEAD_DIM, N_HEAD, RMS_EPS
@@ -133,6 +135,12 @@ def rmsnorm_shape(ctx):
     return g, 2 * ctx.p.data.frac_bits - g + 4
 
 
+def rmsnorm_eps(fm):
+    """eps = 1e-5 with fm fractional bits, rounded half up in integers, at least 1."""
+    assert RMS_EPS == 1e-5
+    return max(1, ((1 << fm) + 50000) // 100000)
+
+
 def rsqrt(ms, fm):
     """1/sqrt(ms / 2**fm) as (M, sh): y = x * M >> sh maps x to x / sqrt(mean square).
 
@@ -151,7 +159,7 @@ def rsqrt(ms, fm):
 def rmsnorm_forward(ctx, x):
     # x (T,C) in data -> y (T,C) in data, and (M, sh) per row for backward
     g, fm = rmsnorm_shape(ctx)
-    eps = max(1, round(RMS_EPS * 2**fm))
+    eps = rmsnorm_eps(fm)
     ss, _ = dot(ctx, "rmsnorm_forward", "sum x^2", x, x, ctx.p.data.bits, ctx.p.data.bits, -1)
     ms = ss + eps  # mean square (the /16 is in fm), in Q.fm
     ctx.check("rmsnorm_forward", "mean square", ms)
@@ -301,3 +309,32 @@ def cross_entropy_backward(ctx, probs, targets):
     d[np.arange(t), targets] -= PROB_ONE
     s = PROB_FRAC - ctx.p.grad.frac_bits  # 1 for q2.14
     return (d + t * (1 << s) // 2) // (t << s)  # round half up of d / (T * 2**s)
+
+
+# --- the integer loss (reported by the firmware; arithmetic.md, "loss") ---
+
+LOG2_TABLE = [round(math.log2(1 + k / 64) * 65536) for k in range(65)]
+LN2_Q15, LN2_Q16 = 22713, 45426
+
+
+def ln_q16(s):
+    """ln(s / 2**15) in Q16 for an int s >= 2**15 (a softmax denominator)."""
+    n = s.bit_length() - 1
+    mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)
+    idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF
+    lo, hi = LOG2_TABLE[idx], LOG2_TABLE[idx + 1]
+    lg = lo + (((hi - lo) * rem + (1 << 14)) >> 15)  # log2 of the mantissa, Q16
+    return (n - 15) * LN2_Q16 + ((lg * LN2_Q15 + (1 << 14)) >> 15)
+
+
+def loss_q16(logits, targets, frac):
+    """The step's mean loss in Q16 nats, from raw logits: per position
+    (max - l_target) + ln(sum_j exp(l_j - max)), summed, then divided by T half up.
+    Scalar code on unbounded ints (plain Python on the device)."""
+    logits = np.asarray(logits, dtype=np.int64)
+    mx = logits.max(axis=-1)
+    sums = exp_neg(logits - mx[:, None], frac).sum(axis=-1).tolist()
+    gaps = (mx - logits[np.arange(len(targets)), targets]).tolist()
+    total = sum((gap << (16 - frac)) + ln_q16(s) for gap, s in zip(gaps, sums, strict=True))
+    t = len(targets)
+    return (2 * total + t) // (2 * t)
