@@ -101,6 +101,12 @@ def cmd_formats(args):
     return 0
 
 
+def cmd_bench(args):
+    from qgpt import bench
+
+    return bench.main(args)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="qgpt", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +144,16 @@ def build_parser():
     p.add_argument("state_dict")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("bench", help="training speed and accuracy, float vs integer, side by side")
+    p.add_argument("--formats", default="q4.12,q8.8")
+    p.add_argument("--rounding", default="nearest", help="comma-separated rounding modes")
+    p.add_argument("--steps", type=_positive, default=1000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--repeats", type=_positive, default=3)
+    p.add_argument("--data", default=None,
+                   help="names file (default: ../shared/data/names-makemore.txt if present)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("formats", help="list useful Q formats with width, range and step")
     p.set_defaults(func=cmd_formats)

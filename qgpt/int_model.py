@@ -10,7 +10,7 @@ import numpy as np
 from qgpt import int_ops as ops
 from qgpt import prng, qformat
 from qgpt.float_model import split_tokens
-from qgpt.params import N_PARAMS, SLOTS, views
+from qgpt.params import N_EMBD, N_PARAMS, QKV, SLOTS, stacked, views
 from qgpt.policy import (
     ADAM_C1, ADAM_C2, GS_FRAC, R_FRAC, R_MAX, V_FRAC, make_policy,
 )
@@ -34,9 +34,9 @@ def forward(ctx, flat, inputs, targets=None):
     c["x0"], c["rs0"] = x0, _ = ops.rmsnorm_forward(ctx, x)
     # attention block
     c["x1"], c["rs1"] = x1, _ = ops.rmsnorm_forward(ctx, x0)
-    q = ops.linear_forward(ctx, x1, p["layer0.attn_wq"], data, "q")
-    k = ops.linear_forward(ctx, x1, p["layer0.attn_wk"], data, "k")
-    v = ops.linear_forward(ctx, x1, p["layer0.attn_wv"], data, "v")
+    # q, k, v as one linear over the stacked [wq; wk; wv] (every output element is the same)
+    qkv = ops.linear_forward(ctx, x1, stacked(flat, QKV), data, "qkv")
+    q, k, v = qkv[:, :N_EMBD], qkv[:, N_EMBD : 2 * N_EMBD], qkv[:, 2 * N_EMBD :]
     att, c["probs"] = ops.attention_forward(ctx, q, k, v)
     c["q"], c["k"], c["v"], c["att"] = q, k, v, att
     proj = ops.linear_forward(ctx, att, p["layer0.attn_wo"], data, "attn_proj")
@@ -72,10 +72,13 @@ def backward(ctx, flat, c, dflat):
     datt = ops.linear_backward(ctx, dproj, c["att"], p["layer0.attn_wo"], d["layer0.attn_wo"],
                                "attn_wo")
     dq, dk, dv = ops.attention_backward(ctx, datt, c["q"], c["k"], c["v"], c["probs"])
-    dx1 = ops.linear_backward(ctx, dq, c["x1"], p["layer0.attn_wq"], d["layer0.attn_wq"], "wq")
-    dx1k = ops.linear_backward(ctx, dk, c["x1"], p["layer0.attn_wk"], d["layer0.attn_wk"], "wk")
-    dx1v = ops.linear_backward(ctx, dv, c["x1"], p["layer0.attn_wv"], d["layer0.attn_wv"], "wv")
-    dx1 = ops.add_forward(ctx, ops.add_forward(ctx, dx1, dx1k, gf, "dx1"), dx1v, gf, "dx1")
+    # q, k, v = [wq; wk; wv] x1: the stacked weight gradient at once, then the three
+    # input-gradient paths, each saturated, added in the order q, k, v
+    dqkv = np.concatenate([dq, dk, dv], axis=1)
+    dpaths = ops.linear_backward(ctx, dqkv, c["x1"], stacked(flat, QKV), stacked(dflat, QKV),
+                                 "qkv", paths=3)
+    dx1 = ops.add_forward(ctx, ops.add_forward(ctx, dpaths[0], dpaths[1], gf, "dx1"),
+                          dpaths[2], gf, "dx1")
     dx0 = ops.add_forward(ctx, dx0, ops.rmsnorm_backward(ctx, dx1, c["x1"], c["rs1"]), gf, "dx0")
     # embedding: x0 = rmsnorm(wte[token] + wpe[t])
     dx = ops.rmsnorm_backward(ctx, dx0, c["x0"], c["rs0"])
@@ -86,10 +89,12 @@ def backward(ctx, flat, c, dflat):
 
 
 def mul_q15(x, c):
-    """round half up of x * c / 2**15 for |x| <= 2**31, 0 <= c < 2**15, int32-safe:
-    x = h * 2**15 + l, so x*c/2**15 = h*c + l*c/2**15 with both products < 2**30."""
-    h, l = x >> 15, x & 0x7FFF
-    return h * c + ((l * c + (1 << 14)) >> 15)
+    """round half up of x * c / 2**15 for |x| <= 2**31, 0 <= c < 2**15.
+
+    The device splits x into 15-bit halves to stay in int32 (arithmetic.md, "Adam");
+    the result is the same integer, which int64 computes directly.
+    """
+    return (x * c + (1 << 14)) >> 15
 
 
 def alpha_at(policy, step, num_steps, p1, p2):
@@ -137,21 +142,17 @@ class IntAdam:
         ctx.check("adam", "g", g)
         # m = b1 m + (1 - b1) g ; v = b2 v + (1 - b2) gs^2, with gs = g in q2.14
         m = mul_q15(self.m, (1 << 15) - ADAM_C1) + mul_q15(g, ADAM_C1)
-        self.m = np.clip(m, -self.M_LIMIT, self.M_LIMIT)
+        self.m = np.clip(m, -self.M_LIMIT, self.M_LIMIT, out=m)
         gs = ctx.sat(qformat.shift_round(g, p.pgrad_frac - GS_FRAC), p.grad, "adam.gs")
         self.v = mul_q15(self.v, (1 << 15) - ADAM_C2) + mul_q15(gs * gs, ADAM_C2)
         ctx.check("adam", "v", self.v)
-        # r = m / (sqrt(v) + eps) with eps one step of sqrt(v), clamped to +-R_MAX, in Q.13
+        # r = m / (sqrt(v) + eps) with eps one step of sqrt(v), clamped to +-R_MAX, in Q.13.
+        # The device tests a * 2**e >= den * 2**(13+2) first to stay in int32; clamping the
+        # quotient gives the same integer.
         den = ops.isqrt(self.v) + 1
-        a = np.abs(self.m)
-        e = R_FRAC + GS_FRAC - p.m_frac  # r = a * 2**e / den
-        big = a * (1 << max(e, 0)) >= den * (R_MAX << R_FRAC) * (1 << max(-e, 0))
-        num = np.where(big, 0, a)
-        num = num << e if e >= 0 else num >> -e
-        r = np.where(big, R_MAX << R_FRAC, (num + (den >> 1)) // den)
-        ctx.check("adam", "r numerator", num + (den >> 1))
-        r = np.where(self.m < 0, -r, r)
-        delta = alpha * r  # Q(alpha_frac + 13), |delta| <= 2**30
+        e = R_FRAC + GS_FRAC - p.m_frac  # r = |m| * 2**e / den, e >= 2 for every policy
+        r = np.minimum(((np.abs(self.m) << e) + (den >> 1)) // den, R_MAX << R_FRAC)
+        delta = alpha * r * np.sign(self.m)  # Q(alpha_frac + 13), |delta| <= 2**30
         ctx.check("adam", "delta", delta)
         rand = None
         if p.rounding == "stochastic":

@@ -1,9 +1,10 @@
 """The integer simulator's ops: the float reference's forward/backward pairs in integers.
 
 Every function implements the section of docs/arithmetic.md with its name, on
-raw integers held in numpy int64, vectorised over positions. All sums are sums
-of individually shifted products, so a result never depends on evaluation
-order: the firmware, which goes token by token, gets the same bits.
+raw integers held in numpy int64, vectorised over positions. Every dot product
+is the exact sum of its products (int64 here; a pair of int32 halves on the
+device), rounded once: the result never depends on evaluation order, so the
+firmware, which goes token by token, gets the same bits.
 
 `ctx` carries the policy, the saturation counters and the strict check: with
 ctx.strict every intermediate is checked against int32 and a violation names
@@ -19,6 +20,7 @@ from qgpt.policy import PROB_FRAC, guard
 from qgpt.qformat import saturate, shift_round
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+INT64_MIN = np.iinfo(np.int64).min
 PROB_ONE = 1 << PROB_FRAC
 
 
@@ -35,6 +37,7 @@ class Ctx:
         self.saturations = {}
 
     def check(self, op, tensor, x):
+        """With strict, raise Int32Overflow naming op and tensor if x leaves int32."""
         if self.strict:
             x = np.asarray(x)
             if x.size and (x.min() < INT32_MIN or x.max() > INT32_MAX):
@@ -46,30 +49,28 @@ class Ctx:
         return saturate(x, fmt, self.saturations, tensor)
 
 
-def dot(ctx, op, tensor, a, b, bits_a, bits_b, axis_sum):
-    """sum over axis_sum of (a*b) >> g, g = guard(n, bits_a, bits_b); returns (sum, g).
+def requant(ctx, op, tensor, s, shift, fmt=None):
+    """sat(rnd(s, shift), fmt) of an exact sum s (arithmetic.md, "dot products").
 
-    The caller has broadcast a and b so that their product has the summed axis.
+    s may exceed int32 (the device holds it as a pair of int32 halves); the
+    rounded result fits int32 by the bounds of each op. fmt None: no saturation.
     """
-    prod = a * b
-    n = prod.shape[axis_sum]
-    g = guard(n, bits_a, bits_b)
-    ctx.check(op, tensor + " products", prod)
-    s = np.sum(shift_round(prod, g), axis=axis_sum)
-    ctx.check(op, tensor + " sum", s)
-    return s, g
+    r = shift_round(s, shift)
+    if ctx.strict:
+        ctx.check(op, tensor, r if fmt is None else np.clip(r, fmt.lo, fmt.hi))
+    return r if fmt is None else ctx.sat(r, fmt, tensor)
 
 
 # --- integer functions: exact floor sqrt, exp and the softmax row ---
 
 
 def isqrt(n):
-    """floor(sqrt(n)) exactly, for int64 arrays of n >= 0."""
-    n = np.asarray(n, dtype=np.int64)
-    s = np.floor(np.sqrt(n.astype(np.float64))).astype(np.int64)
-    s -= s * s > n
-    s += (s + 1) * (s + 1) <= n
-    return s
+    """floor(sqrt(n)) exactly, for int64 arrays of 0 <= n < 2**52.
+
+    sqrt is correctly rounded in float64, and below 2**52 the gap between sqrt(n)
+    and the next integer exceeds half an ulp, so the floor is exact.
+    """
+    return np.sqrt(n).astype(np.int64)
 
 
 # 2**(k/64) in Q15 for k = 0..64, and the constants of exp (arithmetic.md, "exp")
@@ -80,7 +81,6 @@ EXP_ZERO_BELOW = 16  # exp(z) for z <= -16 is below 2**-16: it is 0
 
 def exp_neg(z, frac):
     """exp(z) for raw z <= 0 with `frac` fractional bits -> unsigned Q15 in [0, 2**15]."""
-    z = np.asarray(z, dtype=np.int64)
     zero = z <= -(EXP_ZERO_BELOW << frac)
     z = np.where(zero, 0, z)
     z12 = shift_round(z, frac - 12) if frac >= 12 else z << (12 - frac)  # Q12, > -16
@@ -99,12 +99,12 @@ def softmax(z, frac, mask=None):
     """Rows of raw z (last axis) -> Q15 probabilities; masked entries get 0."""
     z = np.asarray(z, dtype=np.int64)
     if mask is not None:
-        zmax = np.max(np.where(mask, z, np.iinfo(np.int64).min), axis=-1, keepdims=True)
+        zmax = np.maximum.reduce(np.where(mask, z, INT64_MIN), axis=-1, keepdims=True)
         e = np.where(mask, exp_neg(np.where(mask, z - zmax, 0), frac), 0)
     else:
-        zmax = np.max(z, axis=-1, keepdims=True)
+        zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
         e = exp_neg(z - zmax, frac)
-    s = np.sum(e, axis=-1, keepdims=True)  # in [2**15, 27 * 2**15]
+    s = np.add.reduce(e, axis=-1, keepdims=True)  # in [2**15, 27 * 2**15]
     return ((e << PROB_FRAC) + (s >> 1)) // s
 
 
@@ -128,7 +128,7 @@ def embedding_backward(ctx, dx, tokens, dwte, dwpe):
 
 
 def rmsnorm_shape(ctx):
-    """The product guard g (even) and the fractional bits fm of the mean square."""
+    """The shift g (even) that keeps the mean square in int32, and its fractional bits fm."""
     b = ctx.p.data.bits
     g = guard(16, b, b)
     g += g & 1
@@ -159,10 +159,8 @@ def rsqrt(ms, fm):
 def rmsnorm_forward(ctx, x):
     # x (T,C) in data -> y (T,C) in data, and (M, sh) per row for backward
     g, fm = rmsnorm_shape(ctx)
-    eps = rmsnorm_eps(fm)
-    ss, _ = dot(ctx, "rmsnorm_forward", "sum x^2", x, x, ctx.p.data.bits, ctx.p.data.bits, -1)
-    ms = ss + eps  # mean square (the /16 is in fm), in Q.fm
-    ctx.check("rmsnorm_forward", "mean square", ms)
+    ms = requant(ctx, "rmsnorm_forward", "mean square", (x * x).sum(axis=-1), g)
+    ms = ms + rmsnorm_eps(fm)  # mean square + eps in Q.fm (the /16 is in fm)
     m, sh = rsqrt(ms, fm)
     p = x * m[:, None]
     ctx.check("rmsnorm_forward", "x*M", p)
@@ -172,7 +170,9 @@ def rmsnorm_forward(ctx, x):
 
 def _shift_rows(p, sh):
     """Row t of p shifted by sh[t] with shift_round (negative: left)."""
-    sh = np.asarray(sh)[:, None]
+    sh = sh[:, None]
+    if sh.min() > 0:  # the common case
+        return (p + (1 << (sh - 1))) >> sh
     right = (p + ((1 << np.maximum(sh, 1)) >> 1)) >> np.maximum(sh, 0)
     return np.where(sh > 0, right, p << np.maximum(-sh, 0))
 
@@ -181,9 +181,9 @@ def rmsnorm_backward(ctx, dy, y, rs):
     # y = x * r with r = M/2**sh: dx = r * (dy - y * mean(dy * y))
     m, sh = rs
     p, gf = ctx.p, ctx.p.grad
-    c, g = dot(ctx, "rmsnorm_backward", "sum dy*y", dy, y, gf.bits, p.data.bits, -1)
-    # c has frac(grad) + frac(data) - g bits and is a sum of 16: the mean adds 4 bits
-    c = ctx.sat(shift_round(c, p.data.frac_bits - g + 4), gf, "rmsnorm.c")  # |c| <= 2
+    # sum dy*y has grad + data fractional bits; the mean (/16) adds 4 more
+    c = requant(ctx, "rmsnorm_backward", "rmsnorm.c", (dy * y).sum(axis=-1),
+                p.data.frac_bits + 4, gf)  # |c| <= 2
     yc = y * c[:, None]
     ctx.check("rmsnorm_backward", "y*c", yc)
     t = ctx.sat(dy - shift_round(yc, p.data.frac_bits), gf, "rmsnorm.t")
@@ -197,24 +197,21 @@ def rmsnorm_backward(ctx, dy, y, rs):
 
 def linear_forward(ctx, x, w, out_fmt, tensor):
     # x (T,in) in data, w (out,in) in data -> y (T,out) in out_fmt
-    b = ctx.p.data.bits
-    s, g = dot(ctx, "linear_forward", tensor, x[:, None, :], w[None, :, :], b, b, -1)
-    return ctx.sat(shift_round(s, 2 * ctx.p.data.frac_bits - g - out_fmt.frac_bits),
-                   out_fmt, tensor)
+    return requant(ctx, "linear_forward", tensor, x @ w.T,
+                   2 * ctx.p.data.frac_bits - out_fmt.frac_bits, out_fmt)
 
 
-def linear_backward(ctx, dy, x, w, dw, tensor):
-    # forward was y = x @ w.T: dx = dy @ w (grad), dw += dy.T @ x (param grad)
+def linear_backward(ctx, dy, x, w, dw, tensor, paths=1):
+    # forward was y = x @ w.T: dx = dy @ w (grad), dw = dy.T @ x (param grad).
+    # paths > 1: w stacks that many equal blocks of rows (wq; wk; wv), each its own
+    # linear: the result is one dx per block, (paths,T,in)
     p, gf = ctx.p, ctx.p.grad
-    s, g = dot(ctx, "linear_backward", tensor + ".dx", dy[:, :, None], w[None, :, :],
-               gf.bits, p.data.bits, 1)
-    dx = ctx.sat(shift_round(s, p.data.frac_bits - g), gf, tensor + ".dx")
-    # each product dy*x is rounded to the param-grad format on its own, then summed
-    prod = dy[:, :, None] * x[:, None, :]
-    ctx.check("linear_backward", tensor + ".dw products", prod)
-    dw += np.sum(shift_round(prod, p.pgrad_guard), axis=0)
-    ctx.check("linear_backward", tensor + ".dw", dw)
-    return dx
+    n = dy.shape[1] // paths
+    dx = np.stack([requant(ctx, "linear_backward", tensor + ".dx",
+                           dy[:, i * n : (i + 1) * n] @ w[i * n : (i + 1) * n],
+                           p.data.frac_bits, gf) for i in range(paths)])
+    dw += requant(ctx, "linear_backward", tensor + ".dw", dy.T @ x, p.pgrad_guard)
+    return dx[0] if paths == 1 else dx
 
 
 # --- add (residual) ---
@@ -243,43 +240,36 @@ def _merge(a):
 def attention_forward(ctx, q, k, v):
     # q, k, v (T,C) in data -> out (T,C) in data, probs (H,T,T) in Q15
     p = ctx.p
-    b, f = p.data.bits, p.data.frac_bits
+    f = p.data.frac_bits
     qh, kh, vh = _heads(q), _heads(k), _heads(v)
     t = q.shape[0]
+    op = "attention_forward"
     # scores = q.k / sqrt(4): the /2 is one more bit of shift, into the logits format
-    s, g = dot(ctx, "attention_forward", "scores", qh[:, :, None, :], kh[:, None, :, :], b, b, -1)
-    scores = ctx.sat(shift_round(s, f - g + 1), p.logits, "attention.scores")
+    scores = requant(ctx, op, "attention.scores", qh @ kh.transpose(0, 2, 1), f + 1, p.logits)
     mask = np.tril(np.ones((t, t), dtype=bool))[None]
     probs = softmax(scores, f, mask)
-    o, g = dot(ctx, "attention_forward", "out", probs[:, :, :, None], vh[:, None, :, :],
-               PROB_FRAC + 1, b, 2)
-    out = ctx.sat(shift_round(o, PROB_FRAC - g), p.data, "attention.out")
+    out = requant(ctx, op, "attention.out", probs @ vh, PROB_FRAC, p.data)
     return _merge(out), probs
 
 
 def attention_backward(ctx, dout, q, k, v, probs):
     # forward: scores = q k^T / 2; probs = softmax(scores); out = probs v
     p, gf = ctx.p, ctx.p.grad
-    b, f = p.data.bits, p.data.frac_bits
+    f = p.data.frac_bits
     qh, kh, vh, dh = _heads(q), _heads(k), _heads(v), _heads(dout)
     op = "attention_backward"
     # out = probs v: dprobs[t,s] = dout[t] . v[s], dv[s] = sum_t probs[t,s] dout[t]
-    s, g = dot(ctx, op, "dprobs", dh[:, :, None, :], vh[:, None, :, :], gf.bits, b, -1)
-    dprobs = ctx.sat(shift_round(s, f - g), gf, "attention.dprobs")
-    s, g = dot(ctx, op, "dv", probs[:, :, :, None], dh[:, :, None, :], PROB_FRAC + 1, gf.bits, 1)
-    dv = ctx.sat(shift_round(s, PROB_FRAC - g), gf, "attention.dv")
+    dprobs = requant(ctx, op, "attention.dprobs", dh @ vh.transpose(0, 2, 1), f, gf)
+    dv = requant(ctx, op, "attention.dv", probs.transpose(0, 2, 1) @ dh, PROB_FRAC, gf)
     # probs = softmax(scores): dscores = probs * (dprobs - sum(probs * dprobs)), then / 2
-    s, g = dot(ctx, op, "sum p*dp", probs, dprobs, PROB_FRAC + 1, gf.bits, -1)
-    pd = shift_round(s, PROB_FRAC - g)
+    pd = requant(ctx, op, "attention.pd", (probs * dprobs).sum(axis=-1), PROB_FRAC)
     diff = ctx.sat(dprobs - pd[:, :, None], gf, "attention.diff")
     ds = probs * diff
     ctx.check(op, "p*diff", ds)
     dscores = shift_round(ds, PROB_FRAC + 1)  # grad format, |.| <= 1
     # scores = q k^T / 2 (the /2 is in dscores): dq = dscores k, dk = dscores^T q
-    s, g = dot(ctx, op, "dq", dscores[:, :, :, None], kh[:, None, :, :], gf.bits, b, 2)
-    dq = ctx.sat(shift_round(s, f - g), gf, "attention.dq")
-    s, g = dot(ctx, op, "dk", dscores[:, :, :, None], qh[:, :, None, :], gf.bits, b, 1)
-    dk = ctx.sat(shift_round(s, f - g), gf, "attention.dk")
+    dq = requant(ctx, op, "attention.dq", dscores @ kh, f, gf)
+    dk = requant(ctx, op, "attention.dk", dscores.transpose(0, 2, 1) @ qh, f, gf)
     return _merge(dq), _merge(dk), _merge(dv)
 
 

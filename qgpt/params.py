@@ -12,6 +12,7 @@ so their layouts cannot drift apart.
 """
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -66,3 +67,21 @@ def views(flat):
     """Name -> shaped view into a flat buffer laid out by PARAMS (no copy)."""
     assert flat.shape == (N_PARAMS,), f"flat buffer has shape {flat.shape}, want ({N_PARAMS},)"
     return {s.name: flat[s.offset : s.offset + s.size].reshape(s.shape) for s in SLOTS}
+
+
+@cache
+def _span(names):
+    slots = [next(s for s in SLOTS if s.name == n) for n in names]
+    for a, b in zip(slots, slots[1:], strict=False):
+        assert a.offset + a.size == b.offset and a.shape[1] == b.shape[1], (a.name, b.name)
+    rows = sum(s.shape[0] for s in slots)
+    return slots[0].offset, slots[-1].offset + slots[-1].size, (rows, slots[0].shape[1])
+
+
+def stacked(flat, names):
+    """One (sum of rows, cols) view over consecutive matrices of the table, e.g. wq, wk, wv."""
+    start, end, shape = _span(names)
+    return flat[start:end].reshape(shape)
+
+
+QKV = ("layer0.attn_wq", "layer0.attn_wk", "layer0.attn_wv")

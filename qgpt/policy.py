@@ -6,6 +6,7 @@ explicitly. Every run records policy.describe() in its config.json.
 """
 
 from dataclasses import dataclass
+from functools import cache, cached_property
 
 from qgpt import qformat
 from qgpt.params import BLOCK
@@ -22,6 +23,7 @@ ADAM_C2 = 328
 PROB_FRAC = 15  # softmax probabilities, unsigned Q15 in [0, 2**15]
 
 
+@cache
 def guard(n, bits_a, bits_b):
     """Bits each product of an n-term dot product is shifted right before the sum, so that
     the sum of n products of a bits_a-bit and a bits_b-bit word stays within 2**30."""
@@ -36,39 +38,39 @@ class Policy:
     grad: qformat.QFormat = GRAD  # activation gradients
     lr: float = 0.01
 
-    @property
+    @cached_property
     def logits(self):
         """Attention scores and lm_head logits: the data path's step, more range, int32."""
         return qformat.QFormat(self.data.int_bits + LOGIT_EXTRA_BITS, self.data.frac_bits)
 
-    @property
+    @cached_property
     def pgrad_frac(self):
         """Parameter gradients (int32): each product dy*x rounded to this many bits."""
         return self.grad.frac_bits + self.data.frac_bits - self.pgrad_guard
 
-    @property
+    @cached_property
     def pgrad_guard(self):
         return guard(BLOCK, self.grad.bits, self.data.bits)
 
-    @property
+    @cached_property
     def m_frac(self):
         return self.pgrad_frac
 
-    @property
+    @cached_property
     def weight_store(self):
         """The format the optimizer writes: the master weights, or the data weights."""
         return self.master or self.data
 
-    @property
+    @cached_property
     def lr_q30(self):
         return round(self.lr * 2**30)
 
-    @property
+    @cached_property
     def alpha_frac(self):
         """Fractional bits of the step size alpha_t: the most that keep alpha < 2**15."""
         return 45 - self.lr_q30.bit_length()
 
-    @property
+    @cached_property
     def update_shift(self):
         """Bits the update alpha * r drops to land in the weight store's format."""
         return self.alpha_frac + R_FRAC - self.weight_store.frac_bits

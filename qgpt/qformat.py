@@ -12,6 +12,7 @@ format saturates, and every shift right rounds by one of three modes:
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -31,23 +32,23 @@ class QFormat:
     int_bits: int  # I, counting the sign
     frac_bits: int  # F
 
-    @property
+    @cached_property
     def bits(self):
         return self.int_bits + self.frac_bits
 
-    @property
+    @cached_property
     def lo(self):
         return -(1 << (self.bits - 1))
 
-    @property
+    @cached_property
     def hi(self):
         return (1 << (self.bits - 1)) - 1
 
-    @property
+    @cached_property
     def step(self):
         return 2.0**-self.frac_bits
 
-    @property
+    @cached_property
     def name(self):
         return f"q{self.int_bits}.{self.frac_bits}"
 
@@ -93,18 +94,25 @@ def describe_formats():
 
 def saturate(x, fmt, counter=None, name=""):
     """Clamp raw values to fmt; counter[name] += how many were clipped."""
-    x = np.asarray(x, dtype=np.int64)
+    if not isinstance(x, np.ndarray) or x.dtype != np.int64:
+        x = np.asarray(x, dtype=np.int64)
+    # one reduction: x - lo as unsigned is at most hi - lo exactly when x is in range
+    if x.size == 0 or np.maximum.reduce((x - fmt.lo).view(np.uint64), None) <= fmt.hi - fmt.lo:
+        if counter is not None and name not in counter:
+            counter[name] = 0
+        return x  # the common case: nothing to clip, no copy
     if counter is not None:
         counter[name] = counter.get(name, 0) + int(np.count_nonzero((x < fmt.lo) | (x > fmt.hi)))
-    return np.clip(x, fmt.lo, fmt.hi)
+    return np.minimum(np.maximum(x, fmt.lo), fmt.hi)
 
 
 def shift_round(x, s):
     """x / 2**s rounded half up (s > 0), or x * 2**-s (s <= 0): the default requantizer."""
-    x = np.asarray(x, dtype=np.int64)
     if s > 0:
         return (x + (1 << (s - 1))) >> s
-    return x << (-s)
+    if s == 0:
+        return x
+    return np.asarray(x, dtype=np.int64) << (-s)
 
 
 def shift_mode(x, s, rounding, rand30=None):
