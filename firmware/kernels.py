@@ -1,0 +1,642 @@
+"""qgpt firmware kernels: the integer simulator's ops as MicroPython viper functions.
+
+Every kernel implements the section of docs/arithmetic.md named in its docstring,
+bit for bit like qgpt/int_ops.py; tests compare them with `==` (qgpt/conformance.py).
+Kernels work in preallocated buffers passed in and allocate nothing:
+
+    array('h')  int16: weights, activations (format D), activation gradients (G = q2.14)
+    array('i')  int32: logits and scores (L), probabilities (Q15), parameter
+                gradients (P), Adam m and v, master weights, scratch
+    bytearray   uint8: token ids
+
+Arguments follow llm.c: outputs, inputs, dimensions, then the numbers the policy
+computes once (guards, shifts, saturation limits; firmware/policy.py). Forward
+kernels compute one position t (the device goes token by token, k and v rows
+0..t are the KV cache); backward kernels run over all T positions. Every sum is a
+sum of individually rounded products, so the order of the loops never matters.
+
+Dimension letters (qgpt/params.py): T positions, C width, NH heads, HS head width,
+V vocabulary, n_in/n_out a linear layer's sizes. Buffers are row-major.
+
+Portability (shared/notes/micropython-viper.md): viper ints are 32 bits on the
+ESP32 and 64 bits on the x86-64 unix port, so every intermediate stays inside
+int32 by the contract's bounds, and:
+
+    int16 load      (p[i] ^ 0x8000) - 0x8000         ptr16 loads are unsigned
+    int32 load      (p[i] ^ s32) - s32, s32 = one << 31 from a variable: the
+                    identity on 32 bits, a sign extension on 64 bits
+    rnd(x, g)       (x + ((1 << g) >> 1)) >> g       g >= 0, the half is 0 for g = 0
+    requantize      sat(rnd(acc, sh), lo, hi) for a shift of either sign, never
+                    shifting left past int32: with rs = max(sh, 0), ls = max(-sh, 0)
+                        acc = (acc + half) >> rs
+                        y = hi if acc > hi >> ls, lo if acc < ceil(lo / 2**ls), else acc << ls
+                    (a left shift happens in q12.4, where a 64-term sum is shifted
+                    left by 2: saturating first gives sat(acc << 2) without overflow)
+
+No literal beyond +-(2**30 - 1), no unary minus or ~ on a variable (`0 - x`,
+`x ^ -1`), shift counts 0..31, `//` only with a positive divisor and operands
+within +-2**30, no builtin calls in loops. tests/test_firmware_lint.py checks
+what it can.
+"""
+
+import micropython
+from array import array
+from micropython import const
+
+# 2**(k/64) in Q15, k = 0..64: round(2**(k/64) * 2**15) (section 5, exp). The
+# same literals as qgpt.int_ops.EXP2_TABLE (tests/test_firmware_ops.py).
+EXP2_Q15 = array("i", (
+    32768, 33125, 33486, 33850, 34219, 34591, 34968, 35349, 35734, 36123, 36516,
+    36914, 37316, 37722, 38133, 38548, 38968, 39392, 39821, 40255, 40693, 41136,
+    41584, 42037, 42495, 42958, 43425, 43898, 44376, 44859, 45348, 45842, 46341,
+    46846, 47356, 47871, 48393, 48920, 49452, 49991, 50535, 51085, 51642, 52204,
+    52773, 53347, 53928, 54515, 55109, 55709, 56316, 56929, 57549, 58176, 58809,
+    59449, 60097, 60751, 61413, 62081, 62757, 63441, 64132, 64830, 65536,
+))
+
+_LOG2E_Q14 = const(23637)  # log2(e) in Q14 (section 5, exp)
+_EXP_ZERO_BELOW = const(16)  # exp(z) = 0 for z <= -16
+_PROB_ONE = const(32768)  # 1.0 in unsigned Q15
+_G_LO = const(-32768)  # G = q2.14, the activation gradients (section 7)
+_G_HI = const(32767)
+_DS_SHIFT = const(16)  # attention backward: p * diff, Q15 * Q14 -> Q14, and the /2 of the score
+
+# Adam (section 9): 1 - beta in Q15, the clamp of m, the ratio's limit 4.0 in Q13
+_ADAM_C1 = const(4915)
+_ADAM_C2 = const(328)
+_ADAM_K1 = const(27853)  # 2**15 - C1
+_ADAM_K2 = const(32440)  # 2**15 - C2
+_M_LIMIT = const(1073741823)  # 2**30 - 1
+_R_MAX = const(32768)  # 4.0 in Q13
+_ROUND_NEAREST = const(0)  # update rounding modes (firmware/policy.py ROUNDINGS)
+_ROUND_FLOOR = const(1)
+_ROUND_STOCHASTIC = const(2)
+
+# the PRNG (section 4), for Adam's stochastic rounding
+_M30 = const(1073741823)  # 2**30 - 1
+_HASH_MUL = const(0x045D9F3B)
+
+
+# --- integer functions (section 1 isqrt, section 5) ---
+
+
+@micropython.viper
+def isqrt(n: int) -> int:
+    """floor(sqrt(n)) exactly, for 0 <= n < 2**31: digit by digit, two bits a round.
+    (Adam inlines the same loop.)"""
+    one = 1
+    bit = one << 30
+    while bit > n:
+        bit >>= 2
+    res = 0
+    while bit != 0:
+        if n >= res + bit:
+            n -= res + bit
+            res = (res >> 1) + bit
+        else:
+            res >>= 1
+        bit >>= 2
+    return res
+
+
+@micropython.viper
+def rsqrt(rs, i: int, fm: int):
+    """rsqrt (section 5), in place on rs (int32): rs[i] holds ms >= 1 (fm fractional
+    bits, fm even) on entry, and on return rs[i] = M, rs[i+1] = sh, so that
+    x / sqrt(ms / 2**fm) = rnd(x * M, sh)."""
+    p = ptr32(rs)
+    one = 1
+    s32 = one << 31
+    ms = (p[i] ^ s32) - s32
+    nbits = 0  # bitlen(ms)
+    x = ms
+    while x != 0:
+        x >>= 1
+        nbits += 1
+    k = (nbits - 29) >> 1  # floor((bitlen - 29) / 2)
+    a = ms >> (k + k) if k >= 0 else ms << (0 - k - k)  # in [2**28, 2**30)
+    s = int(isqrt(a))  # in [2**14, 2**15)
+    p[i] = ((1 << 29) + (s >> 1)) // s  # M in (2**14, 2**15]
+    p[i + 1] = 29 + k - (fm >> 1)
+
+
+@micropython.viper
+def exp_neg(z: int, f: int) -> int:
+    """exp(z) for a raw z <= 0 with f fractional bits -> unsigned Q15 (section 5).
+    (softmax inlines the same steps.)"""
+    e2 = ptr32(EXP2_Q15)
+    if z <= 0 - (_EXP_ZERO_BELOW << f):
+        return 0
+    s = f - 12
+    z12 = (z + (1 << (s - 1))) >> s if s > 0 else z << (0 - s)  # Q12, >= -2**16
+    w = z12 * _LOG2E_Q14  # Q26, |w| < 1.55e9
+    ip = w >> 26  # integer part, in [-24, 0]
+    fr = w - (ip << 26)  # fraction, in [0, 2**26)
+    idx = fr >> 20
+    rem = (fr & 0xFFFFF) >> 5
+    lo = e2[idx]
+    val = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)  # Q15, [2**15, 2**16)
+    if ip == 0:
+        return val
+    sh = 0 - ip
+    return (val + (1 << (sh - 1))) >> sh
+
+
+@micropython.viper
+def softmax(p, z, off: int, n: int, f: int) -> int:
+    """softmax (section 5) of the row z[off : off+n] (int32, f fractional bits) into
+    p[off : off+n] (int32, unsigned Q15); p may be z. Returns the denominator
+    S = sum_j exp_neg(z_j - max z) (for the loss, section 8). Masked positions
+    are the caller's: it passes only the unmasked n."""
+    pp = ptr32(p)
+    pz = ptr32(z)
+    e2 = ptr32(EXP2_Q15)
+    one = 1
+    s32 = one << 31
+    zero_at = 0 - (_EXP_ZERO_BELOW << f)
+    s12 = f - 12  # exp_neg's z12 = rnd(z, f - 12)
+    half12 = (1 << s12) >> 1 if s12 > 0 else 0
+    end = off + n
+    mx = (pz[off] ^ s32) - s32
+    for j in range(off + 1, end):
+        zj = (pz[j] ^ s32) - s32
+        if zj > mx:
+            mx = zj
+    total = 0
+    for j in range(off, end):
+        d = ((pz[j] ^ s32) - s32) - mx  # <= 0
+        e = 0
+        if d > zero_at:  # exp_neg(d, f), inlined
+            z12 = (d + half12) >> s12 if s12 > 0 else d << (0 - s12)
+            w = z12 * _LOG2E_Q14
+            ip = w >> 26
+            fr = w - (ip << 26)
+            idx = fr >> 20
+            rem = (fr & 0xFFFFF) >> 5
+            lo = e2[idx]
+            e = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)
+            if ip != 0:
+                sh = 0 - ip
+                e = (e + (1 << (sh - 1))) >> sh
+        pp[j] = e
+        total += e  # in [2**15, 27 * 2**15] for n <= 27
+    half = total >> 1
+    for j in range(off, end):
+        # p = ((e << 15) + S/2) // S, written as (... - S) // S + 1 so that the
+        # dividend stays within +-2**30 (e << 15 alone reaches 2**30)
+        pp[j] = ((pp[j] << 15) + half - total) // total + 1
+    return total
+
+
+# --- embedding (sections 6, 7) ---
+
+
+@micropython.viper
+def embedding_forward(x, wte, wpe, token: int, t: int, C: int, lo: int, hi: int):
+    """x[t] = sat(wte[token] + wpe[t], D).
+    x (T, C) int16 D; wte (V, C), wpe (BLOCK, C) int16 D."""
+    px = ptr16(x)
+    pe = ptr16(wte)
+    pp = ptr16(wpe)
+    te = token * C
+    tp = t * C
+    for i in range(C):
+        y = ((pe[te + i] ^ 0x8000) - 0x8000) + ((pp[tp + i] ^ 0x8000) - 0x8000)
+        if y > hi:
+            y = hi
+        elif y < lo:
+            y = lo
+        px[tp + i] = y
+
+
+@micropython.viper
+def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int):
+    """Forward was x[t] = wte[tokens[t]] + wpe[t]: both rows receive rnd(dx[t], sh),
+    sh = 14 - P (a left shift when P > 14), added into the parameter gradients.
+    dwte (V, C), dwpe (BLOCK, C) int32 P; dx (T, C) int16 G; tokens (T,) uint8."""
+    pwte = ptr32(dwte)
+    pwpe = ptr32(dwpe)
+    pdx = ptr16(dx)
+    ptok = ptr8(tokens)
+    one = 1
+    s32 = one << 31
+    rs = sh if sh > 0 else 0
+    ls = 0 - sh if sh < 0 else 0
+    half = (1 << rs) >> 1
+    for t in range(T):
+        te = int(ptok[t]) * C
+        tp = t * C
+        for i in range(C):
+            d = ((((pdx[tp + i] ^ 0x8000) - 0x8000) + half) >> rs) << ls  # |d| <= 2**26
+            pwte[te + i] = ((pwte[te + i] ^ s32) - s32) + d
+            pwpe[tp + i] = ((pwpe[tp + i] ^ s32) - s32) + d
+
+
+# --- rmsnorm (sections 6, 7) ---
+
+
+@micropython.viper
+def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int, hi: int):
+    """y[t] = sat(rnd(x[t] * M, sh), D) with (M, sh) = rsqrt(dot(x, x) + eps, fm),
+    kept in rs[t] for the backward pass. g = guard(16, b, b) rounded up to even.
+    y (T, C) int16 D; rs (T, 2) int32 (M, sh); x (T, C) int16 D."""
+    py = ptr16(y)
+    pr = ptr32(rs)
+    px = ptr16(x)
+    row = t * C
+    half_g = (1 << g) >> 1
+    ms = eps
+    for i in range(C):
+        xi = (px[row + i] ^ 0x8000) - 0x8000
+        ms += (xi * xi + half_g) >> g  # each <= 2**(30 - g): the sum stays < 2**31
+    pr[t + t] = ms
+    rsqrt(rs, t + t, fm)
+    m = pr[t + t]  # in (2**14, 2**15]: no sign extension needed
+    one = 1
+    s32 = one << 31
+    sh = (pr[t + t + 1] ^ s32) - s32
+    rsh = sh if sh > 0 else 0
+    ls = 0 - sh if sh < 0 else 0
+    half = (1 << rsh) >> 1
+    hi_ls = hi >> ls
+    lo_ls = 0 - ((0 - lo) >> ls)
+    for i in range(C):
+        v = (((px[row + i] ^ 0x8000) - 0x8000) * m + half) >> rsh  # |x * M| <= 2**30
+        if v > hi_ls:
+            v = hi
+        elif v < lo_ls:
+            v = lo
+        else:
+            v = v << ls
+        py[row + i] = v
+
+
+@micropython.viper
+def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, g: int, sh_c: int, f: int):
+    """Forward was y = x * r (r = M / 2**sh): dx = r * (dy - y * mean(dy * y)).
+    c = sat(rnd(dot(dy, y), sh_c), G) with g = guard(16, 16, b), sh_c = F - g + 4;
+    t_i = sat(dy_i - rnd(y_i * c, F), G); dx_i = sat(rnd(t_i * M, sh), G).
+    dx, dy (T, C) int16 G; y (T, C) int16 D; rs (T, 2) int32 from the forward."""
+    pdx = ptr16(dx)
+    pdy = ptr16(dy)
+    py = ptr16(y)
+    pr = ptr32(rs)
+    one = 1
+    s32 = one << 31
+    half_g = (1 << g) >> 1
+    half_f = (1 << f) >> 1
+    rc = sh_c if sh_c > 0 else 0
+    lc = 0 - sh_c if sh_c < 0 else 0
+    half_c = (1 << rc) >> 1
+    hi_c = _G_HI >> lc
+    lo_c = 0 - ((0 - _G_LO) >> lc)
+    for t in range(T):
+        row = t * C
+        acc = 0
+        for i in range(C):
+            acc += (((pdy[row + i] ^ 0x8000) - 0x8000) * ((py[row + i] ^ 0x8000) - 0x8000)
+                    + half_g) >> g
+        # in the forward pass this was the mean of y^2 through r: c = mean(dy * y), |c| <= 2
+        c = (acc + half_c) >> rc
+        if c > hi_c:
+            c = _G_HI
+        elif c < lo_c:
+            c = _G_LO
+        else:
+            c = c << lc
+        m = pr[t + t]
+        sh = (pr[t + t + 1] ^ s32) - s32
+        rsh = sh if sh > 0 else 0
+        ls = 0 - sh if sh < 0 else 0
+        half = (1 << rsh) >> 1
+        hi_ls = _G_HI >> ls
+        lo_ls = 0 - ((0 - _G_LO) >> ls)
+        for i in range(C):
+            # t_i = dy_i - y_i * c, then the forward's scale r
+            ti = ((pdy[row + i] ^ 0x8000) - 0x8000) - (
+                (((py[row + i] ^ 0x8000) - 0x8000) * c + half_f) >> f)
+            if ti > _G_HI:
+                ti = _G_HI
+            elif ti < _G_LO:
+                ti = _G_LO
+            v = (ti * m + half) >> rsh
+            if v > hi_ls:
+                v = _G_HI
+            elif v < lo_ls:
+                v = _G_LO
+            else:
+                v = v << ls
+            pdx[row + i] = v
+
+
+# --- linear (sections 6, 7) ---
+
+
+@micropython.viper
+def linear_forward(y, x, w, t: int, n_in: int, n_out: int, g: int, sh: int, lo: int, hi: int,
+                   wide: int):
+    """y[t] = sat(rnd(W x[t], sh), out) with each product rounded by g = guard(n_in, b, b)
+    and sh = 2F - g - F_out. y (T, n_out): int16 D, or int32 L when wide (lm_head);
+    x (T, n_in) int16 D; w (n_out, n_in) int16 D."""
+    py16 = ptr16(y)
+    py32 = ptr32(y)
+    px = ptr16(x)
+    pw = ptr16(w)
+    half_g = (1 << g) >> 1
+    rs = sh if sh > 0 else 0
+    ls = 0 - sh if sh < 0 else 0
+    half = (1 << rs) >> 1
+    hi_ls = hi >> ls
+    lo_ls = 0 - ((0 - lo) >> ls)
+    xrow = t * n_in
+    yrow = t * n_out
+    for o in range(n_out):
+        wrow = o * n_in
+        acc = 0
+        for i in range(n_in):
+            acc += (((pw[wrow + i] ^ 0x8000) - 0x8000) * ((px[xrow + i] ^ 0x8000) - 0x8000)
+                    + half_g) >> g
+        acc = (acc + half) >> rs
+        if acc > hi_ls:
+            acc = hi
+        elif acc < lo_ls:
+            acc = lo
+        else:
+            acc = acc << ls
+        if wide:
+            py32[yrow + o] = acc
+        else:
+            py16[yrow + o] = acc
+
+
+@micropython.viper
+def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, g: int, sh: int,
+                    g_p: int):
+    """Forward was y = W x. dx_i = sat(rnd(sum_o rnd(W_oi * dy_o, g), sh), G) with
+    g = guard(n_out, 16, b), sh = F - g; dW_oi += rnd(dy_o * x_i, g_p) for each
+    position, g_p = guard(16, 16, b) (each product on its own, into P bits).
+    dx (T, n_in) int16 G; dw (n_out, n_in) int32 P; dy (T, n_out) int16 G;
+    x (T, n_in) int16 D; w (n_out, n_in) int16 D."""
+    pdx = ptr16(dx)
+    pdw = ptr32(dw)
+    pdy = ptr16(dy)
+    px = ptr16(x)
+    pw = ptr16(w)
+    one = 1
+    s32 = one << 31
+    half_g = (1 << g) >> 1
+    half_p = (1 << g_p) >> 1
+    rs = sh if sh > 0 else 0
+    ls = 0 - sh if sh < 0 else 0
+    half = (1 << rs) >> 1
+    hi_ls = _G_HI >> ls
+    lo_ls = 0 - ((0 - _G_LO) >> ls)
+    # dx = W^T dy
+    for t in range(T):
+        yrow = t * n_out
+        for i in range(n_in):
+            acc = 0
+            for o in range(n_out):
+                acc += (((pw[o * n_in + i] ^ 0x8000) - 0x8000)
+                        * ((pdy[yrow + o] ^ 0x8000) - 0x8000) + half_g) >> g
+            acc = (acc + half) >> rs
+            if acc > hi_ls:
+                acc = _G_HI
+            elif acc < lo_ls:
+                acc = _G_LO
+            else:
+                acc = acc << ls
+            pdx[t * n_in + i] = acc
+    # dW += dy x^T, summed over positions
+    for o in range(n_out):
+        for i in range(n_in):
+            k = o * n_in + i
+            acc = (pdw[k] ^ s32) - s32
+            for t in range(T):
+                acc += (((pdy[t * n_out + o] ^ 0x8000) - 0x8000)
+                        * ((px[t * n_in + i] ^ 0x8000) - 0x8000) + half_p) >> g_p
+            pdw[k] = acc
+
+
+# --- element-wise: residual add, relu (sections 6, 7) ---
+
+
+@micropython.viper
+def add_forward(y, a, b, start: int, n: int, lo: int, hi: int):
+    """y[i] = sat(a[i] + b[i]) for i in start .. start+n-1: the residual add in D,
+    and where two gradient paths meet, in G. y, a, b int16."""
+    py = ptr16(y)
+    pa = ptr16(a)
+    pb = ptr16(b)
+    for i in range(start, start + n):
+        v = ((pa[i] ^ 0x8000) - 0x8000) + ((pb[i] ^ 0x8000) - 0x8000)
+        if v > hi:
+            v = hi
+        elif v < lo:
+            v = lo
+        py[i] = v
+
+
+@micropython.viper
+def relu_forward(y, x, start: int, n: int):
+    """y[i] = max(x[i], 0) for i in start .. start+n-1. y, x int16 D."""
+    py = ptr16(y)
+    px = ptr16(x)
+    for i in range(start, start + n):
+        v = (px[i] ^ 0x8000) - 0x8000
+        py[i] = v if v > 0 else 0
+
+
+@micropython.viper
+def relu_backward(dx, dy, x, start: int, n: int):
+    """dx[i] = dy[i] where the forward input x[i] > 0, else 0. dx, dy int16 G; x int16 D."""
+    pdx = ptr16(dx)
+    pdy = ptr16(dy)
+    px = ptr16(x)
+    for i in range(start, start + n):
+        pdx[i] = pdy[i] if ((px[i] ^ 0x8000) - 0x8000) > 0 else 0
+
+
+# --- attention (sections 6, 7) ---
+
+
+@micropython.viper
+def attention_forward(out, probs, q, k, v, t: int, T: int, NH: int, HS: int,
+                      g_s: int, sh_s: int, lo_l: int, hi_l: int, f: int,
+                      g_o: int, sh_o: int, lo: int, hi: int):
+    """Position t of causal attention, all heads (k and v rows 0..t are the cache):
+    score[s] = sat(rnd(dot(q_h[t], k_h[s]), sh_s), L), g_s = guard(HS, b, b),
+    sh_s = F - g_s + 1 (the 1/sqrt(4)); p = softmax(score[0..t], f = F);
+    out_h[t] = sat(rnd(dot(p, v_h[0..t]), sh_o), D), g_o = guard(16, 16, b), sh_o = 15 - g_o.
+    out (T, C) int16 D; probs (NH, T, T) int32 Q15, rows [h, t, :] written, zero
+    after t (T is the row stride); q, k, v (T, C) int16 D, C = NH * HS."""
+    po = ptr16(out)
+    pp = ptr32(probs)
+    pq = ptr16(q)
+    pk = ptr16(k)
+    pv = ptr16(v)
+    C = NH * HS
+    half_s = (1 << g_s) >> 1
+    half_o = (1 << g_o) >> 1
+    rs_s = sh_s if sh_s > 0 else 0
+    ls_s = 0 - sh_s if sh_s < 0 else 0
+    hr_s = (1 << rs_s) >> 1
+    hi_s = hi_l >> ls_s
+    lo_s = 0 - ((0 - lo_l) >> ls_s)
+    rs_o = sh_o if sh_o > 0 else 0
+    ls_o = 0 - sh_o if sh_o < 0 else 0
+    hr_o = (1 << rs_o) >> 1
+    hi_o = hi >> ls_o
+    lo_o = 0 - ((0 - lo) >> ls_o)
+    qrow = t * C
+    for h in range(NH):
+        c0 = h * HS
+        row = (h * T + t) * T  # probs[h, t, 0]
+        # scores of position t against positions 0..t
+        for s in range(t + 1):
+            krow = s * C + c0
+            acc = 0
+            for d in range(HS):
+                acc += (((pq[qrow + c0 + d] ^ 0x8000) - 0x8000)
+                        * ((pk[krow + d] ^ 0x8000) - 0x8000) + half_s) >> g_s
+            acc = (acc + hr_s) >> rs_s
+            if acc > hi_s:
+                acc = hi_l
+            elif acc < lo_s:
+                acc = lo_l
+            else:
+                acc = acc << ls_s
+            pp[row + s] = acc
+        for s in range(t + 1, T):
+            pp[row + s] = 0  # future positions are masked: p = 0
+        softmax(probs, probs, row, t + 1, f)
+        # out_h[t] = sum_s p[s] v_h[s]
+        for d in range(HS):
+            acc = 0
+            for s in range(t + 1):
+                acc += (pp[row + s] * ((pv[s * C + c0 + d] ^ 0x8000) - 0x8000) + half_o) >> g_o
+            acc = (acc + hr_o) >> rs_o
+            if acc > hi_o:
+                acc = hi
+            elif acc < lo_o:
+                acc = lo
+            else:
+                acc = acc << ls_o
+            po[qrow + c0 + d] = acc
+
+
+@micropython.viper
+def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: int, HS: int,
+                       g_dp: int, sh_dp: int, g_p: int, sh_p: int, g_qk: int, sh_qk: int):
+    """Forward: score = q.k / 2, p = softmax(score), out = p v; per head (section 7):
+    1. dp[t,s] = sat(rnd(dot(dout[t], v[s]), sh_dp), G), g_dp = guard(HS, 16, b), sh_dp = F - g_dp
+    2. dv[s] = sat(rnd(sum_{t>=s} rnd(p[t,s] * dout[t], g_p), sh_p), G), g_p = guard(16, 16, 16),
+       sh_p = 15 - g_p
+    3. pd[t] = rnd(sum_s rnd(p[t,s] * dp[t,s], g_p), sh_p); diff = sat(dp - pd, G);
+       ds[t,s] = rnd(p[t,s] * diff, 16)
+    4. dq[t] = sat(rnd(sum_s rnd(ds[t,s] * k[s], g_qk), sh_qk), G), dk[s] likewise with q[t];
+       g_qk = guard(16, 16, b), sh_qk = F - g_qk
+    dq, dk, dv, dout (T, C) int16 G; q, k, v (T, C) int16 D; probs (NH, T, T) int32 Q15;
+    scratch (T, T) int32 (dp, then ds, of one head)."""
+    pdq = ptr16(dq)
+    pdk = ptr16(dk)
+    pdv = ptr16(dv)
+    pdo = ptr16(dout)
+    pq = ptr16(q)
+    pk = ptr16(k)
+    pv = ptr16(v)
+    pp = ptr32(probs)
+    pw = ptr32(scratch)
+    one = 1
+    s32 = one << 31
+    C = NH * HS
+    hg_dp = (1 << g_dp) >> 1
+    hg_p = (1 << g_p) >> 1
+    hg_qk = (1 << g_qk) >> 1
+    half_ds = 1 << (_DS_SHIFT - 1)
+    half_p = (1 << sh_p) >> 1  # sh_p = 15 - guard(16, 16, 16) = 11: a right shift
+    # the G requantizers of dp (sh_dp) and of dq, dk (sh_qk): shifts of either sign
+    rs_dp = sh_dp if sh_dp > 0 else 0
+    ls_dp = 0 - sh_dp if sh_dp < 0 else 0
+    hr_dp = (1 << rs_dp) >> 1
+    hi_dp = _G_HI >> ls_dp
+    lo_dp = 0 - ((0 - _G_LO) >> ls_dp)
+    rs_qk = sh_qk if sh_qk > 0 else 0
+    ls_qk = 0 - sh_qk if sh_qk < 0 else 0
+    hr_qk = (1 << rs_qk) >> 1
+    hi_qk = _G_HI >> ls_qk
+    lo_qk = 0 - ((0 - _G_LO) >> ls_qk)
+    for h in range(NH):
+        c0 = h * HS
+        base = h * T * T  # probs[h, 0, 0]
+        # 1. out = p v, so dp[t,s] = dout[t] . v[s]  (s <= t; p = 0 beyond)
+        for t in range(T):
+            for s in range(t + 1):
+                acc = 0
+                for d in range(HS):
+                    acc += (((pdo[t * C + c0 + d] ^ 0x8000) - 0x8000)
+                            * ((pv[s * C + c0 + d] ^ 0x8000) - 0x8000) + hg_dp) >> g_dp
+                acc = (acc + hr_dp) >> rs_dp
+                if acc > hi_dp:
+                    acc = _G_HI
+                elif acc < lo_dp:
+                    acc = _G_LO
+                else:
+                    acc = acc << ls_dp
+                pw[t * T + s] = acc
+        # 2. out = p v, so dv[s] = sum_t p[t,s] dout[t]  (t >= s)
+        for s in range(T):
+            for d in range(HS):
+                acc = 0
+                for t in range(s, T):
+                    acc += (pp[base + t * T + s] * ((pdo[t * C + c0 + d] ^ 0x8000) - 0x8000)
+                            + hg_p) >> g_p
+                acc = (acc + half_p) >> sh_p
+                if acc > _G_HI:
+                    acc = _G_HI
+                elif acc < _G_LO:
+                    acc = _G_LO
+                pdv[s * C + c0 + d] = acc
+        # 3. p = softmax(score): ds = p * (dp - sum_s p dp), and the /2 of the score
+        for t in range(T):
+            row = t * T
+            acc = 0
+            for s in range(t + 1):
+                acc += (pp[base + row + s] * ((pw[row + s] ^ s32) - s32) + hg_p) >> g_p
+            pd = (acc + half_p) >> sh_p  # |pd| <= 2**19, not saturated
+            for s in range(t + 1):
+                diff = ((pw[row + s] ^ s32) - s32) - pd
+                if diff > _G_HI:
+                    diff = _G_HI
+                elif diff < _G_LO:
+                    diff = _G_LO
+                pw[row + s] = (pp[base + row + s] * diff + half_ds) >> _DS_SHIFT  # |ds| <= 2**14
+        # 4. score = q.k / 2 (the /2 is in ds): dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]
+        for t in range(T):
+            for d in range(HS):
+                acc = 0
+                for s in range(t + 1):
+                    acc += (((pw[t * T + s] ^ s32) - s32)
+                            * ((pk[s * C + c0 + d] ^ 0x8000) - 0x8000) + hg_qk) >> g_qk
+                acc = (acc + hr_qk) >> rs_qk
+                if acc > hi_qk:
+                    acc = _G_HI
+                elif acc < lo_qk:
+                    acc = _G_LO
+                else:
+                    acc = acc << ls_qk
+                pdq[t * C + c0 + d] = acc
+        for s in range(T):
+            for d in range(HS):
+                acc = 0
+                for t in range(s, T):
+                    acc += (((pw[t * T + s] ^ s32) - s32)
+                            * ((pq[t * C + c0 + d] ^ 0x8000) - 0x8000) + hg_qk) >> g_qk
+                acc = (acc + hr_qk) >> rs_qk
+                if acc > hi_qk:
+                    acc = _G_HI
+                elif acc < lo_qk:
+                    acc = _G_LO
+                else:
+                    acc = acc << ls_qk
+                pdk[s * C + c0 + d] = acc
