@@ -640,3 +640,149 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                 else:
                     acc = acc << ls_qk
                 pdk[s * C + c0 + d] = acc
+
+
+# --- cross-entropy over the vocabulary (sections 6, 7) ---
+
+
+@micropython.viper
+def cross_entropy_forward(probs, logits, t: int, V: int, f: int) -> int:
+    """probs[t] = softmax(logits[t], f = F); returns the softmax denominator S for
+    the loss (section 8). probs (T, V) int32 Q15; logits (T, V) int32 L."""
+    return int(softmax(probs, logits, t * V, V, f))
+
+
+@micropython.viper
+def cross_entropy_backward(dlogits, probs, targets, T: int, V: int):
+    """loss = mean over T positions of -log p[t, target]: d = p - 2**15 onehot (Q15),
+    dlogits = (d + T) // (2T) (round half up of d / T, Q15 -> Q14).
+    dlogits (T, V) int16 G; probs (T, V) int32 Q15; targets (T,) uint8."""
+    pd = ptr16(dlogits)
+    pp = ptr32(probs)
+    pt = ptr8(targets)
+    den = T + T
+    for t in range(T):
+        row = t * V
+        target = int(pt[t])
+        for j in range(V):
+            d = int(pp[row + j])  # in [0, 2**15]: no sign extension needed
+            if j == target:
+                d -= _PROB_ONE
+            pd[row + j] = (d + T) // den
+
+
+# --- Adam, per parameter (section 9) ---
+
+
+@micropython.viper
+def adam_update(store, m, v, g, n: int, i0: int, alpha: int, gs_shift: int, r_shift: int,
+                u: int, mode: int, key: int, lo: int, hi: int, wide: int) -> int:
+    """One Adam step for parameters i0 .. i0+n-1 (buffers hold those n): section 9,
+    steps 1-6. alpha (< 2**15, Fa bits) is the step's bias-corrected step size
+    (firmware/adam.py); gs_shift = P - 14; r_shift = e = 27 - P (2 <= e <= 15);
+    u = Fa + 13 - F_store (0..30); mode: 0 nearest, 1 floor, 2 stochastic with
+    r = hash30((key + i) & M30), key = key(seed, ROUND, step), i the flat index.
+    store (n,) int16 data weights, or int32 master weights when wide, saturated to
+    [lo, hi]; m (n,) int32 P bits; v (n,) int32 Q28; g (n,) int32 P bits.
+    Returns the number of stalled updates (delta != 0 rounded to d = 0)."""
+    p16 = ptr16(store)
+    p32 = ptr32(store)
+    pm = ptr32(m)
+    pv = ptr32(v)
+    pg = ptr32(g)
+    one = 1
+    s32 = one << 31
+    bit_top = one << 30  # isqrt's first bit
+    # gs = sat(rnd(g, P - 14), G) for a shift of either sign; rnd as
+    # (g >> s) + ((g >> (s-1)) & 1), which cannot overflow for any int32 g
+    gs_rs = gs_shift if gs_shift > 0 else 0
+    gs_ls = 0 - gs_shift if gs_shift < 0 else 0
+    gs_hi = _G_HI >> gs_ls
+    gs_lo = 0 - ((0 - _G_LO) >> gs_ls)
+    big_sh = 15 - r_shift  # the ratio reaches 4 where |m| >= den << big_sh
+    half_u = (1 << u) >> 1
+    rand_sh = 30 - u
+    stalled = 0
+    for j in range(n):
+        gi = (pg[j] ^ s32) - s32
+        # 1. m = b1 m + (1 - b1) g, each product by mul15(x, c), clamped to +-(2**30 - 1)
+        mi = (pm[j] ^ s32) - s32
+        mi = ((mi >> 15) * _ADAM_K1 + (((mi & 0x7FFF) * _ADAM_K1 + 16384) >> 15)
+              + (gi >> 15) * _ADAM_C1 + (((gi & 0x7FFF) * _ADAM_C1 + 16384) >> 15))
+        if mi > _M_LIMIT:
+            mi = _M_LIMIT
+        elif mi < 0 - _M_LIMIT:
+            mi = 0 - _M_LIMIT
+        pm[j] = mi
+        # 2. v = b2 v + (1 - b2) gs^2 with gs = g in q2.14 (v <= 2**30)
+        gs = gi
+        if gs_rs > 0:
+            gs = (gi >> gs_rs) + ((gi >> (gs_rs - 1)) & 1)
+        if gs > gs_hi:
+            gs = _G_HI
+        elif gs < gs_lo:
+            gs = _G_LO
+        else:
+            gs = gs << gs_ls
+        g2 = gs * gs
+        vi = (pv[j] ^ s32) - s32
+        vi = ((vi >> 15) * _ADAM_K2 + (((vi & 0x7FFF) * _ADAM_K2 + 16384) >> 15)
+              + (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))
+        pv[j] = vi
+        # 3. den = isqrt(v) + 1 (isqrt inlined)
+        rem = vi
+        bit = bit_top
+        while bit > rem:
+            bit >>= 2
+        root = 0
+        while bit != 0:
+            if rem >= root + bit:
+                rem -= root + bit
+                root = (root >> 1) + bit
+            else:
+                root >>= 1
+            bit >>= 2
+        den = root + 1
+        # 4. r = m / den in Q13, clamped to +-4: a << e >= den << 15 written as
+        # a >= den << (15 - e), exact for e <= 15 and free of overflow
+        a = mi if mi >= 0 else 0 - mi
+        if a >= den << big_sh:
+            r = _R_MAX
+        else:
+            # ((a << e) + den/2) // den, as (... - den) // den + 1: dividend within +-2**30
+            r = ((a << r_shift) + (den >> 1) - den) // den + 1
+        if mi < 0:
+            r = 0 - r
+        # 5. the update in Fa + 13 bits, |delta| <= 2**30
+        delta = alpha * r
+        # 6. requantize by u bits with the run's rounding mode, then store - d, saturated
+        d = delta
+        if u > 0:
+            if mode == _ROUND_NEAREST:
+                d = (delta + half_u) >> u
+            elif mode == _ROUND_FLOOR:
+                d = delta >> u
+            else:
+                # r30 = hash30((key + i) & M30), inlined from firmware/prng.py
+                x = (key + i0 + j) & _M30
+                x ^= x >> 16
+                x = (x * _HASH_MUL) & _M30
+                x ^= x >> 16
+                x = (x * _HASH_MUL) & _M30
+                x ^= x >> 16
+                d = (delta + (x >> rand_sh)) >> u
+        if delta != 0 and d == 0:
+            stalled += 1
+        if wide:
+            w = ((p32[j] ^ s32) - s32) - d
+        else:
+            w = ((p16[j] ^ 0x8000) - 0x8000) - d
+        if w > hi:
+            w = hi
+        elif w < lo:
+            w = lo
+        if wide:
+            p32[j] = w
+        else:
+            p16[j] = w
+    return stalled

@@ -28,9 +28,11 @@ def _positive(text):
 
 
 def _add_train_options(p):
-    p.add_argument("--data", default=None, help="names file, one per line (default: data/names.txt)")
+    p.add_argument("--data", default=None,
+                   help="names file, one per line (default: data/names.txt)")
     p.add_argument("--steps", type=_positive, default=1000, help="training steps (default 1000)")
-    p.add_argument("--seed", type=int, default=42, help="fixes init, data order, rounding, sampling")
+    p.add_argument("--seed", type=int, default=42,
+                   help="fixes init, data order, rounding, sampling")
     p.add_argument("--lr", type=float, default=0.01, help="peak learning rate (default 0.01)")
     p.add_argument("--lowercase", action="store_true",
                    help="lowercase names and drop those with characters outside a-z")
@@ -94,6 +96,15 @@ def cmd_import(args):
     return 0
 
 
+def cmd_pack(args):
+    from qgpt import data, pack
+
+    ds = data.load(args.data, args.lowercase, args.skip_long)
+    pack.write(args.out, ds.train)
+    print(f"wrote {len(ds.train)} training names ({ds.path}) to {args.out}")
+    return 0
+
+
 def cmd_formats(args):
     from qgpt.qformat import describe_formats
 
@@ -154,6 +165,13 @@ def build_parser():
     p.add_argument("--data", default=None,
                    help="names file (default: ../shared/data/names-makemore.txt if present)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("pack", help="write the training names as the firmware's packed dataset")
+    p.add_argument("--data", default=None, help="names file (default: data/names.txt)")
+    p.add_argument("--out", required=True, help="the packed file, e.g. names.bin")
+    p.add_argument("--lowercase", action="store_true")
+    p.add_argument("--skip-long", action="store_true")
+    p.set_defaults(func=cmd_pack)
 
     p = sub.add_parser("formats", help="list useful Q formats with width, range and step")
     p.set_defaults(func=cmd_formats)

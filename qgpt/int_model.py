@@ -12,7 +12,12 @@ from qgpt import prng, qformat
 from qgpt.float_model import split_tokens
 from qgpt.params import N_EMBD, N_PARAMS, QKV, SLOTS, stacked, views
 from qgpt.policy import (
-    ADAM_C1, ADAM_C2, GS_FRAC, R_FRAC, R_MAX, V_FRAC, make_policy,
+    ADAM_C1,
+    ADAM_C2,
+    GS_FRAC,
+    R_FRAC,
+    R_MAX,
+    make_policy,
 )
 
 

@@ -83,7 +83,8 @@ class Policy:
         if not 0 < self.lr < 1:
             raise qformat.FormatError(f"learning rate {self.lr} must lie in (0, 1)")
         if self.master is not None:
-            if self.master.int_bits != self.data.int_bits or self.master.frac_bits < self.data.frac_bits:
+            m, d = self.master, self.data
+            if m.int_bits != d.int_bits or m.frac_bits < d.frac_bits:
                 raise qformat.FormatError(
                     f"master format {self.master} must have the data format's {self.data.int_bits} "
                     f"integer bits and at least its {self.data.frac_bits} fractional bits"

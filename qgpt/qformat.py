@@ -66,7 +66,8 @@ _PATTERN = re.compile(r"q(\d+)\.(\d+)")
 def parse(text, max_bits=DATA_MAX_BITS):
     """'q4.12' -> QFormat(4, 12); FormatError naming what is accepted otherwise."""
     m = _PATTERN.fullmatch(str(text).strip().lower())
-    accepted = f"qI.F with I >= 1 integer bits (counting the sign) and I+F <= {max_bits}, e.g. q4.12"
+    accepted = (f"qI.F with I >= 1 integer bits (counting the sign) and I+F <= {max_bits}, "
+                "e.g. q4.12")
     if not m:
         raise FormatError(f"format {text!r} is malformed: want {accepted}")
     fmt = QFormat(int(m.group(1)), int(m.group(2)))

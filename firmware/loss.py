@@ -1,0 +1,43 @@
+"""The reported integer loss on the device (docs/arithmetic.md, section 8).
+
+Plain Python on unbounded ints, once a position: kernels.cross_entropy_forward
+returns the softmax denominator S, and the loss needs only ln(S / 2**15).
+"""
+
+# log2(1 + k/64) in Q16, k = 0..64: round(log2(1 + k/64) * 2**16), the same
+# literals as qgpt.int_ops.LOG2_TABLE
+LOG2_Q16 = (
+    0, 1466, 2909, 4331, 5732, 7112, 8473, 9814, 11136, 12440, 13727, 14996, 16248,
+    17484, 18704, 19909, 21098, 22272, 23433, 24579, 25711, 26830, 27936, 29029, 30109,
+    31178, 32234, 33279, 34312, 35334, 36346, 37346, 38336, 39316, 40286, 41246, 42196,
+    43137, 44068, 44990, 45904, 46809, 47705, 48593, 49472, 50344, 51207, 52063, 52911,
+    53751, 54584, 55410, 56229, 57040, 57845, 58643, 59434, 60219, 60997, 61769, 62534,
+    63294, 64047, 64794, 65536,
+)
+LN2_Q15 = 22713
+LN2_Q16 = 45426
+
+
+def ln_q16(s):
+    """ln(s / 2**15) in Q16 for an int s >= 2**15 (a softmax denominator)."""
+    n = -1  # bitlen(s) - 1
+    x = s
+    while x:
+        x >>= 1
+        n += 1
+    mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)
+    idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF
+    lo, hi = LOG2_Q16[idx], LOG2_Q16[idx + 1]
+    lg = lo + (((hi - lo) * rem + (1 << 14)) >> 15)  # log2 of the mantissa, Q16
+    return (n - 15) * LN2_Q16 + ((lg * LN2_Q15 + (1 << 14)) >> 15)
+
+
+def nll_q16(max_logit, target_logit, s, frac):
+    """One position's -log p[target] in Q16: (max - l_target) + ln(sum_j exp(l_j - max)),
+    from raw logits with frac fractional bits and their softmax denominator s."""
+    return ((max_logit - target_logit) << (16 - frac)) + ln_q16(s)
+
+
+def loss_q16(nll_sum, T):
+    """The step's mean loss in Q16: the sum of T positions' nll divided by T, half up."""
+    return (2 * nll_sum + T) // (2 * T)

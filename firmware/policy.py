@@ -1,0 +1,155 @@
+"""The precision policy on the device: every number the kernels take, computed once.
+
+The same rules and names as qgpt/policy.py and the kernels' sections of
+docs/arithmetic.md (section 3 for the formats and guard bits). Plain Python on
+unbounded ints; nothing here runs per element.
+"""
+
+BLOCK = 16  # positions (qgpt/params.py)
+GRAD_BITS = 16  # G = q2.14, activation gradients
+GRAD_FRAC = 14
+GRAD_LO = -32768
+GRAD_HI = 32767
+PROB_FRAC = 15  # softmax probabilities, unsigned Q15
+PROB_BITS = 16  # probabilities count as 16-bit words in guards (|p| <= 2**15)
+LOGIT_EXTRA_BITS = 4
+V_FRAC = 28  # Adam v
+GS_FRAC = 14  # the gradient Adam squares, in G
+R_FRAC = 13  # Adam's ratio m / sqrt(v) in Q13
+ROUNDINGS = ("nearest", "floor", "stochastic")  # kernel mode numbers 0, 1, 2
+
+
+def bitlen(x):
+    """int.bit_length() for x >= 0 (MicroPython's int has none)."""
+    n = 0
+    while x:
+        x >>= 1
+        n += 1
+    return n
+
+
+def guard(n, bits_a, bits_b):
+    """Bits each product of an n-term dot product of bits_a- and bits_b-bit words is
+    shifted right before the sum, so that the sum stays within 2**30 (section 3)."""
+    return max(0, bitlen(n - 1) + (bits_a - 1) + (bits_b - 1) - 30)
+
+
+def parse_format(name):
+    """'q4.12' -> (4, 12)."""
+    i, f = name[1:].split(".")
+    return int(i), int(f)
+
+
+class QFormat:
+    """qI.F: a signed word of I + F bits with F fractional bits."""
+
+    def __init__(self, int_bits, frac_bits):
+        self.int_bits = int_bits
+        self.frac_bits = frac_bits
+        self.bits = int_bits + frac_bits
+        self.lo = -(1 << (self.bits - 1))
+        self.hi = (1 << (self.bits - 1)) - 1
+
+    @property
+    def name(self):
+        return "q%d.%d" % (self.int_bits, self.frac_bits)
+
+
+class Policy:
+    """The data format D = qI.F and everything derived from it (section 3).
+
+    rounding: 'nearest' | 'floor' | 'stochastic' (the weight update, section 9);
+    master: None or (I, Fm), int32 master weights; lr_q30 = round(lr * 2**30),
+    computed on the host (a 32-bit float on the device could round it otherwise).
+    """
+
+    def __init__(self, data, rounding="nearest", master=None, lr_q30=10737418):
+        if isinstance(data, str):
+            data = parse_format(data)
+        self.data = D = QFormat(data[0], data[1])
+        self.rounding = rounding
+        self.mode = ROUNDINGS.index(rounding)
+        self.master = QFormat(master[0], master[1]) if master else None
+        self.lr_q30 = lr_q30
+        b, F = D.bits, D.frac_bits
+        self.logits = QFormat(D.int_bits + LOGIT_EXTRA_BITS, F)  # L
+        self.pgrad_guard = guard(BLOCK, GRAD_BITS, b)
+        self.pgrad_frac = GRAD_FRAC + F - self.pgrad_guard  # P
+        self.m_frac = self.pgrad_frac
+        self.weight_store = self.master or D
+        self.alpha_frac = 45 - bitlen(lr_q30)  # Fa
+        self.update_shift = self.alpha_frac + R_FRAC - self.weight_store.frac_bits  # u
+
+        # rmsnorm (section 6): the product guard rounded up to even, the mean
+        # square's fractional bits (the +4 is the /16) and eps = 1e-5 half up
+        g = guard(16, b, b)
+        self.rms_guard = g + (g & 1)
+        self.rms_fm = 2 * F - self.rms_guard + 4
+        self.rms_eps = max(1, ((1 << self.rms_fm) + 50000) // 100000)
+        # rmsnorm_backward (section 7): c = sat(rnd(dot(dy, y), F - g + 4), G)
+        self.rms_back_guard = guard(16, GRAD_BITS, b)
+        self.rms_back_shift = F - self.rms_back_guard + 4
+
+        # attention (sections 6, 7), 4 heads of 4
+        self.score_guard = guard(4, b, b)
+        self.score_shift = F - self.score_guard + 1  # the +1 is the 1/sqrt(4)
+        self.attn_out_guard = guard(16, PROB_BITS, b)
+        self.attn_out_shift = PROB_FRAC - self.attn_out_guard
+        self.dp_guard = guard(4, GRAD_BITS, b)
+        self.dp_shift = F - self.dp_guard
+        self.pv_guard = guard(16, PROB_BITS, GRAD_BITS)  # dv and sum_s p dp
+        self.pv_shift = PROB_FRAC - self.pv_guard
+        self.dqk_guard = guard(16, GRAD_BITS, b)
+        self.dqk_shift = F - self.dqk_guard
+
+        # embedding_backward (section 7): dx (Q14) into P bits
+        self.embed_back_shift = GRAD_FRAC - self.pgrad_frac
+
+        # Adam (section 9)
+        self.gs_shift = self.pgrad_frac - GS_FRAC
+        self.r_shift = 27 - self.pgrad_frac  # e
+        self.validate()
+
+    def validate(self):
+        if not 0 <= self.update_shift <= 30:
+            raise ValueError("weight store %s with lr_q30 %d: the update would shift by %d bits"
+                             " (want 0..30)" % (self.weight_store.name, self.lr_q30,
+                                                self.update_shift))
+        if not 0 <= self.r_shift <= 15:
+            raise ValueError("Adam's ratio shift e = %d is outside 0..15" % self.r_shift)
+        if self.pv_shift <= 0:
+            raise ValueError("attention_backward needs a right shift for p-sums")
+
+    # the numbers of the ops whose guard depends on a layer's size
+
+    def linear_forward_args(self, n_in, wide):
+        """(g, sh, lo, hi) of linear_forward: into L (the logits) when wide, else into D."""
+        D = self.data
+        g = guard(n_in, D.bits, D.bits)
+        out = self.logits if wide else D
+        return g, 2 * D.frac_bits - g - out.frac_bits, out.lo, out.hi
+
+    def linear_backward_args(self, n_out):
+        """(g, sh, g_p) of linear_backward: dx's guard and shift, dW's guard."""
+        g = guard(n_out, GRAD_BITS, self.data.bits)
+        return g, self.data.frac_bits - g, self.pgrad_guard
+
+    def init_args(self):
+        """(sh, lo, hi, wide) of prng.init_tensor for the weight store."""
+        s = self.weight_store
+        return 28 - s.frac_bits, s.lo, s.hi, 1 if self.master else 0
+
+    def describe(self):
+        """The derived numbers, for the conformance check against qgpt/policy.py."""
+        names = ("pgrad_guard", "pgrad_frac", "m_frac", "alpha_frac", "update_shift",
+                 "rms_guard", "rms_fm", "rms_eps", "rms_back_guard", "rms_back_shift",
+                 "score_guard", "score_shift", "attn_out_guard", "attn_out_shift",
+                 "dp_guard", "dp_shift", "pv_guard", "pv_shift", "dqk_guard", "dqk_shift",
+                 "embed_back_shift", "gs_shift", "r_shift")
+        d = {}
+        for n in names:
+            d[n] = getattr(self, n)
+        d["data_lo"], d["data_hi"] = self.data.lo, self.data.hi
+        d["logits_lo"], d["logits_hi"] = self.logits.lo, self.logits.hi
+        d["store_lo"], d["store_hi"] = self.weight_store.lo, self.weight_store.hi
+        return d
