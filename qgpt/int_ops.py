@@ -45,11 +45,17 @@ class Ctx:
                 raise Int32Overflow(f"{op}: {tensor}[{i}] = {x.flat[i]} does not fit int32")
         return x
 
-    def sat(self, x, fmt, tensor):
-        return saturate(x, fmt, self.saturations, tensor)
+    def sat(self, x, fmt, tensor, where=None):
+        """saturate(x, fmt), counting into tensor; where: count only those elements
+        (attention's causal entries: the device never forms the others)."""
+        if where is None:
+            return saturate(x, fmt, self.saturations, tensor)
+        clipped = np.count_nonzero(((x < fmt.lo) | (x > fmt.hi)) & where)
+        self.saturations[tensor] = self.saturations.get(tensor, 0) + int(clipped)
+        return np.minimum(np.maximum(x, fmt.lo), fmt.hi)
 
 
-def requant(ctx, op, tensor, s, shift, fmt=None):
+def requant(ctx, op, tensor, s, shift, fmt=None, where=None):
     """sat(rnd(s, shift), fmt) of an exact sum s (arithmetic.md, "dot products").
 
     s may exceed int32 (the device holds it as a pair of int32 halves); the
@@ -58,7 +64,7 @@ def requant(ctx, op, tensor, s, shift, fmt=None):
     r = shift_round(s, shift)
     if ctx.strict:
         ctx.check(op, tensor, r if fmt is None else np.clip(r, fmt.lo, fmt.hi))
-    return r if fmt is None else ctx.sat(r, fmt, tensor)
+    return r if fmt is None else ctx.sat(r, fmt, tensor, where)
 
 
 # --- integer functions: exact floor sqrt, exp and the softmax row ---
@@ -245,8 +251,9 @@ def attention_forward(ctx, q, k, v):
     t = q.shape[0]
     op = "attention_forward"
     # scores = q.k / sqrt(4): the /2 is one more bit of shift, into the logits format
-    scores = requant(ctx, op, "attention.scores", qh @ kh.transpose(0, 2, 1), f + 1, p.logits)
-    mask = np.tril(np.ones((t, t), dtype=bool))[None]
+    mask = np.tril(np.ones((t, t), dtype=bool))[None]  # (1,T,T): s <= t
+    scores = requant(ctx, op, "attention.scores", qh @ kh.transpose(0, 2, 1), f + 1, p.logits,
+                     mask)
     probs = softmax(scores, f, mask)
     out = requant(ctx, op, "attention.out", probs @ vh, PROB_FRAC, p.data)
     return _merge(out), probs
@@ -259,11 +266,12 @@ def attention_backward(ctx, dout, q, k, v, probs):
     qh, kh, vh, dh = _heads(q), _heads(k), _heads(v), _heads(dout)
     op = "attention_backward"
     # out = probs v: dprobs[t,s] = dout[t] . v[s], dv[s] = sum_t probs[t,s] dout[t]
-    dprobs = requant(ctx, op, "attention.dprobs", dh @ vh.transpose(0, 2, 1), f, gf)
+    mask = np.tril(np.ones((q.shape[0],) * 2, dtype=bool))[None]  # (1,T,T): s <= t
+    dprobs = requant(ctx, op, "attention.dprobs", dh @ vh.transpose(0, 2, 1), f, gf, mask)
     dv = requant(ctx, op, "attention.dv", probs.transpose(0, 2, 1) @ dh, PROB_FRAC, gf)
     # probs = softmax(scores): dscores = probs * (dprobs - sum(probs * dprobs)), then / 2
     pd = requant(ctx, op, "attention.pd", (probs * dprobs).sum(axis=-1), PROB_FRAC)
-    diff = ctx.sat(dprobs - pd[:, :, None], gf, "attention.diff")
+    diff = ctx.sat(dprobs - pd[:, :, None], gf, "attention.diff", mask)
     ds = probs * diff
     ctx.check(op, "p*diff", ds)
     dscores = shift_round(ds, PROB_FRAC + 1)  # grad format, |.| <= 1

@@ -89,10 +89,16 @@ class Policy:
                     f"master format {self.master} must have the data format's {self.data.int_bits} "
                     f"integer bits and at least its {self.data.frac_bits} fractional bits"
                 )
-        if not 0 <= self.update_shift <= 30:
+        if self.update_shift > 30:
             raise qformat.FormatError(
-                f"weight store {self.weight_store} is too fine for lr {self.lr}: "
-                f"the update would shift by {self.update_shift} bits (want 0..30)"
+                f"weight store {self.weight_store} is too coarse for lr {self.lr}: every update "
+                f"would round to zero (a shift of {self.update_shift} bits, at most 30 work); "
+                "give more fractional bits, a master format (--master), or a larger lr"
+            )
+        if self.update_shift < 0:
+            raise qformat.FormatError(
+                f"weight store {self.weight_store} has more fractional bits than the update "
+                f"(a shift of {self.update_shift} bits): give fewer fractional bits or a smaller lr"
             )
         return self
 
