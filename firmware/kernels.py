@@ -1,46 +1,56 @@
 """qgpt firmware kernels: the integer simulator's ops as MicroPython viper functions.
 
 Every kernel implements the section of docs/arithmetic.md named in its docstring,
-bit for bit like qgpt/int_ops.py; tests compare them with `==` (qgpt/conformance.py).
+bit for bit like qgpt/int_ops.py; qgpt/conformance.py compares them with `==`.
 Kernels work in preallocated buffers passed in and allocate nothing:
 
     array('h')  int16: weights, activations (format D), activation gradients (G = q2.14)
     array('i')  int32: logits and scores (L), probabilities (Q15), parameter
-                gradients (P), Adam m and v, master weights, scratch
+                gradients (P), Adam m and v, master weights, (M, sh) rows, scratch
     bytearray   uint8: token ids
 
 Arguments follow llm.c: outputs, inputs, dimensions, then the numbers the policy
-computes once (guards, shifts, saturation limits; firmware/policy.py). Forward
-kernels compute one position t (the device goes token by token, k and v rows
-0..t are the KV cache); backward kernels run over all T positions. Every sum is a
-sum of individually rounded products, so the order of the loops never matters.
+computes once (shifts, saturation limits; firmware/policy.py). Forward kernels
+compute one position t (the device goes token by token; rows 0..t of k and v
+are the KV cache); backward kernels run over all T positions.
 
 Dimension letters (qgpt/params.py): T positions, C width, NH heads, HS head width,
-V vocabulary, n_in/n_out a linear layer's sizes. Buffers are row-major.
+V vocabulary, n_in and n_out a linear layer's sizes. Buffers are row-major.
+
+Dot products (section 3) are exact sums rounded once, so no loop order matters.
+The sum S of up to 64 products of 16-bit words (|S| <= 2**36) is kept as two
+int32 halves, each product p added as
+
+    hh += p >> 16;  ll += p & 0xFFFF        S = hh * 2**16 + ll, |hh| <= 2**20, ll < 2**22
+
+and sat(rnd(S, s), lo, hi), 0 <= s <= 19, is the contract's recipe:
+
+    hh += ll >> 16;  ll &= 0xFFFF
+    s >= 16:  q = (hh + ((ll + half) >> 16)) >> (s - 16)
+    s < 16:   q = hi if hh >= lim, lo if hh < -lim, else (hh << (16 - s)) + ((ll + half) >> s)
+    q = sat(q, lo, hi)
+
+with half = (1 << s) >> 1 and lim = 1 << (14 + s), set once per call. Sums the
+contract leaves unsaturated (the mean square, pd, dW) use lo, hi = -2**30, 2**30.
 
 Portability (shared/notes/micropython-viper.md): viper ints are 32 bits on the
 ESP32 and 64 bits on the x86-64 unix port, so every intermediate stays inside
 int32 by the contract's bounds, and:
 
-    int16 load      (p[i] ^ 0x8000) - 0x8000         ptr16 loads are unsigned
-    int32 load      (p[i] ^ s32) - s32, s32 = one << 31 from a variable: the
-                    identity on 32 bits, a sign extension on 64 bits
-    rnd(x, g)       (x + ((1 << g) >> 1)) >> g       g >= 0, the half is 0 for g = 0
-    requantize      sat(rnd(acc, sh), lo, hi) for a shift of either sign, never
-                    shifting left past int32: with rs = max(sh, 0), ls = max(-sh, 0)
-                        acc = (acc + half) >> rs
-                        y = hi if acc > hi >> ls, lo if acc < ceil(lo / 2**ls), else acc << ls
-                    (a left shift happens in q12.4, where a 64-term sum is shifted
-                    left by 2: saturating first gives sat(acc << 2) without overflow)
+    int16 load   (p[i] ^ 0x8000) - 0x8000        ptr16 loads are unsigned
+    int32 load   (p[i] ^ s32) - s32              s32 = one << 31 from a variable: the
+                                                 identity on 32 bits, sign extension on 64
+    rnd(x, s)    (x + ((1 << s) >> 1)) >> s      s >= 0: the half is 0 for s = 0
 
-No literal beyond +-(2**30 - 1), no unary minus or ~ on a variable (`0 - x`,
-`x ^ -1`), shift counts 0..31, `//` only with a positive divisor and operands
-within +-2**30, no builtin calls in loops. tests/test_firmware_lint.py checks
-what it can.
+No literal beyond +-(2**30 - 1) (limits are built from `one = 1` at run time), no
+unary minus or ~ on a variable (`0 - x`, `x ^ -1`), shift counts 0..31, `//`
+only with a positive divisor and operands within +-2**30, no builtin calls in
+loops. tests/test_firmware_lint.py checks what it can.
 """
 
-import micropython
 from array import array
+
+import micropython
 from micropython import const
 
 # 2**(k/64) in Q15, k = 0..64: round(2**(k/64) * 2**15) (section 5, exp). The
@@ -60,6 +70,7 @@ _PROB_ONE = const(32768)  # 1.0 in unsigned Q15
 _G_LO = const(-32768)  # G = q2.14, the activation gradients (section 7)
 _G_HI = const(32767)
 _DS_SHIFT = const(16)  # attention backward: p * diff, Q15 * Q14 -> Q14, and the /2 of the score
+_HALF_MASK = const(0xFFFF)  # the low half of a dot product's pair
 
 # Adam (section 9): 1 - beta in Q15, the clamp of m, the ratio's limit 4.0 in Q13
 _ADAM_C1 = const(4915)
@@ -237,31 +248,42 @@ def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int):
 
 @micropython.viper
 def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int, hi: int):
-    """y[t] = sat(rnd(x[t] * M, sh), D) with (M, sh) = rsqrt(dot(x, x) + eps, fm),
-    kept in rs[t] for the backward pass. g = guard(16, b, b) rounded up to even.
+    """y[t] = sat(rnd(x[t] * M, sh), D) with (M, sh) = rsqrt(rnd(dot(x, x), g) + eps, fm),
+    kept in rs[t] for the backward pass. g = guard(16, b, b) rounded up to even (<= 4).
     y (T, C) int16 D; rs (T, 2) int32 (M, sh); x (T, C) int16 D."""
     py = ptr16(y)
     pr = ptr32(rs)
     px = ptr16(x)
-    row = t * C
-    half_g = (1 << g) >> 1
-    ms = eps
-    for i in range(C):
-        xi = (px[row + i] ^ 0x8000) - 0x8000
-        ms += (xi * xi + half_g) >> g  # each <= 2**(30 - g): the sum stays < 2**31
-    pr[t + t] = ms
-    rsqrt(rs, t + t, fm)
-    m = pr[t + t]  # in (2**14, 2**15]: no sign extension needed
     one = 1
     s32 = one << 31
+    row = t * C
+    hh = 0
+    ll = 0
+    for i in range(C):
+        xi = (px[row + i] ^ 0x8000) - 0x8000
+        p = xi * xi
+        hh += p >> 16
+        ll += p & _HALF_MASK
+    # the mean square rnd(S, g) <= 2**30 is not saturated: g < 16, and S >= 0
+    hh += ll >> 16
+    ll &= _HALF_MASK
+    if hh >= 1 << (14 + g):
+        ms = one << 30
+    else:
+        ms = (hh << (16 - g)) + ((ll + ((1 << g) >> 1)) >> g)
+    pr[t + t] = ms + eps  # at most 2**30 + eps
+    rsqrt(rs, t + t, fm)
+    m = pr[t + t]  # in (2**14, 2**15]: no sign extension needed
     sh = (pr[t + t + 1] ^ s32) - s32
+    # y = sat(rnd(x * M, sh)), |x * M| <= 2**30; a shift sh <= 0 (which the bounds
+    # of section 5 rule out) would saturate before shifting left
     rsh = sh if sh > 0 else 0
     ls = 0 - sh if sh < 0 else 0
     half = (1 << rsh) >> 1
     hi_ls = hi >> ls
     lo_ls = 0 - ((0 - lo) >> ls)
     for i in range(C):
-        v = (((px[row + i] ^ 0x8000) - 0x8000) * m + half) >> rsh  # |x * M| <= 2**30
+        v = (((px[row + i] ^ 0x8000) - 0x8000) * m + half) >> rsh
         if v > hi_ls:
             v = hi
         elif v < lo_ls:
@@ -272,38 +294,44 @@ def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int
 
 
 @micropython.viper
-def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, g: int, sh_c: int, f: int):
+def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int):
     """Forward was y = x * r (r = M / 2**sh): dx = r * (dy - y * mean(dy * y)).
-    c = sat(rnd(dot(dy, y), sh_c), G) with g = guard(16, 16, b), sh_c = F - g + 4;
-    t_i = sat(dy_i - rnd(y_i * c, F), G); dx_i = sat(rnd(t_i * M, sh), G).
-    dx, dy (T, C) int16 G; y (T, C) int16 D; rs (T, 2) int32 from the forward."""
+    c = sat(rnd(dot(dy, y), sh_c), G), sh_c = F + 4 (the mean);
+    t_i = sat(dy_i - rnd(y_i * c, F), G); dx_i = sat(rnd(t_i * M, sh), G), the forward's (M, sh).
+    dx, dy (T, C) int16 G; y (T, C) int16 D; rs (T, 2) int32 from the forward; f = F."""
     pdx = ptr16(dx)
     pdy = ptr16(dy)
     py = ptr16(y)
     pr = ptr32(rs)
     one = 1
     s32 = one << 31
-    half_g = (1 << g) >> 1
     half_f = (1 << f) >> 1
-    rc = sh_c if sh_c > 0 else 0
-    lc = 0 - sh_c if sh_c < 0 else 0
-    half_c = (1 << rc) >> 1
-    hi_c = _G_HI >> lc
-    lo_c = 0 - ((0 - _G_LO) >> lc)
+    # round-once constants of c
+    half_c = (1 << sh_c) >> 1
+    lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0
     for t in range(T):
         row = t * C
-        acc = 0
+        hh = 0
+        ll = 0
         for i in range(C):
-            acc += (((pdy[row + i] ^ 0x8000) - 0x8000) * ((py[row + i] ^ 0x8000) - 0x8000)
-                    + half_g) >> g
-        # in the forward pass this was the mean of y^2 through r: c = mean(dy * y), |c| <= 2
-        c = (acc + half_c) >> rc
-        if c > hi_c:
+            p = ((pdy[row + i] ^ 0x8000) - 0x8000) * ((py[row + i] ^ 0x8000) - 0x8000)
+            hh += p >> 16
+            ll += p & _HALF_MASK
+        # in the forward pass y = x * r, so dy flows back through the mean of y^2: c = mean(dy * y)
+        hh += ll >> 16
+        ll &= _HALF_MASK
+        if sh_c >= 16:
+            c = (hh + ((ll + half_c) >> 16)) >> (sh_c - 16)
+        elif hh >= lim_c:
             c = _G_HI
-        elif c < lo_c:
+        elif hh < 0 - lim_c:
             c = _G_LO
         else:
-            c = c << lc
+            c = (hh << (16 - sh_c)) + ((ll + half_c) >> sh_c)
+        if c > _G_HI:
+            c = _G_HI
+        elif c < _G_LO:
+            c = _G_LO
         m = pr[t + t]
         sh = (pr[t + t + 1] ^ s32) - s32
         rsh = sh if sh > 0 else 0
@@ -312,7 +340,7 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, g: int, sh_c: int, f: int):
         hi_ls = _G_HI >> ls
         lo_ls = 0 - ((0 - _G_LO) >> ls)
         for i in range(C):
-            # t_i = dy_i - y_i * c, then the forward's scale r
+            # t_i = dy_i - y_i * c, then the forward's scale r; |y * c| <= 2**30
             ti = ((pdy[row + i] ^ 0x8000) - 0x8000) - (
                 (((py[row + i] ^ 0x8000) - 0x8000) * c + half_f) >> f)
             if ti > _G_HI:
@@ -333,50 +361,54 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, g: int, sh_c: int, f: int):
 
 
 @micropython.viper
-def linear_forward(y, x, w, t: int, n_in: int, n_out: int, g: int, sh: int, lo: int, hi: int,
+def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi: int,
                    wide: int):
-    """y[t] = sat(rnd(W x[t], sh), out) with each product rounded by g = guard(n_in, b, b)
-    and sh = 2F - g - F_out. y (T, n_out): int16 D, or int32 L when wide (lm_head);
-    x (T, n_in) int16 D; w (n_out, n_in) int16 D."""
+    """y[t] = sat(rnd(W x[t], sh), out), sh = 2F - F_out (= F for D and for L).
+    y (T, n_out): int16 D, or int32 L when wide (lm_head); x (T, n_in) int16 D;
+    w (n_out, n_in) int16 D, n_in <= 64."""
     py16 = ptr16(y)
     py32 = ptr32(y)
     px = ptr16(x)
     pw = ptr16(w)
-    half_g = (1 << g) >> 1
-    rs = sh if sh > 0 else 0
-    ls = 0 - sh if sh < 0 else 0
-    half = (1 << rs) >> 1
-    hi_ls = hi >> ls
-    lo_ls = 0 - ((0 - lo) >> ls)
+    half = (1 << sh) >> 1
+    lim = 1 << (14 + sh) if sh < 16 else 0
     xrow = t * n_in
     yrow = t * n_out
     for o in range(n_out):
         wrow = o * n_in
-        acc = 0
+        hh = 0
+        ll = 0
         for i in range(n_in):
-            acc += (((pw[wrow + i] ^ 0x8000) - 0x8000) * ((px[xrow + i] ^ 0x8000) - 0x8000)
-                    + half_g) >> g
-        acc = (acc + half) >> rs
-        if acc > hi_ls:
-            acc = hi
-        elif acc < lo_ls:
-            acc = lo
+            p = ((pw[wrow + i] ^ 0x8000) - 0x8000) * ((px[xrow + i] ^ 0x8000) - 0x8000)
+            hh += p >> 16
+            ll += p & _HALF_MASK
+        hh += ll >> 16
+        ll &= _HALF_MASK
+        if sh >= 16:
+            q = (hh + ((ll + half) >> 16)) >> (sh - 16)
+        elif hh >= lim:
+            q = hi
+        elif hh < 0 - lim:
+            q = lo
         else:
-            acc = acc << ls
+            q = (hh << (16 - sh)) + ((ll + half) >> sh)
+        if q > hi:
+            q = hi
+        elif q < lo:
+            q = lo
         if wide:
-            py32[yrow + o] = acc
+            py32[yrow + o] = q
         else:
-            py16[yrow + o] = acc
+            py16[yrow + o] = q
 
 
 @micropython.viper
-def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, g: int, sh: int,
-                    g_p: int):
-    """Forward was y = W x. dx_i = sat(rnd(sum_o rnd(W_oi * dy_o, g), sh), G) with
-    g = guard(n_out, 16, b), sh = F - g; dW_oi += rnd(dy_o * x_i, g_p) for each
-    position, g_p = guard(16, 16, b) (each product on its own, into P bits).
+def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh_w: int):
+    """Forward was y = W x: dx_i = sat(rnd(sum_o W_oi * dy_o, sh), G), sh = F;
+    dW_oi += rnd(sum_t dy_o[t] * x_i[t], sh_w), sh_w = gP (< 16): the exact sum over
+    the T positions of the step rounded once into P bits, |rnd| <= 2**30, not saturated.
     dx (T, n_in) int16 G; dw (n_out, n_in) int32 P; dy (T, n_out) int16 G;
-    x (T, n_in) int16 D; w (n_out, n_in) int16 D."""
+    x (T, n_in) int16 D; w (n_out, n_in) int16 D; n_out <= 64, T <= 16."""
     pdx = ptr16(dx)
     pdw = ptr32(dw)
     pdy = ptr16(dy)
@@ -384,38 +416,56 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, g: int, sh:
     pw = ptr16(w)
     one = 1
     s32 = one << 31
-    half_g = (1 << g) >> 1
-    half_p = (1 << g_p) >> 1
-    rs = sh if sh > 0 else 0
-    ls = 0 - sh if sh < 0 else 0
-    half = (1 << rs) >> 1
-    hi_ls = _G_HI >> ls
-    lo_ls = 0 - ((0 - _G_LO) >> ls)
-    # dx = W^T dy
+    half = (1 << sh) >> 1
+    lim = 1 << (14 + sh) if sh < 16 else 0
+    half_w = (1 << sh_w) >> 1
+    lim_w = 1 << (14 + sh_w)
+    big = one << 30  # the bound of dW's sum
+    # in the forward pass y_o = sum_i W_oi x_i, so dx_i = sum_o W_oi dy_o
     for t in range(T):
         yrow = t * n_out
         for i in range(n_in):
-            acc = 0
+            hh = 0
+            ll = 0
             for o in range(n_out):
-                acc += (((pw[o * n_in + i] ^ 0x8000) - 0x8000)
-                        * ((pdy[yrow + o] ^ 0x8000) - 0x8000) + half_g) >> g
-            acc = (acc + half) >> rs
-            if acc > hi_ls:
-                acc = _G_HI
-            elif acc < lo_ls:
-                acc = _G_LO
+                p = ((pw[o * n_in + i] ^ 0x8000) - 0x8000) * ((pdy[yrow + o] ^ 0x8000) - 0x8000)
+                hh += p >> 16
+                ll += p & _HALF_MASK
+            hh += ll >> 16
+            ll &= _HALF_MASK
+            if sh >= 16:
+                q = (hh + ((ll + half) >> 16)) >> (sh - 16)
+            elif hh >= lim:
+                q = _G_HI
+            elif hh < 0 - lim:
+                q = _G_LO
             else:
-                acc = acc << ls
-            pdx[t * n_in + i] = acc
-    # dW += dy x^T, summed over positions
+                q = (hh << (16 - sh)) + ((ll + half) >> sh)
+            if q > _G_HI:
+                q = _G_HI
+            elif q < _G_LO:
+                q = _G_LO
+            pdx[t * n_in + i] = q
+    # and dW_oi = sum_t dy_o[t] x_i[t], over the positions of the step
     for o in range(n_out):
         for i in range(n_in):
-            k = o * n_in + i
-            acc = (pdw[k] ^ s32) - s32
+            hh = 0
+            ll = 0
             for t in range(T):
-                acc += (((pdy[t * n_out + o] ^ 0x8000) - 0x8000)
-                        * ((px[t * n_in + i] ^ 0x8000) - 0x8000) + half_p) >> g_p
-            pdw[k] = acc
+                p = (((pdy[t * n_out + o] ^ 0x8000) - 0x8000)
+                     * ((px[t * n_in + i] ^ 0x8000) - 0x8000))
+                hh += p >> 16
+                ll += p & _HALF_MASK
+            hh += ll >> 16
+            ll &= _HALF_MASK
+            if hh >= lim_w:
+                q = big
+            elif hh < 0 - lim_w:
+                q = 0 - big
+            else:
+                q = (hh << (16 - sh_w)) + ((ll + half_w) >> sh_w)
+            k = o * n_in + i
+            pdw[k] = ((pdw[k] ^ s32) - s32) + q
 
 
 # --- element-wise: residual add, relu (sections 6, 7) ---
@@ -462,82 +512,90 @@ def relu_backward(dx, dy, x, start: int, n: int):
 
 @micropython.viper
 def attention_forward(out, probs, q, k, v, t: int, T: int, NH: int, HS: int,
-                      g_s: int, sh_s: int, lo_l: int, hi_l: int, f: int,
-                      g_o: int, sh_o: int, lo: int, hi: int):
-    """Position t of causal attention, all heads (k and v rows 0..t are the cache):
-    score[s] = sat(rnd(dot(q_h[t], k_h[s]), sh_s), L), g_s = guard(HS, b, b),
-    sh_s = F - g_s + 1 (the 1/sqrt(4)); p = softmax(score[0..t], f = F);
-    out_h[t] = sat(rnd(dot(p, v_h[0..t]), sh_o), D), g_o = guard(16, 16, b), sh_o = 15 - g_o.
-    out (T, C) int16 D; probs (NH, T, T) int32 Q15, rows [h, t, :] written, zero
-    after t (T is the row stride); q, k, v (T, C) int16 D, C = NH * HS."""
+                      sh_s: int, lo_l: int, hi_l: int, f: int, sh_o: int, lo: int, hi: int):
+    """Position t of causal attention, all heads (rows 0..t of k and v are the cache):
+    score[s] = sat(rnd(dot(q_h[t], k_h[s]), sh_s), L), sh_s = F + 1 (the 1/sqrt(4));
+    p = softmax(score[0..t], f = F); out_h[t] = sat(rnd(sum_s p[s] v_h[s], sh_o), D), sh_o = 15.
+    out (T, C) int16 D; probs (NH, T, T) int32 Q15, rows [h, t, :] written, 0 after t
+    (T is the row stride); q, k, v (T, C) int16 D, C = NH * HS."""
     po = ptr16(out)
     pp = ptr32(probs)
     pq = ptr16(q)
     pk = ptr16(k)
     pv = ptr16(v)
     C = NH * HS
-    half_s = (1 << g_s) >> 1
-    half_o = (1 << g_o) >> 1
-    rs_s = sh_s if sh_s > 0 else 0
-    ls_s = 0 - sh_s if sh_s < 0 else 0
-    hr_s = (1 << rs_s) >> 1
-    hi_s = hi_l >> ls_s
-    lo_s = 0 - ((0 - lo_l) >> ls_s)
-    rs_o = sh_o if sh_o > 0 else 0
-    ls_o = 0 - sh_o if sh_o < 0 else 0
-    hr_o = (1 << rs_o) >> 1
-    hi_o = hi >> ls_o
-    lo_o = 0 - ((0 - lo) >> ls_o)
+    half_s = (1 << sh_s) >> 1
+    lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0
+    half_o = (1 << sh_o) >> 1
+    lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0
     qrow = t * C
     for h in range(NH):
         c0 = h * HS
         row = (h * T + t) * T  # probs[h, t, 0]
-        # scores of position t against positions 0..t
+        # scores of position t against positions 0..t, into the probabilities' row
         for s in range(t + 1):
             krow = s * C + c0
-            acc = 0
+            hh = 0
+            ll = 0
             for d in range(HS):
-                acc += (((pq[qrow + c0 + d] ^ 0x8000) - 0x8000)
-                        * ((pk[krow + d] ^ 0x8000) - 0x8000) + half_s) >> g_s
-            acc = (acc + hr_s) >> rs_s
-            if acc > hi_s:
-                acc = hi_l
-            elif acc < lo_s:
-                acc = lo_l
+                p = ((pq[qrow + c0 + d] ^ 0x8000) - 0x8000) * ((pk[krow + d] ^ 0x8000) - 0x8000)
+                hh += p >> 16
+                ll += p & _HALF_MASK
+            hh += ll >> 16
+            ll &= _HALF_MASK
+            if sh_s >= 16:
+                a = (hh + ((ll + half_s) >> 16)) >> (sh_s - 16)
+            elif hh >= lim_s:
+                a = hi_l
+            elif hh < 0 - lim_s:
+                a = lo_l
             else:
-                acc = acc << ls_s
-            pp[row + s] = acc
+                a = (hh << (16 - sh_s)) + ((ll + half_s) >> sh_s)
+            if a > hi_l:
+                a = hi_l
+            elif a < lo_l:
+                a = lo_l
+            pp[row + s] = a
         for s in range(t + 1, T):
             pp[row + s] = 0  # future positions are masked: p = 0
         softmax(probs, probs, row, t + 1, f)
         # out_h[t] = sum_s p[s] v_h[s]
         for d in range(HS):
-            acc = 0
+            hh = 0
+            ll = 0
             for s in range(t + 1):
-                acc += (pp[row + s] * ((pv[s * C + c0 + d] ^ 0x8000) - 0x8000) + half_o) >> g_o
-            acc = (acc + hr_o) >> rs_o
-            if acc > hi_o:
-                acc = hi
-            elif acc < lo_o:
-                acc = lo
+                p = pp[row + s] * ((pv[s * C + c0 + d] ^ 0x8000) - 0x8000)  # p in [0, 2**15]
+                hh += p >> 16
+                ll += p & _HALF_MASK
+            hh += ll >> 16
+            ll &= _HALF_MASK
+            if sh_o >= 16:
+                a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)
+            elif hh >= lim_o:
+                a = hi
+            elif hh < 0 - lim_o:
+                a = lo
             else:
-                acc = acc << ls_o
-            po[qrow + c0 + d] = acc
+                a = (hh << (16 - sh_o)) + ((ll + half_o) >> sh_o)
+            if a > hi:
+                a = hi
+            elif a < lo:
+                a = lo
+            po[qrow + c0 + d] = a
 
 
 @micropython.viper
 def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: int, HS: int,
-                       g_dp: int, sh_dp: int, g_p: int, sh_p: int, g_qk: int, sh_qk: int):
-    """Forward: score = q.k / 2, p = softmax(score), out = p v; per head (section 7):
-    1. dp[t,s] = sat(rnd(dot(dout[t], v[s]), sh_dp), G), g_dp = guard(HS, 16, b), sh_dp = F - g_dp
-    2. dv[s] = sat(rnd(sum_{t>=s} rnd(p[t,s] * dout[t], g_p), sh_p), G), g_p = guard(16, 16, 16),
-       sh_p = 15 - g_p
-    3. pd[t] = rnd(sum_s rnd(p[t,s] * dp[t,s], g_p), sh_p); diff = sat(dp - pd, G);
-       ds[t,s] = rnd(p[t,s] * diff, 16)
-    4. dq[t] = sat(rnd(sum_s rnd(ds[t,s] * k[s], g_qk), sh_qk), G), dk[s] likewise with q[t];
-       g_qk = guard(16, 16, b), sh_qk = F - g_qk
+                       sh_dp: int, sh_p: int, sh_qk: int):
+    """Forward: score = q.k / 2, p = softmax(score), out = p v. Per head (section 7):
+    1. dp[t,s] = sat(rnd(dot(dout[t], v[s]), sh_dp), G) for s <= t, sh_dp = F
+    2. dv[s] = sat(rnd(sum_{t>=s} p[t,s] * dout[t], sh_p), G), sh_p = 15
+    3. pd[t] = rnd(sum_{s<=t} p[t,s] * dp[t,s], sh_p) (|pd| <= 2**15, not saturated);
+       diff = sat(dp - pd, G); ds[t,s] = rnd(p[t,s] * diff, 16)
+    4. dq[t] = sat(rnd(sum_{s<=t} ds[t,s] * k[s], sh_qk), G),
+       dk[s] = sat(rnd(sum_{t>=s} ds[t,s] * q[t], sh_qk), G), sh_qk = F
     dq, dk, dv, dout (T, C) int16 G; q, k, v (T, C) int16 D; probs (NH, T, T) int32 Q15;
-    scratch (T, T) int32 (dp, then ds, of one head)."""
+    scratch (T, T) int32: dp, then ds, of one head. sh_p < 16."""
     pdq = ptr16(dq)
     pdk = ptr16(dk)
     pdv = ptr16(dv)
@@ -549,61 +607,82 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
     pw = ptr32(scratch)
     one = 1
     s32 = one << 31
+    big = one << 30  # the bound of pd's (unsaturated) sum
     C = NH * HS
-    hg_dp = (1 << g_dp) >> 1
-    hg_p = (1 << g_p) >> 1
-    hg_qk = (1 << g_qk) >> 1
+    half_dp = (1 << sh_dp) >> 1
+    lim_dp = 1 << (14 + sh_dp) if sh_dp < 16 else 0
+    half_p = (1 << sh_p) >> 1
+    lim_p = 1 << (14 + sh_p)
+    half_qk = (1 << sh_qk) >> 1
+    lim_qk = 1 << (14 + sh_qk) if sh_qk < 16 else 0
     half_ds = 1 << (_DS_SHIFT - 1)
-    half_p = (1 << sh_p) >> 1  # sh_p = 15 - guard(16, 16, 16) = 11: a right shift
-    # the G requantizers of dp (sh_dp) and of dq, dk (sh_qk): shifts of either sign
-    rs_dp = sh_dp if sh_dp > 0 else 0
-    ls_dp = 0 - sh_dp if sh_dp < 0 else 0
-    hr_dp = (1 << rs_dp) >> 1
-    hi_dp = _G_HI >> ls_dp
-    lo_dp = 0 - ((0 - _G_LO) >> ls_dp)
-    rs_qk = sh_qk if sh_qk > 0 else 0
-    ls_qk = 0 - sh_qk if sh_qk < 0 else 0
-    hr_qk = (1 << rs_qk) >> 1
-    hi_qk = _G_HI >> ls_qk
-    lo_qk = 0 - ((0 - _G_LO) >> ls_qk)
     for h in range(NH):
         c0 = h * HS
         base = h * T * T  # probs[h, 0, 0]
         # 1. out = p v, so dp[t,s] = dout[t] . v[s]  (s <= t; p = 0 beyond)
         for t in range(T):
             for s in range(t + 1):
-                acc = 0
+                hh = 0
+                ll = 0
                 for d in range(HS):
-                    acc += (((pdo[t * C + c0 + d] ^ 0x8000) - 0x8000)
-                            * ((pv[s * C + c0 + d] ^ 0x8000) - 0x8000) + hg_dp) >> g_dp
-                acc = (acc + hr_dp) >> rs_dp
-                if acc > hi_dp:
-                    acc = _G_HI
-                elif acc < lo_dp:
-                    acc = _G_LO
+                    p = (((pdo[t * C + c0 + d] ^ 0x8000) - 0x8000)
+                         * ((pv[s * C + c0 + d] ^ 0x8000) - 0x8000))
+                    hh += p >> 16
+                    ll += p & _HALF_MASK
+                hh += ll >> 16
+                ll &= _HALF_MASK
+                if sh_dp >= 16:
+                    a = (hh + ((ll + half_dp) >> 16)) >> (sh_dp - 16)
+                elif hh >= lim_dp:
+                    a = _G_HI
+                elif hh < 0 - lim_dp:
+                    a = _G_LO
                 else:
-                    acc = acc << ls_dp
-                pw[t * T + s] = acc
-        # 2. out = p v, so dv[s] = sum_t p[t,s] dout[t]  (t >= s)
+                    a = (hh << (16 - sh_dp)) + ((ll + half_dp) >> sh_dp)
+                if a > _G_HI:
+                    a = _G_HI
+                elif a < _G_LO:
+                    a = _G_LO
+                pw[t * T + s] = a
+        # 2. out = p v, so dv[s] = sum_{t>=s} p[t,s] dout[t]
         for s in range(T):
             for d in range(HS):
-                acc = 0
+                hh = 0
+                ll = 0
                 for t in range(s, T):
-                    acc += (pp[base + t * T + s] * ((pdo[t * C + c0 + d] ^ 0x8000) - 0x8000)
-                            + hg_p) >> g_p
-                acc = (acc + half_p) >> sh_p
-                if acc > _G_HI:
-                    acc = _G_HI
-                elif acc < _G_LO:
-                    acc = _G_LO
-                pdv[s * C + c0 + d] = acc
+                    p = pp[base + t * T + s] * ((pdo[t * C + c0 + d] ^ 0x8000) - 0x8000)
+                    hh += p >> 16
+                    ll += p & _HALF_MASK
+                hh += ll >> 16
+                ll &= _HALF_MASK
+                if hh >= lim_p:
+                    a = _G_HI
+                elif hh < 0 - lim_p:
+                    a = _G_LO
+                else:
+                    a = (hh << (16 - sh_p)) + ((ll + half_p) >> sh_p)
+                if a > _G_HI:
+                    a = _G_HI
+                elif a < _G_LO:
+                    a = _G_LO
+                pdv[s * C + c0 + d] = a
         # 3. p = softmax(score): ds = p * (dp - sum_s p dp), and the /2 of the score
         for t in range(T):
             row = t * T
-            acc = 0
+            hh = 0
+            ll = 0
             for s in range(t + 1):
-                acc += (pp[base + row + s] * ((pw[row + s] ^ s32) - s32) + hg_p) >> g_p
-            pd = (acc + half_p) >> sh_p  # |pd| <= 2**19, not saturated
+                p = pp[base + row + s] * ((pw[row + s] ^ s32) - s32)
+                hh += p >> 16
+                ll += p & _HALF_MASK
+            hh += ll >> 16
+            ll &= _HALF_MASK
+            if hh >= lim_p:
+                pd = big
+            elif hh < 0 - lim_p:
+                pd = 0 - big
+            else:
+                pd = (hh << (16 - sh_p)) + ((ll + half_p) >> sh_p)
             for s in range(t + 1):
                 diff = ((pw[row + s] ^ s32) - s32) - pd
                 if diff > _G_HI:
@@ -611,35 +690,54 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                 elif diff < _G_LO:
                     diff = _G_LO
                 pw[row + s] = (pp[base + row + s] * diff + half_ds) >> _DS_SHIFT  # |ds| <= 2**14
-        # 4. score = q.k / 2 (the /2 is in ds): dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]
+        # 4. score = q.k / 2 (the /2 is in ds):
+        # dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]
         for t in range(T):
             for d in range(HS):
-                acc = 0
+                hh = 0
+                ll = 0
                 for s in range(t + 1):
-                    acc += (((pw[t * T + s] ^ s32) - s32)
-                            * ((pk[s * C + c0 + d] ^ 0x8000) - 0x8000) + hg_qk) >> g_qk
-                acc = (acc + hr_qk) >> rs_qk
-                if acc > hi_qk:
-                    acc = _G_HI
-                elif acc < lo_qk:
-                    acc = _G_LO
+                    p = ((pw[t * T + s] ^ s32) - s32) * ((pk[s * C + c0 + d] ^ 0x8000) - 0x8000)
+                    hh += p >> 16
+                    ll += p & _HALF_MASK
+                hh += ll >> 16
+                ll &= _HALF_MASK
+                if sh_qk >= 16:
+                    a = (hh + ((ll + half_qk) >> 16)) >> (sh_qk - 16)
+                elif hh >= lim_qk:
+                    a = _G_HI
+                elif hh < 0 - lim_qk:
+                    a = _G_LO
                 else:
-                    acc = acc << ls_qk
-                pdq[t * C + c0 + d] = acc
+                    a = (hh << (16 - sh_qk)) + ((ll + half_qk) >> sh_qk)
+                if a > _G_HI:
+                    a = _G_HI
+                elif a < _G_LO:
+                    a = _G_LO
+                pdq[t * C + c0 + d] = a
         for s in range(T):
             for d in range(HS):
-                acc = 0
+                hh = 0
+                ll = 0
                 for t in range(s, T):
-                    acc += (((pw[t * T + s] ^ s32) - s32)
-                            * ((pq[t * C + c0 + d] ^ 0x8000) - 0x8000) + hg_qk) >> g_qk
-                acc = (acc + hr_qk) >> rs_qk
-                if acc > hi_qk:
-                    acc = _G_HI
-                elif acc < lo_qk:
-                    acc = _G_LO
+                    p = ((pw[t * T + s] ^ s32) - s32) * ((pq[t * C + c0 + d] ^ 0x8000) - 0x8000)
+                    hh += p >> 16
+                    ll += p & _HALF_MASK
+                hh += ll >> 16
+                ll &= _HALF_MASK
+                if sh_qk >= 16:
+                    a = (hh + ((ll + half_qk) >> 16)) >> (sh_qk - 16)
+                elif hh >= lim_qk:
+                    a = _G_HI
+                elif hh < 0 - lim_qk:
+                    a = _G_LO
                 else:
-                    acc = acc << ls_qk
-                pdk[s * C + c0 + d] = acc
+                    a = (hh << (16 - sh_qk)) + ((ll + half_qk) >> sh_qk)
+                if a > _G_HI:
+                    a = _G_HI
+                elif a < _G_LO:
+                    a = _G_LO
+                pdk[s * C + c0 + d] = a
 
 
 # --- cross-entropy over the vocabulary (sections 6, 7) ---
@@ -762,8 +860,7 @@ def adam_update(store, m, v, g, n: int, i0: int, alpha: int, gs_shift: int, r_sh
                 d = (delta + half_u) >> u
             elif mode == _ROUND_FLOOR:
                 d = delta >> u
-            else:
-                # r30 = hash30((key + i) & M30), inlined from firmware/prng.py
+            else:  # _ROUND_STOCHASTIC: r30 = hash30((key + i) & M30), inlined from prng.py
                 x = (key + i0 + j) & _M30
                 x ^= x >> 16
                 x = (x * _HASH_MUL) & _M30

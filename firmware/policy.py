@@ -1,7 +1,7 @@
 """The precision policy on the device: every number the kernels take, computed once.
 
 The same rules and names as qgpt/policy.py and the kernels' sections of
-docs/arithmetic.md (section 3 for the formats and guard bits). Plain Python on
+docs/arithmetic.md (section 3: the formats, guard bits and dot products). Plain Python on
 unbounded ints; nothing here runs per element.
 """
 
@@ -11,7 +11,6 @@ GRAD_FRAC = 14
 GRAD_LO = -32768
 GRAD_HI = 32767
 PROB_FRAC = 15  # softmax probabilities, unsigned Q15
-PROB_BITS = 16  # probabilities count as 16-bit words in guards (|p| <= 2**15)
 LOGIT_EXTRA_BITS = 4
 V_FRAC = 28  # Adam v
 GS_FRAC = 14  # the gradient Adam squares, in G
@@ -52,7 +51,7 @@ class QFormat:
 
     @property
     def name(self):
-        return "q%d.%d" % (self.int_bits, self.frac_bits)
+        return f"q{self.int_bits}.{self.frac_bits}"
 
 
 class Policy:
@@ -80,27 +79,20 @@ class Policy:
         self.alpha_frac = 45 - bitlen(lr_q30)  # Fa
         self.update_shift = self.alpha_frac + R_FRAC - self.weight_store.frac_bits  # u
 
-        # rmsnorm (section 6): the product guard rounded up to even, the mean
-        # square's fractional bits (the +4 is the /16) and eps = 1e-5 half up
+        # rmsnorm (section 6): the mean square's shift (guard rounded up to even),
+        # its fractional bits (the +4 is the /16) and eps = 1e-5 half up
         g = guard(16, b, b)
         self.rms_guard = g + (g & 1)
         self.rms_fm = 2 * F - self.rms_guard + 4
         self.rms_eps = max(1, ((1 << self.rms_fm) + 50000) // 100000)
-        # rmsnorm_backward (section 7): c = sat(rnd(dot(dy, y), F - g + 4), G)
-        self.rms_back_guard = guard(16, GRAD_BITS, b)
-        self.rms_back_shift = F - self.rms_back_guard + 4
+        self.rms_back_shift = F + 4  # rmsnorm_backward's c: the mean adds 4 bits
 
-        # attention (sections 6, 7), 4 heads of 4
-        self.score_guard = guard(4, b, b)
-        self.score_shift = F - self.score_guard + 1  # the +1 is the 1/sqrt(4)
-        self.attn_out_guard = guard(16, PROB_BITS, b)
-        self.attn_out_shift = PROB_FRAC - self.attn_out_guard
-        self.dp_guard = guard(4, GRAD_BITS, b)
-        self.dp_shift = F - self.dp_guard
-        self.pv_guard = guard(16, PROB_BITS, GRAD_BITS)  # dv and sum_s p dp
-        self.pv_shift = PROB_FRAC - self.pv_guard
-        self.dqk_guard = guard(16, GRAD_BITS, b)
-        self.dqk_shift = F - self.dqk_guard
+        # attention (sections 6, 7): the shifts that round each dot product once
+        self.score_shift = F + 1  # the +1 is the 1/sqrt(4)
+        self.attn_out_shift = PROB_FRAC
+        self.dp_shift = F
+        self.pv_shift = PROB_FRAC  # dv and pd, sums of probabilities times gradients
+        self.dqk_shift = F
 
         # embedding_backward (section 7): dx (Q14) into P bits
         self.embed_back_shift = GRAD_FRAC - self.pgrad_frac
@@ -112,27 +104,22 @@ class Policy:
 
     def validate(self):
         if not 0 <= self.update_shift <= 30:
-            raise ValueError("weight store %s with lr_q30 %d: the update would shift by %d bits"
-                             " (want 0..30)" % (self.weight_store.name, self.lr_q30,
-                                                self.update_shift))
+            raise ValueError(f"weight store {self.weight_store.name} with lr_q30 {self.lr_q30}:"
+                             f" the update would shift by {self.update_shift} bits (want 0..30)")
         if not 0 <= self.r_shift <= 15:
-            raise ValueError("Adam's ratio shift e = %d is outside 0..15" % self.r_shift)
-        if self.pv_shift <= 0:
-            raise ValueError("attention_backward needs a right shift for p-sums")
+            raise ValueError(f"Adam's ratio shift e = {self.r_shift} is outside 0..15")
+        if not 0 <= self.rms_guard < 16 or not 0 <= self.pgrad_guard < 16:
+            raise ValueError("the unsaturated sums need a shift below 16")
 
-    # the numbers of the ops whose guard depends on a layer's size
-
-    def linear_forward_args(self, n_in, wide):
-        """(g, sh, lo, hi) of linear_forward: into L (the logits) when wide, else into D."""
+    def linear_forward_args(self, wide):
+        """(sh, lo, hi) of linear_forward: into L (the logits) when wide, else into D."""
         D = self.data
-        g = guard(n_in, D.bits, D.bits)
         out = self.logits if wide else D
-        return g, 2 * D.frac_bits - g - out.frac_bits, out.lo, out.hi
+        return 2 * D.frac_bits - out.frac_bits, out.lo, out.hi
 
-    def linear_backward_args(self, n_out):
-        """(g, sh, g_p) of linear_backward: dx's guard and shift, dW's guard."""
-        g = guard(n_out, GRAD_BITS, self.data.bits)
-        return g, self.data.frac_bits - g, self.pgrad_guard
+    def linear_backward_args(self):
+        """(sh, sh_w) of linear_backward: dx's shift F, dW's shift gP."""
+        return self.data.frac_bits, self.pgrad_guard
 
     def init_args(self):
         """(sh, lo, hi, wide) of prng.init_tensor for the weight store."""
@@ -142,10 +129,9 @@ class Policy:
     def describe(self):
         """The derived numbers, for the conformance check against qgpt/policy.py."""
         names = ("pgrad_guard", "pgrad_frac", "m_frac", "alpha_frac", "update_shift",
-                 "rms_guard", "rms_fm", "rms_eps", "rms_back_guard", "rms_back_shift",
-                 "score_guard", "score_shift", "attn_out_guard", "attn_out_shift",
-                 "dp_guard", "dp_shift", "pv_guard", "pv_shift", "dqk_guard", "dqk_shift",
-                 "embed_back_shift", "gs_shift", "r_shift")
+                 "rms_guard", "rms_fm", "rms_eps", "rms_back_shift", "score_shift",
+                 "attn_out_shift", "dp_shift", "pv_shift", "dqk_shift", "embed_back_shift",
+                 "gs_shift", "r_shift")
         d = {}
         for n in names:
             d[n] = getattr(self, n)

@@ -118,6 +118,17 @@ def cmd_bench(args):
     return bench.main(args)
 
 
+def cmd_conformance(args):
+    from qgpt import conformance
+    from qgpt.qformat import parse
+
+    formats = args.formats.split(",") if args.formats else None
+    for f in formats or ():
+        parse(f)
+    return conformance.conformance_ops(formats, args.micropython, args.seed, args.heapsize,
+                                       args.build, args.target)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="qgpt", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +183,22 @@ def build_parser():
     p.add_argument("--lowercase", action="store_true")
     p.add_argument("--skip-long", action="store_true")
     p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("conformance",
+                       help="check the firmware's integers equal the simulator's, with ==")
+    p.add_argument("--level", choices=["ops"], default="ops",
+                   help="ops: every op forward and backward on golden vectors")
+    p.add_argument("--target", choices=["unix", "int32"], default="unix",
+                   help="unix: the MicroPython unix port; int32: the firmware run by CPython "
+                        "with every viper intermediate checked against int32")
+    p.add_argument("--micropython", default=None,
+                   help="a MicroPython unix binary (default: the one installed beside qgpt)")
+    p.add_argument("--formats", default=None, help="comma-separated (default: the test set)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--heapsize", default=None, help="the device heap, e.g. 96K")
+    p.add_argument("--build", choices=["mpy", "py"], default="mpy",
+                   help="mpy: firmware compiled with mpy-cross (default); py: from source")
+    p.set_defaults(func=cmd_conformance)
 
     p = sub.add_parser("formats", help="list useful Q formats with width, range and step")
     p.set_defaults(func=cmd_formats)

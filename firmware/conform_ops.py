@@ -1,0 +1,345 @@
+"""Op-level conformance, the device side: run the kernels on the host's golden inputs.
+
+    micropython -m conform_ops REQUEST          (the unix port, firmware on MICROPYPATH)
+    import conform_ops; conform_ops.main(PATH)  (a board, through mpremote)
+
+REQUEST (written by qgpt/conformance.py) is a binary file: the line
+"QGPT-OPS 1", then per case one JSON header line
+
+    {"id": 3, "op": "linear_forward", "policy": {"fmt": "q4.12", ...},
+     "p": {"T": 16, ...}, "in": [["x", "h", 256], ...], "out": [["y", "h", 256], ...]}
+
+followed by the raw little-endian bytes of each input, and finally "END". For
+each case this prints, on stdout, text only (safe through a raw REPL):
+
+    case ID
+    t NAME TYPECODE COUNT HEX       one line per output tensor (its raw bytes)
+    s NAME VALUE                    one line per output scalar
+    ok ID HEAP_FREE                 or: error ID MESSAGE
+
+and "done N" at the end. Outputs named like an input are updated in place
+(parameter gradients, Adam state). One case is in memory at a time, so this runs
+in a small heap (96 KB on the unix port).
+"""
+
+import gc
+import json
+import sys
+from array import array
+from binascii import hexlify
+
+import adam
+import kernels as K
+import loss
+import micropython
+import params
+import policy
+import prng
+
+MAGIC = b"QGPT-OPS 1\n"
+END = b"END\n"
+ITEM_SIZE = {"h": 2, "i": 4, "B": 1}
+HEX_CHUNK = 256  # bytes of an output tensor hexlified at a time
+
+_policies = {}
+
+
+def get_policy(spec):
+    """The firmware Policy of a case's policy spec, built once per distinct spec."""
+    master = spec.get("master")
+    key = (spec["fmt"], spec.get("rounding", "nearest"), tuple(master) if master else None,
+           spec.get("lr_q30", 10737418))
+    p = _policies.get(key)
+    if p is None:
+        p = policy.Policy(spec["fmt"], key[1], master, key[3])
+        _policies[key] = p
+    return p
+
+
+# --- one handler per op: (policy, params, arrays) -> dict of output scalars or None ---
+
+
+def run_exp_neg(P, p, A):
+    z, e = A["z"], A["e"]
+    for i in range(len(z)):
+        e[i] = K.exp_neg(z[i], p["frac"])
+
+
+def run_softmax(P, p, A):
+    n = p["n"]
+    for r in range(p["rows"]):
+        A["S"][r] = K.softmax(A["p"], A["z"], r * n, n, p["frac"])
+
+
+def run_isqrt(P, p, A):
+    x, s = A["n"], A["s"]
+    for i in range(len(x)):
+        s[i] = K.isqrt(x[i])
+
+
+def run_rsqrt(P, p, A):
+    ms, rs = A["ms"], A["rs"]
+    for i in range(len(ms)):
+        rs[2 * i] = ms[i]
+        K.rsqrt(rs, 2 * i, p["fm"])
+
+
+def run_embedding_forward(P, p, A):
+    C, D = params.N_EMBD, P.data
+    tokens = A["tokens"]
+    for t in range(p["T"]):
+        K.embedding_forward(A["x"], A["wte"], A["wpe"], tokens[t], t, C, D.lo, D.hi)
+
+
+def run_embedding_backward(P, p, A):
+    K.embedding_backward(A["dwte"], A["dwpe"], A["dx"], A["tokens"], p["T"], params.N_EMBD,
+                         P.embed_back_shift)
+
+
+def run_rmsnorm_forward(P, p, A):
+    D = P.data
+    for t in range(p["T"]):
+        K.rmsnorm_forward(A["y"], A["rs"], A["x"], t, params.N_EMBD, P.rms_guard, P.rms_fm,
+                          P.rms_eps, D.lo, D.hi)
+
+
+def run_rmsnorm_backward(P, p, A):
+    K.rmsnorm_backward(A["dx"], A["dy"], A["y"], A["rs"], p["T"], params.N_EMBD,
+                       P.rms_back_shift, P.data.frac_bits)
+
+
+def run_linear_forward(P, p, A):
+    n_in, n_out, wide = p["n_in"], p["n_out"], p["wide"]
+    sh, lo, hi = P.linear_forward_args(wide)
+    for t in range(p["T"]):
+        K.linear_forward(A["y"], A["x"], A["w"], t, n_in, n_out, sh, lo, hi, wide)
+
+
+def run_linear_backward(P, p, A):
+    sh, sh_w = P.linear_backward_args()
+    K.linear_backward(A["dx"], A["dw"], A["dy"], A["x"], A["w"], p["T"], p["n_in"], p["n_out"],
+                      sh, sh_w)
+
+
+def run_add_forward(P, p, A):
+    if p["fmt"] == "G":
+        lo, hi = policy.GRAD_LO, policy.GRAD_HI
+    else:
+        lo, hi = P.data.lo, P.data.hi
+    K.add_forward(A["y"], A["a"], A["b"], 0, len(A["y"]), lo, hi)
+
+
+def run_relu_forward(P, p, A):
+    K.relu_forward(A["y"], A["x"], 0, len(A["y"]))
+
+
+def run_relu_backward(P, p, A):
+    K.relu_backward(A["dx"], A["dy"], A["x"], 0, len(A["dx"]))
+
+
+def run_attention_forward(P, p, A):
+    T, L, D = p["T"], P.logits, P.data
+    for t in range(T):  # token by token: rows 0..t of k and v are the cache
+        K.attention_forward(A["out"], A["probs"], A["q"], A["k"], A["v"], t, T,
+                            params.N_HEAD, params.HEAD_DIM, P.score_shift, L.lo, L.hi,
+                            D.frac_bits, P.attn_out_shift, D.lo, D.hi)
+
+
+def run_attention_backward(P, p, A):
+    T = p["T"]
+    scratch = array("i", bytes(4 * T * T))
+    K.attention_backward(A["dq"], A["dk"], A["dv"], A["dout"], A["q"], A["k"], A["v"],
+                         A["probs"], scratch, T, params.N_HEAD, params.HEAD_DIM,
+                         P.dp_shift, P.pv_shift, P.dqk_shift)
+
+
+def run_cross_entropy_forward(P, p, A):
+    V, S = params.VOCAB, A["S"]
+    for t in range(p["T"]):
+        S[t] = K.cross_entropy_forward(A["probs"], A["logits"], t, V, P.data.frac_bits)
+
+
+def run_cross_entropy_backward(P, p, A):
+    K.cross_entropy_backward(A["dlogits"], A["probs"], A["targets"], p["T"], params.VOCAB)
+
+
+def run_loss_q16(P, p, A):
+    T, V, F = p["T"], params.VOCAB, P.data.frac_bits
+    logits, targets = A["logits"], A["targets"]
+    probs = array("i", bytes(4 * T * V))
+    total = 0
+    for t in range(T):
+        s = K.cross_entropy_forward(probs, logits, t, V, F)
+        row = logits[t * V : (t + 1) * V]
+        total += loss.nll_q16(max(row), row[targets[t]], s, F)
+    return {"loss_q16": loss.loss_q16(total, T)}
+
+
+def run_adam_update(P, p, A):
+    step = p["step"]
+    p1, p2 = adam.beta_powers(p["p1"], p["p2"])
+    alpha = adam.alpha_at(P, step, p["num_steps"], p1, p2)
+    k = prng.key(p["seed"], prng.STREAM_ROUND, step)
+    s = P.weight_store
+    stalled = K.adam_update(A["store"], A["m"], A["v"], A["g"], len(A["m"]), p["i0"], alpha,
+                            P.gs_shift, P.r_shift, P.update_shift, P.mode, k, s.lo, s.hi,
+                            1 if P.master else 0)
+    return {"alpha": alpha, "p1": p1, "p2": p2, "stalled": stalled}
+
+
+def run_adam_scalars(P, p, A):
+    p1 = p2 = adam.ONE_Q30
+    a_p1, a_p2, a_alpha = A["p1"], A["p2"], A["alpha"]
+    for i, step in enumerate(p["steps"]):
+        p1, p2 = adam.beta_powers(p1, p2)
+        a_p1[i], a_p2[i] = p1, p2
+        a_alpha[i] = adam.alpha_at(P, step, p["num_steps"], p1, p2)
+
+
+def run_policy(P, p, A):
+    d = P.describe()
+    for n in p["guards"]:  # guard(n, ba, bb) for a few triples
+        d[f"guard_{n[0]}_{n[1]}_{n[2]}"] = policy.guard(n[0], n[1], n[2])
+    return d
+
+
+def run_hash30(P, p, A):
+    x, h = A["x"], A["h"]
+    for i in range(len(x)):
+        h[i] = prng.hash30(x[i])
+
+
+def run_key(P, p, A):
+    out = A["k"]
+    for i, args in enumerate(p["args"]):
+        out[i] = prng.key(*args)
+
+
+def run_init(P, p, A):
+    sh, lo, hi, wide = P.init_args()
+    k = prng.key(p["seed"], prng.STREAM_INIT, p["tensor"])
+    prng.init_tensor(A["w"], k, len(A["w"]), sh, lo, hi, wide)
+
+
+def run_permute(P, p, A):
+    n, k, out = p["n"], p["k"], A["perm"]
+    for j, i in enumerate(p["i"]):
+        out[j] = prng.permute(i, n, k)
+
+
+def run_doc_index(P, p, A):
+    out = A["doc"]
+    for j, step in enumerate(p["steps"]):
+        out[j] = prng.doc_index(step, p["n_docs"], p["seed"])
+
+
+HANDLERS = {
+    "exp_neg": run_exp_neg,
+    "softmax": run_softmax,
+    "isqrt": run_isqrt,
+    "rsqrt": run_rsqrt,
+    "embedding_forward": run_embedding_forward,
+    "embedding_backward": run_embedding_backward,
+    "rmsnorm_forward": run_rmsnorm_forward,
+    "rmsnorm_backward": run_rmsnorm_backward,
+    "linear_forward": run_linear_forward,
+    "linear_backward": run_linear_backward,
+    "add_forward": run_add_forward,
+    "relu_forward": run_relu_forward,
+    "relu_backward": run_relu_backward,
+    "attention_forward": run_attention_forward,
+    "attention_backward": run_attention_backward,
+    "cross_entropy_forward": run_cross_entropy_forward,
+    "cross_entropy_backward": run_cross_entropy_backward,
+    "loss_q16": run_loss_q16,
+    "adam_update": run_adam_update,
+    "adam_scalars": run_adam_scalars,
+    "policy": run_policy,
+    "hash30": run_hash30,
+    "key": run_key,
+    "init": run_init,
+    "permute": run_permute,
+    "doc_index": run_doc_index,
+}
+
+
+# --- the request loop ---
+
+
+def write_array(name, tc, a):
+    sys.stdout.write(f"t {name} {tc} {len(a)} ")
+    mv = memoryview(a)
+    step = HEX_CHUNK // ITEM_SIZE[tc]
+    for i in range(0, len(a), step):
+        sys.stdout.write(hexlify(mv[i : i + step]).decode())
+    sys.stdout.write("\n")
+
+
+def run_case(f, header):
+    """Read one case's inputs, run it, print its outputs."""
+    A = {}
+    for name, tc, n in header["in"]:
+        a = array(tc, bytes(n * ITEM_SIZE[tc]))
+        if n and f.readinto(a) != n * ITEM_SIZE[tc]:
+            raise EOFError("the request ends inside input " + name)
+        A[name] = a
+    for name, tc, n in header["out"]:
+        if name not in A:
+            A[name] = array(tc, bytes(n * ITEM_SIZE[tc]))
+    spec = header.get("policy")
+    P = get_policy(spec) if spec else None
+    scalars = HANDLERS[header["op"]](P, header.get("p", {}), A)
+    print("case", header["id"])
+    for name, tc, _ in header["out"]:
+        write_array(name, tc, A[name])
+    if scalars:
+        for name in scalars:
+            print("s", name, scalars[name])
+
+
+@micropython.viper
+def viper_word_bits() -> int:
+    """32 or 64: the width of a viper int on this port (1 << 31 wraps negative on 32 bits)."""
+    one = 1
+    return 64 if (one << 31) > 0 else 32
+
+
+def heap_free():
+    return gc.mem_free() if hasattr(gc, "mem_free") else -1
+
+
+def main(path):
+    print("QGPT-OPS 1", sys.platform, sys.implementation.name, f"{viper_word_bits()}-bit viper")
+    if sys.byteorder != "little":
+        print("error - the request's arrays are little-endian, this device is not")
+        return
+    done = 0
+    with open(path, "rb") as f:
+        if f.readline() != MAGIC:
+            print(f"error - {path} is not a QGPT-OPS 1 request: regenerate it with"
+                  " qgpt/conformance.py")
+            return
+        while True:
+            line = f.readline()
+            if not line or line == END:
+                break
+            header = json.loads(line)
+            start = f.tell()
+            size = 0
+            for _, tc, n in header["in"]:
+                size += n * ITEM_SIZE[tc]
+            try:
+                run_case(f, header)
+                gc.collect()
+                print("ok", header["id"], heap_free())
+            except Exception as e:  # report it, skip the rest of its inputs, go on
+                print("\nerror", header["id"], f"{type(e).__name__}: {e}")
+                if isinstance(e, EOFError):
+                    break
+                f.seek(start + size)
+            done += 1
+    print("done", done)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
