@@ -39,6 +39,15 @@ def _add_train_options(p):
     p.add_argument("--skip-long", action="store_true", help="skip names longer than 15 letters")
 
 
+def _fresh_run_dir(base):
+    """base, or base-2, base-3, ... : the first that does not exist yet (never overwrite)."""
+    out, n = Path(base), 1
+    while out.exists():
+        n += 1
+        out = Path(f"{base}-{n}")
+    return out
+
+
 def cmd_train(args):
     kind = args.format or "float"
     if args.float and args.format:
@@ -54,7 +63,11 @@ def cmd_train(args):
         from qgpt.qformat import parse
 
         parse(kind)  # a malformed format fails here, before any work
-    out = Path(args.out or f"runs/{kind}-seed{args.seed}")
+    base = f"runs/{kind}-seed{args.seed}"
+    if args.out:
+        out = Path(args.out)
+    else:  # a new folder, or with --resume the default one
+        out = Path(base) if args.resume else _fresh_run_dir(base)
     summary = training.train(cfg, out, resume=args.resume, progress=not args.quiet)
     print(f"{kind}: train_loss_last100 {summary['train_loss_last100']:.4f}  "
           f"val_nll {summary['val_nll']:.4f}  {summary['seconds']:.1f} s  -> {out}")
@@ -143,7 +156,8 @@ def build_parser():
                    help="master-weight format for integer runs, e.g. q8.24, or 'none'")
     p.add_argument("--strict", action="store_true",
                    help="check that every integer intermediate fits int32")
-    p.add_argument("--out", default=None, help="run folder (default runs/FORMAT-seedS)")
+    p.add_argument("--out", default=None,
+                   help="run folder (default: a new runs/FORMAT-seedS[-N])")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--checkpoint-every", type=_positive, default=100, metavar="N")
     p.add_argument("--samples", type=int, default=20, help="names to print at the end")
