@@ -29,27 +29,28 @@ def split_tokens(tokens):
 def forward(flat, inputs, targets=None):
     """Logits (T,V); with targets also the mean loss and the cache for backward."""
     p = views(flat)
-    c = {"inputs": inputs, "targets": targets}
     x = ops.embedding_forward(p["wte"], p["wpe"], inputs)
-    c["x0"], c["rstd0"] = x0, _ = ops.rmsnorm_forward(x)
+    x0, rstd0 = ops.rmsnorm_forward(x)
     # attention block
-    c["x1"], c["rstd1"] = x1, _ = ops.rmsnorm_forward(x0)
+    x1, rstd1 = ops.rmsnorm_forward(x0)
     q = ops.linear_forward(x1, p["layer0.attn_wq"])
     k = ops.linear_forward(x1, p["layer0.attn_wk"])
     v = ops.linear_forward(x1, p["layer0.attn_wv"])
-    att, c["probs"] = ops.attention_forward(q, k, v)
-    c["q"], c["k"], c["v"], c["att"] = q, k, v, att
+    att, probs = ops.attention_forward(q, k, v)
     x2 = ops.add_forward(ops.linear_forward(att, p["layer0.attn_wo"]), x0)
     # MLP block
-    c["x3"], c["rstd3"] = x3, _ = ops.rmsnorm_forward(x2)
-    c["h"] = h = ops.linear_forward(x3, p["layer0.mlp_fc1"])
-    c["hr"] = hr = ops.relu_forward(h)
-    c["x4"] = x4 = ops.add_forward(ops.linear_forward(hr, p["layer0.mlp_fc2"]), x2)
+    x3, rstd3 = ops.rmsnorm_forward(x2)
+    h = ops.linear_forward(x3, p["layer0.mlp_fc1"])
+    hr = ops.relu_forward(h)
+    x4 = ops.add_forward(ops.linear_forward(hr, p["layer0.mlp_fc2"]), x2)
     logits = ops.linear_forward(x4, p["lm_head"])
     if targets is None:
         return logits
-    loss, c["probs_out"] = ops.cross_entropy_forward(logits, targets)
-    return logits, loss, c
+    loss, probs_out = ops.cross_entropy_forward(logits, targets)
+    cache = dict(inputs=inputs, targets=targets, x0=x0, rstd0=rstd0, x1=x1, rstd1=rstd1, q=q,
+                 k=k, v=v, probs=probs, att=att, x3=x3, rstd3=rstd3, h=h, hr=hr, x4=x4,
+                 probs_out=probs_out)
+    return logits, loss, cache
 
 
 def backward(flat, c, dflat):

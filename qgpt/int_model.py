@@ -34,29 +34,29 @@ def init_params(seed, fmt):
 def forward(ctx, flat, inputs, targets=None):
     """Raw logits (T,V) in the logits format; with targets also probs and the cache."""
     p, data, logit_fmt = views(flat), ctx.p.data, ctx.p.logits
-    c = {"inputs": inputs, "targets": targets}
     x = ops.embedding_forward(ctx, p["wte"], p["wpe"], inputs)
-    c["x0"], c["rs0"] = x0, _ = ops.rmsnorm_forward(ctx, x)
+    x0, rs0 = ops.rmsnorm_forward(ctx, x)
     # attention block
-    c["x1"], c["rs1"] = x1, _ = ops.rmsnorm_forward(ctx, x0)
+    x1, rs1 = ops.rmsnorm_forward(ctx, x0)
     # q, k, v as one linear over the stacked [wq; wk; wv] (every output element is the same)
     qkv = ops.linear_forward(ctx, x1, stacked(flat, QKV), data, "qkv")
     q, k, v = qkv[:, :N_EMBD], qkv[:, N_EMBD : 2 * N_EMBD], qkv[:, 2 * N_EMBD :]
-    att, c["probs"] = ops.attention_forward(ctx, q, k, v)
-    c["q"], c["k"], c["v"], c["att"] = q, k, v, att
+    att, probs = ops.attention_forward(ctx, q, k, v)
     proj = ops.linear_forward(ctx, att, p["layer0.attn_wo"], data, "attn_proj")
     x2 = ops.add_forward(ctx, proj, x0, data, "residual1")
     # MLP block
-    c["x3"], c["rs3"] = x3, _ = ops.rmsnorm_forward(ctx, x2)
-    c["h"] = h = ops.linear_forward(ctx, x3, p["layer0.mlp_fc1"], data, "mlp_hidden")
-    c["hr"] = hr = ops.relu_forward(h)
+    x3, rs3 = ops.rmsnorm_forward(ctx, x2)
+    h = ops.linear_forward(ctx, x3, p["layer0.mlp_fc1"], data, "mlp_hidden")
+    hr = ops.relu_forward(h)
     mlp = ops.linear_forward(ctx, hr, p["layer0.mlp_fc2"], data, "mlp_out")
-    c["x4"] = x4 = ops.add_forward(ctx, mlp, x2, data, "residual2")
+    x4 = ops.add_forward(ctx, mlp, x2, data, "residual2")
     logits = ops.linear_forward(ctx, x4, p["lm_head"], logit_fmt, "logits")
     if targets is None:
         return logits
-    c["probs_out"] = ops.cross_entropy_forward(ctx, logits, targets)
-    return logits, c
+    probs_out = ops.cross_entropy_forward(ctx, logits, targets)
+    cache = dict(inputs=inputs, targets=targets, x0=x0, rs0=rs0, x1=x1, rs1=rs1, q=q, k=k, v=v,
+                 probs=probs, att=att, x3=x3, rs3=rs3, h=h, hr=hr, x4=x4, probs_out=probs_out)
+    return logits, cache
 
 
 def backward(ctx, flat, c, dflat):
