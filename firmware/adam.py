@@ -31,12 +31,13 @@ def beta_powers(p1, p2):
     return p1, p2
 
 
-def alpha_at(policy, step, num_steps, p1, p2):
-    """The bias-corrected step size lr_t * sqrt(1 - b2^t) / (1 - b1^t) with
-    policy.alpha_frac fractional bits, t = step + 1; p1, p2 from beta_powers."""
-    lr_t = policy.lr_q30 * (num_steps - step) // num_steps
+def alpha_at(lr_q30, alpha_frac, step, num_steps, p1, p2):
+    """The bias-corrected step size lr_t * sqrt(1 - b2^t) / (1 - b1^t) with alpha_frac
+    fractional bits (policy.alpha_frac), t = step + 1; lr_q30 = policy.lr_q30; p1, p2
+    from beta_powers."""
+    lr_t = lr_q30 * (num_steps - step) // num_steps
     num = isqrt((ONE_Q30 - p2) << 30)  # sqrt(1 - b2^t) in Q30
     den = ONE_Q30 - p1  # 1 - b1^t in Q30
-    x = (lr_t * num) << policy.alpha_frac
+    x = (lr_t * num) << alpha_frac
     y = den << 30
     return (2 * x + y) // (2 * y)

@@ -38,7 +38,7 @@ import prng
 
 MAGIC = b"QGPT-OPS 1\n"
 END = b"END\n"
-ITEM_SIZE = {"h": 2, "i": 4, "B": 1}
+ITEM_SIZE = {"h": 2, "H": 2, "i": 4, "B": 1}
 HEX_CHUNK = 256  # bytes of an output tensor hexlified at a time
 
 _policies = {}
@@ -118,7 +118,7 @@ def run_linear_forward(P, p, A):
 def run_linear_backward(P, p, A):
     sh, sh_w = P.linear_backward_args()
     K.linear_backward(A["dx"], A["dw"], A["dy"], A["x"], A["w"], p["T"], p["n_in"], p["n_out"],
-                      sh, sh_w)
+                      sh, sh_w, p.get("o0", 0), p.get("o1", p["n_out"]), p.get("with_dx", 1))
 
 
 def run_add_forward(P, p, A):
@@ -139,8 +139,9 @@ def run_relu_backward(P, p, A):
 
 def run_attention_forward(P, p, A):
     T, L, D = p["T"], P.logits, P.data
+    srow = array("i", bytes(4 * T))
     for t in range(T):  # token by token: rows 0..t of k and v are the cache
-        K.attention_forward(A["out"], A["probs"], A["q"], A["k"], A["v"], t, T,
+        K.attention_forward(A["out"], A["probs"], srow, A["q"], A["k"], A["v"], t, T,
                             params.N_HEAD, params.HEAD_DIM, P.score_shift, L.lo, L.hi,
                             D.frac_bits, P.attn_out_shift, D.lo, D.hi)
 
@@ -178,10 +179,10 @@ def run_loss_q16(P, p, A):
 def run_adam_update(P, p, A):
     step = p["step"]
     p1, p2 = adam.beta_powers(p["p1"], p["p2"])
-    alpha = adam.alpha_at(P, step, p["num_steps"], p1, p2)
+    alpha = adam.alpha_at(P.lr_q30, P.alpha_frac, step, p["num_steps"], p1, p2)
     k = prng.key(p["seed"], prng.STREAM_ROUND, step)
     s = P.weight_store
-    stalled = K.adam_update(A["store"], A["m"], A["v"], A["g"], len(A["m"]), p["i0"], alpha,
+    stalled = K.adam_update(A["store"], A["m"], A["v"], A["g"], len(A["m"]), p["i0"], 0, alpha,
                             P.gs_shift, P.r_shift, P.update_shift, P.mode, k, s.lo, s.hi,
                             1 if P.master else 0)
     return {"alpha": alpha, "p1": p1, "p2": p2, "stalled": stalled}
@@ -193,7 +194,7 @@ def run_adam_scalars(P, p, A):
     for i, step in enumerate(p["steps"]):
         p1, p2 = adam.beta_powers(p1, p2)
         a_p1[i], a_p2[i] = p1, p2
-        a_alpha[i] = adam.alpha_at(P, step, p["num_steps"], p1, p2)
+        a_alpha[i] = adam.alpha_at(P.lr_q30, P.alpha_frac, step, p["num_steps"], p1, p2)
 
 
 def run_policy(P, p, A):

@@ -403,11 +403,15 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
 
 
 @micropython.viper
-def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh_w: int):
+def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh_w: int,
+                    o0: int, o1: int, with_dx: int):
     """Forward was y = W x: dx_i = sat(rnd(sum_o W_oi * dy_o, sh), G), sh = F;
     dW_oi += rnd(sum_t dy_o[t] * x_i[t], sh_w), sh_w = gP (< 16): the exact sum over
     the T positions of the step rounded once into P bits, |rnd| <= 2**30, not saturated.
-    dx (T, n_in) int16 G; dw (n_out, n_in) int32 P; dy (T, n_out) int16 G;
+    Only rows o0 .. o1-1 of dW, into dw from its start (the whole matrix: 0, n_out; the
+    device's training step takes a large gradient a few rows at a time); dx only if
+    with_dx (it sums over every o whatever the rows).
+    dx (T, n_in) int16 G; dw (o1 - o0, n_in) int32 P; dy (T, n_out) int16 G;
     x (T, n_in) int16 D; w (n_out, n_in) int16 D; n_out <= 64, T <= 16."""
     pdx = ptr16(dx)
     pdw = ptr32(dw)
@@ -421,8 +425,9 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
     half_w = (1 << sh_w) >> 1
     lim_w = 1 << (14 + sh_w)
     big = one << 30  # the bound of dW's sum
+    t_dx = T if with_dx != 0 else 0  # rows of dx to compute
     # in the forward pass y_o = sum_i W_oi x_i, so dx_i = sum_o W_oi dy_o
-    for t in range(T):
+    for t in range(t_dx):
         yrow = t * n_out
         for i in range(n_in):
             hh = 0
@@ -447,7 +452,7 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
                 q = _G_LO
             pdx[t * n_in + i] = q
     # and dW_oi = sum_t dy_o[t] x_i[t], over the positions of the step
-    for o in range(n_out):
+    for o in range(o0, o1):
         for i in range(n_in):
             hh = 0
             ll = 0
@@ -464,7 +469,7 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
                 q = 0 - big
             else:
                 q = (hh << (16 - sh_w)) + ((ll + half_w) >> sh_w)
-            k = o * n_in + i
+            k = (o - o0) * n_in + i
             pdw[k] = ((pdw[k] ^ s32) - s32) + q
 
 
@@ -511,15 +516,17 @@ def relu_backward(dx, dy, x, start: int, n: int):
 
 
 @micropython.viper
-def attention_forward(out, probs, q, k, v, t: int, T: int, NH: int, HS: int,
+def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: int,
                       sh_s: int, lo_l: int, hi_l: int, f: int, sh_o: int, lo: int, hi: int):
     """Position t of causal attention, all heads (rows 0..t of k and v are the cache):
     score[s] = sat(rnd(dot(q_h[t], k_h[s]), sh_s), L), sh_s = F + 1 (the 1/sqrt(4));
     p = softmax(score[0..t], f = F); out_h[t] = sat(rnd(sum_s p[s] v_h[s], sh_o), D), sh_o = 15.
-    out (T, C) int16 D; probs (NH, T, T) int32 Q15, rows [h, t, :] written, 0 after t
-    (T is the row stride); q, k, v (T, C) int16 D, C = NH * HS."""
+    out (T, C) int16 D; probs (NH, T, T) uint16 Q15 (p <= 2**15 fits), rows [h, t, :]
+    written, 0 after t (T is the row stride); srow (T,) int32 scratch: one head's
+    scores, then probabilities; q, k, v (T, C) int16 D, C = NH * HS."""
     po = ptr16(out)
-    pp = ptr32(probs)
+    pp = ptr16(probs)
+    pr = ptr32(srow)
     pq = ptr16(q)
     pk = ptr16(k)
     pv = ptr16(v)
@@ -555,16 +562,18 @@ def attention_forward(out, probs, q, k, v, t: int, T: int, NH: int, HS: int,
                 a = hi_l
             elif a < lo_l:
                 a = lo_l
-            pp[row + s] = a
+            pr[s] = a
+        softmax(srow, srow, 0, t + 1, f)
+        for s in range(t + 1):
+            pp[row + s] = pr[s]  # in [0, 2**15]: a uint16
         for s in range(t + 1, T):
             pp[row + s] = 0  # future positions are masked: p = 0
-        softmax(probs, probs, row, t + 1, f)
         # out_h[t] = sum_s p[s] v_h[s]
         for d in range(HS):
             hh = 0
             ll = 0
             for s in range(t + 1):
-                p = pp[row + s] * ((pv[s * C + c0 + d] ^ 0x8000) - 0x8000)  # p in [0, 2**15]
+                p = pr[s] * ((pv[s * C + c0 + d] ^ 0x8000) - 0x8000)  # p in [0, 2**15]
                 hh += p >> 16
                 ll += p & _HALF_MASK
             hh += ll >> 16
@@ -594,7 +603,7 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
        diff = sat(dp - pd, G); ds[t,s] = rnd(p[t,s] * diff, 16)
     4. dq[t] = sat(rnd(sum_{s<=t} ds[t,s] * k[s], sh_qk), G),
        dk[s] = sat(rnd(sum_{t>=s} ds[t,s] * q[t], sh_qk), G), sh_qk = F
-    dq, dk, dv, dout (T, C) int16 G; q, k, v (T, C) int16 D; probs (NH, T, T) int32 Q15;
+    dq, dk, dv, dout (T, C) int16 G; q, k, v (T, C) int16 D; probs (NH, T, T) uint16 Q15;
     scratch (T, T) int32: dp, then ds, of one head. sh_p < 16."""
     pdq = ptr16(dq)
     pdk = ptr16(dk)
@@ -603,7 +612,7 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
     pq = ptr16(q)
     pk = ptr16(k)
     pv = ptr16(v)
-    pp = ptr32(probs)
+    pp = ptr16(probs)  # uint16 loads: p in [0, 2**15]
     pw = ptr32(scratch)
     one = 1
     s32 = one << 31
@@ -773,15 +782,16 @@ def cross_entropy_backward(dlogits, probs, targets, T: int, V: int):
 
 
 @micropython.viper
-def adam_update(store, m, v, g, n: int, i0: int, alpha: int, gs_shift: int, r_shift: int,
-                u: int, mode: int, key: int, lo: int, hi: int, wide: int) -> int:
-    """One Adam step for parameters i0 .. i0+n-1 (buffers hold those n): section 9,
+def adam_update(store, m, v, g, n: int, i0: int, j0: int, alpha: int, gs_shift: int,
+                r_shift: int, u: int, mode: int, key: int, lo: int, hi: int, wide: int) -> int:
+    """One Adam step for parameters i0 .. i0+n-1 (g holds their n gradients; store,
+    m and v hold them from index j0: 0 for buffers of those n, i0 for whole ones): section 9,
     steps 1-6. alpha (< 2**15, Fa bits) is the step's bias-corrected step size
     (firmware/adam.py); gs_shift = P - 14; r_shift = e = 27 - P (2 <= e <= 15);
     u = Fa + 13 - F_store (0..30); mode: 0 nearest, 1 floor, 2 stochastic with
     r = hash30((key + i) & M30), key = key(seed, ROUND, step), i the flat index.
-    store (n,) int16 data weights, or int32 master weights when wide, saturated to
-    [lo, hi]; m (n,) int32 P bits; v (n,) int32 Q28; g (n,) int32 P bits.
+    store (j0 + n,) int16 data weights, or int32 master weights when wide, saturated to
+    [lo, hi]; m (j0 + n,) int32 P bits; v (j0 + n,) int32 Q28; g (n,) int32 P bits.
     Returns the number of stalled updates (delta != 0 rounded to d = 0)."""
     p16 = ptr16(store)
     p32 = ptr32(store)
@@ -802,16 +812,17 @@ def adam_update(store, m, v, g, n: int, i0: int, alpha: int, gs_shift: int, r_sh
     rand_sh = 30 - u
     stalled = 0
     for j in range(n):
+        jj = j0 + j
         gi = (pg[j] ^ s32) - s32
         # 1. m = b1 m + (1 - b1) g, each product by mul15(x, c), clamped to +-(2**30 - 1)
-        mi = (pm[j] ^ s32) - s32
+        mi = (pm[jj] ^ s32) - s32
         mi = ((mi >> 15) * _ADAM_K1 + (((mi & 0x7FFF) * _ADAM_K1 + 16384) >> 15)
               + (gi >> 15) * _ADAM_C1 + (((gi & 0x7FFF) * _ADAM_C1 + 16384) >> 15))
         if mi > _M_LIMIT:
             mi = _M_LIMIT
         elif mi < 0 - _M_LIMIT:
             mi = 0 - _M_LIMIT
-        pm[j] = mi
+        pm[jj] = mi
         # 2. v = b2 v + (1 - b2) gs^2 with gs = g in q2.14 (v <= 2**30)
         gs = gi
         if gs_rs > 0:
@@ -823,10 +834,10 @@ def adam_update(store, m, v, g, n: int, i0: int, alpha: int, gs_shift: int, r_sh
         else:
             gs = gs << gs_ls
         g2 = gs * gs
-        vi = (pv[j] ^ s32) - s32
+        vi = (pv[jj] ^ s32) - s32
         vi = ((vi >> 15) * _ADAM_K2 + (((vi & 0x7FFF) * _ADAM_K2 + 16384) >> 15)
               + (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))
-        pv[j] = vi
+        pv[jj] = vi
         # 3. den = isqrt(v) + 1 (isqrt inlined)
         rem = vi
         bit = bit_top
@@ -871,15 +882,15 @@ def adam_update(store, m, v, g, n: int, i0: int, alpha: int, gs_shift: int, r_sh
         if delta != 0 and d == 0:
             stalled += 1
         if wide:
-            w = ((p32[j] ^ s32) - s32) - d
+            w = ((p32[jj] ^ s32) - s32) - d
         else:
-            w = ((p16[j] ^ 0x8000) - 0x8000) - d
+            w = ((p16[jj] ^ 0x8000) - 0x8000) - d
         if w > hi:
             w = hi
         elif w < lo:
             w = lo
         if wide:
-            p32[j] = w
+            p32[jj] = w
         else:
-            p16[j] = w
+            p16[jj] = w
     return stalled

@@ -138,8 +138,8 @@ def cmd_conformance(args):
     formats = args.formats.split(",") if args.formats else None
     for f in formats or ():
         parse(f)
-    return conformance.conformance_ops(formats, args.micropython, args.seed, args.heapsize,
-                                       args.build, args.target)
+    return conformance.conformance(args.level, formats, args.micropython, args.seed,
+                                   args.heapsize, args.build, args.target, args.data)
 
 
 def build_parser():
@@ -200,19 +200,28 @@ def build_parser():
 
     p = sub.add_parser("conformance",
                        help="check the firmware's integers equal the simulator's, with ==")
-    p.add_argument("--level", choices=["ops"], default="ops",
-                   help="ops: every op forward and backward on golden vectors")
+    p.add_argument("--level", choices=["ops", "steps", "run", "all"], default="all",
+                   help="ops: every op on golden vectors; steps: parameters, gradients and Adam "
+                        "state after steps 1, 2, 10, 100; run: a whole 1000-step training "
+                        "(makemore's names); all (default): the three")
     p.add_argument("--target", choices=["unix", "int32"], default="unix",
                    help="unix: the MicroPython unix port; int32: the firmware run by CPython "
                         "with every viper intermediate checked against int32")
     p.add_argument("--micropython", default=None,
                    help="a MicroPython unix binary (default: the one installed beside qgpt)")
     p.add_argument("--formats", default=None, help="comma-separated (default: the test set)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None,
+                   help="default: 0 for the op vectors, 42 for training")
+    p.add_argument("--data", default=None,
+                   help="names for the run level (default: ../shared/data/names-makemore.txt)")
     p.add_argument("--heapsize", default=None, help="the device heap, e.g. 96K")
     p.add_argument("--build", choices=["mpy", "py"], default="mpy",
                    help="mpy: firmware compiled with mpy-cross (default); py: from source")
     p.set_defaults(func=cmd_conformance)
+
+    from qgpt.device import add_device_parser
+
+    add_device_parser(sub)
 
     p = sub.add_parser("formats", help="list useful Q formats with width, range and step")
     p.set_defaults(func=cmd_formats)

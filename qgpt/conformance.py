@@ -1,4 +1,8 @@
-"""Conformance of the firmware with the integer simulator, level "ops".
+"""Conformance of the firmware with the integer simulator: levels "ops", "steps", "run".
+
+Level "ops" (below): every kernel on golden vectors. Levels "steps" and "run"
+(further down): whole training steps and a whole run of firmware/qgpt_train.py
+against qgpt.int_model.IntModel, compared after each step.
 
 The simulator (qgpt/int_ops.py, int_model.py, prng.py, policy.py) makes golden
 vectors for every firmware kernel: random inputs at realistic scale and edge
@@ -21,7 +25,12 @@ the device prints one hex line per output tensor; the host compares. Targets:
 
     run_ops(formats, micropython=None, seed=0) -> OpsReport   (the function API)
     conformance_ops(formats, micropython=None, seed=0) -> exit code, prints a summary
-    python -m qgpt.conformance --formats q4.12,q8.8 [--target int32] [--micropython PATH]
+    run_steps(...) -> TrainReport; conformance_steps(...) -> exit code
+    run_run(data=None, ...) -> TrainReport; conformance_run(...) -> exit code
+    conformance(level, formats, micropython, seed, heapsize, build, target, data)
+        -> exit code: the CLI's dispatcher, level ops | steps | run | all
+    python -m qgpt.conformance [--level ops|steps|run|all] [--formats q4.12,q8.8]
+                               [--target unix|int32] [--micropython PATH] [--data NAMES]
 """
 
 import argparse
@@ -49,12 +58,13 @@ TARGETS = ("unix", "int32")
 FORMATS = ("q8.8", "q4.12", "q6.10", "q3.13", "q2.14", "q12.4", "q4.8")
 NO_FORMAT = "-"  # the group of format-free cases (isqrt, the PRNG, Adam's scalars)
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "firmware"
-FIRMWARE_MODULES = ("kernels", "policy", "prng", "adam", "loss", "params", "conform_ops")
+FIRMWARE_MODULES = ("kernels", "policy", "prng", "adam", "loss", "params", "conform_ops",
+                    "model", "ckpt", "qgpt_train", "runcfg", "restore", "sampling", "dump")
 REQUEST_MAGIC = b"QGPT-OPS 1\n"
 REQUEST_END = b"END\n"
 HEAPSIZE = "96K"  # the device's heap: an ESP32 without PSRAM has about 100 KB
 HEAPSIZE_PY = "128K"  # --build py: the port compiles kernels.py itself, which takes more
-DTYPES = {"h": "<i2", "i": "<i4", "B": "u1"}  # typecode -> little-endian numpy dtype
+DTYPES = {"h": "<i2", "H": "<u2", "i": "<i4", "B": "u1"}  # typecode -> little-endian numpy dtype
 C, T_MAX = N_EMBD, BLOCK
 
 
@@ -197,6 +207,10 @@ def _i(a):
 
 def _b(a):
     return ("B", np.array(a, dtype=np.int64))
+
+
+def _u(a):
+    return ("H", np.array(a, dtype=np.int64))  # uint16: softmax probabilities in [0, 2**15]
 
 
 # --- golden cases, op by op ---
@@ -368,6 +382,14 @@ def _cases_linear(fmt, policy, rng):
                               {"T": T, "n_in": n_in, "n_out": n_out},
                               {"dy": _h(dy), "x": _h(x), "w": _h(w), "dw": _i(dw0)},
                               {"dx": _h(dx), "dw": _i(dw)}))
+            if name == "random T=16":  # rows o0..o1-1 of dW alone, as the device trains
+                o0, o1 = n_out // 4, n_out // 4 + max(1, n_out // 3)
+                cases.append(Case("linear_backward", fmt, f"{dims} rows {o0}..{o1 - 1}, no dx",
+                                  _fmt_spec(policy), {"T": T, "n_in": n_in, "n_out": n_out,
+                                                      "o0": o0, "o1": o1, "with_dx": 0},
+                                  {"dy": _h(dy), "x": _h(x), "w": _h(w), "dw": _i(dw0[o0:o1]),
+                                   "dx": _h(np.full(dx.shape, 7))},
+                                  {"dx": _h(np.full(dx.shape, 7)), "dw": _i(dw[o0:o1])}))
     return cases
 
 
@@ -425,10 +447,10 @@ def _cases_attention(fmt, policy, rng):
             if not dname:
                 cases.append(Case("attention_forward", fmt, name, spec, {"T": T},
                                   {"q": _h(q), "k": _h(k), "v": _h(v)},
-                                  {"out": _h(out), "probs": _i(probs)}))
+                                  {"out": _h(out), "probs": _u(probs)}))
             cases.append(Case("attention_backward", fmt, name + dname, spec, {"T": T},
                               {"dout": _h(dout), "q": _h(q), "k": _h(k), "v": _h(v),
-                               "probs": _i(probs)},
+                               "probs": _u(probs)},
                               {"dq": _h(dq), "dk": _h(dk), "dv": _h(dv)}))
     return cases
 
@@ -863,12 +885,13 @@ class _ViperToInt32(ast.NodeTransformer):
         return ast.copy_location(ast.Assign([node.target], value), node)
 
 
-def _load_int32_module(name, path):
-    """Import firmware/NAME.py into sys.modules with its viper functions checked."""
+def _load_int32_module(name, path, module=None):
+    """Import firmware/NAME.py into sys.modules (into module, if given) with its viper
+    functions checked."""
     import types
 
     tree = _ViperToInt32(path.name).visit(ast.parse(path.read_text(), str(path)))
-    module = types.ModuleType(name)
+    module = module or types.ModuleType(name)
     module.__file__ = str(path)
     module.__dict__.update({
         "ptr8": lambda b: _Ptr(b, "B", 8), "ptr16": lambda b: _Ptr(b, "H", 16),
@@ -878,19 +901,55 @@ def _load_int32_module(name, path):
     return module
 
 
-def emulate_int32(request, firmware_dir=FIRMWARE_DIR):
-    """Run firmware/conform_ops.py on REQUEST in this (CPython) process as the int32
-    target; prints what a device prints. Used in a subprocess by run_ops."""
+class _Int32Finder:
+    """Imports firmware modules (also those the firmware imports lazily, or drops from
+    sys.modules and imports again) with their viper functions int32-checked."""
+
+    def __init__(self, firmware_dir):
+        self.dir = Path(firmware_dir)
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.util
+
+        src = self.dir / f"{name}.py"
+        if path is not None or not src.exists():
+            return None
+        return importlib.util.spec_from_loader(name, self)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        _load_int32_module(module.__name__, self.dir / f"{module.__name__}.py", module)
+
+
+def _int32_firmware(firmware_dir):
+    """Make `import NAME` load firmware/NAME.py int32-checked, in this process."""
     import types
 
-    firmware_dir = Path(firmware_dir)
     shim = types.ModuleType("micropython")
     shim.viper = shim.native = lambda f: f
     shim.const = lambda x: x
     sys.modules["micropython"] = shim
-    for name in ("params", "policy", "prng", "kernels", "adam", "loss", "conform_ops"):
-        mod = _load_int32_module(name, firmware_dir / f"{name}.py")
-    mod.main(str(request))
+    sys.meta_path.insert(0, _Int32Finder(firmware_dir))
+
+
+def emulate_int32(request, firmware_dir=FIRMWARE_DIR):
+    """Run firmware/conform_ops.py on REQUEST in this (CPython) process as the int32
+    target; prints what a device prints. Used in a subprocess by run_ops."""
+    _int32_firmware(firmware_dir)
+    import conform_ops
+
+    conform_ops.main(str(request))
+
+
+def emulate_int32_train(config, firmware_dir=FIRMWARE_DIR):
+    """Run firmware/qgpt_train.py on the config file in this (CPython) process as the
+    int32 target; returns its exit code. Used in a subprocess by run_training."""
+    _int32_firmware(firmware_dir)
+    import qgpt_train
+
+    return qgpt_train.main(str(config))
 
 
 def compare(cases, results, errors, report, fmt):
@@ -1031,24 +1090,496 @@ def corrupt_one(cases, op):
     raise ValueError(f"no case of op {op!r} to corrupt")
 
 
+# --- levels "steps" and "run": whole training steps on the device vs the simulator ---
+#
+# The device runs firmware/qgpt_train.py (the run protocol of firmware/README.md) on
+# a packed dataset in a temporary folder; the host runs the same steps with
+# qgpt.int_model.IntModel (the code `qgpt train` uses). Compared with ==:
+#   steps  the loss_q16 of every step, and after steps 1, 2, 10 and 100 the weight
+#          store, the step's gradient, Adam's m and v (the device dumps them: "dump"
+#          lines), then the final state hash; built-in names (data/names.txt)
+#   run    a whole 1000-step run on makemore's names: every loss_q16, the final state
+#          hash (CRC32 of params, m, v as int32 LE), and the 20 samples
+
+STEPS_FORMATS = ("q8.8", "q4.12")
+STEPS_ROUNDINGS = ("nearest", "floor", "stochastic")
+STEPS_EXTRA = (("q4.12", "stochastic", "q4.20"), ("q6.10", "nearest", ""),
+               ("q12.4", "stochastic", ""), ("q2.14", "nearest", ""))  # cheap others
+STEPS_DUMPS = (1, 2, 10, 100)
+TRAIN_SEED = 42
+TRAIN_STEPS = 1000  # the lr schedule's length (a run may stop earlier: stop_at)
+TRAIN_HEAPSIZE = "108K"  # the 64-bit unix port runs from 102K: firmware/README.md, "Memory"
+TRAIN_HEAPSIZE_MASTER = "128K"  # int32 master weights take 16 KB more
+MAKEMORE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "names-makemore.txt"
+STATE_ARRAYS = ("params", "grad", "adam_m", "adam_v")  # a dump file's arrays, in order
+
+
+@dataclass
+class TrainMismatch:
+    level: str  # "steps" or "run"
+    fmt: str
+    case: str  # rounding (and master)
+    step: int | None  # the step after which the value differs (1-based), None: at the end
+    what: str  # params | grad | adam_m | adam_v | loss_q16 | hash | sample | device
+    tensor: str = ""  # a name of the parameter table
+    index: tuple | None = None  # within the tensor
+    flat: int | None = None  # in the flat buffer
+    device: object = None
+    simulator: object = None
+
+    def __str__(self):
+        where = f"{self.level} {self.fmt} {self.case}"
+        if self.step is not None:
+            where += f", step {self.step}"
+        if self.what == "device":
+            return f"{where}: the device failed: {self.device}"
+        idx = ""
+        if self.tensor:
+            idx = f" {self.tensor}" + "".join(f"[{i}]" for i in self.index)
+            idx += f" (flat index {self.flat})"
+        return f"{where}: {self.what}{idx} device {self.device} != simulator {self.simulator}"
+
+
+@dataclass
+class TrainCase:
+    fmt: str
+    rounding: str
+    master: str = ""
+
+    @property
+    def name(self):
+        return self.rounding + (f", master {self.master}" if self.master else "")
+
+
+@dataclass
+class TrainReport:
+    level: str
+    rows: list = field(default_factory=list)  # [format, case, steps, values, result]
+    mismatches: list = field(default_factory=list)
+    seconds: float = 0.0
+    device: str = ""
+    heap_peak: int | None = None
+    skipped: str = ""  # why the level did not run
+
+    @property
+    def ok(self):
+        return not self.mismatches
+
+    @property
+    def exit_code(self):
+        return 0 if self.ok else 1
+
+    def summary(self):
+        from tabulate import tabulate
+
+        if self.skipped:
+            return f"level {self.level}: SKIPPED ({self.skipped})"
+        head = tabulate(self.rows, headers=["format", "case", "steps", "values", "result"])
+        values = sum(r[3] for r in self.rows)
+        tail = (f"level {self.level}: {len(self.rows)} runs, {values} values compared, "
+                f"{len(self.mismatches)} mismatches listed, {self.seconds:.1f} s on {self.device}")
+        if self.heap_peak is not None:
+            tail += f" (heap peak {self.heap_peak} bytes)"
+        return head + "\n" + tail
+
+
+def tensor_at(flat):
+    """(name, index) of a flat parameter index, from the parameter table."""
+    for s in SLOTS:
+        if s.offset <= flat < s.offset + s.size:
+            return s.name, tuple(int(i) for i in np.unravel_index(flat - s.offset, s.shape))
+    raise IndexError(flat)
+
+
+def state_hash(params, m, v):
+    """The device's `done ... hash`: CRC32 of params, m, v as little-endian int32."""
+    import zlib
+
+    crc = 0
+    for a in (params, m, v):
+        crc = zlib.crc32(np.asarray(a, dtype="<i4").tobytes(), crc)
+    return crc
+
+
+def pack_names(names_file, dest):
+    """Pack the training split of a names file (qgpt pack); returns the train names."""
+    from qgpt import data, pack
+
+    ds = data.load(names_file)
+    pack.write(dest, ds.train)
+    return ds.train
+
+
+@dataclass
+class DeviceRun:
+    """What the device printed, parsed (firmware/README.md)."""
+
+    code: int
+    stdout: str
+    stderr: str
+    start: str = ""
+    losses: dict = field(default_factory=dict)  # step (1-based) -> loss_q16
+    ckpts: list = field(default_factory=list)
+    dumps: dict = field(default_factory=dict)  # step -> path
+    samples: list = field(default_factory=list)
+    done: dict = field(default_factory=dict)  # step, hash, heap_peak, stalled
+    errors: list = field(default_factory=list)
+
+    @property
+    def failure(self):
+        """Why the run failed, or ''."""
+        if self.errors:
+            return "; ".join(self.errors)
+        if self.code != 0 or not self.done:
+            tail = self.stderr.strip().splitlines()[-3:] or self.stdout.strip().splitlines()[-3:]
+            return f"exit code {self.code}: " + " | ".join(tail)
+        return ""
+
+
+def parse_device_run(code, stdout, stderr, folder):
+    r = DeviceRun(code, stdout, stderr)
+    for line in stdout.splitlines():
+        tag, _, rest = line.partition(" ")
+        f = rest.split()
+        if tag == "qgpt" and f[:1] == ["start"]:
+            r.start = line
+        elif tag == "step" and len(f) >= 3 and f[1] == "loss_q16":
+            r.losses[int(f[0])] = int(f[2])
+        elif tag == "ckpt":
+            r.ckpts.append(int(f[0]))
+        elif tag == "dump":
+            path = Path(folder) / rest
+            r.dumps[int(path.stem.rsplit("-", 1)[1])] = path
+        elif tag == "sample":
+            r.samples.append(rest)
+        elif tag == "done":
+            r.done = {"step": int(f[1]), "hash": int(f[3], 16), "heap_peak": int(f[5]),
+                      "stalled": int(f[7])}
+        elif tag == "error":
+            r.errors.append(rest)
+    return r
+
+
+def device_config(case, data, steps=TRAIN_STEPS, seed=TRAIN_SEED, **extra):
+    """The qgpt.json of a device run (firmware/README.md)."""
+    p = make_policy(case.fmt, case.rounding, case.master)
+    cfg = {"format": case.fmt, "rounding": case.rounding, "master": case.master, "lr": p.lr,
+           "lr_q30": p.lr_q30, "steps": steps, "seed": seed, "data": str(data),
+           "checkpoint": "ckpt.bin", "checkpoint_every": 0, "samples": 0}
+    cfg.update(extra)
+    return cfg
+
+
+def start_training(config, folder, micropython=None, heapsize=TRAIN_HEAPSIZE, target="unix",
+                   firmware_dir=None):
+    """Write config as folder/qgpt.json and start the device on it (a Popen)."""
+    folder = Path(folder)
+    (folder / "qgpt.json").write_text(json.dumps(config))
+    env = dict(os.environ, MICROPYPATH=str(firmware_dir))
+    if target == "int32":
+        cmd = [sys.executable, "-c", "import sys; from qgpt.conformance import "
+               "emulate_int32_train; sys.exit(emulate_int32_train(sys.argv[1], sys.argv[2]))",
+               "qgpt.json", str(firmware_dir)]
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    else:
+        cmd = [micropython or default_micropython(), "-X", f"heapsize={heapsize}", "-m",
+               "qgpt_train", "qgpt.json"]
+    return subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish_training(proc, folder, timeout=3600):
+    out, err = proc.communicate(timeout=timeout)
+    return parse_device_run(proc.returncode, out, err, folder)
+
+
+def firmware_build(dest, target="unix", build="mpy", source_dir=FIRMWARE_DIR):
+    """The firmware folder a target runs: compiled into dest (unix), or the sources."""
+    if target == "int32":
+        return Path(source_dir)
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    build_firmware(dest, build, source_dir=source_dir)
+    return Path(dest)
+
+
+def simulate(case, names, upto, steps=TRAIN_STEPS, seed=TRAIN_SEED, dump_steps=()):
+    """The host's run of the same steps: (IntModel, [loss_q16 per step], {step: state}),
+    state = params, grad, adam_m, adam_v after that step. The loop of qgpt/train.py."""
+    from qgpt import data
+    from qgpt.int_model import IntModel
+    from qgpt.train import TrainConfig
+
+    cfg = TrainConfig(steps=steps, seed=seed, format=case.fmt, rounding=case.rounding,
+                      master=case.master)
+    model = IntModel(cfg)
+    seen = {}
+    adam_step = model.opt.step
+
+    def capture(store, g, *args):  # the step's gradient, as Adam receives it
+        seen["grad"] = g.copy()
+        return adam_step(store, g, *args)
+
+    model.opt.step = capture
+    losses, states = [], {}
+    for step in range(upto):
+        name = names[prng.doc_index(step, len(names), seed)]
+        _, tele = model.train_step(data.encode(name), step, steps)
+        losses.append(int(tele["loss_q16"]))
+        if step + 1 in dump_steps:
+            states[step + 1] = (model.store.copy(), seen["grad"], model.opt.m.copy(),
+                                model.opt.v.copy())
+    model.opt.step = adam_step
+    return model, losses, states
+
+
+def read_dump(path):
+    """A device dump: params, grad, adam_m, adam_v, each N_PARAMS int32 LE."""
+    raw = np.fromfile(path, dtype="<i4").astype(np.int64)
+    if raw.size != 4 * N_PARAMS:
+        raise ValueError(f"{path}: {raw.size} values, want {4 * N_PARAMS}")
+    return tuple(raw[i * N_PARAMS : (i + 1) * N_PARAMS] for i in range(4))
+
+
+def compare_state(level, case, step, device, simulator, mismatches, limit=2):
+    """Compare (params, grad, m, v) tuples; the first `limit` differing values of each
+    tensor of each array are listed. Returns the number of values compared."""
+    for what, dev, sim in zip(STATE_ARRAYS, device, simulator, strict=True):
+        dev, sim = np.asarray(dev), np.asarray(sim)
+        for s in SLOTS:
+            part = slice(s.offset, s.offset + s.size)
+            for j in np.flatnonzero(dev[part] != sim[part])[:limit] + s.offset:
+                name, idx = tensor_at(int(j))
+                mismatches.append(TrainMismatch(level, case.fmt, case.name, step, what, name,
+                                                idx, int(j), int(dev[j]), int(sim[j])))
+    return 4 * N_PARAMS
+
+
+def compare_losses(level, case, device_losses, host_losses, mismatches, start=0, limit=3):
+    """Per-step loss_q16: the first `limit` differences, and missing steps."""
+    bad = 0
+    for i, want in enumerate(host_losses):
+        got = device_losses.get(start + i + 1)
+        if got != want:
+            mismatches.append(TrainMismatch(level, case.fmt, case.name, start + i + 1,
+                                            "loss_q16", device=got, simulator=want))
+            bad += 1
+            if bad >= limit:
+                break
+    return len(host_losses)
+
+
+def _steps_cases(formats, roundings, extra):
+    cases = [TrainCase(f, r) for f in formats for r in roundings]
+    return cases + [TrainCase(*e) for e in extra if TrainCase(*e) not in cases]
+
+
+def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTRA,
+              dump_steps=STEPS_DUMPS, micropython=None, target="unix", seed=TRAIN_SEED,
+              heapsize=None, firmware_dir=FIRMWARE_DIR, workdir=None):
+    """Level "steps": each case trains max(dump_steps) steps on the device and on the
+    host (lr schedule of TRAIN_STEPS), compared after every step (loss_q16) and after
+    each of dump_steps (params, gradient, m, v); returns a TrainReport."""
+    t0 = time.time()
+    report = TrainReport("steps")
+    cases = _steps_cases(formats, roundings, extra)
+    upto = max(dump_steps)
+    with tempfile.TemporaryDirectory(prefix="qgpt-steps-", dir=workdir) as tmp:
+        tmp = Path(tmp)
+        fw = firmware_build(tmp / "firmware", target, source_dir=firmware_dir)
+        names = pack_names(None, tmp / "names.bin")
+        running = []
+        for i, case in enumerate(cases):  # all devices at once, then the host
+            folder = tmp / f"case{i}"
+            folder.mkdir()
+            cfg = device_config(case, tmp / "names.bin", seed=seed, stop_at=upto,
+                                dump_steps=list(dump_steps))
+            heap = heapsize or (TRAIN_HEAPSIZE_MASTER if case.master else TRAIN_HEAPSIZE)
+            running.append((case, folder, start_training(cfg, folder, micropython, heap,
+                                                         target, fw)))
+        for case, folder, proc in running:
+            model, losses, states = simulate(case, names, upto, seed=seed,
+                                             dump_steps=dump_steps)
+            dev = finish_training(proc, folder)
+            bad_before = len(report.mismatches)
+            values = 0
+            if dev.failure:
+                report.mismatches.append(TrainMismatch("steps", case.fmt, case.name, None,
+                                                       "device", device=dev.failure))
+            else:
+                report.device = f"{target} ({dev.start.split('viper=')[1].split()[0]}-bit viper)"
+                if dev.done.get("heap_peak"):
+                    report.heap_peak = max(report.heap_peak or 0, dev.done["heap_peak"])
+                values += compare_losses("steps", case, dev.losses, losses, report.mismatches)
+                for step in dump_steps:
+                    if step not in dev.dumps:
+                        report.mismatches.append(TrainMismatch(
+                            "steps", case.fmt, case.name, step, "device",
+                            device=f"no dump after step {step}"))
+                        continue
+                    values += compare_state("steps", case, step, read_dump(dev.dumps[step]),
+                                            states[step], report.mismatches)
+                want = state_hash(model.store, model.opt.m, model.opt.v)
+                values += 1
+                if dev.done["hash"] != want:
+                    report.mismatches.append(TrainMismatch(
+                        "steps", case.fmt, case.name, upto, "hash",
+                        device=f"{dev.done['hash']:08x}", simulator=f"{want:08x}"))
+            bad = len(report.mismatches) - bad_before
+            report.rows.append([case.fmt, case.name, upto, values,
+                                "ok" if bad == 0 else f"FAIL ({bad})"])
+    report.seconds = time.time() - t0
+    return report
+
+
+def run_run(data=None, fmt="q4.12", rounding="nearest", master="", steps=TRAIN_STEPS,
+            seed=TRAIN_SEED, samples=20, micropython=None, target="unix",
+            heapsize=None, firmware_dir=FIRMWARE_DIR, workdir=None):
+    """Level "run": a whole training run on makemore's names (read in place), device vs
+    host: every step's loss_q16, the final state hash (and on a mismatch the tensors
+    of the device's checkpoint), the samples. Skipped if the names file is absent."""
+    from qgpt import checkpoint
+    from qgpt.train import sample as host_sample
+
+    t0 = time.time()
+    report = TrainReport("run")
+    data = Path(data) if data else MAKEMORE
+    if not data.exists():
+        report.skipped = f"{data} is absent (makemore's names.txt, read in place)"
+        return report
+    case = TrainCase(fmt, rounding, master)
+    with tempfile.TemporaryDirectory(prefix="qgpt-run-", dir=workdir) as tmp:
+        tmp = Path(tmp)
+        fw = firmware_build(tmp / "firmware", target, source_dir=firmware_dir)
+        names = pack_names(data, tmp / "names.bin")
+        cfg = device_config(case, tmp / "names.bin", steps=steps, seed=seed, samples=samples,
+                            log_every=1)
+        heap = heapsize or (TRAIN_HEAPSIZE_MASTER if master else TRAIN_HEAPSIZE)
+        proc = start_training(cfg, tmp, micropython, heap, target, fw)
+        model, losses, _ = simulate(case, names, steps, steps=steps, seed=seed)
+        host_names = host_sample(model, n=samples, temperature=0.5, seed=seed)
+        dev = finish_training(proc, tmp)
+        values = 0
+        if dev.failure:
+            report.mismatches.append(TrainMismatch("run", fmt, case.name, None, "device",
+                                                   device=dev.failure))
+        else:
+            report.device = f"{target} ({dev.start.split('viper=')[1].split()[0]}-bit viper)"
+            report.heap_peak = dev.done.get("heap_peak")
+            values += compare_losses("run", case, dev.losses, losses, report.mismatches)
+            want = state_hash(model.store, model.opt.m, model.opt.v)
+            values += 1
+            if dev.done["hash"] != want:
+                report.mismatches.append(TrainMismatch("run", fmt, case.name, steps, "hash",
+                                                       device=f"{dev.done['hash']:08x}",
+                                                       simulator=f"{want:08x}"))
+                meta, arrays = checkpoint.load(tmp / "ckpt.bin")
+                compare_state("run", case, steps, (arrays["params"], np.zeros(N_PARAMS),
+                                                   arrays["adam_m"], arrays["adam_v"]),
+                              (model.store, np.zeros(N_PARAMS), model.opt.m, model.opt.v),
+                              report.mismatches)
+            for i, want_name in enumerate(host_names):
+                got = dev.samples[i] if i < len(dev.samples) else None
+                values += 1
+                if got != want_name:
+                    report.mismatches.append(TrainMismatch("run", fmt, case.name, None,
+                                                           f"sample {i}", device=repr(got),
+                                                           simulator=repr(want_name)))
+        bad = len(report.mismatches)
+        report.rows.append([fmt, case.name, steps, values, "ok" if bad == 0 else f"FAIL ({bad})"])
+    report.seconds = time.time() - t0
+    return report
+
+
+def _print_report(report, out, limit=20):
+    print(report.summary(), file=out)
+    for m in report.mismatches[:limit]:
+        print(m, file=out)
+    if len(report.mismatches) > limit:
+        print(f"... {len(report.mismatches) - limit} more listed mismatches", file=out)
+
+
+def conformance_steps(formats=None, micropython=None, seed=TRAIN_SEED, target="unix",
+                      dump_steps=STEPS_DUMPS, out=None, **kw):
+    """Level "steps" for the CLI: prints the table and the first mismatches; exit code."""
+    report = run_steps(tuple(formats or STEPS_FORMATS), micropython=micropython, seed=seed,
+                       target=target, dump_steps=dump_steps, **kw)
+    _print_report(report, out or sys.stdout)
+    return report.exit_code
+
+
+def conformance_run(data=None, micropython=None, seed=TRAIN_SEED, target="unix", out=None,
+                    **kw):
+    """Level "run" for the CLI: prints the table (or why it was skipped); exit code."""
+    report = run_run(data, micropython=micropython, seed=seed, target=target, **kw)
+    _print_report(report, out or sys.stdout)
+    return report.exit_code
+
+
+LEVELS = ("ops", "steps", "run", "all")
+
+
+def conformance(level="ops", formats=None, micropython=None, seed=None, heapsize=None,
+                build="mpy", target="unix", data=None, out=None):
+    """The CLI's dispatcher (qgpt conformance --level ops|steps|run|all): runs the
+    level(s), prints each report; exit code 0 if all equal (a skipped run counts as
+    passed, and says why), 1 on any mismatch or device failure.
+    seed: the golden cases' seed for ops (default 0), the training seed for steps and
+    run (default 42); formats: ops and steps; data: the run level's names file."""
+    if level not in LEVELS:
+        raise ValueError(f"level {level!r} is unknown: want one of {', '.join(LEVELS)}")
+    out = out or sys.stdout
+    code = 0
+    if level in ("ops", "all"):
+        code |= conformance_ops(formats, micropython, 0 if seed is None else seed, heapsize,
+                                build, target, out=out)
+    train_seed = TRAIN_SEED if seed is None else seed
+    if level in ("steps", "all"):
+        step_formats = formats if level == "steps" else None
+        code |= conformance_steps(step_formats, micropython, train_seed, target,
+                                  dump_steps=STEPS_DUMPS if target == "unix" else (1, 2),
+                                  out=out, **({"heapsize": heapsize} if heapsize else {}))
+    if level == "all" and target == "int32":  # about 1 s a step in CPython: ask for it alone
+        print("level run: SKIPPED (the int32 target takes about 20 minutes for 1000 steps: "
+              "run --level run --target int32 alone)", file=out)
+    elif level in ("run", "all"):
+        code |= conformance_run(data, micropython, train_seed, target, out=out,
+                                **({"heapsize": heapsize} if heapsize else {}))
+    return code
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m qgpt.conformance",
-                                 description="op-level conformance of the firmware (unix port)")
-    ap.add_argument("--formats", default=",".join(FORMATS))
+                                 description="conformance of the firmware with the simulator")
+    ap.add_argument("--level", choices=LEVELS, default="ops",
+                    help="ops: every kernel on golden vectors (default); steps: training steps "
+                         "(params, gradients, Adam state); run: a whole run on makemore's "
+                         "names; all: the three")
+    ap.add_argument("--formats", default=None,
+                    help=f"ops default {','.join(FORMATS)}; steps default "
+                         f"{','.join(STEPS_FORMATS)} (and a few cheap others)")
     ap.add_argument("--target", choices=TARGETS, default="unix",
                     help="unix: the MicroPython unix port (default); int32: the firmware run by "
                          "CPython with every viper intermediate checked against int32")
     ap.add_argument("--micropython", default=None, help="the unix port (default: the venv's)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=None,
+                    help="ops: the golden cases' seed (default 0); steps, run: the training "
+                         "seed (default 42)")
     ap.add_argument("--heapsize", default=None,
-                    help=f"the device heap (default {HEAPSIZE}, {HEAPSIZE_PY} with --build py)")
+                    help=f"the device heap (ops default {HEAPSIZE}, {HEAPSIZE_PY} with --build "
+                         f"py; steps and run default {TRAIN_HEAPSIZE})")
     ap.add_argument("--build", choices=["mpy", "py"], default="mpy",
                     help="mpy: firmware compiled by mpy-cross (default); py: the port compiles")
+    ap.add_argument("--data", default=None,
+                    help=f"run: the names file (default {MAKEMORE})")
     ap.add_argument("--corrupt", default=None, metavar="OP",
-                    help="self-test: alter one golden value of OP; the run must fail")
+                    help="self-test (ops): alter one golden value of OP; the run must fail")
     a = ap.parse_args(argv)
-    return conformance_ops(a.formats.split(","), a.micropython, a.seed, a.heapsize, a.build,
-                           a.target, corrupt=a.corrupt)
+    formats = a.formats.split(",") if a.formats else None
+    if a.corrupt:
+        return conformance_ops(formats, a.micropython, a.seed or 0, a.heapsize, a.build,
+                               a.target, corrupt=a.corrupt)
+    return conformance(a.level, formats, a.micropython, a.seed, a.heapsize, a.build, a.target,
+                       a.data)
 
 
 if __name__ == "__main__":

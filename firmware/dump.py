@@ -1,0 +1,32 @@
+"""Debug dumps of the training state (qgpt/conformance.py, level "steps").
+
+After a step listed in the config's dump_steps, the file PREFIX-STEP.bin holds four
+arrays of N int32 (little-endian), in this order: params (the weight store), the
+step's gradient, adam_m, adam_v. The gradient is written tensor by tensor as the
+backward pass completes it (firmware/model.py's on_grad hook), at its offset.
+"""
+
+from model import N
+
+
+class Dump:
+    def __init__(self, path, mdl):
+        self.path, self.mdl = path, mdl
+        self.f = open(path, "wb")
+        mdl.on_grad = self.grad
+
+    def grad(self, i0, n, grad):
+        self.f.seek(4 * (N + i0))
+        self.f.write(memoryview(grad)[: 4 * n])  # grad: a byte view of int32 values
+
+    def close(self):
+        mdl, f = self.mdl, self.f
+        mdl.on_grad = None
+        f.seek(0)
+        for b in mdl.param_chunks():
+            f.write(b)
+        f.seek(8 * N)
+        f.write(mdl.m)
+        f.write(mdl.v)
+        f.close()
+        print("dump", self.path)

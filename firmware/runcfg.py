@@ -1,0 +1,150 @@
+"""The run's setup on the device, used once and then dropped from memory by
+qgpt_train (firmware/README.md, "Memory"): the config, the dataset's check, and
+the numbers the Model takes from the policy.
+"""
+
+import json
+import struct
+
+import ckpt
+import params as PR
+import policy as PO
+from qgpt_train import DATA_HEADER, DATA_MAGIC, DATA_VERSION, RECORD, RunError
+
+DEFAULTS = {
+    "format": "q4.12",  # the data format qI.F
+    "rounding": "nearest",  # weight-update rounding: nearest | floor | stochastic
+    "master": "",  # "" or a master-weight format, e.g. "q4.20"
+    "lr": 0.01,  # peak learning rate, decayed linearly to 0 over `steps`
+    "lr_q30": None,  # round(lr * 2**30), exact from the host (a float32 port may differ)
+    "steps": 1000,  # the run's length: the lr schedule and the final checkpoint
+    "seed": 42,  # init, data order, stochastic rounding, sampling
+    "data": "names.bin",  # the packed dataset (qgpt pack)
+    "checkpoint": "ckpt.bin",
+    "checkpoint_every": 100,  # 0: only at the end (and at stop_at)
+    "resume": False,  # continue from `checkpoint` if it exists
+    "samples": 20,  # names printed at the end
+    "temperature": 0.5,
+    "stop_at": None,  # stop after this many steps (the schedule still uses `steps`)
+    "log_every": 1,  # a step line every this many steps
+    "dump_steps": [],  # debug: after these steps write DUMP-STEP.bin (params, grad, m, v)
+    "dump_prefix": "dump",
+}
+
+
+def _format(name, what, max_bits):
+    try:
+        i, f = PO.parse_format(name)
+    except (ValueError, IndexError, TypeError):
+        raise RunError(f"{what} {name!r} is not a format like q4.12") from None
+    if name[0] != "q" or i < 1 or f < 0 or i + f > max_bits:
+        raise RunError(f"{what} {name}: want qI.F with I >= 1 and at most {max_bits} bits")
+    return i, f
+
+
+def load_config(path):
+    """The config: DEFAULTS updated by the JSON file at path, checked; with the
+    firmware Policy under "policy"."""
+    try:
+        with open(path) as f:
+            user = json.load(f)
+    except OSError:
+        raise RunError(f"config {path}: cannot open it") from None
+    except ValueError as e:
+        raise RunError(f"config {path}: not JSON ({e})") from None
+    cfg = dict(DEFAULTS)
+    for k in user:
+        if k not in DEFAULTS:
+            known = ", ".join(sorted(DEFAULTS))
+            raise RunError(f"config {path}: unknown key {k!r} (known: {known})")
+        cfg[k] = user[k]
+    data = _format(cfg["format"], "format", 16)
+    if cfg["rounding"] not in PO.ROUNDINGS:
+        raise RunError(f"rounding {cfg['rounding']!r}: want one of {', '.join(PO.ROUNDINGS)}")
+    master = None
+    if cfg["master"] in ("", "none", None):
+        cfg["master"] = ""
+    else:
+        master = _format(cfg["master"], "master", 31)
+        if master[0] != data[0] or master[1] < data[1]:
+            raise RunError(f"master {cfg['master']} must have the data format's {data[0]} "
+                           f"integer bits and at least its {data[1]} fractional bits")
+    for k, low in (("steps", 1), ("checkpoint_every", 0), ("samples", 0), ("log_every", 1)):
+        if not isinstance(cfg[k], int) or cfg[k] < low:
+            raise RunError(f"{k} {cfg[k]!r}: want a whole number >= {low}")
+    if cfg["stop_at"] is not None and (not isinstance(cfg["stop_at"], int) or cfg["stop_at"] < 0):
+        raise RunError(f"stop_at {cfg['stop_at']!r}: want a whole number >= 0 or null")
+    if not 0 < cfg["lr"] < 1:
+        raise RunError(f"lr {cfg['lr']!r} must lie in (0, 1)")
+    if not cfg["temperature"] > 0:
+        raise RunError(f"temperature {cfg['temperature']!r} must be above 0")
+    lr_q30 = cfg["lr_q30"]
+    if lr_q30 is None:
+        lr_q30 = round(cfg["lr"] * (1 << 30))
+    try:
+        P = PO.Policy(data, cfg["rounding"], master, lr_q30)
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    cfg["numbers"] = model_numbers(P)
+    master_name = P.master.name if P.master else "-"
+    cfg["formats"] = f"format={P.data.name} rounding={P.rounding} master={master_name}"
+    # the checkpoint's config: the host's TrainConfig fields (qgpt/train.py)
+    cfg["train_config"] = {
+        "data": cfg["data"], "steps": cfg["steps"], "seed": cfg["seed"], "lr": cfg["lr"],
+        "format": cfg["format"], "rounding": cfg["rounding"], "master": cfg["master"],
+        "lowercase": False, "skip_long": False, "checkpoint_every": cfg["checkpoint_every"],
+        "strict": False}
+    return cfg
+
+
+def check_dataset(path):
+    """The number of records of the packed dataset at path (qgpt/pack.py), after
+    checking its header and the records' CRC32 (streamed)."""
+    try:
+        f = open(path, "rb")
+    except OSError:
+        raise RunError(f"data {path}: no such file (write it with: qgpt pack --out FILE)") \
+            from None
+    with f:
+        head = f.read(DATA_HEADER)
+        if len(head) < DATA_HEADER or head[:8] != DATA_MAGIC:
+            raise RunError(f"data {path}: not a packed dataset (bad magic); write it with "
+                           "qgpt pack")
+        version, record, count, crc = struct.unpack("<HHII", head[8:])
+        if version != DATA_VERSION or record != RECORD:
+            raise RunError(f"data {path}: version {version}, record size {record}: this "
+                           f"firmware reads version {DATA_VERSION} with {RECORD}-byte records;"
+                           " pack it again")
+        buf = bytearray(256)
+        mv = memoryview(buf)
+        got, size = 0, 0
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            got = ckpt.crc32(mv[:n], got)
+            size += n
+    if count < 1 or size != count * RECORD or (got & 0xFFFFFFFF) != crc:
+        raise RunError(f"data {path}: corrupted or truncated (size or CRC32 mismatch)")
+    return count
+
+
+def model_numbers(P):
+    """What firmware/model.py's Model takes from the policy P and the parameter table,
+    so that neither module stays in memory during training."""
+    D, L, S = P.data, P.logits, P.weight_store
+    wide = 1 if P.master else 0
+    return {
+        "wide": wide, "layout": tuple(PR.layout()), "F": D.frac_bits, "d_lim": (D.lo, D.hi),
+        "lin_sh": P.linear_forward_args(0)[0], "lin_l_sh": P.linear_forward_args(1)[0],
+        "rms": (P.rms_guard, P.rms_fm, P.rms_eps),
+        "att": (P.score_shift, L.lo, L.hi, P.attn_out_shift),
+        "lin_b": P.linear_backward_args(),
+        "back": (P.rms_back_shift, P.dp_shift, P.pv_shift, P.dqk_shift, P.embed_back_shift),
+        "adam": (P.gs_shift, P.r_shift, P.update_shift, P.mode, S.lo, S.hi, wide),
+        "schedule": (P.lr_q30, P.alpha_frac),
+        "stochastic": P.rounding == "stochastic",
+        "store_format": (S.name, S.lo, S.hi),
+        "init": P.init_args(),
+        "master_shift": P.master.frac_bits - D.frac_bits if P.master else 0,
+    }

@@ -1,0 +1,54 @@
+"""Sampling names on the device (docs/arithmetic.md, section 10), after training.
+
+The same integers as qgpt/int_model.py IntModel.next_token driven by qgpt/train.py
+sample(): the forward pass goes token by token with the KV cache, and position t's
+logits are those of the host's forward over the t + 1 tokens so far. Imported only
+at the end of a run (qgpt_train.py), so its code takes no memory during training.
+"""
+
+import kernels as K
+import prng
+from model import BLOCK, BOS, V, get32
+
+
+def next_token(mdl, t, inv_t, u30):
+    """The first token whose cumulative probability exceeds u30 >> 15 (the first
+    maximum if none), from softmax(logits[t] * inv_t / 256 rounded half up)."""
+    z, lg, row = mdl.zbuf, mdl.logits, t * V
+    for j in range(V):  # unbounded ints: inv_t may be large
+        z[j] = (get32(lg, row + j) * inv_t + 128) >> 8
+    K.softmax(z, z, 0, V, mdl.F)
+    u = u30 >> 15
+    cum = 0
+    best = 0
+    for j in range(V):
+        cum += z[j]
+        if cum > u:
+            return j
+        if z[j] > z[best]:
+            best = j
+    return best
+
+
+def sample(mdl, n, inv_t, seed):
+    """Name n: tokens from BOS, each drawn with u30 = draw(key(seed, SAMPLE, n), t),
+    until BOS or BLOCK tokens. Returns the name."""
+    k = prng.key(seed, prng.STREAM_SAMPLE, n)
+    tok = mdl.tok
+    tok[0] = BOS
+    length = BLOCK
+    for t in range(BLOCK):
+        mdl.forward_position(t, BLOCK)
+        nxt = next_token(mdl, t, inv_t, prng.draw(k, t))
+        if nxt == BOS:
+            length = t
+            break
+        tok[t + 1] = nxt
+    return "".join(chr(97 + tok[1 + j]) for j in range(length))
+
+
+def print_samples(mdl, count, temperature, seed):
+    """`sample NAME` lines for names 0 .. count-1."""
+    inv_t = round(256 / temperature)  # as the host: round(256 / temperature)
+    for n in range(count):
+        print("sample", sample(mdl, n, inv_t, seed))

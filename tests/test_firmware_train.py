@@ -1,0 +1,285 @@
+"""Training on the device: the firmware's steps, runs, checkpoints and memory equal
+the host simulator's, value for value (qgpt/conformance.py, levels "steps", "run").
+
+The device is the MicroPython unix port running firmware/qgpt_train.py (the run
+protocol of firmware/README.md), or the same firmware in CPython with every viper
+intermediate checked against int32 (target "int32").
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qgpt import checkpoint, train
+from qgpt import conformance as cf
+from qgpt.params import N_PARAMS
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+
+
+def _text(report):
+    return report.summary() + "\n" + "\n".join(str(m) for m in report.mismatches[:20])
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory):
+    """A compiled firmware and the packed built-in names, shared by the module."""
+    tmp = tmp_path_factory.mktemp("device")
+    fw = cf.firmware_build(tmp / "firmware")
+    names = cf.pack_names(None, tmp / "names.bin")
+    return {"fw": fw, "data": tmp / "names.bin", "names": names}
+
+
+def _train(device, folder, case, heapsize=cf.TRAIN_HEAPSIZE, **cfg):
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = cf.device_config(case, device["data"], **cfg)
+    proc = cf.start_training(config, folder, heapsize=heapsize, firmware_dir=device["fw"])
+    return cf.finish_training(proc, folder)
+
+
+# --- level "steps": params, gradients and Adam state after steps 1, 2, 10 (and 100) ---
+
+
+def test_steps_q412_q88_nearest_and_stochastic():
+    report = cf.run_steps(("q4.12", "q8.8"), ("nearest", "stochastic"), extra=(),
+                          dump_steps=(1, 2, 10))
+    assert report.ok, _text(report)
+    assert [r[:3] for r in report.rows] == [["q4.12", "nearest", 10], ["q4.12", "stochastic", 10],
+                                            ["q8.8", "nearest", 10], ["q8.8", "stochastic", 10]]
+    # per case: 10 losses, 3 dumps of params, grad, m, v, the final hash
+    assert all(r[3] == 10 + 3 * 4 * N_PARAMS + 1 for r in report.rows)
+
+
+def test_steps_every_format_rounding_and_master_to_step_100():
+    report = cf.run_steps()  # q8.8, q4.12 x nearest, floor, stochastic; master; q6.10 ...
+    assert report.ok, _text(report)
+    assert len(report.rows) == 10 and all(r[2] == 100 for r in report.rows)
+    assert any("master q4.20" in r[1] for r in report.rows)
+
+
+def test_steps_on_the_int32_target():
+    # every viper intermediate of whole training steps checked against int32, as a
+    # 32-bit board computes them (the x86-64 unix port cannot show an overflow)
+    report = cf.run_steps(("q4.12", "q8.8"), ("nearest", "stochastic"), extra=(),
+                          dump_steps=(1, 2), target="int32")
+    assert report.ok, _text(report)
+    assert "32-bit viper" in report.device
+
+
+@pytest.mark.slow
+def test_steps_on_the_int32_target_every_case_to_step_10():
+    report = cf.run_steps(dump_steps=(1, 2, 10), target="int32")
+    assert report.ok, _text(report)
+
+
+def test_a_wrong_firmware_is_named_by_step_tensor_and_index(tmp_path):
+    # a firmware whose relu backward skips position 0: from step 1 on, mlp_fc1's
+    # gradient differs (and what flows back from it), not lm_head's or mlp_fc2's
+    fw = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE, fw)
+    src = (fw / "model.py").read_text()
+    good = "K.relu_backward(dh, dh, self.h, 0, T * M)"
+    assert good in src
+    (fw / "model.py").write_text(src.replace(good, "K.relu_backward(dh, dh, self.h, M, T * M - M)"))
+    report = cf.run_steps(("q4.12",), ("nearest",), extra=(), dump_steps=(1, 2),
+                          firmware_dir=fw)
+    assert report.exit_code == 1 and "FAIL" in report.summary()
+    grads = {m.tensor: m for m in report.mismatches if m.what == "grad" and m.step == 1}
+    assert "layer0.mlp_fc1" in grads
+    assert "lm_head" not in grads and "layer0.mlp_fc2" not in grads
+    m = grads["layer0.mlp_fc1"]
+    assert (m.level, m.fmt, m.case) == ("steps", "q4.12", "nearest")
+    row, col = m.index
+    assert m.flat == 2144 + 16 * row + col  # mlp_fc1 starts at 2144 in the table
+    assert str(m) == (f"steps q4.12 nearest, step 1: grad layer0.mlp_fc1[{row}][{col}] "
+                      f"(flat index {m.flat}) device {m.device} != simulator {m.simulator}")
+
+
+def test_the_command_exits_non_zero_on_a_device_failure(tmp_path):
+    fw = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE, fw)
+    (fw / "model.py").write_text((fw / "model.py").read_text().replace(
+        "def train_step(self, T, step, num_steps):",
+        "def train_step(self, T, step, num_steps):\n        raise ValueError('broken')"))
+    out = tmp_path / "out.txt"
+    with open(out, "w") as f:
+        code = cf.conformance_steps(("q4.12",), dump_steps=(1,), roundings=("nearest",),
+                                    extra=(), firmware_dir=fw, out=f)
+    assert code == 1
+    assert "steps q4.12 nearest: the device failed" in out.read_text()
+
+
+# --- resume, checkpoints, samples ---
+
+
+def test_resume_continues_bit_exactly(device, tmp_path):
+    case = cf.TrainCase("q8.8", "stochastic")
+    whole = _train(device, tmp_path / "whole", case, stop_at=30, samples=3)
+    assert not whole.failure, whole.failure
+    part = tmp_path / "parts"
+    first = _train(device, part, case, stop_at=12, checkpoint_every=5)
+    assert first.ckpts == [5, 10, 12] and first.done["step"] == 12
+    second = _train(device, part, case, stop_at=30, samples=3, resume=True)
+    assert not second.failure, second.failure
+    assert "from=12 to=30" in second.start
+    assert second.done["hash"] == whole.done["hash"]
+    assert second.samples == whole.samples and len(whole.samples) == 3
+    assert {**first.losses, **second.losses} == whole.losses
+    # and the simulator agrees
+    model, losses, _ = cf.simulate(case, device["names"], 30)
+    assert whole.done["hash"] == cf.state_hash(model.store, model.opt.m, model.opt.v)
+    assert [whole.losses[i + 1] for i in range(30)] == losses
+
+
+def test_the_host_loads_a_device_checkpoint_and_samples_the_same_names(device, tmp_path):
+    case = cf.TrainCase("q4.12", "nearest")
+    run = _train(device, tmp_path, case, stop_at=40, samples=6, temperature=0.5)
+    assert not run.failure, run.failure
+    model, cfg = train.load_run(tmp_path / "ckpt.bin")
+    assert (cfg.format, cfg.rounding, cfg.seed, cfg.steps) == ("q4.12", "nearest", 42, 1000)
+    assert train.sample(model, n=6, temperature=0.5, seed=cfg.seed) == run.samples
+    meta, arrays = checkpoint.load(tmp_path / "ckpt.bin")
+    assert meta["step"] == 40 and meta["steps_taken"] == 40 and meta["saturations"] == {}
+    assert cf.state_hash(arrays["params"], arrays["adam_m"], arrays["adam_v"]) == run.done["hash"]
+    host, _, _ = cf.simulate(case, device["names"], 40)
+    assert np.array_equal(model.store, host.store)
+    assert (meta["p1"], meta["p2"]) == (host.opt.p1, host.opt.p2)
+
+
+def test_master_weights_checkpoint_and_resume(device, tmp_path):
+    case = cf.TrainCase("q4.12", "stochastic", "q4.20")
+    heap = cf.TRAIN_HEAPSIZE_MASTER
+    whole = _train(device, tmp_path / "whole", case, heapsize=heap, stop_at=8, samples=2)
+    _train(device, tmp_path / "parts", case, heapsize=heap, stop_at=3)
+    second = _train(device, tmp_path / "parts", case, heapsize=heap, stop_at=8, samples=2,
+                    resume=True)
+    assert not second.failure, second.failure
+    assert second.done["hash"] == whole.done["hash"] and second.samples == whole.samples
+    model, _ = train.load_run(tmp_path / "whole" / "ckpt.bin")
+    assert train.sample(model, n=2, seed=42) == whole.samples
+
+
+def _flip(path, offset):
+    b = bytearray(Path(path).read_bytes())
+    b[offset] ^= 0x10
+    Path(path).write_bytes(bytes(b))
+
+
+def test_a_damaged_checkpoint_is_refused_with_a_clear_message(device, tmp_path):
+    case = cf.TrainCase("q4.12", "nearest")
+    assert not _train(device, tmp_path, case, stop_at=3).failure
+    ckpt = tmp_path / "ckpt.bin"
+    good = ckpt.read_bytes()
+    for damage, want in (
+        (lambda: _flip(ckpt, len(good) // 2), "ckpt.bin: corrupted or truncated (CRC32 mismatch)"),
+        (lambda: ckpt.write_bytes(good[:-100]), "ckpt.bin: corrupted or truncated"),
+        (lambda: ckpt.write_bytes(b"NOPE" + good[4:]), "ckpt.bin: not a qgpt checkpoint"),
+    ):
+        ckpt.write_bytes(good)
+        damage()
+        run = _train(device, tmp_path, case, stop_at=6, resume=True)
+        assert run.code == 1 and run.errors and want in run.errors[0], run.stdout
+        assert not run.losses and not run.done
+    # a save cut short between remove and rename (FAT): only ckpt.bin.tmp is left
+    ckpt.write_bytes(good)
+    ckpt.rename(tmp_path / "ckpt.bin.tmp")
+    run = _train(device, tmp_path, case, stop_at=6, resume=True)
+    assert run.code == 1 and "rename it to ckpt.bin to resume" in run.errors[0]
+    (tmp_path / "ckpt.bin.tmp").unlink()
+    # other settings: refused, saying which
+    ckpt.write_bytes(good)
+    run = _train(device, tmp_path, cf.TrainCase("q4.12", "floor"), stop_at=6, resume=True)
+    assert run.code == 1 and "other settings (rounding)" in run.errors[0]
+
+
+def test_bad_configs_and_datasets_are_refused(device, tmp_path):
+    fw = device["fw"]
+
+    def run_with(config, folder):
+        folder.mkdir()
+        proc = cf.start_training(config, folder, firmware_dir=fw)
+        return cf.finish_training(proc, folder)
+
+    base = cf.device_config(cf.TrainCase("q4.12", "nearest"), device["data"], stop_at=1)
+    r = run_with({**base, "stpes": 3}, tmp_path / "a")
+    assert r.code == 1 and "unknown key 'stpes'" in r.errors[0]
+    r = run_with({**base, "format": "q9.9"}, tmp_path / "b")
+    assert r.code == 1 and "format q9.9" in r.errors[0]
+    r = run_with({**base, "data": "missing.bin"}, tmp_path / "c")
+    assert r.code == 1 and "data missing.bin: no such file" in r.errors[0]
+    damaged = tmp_path / "damaged.bin"
+    shutil.copy(device["data"], damaged)
+    _flip(damaged, 1000)
+    r = run_with({**base, "data": str(damaged)}, tmp_path / "d")
+    assert r.code == 1 and "corrupted or truncated" in r.errors[0]
+
+
+# --- memory ---
+
+
+def test_training_fits_the_heap_and_reports_its_peak(device, tmp_path):
+    # a few steps under the heap the tests give the unix port (firmware/README.md,
+    # "Memory"); the step loop allocates nothing that survives a step
+    run = _train(device, tmp_path, cf.TrainCase("q4.12", "nearest"), stop_at=20,
+                 checkpoint_every=10, samples=2)
+    assert not run.failure, run.failure
+    start_heap = int(run.start.split("heap=")[1])
+    assert start_heap <= run.done["heap_peak"] < 100 * 1024
+    assert run.done["heap_peak"] - start_heap < 4096
+
+
+def test_too_small_a_heap_says_so(device, tmp_path):
+    run = _train(device, tmp_path, cf.TrainCase("q4.12", "nearest"), heapsize="48K", stop_at=2)
+    assert run.code == 1 and "out of memory" in run.errors[0]
+
+
+# --- level "run": 1000 steps on makemore's names ---
+
+
+@pytest.mark.slow
+def test_run_level_on_makemore_names():
+    if not cf.MAKEMORE.exists():
+        pytest.skip(f"{cf.MAKEMORE} is absent")
+    report = cf.run_run()
+    assert report.ok, _text(report)
+    assert report.rows[0][3] == 1000 + 1 + 20  # losses, the hash, the samples
+
+
+def test_run_level_skips_without_its_dataset(tmp_path):
+    report = cf.run_run(tmp_path / "absent.txt")
+    assert report.skipped and report.exit_code == 0
+    assert "absent.txt is absent" in report.summary()
+
+
+def test_the_dispatcher_runs_a_level_and_the_cli_exits_zero():
+    r = subprocess.run([sys.executable, "-m", "qgpt.conformance", "--level", "run", "--data",
+                        "no-such-names.txt"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and "level run: SKIPPED" in r.stdout, r.stdout + r.stderr
+    with pytest.raises(ValueError, match="level 'nope'"):
+        cf.conformance("nope")
+
+
+def test_the_device_config_has_the_hosts_train_config_fields(device, tmp_path):
+    # a device checkpoint's config is a qgpt.train.TrainConfig (load_run builds one)
+    from dataclasses import fields
+
+    assert not _train(device, tmp_path, cf.TrainCase("q8.8", "floor"), stop_at=1).failure
+    meta, _ = checkpoint.load(tmp_path / "ckpt.bin")
+    assert set(meta["config"]) == {f.name for f in fields(train.TrainConfig)}
+    assert json.loads((tmp_path / "qgpt.json").read_text())["format"] == "q8.8"
+
+
+def test_the_benchmarks_bytecode_build_trains_the_same_integers():
+    # qgpt/fwbench.py's baseline: the firmware without viper (uctypes views for ptr16 ...)
+    from qgpt import fwbench
+
+    rows, agree = fwbench.bench(steps=3, repeats=1)
+    assert agree, rows
+    assert rows[0][0].startswith("viper") and rows[1][3] == 1.0
