@@ -12,8 +12,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from qgpt import data, prng
-from qgpt.train import TrainConfig, make_model, nll
+from qgpt import data
+from qgpt.train import TrainConfig, make_model, nll, training_steps
 
 MAKEMORE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "names-makemore.txt"
 
@@ -26,12 +26,8 @@ def default_data():
 def time_training(cfg, ds):
     """Train cfg on ds in memory; returns (seconds of the training loop, model, losses)."""
     model = make_model(cfg)
-    losses = []
     t0 = time.perf_counter()
-    for step in range(cfg.steps):
-        name = ds.train[prng.doc_index(step, len(ds.train), cfg.seed)]
-        loss, _ = model.train_step(data.encode(name), step, cfg.steps)
-        losses.append(loss)
+    losses = [loss for _, loss, _ in training_steps(model, ds, cfg)]
     return time.perf_counter() - t0, model, losses
 
 

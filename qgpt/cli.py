@@ -220,7 +220,9 @@ def build_parser():
     p.set_defaults(func=cmd_conformance)
 
     from qgpt.device import add_device_parser
+    from qgpt.sweep import add_sweep_parser
 
+    add_sweep_parser(sub)
     add_device_parser(sub)
 
     p = sub.add_parser("formats", help="list useful Q formats with width, range and step")
@@ -236,8 +238,8 @@ def main(argv=None):
         print(f"qgpt: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("qgpt: interrupted; the last checkpoint is kept (continue with --resume)",
-              file=sys.stderr)
+        hint = {"train": "; the last checkpoint is kept (continue with --resume)"}
+        print(f"qgpt: interrupted{hint.get(args.command, '')}", file=sys.stderr)
         return 130
 
 

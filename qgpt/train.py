@@ -91,6 +91,17 @@ def make_model(cfg):
     return IntModel(cfg)
 
 
+# --- the training loop, shared by train(), qgpt bench and qgpt sweep ---
+
+
+def training_steps(model, ds, cfg, start=0):
+    """Train model on ds for steps start..cfg.steps-1; yields (step, loss, telemetry)."""
+    for step in range(start, cfg.steps):
+        name = ds.train[prng.doc_index(step, len(ds.train), cfg.seed)]
+        loss, tele = model.train_step(data.encode(name), step, cfg.steps)
+        yield step, loss, tele
+
+
 # --- evaluation and sampling ---
 
 
@@ -176,9 +187,7 @@ def train(cfg, out, resume=False, progress=True, log=print):
 
     bar = Progress(cfg.steps, start=start) if progress else None
     t0 = time.perf_counter()
-    for step in range(start, cfg.steps):
-        name = ds.train[prng.doc_index(step, len(ds.train), cfg.seed)]
-        loss, tele = model.train_step(data.encode(name), step, cfg.steps)
+    for step, loss, tele in training_steps(model, ds, cfg, start):
         rows.append([step, loss, *(tele.get(f) for f in fields[2:])])
         done = step + 1
         if bar:
@@ -189,6 +198,8 @@ def train(cfg, out, resume=False, progress=True, log=print):
     elapsed = time.perf_counter() - t0
     seconds = seconds_before + elapsed
     losses = [r[1] for r in rows]
+    # the training telemetry, before evaluation runs the model's counters further
+    extra = model.summary_extra() if hasattr(model, "summary_extra") else {}
     summary = {
         "kind": model.kind,
         "format": cfg.format,
@@ -201,8 +212,7 @@ def train(cfg, out, resume=False, progress=True, log=print):
         "seconds": seconds,
         "steps_per_second": (cfg.steps - start) / max(elapsed, 1e-9),
     }
-    if hasattr(model, "summary_extra"):
-        summary.update(model.summary_extra())
+    summary.update(extra)
     _json(out / "summary.json", summary)
     return summary
 
