@@ -11,7 +11,7 @@ no buffer of a checkpoint's size is ever allocated.
     end-4   4     CRC32 of every byte before it (uint32)
 
 This module writes checkpoints (every checkpoint_every steps, so it stays in
-memory); runcfg.load_checkpoint reads them (once, at a resume).
+memory); restore.load_checkpoint reads them (once, at a resume).
 
 A checkpoint is written to PATH.tmp, then renamed over PATH. MicroPython's
 os.rename replaces an existing file on the unix port (rename(2), atomic) and on

@@ -197,8 +197,23 @@ def run_adam_scalars(P, p, A):
         a_alpha[i] = adam.alpha_at(P.lr_q30, P.alpha_frac, step, p["num_steps"], p1, p2)
 
 
+def describe(P):
+    """The policy's derived numbers, for the check against qgpt/policy.py."""
+    names = ("pgrad_guard", "pgrad_frac", "m_frac", "alpha_frac", "update_shift",
+             "rms_guard", "rms_fm", "rms_eps", "rms_back_shift", "score_shift",
+             "attn_out_shift", "dp_shift", "pv_shift", "dqk_shift", "embed_back_shift",
+             "gs_shift", "r_shift")
+    d = {}
+    for n in names:
+        d[n] = getattr(P, n)
+    d["data_lo"], d["data_hi"] = P.data.lo, P.data.hi
+    d["logits_lo"], d["logits_hi"] = P.logits.lo, P.logits.hi
+    d["store_lo"], d["store_hi"] = P.weight_store.lo, P.weight_store.hi
+    return d
+
+
 def run_policy(P, p, A):
-    d = P.describe()
+    d = describe(P)
     for n in p["guards"]:  # guard(n, ba, bb) for a few triples
         d[f"guard_{n[0]}_{n[1]}_{n[2]}"] = policy.guard(n[0], n[1], n[2])
     return d

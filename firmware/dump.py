@@ -6,7 +6,7 @@ step's gradient, adam_m, adam_v. The gradient is written tensor by tensor as the
 backward pass completes it (firmware/model.py's on_grad hook), at its offset.
 """
 
-from model import N
+from model import N_PARAMS as N
 
 
 class Dump:
@@ -15,8 +15,8 @@ class Dump:
         self.f = open(path, "wb")
         mdl.on_grad = self.grad
 
-    def grad(self, i0, n, grad):
-        self.f.seek(4 * (N + i0))
+    def grad(self, off, n, grad):
+        self.f.seek(4 * (N + off))
         self.f.write(memoryview(grad)[: 4 * n])  # grad: a byte view of int32 values
 
     def close(self):

@@ -34,12 +34,18 @@ def ln_q16(s):
     return (n - 15) * LN2_Q16 + ((lg * LN2_Q15 + (1 << 14)) >> 15)
 
 
-def nll_q16(max_logit, target_logit, s, frac):
+# (argument names are one letter or shared with other modules: every distinct name
+# takes memory on the device for good; firmware/README.md, "Memory")
+
+
+def nll_q16(m, t, s, f):
     """One position's -log p[target] in Q16: (max - l_target) + ln(sum_j exp(l_j - max)),
-    from raw logits with frac fractional bits and their softmax denominator s."""
-    return ((max_logit - target_logit) << (16 - frac)) + ln_q16(s)
+    from the row's largest raw logit m and the target's t (f fractional bits) and
+    their softmax denominator s."""
+    return ((m - t) << (16 - f)) + ln_q16(s)
 
 
-def loss_q16(nll_sum, T):
-    """The step's mean loss in Q16: the sum of T positions' nll divided by T, half up."""
-    return (2 * nll_sum + T) // (2 * T)
+def loss_q16(s, T):
+    """The step's mean loss in Q16: s, the sum of T positions' nll, divided by T, half
+    up."""
+    return (2 * s + T) // (2 * T)

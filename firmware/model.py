@@ -9,13 +9,22 @@ Dimension legend (qgpt/params.py): T positions of a step (<= BLOCK = 16; buffers
 hold BLOCK rows), C width 16, NH heads 4, HS head width 4, M MLP width 64,
 V vocabulary 27, N = 4,192 parameters. Buffers are row-major.
 
-Memory. Every buffer is allocated once, in Model(); a training step allocates
-only a few per-step scalars (Adam's alpha is a big int). What is large:
+Memory (firmware/README.md, "Memory"). Every large buffer lives in one bytearray,
+the state block, allocated once in Model() before anything else of the run can
+fragment the heap; a training step allocates only a few per-step scalars (Adam's
+alpha is a big int). In the block:
 
-    weight store   N int16 (8 KB), or N int32 master weights plus the int16 data
-                   view the forward pass reads (24 KB)
     Adam m, v      N int32 each (33 KB): the state that must persist
-    activations    14 KB in one arena, reused between the passes (ACTIVATIONS)
+    data weights   N int16 (8 KB): the weight store itself, or, with int32 master
+                   weights (16 KB more, outside the block), the data view of them
+                   that the forward pass reads
+    activations    14 KB, reused between the passes (Model.act)
+
+The buffers are memoryviews into the block (byte offsets); the kernels take any
+buffer. Names cost memory on a board (each distinct name is interned for good), so
+the shape and the offsets are consts with a leading underscore, which the compiler
+inlines and which leave no name behind, and the buffers and the policy's numbers
+are tuples that the methods unpack into locals.
 
 There is no gradient buffer. Every weight matrix is used by one linear per step, so
 its gradient is complete when that linear's backward has run, and the matrix is not
@@ -25,28 +34,76 @@ dead by then. Adam is element-wise, so the result equals the simulator's update 
 the whole flat buffer after the backward pass.
 """
 
-from array import array
-
 import kernels as K
 import micropython
 import prng
 from adam import alpha_at, beta_powers
 from loss import ln_q16
 from micropython import const
-from params import BLOCK, BOS, HEAD_DIM, MLP_HIDDEN, N_EMBD, N_HEAD, N_PARAMS, VOCAB  # noqa: F401
 
-# the table's numbers are copied here, and the policy's into the Model, so that the
-# params and policy modules can leave memory once a run is set up (qgpt_train.py)
-V = VOCAB
-C = N_EMBD
-NH = N_HEAD
-HS = HEAD_DIM
-M = MLP_HIDDEN
-N = N_PARAMS
-GRAD_MAX = BLOCK * V  # int32 values of the logits buffer: a weight gradient's piece
+# The shape: firmware/params.py's table, whose module leaves memory once a run is set
+# up (tests/test_firmware_train.py checks that these agree with qgpt/params.py)
+BLOCK = const(16)  # T <= BLOCK
+BOS = const(26)
+VOCAB = const(27)
+N_PARAMS = const(4192)
+_T = const(16)  # BLOCK: the rows of every activation buffer
+_V = const(27)
+_C = const(16)
+_NH = const(4)
+_HS = const(4)
+_M = const(64)
+_N = const(4192)
+_GRAD_MAX = const(432)  # T * V: int32 values of the logits buffer, a weight gradient's piece
 _G_LO = const(-32768)  # G = q2.14, the activation gradients
 _G_HI = const(32767)
-CHUNK = 32  # values widened at a time for hashes and checkpoints (N is a multiple)
+_CHUNK = const(32)  # values widened at a time for hashes and checkpoints (N is a multiple)
+
+# tensor j of the parameter table (firmware/params.py), in table order
+_WTE = const(0)
+_WPE = const(1)
+_LM_HEAD = const(2)
+_WQ = const(3)
+_WK = const(4)
+_WV = const(5)
+_WO = const(6)
+_FC1 = const(7)
+_FC2 = const(8)
+
+# The state block, byte offsets
+_M_AT = const(0)  # (N,) int32 Adam m, P fractional bits
+_V_AT = const(4 * _N)  # (N,) int32 Adam v, Q28
+_WD_AT = const(8 * _N)  # (N,) int16 the data weights the forward pass reads (D)
+_ACT_AT = const(10 * _N)  # the activations, in the order of Model.act (every size a
+_ACT_BYTES = const(13952)  # multiple of 4), adding up to this
+_CHUNK_AT = const(_ACT_AT + _ACT_BYTES)  # (CHUNK,) int32: int16 weights widened for I/O
+_BLOCK_BYTES = const(_CHUNK_AT + 4 * _CHUNK)  # 56,000 (qgpt_train allocates it)
+
+# The activations (Model.act), int16 D unless noted, T = BLOCK rows, and what a buffer
+# holds once its forward value is dead ("| bwd:"):
+#   probs   (NH, T, T) uint16 Q15 attention probabilities | bwd, after attention_backward:
+#           wpe's gradient (BLOCK, C) int32 P
+#   logits  (T, V) int32 logits in L, which become the probabilities (Q15) in place once
+#           the loss has read them | bwd: the weight gradients, a piece at a time (int32
+#           P), attention_backward's (T, T) int32 scratch, wte's gradient (V, C)
+#   h       (T, M) relu(fc1 x3): relu in place
+#   dh      (T, M) int16 G: dlogits (T, V), then d relu(h)
+#   x0      (T, C) rmsnorm(embedding)
+#   x1      (T, C) rmsnorm(x0), the attention's input
+#   q       (T, C) queries
+#   k       (T, C) keys: the KV cache, rows 0..t
+#   vv      (T, C) values: the KV cache
+#   at      (T, C) attention output, heads concatenated | bwd: dk
+#   x3      (T, C) rmsnorm(x2), the MLP's input
+#   x4      (T, C) x2 + mlp, the lm_head's input | bwd: dv
+#   ga      (T, C) fwd: embedding sum | bwd: dx4, dx2, dx0      (three temporaries, then
+#   gb      (T, C) fwd: x2 = x0 + proj | bwd: dx3, datt, dx1, dx     activation
+#   gc      (T, C) fwd: proj, mlp out | bwd: rmsnorm's dx, dq, the q/k/v paths    gradients, G)
+#   rs0     (T, 2) int32 (M, sh) of rmsnorm 0
+#   rs1     (T, 2) int32 (M, sh) of rmsnorm 1
+#   rs3     (T, 2) int32 (M, sh) of rmsnorm 3
+#   srow    (T,) int32 one head's scores, then probabilities
+_LOGITS = const(1)  # its index in Model.act
 
 
 # --- buffer helpers (viper): no allocation, int32-safe ---
@@ -56,13 +113,6 @@ CHUNK = 32  # values widened at a time for hashes and checkpoints (N is a multip
 def zero32(buf, n: int):
     """buf[0:n] = 0 for an int32 buffer."""
     p = ptr32(buf)
-    for i in range(n):
-        p[i] = 0
-
-
-@micropython.viper
-def zero16(buf, n: int):
-    p = ptr16(buf)
     for i in range(n):
         p[i] = 0
 
@@ -137,37 +187,6 @@ def row_max(buf, off: int, n: int) -> int:
     return mx
 
 
-# The activation buffers (int16 D unless noted), and what a buffer holds once its
-# forward value is dead ("| bwd:"). T = BLOCK rows.
-ACTIVATIONS = (
-    # (NH, T, T) uint16 Q15 attention probabilities | bwd, after attention_backward:
-    # wpe's gradient (BLOCK, C) int32 P
-    ("probs", NH * BLOCK * BLOCK * 2),
-    # (T, V) int32 logits in L, which become the probabilities (Q15) in place once the
-    # loss has read them | bwd: the weight gradients, a piece at a time (int32 P),
-    # attention_backward's (T, T) int32 scratch, wte's gradient (V, C)
-    ("logits", GRAD_MAX * 4),
-    ("h", BLOCK * M * 2),  # (T, M) relu(fc1 x3): relu in place
-    ("dh", BLOCK * M * 2),  # (T, M) int16 G: dlogits (T, V), then d relu(h)
-    ("x0", BLOCK * C * 2),  # (T, C) rmsnorm(embedding)
-    ("x1", BLOCK * C * 2),  # (T, C) rmsnorm(x0), the attention's input
-    ("q", BLOCK * C * 2),  # (T, C) queries
-    ("k", BLOCK * C * 2),  # (T, C) keys: the KV cache, rows 0..t
-    ("vv", BLOCK * C * 2),  # (T, C) values: the KV cache
-    ("at", BLOCK * C * 2),  # (T, C) attention output, heads concatenated | bwd: dk
-    ("x3", BLOCK * C * 2),  # (T, C) rmsnorm(x2), the MLP's input
-    ("x4", BLOCK * C * 2),  # (T, C) x2 + mlp, the lm_head's input | bwd: dv
-    # three (T, C) buffers: forward temporaries, then activation gradients (int16 G)
-    ("ga", BLOCK * C * 2),  # fwd: embedding sum | bwd: dx4, dx2, dx0
-    ("gb", BLOCK * C * 2),  # fwd: x2 = x0 + proj | bwd: dx3, datt, dx1, dx
-    ("gc", BLOCK * C * 2),  # fwd: proj, mlp out | bwd: rmsnorm's dx, dq, the q/k/v paths
-    ("rs0", BLOCK * 2 * 4),  # (T, 2) int32 (M, sh) of rmsnorm 0
-    ("rs1", BLOCK * 2 * 4),  # (T, 2) int32 (M, sh) of rmsnorm 1
-    ("rs3", BLOCK * 2 * 4),  # (T, 2) int32 (M, sh) of rmsnorm 3
-    ("srow", BLOCK * 4),  # (T,) int32 one head's scores, then probabilities
-)
-ARENA_BYTES = sum(n for _, n in ACTIVATIONS)  # 13,952: every size is a multiple of 4
-
 
 @micropython.viper
 def word_bits() -> int:
@@ -176,162 +195,127 @@ def word_bits() -> int:
     return 64 if (one << 31) > 0 else 32
 
 
-def zeros(tc, n):
-    """A zeroed array without a temporary of its size (array(tc, bytes(...)) would
-    briefly take twice the memory)."""
-    a = array(tc, range(n))  # n <= 32767: the values fit int16 before they are zeroed
-    if tc == "h":
-        zero16(a, n)
-    elif tc == "i":
-        zero32(a, n)
-    return a
-
-
 class Model:
     """The weights, Adam's state and every activation buffer of one training run."""
 
-    def __init__(self, wide):
-        """Allocate every buffer (int32 master weights if wide), largest first;
-        configure() then takes the numbers."""
-        self.wide = wide
-        # the activation buffers: views into one arena (a bytearray, allocated in one
-        # piece), each 4-byte aligned, in the order of ACTIVATIONS
-        self.arena = bytearray(ARENA_BYTES)
-        arena = memoryview(self.arena)
-        at = 0
-        for name, nbytes in ACTIVATIONS:
-            setattr(self, name, arena[at : at + nbytes])
-            at += nbytes
-        # the state (what a checkpoint holds)
-        self.m = zeros("i", N)  # (N,) Adam m, P fractional bits
-        self.v = zeros("i", N)  # (N,) Adam v, Q28
-        if wide:
-            self.store = zeros("i", N)  # (N,) master weights, int32 qI.Fm
-            self.wd = zeros("h", N)  # (N,) data weights the forward pass sees, int16 D
-        else:
-            self.store = zeros("h", N)  # (N,) data weights, int16 D: the store itself
-            self.wd = self.store
+    def __init__(self, block, master, nums, seed):
+        """block: the state block, a zeroed bytearray of BLOCK_BYTES that the run
+        allocated before anything else; master: a bytearray of 4 N for int32 master
+        weights, or None; nums from runcfg.model_numbers (the policy's and the
+        parameter table's)."""
+        if len(block) != _BLOCK_BYTES:
+            raise ValueError(f"the state block has {len(block)} bytes, want {_BLOCK_BYTES}")
+        b = memoryview(block)  # the views keep the block alive
+        self.m = b[_M_AT:_V_AT]
+        self.v = b[_V_AT:_WD_AT]
+        self.wd = b[_WD_AT:_ACT_AT]
+        self.chunk = b[_CHUNK_AT:_BLOCK_BYTES]
+        act = []
+        at = _ACT_AT
+        for n in (2 * _NH * _T * _T, 4 * _T * _V, 2 * _T * _M, 2 * _T * _M,  # probs .. dh
+                  2 * _T * _C, 2 * _T * _C, 2 * _T * _C, 2 * _T * _C,  # x0, x1, q, k
+                  2 * _T * _C, 2 * _T * _C, 2 * _T * _C, 2 * _T * _C,  # vv, at, x3, x4
+                  2 * _T * _C, 2 * _T * _C, 2 * _T * _C,  # ga, gb, gc
+                  8 * _T, 8 * _T, 8 * _T, 4 * _T):  # rs0, rs1, rs3, srow
+            act.append(b[at : at + n])
+            at += n
+        if at != _CHUNK_AT:
+            raise ValueError(f"the activations take {at - _ACT_AT} bytes, want {_ACT_BYTES}")
+        self.act = tuple(act)  # the views, in the order of the table above
+        self.logits = act[_LOGITS]
+        # the numbers (runcfg.model_numbers):
+        #   fwd       (F, lo, hi, sh, sh_l, g, fm, eps, sh_s, lo_l, hi_l, sh_o): the data
+        #             format's fractional bits and limits, linear_forward's shifts into D
+        #             and into L, rmsnorm_forward's (guard, fm, eps), attention_forward's
+        #             (score shift, L's limits, output shift)
+        #   bwd       (sh_c, sh_dp, sh_p, sh_qk, sh_e, sh, sh_w): rmsnorm, attention and
+        #             embedding backward's shifts, linear_backward's (sh, sh_w)
+        #   opt       (gs, r, u, mode, lo, hi, wide, sh_m): adam_update's shifts, rounding
+        #             mode, the store's limits, wide; with master weights, the shift of
+        #             store_to_data, Fm - F (else 0)
+        #   schedule  (lr_q30, alpha_frac, stochastic)
+        self.wide, offs, self.fwd, self.bwd, self.opt, self.schedule = nums
+        # the weight store: the data weights themselves, or int32 master weights
+        self.store = master if self.wide else self.wd
+        self.off = offs  # the table's offsets, in table order, then N
+        self.w = tuple(self.wd[2 * offs[j] : 2 * offs[j + 1]] for j in range(9))  # views
+        self.seed = seed
         self.p1 = self.p2 = 1 << 30  # beta1^t, beta2^t in Q30 (t = steps taken)
         self.steps_taken = 0
         self.stalled_total = 0
-        self.zbuf = zeros("i", V)  # (V,) int32 sampling: tempered logits, then probabilities
-        self.chunk = zeros("i", CHUNK)  # (CHUNK,) int32: int16 weights widened for I/O
-        self.tok = bytearray(BLOCK + 1)  # (T+1,) tokens: inputs tok[0:T], targets tok[1:T+1]
+        self.tok = bytearray(_T + 1)  # (T+1,) tokens: inputs tok[0:T], targets tok[1:T+1]
         self.targets = memoryview(self.tok)[1:]  # (T,) view
-
-    def configure(self, nums, seed):
-        """nums: the policy's numbers and the parameter table (runcfg.model_numbers)."""
-        self.seed = seed
-        # the tensors of the table: offsets, and views into the data weights
-        self.layout = nums["layout"]  # ((name, offset, size), ...) in table order
-        self.off = {}
-        wd = memoryview(self.wd)
-        w = {}
-        for name, off, size in self.layout:
-            self.off[name] = off
-            w[name] = wd[off : off + size]
-        self.wte, self.wpe, self.lm_head = w["wte"], w["wpe"], w["lm_head"]
-        self.wq, self.wk = w["layer0.attn_wq"], w["layer0.attn_wk"]
-        self.wv, self.wo = w["layer0.attn_wv"], w["layer0.attn_wo"]
-        self.fc1, self.fc2 = w["layer0.mlp_fc1"], w["layer0.mlp_fc2"]
-        # the policy's numbers (firmware/policy.py)
-        self.F = nums["F"]  # the data format's fractional bits
-        self.d_lim = nums["d_lim"]  # (lo, hi) of D
-        self.lin_sh = nums["lin_sh"]  # linear_forward's shift into D ...
-        self.lin_l_sh = nums["lin_l_sh"]  # ... and into L, the logits
-        self.rms = nums["rms"]  # (guard, fm, eps) of rmsnorm_forward
-        self.att = nums["att"]  # (score shift, L lo, L hi, out shift) of attention_forward
-        self.lin_b = nums["lin_b"]  # (sh, sh_w) of linear_backward
-        self.back = nums["back"]  # shifts of rmsnorm, attention and embedding backward
-        self.adam_args = nums["adam"]  # (gs, r, u shifts, mode, store lo, hi, wide)
-        self.schedule = nums["schedule"]  # (lr_q30, alpha_frac)
-        self.stochastic = nums["stochastic"]
-        self.store_format = nums["store_format"]  # (name, lo, hi) of the weight store
-        self.init_args = nums["init"]  # (sh, lo, hi, wide) of prng.init_tensor
-        self.master_shift = nums["master_shift"]  # Fm - F, or 0
-        # debug hook (dump.py): on_grad(i0, n, grad) before each Adam update, grad a byte
-        # view holding the n int32 gradients of parameters i0 .. i0+n-1
+        # debug hook (dump.py): on_grad(off, n, grad) before each Adam update, grad a byte
+        # view holding the n int32 gradients of parameters off .. off+n-1
         self.on_grad = None
-
-    # --- weights ---
-
-    def init_weights(self):
-        """The initial weights from the seed (section 4, init), tensor j of the table
-        from key(seed, INIT, j)."""
-        sh, lo, hi, wide = self.init_args
-        st = memoryview(self.store)
-        for j, (_, off, size) in enumerate(self.layout):
-            k = prng.key(self.seed, prng.STREAM_INIT, j)
-            prng.init_tensor(st[off : off + size], k, size, sh, lo, hi, wide)
-        self.refresh_data(0, N)
 
     def refresh_data(self, off, n):
         """With master weights: the data weights the forward pass sees (section 3)."""
         if self.wide:
-            store_to_data(self.wd, self.store, off, n, self.master_shift, self.d_lim[0],
-                          self.d_lim[1])
+            store_to_data(self.wd, self.store, off, n, self.opt[7], self.fwd[1], self.fwd[2])
 
     # --- forward, one position ---
 
-    def forward_position(self, t, stride):
+    def forward_position(self, t, T):
         """Position t of the forward pass, token tok[t]: rows t of every activation;
-        rows 0..t of k and v are the cache. stride: the probabilities' row length
-        (T of the step, or BLOCK when sampling). Ends with the logits row t in L."""
-        lo, hi = self.d_lim
-        sh, shl = self.lin_sh, self.lin_l_sh
-        g, fm, eps = self.rms
-        sh_s, lo_l, hi_l, sh_o = self.att
-        x2, tmp = self.gb, self.gc
+        rows 0..t of k and v are the cache. T: the probabilities' row length (the
+        step's T, or BLOCK when sampling). Ends with the logits row t in L."""
+        F, lo, hi, sh, shl, g, fm, eps, sh_s, lo_l, hi_l, sh_o = self.fwd
+        probs, logits, h, _, x0, x1, q, k, vv, at, x3, x4, ga, x2, tmp, rs0, rs1, rs3, srow = \
+            self.act
+        wte, wpe, lm_head, wq, wk, wv, wo, fc1, fc2 = self.w
         # x = wte[token] + wpe[t]; x0 = rmsnorm(x)
-        K.embedding_forward(self.ga, self.wte, self.wpe, self.tok[t], t, C, lo, hi)
-        K.rmsnorm_forward(self.x0, self.rs0, self.ga, t, C, g, fm, eps, lo, hi)
+        K.embedding_forward(ga, wte, wpe, self.tok[t], t, _C, lo, hi)
+        K.rmsnorm_forward(x0, rs0, ga, t, _C, g, fm, eps, lo, hi)
         # attention block: x1 = rmsnorm(x0); q, k, v = Wq x1, Wk x1, Wv x1
-        K.rmsnorm_forward(self.x1, self.rs1, self.x0, t, C, g, fm, eps, lo, hi)
-        K.linear_forward(self.q, self.x1, self.wq, t, C, C, sh, lo, hi, 0)
-        K.linear_forward(self.k, self.x1, self.wk, t, C, C, sh, lo, hi, 0)
-        K.linear_forward(self.vv, self.x1, self.wv, t, C, C, sh, lo, hi, 0)
-        K.attention_forward(self.at, self.probs, self.srow, self.q, self.k, self.vv, t, stride,
-                            NH, HS, sh_s, lo_l, hi_l, self.F, sh_o, lo, hi)
-        # x2 = Wo att + x0
-        K.linear_forward(tmp, self.at, self.wo, t, C, C, sh, lo, hi, 0)
-        K.add_forward(x2, tmp, self.x0, t * C, C, lo, hi)
+        K.rmsnorm_forward(x1, rs1, x0, t, _C, g, fm, eps, lo, hi)
+        K.linear_forward(q, x1, wq, t, _C, _C, sh, lo, hi, 0)
+        K.linear_forward(k, x1, wk, t, _C, _C, sh, lo, hi, 0)
+        K.linear_forward(vv, x1, wv, t, _C, _C, sh, lo, hi, 0)
+        K.attention_forward(at, probs, srow, q, k, vv, t, T, _NH, _HS, sh_s, lo_l, hi_l,
+                            F, sh_o, lo, hi)
+        # x2 = Wo att + x0 (x2 in gb, the projection in gc)
+        K.linear_forward(tmp, at, wo, t, _C, _C, sh, lo, hi, 0)
+        K.add_forward(x2, tmp, x0, t * _C, _C, lo, hi)
         # MLP block: x4 = fc2 relu(fc1 rmsnorm(x2)) + x2
-        K.rmsnorm_forward(self.x3, self.rs3, x2, t, C, g, fm, eps, lo, hi)
-        K.linear_forward(self.h, self.x3, self.fc1, t, C, M, sh, lo, hi, 0)
-        K.relu_forward(self.h, self.h, t * M, M)
-        K.linear_forward(tmp, self.h, self.fc2, t, M, C, sh, lo, hi, 0)
-        K.add_forward(self.x4, tmp, x2, t * C, C, lo, hi)
+        K.rmsnorm_forward(x3, rs3, x2, t, _C, g, fm, eps, lo, hi)
+        K.linear_forward(h, x3, fc1, t, _C, _M, sh, lo, hi, 0)
+        K.relu_forward(h, h, t * _M, _M)
+        K.linear_forward(tmp, h, fc2, t, _M, _C, sh, lo, hi, 0)
+        K.add_forward(x4, tmp, x2, t * _C, _C, lo, hi)
         # logits = lm_head x4, into L (int32)
-        K.linear_forward(self.logits, self.x4, self.lm_head, t, C, V, shl, lo_l, hi_l, 1)
+        K.linear_forward(logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 1)
 
     def position_nll(self, t):
         """-log p[target] of position t in Q16 (section 8), then the logits row becomes
         the probabilities (cross_entropy_forward, in place)."""
-        F = self.F
-        row = t * V
-        mx = row_max(self.logits, row, V)
-        target = get32(self.logits, row + self.tok[t + 1])
-        s = K.cross_entropy_forward(self.logits, self.logits, t, V, F)
+        F = self.fwd[0]
+        lg = self.logits
+        row = t * _V
+        mx = row_max(lg, row, _V)
+        target = get32(lg, row + self.tok[t + 1])
+        s = K.cross_entropy_forward(lg, lg, t, _V, F)
         return ((mx - target) << (16 - F)) + ln_q16(s)
 
     # --- backward over all positions, with the fused Adam update ---
 
-    def adam(self, i0, n, grad, alpha, key):
-        """Adam (section 9) on parameters i0 .. i0+n-1, their gradient in grad[0:n]."""
+    def adam(self, off, n, grad, alpha, key):
+        """Adam (section 9) on parameters off .. off+n-1, their gradient in grad[0:n]."""
         if self.on_grad is not None:
-            self.on_grad(i0, n, grad)
-        a = self.adam_args
-        self.stalled_total += K.adam_update(self.store, self.m, self.v, grad, n, i0, i0, alpha,
-                                            a[0], a[1], a[2], a[3], key, a[4], a[5], a[6])
-        self.refresh_data(i0, n)
+            self.on_grad(off, n, grad)
+        gs, r, u, mode, lo, hi, wide, _ = self.opt
+        self.stalled_total += K.adam_update(self.store, self.m, self.v, grad, n, off, off,
+                                            alpha, gs, r, u, mode, key, lo, hi, wide)
+        self.refresh_data(off, n)
 
-    def weight_backward(self, name, dx, dy, x, w, T, n_in, n_out, alpha, key):
-        """The backward pass of y = W x for the table's tensor `name`: dx, and dW a few
-        rows at a time into the logits buffer, each piece updated by Adam at once."""
+    def weight_backward(self, j, dx, dy, x, T, n_in, n_out, alpha, key):
+        """The backward pass of y = W x for tensor j of the table: dx, and dW a few rows
+        at a time into the logits buffer, each piece updated by Adam at once."""
         lg = self.logits
-        sh, sh_w = self.lin_b
-        i0 = self.off[name]
-        rows = GRAD_MAX // n_in
+        w = self.w[j]
+        i0 = self.off[j]
+        sh, sh_w = self.bwd[5], self.bwd[6]
+        rows = _GRAD_MAX // n_in
         for o0 in range(0, n_out, rows):
             o1 = min(o0 + rows, n_out)
             n = (o1 - o0) * n_in
@@ -343,50 +327,52 @@ class Model:
     def backward(self, T, alpha, key):
         """The gradient of the step's mean loss, in the reverse order of the forward
         pass (qgpt/int_model.py backward), each weight updated by Adam as soon as its
-        gradient is complete. Buffers are reused as they die (see __init__)."""
-        F = self.F
-        sh_c, sh_dp, sh_p, sh_qk, sh_e = self.back
+        gradient is complete. Buffers are reused as they die (the table of Model.act)."""
+        F = self.fwd[0]
+        sh_c, sh_dp, sh_p, sh_qk, sh_e, _, _ = self.bwd
+        probs, logits, h, dh, x0, x1, q, k, vv, at, x3, x4, ga, gb, gc, rs0, rs1, rs3, _ = \
+            self.act
         gl, gh = _G_LO, _G_HI
-        ga, gb, gc, dh = self.ga, self.gb, self.gc, self.dh
-        TC = T * C
-        a, k = alpha, key
+        TC = T * _C
+        wb = self.weight_backward
+        a, r = alpha, key
         # loss = mean_t -log p[t, target]: dlogits = (p - onehot) / T, into dh
-        K.cross_entropy_backward(dh, self.logits, self.targets, T, V)
+        K.cross_entropy_backward(dh, logits, self.targets, T, _V)
         # logits = lm_head x4: dx4 -> ga (the probabilities in logits are dead)
-        self.weight_backward("lm_head", ga, dh, self.x4, self.lm_head, T, C, V, a, k)
+        wb(_LM_HEAD, ga, dh, x4, T, _C, _V, a, r)
         # x4 = fc2 relu(h) + x2: d relu(h) -> dh (dlogits is dead)
-        self.weight_backward("layer0.mlp_fc2", dh, ga, self.h, self.fc2, T, M, C, a, k)
-        # relu: dh where the forward's h > 0 (self.h holds relu(h): the same test)
-        K.relu_backward(dh, dh, self.h, 0, T * M)
+        wb(_FC2, dh, ga, h, T, _M, _C, a, r)
+        # relu: dh where the forward's h > 0 (h holds relu(h): the same test)
+        K.relu_backward(dh, dh, h, 0, T * _M)
         # h = fc1 x3: dx3 -> gb
-        self.weight_backward("layer0.mlp_fc1", gb, dh, self.x3, self.fc1, T, C, M, a, k)
+        wb(_FC1, gb, dh, x3, T, _C, _M, a, r)
         # x3 = rmsnorm(x2), and x2 also reaches x4: dx2 = sat(dx4 + rmsnorm_backward) -> ga
-        K.rmsnorm_backward(gc, gb, self.x3, self.rs3, T, C, sh_c, F)
+        K.rmsnorm_backward(gc, gb, x3, rs3, T, _C, sh_c, F)
         K.add_forward(ga, ga, gc, 0, TC, gl, gh)
         # x2 = Wo att + x0: datt -> gb; dx0 starts as dx2 (in ga)
-        self.weight_backward("layer0.attn_wo", gb, ga, self.at, self.wo, T, C, C, a, k)
+        wb(_WO, gb, ga, at, T, _C, _C, a, r)
         # att = attention(q, k, v): dq -> gc, dk -> at, dv -> x4 (both dead), with the
         # (T, T) scratch in logits
-        K.attention_backward(gc, self.at, self.x4, gb, self.q, self.k, self.vv, self.probs,
-                             self.logits, T, NH, HS, sh_dp, sh_p, sh_qk)
+        K.attention_backward(gc, at, x4, gb, q, k, vv, probs, logits, T, _NH, _HS, sh_dp, sh_p,
+                             sh_qk)
         # q, k, v = Wq x1, Wk x1, Wv x1: three input-gradient paths, each saturated,
         # added in the order q, k, v: dx1 = sat(sat(dq_path + dk_path) + dv_path) -> gb
-        self.weight_backward("layer0.attn_wq", gb, gc, self.x1, self.wq, T, C, C, a, k)
-        self.weight_backward("layer0.attn_wk", gc, self.at, self.x1, self.wk, T, C, C, a, k)
+        wb(_WQ, gb, gc, x1, T, _C, _C, a, r)
+        wb(_WK, gc, at, x1, T, _C, _C, a, r)
         K.add_forward(gb, gb, gc, 0, TC, gl, gh)
-        self.weight_backward("layer0.attn_wv", gc, self.x4, self.x1, self.wv, T, C, C, a, k)
+        wb(_WV, gc, x4, x1, T, _C, _C, a, r)
         K.add_forward(gb, gb, gc, 0, TC, gl, gh)
         # x1 = rmsnorm(x0): dx0 = sat(dx2 + rmsnorm_backward(dx1)) -> ga
-        K.rmsnorm_backward(gc, gb, self.x1, self.rs1, T, C, sh_c, F)
+        K.rmsnorm_backward(gc, gb, x1, rs1, T, _C, sh_c, F)
         K.add_forward(ga, ga, gc, 0, TC, gl, gh)
         # x0 = rmsnorm(wte[tok] + wpe[t]): dx -> gb, then both embedding rows: dwte in
         # logits, dwpe in probs (dead since attention_backward)
-        K.rmsnorm_backward(gb, ga, self.x0, self.rs0, T, C, sh_c, F)
-        zero32(self.logits, V * C)
-        zero32(self.probs, BLOCK * C)
-        K.embedding_backward(self.logits, self.probs, gb, self.tok, T, C, sh_e)
-        self.adam(self.off["wte"], V * C, self.logits, a, k)
-        self.adam(self.off["wpe"], BLOCK * C, self.probs, a, k)
+        K.rmsnorm_backward(gb, ga, x0, rs0, T, _C, sh_c, F)
+        zero32(logits, _V * _C)
+        zero32(probs, _T * _C)
+        K.embedding_backward(logits, probs, gb, self.tok, T, _C, sh_e)
+        self.adam(self.off[_WTE], _V * _C, logits, a, r)
+        self.adam(self.off[_WPE], _T * _C, probs, a, r)
 
     # --- one training step ---
 
@@ -399,9 +385,9 @@ class Model:
             nll += self.position_nll(t)
         loss = (2 * nll + T) // (2 * T)
         self.p1, self.p2 = beta_powers(self.p1, self.p2)
-        lr_q30, alpha_frac = self.schedule
+        lr_q30, alpha_frac, stochastic = self.schedule
         alpha = alpha_at(lr_q30, alpha_frac, step, num_steps, self.p1, self.p2)
-        key = prng.key(self.seed, prng.STREAM_ROUND, step) if self.stochastic else 0
+        key = prng.key(self.seed, prng.STREAM_ROUND, step) if stochastic else 0
         self.backward(T, alpha, key)
         self.steps_taken += 1
         return loss
@@ -414,14 +400,9 @@ class Model:
         if self.wide:
             yield memoryview(self.store)
             return
-        for off in range(0, N, CHUNK):
-            widen16(self.chunk, self.store, off, CHUNK)
+        for off in range(0, _N, _CHUNK):
+            widen16(self.chunk, self.store, off, _CHUNK)
             yield self.chunk
-
-    def narrow_into_store(self, off, lo, hi):
-        """store[off:off+CHUNK] = the int32 values in the chunk buffer (loading a
-        checkpoint); returns how many lay outside [lo, hi]."""
-        return narrow16(self.store, off, self.chunk, CHUNK, lo, hi)
 
     def state_crc(self, crc32):
         """CRC32 of params, then m, then v, as little-endian int32 bytes."""

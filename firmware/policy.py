@@ -5,8 +5,10 @@ docs/arithmetic.md (section 3: the formats, guard bits and dot products). Plain 
 unbounded ints; nothing here runs per element.
 """
 
+from micropython import const
+
 BLOCK = 16  # positions (qgpt/params.py)
-GRAD_BITS = 16  # G = q2.14, activation gradients
+_GRAD_BITS = const(16)  # G = q2.14, activation gradients
 GRAD_FRAC = 14
 GRAD_LO = -32768
 GRAD_HI = 32767
@@ -72,7 +74,7 @@ class Policy:
         self.lr_q30 = lr_q30
         b, F = D.bits, D.frac_bits
         self.logits = QFormat(D.int_bits + LOGIT_EXTRA_BITS, F)  # L
-        self.pgrad_guard = guard(BLOCK, GRAD_BITS, b)
+        self.pgrad_guard = guard(BLOCK, _GRAD_BITS, b)
         self.pgrad_frac = GRAD_FRAC + F - self.pgrad_guard  # P
         self.m_frac = self.pgrad_frac
         self.weight_store = self.master or D
@@ -100,9 +102,8 @@ class Policy:
         # Adam (section 9)
         self.gs_shift = self.pgrad_frac - GS_FRAC
         self.r_shift = 27 - self.pgrad_frac  # e
-        self.validate()
 
-    def validate(self):
+        # what the kernels can take
         if not 0 <= self.update_shift <= 30:
             raise ValueError(f"weight store {self.weight_store.name} with lr_q30 {self.lr_q30}:"
                              f" the update would shift by {self.update_shift} bits (want 0..30)")
@@ -125,17 +126,3 @@ class Policy:
         """(sh, lo, hi, wide) of prng.init_tensor for the weight store."""
         s = self.weight_store
         return 28 - s.frac_bits, s.lo, s.hi, 1 if self.master else 0
-
-    def describe(self):
-        """The derived numbers, for the conformance check against qgpt/policy.py."""
-        names = ("pgrad_guard", "pgrad_frac", "m_frac", "alpha_frac", "update_shift",
-                 "rms_guard", "rms_fm", "rms_eps", "rms_back_shift", "score_shift",
-                 "attn_out_shift", "dp_shift", "pv_shift", "dqk_shift", "embed_back_shift",
-                 "gs_shift", "r_shift")
-        d = {}
-        for n in names:
-            d[n] = getattr(self, n)
-        d["data_lo"], d["data_hi"] = self.data.lo, self.data.hi
-        d["logits_lo"], d["logits_hi"] = self.logits.lo, self.logits.hi
-        d["store_lo"], d["store_hi"] = self.weight_store.lo, self.weight_store.hi
-        return d

@@ -84,33 +84,28 @@ def init_tensor(out, k: int, n: int, sh: int, lo: int, hi: int, wide: int):
             p16[i] = w
 
 
-def _feistel(x, half_bits, k):
-    mask = (1 << half_bits) - 1
-    left, right = x >> half_bits, x & mask
-    for r in range(4):
-        left, right = right, left ^ (hash30(k ^ (r << 24) ^ right) & mask)
-    return (left << half_bits) | right
-
-
-def _bitlen(x):
-    n = 0
-    while x:
-        x >>= 1
-        n += 1
-    return n
-
-
 def permute(i, n, k):
     """Element i of the pseudo-random permutation of range(n) under key k: a 4-round
-    Feistel network on 2h bits, h = max(1, ceil(bitlen(n - 1) / 2)), cycle walking."""
-    half_bits = max(1, (_bitlen(n - 1) + 1) // 2)
-    x = _feistel(i, half_bits, k)
-    while x >= n:
-        x = _feistel(x, half_bits, k)
-    return x
+    Feistel network on 2h bits, h = max(1, ceil(bitlen(n - 1) / 2)), cycle walking
+    (applied again while the result is >= n)."""
+    b = 0  # bitlen(n - 1)
+    x = n - 1
+    while x:
+        x >>= 1
+        b += 1
+    h = max(1, (b + 1) // 2)
+    mask = (1 << h) - 1
+    x = i
+    while True:
+        left, right = x >> h, x & mask
+        for r in range(4):
+            left, right = right, left ^ (hash30(k ^ (r << 24) ^ right) & mask)
+        x = (left << h) | right
+        if x < n:
+            return x
 
 
-def doc_index(step, n_docs, seed):
-    """The training document of a step: each epoch walks its own permutation."""
-    epoch, i = divmod(step, n_docs)
-    return permute(i, n_docs, key(seed, STREAM_DATA, epoch))
+def doc_index(step, n, seed):
+    """The training document of a step (of n): each epoch walks its own permutation."""
+    epoch, i = divmod(step, n)
+    return permute(i, n, key(seed, STREAM_DATA, epoch))

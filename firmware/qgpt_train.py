@@ -15,28 +15,19 @@ prints one line per event, writes checkpoints, and ends with samples:
     error MESSAGE                                   (then nothing else)
 
 Plain MicroPython (json, struct, os, gc, time): the same file runs on the unix port,
-an ESP32, and under CPython (qgpt/conformance.py's int32 target).
+an ESP32, and under CPython with the shims of qgpt/conformance.py's int32 target.
 """
 
 import gc
 import sys
+from time import ticks_diff, ticks_ms
 
-try:
-    from time import ticks_diff, ticks_ms
-except ImportError:  # CPython (the int32 target)
-    import time
+from micropython import const
 
-    def ticks_ms():
-        return int(time.time() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-
-DATA_MAGIC = b"QGPTDATA"  # the packed dataset (qgpt/pack.py)
-DATA_VERSION = 1
-DATA_HEADER = 20
-RECORD = 16  # bytes a record: the length, then at most 15 letters (BLOCK = 16)
+DATA_HEADER = const(20)  # the packed dataset (qgpt/pack.py; runcfg checks the header)
+RECORD = const(16)  # bytes a record: the length, then at most 15 letters (BLOCK = 16)
+_STATE_BYTES = const(56000)  # model.py's state block (Model checks the size)
+_N_PARAMS = const(4192)
 
 
 class RunError(ValueError):
@@ -66,25 +57,15 @@ class Dataset:
         return n
 
 
-# --- printing without building strings ---
+# --- output ---
 
 
-def _decimal(q, scale_bits):
-    """Print q / 2**scale_bits rounded to 4 decimals (q >= 0)."""
-    d = (q * 10000 + (1 << (scale_bits - 1))) >> scale_bits
-    frac = d % 10000
-    pad = "000" if frac < 10 else "00" if frac < 100 else "0" if frac < 1000 else ""
-    print(d // 10000, ".", pad, frac, sep="", end="")
-
-
-def print_step(done, loss_q16, rate_x10):
-    print("step", done, "loss_q16", loss_q16, "loss ", end="")
-    _decimal(loss_q16, 16)
-    print(" rate ", rate_x10 // 10, ".", rate_x10 % 10, sep="")
-
-
-def heap_used():
-    return gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0
+def print_step(done, loss_q16, rate):
+    """The `step` line: the loss also in decimal from integers (loss_q16 / 2**16 to 4
+    places, half up), rate in tenths of steps/s."""
+    d = (loss_q16 * 10000 + (1 << 15)) >> 16
+    print(f"step {done} loss_q16 {loss_q16} loss {d // 10000}.{d % 10000:04d} rate "
+          f"{rate // 10}.{rate % 10}")
 
 
 # --- the run ---
@@ -106,59 +87,52 @@ def _drop(name):
         del sys.modules[name]
 
 
-def setup(config_path):
+def setup(path):
     """(config, number of records): the cold code runs and is dropped, with the
     policy and the parameter table, whose numbers are in cfg["numbers"]."""
     import runcfg
 
     try:
-        cfg = runcfg.load_config(config_path)
+        cfg = runcfg.load_config(path)
         return cfg, runcfg.check_dataset(cfg["data"])
     finally:
         for name in ("runcfg", "policy", "params"):
             _drop(name)
 
 
-def resume(cfg, mdl):
+def begin(cfg, mdl, numbers):
+    """(first step, seconds before): the initial weights, or a resume (restore.py,
+    dropped after use)."""
     import restore
 
     try:
-        return restore.resume(cfg, mdl)
+        return restore.begin(cfg, mdl, numbers)
     finally:
         _drop("restore")
 
 
-def run(config_path):
-    # Memory (firmware/README.md): the setup's code comes and goes first; the training
-    # code then fills the holes it left, and the buffers go above, largest first
-    cfg, count = setup(config_path)
+def run(path):
+    # Memory (firmware/README.md): the state block first, at the bottom of the heap; the
+    # setup's code comes and goes above it; int32 master weights (16 KB) take the next
+    # piece of that size, and the training code then fills the holes
+    block = bytearray(_STATE_BYTES)
+    cfg, count = setup(path)
     gc.collect()
+    master = bytearray(4 * _N_PARAMS) if cfg["numbers"][0][0] else None
     import ckpt
     import model as MD
     import prng
 
-    _drop("params")  # model took its numbers
     steps, seed = cfg["steps"], cfg["seed"]
-    nums = cfg.pop("numbers")
-    mdl = MD.Model(nums["wide"])
-    mdl.configure(nums, seed)
-    nums = None
+    numbers = cfg.pop("numbers")
+    mdl = MD.Model(block, master, numbers[0], seed)
+    block = master = None
     ds = Dataset(cfg["data"], count, MD.BOS)
-    start, seconds_before = 0, 0.0
-    if cfg["resume"] and ckpt.exists(cfg["checkpoint"]):
-        meta = resume(cfg, mdl)
-        start, seconds_before = meta["step"], meta.get("seconds", 0.0)
-    else:
-        if cfg["resume"]:
-            path = cfg["checkpoint"]
-            if ckpt.exists(path + ".tmp"):  # FAT: a save cut short between remove and rename
-                raise RunError(f"checkpoint {path} is missing but {path}.tmp is there (a save "
-                               f"was cut short): rename it to {path} to resume")
-            print("note no checkpoint", path, "to resume: starting from step 0")
-        mdl.init_weights()
+    start, seconds_before = begin(cfg, mdl, numbers)
+    numbers = None
     end = steps if cfg["stop_at"] is None else min(steps, cfg["stop_at"])
     gc.collect()
-    peak = heap_used()
+    peak = gc.mem_alloc()
     print(f"qgpt start {cfg['formats']} steps={steps} from={start} to={end} "
           f"records={ds.count} viper={MD.word_bits()} heap={peak}")
     dumps = cfg["dump_steps"]
@@ -175,7 +149,7 @@ def run(config_path):
 
             dumper = Dump(f"{cfg['dump_prefix']}-{done}.bin", mdl)
         loss_q16 = mdl.train_step(n + 1, step, steps)
-        used = heap_used()  # the step's live data and garbage: the heap it needs
+        used = gc.mem_alloc()  # the step's live data and garbage: the heap it needs
         if used > peak:
             peak = used
         gc.collect()
@@ -190,19 +164,24 @@ def run(config_path):
     elapsed = ticks_diff(ticks_ms(), t0)
     if end > saved:  # stopped early (stop_at): keep the state so that a resume continues
         save(cfg, mdl, end, seconds_before + elapsed / 1000)
-    import sampling  # only now: its code takes no memory during training
+    crc = mdl.state_crc(ckpt.crc32)
+    # the samples: the dataset and the checkpoint writer leave memory, sampling comes
+    ds.f.close()
+    ds = ckpt = None
+    _drop("ckpt")
+    gc.collect()
+    import sampling
 
     sampling.print_samples(mdl, cfg["samples"], cfg["temperature"], seed)
-    crc = mdl.state_crc(ckpt.crc32)
     print(f"done step {end} hash {crc:08x} heap_peak {peak} stalled {mdl.stalled_total} "
           f"seconds {elapsed // 1000}.{elapsed % 1000:03d}")
     return 0
 
 
-def main(config_path="qgpt.json"):
-    """Run the config at config_path; returns 0, or 1 after printing `error MESSAGE`."""
+def main(path="qgpt.json"):
+    """Run the config at path; returns 0, or 1 after printing `error MESSAGE`."""
     try:
-        return run(config_path)
+        return run(path)
     except RunError as e:
         print("error", e)
         return 1

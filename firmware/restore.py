@@ -1,20 +1,57 @@
-"""Resuming a run on the device: a checkpoint (ckpt.py's container) read back into
-the Model, checked, once per run. Imported at a resume only, then dropped from
-memory by qgpt_train.
+"""The state at the start of a run on the device, once per run: the initial weights
+from the seed, or a checkpoint (ckpt.py's container) read back into the Model and
+checked. Imported by qgpt_train for that, then dropped from memory.
 """
 
 import json
 import struct
 
 import ckpt
+import model
+import prng
+from micropython import const
 from qgpt_train import RunError
 
+_CHUNK = const(32)  # int32 values read at a time into the Model's chunk buffer
 
-def resume(cfg, mdl):
+
+def begin(cfg, mdl, numbers):
+    """Set mdl's state for the run of cfg; returns (its first step, the seconds of the
+    sessions before). Resumes from cfg's checkpoint if asked and it exists; else the
+    initial weights. numbers: runcfg's (the Model's, prng.init_tensor's (sh, lo, hi,
+    wide), the weight store's (name, lo, hi))."""
+    path = cfg["checkpoint"]
+    if cfg["resume"]:
+        if ckpt.exists(path):
+            meta = resume(cfg, mdl, numbers[2])
+            return meta["step"], meta.get("seconds", 0.0)
+        if ckpt.exists(path + ".tmp"):  # FAT: a save cut short between remove and rename
+            raise RunError(f"checkpoint {path} is missing but {path}.tmp is there (a save "
+                           f"was cut short): rename it to {path} to resume")
+        print("note no checkpoint", path, "to resume: starting from step 0")
+    init_weights(mdl, numbers[1])
+    return 0, 0.0
+
+
+def init_weights(mdl, init):
+    """The initial weights from the seed (section 4, init), tensor j of the table from
+    key(seed, INIT, j); init: the policy's init_args (sh, lo, hi, wide)."""
+    sh, lo, hi, wide = init
+    st = memoryview(mdl.store)
+    w = 4 if wide else 2  # bytes a weight
+    off = mdl.off
+    for j in range(len(off) - 1):
+        k = prng.key(mdl.seed, prng.STREAM_INIT, j)
+        prng.init_tensor(st[w * off[j] : w * off[j + 1]], k, off[j + 1] - off[j], sh, lo, hi,
+                         wide)
+    mdl.refresh_data(0, off[-1])
+
+
+def resume(cfg, mdl, store_format):
     """Load cfg's checkpoint into mdl; returns its meta. A checkpoint made with other
     settings, or a damaged one, is refused."""
     path = cfg["checkpoint"]
-    meta = load_checkpoint(path, mdl)
+    meta = load_checkpoint(path, mdl, store_format)
     if meta.get("kind") != "int":
         raise RunError(f"checkpoint {path}: kind {meta.get('kind')!r}, want an integer run")
     saved = meta.get("config", {})
@@ -28,9 +65,10 @@ def resume(cfg, mdl):
     return meta
 
 
-def load_checkpoint(path, model):
-    """Read a checkpoint into model (store, m, v) after checking its magic, version,
-    CRC32 and arrays; returns its meta. Raises RunError, saying what is wrong."""
+def load_checkpoint(path, mdl, store_format):
+    """Read a checkpoint into mdl (store, m, v) after checking its magic, version,
+    CRC32 and arrays; returns its meta. store_format: (name, lo, hi) of the weight
+    store. Raises RunError, saying what is wrong."""
     try:
         f = open(path, "rb")
     except OSError:
@@ -67,17 +105,17 @@ def load_checkpoint(path, model):
         if size != 10 + hlen + 12 * ckpt.N + 4:
             raise RunError(path + ": array sizes do not match the file length")
         # params: int32 on file; an int16 store takes them narrowed (checked)
-        if model.wide:
-            f.readinto(model.store)
+        if mdl.wide:
+            f.readinto(mdl.store)
         else:
-            name, lo, hi = model.store_format
+            name, lo, hi = store_format
             bad = 0
-            for off in range(0, ckpt.N, len(model.chunk)):
-                f.readinto(model.chunk)
-                bad += model.narrow_into_store(off, lo, hi)
+            for off in range(0, ckpt.N, _CHUNK):
+                f.readinto(mdl.chunk)
+                bad += model.narrow16(mdl.store, off, mdl.chunk, _CHUNK, lo, hi)
             if bad:
                 raise RunError(f"{path}: {bad} weights do not fit {name}")
-        f.readinto(model.m)
-        f.readinto(model.v)
-    model.refresh_data(0, ckpt.N)
+        f.readinto(mdl.m)
+        f.readinto(mdl.v)
+    mdl.refresh_data(0, ckpt.N)
     return header["meta"]

@@ -7,9 +7,13 @@ import json
 import struct
 
 import ckpt
-import params as PR
-import policy as PO
-from qgpt_train import DATA_HEADER, DATA_MAGIC, DATA_VERSION, RECORD, RunError
+import params
+import policy
+from micropython import const
+from qgpt_train import DATA_HEADER, RECORD, RunError
+
+_DATA_MAGIC = const(b"QGPTDATA")  # the packed dataset (qgpt/pack.py)
+_DATA_VERSION = const(1)
 
 DEFAULTS = {
     "format": "q4.12",  # the data format qI.F
@@ -32,13 +36,14 @@ DEFAULTS = {
 }
 
 
-def _format(name, what, max_bits):
+def _format(name, key, bits):
+    """(I, F) of the format `name` given for the config's key, at most `bits` bits."""
     try:
-        i, f = PO.parse_format(name)
+        i, f = policy.parse_format(name)
     except (ValueError, IndexError, TypeError):
-        raise RunError(f"{what} {name!r} is not a format like q4.12") from None
-    if name[0] != "q" or i < 1 or f < 0 or i + f > max_bits:
-        raise RunError(f"{what} {name}: want qI.F with I >= 1 and at most {max_bits} bits")
+        raise RunError(f"{key} {name!r} is not a format like q4.12") from None
+    if name[0] != "q" or i < 1 or f < 0 or i + f > bits:
+        raise RunError(f"{key} {name}: want qI.F with I >= 1 and at most {bits} bits")
     return i, f
 
 
@@ -59,8 +64,8 @@ def load_config(path):
             raise RunError(f"config {path}: unknown key {k!r} (known: {known})")
         cfg[k] = user[k]
     data = _format(cfg["format"], "format", 16)
-    if cfg["rounding"] not in PO.ROUNDINGS:
-        raise RunError(f"rounding {cfg['rounding']!r}: want one of {', '.join(PO.ROUNDINGS)}")
+    if cfg["rounding"] not in policy.ROUNDINGS:
+        raise RunError(f"rounding {cfg['rounding']!r}: want one of {', '.join(policy.ROUNDINGS)}")
     master = None
     if cfg["master"] in ("", "none", None):
         cfg["master"] = ""
@@ -82,10 +87,13 @@ def load_config(path):
     if lr_q30 is None:
         lr_q30 = round(cfg["lr"] * (1 << 30))
     try:
-        P = PO.Policy(data, cfg["rounding"], master, lr_q30)
+        P = policy.Policy(data, cfg["rounding"], master, lr_q30)
     except ValueError as e:
         raise RunError(str(e)) from None
-    cfg["numbers"] = model_numbers(P)
+    S = P.weight_store
+    # the Model's numbers; prng.init_tensor's (sh, lo, hi, wide) for the initial weights;
+    # the weight store's (name, lo, hi), for a resume
+    cfg["numbers"] = (model_numbers(P), P.init_args(), (S.name, S.lo, S.hi))
     master_name = P.master.name if P.master else "-"
     cfg["formats"] = f"format={P.data.name} rounding={P.rounding} master={master_name}"
     # the checkpoint's config: the host's TrainConfig fields (qgpt/train.py)
@@ -107,13 +115,13 @@ def check_dataset(path):
             from None
     with f:
         head = f.read(DATA_HEADER)
-        if len(head) < DATA_HEADER or head[:8] != DATA_MAGIC:
+        if len(head) < DATA_HEADER or head[:8] != _DATA_MAGIC:
             raise RunError(f"data {path}: not a packed dataset (bad magic); write it with "
                            "qgpt pack")
         version, record, count, crc = struct.unpack("<HHII", head[8:])
-        if version != DATA_VERSION or record != RECORD:
+        if version != _DATA_VERSION or record != RECORD:
             raise RunError(f"data {path}: version {version}, record size {record}: this "
-                           f"firmware reads version {DATA_VERSION} with {RECORD}-byte records;"
+                           f"firmware reads version {_DATA_VERSION} with {RECORD}-byte records;"
                            " pack it again")
         buf = bytearray(256)
         mv = memoryview(buf)
@@ -131,20 +139,18 @@ def check_dataset(path):
 
 def model_numbers(P):
     """What firmware/model.py's Model takes from the policy P and the parameter table,
-    so that neither module stays in memory during training."""
+    in tuples (the order of Model.__init__), so that neither module stays in memory
+    during training."""
     D, L, S = P.data, P.logits, P.weight_store
     wide = 1 if P.master else 0
-    return {
-        "wide": wide, "layout": tuple(PR.layout()), "F": D.frac_bits, "d_lim": (D.lo, D.hi),
-        "lin_sh": P.linear_forward_args(0)[0], "lin_l_sh": P.linear_forward_args(1)[0],
-        "rms": (P.rms_guard, P.rms_fm, P.rms_eps),
-        "att": (P.score_shift, L.lo, L.hi, P.attn_out_shift),
-        "lin_b": P.linear_backward_args(),
-        "back": (P.rms_back_shift, P.dp_shift, P.pv_shift, P.dqk_shift, P.embed_back_shift),
-        "adam": (P.gs_shift, P.r_shift, P.update_shift, P.mode, S.lo, S.hi, wide),
-        "schedule": (P.lr_q30, P.alpha_frac),
-        "stochastic": P.rounding == "stochastic",
-        "store_format": (S.name, S.lo, S.hi),
-        "init": P.init_args(),
-        "master_shift": P.master.frac_bits - D.frac_bits if P.master else 0,
-    }
+    offs = [off for _, off, _ in params.layout()] + [params.N_PARAMS]
+    sh, sh_w = P.linear_backward_args()
+    return (
+        wide, tuple(offs),
+        (D.frac_bits, D.lo, D.hi, P.linear_forward_args(0)[0], P.linear_forward_args(1)[0],
+         P.rms_guard, P.rms_fm, P.rms_eps, P.score_shift, L.lo, L.hi, P.attn_out_shift),
+        (P.rms_back_shift, P.dp_shift, P.pv_shift, P.dqk_shift, P.embed_back_shift, sh, sh_w),
+        (P.gs_shift, P.r_shift, P.update_shift, P.mode, S.lo, S.hi, wide,
+         P.master.frac_bits - D.frac_bits if P.master else 0),
+        (P.lr_q30, P.alpha_frac, P.rounding == "stochastic"),
+    )

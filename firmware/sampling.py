@@ -6,22 +6,28 @@ logits are those of the host's forward over the t + 1 tokens so far. Imported on
 at the end of a run (qgpt_train.py), so its code takes no memory during training.
 """
 
+from array import array
+
 import kernels as K
 import prng
-from model import BLOCK, BOS, V, get32
+from micropython import const
+from model import BLOCK, BOS, get32
+
+_V = const(27)  # VOCAB (tests/test_firmware_train.py checks it)
 
 
-def next_token(mdl, t, inv_t, u30):
+def next_token(mdl, z, t, inv_t, u30):
     """The first token whose cumulative probability exceeds u30 >> 15 (the first
-    maximum if none), from softmax(logits[t] * inv_t / 256 rounded half up)."""
-    z, lg, row = mdl.zbuf, mdl.logits, t * V
-    for j in range(V):  # unbounded ints: inv_t may be large
+    maximum if none), from softmax(logits[t] * inv_t / 256 rounded half up); z: (V,)
+    int32 scratch."""
+    lg, row = mdl.logits, t * _V
+    for j in range(_V):  # unbounded ints: inv_t may be large
         z[j] = (get32(lg, row + j) * inv_t + 128) >> 8
-    K.softmax(z, z, 0, V, mdl.F)
+    K.softmax(z, z, 0, _V, mdl.fwd[0])
     u = u30 >> 15
     cum = 0
     best = 0
-    for j in range(V):
+    for j in range(_V):
         cum += z[j]
         if cum > u:
             return j
@@ -30,7 +36,7 @@ def next_token(mdl, t, inv_t, u30):
     return best
 
 
-def sample(mdl, n, inv_t, seed):
+def sample(mdl, z, n, inv_t, seed):
     """Name n: tokens from BOS, each drawn with u30 = draw(key(seed, SAMPLE, n), t),
     until BOS or BLOCK tokens. Returns the name."""
     k = prng.key(seed, prng.STREAM_SAMPLE, n)
@@ -39,7 +45,7 @@ def sample(mdl, n, inv_t, seed):
     length = BLOCK
     for t in range(BLOCK):
         mdl.forward_position(t, BLOCK)
-        nxt = next_token(mdl, t, inv_t, prng.draw(k, t))
+        nxt = next_token(mdl, z, t, inv_t, prng.draw(k, t))
         if nxt == BOS:
             length = t
             break
@@ -50,5 +56,6 @@ def sample(mdl, n, inv_t, seed):
 def print_samples(mdl, count, temperature, seed):
     """`sample NAME` lines for names 0 .. count-1."""
     inv_t = round(256 / temperature)  # as the host: round(256 / temperature)
+    z = array("i", range(_V))  # (V,) tempered logits, then probabilities
     for n in range(count):
-        print("sample", sample(mdl, n, inv_t, seed))
+        print("sample", sample(mdl, z, n, inv_t, seed))

@@ -5,7 +5,7 @@
     qgpt device train --port P [--steps N] [--checkpoint-every N] [--resume]
     qgpt device pull --port P --out RUN_DIR
     qgpt device conformance --port P [--formats q4.12]
-    qgpt device emulate --dir DIR [--heapsize 128K]     a board without hardware
+    qgpt device emulate --dir DIR [--heapsize 96K]     a board without hardware
 
 flash checks the image and the chip, then erases and writes MicroPython with
 esptool (its `esptool.main`, as its own command line would). The other commands
@@ -1384,8 +1384,8 @@ def _add_subcommands(parser):
                        "behind a pseudo-terminal; prints its port")
     p.add_argument("--dir", required=True, help="the board's filesystem (created if missing)")
     p.add_argument("--heapsize", default=None,
-                   help="the board's heap (default 128K: on the 64-bit unix port, about an "
-                   "ESP32's 100 KB)")
+                   help="the board's heap (default 96K: an ESP32 has about 100 KB; the 64-bit "
+                   "unix port trains from 90K, with master weights from 112K)")
     p.add_argument("--micropython", default=None, help="the unix port (default: the venv's)")
     p.add_argument("--link", default=None, help="also make this symlink to the port")
     p.set_defaults(func=cmd_emulate)
