@@ -1,6 +1,6 @@
 """Op-level conformance, the device side: run the kernels on the host's golden inputs.
 
-    micropython -m conform_ops REQUEST          (the unix port, firmware on MICROPYPATH)
+    micropython, option "-m conform_ops", then REQUEST   (the unix port; firmware on MICROPYPATH)
     import conform_ops; conform_ops.main(PATH)  (a board, through mpremote)
 
 REQUEST (written by qgpt/conformance.py) is a binary file: the line

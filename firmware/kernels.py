@@ -27,7 +27,7 @@ and sat(rnd(S, s), lo, hi), 0 <= s <= 19, is the contract's recipe:
 
     hh += ll >> 16;  ll &= 0xFFFF
     s >= 16:  q = (hh + ((ll + half) >> 16)) >> (s - 16)
-    s < 16:   q = hi if hh >= lim, lo if hh < -lim, else (hh << (16 - s)) + ((ll + half) >> s)
+    s < 16:   q = hi if hh >= lim, lo if hh < 0 - lim, else (hh << (16 - s)) + ((ll + half) >> s)
     q = sat(q, lo, hi)
 
 with half = (1 << s) >> 1 and lim = 1 << (14 + s), set once per call. Sums the
@@ -761,7 +761,7 @@ def cross_entropy_forward(probs, logits, t: int, V: int, f: int) -> int:
 
 @micropython.viper
 def cross_entropy_backward(dlogits, probs, targets, T: int, V: int):
-    """loss = mean over T positions of -log p[t, target]: d = p - 2**15 onehot (Q15),
+    """loss = mean over T positions of 0 - log p[t, target]: d = p - 2**15 onehot (Q15),
     dlogits = (d + T) // (2T) (round half up of d / T, Q15 -> Q14).
     dlogits (T, V) int16 G; probs (T, V) int32 Q15; targets (T,) uint8."""
     pd = ptr16(dlogits)

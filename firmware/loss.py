@@ -39,7 +39,7 @@ def ln_q16(s):
 
 
 def nll_q16(m, t, s, f):
-    """One position's -log p[target] in Q16: (max - l_target) + ln(sum_j exp(l_j - max)),
+    """One position's negative log p[target] in Q16: (max - l_target) + ln(sum_j exp(l_j - max)),
     from the row's largest raw logit m and the target's t (f fractional bits) and
     their softmax denominator s."""
     return ((m - t) << (16 - f)) + ln_q16(s)

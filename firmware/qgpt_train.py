@@ -1,7 +1,7 @@
 """Train microgpt on the device: the run protocol of firmware/README.md.
 
     import qgpt_train; qgpt_train.main("qgpt.json")     (a board, through mpremote)
-    micropython -m qgpt_train qgpt.json                  (the unix port; exit code 1 on error)
+    micropython, option "-m qgpt_train", then qgpt.json  (the unix port; exit code 1 on error)
 
 Reads a JSON config, trains from the seed or resumes from a checkpoint, reads one
 record of the packed dataset per step (qgpt/pack.py; never all of it in RAM),

@@ -1256,15 +1256,7 @@ def flash(port, firmware, chip="esp32", baud=460800, log=print):
 
 # --- the command line ---
 
-
-def _positive(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n} must be at least 1")
-    return n
+from qgpt.cli import _positive  # noqa: E402  (the one option type; cli imports us lazily)
 
 
 def cmd_flash(args):
