@@ -320,7 +320,7 @@ def test_deploy_compiles_for_the_board_and_copies(board, names_file, capsys):
 
 
 def test_deploy_refuses_unsupported_versions(board, names_file, capsys, monkeypatch):
-    monkeypatch.setattr(device, "MIN_VERSION", (99, 0))
+    monkeypatch.setattr("qgpt.device.identity.MIN_VERSION", (99, 0))
     code, _, err = cmd(capsys, "deploy", "--port", board.port, "--data", names_file)
     assert_user_error(code, err, "qgpt needs 99.0 or later", "qgpt device flash")
     if board.folder is not None:
