@@ -563,6 +563,53 @@ def test_lost_connection_mid_training(deployed, tmp_path, capsys):
 
 @needs_emulator
 @needs_trainer
+def test_a_checkpoint_whose_report_was_lost_is_not_denied(deployed, tmp_path, capsys,
+                                                          monkeypatch):
+    """The board saves the checkpoint due at step N after printing `step N` and reports
+    it (`ckpt N`) only then: a connection lost in between (the race that made
+    test_lost_connection_mid_training flaky) must not say there is no checkpoint."""
+    from qgpt.device.stream import TrainStream
+
+    line = TrainStream.line
+
+    def lose_the_report(stream, text):
+        if text.startswith("ckpt "):
+            _wait_for(deployed.file(device.BOARD_CKPT).exists, 30, "the checkpoint")
+            raise device.BoardLost(f"lost the connection to {deployed.port} (simulated)")
+        line(stream, text)
+
+    monkeypatch.setattr(TrainStream, "line", lose_the_report)
+    code, _, err = cmd(capsys, "train", "--port", deployed.port, "--out", tmp_path / "run",
+                       "--quiet", "--idle-timeout", 5)
+    assert_user_error(code, err, "lost the connection", f"step {EVERY}", "--resume")
+    assert "no checkpoint was written" not in err
+    assert checkpoint.decode(deployed.file(device.BOARD_CKPT).read_bytes())[0]["step"] == EVERY
+
+
+def test_after_break_hint_names_the_checkpoints_the_board_may_hold():
+    from qgpt.device.stream import TrainStream
+    from qgpt.device.train import after_break_hint
+
+    cfg = {"steps": 1000, "checkpoint_every": 100, "stop_at": None, "log_every": 1}
+
+    def hint(step, ckpt=None, known=None, **changes):
+        stream = TrainStream(progress=False)
+        stream.step, stream.ckpt = step, ckpt
+        return after_break_hint(stream, {**cfg, **changes}, known, "P")
+
+    assert hint(42).startswith("no checkpoint was written yet")
+    assert "may have written a checkpoint at step 100" in hint(100)
+    assert "may have written a checkpoint at step 100" in hint(99)  # its step line was lost
+    assert "may have written a checkpoint at step 30" in hint(30, stop_at=30)
+    assert hint(142, ckpt=100).startswith("its last checkpoint (step 100) is on the board")
+    assert "step 100, or step 200" in hint(200, ckpt=100)
+    assert "step 300, or step 400" in hint(395, known=300, log_every=10)
+    assert hint(350, known=300).startswith("its last checkpoint (step 300)")
+    assert "step 900, or step 1000" in hint(1000, ckpt=900, checkpoint_every=0)
+
+
+@needs_emulator
+@needs_trainer
 def test_corrupted_truncated_or_mismatched_checkpoint_is_refused(deployed, tmp_path, capsys):
     _train(deployed, tmp_path / "first", stop_at=EVERY)
     ckpt = deployed.file(device.BOARD_CKPT)

@@ -91,13 +91,7 @@ def train(port, steps=None, checkpoint_every=None, resume=False, discard_checkpo
                 log_file.write("# interrupted on the host\n")
                 raise
             except (BoardReset, BoardLost) as e:
-                saved = stream.ckpt if stream.ckpt is not None else last_ckpt
-                if saved is not None:
-                    then = (f"its last checkpoint (step {saved}) is on the board: continue "
-                            f"with qgpt device train --port {port} --resume")
-                else:
-                    then = (f"no checkpoint was written yet: start again with qgpt device "
-                            f"train --port {port}")
+                then = after_break_hint(stream, cfg, last_ckpt, port)
                 log_file.write(f"# {e}\n")
                 raise type(e)(f"{e} during training, at step {stream.step}; {then}") from None
             failure = None
@@ -123,6 +117,41 @@ def train(port, steps=None, checkpoint_every=None, resume=False, discard_checkpo
     for name in stream.samples:
         print(name)
     return stream
+
+
+def next_checkpoint(cfg, after):
+    """The first step after `after` at which the trainer saves a checkpoint: every
+    checkpoint_every steps, at the last step and at stop_at (firmware/qgpt_train.py)."""
+    steps, every = cfg["steps"], cfg.get("checkpoint_every") or 0
+    due = [steps] + ([cfg["stop_at"]] if cfg.get("stop_at") else [])
+    if every:
+        due.append((after // every + 1) * every)
+    later = [d for d in due if d > after]
+    return min(later) if later else None
+
+
+def after_break_hint(stream, cfg, known, port):
+    """What the board holds after a reset or a lost connection, and what to do.
+
+    The trainer prints `step N`, then saves a checkpoint due at N, then prints `ckpt N`:
+    a break between the two leaves a checkpoint the host was never told of (and lines
+    sent before a break can be lost with it). So a checkpoint due within a step line
+    (log_every steps) of the last step reported may be on the board."""
+    confirmed = stream.ckpt if stream.ckpt is not None else known
+    start = confirmed if confirmed is not None else int(stream.start.get("from", 0))
+    due = next_checkpoint(cfg, start)
+    reach = stream.step + max(1, int(cfg.get("log_every", 1)))
+    resume = f"continue with qgpt device train --port {port} --resume"
+    if due is not None and due <= reach:
+        if confirmed is not None:
+            return (f"its last checkpoint is step {confirmed}, or step {due} if the board "
+                    f"finished writing that one before its report was lost: {resume}")
+        return (f"the board may have written a checkpoint at step {due} before its report was "
+                f"lost: {resume} (if it holds none, start again with qgpt device train --port "
+                f"{port})")
+    if confirmed is not None:
+        return f"its last checkpoint (step {confirmed}) is on the board: {resume}"
+    return f"no checkpoint was written yet: start again with qgpt device train --port {port}"
 
 
 def trainer_error(message, port):
