@@ -652,6 +652,29 @@ def test_conformance_on_the_board(deployed, capsys):
 # --- 7. flash ---
 
 
+@needs_emulator
+def test_conformance_that_cannot_run_is_one_setup_error(deployed, capsys):
+    deployed.file("conform_ops.py").write_text(  # a board imports .py before .mpy
+        "raise ImportError(\"no module named 'kernels'\")\n")
+    code, out, err = cmd(capsys, "conformance", "--port", deployed.port, "--formats", "q4.12")
+    assert_user_error(code, err, "the op conformance did not run on the board", "kernels")
+    assert "mismatch" not in out + err
+
+
+@needs_emulator
+def test_conformance_board_dying_midway_says_so_once_per_case(deployed, capsys):
+    deployed.file("conform_ops.py").write_text(
+        "def main(path):\n"
+        "    print('QGPT-OPS fake board')\n"
+        "    print('case 0')\n"
+        "    print('ok 0 1000')\n"
+        "    raise MemoryError('memory allocation failed')\n")
+    code, out, err = cmd(capsys, "conformance", "--port", deployed.port, "--formats", "q4.12")
+    assert code == 1, out + err
+    assert "the device failed: the board ran out of memory" in out
+    assert "the device failed: the device failed" not in out
+
+
 def _image(path, chip_id, magic=0xE9, size=4096):
     head = bytes([magic, 3, 2, 0x20]) + bytes(4)  # magic, segments, SPI mode, size/freq
     ext = bytes([0xEE, 0, 0, 0]) + struct.pack("<H", chip_id) + bytes(10)

@@ -43,10 +43,16 @@ def conformance(port, formats=None, seed=0, timeout=CONNECT_TIMEOUT, idle_timeou
                 lines, err = board.run(f"import conform_ops\nconform_ops.main("
                                        f"{py_str(BOARD_REQUEST)})\n", idle_timeout=idle_timeout)
                 banner, results, errors, heap = conf.parse_reply("\n".join(lines))
+                if not results and not errors and (err.strip() or not banner):
+                    # nothing ran: a setup failure, one line, not a mismatch per case
+                    why = (classify_failure(err, port) if err.strip() else
+                           DeviceError(f"conform_ops printed no banner ({len(lines)} lines)"))
+                    raise type(why)(f"the op conformance did not run on the board "
+                                    f"({'format-free' if fmt == conf.NO_FORMAT else fmt} "
+                                    f"cases): {why}") from None
                 if err.strip() and not errors:
-                    why = classify_failure(err, port)
-                    errors = {i: f"the device failed: {why}" for i in range(len(group))
-                              if i not in results}
+                    why = classify_failure(err, port)  # Mismatch says "the device failed: "
+                    errors = {i: str(why) for i in range(len(group)) if i not in results}
                 device = banner.split(" ", 2)[-1] if banner else "no banner"
                 report.device = f"{device} on {port}"
                 if heap and min(heap.values()) >= 0:
