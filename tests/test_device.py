@@ -489,6 +489,67 @@ done step 4 hash 0badcafe
 # --- 5. errors ---
 
 
+def _tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*"))
+
+
+def test_path_options_are_checked_before_anything_is_written(tmp_path, capsys):
+    """--dir, --out, --log, --link: a file where a folder is expected (or under one), a
+    folder where a file is, a missing file or folder, a folder qgpt cannot write in: one
+    line, exit 2, before the board is touched, and nothing left behind."""
+    afile, adir = tmp_path / "afile", tmp_path / "adir"
+    afile.write_text("x")
+    adir.mkdir()
+    (tmp_path / "old-run" / "summary.json").mkdir(parents=True)
+    port = "/dev/qgpt-no-such-port"  # reached only if a path passes its checks
+    new = tmp_path / "new" / "board"
+    cases = [
+        (("emulate", "--dir", afile), "--dir", "is a file, want a folder"),
+        (("emulate", "--dir", afile / "sub"), "--dir", "is a file, not a folder"),
+        (("emulate", "--dir", ""), "--dir", "want a folder name"),
+        (("emulate", "--dir", "/proc/qgpt-test/board"), "--dir /proc/qgpt-test/board"),
+        (("emulate", "--dir", new, "--link", tmp_path / "nodir" / "port"), "--link",
+         "does not exist"),
+        (("emulate", "--dir", new, "--link", afile / "port"), "--link", "is a file"),
+        (("emulate", "--dir", new, "--link", adir), "--link", "not a symbolic link"),
+        (("emulate", "--dir", new, "--micropython", tmp_path / "no-micropython"),
+         "no MicroPython unix port"),
+        (("train", "--port", port, "--out", afile), "--out", "is a file, want a folder"),
+        (("train", "--port", port, "--out", afile / "run"), "--out", "is a file, not a folder"),
+        (("pull", "--port", port, "--out", afile), "--out", "is a file, want a folder"),
+        (("pull", "--port", port, "--out", tmp_path / "old-run"), "--out", "summary.json",
+         "is a folder"),
+        (("pull", "--port", port, "--out", tmp_path / "run", "--log", tmp_path / "no.log"),
+         "--log", "no such file"),
+        (("pull", "--port", port, "--out", tmp_path / "run", "--log", adir), "--log",
+         "is a folder, want a file"),
+    ]
+    before = _tree(tmp_path)
+    for argv, *fragments in cases:
+        code, _, err = cmd(capsys, *argv)
+        assert_user_error(code, err, *fragments)
+        assert _tree(tmp_path) == before, f"qgpt device {' '.join(map(str, argv))} left files"
+
+
+def test_ctrl_c_while_the_emulator_starts_stops_it(tmp_path, capsys, monkeypatch):
+    from qgpt import fakeboard
+
+    started = []
+    open_board = fakeboard.FakeBoard.open
+
+    def open_then_ctrl_c(board):
+        port = open_board(board)
+        started.append(board)
+        raise KeyboardInterrupt  # as if Ctrl-C came before the emulator's handlers
+        return port
+
+    monkeypatch.setattr(fakeboard.FakeBoard, "open", open_then_ctrl_c)
+    code, out, err = cmd(capsys, "emulate", "--dir", tmp_path / "new" / "board")
+    assert code == 130 and err.strip().splitlines() == ["qgpt: interrupted"], err
+    assert started and started[0].proc.poll() is not None, "the unix port still runs"
+    assert not (tmp_path / "new").exists()
+
+
 def test_no_such_port(capsys):
     code, _, err = cmd(capsys, "deploy", "--port", "/dev/qgpt-no-such-port")
     assert_user_error(code, err, "no such port /dev/qgpt-no-such-port")

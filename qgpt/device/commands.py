@@ -6,7 +6,6 @@ The argparse wiring of `qgpt device` (add_device_parser) and `python -m qgpt.dev
 import argparse
 import re
 import sys
-from pathlib import Path
 
 from qgpt.argtypes import positive
 from qgpt.device.conformance import conformance
@@ -14,6 +13,7 @@ from qgpt.device.deploy import deploy
 from qgpt.device.errors import DeviceError
 from qgpt.device.flash import flash
 from qgpt.device.layout import DEFAULT_RUN_DIR, HOST_LOG
+from qgpt.device.paths import folder_to_write, link_to_make, make_folder, remove_if_empty
 from qgpt.device.pull import pull
 from qgpt.device.session import CONNECT_TIMEOUT, IDLE_TIMEOUT
 from qgpt.device.train import train
@@ -57,9 +57,13 @@ def cmd_emulate(args):
     heapsize = args.heapsize or fakeboard.HEAPSIZE
     if not re.fullmatch(r"\d+[KkMm]?", heapsize):
         raise DeviceError(f"--heapsize {heapsize}: want a size like 128K or 4M")
-    folder = Path(args.dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    return fakeboard.emulate(folder, heapsize, args.micropython, args.link)
+    folder = folder_to_write(args.dir, "--dir")
+    link = link_to_make(args.link, "--link") if args.link is not None else None
+    created = make_folder(folder, "--dir")
+    try:
+        return fakeboard.emulate(folder, heapsize, args.micropython, link)
+    finally:  # a board that did not start leaves no empty folders behind
+        remove_if_empty(created)
 
 
 def add_device_parser(subparsers):
@@ -155,8 +159,8 @@ def main(argv=None):
         print(f"qgpt: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("qgpt: interrupted; the last checkpoint is kept (continue with --resume)",
-              file=sys.stderr)
+        hint = {"train": "; the board's last checkpoint is kept (continue with --resume)"}
+        print(f"qgpt: interrupted{hint.get(args.device_command, '')}", file=sys.stderr)
         return 130
 
 

@@ -18,6 +18,7 @@ from qgpt.device.layout import (
     DEFAULT_RUN_DIR,
     HOST_LOG,
 )
+from qgpt.device.paths import file_to_read, files_to_write, folder_to_write, make_folder
 from qgpt.device.session import CONNECT_TIMEOUT
 from qgpt.device.stream import read_sessions
 from qgpt.device.transfer import Board
@@ -38,6 +39,8 @@ def _rows_from_board_log(blob):
         return None
     return [(int(r["step"]), float(r["loss"]), r.get("loss_q16")) for r in reader]
 
+RUN_FILES = ("checkpoint.bin", "losses.csv", "config.json", "summary.json")  # pull writes
+
 
 def pull(port, out, log_path=None, timeout=CONNECT_TIMEOUT, log=print):
     """Bring the board's checkpoint and log back into the run folder out (checkpoint.bin,
@@ -49,7 +52,10 @@ def pull(port, out, log_path=None, timeout=CONNECT_TIMEOUT, log=print):
     from qgpt import train as training
     from qgpt.params import N_PARAMS
 
-    out = Path(out)
+    out = folder_to_write(out, "--out")  # checked before the board is touched
+    files_to_write(out, RUN_FILES + (HOST_LOG,), "--out")
+    if log_path is not None:
+        log_path = file_to_read(log_path, "--log")
     with Board(port, timeout) as board:
         info = board.info()
         cfg = board.get_json(BOARD_CONFIG) if board.crc(BOARD_CONFIG) else {}
@@ -83,12 +89,12 @@ def pull(port, out, log_path=None, timeout=CONNECT_TIMEOUT, log=print):
         if any(old.get(k) != asdict(run_cfg).get(k)
                for k in ("format", "rounding", "master", "lr", "seed", "steps")):
             raise DeviceError(f"{out}: already holds another run; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "--out")
 
     step = int(meta.get("step", 0))
     if log_path is None:  # this run folder's, else the one train writes by default
         log_path = next((p for p in (out / HOST_LOG, Path(DEFAULT_RUN_DIR) / HOST_LOG)
-                         if p.exists()), out / HOST_LOG)
+                         if p.is_file()), out / HOST_LOG)
     log_path = Path(log_path)
     stream_losses, samples, done = read_sessions(log_path, asdict(run_cfg))
     rows = _rows_from_board_log(board_log) if board_log else None
@@ -137,7 +143,7 @@ def pull(port, out, log_path=None, timeout=CONNECT_TIMEOUT, log=print):
         log(f"warning: the board's log says state hash {summary['board_hash']} at step {step}, "
             f"its checkpoint hashes to {summary['state_hash']} (a log of another run?)")
     _write_json(out / "summary.json", summary)
-    if log_path.exists() and log_path.resolve() != (out / HOST_LOG).resolve():
+    if log_path.is_file() and log_path.resolve() != (out / HOST_LOG).resolve():
         checkpoint.write_atomic(out / HOST_LOG, log_path.read_bytes())
     log(f"pulled step {step} of {run_cfg.steps} ({run_cfg.format}) from {port} into {out}; "
         f"sample it with: qgpt sample --checkpoint {out}")

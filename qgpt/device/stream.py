@@ -111,7 +111,7 @@ def read_sessions(path, run=None):
     replaces the steps after its starting point. run: {format, rounding, master, lr,
     seed}; sessions of other settings are skipped."""
     losses, samples, done = {}, [], None
-    if not path or not Path(path).exists():
+    if not path or not Path(path).is_file():
         return losses, samples, done
     skipping = False
     for text in Path(path).read_text().splitlines():

@@ -4,7 +4,6 @@ a reset, a lost connection or a trainer error names the last checkpoint on the b
 import json
 import sys
 import time
-from pathlib import Path
 
 from qgpt.device.errors import BoardLost, BoardOutOfMemory, BoardReset, DeviceError
 from qgpt.device.identity import check_supported
@@ -18,6 +17,7 @@ from qgpt.device.layout import (
     RUN_KEYS,
     TRAIN_MODULE,
 )
+from qgpt.device.paths import files_to_write, folder_to_write, make_folder
 from qgpt.device.session import CONNECT_TIMEOUT, IDLE_TIMEOUT, classify_failure, py_str
 from qgpt.device.stream import TrainStream
 from qgpt.device.transfer import Board
@@ -28,7 +28,8 @@ def train(port, steps=None, checkpoint_every=None, resume=False, discard_checkpo
           progress=True, log=print):
     """Start (or resume) training on the board and stream its progress. Returns the
     TrainStream: start fields, losses, samples, the done line (step, hash)."""
-    out = Path(out)
+    out = folder_to_write(out, "--out")  # checked before the board is touched
+    files_to_write(out, [HOST_LOG], "--out")
     with Board(port, timeout) as board:
         info = board.info()
         check_supported(info)
@@ -74,7 +75,7 @@ def train(port, steps=None, checkpoint_every=None, resume=False, discard_checkpo
         board.put_json(BOARD_CONFIG, cfg)
         board.enter_raw_repl(soft_reset=True)  # train on a fresh heap
 
-        out.mkdir(parents=True, exist_ok=True)
+        make_folder(out, "--out")
         with open(out / HOST_LOG, "a") as log_file:
             log_file.write(f"# qgpt device train {time.strftime('%Y-%m-%dT%H:%M:%S')} port={port} "
                            f"resume={int(bool(resume))} steps={cfg['steps']} "
