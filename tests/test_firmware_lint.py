@@ -227,3 +227,53 @@ def test_scalar_code_keeps_the_simulators_names():
     assert sim - {"draws", "init_raw"} <= set(fw), sorted(sim - set(fw))
     assert _is_viper(fw["hash30"]) and _is_viper(fw["init_tensor"])
     assert not _is_viper(fw["key"]) and not _is_viper(fw["permute"])
+
+
+# --- the firmware's layers: no module imports one that imports it back ---
+
+
+def _firmware_imports(path, modules):
+    """The firmware modules that path imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found & modules
+
+
+def _import_cycle(graph):
+    """One import cycle of graph {module: imported modules} as a list, or None."""
+    state = {}
+
+    def visit(mod, path):
+        state[mod] = "open"
+        for dep in sorted(graph[mod]):
+            if state.get(dep) == "open":
+                return path[path.index(dep):] + [dep]
+            if dep not in state:
+                cycle = visit(dep, path + [dep])
+                if cycle:
+                    return cycle
+        state[mod] = "done"
+        return None
+
+    for mod in sorted(graph):
+        if mod not in state:
+            cycle = visit(mod, [mod])
+            if cycle:
+                return cycle
+    return None
+
+
+def test_no_import_cycles():
+    modules = {p.stem for p in FIRMWARE_FILES}
+    graph = {p.stem: _firmware_imports(p, modules) for p in FIRMWARE_FILES}
+    cycle = _import_cycle(graph)
+    assert cycle is None, "firmware import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert _import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _import_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
