@@ -407,6 +407,47 @@ def test_resume_after_stop_at_gives_the_same_final_state(deployed, tmp_path, ref
 
 @needs_emulator
 @needs_trainer
+def test_resume_refuses_when_the_dataset_or_firmware_changed(deployed, names_file, tmp_path,
+                                                             capsys):
+    """The run's inputs are recorded on the board when it starts; a resume (and a
+    redeploy that would keep its checkpoint) compares them by content, not by name."""
+    from qgpt import pack
+
+    _train(deployed, tmp_path / "run", stop_at=EVERY)
+    ckpt, names_bin, dump = (deployed.file(n) for n in (device.BOARD_CKPT, "names.bin",
+                                                        "dump.mpy"))
+    saved, packed, module = ckpt.read_bytes(), names_bin.read_bytes(), dump.read_bytes()
+    resume = ("train", "--port", deployed.port, "--out", tmp_path / "run", "--resume",
+              "--quiet")
+
+    other = data.DEFAULT_DATA.read_text().split()[1::100]  # as many names, other ones
+    names_bin.write_bytes(pack.pack(other))
+    code, _, err = cmd(capsys, *resume)
+    assert_user_error(code, err, "the dataset (names.bin", "--discard-checkpoint")
+    names_bin.write_bytes(packed)
+
+    dump.write_bytes(deployed.file("prng.mpy").read_bytes())  # another module's code
+    code, _, err = cmd(capsys, *resume)
+    assert_user_error(code, err, "the firmware (dump)")
+    dump.write_bytes(module)
+    assert ckpt.read_bytes() == saved  # refused before the board trained
+
+    firmware = tmp_path / "firmware"  # a redeploy with changed firmware keeps no checkpoint
+    shutil.copytree(device.FIRMWARE_DIR, firmware)
+    with open(firmware / "dump.py", "a") as f:
+        f.write("\n_CHANGED = 1\n")
+    with pytest.raises(device.DeviceError, match=r"another run \(the firmware \(dump\)"):
+        device.deploy(deployed.port, names_file, steps=STEPS, checkpoint_every=EVERY,
+                      firmware_dir=firmware, log=_quiet)
+    assert dump.read_bytes() == module
+
+    code, out, err = cmd(capsys, *resume, "--stop-at", 2 * EVERY)  # unchanged: it resumes
+    assert code == 0, err
+    assert checkpoint.decode(ckpt.read_bytes())[0]["step"] == 2 * EVERY
+
+
+@needs_emulator
+@needs_trainer
 def test_board_reset_mid_training_then_resume(deployed, tmp_path, reference, capsys):
     ckpt = deployed.file(device.BOARD_CKPT)
     killer = threading.Thread(target=lambda: (

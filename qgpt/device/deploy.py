@@ -5,6 +5,7 @@ import time
 import zlib
 from pathlib import Path
 
+from qgpt.device import inputs
 from qgpt.device.build import compile_firmware, mpy_cross_version
 from qgpt.device.errors import DeviceError
 from qgpt.device.identity import check_supported
@@ -14,6 +15,7 @@ from qgpt.device.layout import (
     BOARD_DATA,
     BOARD_DEPLOY,
     BOARD_LOG,
+    BOARD_RUN,
     RUN_KEYS,
 )
 from qgpt.device.session import CONNECT_TIMEOUT
@@ -56,19 +58,24 @@ def deploy(port, data=None, fmt="q4.12", rounding="nearest", master="", lr=0.01,
             step = ckpt["meta"].get("step", "?")
             same = (old_cfg is not None and _same_run(old_cfg, config) and old_deploy is not None
                     and old_deploy.get("data_crc32") == zlib.crc32(packed))
+            started = board.get_json(BOARD_RUN) if board.crc(BOARD_RUN) else None
+            changed = inputs.changes(started, inputs.from_host(config, packed, modules),
+                                     settings=RUN_KEYS) if started else []
             if discard_checkpoint:
                 board.remove(BOARD_CKPT)
                 board.remove(BOARD_LOG)
+                board.remove(BOARD_RUN)
                 log(f"discarded the board's checkpoint (step {step})")
-            elif same:
+            elif same and not changed:
                 log(f"kept the board's checkpoint (step {step}) of the same run: continue it "
                     f"with qgpt device train --port {port} --resume")
                 config["steps"] = ckpt["meta"].get("config", {}).get("steps", steps)
             else:
+                why = f" ({'; '.join(changed)} would change)" if changed and same else ""
                 raise DeviceError(
-                    f"the board holds a checkpoint (step {step}) of another run: bring it back "
-                    f"first (qgpt device pull --port {port} --out RUN_DIR), then deploy with "
-                    "--discard-checkpoint")
+                    f"the board holds a checkpoint (step {step}) of another run{why}: bring it "
+                    f"back first (qgpt device pull --port {port} --out RUN_DIR), then deploy "
+                    "with --discard-checkpoint")
         sizes = sum(map(len, modules.values())) + len(packed)
         if 0 <= info.fs_free < sizes + 16384:
             raise DeviceError(f"the board's filesystem has {info.fs_free // 1024} KB free; the "

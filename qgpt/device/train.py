@@ -1,10 +1,12 @@
 """qgpt device train: start or resume training on the board and stream its progress;
 a reset, a lost connection or a trainer error names the last checkpoint on the board."""
 
+import contextlib
 import json
 import sys
 import time
 
+from qgpt.device import inputs
 from qgpt.device.errors import BoardLost, BoardOutOfMemory, BoardReset, DeviceError
 from qgpt.device.identity import check_supported
 from qgpt.device.layout import (
@@ -12,6 +14,7 @@ from qgpt.device.layout import (
     BOARD_CONFIG,
     BOARD_DEPLOY,
     BOARD_LOG,
+    BOARD_RUN,
     DEFAULT_RUN_DIR,
     HOST_LOG,
     RUN_KEYS,
@@ -63,16 +66,21 @@ def train(port, steps=None, checkpoint_every=None, resume=False, discard_checkpo
                                   "with --resume, or start over with --discard-checkpoint")
             board.remove(cfg.get("checkpoint", BOARD_CKPT))
             board.remove(BOARD_LOG)
+            board.remove(BOARD_RUN)
             log(f"discarded the board's checkpoint (step {ck_step})")
         if steps is not None:
             cfg["steps"] = steps
         if checkpoint_every is not None:
             cfg["checkpoint_every"] = checkpoint_every
+        if resume:
+            _check_inputs(board, cfg, record, ck_step, port, log)
         if stop_at is not None and not 0 < stop_at <= cfg["steps"]:
             raise DeviceError(f"--stop-at {stop_at}: want a step in 1..{cfg['steps']}")
         cfg["resume"] = bool(resume)
         cfg["stop_at"] = stop_at
         board.put_json(BOARD_CONFIG, cfg)
+        if not resume:  # what this run depends on, for a resume to check
+            board.put_json(BOARD_RUN, inputs.on_board(board, cfg, record.get("modules", [])))
         board.enter_raw_repl(soft_reset=True)  # train on a fresh heap
 
         make_folder(out, "--out")
@@ -103,6 +111,9 @@ def train(port, steps=None, checkpoint_every=None, resume=False, discard_checkpo
             if failure is not None:
                 log_file.write(f"# {failure}\n")
                 saved = stream.ckpt if stream.ckpt is not None else last_ckpt
+                if saved is None:  # a run that never saved leaves no record of its inputs
+                    with contextlib.suppress(DeviceError):
+                        board.remove(BOARD_RUN)
                 raise type(failure)(f"{failure} (at step {stream.step}; last checkpoint: "
                                     f"{saved if saved is not None else 'none'})") from None
     if stream.done is None:
@@ -118,6 +129,23 @@ def train(port, steps=None, checkpoint_every=None, resume=False, discard_checkpo
     for name in stream.samples:
         print(name)
     return stream
+
+
+def _check_inputs(board, cfg, record, ck_step, port, log):
+    """Refuse a resume when the settings, dataset or firmware on the board are not those
+    the run started with (qgpt-run.json, written when it started)."""
+    started = board.get_json(BOARD_RUN) if board.crc(BOARD_RUN) else None
+    if started is None:
+        log(f"note: the board keeps no record of this run's inputs ({BOARD_RUN}: a checkpoint "
+            "of an older qgpt); resuming without checking its dataset and firmware")
+        return
+    changed = inputs.changes(started, inputs.on_board(board, cfg, record.get("modules", [])))
+    if changed:
+        raise DeviceError(
+            f"the board's checkpoint (step {ck_step}) belongs to a run that started with other "
+            f"inputs: {'; '.join(changed)} changed since; a resume needs the same ones: deploy "
+            f"those again, or bring the checkpoint back (qgpt device pull --port {port} --out "
+            "RUN_DIR) and start over with --discard-checkpoint")
 
 
 def next_checkpoint(cfg, after):

@@ -113,6 +113,12 @@ class Board(Session):
         r = self.eval(f"_q_crc({py_str(path)})")
         return tuple(r) if r else None
 
+    def crcs(self, paths):
+        """{path: (size, CRC32) or None} of several board files, in one program."""
+        self._ensure_helpers()
+        found = self.eval("[_q_crc(p) for p in " + repr([str(p) for p in paths]) + "]")
+        return {p: tuple(r) if r else None for p, r in zip(paths, found, strict=True)}
+
     def listdir(self):
         return self.eval("os.listdir()")
 
