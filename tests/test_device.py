@@ -732,6 +732,98 @@ def test_corrupted_truncated_or_mismatched_checkpoint_is_refused(deployed, tmp_p
     assert_user_error(code, err, "corrupted or truncated")
 
 
+def _with(meta, arrays, meta_changes=(), config_changes=(), array_changes=()):
+    """Checkpoint bytes with a valid CRC32 whose fields were changed (a value of
+    None removes the key)."""
+    meta = {**meta, "config": dict(meta["config"])}
+    arrays = dict(arrays)
+    for target, changes in ((meta, meta_changes), (meta["config"], config_changes),
+                            (arrays, array_changes)):
+        for key, value in dict(changes).items():
+            if value is None:
+                target.pop(key, None)
+            else:
+                target[key] = value
+    return checkpoint.encode(meta, arrays)
+
+
+def _raw_checkpoint(header):
+    body = checkpoint.MAGIC + struct.pack("<HI", checkpoint.VERSION, len(header)) + header
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@needs_emulator
+@needs_trainer
+def test_pulled_files_with_a_valid_crc_but_wrong_fields_are_refused(deployed, tmp_path, capsys):
+    """A CRC32 that passes says the bytes arrived as written, not that they are a run:
+    each wrong field is one line naming the file and the field, and nothing is written."""
+    _train(deployed, tmp_path / "first", stop_at=EVERY)
+    ckpt = deployed.file(device.BOARD_CKPT)
+    good = ckpt.read_bytes()
+    meta, arrays = checkpoint.decode(good)
+    params = arrays["params"]
+    source = f"{deployed.port}:{device.BOARD_CKPT}"
+    cases = [
+        (_with(meta, arrays, {"p1": None}), "meta.p1 is None"),
+        (_with(meta, arrays, {"step": "100"}), "meta.step '100'"),
+        (_with(meta, arrays, {"saturations": [1]}), "meta.saturations"),
+        (_with(meta, arrays, {}, {"format": None}), "config.format is missing"),
+        (_with(meta, arrays, {}, {"colour": "red"}), "config.colour is not a training setting"),
+        (_with(meta, arrays, {}, {"seed": 4.5}), "config.seed is 4.5: want int"),
+        (_with(meta, arrays, {}, {"format": "q99.99"}), "config.format 'q99.99'"),
+        (_with(meta, arrays, {}, {"format": "float"}), "disagrees with config.format 'float'"),
+        (_with(meta, arrays, {"kind": "float"}, {"format": "float"}),
+         "array params is i4, want f8"),
+        (_with(meta, arrays, {}, {}, {"params": params.astype(np.int64) * 256}),
+         "lies outside q4.12"),
+        (_with(meta, arrays, {}, {}, {"params": params[:-1]}), "array params holds"),
+        (_with(meta, arrays, {}, {}, {"adam_m": arrays["adam_m"].astype(np.float64)}),
+         "array adam_m is f8, want i4"),
+        (_with(meta, arrays, {}, {}, {"adam_v": None}), "array adam_v is missing"),
+        (_with(meta, arrays, {}, {}, {"extra": params}), "array extra"),
+        (_raw_checkpoint(b"not json"), "its header is not JSON"),
+        (_raw_checkpoint(b'{"meta": {}, "arrays": [["params", "x9", 5]]}'), "arrays[0] is"),
+        (_raw_checkpoint(b'{"arrays": []}'), "no 'meta' object"),
+    ]
+    pull = ("pull", "--port", deployed.port, "--out", tmp_path / "run")
+    for blob, fragment in cases:
+        ckpt.write_bytes(blob)
+        code, _, err = cmd(capsys, *pull)
+        assert_user_error(code, err, source, fragment)
+        assert not (tmp_path / "run").exists()
+    ckpt.write_bytes(good)
+
+    config = deployed.file(device.BOARD_CONFIG)
+    saved = config.read_text()
+    config.write_text(json.dumps({**json.loads(saved), "steps": "many"}))
+    code, _, err = cmd(capsys, *pull)
+    assert_user_error(code, err, f"{device.BOARD_CONFIG}: field steps is 'many', want int")
+    code, _, err = cmd(capsys, "train", "--port", deployed.port, "--resume")
+    assert_user_error(code, err, f"{device.BOARD_CONFIG}: field steps")
+    config.write_text(saved)
+
+    record = deployed.file(device.BOARD_DEPLOY)
+    saved = record.read_text()
+    record.write_text(json.dumps({**json.loads(saved), "lowercase": "no"}))
+    code, _, err = cmd(capsys, *pull)
+    assert_user_error(code, err, f"{device.BOARD_DEPLOY}: field lowercase is 'no', want bool")
+    record.write_text(saved)
+
+    deployed.file(device.BOARD_LOG).write_text("step,loss,loss_q16\n0,2.5,163840\n1,abc,\n")
+    code, _, err = cmd(capsys, *pull)
+    assert_user_error(code, err, f"{device.BOARD_LOG} line 3: field loss is 'abc'")
+    deployed.file(device.BOARD_LOG).unlink()
+
+    log = tmp_path / "other.log"
+    log.write_text("# qgpt device train 2026 port=P resume=0 steps=1500\n"
+                   "qgpt start format=q4.12 steps=1500 from=ten\n")
+    code, _, err = cmd(capsys, *pull, "--log", log)
+    assert_user_error(code, err, f"{log} line 2: field from is 'ten'")
+    assert not (tmp_path / "run").exists()
+    code, _, err = cmd(capsys, *pull)  # all back as they were: it pulls
+    assert code == 0, err
+
+
 @needs_emulator
 def test_pull_without_a_checkpoint(board, capsys):
     code, _, err = cmd(capsys, "pull", "--port", board.port, "--out", "x")

@@ -5,9 +5,9 @@ import time
 import zlib
 from pathlib import Path
 
-from qgpt.device import inputs
+from qgpt.device import inputs, validate
 from qgpt.device.build import compile_firmware, mpy_cross_version
-from qgpt.device.errors import DeviceError
+from qgpt.device.errors import BoardLost, BoardReset, DeviceError
 from qgpt.device.identity import check_supported
 from qgpt.device.layout import (
     BOARD_CKPT,
@@ -24,6 +24,22 @@ from qgpt.device.transfer import Board
 
 def _same_run(old_cfg, new_cfg):
     return all(old_cfg.get(k) == new_cfg.get(k) for k in RUN_KEYS)
+
+
+def _previous_deploy(board, port):
+    """(qgpt.json, qgpt-deploy.json) on the board, each None when absent or damaged
+    (a damaged one cannot show that a checkpoint is of the same run)."""
+    found = []
+    for name, check in ((BOARD_CONFIG, validate.board_config),
+                        (BOARD_DEPLOY, validate.deploy_record)):
+        try:
+            obj = board.get_json(name) if board.crc(name) else None
+            found.append(check(obj, f"{port}:{name}", port) if obj is not None else None)
+        except (BoardLost, BoardReset):
+            raise
+        except DeviceError:  # not JSON, or a field missing or mistyped
+            found.append(None)
+    return found
 
 
 def deploy(port, data=None, fmt="q4.12", rounding="nearest", master="", lr=0.01, seed=42,
@@ -51,8 +67,7 @@ def deploy(port, data=None, fmt="q4.12", rounding="nearest", master="", lr=0.01,
         check_supported(info, emits)
         log(f"board: {info.describe()}")
         modules = compile_firmware(info.arch, firmware_dir, mpy_cross)
-        old_cfg = board.get_json(BOARD_CONFIG) if board.crc(BOARD_CONFIG) else None
-        old_deploy = board.get_json(BOARD_DEPLOY) if board.crc(BOARD_DEPLOY) else None
+        old_cfg, old_deploy = _previous_deploy(board, port)
         ckpt = board.checkpoint_info()
         if ckpt is not None:
             step = ckpt["meta"].get("step", "?")

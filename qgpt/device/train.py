@@ -6,7 +6,7 @@ import json
 import sys
 import time
 
-from qgpt.device import inputs
+from qgpt.device import inputs, validate
 from qgpt.device.errors import BoardLost, BoardOutOfMemory, BoardReset, DeviceError
 from qgpt.device.identity import check_supported
 from qgpt.device.layout import (
@@ -41,6 +41,8 @@ def train(port, steps=None, checkpoint_every=None, resume=False, discard_checkpo
         if cfg is None or record is None:
             raise DeviceError(f"nothing (or half) deployed on {port}: run qgpt device deploy "
                               f"--port {port} first")
+        validate.board_config(cfg, f"{port}:{BOARD_CONFIG}", port)
+        validate.deploy_record(record, f"{port}:{BOARD_DEPLOY}", port)
         if record.get("arch") != info.arch:
             raise DeviceError(f"the firmware on {port} was compiled for {record.get('arch')}, "
                               f"the board is {info.arch}: deploy again")
@@ -51,6 +53,9 @@ def train(port, steps=None, checkpoint_every=None, resume=False, discard_checkpo
                               "--discard-checkpoint")
         ck_step = ckpt["meta"].get("step") if ckpt else None
         ck_steps = ckpt["meta"].get("config", {}).get("steps") if ckpt else None
+        if ck_steps is not None and (not isinstance(ck_steps, int) or ck_steps < 1):
+            raise DeviceError(f"the board's checkpoint says its run has {ck_steps!r} steps, "
+                              "not a whole number >= 1: train again with --discard-checkpoint")
         if resume:
             if ckpt is None:
                 raise DeviceError("nothing to resume: the board holds no checkpoint; drop "

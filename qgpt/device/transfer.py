@@ -184,9 +184,13 @@ class Board(Session):
         if head[0] == "bad":
             return {"size": int(head[1]), "valid": False, "version": None, "meta": {}}
         try:
-            meta = json.loads(lines[1]).get("meta", {}) if len(lines) > 1 else {}
+            header = json.loads(lines[1]) if len(lines) > 1 else {}
         except ValueError:
-            meta = {}
+            header = {}
+        meta = header.get("meta") if isinstance(header, dict) else None
+        meta = meta if isinstance(meta, dict) else {}  # pull checks every field
+        if not isinstance(meta.get("config"), dict):
+            meta["config"] = {}
         return {"size": int(head[1]), "valid": head[2] == "1", "version": int(head[3]),
                 "meta": meta}
 
