@@ -272,6 +272,31 @@ def test_emulate_command_prints_its_port_and_stops_on_sigterm(tmp_path):
 # --- 2. deploy ---
 
 
+def test_every_device_option_has_help_and_numbers_are_checked(capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    device.add_device_parser(parser.add_subparsers())
+    (group,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    (commands,) = [a for a in group.choices["device"]._actions
+                   if isinstance(a, argparse._SubParsersAction)]
+    for name, sub in commands.choices.items():
+        assert sub.description, f"qgpt device {name} has no description"
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"qgpt device {name} {action.option_strings[0]}: no help"
+    for argv in (("train", "--port", "P", "--timeout", "nan"),
+                 ("train", "--port", "P", "--idle-timeout", "-1"),
+                 ("pull", "--port", "P", "--out", "x", "--timeout", "1e300"),
+                 ("deploy", "--port", "P", "--seed", 4294967338),
+                 ("conformance", "--port", "P", "--seed", -1)):
+        with pytest.raises(SystemExit) as stop:
+            cmd(capsys, *argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "Traceback" not in err
+        assert f"argument {argv[-2]}" in err.strip().splitlines()[-1], err
+
+
 def test_decode_mpy_and_supported_boards():
     assert device.decode_mpy(2822) == (6, 3, "x64")  # the unix port on x86-64
     assert device.decode_mpy(6 | 3 << 8 | 10 << 10) == (6, 3, "xtensawin")  # an ESP32
@@ -822,6 +847,31 @@ def test_pulled_files_with_a_valid_crc_but_wrong_fields_are_refused(deployed, tm
     assert not (tmp_path / "run").exists()
     code, _, err = cmd(capsys, *pull)  # all back as they were: it pulls
     assert code == 0, err
+
+
+@needs_emulator
+@needs_trainer
+def test_pull_knows_the_dataset_by_its_names_not_its_path(deployed, names_file, tmp_path,
+                                                          capsys):
+    copy = tmp_path / "names.txt"
+    copy.write_bytes(names_file.read_bytes())
+    record = deployed.file(device.BOARD_DEPLOY)
+    record.write_text(json.dumps({**json.loads(record.read_text()), "source": str(copy)}))
+    _train(deployed, tmp_path / "run", stop_at=EVERY)
+    pull = ("pull", "--port", deployed.port, "--out", tmp_path / "run")
+    code, out, err = cmd(capsys, *pull)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["val_nll"] > 0 and "validation names of" in summary["val_nll_note"]
+
+    other = data.DEFAULT_DATA.read_text().split()[1::100]  # the same path, other names
+    copy.write_text("\n".join(other) + "\n")
+    code, out, err = cmd(capsys, *pull)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["val_nll"] is None
+    assert "changed since it was deployed" in summary["val_nll_note"]
+    assert "changed since it was deployed" in out
 
 
 @needs_emulator
