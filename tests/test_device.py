@@ -541,9 +541,14 @@ done step 4 hash 0badcafe
     try:
         losses, samples, done = device.read_sessions(path)
         other = device.read_sessions(path, {"format": "q8.8"})
+        path.write_text(log.replace('"q4.12"}', '"q4.12", "data_crc32": 7}'))
+        other_names = device.read_sessions(path, {"format": "q4.12", "data_crc32": 8})
+        same_names = device.read_sessions(path, {"format": "q4.12", "data_crc32": 7})
     finally:
         path.unlink()
     assert other == ({}, [], None)  # sessions of another run are skipped
+    assert other_names == ({}, [], None)  # ... and of another dataset
+    assert same_names == (losses, samples, done)
     assert losses == {1: (1.0, 1), 2: (2.0, 2), 3: (3.3, 33), 4: (4.4, 44)}
     assert samples == ["ann"] and done == {"step": 4, "hash": "0badcafe"}
     assert device.parse_line("qgpt start format=q4.12 rounding=nearest master=- steps=9 "

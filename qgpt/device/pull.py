@@ -87,7 +87,8 @@ def pull(port, out, log_path=None, timeout=CONNECT_TIMEOUT, log=print):
         log_path = next((p for p in (out / HOST_LOG, Path(DEFAULT_RUN_DIR) / HOST_LOG)
                          if p.is_file()), out / HOST_LOG)
     log_path = Path(log_path)
-    stream_losses, samples, done = read_sessions(log_path, asdict(run_cfg))
+    stream_losses, samples, done = read_sessions(
+        log_path, {**asdict(run_cfg), "data_crc32": deployed.get("data_crc32")})
     if rows is None:
         # streamed step N = N steps done: the loss of step index N - 1, as qgpt train counts
         rows = [(s - 1, v[0], v[1]) for s, v in sorted(stream_losses.items())]
