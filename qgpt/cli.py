@@ -378,7 +378,10 @@ def main(argv=None):
 
 def _one_line(error):
     """The error as one line of at most MESSAGE_CHARS characters."""
-    if isinstance(error, OSError) and error.filename is not None:
+    if isinstance(error, FileExistsError) and error.filename is not None:
+        kind = "folder" if Path(error.filename).is_dir() else "file"
+        text = f"{error.filename}: already exists (as a {kind})"
+    elif isinstance(error, OSError) and error.filename is not None:
         text = f"{error.filename}: {error.strerror or error}"
     else:
         text = str(error)

@@ -1256,7 +1256,13 @@ def flash(port, firmware, chip="esp32", baud=460800, log=print):
 
 # --- the command line ---
 
-from qgpt.cli import _positive  # noqa: E402  (the one option type; cli imports us lazily)
+from qgpt.cli import (  # noqa: E402  (the option types; cli imports us lazily)
+    _learning_rate,
+    _positive,
+    _seconds,
+    _seed,
+    _steps,
+)
 
 
 def cmd_flash(args):
@@ -1316,12 +1322,12 @@ def _add_subcommands(parser):
 
     def with_port(p):
         p.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
-        p.add_argument("--timeout", type=float, default=CONNECT_TIMEOUT,
+        p.add_argument("--timeout", type=_seconds, default=CONNECT_TIMEOUT,
                        help=f"seconds to wait for the raw REPL (default {CONNECT_TIMEOUT:g})")
         return p
 
     p = sub.add_parser("flash", help="check the image and chip, erase, write MicroPython (esptool)")
-    p.add_argument("--port", required=True)
+    p.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     p.add_argument("--firmware", required=True, help="the MicroPython .bin, e.g. ESP32_GENERIC-"
                    "v1.25.0.bin from micropython.org/download")
     p.add_argument("--chip", default="esp32", help="esptool's chip name (default esp32)")
@@ -1331,22 +1337,27 @@ def _add_subcommands(parser):
     p = with_port(sub.add_parser("deploy", help="compile the firmware for the board and copy "
                                  "it, the packed dataset and qgpt.json"))
     p.add_argument("--format", default="q4.12", help="the data format (default q4.12)")
-    p.add_argument("--rounding", default="nearest", choices=["nearest", "floor", "stochastic"])
+    p.add_argument("--rounding", default="nearest", choices=["nearest", "floor", "stochastic"],
+                   help="how weight updates are rounded (default nearest)")
     p.add_argument("--master", default=None, help="master-weight format, e.g. q4.20")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--steps", type=_positive, default=1000)
-    p.add_argument("--checkpoint-every", type=_positive, default=100, metavar="N")
+    p.add_argument("--lr", type=_learning_rate, default=0.01,
+                   help="peak learning rate, 0 < lr < 1 (default 0.01)")
+    p.add_argument("--seed", type=_seed, default=42, help="0 .. 2**30-1 (default 42)")
+    p.add_argument("--steps", type=_steps, default=1000, help="training steps (default 1000)")
+    p.add_argument("--checkpoint-every", type=_positive, default=100, metavar="N",
+                   help="steps between the board's checkpoints (default 100)")
     p.add_argument("--data", default=None, help="names file (default data/names.txt)")
-    p.add_argument("--lowercase", action="store_true")
-    p.add_argument("--skip-long", action="store_true")
+    p.add_argument("--lowercase", action="store_true",
+                   help="lowercase names and drop those with characters outside a-z")
+    p.add_argument("--skip-long", action="store_true", help="skip names longer than 15 letters")
     p.add_argument("--discard-checkpoint", action="store_true",
                    help="delete a checkpoint of another run on the board")
     p.set_defaults(func=cmd_deploy)
 
     p = with_port(sub.add_parser("train", help="train on the board, streaming its progress"))
-    p.add_argument("--steps", type=_positive, default=None, help="default: the deployed value")
-    p.add_argument("--checkpoint-every", type=_positive, default=None, metavar="N")
+    p.add_argument("--steps", type=_steps, default=None, help="default: the deployed value")
+    p.add_argument("--checkpoint-every", type=_positive, default=None, metavar="N",
+                   help="steps between the board's checkpoints (default: the deployed value)")
     p.add_argument("--resume", action="store_true", help="continue from the board's checkpoint")
     p.add_argument("--discard-checkpoint", action="store_true",
                    help="start over, deleting the board's checkpoint")
@@ -1354,7 +1365,7 @@ def _add_subcommands(parser):
                    help="stop after this step, as an interrupted run (then --resume)")
     p.add_argument("--out", default=DEFAULT_RUN_DIR,
                    help=f"host folder for the streamed log (default {DEFAULT_RUN_DIR})")
-    p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT,
+    p.add_argument("--idle-timeout", type=_seconds, default=IDLE_TIMEOUT,
                    help="seconds of silence after which the board counts as lost")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -1369,7 +1380,8 @@ def _add_subcommands(parser):
     p = with_port(sub.add_parser("conformance", help="the op-level conformance on the board"))
     p.add_argument("--formats", default=None,
                    help="comma-separated (default: the deployed format)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the golden vectors, 0 .. 2**30-1 (default 0)")
     p.set_defaults(func=cmd_conformance)
 
     p = sub.add_parser("emulate", help="a board without hardware: the MicroPython unix port "

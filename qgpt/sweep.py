@@ -743,6 +743,9 @@ def sweep(cfg, out, jobs=None, command=None, log=None):
     if not isinstance(jobs, int) or jobs < 1:
         raise SweepError(f"--jobs {jobs}: want at least 1 process")
     info = dataset_info(cfg)  # a DataError (a ValueError) for a bad --data
+    if not info["val"]:  # a sweep compares validation NLLs: it needs some
+        raise SweepError(f"--data {cfg.data}: no name fell in the validation split (about one "
+                         "in ten does); give more names")
     out = check_out_dir(out)
     configs = cfg.run_configs()
     log(f"sweep: {len(configs)} runs ({len(cfg.formats)} formats x {len(cfg.roundings)} "
