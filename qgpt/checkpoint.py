@@ -78,16 +78,16 @@ def prepare_output(path, option, folder=False):
     if not folder and path.is_dir():
         raise OutputError(f"{option} {path}: is a folder; give a file name")
     where = path if folder else path.parent
-    blocking = next((p for p in (where, *where.parents) if p.exists() and not p.is_dir()), None)
-    if blocking is not None:
-        raise OutputError(f"{option} {path}: {blocking} is a file, not a folder")
+    existing = next(p for p in (where, *where.parents, Path(".")) if p.exists())
+    if not existing.is_dir():
+        raise OutputError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):  # checked before any folder is made
+        raise OutputError(f"{option} {path}: the folder {existing} is not writable")
     try:
         where.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{option} {path}: cannot create the folder {where} "
                           f"({e.strerror or e})") from None
-    if not os.access(where, os.W_OK | os.X_OK):
-        raise OutputError(f"{option} {path}: the folder {where} is not writable")
     return path
 
 
@@ -208,7 +208,8 @@ def check_run_state(meta, arrays, kind, source, store_range=None, m_limit=None):
         if a.size != N_PARAMS:
             refuse(f"array {name} holds {a.size} values, want {N_PARAMS}")
         if a.dtype != want_dtype:
-            refuse(f"array {name} is {a.dtype}, a {kind} run stores {want_dtype}")
+            refuse(f"array {name} is {a.dtype}, a{' float' if kind == 'float' else 'n integer'} "
+                   f"run stores {want_dtype}")
     if kind == "float":
         for name in RUN_ARRAYS:
             bad = np.flatnonzero(~np.isfinite(arrays[name]))

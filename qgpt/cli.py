@@ -386,8 +386,8 @@ def _one_line(error):
     else:
         text = str(error)
     text = text.replace("\r", "\\r").replace("\n", "\\n")
-    if len(text) > MESSAGE_CHARS:
-        keep = MESSAGE_CHARS // 2 - 10
+    if len(text) > MESSAGE_CHARS:  # keep the start (what) and the end (how to fix it)
+        keep = MESSAGE_CHARS // 2 - 15
         text = f"{text[:keep]} [... {len(text) - 2 * keep} characters ...] {text[-keep:]}"
     return text
 

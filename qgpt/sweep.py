@@ -774,6 +774,8 @@ def cmd_sweep(args):
 
 def add_sweep_parser(sub):
     """Register `qgpt sweep` on an argparse subparsers object."""
+    from qgpt.cli import _learning_rate, _seed  # the checked option types
+
     p = sub.add_parser("sweep", help="train float and every format x rounding x seed; "
                                      "table, CSV, JSON, markdown and plots")
     p.add_argument("--formats", required=True, help="comma-separated Q formats, e.g. q8.8,q4.12")
@@ -782,9 +784,10 @@ def add_sweep_parser(sub):
                         "(default nearest)")
     p.add_argument("--seeds", type=int, default=3,
                    help="runs per format and rounding, seeds SEED..SEED+N-1 (default 3)")
-    p.add_argument("--seed", type=int, default=42, help="the first seed (default 42)")
+    p.add_argument("--seed", type=_seed, default=42, help="the first seed (default 42)")
     p.add_argument("--steps", type=int, default=1000, help="training steps per run (default 1000)")
-    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate (default 0.01)")
+    p.add_argument("--lr", type=_learning_rate, default=0.01,
+                   help="peak learning rate, 0 < lr < 1 (default 0.01)")
     p.add_argument("--data", default=None, help="names file (default: data/names.txt)")
     p.add_argument("--lowercase", action="store_true",
                    help="lowercase names and drop those with characters outside a-z")

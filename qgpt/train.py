@@ -236,11 +236,11 @@ def _resumed_model(out, cfg, ds):
                        "(made by an import, a board or an older qgpt), so it cannot be resumed "
                        "here; start a new run")
     if made_on["sha256"] != ds.sha256:
-        raise RunError(f"{out}: the dataset changed since the checkpoint: {ds.path} now holds "
-                       f"{len(ds.train) + len(ds.val)} names (sha256 {ds.sha256[:12]}), the run "
-                       f"was trained on {made_on.get('train', 0) + made_on.get('val', 0)} "
-                       f"(sha256 {made_on['sha256'][:12]}); resume with those names or choose "
-                       "another --out")
+        was = made_on.get("train", 0) + made_on.get("val", 0)
+        raise RunError(f"{ds.path}: the names changed since the run's checkpoint (now "
+                       f"{len(ds.train) + len(ds.val)}, sha256 {ds.sha256[:12]}; the run was "
+                       f"trained on {was}, sha256 {made_on['sha256'][:12]}): resume with those "
+                       "names or choose another --out")
     if meta["step"] > cfg.steps:
         raise RunError(f"{out}: the checkpoint is at step {meta['step']}, past --steps "
                        f"{cfg.steps}")
@@ -312,6 +312,10 @@ def restore(meta, arrays, source):
     config = meta.get("config")
     if not isinstance(config, dict):
         refuse("it records no config")
+    kind = "float" if config.get("format") == "float" else "int"
+    if meta.get("kind") != kind:
+        refuse(f"kind {str(meta.get('kind'))[:20]!r} disagrees with its config's format "
+               f"{str(config.get('format'))[:20]!r}")
     known = {f.name for f in fields(TrainConfig)}
     unknown = sorted(set(config) - known)
     if unknown:
