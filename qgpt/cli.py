@@ -77,7 +77,7 @@ def _steps(text):
 
 def _seed(text):
     """0 .. 2**30 - 1: every seed the PRNG tells apart (a larger one would alias)."""
-    from qgpt.prng import check_seed
+    from qgpt.runconfig import check_seed
 
     return _checked(_whole(text), check_seed)
 

@@ -14,8 +14,8 @@ import numpy as np
 from qgpt.params import INIT_STD
 
 M30 = (1 << 30) - 1
-SEED_BITS = 30  # key() keeps the low 30 bits of a seed: larger seeds would alias smaller ones
-MAX_SEED = M30
+SEED_BITS = 30  # key() keeps the low 30 bits of a seed: a larger seed would alias a smaller
+MAX_SEED = M30  # one, so qgpt takes seeds 0 .. MAX_SEED only (runconfig.check_seed)
 HASH_MUL = 0x045D9F3B  # odd, < 2**30: multiplication by it is a bijection mod 2**30
 
 # streams: one per use, so no two uses ever share a number
@@ -41,16 +41,6 @@ def hash30(x):
     x = (x * HASH_MUL) & M30
     x = x ^ (x >> 16)
     return x
-
-
-def check_seed(seed):
-    """seed itself if it is a whole number the PRNG uses every bit of (0 .. 2**30 - 1);
-    ValueError otherwise (a larger or negative seed would silently equal another one)."""
-    whole = isinstance(seed, int | np.integer) and not isinstance(seed, bool)
-    if not whole or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"{seed!r} is not a seed: want a whole number from 0 to {MAX_SEED} "
-                         f"(the PRNG keeps {SEED_BITS} bits of a seed)")
-    return int(seed)
 
 
 def key(seed, stream, *counters):

@@ -35,6 +35,15 @@ def check_steps(steps):
     return int(steps)
 
 
+def check_seed(seed):
+    """A seed the PRNG uses every bit of: 0 .. 2**30 - 1 (prng.key keeps 30 bits, so a
+    larger or negative seed would silently equal another one)."""
+    if not _whole(seed) or not 0 <= seed <= prng.MAX_SEED:
+        raise ValueError(f"{seed!r} is not a seed: want a whole number from 0 to "
+                         f"{prng.MAX_SEED} (the PRNG keeps {prng.SEED_BITS} bits of a seed)")
+    return int(seed)
+
+
 def check_lr(lr):
     """A peak learning rate: finite, 0 < lr < 1, for float and integer runs alike."""
     if not _real(lr) or not math.isfinite(lr) or not 0 < lr < 1:
@@ -120,7 +129,7 @@ def check_config(cfg):
 
     field("data", path)
     field("steps", check_steps)
-    field("seed", prng.check_seed)
+    field("seed", check_seed)
     field("lr", check_lr)
     field("checkpoint_every", every)
     for name in ("lowercase", "skip_long", "strict"):

@@ -30,6 +30,7 @@ from qgpt.runconfig import (
     RECORDED_FIELDS,
     ConfigError,
     TrainConfig,
+    check_seed,
     check_temperature,
 )
 
@@ -118,7 +119,7 @@ def nll(model, names):
 
 def sample(model, n=20, temperature=0.5, seed=42):
     """n names, each drawn token by token from BOS until BOS or BLOCK tokens."""
-    temperature, seed = check_temperature(temperature), prng.check_seed(seed)
+    temperature, seed = check_temperature(temperature), check_seed(seed)
     names = []
     for s in range(n):
         k = prng.key(seed, prng.STREAM_SAMPLE, s)
