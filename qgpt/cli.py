@@ -7,10 +7,11 @@ main's error handling, so even Ctrl-C during start-up is one line (exit 130).
 """
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
+
+from qgpt import argtypes
 
 DESCRIPTION = ("Train Karpathy's microgpt in fixed-point integer arithmetic: a float64 "
                "reference, an integer simulator and a MicroPython firmware that agree bit for bit.")
@@ -29,79 +30,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-# --- option types: the text of an option -> a checked value, or argparse's one-line error ---
-
-
-def _whole(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
-def _real(text):
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
-def _checked(value, check):
-    try:
-        return check(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _positive(text):
-    """A whole number >= 1 (counts, sizes; qgpt device uses it too)."""
-    n = _whole(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n} must be at least 1")
-    return n
-
-
-def _count(text):
-    """A whole number >= 0."""
-    n = _whole(text)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{n} must be at least 0")
-    return n
-
-
-def _steps(text):
-    from qgpt.runconfig import check_steps
-
-    return _checked(_whole(text), check_steps)
-
-
-def _seed(text):
-    """0 .. 2**30 - 1: every seed the PRNG tells apart (a larger one would alias)."""
-    from qgpt.runconfig import check_seed
-
-    return _checked(_whole(text), check_seed)
-
-
-def _learning_rate(text):
-    from qgpt.runconfig import check_lr
-
-    return _checked(_real(text), check_lr)
-
-
-def _temperature(text):
-    from qgpt.runconfig import check_temperature
-
-    return _checked(_real(text), check_temperature)
-
-
-def _seconds(text):
-    """A timeout: a finite number of seconds above 0."""
-    x = _real(text)
-    if not math.isfinite(x) or x <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: want seconds above 0")
-    return x
-
-
 def _format_name(text, option, wide=False):
     """The canonical name of a Q format option ('Q4.12', ' q4.12' -> 'q4.12')."""
     from qgpt import qformat
@@ -117,10 +45,11 @@ def _format_name(text, option, wide=False):
 def _add_train_options(p):
     p.add_argument("--data", default=None,
                    help="names file, one per line (default: data/names.txt)")
-    p.add_argument("--steps", type=_steps, default=1000, help="training steps (default 1000)")
-    p.add_argument("--seed", type=_seed, default=42,
+    p.add_argument("--steps", type=argtypes.steps, default=1000,
+                   help="training steps (default 1000)")
+    p.add_argument("--seed", type=argtypes.seed, default=42,
                    help="0 .. 2**30-1: fixes init, data order, rounding, sampling (default 42)")
-    p.add_argument("--lr", type=_learning_rate, default=0.01,
+    p.add_argument("--lr", type=argtypes.learning_rate, default=0.01,
                    help="peak learning rate, 0 < lr < 1 (default 0.01)")
     p.add_argument("--lowercase", action="store_true",
                    help="lowercase names and drop those with characters outside a-z")
@@ -276,20 +205,20 @@ def build_parser():
                    help="run folder (default: a new runs/FORMAT-seedS[-N])")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out (same options, same names)")
-    p.add_argument("--checkpoint-every", type=_positive, default=100, metavar="N",
+    p.add_argument("--checkpoint-every", type=argtypes.positive, default=100, metavar="N",
                    help="write checkpoint.bin and losses.csv every N steps and at the end "
                         "(default 100)")
-    p.add_argument("--samples", type=_count, default=20,
+    p.add_argument("--samples", type=argtypes.count, default=20,
                    help="names to print at the end (default 20)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no samples")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="print names sampled from a trained run")
     p.add_argument("--checkpoint", required=True, help="a run folder or its checkpoint.bin")
-    p.add_argument("-n", type=_positive, default=20, help="how many names (default 20)")
-    p.add_argument("--temperature", type=_temperature, default=0.5,
+    p.add_argument("-n", type=argtypes.positive, default=20, help="how many names (default 20)")
+    p.add_argument("--temperature", type=argtypes.temperature, default=0.5,
                    help="1/256 .. 256; lower is more conservative (default 0.5)")
-    p.add_argument("--seed", type=_seed, default=None,
+    p.add_argument("--seed", type=argtypes.seed, default=None,
                    help="0 .. 2**30-1 (default: the run's seed)")
     p.set_defaults(func=cmd_sample)
 
@@ -311,10 +240,10 @@ def build_parser():
     p.add_argument("--rounding", default="nearest",
                    help="comma-separated rounding modes: nearest, floor, stochastic "
                         "(default nearest)")
-    p.add_argument("--steps", type=_steps, default=1000,
+    p.add_argument("--steps", type=argtypes.steps, default=1000,
                    help="training steps per run (default 1000)")
-    p.add_argument("--seed", type=_seed, default=42, help="0 .. 2**30-1 (default 42)")
-    p.add_argument("--repeats", type=_positive, default=3,
+    p.add_argument("--seed", type=argtypes.seed, default=42, help="0 .. 2**30-1 (default 42)")
+    p.add_argument("--repeats", type=argtypes.positive, default=3,
                    help="timed runs of each configuration; the median is shown (default 3)")
     p.add_argument("--data", default=None, help="names file (default: data/names.txt)")
     p.set_defaults(func=cmd_bench)
@@ -340,7 +269,7 @@ def build_parser():
     p.add_argument("--micropython", default=None,
                    help="a MicroPython unix binary (default: the one installed beside qgpt)")
     p.add_argument("--formats", default=None, help="comma-separated (default: the test set)")
-    p.add_argument("--seed", type=_seed, default=None,
+    p.add_argument("--seed", type=argtypes.seed, default=None,
                    help="0 .. 2**30-1 (default: 0 for the op vectors, 42 for training)")
     p.add_argument("--data", default=None,
                    help="names for the run level (default: ../shared/data/names-makemore.txt)")
