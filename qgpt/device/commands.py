@@ -7,7 +7,8 @@ import argparse
 import re
 import sys
 
-from qgpt.argtypes import positive, seconds, seed
+from qgpt import argtypes
+from qgpt.argtypes import positive
 from qgpt.device.conformance import conformance
 from qgpt.device.deploy import deploy
 from qgpt.device.errors import DeviceError
@@ -83,7 +84,7 @@ def _add_subcommands(parser):
 
     def with_port(p):
         p.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
-        p.add_argument("--timeout", type=seconds, default=CONNECT_TIMEOUT,
+        p.add_argument("--timeout", type=argtypes.seconds, default=CONNECT_TIMEOUT,
                        help=f"seconds to wait for the raw REPL (default {CONNECT_TIMEOUT:g})")
         return p
 
@@ -103,10 +104,12 @@ def _add_subcommands(parser):
                    help="how integer results are rounded (default nearest)")
     p.add_argument("--master", default=None,
                    help="master-weight format, e.g. q4.20, or 'none' (default: the policy's)")
-    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate (default 0.01)")
-    p.add_argument("--seed", type=seed, default=42,
+    p.add_argument("--lr", type=argtypes.learning_rate, default=0.01,
+                   help="peak learning rate, 0 < lr < 1 (default 0.01)")
+    p.add_argument("--seed", type=argtypes.seed, default=42,
                    help="fixes init, data order, rounding, sampling (default 42)")
-    p.add_argument("--steps", type=positive, default=1000, help="training steps (default 1000)")
+    p.add_argument("--steps", type=argtypes.steps, default=1000,
+                   help="training steps (default 1000)")
     p.add_argument("--checkpoint-every", type=positive, default=100, metavar="N",
                    help="the board saves a checkpoint every N steps (default 100)")
     p.add_argument("--data", default=None, help="names file (default data/names.txt)")
@@ -118,7 +121,7 @@ def _add_subcommands(parser):
     p.set_defaults(func=cmd_deploy)
 
     p = with_port(command("train", "train on the board, streaming its progress"))
-    p.add_argument("--steps", type=positive, default=None, help="default: the deployed value")
+    p.add_argument("--steps", type=argtypes.steps, default=None, help="default: the deployed value")
     p.add_argument("--checkpoint-every", type=positive, default=None, metavar="N",
                    help="a checkpoint every N steps (default: the deployed value)")
     p.add_argument("--resume", action="store_true", help="continue from the board's checkpoint")
@@ -128,7 +131,7 @@ def _add_subcommands(parser):
                    help="stop after this step, as an interrupted run (then --resume)")
     p.add_argument("--out", default=DEFAULT_RUN_DIR,
                    help=f"host folder for the streamed log (default {DEFAULT_RUN_DIR})")
-    p.add_argument("--idle-timeout", type=seconds, default=IDLE_TIMEOUT,
+    p.add_argument("--idle-timeout", type=argtypes.seconds, default=IDLE_TIMEOUT,
                    help=f"seconds of silence after which the board counts as lost (default "
                    f"{IDLE_TIMEOUT:g})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -144,7 +147,7 @@ def _add_subcommands(parser):
     p = with_port(command("conformance", "the op-level conformance on the board"))
     p.add_argument("--formats", default=None,
                    help="comma-separated (default: the deployed format)")
-    p.add_argument("--seed", type=seed, default=0,
+    p.add_argument("--seed", type=argtypes.seed, default=0,
                    help="the seed of the golden vectors (default 0)")
     p.set_defaults(func=cmd_conformance)
 

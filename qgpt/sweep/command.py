@@ -3,6 +3,7 @@
 import sys
 import time
 
+from qgpt import argtypes
 from qgpt.sweep.aggregate import format_table, summarize
 from qgpt.sweep.config import SweepError, check_out_dir, make_config
 from qgpt.sweep.execute import default_jobs, run_all
@@ -19,6 +20,9 @@ def sweep(cfg, out, jobs=None, command=None, log=None):
     if not isinstance(jobs, int) or jobs < 1:
         raise SweepError(f"--jobs {jobs}: want at least 1 process")
     info = dataset_info(cfg)  # a DataError (a ValueError) for a bad --data
+    if not info["val"]:  # a sweep compares validation NLLs: it needs some
+        raise SweepError(f"--data {cfg.data}: no name fell in the validation split (about one "
+                         "in ten does); give more names")
     out = check_out_dir(out)
     configs = cfg.run_configs()
     log(f"sweep: {len(configs)} runs ({len(cfg.formats)} formats x {len(cfg.roundings)} "
@@ -55,9 +59,10 @@ def add_sweep_parser(sub):
                         "(default nearest)")
     p.add_argument("--seeds", type=int, default=3,
                    help="runs per format and rounding, seeds SEED..SEED+N-1 (default 3)")
-    p.add_argument("--seed", type=int, default=42, help="the first seed (default 42)")
+    p.add_argument("--seed", type=argtypes.seed, default=42, help="the first seed (default 42)")
     p.add_argument("--steps", type=int, default=1000, help="training steps per run (default 1000)")
-    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate (default 0.01)")
+    p.add_argument("--lr", type=argtypes.learning_rate, default=0.01,
+                   help="peak learning rate, 0 < lr < 1 (default 0.01)")
     p.add_argument("--data", default=None, help="names file (default: data/names.txt)")
     p.add_argument("--lowercase", action="store_true",
                    help="lowercase names and drop those with characters outside a-z")
