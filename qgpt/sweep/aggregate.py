@@ -87,10 +87,11 @@ def _group_value(row, axis):
     return None if value == "float" else value
 
 
-def shown_axes(rows):
-    """The axes a table shows: those run labels name (axes.Axis.in_label)."""
-    return [a for a in AXES
+def shown_axes(rows, group_by="format"):
+    """The axes a table shows: those run labels name (axes.Axis.in_label), group_by first."""
+    axes = [a for a in AXES
             if a.in_label(list(dict.fromkeys(r[a.name] for r in rows if r[a.name] is not None)))]
+    return sorted(axes, key=lambda a: a.name != group_by)
 
 
 def _axis_cells(axes, row):
@@ -135,7 +136,7 @@ def table_rows(rows, axes):
 
 def format_table(rows, tablefmt="simple", group_by="format"):
     """The summary table, its rows ordered by the axis group_by."""
-    axes = shown_axes(rows)
+    axes = shown_axes(rows, group_by)
     return tabulate(table_rows(group_rows(rows, group_by), axes),
                     headers=[a.name for a in axes] + TABLE_HEADERS, tablefmt=tablefmt,
                     disable_numparse=True)
@@ -148,7 +149,7 @@ def _percent(fraction):
 def by_tensor_table(records, rows, group_by="format"):
     """Markdown: per grid point (float first), the saturations per step and the frozen
     fraction of each tensor (means over seeds, zeros left out), and the mean weight change."""
-    axes = shown_axes(rows)
+    axes = shown_axes(rows, group_by)
     lines = []
     for row in group_rows(rows, group_by):
         recs = [r["summary"] for r in records_at(records, {a.name: row[a.name] for a in AXES})]

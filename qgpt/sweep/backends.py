@@ -55,8 +55,9 @@ class InlineExecutor(Executor):
 
 
 @contextmanager
-def open_backend(jobs, scheduler, total, connect_timeout=CONNECT_TIMEOUT):
-    """Yields (executor, what it is in words, retries failures: bool)."""
+def open_backend(jobs, scheduler, total, connect_timeout=None):
+    """Yields (executor, what it is in words, retries failures: bool). connect_timeout:
+    seconds to reach a scheduler's address (default CONNECT_TIMEOUT)."""
     if scheduler is None:
         if jobs == 1:
             yield InlineExecutor(), "1 process", False
@@ -71,7 +72,7 @@ def open_backend(jobs, scheduler, total, connect_timeout=CONNECT_TIMEOUT):
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
         return
-    client, cluster = _dask_client(scheduler, jobs, connect_timeout)
+    client, cluster = _dask_client(scheduler, jobs, connect_timeout or CONNECT_TIMEOUT)
     try:
         workers = len(client.scheduler_info(n_workers=-1)["workers"])
         where = "a LocalCluster" if cluster is not None else f"the Dask scheduler {scheduler}"
@@ -83,24 +84,33 @@ def open_backend(jobs, scheduler, total, connect_timeout=CONNECT_TIMEOUT):
             cluster.close()
 
 
-def _dask_client(scheduler, jobs, connect_timeout):
-    """A dask.distributed Client of scheduler ("local" or an address), and the LocalCluster
-    it started (or None); SweepError in one line when Dask is missing or unreachable."""
+def check_scheduler(scheduler):
+    """SweepError (one line) for a --scheduler that cannot work, before anything is made."""
+    if scheduler is None:
+        return
+    if scheduler != "local" and "://" not in scheduler:
+        raise SweepError(f"--scheduler {scheduler}: want local or an address like "
+                         "tcp://HOST:8786")
     try:
-        import dask
-        from distributed import Client, LocalCluster
+        import distributed  # noqa: F401
     except ImportError:
         raise SweepError("--scheduler needs Dask: pip install 'qgpt[dask]' "
                          "(or dask[distributed])") from None
+
+
+def _dask_client(scheduler, jobs, connect_timeout):
+    """A dask.distributed Client of scheduler ("local" or an address), and the LocalCluster
+    it started (or None); SweepError in one line when Dask is missing or unreachable."""
+    check_scheduler(scheduler)
+    import dask
+    from distributed import Client, LocalCluster
+
     if scheduler == "local":
         # a run whose worker dies runs once more elsewhere before it counts as failed
         with dask.config.set({"distributed.scheduler.allowed-failures": RETRIES}):
             cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=logging.ERROR)
         return Client(cluster), cluster
-    if "://" not in scheduler:
-        raise SweepError(f"--scheduler {scheduler}: want local or an address like "
-                         "tcp://HOST:8786")
     # connection attempts log warnings until the timeout: the one line below says it all
     quiet = [logging.getLogger(n) for n in ("distributed.comm", "distributed.client",
                                             "distributed.core")]
@@ -111,9 +121,9 @@ def _dask_client(scheduler, jobs, connect_timeout):
         return Client(scheduler, timeout=connect_timeout), None
     except (OSError, TimeoutError, ValueError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise SweepError(f"--scheduler {scheduler}: cannot reach a Dask scheduler there within "
-                         f"{connect_timeout} s ({reason}); start one (dask scheduler) or fix "
-                         "the address") from None
+        raise SweepError(f"--scheduler {scheduler}: cannot reach a Dask scheduler there "
+                         f"({reason}); start one (dask scheduler, docs/CLUSTER.md) or fix the "
+                         "address") from None
     finally:
         for q, level in zip(quiet, levels, strict=True):
             q.setLevel(level)

@@ -5,7 +5,7 @@ import time
 
 from qgpt.sweep.aggregate import format_table, summarize
 from qgpt.sweep.axes import AXES, AXIS_BY_NAME
-from qgpt.sweep.backends import CONNECT_TIMEOUT, default_jobs, open_backend
+from qgpt.sweep.backends import check_scheduler, default_jobs, open_backend
 from qgpt.sweep.config import KWARG_OF_AXIS, SweepError, check_out_dir, make_config, read_grid
 from qgpt.sweep.execute import run_all
 from qgpt.sweep.report import dataset_info, write_results
@@ -26,12 +26,13 @@ def describe_grid(cfg):
 
 
 def sweep(cfg, out, jobs=None, command=None, log=None, scheduler=None, resume=False,
-          group_by="format", connect_timeout=CONNECT_TIMEOUT):
+          group_by="format", connect_timeout=None):
     """Train every run of cfg (those already finished in out too, unless resume), write the
     results into out; returns (rows, records).
 
     jobs: processes (default every core), or LocalCluster workers with scheduler "local";
-    scheduler: None (this machine, no Dask), "local" or a Dask scheduler's address.
+    scheduler: None (this machine, no Dask), "local" or a Dask scheduler's address, reached
+    within connect_timeout seconds (default backends.CONNECT_TIMEOUT).
     Every check (grid, data, out folder, resume, scheduler) happens before training.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
@@ -40,6 +41,7 @@ def sweep(cfg, out, jobs=None, command=None, log=None, scheduler=None, resume=Fa
         raise SweepError(f"--jobs {jobs}: want at least 1 process")
     if group_by not in AXIS_BY_NAME:
         raise SweepError(f"--group-by {group_by}: want one of {', '.join(AXIS_BY_NAME)}")
+    check_scheduler(scheduler)
     info = dataset_info(cfg)  # a DataError (a ValueError) for a bad --data
     out = check_out_dir(out)
     store = RunStore(out)
