@@ -106,10 +106,12 @@ def _dask_client(scheduler, jobs, connect_timeout):
     from distributed import Client, LocalCluster
 
     if scheduler == "local":
-        # a run whose worker dies runs once more elsewhere before it counts as failed
-        with dask.config.set({"distributed.scheduler.allowed-failures": RETRIES}):
+        # a run whose worker dies runs once more elsewhere before it counts as failed; a
+        # worker holds one run at a time, so its death costs no other run
+        with dask.config.set({"distributed.scheduler.allowed-failures": RETRIES,
+                              "distributed.scheduler.worker-saturation": 1.0}):
             cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
         return Client(cluster), cluster
     # connection attempts log warnings until the timeout: the one line below says it all
     quiet = [logging.getLogger(n) for n in ("distributed.comm", "distributed.client",

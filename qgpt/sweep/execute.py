@@ -161,6 +161,8 @@ class _ProgressLine:
 
 
 def _reason(error):
+    if type(error).__name__ == "KilledWorker":  # Dask: the run's worker died too often
+        return f"KilledWorker: its worker died {error.allowed_failures + 1} times"
     text = str(error).splitlines()[0] if str(error) else ""
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
