@@ -6,18 +6,21 @@ of all axes' values (in the order of AXES) times the seeds. The float reference 
 point of the axes that apply to it (integer_only=False: lr, steps), with format "float" and
 None for the others.
 
-Adding an axis (the precision policy's `--policy SPEC`, for example) is one entry in AXES
-whose name is a TrainConfig field:
+Adding an axis (the precision policy's `--policy SPEC`, issue 12) is one entry in AXES whose
+name is a TrainConfig field (here TrainConfig.policy: str = "", the label of a policy):
 
-    Axis("policy", "--policy", "precision policy, e.g. weights=q4.12,acts=q8.8 (repeatable)",
-         parse=_label, default=("",), integer_only=True, repeatable=True,
-         grid_keys=("policies", "policy")),
+    Axis("policy", "--policy", "precision policy: CLASS=FORMAT pairs, a JSON file or a "
+         "preset (repeatable)", parse=_label, default=("",), integer_only=True,
+         repeatable=True, grid_keys=("policies", "policy")),
 
-and nothing else here: each run's TrainConfig gets policy=<value> (the model checks it, before
-any training, through make_model), and the option, the grid file key, the column, the labels
-and the plots' grouping follow from the entry. repeatable=True makes the option take one value
-per use (a policy holds commas); the default ("",) is the value that runs when the option is
-not given (TrainConfig's own default) and stays out of labels and the printed command.
+Nothing else in qgpt/sweep changes. Each integer run's TrainConfig gets policy=<value>, and
+make_config builds every run's model once (make_model, no training) so a bad policy is one
+line before any run; the option (given once per value, since a policy holds commas), the grid
+file's key, results.csv's and runs.csv's column, the labels, the `qgpt train` command of each
+run (the same option), the resume check and --group-by policy all follow from the entry. The
+default ("",) is what runs when the option is not given (TrainConfig's own default); it stays
+out of labels and of the printed command. The position in AXES is the column order and the
+order of the grid's product.
 """
 
 import shlex

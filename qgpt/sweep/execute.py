@@ -7,6 +7,7 @@ every result is the same whatever --jobs or --scheduler is; only the timings dif
 """
 
 import math
+import shlex
 import time
 from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -16,6 +17,7 @@ import numpy as np
 
 from qgpt import data, qformat
 from qgpt.params import N_PARAMS, SLOTS
+from qgpt.sweep.axes import AXES
 from qgpt.sweep.backends import RETRIES
 from qgpt.sweep.config import SweepError
 from qgpt.train import make_model, nll, training_steps
@@ -46,11 +48,16 @@ def _real(model, weights):
 
 
 def _train_command(cfg):
+    """The `qgpt train` command of one run (its other integer-only axes, such as --master,
+    have the same option in qgpt train)."""
     if cfg.format == "float":
         kind = "--float"
     else:
         kind = f"--format {cfg.format} --rounding {cfg.rounding}"
-        kind += f" --master {cfg.master}" * bool(cfg.master)
+        for axis in AXES:
+            value = getattr(cfg, axis.name)
+            if axis.integer_only and axis.name not in ("format", "rounding") and value:
+                kind += f" {axis.option} {shlex.quote(axis.show(value))}"
     extra = " --lowercase" * cfg.lowercase + " --skip-long" * cfg.skip_long
     return (f"qgpt train {kind} --seed {cfg.seed} --steps {cfg.steps} --lr {cfg.lr:g} "
             f"--data {cfg.data}{extra}")

@@ -103,8 +103,11 @@ class _Layout:
         return self.sweep.label(fp)
 
     def series_label(self, series):
-        return " ".join(AXIS_BY_NAME[a].show(v) for a, v in zip(self.series_axes, series,
-                                                                strict=True))
+        words = []
+        for name, value in zip(self.series_axes, series, strict=True):
+            shown = AXIS_BY_NAME[name].show(value)
+            words.append(shown if name in ("format", "rounding") else f"{name} {shown}")
+        return " ".join(words)
 
     def color(self, k, series):
         if self.series_axes == ["rounding"]:
@@ -225,6 +228,7 @@ def _val_nll_figure(plt, lay, rows, path):
     hi = max(r["val_nll_max"] for r in float_rows)
     x = np.arange(len(lay.xs))
     n_series = len(lay.series)
+    offset = min(0.12, 0.6 / n_series)  # the series side by side around each x
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for ax, zoom in zip(axes, (False, True), strict=True):
         if lay.axis.integer_only:  # the float reference is a level: a line and its band
@@ -238,17 +242,26 @@ def _val_nll_figure(plt, lay, rows, path):
                 if not many:
                     ax.axhspan(fr["val_nll_min"], fr["val_nll_max"], color="black", alpha=0.12,
                                label="float64 (min-max over seeds)")
-        else:  # the float reference varies along x too
-            frs = [row(lay.float_point(lay.point(v, lay.series[0]))) for v in lay.xs]
-            mean = np.array([r["val_nll_mean"] for r in frs])
-            err = [mean - [r["val_nll_min"] for r in frs], [r["val_nll_max"] for r in frs] - mean]
-            ax.errorbar(x, mean, yerr=err, fmt="s--", ms=4, capsize=3, color="black",
-                        label="float64 (mean, min-max)")
+        else:  # the float reference varies along x too: a line per value of the others
+            lines = []
+            for s in lay.series:
+                line = [lay.float_point(lay.point(v, s)) for v in lay.xs]
+                if line not in lines:
+                    lines.append(line)
+            for k, line in enumerate(lines):
+                frs = [row(fp) for fp in line]
+                mean = np.array([r["val_nll_mean"] for r in frs])
+                err = [mean - [r["val_nll_min"] for r in frs],
+                       [r["val_nll_max"] for r in frs] - mean]
+                name = lay.float_label({**line[0], lay.group_by: None}, len(lines) > 1)
+                ax.errorbar(x, mean, yerr=err, fmt="s--", ms=4, capsize=3,
+                            color="black" if len(lines) == 1 else f"{0.6 * k / len(lines)}",
+                            label=f"{name} (mean, min-max)")
         for j, s in enumerate(lay.series):
             rs = [row(lay.point(v, s)) for v in lay.xs]
             mean = np.array([r["val_nll_mean"] for r in rs])
             err = [mean - [r["val_nll_min"] for r in rs], [r["val_nll_max"] for r in rs] - mean]
-            ax.errorbar(x + 0.12 * (j - (n_series - 1) / 2), mean, yerr=err, fmt="o-", ms=4,
+            ax.errorbar(x + offset * (j - (n_series - 1) / 2), mean, yerr=err, fmt="o-", ms=4,
                         capsize=3, color=lay.color(j, s),
                         label=f"{lay.series_label(s)} (mean, min-max)")
         ax.set_xticks(x, [lay.axis.show(v) for v in lay.xs])
