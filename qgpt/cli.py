@@ -9,22 +9,13 @@ import sys
 from pathlib import Path
 
 from qgpt import train as training
+from qgpt.argtypes import positive as _positive
 from qgpt.checkpoint import CheckpointError
 from qgpt.data import DataError
 
 
 class UsageError(ValueError):
     """A bad option value, worded for the user."""
-
-
-def _positive(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n} must be at least 1")
-    return n
 
 
 def _add_train_options(p):
