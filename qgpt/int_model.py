@@ -97,6 +97,15 @@ def mul_q15(x, c):
     return (x * c + (1 << 14)) >> 15
 
 
+def mul_q15_checked(ctx, x, c, tensor):
+    """mul_q15, with ctx.strict checking the device's int32 form: x split as
+    (x >> 15) * c + (((x & 0x7FFF) * c + 2**14) >> 15), each product within int32."""
+    if ctx.strict:
+        ctx.check("adam", f"({tensor} >> 15) * {c}", (x >> 15) * c)
+        ctx.check("adam", f"({tensor} & 0x7FFF) * {c}", (x & 0x7FFF) * c + (1 << 14))
+    return mul_q15(x, c)
+
+
 def alpha_at(policy, step, num_steps, p1, p2):
     """The step size lr_t * sqrt(1 - b2^t) / (1 - b1^t) with alpha_frac bits, t = step + 1.
 
@@ -141,25 +150,39 @@ class IntAdam:
         # 9.1: m = b1 m + (1 - b1) g, g brought to m's fractional bits, m saturated
         # symmetrically
         gm = ctx.req(g, p.pgrads.frac_bits - p.adam_m.frac_bits, KERNEL, "adam.gm")
-        m = mul_q15(self.m, (1 << 15) - ADAM_C1) + mul_q15(gm, ADAM_C1)
-        self.m = ctx.sat(m, p.adam_m_range, "adam.m")
+        m = mul_q15_checked(ctx, self.m, (1 << 15) - ADAM_C1, "m") + \
+            mul_q15_checked(ctx, gm, ADAM_C1, "g")
+        self.m = ctx.sat(ctx.check("adam", "m", m), p.adam_m_range, "adam.m")
         # 9.2: v = b2 v + (1 - b2) gs^2, gs = g as a 16-bit word with Fh = Fv/2 bits
         fh = p.sqrt_frac
         gs = ctx.req(g, p.pgrads.frac_bits - fh, p.gs_word, "adam.gs")
-        v = mul_q15(self.v, (1 << 15) - ADAM_C2) + mul_q15(gs * gs, ADAM_C2)
-        self.v = ctx.sat(v, p.adam_v, "adam.v")
+        g2 = ctx.check("adam", "gs*gs", gs * gs)
+        v = mul_q15_checked(ctx, self.v, (1 << 15) - ADAM_C2, "v") + \
+            mul_q15_checked(ctx, g2, ADAM_C2, "gs*gs")
+        self.v = ctx.sat(ctx.check("adam", "v", v), p.adam_v, "adam.v")
         # 9.3-9.4: r = m / (sqrt(v) + eps) with eps one step of sqrt(v), clamped to +-R_MAX,
         # in Q.13. The device tests a * 2**e >= den * 2**15 first to stay in int32; clamping
         # the quotient gives the same integer.
         den = ops.isqrt(self.v) + 1
         e = p.adam_e  # r = |m| * 2**e / den, e >= 0 by the validity rule
-        r = np.minimum(((np.abs(self.m) << e) + (den >> 1)) // den, R_MAX << R_FRAC)
+        a = np.abs(self.m)
+        r = np.minimum(((a << e) + (den >> 1)) // den, R_MAX << R_FRAC)
+        if ctx.strict:  # the device divides only below the clamp (9.4)
+            below = a * (1 << e) < den << (R_FRAC + 2)
+            ctx.check("adam", "(|m| << e) + den/2", (a << e) + (den >> 1), where=below)
+            ctx.check("adam", "den << 15", den << (R_FRAC + 2))
         delta = alpha * r * np.sign(self.m)  # Q(alpha_frac + 13), |delta| <= 2**30
-        ctx.check("adam", "delta", delta)
+        ctx.check("adam", "delta", delta, -(1 << 30), 1 << 30)
         rand = None
         if p.rounding == "stochastic":
             rand = prng.draws(prng.key(self.seed, prng.STREAM_ROUND, step), 0, N_PARAMS)
         d = qformat.shift_mode(delta, p.update_shift, p.rounding, rand)
+        if ctx.strict:  # delta plus the rounding's addend; store - d where the device forms it
+            u = p.update_shift
+            ctx.check("adam", "delta + rounding", delta + (
+                (1 << u) - 1 if p.rounding != "floor" and u > 0 else 0))
+            formed = (d >= 0) | (store <= p.weight_store.hi + d)
+            ctx.check("adam", "store - d", store - d, where=formed)
         store -= d
         store[:] = ctx.sat(store, p.weight_store, "weights")
         return int(np.count_nonzero((d == 0) & (delta != 0)))

@@ -7,8 +7,10 @@ device), rounded once: the result never depends on evaluation order, so the
 firmware, which goes token by token, gets the same bits.
 
 `ctx` carries the policy, the saturation counters and the strict check: with
-ctx.strict every intermediate is checked against int32 and a violation names
-the op and the tensor. Shapes use the legend in params.py.
+ctx.strict every intermediate the device forms is checked against the bound the
+contract gives it (int32; `±2**30` where the firmware clamps there; a dot product's
+exact sum against `2**36`, the bound of its pair of int32 halves), and a violation
+names the op and the tensor. Shapes use the legend in params.py.
 """
 
 import math
@@ -20,6 +22,8 @@ from qgpt.policy import PROB_FRAC
 from qgpt.qformat import saturate, shift_round
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+KERNEL_LIMIT = 1 << 30  # unsaturated sums and kernel-range state stay within +-2**30
+PAIR_LIMIT = 1 << 36  # a dot product's exact sum, kept on the device as (H, L)
 INT64_MIN = np.iinfo(np.int64).min
 PROB_ONE = 1 << PROB_FRAC
 
@@ -36,13 +40,18 @@ class Ctx:
         self.strict = strict
         self.saturations = {}
 
-    def check(self, op, tensor, x):
-        """With strict, raise Int32Overflow naming op and tensor if x leaves int32."""
+    def check(self, op, tensor, x, lo=INT32_MIN, hi=INT32_MAX, where=None):
+        """With strict, raise Int32Overflow naming op and tensor if x leaves [lo, hi]
+        (int32 unless given); where: check only those elements."""
         if self.strict:
             x = np.asarray(x)
-            if x.size and (x.min() < INT32_MIN or x.max() > INT32_MAX):
-                i = int(np.argmax((x < INT32_MIN) | (x > INT32_MAX)))
-                raise Int32Overflow(f"{op}: {tensor}[{i}] = {x.flat[i]} does not fit int32")
+            bad = (x < lo) | (x > hi)
+            if where is not None:
+                bad &= where
+            if x.size and bad.any():
+                i = int(np.argmax(bad.ravel()))
+                bound = "int32" if (lo, hi) == (INT32_MIN, INT32_MAX) else f"[{lo}, {hi}]"
+                raise Int32Overflow(f"{op}: {tensor}[{i}] = {x.flat[i]} does not fit {bound}")
         return x
 
     def req(self, x, s, fmt, tensor):
@@ -68,7 +77,9 @@ def requant(ctx, op, tensor, s, shift, fmt=None, where=None):
     """
     r = shift_round(s, shift)
     if ctx.strict:
-        ctx.check(op, tensor, r if fmt is None else np.clip(r, fmt.lo, fmt.hi))
+        ctx.check(op, tensor + " (exact sum)", s, -PAIR_LIMIT, PAIR_LIMIT)
+        if fmt is None:  # the recipe's unsaturated sums: lo, hi = -2**30, 2**30
+            ctx.check(op, tensor, r, -KERNEL_LIMIT, KERNEL_LIMIT)
     return r if fmt is None else ctx.sat(r, fmt, tensor, where)
 
 
@@ -192,10 +203,10 @@ def rmsnorm_forward(ctx, x):
     # x (T,C) in data -> y (T,C) in data, and (M, sh) per row for backward
     g, fm = rmsnorm_shape(ctx)
     ms = requant(ctx, "rmsnorm_forward", "mean square", (x * x).sum(axis=-1), g)
-    ms = ms + rmsnorm_eps(fm)  # mean square + eps in Q.fm (the /16 is in fm)
+    ms = ctx.check("rmsnorm_forward", "ms + eps", ms + rmsnorm_eps(fm))  # Q.fm (/16 in fm)
     m, sh = rsqrt(ms, fm)
     p = x * m[:, None]
-    ctx.check("rmsnorm_forward", "x*M", p)
+    ctx.check("rmsnorm_forward", "x*M", p, -KERNEL_LIMIT, KERNEL_LIMIT)
     y = ctx.sat(_shift_rows(p, sh), ctx.p.acts, "rmsnorm.y")
     return y, (m, sh)
 
@@ -298,7 +309,7 @@ def attention_backward(ctx, dout, q, k, v, probs):
     pd = requant(ctx, op, "attention.pd", (probs * dprobs).sum(axis=-1), PROB_FRAC)
     diff = ctx.sat(dprobs - pd[:, :, None], gf, "attention.diff", mask)
     ds = probs * diff
-    ctx.check(op, "p*diff", ds)
+    ctx.check(op, "p*diff", ds, -KERNEL_LIMIT, KERNEL_LIMIT)
     dscores = shift_round(ds, PROB_FRAC + 1)  # grad format, |.| <= 1
     # scores = q k^T / 2 (the /2 is in dscores): dq = dscores k, dk = dscores^T q
     dq = requant(ctx, op, "attention.dq", dscores @ kh, f, gf)

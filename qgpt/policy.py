@@ -422,7 +422,7 @@ def parse_policy(spec="", fmt=None, master=None, rounding=None, lr=0.01):
                               "weights=..., acts=...)")
         base = dict(PRESETS[preset])
     else:
-        f = parse_format("weights", fmt).name if fmt else BASE_FORMAT
+        f = qformat.parse(fmt).name if fmt else BASE_FORMAT  # --format's own message
         base = {"weights": f, "acts": f}
     preset_rounding = base.pop("rounding", None)
     if master not in (None, ""):
@@ -434,6 +434,17 @@ def parse_policy(spec="", fmt=None, master=None, rounding=None, lr=0.01):
     merged = {**base, **named}
     mode = rounding or spec_rounding or preset_rounding or "nearest"
     return resolve(merged, mode, lr)
+
+
+def train_settings(fmt, spec, master, rounding, lr):
+    """What `qgpt train --format/--policy/--master/--rounding` records: (format, rounding,
+    master, policy, label): TrainConfig's normal form (section 3.8), and the run folder's
+    label (the format for --format runs, else the short SPEC)."""
+    p = parse_policy(spec or "", fmt, master, rounding, lr)
+    fmt_name, master_name, policy_spec = normal_form(p)
+    label = fmt_name if not policy_spec else \
+        p.short_spec.replace("=", "-").replace(",", "_")
+    return fmt_name, p.rounding, master_name, policy_spec, label
 
 
 def make_policy(fmt, rounding="nearest", master="", lr=0.01):
