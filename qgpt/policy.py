@@ -397,7 +397,7 @@ def resolve(named, rounding="nearest", lr=0.01, validate=True):
     logits = fmts.get("logits") or qformat.QFormat(acts.int_bits + LOGIT_EXTRA_BITS,
                                                     acts.frac_bits)
     grads = fmts.get("grads") or GRAD
-    pfrac = grads.frac_bits + acts.frac_bits - guard(BLOCK, grads.bits, acts.bits)
+    pfrac = max(0, grads.frac_bits + acts.frac_bits - guard(BLOCK, grads.bits, acts.bits))
     pdefault = qformat.QFormat(STATE_BITS - pfrac, pfrac)
     policy = Policy(weights=weights, acts=acts, logits=logits, grads=grads,
                     pgrads=fmts.get("pgrads") or pdefault, adam_m=fmts.get("adam_m") or pdefault,
