@@ -189,7 +189,7 @@ def train(cfg, out, resume=False, progress=True, log=print):
         done = step + 1
         if bar:
             bar.update(done, loss=float(np.mean([r[1] for r in rows[-100:]])))
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        if done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
             _write_losses(out / "losses.csv", rows, fields)
             save_state(out, model, cfg, done, seconds_before + time.perf_counter() - t0, ds)
     elapsed = time.perf_counter() - t0

@@ -202,7 +202,7 @@ def test_a_seed_is_refused_beyond_the_prngs_bits_never_aliased():
 
 @pytest.mark.parametrize("field, value", [("lr", float("nan")), ("lr", 0.0), ("lr", 1e300),
                                           ("steps", 0), ("steps", True), ("seed", -1),
-                                          ("checkpoint_every", 0), ("format", "q4.12.1"),
+                                          ("checkpoint_every", -1), ("format", "q4.12.1"),
                                           ("rounding", "stochastic"), ("strict", 1)])
 def test_train_config_checks_every_field(field, value):
     """The library refuses what the CLI refuses (bench, sweep and checkpoints build
