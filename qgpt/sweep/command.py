@@ -112,7 +112,8 @@ def add_sweep_parser(sub):
     p.add_argument("--skip-long", action="store_true", default=None,
                    help="skip names longer than 15 letters")
     p.add_argument("--jobs", type=int, default=None,
-                   help="worker processes, or LocalCluster workers (default: every core); "
+                   help="worker processes, or LocalCluster workers with --scheduler local "
+                        "(default: every core; a scheduler's address brings its own workers); "
                         "results do not depend on it")
     p.add_argument("--scheduler", default=None, metavar="local|tcp://HOST:PORT",
                    help="run on Dask: 'local' starts a LocalCluster, an address uses a running "
