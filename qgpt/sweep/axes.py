@@ -136,7 +136,7 @@ AXES = (
          parse=_rounding, default=("nearest",), integer_only=True,
          grid_keys=("roundings", "rounding")),
     Axis("master", "--master",
-         "comma-separated master-weight formats for integer runs, e.g. q8.24 or none "
+         "comma-separated master-weight formats for integer runs, e.g. q8.16 or none "
          "(default: the policy's own)",
          parse=_master, default=("",), integer_only=True, grid_keys=("masters", "master")),
     Axis("steps", "--steps", "comma-separated training steps per run (default 1000)",

@@ -96,9 +96,10 @@ def add_sweep_parser(sub):
     for axis in AXES:
         if axis.repeatable:
             p.add_argument(axis.option, dest=axis.name, action="append", default=None,
-                           help=axis.help)
+                           metavar=axis.name.upper(), help=axis.help)
         else:
-            p.add_argument(axis.option, dest=axis.name, default=None, help=axis.help)
+            p.add_argument(axis.option, dest=axis.name, default=None, metavar="LIST",
+                           help=axis.help)
     p.add_argument("--grid", default=None, metavar="FILE",
                    help="the grid in a TOML or JSON file (keys: formats, rounding, lr, steps, "
                         "seeds, ...); options given as well override it")
