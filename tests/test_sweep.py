@@ -293,3 +293,18 @@ def test_bad_grid_file_is_one_line(text, words, tmp_path):
     with pytest.raises(sweep.SweepError) as e:
         _run(["--grid", str(path), "--out", str(tmp_path / "out")])
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("axis", ["rounding", "steps", "lr"])
+def test_plots_group_by_any_axis(list_sweep, tmp_path, axis):
+    from qgpt.sweep.plots import write_plots
+
+    _, cfg, rows, records = list_sweep
+    d = tmp_path / axis
+    d.mkdir()
+    losses = [r["curve"]["loss"] for r in records]  # steps < 40: a bin per step
+    paths = write_plots(d, cfg, records, losses, rows, group_by=axis)
+    assert [p.name for p in paths] == ["val_nll.png", "loss_curves.png", "loss_gap.png",
+                                       "stalled.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p

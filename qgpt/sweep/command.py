@@ -51,9 +51,11 @@ def sweep(cfg, out, jobs=None, command=None, log=None, scheduler=None, resume=Fa
     store = RunStore(out)
     resumed = store.check(cfg, info["sha256"], resume)
     runs = cfg.runs()
-    with open_backend(jobs, scheduler, len(runs), connect_timeout) as backend:
+    finished = sum(store.load(run) is not None for run in runs) if resumed else 0
+    if finished == len(runs):  # nothing left to run: no pool, no cluster
+        jobs, scheduler = 1, None
+    with open_backend(jobs, scheduler, len(runs) - finished, connect_timeout) as backend:
         store.begin(cfg, info["sha256"])
-        finished = sum(store.load(run) is not None for run in runs) if resumed else 0
         log(f"sweep: {len(runs)} runs ({describe_grid(cfg)}), steps "
             f"{','.join(map(str, cfg.values('steps')))}, on {backend[1]}; data {info['path']} "
             f"({info['train']} train / {info['val']} val)"
