@@ -160,11 +160,11 @@ def make_config(formats=None, roundings=None, seeds=3, seed=42, steps=None, lr=N
     grid = tuple((a.name, _axis_values(a, given.get(a.name))) for a in AXES)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise SweepError(f"--seeds {seeds}: want at least 1 seed")
-    for first_or_last in (seed, seed + seeds - 1 if isinstance(seed, int) else seed):
-        try:
-            check_seed(first_or_last)
-        except ValueError as e:
-            raise SweepError(f"--seed {seed} --seeds {seeds}: {e}") from None
+    try:
+        check_seed(seed)
+        check_seed(seed + seeds - 1)  # the sweep's last seed
+    except ValueError as e:
+        raise SweepError(f"--seed {seed} --seeds {seeds}: {e}") from None
     for name, flag in (("--lowercase", lowercase), ("--skip-long", skip_long)):
         if not isinstance(flag, bool):
             raise SweepError(f"{name} {flag!r}: want true or false")
