@@ -86,6 +86,8 @@ def cmd_train(args):
         from qgpt.policy import train_settings
 
         fmt = None if args.format is None else _format_name(args.format, "--format")
+        if args.master is not None and not args.master.strip():
+            raise UsageError("--master is empty: want a format qI.F, e.g. q4.20, or 'none'")
         kind, rounding, master, policy, label = train_settings(
             fmt, args.policy, args.master, args.rounding, args.lr)
     cfg = training.TrainConfig(

@@ -330,10 +330,10 @@ def restore(meta, arrays, source):
         model = make_model(cfg)
     except (ConfigError, FormatError) as e:
         refuse(f"its config is not valid ({e})")
-    store = getattr(getattr(model, "policy", None), "weight_store", None)
+    policy = getattr(model, "policy", None)  # None for a float run
     checkpoint.check_run_state(meta, arrays, model.kind, source,
-                               store and (store.lo, store.hi),
-                               getattr(getattr(model, "opt", None), "M_LIMIT", None))
+                               policy and (policy.weight_store.lo, policy.weight_store.hi),
+                               policy and policy.m_limit)
     if meta["step"] > cfg.steps:
         refuse(f"step {meta['step']} is past its config's {cfg.steps} steps")
     if "policy" in meta and meta["policy"] != model.policy.describe():
