@@ -44,8 +44,12 @@ class PolicyError(qformat.FormatError):
     """A bad policy, worded for the user: one line naming the class and the reason."""
 
     def __init__(self, message, rule=1):
-        super().__init__(f"policy: {message}")
+        prefix = "" if message.startswith("policy: ") else "policy: "
+        super().__init__(prefix + message)
         self.rule = rule
+
+    def __reduce__(self):  # across processes (sweeps): the same message and rule
+        return PolicyError, (str(self), self.rule)
 
 
 @cache
@@ -399,10 +403,12 @@ def resolve(named, rounding="nearest", lr=0.01, validate=True):
     grads = fmts.get("grads") or GRAD
     pfrac = max(0, grads.frac_bits + acts.frac_bits - guard(BLOCK, grads.bits, acts.bits))
     pdefault = qformat.QFormat(STATE_BITS - pfrac, pfrac)
+    adam_v = fmts.get("adam_v") or ADAM_V
+    mfrac = min(pfrac, R_FRAC + adam_v.frac_bits // 2)  # so that Adam's e >= 0 (rule 5)
     policy = Policy(weights=weights, acts=acts, logits=logits, grads=grads,
-                    pgrads=fmts.get("pgrads") or pdefault, adam_m=fmts.get("adam_m") or pdefault,
-                    adam_v=fmts.get("adam_v") or ADAM_V, master=fmts.get("master"),
-                    rounding=rounding, lr=lr)
+                    pgrads=fmts.get("pgrads") or pdefault,
+                    adam_m=fmts.get("adam_m") or qformat.QFormat(STATE_BITS - mfrac, mfrac),
+                    adam_v=adam_v, master=fmts.get("master"), rounding=rounding, lr=lr)
     return policy.validate() if validate else policy
 
 
