@@ -199,14 +199,14 @@ def test_the_rule_accepts_exactly_what_the_shift_table_allows(case):
 
 
 def test_validity_cases_break_the_rule_they_name():
-    for classes, lr_q30, rule in policy.validity_cases():
+    for case in policy.validity_cases():
         try:
-            fmts = {k: policy.parse_format(k, v) for k, v in classes.items()}
-            got = policy.check(fmts, lr_q30)
+            fmts = {k: policy.parse_format(k, v) for k, v in case["classes"].items()}
+            got = policy.check(fmts, case["lr_q30"], rounding=case["rounding"])
             got = 0 if got is None else got[0]
         except PolicyError as e:
             got = e.rule
-        assert got == rule, (classes, lr_q30, got, rule)
+        assert got == case["rule"], (case, got)
 
 
 def test_issue_9_item_8_policies_are_valid():
