@@ -43,8 +43,8 @@ BLOCK_SIZES = (8, 1024)  # and values per block
 
 PRESETS = {
     "int16": {"weights": "q4.12", "acts": "q4.12", "rounding": "nearest"},
-    "int8": {"weights": "q2.6", "acts": "q4.4", "adam_m": "b8x64", "adam_v": "b8x64",
-             "rounding": "kahan"},
+    "int8": {"weights": "q2.6", "acts": "q4.4", "pgrads": "q2.14", "adam_m": "b8x64",
+             "adam_v": "b8x64", "rounding": "kahan"},
 }
 
 
