@@ -551,6 +551,15 @@ def normal_form(policy):
     return policy.weights.name, _name(policy.master), spec
 
 
+def device_config(p):
+    """The device config keys of a resolved policy (arithmetic.md 3.8): format, master,
+    rounding, lr_q30 and policy (all eight classes), for qgpt device deploy and
+    conformance."""
+    return {"format": p.weights.name, "master": _name(p.master), "rounding": p.rounding,
+            "lr": p.lr, "lr_q30": p.lr_q30,
+            "policy": {c: _name(f) or "none" for c, f in p.classes().items()}}
+
+
 def validity_cases():
     """Policies on both sides of each rule of section 3.4, for host-vs-firmware tests:
     dicts of classes (class -> format text), lr_q30, rounding and the rule broken (0:
