@@ -333,7 +333,8 @@ def restore(meta, arrays, source):
     policy = getattr(model, "policy", None)  # None for a float run
     checkpoint.check_run_state(meta, arrays, model.kind, source,
                                policy and (policy.weight_store.lo, policy.weight_store.hi),
-                               policy and policy.m_limit)
+                               policy and policy.m_limit,
+                               {name: a.size for name, a in model.state()[1].items()})
     if meta["step"] > cfg.steps:
         refuse(f"step {meta['step']} is past its config's {cfg.steps} steps")
     if "policy" in meta and meta["policy"] != model.policy.describe():

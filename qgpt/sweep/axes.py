@@ -27,6 +27,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from qgpt import qformat
+from qgpt.policy import UPDATE_ROUNDINGS
 from qgpt.runconfig import check_lr, check_steps
 
 
@@ -46,8 +47,8 @@ def _format(value):
 
 def _rounding(value):
     text = str(value).strip()
-    if text not in qformat.ROUNDINGS:
-        raise AxisError(f"{text!r} is unknown: want one or more of {', '.join(qformat.ROUNDINGS)}, "
+    if text not in UPDATE_ROUNDINGS:
+        raise AxisError(f"{text!r} is unknown: want one or more of {', '.join(UPDATE_ROUNDINGS)}, "
                         "comma-separated")
     return text
 
