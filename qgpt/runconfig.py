@@ -71,7 +71,7 @@ class TrainConfig:
     master: str = ""  # integer runs: master-weight format ("" = the policy's default)
     lowercase: bool = False  # lowercase names and drop those with other characters
     skip_long: bool = False  # skip names longer than the block size
-    checkpoint_every: int = 100  # steps between checkpoints (and at the end)
+    checkpoint_every: int = 100  # steps between checkpoints (and at the end; 0: at the end only)
     strict: bool = False  # integer runs: check every intermediate fits int32
 
     def __post_init__(self):
@@ -119,9 +119,9 @@ def check_config(cfg):
         if not isinstance(x, bool):
             raise ValueError(f"{x!r}: want true or false")
 
-    def every(n):
-        if not _whole(n) or n < 1:
-            raise ValueError(f"{n!r}: want a whole number >= 1")
+    def every(n):  # 0: only at the end (the firmware's value for no periodic checkpoint)
+        if not _whole(n) or n < 0:
+            raise ValueError(f"{n!r}: want a whole number >= 0")
 
     def path(x):
         if not isinstance(x, str):

@@ -189,7 +189,8 @@ def train(cfg, out, resume=False, progress=True, log=print):
         done = step + 1
         if bar:
             bar.update(done, loss=float(np.mean([r[1] for r in rows[-100:]])))
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        every = cfg.checkpoint_every
+        if (every and done % every == 0) or done == cfg.steps:
             _write_losses(out / "losses.csv", rows, fields)
             save_state(out, model, cfg, done, seconds_before + time.perf_counter() - t0, ds)
     elapsed = time.perf_counter() - t0

@@ -3,7 +3,6 @@
 import sys
 import time
 
-from qgpt import argtypes
 from qgpt.sweep.aggregate import format_table, summarize
 from qgpt.sweep.config import SweepError, check_out_dir, make_config
 from qgpt.sweep.execute import default_jobs, run_all
@@ -23,8 +22,8 @@ def sweep(cfg, out, jobs=None, command=None, log=None):
     if not info["val"]:  # a sweep compares validation NLLs: it needs some
         raise SweepError(f"--data {cfg.data}: no name fell in the validation split (about one "
                          "in ten does); give more names")
+    configs = cfg.run_configs()  # a ConfigError for a seed or lr out of range
     out = check_out_dir(out)
-    configs = cfg.run_configs()
     log(f"sweep: {len(configs)} runs ({len(cfg.formats)} formats x {len(cfg.roundings)} "
         f"roundings x {cfg.seeds} seeds + float x {cfg.seeds}), {cfg.steps} steps each, "
         f"{jobs} processes; data {info['path']} ({info['train']} train / {info['val']} val)")
@@ -59,10 +58,9 @@ def add_sweep_parser(sub):
                         "(default nearest)")
     p.add_argument("--seeds", type=int, default=3,
                    help="runs per format and rounding, seeds SEED..SEED+N-1 (default 3)")
-    p.add_argument("--seed", type=argtypes.seed, default=42, help="the first seed (default 42)")
+    p.add_argument("--seed", type=int, default=42, help="the first seed (default 42)")
     p.add_argument("--steps", type=int, default=1000, help="training steps per run (default 1000)")
-    p.add_argument("--lr", type=argtypes.learning_rate, default=0.01,
-                   help="peak learning rate, 0 < lr < 1 (default 0.01)")
+    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate (default 0.01)")
     p.add_argument("--data", default=None, help="names file (default: data/names.txt)")
     p.add_argument("--lowercase", action="store_true",
                    help="lowercase names and drop those with characters outside a-z")
