@@ -139,7 +139,7 @@ def _header(blob, source):
     bad = f"{source}: not a readable checkpoint header"
     try:
         header = json.loads(blob.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise CheckpointError(f"{bad} (not UTF-8 JSON)") from None
     if not isinstance(header, dict) or not isinstance(header.get("meta"), dict) \
             or not isinstance(header.get("arrays"), list):

@@ -452,7 +452,8 @@ def test_a_checkpoint_with_a_valid_crc_and_a_bad_field_is_refused(capsys, runs, 
 @pytest.mark.parametrize("header", [b"not json", b"[1, 2]", b'{"meta": {}, "arrays": [["a"]]}',
                                     b'{"meta": {}, "arrays": [["a", "f4", 1]]}',
                                     b'{"meta": {}, "arrays": [["a", "f8", 999]]}',
-                                    b'{"meta": {}, "arrays": [["a", "f8", -1]]}', b"\xff\xfe"])
+                                    b'{"meta": {}, "arrays": [["a", "f8", -1]]}', b"\xff\xfe",
+                                    b"[" * 100_000])
 def test_a_checkpoint_header_is_checked(header):
     import struct
     import zlib
@@ -510,6 +511,10 @@ def test_import_of_binary_and_folders_is_one_line(capsys, tmp_path):
     assert_user_error(code, err, str(binary), "not UTF-8")
     code, _, err = main(capsys, "import", tmp_path, "--out", tmp_path / "r")
     assert_user_error(code, err, "is a folder")
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"wte": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    code, _, err = main(capsys, "import", deep, "--out", tmp_path / "r")
+    assert_user_error(code, err, str(deep), "nested too deeply")
     assert not (tmp_path / "r").exists()
 
 
