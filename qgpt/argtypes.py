@@ -9,7 +9,6 @@ same whether a value comes from an option, a library call or a checkpoint.
 """
 
 import argparse
-import math
 
 
 def _whole(text):
@@ -77,9 +76,13 @@ def temperature(text):
     return _checked(_real(text), check_temperature)
 
 
+MAX_SECONDS = 86400.0  # a day: the longest wait that is not a mistake
+
+
 def seconds(text):
-    """A timeout: a finite number of seconds above 0."""
+    """A timeout: a number of seconds above 0 and at most a day."""
     x = _real(text)
-    if not math.isfinite(x) or x <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: want seconds above 0")
+    if not 0 < x <= MAX_SECONDS:  # NaN and infinities fail too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: want seconds above 0 "
+                                         f"and at most {MAX_SECONDS:g} (a day)")
     return x

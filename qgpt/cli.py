@@ -71,27 +71,31 @@ def _fresh_run_dir(base):
 def cmd_train(args):
     from qgpt import train as training
 
-    if args.float and args.format is not None:
-        raise UsageError("--float and --format exclude each other: pick one")
+    if args.float and (args.format is not None or args.policy is not None):
+        raise UsageError("--float and --format/--policy exclude each other: pick one")
+    integer = args.format is not None or args.policy is not None
     integer_only = [name for name, given in (("--rounding", args.rounding is not None),
                                              ("--master", args.master is not None),
                                              ("--strict", args.strict)) if given]
-    if args.format is None and integer_only:
+    if not integer and integer_only:
         raise UsageError(f"{' and '.join(integer_only)}: only integer runs use "
-                         f"{'them' if len(integer_only) > 1 else 'it'}; give --format qI.F, "
-                         "or drop it for a float run")
-    kind = "float" if args.format is None else _format_name(args.format, "--format")
-    master = ""
-    if args.master is not None and args.master.strip().lower() != "none":
-        master = _format_name(args.master, "--master", wide=True)
+                         f"{'them' if len(integer_only) > 1 else 'it'}; give --format qI.F "
+                         "or --policy SPEC, or drop it for a float run")
+    kind, rounding, master, policy, label = "float", "nearest", "", "", "float"
+    if integer:  # the precision policy (docs/arithmetic.md, section 3): a bad SPEC fails here
+        from qgpt.policy import train_settings
+
+        fmt = None if args.format is None else _format_name(args.format, "--format")
+        kind, rounding, master, policy, label = train_settings(
+            fmt, args.policy, args.master, args.rounding, args.lr)
     cfg = training.TrainConfig(
         data=str(Path(args.data).resolve()) if args.data else training.TrainConfig.data,
         steps=args.steps, seed=args.seed, lr=args.lr, format=kind,
-        rounding=args.rounding or "nearest", master=master,
+        rounding=rounding, master=master, policy=policy,
         lowercase=args.lowercase, skip_long=args.skip_long,
         checkpoint_every=args.checkpoint_every, strict=args.strict,
     )
-    base = f"runs/{kind}-seed{args.seed}"
+    base = f"runs/{label}-seed{args.seed}"
     if args.out is not None:
         _not_empty(args.out, "--out", "folder")
         out = Path(args.out)
@@ -102,7 +106,7 @@ def cmd_train(args):
     val = summary["val_nll"]
     val_text = (f"val_nll {val:.4f}" if val is not None
                 else "val_nll none (no name fell in the validation split)")
-    print(f"{kind}: train_loss_last100 {summary['train_loss_last100']:.4f}  {val_text}  "
+    print(f"{label}: train_loss_last100 {summary['train_loss_last100']:.4f}  {val_text}  "
           f"{summary['seconds']:.1f} s  -> {out}")
     if not args.quiet:
         model, _ = training.load_run(out)
@@ -194,13 +198,17 @@ def build_parser():
     p.add_argument("--float", action="store_true", help="the float64 reference (the default)")
     p.add_argument("--format", default=None,
                    help="integer training in this Q format, e.g. q4.12 (qgpt formats lists some)")
+    p.add_argument("--policy", default=None, metavar="SPEC",
+                   help="a Q format per tensor class: CLASS=FORMAT pairs (classes weights, "
+                        "acts, logits, grads, pgrads, adam_m, adam_v, master), a preset "
+                        "(int16), or a JSON file; e.g. weights=q2.6,acts=q4.4")
     p.add_argument("--rounding", default=None, choices=["nearest", "floor", "stochastic"],
                    help="integer runs: how weight updates are rounded (default nearest)")
     p.add_argument("--master", default=None,
-                   help="integer runs: int32 master weights in this format, e.g. q4.20 (the "
-                        "data format's integer bits, more fractional bits), or 'none'")
+                   help="integer runs: master weights in this format, e.g. q4.20, or 'none'")
     p.add_argument("--strict", action="store_true",
-                   help="integer runs: check that integer intermediates fit int32")
+                   help="integer runs: check every kernel intermediate the device forms against "
+                        "its bound (int32, or the tighter one docs/arithmetic.md gives it)")
     p.add_argument("--out", default=None,
                    help="run folder (default: a new runs/FORMAT-seedS[-N])")
     p.add_argument("--resume", action="store_true",

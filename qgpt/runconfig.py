@@ -69,6 +69,7 @@ class TrainConfig:
     format: str = "float"  # "float" for the float64 reference, or a Q format like "q4.12"
     rounding: str = "nearest"  # integer runs: nearest | floor | stochastic
     master: str = ""  # integer runs: master-weight format ("" = the policy's default)
+    policy: str = ""  # integer runs: "" (the defaults of format) or the canonical policy SPEC
     lowercase: bool = False  # lowercase names and drop those with other characters
     skip_long: bool = False  # skip names longer than the block size
     checkpoint_every: int = 100  # steps between checkpoints (and at the end; 0: at the end only)
@@ -87,7 +88,7 @@ class TrainConfig:
         return d
 
 
-INTEGER_ONLY = ("rounding", "master", "strict")  # options only integer runs use
+INTEGER_ONLY = ("rounding", "master", "policy", "strict")  # options only integer runs use
 # the fields every checkpoint records (a float run: all but INTEGER_ONLY); fields added to
 # TrainConfig later take their defaults when an older checkpoint lacks them
 RECORDED_FIELDS = ("data", "steps", "seed", "lr", "format", "rounding", "master", "lowercase",
@@ -138,6 +139,10 @@ def check_config(cfg):
         field("format", lambda x: canonical(x, qformat.DATA_MAX_BITS))
         if cfg.master:
             field("master", lambda x: canonical(x, qformat.WIDE_MAX_BITS))
+        if cfg.policy:
+            from qgpt.policy import parse_policy
+
+            field("policy", lambda x: parse_policy(x, None, None, cfg.rounding, cfg.lr))
         if cfg.rounding not in qformat.ROUNDINGS:
             raise ConfigError(f"rounding {str(cfg.rounding)[:40]!r} is unknown: want one of "
                               f"{', '.join(qformat.ROUNDINGS)}")

@@ -10,6 +10,7 @@ BOARD_DATA = "names.bin"
 BOARD_CKPT = "ckpt.bin"
 BOARD_LOG = "log.csv"
 BOARD_REQUEST = "conform-req.bin"
+BOARD_RUN = "qgpt-run.json"  # the inputs of the run in progress (qgpt/device/inputs.py)
 TRAIN_MODULE = "qgpt_train"  # the device's training entry point: main(config_path)
 HOST_LOG = "device.log"
 DEFAULT_RUN_DIR = "runs/device"
