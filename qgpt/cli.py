@@ -81,6 +81,8 @@ def cmd_train(args):
         raise UsageError(f"{' and '.join(integer_only)}: only integer runs use "
                          f"{'them' if len(integer_only) > 1 else 'it'}; give --format qI.F "
                          "or --policy SPEC, or drop it for a float run")
+    if args.master is not None:
+        _not_empty(args.master, "--master", "format qI.F, or 'none'")
     kind, rounding, master, policy, label = "float", "nearest", "", "", "float"
     if integer:  # the precision policy (docs/arithmetic.md, section 3): a bad SPEC fails here
         from qgpt.policy import train_settings

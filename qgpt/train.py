@@ -332,10 +332,12 @@ def restore(meta, arrays, source):
         model = make_model(cfg)
     except (ConfigError, FormatError) as e:
         refuse(f"its config is not valid ({e})")
-    store = getattr(getattr(model, "policy", None), "weight_store", None)
-    checkpoint.check_run_state(meta, arrays, model.kind, source,
-                               store and (store.lo, store.hi),
-                               getattr(getattr(model, "opt", None), "M_LIMIT", None))
+    ranges = None
+    if model.kind == "int":  # each array within its class's format (docs/arithmetic.md 3)
+        p = model.policy
+        ranges = {"params": (p.weight_store.lo, p.weight_store.hi),
+                  "adam_m": (-p.m_limit, p.m_limit), "adam_v": (0, p.adam_v.hi)}
+    checkpoint.check_run_state(meta, arrays, model.kind, source, ranges)
     if meta["step"] > cfg.steps:
         refuse(f"step {meta['step']} is past its config's {cfg.steps} steps")
     if "policy" in meta and meta["policy"] != model.policy.describe():
