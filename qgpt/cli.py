@@ -83,6 +83,8 @@ def cmd_train(args):
                          "or --policy SPEC, or drop it for a float run")
     if args.master is not None:
         _not_empty(args.master, "--master", "format qI.F, or 'none'")
+    if args.policy is not None:
+        _not_empty(args.policy, "--policy", "SPEC such as weights=q4.12,acts=q6.10")
     kind, rounding, master, policy, label = "float", "nearest", "", "", "float"
     if integer:  # the precision policy (docs/arithmetic.md, section 3): a bad SPEC fails here
         from qgpt.policy import train_settings

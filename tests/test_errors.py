@@ -563,6 +563,8 @@ def test_format_spellings_are_normalised(capsys, names_file, tmp_path, monkeypat
     (["--format", ""], ["--format is empty"]),
     (["--format", "  "], ["--format is empty"]),
     (["--format", "q4.12", "--master", ""], ["--master is empty"]),
+    (["--policy", ""], ["--policy is empty"]),
+    (["--format", "q4.12", "--policy", " "], ["--policy is empty"]),
     (["--format", "q4.12", "--master", "q4.x"], ["q4.x"]),
     (["--float", "--rounding", "stochastic"], ["--rounding", "only integer runs"]),
     (["--rounding", "floor"], ["--rounding", "only integer runs"]),
