@@ -90,6 +90,8 @@ def cmd_train(args):
         from qgpt.policy import train_settings
 
         fmt = None if args.format is None else _format_name(args.format, "--format")
+        if args.master is not None and not args.master.strip():
+            raise UsageError("--master is empty: want a format qI.F, e.g. q4.20, or 'none'")
         kind, rounding, master, policy, label = train_settings(
             fmt, args.policy, args.master, args.rounding, args.lr)
     cfg = training.TrainConfig(
@@ -205,9 +207,11 @@ def build_parser():
     p.add_argument("--policy", default=None, metavar="SPEC",
                    help="a Q format per tensor class: CLASS=FORMAT pairs (classes weights, "
                         "acts, logits, grads, pgrads, adam_m, adam_v, master), a preset "
-                        "(int16), or a JSON file; e.g. weights=q2.6,acts=q4.4")
-    p.add_argument("--rounding", default=None, choices=["nearest", "floor", "stochastic"],
-                   help="integer runs: how weight updates are rounded (default nearest)")
+                        "(int16, int8), or a JSON file; e.g. weights=q2.6,acts=q4.4")
+    p.add_argument("--rounding", default=None,
+                   choices=["nearest", "floor", "stochastic", "pseudo", "kahan"],
+                   help="integer runs: how weight updates are rounded (default nearest, or the "
+                        "preset's)")
     p.add_argument("--master", default=None,
                    help="integer runs: master weights in this format, e.g. q4.20, or 'none'")
     p.add_argument("--strict", action="store_true",

@@ -72,7 +72,7 @@ class TrainConfig:
     policy: str = ""  # integer runs: "" (the defaults of format) or the canonical policy SPEC
     lowercase: bool = False  # lowercase names and drop those with other characters
     skip_long: bool = False  # skip names longer than the block size
-    checkpoint_every: int = 100  # steps between checkpoints (and at the end; 0: at the end only)
+    checkpoint_every: int = 100  # steps between checkpoints (and at the end); 0: at the end only
     strict: bool = False  # integer runs: check every intermediate fits int32
 
     def __post_init__(self):
@@ -120,7 +120,7 @@ def check_config(cfg):
         if not isinstance(x, bool):
             raise ValueError(f"{x!r}: want true or false")
 
-    def every(n):  # 0: only at the end (the firmware's value for no periodic checkpoint)
+    def every(n):  # 0: only at the end (what a device run writes when it saves no more)
         if not _whole(n) or n < 0:
             raise ValueError(f"{n!r}: want a whole number >= 0")
 
@@ -143,9 +143,11 @@ def check_config(cfg):
             from qgpt.policy import parse_policy
 
             field("policy", lambda x: parse_policy(x, None, None, cfg.rounding, cfg.lr))
-        if cfg.rounding not in qformat.ROUNDINGS:
+        from qgpt.policy import UPDATE_ROUNDINGS
+
+        if cfg.rounding not in UPDATE_ROUNDINGS:
             raise ConfigError(f"rounding {str(cfg.rounding)[:40]!r} is unknown: want one of "
-                              f"{', '.join(qformat.ROUNDINGS)}")
+                              f"{', '.join(UPDATE_ROUNDINGS)}")
         return
     defaults = TrainConfig.__dataclass_fields__
     for name in INTEGER_ONLY:

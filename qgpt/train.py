@@ -189,8 +189,7 @@ def train(cfg, out, resume=False, progress=True, log=print):
         done = step + 1
         if bar:
             bar.update(done, loss=float(np.mean([r[1] for r in rows[-100:]])))
-        every = cfg.checkpoint_every
-        if (every and done % every == 0) or done == cfg.steps:
+        if done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
             _write_losses(out / "losses.csv", rows, fields)
             save_state(out, model, cfg, done, seconds_before + time.perf_counter() - t0, ds)
     elapsed = time.perf_counter() - t0
@@ -332,12 +331,11 @@ def restore(meta, arrays, source):
         model = make_model(cfg)
     except (ConfigError, FormatError) as e:
         refuse(f"its config is not valid ({e})")
-    ranges = None
-    if model.kind == "int":  # each array within its class's format (docs/arithmetic.md 3)
-        p = model.policy
-        ranges = {"params": (p.weight_store.lo, p.weight_store.hi),
-                  "adam_m": (-p.m_limit, p.m_limit), "adam_v": (0, p.adam_v.hi)}
-    checkpoint.check_run_state(meta, arrays, model.kind, source, ranges)
+    policy = getattr(model, "policy", None)  # None for a float run
+    checkpoint.check_run_state(meta, arrays, model.kind, source,
+                               policy and (policy.weight_store.lo, policy.weight_store.hi),
+                               policy and policy.m_limit,
+                               {name: a.size for name, a in model.state()[1].items()})
     if meta["step"] > cfg.steps:
         refuse(f"step {meta['step']} is past its config's {cfg.steps} steps")
     if "policy" in meta and meta["policy"] != model.policy.describe():

@@ -1,5 +1,7 @@
 """`qgpt sweep` (qgpt/sweep/): deterministic whatever --jobs, files that parse, the table's
-columns, and a one-line error for every bad input, raised before any training.
+columns, grids of lr and steps lists and grid files, tables grouped by any axis, and a one-line
+error for every bad input, raised before any training. Resume: test_sweep_resume.py; Dask:
+test_sweep_dask.py.
 
 Runs are tiny (30 steps, 2 formats, 2 seeds) on a 300-name file, so the whole module
 takes a few seconds.
@@ -141,12 +143,15 @@ BAD = [
     (["--formats", "float"], "always runs"),
     (["--formats", "q4.12,q4.12"], "twice"),
     (["--formats", "q4.12", "--seeds", "0"], "at least 1 seed"),
-    (["--formats", "q4.12", "--steps", "0"], "at least 1 step"),
+    (["--formats", "q4.12", "--steps", "0"], "not a step count"),
     (["--formats", "q4.12", "--rounding", "up"], "'up' is unknown"),
     (["--formats", "q4.12", "--rounding", ""], "empty"),
     (["--formats", "q4.12", "--jobs", "0"], "at least 1 process"),
     (["--formats", "q4.12", "--lr", "2"], "learning rate"),
-    (["--formats", "q4.12", "--lr", "0.01,0"], "above 0"),
+    (["--formats", "q4.12", "--lr", "0.01,0"], "0 < lr < 1"),
+    (["--formats", "q4.12", "--lr", "nan"], "not a learning rate"),
+    (["--formats", "q4.12", "--steps", "10,0"], "not a step count"),
+    (["--formats", "q4.12", "--seed", "1073741823", "--seeds", "2"], "not a seed"),
     (["--formats", "q4.12", "--lr", "0.01,x"], "not a number"),
     (["--formats", "q4.12", "--lr", "0.01,0.010"], "0.01 is listed twice"),
     (["--formats", "q4.12", "--steps", "10,1.5"], "not a whole number"),
@@ -288,3 +293,18 @@ def test_bad_grid_file_is_one_line(text, words, tmp_path):
     with pytest.raises(sweep.SweepError) as e:
         _run(["--grid", str(path), "--out", str(tmp_path / "out")])
     assert words in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("axis", ["rounding", "steps", "lr"])
+def test_plots_group_by_any_axis(list_sweep, tmp_path, axis):
+    from qgpt.sweep.plots import write_plots
+
+    _, cfg, rows, records = list_sweep
+    d = tmp_path / axis
+    d.mkdir()
+    losses = [r["curve"]["loss"] for r in records]  # steps < 40: a bin per step
+    paths = write_plots(d, cfg, records, losses, rows, group_by=axis)
+    assert [p.name for p in paths] == ["val_nll.png", "loss_curves.png", "loss_gap.png",
+                                       "stalled.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p

@@ -20,6 +20,7 @@ from dataclasses import MISSING, fields
 from qgpt import checkpoint
 from qgpt.checkpoint import CheckpointError
 from qgpt.device.errors import DeviceError
+from qgpt.policy import UPDATE_ROUNDINGS
 
 RUN_FIELDS = ("format", "rounding", "master", "lr", "seed", "steps")  # a checkpoint's run
 STATE_ARRAYS = ("params", "adam_m", "adam_v")
@@ -148,9 +149,9 @@ def _train_config(config, fail):
             qformat.parse(config["format"])
         except ValueError as e:
             fail(f"config.format {config['format']!r} is not a format qgpt trains ({e})")
-    if config["rounding"] not in qformat.ROUNDINGS:
+    if config["rounding"] not in UPDATE_ROUNDINGS:
         fail(f"config.rounding {_show(config['rounding'])}: want one of "
-             f"{', '.join(qformat.ROUNDINGS)}")
+             f"{', '.join(UPDATE_ROUNDINGS)}")
     return training.TrainConfig(**config)
 
 

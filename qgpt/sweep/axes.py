@@ -27,6 +27,8 @@ import shlex
 from dataclasses import dataclass, field
 
 from qgpt import qformat
+from qgpt.policy import UPDATE_ROUNDINGS
+from qgpt.runconfig import check_lr, check_steps
 
 
 class AxisError(ValueError):
@@ -45,8 +47,8 @@ def _format(value):
 
 def _rounding(value):
     text = str(value).strip()
-    if text not in qformat.ROUNDINGS:
-        raise AxisError(f"{text!r} is unknown: want one or more of {', '.join(qformat.ROUNDINGS)}, "
+    if text not in UPDATE_ROUNDINGS:
+        raise AxisError(f"{text!r} is unknown: want one or more of {', '.join(UPDATE_ROUNDINGS)}, "
                         "comma-separated")
     return text
 
@@ -62,25 +64,27 @@ def _master(value):
 
 
 def _lr(value):
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise AxisError(f"{value!r} is not a number") from None
     try:
-        lr = float(value)
-    except (TypeError, ValueError):
-        raise AxisError(f"{value!r} is not a number") from None
-    if not lr > 0:
-        raise AxisError(f"{value!r}: a learning rate must be above 0")
-    return lr
+        return check_lr(value)
+    except ValueError as e:
+        raise AxisError(str(e)) from None
 
 
 def _steps(value):
-    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
-        raise AxisError(f"{value!r} is not a whole number")
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise AxisError(f"{value!r} is not a whole number") from None
     try:
-        steps = int(value)
-    except (TypeError, ValueError):
-        raise AxisError(f"{value!r} is not a whole number") from None
-    if steps < 1:
-        raise AxisError(f"want at least 1 step, not {steps}")
-    return steps
+        return check_steps(value)
+    except ValueError as e:
+        raise AxisError(str(e)) from None
 
 
 def _label(value):
@@ -133,7 +137,7 @@ AXES = (
          parse=_rounding, default=("nearest",), integer_only=True,
          grid_keys=("roundings", "rounding")),
     Axis("master", "--master",
-         "comma-separated master-weight formats for integer runs, e.g. q8.24 or none "
+         "comma-separated master-weight formats for integer runs, e.g. q8.16 or none "
          "(default: the policy's own)",
          parse=_master, default=("",), integer_only=True, grid_keys=("masters", "master")),
     Axis("steps", "--steps", "comma-separated training steps per run (default 1000)",

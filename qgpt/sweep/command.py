@@ -51,9 +51,11 @@ def sweep(cfg, out, jobs=None, command=None, log=None, scheduler=None, resume=Fa
     store = RunStore(out)
     resumed = store.check(cfg, info["sha256"], resume)
     runs = cfg.runs()
-    with open_backend(jobs, scheduler, len(runs), connect_timeout) as backend:
+    finished = sum(store.load(run) is not None for run in runs) if resumed else 0
+    if finished == len(runs):  # nothing left to run: no pool, no cluster
+        jobs, scheduler = 1, None
+    with open_backend(jobs, scheduler, len(runs) - finished, connect_timeout) as backend:
         store.begin(cfg, info["sha256"])
-        finished = sum(store.load(run) is not None for run in runs) if resumed else 0
         log(f"sweep: {len(runs)} runs ({describe_grid(cfg)}), steps "
             f"{','.join(map(str, cfg.values('steps')))}, on {backend[1]}; data {info['path']} "
             f"({info['train']} train / {info['val']} val)"
@@ -96,9 +98,10 @@ def add_sweep_parser(sub):
     for axis in AXES:
         if axis.repeatable:
             p.add_argument(axis.option, dest=axis.name, action="append", default=None,
-                           help=axis.help)
+                           metavar=axis.name.upper(), help=axis.help)
         else:
-            p.add_argument(axis.option, dest=axis.name, default=None, help=axis.help)
+            p.add_argument(axis.option, dest=axis.name, default=None, metavar="LIST",
+                           help=axis.help)
     p.add_argument("--grid", default=None, metavar="FILE",
                    help="the grid in a TOML or JSON file (keys: formats, rounding, lr, steps, "
                         "seeds, ...); options given as well override it")
@@ -112,7 +115,8 @@ def add_sweep_parser(sub):
     p.add_argument("--skip-long", action="store_true", default=None,
                    help="skip names longer than 15 letters")
     p.add_argument("--jobs", type=int, default=None,
-                   help="worker processes, or LocalCluster workers (default: every core); "
+                   help="worker processes, or LocalCluster workers with --scheduler local "
+                        "(default: every core; a scheduler's address brings its own workers); "
                         "results do not depend on it")
     p.add_argument("--scheduler", default=None, metavar="local|tcp://HOST:PORT",
                    help="run on Dask: 'local' starts a LocalCluster, an address uses a running "

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qgpt import data
+from qgpt.policy import train_settings
+from qgpt.runconfig import check_seed
 from qgpt.sweep.axes import AXES, AXIS_BY_NAME, AxisError, split_values
 from qgpt.train import TrainConfig, make_model
 
@@ -83,8 +85,16 @@ class SweepConfig:
         return " ".join(words)
 
     def train_config(self, point, seed):
-        """The TrainConfig of one run: the grid point's values on their TrainConfig fields."""
+        """The TrainConfig of one run: the grid point's values on their TrainConfig fields.
+        An integer run's precision (format, rounding, master and, once it is an axis, policy)
+        is resolved as `qgpt train` resolves its options (policy.train_settings), so the run
+        is exactly the one its `qgpt train` command trains."""
         given = {name: value for name, value in point.items() if value is not None}
+        if point["format"] != "float":
+            fmt, rounding, master, policy, _ = train_settings(
+                given.pop("format"), given.pop("policy", ""), given.pop("master", ""),
+                given.pop("rounding"), point["lr"])
+            given.update(format=fmt, rounding=rounding, master=master, policy=policy)
         return TrainConfig(data=self.data, lowercase=self.lowercase, skip_long=self.skip_long,
                            seed=seed, checkpoint_every=point["steps"], **given)
 
@@ -150,20 +160,24 @@ def make_config(formats=None, roundings=None, seeds=3, seed=42, steps=None, lr=N
     grid = tuple((a.name, _axis_values(a, given.get(a.name))) for a in AXES)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise SweepError(f"--seeds {seeds}: want at least 1 seed")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise SweepError(f"--seed {seed!r}: want a whole number")
+    try:
+        check_seed(seed)
+        check_seed(seed + seeds - 1)  # the sweep's last seed
+    except ValueError as e:
+        raise SweepError(f"--seed {seed} --seeds {seeds}: {e}") from None
     for name, flag in (("--lowercase", lowercase), ("--skip-long", skip_long)):
         if not isinstance(flag, bool):
             raise SweepError(f"{name} {flag!r}: want true or false")
     cfg = SweepConfig(grid=grid, seeds=seeds, seed=seed,
                       data=str(data_path or _shown_path(data.DEFAULT_DATA)),
                       lowercase=lowercase, skip_long=skip_long)
-    for point in cfg.points():  # the whole policy, as each run will build it
-        if point["format"] != "float":
-            try:
-                make_model(cfg.train_config(point, cfg.seed))
-            except ValueError as e:
-                raise SweepError(f"{cfg.label(point)}: {e}") from None
+    for point in cfg.points():  # every run's config and policy, as each run will build it
+        try:
+            train_cfg = cfg.train_config(point, cfg.seed)
+            if point["format"] != "float":
+                make_model(train_cfg)
+        except ValueError as e:
+            raise SweepError(f"{cfg.label(point)}: {e}") from None
     return cfg
 
 

@@ -17,7 +17,6 @@ import numpy as np
 
 from qgpt import data, qformat
 from qgpt.params import N_PARAMS, SLOTS
-from qgpt.sweep.axes import AXES
 from qgpt.sweep.backends import RETRIES
 from qgpt.sweep.config import SweepError
 from qgpt.train import make_model, nll, training_steps
@@ -48,16 +47,15 @@ def _real(model, weights):
 
 
 def _train_command(cfg):
-    """The `qgpt train` command of one run (its other integer-only axes, such as --master,
-    have the same option in qgpt train)."""
+    """The `qgpt train` command that trains the same run (cfg is in TrainConfig's normal
+    form: a policy, when there is one, names every class, the master's too)."""
     if cfg.format == "float":
         kind = "--float"
+    elif cfg.policy:
+        kind = f"--policy {shlex.quote(cfg.policy)} --rounding {cfg.rounding}"
     else:
         kind = f"--format {cfg.format} --rounding {cfg.rounding}"
-        for axis in AXES:
-            value = getattr(cfg, axis.name)
-            if axis.integer_only and axis.name not in ("format", "rounding") and value:
-                kind += f" {axis.option} {shlex.quote(axis.show(value))}"
+        kind += f" --master {cfg.master}" * bool(cfg.master)
     extra = " --lowercase" * cfg.lowercase + " --skip-long" * cfg.skip_long
     return (f"qgpt train {kind} --seed {cfg.seed} --steps {cfg.steps} --lr {cfg.lr:g} "
             f"--data {cfg.data}{extra}")
