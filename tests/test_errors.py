@@ -635,6 +635,19 @@ def test_ctrl_c_before_the_first_checkpoint_says_so(capsys, names_file, tmp_path
     assert code == 130 and err.strip() == "qgpt: interrupted; no checkpoint was written yet"
 
 
+def test_ctrl_c_during_device_training_names_the_boards_checkpoint(capsys, monkeypatch):
+    from qgpt.device import commands
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "train", interrupt)
+    code, _, err = main(capsys, "device", "train", "--port", "P", "--quiet")
+    assert code == 130
+    assert err.strip() == ("qgpt: interrupted; the board's last checkpoint is kept "
+                           "(continue with --resume)")
+
+
 def test_the_cli_loads_nothing_heavy_before_main():
     """Ctrl-C can only be caught inside main: importing qgpt.cli must stay tiny."""
     r = subprocess.run([sys.executable, "-c", "import sys, qgpt.cli; print(sorted(m for m in "
