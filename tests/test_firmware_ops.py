@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from qgpt import conformance as cf
-from qgpt import int_model, int_ops, params, policy, prng, qformat
+from qgpt import int_ops, params, policy, prng, qformat
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
@@ -244,7 +244,7 @@ def test_constants_equal_the_simulators():
     assert (k["_G_LO"], k["_G_HI"]) == (policy.GRAD.lo, policy.GRAD.hi)
     assert (k["_ADAM_C1"], k["_ADAM_C2"]) == (policy.ADAM_C1, policy.ADAM_C2)
     assert (k["_ADAM_K1"], k["_ADAM_K2"]) == (2**15 - policy.ADAM_C1, 2**15 - policy.ADAM_C2)
-    assert k["_M_LIMIT"] == int_model.IntAdam.M_LIMIT
+    assert k["_M_LIMIT"] == policy.M_LIMIT
     assert k["_R_MAX"] == policy.R_MAX << policy.R_FRAC
     assert k["_DS_SHIFT"] == policy.PROB_FRAC + 1
     assert (k["_M30"], k["_HASH_MUL"]) == (prng.M30, prng.HASH_MUL)

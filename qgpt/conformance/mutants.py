@@ -182,34 +182,35 @@ def coverage_main(request, firmware_dir):
     from qgpt.conformance.int32 import _int32_firmware
 
     _int32_firmware(firmware_dir)
+    import contextlib
+
     import conform_ops
 
     fw = str(Path(firmware_dir).resolve())
-    calls, current = {}, [None]
+    calls, current = {"*": set()}, ["*"]  # "*": outside an op's handler (every op)
 
     def profile(frame, event, arg):
-        if event == "call" and current[0] and frame.f_code.co_filename.startswith(fw):
+        if event == "call" and frame.f_code.co_filename.startswith(fw):
             mod = Path(frame.f_code.co_filename).stem
-            calls[current[0]].add((mod, frame.f_code.co_name))
+            calls.setdefault(current[0], set()).add((mod, frame.f_code.co_name))
 
     def traced(op, handler):
         def run(*args):
             current[0] = op
-            calls.setdefault(op, set())
-            sys.setprofile(profile)
             try:
                 return handler(*args)
             finally:
-                sys.setprofile(None)
-                current[0] = None
+                current[0] = "*"
         return run
 
     for op, handler in list(conform_ops.HANDLERS.items()):
         conform_ops.HANDLERS[op] = traced(op, handler)
-    import contextlib
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        conform_ops.main(str(request))
+    sys.setprofile(profile)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            conform_ops.main(str(request))
+    finally:
+        sys.setprofile(None)
     print(json.dumps({op: sorted(f) for op, f in calls.items()}))
 
 
@@ -295,14 +296,16 @@ class Judge:
 
     def _ops_reaching(self, m):
         """The ops whose cases run the mutated code: those the coverage run saw call
-        its function; every op for other code of a module conform_ops imports (module
-        level, or called outside an op's handler, like the policy's set-up); none for
-        modules only training imports."""
+        its function; every op for module-level code of a module conform_ops imports,
+        or for code it runs outside an op's handler (the policy's set-up); none for
+        code no op reaches (training alone runs it)."""
+        every = frozenset(c.op for _, cases, _ in self.requests for c in cases)
         if m.module not in self.ops_modules:
             return frozenset()
-        if (m.module, m.function) in self.reach:
-            return frozenset(self.reach[(m.module, m.function)])
-        return frozenset(c.op for _, cases, _ in self.requests for c in cases)
+        ops = self.reach.get((m.module, m.function), set())
+        if not m.function or "*" in ops:
+            return every
+        return frozenset(ops)
 
     def _requests_for(self, ops):
         if ops not in self.subsets:

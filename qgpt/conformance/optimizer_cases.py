@@ -87,8 +87,9 @@ def _cases_adam(fmt, policy_nearest, rng, seed):
                                     np.clip(v, 0, 2**30), g, seed))
             # edges: v = 0 with m != 0, huge m, zero and extreme g, stores at the limits
             lim = 2**30 - 1
-            g_e = np.array([0, 0, 0, 1, -1, 2**31 - 1, -(2**31), 2**31 - 1, -(2**31), 1 << P,
-                            -(1 << P), 12345, 0, 0, 0, 0])
+            g_lo, g_hi = p.pgrads.lo, p.pgrads.hi  # a gradient's range: +-2**30 (section 3)
+            g_e = np.array([0, 0, 0, 1, -1, g_hi, g_lo, g_hi, g_lo, 1 << P, -(1 << P), 12345,
+                            0, 0, 0, 0])
             m_e = np.array([1, -1, lim, -lim, lim, lim, -lim, 0, 0, 1 << P, -(1 << P), 0,
                             1000, -1000, 3, 0])
             v_e = np.array([0, 0, 0, 1 << 30, 0, 1 << 30, 1 << 30, 0, 0, 1 << 28, 1 << 28, 0,
