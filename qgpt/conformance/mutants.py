@@ -51,7 +51,7 @@ from qgpt.conformance.report import OpsReport
 from qgpt.firmware_build import FIRMWARE_DIR, firmware_modules
 
 # Not integer code: the op-level driver, file formats, configuration, the entry point.
-NOT_MUTATED = ("conform_ops", "dump", "ckpt", "restore", "runcfg", "qgpt_train")
+NOT_MUTATED = ("conform_ops", "dump", "ckpt", "restore", "runcfg", "runbase", "qgpt_train")
 SWAPS = {"<<": ">>", ">>": "<<", "+": "-", "-": "+", "<": "<=", "<=": "<", ">": ">=",
          ">=": ">", "==": "!=", "!=": "==", "&": "|", "//": "%", "+=": "-=", "-=": "+=",
          "<<=": ">>=", ">>=": "<<="}
