@@ -2,6 +2,10 @@
 
     python -m qgpt.conformance.mutants [--modules kernels,adam] [--jobs 2]
                                        [--out experiments/results/mutants.md]
+                                       [--rejudge experiments/results/mutants.json]
+
+--out also writes every verdict as JSON beside the report; --rejudge judges again
+only the survivors of such a file (after new golden cases) and keeps the rest.
 
 Each mutant is the firmware with ONE token of its integer code changed: an int
 literal +-1 (constants, table entries, rounding halves, clamp bounds, shifts), `<<`
@@ -9,10 +13,13 @@ literal +-1 (constants, table entries, rounding halves, clamp bounds, shifts), `
 `//` -> `%`, and the augmented forms. Mutants are written into a temporary copy of
 firmware/ (never in place) and judged level by level, cheapest first:
 
-    ops    the op level's golden cases (modules conform_ops imports), format by
-           format, stopping at the first mismatch or device failure
+    ops    the op level's golden cases of the ops that reach the mutated function
+           (a coverage run of conform_ops says which), format by format, stopping at
+           the first mismatch or device failure
+    int32  the same ops on the int32 target, extreme formats, no exhaustive domains
+           (the x86-64 port cannot show a shift count of 32 or an int32 overflow)
     steps  a few training cases to step 10, every step's loss and the whole state
-           after steps 1, 2 and 10 (modules the training run imports)
+           after steps 1, 2 and 10 (code only training runs: model.py ...)
     run    a 40-step run and its 20 samples (what only sampling uses)
 
 A mutant is killed by the first level that reports a difference (a mismatch, a
@@ -283,6 +290,9 @@ class Judge:
                 why = self._ops(ops)
                 if why:
                     return "killed", "ops", why
+                why = self._int32(ops)
+                if why:
+                    return "killed", "int32", why
             why = self._steps()
             if why:
                 return "killed", "steps", why
@@ -338,6 +348,18 @@ class Judge:
                 return str(report.mismatches[0])[:200]
         return ""
 
+    def _int32(self, ops):
+        """The op level on the int32 target (the firmware in CPython, every viper
+        intermediate and shift count checked), on the extreme formats, without the
+        exhaustive domains."""
+        from qgpt.conformance.ops import run_ops
+
+        cases = {fmt: [c for c in group if c.op in ops and "every " not in c.name]
+                 for fmt, group, _ in self.requests if fmt in INT32_FORMATS}
+        report = run_ops(cases={f: g for f, g in cases.items() if g}, target="int32",
+                         firmware_dir=self.src, workdir=self.dir)
+        return str(report.mismatches[0])[:200] if report.mismatches else ""
+
     def _steps(self):
         from qgpt.conformance.training import run_steps
 
@@ -360,6 +382,7 @@ class Judge:
         return str(report.mismatches[0])[:200] if report.mismatches else ""
 
 
+INT32_FORMATS = (NO_FORMAT, "q4.12", "q2.14", "q12.4", "q1.15", "q14.2", "q12.0")
 MUTANT_STEPS_CASES = (("q4.12", "nearest", ""), ("q8.8", "floor", ""),
                       ("q4.12", "stochastic", "q4.20"), ("q12.4", "stochastic", ""),
                       ("q1.15", "nearest", ""), ("q13.3", "nearest", "q13.18"))
@@ -380,8 +403,9 @@ def ops_requests(workdir, formats=FORMATS, seed=0):
 
 
 def run_mutants(modules=None, jobs=1, micropython=None, formats=FORMATS, limit=None,
-                firmware_dir=FIRMWARE_DIR, progress=None):
-    """Judge every mutant of the modules; returns [(Mutant, verdict, level, detail)]."""
+                firmware_dir=FIRMWARE_DIR, progress=None, keep=None):
+    """Judge every mutant of the modules; returns [(Mutant, verdict, level, detail)].
+    keep: {mutant: (verdict, level, detail)} already judged (not judged again)."""
     micropython = micropython or default_micropython()
     modules = modules or mutated_modules(firmware_dir)
     mutants = []
@@ -389,6 +413,9 @@ def run_mutants(modules=None, jobs=1, micropython=None, formats=FORMATS, limit=N
         mutants += mutants_of(mod, (Path(firmware_dir) / f"{mod}.py").read_text())
     if limit:
         mutants = mutants[:limit]
+    keep = keep or {}
+    done = [(m, *keep[m]) for m in mutants if m in keep]
+    mutants = [m for m in mutants if m not in keep]
     results = [None] * len(mutants)
     with tempfile.TemporaryDirectory(prefix="qgpt-mutants-") as tmp:
         requests = ops_requests(tmp, formats)
@@ -405,7 +432,31 @@ def run_mutants(modules=None, jobs=1, micropython=None, formats=FORMATS, limit=N
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             list(pool.map(work, range(jobs)))
-    return results
+    return done + results
+
+
+def save_results(results, path):
+    import json
+    from dataclasses import asdict
+
+    rows = [{**asdict(m), "verdict": v, "level": lvl, "detail": d}
+            for m, v, lvl, d in results]
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=0) + "\n")
+    os.replace(tmp, path)
+
+
+def load_verdicts(path):
+    """{Mutant: (verdict, level, detail)} of a saved run, survivors left out (to be
+    judged again)."""
+    import json
+
+    out = {}
+    for row in json.loads(Path(path).read_text()):
+        verdict = (row.pop("verdict"), row.pop("level"), row.pop("detail"))
+        if verdict[0] != "survived":
+            out[Mutant(**row)] = verdict
+    return out
 
 
 # --- the report ---
@@ -415,8 +466,8 @@ def classify(results):
     """Per module: counts; and the survivors with their equivalence argument or None."""
     counts, survivors = {}, []
     for m, verdict, level, _ in results:
-        c = counts.setdefault(m.module, {"mutants": 0, "killed": 0, "ops": 0, "steps": 0,
-                                         "run": 0, "invalid": 0, "equivalent": 0,
+        c = counts.setdefault(m.module, {"mutants": 0, "killed": 0, "ops": 0, "int32": 0,
+                                         "steps": 0, "run": 0, "invalid": 0, "equivalent": 0,
                                          "survived": 0})
         c["mutants"] += 1
         if verdict == "killed":
@@ -433,11 +484,12 @@ def classify(results):
 
 def render(results, seconds, command):
     counts, survivors = classify(results)
-    cols = ("mutants", "killed", "ops", "steps", "run", "invalid", "equivalent", "survived")
+    cols = ("mutants", "killed", "ops", "int32", "steps", "run", "invalid", "equivalent",
+            "survived")
     out = ["# Mutation testing of the firmware against conformance", "",
            f"Produced by `{command}` ({seconds / 60:.0f} minutes). Each mutant changes one "
            "token of the firmware's integer code (qgpt/conformance/mutants.py says which); "
-           "`killed` counts those the conformance levels catch (ops, steps, run: the level "
+           "`killed` counts those the conformance levels catch (ops, int32, steps, run: the level "
            "that caught it), `invalid` those mpy-cross rejects, `equivalent` the survivors "
            "qgpt/conformance/equivalent.py argues no reachable input tells apart, "
            "`survived` any other survivor (a gap in the golden cases).", "",
@@ -466,7 +518,10 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=1, help="mutants judged at once (default 1)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N mutants")
     ap.add_argument("--micropython", default=None, help="the unix port (default: the venv's)")
-    ap.add_argument("--out", default=None, help="write the markdown report here")
+    ap.add_argument("--out", default=None,
+                    help="write the markdown report here (and its verdicts as .json beside)")
+    ap.add_argument("--rejudge", default=None, metavar="JSON",
+                    help="judge again only the survivors of a saved run")
     a = ap.parse_args(argv)
     if a.jobs < 1:
         ap.error("--jobs must be at least 1")
@@ -487,7 +542,9 @@ def main(argv=None):
         elif done[0] % 100 == 0:
             print(f"{done[0]} mutants judged", file=sys.stderr, flush=True)
 
-    results = run_mutants(modules, a.jobs, a.micropython, limit=a.limit, progress=progress)
+    keep = load_verdicts(a.rejudge) if a.rejudge else None
+    results = run_mutants(modules, a.jobs, a.micropython, limit=a.limit, progress=progress,
+                          keep=keep)
     command = "python -m qgpt.conformance.mutants" + "".join(
         f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
     text = render(results, time.time() - t0, command)
@@ -495,6 +552,7 @@ def main(argv=None):
         tmp = Path(a.out).with_suffix(".tmp")
         tmp.write_text(text)
         os.replace(tmp, a.out)
+        save_results(results, Path(a.out).with_suffix(".json"))
     print(text)
     _, survivors = classify(results)
     return 1 if any(why is None for _, why in survivors) else 0
