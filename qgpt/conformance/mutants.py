@@ -414,7 +414,7 @@ def run_mutants(modules=None, jobs=1, micropython=None, formats=FORMATS, limit=N
     if limit:
         mutants = mutants[:limit]
     keep = keep or {}
-    done = [(m, *keep[m]) for m in mutants if m in keep]
+    done = [(m, *keep[m]) for m in mutants if m in keep and keep[m][0] != "earlier"]
     mutants = [m for m in mutants if m not in keep]
     results = [None] * len(mutants)
     with tempfile.TemporaryDirectory(prefix="qgpt-mutants-") as tmp:
@@ -446,16 +446,31 @@ def save_results(results, path):
     os.replace(tmp, path)
 
 
-def load_verdicts(path):
-    """{Mutant: (verdict, level, detail)} of a saved run, survivors left out (to be
-    judged again)."""
+def load_verdicts(path, firmware_dir=FIRMWARE_DIR):
+    """{Mutant: (verdict, level, detail)} to keep from a saved run: the .json of --out
+    (every verdict but the survivors'), or a report (.md): every mutant but the
+    survivors it lists, marked "earlier" (judged again: only its survivors)."""
     import json
+    import re
 
+    path = Path(path)
+    if path.suffix == ".json":
+        out = {}
+        for row in json.loads(path.read_text()):
+            verdict = (row.pop("verdict"), row.pop("level"), row.pop("detail"))
+            if verdict[0] != "survived":
+                out[Mutant(**row)] = verdict
+        return out
+    listed = set()
+    for line in path.read_text().splitlines():
+        m = re.match(r"^- (\w+)\.py:(\d+) \S+: `(.+?)` -> `(.+?)` in `", line)
+        if m:
+            listed.add((m[1], int(m[2]), m[3], m[4]))
     out = {}
-    for row in json.loads(Path(path).read_text()):
-        verdict = (row.pop("verdict"), row.pop("level"), row.pop("detail"))
-        if verdict[0] != "survived":
-            out[Mutant(**row)] = verdict
+    for mod in mutated_modules(firmware_dir):
+        for m in mutants_of(mod, (Path(firmware_dir) / f"{mod}.py").read_text()):
+            if (m.module, m.line, m.original, m.replacement) not in listed:
+                out[m] = ("earlier", "", "")
     return out
 
 
@@ -520,8 +535,9 @@ def main(argv=None):
     ap.add_argument("--micropython", default=None, help="the unix port (default: the venv's)")
     ap.add_argument("--out", default=None,
                     help="write the markdown report here (and its verdicts as .json beside)")
-    ap.add_argument("--rejudge", default=None, metavar="JSON",
-                    help="judge again only the survivors of a saved run")
+    ap.add_argument("--rejudge", default=None, metavar="FILE",
+                    help="judge again only the survivors of a saved run (its .json, or a "
+                         "report .md: then the new report has those mutants alone)")
     a = ap.parse_args(argv)
     if a.jobs < 1:
         ap.error("--jobs must be at least 1")
