@@ -90,10 +90,9 @@ def save(path, meta, model):
         crc = _put(f, MAGIC, 0)
         crc = _put(f, struct.pack("<HI", VERSION, len(header)), crc)
         crc = _put(f, header, crc)
-        for b in model.param_chunks():
-            crc = _put(f, b, crc)
-        crc = _put(f, model.m, crc)
-        crc = _put(f, model.v, crc)
+        for w in range(3):
+            for k in range(model.pieces(w)):
+                crc = _put(f, model.piece(w, k), crc)
         f.write(struct.pack("<I", crc & 0xFFFFFFFF))
         f.flush()
     replace(tmp, path)

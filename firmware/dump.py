@@ -22,11 +22,9 @@ class Dump:
     def close(self):
         mdl, f = self.mdl, self.f
         mdl.on_grad = None
-        f.seek(0)
-        for b in mdl.param_chunks():
-            f.write(b)
-        f.seek(8 * N)
-        f.write(mdl.m)
-        f.write(mdl.v)
+        for w in range(3):  # params at 0, then (after the gradient) m and v
+            f.seek(0 if w == 0 else 4 * (w + 1) * N)
+            for k in range(mdl.pieces(w)):
+                f.write(mdl.piece(w, k))
         f.close()
         print("dump", self.path)

@@ -7,7 +7,7 @@ Reads a JSON config, trains from the seed or resumes from a checkpoint, reads on
 record of the packed dataset per step (qgpt/pack.py; never all of it in RAM),
 prints one line per event, writes checkpoints, and ends with samples:
 
-    qgpt start format=q4.12 rounding=nearest master=- steps=1000 from=0 to=1000 ...
+    qgpt start format=q4.12 rounding=nearest master=- policy=... steps=1000 from=0 ...
     step 1 loss_q16 215912 loss 3.2946 rate 150.2
     ckpt 100
     sample kalen
@@ -19,13 +19,14 @@ an ESP32, and under CPython with the shims of qgpt/conformance.py's int32 target
 """
 
 import gc
+import json
 import sys
 from time import ticks_diff, ticks_ms
 
 from micropython import const
 from runbase import DATA_HEADER, RECORD, RunError
 
-_STATE_BYTES = const(56000)  # model.py's state block (Model checks the size)
+_LARGEST_BLOCK = const(56000)  # model.py's state block for the widest containers
 _N_PARAMS = const(4192)
 
 
@@ -82,17 +83,41 @@ def _drop(name):
         del sys.modules[name]
 
 
+def wants_master(path):
+    """Whether the config at path asks for master weights (a first look, for the
+    reservation of setup; runcfg checks the config)."""
+    try:
+        with open(path) as f:
+            user = json.load(f)
+        named = (user.get("master"), (user.get("policy") or {}).get("master"))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+    return any(m not in (None, "", "none") for m in named)
+
+
 def setup(path):
-    """(config, number of records): the cold code runs and is dropped, with the
-    policy and the parameter table, whose numbers are in cfg["numbers"]."""
+    """The config, with the number of records of the dataset ("records") and the state
+    block's size ("block"): the cold code runs and is dropped, with the policy and the
+    parameter table, whose numbers are in cfg["numbers"]. Meanwhile the bottom of the
+    heap is kept for the state block (run) by a block as large as any policy's, while
+    the setup's code comes and goes and the model's code comes above it. Nothing is
+    allocated after the reservation is let go, so the block can take its place."""
+    block = bytearray(_LARGEST_BLOCK + (_N_PARAMS * 4 if wants_master(path) else 0))
     import runcfg
 
     try:
         cfg = runcfg.load_config(path)
-        return cfg, runcfg.check_dataset(cfg["data"])
+        cfg["records"] = runcfg.check_dataset(cfg["data"])
     finally:
         for name in ("runcfg", "policy", "params"):
             _drop(name)
+    runcfg = None
+    gc.collect()
+    import model
+
+    cfg["block"] = model.block_bytes(cfg["numbers"][0][0], cfg["numbers"][0][6])[0]
+    del block
+    return cfg
 
 
 def begin(cfg, mdl, numbers):
@@ -107,29 +132,29 @@ def begin(cfg, mdl, numbers):
 
 
 def run(path):
-    # Memory (firmware/README.md): the state block first, at the bottom of the heap; the
-    # setup's code comes and goes above it; int32 master weights (16 KB) take the next
-    # piece of that size, and the training code then fills the holes
-    block = bytearray(_STATE_BYTES)
-    cfg, count = setup(path)
+    # Memory (firmware/README.md): the bottom of the heap is kept for the state block
+    # (the largest any policy needs) while the setup's code comes and goes above it;
+    # then the block of the policy's containers takes the bottom, the master weights
+    # the next piece, and the training code fills the holes
+    cfg = setup(path)
     gc.collect()
-    master = bytearray(4 * _N_PARAMS) if cfg["numbers"][0][0] else None
+    block = bytearray(cfg["block"])
     import ckpt
     import model as MD
     import prng
 
     steps, seed = cfg["steps"], cfg["seed"]
     numbers = cfg.pop("numbers")
-    mdl = MD.Model(block, master, numbers[0], seed)
-    block = master = None
-    ds = Dataset(cfg["data"], count, MD.BOS)
+    mdl = MD.Model(block, numbers[0], seed)
+    block = None
+    ds = Dataset(cfg["data"], cfg["records"], MD.BOS)
     start, seconds_before = begin(cfg, mdl, numbers)
     numbers = None
     end = steps if cfg["stop_at"] is None else min(steps, cfg["stop_at"])
     gc.collect()
     peak = gc.mem_alloc()
-    print(f"qgpt start {cfg['formats']} steps={steps} from={start} to={end} "
-          f"records={ds.count} viper={MD.word_bits()} heap={peak}")
+    print(f"qgpt start {cfg.pop('formats')} steps={steps} from={start} to={end} "
+          f"records={ds.count} viper={MD.word_bits()} heap={peak}")  # formats: once
     dumps = cfg["dump_steps"]
     log_every, every = cfg["log_every"], cfg["checkpoint_every"]
     saved = start

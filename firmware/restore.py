@@ -19,7 +19,7 @@ def begin(cfg, mdl, numbers):
     """Set mdl's state for the run of cfg; returns (its first step, the seconds of the
     sessions before). Resumes from cfg's checkpoint if asked and it exists; else the
     initial weights. numbers: runcfg's (the Model's, prng.init_tensor's (sh, lo, hi,
-    wide), the weight store's (name, lo, hi))."""
+    nb), the (name, lo, hi) of the weight store, adam_m and adam_v)."""
     path = cfg["checkpoint"]
     if cfg["resume"]:
         if ckpt.exists(path):
@@ -35,28 +35,28 @@ def begin(cfg, mdl, numbers):
 
 def init_weights(mdl, init):
     """The initial weights from the seed (section 4, init), tensor j of the table from
-    key(seed, INIT, j); init: the policy's init_args (sh, lo, hi, wide)."""
-    sh, lo, hi, wide = init
+    key(seed, INIT, j); init: the policy's init_args (sh, lo, hi, nb)."""
+    sh, lo, hi, w = init  # w: bytes a weight of the store
     st = memoryview(mdl.store)
-    w = 4 if wide else 2  # bytes a weight
     off = mdl.off
     for j in range(len(off) - 1):
         k = prng.key(mdl.seed, prng.STREAM_INIT, j)
         prng.init_tensor(st[w * off[j] : w * off[j + 1]], k, off[j + 1] - off[j], sh, lo, hi,
-                         wide)
+                         w)
     mdl.refresh_data(0, off[-1])
 
 
-def resume(cfg, mdl, store_format):
+def resume(cfg, mdl, formats):
     """Load cfg's checkpoint into mdl; returns its meta. A checkpoint made with other
     settings, or a damaged one, is refused."""
     path = cfg["checkpoint"]
-    meta = load_checkpoint(path, mdl, store_format)
+    meta = load_checkpoint(path, mdl, formats)
     if meta.get("kind") != "int":
         raise RunError(f"checkpoint {path}: kind {meta.get('kind')!r}, want an integer run")
     saved = meta.get("config", {})
-    diff = [k for k in ("format", "rounding", "master", "seed", "steps", "lr")
-            if saved.get(k) != cfg[k]]
+    mine = cfg["train_config"]
+    diff = [k for k in ("format", "rounding", "master", "policy", "seed", "steps", "lr")
+            if saved.get(k, "") != mine[k]]
     if diff:
         raise RunError(f"checkpoint {path} was made with other settings ({', '.join(diff)});"
                        " resume with the same ones or use another checkpoint path")
@@ -65,10 +65,11 @@ def resume(cfg, mdl, store_format):
     return meta
 
 
-def load_checkpoint(path, mdl, store_format):
+def load_checkpoint(path, mdl, formats):
     """Read a checkpoint into mdl (store, m, v) after checking its magic, version,
-    CRC32 and arrays; returns its meta. store_format: (name, lo, hi) of the weight
-    store. Raises RunError, saying what is wrong."""
+    CRC32 and arrays; returns its meta. formats: the (name, lo, hi) of the weight
+    store, adam_m and adam_v, whose containers take the int32 values narrowed (checked).
+    Raises RunError, saying what is wrong."""
     try:
         f = open(path, "rb")
     except OSError:
@@ -104,18 +105,17 @@ def load_checkpoint(path, mdl, store_format):
                            f"adam_m, adam_v as i4 of {ckpt.N}")
         if size != 10 + hlen + 12 * ckpt.N + 4:
             raise RunError(path + ": array sizes do not match the file length")
-        # params: int32 on file; an int16 store takes them narrowed (checked)
-        if mdl.wide:
-            f.readinto(mdl.store)
-        else:
-            name, lo, hi = store_format
+        # params, adam_m, adam_v: int32 on file; each container takes them narrowed,
+        # checked against the class's range
+        nb = mdl.nb
+        for buf, b, (name, lo, hi), what in ((mdl.store, nb[5], formats[0], "params"),
+                                              (mdl.m, nb[3], formats[1], "adam_m"),
+                                              (mdl.v, nb[4], formats[2], "adam_v")):
             bad = 0
             for off in range(0, ckpt.N, _CHUNK):
                 f.readinto(mdl.chunk)
-                bad += model.narrow16(mdl.store, off, mdl.chunk, _CHUNK, lo, hi)
+                bad += model.narrow(buf, off, mdl.chunk, _CHUNK, lo, hi, b)
             if bad:
-                raise RunError(f"{path}: {bad} weights do not fit {name}")
-        f.readinto(mdl.m)
-        f.readinto(mdl.v)
+                raise RunError(f"{path}: {bad} values of {what} do not fit {name}")
     mdl.refresh_data(0, ckpt.N)
     return header["meta"]
