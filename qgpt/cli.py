@@ -9,22 +9,13 @@ import sys
 from pathlib import Path
 
 from qgpt import train as training
+from qgpt.argtypes import positive as _positive
 from qgpt.checkpoint import CheckpointError
 from qgpt.data import DataError
 
 
 class UsageError(ValueError):
     """A bad option value, worded for the user."""
-
-
-def _positive(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n} must be at least 1")
-    return n
 
 
 def _add_train_options(p):
@@ -50,26 +41,29 @@ def _fresh_run_dir(base):
 
 def cmd_train(args):
     kind = args.format or "float"
-    if args.float and args.format:
-        raise UsageError("--float and --format exclude each other: pick one")
+    if args.float and (args.format or args.policy):
+        raise UsageError("--float and --format/--policy exclude each other: pick one")
+    # the precision policy (docs/arithmetic.md, section 3): a bad SPEC fails here
+    rounding, master, policy, label = args.rounding or "nearest", args.master or "", "", kind
+    if args.format or args.policy:
+        from qgpt.policy import train_settings
+
+        kind, rounding, master, policy, label = train_settings(
+            args.format, args.policy, args.master, args.rounding, args.lr)
     cfg = training.TrainConfig(
         data=str(Path(args.data).resolve()) if args.data else training.TrainConfig.data,
         steps=args.steps, seed=args.seed, lr=args.lr, format=kind,
-        rounding=args.rounding, master=args.master or "",
+        rounding=rounding, master=master, policy=policy,
         lowercase=args.lowercase, skip_long=args.skip_long,
         checkpoint_every=args.checkpoint_every, strict=args.strict,
     )
-    if kind != "float":
-        from qgpt.qformat import parse
-
-        parse(kind)  # a malformed format fails here, before any work
-    base = f"runs/{kind}-seed{args.seed}"
+    base = f"runs/{label}-seed{args.seed}"
     if args.out:
         out = Path(args.out)
     else:  # a new folder, or with --resume the default one
         out = Path(base) if args.resume else _fresh_run_dir(base)
     summary = training.train(cfg, out, resume=args.resume, progress=not args.quiet)
-    print(f"{kind}: train_loss_last100 {summary['train_loss_last100']:.4f}  "
+    print(f"{label}: train_loss_last100 {summary['train_loss_last100']:.4f}  "
           f"val_nll {summary['val_nll']:.4f}  {summary['seconds']:.1f} s  -> {out}")
     if not args.quiet:
         model, _ = training.load_run(out)
@@ -150,12 +144,17 @@ def build_parser():
     _add_train_options(p)
     p.add_argument("--float", action="store_true", help="the float64 reference (the default)")
     p.add_argument("--format", default=None, help="integer training in this Q format, e.g. q4.12")
-    p.add_argument("--rounding", default="nearest", choices=["nearest", "floor", "stochastic"],
+    p.add_argument("--policy", default=None, metavar="SPEC",
+                   help="a Q format per tensor class: CLASS=FORMAT pairs (classes weights, "
+                        "acts, logits, grads, pgrads, adam_m, adam_v, master), a preset "
+                        "(int16), or a JSON file; e.g. weights=q2.6,acts=q4.4")
+    p.add_argument("--rounding", default=None, choices=["nearest", "floor", "stochastic"],
                    help="how integer results are rounded (default nearest)")
     p.add_argument("--master", default=None,
-                   help="master-weight format for integer runs, e.g. q8.24, or 'none'")
+                   help="master-weight format for integer runs, e.g. q4.20, or 'none'")
     p.add_argument("--strict", action="store_true",
-                   help="check that every integer intermediate fits int32")
+                   help="check every kernel intermediate the device forms against its bound "
+                        "(int32, or the tighter one docs/arithmetic.md gives it)")
     p.add_argument("--out", default=None,
                    help="run folder (default: a new runs/FORMAT-seedS[-N])")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")

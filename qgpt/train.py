@@ -35,6 +35,7 @@ class TrainConfig:
     format: str = "float"  # "float" for the float64 reference, or a Q format like "q4.12"
     rounding: str = "nearest"  # integer runs: nearest | floor | stochastic
     master: str = ""  # integer runs: master-weight format ("" = the policy's default)
+    policy: str = ""  # integer runs: "" (the defaults of format) or the canonical policy SPEC
     lowercase: bool = False  # lowercase names and drop those with other characters
     skip_long: bool = False  # skip names longer than the block size
     checkpoint_every: int = 100  # steps between checkpoints (and at the end)

@@ -320,7 +320,7 @@ def test_deploy_compiles_for_the_board_and_copies(board, names_file, capsys):
 
 
 def test_deploy_refuses_unsupported_versions(board, names_file, capsys, monkeypatch):
-    monkeypatch.setattr(device, "MIN_VERSION", (99, 0))
+    monkeypatch.setattr("qgpt.device.identity.MIN_VERSION", (99, 0))
     code, _, err = cmd(capsys, "deploy", "--port", board.port, "--data", names_file)
     assert_user_error(code, err, "qgpt needs 99.0 or later", "qgpt device flash")
     if board.folder is not None:
@@ -489,6 +489,67 @@ done step 4 hash 0badcafe
 # --- 5. errors ---
 
 
+def _tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*"))
+
+
+def test_path_options_are_checked_before_anything_is_written(tmp_path, capsys):
+    """--dir, --out, --log, --link: a file where a folder is expected (or under one), a
+    folder where a file is, a missing file or folder, a folder qgpt cannot write in: one
+    line, exit 2, before the board is touched, and nothing left behind."""
+    afile, adir = tmp_path / "afile", tmp_path / "adir"
+    afile.write_text("x")
+    adir.mkdir()
+    (tmp_path / "old-run" / "summary.json").mkdir(parents=True)
+    port = "/dev/qgpt-no-such-port"  # reached only if a path passes its checks
+    new = tmp_path / "new" / "board"
+    cases = [
+        (("emulate", "--dir", afile), "--dir", "is a file, want a folder"),
+        (("emulate", "--dir", afile / "sub"), "--dir", "is a file, not a folder"),
+        (("emulate", "--dir", ""), "--dir", "want a folder name"),
+        (("emulate", "--dir", "/proc/qgpt-test/board"), "--dir /proc/qgpt-test/board"),
+        (("emulate", "--dir", new, "--link", tmp_path / "nodir" / "port"), "--link",
+         "does not exist"),
+        (("emulate", "--dir", new, "--link", afile / "port"), "--link", "is a file"),
+        (("emulate", "--dir", new, "--link", adir), "--link", "not a symbolic link"),
+        (("emulate", "--dir", new, "--micropython", tmp_path / "no-micropython"),
+         "no MicroPython unix port"),
+        (("train", "--port", port, "--out", afile), "--out", "is a file, want a folder"),
+        (("train", "--port", port, "--out", afile / "run"), "--out", "is a file, not a folder"),
+        (("pull", "--port", port, "--out", afile), "--out", "is a file, want a folder"),
+        (("pull", "--port", port, "--out", tmp_path / "old-run"), "--out", "summary.json",
+         "is a folder"),
+        (("pull", "--port", port, "--out", tmp_path / "run", "--log", tmp_path / "no.log"),
+         "--log", "no such file"),
+        (("pull", "--port", port, "--out", tmp_path / "run", "--log", adir), "--log",
+         "is a folder, want a file"),
+    ]
+    before = _tree(tmp_path)
+    for argv, *fragments in cases:
+        code, _, err = cmd(capsys, *argv)
+        assert_user_error(code, err, *fragments)
+        assert _tree(tmp_path) == before, f"qgpt device {' '.join(map(str, argv))} left files"
+
+
+def test_ctrl_c_while_the_emulator_starts_stops_it(tmp_path, capsys, monkeypatch):
+    from qgpt import fakeboard
+
+    started = []
+    open_board = fakeboard.FakeBoard.open
+
+    def open_then_ctrl_c(board):
+        port = open_board(board)
+        started.append(board)
+        raise KeyboardInterrupt  # as if Ctrl-C came before the emulator's handlers
+        return port
+
+    monkeypatch.setattr(fakeboard.FakeBoard, "open", open_then_ctrl_c)
+    code, out, err = cmd(capsys, "emulate", "--dir", tmp_path / "new" / "board")
+    assert code == 130 and err.strip().splitlines() == ["qgpt: interrupted"], err
+    assert started and started[0].proc.poll() is not None, "the unix port still runs"
+    assert not (tmp_path / "new").exists()
+
+
 def test_no_such_port(capsys):
     code, _, err = cmd(capsys, "deploy", "--port", "/dev/qgpt-no-such-port")
     assert_user_error(code, err, "no such port /dev/qgpt-no-such-port")
@@ -563,6 +624,53 @@ def test_lost_connection_mid_training(deployed, tmp_path, capsys):
 
 @needs_emulator
 @needs_trainer
+def test_a_checkpoint_whose_report_was_lost_is_not_denied(deployed, tmp_path, capsys,
+                                                          monkeypatch):
+    """The board saves the checkpoint due at step N after printing `step N` and reports
+    it (`ckpt N`) only then: a connection lost in between (the race that made
+    test_lost_connection_mid_training flaky) must not say there is no checkpoint."""
+    from qgpt.device.stream import TrainStream
+
+    line = TrainStream.line
+
+    def lose_the_report(stream, text):
+        if text.startswith("ckpt "):
+            _wait_for(deployed.file(device.BOARD_CKPT).exists, 30, "the checkpoint")
+            raise device.BoardLost(f"lost the connection to {deployed.port} (simulated)")
+        line(stream, text)
+
+    monkeypatch.setattr(TrainStream, "line", lose_the_report)
+    code, _, err = cmd(capsys, "train", "--port", deployed.port, "--out", tmp_path / "run",
+                       "--quiet", "--idle-timeout", 5)
+    assert_user_error(code, err, "lost the connection", f"step {EVERY}", "--resume")
+    assert "no checkpoint was written" not in err
+    assert checkpoint.decode(deployed.file(device.BOARD_CKPT).read_bytes())[0]["step"] == EVERY
+
+
+def test_after_break_hint_names_the_checkpoints_the_board_may_hold():
+    from qgpt.device.stream import TrainStream
+    from qgpt.device.train import after_break_hint
+
+    cfg = {"steps": 1000, "checkpoint_every": 100, "stop_at": None, "log_every": 1}
+
+    def hint(step, ckpt=None, known=None, **changes):
+        stream = TrainStream(progress=False)
+        stream.step, stream.ckpt = step, ckpt
+        return after_break_hint(stream, {**cfg, **changes}, known, "P")
+
+    assert hint(42).startswith("no checkpoint was written yet")
+    assert "may have written a checkpoint at step 100" in hint(100)
+    assert "may have written a checkpoint at step 100" in hint(99)  # its step line was lost
+    assert "may have written a checkpoint at step 30" in hint(30, stop_at=30)
+    assert hint(142, ckpt=100).startswith("its last checkpoint (step 100) is on the board")
+    assert "step 100, or step 200" in hint(200, ckpt=100)
+    assert "step 300, or step 400" in hint(395, known=300, log_every=10)
+    assert hint(350, known=300).startswith("its last checkpoint (step 300)")
+    assert "step 900, or step 1000" in hint(1000, ckpt=900, checkpoint_every=0)
+
+
+@needs_emulator
+@needs_trainer
 def test_corrupted_truncated_or_mismatched_checkpoint_is_refused(deployed, tmp_path, capsys):
     _train(deployed, tmp_path / "first", stop_at=EVERY)
     ckpt = deployed.file(device.BOARD_CKPT)
@@ -603,6 +711,29 @@ def test_conformance_on_the_board(deployed, capsys):
 
 
 # --- 7. flash ---
+
+
+@needs_emulator
+def test_conformance_that_cannot_run_is_one_setup_error(deployed, capsys):
+    deployed.file("conform_ops.py").write_text(  # a board imports .py before .mpy
+        "raise ImportError(\"no module named 'kernels'\")\n")
+    code, out, err = cmd(capsys, "conformance", "--port", deployed.port, "--formats", "q4.12")
+    assert_user_error(code, err, "the op conformance did not run on the board", "kernels")
+    assert "mismatch" not in out + err
+
+
+@needs_emulator
+def test_conformance_board_dying_midway_says_so_once_per_case(deployed, capsys):
+    deployed.file("conform_ops.py").write_text(
+        "def main(path):\n"
+        "    print('QGPT-OPS fake board')\n"
+        "    print('case 0')\n"
+        "    print('ok 0 1000')\n"
+        "    raise MemoryError('memory allocation failed')\n")
+    code, out, err = cmd(capsys, "conformance", "--port", deployed.port, "--formats", "q4.12")
+    assert code == 1, out + err
+    assert "the device failed: the board ran out of memory" in out
+    assert "the device failed: the device failed" not in out
 
 
 def _image(path, chip_id, magic=0xE9, size=4096):

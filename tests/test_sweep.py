@@ -1,4 +1,4 @@
-"""`qgpt sweep` (qgpt/sweep.py): deterministic whatever --jobs, files that parse, the table's
+"""`qgpt sweep` (qgpt/sweep/): deterministic whatever --jobs, files that parse, the table's
 columns, and a one-line error for every bad input, raised before any training.
 
 Runs are tiny (30 steps, 2 formats, 2 seeds) on a 300-name file, so the whole module

@@ -108,7 +108,7 @@ def test_train_writes_the_run_folder(runs, names_file, kind):
         return
     assert isinstance(model, IntModel)
     assert summary["format"] == "q4.12" and summary["rounding"] == "nearest"
-    assert summary["policy"]["param_grads"] == "int32, 22 fractional bits"
+    assert summary["policy"]["pgrads"] == "q10.22"  # 22 fractional bits, int32
     assert config["policy"] == summary["policy"]
     assert isinstance(summary["saturations"], dict)
     assert all(isinstance(n, int) and n >= 0 for n in summary["saturations"].values())
