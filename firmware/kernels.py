@@ -248,8 +248,10 @@ def embedding_forward(x, wte, wpe, token: int, t: int, C: int, sh: int, lo: int,
 def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int, hi: int,
                        bg: int):
     """Forward was x[t] = wte[tokens[t]] + wpe[t]: d = req(dx[t], sh, P), sh = Fg - Fp
-    (a left shift when Fp > Fg); then for t = 0 .. T-1 in order both rows become
-    sat(row + d, P). dwte (V, C), dwpe (BLOCK, C) int32 P, [lo, hi] within +-2**30;
+    (a left shift when Fp > Fg); then for t = 0 .. T-1 in order dwte[tokens[t]] becomes
+    sat(dwte[tokens[t]] + d, P), and dwpe[t] becomes d (each position comes once: the
+    same as the contract's sat(dwpe[t] + d, P) on the zeroed gradient; the simulator
+    assigns it too). dwte (V, C), dwpe (BLOCK, C) int32 P, [lo, hi] within +-2**30;
     dx (T, C) G (bg bytes); tokens (T,) uint8."""
     pwte = ptr32(dwte)
     pwpe = ptr32(dwpe)
@@ -284,12 +286,7 @@ def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int,
             elif w < lo:
                 w = lo
             pwte[te + i] = w
-            w = ((pwpe[tp + i] ^ s32) - s32) + d
-            if w > hi:
-                w = hi
-            elif w < lo:
-                w = lo
-            pwpe[tp + i] = w
+            pwpe[tp + i] = d  # each position once: row t of dwpe is d[t]
 
 
 # --- rmsnorm (sections 6, 7) ---
@@ -1013,10 +1010,10 @@ def adam_update(store, m, v, g, n: int, i0: int, j0: int, alpha: int, sh_m: int,
     m_ls = 0 - sh_m if sh_m < 0 else 0
     m_hi = big >> m_ls
     m_lo = 0 - m_hi
-    s_rs = sh_s if sh_s > 0 else 0
-    s_ls = 0 - sh_s if sh_s < 0 else 0
-    s_hi = 32767 >> s_ls
-    s_lo = 0 - (32768 >> s_ls)
+    gs_rs = sh_s if sh_s > 0 else 0
+    gs_ls = 0 - sh_s if sh_s < 0 else 0
+    gs_hi = 32767 >> gs_ls
+    gs_lo = 0 - (32768 >> gs_ls)
     # the ratio reaches 4 where a * 2**e >= den * 2**15
     big_sh = 15 - e if e <= 15 else 0
     small_sh = e - 15 if e > 15 else 0
@@ -1058,14 +1055,14 @@ def adam_update(store, m, v, g, n: int, i0: int, j0: int, alpha: int, sh_m: int,
             pm8[jj] = mi
         # 9.2 v = b2 v + (1 - b2) gs^2 with gs = req(g, Fp - Fs, 16-bit word), in [0, hv]
         gs = gi
-        if s_rs > 0:
-            gs = (gi >> s_rs) + ((gi >> (s_rs - 1)) & 1)
-        if gs > s_hi:
+        if gs_rs > 0:
+            gs = (gi >> gs_rs) + ((gi >> (gs_rs - 1)) & 1)
+        if gs > gs_hi:
             gs = 32767
-        elif gs < s_lo:
+        elif gs < gs_lo:
             gs = 0 - 32768
         else:
-            gs = gs << s_ls
+            gs = gs << gs_ls
         g2 = gs * gs
         if bv == 4:
             vi = (pv32[jj] ^ s32) - s32

@@ -40,6 +40,7 @@ import prng
 from adam import alpha_at, beta_powers
 from loss import ln_q16
 from micropython import const
+from runbase import block_bytes
 
 # The shape: firmware/params.py's table, whose module leaves memory once a run is set
 # up (tests/test_firmware_train.py checks that these agree with qgpt/params.py)
@@ -71,7 +72,8 @@ _FC2 = const(8)
 # The state block (byte sizes follow the policy's containers, 3.3 of the contract;
 # every piece a multiple of 4 bytes, so int32 views stay aligned): Adam m (N values
 # of the adam_m container), Adam v (adam_v), the data weights W, the activations,
-# an I/O chunk of CHUNK int32. block_bytes(nb) is its size.
+# an I/O chunk of CHUNK int32, the master weights (with master weights only): its
+# layout is runbase.block_bytes, which qgpt_train also uses to allocate it.
 
 # The activations (Model.act), int16 D unless noted, T = BLOCK rows, and what a buffer
 # holds once its forward value is dead ("| bwd:"):
@@ -212,21 +214,6 @@ def word_bits() -> int:
     """32 or 64: the width of a viper int on this port (1 << 31 wraps negative on 32 bits)."""
     one = 1
     return 64 if (one << 31) > 0 else 32
-
-
-def block_bytes(nb, wide):
-    """(the state block's size, the byte sizes of Model.act's buffers in the order of the
-    table above) for the containers nb = (bw, ba, bg, bm, bv, bs), with master weights
-    (N values of bs bytes, at the end) when wide; every size a multiple of 4."""
-    bw, ba, bg, bm, bv, bs = nb
-    bx = ba if ba > bg else bg  # buffers that hold an activation, then a gradient
-    tc = _T * _C
-    act = (2 * _NH * _T * _T, 4 * _T * _V, ba * _T * _M, bg * _T * _M,  # probs .. dh
-           ba * tc, ba * tc, ba * tc, ba * tc,  # x0, x1, q, k
-           ba * tc, bx * tc, ba * tc, bx * tc,  # vv, at, x3, x4
-           bx * tc, bx * tc, bx * tc,  # ga, gb, gc
-           8 * _T, 8 * _T, 8 * _T, 4 * _T)  # rs0, rs1, rs3, srow
-    return _N * (bm + bv + bw + (bs if wide else 0)) + sum(act) + 4 * _CHUNK, act
 
 
 class Model:

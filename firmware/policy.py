@@ -99,10 +99,12 @@ def resolve(data, policy):
     W = got.get("weights") or QFormat(i, f)
     A = got.get("acts") or QFormat(i, f)
     G = got.get("grads") or QFormat(2, GRAD_FRAC)
-    fp = G.frac_bits + A.frac_bits - guard(BLOCK, G.bits, A.bits)
+    fp = max(0, G.frac_bits + A.frac_bits - guard(BLOCK, G.bits, A.bits))
+    V = got.get("adam_v") or QFormat(32 - V_FRAC, V_FRAC)
+    fm = min(fp, R_FRAC + V.frac_bits // 2)  # so that Adam's e >= 0 (rule 5)
     return [W, A, got.get("logits") or QFormat(A.int_bits + LOGIT_EXTRA_BITS, A.frac_bits), G,
-            got.get("pgrads") or QFormat(32 - fp, fp), got.get("adam_m") or QFormat(32 - fp, fp),
-            got.get("adam_v") or QFormat(32 - V_FRAC, V_FRAC), got.get("master")]
+            got.get("pgrads") or QFormat(32 - fp, fp), got.get("adam_m") or QFormat(32 - fm, fm),
+            V, got.get("master")]
 
 
 def canonical(formats):

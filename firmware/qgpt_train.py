@@ -24,7 +24,7 @@ import sys
 from time import ticks_diff, ticks_ms
 
 from micropython import const
-from runbase import DATA_HEADER, RECORD, RunError
+from runbase import DATA_HEADER, RECORD, RunError, block_bytes
 
 _LARGEST_BLOCK = const(56000)  # model.py's state block for the widest containers
 _N_PARAMS = const(4192)
@@ -83,26 +83,44 @@ def _drop(name):
         del sys.modules[name]
 
 
-def wants_master(path):
-    """Whether the config at path asks for master weights (a first look, for the
-    reservation of setup; runcfg checks the config)."""
+def _container(text):
+    """Bytes a value of the format text qI.F takes (3.3): 1, 2 or 4."""
+    i, f = text.strip().lower()[1:].split(".")
+    bits = int(i) + int(f)
+    return 1 if bits <= 8 else (2 if bits <= 16 else 4)
+
+
+def block_size(path):
+    """The state block's size for the config at path, from a first look at its formats
+    (the containers of section 3.3: the defaults of the other classes are 16-bit grads
+    and 32-bit Adam state), for setup's reservation; runcfg checks the config later.
+    The largest block (with master weights) if the config cannot be read."""
     try:
         with open(path) as f:
             user = json.load(f)
-        named = (user.get("master"), (user.get("policy") or {}).get("master"))
-    except (OSError, ValueError, AttributeError, TypeError):
-        return False
-    return any(m not in (None, "", "none") for m in named)
+        named = user.get("policy") or {}
+        base = user.get("format", "q4.12")
+        master = named.get("master", user.get("master")) or "none"
+        # data classes have at most 16 bits: a wider one is an error runcfg reports
+        bw = min(2, _container(named.get("weights") or base))
+        wide = 0 if master.strip().lower() == "none" else 1
+        nb = (bw, min(2, _container(named.get("acts") or base)),
+              min(2, _container(named.get("grads") or "q2.14")),
+              _container(named.get("adam_m") or "q1.31"),
+              _container(named.get("adam_v") or "q4.28"), _container(master) if wide else bw)
+    except Exception:  # a bad config: runcfg says what is wrong
+        return _LARGEST_BLOCK + 4 * _N_PARAMS
+    return block_bytes(nb, wide)[0]
 
 
 def setup(path):
     """The config, with the number of records of the dataset ("records") and the state
     block's size ("block"): the cold code runs and is dropped, with the policy and the
     parameter table, whose numbers are in cfg["numbers"]. Meanwhile the bottom of the
-    heap is kept for the state block (run) by a block as large as any policy's, while
-    the setup's code comes and goes and the model's code comes above it. Nothing is
-    allocated after the reservation is let go, so the block can take its place."""
-    block = bytearray(_LARGEST_BLOCK + (_N_PARAMS * 4 if wants_master(path) else 0))
+    heap is kept for the state block (run) by a reservation of its size, so that the
+    setup's code comes and goes above it. Nothing is allocated after the reservation
+    is let go, so the block takes its place."""
+    block = bytearray(block_size(path))
     import runcfg
 
     try:
@@ -111,11 +129,7 @@ def setup(path):
     finally:
         for name in ("runcfg", "policy", "params"):
             _drop(name)
-    runcfg = None
-    gc.collect()
-    import model
-
-    cfg["block"] = model.block_bytes(cfg["numbers"][0][0], cfg["numbers"][0][6])[0]
+    cfg["block"] = block_bytes(cfg["numbers"][0][0], cfg["numbers"][0][6])[0]
     del block
     return cfg
 

@@ -98,7 +98,8 @@ def load_config(path):
     except ValueError as e:
         raise RunError(e.args[0]) from None
     W, M, V, S = P.formats[0], P.formats[5], P.formats[6], P.weight_store
-    defaults = policy.resolve(cfg["format"], {"master": P.master.name} if P.master else {})
+    # the classes that --format (= the weights' format) and master imply
+    defaults = policy.resolve(W.name, {"master": P.master.name} if P.master else {})
     # the Model's numbers; prng.init_tensor's (sh, lo, hi, nb) for the initial weights;
     # the (name, lo, hi) of the weight store, adam_m and adam_v, for a resume
     cfg["numbers"] = (model_numbers(P), P.init_args(),

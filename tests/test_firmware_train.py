@@ -293,7 +293,10 @@ def test_the_firmwares_copies_of_the_shape_agree_with_the_table():
     act = 2 * NH * T * T + 4 * T * V + 2 * 2 * T * M + 11 * 2 * T * C + 3 * 8 * T + 4 * T
     assert t["_LARGEST_BLOCK"] == 10 * params.N_PARAMS + act + 4 * m["_CHUNK"]
     assert t["_N_PARAMS"] == params.N_PARAMS
-    assert consts("runbase.py")["RECORD"] == params.BLOCK
+    rb = consts("runbase.py")
+    assert rb["RECORD"] == params.BLOCK
+    assert [rb[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK")] == [
+        m[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK")]
 
 
 def test_too_small_a_heap_says_so(device, tmp_path):
