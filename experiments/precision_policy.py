@@ -1,12 +1,13 @@
 """Which tensor class needs how many bits: precision policies trained and compared with float.
 
-    python experiments/precision_policy.py [--tables classes,low] [--jobs 2] [--seeds 3]
+    python experiments/precision_policy.py [--tables classes,low,int8] [--jobs 2] [--seeds 3]
 
-Tables (docs/RESULTS.md, "Precision policies"):
+Tables (docs/RESULTS.md, "Precision policies" and "8-bit training"):
     classes  the bits of each class in turn, every other class at its int16 default
              (`--policy int16`), weight updates rounded stochastically (and nearest for
              the weights' rows)
     low      all-low-bit policies
+    int8     bits of the weights and of Adam's state x update technique (issue 13)
 
 Every run: makemore's names (../shared/data/names-makemore.txt), 1000 steps, seeds 42,
 43, 44, and the float64 reference with the same seeds. Written to
@@ -52,6 +53,17 @@ LOW_POLICIES = (
     "weights=q2.4,acts=q4.2",
 )
 
+STATE = {"int32": "", "16-bit": ",adam_m=q2.14,adam_v=q2.14",
+         "b16x64": ",adam_m=b16x64,adam_v=b16x64", "b8x64": ",adam_m=b8x64,adam_v=b8x64",
+         "b8x256": ",adam_m=b8x256,adam_v=b8x256"}
+INT8_ROWS = (  # (weights, state, rounding) of the int8 table; acts as the weights' width
+    *((w, st, "nearest") for w in ("q4.12",) for st in STATE),
+    *(("q2.6", st, r) for st in ("int32", "b8x64")
+      for r in ("nearest", "stochastic", "pseudo", "kahan")),
+    ("q2.6", "b8x256", "kahan"),
+)
+INT8_PRESETS = ("int8", "int8,pgrads=q10.22", "int8,pgrads=q2.10")
+
 # tensor names of the simulator's saturation counters (int_ops, int_model) -> class
 CLASS_OF = {
     "embedding.x": "acts", "rmsnorm.y": "acts", "qkv": "acts", "attention.out": "acts",
@@ -79,6 +91,14 @@ def jobs_of(tables, seeds):
                     for mode in modes:
                         runs += [("classes", f"{cls}={fmt}", f"int16,{cls}={fmt}", mode, s)
                                  for s in seeds]
+        elif table == "int8":
+            for w, st, mode in INT8_ROWS:
+                acts = "q4.12" if w == "q4.12" else "q4.4"
+                spec = f"weights={w},acts={acts}{STATE[st]}"
+                runs += [("int8", f"weights {w}, acts {acts}, state {st}", spec, mode, s)
+                         for s in seeds]
+            for spec in INT8_PRESETS:
+                runs += [("int8", spec, spec, None, s) for s in seeds]
         elif table == "low":
             for spec in LOW_POLICIES:
                 for mode in ("stochastic", "nearest"):
@@ -143,7 +163,8 @@ def markdown(summary, rows, command):
              "rounded to zero; saturations per step by class; state bytes = device bytes of "
              "weights, master, gradient, Adam m and v (docs/arithmetic.md, 3.3).", ""]
     for table, title in (("classes", "One class at a time (the others at int16)"),
-                         ("low", "All-low-bit policies")):
+                         ("low", "All-low-bit policies"),
+                         ("int8", "8-bit training: weights and Adam state x technique")):
         sel = [s for s in summary if s["table"] == table]
         if not sel:
             continue
@@ -161,7 +182,7 @@ def markdown(summary, rows, command):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tables", default="classes,low")
+    parser.add_argument("--tables", default="classes,low,int8")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=3, help="seeds 42, 43, ... (default 3)")
     parser.add_argument("--out", default=str(OUT))
@@ -176,8 +197,10 @@ def main(argv=None):
     with Pool(args.jobs) as pool:
         rows = pool.map(run_one, jobs, chunksize=1)
     command = "python experiments/precision_policy.py" + (
-        f" --tables {args.tables}" if args.tables != "classes,low" else "")
+        f" --tables {args.tables}" if args.tables != "classes,low,int8" else "")
     summary = summarize(rows)
+    for s_ in summary:  # the preset rows' rounding, as resolved
+        s_["rounding"] = s_["rounding"] or policy.parse_policy(s_["label"]).rounding
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sha = hashlib.sha256(Path(DATA).read_bytes()).hexdigest()

@@ -147,9 +147,10 @@ def build_parser():
     p.add_argument("--policy", default=None, metavar="SPEC",
                    help="a Q format per tensor class: CLASS=FORMAT pairs (classes weights, "
                         "acts, logits, grads, pgrads, adam_m, adam_v, master), a preset "
-                        "(int16), or a JSON file; e.g. weights=q2.6,acts=q4.4")
-    p.add_argument("--rounding", default=None, choices=["nearest", "floor", "stochastic"],
-                   help="how integer results are rounded (default nearest)")
+                        "(int16, int8), or a JSON file; e.g. weights=q2.6,acts=q4.4")
+    p.add_argument("--rounding", default=None,
+                   choices=["nearest", "floor", "stochastic", "pseudo", "kahan"],
+                   help="how weight updates are rounded (default nearest, or the preset's)")
     p.add_argument("--master", default=None,
                    help="master-weight format for integer runs, e.g. q4.20, or 'none'")
     p.add_argument("--strict", action="store_true",
