@@ -88,6 +88,9 @@ _R_MAX = const(32768)  # 4.0 in Q13
 _ROUND_NEAREST = const(0)  # update rounding modes (firmware/policy.py ROUNDINGS)
 _ROUND_FLOOR = const(1)
 _ROUND_STOCHASTIC = const(2)
+_ROUND_PSEUDO = const(3)
+_ROUND_KAHAN = const(4)
+_KAHAN_BITS = const(8)  # the compensation below the weight's LSB (9.6)
 
 # the PRNG (section 4), for Adam's stochastic rounding
 _M30 = const(1073741823)  # 2**30 - 1
@@ -978,18 +981,21 @@ def cross_entropy_backward(dlogits, probs, targets, T: int, V: int, s: int, glo:
 
 
 @micropython.viper
-def adam_update(store, m, v, g, n: int, i0: int, j0: int, alpha: int, sh_m: int, sh_s: int,
-                e: int, u: int, mode: int, key: int, lo: int, hi: int, hm: int, hv: int,
-                bs: int, bm: int, bv: int) -> int:
-    """One Adam step for parameters i0 .. i0+n-1 (g holds their n gradients; store,
-    m and v hold them from index j0: 0 for buffers of those n, i0 for whole ones): section 9,
-    9.1-9.5. alpha (< 2**15, Falpha bits) is the step's bias-corrected step size
-    (firmware/adam.py); sh_m = Fp - Fm, sh_s = Fp - Fs (Fs = Fv / 2), either sign;
-    e = 13 + Fs - Fm >= 0; u = Falpha + 13 - F_store (0..30); mode: 0 nearest, 1 floor,
+def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: int,
+                sh_m: int, sh_s: int, e: int, u: int, mode: int, key: int, lo: int, hi: int,
+                hm: int, hv: int, bs: int, bm: int, bv: int) -> int:
+    """One Adam step for parameters i0 .. i0+n-1, the flat indices (g holds their n
+    gradients; store and comp hold them from index js, m and v from index j0: 0 for
+    buffers of those n, i0 for whole ones): section 9, 9.1-9.5, and 9.6's roundings.
+    alpha (< 2**15, Falpha bits) is the step's bias-corrected step size
+    (firmware/adam.py); sh_m = Fp - Fm, sh_s = Fp - Fh (Fh = Fv / 2), either sign;
+    e = 13 + Fh - Fm >= 0; u = Falpha + 13 - F_store (0..30); mode: 0 nearest, 1 floor,
     2 stochastic with r = hash30((key + i) & M30), key = key(seed, ROUND, step), i the flat
-    index. store (j0 + n,) the weight store S = [lo, hi] in bs bytes (1, 2, 4); m (j0 + n,)
-    [-hm, hm] in bm bytes; v (j0 + n,) [0, hv] in bv bytes; g (n,) int32 P, |g| <= 2**30.
-    Returns the number of stalled updates (delta != 0 rounded to d = 0)."""
+    index, 3 pseudo, 4 kahan (comp: int8 compensations, else unused). store the weight
+    store S = [lo, hi] in bs bytes (1, 2, 4); m [-hm, hm] in bm bytes; v [0, hv] in bv
+    bytes; g (n,) int32 P, |g| <= 2**30. Returns the number of stalled updates (delta != 0
+    rounded to d = 0)."""
+    pc = ptr8(comp)
     ps8 = ptr8(store)
     ps16 = ptr16(store)
     ps32 = ptr32(store)
@@ -1020,9 +1026,16 @@ def adam_update(store, m, v, g, n: int, i0: int, j0: int, alpha: int, sh_m: int,
     small_add = (1 << small_sh) - 1
     half_u = (1 << u) >> 1
     rand_sh = 30 - u
+    ph = u >> 1  # pseudo: the low ph bits of delta stand in for the random number
+    ph_mask = (1 << ph) - 1
+    ph_sh = u - ph
+    uk = u - _KAHAN_BITS  # kahan: rnd(delta, u - 8), u >= 13
+    half_uk = 1 << (uk - 1) if uk > 0 else 0
+    kahan_half = 1 << (_KAHAN_BITS - 1)
     stalled = 0
     for j in range(n):
         jj = j0 + j
+        js_j = js + j
         gi = (pg[j] ^ s32) - s32
         # 9.1 m = b1 m + (1 - b1) gm, gm = req(g, Fp - Fm, +-2**30), each product by
         # mul15(x, c), saturated to [-hm, hm]
@@ -1113,40 +1126,206 @@ def adam_update(store, m, v, g, n: int, i0: int, j0: int, alpha: int, sh_m: int,
         # 9.5 the update in Falpha + 13 bits, |delta| <= 2**30, requantized by u bits with
         # the run's rounding mode, then store - d, saturated
         delta = alpha * r
-        d = delta
-        if u > 0:
-            if mode == _ROUND_NEAREST:
-                d = (delta + half_u) >> u
-            elif mode == _ROUND_FLOOR:
-                d = delta >> u
-            else:  # _ROUND_STOCHASTIC: r30 = hash30((key + i) & M30), inlined from prng.py
-                x = (key + i0 + j) & _M30
-                x ^= x >> 16
-                x = (x * _HASH_MUL) & _M30
-                x ^= x >> 16
-                x = (x * _HASH_MUL) & _M30
-                x ^= x >> 16
-                d = (delta + (x >> rand_sh)) >> u
-        if delta != 0 and d == 0:
-            stalled += 1
         if bs == 4:
-            w = (ps32[jj] ^ s32) - s32
+            w = (ps32[js_j] ^ s32) - s32
         elif bs == 2:
-            w = (ps16[jj] ^ 0x8000) - 0x8000
+            w = (ps16[js_j] ^ 0x8000) - 0x8000
         else:
-            w = (ps8[jj] ^ 0x80) - 0x80
-        if d < 0 and w > hi + d:
-            w = hi
-        else:
-            w = w - d
+            w = (ps8[js_j] ^ 0x80) - 0x80
+        if mode == _ROUND_KAHAN:
+            # 9.6: t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8), W);
+            # c = clamp(t - (w << 8), -2**7, 2**7 - 1)
+            d = (delta + half_uk) >> uk
+            if delta != 0 and d == 0:
+                stalled += 1
+            t = (w << _KAHAN_BITS) + ((pc[js_j] ^ 0x80) - 0x80) - d
+            w = (t + kahan_half) >> _KAHAN_BITS
             if w > hi:
                 w = hi
             elif w < lo:
                 w = lo
-        if bs == 4:
-            ps32[jj] = w
-        elif bs == 2:
-            ps16[jj] = w
+            c = t - (w << _KAHAN_BITS)
+            if c > kahan_half - 1:
+                c = kahan_half - 1
+            elif c < 0 - kahan_half:
+                c = 0 - kahan_half
+            pc[js_j] = c
         else:
-            ps8[jj] = w
+            d = delta
+            if u > 0:
+                if mode == _ROUND_NEAREST:
+                    d = (delta + half_u) >> u
+                elif mode == _ROUND_FLOOR:
+                    d = delta >> u
+                elif mode == _ROUND_PSEUDO:  # 9.6: RNG-free, the low bits of delta itself
+                    d = (delta + ((delta & ph_mask) << ph_sh)) >> u
+                else:  # _ROUND_STOCHASTIC: r30 = hash30((key + i) & M30), inlined from prng
+                    x = (key + i0 + j) & _M30
+                    x ^= x >> 16
+                    x = (x * _HASH_MUL) & _M30
+                    x ^= x >> 16
+                    x = (x * _HASH_MUL) & _M30
+                    x ^= x >> 16
+                    d = (delta + (x >> rand_sh)) >> u
+            if delta != 0 and d == 0:
+                stalled += 1
+            if d < 0 and w > hi + d:
+                w = hi
+            else:
+                w = w - d
+                if w > hi:
+                    w = hi
+                elif w < lo:
+                    w = lo
+        if bs == 4:
+            ps32[js_j] = w
+        elif bs == 2:
+            ps16[js_j] = w
+        else:
+            ps8[js_j] = w
     return stalled
+
+
+# --- buffer helpers: containers to int32 and back, copies (no allocation) ---
+
+
+@micropython.viper
+def widen(out, src, off: int, n: int, nb: int):
+    """out[0:n] (int32) = src[off:off+n]: nb = 1, 2 or 4 bytes a signed value (sign-
+    extended), -1 or -2 an unsigned one."""
+    po = ptr32(out)
+    p8 = ptr8(src)
+    p16 = ptr16(src)
+    p32 = ptr32(src)
+    for i in range(n):
+        if nb == 2:
+            po[i] = (p16[off + i] ^ 0x8000) - 0x8000
+        elif nb == 1:
+            po[i] = (p8[off + i] ^ 0x80) - 0x80
+        elif nb == -1:
+            po[i] = p8[off + i]
+        elif nb == -2:
+            po[i] = p16[off + i]
+        else:
+            po[i] = p32[off + i]
+
+
+@micropython.viper
+def narrow(dst, off: int, src, n: int, lo: int, hi: int, nb: int) -> int:
+    """dst[off:off+n] (nb bytes a value; -1, -2 as 1, 2) = src[0:n] (int32); returns how
+    many values lay outside [lo, hi] (a checkpoint that does not fit the class's format)."""
+    p8 = ptr8(dst)
+    p16 = ptr16(dst)
+    p32 = ptr32(dst)
+    ps = ptr32(src)
+    one = 1
+    s32 = one << 31
+    bad = 0
+    for i in range(n):
+        x = (ps[i] ^ s32) - s32
+        if x > hi or x < lo:
+            bad += 1
+        if nb == 2 or nb == -2:
+            p16[off + i] = x
+        elif nb == 1 or nb == -1:
+            p8[off + i] = x
+        else:
+            p32[off + i] = x
+    return bad
+
+
+@micropython.viper
+def copy32(dst, d0: int, src, s0: int, n: int):
+    """dst[d0:d0+n] = src[s0:s0+n], int32 buffers."""
+    pd = ptr32(dst)
+    ps = ptr32(src)
+    for i in range(n):
+        pd[d0 + i] = ps[s0 + i]
+
+
+# --- block-scaled Adam state (section 9.6) ---
+
+
+@micropython.viper
+def block_decode(w, q, k, a: int, n: int, nblk: int, nb: int, sq: int):
+    """w[0:n] (int32) = the wide values of parameters a .. a+n-1 (a a multiple of nblk):
+    q_i << k_j, signed mantissas q (m), or with sq (v, stored through its square root)
+    (q_i << k_j)**2 of unsigned ones; q in nb bytes (1 or 2), k (blocks,) uint8 shifts."""
+    pw = ptr32(w)
+    q8 = ptr8(q)
+    q16 = ptr16(q)
+    pk = ptr8(k)
+    blk = a // nblk
+    left = 0  # values left in the current block
+    kj = 0
+    for j in range(n):
+        if left == 0:
+            kj = int(pk[blk])
+            blk += 1
+            left = nblk
+        left -= 1
+        i = a + j
+        if sq:
+            x = int(q16[i]) if nb == 2 else int(q8[i])
+            x = x << kj
+            pw[j] = x * x  # (2**15)**2 at most: decoded roots stay <= 2**15
+        else:
+            x = (q16[i] ^ 0x8000) - 0x8000 if nb == 2 else (q8[i] ^ 0x80) - 0x80
+            pw[j] = x << kj
+
+
+@micropython.viper
+def block_encode(q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int):
+    """Store the wide values w[0:n] of parameters a .. a+n-1 (a a multiple of nblk)
+    block-scaled (9.6): per block the smallest shift k_j whose rounded maximum fits the
+    mantissa, then q_i = rnd(x_i, k_j) with x = w (m: signed, |q| <= 2**(bits-1) - 1), or
+    with sq x = isqrt(w) (v: unsigned, q <= 2**bits - 1; w[j] becomes x). q in nb bytes,
+    k (blocks,) uint8."""
+    pw = ptr32(w)
+    q8 = ptr8(q)
+    q16 = ptr16(q)
+    pk = ptr8(k)
+    one = 1
+    s32 = one << 31
+    top = (1 << bits) - 1 if sq else (1 << (bits - 1)) - 1
+    tbits = bits if sq else bits - 1  # bitlen(top)
+    b0 = 0
+    while b0 < n:
+        b1 = b0 + nblk if b0 + nblk < n else n
+        big = 0
+        for j in range(b0, b1):
+            x = (pw[j] ^ s32) - s32
+            if sq:  # x = isqrt(v), digit by digit
+                rem = x
+                bit = one << 30
+                while bit > rem:
+                    bit >>= 2
+                x = 0
+                while bit != 0:
+                    if rem >= x + bit:
+                        rem -= x + bit
+                        x = (x >> 1) + bit
+                    else:
+                        x >>= 1
+                    bit >>= 2
+                pw[j] = x
+            ax = x if x >= 0 else 0 - x
+            if ax > big:
+                big = ax
+        nbits = 0  # bitlen(big)
+        y = big
+        while y != 0:
+            y >>= 1
+            nbits += 1
+        kj = nbits - tbits if nbits > tbits else 0
+        if ((big + ((1 << kj) >> 1)) >> kj) > top:
+            kj += 1
+        half = (1 << kj) >> 1
+        for j in range(b0, b1):
+            x = (((pw[j] ^ s32) - s32) + half) >> kj
+            if nb == 2:
+                q16[a + j] = x
+            else:
+                q8[a + j] = x
+        pk[(a + b0) // nblk] = kj
+        b0 = b1

@@ -40,7 +40,6 @@ import prng
 from adam import alpha_at, beta_powers
 from loss import ln_q16
 from micropython import const
-from runbase import block_bytes
 
 # The shape: firmware/params.py's table, whose module leaves memory once a run is set
 # up (tests/test_firmware_train.py checks that these agree with qgpt/params.py)
@@ -72,8 +71,9 @@ _FC2 = const(8)
 # The state block (byte sizes follow the policy's containers, 3.3 of the contract;
 # every piece a multiple of 4 bytes, so int32 views stay aligned): Adam m (N values
 # of the adam_m container), Adam v (adam_v), the data weights W, the activations,
-# an I/O chunk of CHUNK int32, the master weights (with master weights only): its
-# layout is runbase.block_bytes, which qgpt_train also uses to allocate it.
+# an I/O chunk of CHUNK int32, 9.6's shifts, compensations and Adam's unit scratch,
+# the master weights (with master weights only): layout.block_bytes and
+# layout.adam_layout give the sizes, at setup (qgpt_train allocates the block).
 
 # The activations (Model.act), int16 D unless noted, T = BLOCK rows, and what a buffer
 # holds once its forward value is dead ("| bwd:"):
@@ -111,46 +111,6 @@ def zero32(buf, n: int):
     p = ptr32(buf)
     for i in range(n):
         p[i] = 0
-
-
-@micropython.viper
-def widen(out, src, off: int, n: int, nb: int):
-    """out[0:n] (int32) = src[off:off+n] (nb = 1, 2 or 4 bytes a value), sign-extended."""
-    po = ptr32(out)
-    p8 = ptr8(src)
-    p16 = ptr16(src)
-    p32 = ptr32(src)
-    for i in range(n):
-        if nb == 2:
-            po[i] = (p16[off + i] ^ 0x8000) - 0x8000
-        elif nb == 1:
-            po[i] = (p8[off + i] ^ 0x80) - 0x80
-        else:
-            po[i] = p32[off + i]
-
-
-@micropython.viper
-def narrow(dst, off: int, src, n: int, lo: int, hi: int, nb: int) -> int:
-    """dst[off:off+n] (nb bytes a value) = src[0:n] (int32); returns how many values lay
-    outside [lo, hi] (a checkpoint that does not fit the class's format)."""
-    p8 = ptr8(dst)
-    p16 = ptr16(dst)
-    p32 = ptr32(dst)
-    ps = ptr32(src)
-    one = 1
-    s32 = one << 31
-    bad = 0
-    for i in range(n):
-        x = (ps[i] ^ s32) - s32
-        if x > hi or x < lo:
-            bad += 1
-        if nb == 2:
-            p16[off + i] = x
-        elif nb == 1:
-            p8[off + i] = x
-        else:
-            p32[off + i] = x
-    return bad
 
 
 @micropython.viper
@@ -219,10 +179,10 @@ def word_bits() -> int:
 class Model:
     """The weights, Adam's state and every activation buffer of one training run."""
 
-    def __init__(self, block, nums, seed):
-        """block: the state block, a zeroed bytearray of block_bytes(nums[0], nums[6])
-        that the run allocated before the training code; nums from runcfg.model_numbers
-        (the policy's and the parameter table's)."""
+    def __init__(self, views, nums, seed):
+        """views: layout.views of the state block, a zeroed bytearray that the run
+        allocated before the training code; nums from runcfg.model_numbers (the
+        policy's and the parameter table's)."""
         # the numbers (runcfg.model_numbers):
         #   nb        (bw, ba, bg, bm, bv, bs): container bytes of weights, acts, grads,
         #             adam_m, adam_v and the weight store (3.3)
@@ -239,32 +199,24 @@ class Model:
         #             adam_update's shifts and rounding mode, the store's limits, m's and
         #             v's bounds; with master weights the forward view's shift and W's limits
         #   schedule  (lr_q30, alpha_frac, stochastic)
-        self.nb, offs, self.fwd, self.bwd, self.opt, self.schedule = nums[:6]
-        self.wide = nums[6]  # master weights
-        bw, ba, bg, bm, bv, bs = self.nb
-        size, sizes = block_bytes(self.nb, self.wide)
-        if len(block) != size:
-            raise ValueError(f"the state block has {len(block)} bytes, want {size}")
-        b = memoryview(block)  # the views keep the block alive
-        at = _N * bm
-        self.m = b[0:at]
-        self.v = b[at : at + _N * bv]
-        at += _N * bv
-        self.wd = b[at : at + _N * bw]
-        at += _N * bw
-        act = []
-        for n in sizes:
-            act.append(b[at : at + n])
-            at += n
-        self.chunk = b[at : at + 4 * _CHUNK]
-        at += 4 * _CHUNK
-        self.act = tuple(act)  # the views, in the order of the table above
-        self.logits = act[_LOGITS]
-        # the weight store: the data weights themselves, or the master weights
-        self.store = b[at:size] if self.wide else self.wd
-        self.state = ((self.store, bs), (self.m, bm), (self.v, bv))  # (array, bytes a value)
-        self.off = offs  # the table's offsets, in table order, then N
-        self.w = tuple(self.wd[bw * offs[j] : bw * offs[j + 1]] for j in range(9))  # views
+        #   wide      1 with master weights
+        #   blocks    (Bm, Nm, Bv, Nv): block-scaled adam_m, adam_v (9.6), 0 for plain ones
+        # and, appended by qgpt_train, the layout of layout.block_bytes
+        self.nb, self.off, self.fwd, self.bwd, self.opt, self.schedule, self.wide, \
+            blocks = nums[:8]  # off: the table's offsets, in table order, then N
+        # the views into the state block (layout.views, which documents them); state: the
+        # arrays of checkpoints, dumps and the hash, (name, array, bytes a value (negative:
+        # unsigned), values, lo, hi), in their order (9.6)
+        self.m, self.v, self.wd, self.act, self.chunk, self.store, self.state, self.w, adam \
+            = views
+        self.logits = self.act[_LOGITS]
+        # 9.6's block-scaled state, in one tuple (a name costs memory for good): the shifts
+        # of m and v, the unit's wide m and v, its gradient slots, the unit a slot gathers
+        # (-1: free) and how many of its gradients it holds, U (0: no blocks), blocks, and
+        # Kahan's compensations
+        mk, vk, mw, vw, slots, u, comp = adam
+        self.blk = (mk, vk, mw, vw, slots, [-1] * len(slots), [0] * len(slots), u, blocks,
+                    comp)
         self.seed = seed
         self.p1 = self.p2 = 1 << 30  # beta1^t, beta2^t in Q30 (t = steps taken)
         self.steps_taken = 0
@@ -329,14 +281,21 @@ class Model:
     # --- backward over all positions, with the fused Adam update ---
 
     def adam(self, off, n, grad, alpha, key):
-        """Adam (section 9) on parameters off .. off+n-1, their gradient in grad[0:n]."""
+        """Adam (section 9) on parameters off .. off+n-1, their gradient in grad[0:n].
+        With block-scaled state (9.6) Adam runs on whole units, as their gradient is
+        complete (gather)."""
         if self.on_grad is not None:
             self.on_grad(off, n, grad)
+        if self.blk[7]:
+            import blockadam  # block-scaled state only: its code is in memory only then
+
+            blockadam.gather(self, off, n, grad, alpha, key)
+            return
         sh_m, sh_s, e, u, mode, lo, hi, hm, hv, _, _, _ = self.opt
         _, _, _, bm, bv, bs = self.nb
-        self.stalled_total += K.adam_update(self.store, self.m, self.v, grad, n, off, off,
-                                            alpha, sh_m, sh_s, e, u, mode, key, lo, hi, hm,
-                                            hv, bs, bm, bv)
+        self.stalled_total += K.adam_update(self.store, self.m, self.v, grad, self.blk[9], n, off,
+                                            off, off, alpha, sh_m, sh_s, e, u, mode, key, lo,
+                                            hi, hm, hv, bs, bm, bv)
         self.refresh_data(off, n)
 
     def weight_backward(self, j, dx, dy, x, T, n_in, n_out, alpha, key):
@@ -426,23 +385,27 @@ class Model:
     # --- the state as bytes: hashes and checkpoints ---
 
     def pieces(self, w):
-        """How many pieces piece(w, k) gives: 1 for an int32 array, else N / CHUNK."""
-        return 1 if self.state[w][1] == 4 else _N // _CHUNK
+        """How many pieces piece(w, k) gives: 1 for an int32 array, else one per CHUNK
+        values."""
+        _, _, nb, n, _, _ = self.state[w]
+        return 1 if nb == 4 else -(-n // _CHUNK)
 
     def piece(self, w, k):
-        """Piece k of state array w (0 params: the weight store, 1 adam_m, 2 adam_v) as
-        int32 LE bytes: the array itself when it is int32, else values k * CHUNK .. of it
-        widened into the one chunk buffer (no allocation: checkpoints, hashes, dumps)."""
-        buf, nb = self.state[w]
+        """Piece k of state array w (self.state: params, adam_m, adam_v, then 9.6's
+        arrays) as int32 LE bytes: the array itself when it is int32, else its values
+        k * CHUNK .. widened into the one chunk buffer (no allocation but for a short last
+        piece: checkpoints, hashes, dumps)."""
+        _, buf, nb, n, _, _ = self.state[w]
         if nb == 4:
             return buf
-        widen(self.chunk, buf, k * _CHUNK, _CHUNK, nb)
-        return self.chunk
+        left = n - k * _CHUNK
+        K.widen(self.chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)
+        return self.chunk if left >= _CHUNK else self.chunk[: 4 * left]
 
     def state_crc(self, crc32):
-        """CRC32 of params, then m, then v, as little-endian int32 bytes."""
+        """CRC32 of params, m, v (and 9.6's arrays) as little-endian int32 bytes."""
         crc = 0
-        for w in range(3):
+        for w in range(len(self.state)):
             for k in range(self.pieces(w)):
                 crc = crc32(self.piece(w, k), crc)
         return crc & 0xFFFFFFFF

@@ -19,7 +19,7 @@ V_FRAC = 28  # the default adam_v = q4.28
 GS_FRAC = 14  # the default Fh = Fv / 2: sqrt(v)'s fractional bits
 R_FRAC = 13  # Adam's ratio m / sqrt(v) in Q13
 _KERNEL_RANGE = const(1073741824)  # 2**30: the range of a 32-bit format (section 1)
-ROUNDINGS = ("nearest", "floor", "stochastic")  # kernel mode numbers 0, 1, 2
+ROUNDINGS = ("nearest", "floor", "stochastic", "pseudo", "kahan")  # kernel modes 0 .. 4
 # the classes of 3.1 in the canonical order (Policy.formats holds them in this order)
 CLASSES = ("weights", "acts", "logits", "grads", "pgrads", "adam_m", "adam_v", "master")
 
@@ -28,11 +28,11 @@ CLASSES = ("weights", "acts", "logits", "grads", "pgrads", "adam_m", "adam_v", "
 
 
 class PolicyError(ValueError):
-    """A policy the validity rule refuses: args (message, number of the rule in 3.4)."""
+    """A policy the validity rule refuses: args (the number of the rule in 3.4, the
+    reason); str() is the one line "policy: REASON (rule N)"."""
 
-
-def _refuse(n, message):
-    return PolicyError(f"policy: {message} (rule {n})", n)
+    def __str__(self):
+        return f"policy: {self.args[1]} (rule {self.args[0]})"
 
 
 def bitlen(x):
@@ -61,11 +61,15 @@ def parse_format(name):
 
 class QFormat:
     """qI.F: a signed word of I + F bits with F fractional bits; a 32-bit format holds
-    the kernel range [-2**30, 2**30] (section 1). nb: its container's bytes (3.3)."""
+    the kernel range [-2**30, 2**30] (section 1). nb: its container's bytes (3.3).
+    With block > 0, bBxN of 9.6 instead (B = int_bits, N = block, F = 0): B-bit
+    mantissas in blocks of N parameters with a power-of-two shift per block, for adam_m
+    (signed) and adam_v (its square root, unsigned); nb: the mantissas' container."""
 
-    def __init__(self, int_bits, frac_bits):
+    def __init__(self, int_bits, frac_bits, block=0):
         self.int_bits = int_bits
         self.frac_bits = frac_bits
+        self.block = block
         self.bits = b = int_bits + frac_bits
         if b >= 32:
             self.lo, self.hi = -_KERNEL_RANGE, _KERNEL_RANGE
@@ -76,24 +80,33 @@ class QFormat:
 
     @property
     def name(self):
+        if self.block:
+            return "b" + str(self.bits) + "x" + str(self.block)
         return f"q{self.int_bits}.{self.frac_bits}"
 
 
 def resolve(data, policy):
-    """The eight formats of 3.1 (a list in CLASSES order; master may be None): the
+    """The eight formats of 3.1 (a list in CLASSES order; master may be None), then the
+    wide formats Adam computes m and v in (9.6: the same as adam_m, adam_v unless those
+    are block-scaled): the
     classes named in the dict `policy`, the others by default from `data` (the run's
     format qI.F, the base of weights and acts). PolicyError (rule 1) for an unknown
     class or a format that does not parse."""
     got = {}
     for k in policy:
         if k not in CLASSES:
-            raise _refuse(1, f"unknown class {k!r} (classes: {', '.join(CLASSES)})")
+            raise PolicyError(1, f"unknown class {k!r} (classes: {', '.join(CLASSES)})")
         if k == "master" and policy[k] in ("", "none", None):
             continue
         try:
-            i, f = parse_format(policy[k])
+            text = policy[k].strip().lower()
+            if text[:1] == "b" and k in ("adam_m", "adam_v"):
+                b, n = text[1:].split("x")
+                got[k] = QFormat(int(b), 0, int(n))
+                continue
+            i, f = parse_format(text)
         except (ValueError, AttributeError, TypeError):
-            raise _refuse(1, f"{k}={policy[k]}: not a format like q4.12") from None
+            raise PolicyError(1, f"{k}={policy[k]}: not a format like q4.12") from None
         got[k] = QFormat(i, f)
     i, f = parse_format(data)
     W = got.get("weights") or QFormat(i, f)
@@ -101,10 +114,16 @@ def resolve(data, policy):
     G = got.get("grads") or QFormat(2, GRAD_FRAC)
     fp = max(0, G.frac_bits + A.frac_bits - guard(BLOCK, G.bits, A.bits))
     V = got.get("adam_v") or QFormat(32 - V_FRAC, V_FRAC)
-    fm = min(fp, R_FRAC + V.frac_bits // 2)  # so that Adam's e >= 0 (rule 5)
+    fv = V_FRAC if V.block else V.frac_bits
+    fm = min(fp, R_FRAC + fv // 2)  # so that Adam's e >= 0 (rule 5)
+    M = got.get("adam_m") or QFormat(32 - fm, fm)
+    # 9.6: a block-scaled class stands for the 32-bit default: m with Fm = min(Fp0, 13 + 14)
+    # (Fp0 the default of pgrads), v in q4.28
+    mw = QFormat(32 - min(fp, R_FRAC + V_FRAC // 2), min(fp, R_FRAC + V_FRAC // 2)) \
+        if M.block else M
+    vw = QFormat(32 - V_FRAC, V_FRAC) if V.block else V
     return [W, A, got.get("logits") or QFormat(A.int_bits + LOGIT_EXTRA_BITS, A.frac_bits), G,
-            got.get("pgrads") or QFormat(32 - fp, fp), got.get("adam_m") or QFormat(32 - fm, fm),
-            V, got.get("master")]
+            got.get("pgrads") or QFormat(32 - fp, fp), M, V, got.get("master"), mw, vw]
 
 
 def canonical(formats):
@@ -136,16 +155,18 @@ class Policy:
         self.rounding = rounding
         self.mode = ROUNDINGS.index(rounding)
         self.lr_q30 = lr_q30
-        check_formats(fs, lr_q30)
-        W, A, L, G, P, M, V, S = fs
+        check(None, lr_q30, rounding, fs)
+        W, A, L, G, P, M, V, S = fs[:8]
         self.data, self.logits, self.master = A, L, S  # the pre-policy firmware's names
         self.weight_store = S or W
         self.alpha_frac = 45 - bitlen(lr_q30)  # Falpha
 
     def numbers(self):
         """What the kernels take, every shift of 3.6, in the tuples firmware/model.py's
-        Model takes (Model.__init__ lists them): (nb, fwd, bwd, opt, schedule, wide)."""
-        W, A, L, G, P, M, V, S = self.formats
+        Model takes (Model.__init__ lists them): (nb, fwd, bwd, opt, schedule, wide,
+        blocks); blocks: the mantissa bits and block size of adam_m and adam_v, 0 for a
+        plain class (9.6)."""
+        W, A, L, G, P, Mb, Vb, S, M, V = self.formats
         store = self.weight_store
         fw, fa, fg, fp = W.frac_bits, A.frac_bits, G.frac_bits, P.frac_bits
         fh = V.frac_bits // 2  # Fh: sqrt(v)'s fractional bits
@@ -154,7 +175,7 @@ class Policy:
         fm = 2 * fa - g + 4  # the +4 is the mean's /16
         eps = max(1, ((1 << fm) + 50000) // 100000)  # 1e-5 half up, at least one step
         return (
-            (W.nb, A.nb, G.nb, M.nb, V.nb, store.nb),
+            (W.nb, A.nb, G.nb, Mb.nb, Vb.nb, store.nb),
             # forward: Fl, A's limits, linear into A and into L, rmsnorm, attention
             # (scores: the +1 is the 1/sqrt(4)), the embedding's shift
             (L.frac_bits, A.lo, A.hi, fw, fw + fa - L.frac_bits, g, fm, eps,
@@ -171,6 +192,8 @@ class Policy:
              min(M.hi, _KERNEL_RANGE - 1), V.hi, S.frac_bits - fw if S else 0, W.lo, W.hi),
             (self.lr_q30, self.alpha_frac, self.rounding == "stochastic"),
             1 if S else 0,
+            (Mb.bits if Mb is not M else 0, Mb.block if Mb is not M else 0,
+             Vb.bits if Vb is not V else 0, Vb.block if Vb is not V else 0),
         )
 
     def init_args(self):
@@ -179,55 +202,62 @@ class Policy:
         return 28 - s.frac_bits, s.lo, s.hi, s.nb
 
 
-def check_formats(formats, lr_q30):
-    """The validity rule of 3.4, in its order, on resolved formats; raises PolicyError
-    for the first condition that fails."""
+def check(policy, lr_q30, rounding="nearest", formats=None):
+    """The validity rule of 3.4, in its order. For conformance: 0 if `policy` (class ->
+    format; the others from q4.12) is valid with lr_q30 and the update rounding, else
+    the number of the first rule it breaks. Given resolved formats instead (Policy):
+    raises PolicyError for the first condition that fails."""
+    if formats is None:
+        try:
+            check(None, lr_q30, rounding, resolve("q4.12", policy))
+        except PolicyError as e:
+            return e.args[0]
+        return 0
     widths = ((4, 16), (4, 16), (4, 24), (4, 16), (8, 32), (8, 32), (8, 32), (8, 32))
     for i in range(len(CLASSES)):
         f = formats[i]
         if f is None:
             continue
+        if f.block:  # only adam_m and adam_v parse as one
+            if not 4 <= f.bits <= 16:
+                raise PolicyError(1, f"{CLASSES[i]}={f.name}: {f.bits}-bit mantissas, want 4 to 16")
+            if not 8 <= f.block <= 1024:
+                raise PolicyError(1, f"{CLASSES[i]}={f.name}: blocks of {f.block}, want 8 to 1024")
+            continue
         low, high = widths[i]
         if f.int_bits < 1 or f.frac_bits < 0:
-            raise _refuse(1, f"{CLASSES[i]}={f.name}: want qI.F with I >= 1 and F >= 0")
+            raise PolicyError(1, f"{CLASSES[i]}={f.name}: want qI.F with I >= 1 and F >= 0")
         if not low <= f.bits <= high:
-            raise _refuse(1, f"{CLASSES[i]}={f.name}: {f.bits} bits, {CLASSES[i]} take {low} "
+            raise PolicyError(1, f"{CLASSES[i]}={f.name}: {f.bits} bits, {CLASSES[i]} take {low} "
                           f"to {high}")
-    W, A, L, G, P, M, V, S = formats
+    W, A, L, G, P, _, _, S, M, V = formats
     fw, fa, fl = W.frac_bits, A.frac_bits, L.frac_bits
     if fl > fw + fa:
-        raise _refuse(2, f"logits={L.name}: {fl} fractional bits, at most Fw + Fa = {fw + fa} "
+        raise PolicyError(2, f"logits={L.name}: {fl} fractional bits, at most Fw + Fa = {fw + fa} "
                       "(lm_head's shift)")
     if fl > 2 * fa + 1:
-        raise _refuse(2, f"logits={L.name}: {fl} fractional bits, at most 2*Fa + 1 = "
+        raise PolicyError(2, f"logits={L.name}: {fl} fractional bits, at most 2*Fa + 1 = "
                       f"{2 * fa + 1} (the attention scores' shift)")
     if fl > 16:
-        raise _refuse(2, f"logits={L.name}: {fl} fractional bits, at most 16 (the loss)")
+        raise PolicyError(2, f"logits={L.name}: {fl} fractional bits, at most 16 (the loss)")
     if P.frac_bits > G.frac_bits + fa:
-        raise _refuse(3, f"pgrads={P.name}: {P.frac_bits} fractional bits, at most Fg + Fa = "
+        raise PolicyError(3, f"pgrads={P.name}: {P.frac_bits} fractional bits, at most Fg + Fa = "
                       f"{G.frac_bits + fa} (the weight gradient's shift)")
     fv = V.frac_bits
     if fv & 1 or fv // 2 > 15:
-        raise _refuse(4, f"adam_v={V.name}: {fv} fractional bits, want an even number of at "
+        raise PolicyError(4, f"adam_v={V.name}: {fv} fractional bits, want an even number of at "
                       "most 30")
     if 13 + fv // 2 - M.frac_bits < 0:
-        raise _refuse(5, f"adam_m={M.name}: {M.frac_bits} fractional bits, at most "
+        raise PolicyError(5, f"adam_m={M.name}: {M.frac_bits} fractional bits, at most "
                       f"13 + Fv/2 = {13 + fv // 2} (Adam's ratio shift)")
     if S is not None and S.frac_bits < fw:
-        raise _refuse(6, f"master={S.name}: {S.frac_bits} fractional bits, at least the "
+        raise PolicyError(6, f"master={S.name}: {S.frac_bits} fractional bits, at least the "
                       f"weights' {fw}")
     store = S or W
     u = 45 - bitlen(lr_q30) + R_FRAC - store.frac_bits
     if not 0 < lr_q30 < (1 << 30) or not 0 <= u <= 30:
-        raise _refuse(7, f"{'master' if S else 'weights'}={store.name}: the update would shift "
+        raise PolicyError(7, f"{'master' if S else 'weights'}={store.name}: the update would shift "
                       f"by {u} bits with lr_q30 {lr_q30} (want 0 to 30)")
-
-
-def check(policy, lr_q30):
-    """0 if `policy` (class -> format; the others from q4.12) is valid with lr_q30, else
-    the number of the first rule of 3.4 it breaks (conformance)."""
-    try:
-        check_formats(resolve("q4.12", policy), lr_q30)
-    except PolicyError as e:
-        return e.args[1]
-    return 0
+    if rounding == "kahan" and S is not None:
+        raise PolicyError(7, f"master={S.name} with rounding=kahan: kahan keeps its own "
+                      "compensation below the weights; drop one")

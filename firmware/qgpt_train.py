@@ -19,15 +19,10 @@ an ESP32, and under CPython with the shims of qgpt/conformance.py's int32 target
 """
 
 import gc
-import json
 import sys
 from time import ticks_diff, ticks_ms
 
-from micropython import const
-from runbase import DATA_HEADER, RECORD, RunError, block_bytes
-
-_LARGEST_BLOCK = const(56000)  # model.py's state block for the widest containers
-_N_PARAMS = const(4192)
+from runbase import DATA_HEADER, RECORD, RunError
 
 
 class Dataset:
@@ -83,53 +78,40 @@ def _drop(name):
         del sys.modules[name]
 
 
-def _container(text):
-    """Bytes a value of the format text qI.F takes (3.3): 1, 2 or 4."""
-    i, f = text.strip().lower()[1:].split(".")
-    bits = int(i) + int(f)
-    return 1 if bits <= 8 else (2 if bits <= 16 else 4)
+def _reserve(path):
+    """A bytearray of the state block's size (a first look at the config's policy:
+    layout.block_size), at the bottom of the heap: layout leaves memory first."""
+    import layout
 
-
-def block_size(path):
-    """The state block's size for the config at path, from a first look at its formats
-    (the containers of section 3.3: the defaults of the other classes are 16-bit grads
-    and 32-bit Adam state), for setup's reservation; runcfg checks the config later.
-    The largest block (with master weights) if the config cannot be read."""
-    try:
-        with open(path) as f:
-            user = json.load(f)
-        named = user.get("policy") or {}
-        base = user.get("format", "q4.12")
-        master = named.get("master", user.get("master")) or "none"
-        # data classes have at most 16 bits: a wider one is an error runcfg reports
-        bw = min(2, _container(named.get("weights") or base))
-        wide = 0 if master.strip().lower() == "none" else 1
-        nb = (bw, min(2, _container(named.get("acts") or base)),
-              min(2, _container(named.get("grads") or "q2.14")),
-              _container(named.get("adam_m") or "q1.31"),
-              _container(named.get("adam_v") or "q4.28"), _container(master) if wide else bw)
-    except Exception:  # a bad config: runcfg says what is wrong
-        return _LARGEST_BLOCK + 4 * _N_PARAMS
-    return block_bytes(nb, wide)[0]
+    size = layout.block_size(path)
+    _drop("layout")
+    layout = None
+    gc.collect()  # the layout's code leaves before restore's comes
+    gc.collect()
+    return bytearray(size)
 
 
 def setup(path):
-    """The config, with the number of records of the dataset ("records") and the state
-    block's size ("block"): the cold code runs and is dropped, with the policy and the
-    parameter table, whose numbers are in cfg["numbers"]. Meanwhile the bottom of the
-    heap is kept for the state block (run) by a reservation of its size, so that the
-    setup's code comes and goes above it. Nothing is allocated after the reservation
-    is let go, so the block takes its place."""
-    block = bytearray(block_size(path))
+    """The config, with the number of records of the dataset ("count") and the Model's
+    numbers with the state block's layout (cfg["numbers"][0]): the cold code runs and is
+    dropped, with the policy and the parameter table. Meanwhile the bottom of the heap
+    is kept for the state block by a reservation of its size, so that the setup's code
+    comes and goes above it. Nothing is allocated after the reservation is let go, so
+    the block takes its place (run)."""
+    block = _reserve(path)
     import runcfg
 
     try:
         cfg = runcfg.load_config(path)
-        cfg["records"] = runcfg.check_dataset(cfg["data"])
+        cfg["count"] = runcfg.check_dataset(cfg["data"])
     finally:
         for name in ("runcfg", "policy", "params"):
             _drop(name)
-    cfg["block"] = block_bytes(cfg["numbers"][0][0], cfg["numbers"][0][6])[0]
+    import layout
+
+    nums = cfg["numbers"][0]
+    lay = layout.block_bytes(nums[0], nums[6], nums[7], nums[4][4] == 4)  # mode 4: kahan
+    cfg["numbers"] = (nums + (lay,),) + cfg["numbers"][1:]  # the Model's numbers, and lay
     del block
     return cfg
 
@@ -147,21 +129,28 @@ def begin(cfg, mdl, numbers):
 
 def run(path):
     # Memory (firmware/README.md): the bottom of the heap is kept for the state block
-    # (the largest any policy needs) while the setup's code comes and goes above it;
-    # then the block of the policy's containers takes the bottom, the master weights
-    # the next piece, and the training code fills the holes
+    # while the setup's code comes and goes above it; then the block (its size follows
+    # the policy's containers; the master weights are its last piece) takes the bottom,
+    # layout's views into it are made, layout leaves, and the training code fills the
+    # holes
     cfg = setup(path)
     gc.collect()
-    block = bytearray(cfg["block"])
+    block = bytearray(cfg["numbers"][0][8][0])
+    import layout  # still in memory from setup
+
+    views = layout.views(block, cfg["numbers"][0])
+    _drop("layout")
+    layout = block = None
+    gc.collect()
     import ckpt
     import model as MD
     import prng
 
     steps, seed = cfg["steps"], cfg["seed"]
     numbers = cfg.pop("numbers")
-    mdl = MD.Model(block, numbers[0], seed)
-    block = None
-    ds = Dataset(cfg["data"], cfg["records"], MD.BOS)
+    mdl = MD.Model(views, numbers[0], seed)
+    views = None
+    ds = Dataset(cfg["data"], cfg["count"], MD.BOS)
     start, seconds_before = begin(cfg, mdl, numbers)
     numbers = None
     end = steps if cfg["stop_at"] is None else min(steps, cfg["stop_at"])

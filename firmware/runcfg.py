@@ -96,15 +96,13 @@ def load_config(path):
     try:
         P = policy.Policy(data, cfg["rounding"], master, lr_q30, classes)
     except ValueError as e:
-        raise RunError(e.args[0]) from None
-    W, M, V, S = P.formats[0], P.formats[5], P.formats[6], P.weight_store
+        raise RunError(str(e)) from None
+    W = P.formats[0]
     # the classes that --format (= the weights' format) and master imply
     defaults = policy.resolve(W.name, {"master": P.master.name} if P.master else {})
     # the Model's numbers; prng.init_tensor's (sh, lo, hi, nb) for the initial weights;
     # the (name, lo, hi) of the weight store, adam_m and adam_v, for a resume
-    cfg["numbers"] = (model_numbers(P), P.init_args(),
-                      ((S.name, S.lo, S.hi), (M.name, -min(M.hi, (1 << 30) - 1),
-                                              min(M.hi, (1 << 30) - 1)), (V.name, 0, V.hi)))
+    cfg["numbers"] = (model_numbers(P), P.init_args())
     master_name = P.master.name if P.master else "-"
     spec = policy.canonical(P.formats)
     cfg["formats"] = (f"format={W.name} rounding={P.rounding} master={master_name} "
@@ -157,6 +155,6 @@ def model_numbers(P):
     """What firmware/model.py's Model takes from the policy P and the parameter table,
     in tuples (the order of Model.__init__), so that neither module stays in memory
     during training."""
-    nb, fwd, bwd, opt, schedule, wide = P.numbers()
+    nb, fwd, bwd, opt, schedule, wide, blocks = P.numbers()
     offs = [off for _, off, _ in params.layout()] + [params.N_PARAMS]
-    return nb, tuple(offs), fwd, bwd, opt, schedule, wide
+    return nb, tuple(offs), fwd, bwd, opt, schedule, wide, blocks

@@ -262,7 +262,7 @@ def test_the_names_stay_below_the_qstr_pools_threshold(device, tmp_path):
 
 
 def test_the_firmwares_copies_of_the_shape_agree_with_the_table():
-    # model.py, sampling.py, qgpt_train.py and runbase.py carry the shape as consts, so that the
+    # model.py, sampling.py, layout.py and runbase.py carry the shape as consts, so that the
     # params module can leave memory (firmware/README.md, "Memory")
     from qgpt import params
 
@@ -275,7 +275,7 @@ def test_the_firmwares_copies_of_the_shape_agree_with_the_table():
                                                           "eval"), {"__builtins__": {}}, values)
         return values
 
-    m, t, smp = consts("model.py"), consts("qgpt_train.py"), consts("sampling.py")
+    m, smp = consts("model.py"), consts("sampling.py")
     shape = (params.BLOCK, params.BOS, params.VOCAB, params.N_PARAMS)
     assert (m["BLOCK"], m["BOS"], m["VOCAB"], m["N_PARAMS"]) == shape
     assert (m["_T"], m["_V"], m["_C"], m["_NH"], m["_HS"], m["_M"], m["_N"]) == (
@@ -291,12 +291,11 @@ def test_the_firmwares_copies_of_the_shape_agree_with_the_table():
     # the largest state block (model.block_bytes): int32 Adam m and v, 16-bit weights,
     # activations and gradients, the I/O chunk
     act = 2 * NH * T * T + 4 * T * V + 2 * 2 * T * M + 11 * 2 * T * C + 3 * 8 * T + 4 * T
-    assert t["_LARGEST_BLOCK"] == 10 * params.N_PARAMS + act + 4 * m["_CHUNK"]
-    assert t["_N_PARAMS"] == params.N_PARAMS
-    rb = consts("runbase.py")
-    assert rb["RECORD"] == params.BLOCK
-    assert [rb[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK")] == [
-        m[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK")]
+    lay = consts("layout.py")
+    assert lay["_LARGEST_BLOCK"] == 10 * params.N_PARAMS + act + 4 * m["_CHUNK"]
+    assert [lay[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK", "_PIECE")] == [
+        m[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK", "_GRAD_MAX")]
+    assert consts("runbase.py")["RECORD"] == params.BLOCK
 
 
 def test_too_small_a_heap_says_so(device, tmp_path):
