@@ -433,7 +433,9 @@ def print_profile(fmt, lengths, rate, runtime, tokens, done):
     if split:
         print(f"Adam {split['Adam'] / 4192:.0f} instructions per parameter; one gc.collect() "
               f"{split['collect']:,.0f} (within gc/other, with the data read and the loop)")
-    print(f"the longer run: {done}\n")
+    f = done.split()
+    print(f"the longer run ends at step {f[2]} with state hash {f[4]}, heap peak {f[6]} "
+          f"(the firmware's `done` line)\n")
     rows = [[name, round(v), f"{100 * v / total:.1f}%"] for name, v in runtime]
     print(tabulate(rows, headers=["where (valgrind's function)", "instructions/step", "share"],
                    tablefmt="github"))
