@@ -480,12 +480,15 @@ def main(argv=None):
     if not a.no_sizes:
         arches = [x for x in a.arches.split(",") if x]
         table, files = native_sizes(arches, a.source)
-        rows = [[mod, *(table[mod][x] for x in arches)] for mod in sorted(table)]
+        native = sorted((m for m in table if any(table[m].values())),
+                        key=lambda m: -table[m][arches[0]])
+        rows = [[mod, *(table[mod][x] for x in arches)] for mod in native]
         rows.append(["total", *(sum(table[m][x] for m in table) for x in arches)])
         rows.append([".mpy files", *(files[x] for x in arches)])
         print(tabulate(rows, headers=["module", *arches], tablefmt="github"))
+        others = sorted(m for m in table if m not in native)
         print("\nbytes of machine code (viper and native functions) per module, from the .mpy "
-              "that mpy-cross writes (python -m qgpt.fwprofile --no-phases)")
+              f"that mpy-cross writes; without any: {', '.join(others)}")
     return 0
 
 
