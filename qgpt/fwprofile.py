@@ -376,7 +376,7 @@ def native_sizes(arches, firmware_dir=None):
 
 
 def profile(fmt="q4.12", lengths=(20, 100), micropython=None, valgrind=VALGRIND, keep=None,
-            source_dir=None, variants=VARIANTS):
+            source_dir=None, variants=VARIANTS, names_file=None):
     """(rates {variant: instructions/step}, runtime [(function, instr/step)], token counts
     of the steps in the difference, the `done` line of the step variant's longer run)."""
     micropython = micropython or default_micropython()
@@ -388,7 +388,7 @@ def profile(fmt="q4.12", lengths=(20, 100), micropython=None, valgrind=VALGRIND,
         run.mkdir(parents=True, exist_ok=True)
         from qgpt import conformance as cf
 
-        cf.pack_names(None, run / "names.bin")
+        cf.pack_names(names_file, run / "names.bin")
         env = dict(os.environ, MICROPYPATH=str(fw), PYTHONHASHSEED="0")
         counts, full = {}, {}
         seed = None
@@ -411,7 +411,7 @@ def profile(fmt="q4.12", lengths=(20, 100), micropython=None, valgrind=VALGRIND,
     return per_step(counts, lengths), function_rates(full[a], full[b], b - a), tokens, done
 
 
-def print_profile(fmt, lengths, rate, runtime, tokens, done):
+def print_profile(fmt, lengths, rate, runtime, tokens, done, data=None):
     from tabulate import tabulate
 
     steps = lengths[1] - lengths[0]
@@ -426,7 +426,7 @@ def print_profile(fmt, lengths, rate, runtime, tokens, done):
     else:
         split = None
         print(f"total {round(total)} instructions/step")
-    print(f"{fmt}, nearest rounding, the built-in names, MicroPython unix port "
+    print(f"{fmt}, nearest rounding, {data or 'the built-in names'}, MicroPython unix port "
           f"({os.uname().machine}); steps {lengths[0]}..{lengths[1]} ({sum(tokens) / steps:.2f} "
           f"positions a step): {mac:,.0f} multiply-accumulates a step, {total / mac:.0f} "
           f"instructions per MAC")
@@ -455,6 +455,8 @@ def main(argv=None):
     ap.add_argument("--keep", default=None, help="keep the build, runs and cachegrind files here")
     ap.add_argument("--source", default=None,
                     help="profile this copy of firmware/ instead (a prototype)")
+    ap.add_argument("--data", default=None,
+                    help="a names file, one name a line (default: the built-in names)")
     ap.add_argument("--quick", action="store_true",
                     help="only the total (the firmware as it is), no phase split")
     a = ap.parse_args(argv)
@@ -475,8 +477,8 @@ def main(argv=None):
         else:
             variants = ("step",) if a.quick else VARIANTS
             rate, runtime, tokens, done = profile(a.format, lengths, a.micropython, a.valgrind,
-                                                  a.keep, a.source, variants)
-            print_profile(a.format, lengths, rate, runtime, tokens, done)
+                                                  a.keep, a.source, variants, a.data)
+            print_profile(a.format, lengths, rate, runtime, tokens, done, a.data)
     if not a.no_sizes:
         arches = [x for x in a.arches.split(",") if x]
         table, files = native_sizes(arches, a.source)
