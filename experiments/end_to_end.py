@@ -2,7 +2,7 @@
 
     python experiments/end_to_end.py [--datasets names,makemore] [--jobs N]
 
-For each dataset, one `qgpt sweep` (qgpt/sweep.py) of the grid below, 1000 steps per
+For each dataset, one `qgpt sweep` (qgpt/sweep/) of the grid below, 1000 steps per
 run, written to experiments/results/<dataset>/: results.md (the table, saturations and
 frozen parameters by tensor, every run with its `qgpt train` command), results.csv,
 runs.csv, results.json (the command, the dataset's sha256, every run's resolved config,

@@ -3,7 +3,7 @@
     micropython, option "-m conform_ops", then REQUEST   (the unix port; firmware on MICROPYPATH)
     import conform_ops; conform_ops.main(PATH)  (a board, through mpremote)
 
-REQUEST (written by qgpt/conformance.py) is a binary file: the line
+REQUEST (written by qgpt/conformance/protocol.py) is a binary file: the line
 "QGPT-OPS 1", then per case one JSON header line
 
     {"id": 3, "op": "linear_forward", "policy": {"fmt": "q4.12", ...},
@@ -333,7 +333,7 @@ def main(path):
     with open(path, "rb") as f:
         if f.readline() != MAGIC:
             print(f"error - {path} is not a QGPT-OPS 1 request: regenerate it with"
-                  " qgpt/conformance.py")
+                  " qgpt conformance")
             return
         while True:
             line = f.readline()

@@ -23,15 +23,10 @@ import sys
 from time import ticks_diff, ticks_ms
 
 from micropython import const
+from runbase import DATA_HEADER, RECORD, RunError
 
-DATA_HEADER = const(20)  # the packed dataset (qgpt/pack.py; runcfg checks the header)
-RECORD = const(16)  # bytes a record: the length, then at most 15 letters (BLOCK = 16)
 _STATE_BYTES = const(56000)  # model.py's state block (Model checks the size)
 _N_PARAMS = const(4192)
-
-
-class RunError(ValueError):
-    """A bad config, dataset or checkpoint, worded for the user."""
 
 
 class Dataset:

@@ -10,7 +10,7 @@ import ckpt
 import model
 import prng
 from micropython import const
-from qgpt_train import RunError
+from runbase import RunError
 
 _CHUNK = const(32)  # int32 values read at a time into the Model's chunk buffer
 

@@ -10,7 +10,7 @@ import ckpt
 import params
 import policy
 from micropython import const
-from qgpt_train import DATA_HEADER, RECORD, RunError
+from runbase import DATA_HEADER, RECORD, RunError
 
 _DATA_MAGIC = const(b"QGPTDATA")  # the packed dataset (qgpt/pack.py)
 _DATA_VERSION = const(1)

@@ -393,26 +393,31 @@ def emulate(folder, heapsize=HEAPSIZE, micropython=None, link=None, out=None):
     out = out or sys.stdout
     board = FakeBoard(folder, heapsize, micropython,
                       log=lambda text: print(text, file=sys.stderr, flush=True))
-    port = board.open()
-    if link:
-        link = Path(link)
-        if link.is_symlink():
-            link.unlink()
-        elif link.exists():
+    previous = {}
+    try:  # whatever happens (Ctrl-C during start-up too), the board is stopped
+        port = board.open()
+        if link:
+            link = Path(link)
+            if link.is_symlink():
+                link.unlink()
+            elif link.exists():
+                raise FakeBoardError(f"{link} exists and is not a symlink: choose another --link")
+            try:
+                link.symlink_to(port)
+            except OSError as e:
+                raise FakeBoardError(f"--link {link}: cannot make it ({e.strerror or e})") \
+                    from None
+        print(link or port, file=out, flush=True)
+        print(f"qgpt device emulate: a MicroPython board on {port}, filesystem {folder}, heap "
+              f"{heapsize}; Ctrl-C to stop", file=sys.stderr, flush=True)
+
+        def stop(signum, frame):
             board.stop()
-            raise FakeBoardError(f"{link} exists and is not a symlink: choose another --link")
-        link.symlink_to(port)
-    print(link or port, file=out, flush=True)
-    print(f"qgpt device emulate: a MicroPython board on {port}, filesystem {folder}, heap "
-          f"{heapsize}; Ctrl-C to stop", file=sys.stderr, flush=True)
 
-    def stop(signum, frame):
-        board.stop()
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
         board.serve()
     finally:
+        board.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
         if link and Path(link).is_symlink():

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from qgpt import conformance as cf
+from qgpt.firmware_build import firmware_modules
 
 PTR_SHIM = '''"""viper's pointer casts for plain bytecode (qgpt/fwbench.py): uctypes arrays over a
 buffer, with unsigned loads and truncating stores like viper's."""
@@ -50,7 +51,7 @@ def plain_sources(dest, source_dir=cf.FIRMWARE_DIR):
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "vptr.py").write_text(PTR_SHIM)
-    for mod in cf.FIRMWARE_MODULES:
+    for mod in firmware_modules(source_dir):
         src = (Path(source_dir) / f"{mod}.py").read_text()
         uses_ptr = re.search(r"\bptr(8|16|32)\(", src) is not None
         src = re.sub(r"^\s*@micropython\.viper\s*\n", "", src, flags=re.M)

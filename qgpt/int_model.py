@@ -11,14 +11,9 @@ from qgpt import int_ops as ops
 from qgpt import prng, qformat
 from qgpt.float_model import split_tokens
 from qgpt.params import N_EMBD, N_PARAMS, QKV, SLOTS, stacked, views
-from qgpt.policy import (
-    ADAM_C1,
-    ADAM_C2,
-    GS_FRAC,
-    R_FRAC,
-    R_MAX,
-    make_policy,
-)
+from qgpt.policy import ADAM_C1, ADAM_C2, R_FRAC, R_MAX, from_train_config
+
+KERNEL = qformat.QFormat(2, 30)  # a 32-bit format: the kernel range [-2**30, 2**30]
 
 
 def init_params(seed, fmt):
@@ -33,7 +28,7 @@ def init_params(seed, fmt):
 
 def forward(ctx, flat, inputs, targets=None):
     """Raw logits (T,V) in the logits format; with targets also probs and the cache."""
-    p, data, logit_fmt = views(flat), ctx.p.data, ctx.p.logits
+    p, data, logit_fmt = views(flat), ctx.p.acts, ctx.p.logits
     x = ops.embedding_forward(ctx, p["wte"], p["wpe"], inputs)
     x0, rs0 = ops.rmsnorm_forward(ctx, x)
     # attention block
@@ -61,7 +56,7 @@ def forward(ctx, flat, inputs, targets=None):
 
 def backward(ctx, flat, c, dflat):
     """Add the integer gradient of the mean loss into dflat (param-grad format)."""
-    p, d, gf = views(flat), views(dflat), ctx.p.grad
+    p, d, gf = views(flat), views(dflat), ctx.p.grads
     dlogits = ops.cross_entropy_backward(ctx, c["probs_out"], c["targets"])
     dx4 = ops.linear_backward(ctx, dlogits, c["x4"], p["lm_head"], d["lm_head"], "lm_head")
     # MLP block: x4 = fc2(relu(fc1(rmsnorm(x2)))) + x2
@@ -102,6 +97,15 @@ def mul_q15(x, c):
     return (x * c + (1 << 14)) >> 15
 
 
+def mul_q15_checked(ctx, x, c, tensor):
+    """mul_q15, with ctx.strict checking the device's int32 form: x split as
+    (x >> 15) * c + (((x & 0x7FFF) * c + 2**14) >> 15), each product within int32."""
+    if ctx.strict:
+        ctx.check("adam", f"({tensor} >> 15) * {c}", (x >> 15) * c)
+        ctx.check("adam", f"({tensor} & 0x7FFF) * {c}", (x & 0x7FFF) * c + (1 << 14))
+    return mul_q15(x, c)
+
+
 def alpha_at(policy, step, num_steps, p1, p2):
     """The step size lr_t * sqrt(1 - b2^t) / (1 - b1^t) with alpha_frac bits, t = step + 1.
 
@@ -130,12 +134,10 @@ def _isqrt_int(n):
 
 
 class IntAdam:
-    M_LIMIT = (1 << 30) - 1
-
     def __init__(self, policy, seed):
         self.p, self.seed = policy, seed
-        self.m = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) param-grad format
-        self.v = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) Q.28
+        self.m = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) in adam_m
+        self.v = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) in adam_v
         self.p1 = self.p2 = 1 << 30  # beta1^t, beta2^t in Q30 (t = steps taken)
 
     def step(self, store, g, step, num_steps, ctx):
@@ -145,24 +147,42 @@ class IntAdam:
         self.p1, self.p2 = beta_powers(self.p1, self.p2)
         alpha = alpha_at(p, step, num_steps, self.p1, self.p2)
         ctx.check("adam", "g", g)
-        # m = b1 m + (1 - b1) g ; v = b2 v + (1 - b2) gs^2, with gs = g in q2.14
-        m = mul_q15(self.m, (1 << 15) - ADAM_C1) + mul_q15(g, ADAM_C1)
-        self.m = np.clip(m, -self.M_LIMIT, self.M_LIMIT, out=m)
-        gs = ctx.sat(qformat.shift_round(g, p.pgrad_frac - GS_FRAC), p.grad, "adam.gs")
-        self.v = mul_q15(self.v, (1 << 15) - ADAM_C2) + mul_q15(gs * gs, ADAM_C2)
-        ctx.check("adam", "v", self.v)
-        # r = m / (sqrt(v) + eps) with eps one step of sqrt(v), clamped to +-R_MAX, in Q.13.
-        # The device tests a * 2**e >= den * 2**(13+2) first to stay in int32; clamping the
-        # quotient gives the same integer.
+        # 9.1: m = b1 m + (1 - b1) g, g brought to m's fractional bits, m saturated
+        # symmetrically
+        gm = ctx.req(g, p.pgrads.frac_bits - p.adam_m.frac_bits, KERNEL, "adam.gm")
+        m = mul_q15_checked(ctx, self.m, (1 << 15) - ADAM_C1, "m") + \
+            mul_q15_checked(ctx, gm, ADAM_C1, "g")
+        self.m = ctx.sat(ctx.check("adam", "m", m), p.adam_m_range, "adam.m")
+        # 9.2: v = b2 v + (1 - b2) gs^2, gs = g as a 16-bit word with Fh = Fv/2 bits
+        fh = p.sqrt_frac
+        gs = ctx.req(g, p.pgrads.frac_bits - fh, p.gs_word, "adam.gs")
+        g2 = ctx.check("adam", "gs*gs", gs * gs)
+        v = mul_q15_checked(ctx, self.v, (1 << 15) - ADAM_C2, "v") + \
+            mul_q15_checked(ctx, g2, ADAM_C2, "gs*gs")
+        self.v = ctx.sat(ctx.check("adam", "v", v), p.adam_v, "adam.v")
+        # 9.3-9.4: r = m / (sqrt(v) + eps) with eps one step of sqrt(v), clamped to +-R_MAX,
+        # in Q.13. The device tests a * 2**e >= den * 2**15 first to stay in int32; clamping
+        # the quotient gives the same integer.
         den = ops.isqrt(self.v) + 1
-        e = R_FRAC + GS_FRAC - p.m_frac  # r = |m| * 2**e / den, e >= 2 for every policy
-        r = np.minimum(((np.abs(self.m) << e) + (den >> 1)) // den, R_MAX << R_FRAC)
+        e = p.adam_e  # r = |m| * 2**e / den, e >= 0 by the validity rule
+        a = np.abs(self.m)
+        r = np.minimum(((a << e) + (den >> 1)) // den, R_MAX << R_FRAC)
+        if ctx.strict:  # the device divides only below the clamp (9.4)
+            below = a * (1 << e) < den << (R_FRAC + 2)
+            ctx.check("adam", "(|m| << e) + den/2", (a << e) + (den >> 1), where=below)
+            ctx.check("adam", "den << 15", den << (R_FRAC + 2))
         delta = alpha * r * np.sign(self.m)  # Q(alpha_frac + 13), |delta| <= 2**30
-        ctx.check("adam", "delta", delta)
+        ctx.check("adam", "delta", delta, -(1 << 30), 1 << 30)
         rand = None
         if p.rounding == "stochastic":
             rand = prng.draws(prng.key(self.seed, prng.STREAM_ROUND, step), 0, N_PARAMS)
         d = qformat.shift_mode(delta, p.update_shift, p.rounding, rand)
+        if ctx.strict:  # delta plus the rounding's addend; store - d where the device forms it
+            u = p.update_shift
+            ctx.check("adam", "delta + rounding", delta + (
+                (1 << u) - 1 if p.rounding != "floor" and u > 0 else 0))
+            formed = (d >= 0) | (store <= p.weight_store.hi + d)
+            ctx.check("adam", "store - d", store - d, where=formed)
         store -= d
         store[:] = ctx.sat(store, p.weight_store, "weights")
         return int(np.count_nonzero((d == 0) & (delta != 0)))
@@ -177,7 +197,7 @@ class IntModel:
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.policy = make_policy(cfg.format, cfg.rounding, cfg.master, cfg.lr)
+        self.policy = from_train_config(cfg)
         self.ctx = ops.Ctx(self.policy, strict=cfg.strict)
         p = self.policy
         self.store = init_params(cfg.seed, p.weight_store)  # what Adam updates
@@ -187,12 +207,12 @@ class IntModel:
 
     @property
     def flat(self):
-        """The weights as the forward pass sees them (data format)."""
+        """The weights as the forward pass sees them (weights format)."""
         p = self.policy
         if p.master is None:
             return self.store
         return qformat.saturate(
-            qformat.shift_round(self.store, p.master.frac_bits - p.data.frac_bits), p.data)
+            qformat.shift_round(self.store, p.master.frac_bits - p.weights.frac_bits), p.weights)
 
     def train_step(self, tokens, step, num_steps):
         inputs, targets = split_tokens(tokens)
@@ -204,14 +224,15 @@ class IntModel:
         stalled = self.opt.step(self.store, grad, step, num_steps, self.ctx)
         self.stalled_total += stalled
         self.steps_taken += 1
-        loss = float_loss(logits, targets, self.policy.data.frac_bits)
-        return loss, {"loss_q16": ops.loss_q16(logits, targets, self.policy.data.frac_bits),
+        fl = self.policy.logits.frac_bits
+        loss = float_loss(logits, targets, fl)
+        return loss, {"loss_q16": ops.loss_q16(logits, targets, fl),
                       "saturations": sum(self.ctx.saturations.values()) - sat_before,
                       "stalled_updates": stalled / N_PARAMS}
 
     def logits(self, inputs):
         raw = forward(self.ctx, self.flat, np.asarray(inputs))
-        return qformat.to_float(raw, self.policy.data.frac_bits)
+        return qformat.to_float(raw, self.policy.logits.frac_bits)
 
     def next_token(self, inputs, temperature, u30):
         """Integer sampling: softmax of logits * round(256 / temperature) / 256 in Q15,
@@ -219,13 +240,13 @@ class IntModel:
         raw = forward(self.ctx, self.flat, np.asarray(inputs))[-1]
         inv_t = round(256 / temperature)
         z = (raw * inv_t + 128) >> 8
-        probs = ops.softmax(z, self.policy.data.frac_bits)
+        probs = ops.softmax(z, self.policy.logits.frac_bits)
         cum = np.cumsum(probs)
         hit = np.nonzero(cum > (u30 >> 15))[0]
         return int(hit[0]) if len(hit) else int(np.argmax(probs))
 
     def float_params(self):
-        return qformat.to_float(self.flat, self.policy.data.frac_bits)
+        return qformat.to_float(self.flat, self.policy.weights.frac_bits)
 
     def state(self):
         p = self.policy
@@ -245,7 +266,7 @@ class IntModel:
 
     def summary_extra(self):
         return {
-            "format": self.policy.data.name,
+            "format": self.policy.weights.name,
             "rounding": self.policy.rounding,
             "policy": self.policy.describe(),
             "saturations": dict(sorted(self.ctx.saturations.items())),

@@ -7,8 +7,10 @@ device), rounded once: the result never depends on evaluation order, so the
 firmware, which goes token by token, gets the same bits.
 
 `ctx` carries the policy, the saturation counters and the strict check: with
-ctx.strict every intermediate is checked against int32 and a violation names
-the op and the tensor. Shapes use the legend in params.py.
+ctx.strict every intermediate the device forms is checked against the bound the
+contract gives it (int32; `±2**30` where the firmware clamps there; a dot product's
+exact sum against `2**36`, the bound of its pair of int32 halves), and a violation
+names the op and the tensor. Shapes use the legend in params.py.
 """
 
 import math
@@ -16,10 +18,12 @@ import math
 import numpy as np
 
 from qgpt.params import HEAD_DIM, N_HEAD, RMS_EPS
-from qgpt.policy import PROB_FRAC, guard
+from qgpt.policy import PROB_FRAC
 from qgpt.qformat import saturate, shift_round
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+KERNEL_LIMIT = 1 << 30  # unsaturated sums and kernel-range state stay within +-2**30
+PAIR_LIMIT = 1 << 36  # a dot product's exact sum, kept on the device as (H, L)
 INT64_MIN = np.iinfo(np.int64).min
 PROB_ONE = 1 << PROB_FRAC
 
@@ -36,14 +40,24 @@ class Ctx:
         self.strict = strict
         self.saturations = {}
 
-    def check(self, op, tensor, x):
-        """With strict, raise Int32Overflow naming op and tensor if x leaves int32."""
+    def check(self, op, tensor, x, lo=INT32_MIN, hi=INT32_MAX, where=None):
+        """With strict, raise Int32Overflow naming op and tensor if x leaves [lo, hi]
+        (int32 unless given); where: check only those elements."""
         if self.strict:
             x = np.asarray(x)
-            if x.size and (x.min() < INT32_MIN or x.max() > INT32_MAX):
-                i = int(np.argmax((x < INT32_MIN) | (x > INT32_MAX)))
-                raise Int32Overflow(f"{op}: {tensor}[{i}] = {x.flat[i]} does not fit int32")
+            bad = (x < lo) | (x > hi)
+            if where is not None:
+                bad &= where
+            if x.size and bad.any():
+                i = int(np.argmax(bad.ravel()))
+                bound = "int32" if (lo, hi) == (INT32_MIN, INT32_MAX) else f"[{lo}, {hi}]"
+                raise Int32Overflow(f"{op}: {tensor}[{i}] = {x.flat[i]} does not fit {bound}")
         return x
+
+    def req(self, x, s, fmt, tensor):
+        """req(x, s, fmt) of arithmetic.md section 2: x / 2**s rounded half up (s > 0) or
+        x * 2**-s (s <= 0), saturated to fmt and counted into tensor."""
+        return self.sat(shift_round(np.asarray(x, dtype=np.int64), s), fmt, tensor)
 
     def sat(self, x, fmt, tensor, where=None):
         """saturate(x, fmt), counting into tensor; where: count only those elements
@@ -63,7 +77,9 @@ def requant(ctx, op, tensor, s, shift, fmt=None, where=None):
     """
     r = shift_round(s, shift)
     if ctx.strict:
-        ctx.check(op, tensor, r if fmt is None else np.clip(r, fmt.lo, fmt.hi))
+        ctx.check(op, tensor + " (exact sum)", s, -PAIR_LIMIT, PAIR_LIMIT)
+        if fmt is None:  # the recipe's unsaturated sums: lo, hi = -2**30, 2**30
+            ctx.check(op, tensor, r, -KERNEL_LIMIT, KERNEL_LIMIT)
     return r if fmt is None else ctx.sat(r, fmt, tensor, where)
 
 
@@ -71,12 +87,27 @@ def requant(ctx, op, tensor, s, shift, fmt=None, where=None):
 
 
 def isqrt(n):
-    """floor(sqrt(n)) exactly, for int64 arrays of 0 <= n < 2**52.
+    """floor(sqrt(n)) exactly, for int64 arrays of 0 <= n < 2**32: the firmware's
+    digit-by-digit loop (one result bit per round, 16 rounds), vectorised, no float."""
+    rem = np.array(n, dtype=np.int64)
+    root = np.zeros_like(rem)
+    bit = 1 << 30
+    while bit:
+        trial = root + bit
+        take = rem >= trial
+        rem = np.where(take, rem - trial, rem)
+        root = np.where(take, (root >> 1) + bit, root >> 1)
+        bit >>= 2
+    return root
 
-    sqrt is correctly rounded in float64, and below 2**52 the gap between sqrt(n)
-    and the next integer exceeds half an ulp, so the floor is exact.
-    """
-    return np.sqrt(n).astype(np.int64)
+
+POWERS_OF_TWO = np.array([1 << k for k in range(63)], dtype=np.int64)
+
+
+def bit_length(x):
+    """int.bit_length() of each element of a non-negative int64 array, by integer
+    comparisons (no float): the number of powers of two <= x."""
+    return np.searchsorted(POWERS_OF_TWO, np.asarray(x, dtype=np.int64), side="right")
 
 
 # 2**(k/64) in Q15 for k = 0..64, and the constants of exp (arithmetic.md, "exp")
@@ -118,15 +149,24 @@ def softmax(z, frac, mask=None):
 
 
 def embedding_forward(ctx, wte, wpe, tokens):
-    # wte (V,C), wpe (BLOCK,C) in data -> x (T,C) in data
-    return ctx.sat(wte[tokens] + wpe[: len(tokens)], ctx.p.data, "embedding.x")
+    # wte (V,C), wpe (BLOCK,C) in weights -> x (T,C) in acts
+    p = ctx.p
+    return ctx.req(wte[tokens] + wpe[: len(tokens)], p.weights.frac_bits - p.acts.frac_bits,
+                   p.acts, "embedding.x")
 
 
 def embedding_backward(ctx, dx, tokens, dwte, dwpe):
-    # forward was x[t] = wte[tokens[t]] + wpe[t]: both rows receive dx[t], as param grads
-    d = shift_round(dx, ctx.p.grad.frac_bits - ctx.p.pgrad_frac)
-    np.add.at(dwte, tokens, d)
-    dwpe[: len(tokens)] += d
+    # forward was x[t] = wte[tokens[t]] + wpe[t]: both rows receive dx[t], as param grads,
+    # added position by position, each sum saturated to pgrads (dwte, dwpe start at 0)
+    pf = ctx.p.pgrads
+    d = ctx.req(dx, ctx.p.grads.frac_bits - pf.frac_bits, pf, "embedding.dw")
+    t = len(tokens)
+    dwpe[:t] = d
+    if t * int(np.abs(d).max(initial=0)) <= min(pf.hi, -pf.lo):
+        np.add.at(dwte, tokens, d)  # no partial sum can leave pgrads: the same integers
+    else:
+        for i, tok in enumerate(tokens):
+            dwte[tok] = ctx.sat(dwte[tok] + d[i], pf, "embedding.dw")
     ctx.check("embedding_backward", "dwte", dwte)
 
 
@@ -135,10 +175,7 @@ def embedding_backward(ctx, dx, tokens, dwte, dwpe):
 
 def rmsnorm_shape(ctx):
     """The shift g (even) that keeps the mean square in int32, and its fractional bits fm."""
-    b = ctx.p.data.bits
-    g = guard(16, b, b)
-    g += g & 1
-    return g, 2 * ctx.p.data.frac_bits - g + 4
+    return ctx.p.rms_guard, ctx.p.rms_fm
 
 
 def rmsnorm_eps(fm):
@@ -154,7 +191,7 @@ def rsqrt(ms, fm):
     (the low bits drop when k > 0); M = round(2**29 / isqrt(a)) in (2**14, 2**15].
     """
     ms = np.asarray(ms, dtype=np.int64)
-    nbits = np.frexp(ms.astype(np.float64))[1]  # bit length, exact for ms < 2**53
+    nbits = bit_length(ms)
     k = (nbits - 29) // 2  # a = ms / 4**k has 29 or 30 bits
     a = np.where(k >= 0, ms >> np.maximum(2 * k, 0), ms << np.maximum(-2 * k, 0))
     s = isqrt(a)
@@ -166,11 +203,11 @@ def rmsnorm_forward(ctx, x):
     # x (T,C) in data -> y (T,C) in data, and (M, sh) per row for backward
     g, fm = rmsnorm_shape(ctx)
     ms = requant(ctx, "rmsnorm_forward", "mean square", (x * x).sum(axis=-1), g)
-    ms = ms + rmsnorm_eps(fm)  # mean square + eps in Q.fm (the /16 is in fm)
+    ms = ctx.check("rmsnorm_forward", "ms + eps", ms + rmsnorm_eps(fm))  # Q.fm (/16 in fm)
     m, sh = rsqrt(ms, fm)
     p = x * m[:, None]
-    ctx.check("rmsnorm_forward", "x*M", p)
-    y = ctx.sat(_shift_rows(p, sh), ctx.p.data, "rmsnorm.y")
+    ctx.check("rmsnorm_forward", "x*M", p, -KERNEL_LIMIT, KERNEL_LIMIT)
+    y = ctx.sat(_shift_rows(p, sh), ctx.p.acts, "rmsnorm.y")
     return y, (m, sh)
 
 
@@ -186,13 +223,12 @@ def _shift_rows(p, sh):
 def rmsnorm_backward(ctx, dy, y, rs):
     # y = x * r with r = M/2**sh: dx = r * (dy - y * mean(dy * y))
     m, sh = rs
-    p, gf = ctx.p, ctx.p.grad
-    # sum dy*y has grad + data fractional bits; the mean (/16) adds 4 more
-    c = requant(ctx, "rmsnorm_backward", "rmsnorm.c", (dy * y).sum(axis=-1),
-                p.data.frac_bits + 4, gf)  # |c| <= 2
+    fa, gf = ctx.p.acts.frac_bits, ctx.p.grads
+    # sum dy*y has grads + acts fractional bits; the mean (/16) adds 4 more
+    c = requant(ctx, "rmsnorm_backward", "rmsnorm.c", (dy * y).sum(axis=-1), fa + 4, gf)
     yc = y * c[:, None]
     ctx.check("rmsnorm_backward", "y*c", yc)
-    t = ctx.sat(dy - shift_round(yc, p.data.frac_bits), gf, "rmsnorm.t")
+    t = ctx.sat(dy - shift_round(yc, fa), gf, "rmsnorm.t")
     q = t * m[:, None]
     ctx.check("rmsnorm_backward", "t*M", q)
     return ctx.sat(_shift_rows(q, sh), gf, "rmsnorm.dx")
@@ -202,21 +238,22 @@ def rmsnorm_backward(ctx, dy, y, rs):
 
 
 def linear_forward(ctx, x, w, out_fmt, tensor):
-    # x (T,in) in data, w (out,in) in data -> y (T,out) in out_fmt
+    # x (T,in) in acts, w (out,in) in weights -> y (T,out) in out_fmt (acts or logits)
+    p = ctx.p
     return requant(ctx, "linear_forward", tensor, x @ w.T,
-                   2 * ctx.p.data.frac_bits - out_fmt.frac_bits, out_fmt)
+                   p.weights.frac_bits + p.acts.frac_bits - out_fmt.frac_bits, out_fmt)
 
 
 def linear_backward(ctx, dy, x, w, dw, tensor, paths=1):
     # forward was y = x @ w.T: dx = dy @ w (grad), dw = dy.T @ x (param grad).
     # paths > 1: w stacks that many equal blocks of rows (wq; wk; wv), each its own
     # linear: the result is one dx per block, (paths,T,in)
-    p, gf = ctx.p, ctx.p.grad
+    p, gf = ctx.p, ctx.p.grads
     n = dy.shape[1] // paths
     dx = np.stack([requant(ctx, "linear_backward", tensor + ".dx",
                            dy[:, i * n : (i + 1) * n] @ w[i * n : (i + 1) * n],
-                           p.data.frac_bits, gf) for i in range(paths)])
-    dw += requant(ctx, "linear_backward", tensor + ".dw", dy.T @ x, p.pgrad_guard)
+                           p.weights.frac_bits, gf) for i in range(paths)])
+    dw += requant(ctx, "linear_backward", tensor + ".dw", dy.T @ x, p.dw_shift, p.pgrads)
     return dx[0] if paths == 1 else dx
 
 
@@ -244,25 +281,24 @@ def _merge(a):
 
 
 def attention_forward(ctx, q, k, v):
-    # q, k, v (T,C) in data -> out (T,C) in data, probs (H,T,T) in Q15
+    # q, k, v (T,C) in acts -> out (T,C) in acts, probs (H,T,T) in Q15
     p = ctx.p
-    f = p.data.frac_bits
     qh, kh, vh = _heads(q), _heads(k), _heads(v)
     t = q.shape[0]
     op = "attention_forward"
     # scores = q.k / sqrt(4): the /2 is one more bit of shift, into the logits format
     mask = np.tril(np.ones((t, t), dtype=bool))[None]  # (1,T,T): s <= t
-    scores = requant(ctx, op, "attention.scores", qh @ kh.transpose(0, 2, 1), f + 1, p.logits,
-                     mask)
-    probs = softmax(scores, f, mask)
-    out = requant(ctx, op, "attention.out", probs @ vh, PROB_FRAC, p.data)
+    scores = requant(ctx, op, "attention.scores", qh @ kh.transpose(0, 2, 1), p.score_shift,
+                     p.logits, mask)
+    probs = softmax(scores, p.logits.frac_bits, mask)
+    out = requant(ctx, op, "attention.out", probs @ vh, PROB_FRAC, p.acts)
     return _merge(out), probs
 
 
 def attention_backward(ctx, dout, q, k, v, probs):
     # forward: scores = q k^T / 2; probs = softmax(scores); out = probs v
-    p, gf = ctx.p, ctx.p.grad
-    f = p.data.frac_bits
+    p, gf = ctx.p, ctx.p.grads
+    f = p.acts.frac_bits
     qh, kh, vh, dh = _heads(q), _heads(k), _heads(v), _heads(dout)
     op = "attention_backward"
     # out = probs v: dprobs[t,s] = dout[t] . v[s], dv[s] = sum_t probs[t,s] dout[t]
@@ -273,7 +309,7 @@ def attention_backward(ctx, dout, q, k, v, probs):
     pd = requant(ctx, op, "attention.pd", (probs * dprobs).sum(axis=-1), PROB_FRAC)
     diff = ctx.sat(dprobs - pd[:, :, None], gf, "attention.diff", mask)
     ds = probs * diff
-    ctx.check(op, "p*diff", ds)
+    ctx.check(op, "p*diff", ds, -KERNEL_LIMIT, KERNEL_LIMIT)
     dscores = shift_round(ds, PROB_FRAC + 1)  # grad format, |.| <= 1
     # scores = q k^T / 2 (the /2 is in dscores): dq = dscores k, dk = dscores^T q
     dq = requant(ctx, op, "attention.dq", dscores @ kh, f, gf)
@@ -297,7 +333,7 @@ def relu_backward(dy, x):
 
 def cross_entropy_forward(ctx, logits, targets):
     # logits (T,V) in the logits format -> probs (T,V) in Q15
-    return softmax(logits, ctx.p.data.frac_bits)
+    return softmax(logits, ctx.p.logits.frac_bits)
 
 
 def cross_entropy_backward(ctx, probs, targets):
@@ -305,8 +341,9 @@ def cross_entropy_backward(ctx, probs, targets):
     t = len(targets)
     d = probs.copy()
     d[np.arange(t), targets] -= PROB_ONE
-    s = PROB_FRAC - ctx.p.grad.frac_bits  # 1 for q2.14
-    return (d + t * (1 << s) // 2) // (t << s)  # round half up of d / (T * 2**s)
+    s = PROB_FRAC - ctx.p.grads.frac_bits  # 1 for q2.14
+    # round half up of d / (T * 2**s), saturated to grads (never for q2.14: |d / T| <= 1)
+    return ctx.sat((d + ((t << s) >> 1)) // (t << s), ctx.p.grads, "dlogits")
 
 
 # --- the integer loss (reported by the firmware; arithmetic.md, "loss") ---

@@ -20,7 +20,8 @@ from qgpt import prng
 
 ROUNDINGS = ("nearest", "floor", "stochastic")
 DATA_MAX_BITS = 16  # the data path multiplies 16x16 -> 32 bits
-WIDE_MAX_BITS = 31  # master weights and other int32 state
+WIDE_MAX_BITS = 32  # state classes (parameter gradients, Adam, master weights): int32
+KERNEL_LIMIT = 1 << 30  # a 32-bit format holds [-2**30, 2**30] (arithmetic.md, section 1)
 
 
 class FormatError(ValueError):
@@ -38,11 +39,14 @@ class QFormat:
 
     @cached_property
     def lo(self):
-        return -(1 << (self.bits - 1))
+        """The smallest raw value: -2**(b-1), or the kernel range's -2**30 for b = 32."""
+        return -KERNEL_LIMIT if self.bits >= 32 else -(1 << (self.bits - 1))
 
     @cached_property
     def hi(self):
-        return (1 << (self.bits - 1)) - 1
+        """The largest raw value: 2**(b-1) - 1, or the kernel range's 2**30 for b = 32
+        (half of int32, so that two such values add without overflow)."""
+        return KERNEL_LIMIT if self.bits >= 32 else (1 << (self.bits - 1)) - 1
 
     @cached_property
     def step(self):
@@ -58,6 +62,11 @@ class QFormat:
     def range(self):
         """(smallest, largest) real value."""
         return self.lo * self.step, self.hi * self.step
+
+    def describe(self):
+        """'q2.6: 8 bits, [-2, 1.98438], step 2^-6': width, range and step, for listings."""
+        lo, hi = self.range()
+        return f"{self.name}: {self.bits} bits, [{lo:g}, {hi:g}], step 2^-{self.frac_bits}"
 
 
 _PATTERN = re.compile(r"q(\d+)\.(\d+)")

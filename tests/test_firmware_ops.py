@@ -132,7 +132,8 @@ def test_the_command_exits_non_zero_on_a_mismatch():
 
 def test_a_device_error_is_reported():
     good = cf.build_cases(cf.NO_FORMAT)[:1]
-    bad = cf.Case("no_such_op", cf.NO_FORMAT, "unknown op", None, {}, {}, {"y": cf._i([1])})
+    bad = cf.Case("no_such_op", cf.NO_FORMAT, "unknown op", None, {}, {},
+                  {"y": ("i", np.array([1]))})
     report = cf.run_ops(cases={cf.NO_FORMAT: [bad] + good})
     assert report.exit_code == 1
     assert len(report.mismatches) == 1 and report.mismatches[0].op == "no_such_op"

@@ -243,8 +243,13 @@ def contract_alpha(lr, step, num_steps, p1, p2):
     return (2 * x + y) // (2 * y), fa
 
 
-def contract_adam_step(state, g, step, num_steps, lr, p_frac, store_fmt, rounding, seed):
-    """One step on lists of ints: state = dict(m, v, store, p1, p2). Returns (stalled, deltas)."""
+def contract_adam_step(state, g, step, num_steps, lr, policy, rounding, seed):
+    """One step on lists of ints: state = dict(m, v, store, p1, p2), section 9 with the
+    policy's formats (Fp, Fm, Fv, the store) read off the policy's classes. Returns
+    (stalled, deltas)."""
+    fp, fm, fv = policy.pgrads.frac_bits, policy.adam_m.frac_bits, policy.adam_v.frac_bits
+    store_fmt, fh = policy.weight_store, fv // 2
+    hm = min(policy.adam_m.hi, 2**30 - 1)
     p1 = (state["p1"] * (2**15 - ADAM_C1) + 2**14) >> 15
     p2 = (state["p2"] * (2**15 - ADAM_C2) + 2**14) >> 15
     state["p1"], state["p2"] = p1, p2
@@ -253,12 +258,14 @@ def contract_adam_step(state, g, step, num_steps, lr, p_frac, store_fmt, roundin
     k = prng.key(seed, prng.STREAM_ROUND, step)
     stalled, deltas = 0, []
     for i in range(len(g)):
-        m = mul15(state["m"][i], 2**15 - ADAM_C1) + mul15(g[i], ADAM_C1)
-        m = max(-(2**30 - 1), min(2**30 - 1, m))
-        gs = max(-(2**15), min(2**15 - 1, rnd(g[i], p_frac - 14)))
+        gm = max(-(2**30), min(2**30, rnd(g[i], fp - fm)))
+        m = mul15(state["m"][i], 2**15 - ADAM_C1) + mul15(gm, ADAM_C1)
+        m = max(-hm, min(hm, m))
+        gs = max(-(2**15), min(2**15 - 1, rnd(g[i], fp - fh)))
         v = mul15(state["v"][i], 2**15 - ADAM_C2) + mul15(gs * gs, ADAM_C2)
+        v = min(v, policy.adam_v.hi)
         den = math.isqrt(v) + 1
-        a, e = abs(m), 27 - p_frac
+        a, e = abs(m), 13 + fh - fm
         r = 2**15 if a * 2**e >= den * 2**15 else ((a << e) + (den >> 1)) // den
         delta = alpha * (r if m >= 0 else -r)
         if rounding == "nearest":
@@ -276,17 +283,28 @@ def contract_adam_step(state, g, step, num_steps, lr, p_frac, store_fmt, roundin
 
 @pytest.mark.parametrize("rounding", ["nearest", "floor", "stochastic"])
 @pytest.mark.parametrize("fmt, master", [("q4.12", ""), ("q1.15", ""), ("q4.8", ""),
-                                         ("q4.12", "q4.20"), ("q12.4", "")])
+                                         ("q4.12", "q4.20"), ("q12.4", ""), ("q15.1", "q15.16"),
+                                         ("q8.8", "q8.24"),
+                                         ("weights=q2.6,acts=q4.4,adam_m=q8.8,adam_v=q2.14", ""),
+                                         ("pgrads=q16.16,adam_m=q4.28,adam_v=q1.30", ""),
+                                         ("adam_m=q1.7,adam_v=q4.4,grads=q2.6", "q4.20")])
 def test_int_adam_equals_the_contract_kernel(fmt, master, rounding):
     """IntAdam.step == the plain-Python kernel, on random states from tiny to extreme."""
-    policy = make_policy(fmt, rounding=rounding, master=master)
+    from qgpt.policy import parse_policy
+
+    if "=" in fmt:
+        policy = parse_policy(fmt, rounding=rounding, master=master or None)
+    else:
+        policy = make_policy(fmt, rounding=rounding, master=master)
     sf = policy.weight_store
     n = N_PARAMS  # IntAdam draws its rounding numbers for the whole parameter buffer
-    rng = np.random.default_rng(policy.data.bits * 7 + len(master))
+    rng = np.random.default_rng(policy.weights.bits * 7 + len(master))
     scale = rng.choice([2**8, 2**20, 2**30 - 1], n)
-    g_all = [(rng.integers(-scale, scale, n)) for _ in range(3)]
-    m0 = rng.integers(-(2**30 - 1), 2**30, n) >> rng.integers(0, 30, n)
-    v0 = rng.integers(0, 2**30, n) >> rng.integers(0, 30, n)
+    g_all = [np.clip(rng.integers(-scale, scale, n), policy.pgrads.lo, policy.pgrads.hi)
+             for _ in range(3)]
+    hm = min(policy.adam_m.hi, 2**30 - 1)
+    m0 = rng.integers(-hm, hm, n, endpoint=True) >> rng.integers(0, 30, n)
+    v0 = rng.integers(0, policy.adam_v.hi, n, endpoint=True) >> rng.integers(0, 30, n)
     v0[:10] = 0
     w0 = rng.integers(sf.lo, sf.hi, n, endpoint=True)
     adam = IntAdam(policy, 11)
@@ -296,8 +314,8 @@ def test_int_adam_equals_the_contract_kernel(fmt, master, rounding):
     ctx = ops.Ctx(policy, strict=True)
     for step, g in enumerate(g_all):
         stalled = adam.step(store, g, step, 5, ctx)
-        want_stalled, _ = contract_adam_step(state, g.tolist(), step, 5, 0.01, policy.pgrad_frac,
-                                             sf, rounding, 11)
+        want_stalled, _ = contract_adam_step(state, g.tolist(), step, 5, 0.01, policy, rounding,
+                                             11)
         for what, got, want in (("m", adam.m, state["m"]), ("v", adam.v, state["v"]),
                                 ("store", store, state["store"])):
             assert (msg := first_bad(got, np.array(want))) is None, f"step {step} {what}: {msg}"
@@ -322,8 +340,7 @@ def test_stochastic_update_rounding_is_unbiased_and_bounded():
             g = rng.integers(-(2**19), 2**19, N_PARAMS)
             before = store.copy()
             adam.step(store, g, step, 100, ops.Ctx(policy))
-            _, exact = contract_adam_step(state, g.tolist(), step, 100, 0.01, policy.pgrad_frac,
-                                          policy.weight_store, rounding, 5)
+            _, exact = contract_adam_step(state, g.tolist(), step, 100, 0.01, policy, rounding, 5)
             d = before - store
             exact = np.array(exact)
             assert np.all((d >= np.floor(exact)) & (d <= np.ceil(exact)))

@@ -860,3 +860,148 @@ def test_check_raises_naming_op_and_tensor():
     loose = ctx_for("q4.12")
     loose.check("some_op", "some_tensor", np.array([2**40]))
     assert int(ops.requant(loose, "op", "t", np.array([2**45]), 4)[0]) == 2**41
+
+
+# --- per-class formats (arithmetic.md section 3): mixed policies against plain Python ---
+
+
+def test_bit_length_is_exact_without_float():
+    v = [0, 1, 2, 3] + [x for k in range(2, 63) for x in ((1 << k) - 1, 1 << k, (1 << k) + 1)
+                        if x < 2**63]
+    got = ops.bit_length(np.array(v, dtype=np.int64))
+    want = [int(x).bit_length() for x in v]
+    assert got.tolist() == want, [(x, g, w) for x, g, w in zip(v, got, want, strict=True)
+                                  if g != w][:5]
+
+
+def test_isqrt_up_to_2_to_the_32():
+    n = np.array([2**32 - 1, 2**32 - 2, 65535**2, 65535**2 - 1, 2**31], dtype=np.int64)
+    assert ops.isqrt(n).tolist() == [math.isqrt(int(x)) for x in n]
+
+
+def mixed_ctx(spec, strict=True, **kw):
+    from qgpt.policy import parse_policy
+
+    return ops.Ctx(parse_policy(spec, **kw), strict=strict)
+
+
+def req_py(x, s, fmt):
+    """req of section 2 on a Python int: round half up (s > 0) or exact left shift, then
+    saturate."""
+    return sat(rnd(x, s) if s > 0 else x << -s, fmt)
+
+
+@pytest.mark.parametrize("spec", ["weights=q2.6,acts=q4.4", "weights=q4.4,acts=q2.6",
+                                  "weights=q1.7,acts=q8.8"])
+def test_embedding_forward_requantizes_weights_into_acts(spec):
+    ctx = mixed_ctx(spec)
+    p = ctx.p
+    rng = np.random.default_rng(len(spec))
+    wte = extreme_or_random(rng, (VOCAB, N_EMBD), p.weights)
+    wpe = extreme_or_random(rng, (BLOCK, N_EMBD), p.weights)
+    tokens = rng.integers(0, VOCAB, BLOCK)
+    got = ops.embedding_forward(ctx, wte, wpe, tokens)
+    s = p.weights.frac_bits - p.acts.frac_bits
+    for t in range(BLOCK):
+        for c in range(N_EMBD):
+            want = req_py(int(wte[tokens[t], c] + wpe[t, c]), s, p.acts)
+            assert got[t, c] == want, (spec, "embedding.x", t, c, got[t, c], want)
+
+
+@pytest.mark.parametrize("spec, out", [("weights=q2.6,acts=q4.4", "acts"),
+                                       ("weights=q2.6,acts=q4.4", "logits"),
+                                       ("weights=q8.8,acts=q3.5,logits=q10.10", "logits"),
+                                       ("weights=q1.15,acts=q4.12,logits=q12.12", "logits")])
+def test_linear_forward_mixed_formats_equal_the_device_recipe(spec, out):
+    ctx = mixed_ctx(spec)
+    p = ctx.p
+    of = getattr(p, out)
+    rng = np.random.default_rng(3)
+    x = extreme_or_random(rng, (BLOCK, MLP_HIDDEN), p.acts)
+    w = extreme_or_random(rng, (N_EMBD, MLP_HIDDEN), p.weights)
+    got = ops.linear_forward(ctx, x, w, of, "y")
+    s = p.weights.frac_bits + p.acts.frac_bits - of.frac_bits
+    for t in range(BLOCK):
+        for o in range(N_EMBD):
+            want = device_dot_requant(x[t].tolist(), w[o].tolist(), s, of.lo, of.hi)
+            assert got[t, o] == want, (spec, out, t, o, got[t, o], want)
+
+
+def test_attention_scores_with_their_own_logits_format():
+    ctx = mixed_ctx("acts=q4.4,logits=q6.6")
+    p = ctx.p
+    rng = np.random.default_rng(8)
+    q, k, v = (extreme_or_random(rng, (BLOCK, N_EMBD), p.acts) for _ in range(3))
+    scores = []
+    orig = ops.softmax
+
+    def spy(z, frac, mask=None):
+        scores.append((z.copy(), frac))
+        return orig(z, frac, mask)
+
+    ops.softmax = spy
+    try:
+        ops.attention_forward(ctx, q, k, v)
+    finally:
+        ops.softmax = orig
+    z, frac = scores[0]
+    assert frac == 6
+    s = 2 * 4 + 1 - 6
+    for h in range(N_HEAD):
+        sl = slice(h * HEAD_DIM, (h + 1) * HEAD_DIM)
+        for t in range(BLOCK):
+            for u in range(t + 1):
+                want = device_dot_requant(q[t, sl].tolist(), k[u, sl].tolist(), s,
+                                          p.logits.lo, p.logits.hi)
+                assert z[h, t, u] == want, ("scores", h, t, u, z[h, t, u], want)
+
+
+@pytest.mark.parametrize("spec", ["grads=q1.7,acts=q4.4", "grads=q2.14", "grads=q1.15"])
+def test_cross_entropy_backward_rounds_into_grads(spec):
+    from fractions import Fraction
+
+    ctx = mixed_ctx(spec)
+    gf = ctx.p.grads
+    rng = np.random.default_rng(2)
+    for t in (1, 3, 16):
+        probs = rng.integers(0, Q15 + 1, (t, VOCAB))
+        targets = rng.integers(0, VOCAB, t)
+        got = ops.cross_entropy_backward(ctx, probs, targets)
+        for i in range(t):
+            for j in range(VOCAB):
+                d = int(probs[i, j]) - (Q15 if j == targets[i] else 0)
+                exact = Fraction(d, t) * 2**gf.frac_bits / Q15
+                want = sat(math.floor(exact + Fraction(1, 2)), gf)
+                assert got[i, j] == want, (spec, t, i, j, got[i, j], want)
+
+
+def test_embedding_backward_saturates_position_by_position():
+    """A narrow pgrads: dwte[tok] takes d[0], d[1], ... in order, each sum saturated."""
+    ctx = mixed_ctx("acts=q4.4,pgrads=q4.4", strict=False)
+    p = ctx.p
+    rng = np.random.default_rng(4)
+    dx = extreme_or_random(rng, (BLOCK, N_EMBD), p.grads)
+    tokens = np.array([3, 3, 3, 5, 3, 5, 3, 3, 3, 7, 3, 3, 3, 3, 3, 3])
+    dwte = np.zeros((VOCAB, N_EMBD), dtype=np.int64)
+    dwpe = np.zeros((BLOCK, N_EMBD), dtype=np.int64)
+    ops.embedding_backward(ctx, dx, tokens, dwte, dwpe)
+    s = p.grads.frac_bits - p.pgrads.frac_bits
+    want_te = [[0] * N_EMBD for _ in range(VOCAB)]
+    for t, tok in enumerate(tokens):
+        for c in range(N_EMBD):
+            d = req_py(int(dx[t, c]), s, p.pgrads)
+            assert dwpe[t, c] == d, ("dwpe", t, c, dwpe[t, c], d)
+            want_te[tok][c] = sat(want_te[tok][c] + d, p.pgrads)
+    assert dwte.tolist() == want_te
+    assert ctx.saturations["embedding.dw"] > 0
+
+
+def test_strict_names_the_device_form_of_adams_products():
+    """mul15 on the device multiplies x >> 15 by c: a state beyond 2**31 overflows there,
+    although int64 computes x * c without trouble."""
+    ctx = ctx_for("q4.12", strict=True)
+    adam = int_model.IntAdam(ctx.p, 0)
+    adam.m = np.full(N_PARAMS, 2**40, dtype=np.int64)
+    with pytest.raises(ops.Int32Overflow, match=r"adam: \(m >> 15\) \* 27853"):
+        adam.step(np.zeros(N_PARAMS, dtype=np.int64), np.zeros(N_PARAMS, dtype=np.int64), 0,
+                  10, ctx)

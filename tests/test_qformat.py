@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from qgpt import prng
 from qgpt.qformat import (
     DATA_MAX_BITS,
+    KERNEL_LIMIT,
     WIDE_MAX_BITS,
     FormatError,
     QFormat,
@@ -47,13 +48,15 @@ SETTINGS = settings(max_examples=300, deadline=None)
 
 
 def fxp_raw(x, fmt, rounding):
-    """The fxpmath oracle: float values -> raw integers of fmt, saturated."""
+    """The fxpmath oracle: float values -> raw integers of fmt, saturated. A 32-bit
+    format holds only the kernel range [-2**30, 2**30] (arithmetic.md, section 1): the
+    oracle's int32 result is clamped to it, the same as saturating to it directly."""
     with warnings.catch_warnings():
         # fxpmath warns when a value takes its object path, which skips rounding
         warnings.simplefilter("error")
         v = Fxp(np.asarray(x, dtype=np.float64), signed=True, n_word=fmt.bits,
                 n_frac=fmt.frac_bits, rounding=FXP_MODE[rounding], overflow="saturate").val
-    return np.asarray(v, dtype=np.int64)
+    return np.clip(np.asarray(v, dtype=np.int64), -KERNEL_LIMIT, KERNEL_LIMIT)
 
 
 def assert_same(what, fmt, inputs, got, want, show=repr):
@@ -460,12 +463,23 @@ def test_parse_invalid_names_what_is_accepted(text):
 def test_parse_wide_formats():
     assert parse("q8.23", max_bits=WIDE_MAX_BITS) == QFormat(8, 23)
     assert parse("q1.30", max_bits=WIDE_MAX_BITS) == QFormat(1, 30)
-    for text in ("q8.23.0", "q8.24", "q16.16"):
-        with pytest.raises(FormatError, match=r"I\+F <= 31"):
+    assert parse("q8.24", max_bits=WIDE_MAX_BITS) == QFormat(8, 24)
+    for text in ("q8.23.0", "q8.25", "q17.16"):
+        with pytest.raises(FormatError, match=r"I\+F <= 32"):
             parse(text, max_bits=WIDE_MAX_BITS)
 
 
-@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+def test_a_32_bit_format_holds_the_kernel_range():
+    """arithmetic.md section 1: b = 32 holds [-2**30, 2**30], so that two values add in
+    int32; b <= 31 is two's complement."""
+    f = QFormat(8, 24)
+    assert (f.lo, f.hi) == (-(2**30), 2**30)
+    assert f.range() == (-64.0, 64.0)
+    assert (QFormat(8, 23).lo, QFormat(8, 23).hi) == (-(2**30), 2**30 - 1)
+    assert saturate(np.array([2**31 - 1, -(2**31), 5]), f).tolist() == [2**30, -(2**30), 5]
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f.bits < 32], ids=str)
 def test_format_properties_match_fxpmath(fmt):
     I, F = fmt.int_bits, fmt.frac_bits
     assert fmt.bits == I + F

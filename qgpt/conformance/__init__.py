@@ -1,0 +1,124 @@
+"""Conformance of the firmware with the integer simulator: levels "ops", "steps", "run".
+
+Level "ops": every kernel on golden vectors. Levels "steps" and "run": whole
+training steps and a whole run of firmware/qgpt_train.py against
+qgpt.int_model.IntModel, compared after each step.
+
+The simulator (qgpt/int_ops.py, int_model.py, prng.py, policy.py) makes golden
+vectors for every firmware kernel: random inputs at realistic scale and edge
+cases (range limits, saturation, rounding ties, zeros, the largest magnitudes,
+all-equal and one-hot softmax rows, T = 1 and T = 16), for each data format.
+The firmware computes the same cases, and every output is compared with `==`;
+a mismatch names the level, the op, the format, the case, the tensor, the index
+and both values, and the run's exit code is 1.
+
+Transport (board-ready: the device side uses only json, array, binascii, sys, gc):
+the host writes one request file per format (firmware/conform_ops.py documents
+it: a JSON header line per case followed by the raw little-endian input arrays);
+the device prints one hex line per output tensor; the host compares. Targets:
+
+    unix   micropython -X heapsize=96K -m conform_ops REQUEST, with the firmware
+           compiled by mpy-cross for the host (as a board gets it) on MICROPYPATH
+    int32  the same firmware and driver run by CPython, every viper intermediate
+           checked against int32 (the x86-64 unix port computes in 64 bits and
+           cannot show an overflow; a 32-bit board would)
+
+The modules, in the order of the data flow:
+
+    inputs.py           the Case record, the makers of inputs, FORMATS
+    kernel_cases.py     golden cases of the kernels (exp_neg ... cross_entropy)
+    optimizer_cases.py  golden cases of Adam, the policy, init, isqrt, the PRNG
+    cases.py            build_cases(fmt, seed): every op-level case of a format
+    protocol.py         the request file and the device's reply
+    build.py            the MicroPython, mpy-cross and firmware build a target runs
+    int32.py            the int32 target: viper code rewritten for CPython, checked
+    report.py           mismatches and the levels' summary tables
+    ops.py              level "ops": run_ops -> OpsReport; conformance_ops -> exit code
+    device_run.py       a training run on the device: config, start, parse, state hash
+    training.py         levels "steps" and "run": run_steps, run_run -> TrainReport
+    cli.py              conformance(level, ...) -> exit code; main(): the options
+
+    python -m qgpt.conformance [--level ops|steps|run|all] [--formats q4.12,q8.8]
+                               [--target unix|int32] [--micropython PATH] [--data NAMES]
+
+Every name below is importable from qgpt.conformance itself.
+"""
+
+from qgpt.conformance.build import (
+    build_firmware,
+    default_micropython,
+    default_mpy_cross,
+    device_env,
+    firmware_build,
+)
+from qgpt.conformance.cases import build_cases
+from qgpt.conformance.cli import LEVELS, conformance, main
+from qgpt.conformance.device_run import (
+    STATE_ARRAYS,
+    TRAIN_HEAPSIZE,
+    TRAIN_HEAPSIZE_MASTER,
+    TRAIN_SEED,
+    TRAIN_STEPS,
+    DeviceRun,
+    TrainCase,
+    device_config,
+    finish_training,
+    pack_names,
+    parse_device_run,
+    read_dump,
+    start_training,
+    state_hash,
+    tensor_at,
+)
+from qgpt.conformance.inputs import FORMATS, NO_FORMAT, Case
+from qgpt.conformance.int32 import Int32Overflow, emulate_int32, emulate_int32_train
+from qgpt.conformance.ops import (
+    HEAPSIZE_PY,
+    LEVEL,
+    TARGETS,
+    compare,
+    conformance_ops,
+    corrupt_one,
+    run_ops,
+)
+from qgpt.conformance.optimizer_cases import master_for
+from qgpt.conformance.protocol import DTYPES, REQUEST_END, REQUEST_MAGIC, parse_reply, write_request
+from qgpt.conformance.report import (
+    HEAPSIZE,
+    MAX_LISTED,
+    Mismatch,
+    OpsReport,
+    TrainMismatch,
+    TrainReport,
+    print_report,
+)
+from qgpt.conformance.training import (
+    MAKEMORE,
+    STEPS_DUMPS,
+    STEPS_EXTRA,
+    STEPS_FORMATS,
+    STEPS_ROUNDINGS,
+    compare_losses,
+    compare_state,
+    conformance_run,
+    conformance_steps,
+    run_run,
+    run_steps,
+    simulate,
+)
+from qgpt.firmware_build import FIRMWARE_DIR, firmware_modules
+
+__all__ = [
+    "DTYPES", "FIRMWARE_DIR", "FORMATS", "HEAPSIZE", "HEAPSIZE_PY", "LEVEL", "LEVELS",
+    "MAKEMORE", "MAX_LISTED", "NO_FORMAT", "REQUEST_END", "REQUEST_MAGIC", "STATE_ARRAYS",
+    "STEPS_DUMPS", "STEPS_EXTRA", "STEPS_FORMATS", "STEPS_ROUNDINGS", "TARGETS",
+    "TRAIN_HEAPSIZE", "TRAIN_HEAPSIZE_MASTER", "TRAIN_SEED", "TRAIN_STEPS", "Case",
+    "DeviceRun", "Int32Overflow", "Mismatch", "OpsReport", "TrainCase", "TrainMismatch",
+    "TrainReport", "build_cases", "build_firmware", "compare", "compare_losses",
+    "compare_state", "conformance", "conformance_ops", "conformance_run", "conformance_steps",
+    "corrupt_one", "default_micropython", "default_mpy_cross", "device_config", "device_env",
+    "emulate_int32", "emulate_int32_train", "finish_training", "firmware_build",
+    "firmware_modules", "main", "master_for", "pack_names", "parse_device_run", "parse_reply",
+    "print_report", "read_dump", "run_ops", "run_run", "run_steps", "simulate", "start_training",
+    "state_hash", "tensor_at", "write_request",
+]

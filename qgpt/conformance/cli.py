@@ -1,0 +1,83 @@
+"""`qgpt conformance` and `python -m qgpt.conformance`: the levels' dispatcher and
+its options."""
+
+import argparse
+import sys
+
+from qgpt.conformance.inputs import FORMATS
+from qgpt.conformance.ops import HEAPSIZE, HEAPSIZE_PY, TARGETS, conformance_ops
+from qgpt.conformance.training import (
+    MAKEMORE,
+    STEPS_DUMPS,
+    STEPS_FORMATS,
+    TRAIN_HEAPSIZE,
+    TRAIN_SEED,
+    conformance_run,
+    conformance_steps,
+)
+
+LEVELS = ("ops", "steps", "run", "all")
+
+
+def conformance(level="ops", formats=None, micropython=None, seed=None, heapsize=None,
+                build="mpy", target="unix", data=None, out=None):
+    """The CLI's dispatcher (qgpt conformance --level ops|steps|run|all): runs the
+    level(s), prints each report; exit code 0 if all equal (a skipped run counts as
+    passed, and says why), 1 on any mismatch or device failure.
+    seed: the golden cases' seed for ops (default 0), the training seed for steps and
+    run (default 42); formats: ops and steps; data: the run level's names file."""
+    if level not in LEVELS:
+        raise ValueError(f"level {level!r} is unknown: want one of {', '.join(LEVELS)}")
+    out = out or sys.stdout
+    code = 0
+    if level in ("ops", "all"):
+        code |= conformance_ops(formats, micropython, 0 if seed is None else seed, heapsize,
+                                build, target, out=out)
+    train_seed = TRAIN_SEED if seed is None else seed
+    if level in ("steps", "all"):
+        step_formats = formats if level == "steps" else None
+        code |= conformance_steps(step_formats, micropython, train_seed, target,
+                                  dump_steps=STEPS_DUMPS if target == "unix" else (1, 2),
+                                  out=out, **({"heapsize": heapsize} if heapsize else {}))
+    if level == "all" and target == "int32":  # about 1 s a step in CPython: ask for it alone
+        print("level run: SKIPPED (the int32 target takes about 20 minutes for 1000 steps: "
+              "run --level run --target int32 alone)", file=out)
+    elif level in ("run", "all"):
+        code |= conformance_run(data, micropython, train_seed, target, out=out,
+                                **({"heapsize": heapsize} if heapsize else {}))
+    return code
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m qgpt.conformance",
+                                 description="conformance of the firmware with the simulator")
+    ap.add_argument("--level", choices=LEVELS, default="ops",
+                    help="ops: every kernel on golden vectors (default); steps: training steps "
+                         "(params, gradients, Adam state); run: a whole run on makemore's "
+                         "names; all: the three")
+    ap.add_argument("--formats", default=None,
+                    help=f"ops default {','.join(FORMATS)}; steps default "
+                         f"{','.join(STEPS_FORMATS)} (and a few cheap others)")
+    ap.add_argument("--target", choices=TARGETS, default="unix",
+                    help="unix: the MicroPython unix port (default); int32: the firmware run by "
+                         "CPython with every viper intermediate checked against int32")
+    ap.add_argument("--micropython", default=None, help="the unix port (default: the venv's)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="ops: the golden cases' seed (default 0); steps, run: the training "
+                         "seed (default 42)")
+    ap.add_argument("--heapsize", default=None,
+                    help=f"the device heap (ops default {HEAPSIZE}, {HEAPSIZE_PY} with --build "
+                         f"py; steps and run default {TRAIN_HEAPSIZE})")
+    ap.add_argument("--build", choices=["mpy", "py"], default="mpy",
+                    help="mpy: firmware compiled by mpy-cross (default); py: the port compiles")
+    ap.add_argument("--data", default=None,
+                    help=f"run: the names file (default {MAKEMORE})")
+    ap.add_argument("--corrupt", default=None, metavar="OP",
+                    help="self-test (ops): alter one golden value of OP; the run must fail")
+    a = ap.parse_args(argv)
+    formats = a.formats.split(",") if a.formats else None
+    if a.corrupt:
+        return conformance_ops(formats, a.micropython, a.seed or 0, a.heapsize, a.build,
+                               a.target, corrupt=a.corrupt)
+    return conformance(a.level, formats, a.micropython, a.seed, a.heapsize, a.build, a.target,
+                       a.data)

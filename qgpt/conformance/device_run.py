@@ -1,0 +1,149 @@
+"""A training run of firmware/qgpt_train.py on a device: its config, starting it,
+parsing what it prints (firmware/README.md) and its dumps, the state hash."""
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qgpt.conformance.build import default_micropython, device_env
+from qgpt.params import N_PARAMS, SLOTS
+from qgpt.policy import make_policy
+
+TRAIN_SEED = 42
+TRAIN_STEPS = 1000  # the lr schedule's length (a run may stop earlier: stop_at)
+TRAIN_HEAPSIZE = "96K"  # the 64-bit unix port trains from 90K: firmware/README.md, "Memory"
+TRAIN_HEAPSIZE_MASTER = "112K"  # int32 master weights take 16 KB more (from 107K)
+STATE_ARRAYS = ("params", "grad", "adam_m", "adam_v")  # a dump file's arrays, in order
+
+
+@dataclass
+class TrainCase:
+    fmt: str
+    rounding: str
+    master: str = ""
+
+    @property
+    def name(self):
+        return self.rounding + (f", master {self.master}" if self.master else "")
+
+
+
+def tensor_at(flat):
+    """(name, index) of a flat parameter index, from the parameter table."""
+    for s in SLOTS:
+        if s.offset <= flat < s.offset + s.size:
+            return s.name, tuple(int(i) for i in np.unravel_index(flat - s.offset, s.shape))
+    raise IndexError(flat)
+
+
+def state_hash(params, m, v):
+    """The device's `done ... hash`: CRC32 of params, m, v as little-endian int32."""
+    import zlib
+
+    crc = 0
+    for a in (params, m, v):
+        crc = zlib.crc32(np.asarray(a, dtype="<i4").tobytes(), crc)
+    return crc
+
+
+def pack_names(names_file, dest):
+    """Pack the training split of a names file (qgpt pack); returns the train names."""
+    from qgpt import data, pack
+
+    ds = data.load(names_file)
+    pack.write(dest, ds.train)
+    return ds.train
+
+
+@dataclass
+class DeviceRun:
+    """What the device printed, parsed (firmware/README.md)."""
+
+    code: int
+    stdout: str
+    stderr: str
+    start: str = ""
+    losses: dict = field(default_factory=dict)  # step (1-based) -> loss_q16
+    ckpts: list = field(default_factory=list)
+    dumps: dict = field(default_factory=dict)  # step -> path
+    samples: list = field(default_factory=list)
+    done: dict = field(default_factory=dict)  # step, hash, heap_peak, stalled
+    errors: list = field(default_factory=list)
+
+    @property
+    def failure(self):
+        """Why the run failed, or ''."""
+        if self.errors:
+            return "; ".join(self.errors)
+        if self.code != 0 or not self.done:
+            tail = self.stderr.strip().splitlines()[-3:] or self.stdout.strip().splitlines()[-3:]
+            return f"exit code {self.code}: " + " | ".join(tail)
+        return ""
+
+
+def parse_device_run(code, stdout, stderr, folder):
+    r = DeviceRun(code, stdout, stderr)
+    for line in stdout.splitlines():
+        tag, _, rest = line.partition(" ")
+        f = rest.split()
+        if tag == "qgpt" and f[:1] == ["start"]:
+            r.start = line
+        elif tag == "step" and len(f) >= 3 and f[1] == "loss_q16":
+            r.losses[int(f[0])] = int(f[2])
+        elif tag == "ckpt":
+            r.ckpts.append(int(f[0]))
+        elif tag == "dump":
+            path = Path(folder) / rest
+            r.dumps[int(path.stem.rsplit("-", 1)[1])] = path
+        elif tag == "sample":
+            r.samples.append(rest)
+        elif tag == "done":
+            r.done = {"step": int(f[1]), "hash": int(f[3], 16), "heap_peak": int(f[5]),
+                      "stalled": int(f[7])}
+        elif tag == "error":
+            r.errors.append(rest)
+    return r
+
+
+def device_config(case, data, steps=TRAIN_STEPS, seed=TRAIN_SEED, **extra):
+    """The qgpt.json of a device run (firmware/README.md)."""
+    p = make_policy(case.fmt, case.rounding, case.master)
+    cfg = {"format": case.fmt, "rounding": case.rounding, "master": case.master, "lr": p.lr,
+           "lr_q30": p.lr_q30, "steps": steps, "seed": seed, "data": str(data),
+           "checkpoint": "ckpt.bin", "checkpoint_every": 0, "samples": 0}
+    cfg.update(extra)
+    return cfg
+
+
+def start_training(config, folder, micropython=None, heapsize=TRAIN_HEAPSIZE, target="unix",
+                   firmware_dir=None):
+    """Write config as folder/qgpt.json and start the device on it (a Popen)."""
+    folder = Path(folder)
+    (folder / "qgpt.json").write_text(json.dumps(config))
+    env = device_env(firmware_dir)
+    if target == "int32":
+        cmd = [sys.executable, "-c", "import sys; from qgpt.conformance.int32 import "
+               "emulate_int32_train; sys.exit(emulate_int32_train(sys.argv[1], sys.argv[2]))",
+               "qgpt.json", str(firmware_dir)]
+    else:
+        cmd = [micropython or default_micropython(), "-X", f"heapsize={heapsize}", "-m",
+               "qgpt_train", "qgpt.json"]
+    return subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish_training(proc, folder, timeout=3600):
+    out, err = proc.communicate(timeout=timeout)
+    return parse_device_run(proc.returncode, out, err, folder)
+
+
+def read_dump(path):
+    """A device dump: params, grad, adam_m, adam_v, each N_PARAMS int32 LE."""
+    raw = np.fromfile(path, dtype="<i4").astype(np.int64)
+    if raw.size != 4 * N_PARAMS:
+        raise ValueError(f"{path}: {raw.size} values, want {4 * N_PARAMS}")
+    return tuple(raw[i * N_PARAMS : (i + 1) * N_PARAMS] for i in range(4))
