@@ -1,8 +1,9 @@
 """The firmware's cost per training step, counted deterministically, and the size of
 its native code.
 
-    python -m qgpt.fwprofile [--format q4.12] [--steps 20,100] [--arches xtensawin,...]
-                             [--no-phases] [--no-sizes]
+    python -m qgpt.fwprofile [--format q4.12] [--steps 20,100] [--data NAMES_FILE]
+                             [--arches xtensawin,...] [--no-phases] [--no-sizes]
+                             [--quick] [--source COPY_OF_FIRMWARE] [--keep DIR]
 
 Instructions: firmware/qgpt_train.py (the entry point of qgpt/fwbench.py and the
 tests) trains on the built-in names under `valgrind --tool=cachegrind --cache-sim=no`
@@ -25,7 +26,7 @@ branches (saturation, exp's cut-off, isqrt) differ a little from the real run's:
 the split is exact to within that. Multiply-accumulates per step are counted from
 the token counts of the steps in the difference (macs()). Native code: every
 firmware module compiled by mpy-cross for each architecture and its .mpy parsed
-(mpy_code_bytes()): the machine code a board copies into executable RAM.
+(qgpt.mpyfile.mpy_code_bytes): the machine code a board copies into executable RAM.
 """
 
 import argparse
@@ -57,7 +58,7 @@ def macs(T):
     return 3 * LINEAR_MACS * T + NH * pairs * (2 * HS) + NH * pairs * (4 * HS + 1)
 
 
-# --- building (the one dependency on qgpt.conformance: repoint here after a split) ---
+# --- building and running (every use of qgpt.conformance is in this section) ---
 
 
 def build_firmware(dest, source_dir=None):
@@ -95,6 +96,20 @@ def default_micropython():
     from qgpt import conformance as cf
 
     return cf.default_micropython()
+
+
+def pack_data(names_file, dest):
+    """The packed dataset (qgpt pack) of a names file's training split; None: the built-in."""
+    from qgpt import conformance as cf
+
+    cf.pack_names(names_file, dest)
+
+
+def train_heapsize():
+    """The heap the tests and the conformance levels train in (96K)."""
+    from qgpt import conformance as cf
+
+    return cf.TRAIN_HEAPSIZE
 
 
 # --- the phase driver (MicroPython, written into the build folder) ---
@@ -264,103 +279,11 @@ def step_lengths(data_path, first, last, seed):
     return [len(docs[prng.doc_index(s, len(docs), seed)]) - 1 for s in range(first, last)]
 
 
-# --- native code in an .mpy (MicroPython's py/persistentcode.c, .mpy v6) ---
-
-_KINDS = ("bytecode", "native", "viper", "asm")  # kind_len & 3
-_OBJ_FUN_TABLE, _OBJ_ELLIPSIS, _OBJ_STR, _OBJ_BYTES, _OBJ_TUPLE = 0, 4, 5, 6, 10
-_SCOPE_VIPERRELOC, _SCOPE_VIPERRODATA, _SCOPE_VIPERBSS = 0x10, 0x20, 0x40
-
-
-class _Reader:
-    def __init__(self, data):
-        self.data, self.pos = data, 0
-
-    def byte(self):
-        b = self.data[self.pos]
-        self.pos += 1
-        return b
-
-    def skip(self, n):
-        if self.pos + n > len(self.data):
-            raise ValueError("truncated .mpy")
-        self.pos += n
-
-    def uint(self):
-        n = 0
-        while True:
-            b = self.byte()
-            n = (n << 7) | (b & 0x7F)
-            if not b & 0x80:
-                return n
-
-
-def _skip_obj(r):
-    kind = r.byte()
-    if kind <= _OBJ_ELLIPSIS:  # fun table, None, False, True, Ellipsis: no payload
-        return
-    n = r.uint()
-    if kind == _OBJ_TUPLE:
-        for _ in range(n):
-            _skip_obj(r)
-        return
-    r.skip(n + (1 if kind in (_OBJ_STR, _OBJ_BYTES) else 0))  # str/bytes: a NUL follows
-
-
-def _raw_code(r, sizes):
-    kind_len = r.uint()
-    kind, has_children, n = _KINDS[kind_len & 3], kind_len & 4, kind_len >> 3
-    r.skip(n)
-    sizes[kind] = sizes.get(kind, 0) + n
-    flags = 0
-    if kind == "native":
-        r.uint()  # prelude offset (the prelude is counted: it sits in the same allocation)
-    elif kind in ("viper", "asm"):
-        flags = r.uint()
-        if kind == "asm":
-            r.uint()
-            r.uint()
-    if kind == "viper":
-        rodata = r.uint() if flags & _SCOPE_VIPERRODATA else 0
-        if flags & _SCOPE_VIPERBSS:
-            r.uint()
-        r.skip(rodata)
-    if has_children:
-        for _ in range(r.uint()):
-            _raw_code(r, sizes)
-    if kind != "bytecode" and flags & _SCOPE_VIPERRELOC:
-        raise ValueError("relocatable native code (mpy_ld output) is not parsed here")
-
-
-def mpy_code_bytes(data):
-    """{"bytecode": bytes, "native": bytes, "viper": bytes, "asm": bytes} of an .mpy v6
-    file: the sum of the functions' code lengths by kind (native and viper code is what
-    a board allocates as executable memory, MP_PLAT_ALLOC_EXEC). Checks that the parse
-    ends exactly at the end of the file."""
-    r = _Reader(bytes(data))
-    if r.byte() != ord("M") or r.byte() != 6:
-        raise ValueError("not an .mpy v6 file")
-    features = r.byte()
-    r.byte()  # small-int bits
-    if features & 0x40:  # arch flags follow (mpy-cross -march-flags)
-        r.uint()
-    n_qstr, n_obj = r.uint(), r.uint()
-    for _ in range(n_qstr):
-        n = r.uint()
-        if not n & 1:  # static qstrs are one number; others: the text and a NUL
-            r.skip((n >> 1) + 1)
-    for _ in range(n_obj):
-        _skip_obj(r)
-    sizes = {}
-    _raw_code(r, sizes)
-    if r.pos != len(r.data):
-        raise ValueError(f".mpy parse ended at byte {r.pos} of {len(r.data)}")
-    return sizes
-
-
 def native_sizes(arches, firmware_dir=None):
     """{module: {arch: native+viper bytes}}, and {arch: .mpy file bytes}, for every
     firmware module."""
     from qgpt import device
+    from qgpt.mpyfile import mpy_code_bytes
 
     table, files = {}, {}
     for arch in arches:
@@ -386,9 +309,7 @@ def profile(fmt="q4.12", lengths=(20, 100), micropython=None, valgrind=VALGRIND,
         build_driver(fw, tmp)
         run = tmp / "run"
         run.mkdir(parents=True, exist_ok=True)
-        from qgpt import conformance as cf
-
-        cf.pack_names(names_file, run / "names.bin")
+        pack_data(names_file, run / "names.bin")
         env = dict(os.environ, MICROPYPATH=str(fw), PYTHONHASHSEED="0")
         counts, full = {}, {}
         seed = None
@@ -399,7 +320,7 @@ def profile(fmt="q4.12", lengths=(20, 100), micropython=None, valgrind=VALGRIND,
                 seed = config["seed"]
                 (run / f"{variant}-{n}.json").write_text(json.dumps(config))
                 module = ["-m", "qgpt_train"] if variant == "step" else ["-m", DRIVER, variant]
-                cmd = [micropython, "-X", f"heapsize={cf.TRAIN_HEAPSIZE}", *module,
+                cmd = [micropython, "-X", f"heapsize={train_heapsize()}", *module,
                        f"{variant}-{n}.json"]
                 count, out = run_counted(cmd, run, env, run / f"cg-{variant}-{n}.out", valgrind)
                 counts[(variant, n)] = count.total

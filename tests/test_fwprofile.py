@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from qgpt import fwprofile as fp
+from qgpt.mpyfile import mpy_code_bytes
 
 CANNED = """\
 desc: I1 cache:         32768 B, 64 B, 8-way associative
@@ -109,15 +110,15 @@ def _canned_mpy():
 
 
 def test_mpy_code_bytes_on_a_hand_written_file():
-    assert fp.mpy_code_bytes(_canned_mpy()) == {"bytecode": 7, "viper": 40, "native": 25}
+    assert mpy_code_bytes(_canned_mpy()) == {"bytecode": 7, "viper": 40, "native": 25}
 
 
 def test_mpy_code_bytes_refuses_a_truncated_or_padded_file():
     blob = _canned_mpy()
     with pytest.raises(ValueError):
-        fp.mpy_code_bytes(blob[:-3])
+        mpy_code_bytes(blob[:-3])
     with pytest.raises(ValueError, match="ended at byte"):
-        fp.mpy_code_bytes(blob + b"\0")
+        mpy_code_bytes(blob + b"\0")
 
 
 def test_mpy_code_bytes_on_mpy_cross_output(tmp_path):
@@ -133,7 +134,7 @@ def test_mpy_code_bytes_on_mpy_cross_output(tmp_path):
         out = tmp_path / f"k{n}.mpy"
         subprocess.run([cf.default_mpy_cross(), "-march=xtensawin", "-o", str(out), str(src)],
                        check=True)
-        s = fp.mpy_code_bytes(out.read_bytes())
+        s = mpy_code_bytes(out.read_bytes())
         assert s["bytecode"] > 0 and s["viper"] > 0 and "native" not in s
         sizes.append(s["viper"])
     assert sizes[1] > sizes[0]
