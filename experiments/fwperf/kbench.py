@@ -1,15 +1,16 @@
 """Instructions per call of single firmware kernels, under cachegrind (issue 15's diagnosis).
 
-    python experiments/fwperf/kbench.py [--source DIR] [--units linear_fwd_16x64,adam_256]
+    python experiments/fwperf/kbench.py --source DIR [--units linear_fwd_16x64,adam_256]
 
 A real run (firmware/qgpt_train.py on the built-in names, q4.12) trains 19 steps; after
 step 20 (T = 7 positions) a driver calls one kernel REPS times on the model's own
 buffers, so the inputs are realistic. Two values of REPS, the difference of the
 instruction counts over the difference of REPS: the instructions of one call, less the
 call loop's own (the unit `loop`, subtracted). Written for the firmware of commit
-4a77c9b and its prototypes (experiments/fwperf/*.patch: --source a patched copy); the
-kernels' argument lists are those of that commit (a `wmax` is added where a prototype
-takes one).
+4a77c9b and its prototypes (experiments/fwperf/*.patch), whose kernels' argument lists
+it calls (with a `wmax` where a prototype takes one): --source that firmware, e.g.
+`git archive 4a77c9b firmware | tar x -C /tmp/fw0`, then --source /tmp/fw0/firmware.
+The precision policy's kernels take more arguments.
 """
 
 import argparse
@@ -130,7 +131,8 @@ def measure(units, source=None, reps=(10, 60)):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--source", default=None, help="a copy of firmware/ (default: firmware/)")
+    ap.add_argument("--source", required=True,
+                    help="the firmware of commit 4a77c9b, or a patched copy of it")
     ap.add_argument("--units", default=",".join(u for u in UNITS if u != "loop"))
     a = ap.parse_args(argv)
     units = [u for u in a.units.split(",") if u]
