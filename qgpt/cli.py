@@ -277,18 +277,21 @@ def build_parser():
                        help="check the firmware's integers equal the simulator's, with ==")
     p.add_argument("--level", choices=["ops", "steps", "run", "all"], default="all",
                    help="ops: every op on golden vectors; steps: parameters, gradients and Adam "
-                        "state after steps 1, 2, 10, 100; run: a whole 1000-step training "
-                        "(makemore's names); all (default): the three")
+                        "state after steps 1, 2, 10, 100; run: whole 1000-step trainings "
+                        "(nearest, stochastic, master weights); all (default): the three")
     p.add_argument("--target", choices=["unix", "int32"], default="unix",
                    help="unix: the MicroPython unix port; int32: the firmware run by CPython "
                         "with every viper intermediate checked against int32")
     p.add_argument("--micropython", default=None,
-                   help="a MicroPython unix binary (default: the one installed beside qgpt)")
-    p.add_argument("--formats", default=None, help="comma-separated (default: the test set)")
+                   help="a MicroPython unix binary (default: the one installed beside qgpt); "
+                        "the firmware is compiled for the architecture it reports")
+    p.add_argument("--formats", default=None,
+                   help="comma-separated, for ops and steps (default: every format `qgpt "
+                        "formats` lists and the edges the host accepts)")
     p.add_argument("--seed", type=argtypes.seed, default=None,
                    help="0 .. 2**30-1 (default: 0 for the op vectors, 42 for training)")
     p.add_argument("--data", default=None,
-                   help="names for the run level (default: ../shared/data/names-makemore.txt)")
+                   help="names for the run level (default: the built-in data/names.txt)")
     p.add_argument("--heapsize", type=argtypes.heap_size, default=None,
                    help="the device heap, e.g. 96K")
     p.add_argument("--build", choices=["mpy", "py"], default="mpy",
