@@ -26,7 +26,8 @@ FIRMWARE = Path(__file__).resolve().parent.parent
 # the section comments of kernels.py ("# --- NAME (sections ...) ---") -> the module
 FAMILIES = (("integer functions", "kfunc"), ("embedding", "kdense"), ("rmsnorm", "kdense"),
             ("linear", "kdense"), ("element-wise", "kdense"), ("attention", "kattn"),
-            ("cross-entropy", "kattn"), ("Adam", "kadam"))
+            ("cross-entropy", "kattn"), ("Adam", "kadam"), ("buffer helpers", "kadam"),
+            ("block-scaled", "kadam"))
 ALIASES = {"kfunc": "KF", "kdense": "KD", "kattn": "KA", "kadam": "KO"}
 IMPORTS = {"kdense": "from kfunc import rsqrt\n", "kattn": "from kfunc import softmax\n"}
 
@@ -60,13 +61,17 @@ def split_kernels(dest):
         (dest / f"{module}.py").write_text(f'"""{module}"""\n\n{top}\n{used}{code}\n')
         owner.update({f: module for f in re.findall(r"^def (\w+)", code, re.M)})
     (dest / "kernels.py").unlink()
-    for name in ("model.py", "sampling.py", "conform_ops.py"):
-        src = (dest / name).read_text()
+    for path in sorted(dest.glob("*.py")):
+        src = path.read_text()
+        if not re.search(r"^import kernels", src, re.M):
+            continue
+        src = src.replace("import kernels\n", "import kernels as K\n")
+        src = re.sub(r"\bkernels\.(?!py\b)(\w+)", r"K.\1", src)
         used = sorted({owner[f] for f in re.findall(r"\bK\.(\w+)", src)})
         src = re.sub(r"\bK\.(\w+)", lambda m: f"{ALIASES[owner[m.group(1)]]}.{m.group(1)}", src)
         src = src.replace("import kernels as K\n",
                           "".join(f"import {u} as {ALIASES[u]}\n" for u in used))
-        (dest / name).write_text(src)
+        path.write_text(src)
     return sorted(pieces)
 
 
