@@ -85,11 +85,13 @@ def build(src, dest):
 
 
 def train(fw, folder, data, fmt, heapsize, resume):
-    """(heap after setup, heap peak) of one session, or None if it failed."""
+    """(heap after setup, heap peak) of one session, or None if it failed. fmt: the
+    config's format, or a dict of config keys (format, rounding, policy)."""
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = {"format": fmt, "lr_q30": round(0.01 * 2**30), "steps": 40, "data": str(data),
+    cfg = {"lr_q30": round(0.01 * 2**30), "steps": 40, "data": str(data),
            "checkpoint_every": 10, "samples": 5, "stop_at": None if resume else 20,
            "resume": resume, "log_every": 100}
+    cfg.update(fmt if isinstance(fmt, dict) else {"format": fmt})
     (folder / "qgpt.json").write_text(json.dumps(cfg))
     r = subprocess.run([tool("micropython"), "-X", f"heapsize={heapsize}", "-m", "qgpt_train",
                         "qgpt.json"], cwd=folder, env=dict(os.environ, MICROPYPATH=str(fw)),
@@ -101,14 +103,16 @@ def train(fw, folder, data, fmt, heapsize, resume):
     return int(start.group(1)), int(done.group(1))
 
 
-def measure(fw, work, data, fmt):
-    """(heap after setup, heap peak, smallest heapsize in K) of a build."""
-    first = train(fw, work / "96K", data, fmt, "96K", False)
-    second = train(fw, work / "96K", data, fmt, "96K", True)
+def measure(fw, work, data, fmt, heaps=range(80, 97)):
+    """(heap after setup, heap peak, smallest heapsize in K) of a build: trained at the
+    largest of heaps, then the smallest of heaps that trains and resumes."""
+    top = f"{heaps[-1]}K"
+    first = train(fw, work / top, data, fmt, top, False)
+    second = train(fw, work / top, data, fmt, top, True)
     if first is None or second is None:
-        raise SystemExit(f"{fw}: training at 96K failed")
+        raise SystemExit(f"{fw}: training at {top} failed")
     smallest = None
-    for k in range(80, 97):
+    for k in heaps:
         folder = work / f"{k}K"
         if train(fw, folder, data, fmt, f"{k}K", False) and \
                 train(fw, folder, data, fmt, f"{k}K", True):
