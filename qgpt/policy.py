@@ -528,6 +528,9 @@ def train_settings(fmt, spec, master, rounding, lr):
     fmt_name, master_name, policy_spec = normal_form(p)
     label = fmt_name if not policy_spec else \
         p.short_spec.replace("=", "-").replace(",", "_")
+    for name in PRESETS:  # a preset's own policy is labelled by its name
+        if policy_spec and parse_policy(name, lr=lr) == p:
+            label = name
     return fmt_name, p.rounding, master_name, policy_spec, label
 
 
@@ -549,6 +552,15 @@ def normal_form(policy):
     """(format, master, policy) of TrainConfig for a resolved policy (section 3.8)."""
     spec = "" if policy.is_format_default() else policy.spec
     return policy.weights.name, _name(policy.master), spec
+
+
+def device_config(p):
+    """The device config keys of a resolved policy (arithmetic.md 3.8): format, master,
+    rounding, lr_q30 and policy (all eight classes), for qgpt device deploy and
+    conformance."""
+    return {"format": p.weights.name, "master": _name(p.master), "rounding": p.rounding,
+            "lr": p.lr, "lr_q30": p.lr_q30,
+            "policy": {c: _name(f) or "none" for c, f in p.classes().items()}}
 
 
 def validity_cases():

@@ -1,5 +1,6 @@
 """Training on the device: the firmware's steps, runs, checkpoints and memory equal
-the host simulator's, value for value (qgpt/conformance.py, levels "steps", "run").
+the host simulator's, value for value (qgpt/conformance/training.py, levels "steps",
+"run").
 
 The device is the MicroPython unix port running firmware/qgpt_train.py (the run
 protocol of firmware/README.md), or the same firmware in CPython with every viper
@@ -60,19 +61,22 @@ def test_steps_q412_q88_nearest_and_stochastic():
 
 
 def test_steps_every_format_rounding_and_master_to_step_100():
-    report = cf.run_steps()  # q8.8, q4.12 x nearest, floor, stochastic; master; q6.10 ...
+    report = cf.run_steps()  # every format x nearest, floor, stochastic; masters
     assert report.ok, _text(report)
-    assert len(report.rows) == 10 and all(r[2] == 100 for r in report.rows)
-    assert any("master q4.20" in r[1] for r in report.rows)
+    assert len(report.rows) == 3 * len(cf.FORMATS) + len(cf.STEPS_EXTRA)
+    assert all(r[2] == 100 for r in report.rows)
+    assert {f for f, *_ in report.rows} == set(cf.FORMATS)
+    for master in ("q4.20", "q4.27", "q1.30"):  # 31-bit masters included
+        assert any(f"master {master}" in r[1] for r in report.rows)
 
 
-def test_steps_on_the_int32_target():
+def test_steps_on_the_int32_target_in_every_format():
     # every viper intermediate of whole training steps checked against int32, as a
     # 32-bit board computes them (the x86-64 unix port cannot show an overflow)
-    report = cf.run_steps(("q4.12", "q8.8"), ("nearest", "stochastic"), extra=(),
+    report = cf.run_steps(cf.FORMATS, ("nearest",), extra=(("q4.12", "stochastic", "q4.27"),),
                           dump_steps=(1, 2), target="int32")
     assert report.ok, _text(report)
-    assert "32-bit viper" in report.device
+    assert "32-bit viper" in report.device and len(report.rows) == len(cf.FORMATS) + 1
 
 
 @pytest.mark.slow
@@ -97,6 +101,8 @@ def test_a_wrong_firmware_is_named_by_step_tensor_and_index(tmp_path):
     grads = {m.tensor: m for m in report.mismatches if m.what == "grad" and m.step == 1}
     assert "layer0.mlp_fc1" in grads
     assert "lm_head" not in grads and "layer0.mlp_fc2" not in grads
+    assert report.total > len(report.mismatches)  # every differing value is counted
+    assert f"{report.total} mismatches ({len(report.mismatches)} listed)" in report.summary()
     m = grads["layer0.mlp_fc1"]
     assert (m.level, m.fmt, m.case) == ("steps", "q4.12", "nearest")
     row, col = m.index
@@ -306,25 +312,32 @@ def test_too_small_a_heap_says_so(device, tmp_path):
 # --- level "run": 1000 steps on makemore's names ---
 
 
+MAKEMORE = ROOT.parent / "shared" / "data" / "names-makemore.txt"  # not part of the product
+
+
 @pytest.mark.slow
 def test_run_level_on_makemore_names():
-    if not cf.MAKEMORE.exists():
-        pytest.skip(f"{cf.MAKEMORE} is absent")
-    report = cf.run_run()
+    if not MAKEMORE.exists():
+        pytest.skip(f"{MAKEMORE} is absent")
+    report = cf.run_run(MAKEMORE)
     assert report.ok, _text(report)
-    assert report.rows[0][3] == 1000 + 1 + 20  # losses, the hash, the samples
+    assert [r[3] for r in report.rows] == [1000 + 1 + 20] * len(cf.RUN_CASES)
 
 
-def test_run_level_skips_without_its_dataset(tmp_path):
-    report = cf.run_run(tmp_path / "absent.txt")
-    assert report.skipped and report.exit_code == 0
-    assert "absent.txt is absent" in report.summary()
+def test_the_run_level_refuses_a_missing_dataset(tmp_path):
+    from qgpt.data import DataError
+
+    with pytest.raises(DataError, match="absent.txt: no such file"):
+        cf.run_run(tmp_path / "absent.txt")
 
 
 def test_the_dispatcher_runs_a_level_and_the_cli_exits_zero():
+    r = subprocess.run([sys.executable, "-m", "qgpt.conformance", "--level", "steps",
+                        "--formats", "q6.6"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and "level steps: 3 runs" in r.stdout, r.stdout + r.stderr
     r = subprocess.run([sys.executable, "-m", "qgpt.conformance", "--level", "run", "--data",
                         "no-such-names.txt"], capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 0 and "level run: SKIPPED" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 2 and "no-such-names.txt: no such file" in r.stderr
     with pytest.raises(ValueError, match="level 'nope'"):
         cf.conformance("nope")
 
