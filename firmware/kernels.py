@@ -258,10 +258,8 @@ def embedding_forward(x, wte, wpe, token: int, t: int, C: int, sh: int, lo: int,
 def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int, hi: int,
                        bg: int):
     """Forward was x[t] = wte[tokens[t]] + wpe[t]: d = req(dx[t], sh, P), sh = Fg - Fp
-    (a left shift when Fp > Fg); then for t = 0 .. T-1 in order dwte[tokens[t]] becomes
-    sat(dwte[tokens[t]] + d, P), and dwpe[t] becomes d (each position comes once: the
-    same as the contract's sat(dwpe[t] + d, P) on the zeroed gradient; the simulator
-    assigns it too). dwte (V, C), dwpe (BLOCK, C) int32 P, [lo, hi] within +-2**30;
+    (a left shift when Fp > Fg); then for t = 0 .. T-1 in order both rows become
+    sat(row + d, P). dwte (V, C), dwpe (BLOCK, C) int32 P, [lo, hi] within +-2**30;
     dx (T, C) G (bg bytes); tokens (T,) uint8."""
     pwte = ptr32(dwte)
     pwpe = ptr32(dwpe)
@@ -296,7 +294,12 @@ def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int,
             elif w < lo:
                 w = lo
             pwte[te + i] = w
-            pwpe[tp + i] = d  # each position once: row t of dwpe is d[t]
+            w = ((pwpe[tp + i] ^ s32) - s32) + d
+            if w > hi:
+                w = hi
+            elif w < lo:
+                w = lo
+            pwpe[tp + i] = w
 
 
 # --- rmsnorm (sections 6, 7) ---
