@@ -30,14 +30,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def _format_name(text, option, wide=False):
+def _format_name(text, option):
     """The canonical name of a Q format option ('Q4.12', ' q4.12' -> 'q4.12')."""
     from qgpt import qformat
 
     if not text.strip():
         raise UsageError(f"{option} is empty: want a format qI.F, e.g. q4.12")
     try:
-        return qformat.parse(text, qformat.WIDE_MAX_BITS if wide else qformat.DATA_MAX_BITS).name
+        return qformat.parse(text).name
     except qformat.FormatError as e:
         raise UsageError(f"{option}: {e}") from None
 
@@ -81,6 +81,10 @@ def cmd_train(args):
         raise UsageError(f"{' and '.join(integer_only)}: only integer runs use "
                          f"{'them' if len(integer_only) > 1 else 'it'}; give --format qI.F "
                          "or --policy SPEC, or drop it for a float run")
+    if args.master is not None:
+        _not_empty(args.master, "--master", "format qI.F, or 'none'")
+    if args.policy is not None:
+        _not_empty(args.policy, "--policy", "SPEC such as weights=q4.12,acts=q6.10")
     kind, rounding, master, policy, label = "float", "nearest", "", "", "float"
     if integer:  # the precision policy (docs/arithmetic.md, section 3): a bad SPEC fails here
         from qgpt.policy import train_settings
@@ -338,6 +342,8 @@ def _one_line(error):
 
 def _interrupted_hint(args):
     """What Ctrl-C left behind: for a training run, the checkpoint to resume if there is one."""
+    if getattr(args, "command", None) == "device" and args.device_command == "train":
+        return "; the board's last checkpoint is kept (continue with --resume)"
     run_dir = getattr(args, "run_dir", None)
     if run_dir is None:
         return ""

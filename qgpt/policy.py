@@ -528,6 +528,9 @@ def train_settings(fmt, spec, master, rounding, lr):
     fmt_name, master_name, policy_spec = normal_form(p)
     label = fmt_name if not policy_spec else \
         p.short_spec.replace("=", "-").replace(",", "_")
+    for name in PRESETS:  # a preset's own policy is labelled by its name
+        if policy_spec and parse_policy(name, lr=lr) == p:
+            label = name
     return fmt_name, p.rounding, master_name, policy_spec, label
 
 

@@ -91,9 +91,10 @@ def test_a_wrong_firmware_is_named_by_step_tensor_and_index(tmp_path):
     fw = tmp_path / "firmware"
     shutil.copytree(FIRMWARE, fw)
     src = (fw / "model.py").read_text()
-    good = "K.relu_backward(dh, dh, h, 0, T * _M)"
+    good = "K.relu_backward(dh, dh, h, 0, T * _M, bg, ba)"
     assert good in src
-    (fw / "model.py").write_text(src.replace(good, "K.relu_backward(dh, dh, h, _M, T * _M - _M)"))
+    bad = "K.relu_backward(dh, dh, h, _M, T * _M - _M, bg, ba)"
+    (fw / "model.py").write_text(src.replace(good, bad))
     report = cf.run_steps(("q4.12",), ("nearest",), extra=(), dump_steps=(1, 2),
                           firmware_dir=fw)
     assert report.exit_code == 1 and "FAIL" in report.summary()
@@ -267,7 +268,7 @@ def test_the_names_stay_below_the_qstr_pools_threshold(device, tmp_path):
 
 
 def test_the_firmwares_copies_of_the_shape_agree_with_the_table():
-    # model.py, sampling.py, qgpt_train.py and runbase.py carry the shape as consts, so that the
+    # model.py, sampling.py, layout.py and runbase.py carry the shape as consts, so that the
     # params module can leave memory (firmware/README.md, "Memory")
     from qgpt import params
 
@@ -280,7 +281,7 @@ def test_the_firmwares_copies_of_the_shape_agree_with_the_table():
                                                           "eval"), {"__builtins__": {}}, values)
         return values
 
-    m, t, smp = consts("model.py"), consts("qgpt_train.py"), consts("sampling.py")
+    m, smp = consts("model.py"), consts("sampling.py")
     shape = (params.BLOCK, params.BOS, params.VOCAB, params.N_PARAMS)
     assert (m["BLOCK"], m["BOS"], m["VOCAB"], m["N_PARAMS"]) == shape
     assert (m["_T"], m["_V"], m["_C"], m["_NH"], m["_HS"], m["_M"], m["_N"]) == (
@@ -293,9 +294,13 @@ def test_the_firmwares_copies_of_the_shape_agree_with_the_table():
         "wte", "wpe", "lm_head", "layer0.attn_wq", "layer0.attn_wk", "layer0.attn_wv",
         "layer0.attn_wo", "layer0.mlp_fc1", "layer0.mlp_fc2")]
     T, V, C, M, NH = params.BLOCK, params.VOCAB, params.N_EMBD, params.MLP_HIDDEN, params.N_HEAD
-    assert m["_ACT_BYTES"] == 2 * NH * T * T + 4 * T * V + 2 * 2 * T * M + 11 * 2 * T * C \
-        + 3 * 8 * T + 4 * T
-    assert t["_STATE_BYTES"] == m["_BLOCK_BYTES"] and t["_N_PARAMS"] == params.N_PARAMS
+    # the largest state block (model.block_bytes): int32 Adam m and v, 16-bit weights,
+    # activations and gradients, the I/O chunk
+    act = 2 * NH * T * T + 4 * T * V + 2 * 2 * T * M + 11 * 2 * T * C + 3 * 8 * T + 4 * T
+    lay = consts("layout.py")
+    assert lay["_LARGEST_BLOCK"] == 10 * params.N_PARAMS + act + 4 * m["_CHUNK"]
+    assert [lay[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK", "_PIECE")] == [
+        m[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK", "_GRAD_MAX")]
     assert consts("runbase.py")["RECORD"] == params.BLOCK
 
 
