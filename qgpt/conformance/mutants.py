@@ -58,7 +58,8 @@ from qgpt.conformance.report import OpsReport
 from qgpt.firmware_build import FIRMWARE_DIR, firmware_modules
 
 # Not integer code: the op-level driver, file formats, configuration, the entry point.
-NOT_MUTATED = ("conform_ops", "dump", "ckpt", "restore", "runcfg", "runbase", "qgpt_train")
+NOT_MUTATED = ("conform_ops", "dump", "ckpt", "restore", "runcfg", "runbase", "qgpt_train",
+               "layout")  # layout: the state block's offsets, set-up only
 SWAPS = {"<<": ">>", ">>": "<<", "+": "-", "-": "+", "<": "<=", "<=": "<", ">": ">=",
          ">=": ">", "==": "!=", "!=": "==", "&": "|", "//": "%", "+=": "-=", "-=": "+=",
          "<<=": ">>=", ">>=": "<<="}
@@ -432,14 +433,14 @@ def ops_requests(workdir, formats=FORMATS, seed=0):
 
 
 def run_mutants(modules=None, jobs=1, micropython=None, formats=FORMATS, limit=None,
-                firmware_dir=FIRMWARE_DIR, progress=None, keep=None):
+                firmware_dir=FIRMWARE_DIR, progress=None, keep=None, every=1):
     """Judge every mutant of the modules; returns [(Mutant, verdict, level, detail)].
     keep: {mutant: (verdict, level, detail)} already judged (not judged again)."""
     micropython = micropython or default_micropython()
     modules = modules or mutated_modules(firmware_dir)
     mutants = []
     for mod in modules:
-        mutants += mutants_of(mod, (Path(firmware_dir) / f"{mod}.py").read_text())
+        mutants += mutants_of(mod, (Path(firmware_dir) / f"{mod}.py").read_text())[::every]
     if limit:
         mutants = mutants[:limit]
     keep = keep or {}
@@ -570,6 +571,8 @@ def main(argv=None):
                          + ", ".join(NOT_MUTATED) + ")")
     ap.add_argument("--jobs", type=int, default=1, help="mutants judged at once (default 1)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N mutants")
+    ap.add_argument("--every", type=int, default=1, metavar="K",
+                    help="only every K-th mutant of each module (a deterministic sample)")
     ap.add_argument("--micropython", default=None, help="the unix port (default: the venv's)")
     ap.add_argument("--out", default=None,
                     help="write the markdown report here (and its verdicts as .json beside)")
@@ -580,8 +583,8 @@ def main(argv=None):
                     help="judge again only the survivors of a saved run (its .json, or a "
                          "report .md: then the new report has those mutants alone)")
     a = ap.parse_args(argv)
-    if a.jobs < 1:
-        ap.error("--jobs must be at least 1")
+    if a.jobs < 1 or a.every < 1:
+        ap.error("--jobs and --every must be at least 1")
     modules = a.modules.split(",") if a.modules else None
     known = set(firmware_modules())
     for mod in modules or ():
@@ -604,7 +607,7 @@ def main(argv=None):
     else:
         keep = load_verdicts(a.rejudge) if a.rejudge else None
         results = run_mutants(modules, a.jobs, a.micropython, limit=a.limit,
-                              progress=progress, keep=keep)
+                              progress=progress, keep=keep, every=a.every)
     command = "python -m qgpt.conformance.mutants" + "".join(
         f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
     command = f"`{command}` ({(time.time() - t0) / 60:.0f} minutes)"
