@@ -842,9 +842,9 @@ def test_pulled_files_with_a_valid_crc_but_wrong_fields_are_refused(deployed, tm
          "array adam_m is f8, want i4"),
         (_with(meta, arrays, {}, {}, {"adam_v": None}), "array adam_v is missing"),
         (_with(meta, arrays, {}, {}, {"extra": params}), "array extra"),
-        (_raw_checkpoint(b"not json"), "its header is not JSON"),
-        (_raw_checkpoint(b'{"meta": {}, "arrays": [["params", "x9", 5]]}'), "arrays[0] is"),
-        (_raw_checkpoint(b'{"arrays": []}'), "no 'meta' object"),
+        (_raw_checkpoint(b"not json"), "not a readable checkpoint header (not UTF-8 JSON)"),
+        (_raw_checkpoint(b'{"meta": {}, "arrays": [["params", "x9", 5]]}'), "array entry"),
+        (_raw_checkpoint(b'{"arrays": []}'), "want an object with meta and arrays"),
     ]
     pull = ("pull", "--port", deployed.port, "--out", tmp_path / "run")
     for blob, fragment in cases:
