@@ -11,7 +11,8 @@ import numpy as np
 
 from qgpt.conformance.build import default_micropython, device_env
 from qgpt.params import N_PARAMS, SLOTS
-from qgpt.policy import make_policy
+from qgpt.policy import device_config as policy_config
+from qgpt.policy import make_policy, train_settings
 
 TRAIN_SEED = 42
 TRAIN_STEPS = 1000  # the lr schedule's length (a run may stop earlier: stop_at)
@@ -26,10 +27,33 @@ class TrainCase:
     fmt: str
     rounding: str
     master: str = ""
+    policy: str = ""  # "" (the defaults of fmt and master) or the canonical SPEC (3.8)
+    label: str = ""  # the policy's label (a preset name or the short SPEC)
 
     @property
     def name(self):
-        return self.rounding + (f", master {self.master}" if self.master else "")
+        return (self.rounding + (f", master {self.master}" if self.master else "")
+                + (f", policy {self.label}" if self.policy else ""))
+
+    @property
+    def resolved(self):
+        """The case's qgpt.policy.Policy (what both sides train with)."""
+        from qgpt.policy import parse_policy
+
+        if self.policy:
+            return parse_policy(self.policy, rounding=self.rounding)
+        return make_policy(self.fmt, self.rounding, self.master)
+
+
+def policy_case(spec):
+    """The TrainCase of a --policy SPEC (PolicyError, one line, for a bad one): its
+    TrainConfig normal form (format, rounding, master, policy) and label."""
+    from qgpt.policy import PRESETS
+
+    fmt, rounding, master, policy, label = train_settings(None, spec, None, None, 0.01)
+    case = TrainCase(fmt, rounding, master, policy)
+    case.label = label if label in PRESETS else case.resolved.short_spec
+    return case
 
 
 
@@ -41,12 +65,13 @@ def tensor_at(flat):
     raise IndexError(flat)
 
 
-def state_hash(params, m, v):
-    """The device's `done ... hash`: CRC32 of params, m, v as little-endian int32."""
+def state_hash(params, m, v, *extra):
+    """The device's `done ... hash`: CRC32 of params, m, v (then 9.6's arrays, extra)
+    as little-endian int32."""
     import zlib
 
     crc = 0
-    for a in (params, m, v):
+    for a in (params, m, v, *extra):
         crc = zlib.crc32(np.asarray(a, dtype="<i4").tobytes(), crc)
     return crc
 
@@ -112,10 +137,12 @@ def parse_device_run(code, stdout, stderr, folder):
 
 def device_config(case, data, steps=TRAIN_STEPS, seed=TRAIN_SEED, **extra):
     """The qgpt.json of a device run (firmware/README.md)."""
-    p = make_policy(case.fmt, case.rounding, case.master)
+    p = case.resolved
     cfg = {"format": case.fmt, "rounding": case.rounding, "master": case.master, "lr": p.lr,
            "lr_q30": p.lr_q30, "steps": steps, "seed": seed, "data": str(data),
            "checkpoint": "ckpt.bin", "checkpoint_every": 0, "samples": 0}
+    if case.policy:  # the `policy` key exactly as qgpt device deploy writes it
+        cfg.update(policy_config(p))
     cfg.update(extra)
     return cfg
 
@@ -162,9 +189,12 @@ def finish_training(proc, folder, timeout=3600):
     return parse_device_run(proc.returncode, out, err, folder)
 
 
-def read_dump(path):
-    """A device dump: params, grad, adam_m, adam_v, each N_PARAMS int32 LE."""
+def read_dump(path, extra=0):
+    """A device dump: params, grad, adam_m, adam_v, each N_PARAMS int32 LE, then
+    `extra` int32 values of 9.6's arrays (block shifts, kahan_comp; firmware/dump.py),
+    returned as a fifth array when extra > 0."""
     raw = np.fromfile(path, dtype="<i4").astype(np.int64)
-    if raw.size != 4 * N_PARAMS:
-        raise ValueError(f"{path}: {raw.size} values, want {4 * N_PARAMS}")
-    return tuple(raw[i * N_PARAMS : (i + 1) * N_PARAMS] for i in range(4))
+    if raw.size != 4 * N_PARAMS + extra:
+        raise ValueError(f"{path}: {raw.size} values, want {4 * N_PARAMS + extra}")
+    arrays = tuple(raw[i * N_PARAMS : (i + 1) * N_PARAMS] for i in range(4))
+    return arrays + ((raw[4 * N_PARAMS :],) if extra else ())
