@@ -72,6 +72,7 @@ from qgpt.conformance.device_run import (
     finish_training,
     pack_names,
     parse_device_run,
+    policy_case,
     read_dump,
     start_training,
     state_hash,
@@ -103,6 +104,7 @@ from qgpt.conformance.training import (
     STEPS_DUMPS,
     STEPS_EXTRA,
     STEPS_FORMATS,
+    STEPS_POLICIES,
     STEPS_ROUNDINGS,
     compare_losses,
     compare_state,
@@ -130,4 +132,5 @@ __all__ = [
     "pack_names", "parse_device_run", "parse_reply", "print_report", "probe", "read_dump",
     "run_ops", "run_run", "run_steps", "simulate", "start_training", "state_hash", "stop",
     "tensor_at", "write_request",
+    "STEPS_POLICIES", "policy_case",
 ]
