@@ -300,9 +300,9 @@ def build_parser():
     p.add_argument("--build", choices=["mpy", "py"], default="mpy",
                    help="mpy: firmware compiled with mpy-cross (default); py: from source")
     p.add_argument("--policy", action="append", default=None, metavar="SPEC",
-                   help="a precision policy as in qgpt train --policy (repeatable): steps "
-                        "and run train only these; by default steps adds mixed policies, "
-                        "int8 among them")
+                   help="a precision policy as in qgpt train --policy (repeatable): every "
+                        "level runs only these; by default ops and steps add mixed "
+                        "policies, int8 among them")
     p.set_defaults(func=cmd_conformance)
 
     from qgpt.device import add_device_parser

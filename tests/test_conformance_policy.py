@@ -68,3 +68,27 @@ def test_a_bad_policy_is_one_line_and_exit_2(spec, fragment, capsys):
     assert code == 2 and len(err) == 1 and fragment in err[0], err
     with pytest.raises(PolicyError) if spec else pytest.raises(ValueError):
         cf.check_setup("steps", None, None, "mpy", "unix", None, [spec or ","])
+
+
+def test_int8_op_cases_use_8_bit_containers_and_equal_the_simulator():
+    from qgpt.conformance.policy_cases import policy_ops_cases
+
+    cases = policy_ops_cases("int8")
+    emb = next(c for c in cases if c.op == "embedding_forward")
+    assert emb.inputs["wte"][0] == "b" and emb.expected["x"][0] == "b"  # q2.6, q4.4
+    assert emb.policy["policy"]["adam_m"] == "b8x64"
+    report = cf.run_ops((), cases={"int8": cases})
+    assert report.exit_code == 0, "\n".join(map(str, report.mismatches[:10]))
+
+
+def test_op_cases_run_with_another_policy_on_the_device_are_caught():
+    from qgpt.conformance.policy_cases import policy_ops_cases
+
+    cases = policy_ops_cases("weights=q2.6,acts=q4.4,rounding=stochastic")
+    for c in cases:  # the device resolves grads=q1.15, the goldens were made with q2.14
+        if c.policy:
+            c.policy = {**c.policy, "policy": {**c.policy["policy"], "grads": "q1.15"}}
+    report = cf.run_ops((), cases={"mixed": cases})
+    assert report.exit_code == 1
+    wrong = {op for op, *_ in report.mismatch_count}
+    assert {"linear_backward", "embedding_backward", "cross_entropy_backward"} <= wrong

@@ -47,14 +47,22 @@ def conformance(level="ops", formats=None, micropython=None, seed=None, heapsize
     seed: the golden cases' seed for ops (default 0), the training seed for steps and
     run (default 42); formats: ops and steps; data: the run level's names file
     (default: the built-in data/names.txt); policies: --policy SPECs, the only cases
-    of steps and run (and beside formats' when both are given); None: the steps
-    level's default adds STEPS_POLICIES."""
+    of every level (beside the formats' at ops and steps when both are given); None:
+    the ops and steps defaults add STEPS_POLICIES."""
     check_setup(level, formats, micropython, build, target, data, policies)
     out = out or sys.stdout
     code = 0
     if level in ("ops", "all"):
-        code |= conformance_ops(formats, micropython, 0 if seed is None else seed, heapsize,
-                                build, target, out=out)
+        if formats or not policies:
+            code |= conformance_ops(formats, micropython, 0 if seed is None else seed,
+                                    heapsize, build, target, out=out)
+        ops_policies = STEPS_POLICIES if policies is None and not formats else policies
+        if ops_policies:
+            from qgpt.conformance.policy_cases import conformance_policy_ops
+
+            code |= conformance_policy_ops(ops_policies, micropython,
+                                           0 if seed is None else seed, heapsize, build,
+                                           target, out=out)
     train_seed = TRAIN_SEED if seed is None else seed
     if level in ("steps", "all"):
         step_formats = formats if level == "steps" else None
@@ -101,10 +109,10 @@ def main(argv=None):
     ap.add_argument("--data", default=None,
                     help="run: the names file (default: the built-in data/names.txt)")
     ap.add_argument("--policy", action="append", default=None, metavar="SPEC",
-                    help="a precision policy (as qgpt train --policy; repeatable): steps and "
-                         "run train only these (with --formats, steps trains both); the "
-                         f"steps default adds {len(STEPS_POLICIES)} mixed policies, int8 "
-                         "among them")
+                    help="a precision policy (as qgpt train --policy; repeatable): every "
+                         "level runs only these (with --formats, ops and steps run both); "
+                         f"the ops and steps defaults add {len(STEPS_POLICIES)} mixed "
+                         "policies, int8 among them")
     ap.add_argument("--corrupt", default=None, metavar="OP",
                     help="self-test (ops): alter one golden value of OP; the run must fail")
     a = ap.parse_args(argv)
