@@ -96,6 +96,18 @@ def requant(ctx, op, tensor, s, shift, fmt=None):
     return r if fmt is None else ctx.sat(r, fmt, tensor)
 
 
+def exact_matmul(a, b):
+    """a @ b of raw int64 arrays, exactly: the dot products of arithmetic.md 3.7 by
+    float64's matmul (BLAS), which is several times faster than numpy's int64 loop.
+
+    Exact: every operand is a data word (weights, acts, grads: at most 16 bits), a
+    probability (<= 2**15) or a dscores entry (<= 2**14), so every product is at most
+    2**30 and, with at most 64 terms, every partial sum, whatever order BLAS adds in, is
+    an integer of magnitude at most 2**36 < 2**53: float64 holds each one exactly.
+    """
+    return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+
+
 @cache
 def causal_mask(t):
     """(T,T) bool, True where s <= t: the entries attention forms (built once per length)."""
@@ -108,18 +120,16 @@ def causal_mask(t):
 
 
 def isqrt(n):
-    """floor(sqrt(n)) exactly, for int64 arrays of 0 <= n < 2**52.
+    """floor(sqrt(n)) exactly, for int64 arrays of 0 <= n < 2**32.
 
-    The firmware finds the root digit by digit; here float64's sqrt gives it at once:
-    it is correctly rounded, so for n < 2**52 its floor is already the exact root. The
-    two integer corrections below make that independent of the float: the result r is
-    the one integer with r*r <= n < (r+1)*(r+1).
+    The firmware finds the root digit by digit; the host takes float64's square root,
+    which is exact for this domain: n converts exactly, the root is correctly rounded,
+    and between r*r and (r+1)**2 - 1 (r < 2**16) sqrt(n) stays more than 2**-17 below
+    r + 1, far more than float64's half step there (< 2**-36), so it never rounds up to
+    r + 1, and truncation gives r. (tests: every square, square - 1 and square + 2r up to
+    2**31, and the largest values below 2**32.)
     """
-    n = np.asarray(n, dtype=np.int64)
-    r = np.sqrt(n).astype(np.int64)
-    r -= r * r > n
-    r += (r + 1) * (r + 1) <= n
-    return r
+    return np.sqrt(np.asarray(n, dtype=np.int64)).astype(np.int64)
 
 
 POWERS_OF_TWO = np.array([1 << k for k in range(63)], dtype=np.int64)
@@ -228,12 +238,12 @@ def rsqrt(ms, fm):
     (2**14, 2**15].
     """
     ms = np.asarray(ms, dtype=np.int64)
-    k = (bit_length(ms) - 29) >> 1  # floor: a = ms / 4**k has 29 or 30 bits; k >= -14
+    k2 = ((bit_length(ms) - 29) >> 1) << 1  # 2k, k = floor((bitlen - 29) / 2) >= -14
     # ms >> 2k for k >= 0, ms << -2k for k < 0: one right shift of ms * 2**28 (< 2**59)
-    a = (ms << 28) >> (2 * k + 28)
+    a = (ms << 28) >> (k2 + 28)  # 29 or 30 bits
     s = isqrt(a)
     m = ((1 << 29) + (s >> 1)) // s
-    return m, k + (29 - fm // 2)
+    return m, (k2 >> 1) + (29 - fm // 2)
 
 
 def rmsnorm_forward(ctx, x):
@@ -249,12 +259,9 @@ def rmsnorm_forward(ctx, x):
 
 
 def _shift_rows(p, sh):
-    """Row t of p shifted by sh[t] with shift_round (negative: left)."""
+    """rnd(p[t], sh[t]) for each row t, with every sh[t] >= 0 (rsqrt's, since fm <= 30)."""
     sh = sh[..., None]
-    if np.minimum.reduce(sh, None) >= 0:  # always, for rmsnorm (fm <= 30)
-        return (p + ((1 << sh) >> 1)) >> sh  # the half is 0 where sh = 0
-    right = (p + ((1 << np.maximum(sh, 1)) >> 1)) >> np.maximum(sh, 0)
-    return np.where(sh > 0, right, p << np.maximum(-sh, 0))
+    return (p + ((1 << sh) >> 1)) >> sh  # the half is 0 where sh = 0
 
 
 def rmsnorm_backward(ctx, dy, y, rs):
@@ -278,7 +285,7 @@ def rmsnorm_backward(ctx, dy, y, rs):
 def linear_forward(ctx, x, w, out_fmt, tensor):
     # x (...,T,in) in acts, w (out,in) in weights -> y (...,T,out) in out_fmt (acts or logits)
     p = ctx.p
-    return requant(ctx, "linear_forward", tensor, x @ w.T,
+    return requant(ctx, "linear_forward", tensor, exact_matmul(x, w.T),
                    p.weights.frac_bits + p.acts.frac_bits - out_fmt.frac_bits, out_fmt)
 
 
@@ -288,12 +295,14 @@ def linear_backward(ctx, dy, x, w, dw, tensor, paths=1):
     # linear: the result is one dx per block, (paths,T,in), from one stacked matmul
     p, gf = ctx.p, ctx.p.grads
     if paths == 1:
-        exact = dy @ w
+        exact = exact_matmul(dy, w)
     else:
         t, n = dy.shape[0], dy.shape[1] // paths
-        exact = dy.reshape(t, paths, n).transpose(1, 0, 2) @ w.reshape(paths, n, w.shape[1])
+        exact = exact_matmul(dy.reshape(t, paths, n).transpose(1, 0, 2),
+                             w.reshape(paths, n, w.shape[1]))
     dx = requant(ctx, "linear_backward", tensor + ".dx", exact, p.weights.frac_bits, gf)
-    dw += requant(ctx, "linear_backward", tensor + ".dw", dy.T @ x, p.dw_shift, p.pgrads)
+    dw += requant(ctx, "linear_backward", tensor + ".dw", exact_matmul(dy.T, x), p.dw_shift,
+                  p.pgrads)
     return dx
 
 
@@ -330,10 +339,10 @@ def attention_forward(ctx, q, k, v):
     mask = causal_mask(q.shape[-2])  # (T,T): s <= t
     # scores = q.k / sqrt(4): the /2 is one more bit of shift, into the logits format.
     # The future scores (s > t) are never formed on the device: zeroed, they cannot saturate
-    exact = np.where(mask, qh @ kh.swapaxes(-1, -2), 0)
+    exact = np.where(mask, exact_matmul(qh, kh.swapaxes(-1, -2)), 0)
     scores = requant(ctx, op, "attention.scores", exact, p.score_shift, p.logits)
     probs = softmax(scores, p.logits.frac_bits, mask)  # 0 where s > t
-    out = requant(ctx, op, "attention.out", probs @ vh, PROB_FRAC, p.acts)
+    out = requant(ctx, op, "attention.out", exact_matmul(probs, vh), PROB_FRAC, p.acts)
     return _merge(out), probs
 
 
@@ -346,9 +355,10 @@ def attention_backward(ctx, dout, q, k, v, probs):
     mask = causal_mask(q.shape[0])  # (T,T): s <= t; probs is 0 elsewhere
     # out = probs v: dprobs[t,s] = dout[t] . v[s] for s <= t (the others are never formed:
     # zeroed), dv[s] = sum_t probs[t,s] dout[t]
-    dprobs = requant(ctx, op, "attention.dprobs", np.where(mask, dh @ vh.transpose(0, 2, 1), 0),
-                     f, gf)
-    dv = requant(ctx, op, "attention.dv", probs.transpose(0, 2, 1) @ dh, PROB_FRAC, gf)
+    exact = np.where(mask, exact_matmul(dh, vh.transpose(0, 2, 1)), 0)
+    dprobs = requant(ctx, op, "attention.dprobs", exact, f, gf)
+    exact = exact_matmul(probs.transpose(0, 2, 1), dh)
+    dv = requant(ctx, op, "attention.dv", exact, PROB_FRAC, gf)
     # probs = softmax(scores): dscores = probs * (dprobs - sum(probs * dprobs)), then / 2
     pd = requant(ctx, op, "attention.pd", np.add.reduce(probs * dprobs, axis=-1), PROB_FRAC)
     diff = ctx.sat(np.where(mask, dprobs - pd[:, :, None], 0), gf, "attention.diff")
@@ -356,8 +366,8 @@ def attention_backward(ctx, dout, q, k, v, probs):
     ctx.check(op, "p*diff", ds, -KERNEL_LIMIT, KERNEL_LIMIT)
     dscores = shift_round(ds, PROB_FRAC + 1)  # grad format, |.| <= 1
     # scores = q k^T / 2 (the /2 is in dscores): dq = dscores k, dk = dscores^T q
-    dq = requant(ctx, op, "attention.dq", dscores @ kh, f, gf)
-    dk = requant(ctx, op, "attention.dk", dscores.transpose(0, 2, 1) @ qh, f, gf)
+    dq = requant(ctx, op, "attention.dq", exact_matmul(dscores, kh), f, gf)
+    dk = requant(ctx, op, "attention.dk", exact_matmul(dscores.transpose(0, 2, 1), qh), f, gf)
     return _merge(dq), _merge(dk), _merge(dv)
 
 
