@@ -35,6 +35,7 @@ KERNEL_LIMIT = 1 << 30  # unsaturated sums and kernel-range state stay within +-
 PAIR_LIMIT = 1 << 36  # a dot product's exact sum, kept on the device as (H, L)
 INT64_MIN = np.iinfo(np.int64).min
 PROB_ONE = 1 << PROB_FRAC
+MASKED = -(1 << 61)  # a masked entry's z: below every row's max by more than 16 in any format
 
 
 class Int32Overflow(ArithmeticError):
@@ -75,10 +76,11 @@ class Ctx:
             clipped = np.count_nonzero(((x < fmt.lo) | (x > fmt.hi)) & where)
             self.saturations[tensor] = self.saturations.get(tensor, 0) + int(clipped)
             return np.minimum(np.maximum(x, fmt.lo), fmt.hi)
-        lo, hi = fmt.lo, fmt.hi
-        if x.size == 0 or (np.minimum.reduce(x, None) >= lo and np.maximum.reduce(x, None) <= hi):
+        # the common case, in one reduction: every |x| within both bounds, nothing to clip
+        # (x = lo exactly takes the exact path below, which finds nothing to clip either)
+        if x.size == 0 or np.maximum.reduce(np.abs(x), None) <= min(fmt.hi, -fmt.lo):
             self.saturations.setdefault(tensor, 0)
-            return x  # the common case: nothing to clip, no copy
+            return x
         return saturate(x, fmt, self.saturations, tensor)
 
 
@@ -98,14 +100,18 @@ def requant(ctx, op, tensor, s, shift, fmt=None):
 
 def exact_matmul(a, b):
     """a @ b of raw int64 arrays, exactly: the dot products of arithmetic.md 3.7 by
-    float64's matmul (BLAS), which is several times faster than numpy's int64 loop.
+    float64's matmul (BLAS), several times faster than numpy's int64 loop for the
+    linear layers (attention's 4x4 and TxT products per head stay in int64: faster there).
 
     Exact: every operand is a data word (weights, acts, grads: at most 16 bits), a
     probability (<= 2**15) or a dscores entry (<= 2**14), so every product is at most
     2**30 and, with at most 64 terms, every partial sum, whatever order BLAS adds in, is
     an integer of magnitude at most 2**36 < 2**53: float64 holds each one exactly.
     """
-    return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    if a.ndim > 2 and b.ndim == 2:  # (...,T,in) @ (in,out): one matmul over every row
+        return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[1]).astype(np.int64)
+    return (a @ b).astype(np.int64)
 
 
 @cache
@@ -114,6 +120,15 @@ def causal_mask(t):
     mask = np.tril(np.ones((t, t), dtype=bool))
     mask.flags.writeable = False
     return mask
+
+
+@cache
+def future_bias(t):
+    """(T,T) int64: 0 where s <= t, MASKED where s > t. Added to scores that are 0 in the
+    future, it gives softmax's masked input (z = MASKED there) in one addition."""
+    bias = np.where(causal_mask(t), 0, MASKED)
+    bias.flags.writeable = False
+    return bias
 
 
 # --- integer functions: exact floor sqrt, exp and the softmax row ---
@@ -176,9 +191,6 @@ def exp_neg(z, frac):
     return EXP_NEG_BY_Q12[-z12]
 
 
-MASKED = -(1 << 61)  # a masked entry's z: below every row's max by more than 16 in any format
-
-
 def softmax(z, frac, mask=None):
     """Rows of raw z (last axis) -> Q15 probabilities; masked entries (mask False) are left
     out of the max and the sum and get 0."""
@@ -238,12 +250,13 @@ def rsqrt(ms, fm):
     (2**14, 2**15].
     """
     ms = np.asarray(ms, dtype=np.int64)
-    k2 = ((bit_length(ms) - 29) >> 1) << 1  # 2k, k = floor((bitlen - 29) / 2) >= -14
-    # ms >> 2k for k >= 0, ms << -2k for k < 0: one right shift of ms * 2**28 (< 2**59)
-    a = (ms << 28) >> (k2 + 28)  # 29 or 30 bits
+    # k = floor((bitlen(ms) - 29) / 2) >= -14; ms >> 2k (k >= 0) and ms << -2k (k < 0) are
+    # both one right shift of ms * 2**28 (< 2**59), by 2k + 28 = (bitlen(ms) - 1) & ~1
+    shift = (bit_length(ms) - 1) & -2
+    a = (ms << 28) >> shift  # 29 or 30 bits
     s = isqrt(a)
     m = ((1 << 29) + (s >> 1)) // s
-    return m, (k2 >> 1) + (29 - fm // 2)
+    return m, (shift >> 1) + (15 - fm // 2)  # sh = 29 + k - fm/2, k = shift/2 - 14
 
 
 def rmsnorm_forward(ctx, x):
@@ -336,13 +349,15 @@ def attention_forward(ctx, q, k, v):
     p = ctx.p
     qh, kh, vh = _heads(q), _heads(k), _heads(v)
     op = "attention_forward"
-    mask = causal_mask(q.shape[-2])  # (T,T): s <= t
+    t = q.shape[-2]
+    mask = causal_mask(t)  # (T,T): s <= t
     # scores = q.k / sqrt(4): the /2 is one more bit of shift, into the logits format.
     # The future scores (s > t) are never formed on the device: zeroed, they cannot saturate
-    exact = np.where(mask, exact_matmul(qh, kh.swapaxes(-1, -2)), 0)
+    exact = (qh @ kh.swapaxes(-1, -2)) * mask
     scores = requant(ctx, op, "attention.scores", exact, p.score_shift, p.logits)
-    probs = softmax(scores, p.logits.frac_bits, mask)  # 0 where s > t
-    out = requant(ctx, op, "attention.out", exact_matmul(probs, vh), PROB_FRAC, p.acts)
+    # softmax over s <= t: the future entries, 0 here, become MASKED (probability 0)
+    probs = softmax(scores + future_bias(t), p.logits.frac_bits)
+    out = requant(ctx, op, "attention.out", probs @ vh, PROB_FRAC, p.acts)
     return _merge(out), probs
 
 
@@ -355,19 +370,17 @@ def attention_backward(ctx, dout, q, k, v, probs):
     mask = causal_mask(q.shape[0])  # (T,T): s <= t; probs is 0 elsewhere
     # out = probs v: dprobs[t,s] = dout[t] . v[s] for s <= t (the others are never formed:
     # zeroed), dv[s] = sum_t probs[t,s] dout[t]
-    exact = np.where(mask, exact_matmul(dh, vh.transpose(0, 2, 1)), 0)
-    dprobs = requant(ctx, op, "attention.dprobs", exact, f, gf)
-    exact = exact_matmul(probs.transpose(0, 2, 1), dh)
-    dv = requant(ctx, op, "attention.dv", exact, PROB_FRAC, gf)
+    dprobs = requant(ctx, op, "attention.dprobs", (dh @ vh.transpose(0, 2, 1)) * mask, f, gf)
+    dv = requant(ctx, op, "attention.dv", probs.transpose(0, 2, 1) @ dh, PROB_FRAC, gf)
     # probs = softmax(scores): dscores = probs * (dprobs - sum(probs * dprobs)), then / 2
     pd = requant(ctx, op, "attention.pd", np.add.reduce(probs * dprobs, axis=-1), PROB_FRAC)
-    diff = ctx.sat(np.where(mask, dprobs - pd[:, :, None], 0), gf, "attention.diff")
+    diff = ctx.sat((dprobs - pd[:, :, None]) * mask, gf, "attention.diff")
     ds = probs * diff
     ctx.check(op, "p*diff", ds, -KERNEL_LIMIT, KERNEL_LIMIT)
     dscores = shift_round(ds, PROB_FRAC + 1)  # grad format, |.| <= 1
     # scores = q k^T / 2 (the /2 is in dscores): dq = dscores k, dk = dscores^T q
-    dq = requant(ctx, op, "attention.dq", exact_matmul(dscores, kh), f, gf)
-    dk = requant(ctx, op, "attention.dk", exact_matmul(dscores.transpose(0, 2, 1), qh), f, gf)
+    dq = requant(ctx, op, "attention.dq", dscores @ kh, f, gf)
+    dk = requant(ctx, op, "attention.dk", dscores.transpose(0, 2, 1) @ qh, f, gf)
     return _merge(dq), _merge(dk), _merge(dv)
 
 
@@ -379,7 +392,7 @@ def relu_forward(x):
 
 
 def relu_backward(dy, x):
-    return np.where(x > 0, dy, 0)
+    return dy * (x > 0)
 
 
 # --- cross-entropy over the vocabulary ---
