@@ -249,6 +249,24 @@ def run_doc_index(P, p, A):
         out[j] = prng.doc_index(step, p["n_docs"], p["seed"])
 
 
+class _Logits:
+    """What sampling.next_token reads of a model: the logits rows and fwd[0] = F."""
+
+    def __init__(self, logits, frac):
+        self.logits = logits
+        self.fwd = (frac,)
+
+
+def run_next_token(P, p, A):
+    import sampling  # imports model: only for this op
+
+    m = _Logits(A["logits"], p["frac"])
+    z = array("i", bytes(4 * p["n"]))
+    inv_t, u30, tok = A["inv_t"], A["u30"], A["tok"]
+    for r in range(p["rows"]):
+        tok[r] = sampling.next_token(m, z, r, inv_t[r], u30[r])
+
+
 HANDLERS = {
     "exp_neg": run_exp_neg,
     "softmax": run_softmax,
@@ -276,6 +294,7 @@ HANDLERS = {
     "init": run_init,
     "permute": run_permute,
     "doc_index": run_doc_index,
+    "next_token": run_next_token,
 }
 
 

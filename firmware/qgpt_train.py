@@ -7,7 +7,7 @@ Reads a JSON config, trains from the seed or resumes from a checkpoint, reads on
 record of the packed dataset per step (qgpt/pack.py; never all of it in RAM),
 prints one line per event, writes checkpoints, and ends with samples:
 
-    qgpt start format=q4.12 rounding=nearest master=- steps=1000 from=0 to=1000 ...
+    qgpt start format=q4.12 rounding=nearest master=- policy=... steps=1000 from=0 ...
     step 1 loss_q16 215912 loss 3.2946 rate 150.2
     ckpt 100
     sample kalen
@@ -22,11 +22,7 @@ import gc
 import sys
 from time import ticks_diff, ticks_ms
 
-from micropython import const
 from runbase import DATA_HEADER, RECORD, RunError
-
-_STATE_BYTES = const(56000)  # model.py's state block (Model checks the size)
-_N_PARAMS = const(4192)
 
 
 class Dataset:
@@ -82,17 +78,42 @@ def _drop(name):
         del sys.modules[name]
 
 
+def _reserve(path):
+    """A bytearray of the state block's size (a first look at the config's policy:
+    layout.block_size), at the bottom of the heap: layout leaves memory first."""
+    import layout
+
+    size = layout.block_size(path)
+    _drop("layout")
+    layout = None
+    gc.collect()  # the layout's code leaves before restore's comes
+    gc.collect()
+    return bytearray(size)
+
+
 def setup(path):
-    """(config, number of records): the cold code runs and is dropped, with the
-    policy and the parameter table, whose numbers are in cfg["numbers"]."""
+    """The config, with the number of records of the dataset ("count") and the Model's
+    numbers with the state block's layout (cfg["numbers"][0]): the cold code runs and is
+    dropped, with the policy and the parameter table. Meanwhile the bottom of the heap
+    is kept for the state block by a reservation of its size, so that the setup's code
+    comes and goes above it. Nothing is allocated after the reservation is let go, so
+    the block takes its place (run)."""
+    block = _reserve(path)
     import runcfg
 
     try:
         cfg = runcfg.load_config(path)
-        return cfg, runcfg.check_dataset(cfg["data"])
+        cfg["count"] = runcfg.check_dataset(cfg["data"])
     finally:
         for name in ("runcfg", "policy", "params"):
             _drop(name)
+    import layout
+
+    nums = cfg["numbers"][0]
+    lay = layout.block_bytes(nums[0], nums[6], nums[7], nums[4][4] == 4)  # mode 4: kahan
+    cfg["numbers"] = (nums + (lay,),) + cfg["numbers"][1:]  # the Model's numbers, and lay
+    del block
+    return cfg
 
 
 def begin(cfg, mdl, numbers):
@@ -107,29 +128,36 @@ def begin(cfg, mdl, numbers):
 
 
 def run(path):
-    # Memory (firmware/README.md): the state block first, at the bottom of the heap; the
-    # setup's code comes and goes above it; int32 master weights (16 KB) take the next
-    # piece of that size, and the training code then fills the holes
-    block = bytearray(_STATE_BYTES)
-    cfg, count = setup(path)
+    # Memory (firmware/README.md): the bottom of the heap is kept for the state block
+    # while the setup's code comes and goes above it; then the block (its size follows
+    # the policy's containers; the master weights are its last piece) takes the bottom,
+    # layout's views into it are made, layout leaves, and the training code fills the
+    # holes
+    cfg = setup(path)
     gc.collect()
-    master = bytearray(4 * _N_PARAMS) if cfg["numbers"][0][0] else None
+    block = bytearray(cfg["numbers"][0][8][0])
+    import layout  # still in memory from setup
+
+    views = layout.views(block, cfg["numbers"][0])
+    _drop("layout")
+    layout = block = None
+    gc.collect()
     import ckpt
     import model as MD
     import prng
 
     steps, seed = cfg["steps"], cfg["seed"]
     numbers = cfg.pop("numbers")
-    mdl = MD.Model(block, master, numbers[0], seed)
-    block = master = None
-    ds = Dataset(cfg["data"], count, MD.BOS)
+    mdl = MD.Model(views, numbers[0], seed)
+    views = None
+    ds = Dataset(cfg["data"], cfg["count"], MD.BOS)
     start, seconds_before = begin(cfg, mdl, numbers)
     numbers = None
     end = steps if cfg["stop_at"] is None else min(steps, cfg["stop_at"])
     gc.collect()
     peak = gc.mem_alloc()
-    print(f"qgpt start {cfg['formats']} steps={steps} from={start} to={end} "
-          f"records={ds.count} viper={MD.word_bits()} heap={peak}")
+    print(f"qgpt start {cfg.pop('formats')} steps={steps} from={start} to={end} "
+          f"records={ds.count} viper={MD.word_bits()} heap={peak}")  # formats: once
     dumps = cfg["dump_steps"]
     log_every, every = cfg["log_every"], cfg["checkpoint_every"]
     saved = start

@@ -13,6 +13,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from qgpt import data, qformat
+from qgpt.policy import UPDATE_ROUNDINGS
 from qgpt.train import TrainConfig, make_model, nll, training_steps
 
 # makemore's names, beside the project on the development machines: the acceptance tests
@@ -43,9 +44,9 @@ def check_runs(formats, roundings):
         except qformat.FormatError as e:
             raise BenchError(f"--formats: {e}") from None
     for r in roundings:
-        if r not in qformat.ROUNDINGS:
+        if r not in UPDATE_ROUNDINGS:
             raise BenchError(f"--rounding: {r[:40]!r} is unknown: want one or more of "
-                             f"{', '.join(qformat.ROUNDINGS)}, comma-separated")
+                             f"{', '.join(UPDATE_ROUNDINGS)}, comma-separated")
     if not names or not roundings:
         raise BenchError("--formats and --rounding each need at least one value")
     return names, list(roundings)

@@ -136,23 +136,28 @@ def decode(data, source="checkpoint"):
 
 def _header(blob, source):
     """The parsed header: {"meta": dict, "arrays": [[name, dtype code, count], ...]}."""
-    bad = f"{source}: not a readable checkpoint header"
+    def refuse(what):
+        raise CheckpointError(f"{source}: {what}; this is not a usable qgpt checkpoint")
+
     try:
         header = json.loads(blob.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{bad} (not UTF-8 JSON)") from None
-    if not isinstance(header, dict) or not isinstance(header.get("meta"), dict) \
-            or not isinstance(header.get("arrays"), list):
-        raise CheckpointError(f"{bad} (want an object with meta and arrays)")
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        refuse(f"its header is not JSON ({str(e)[:60]})")
+    if not isinstance(header, dict):
+        refuse("its header is not a JSON object")
+    if not isinstance(header.get("meta"), dict):
+        refuse("its header has no 'meta' object")
+    if not isinstance(header.get("arrays"), list):
+        refuse("its header has no 'arrays' list")
     names = set()
-    for entry in header["arrays"]:
+    for i, entry in enumerate(header["arrays"]):
         ok = (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
               and entry[1] in DTYPES and _whole(entry[2]) and entry[2] >= 0)
         if not ok:
-            raise CheckpointError(f"{bad} (array entry {str(entry)[:60]}: want "
-                                  "[name, 'f8' or 'i4', count])")
+            refuse(f"its header's arrays[{i}] is {str(entry)[:40]}, want [name, 'f8' or 'i4', "
+                   "count]")
         if entry[0] in names:
-            raise CheckpointError(f"{bad} (array {entry[0]} appears twice)")
+            refuse(f"its header names array {entry[0][:40]} twice")
         names.add(entry[0])
     return header
 
@@ -187,26 +192,29 @@ def _number(x):
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def check_run_state(meta, arrays, kind, source, store_range=None, m_limit=None):
+def check_run_state(meta, arrays, kind, source, store_range=None, m_limit=None, layout=None):
     """CheckpointError unless meta and arrays are a training state of kind "float" or
-    "int": the three arrays with N_PARAMS values each, float64 and finite for a float
-    run, int32 for an integer run with params in store_range (lo, hi), |adam_m| <=
-    m_limit and adam_v >= 0; step, seconds and the integer meta fields well formed."""
+    "int": the arrays of layout {name: size} (default the three RUN_ARRAYS with N_PARAMS
+    values each; a policy with block-scaled Adam state or Kahan updates has more),
+    float64 and finite for a float run, int32 for an integer run with params in
+    store_range (lo, hi), |adam_m| <= m_limit, adam_v >= 0 and block shifts in 0..31;
+    step, seconds and the integer meta fields well formed."""
     def refuse(what):
         raise CheckpointError(f"{source}: {what}; this is not a usable qgpt checkpoint")
 
     if meta.get("kind") != kind:
         refuse(f"kind {str(meta.get('kind'))[:20]!r} disagrees with its config's format "
                f"(want {kind!r})")
-    if set(arrays) != set(RUN_ARRAYS):
-        missing, extra = set(RUN_ARRAYS) - set(arrays), set(arrays) - set(RUN_ARRAYS)
+    layout = layout or dict.fromkeys(RUN_ARRAYS, N_PARAMS)
+    if set(arrays) != set(layout):
+        missing, extra = set(layout) - set(arrays), set(arrays) - set(layout)
         refuse(f"arrays {sorted(missing)} missing" if missing else f"unknown arrays "
                f"{sorted(extra)[:5]}")
     want_dtype = DTYPES["f8" if kind == "float" else "i4"]
-    for name in RUN_ARRAYS:
+    for name, size in layout.items():
         a = arrays[name]
-        if a.size != N_PARAMS:
-            refuse(f"array {name} holds {a.size} values, want {N_PARAMS}")
+        if a.size != size:
+            refuse(f"array {name} holds {a.size} values, want {size}")
         if a.dtype != want_dtype:
             refuse(f"array {name} is {a.dtype}, a{' float' if kind == 'float' else 'n integer'} "
                    f"run stores {want_dtype}")
@@ -220,6 +228,9 @@ def check_run_state(meta, arrays, kind, source, store_range=None, m_limit=None):
         _check_range(arrays["params"], "params", lo, hi, refuse)
         _check_range(arrays["adam_m"], "adam_m", -m_limit, m_limit, refuse)
         _check_range(arrays["adam_v"], "adam_v", 0, 2**31 - 1, refuse)
+        for name in ("adam_m_shift", "adam_v_shift"):  # block scales (arithmetic.md, 9.6)
+            if name in arrays:
+                _check_range(arrays[name], name, 0, 31, refuse)
         for field in ("p1", "p2"):
             if not (_whole(meta.get(field)) and 0 <= meta[field] <= 1 << 30):
                 refuse(f"meta {field} {str(meta.get(field))[:20]}: want a whole number "

@@ -30,14 +30,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def _format_name(text, option, wide=False):
+def _format_name(text, option):
     """The canonical name of a Q format option ('Q4.12', ' q4.12' -> 'q4.12')."""
     from qgpt import qformat
 
     if not text.strip():
         raise UsageError(f"{option} is empty: want a format qI.F, e.g. q4.12")
     try:
-        return qformat.parse(text, qformat.WIDE_MAX_BITS if wide else qformat.DATA_MAX_BITS).name
+        return qformat.parse(text).name
     except qformat.FormatError as e:
         raise UsageError(f"{option}: {e}") from None
 
@@ -81,6 +81,10 @@ def cmd_train(args):
         raise UsageError(f"{' and '.join(integer_only)}: only integer runs use "
                          f"{'them' if len(integer_only) > 1 else 'it'}; give --format qI.F "
                          "or --policy SPEC, or drop it for a float run")
+    if args.master is not None:
+        _not_empty(args.master, "--master", "format qI.F, or 'none'")
+    if args.policy is not None:
+        _not_empty(args.policy, "--policy", "SPEC such as weights=q4.12,acts=q6.10")
     kind, rounding, master, policy, label = "float", "nearest", "", "", "float"
     if integer:  # the precision policy (docs/arithmetic.md, section 3): a bad SPEC fails here
         from qgpt.policy import train_settings
@@ -203,9 +207,11 @@ def build_parser():
     p.add_argument("--policy", default=None, metavar="SPEC",
                    help="a Q format per tensor class: CLASS=FORMAT pairs (classes weights, "
                         "acts, logits, grads, pgrads, adam_m, adam_v, master), a preset "
-                        "(int16), or a JSON file; e.g. weights=q2.6,acts=q4.4")
-    p.add_argument("--rounding", default=None, choices=["nearest", "floor", "stochastic"],
-                   help="integer runs: how weight updates are rounded (default nearest)")
+                        "(int16, int8), or a JSON file; e.g. weights=q2.6,acts=q4.4")
+    p.add_argument("--rounding", default=None,
+                   choices=["nearest", "floor", "stochastic", "pseudo", "kahan"],
+                   help="integer runs: how weight updates are rounded (default nearest, or the "
+                        "preset's)")
     p.add_argument("--master", default=None,
                    help="integer runs: master weights in this format, e.g. q4.20, or 'none'")
     p.add_argument("--strict", action="store_true",
@@ -271,18 +277,21 @@ def build_parser():
                        help="check the firmware's integers equal the simulator's, with ==")
     p.add_argument("--level", choices=["ops", "steps", "run", "all"], default="all",
                    help="ops: every op on golden vectors; steps: parameters, gradients and Adam "
-                        "state after steps 1, 2, 10, 100; run: a whole 1000-step training "
-                        "(makemore's names); all (default): the three")
+                        "state after steps 1, 2, 10, 100; run: whole 1000-step trainings "
+                        "(nearest, stochastic, master weights); all (default): the three")
     p.add_argument("--target", choices=["unix", "int32"], default="unix",
                    help="unix: the MicroPython unix port; int32: the firmware run by CPython "
                         "with every viper intermediate checked against int32")
     p.add_argument("--micropython", default=None,
-                   help="a MicroPython unix binary (default: the one installed beside qgpt)")
-    p.add_argument("--formats", default=None, help="comma-separated (default: the test set)")
+                   help="a MicroPython unix binary (default: the one installed beside qgpt); "
+                        "the firmware is compiled for the architecture it reports")
+    p.add_argument("--formats", default=None,
+                   help="comma-separated, for ops and steps (default: every format `qgpt "
+                        "formats` lists and the edges the host accepts)")
     p.add_argument("--seed", type=argtypes.seed, default=None,
                    help="0 .. 2**30-1 (default: 0 for the op vectors, 42 for training)")
     p.add_argument("--data", default=None,
-                   help="names for the run level (default: ../shared/data/names-makemore.txt)")
+                   help="names for the run level (default: the built-in data/names.txt)")
     p.add_argument("--heapsize", default=None, help="the device heap, e.g. 96K")
     p.add_argument("--build", choices=["mpy", "py"], default="mpy",
                    help="mpy: firmware compiled with mpy-cross (default); py: from source")
@@ -333,6 +342,8 @@ def _one_line(error):
 
 def _interrupted_hint(args):
     """What Ctrl-C left behind: for a training run, the checkpoint to resume if there is one."""
+    if getattr(args, "command", None) == "device" and args.device_command == "train":
+        return "; the board's last checkpoint is kept (continue with --resume)"
     run_dir = getattr(args, "run_dir", None)
     if run_dir is None:
         return ""

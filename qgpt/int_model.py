@@ -11,7 +11,15 @@ from qgpt import int_ops as ops
 from qgpt import prng, qformat
 from qgpt.float_model import split_tokens
 from qgpt.params import N_EMBD, N_PARAMS, QKV, SLOTS, stacked, views
-from qgpt.policy import ADAM_C1, ADAM_C2, R_FRAC, R_MAX, from_train_config
+from qgpt.policy import (
+    ADAM_C1,
+    ADAM_C2,
+    KAHAN_BITS,
+    R_FRAC,
+    R_MAX,
+    BlockFormat,
+    from_train_config,
+)
 
 KERNEL = qformat.QFormat(2, 30)  # a 32-bit format: the kernel range [-2**30, 2**30]
 
@@ -133,12 +141,63 @@ def _isqrt_int(n):
     return math.isqrt(n)
 
 
+def block_encode(x, fmt, signed):
+    """Block-scaled storage of wide values x (section 9.6): (mantissas, shift per block).
+    Per block: the smallest shift k whose rounded maximum fits the mantissa (signed:
+    |q| <= 2**(B-1) - 1; unsigned: q <= 2**B - 1), each value rounded half up."""
+    top = (1 << (fmt.bits - 1)) - 1 if signed else (1 << fmt.bits) - 1
+    nb, n = fmt.n_blocks(), fmt.block
+    padded = np.zeros(nb * n, dtype=np.int64)
+    padded[: x.size] = x
+    blocks = padded.reshape(nb, n)
+    big = np.abs(blocks).max(axis=1)
+    k = np.maximum(ops.bit_length(big) - ops.bit_length(np.int64(top)), 0)
+    k = k + (((big + ((1 << k) >> 1)) >> k) > top)
+    q = (blocks + ((1 << k) >> 1)[:, None]) >> k[:, None]
+    return q.reshape(-1)[: x.size], k
+
+
+def block_decode(q, k, fmt):
+    """The wide values q << k of block-scaled storage."""
+    return q << np.repeat(k, fmt.block)[: q.size]
+
+
 class IntAdam:
+    """Adam of section 9: m and v (wide, or block-scaled mantissas with a shift per
+    block), and the compensation buffer of rounding=kahan."""
+
     def __init__(self, policy, seed):
         self.p, self.seed = policy, seed
-        self.m = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) in adam_m
-        self.v = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) in adam_v
+        self.m = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) adam_m (stored form)
+        self.v = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) adam_v (stored form)
+        self.m_shift = self._shifts(policy.adam_m)  # (blocks,) or None
+        self.v_shift = self._shifts(policy.adam_v)
+        self.comp = np.zeros(N_PARAMS, dtype=np.int64) if policy.rounding == "kahan" else None
         self.p1 = self.p2 = 1 << 30  # beta1^t, beta2^t in Q30 (t = steps taken)
+
+    @staticmethod
+    def _shifts(fmt):
+        return np.zeros(fmt.n_blocks(), dtype=np.int64) if isinstance(fmt, BlockFormat) else None
+
+    def wide(self):
+        """(m, v) as Adam computes with them (section 9.6's decoding)."""
+        m, v = self.m, self.v
+        if self.m_shift is not None:
+            m = block_decode(m, self.m_shift, self.p.adam_m)
+        if self.v_shift is not None:
+            v = block_decode(v, self.v_shift, self.p.adam_v) ** 2
+        return m, v
+
+    def arrays(self):
+        """The optimizer's state arrays in the order of checkpoints and the hash (9.6)."""
+        out = {"adam_m": self.m, "adam_v": self.v}
+        if self.m_shift is not None:
+            out["adam_m_shift"] = self.m_shift
+        if self.v_shift is not None:
+            out["adam_v_shift"] = self.v_shift
+        if self.comp is not None:
+            out["kahan_comp"] = self.comp
+        return out
 
     def step(self, store, g, step, num_steps, ctx):
         """Update the weight store (data or master raw ints) in place; returns the
@@ -147,38 +206,56 @@ class IntAdam:
         self.p1, self.p2 = beta_powers(self.p1, self.p2)
         alpha = alpha_at(p, step, num_steps, self.p1, self.p2)
         ctx.check("adam", "g", g)
+        m_old, v_old = self.wide()
         # 9.1: m = b1 m + (1 - b1) g, g brought to m's fractional bits, m saturated
         # symmetrically
-        gm = ctx.req(g, p.pgrads.frac_bits - p.adam_m.frac_bits, KERNEL, "adam.gm")
-        m = mul_q15_checked(ctx, self.m, (1 << 15) - ADAM_C1, "m") + \
+        gm = ctx.req(g, p.pgrads.frac_bits - p.m_wide.frac_bits, KERNEL, "adam.gm")
+        m = mul_q15_checked(ctx, m_old, (1 << 15) - ADAM_C1, "m") + \
             mul_q15_checked(ctx, gm, ADAM_C1, "g")
-        self.m = ctx.sat(ctx.check("adam", "m", m), p.adam_m_range, "adam.m")
+        m = ctx.sat(ctx.check("adam", "m", m), p.adam_m_range, "adam.m")
         # 9.2: v = b2 v + (1 - b2) gs^2, gs = g as a 16-bit word with Fh = Fv/2 bits
         fh = p.sqrt_frac
         gs = ctx.req(g, p.pgrads.frac_bits - fh, p.gs_word, "adam.gs")
         g2 = ctx.check("adam", "gs*gs", gs * gs)
-        v = mul_q15_checked(ctx, self.v, (1 << 15) - ADAM_C2, "v") + \
+        v = mul_q15_checked(ctx, v_old, (1 << 15) - ADAM_C2, "v") + \
             mul_q15_checked(ctx, g2, ADAM_C2, "gs*gs")
-        self.v = ctx.sat(ctx.check("adam", "v", v), p.adam_v, "adam.v")
+        v = ctx.sat(ctx.check("adam", "v", v), p.v_wide, "adam.v")
         # 9.3-9.4: r = m / (sqrt(v) + eps) with eps one step of sqrt(v), clamped to +-R_MAX,
         # in Q.13. The device tests a * 2**e >= den * 2**15 first to stay in int32; clamping
         # the quotient gives the same integer.
-        den = ops.isqrt(self.v) + 1
+        root = ops.isqrt(v)
+        den = root + 1
         e = p.adam_e  # r = |m| * 2**e / den, e >= 0 by the validity rule
-        a = np.abs(self.m)
+        a = np.abs(m)
         r = np.minimum(((a << e) + (den >> 1)) // den, R_MAX << R_FRAC)
         if ctx.strict:  # the device divides only below the clamp (9.4)
             below = a * (1 << e) < den << (R_FRAC + 2)
             ctx.check("adam", "(|m| << e) + den/2", (a << e) + (den >> 1), where=below)
             ctx.check("adam", "den << 15", den << (R_FRAC + 2))
-        delta = alpha * r * np.sign(self.m)  # Q(alpha_frac + 13), |delta| <= 2**30
+        delta = alpha * r * np.sign(m)  # Q(alpha_frac + 13), |delta| <= 2**30
         ctx.check("adam", "delta", delta, -(1 << 30), 1 << 30)
-        rand = None
-        if p.rounding == "stochastic":
-            rand = prng.draws(prng.key(self.seed, prng.STREAM_ROUND, step), 0, N_PARAMS)
-        d = qformat.shift_mode(delta, p.update_shift, p.rounding, rand)
+        # 9.6: the state as stored (block-scaled: v through its square root)
+        self.m, self.v = m, v
+        if self.m_shift is not None:
+            self.m, self.m_shift = block_encode(m, p.adam_m, signed=True)
+        if self.v_shift is not None:
+            self.v, self.v_shift = block_encode(root, p.adam_v, signed=False)
+        return self._update(store, delta, step, ctx)
+
+    def _update(self, store, delta, step, ctx):
+        """9.5 and 9.6: the weight store minus delta rounded by the run's mode."""
+        p, u = self.p, self.p.update_shift
+        if p.rounding == "kahan":
+            return self._kahan(store, delta, ctx)
+        if p.rounding == "pseudo":  # the low h bits of delta stand in for a random number
+            h = u >> 1
+            d = (delta + ((delta & ((1 << h) - 1)) << (u - h))) >> u
+        else:
+            rand = None
+            if p.rounding == "stochastic":
+                rand = prng.draws(prng.key(self.seed, prng.STREAM_ROUND, step), 0, N_PARAMS)
+            d = qformat.shift_mode(delta, u, p.rounding, rand)
         if ctx.strict:  # delta plus the rounding's addend; store - d where the device forms it
-            u = p.update_shift
             ctx.check("adam", "delta + rounding", delta + (
                 (1 << u) - 1 if p.rounding != "floor" and u > 0 else 0))
             formed = (d >= 0) | (store <= p.weight_store.hi + d)
@@ -186,6 +263,18 @@ class IntAdam:
         store -= d
         store[:] = ctx.sat(store, p.weight_store, "weights")
         return int(np.count_nonzero((d == 0) & (delta != 0)))
+
+    def _kahan(self, store, delta, ctx):
+        """t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8)); c = t - (w << 8),
+        clamped to 8 bits (section 9.6)."""
+        p, k = self.p, KAHAN_BITS
+        upd = qformat.shift_round(delta, p.update_shift - k)
+        t = ctx.check("adam", "kahan t", (store << k) + self.comp - upd)
+        w = ctx.sat(qformat.shift_round(t, k), p.weights, "weights")
+        lim = 1 << (k - 1)
+        self.comp = np.clip(t - (w << k), -lim, lim - 1)
+        store[:] = w
+        return int(np.count_nonzero((upd == 0) & (delta != 0)))
 
 
 # --- the integer model behind the training interface of train.py ---
@@ -253,12 +342,12 @@ class IntModel:
         meta = {"kind": "int", "policy": p.describe(), "p1": self.opt.p1, "p2": self.opt.p2,
                 "stalled_total": self.stalled_total, "saturations": self.ctx.saturations,
                 "steps_taken": self.steps_taken}
-        return meta, {"params": self.store, "adam_m": self.opt.m, "adam_v": self.opt.v}
+        return meta, {"params": self.store, **self.opt.arrays()}
 
     def load_state(self, meta, arrays):
         self.store = arrays["params"].astype(np.int64)
-        self.opt.m = arrays["adam_m"].astype(np.int64)
-        self.opt.v = arrays["adam_v"].astype(np.int64)
+        for name in self.opt.arrays():  # the arrays this policy's optimizer has
+            setattr(self.opt, _OPT_FIELD[name], arrays[name].astype(np.int64))
         self.opt.p1, self.opt.p2 = meta["p1"], meta["p2"]
         self.stalled_total = meta["stalled_total"]
         self.ctx.saturations = dict(meta["saturations"])
@@ -272,6 +361,10 @@ class IntModel:
             "saturations": dict(sorted(self.ctx.saturations.items())),
             "stalled_update_rate": self.stalled_total / max(1, self.steps_taken * N_PARAMS),
         }
+
+
+_OPT_FIELD = {"adam_m": "m", "adam_v": "v", "adam_m_shift": "m_shift",
+              "adam_v_shift": "v_shift", "kahan_comp": "comp"}
 
 
 def float_loss(raw_logits, targets, frac):

@@ -9,6 +9,7 @@ records policy.describe() in its config.json.
 """
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
@@ -35,17 +36,65 @@ ADAM_C2 = 328
 PROB_FRAC = 15  # softmax probabilities, unsigned Q15 in [0, 2**15]
 M_LIMIT = (1 << 30) - 1  # Adam m is saturated symmetrically, at most to this
 
+UPDATE_ROUNDINGS = (*qformat.ROUNDINGS, "pseudo", "kahan")  # section 9.5, 9.6
+KAHAN_BITS = 8  # the compensation buffer of rounding=kahan: 8 bits below the weight's LSB
+BLOCK_BITS = (4, 16)  # block-scaled Adam state: mantissa bits
+BLOCK_SIZES = (8, 1024)  # and values per block
+
 PRESETS = {
     "int16": {"weights": "q4.12", "acts": "q4.12", "rounding": "nearest"},
+    "int8": {"weights": "q2.6", "acts": "q4.4", "pgrads": "q2.14", "adam_m": "b8x64",
+             "adam_v": "b8x64", "rounding": "kahan"},
 }
+
+
+@dataclass(frozen=True)
+class BlockFormat:
+    """bBxN: B-bit mantissas in blocks of N parameters, a power-of-two shift per block
+    (arithmetic.md, section 9.6); for adam_m (signed) and adam_v (its square root,
+    unsigned)."""
+
+    bits: int
+    block: int
+
+    @property
+    def name(self):
+        return f"b{self.bits}x{self.block}"
+
+    def __str__(self):
+        return self.name
+
+    def describe(self):
+        return (f"{self.name}: {self.bits}-bit mantissas, blocks of {self.block} with a "
+                "power-of-two scale each")
+
+    def n_blocks(self):
+        return -(-N_PARAMS // self.block)
+
+
+def wide_state(classes):
+    """(m, v) as the QFormats Adam computes in (section 9.6): the classes themselves, or,
+    for a block-scaled class, its 32-bit default."""
+    g, a, m, v = (classes[c] for c in ("grads", "acts", "adam_m", "adam_v"))
+    if isinstance(v, BlockFormat):
+        v = ADAM_V
+    if isinstance(m, BlockFormat):
+        pfrac = max(0, g.frac_bits + a.frac_bits - guard(BLOCK, g.bits, a.bits))
+        mfrac = min(pfrac, R_FRAC + ADAM_V.frac_bits // 2)
+        m = qformat.QFormat(STATE_BITS - mfrac, mfrac)
+    return m, v
 
 
 class PolicyError(qformat.FormatError):
     """A bad policy, worded for the user: one line naming the class and the reason."""
 
     def __init__(self, message, rule=1):
-        super().__init__(f"policy: {message}")
+        prefix = "" if message.startswith("policy: ") else "policy: "
+        super().__init__(prefix + message)
         self.rule = rule
+
+    def __reduce__(self):  # across processes (sweeps): the same message and rule
+        return PolicyError, (str(self), self.rule)
 
 
 @cache
@@ -69,8 +118,8 @@ class Policy:
     logits: qformat.QFormat  # attention scores and lm_head logits
     grads: qformat.QFormat  # activation gradients
     pgrads: qformat.QFormat  # parameter gradients
-    adam_m: qformat.QFormat
-    adam_v: qformat.QFormat
+    adam_m: qformat.QFormat | BlockFormat
+    adam_v: qformat.QFormat | BlockFormat
     master: qformat.QFormat | None  # master weights (what Adam updates), or None
     rounding: str = "nearest"  # rounding of weight updates: nearest | floor | stochastic
     lr: float = 0.01
@@ -94,7 +143,16 @@ class Policy:
 
     @property
     def m_frac(self):
-        return self.adam_m.frac_bits
+        return self.m_wide.frac_bits
+
+    @cached_property
+    def m_wide(self):
+        """The format Adam's m is computed in (adam_m, or its 32-bit default if blocked)."""
+        return wide_state(self.classes())[0]
+
+    @cached_property
+    def v_wide(self):
+        return wide_state(self.classes())[1]
 
     # --- derived numbers (section 3.6) ---
 
@@ -111,17 +169,17 @@ class Policy:
     @cached_property
     def sqrt_frac(self):
         """Fh = Fv / 2: fractional bits of sqrt(v) and of the gradient Adam squares."""
-        return self.adam_v.frac_bits // 2
+        return self.v_wide.frac_bits // 2
 
     @cached_property
     def adam_e(self):
         """Adam's ratio shift e: r = |m| * 2**e / den in Q13 (section 9.4)."""
-        return R_FRAC + self.sqrt_frac - self.adam_m.frac_bits
+        return R_FRAC + self.sqrt_frac - self.m_wide.frac_bits
 
     @cached_property
     def m_limit(self):
         """Adam m is saturated to [-m_limit, m_limit] (section 3.1)."""
-        return min(self.adam_m.hi, M_LIMIT)
+        return min(self.m_wide.hi, M_LIMIT)
 
     @cached_property
     def adam_m_range(self):
@@ -201,7 +259,10 @@ class Policy:
         Adam m and v, each in its container."""
         per = sum(container_bytes(f) for f in (self.weights, self.master, self.pgrads,
                                                  self.adam_m, self.adam_v))
-        return N_PARAMS * per
+        per += 1 if self.rounding == "kahan" else 0  # the 8-bit compensation buffer
+        shifts = sum(f.n_blocks() for f in (self.adam_m, self.adam_v)
+                     if isinstance(f, BlockFormat))
+        return N_PARAMS * per + shifts
 
     def shifts(self):
         return {
@@ -214,7 +275,7 @@ class Policy:
             "dw_shift": self.dw_shift, "attn_back_shift": self.acts.frac_bits,
             "rms_back_shift": self.acts.frac_bits + 4,
             "embed_back_shift": self.grads.frac_bits - self.pgrads.frac_bits,
-            "gm_shift": self.pgrads.frac_bits - self.adam_m.frac_bits,
+            "gm_shift": self.pgrads.frac_bits - self.m_wide.frac_bits,
             "gs_shift": self.pgrads.frac_bits - self.sqrt_frac,
             "adam_e": self.adam_e, "update_shift": self.update_shift,
             "master_shift": (self.master.frac_bits - self.weights.frac_bits
@@ -223,12 +284,12 @@ class Policy:
 
     def validate(self):
         """Raise PolicyError for the first rule of section 3.4 that fails."""
-        broken = check(self.classes(), self.lr_q30, self.lr)
+        if self.rounding not in UPDATE_ROUNDINGS:
+            raise PolicyError(f"rounding {self.rounding!r} is unknown: want one of "
+                              f"{', '.join(UPDATE_ROUNDINGS)}")
+        broken = check(self.classes(), self.lr_q30, self.lr, self.rounding)
         if broken:
             raise PolicyError(broken[1], broken[0])
-        if self.rounding not in qformat.ROUNDINGS:
-            raise PolicyError(f"rounding {self.rounding!r} is unknown: want one of "
-                              f"{', '.join(qformat.ROUNDINGS)}")
         return self
 
     def describe(self):
@@ -237,6 +298,7 @@ class Policy:
         d.update({c: _name(f) or "none" for c, f in self.classes().items()})
         d.update({
             "ranges": {c: f.describe() for c, f in self.classes().items() if f},
+            "adam_wide": {"adam_m": self.m_wide.name, "adam_v": self.v_wide.name},
             "rounding": self.rounding,
             "softmax_probs": f"unsigned Q{PROB_FRAC}",
             "lr_q30": self.lr_q30,
@@ -260,14 +322,24 @@ def _name(fmt):
 # --- the validity rule (section 3.4), shared in shape with firmware/policy.py ---
 
 
-def check(classes, lr_q30, lr=None):
+def check(classes, lr_q30, lr=None, rounding="nearest"):
     """The first rule of section 3.4 that the class -> QFormat dict breaks, as
     (rule, message), or None. Rule 1 (widths) is checked when parsing (parse_format)."""
     w, a, lg, g = (classes[c] for c in ("weights", "acts", "logits", "grads"))
     p, m, v, master = (classes[c] for c in ("pgrads", "adam_m", "adam_v", "master"))
     for c, f in classes.items():
-        if f is not None and not WIDTHS[c][0] <= f.bits <= WIDTHS[c][1]:
+        if isinstance(f, BlockFormat):
+            if c not in ("adam_m", "adam_v"):
+                return 1, f"{c}={f.name}: only adam_m and adam_v may be block-scaled"
+            if not BLOCK_BITS[0] <= f.bits <= BLOCK_BITS[1]:
+                return 1, (f"{c}={f.name}: {f.bits}-bit mantissas, want {BLOCK_BITS[0]} to "
+                           f"{BLOCK_BITS[1]}")
+            if not BLOCK_SIZES[0] <= f.block <= BLOCK_SIZES[1]:
+                return 1, (f"{c}={f.name}: blocks of {f.block}, want {BLOCK_SIZES[0]} to "
+                           f"{BLOCK_SIZES[1]}")
+        elif f is not None and not WIDTHS[c][0] <= f.bits <= WIDTHS[c][1]:
             return 1, f"{c}={f.name}: {f.bits} bits, {c} must have {WIDTHS[c][0]} to {WIDTHS[c][1]}"
+    m, v = wide_state(classes)
     fw, fa, fl = w.frac_bits, a.frac_bits, lg.frac_bits
     if fl > fw + fa:
         return 2, (f"logits={lg.name}: {fl} fractional bits, at most weights' + acts' "
@@ -305,10 +377,16 @@ def check(classes, lr_q30, lr=None):
     if u < 0:
         return 7, (f"{which}={store.name} has more fractional bits than the update "
                    f"(a shift of {u} bits): give it fewer fractional bits or a smaller lr")
+    if rounding == "kahan" and master is not None:
+        return 7, (f"master={master.name} with rounding=kahan: kahan keeps its own "
+                   "compensation below the weights; drop one")
     return None
 
 
 # --- parsing and resolving ---
+
+
+_BLOCK = re.compile(r"b(\d+)x(\d+)")
 
 
 def parse_format(cls, text):
@@ -319,6 +397,9 @@ def parse_format(cls, text):
     t = str(text).strip().lower()
     if cls == "master" and t in ("", "none"):
         return None
+    block = _BLOCK.fullmatch(t)
+    if block and cls in ("adam_m", "adam_v"):
+        return BlockFormat(int(block.group(1)), int(block.group(2)))
     lo, hi = WIDTHS[cls]
     try:
         fmt = qformat.parse(t, max_bits=99)
@@ -399,10 +480,13 @@ def resolve(named, rounding="nearest", lr=0.01, validate=True):
     grads = fmts.get("grads") or GRAD
     pfrac = max(0, grads.frac_bits + acts.frac_bits - guard(BLOCK, grads.bits, acts.bits))
     pdefault = qformat.QFormat(STATE_BITS - pfrac, pfrac)
+    adam_v = fmts.get("adam_v") or ADAM_V
+    vfrac = ADAM_V.frac_bits if isinstance(adam_v, BlockFormat) else adam_v.frac_bits
+    mfrac = min(pfrac, R_FRAC + vfrac // 2)  # so that Adam's e >= 0 (rule 5)
     policy = Policy(weights=weights, acts=acts, logits=logits, grads=grads,
-                    pgrads=fmts.get("pgrads") or pdefault, adam_m=fmts.get("adam_m") or pdefault,
-                    adam_v=fmts.get("adam_v") or ADAM_V, master=fmts.get("master"),
-                    rounding=rounding, lr=lr)
+                    pgrads=fmts.get("pgrads") or pdefault,
+                    adam_m=fmts.get("adam_m") or qformat.QFormat(STATE_BITS - mfrac, mfrac),
+                    adam_v=adam_v, master=fmts.get("master"), rounding=rounding, lr=lr)
     return policy.validate() if validate else policy
 
 
@@ -444,6 +528,9 @@ def train_settings(fmt, spec, master, rounding, lr):
     fmt_name, master_name, policy_spec = normal_form(p)
     label = fmt_name if not policy_spec else \
         p.short_spec.replace("=", "-").replace(",", "_")
+    for name in PRESETS:  # a preset's own policy is labelled by its name
+        if policy_spec and parse_policy(name, lr=lr) == p:
+            label = name
     return fmt_name, p.rounding, master_name, policy_spec, label
 
 
@@ -467,14 +554,25 @@ def normal_form(policy):
     return policy.weights.name, _name(policy.master), spec
 
 
+def device_config(p):
+    """The device config keys of a resolved policy (arithmetic.md 3.8): format, master,
+    rounding, lr_q30 and policy (all eight classes), for qgpt device deploy and
+    conformance."""
+    return {"format": p.weights.name, "master": _name(p.master), "rounding": p.rounding,
+            "lr": p.lr, "lr_q30": p.lr_q30,
+            "policy": {c: _name(f) or "none" for c, f in p.classes().items()}}
+
+
 def validity_cases():
     """Policies on both sides of each rule of section 3.4, for host-vs-firmware tests:
-    (class -> format text, lr_q30, the rule broken or 0)."""
+    dicts of classes (class -> format text), lr_q30, rounding and the rule broken (0:
+    valid)."""
     lr = round(0.01 * 2**30)
     base = {c: _name(f) or "none" for c, f in make_policy("q4.12").classes().items()}
 
-    def case(rule, lr_q30=lr, **over):
-        return {**base, **over}, lr_q30, rule
+    def case(rule, lr_q30=lr, rounding="nearest", **over):
+        return {"classes": {**base, **over}, "lr_q30": lr_q30, "rounding": rounding,
+                "rule": rule}
 
     return [
         case(0),
@@ -483,15 +581,20 @@ def validity_cases():
              adam_m="q21.11", master="q15.16"),
         case(0, weights="q8.8", acts="q8.8", logits="q12.8", pgrads="q14.18",
              adam_m="q14.18", master="q8.24"),
+        case(0, rounding="kahan", weights="q2.6", acts="q4.4", logits="q8.4",
+             pgrads="q14.18", adam_m="b8x64", adam_v="b8x64"),
+        case(0, rounding="pseudo", adam_m="b16x256", adam_v="b4x8"),
         case(1, weights="q9.9"), case(1, acts="q2.1"), case(1, logits="q13.12"),
-        case(1, pgrads="q1.6"), case(1, master="q9.24"),
+        case(1, pgrads="q1.6"), case(1, master="q9.24"), case(1, adam_m="b3x64"),
+        case(1, adam_v="b8x2000"), case(1, adam_v="b8x4"), case(1, pgrads="b8x64"),
         case(2, logits="q1.17"), case(2, acts="q4.4", logits="q8.10"),
         case(2, weights="q8.0", acts="q4.4", logits="q8.6"),
         case(3, pgrads="q2.30"),
         case(4, adam_v="q3.29"), case(5, adam_m="q2.28"),
+        case(5, adam_m="q1.29", adam_v="b8x64"),
         case(6, master="q4.11"),
         case(7, weights="q14.2"),
         case(7, lr_q30=1 << 29, weights="q1.15", acts="q1.15", logits="q5.15",
              pgrads="q7.25", adam_m="q7.25", master="q1.31"),
+        case(7, rounding="kahan", master="q4.20"),
     ]
-

@@ -143,9 +143,11 @@ def check_config(cfg):
             from qgpt.policy import parse_policy
 
             field("policy", lambda x: parse_policy(x, None, None, cfg.rounding, cfg.lr))
-        if cfg.rounding not in qformat.ROUNDINGS:
+        from qgpt.policy import UPDATE_ROUNDINGS
+
+        if cfg.rounding not in UPDATE_ROUNDINGS:
             raise ConfigError(f"rounding {str(cfg.rounding)[:40]!r} is unknown: want one of "
-                              f"{', '.join(qformat.ROUNDINGS)}")
+                              f"{', '.join(UPDATE_ROUNDINGS)}")
         return
     defaults = TrainConfig.__dataclass_fields__
     for name in INTEGER_ONLY:

@@ -54,6 +54,8 @@ def import_state_dict(path):
         raise RunError(f"{path}: cannot read a JSON state dict (not UTF-8 text)") from None
     except json.JSONDecodeError as e:
         raise RunError(f"{path}: cannot read a JSON state dict ({e})") from None
+    except RecursionError:
+        raise RunError(f"{path}: cannot read a JSON state dict (nested too deeply)") from None
     if not isinstance(sd, dict):
         raise RunError(f"{path}: want a JSON object {{tensor name: nested lists}}, not "
                        f"{_json_kind(sd)}")

@@ -256,6 +256,7 @@ def _earlier_rows(out, cfg, ds, fields, meta, model, log):
     rows, problem = _read_losses(out / "losses.csv", start, fields)
     if problem is None:
         return rows
+    log(f"{out}/losses.csv {problem}: replaying steps 0..{start - 1} to rebuild it")
     replay = make_model(cfg)
     rows = [[step, loss, *(tele.get(f) for f in fields[2:])]
             for step, loss, tele in training_steps(replay, ds, cfg, 0, stop=start)]
@@ -268,8 +269,8 @@ def _earlier_rows(out, cfg, ds, fields, meta, model, log):
                        "not reproduce the checkpoint: start a new run (drop --resume or choose "
                        "another --out)")
     _write_losses(out / "losses.csv", rows, fields)
-    log(f"{out}/losses.csv {problem}: rebuilt steps 0..{start - 1} by replaying them "
-        "(the replay reproduces the checkpoint exactly)")
+    log(f"{out}/losses.csv: rebuilt steps 0..{start - 1} (the replay reproduces the "
+        "checkpoint exactly)")
     return rows
 
 
@@ -333,7 +334,8 @@ def restore(meta, arrays, source):
     policy = getattr(model, "policy", None)  # None for a float run
     checkpoint.check_run_state(meta, arrays, model.kind, source,
                                policy and (policy.weight_store.lo, policy.weight_store.hi),
-                               policy and policy.m_limit)
+                               policy and policy.m_limit,
+                               {name: a.size for name, a in model.state()[1].items()})
     if meta["step"] > cfg.steps:
         refuse(f"step {meta['step']} is past its config's {cfg.steps} steps")
     if "policy" in meta and meta["policy"] != model.policy.describe():

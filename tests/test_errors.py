@@ -173,6 +173,9 @@ BAD_NUMBERS = [
 ]
 
 
+SWEEP_WORDS = {"--lr": "learning rate", "--seed": "seed"}
+
+
 @pytest.mark.parametrize("command, option, values", BAD_NUMBERS,
                          ids=[f"{c[0]}{o}" for c, o, _ in BAD_NUMBERS])
 def test_every_numeric_option_is_checked(capsys, runs, names_file, tmp_path, command, option,
@@ -186,7 +189,8 @@ def test_every_numeric_option_is_checked(capsys, runs, names_file, tmp_path, com
             if command[0] == "train":
                 extra.append("--quiet")
         code, stdout, err = main(capsys, *command, *extra, option, value)
-        assert_user_error(code, err, option)
+        # sweep checks its numbers as it builds each run's TrainConfig
+        assert_user_error(code, err, SWEEP_WORDS[option] if command[0] == "sweep" else option)
         assert not out.exists(), f"{option} {value}: {out} was created"
 
 
@@ -448,7 +452,8 @@ def test_a_checkpoint_with_a_valid_crc_and_a_bad_field_is_refused(capsys, runs, 
 @pytest.mark.parametrize("header", [b"not json", b"[1, 2]", b'{"meta": {}, "arrays": [["a"]]}',
                                     b'{"meta": {}, "arrays": [["a", "f4", 1]]}',
                                     b'{"meta": {}, "arrays": [["a", "f8", 999]]}',
-                                    b'{"meta": {}, "arrays": [["a", "f8", -1]]}', b"\xff\xfe"])
+                                    b'{"meta": {}, "arrays": [["a", "f8", -1]]}', b"\xff\xfe",
+                                    b"[" * 100_000])
 def test_a_checkpoint_header_is_checked(header):
     import struct
     import zlib
@@ -506,6 +511,10 @@ def test_import_of_binary_and_folders_is_one_line(capsys, tmp_path):
     assert_user_error(code, err, str(binary), "not UTF-8")
     code, _, err = main(capsys, "import", tmp_path, "--out", tmp_path / "r")
     assert_user_error(code, err, "is a folder")
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"wte": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    code, _, err = main(capsys, "import", deep, "--out", tmp_path / "r")
+    assert_user_error(code, err, str(deep), "nested too deeply")
     assert not (tmp_path / "r").exists()
 
 
@@ -554,6 +563,9 @@ def test_format_spellings_are_normalised(capsys, names_file, tmp_path, monkeypat
     (["--format", ""], ["--format is empty"]),
     (["--format", "  "], ["--format is empty"]),
     (["--format", "q4.12", "--master", ""], ["--master is empty"]),
+    (["--policy", ""], ["--policy is empty"]),
+    (["--format", "q4.12", "--policy", " "], ["--policy is empty"]),
+    (["--format", "q4.12", "--master", "q4.x"], ["q4.x"]),
     (["--float", "--rounding", "stochastic"], ["--rounding", "only integer runs"]),
     (["--rounding", "floor"], ["--rounding", "only integer runs"]),
     (["--master", "q8.24"], ["--master", "only integer runs"]),
@@ -621,6 +633,19 @@ def test_ctrl_c_before_the_first_checkpoint_says_so(capsys, names_file, tmp_path
     monkeypatch.setattr(training.data, "load", interrupt)
     code, _, err = main(capsys, *train_args(names_file, tmp_path / "run", "--float"))
     assert code == 130 and err.strip() == "qgpt: interrupted; no checkpoint was written yet"
+
+
+def test_ctrl_c_during_device_training_names_the_boards_checkpoint(capsys, monkeypatch):
+    from qgpt.device import commands
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "train", interrupt)
+    code, _, err = main(capsys, "device", "train", "--port", "P", "--quiet")
+    assert code == 130
+    assert err.strip() == ("qgpt: interrupted; the board's last checkpoint is kept "
+                           "(continue with --resume)")
 
 
 def test_the_cli_loads_nothing_heavy_before_main():

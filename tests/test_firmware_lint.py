@@ -199,11 +199,11 @@ def _functions(path):
 # int_ops functions that are not device kernels, and where the device does their work
 HOST_ONLY = {
     "requant": "the round-once recipe, inlined in every kernel",
-    "bit_length": "exact integer bit lengths of arrays; the device uses firmware/policy.py bitlen",
     "rmsnorm_shape": "firmware/policy.py: rms_guard, rms_fm",
     "rmsnorm_eps": "firmware/policy.py: rms_eps",
     "add_backward": "the identity: the device passes dy on",
     "ln_q16": "firmware/loss.py",
+    "bit_length": "inline where a kernel needs it (rsqrt), plain Python in policy.bitlen",
     "loss_q16": "firmware/loss.py",
 }
 

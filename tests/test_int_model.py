@@ -435,3 +435,151 @@ def test_master_weights_train_and_forward_weights_are_them_rounded():
     stalled = np.mean([t["stalled_updates"] for _, t in tele[-5:]])
     stalled_plain = np.mean([t["stalled_updates"] for _, t in tele_plain[-5:]])
     assert stalled < 0.05 < 0.3 < stalled_plain, (stalled, stalled_plain)
+
+
+# --- section 9.6: block-scaled state, pseudo-stochastic and Kahan updates ------------
+
+
+def contract_encode(values, bits, block, signed):
+    """Section 9.6's block encoding in plain Python: (mantissas, shifts)."""
+    top = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+    qs, ks = [], []
+    for j in range(0, len(values), block):
+        xs = values[j : j + block]
+        big = max(abs(x) for x in xs)
+        k = max(0, big.bit_length() - top.bit_length())
+        if (big + ((1 << k) >> 1)) >> k > top:
+            k += 1
+        ks.append(k)
+        qs += [(x + ((1 << k) >> 1)) >> k for x in xs]
+        assert all(-top <= q <= top for q in qs[-len(xs):])
+    return qs, ks
+
+
+@pytest.mark.parametrize("bits, block, signed", [(8, 64, True), (8, 64, False), (16, 256, True),
+                                                 (4, 8, False), (5, 1024, True)])
+def test_block_encode_equals_the_contract(bits, block, signed):
+    from qgpt.int_model import block_decode, block_encode
+    from qgpt.policy import BlockFormat
+
+    rng = np.random.default_rng(bits * block)
+    hi = 2**30 - 1 if signed else 2**15
+    x = rng.integers(-hi if signed else 0, hi, N_PARAMS, endpoint=True) >> rng.integers(
+        0, 31 if signed else 16, N_PARAMS)
+    x[:block] = 0  # an all-zero block
+    x[block : 2 * block] = hi if not signed else -hi  # a block at the limit
+    fmt = BlockFormat(bits, block)
+    q, k = block_encode(x, fmt, signed)
+    want_q, want_k = contract_encode(x.tolist(), bits, block, signed)
+    assert k.tolist() == want_k
+    assert (msg := first_bad(q, np.array(want_q))) is None, msg
+    # the decoded value is within half a step of the block's shift
+    back = block_decode(q, k, fmt)
+    step = np.repeat(1 << k, block)[:N_PARAMS]
+    assert np.all(np.abs(back - x) <= step // 2)
+
+
+def contract_step_96(state, g, step, num_steps, policy, seed):
+    """Section 9 with 9.6 in plain Python, on a state dict of lists: m, v (stored form),
+    m_shift, v_shift (or None), comp (or None), store, p1, p2."""
+    fm, fh = policy.m_wide.frac_bits, policy.v_wide.frac_bits // 2
+    fp, hm, vhi = policy.pgrads.frac_bits, min(policy.m_wide.hi, 2**30 - 1), policy.v_wide.hi
+    mb, vb = policy.adam_m, policy.adam_v
+    n = len(g)
+    m_old = ([q << state["m_shift"][i // mb.block] for i, q in enumerate(state["m"]) ]
+             if state["m_shift"] is not None else list(state["m"]))
+    v_old = ([(q << state["v_shift"][i // vb.block]) ** 2 for i, q in enumerate(state["v"])]
+             if state["v_shift"] is not None else list(state["v"]))
+    p1 = (state["p1"] * (2**15 - ADAM_C1) + 2**14) >> 15
+    p2 = (state["p2"] * (2**15 - ADAM_C2) + 2**14) >> 15
+    state["p1"], state["p2"] = p1, p2
+    alpha, fa = contract_alpha(0.01, step, num_steps, p1, p2)
+    u = fa + 13 - policy.weight_store.frac_bits
+    ms, roots, stalled = [], [], 0
+    for i in range(n):
+        gm = max(-(2**30), min(2**30, rnd(g[i], fp - fm)))
+        m = max(-hm, min(hm, mul15(m_old[i], 2**15 - ADAM_C1) + mul15(gm, ADAM_C1)))
+        gs = max(-(2**15), min(2**15 - 1, rnd(g[i], fp - fh)))
+        v = min(vhi, mul15(v_old[i], 2**15 - ADAM_C2) + mul15(gs * gs, ADAM_C2))
+        root = math.isqrt(v)
+        den, a, e = root + 1, abs(m), 13 + fh - fm
+        r = 2**15 if a * 2**e >= den * 2**15 else ((a << e) + (den >> 1)) // den
+        delta = alpha * (r if m >= 0 else -r)
+        w = state["store"][i]
+        if policy.rounding == "kahan":
+            upd = rnd(delta, u - 8)
+            t = (w << 8) + state["comp"][i] - upd
+            w2 = max(policy.weights.lo, min(policy.weights.hi, rnd(t, 8)))
+            state["comp"][i] = max(-128, min(127, t - (w2 << 8)))
+            stalled += delta != 0 and upd == 0
+        else:
+            h = u >> 1
+            d = (delta + ((delta & (2**h - 1)) << (u - h))) >> u  # pseudo
+            stalled += delta != 0 and d == 0
+            w2 = max(policy.weight_store.lo, min(policy.weight_store.hi, w - d))
+        state["store"][i] = w2
+        ms.append(m)
+        roots.append(root)
+        state["v"][i] = v
+    if state["m_shift"] is not None:
+        state["m"], state["m_shift"] = contract_encode(ms, mb.bits, mb.block, True)
+    else:
+        state["m"] = ms
+    if state["v_shift"] is not None:
+        state["v"], state["v_shift"] = contract_encode(roots, vb.bits, vb.block, False)
+    return stalled
+
+
+@pytest.mark.parametrize("spec, rounding", [
+    ("int8", "kahan"), ("int8", "pseudo"), ("int16,adam_m=b8x64,adam_v=b8x64", "pseudo"),
+    ("weights=q8.8,adam_m=b16x256,adam_v=b4x8", "kahan"),
+    ("weights=q1.7,acts=q4.4,adam_m=q4.12,adam_v=b6x32", "pseudo")])
+def test_int_adam_96_equals_the_contract(spec, rounding):
+    from qgpt.policy import parse_policy
+
+    policy = parse_policy(spec, rounding=rounding)
+    rng = np.random.default_rng(len(spec))
+    s = policy.weight_store
+    adam = IntAdam(policy, 3)
+    store = rng.integers(s.lo, s.hi, N_PARAMS, endpoint=True)
+    if adam.comp is not None:
+        adam.comp = rng.integers(-128, 128, N_PARAMS)
+    state = {"m": adam.m.tolist(), "v": adam.v.tolist(), "store": store.tolist(),
+             "m_shift": None if adam.m_shift is None else adam.m_shift.tolist(),
+             "v_shift": None if adam.v_shift is None else adam.v_shift.tolist(),
+             "comp": None if adam.comp is None else adam.comp.tolist(), "p1": 2**30,
+             "p2": 2**30}
+    ctx = ops.Ctx(policy, strict=True)
+    for step in range(4):
+        scale = rng.choice([2**6, 2**14, 2**22], N_PARAMS)
+        g = np.clip(rng.integers(-scale, scale), policy.pgrads.lo, policy.pgrads.hi)
+        got = adam.step(store, g, step, 4, ctx)
+        want = contract_step_96(state, g.tolist(), step, 4, policy, 3)
+        for what, a, b in (("m", adam.m, state["m"]), ("v", adam.v, state["v"]),
+                           ("store", store, state["store"]),
+                           ("m_shift", adam.m_shift, state["m_shift"]),
+                           ("v_shift", adam.v_shift, state["v_shift"]),
+                           ("comp", adam.comp, state["comp"])):
+            if b is not None:
+                assert (msg := first_bad(a, np.array(b))) is None, f"step {step} {what}: {msg}"
+        assert got == want, (step, got, want)
+
+
+def test_kahan_is_a_master_weight_split_in_two():
+    """With no saturation, kahan's (w << 8) + c follows the master weight q2.14 of a
+    nearest-rounded run exactly, and w is that master rounded to the forward format."""
+    from qgpt.policy import parse_policy
+
+    kahan = parse_policy("weights=q2.6", rounding="kahan")
+    master = parse_policy("weights=q2.6,master=q2.14", rounding="nearest")
+    rng = np.random.default_rng(9)
+    a, b = IntAdam(kahan, 0), IntAdam(master, 0)
+    w = rng.integers(-60, 60, N_PARAMS)
+    mw = w << 8
+    ctx = ops.Ctx(kahan)
+    for step in range(6):
+        g = rng.integers(-(2**14), 2**14, N_PARAMS)
+        a.step(w, g, step, 6, ctx)
+        b.step(mw, g, step, 6, ops.Ctx(master))
+        assert np.array_equal((w << 8) + a.comp, mw), step
+        assert np.array_equal(w, (mw + 128) >> 8), step

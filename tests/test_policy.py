@@ -199,14 +199,14 @@ def test_the_rule_accepts_exactly_what_the_shift_table_allows(case):
 
 
 def test_validity_cases_break_the_rule_they_name():
-    for classes, lr_q30, rule in policy.validity_cases():
+    for case in policy.validity_cases():
         try:
-            fmts = {k: policy.parse_format(k, v) for k, v in classes.items()}
-            got = policy.check(fmts, lr_q30)
+            fmts = {k: policy.parse_format(k, v) for k, v in case["classes"].items()}
+            got = policy.check(fmts, case["lr_q30"], rounding=case["rounding"])
             got = 0 if got is None else got[0]
         except PolicyError as e:
             got = e.rule
-        assert got == rule, (classes, lr_q30, got, rule)
+        assert got == case["rule"], (case, got)
 
 
 def test_issue_9_item_8_policies_are_valid():
@@ -326,3 +326,47 @@ def test_a_training_step_uses_no_float(monkeypatch):
     monkeypatch.undo()
     for w, g_ in zip(want, got, strict=True):
         assert np.array_equal(w, g_)
+
+
+# --- 6. presets and issue 13's state in run folders -------------------------------
+
+
+def test_int8_preset_and_its_bytes():
+    p = parse_policy("int8")
+    assert p.spec == ("weights=q2.6,acts=q4.4,logits=q8.4,grads=q2.14,pgrads=q2.14,"
+                      "adam_m=b8x64,adam_v=b8x64,master=none") and p.rounding == "kahan"
+    # weights 1 + kahan 1 + pgrads 2 + m 1 + v 1 bytes a parameter, one shift byte a block
+    assert p.state_bytes() == 4192 * 6 + 2 * 66
+    assert parse_policy("int8", rounding="pseudo").rounding == "pseudo"
+    assert (p.m_wide, p.v_wide) == (QFormat(14, 18), QFormat(4, 28))
+
+
+def test_int8_run_resumes_bit_identically(tmp_path, capsys):
+    """Block shifts and the Kahan buffer go through the checkpoint."""
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    args = ["train", "--policy", "int8", "--steps", "12", "--checkpoint-every", "6", "--quiet"]
+    assert cli.main([*args, "--out", str(whole)]) == 0
+    from qgpt import checkpoint
+
+    meta, arrays = checkpoint.load(whole / "checkpoint.bin")
+    assert {"adam_m_shift", "adam_v_shift", "kahan_comp"} <= set(arrays)
+    assert np.abs(arrays["kahan_comp"]).max() > 0 and arrays["adam_m_shift"].max() > 0
+    # stop after 6 steps (a checkpoint), then resume to 12
+    from qgpt import train as training
+
+    cfg = training.load_run(whole)[1]
+    ds = data.load(cfg.data)
+    model = make_model(cfg)
+    for step, _, _ in training_steps(model, ds, cfg):
+        if step == 5:
+            break
+    part.mkdir()
+    training.save_state(part, model, cfg, 6, 0.0, ds)
+    resumed = make_model(cfg)
+    meta6, arrays6 = checkpoint.load(part / "checkpoint.bin")
+    resumed.load_state(meta6, arrays6)
+    for _ in training_steps(resumed, ds, cfg, start=6):
+        pass
+    _, final = resumed.state()
+    for k, a in arrays.items():
+        assert np.array_equal(final[k], a), k

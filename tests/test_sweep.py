@@ -241,7 +241,7 @@ def test_results_csv_has_a_column_per_axis(list_sweep):
     d, _, _, _ = list_sweep
     with open(d / "results.csv") as f:
         table = list(csv.DictReader(f))
-    assert list(table[0])[:5] == [a.name for a in sweep.AXES]
+    assert list(table[0])[:len(sweep.AXES)] == [a.name for a in sweep.AXES]
     assert "seconds_per_run" not in table[0]  # results.csv holds no timings
     assert [(r["format"], r["steps"], r["lr"]) for r in table] == [
         (f, s, lr) for f in ("float", "q4.12") for s in ("5", "8") for lr in ("0.01", "0.02")]
@@ -308,3 +308,31 @@ def test_plots_group_by_any_axis(list_sweep, tmp_path, axis):
                                        "stalled.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p
+
+
+# --- the precision policy as an axis (issue 12) ---
+
+
+def test_policy_axis_runs_what_qgpt_train_runs_and_counts_state_bytes(names_file, tmp_path):
+    """--policy repeats; without --formats each policy keeps its own weights and acts; a
+    run equals `qgpt train --policy` with the same options; state bytes follow the widths
+    of section 3.3 (counted here by hand: weights + pgrads + adam_m + adam_v containers)."""
+    from qgpt.cli import main
+
+    cfg = sweep.make_config(None, "stochastic", seeds=1, steps=6, data_path=str(names_file),
+                            policy=["weights=q2.6,acts=q4.4", "int16"])
+    rows, records = sweep.sweep(cfg, tmp_path / "sw", jobs=1, log=lambda s: None)
+    by_policy = {r["policy"]: r for r in rows if r["format"] != "float"}
+    assert set(by_policy) == {"weights=q2.6,acts=q4.4", "int16"}
+    assert by_policy["int16"]["state_bytes"] == 4192 * (2 + 4 + 4 + 4)
+    assert by_policy["weights=q2.6,acts=q4.4"]["state_bytes"] == 4192 * (1 + 4 + 4 + 4)
+    assert by_policy["weights=q2.6,acts=q4.4"]["bits"] == 8
+    run = next(r for r in records if r["point"]["policy"] == "weights=q2.6,acts=q4.4")
+    assert main(["train", "--policy", "weights=q2.6,acts=q4.4", "--rounding", "stochastic",
+                 "--steps", "6", "--data", str(names_file), "--out", str(tmp_path / "t"),
+                 "--quiet"]) == 0
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert summary["val_nll"] == run["summary"]["val_nll"]
+    with open(tmp_path / "sw" / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["policy"] for r in table] == ["", "weights=q2.6,acts=q4.4", "int16"]

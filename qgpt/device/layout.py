@@ -1,9 +1,8 @@
 """What lives where: the board's files (its current folder, docs/DEVICE.md), the
 host's run folder, and the settings that make a run (a checkpoint belongs to one)."""
 
-from pathlib import Path
+from qgpt.firmware_build import FIRMWARE_DIR  # noqa: F401
 
-FIRMWARE_DIR = Path(__file__).resolve().parent.parent.parent / "firmware"
 BOARD_CONFIG = "qgpt.json"
 BOARD_DEPLOY = "qgpt-deploy.json"
 BOARD_DATA = "names.bin"

@@ -69,11 +69,10 @@ def pull(port, out, log_path=None, timeout=CONNECT_TIMEOUT, log=print):
             validate.deploy_record(deployed, f"{port}:{BOARD_DEPLOY}", port)
         board_log = board.get(BOARD_LOG)
     source = f"{port}:{ck_name}"
-    meta, arrays = validate.decode_checkpoint(blob, source)  # corrupted, truncated, no header
+    meta, arrays = checkpoint.decode(blob, source)  # corrupted, truncated, its header
     run_cfg, model = validate.check_run(meta, arrays, source)  # every field the host uses
     if (out / "checkpoint.bin").exists():
-        old_meta, _ = validate.decode_checkpoint((out / "checkpoint.bin").read_bytes(),
-                                                 str(out / "checkpoint.bin"))
+        old_meta, _ = checkpoint.load(out / "checkpoint.bin")
         old = old_meta.get("config", {}) if isinstance(old_meta, dict) else {}
         if not isinstance(old, dict) or any(old.get(k) != asdict(run_cfg).get(k)
                                             for k in validate.RUN_FIELDS):

@@ -4,7 +4,7 @@ that they are a run qgpt can load: a header that is not a checkpoint's, a missin
 mistyped field, an array of the wrong size or dtype, a format label its arrays
 disagree with, each is one error naming the file and the field.
 
-    checkpoint     decode_checkpoint, check_run  (CheckpointError)
+    checkpoint     check_run, after checkpoint.decode (CheckpointError)
     qgpt.json      board_config                  (DeviceError)
     qgpt-deploy    deploy_record                 (DeviceError)
     log.csv        log_rows                      (DeviceError)
@@ -12,14 +12,13 @@ disagree with, each is one error naming the file and the field.
 
 import csv
 import io
-import json
 import math
-import struct
 from dataclasses import MISSING, fields
 
 from qgpt import checkpoint
 from qgpt.checkpoint import CheckpointError
 from qgpt.device.errors import DeviceError
+from qgpt.policy import UPDATE_ROUNDINGS
 
 RUN_FIELDS = ("format", "rounding", "master", "lr", "seed", "steps")  # a checkpoint's run
 STATE_ARRAYS = ("params", "adam_m", "adam_v")
@@ -40,38 +39,6 @@ def _show(value):
 
 
 # --- the checkpoint ---
-
-
-def decode_checkpoint(blob, source):
-    """(meta, arrays) of checkpoint bytes: checkpoint.decode, with a header that is not
-    a checkpoint's named as such."""
-    try:
-        return checkpoint.decode(blob, source)
-    except CheckpointError:
-        raise
-    except (ValueError, KeyError, TypeError, IndexError) as e:
-        raise CheckpointError(f"{source}: {_header_fault(blob) or e}") from None
-
-
-def _header_fault(blob):
-    """What is wrong with the JSON header of a checkpoint whose CRC32 passed."""
-    (length,) = struct.unpack("<I", blob[6:10])
-    try:
-        header = json.loads(blob[10 : 10 + length])
-    except ValueError as e:  # UnicodeDecodeError too
-        return f"its header is not JSON ({e})"
-    if not isinstance(header, dict):
-        return "its header is not a JSON object"
-    if not isinstance(header.get("meta"), dict):
-        return "its header has no 'meta' object"
-    table = header.get("arrays")
-    if not isinstance(table, list):
-        return "its header has no 'arrays' list"
-    for i, entry in enumerate(table):
-        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
-                and entry[1] in checkpoint.DTYPES and _whole(entry[2]) and entry[2] >= 0):
-            return f"arrays[{i}] is {_show(entry)}, want [name, 'f8' or 'i4', count]"
-    return None
 
 
 def check_run(meta, arrays, source):
@@ -148,9 +115,9 @@ def _train_config(config, fail):
             qformat.parse(config["format"])
         except ValueError as e:
             fail(f"config.format {config['format']!r} is not a format qgpt trains ({e})")
-    if config["rounding"] not in qformat.ROUNDINGS:
+    if config["rounding"] not in UPDATE_ROUNDINGS:
         fail(f"config.rounding {_show(config['rounding'])}: want one of "
-             f"{', '.join(qformat.ROUNDINGS)}")
+             f"{', '.join(UPDATE_ROUNDINGS)}")
     return training.TrainConfig(**config)
 
 

@@ -11,6 +11,8 @@ from tabulate import tabulate
 
 from qgpt import qformat
 from qgpt.params import SLOTS
+from qgpt.policy import from_train_config
+from qgpt.runconfig import TrainConfig
 from qgpt.sweep.axes import AXES, AXIS_BY_NAME
 from qgpt.sweep.execute import TIMING_KEY
 
@@ -46,10 +48,12 @@ def summarize(sweep, records):
         row.update({"bits": 64, "int_bits": None, "frac_bits": None, "range_lo": None,
                     "range_hi": None, "step": None})
         if not is_float:
-            q = qformat.parse(point["format"])
+            config = TrainConfig(**recs[0]["config"])  # the run's resolved weights format
+            q = qformat.parse(config.format)
             lo, hi = q.range()
             row.update(bits=q.bits, int_bits=q.int_bits, frac_bits=q.frac_bits, range_lo=lo,
                        range_hi=hi + q.step, step=q.step)
+        row["state_bytes"] = None if is_float else from_train_config(config).state_bytes()
         row.update({
             "seeds": len(s),
             "val_nll_mean": float(val.mean()),
@@ -104,8 +108,8 @@ def _axis_cells(axes, row):
     return cells
 
 
-TABLE_HEADERS = ["bits", "range", "step", "val_nll", "std", "min-max", "Δ float", "Δ std",
-                 "train last100", "sat/step", "stalled %", "frozen %", "s/run"]
+TABLE_HEADERS = ["bits", "range", "step", "state B", "val_nll", "std", "min-max", "Δ float",
+                 "Δ std", "train last100", "sat/step", "stalled %", "frozen %", "s/run"]
 
 
 def num(x, spec):
@@ -120,6 +124,7 @@ def table_rows(rows, axes):
             r["bits"],
             "-" if is_float else f"[{r['range_lo']:g}, {r['range_hi']:g})",
             "-" if is_float else f"2^-{r['frac_bits']}",
+            num(r["state_bytes"], ","),
             f"{r['val_nll_mean']:.4f}",
             f"{r['val_nll_std']:.4f}",
             f"{r['val_nll_min']:.3f}-{r['val_nll_max']:.3f}",

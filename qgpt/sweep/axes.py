@@ -27,6 +27,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from qgpt import qformat
+from qgpt.policy import UPDATE_ROUNDINGS
 from qgpt.runconfig import check_lr, check_steps
 
 
@@ -36,6 +37,8 @@ class AxisError(ValueError):
 
 def _format(value):
     text = str(value).strip()
+    if text == "":
+        return ""  # the weights and acts of --policy (or q4.12 without one)
     if text.lower() == "float":
         raise AxisError("the float reference always runs; list only Q formats")
     try:
@@ -46,8 +49,8 @@ def _format(value):
 
 def _rounding(value):
     text = str(value).strip()
-    if text not in qformat.ROUNDINGS:
-        raise AxisError(f"{text!r} is unknown: want one or more of {', '.join(qformat.ROUNDINGS)}, "
+    if text not in UPDATE_ROUNDINGS:
+        raise AxisError(f"{text!r} is unknown: want one or more of {', '.join(UPDATE_ROUNDINGS)}, "
                         "comma-separated")
     return text
 
@@ -129,8 +132,12 @@ class Axis:
 
 
 AXES = (
-    Axis("format", "--formats", "comma-separated Q formats, e.g. q8.8,q4.12",
+    Axis("format", "--formats", "comma-separated Q formats, e.g. q8.8,q4.12 (may be left out "
+         "when --policy is given: each policy's own weights and acts)",
          parse=_format, integer_only=True, grid_keys=("formats", "format")),
+    Axis("policy", "--policy", "precision policy: CLASS=FORMAT pairs, a JSON file or a preset "
+         "such as int8 (repeatable; docs/arithmetic.md, section 3)", parse=_label, default=("",),
+         integer_only=True, repeatable=True, grid_keys=("policies", "policy")),
     Axis("rounding", "--rounding",
          "comma-separated weight-update roundings: nearest,floor,stochastic (default nearest)",
          parse=_rounding, default=("nearest",), integer_only=True,

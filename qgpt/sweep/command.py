@@ -17,7 +17,9 @@ def describe_grid(cfg):
     """e.g. "2 formats x 2 roundings x 3 seeds + float x 3 seeds": the axes with more than one
     value (format and rounding always)."""
     def part(name, n):
-        return f"{n} {name}{'s' * (n != 1 and not name.endswith('s'))}"
+        if n == 1 or name.endswith("s"):
+            return f"{n} {name}"
+        return f"{n} {name[:-1]}ies" if name.endswith("y") else f"{n} {name}s"
 
     shown = [a for a in AXES if a.name in ("format", "rounding") or len(cfg.values(a.name)) > 1]
     shared = [part(a.name, len(cfg.values(a.name))) for a in shown if not a.integer_only]

@@ -76,7 +76,7 @@ class SweepConfig:
         if point["format"] == "float":
             words = ["float64"]
         else:
-            words = [point["format"], point["rounding"]]
+            words = [w for w in (point["format"], point["rounding"]) if w]
         for axis in AXES:
             if axis.name in ("format", "rounding") or point[axis.name] is None:
                 continue
@@ -92,7 +92,7 @@ class SweepConfig:
         given = {name: value for name, value in point.items() if value is not None}
         if point["format"] != "float":
             fmt, rounding, master, policy, _ = train_settings(
-                given.pop("format"), given.pop("policy", ""), given.pop("master", ""),
+                given.pop("format") or None, given.pop("policy", ""), given.pop("master", ""),
                 given.pop("rounding"), point["lr"])
             given.update(format=fmt, rounding=rounding, master=master, policy=policy)
         return TrainConfig(data=self.data, lowercase=self.lowercase, skip_long=self.skip_long,
@@ -157,7 +157,9 @@ def make_config(formats=None, roundings=None, seeds=3, seed=42, steps=None, lr=N
     unknown = set(given) - set(AXIS_BY_NAME)
     if unknown:
         raise TypeError(f"make_config: no axis named {', '.join(sorted(unknown))}")
-    grid = tuple((a.name, _axis_values(a, given.get(a.name))) for a in AXES)
+    policy_only = given.get("format") is None and given.get("policy") is not None
+    grid = tuple((a.name, ("",) if a.name == "format" and policy_only  # each policy's own
+                  else _axis_values(a, given.get(a.name))) for a in AXES)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise SweepError(f"--seeds {seeds}: want at least 1 seed")
     try:
