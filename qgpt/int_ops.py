@@ -108,10 +108,7 @@ def exact_matmul(a, b):
     2**30 and, with at most 64 terms, every partial sum, whatever order BLAS adds in, is
     an integer of magnitude at most 2**36 < 2**53: float64 holds each one exactly.
     """
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    if a.ndim > 2 and b.ndim == 2:  # (...,T,in) @ (in,out): one matmul over every row
-        return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[1]).astype(np.int64)
-    return (a @ b).astype(np.int64)
+    return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
 
 
 @cache
