@@ -28,7 +28,7 @@ import numpy as np
 
 from qgpt.params import HEAD_DIM, N_HEAD, RMS_EPS
 from qgpt.policy import PROB_FRAC
-from qgpt.qformat import saturate, shift_round
+from qgpt.qformat import saturate
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 KERNEL_LIMIT = 1 << 30  # unsaturated sums and kernel-range state stay within +-2**30
@@ -36,6 +36,21 @@ PAIR_LIMIT = 1 << 36  # a dot product's exact sum, kept on the device as (H, L)
 INT64_MIN = np.iinfo(np.int64).min
 PROB_ONE = 1 << PROB_FRAC
 MASKED = -(1 << 61)  # a masked entry's z: below every row's max by more than 16 in any format
+
+
+# rnd's constants by shift, as 0-d int64 arrays: numpy adds and shifts by those about
+# twice as fast as by Python ints (no scalar conversion per call), and a training step
+# rounds some sixty times
+_HALF = [np.array((1 << s) >> 1, dtype=np.int64) for s in range(63)]
+_SHIFT = [np.array(s, dtype=np.int64) for s in range(63)]
+
+
+def rnd(x, s):
+    """rnd(x, s) of arithmetic.md: x / 2**s rounded half up (s > 0), x (s = 0), x * 2**-s
+    (s < 0), on an int64 array (qformat.shift_round's integers)."""
+    if s > 0:
+        return (x + _HALF[s]) >> _SHIFT[s]
+    return x if s == 0 else x << _SHIFT[-s]
 
 
 class Int32Overflow(ArithmeticError):
@@ -67,7 +82,7 @@ class Ctx:
     def req(self, x, s, fmt, tensor):
         """req(x, s, fmt) of arithmetic.md section 2: x / 2**s rounded half up (s > 0) or
         x * 2**-s (s <= 0), saturated to fmt and counted into tensor."""
-        return self.sat(shift_round(np.asarray(x, dtype=np.int64), s), fmt, tensor)
+        return self.sat(rnd(np.asarray(x, dtype=np.int64), s), fmt, tensor)
 
     def sat(self, x, fmt, tensor, where=None):
         """saturate(x, fmt), counting into tensor; where: count only those elements
@@ -90,7 +105,7 @@ def requant(ctx, op, tensor, s, shift, fmt=None):
     s may exceed int32 (the device holds it as a pair of int32 halves); the
     rounded result fits int32 by the bounds of each op. fmt None: no saturation.
     """
-    r = shift_round(s, shift)
+    r = rnd(s, shift)
     if ctx.strict:
         ctx.check(op, tensor + " (exact sum)", s, -PAIR_LIMIT, PAIR_LIMIT)
         if fmt is None:  # the recipe's unsaturated sums: lo, hi = -2**30, 2**30
@@ -184,7 +199,7 @@ def exp_neg(z, frac):
     """exp(z) for raw z <= 0 with `frac` fractional bits -> unsigned Q15 in [0, 2**15]."""
     # step 1: every z <= -16 gives 0, as z = -16 does; step 2's z12 then lies in [-2**16, 0]
     z = np.maximum(z, -(EXP_ZERO_BELOW << frac))
-    z12 = shift_round(z, frac - 12)
+    z12 = rnd(z, frac - 12)
     return EXP_NEG_BY_Q12[-z12]
 
 
@@ -283,7 +298,7 @@ def rmsnorm_backward(ctx, dy, y, rs):
                 gf)
     yc = y * c[:, None]
     ctx.check("rmsnorm_backward", "y*c", yc)
-    t = ctx.sat(dy - shift_round(yc, fa), gf, "rmsnorm.t")
+    t = ctx.sat(dy - rnd(yc, fa), gf, "rmsnorm.t")
     q = t * m[:, None]
     ctx.check("rmsnorm_backward", "t*M", q)
     return ctx.sat(_shift_rows(q, sh), gf, "rmsnorm.dx")
@@ -374,7 +389,7 @@ def attention_backward(ctx, dout, q, k, v, probs):
     diff = ctx.sat((dprobs - pd[:, :, None]) * mask, gf, "attention.diff")
     ds = probs * diff
     ctx.check(op, "p*diff", ds, -KERNEL_LIMIT, KERNEL_LIMIT)
-    dscores = shift_round(ds, PROB_FRAC + 1)  # grad format, |.| <= 1
+    dscores = rnd(ds, PROB_FRAC + 1)  # grad format, |.| <= 1
     # scores = q k^T / 2 (the /2 is in dscores): dq = dscores k, dk = dscores^T q
     dq = requant(ctx, op, "attention.dq", dscores @ kh, f, gf)
     dk = requant(ctx, op, "attention.dk", dscores.transpose(0, 2, 1) @ qh, f, gf)
