@@ -15,10 +15,12 @@ names the op and the tensor. Shapes use the legend in params.py.
 
 Speed: the arrays are small (T <= 16 rows of 16 to 64), so a step's cost is the number
 of numpy calls, not the arithmetic. Each op therefore makes few of them: saturation is
-one min and one max reduction in the common case where nothing clips, the causal mask
-of a length is built once, the future entries of attention are zeroed before they are
-requantized (they are never formed on the device, so they must not saturate), and
-exp_neg is a table of its formula over every Q12 input.
+one reduction of |x| in the common case where nothing clips, the causal mask of a length
+is built once, the future entries of attention are zeroed before they are requantized
+(they are never formed on the device, so they must not saturate), exp_neg is a table of
+its formula over every Q12 input, isqrt two Newton steps from a table, and no float is
+used (tests/test_policy.py checks that a training step calls none of numpy's float
+functions).
 """
 
 import math
@@ -28,7 +30,7 @@ import numpy as np
 
 from qgpt.params import HEAD_DIM, N_HEAD, RMS_EPS
 from qgpt.policy import PROB_FRAC
-from qgpt.qformat import saturate
+from qgpt.qformat import saturate, shift_round
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 KERNEL_LIMIT = 1 << 30  # unsaturated sums and kernel-range state stay within +-2**30
@@ -82,7 +84,7 @@ class Ctx:
     def req(self, x, s, fmt, tensor):
         """req(x, s, fmt) of arithmetic.md section 2: x / 2**s rounded half up (s > 0) or
         x * 2**-s (s <= 0), saturated to fmt and counted into tensor."""
-        return self.sat(rnd(np.asarray(x, dtype=np.int64), s), fmt, tensor)
+        return self.sat(shift_round(np.asarray(x, dtype=np.int64), s), fmt, tensor)
 
     def sat(self, x, fmt, tensor, where=None):
         """saturate(x, fmt), counting into tensor; where: count only those elements
@@ -113,19 +115,6 @@ def requant(ctx, op, tensor, s, shift, fmt=None):
     return r if fmt is None else ctx.sat(r, fmt, tensor)
 
 
-def exact_matmul(a, b):
-    """a @ b of raw int64 arrays, exactly: the dot products of arithmetic.md 3.7 by
-    float64's matmul (BLAS), several times faster than numpy's int64 loop for the
-    linear layers (attention's 4x4 and TxT products per head stay in int64: faster there).
-
-    Exact: every operand is a data word (weights, acts, grads: at most 16 bits), a
-    probability (<= 2**15) or a dscores entry (<= 2**14), so every product is at most
-    2**30 and, with at most 64 terms, every partial sum, whatever order BLAS adds in, is
-    an integer of magnitude at most 2**36 < 2**53: float64 holds each one exactly.
-    """
-    return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
-
-
 @cache
 def causal_mask(t):
     """(T,T) bool, True where s <= t: the entries attention forms (built once per length)."""
@@ -146,17 +135,28 @@ def future_bias(t):
 # --- integer functions: exact floor sqrt, exp and the softmax row ---
 
 
-def isqrt(n):
-    """floor(sqrt(n)) exactly, for int64 arrays of 0 <= n < 2**32.
+# isqrt's starting point: ISQRT_UPPER[i] >= sqrt(i + 1) * 2**16, rounded up, i < 2**14,
+# and the even shifts that bring n < 2**32 below 2**14: 2 per power of 4 from 2**14 up
+ISQRT_UPPER = np.array([math.isqrt(((i + 1) << 32) - 1) + 1 for i in range(1 << 14)],
+                       dtype=np.int64)
+ISQRT_SHIFT_AT = np.array([1 << k for k in range(14, 32, 2)], dtype=np.int64)
 
-    The firmware finds the root digit by digit; the host takes float64's square root,
-    which is exact for this domain: n converts exactly, the root is correctly rounded,
-    and between r*r and (r+1)**2 - 1 (r < 2**16) sqrt(n) stays more than 2**-17 below
-    r + 1, far more than float64's half step there (< 2**-36), so it never rounds up to
-    r + 1, and truncation gives r. (tests: every square, square - 1 and square + 2r up to
-    2**31, and the largest values below 2**32.)
+
+def isqrt(n):
+    """floor(sqrt(n)) exactly, for int64 arrays of 0 <= n < 2**32, in integers only.
+
+    The firmware finds the root digit by digit (16 rounds). The host starts from an upper
+    bound: n's top 13 or 14 bits i (n >> sh, sh even) give sqrt(n) < sqrt(i + 1) *
+    2**(sh/2) <= x, within a relative 2**-13 (plus x's rounding up); one integer Newton step
+    stays an upper bound and squares that error, below one unit of a root < 2**16, so one
+    correction makes it exact. (tests: every square, square - 1 and square + 2r, every
+    n < 2**20, random n below 2**32.)
     """
-    return np.sqrt(np.asarray(n, dtype=np.int64)).astype(np.int64)
+    n = np.asarray(n, dtype=np.int64)
+    sh = np.searchsorted(ISQRT_SHIFT_AT, n, side="right") << 1  # n >> sh: 13 or 14 bits
+    x = ((ISQRT_UPPER[n >> sh] << (sh >> 1)) + 0xFFFF) >> 16  # >= sqrt(n), >= 1
+    x = (x + n // x) >> 1  # Newton: still >= floor(sqrt(n)), at most one above it
+    return x - (x * x > n)
 
 
 POWERS_OF_TWO = np.array([1 << k for k in range(63)], dtype=np.int64)
@@ -310,7 +310,7 @@ def rmsnorm_backward(ctx, dy, y, rs):
 def linear_forward(ctx, x, w, out_fmt, tensor):
     # x (...,T,in) in acts, w (out,in) in weights -> y (...,T,out) in out_fmt (acts or logits)
     p = ctx.p
-    return requant(ctx, "linear_forward", tensor, exact_matmul(x, w.T),
+    return requant(ctx, "linear_forward", tensor, x @ w.T,
                    p.weights.frac_bits + p.acts.frac_bits - out_fmt.frac_bits, out_fmt)
 
 
@@ -320,14 +320,12 @@ def linear_backward(ctx, dy, x, w, dw, tensor, paths=1):
     # linear: the result is one dx per block, (paths,T,in), from one stacked matmul
     p, gf = ctx.p, ctx.p.grads
     if paths == 1:
-        exact = exact_matmul(dy, w)
+        exact = dy @ w
     else:
         t, n = dy.shape[0], dy.shape[1] // paths
-        exact = exact_matmul(dy.reshape(t, paths, n).transpose(1, 0, 2),
-                             w.reshape(paths, n, w.shape[1]))
+        exact = dy.reshape(t, paths, n).transpose(1, 0, 2) @ w.reshape(paths, n, w.shape[1])
     dx = requant(ctx, "linear_backward", tensor + ".dx", exact, p.weights.frac_bits, gf)
-    dw += requant(ctx, "linear_backward", tensor + ".dw", exact_matmul(dy.T, x), p.dw_shift,
-                  p.pgrads)
+    dw += requant(ctx, "linear_backward", tensor + ".dw", dy.T @ x, p.dw_shift, p.pgrads)
     return dx
 
 
