@@ -11,8 +11,8 @@ Tables (docs/RESULTS.md, "Precision policies" and "8-bit training"):
 
 Every run: makemore's names (../shared/data/names-makemore.txt), 1000 steps, seeds 42,
 43, 44, and the float64 reference with the same seeds. Written to
-experiments/results/policy/: results.md (the tables), runs.csv (one row per run) and
-results.json (the command, the dataset's sha256, every run's resolved policy and
+experiments/results/policy/TABLE/: results.md (the table), runs.csv (one row per run)
+and results.json (the command, the dataset's sha256, every run's resolved policy and
 telemetry). Saturations are summed per class (tensor names mapped by CLASS_OF below).
 About 4 minutes on 2 cores.
 """
@@ -180,28 +180,14 @@ def markdown(summary, rows, command):
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tables", default="classes,low,int8")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 42, 43, ... (default 3)")
-    parser.add_argument("--out", default=str(OUT))
-    args = parser.parse_args(argv)
-    os.chdir(ROOT)
-    if not Path(DATA).exists():
-        print(f"skipped: {DATA} is absent (makemore's names)")
-        return 0
-    tables = [t.strip() for t in args.tables.split(",") if t.strip()]
-    seeds = list(range(42, 42 + args.seeds))
-    jobs = jobs_of(tables, seeds)
-    with Pool(args.jobs) as pool:
-        rows = pool.map(run_one, jobs, chunksize=1)
-    command = "python experiments/precision_policy.py" + (
-        f" --tables {args.tables}" if args.tables != "classes,low,int8" else "")
+def write(out, table, rows):
+    """One table's folder: results.md, runs.csv, results.json (with the float rows)."""
+    rows = [r for r in rows if r["table"] in ("float", table)]
+    command = f"python experiments/precision_policy.py --tables {table}"
     summary = summarize(rows)
     for s_ in summary:  # the preset rows' rounding, as resolved
         s_["rounding"] = s_["rounding"] or policy.parse_policy(s_["label"]).rounding
-    out = Path(args.out)
+    out = Path(out) / table
     out.mkdir(parents=True, exist_ok=True)
     sha = hashlib.sha256(Path(DATA).read_bytes()).hexdigest()
     (out / "results.json").write_text(json.dumps(
@@ -217,6 +203,30 @@ def main(argv=None):
                         r.get("state_bytes", ""), r.get("policy", "")])
     (out / "results.md").write_text(markdown(summary, rows, command))
     print((out / "results.md").read_text())
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tables", default="classes,low,int8")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 42, 43, ... (default 3)")
+    parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--from-json", default=None, metavar="FILE",
+                        help="rebuild the tables from the runs of a results.json, no training")
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)
+    if not Path(DATA).exists():
+        print(f"skipped: {DATA} is absent (makemore's names)")
+        return 0
+    tables = [t.strip() for t in args.tables.split(",") if t.strip()]
+    if args.from_json:
+        rows = json.loads(Path(args.from_json).read_text())["runs"]
+    else:
+        seeds = list(range(42, 42 + args.seeds))
+        with Pool(args.jobs) as pool:
+            rows = pool.map(run_one, jobs_of(tables, seeds), chunksize=1)
+    for table in tables:
+        write(args.out, table, rows)
     return 0
 
 

@@ -1,19 +1,26 @@
 """qgpt firmware kernels: the integer simulator's ops as MicroPython viper functions.
 
-One module of about 900 lines on purpose (issue 11): split into four along the op
-families of docs/arithmetic.md it costs about 900 bytes more heap for the whole run
-(heap peak 86,240 against 85,376 bytes on the unix port, q4.12; the smallest heap
-92K against 91K), measured by `python firmware/tools/kernels_split_heap.py`
+One module (about 1,300 lines) on purpose (issue 11): split into four along the op
+families of docs/arithmetic.md it costs about 860 bytes more heap for the whole run
+(after setup 85,440 against 84,576 bytes on the unix port, q4.12; heap peak 87,488
+against 86,624), measured by `python firmware/tools/kernels_split_heap.py`
 (firmware/README.md, "Memory"). The sections below follow those families.
 
 Every kernel implements the section of docs/arithmetic.md named in its docstring,
 bit for bit like qgpt/int_ops.py; qgpt/conformance.py compares them with `==`.
-Kernels work in preallocated buffers passed in and allocate nothing:
+Kernels work in preallocated buffers passed in and allocate nothing. Each tensor
+class of the precision policy (section 3) lives in the narrowest container of its
+width (3.3), and a kernel takes each buffer's container in bytes (arguments ba, bw,
+bg, by, bx, bs, bm, bv: 1 a bytearray read with ptr8, 2 an int16 array with ptr16, 4
+an int32 array with ptr32), the policy's shifts and every class's (lo, hi):
 
-    array('h')  int16: weights, activations (format D), activation gradients (G = q2.14)
-    array('i')  int32: logits and scores (L), probabilities (Q15), parameter
-                gradients (P), Adam m and v, master weights, (M, sh) rows, scratch
-    bytearray   uint8: token ids
+    8 / 16 bits  weights W, activations A, activation gradients G (4..16 bits)
+    int32        logits and scores (L: the lm_head output, the attention row),
+                 probabilities (Q15; uint16 in attention), the parameter gradients
+                 of a piece (P), (M, sh) rows, scratch
+    8 / 16 / 32  Adam m and v, master weights; block-scaled m and v (9.6): mantissas
+                 (v's unsigned) with uint8 shifts per block
+    bytearray    uint8 token ids, int8 Kahan compensations
 
 Arguments follow llm.c: outputs, inputs, dimensions, then the numbers the policy
 computes once (shifts, saturation limits; firmware/policy.py). Forward kernels
@@ -251,10 +258,8 @@ def embedding_forward(x, wte, wpe, token: int, t: int, C: int, sh: int, lo: int,
 def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int, hi: int,
                        bg: int):
     """Forward was x[t] = wte[tokens[t]] + wpe[t]: d = req(dx[t], sh, P), sh = Fg - Fp
-    (a left shift when Fp > Fg); then for t = 0 .. T-1 in order dwte[tokens[t]] becomes
-    sat(dwte[tokens[t]] + d, P), and dwpe[t] becomes d (each position comes once: the
-    same as the contract's sat(dwpe[t] + d, P) on the zeroed gradient; the simulator
-    assigns it too). dwte (V, C), dwpe (BLOCK, C) int32 P, [lo, hi] within +-2**30;
+    (a left shift when Fp > Fg); then for t = 0 .. T-1 in order both rows become
+    sat(row + d, P). dwte (V, C), dwpe (BLOCK, C) int32 P, [lo, hi] within +-2**30;
     dx (T, C) G (bg bytes); tokens (T,) uint8."""
     pwte = ptr32(dwte)
     pwpe = ptr32(dwpe)
@@ -289,7 +294,12 @@ def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int,
             elif w < lo:
                 w = lo
             pwte[te + i] = w
-            pwpe[tp + i] = d  # each position once: row t of dwpe is d[t]
+            w = ((pwpe[tp + i] ^ s32) - s32) + d
+            if w > hi:
+                w = hi
+            elif w < lo:
+                w = lo
+            pwpe[tp + i] = w
 
 
 # --- rmsnorm (sections 6, 7) ---
@@ -1241,6 +1251,15 @@ def copy32(dst, d0: int, src, s0: int, n: int):
     ps = ptr32(src)
     for i in range(n):
         pd[d0 + i] = ps[s0 + i]
+
+
+@micropython.viper
+def get32(buf, i: int) -> int:
+    """buf[i] of an int32 buffer (a logit: |l| < 2**20)."""
+    p = ptr32(buf)
+    one = 1
+    s32 = one << 31
+    return (p[i] ^ s32) - s32
 
 
 # --- block-scaled Adam state (section 9.6) ---

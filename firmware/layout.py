@@ -34,12 +34,13 @@ def _container(text):
     return (1 if bits <= 8 else (2 if bits <= 16 else 4)), 0, 0
 
 
-def block_size(path):
-    """The state block's size for the config at path, from a first look at its formats
+def first_look(path):
+    """(key, block_bytes(*key)): the state block's layout for the config at path, and
+    what it was computed from (nb, wide, blocks, kahan), from a first look at its formats
     (the containers of section 3.3: the defaults of the other classes are 16-bit grads
     and 32-bit Adam state; 9.6's block-scaled state and Kahan compensations), for
-    setup's reservation; runcfg checks the config later. The largest block (with
-    master weights) if the config cannot be read."""
+    setup's reservation; runcfg checks the config later, and setup compares. (None,
+    (the largest block with master weights,)) if the config cannot be read."""
     try:
         with open(path) as f:
             user = json.load(f)
@@ -56,8 +57,9 @@ def block_size(path):
               _container(master)[0] if wide else bw)
         kahan = user.get("rounding") == "kahan"
     except Exception:  # a bad config: runcfg says what is wrong
-        return _LARGEST_BLOCK + 4 * _N
-    return block_bytes(nb, wide, (m[1], m[2], v[1], v[2]), kahan)[0]
+        return None, (_LARGEST_BLOCK + 4 * _N,)
+    key = (nb, wide, (m[1], m[2], v[1], v[2]), kahan)
+    return key, block_bytes(nb, wide, key[2], kahan)
 
 
 def block_bytes(nb, wide, blocks, kahan):

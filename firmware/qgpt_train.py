@@ -79,16 +79,15 @@ def _drop(name):
 
 
 def _reserve(path):
-    """A bytearray of the state block's size (a first look at the config's policy:
-    layout.block_size), at the bottom of the heap: layout leaves memory first."""
+    """(a bytearray of the state block's size, at the bottom of the heap, and the first
+    look it comes from: layout.first_look); layout leaves memory first."""
     import layout
 
-    size = layout.block_size(path)
+    look = layout.first_look(path)
     _drop("layout")
     layout = None
-    gc.collect()  # the layout's code leaves before restore's comes
     gc.collect()
-    return bytearray(size)
+    return bytearray(look[1][0]), look
 
 
 def setup(path):
@@ -98,7 +97,7 @@ def setup(path):
     is kept for the state block by a reservation of its size, so that the setup's code
     comes and goes above it. Nothing is allocated after the reservation is let go, so
     the block takes its place (run)."""
-    block = _reserve(path)
+    block, look = _reserve(path)
     import runcfg
 
     try:
@@ -107,10 +106,13 @@ def setup(path):
     finally:
         for name in ("runcfg", "policy", "params"):
             _drop(name)
-    import layout
-
     nums = cfg["numbers"][0]
-    lay = layout.block_bytes(nums[0], nums[6], nums[7], nums[4][4] == 4)  # mode 4: kahan
+    key = (nums[0], nums[6], nums[7], nums[4][4] == 4)  # mode 4: kahan
+    lay = look[1]
+    if look[0] != key:  # the first look missed (it cannot for a good config): again
+        import layout
+
+        lay = layout.block_bytes(*key)
     cfg["numbers"] = (nums + (lay,),) + cfg["numbers"][1:]  # the Model's numbers, and lay
     del block
     return cfg
@@ -151,6 +153,7 @@ def run(path):
     mdl = MD.Model(views, numbers[0], seed)
     views = None
     ds = Dataset(cfg["data"], cfg["count"], MD.BOS)
+    gc.collect()
     start, seconds_before = begin(cfg, mdl, numbers)
     numbers = None
     end = steps if cfg["stop_at"] is None else min(steps, cfg["stop_at"])

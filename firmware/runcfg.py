@@ -116,6 +116,8 @@ def load_config(path):
         "policy": "" if policy.canonical(defaults) == spec else spec,
         "lowercase": False, "skip_long": False, "checkpoint_every": cfg["checkpoint_every"],
         "strict": False}
+    for k in ("format", "rounding", "master", "policy", "lr", "lr_q30"):
+        del cfg[k]  # in train_config and the numbers now: memory for the run
     return cfg
 
 

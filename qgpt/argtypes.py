@@ -9,6 +9,7 @@ same whether a value comes from an option, a library call or a checkpoint.
 """
 
 import argparse
+import re
 
 
 def _whole(text):
@@ -86,3 +87,12 @@ def seconds(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration: want seconds above 0 "
                                          f"and at most {MAX_SECONDS:g} (a day)")
     return x
+
+
+def heap_size(text):
+    """A MicroPython heap size as `micropython -X heapsize=` takes it: 96K, 4M, 200000."""
+    match = re.fullmatch(r"(\d+)([KkMm]?)", text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a heap size: want one like "
+                                         "96K, 4M or 200000 (bytes)")
+    return match.group(1) + match.group(2).upper()

@@ -136,28 +136,23 @@ def decode(data, source="checkpoint"):
 
 def _header(blob, source):
     """The parsed header: {"meta": dict, "arrays": [[name, dtype code, count], ...]}."""
-    def refuse(what):
-        raise CheckpointError(f"{source}: {what}; this is not a usable qgpt checkpoint")
-
+    bad = f"{source}: not a readable checkpoint header"
     try:
         header = json.loads(blob.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        refuse(f"its header is not JSON ({str(e)[:60]})")
-    if not isinstance(header, dict):
-        refuse("its header is not a JSON object")
-    if not isinstance(header.get("meta"), dict):
-        refuse("its header has no 'meta' object")
-    if not isinstance(header.get("arrays"), list):
-        refuse("its header has no 'arrays' list")
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise CheckpointError(f"{bad} (not UTF-8 JSON)") from None
+    if not isinstance(header, dict) or not isinstance(header.get("meta"), dict) \
+            or not isinstance(header.get("arrays"), list):
+        raise CheckpointError(f"{bad} (want an object with meta and arrays)")
     names = set()
-    for i, entry in enumerate(header["arrays"]):
+    for entry in header["arrays"]:
         ok = (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
               and entry[1] in DTYPES and _whole(entry[2]) and entry[2] >= 0)
         if not ok:
-            refuse(f"its header's arrays[{i}] is {str(entry)[:40]}, want [name, 'f8' or 'i4', "
-                   "count]")
+            raise CheckpointError(f"{bad} (array entry {str(entry)[:60]}: want "
+                                  "[name, 'f8' or 'i4', count])")
         if entry[0] in names:
-            refuse(f"its header names array {entry[0][:40]} twice")
+            raise CheckpointError(f"{bad} (array {entry[0][:40]} appears twice)")
         names.add(entry[0])
     return header
 

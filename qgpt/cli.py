@@ -186,11 +186,11 @@ def cmd_bench(args):
 
 def cmd_conformance(args):
     from qgpt import conformance
-    from qgpt.qformat import parse
 
-    formats = args.formats.split(",") if args.formats else None
-    for f in formats or ():
-        parse(f)
+    formats = None
+    if args.formats is not None:  # normalised like --format: ' Q4.12' -> q4.12; '' refused
+        _not_empty(args.formats, "--formats", "comma-separated list of formats")
+        formats = [_format_name(f, "--formats") for f in args.formats.split(",")]
     return conformance.conformance(args.level, formats, args.micropython, args.seed,
                                    args.heapsize, args.build, args.target, args.data)
 
@@ -292,7 +292,8 @@ def build_parser():
                    help="0 .. 2**30-1 (default: 0 for the op vectors, 42 for training)")
     p.add_argument("--data", default=None,
                    help="names for the run level (default: the built-in data/names.txt)")
-    p.add_argument("--heapsize", default=None, help="the device heap, e.g. 96K")
+    p.add_argument("--heapsize", type=argtypes.heap_size, default=None,
+                   help="the device heap, e.g. 96K")
     p.add_argument("--build", choices=["mpy", "py"], default="mpy",
                    help="mpy: firmware compiled with mpy-cross (default); py: from source")
     p.set_defaults(func=cmd_conformance)

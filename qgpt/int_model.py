@@ -15,6 +15,7 @@ from qgpt.policy import (
     ADAM_C1,
     ADAM_C2,
     KAHAN_BITS,
+    M_LIMIT,
     R_FRAC,
     R_MAX,
     BlockFormat,
@@ -167,6 +168,8 @@ class IntAdam:
     """Adam of section 9: m and v (wide, or block-scaled mantissas with a shift per
     block), and the compensation buffer of rounding=kahan."""
 
+    M_LIMIT = M_LIMIT  # the symmetric limit of a 32-bit m (section 3.1)
+
     def __init__(self, policy, seed):
         self.p, self.seed = policy, seed
         self.m = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) adam_m (stored form)
@@ -210,7 +213,8 @@ class IntAdam:
         m_old, v_old = self.wide()
         # 9.1: m = b1 m + (1 - b1) g, g brought to m's fractional bits, m saturated
         # symmetrically
-        gm = ctx.req(g, p.pgrads.frac_bits - p.m_wide.frac_bits, KERNEL, "adam.gm")
+        shift = p.pgrads.frac_bits - p.m_wide.frac_bits
+        gm = g if shift == 0 else ctx.req(g, shift, KERNEL, "adam.gm")
         m = mul_q15_checked(ctx, m_old, (1 << 15) - ADAM_C1, "m") + \
             mul_q15_checked(ctx, gm, ADAM_C1, "g")
         m = ctx.sat(ctx.check("adam", "m", m), p.adam_m_range, "adam.m")

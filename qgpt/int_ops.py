@@ -227,12 +227,13 @@ def embedding_forward(ctx, wte, wpe, tokens):
 
 def embedding_backward(ctx, dx, tokens, dwte, dwpe):
     # forward was x[t] = wte[tokens[t]] + wpe[t]: both rows receive dx[t], as param grads,
-    # added position by position, each sum saturated to pgrads (dwte, dwpe start at 0)
+    # added position by position, each sum saturated to pgrads
     pf = ctx.p.pgrads
     d = ctx.req(dx, ctx.p.grads.frac_bits - pf.frac_bits, pf, "embedding.dw")
     t = len(tokens)
-    dwpe[:t] = d
-    if t * int(np.maximum.reduce(np.abs(d), None)) <= min(pf.hi, -pf.lo):
+    dwpe[:t] = ctx.sat(dwpe[:t] + d, pf, "embedding.dw")
+    reach = int(np.abs(dwte).max(initial=0)) + t * int(np.abs(d).max(initial=0))
+    if reach <= min(pf.hi, -pf.lo):
         np.add.at(dwte, tokens, d)  # no partial sum can leave pgrads: the same integers
     else:
         for i, tok in enumerate(tokens):

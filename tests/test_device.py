@@ -718,16 +718,43 @@ def test_a_checkpoint_whose_report_was_lost_is_not_denied(deployed, tmp_path, ca
     assert checkpoint.decode(deployed.file(device.BOARD_CKPT).read_bytes())[0]["step"] == EVERY
 
 
+@needs_emulator
+@needs_trainer
+def test_lines_lost_in_transit_do_not_hide_a_checkpoint(deployed, tmp_path, capsys,
+                                                        monkeypatch):
+    """A loaded host reads the board's lines late: when the connection breaks, the lines
+    still in transit are lost with it, and the board may be well past the last step the
+    host saw (the other race behind the flaky test_lost_connection_mid_training)."""
+    from qgpt.device.stream import TrainStream
+
+    line = TrainStream.line
+    lag = EVERY - 10  # the host saw up to this step; the rest was in transit
+
+    def late_reader(stream, text):
+        if stream.step >= lag:
+            if text.startswith("ckpt "):
+                _wait_for(deployed.file(device.BOARD_CKPT).exists, 30, "the checkpoint")
+                raise device.BoardLost(f"lost the connection to {deployed.port} (simulated)")
+            return
+        line(stream, text)
+
+    monkeypatch.setattr(TrainStream, "line", late_reader)
+    code, _, err = cmd(capsys, "train", "--port", deployed.port, "--out", tmp_path / "run",
+                       "--quiet", "--idle-timeout", 5)
+    assert_user_error(code, err, "lost the connection", f"at step {lag};",
+                      f"step {EVERY} or later", "--resume")
+
+
 def test_after_break_hint_names_the_checkpoints_the_board_may_hold():
     from qgpt.device.stream import TrainStream
     from qgpt.device.train import after_break_hint
 
     cfg = {"steps": 1000, "checkpoint_every": 100, "stop_at": None, "log_every": 1}
 
-    def hint(step, ckpt=None, known=None, **changes):
+    def hint(step, ckpt=None, known=None, lost=False, **changes):
         stream = TrainStream(progress=False)
         stream.step, stream.ckpt = step, ckpt
-        return after_break_hint(stream, {**cfg, **changes}, known, "P")
+        return after_break_hint(stream, {**cfg, **changes}, known, "P", lost)
 
     assert hint(42).startswith("no checkpoint was written yet")
     assert "may have written a checkpoint at step 100" in hint(100)
@@ -738,6 +765,10 @@ def test_after_break_hint_names_the_checkpoints_the_board_may_hold():
     assert "step 300, or step 400" in hint(395, known=300, log_every=10)
     assert hint(350, known=300).startswith("its last checkpoint (step 300)")
     assert "step 900, or step 1000" in hint(1000, ckpt=900, checkpoint_every=0)
+    # a lost connection loses the lines in transit too: the board may be far ahead
+    assert "may have written a checkpoint at step 100 or later" in hint(42, lost=True)
+    assert "step 100, or step 200 or later" in hint(101, ckpt=100, lost=True)
+    assert hint(1000, ckpt=1000, lost=True).startswith("its last checkpoint (step 1000)")
 
 
 @needs_emulator
@@ -811,9 +842,9 @@ def test_pulled_files_with_a_valid_crc_but_wrong_fields_are_refused(deployed, tm
          "array adam_m is f8, want i4"),
         (_with(meta, arrays, {}, {}, {"adam_v": None}), "array adam_v is missing"),
         (_with(meta, arrays, {}, {}, {"extra": params}), "array extra"),
-        (_raw_checkpoint(b"not json"), "its header is not JSON"),
-        (_raw_checkpoint(b'{"meta": {}, "arrays": [["params", "x9", 5]]}'), "arrays[0] is"),
-        (_raw_checkpoint(b'{"arrays": []}'), "no 'meta' object"),
+        (_raw_checkpoint(b"not json"), "not a readable checkpoint header (not UTF-8 JSON)"),
+        (_raw_checkpoint(b'{"meta": {}, "arrays": [["params", "x9", 5]]}'), "array entry"),
+        (_raw_checkpoint(b'{"arrays": []}'), "want an object with meta and arrays"),
     ]
     pull = ("pull", "--port", deployed.port, "--out", tmp_path / "run")
     for blob, fragment in cases:

@@ -164,6 +164,7 @@ BAD_NUMBERS = [
     (["bench"], "--seed", ["-1", str(2**30)]),
     (["bench"], "--repeats", ["0"]),
     (["conformance"], "--seed", ["-1", str(2**31)]),
+    (["conformance"], "--heapsize", ["abc", "0", "-5K", "96KB", "1.5M"]),
     (["sweep", "--formats", "q8.8"], "--lr", ["nan", "-1"]),
     (["sweep", "--formats", "q8.8"], "--seed", ["-5", str(2**30)]),
     (["device", "train", "--port", "P"], "--timeout", ["nan", "0", "-1", "inf"]),
@@ -577,6 +578,26 @@ def test_options_without_effect_are_refused(capsys, names_file, tmp_path, argv, 
                         "--out", tmp_path / "run", *argv)
     assert_user_error(code, err, *fragments)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("formats, fragment", [("", "--formats is empty"),
+                                                ("q4.12,", "--formats is empty"),
+                                                ("q4.x", "--formats: format 'q4.x'")])
+def test_conformance_formats_are_checked_before_any_run(capsys, monkeypatch, formats, fragment):
+    from qgpt import conformance
+
+    monkeypatch.setattr(conformance, "conformance", lambda *a: pytest.fail("it ran"))
+    code, _, err = main(capsys, "conformance", "--formats", formats)
+    assert_user_error(code, err, fragment)
+
+
+def test_conformance_formats_are_normalised(capsys, monkeypatch):
+    from qgpt import conformance
+
+    seen = []
+    monkeypatch.setattr(conformance, "conformance", lambda *a: seen.append(a) or 0)
+    assert main(capsys, "conformance", "--formats", " Q4.12,q8.8", "--heapsize", "96k")[0] == 0
+    assert seen[0][1] == ["q4.12", "q8.8"] and seen[0][4] == "96K"
 
 
 def test_a_float_run_records_no_integer_option(runs):

@@ -258,7 +258,7 @@ def contract_adam_step(state, g, step, num_steps, lr, policy, rounding, seed):
     k = prng.key(seed, prng.STREAM_ROUND, step)
     stalled, deltas = 0, []
     for i in range(len(g)):
-        gm = max(-(2**30), min(2**30, rnd(g[i], fp - fm)))
+        gm = g[i] if fp == fm else max(-(2**30), min(2**30, rnd(g[i], fp - fm)))
         m = mul15(state["m"][i], 2**15 - ADAM_C1) + mul15(gm, ADAM_C1)
         m = max(-hm, min(hm, m))
         gs = max(-(2**15), min(2**15 - 1, rnd(g[i], fp - fh)))
@@ -497,7 +497,7 @@ def contract_step_96(state, g, step, num_steps, policy, seed):
     u = fa + 13 - policy.weight_store.frac_bits
     ms, roots, stalled = [], [], 0
     for i in range(n):
-        gm = max(-(2**30), min(2**30, rnd(g[i], fp - fm)))
+        gm = g[i] if fp == fm else max(-(2**30), min(2**30, rnd(g[i], fp - fm)))
         m = max(-hm, min(hm, mul15(m_old[i], 2**15 - ADAM_C1) + mul15(gm, ADAM_C1)))
         gs = max(-(2**15), min(2**15 - 1, rnd(g[i], fp - fh)))
         v = min(vhi, mul15(v_old[i], 2**15 - ADAM_C2) + mul15(gs * gs, ADAM_C2))

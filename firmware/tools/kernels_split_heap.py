@@ -26,7 +26,8 @@ FIRMWARE = Path(__file__).resolve().parent.parent
 # the section comments of kernels.py ("# --- NAME (sections ...) ---") -> the module
 FAMILIES = (("integer functions", "kfunc"), ("embedding", "kdense"), ("rmsnorm", "kdense"),
             ("linear", "kdense"), ("element-wise", "kdense"), ("attention", "kattn"),
-            ("cross-entropy", "kattn"), ("Adam", "kadam"))
+            ("cross-entropy", "kattn"), ("Adam", "kadam"), ("buffer helpers", "kadam"),
+            ("block-scaled", "kadam"))
 ALIASES = {"kfunc": "KF", "kdense": "KD", "kattn": "KA", "kadam": "KO"}
 IMPORTS = {"kdense": "from kfunc import rsqrt\n", "kattn": "from kfunc import softmax\n"}
 
@@ -60,13 +61,17 @@ def split_kernels(dest):
         (dest / f"{module}.py").write_text(f'"""{module}"""\n\n{top}\n{used}{code}\n')
         owner.update({f: module for f in re.findall(r"^def (\w+)", code, re.M)})
     (dest / "kernels.py").unlink()
-    for name in ("model.py", "sampling.py", "conform_ops.py"):
-        src = (dest / name).read_text()
+    for path in sorted(dest.glob("*.py")):
+        src = path.read_text()
+        if not re.search(r"^import kernels", src, re.M):
+            continue
+        src = src.replace("import kernels\n", "import kernels as K\n")
+        src = re.sub(r"\bkernels\.(?!py\b)(\w+)", r"K.\1", src)
         used = sorted({owner[f] for f in re.findall(r"\bK\.(\w+)", src)})
         src = re.sub(r"\bK\.(\w+)", lambda m: f"{ALIASES[owner[m.group(1)]]}.{m.group(1)}", src)
         src = src.replace("import kernels as K\n",
                           "".join(f"import {u} as {ALIASES[u]}\n" for u in used))
-        (dest / name).write_text(src)
+        path.write_text(src)
     return sorted(pieces)
 
 
@@ -80,11 +85,13 @@ def build(src, dest):
 
 
 def train(fw, folder, data, fmt, heapsize, resume):
-    """(heap after setup, heap peak) of one session, or None if it failed."""
+    """(heap after setup, heap peak) of one session, or None if it failed. fmt: the
+    config's format, or a dict of config keys (format, rounding, policy)."""
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = {"format": fmt, "lr_q30": round(0.01 * 2**30), "steps": 40, "data": str(data),
+    cfg = {"lr_q30": round(0.01 * 2**30), "steps": 40, "data": str(data),
            "checkpoint_every": 10, "samples": 5, "stop_at": None if resume else 20,
            "resume": resume, "log_every": 100}
+    cfg.update(fmt if isinstance(fmt, dict) else {"format": fmt})
     (folder / "qgpt.json").write_text(json.dumps(cfg))
     r = subprocess.run([tool("micropython"), "-X", f"heapsize={heapsize}", "-m", "qgpt_train",
                         "qgpt.json"], cwd=folder, env=dict(os.environ, MICROPYPATH=str(fw)),
@@ -96,14 +103,16 @@ def train(fw, folder, data, fmt, heapsize, resume):
     return int(start.group(1)), int(done.group(1))
 
 
-def measure(fw, work, data, fmt):
-    """(heap after setup, heap peak, smallest heapsize in K) of a build."""
-    first = train(fw, work / "96K", data, fmt, "96K", False)
-    second = train(fw, work / "96K", data, fmt, "96K", True)
+def measure(fw, work, data, fmt, heaps=range(80, 97)):
+    """(heap after setup, heap peak, smallest heapsize in K) of a build: trained at the
+    largest of heaps, then the smallest of heaps that trains and resumes."""
+    top = f"{heaps[-1]}K"
+    first = train(fw, work / top, data, fmt, top, False)
+    second = train(fw, work / top, data, fmt, top, True)
     if first is None or second is None:
-        raise SystemExit(f"{fw}: training at 96K failed")
+        raise SystemExit(f"{fw}: training at {top} failed")
     smallest = None
-    for k in range(80, 97):
+    for k in heaps:
         folder = work / f"{k}K"
         if train(fw, folder, data, fmt, f"{k}K", False) and \
                 train(fw, folder, data, fmt, f"{k}K", True):

@@ -20,7 +20,7 @@ import numpy as np
 from qgpt import int_ops as ops
 from qgpt.conformance.inputs import Case, _i
 
-CHUNK = 2048  # values per exp_neg case: 8 KB in, 8 KB out
+CHUNK = 512  # values per exp_neg case: 2 KB in, 2 KB out (a fragmented 96 KB heap)
 TIE_ROWS = 12  # softmax rows per kind of tie and format
 
 
@@ -168,9 +168,8 @@ def cases_next_token(fmt, policy, rng):
                  {"tok": _i(tok)})]
 
 
-def boundary_cases(fmt, policy, rng, exhaustive=True):
+def boundary_cases(fmt, policy, rng, exhaustive=True):  # next_token's: see build_cases
     """exhaustive=False leaves out the exhaustive exp domains (the int32 target: their
     extremes are among the edge cases, and CPython would take minutes)."""
     full = cases_exp_exhaustive(fmt, policy) + cases_softmax_exhaustive(fmt, policy)
-    return ((full if exhaustive else []) + cases_softmax_ties(fmt, policy)
-            + cases_next_token(fmt, policy, rng))
+    return ((full if exhaustive else []) + cases_softmax_ties(fmt, policy))

@@ -77,7 +77,8 @@ EQUIVALENT = {
         "for s12 = 0, half12 = 0: (d + 0) >> 0 is d << 0",
     ("softmax", "z12 = (d + half12) >> s12 if s12 > 0 else d << (0 - s12)", "0", "-1", 0):
         "s12 > -1 is s12 >= 0: for s12 = 0, half12 = 0 and (d + 0) >> 0 is d << 0",
-    ("embedding_forward", "elif y < lo:", "<", "<=", 0): "y = lo is stored as lo either way",
+    ("embedding_forward", "elif y < lo_ls:", "<", "<=", 0):
+        "y = lo_ls stores lo_ls << ls, which is lo (-2**(b-1) is exact under the shift)",
     ("sample", "tok[0] = BOS", "0", "1", 0):
         "tok[0] holds BOS already (training writes it each step, sampling never writes "
         "index 0): writing BOS to tok[1] is overwritten by the first token",

@@ -58,7 +58,8 @@ from qgpt.conformance.report import OpsReport
 from qgpt.firmware_build import FIRMWARE_DIR, firmware_modules
 
 # Not integer code: the op-level driver, file formats, configuration, the entry point.
-NOT_MUTATED = ("conform_ops", "dump", "ckpt", "restore", "runcfg", "runbase", "qgpt_train")
+NOT_MUTATED = ("conform_ops", "dump", "ckpt", "restore", "runcfg", "runbase", "qgpt_train",
+               "layout")  # layout: the state block's offsets, set-up only
 SWAPS = {"<<": ">>", ">>": "<<", "+": "-", "-": "+", "<": "<=", "<=": "<", ">": ">=",
          ">=": ">", "==": "!=", "!=": "==", "&": "|", "//": "%", "+=": "-=", "-=": "+=",
          "<<=": ">>=", ">>=": "<<="}
@@ -259,6 +260,7 @@ class Judge:
         self.reach = reach  # (module, function) -> ops
         self.arch = arch
         self.subsets = {}  # frozenset of ops -> [(fmt, cases, request path)]
+        self.every = frozenset(c.op for _, cases, _ in requests for c in cases)
         self.source = Path(firmware_dir)
         self.requests = requests  # [(fmt, cases, request path)]
         self.micropython = micropython
@@ -290,9 +292,10 @@ class Judge:
                 why = self._ops(ops)
                 if why:
                     return "killed", "ops", why
-                why = self._int32(ops)
-                if why:
-                    return "killed", "int32", why
+                if ops != self.every:  # a function's ops (all ops in CPython: minutes)
+                    why = self._int32(ops)
+                    if why:
+                        return "killed", "int32", why
             why = self._steps()
             if why:
                 return "killed", "steps", why
@@ -309,12 +312,11 @@ class Judge:
         its function; every op for module-level code of a module conform_ops imports,
         or for code it runs outside an op's handler (the policy's set-up); none for
         code no op reaches (training alone runs it)."""
-        every = frozenset(c.op for _, cases, _ in self.requests for c in cases)
         if m.module not in self.ops_modules:
             return frozenset()
         ops = self.reach.get((m.module, m.function), set())
         if not m.function or "*" in ops:
-            return every
+            return self.every
         return frozenset(ops)
 
     def _requests_for(self, ops):
@@ -331,21 +333,49 @@ class Judge:
 
     def _ops(self, ops):
         for fmt, cases, request in self._requests_for(ops):
-            cmd = [self.micropython, "-X", "heapsize=96K", "-m", "conform_ops", str(request)]
-            try:
-                r = subprocess.run(cmd, capture_output=True, text=True,
-                                   env=device_env(self.fw), timeout=OPS_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                return f"{fmt}: the device hangs"
-            _, results, errors, _ = parse_reply(r.stdout)
-            if r.returncode != 0 and not errors:
-                return f"{fmt}: the device failed (exit code {r.returncode})"
-            report = OpsReport(cases=[])
-            from qgpt.conformance.ops import compare
+            why = self._ops_group(fmt, cases, request)
+            if why:
+                return why
+        return ""
 
-            compare(cases, results, errors, report, fmt)
-            if report.mismatches:
-                return str(report.mismatches[0])[:200]
+    def _ops_group(self, fmt, cases, request):
+        """Run one request, comparing each case as its reply arrives; the first
+        difference stops the device (most mutants die in the first cases)."""
+        import threading
+
+        from qgpt.conformance.ops import compare
+
+        cmd = [self.micropython, "-X", "heapsize=96K", "-m", "conform_ops", str(request)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True, env=device_env(self.fw))
+        timer = threading.Timer(OPS_TIMEOUT, proc.kill)
+        timer.start()
+        why, done, lines = "", set(), []
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                tag = line.split(" ", 2)
+                if tag[0] not in ("ok", "error"):
+                    continue
+                _, results, errors, _ = parse_reply("".join(lines))
+                lines = []
+                i = int(tag[1])
+                done.add(i)
+                report = OpsReport(cases=[])
+                compare([cases[i]], {0: results[i]} if i in results else {},
+                        {0: errors[i]} if i in errors else {}, report, fmt)
+                if report.mismatches:
+                    why = str(report.mismatches[0])[:200]
+                    break
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        if why:
+            return why
+        if len(done) < len(cases):
+            return f"{fmt}: the device stopped or hung after {len(done)} of {len(cases)} cases"
         return ""
 
     def _int32(self, ops):
@@ -382,7 +412,7 @@ class Judge:
         return str(report.mismatches[0])[:200] if report.mismatches else ""
 
 
-INT32_FORMATS = (NO_FORMAT, "q4.12", "q2.14", "q12.4", "q1.15", "q14.2", "q12.0")
+INT32_FORMATS = (NO_FORMAT, "q4.12", "q2.14", "q12.0")  # the extremes of F
 MUTANT_STEPS_CASES = (("q4.12", "nearest", ""), ("q8.8", "floor", ""),
                       ("q4.12", "stochastic", "q4.20"), ("q12.4", "stochastic", ""),
                       ("q1.15", "nearest", ""), ("q13.3", "nearest", "q13.18"))
@@ -403,14 +433,14 @@ def ops_requests(workdir, formats=FORMATS, seed=0):
 
 
 def run_mutants(modules=None, jobs=1, micropython=None, formats=FORMATS, limit=None,
-                firmware_dir=FIRMWARE_DIR, progress=None, keep=None):
+                firmware_dir=FIRMWARE_DIR, progress=None, keep=None, every=1):
     """Judge every mutant of the modules; returns [(Mutant, verdict, level, detail)].
     keep: {mutant: (verdict, level, detail)} already judged (not judged again)."""
     micropython = micropython or default_micropython()
     modules = modules or mutated_modules(firmware_dir)
     mutants = []
     for mod in modules:
-        mutants += mutants_of(mod, (Path(firmware_dir) / f"{mod}.py").read_text())
+        mutants += mutants_of(mod, (Path(firmware_dir) / f"{mod}.py").read_text())[::every]
     if limit:
         mutants = mutants[:limit]
     keep = keep or {}
@@ -444,6 +474,15 @@ def save_results(results, path):
     tmp = Path(path).with_suffix(".tmp")
     tmp.write_text(json.dumps(rows, indent=0) + "\n")
     os.replace(tmp, path)
+
+
+def load_results(path):
+    """[(Mutant, verdict, level, detail)] of a saved run (the .json of --out)."""
+    import json
+
+    rows = json.loads(Path(path).read_text())
+    return [(Mutant(**{k: v for k, v in r.items() if k not in ("verdict", "level", "detail")}),
+             r["verdict"], r["level"], r["detail"]) for r in rows]
 
 
 def load_verdicts(path, firmware_dir=FIRMWARE_DIR):
@@ -497,12 +536,12 @@ def classify(results):
     return counts, survivors
 
 
-def render(results, seconds, command):
+def render(results, command):
     counts, survivors = classify(results)
     cols = ("mutants", "killed", "ops", "int32", "steps", "run", "invalid", "equivalent",
             "survived")
     out = ["# Mutation testing of the firmware against conformance", "",
-           f"Produced by `{command}` ({seconds / 60:.0f} minutes). Each mutant changes one "
+           f"Produced by {command}. Each mutant changes one "
            "token of the firmware's integer code (qgpt/conformance/mutants.py says which); "
            "`killed` counts those the conformance levels catch (ops, int32, steps, run: the level "
            "that caught it), `invalid` those mpy-cross rejects, `equivalent` the survivors "
@@ -532,15 +571,20 @@ def main(argv=None):
                          + ", ".join(NOT_MUTATED) + ")")
     ap.add_argument("--jobs", type=int, default=1, help="mutants judged at once (default 1)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N mutants")
+    ap.add_argument("--every", type=int, default=1, metavar="K",
+                    help="only every K-th mutant of each module (a deterministic sample)")
     ap.add_argument("--micropython", default=None, help="the unix port (default: the venv's)")
     ap.add_argument("--out", default=None,
                     help="write the markdown report here (and its verdicts as .json beside)")
+    ap.add_argument("--merge", default=None, metavar="JSON,JSON",
+                    help="judge nothing: the report of saved runs' verdicts (runs of "
+                         "different --modules)")
     ap.add_argument("--rejudge", default=None, metavar="FILE",
                     help="judge again only the survivors of a saved run (its .json, or a "
                          "report .md: then the new report has those mutants alone)")
     a = ap.parse_args(argv)
-    if a.jobs < 1:
-        ap.error("--jobs must be at least 1")
+    if a.jobs < 1 or a.every < 1:
+        ap.error("--jobs and --every must be at least 1")
     modules = a.modules.split(",") if a.modules else None
     known = set(firmware_modules())
     for mod in modules or ():
@@ -558,12 +602,19 @@ def main(argv=None):
         elif done[0] % 100 == 0:
             print(f"{done[0]} mutants judged", file=sys.stderr, flush=True)
 
-    keep = load_verdicts(a.rejudge) if a.rejudge else None
-    results = run_mutants(modules, a.jobs, a.micropython, limit=a.limit, progress=progress,
-                          keep=keep)
+    if a.merge:
+        results = [r for path in a.merge.split(",") for r in load_results(path)]
+    else:
+        keep = load_verdicts(a.rejudge) if a.rejudge else None
+        results = run_mutants(modules, a.jobs, a.micropython, limit=a.limit,
+                              progress=progress, keep=keep, every=a.every)
     command = "python -m qgpt.conformance.mutants" + "".join(
         f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
-    text = render(results, time.time() - t0, command)
+    command = f"`{command}` ({(time.time() - t0) / 60:.0f} minutes)"
+    if a.merge:
+        command = (f"the runs whose verdicts {a.merge} holds, merged by "
+                   f"`python -m qgpt.conformance.mutants --merge {a.merge}`")
+    text = render(results, command)
     if a.out:
         tmp = Path(a.out).with_suffix(".tmp")
         tmp.write_text(text)

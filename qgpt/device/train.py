@@ -107,7 +107,7 @@ def train(port, steps=None, checkpoint_every=None, resume=False, discard_checkpo
                 log_file.write("# interrupted on the host\n")
                 raise
             except (BoardReset, BoardLost) as e:
-                then = after_break_hint(stream, cfg, last_ckpt, port)
+                then = after_break_hint(stream, cfg, last_ckpt, port, isinstance(e, BoardLost))
                 log_file.write(f"# {e}\n")
                 raise type(e)(f"{e} during training, at step {stream.step}; {then}") from None
             failure = None
@@ -162,29 +162,36 @@ def next_checkpoint(cfg, after):
     due = [steps] + ([cfg["stop_at"]] if cfg.get("stop_at") else [])
     if every:
         due.append((after // every + 1) * every)
-    later = [d for d in due if d > after]
+    end = min(steps, cfg["stop_at"]) if cfg.get("stop_at") else steps  # training stops there
+    later = [d for d in due if after < d <= end]
     return min(later) if later else None
 
 
-def after_break_hint(stream, cfg, known, port):
-    """What the board holds after a reset or a lost connection, and what to do.
+def after_break_hint(stream, cfg, known, port, lost=False):
+    """What the board holds after a reset (lost=False) or a lost connection, and what
+    to do.
 
-    The trainer prints `step N`, then saves a checkpoint due at N, then prints `ckpt N`:
-    a break between the two leaves a checkpoint the host was never told of (and lines
-    sent before a break can be lost with it). So a checkpoint due within a step line
-    (log_every steps) of the last step reported may be on the board."""
+    The trainer prints `step N`, then saves the checkpoint due at N, then prints
+    `ckpt N`: a reset between the two leaves a checkpoint the host was never told of,
+    so one due within a step line (log_every steps) of the last step reported may be
+    on the board. A lost connection loses, besides, every line still in transit (the
+    host may be many steps behind the board, and a board that keeps power trains on):
+    then any checkpoint due after the last one reported may be there."""
     confirmed = stream.ckpt if stream.ckpt is not None else known
     start = confirmed if confirmed is not None else int(stream.start.get("from", 0))
     due = next_checkpoint(cfg, start)
     reach = stream.step + max(1, int(cfg.get("log_every", 1)))
     resume = f"continue with qgpt device train --port {port} --resume"
-    if due is not None and due <= reach:
+    if due is not None and (lost or due <= reach):
+        since = ("after the last line that arrived" if lost else
+                 "before its report was lost")
         if confirmed is not None:
-            return (f"its last checkpoint is step {confirmed}, or step {due} if the board "
-                    f"finished writing that one before its report was lost: {resume}")
-        return (f"the board may have written a checkpoint at step {due} before its report was "
-                f"lost: {resume} (if it holds none, start again with qgpt device train --port "
-                f"{port})")
+            later = f"step {due} or later" if lost else f"step {due}"
+            return (f"its last checkpoint is step {confirmed}, or {later} if the board wrote "
+                    f"one {since}: {resume}")
+        at = f"at step {due} or later" if lost else f"at step {due}"
+        return (f"the board may have written a checkpoint {at} {since}: {resume} (if it "
+                f"holds none, start again with qgpt device train --port {port})")
     if confirmed is not None:
         return f"its last checkpoint (step {confirmed}) is on the board: {resume}"
     return f"no checkpoint was written yet: start again with qgpt device train --port {port}"
