@@ -153,7 +153,11 @@ def isqrt(n):
     n < 2**20, random n below 2**32.)
     """
     n = np.asarray(n, dtype=np.int64)
-    sh = np.searchsorted(ISQRT_SHIFT_AT, n, side="right") << 1  # n >> sh: 13 or 14 bits
+    return _isqrt_by(n, ISQRT_SHIFT_AT.searchsorted(n, side="right") << 1)
+
+
+def _isqrt_by(n, sh):
+    """isqrt(n), given even shifts sh (array or int) that leave 13 or 14 bits in n >> sh."""
     x = ((ISQRT_UPPER[n >> sh] << (sh >> 1)) + 0xFFFF) >> 16  # >= sqrt(n), >= 1
     x = (x + n // x) >> 1  # Newton: still >= floor(sqrt(n)), at most one above it
     return x - (x * x > n)
@@ -165,7 +169,7 @@ POWERS_OF_TWO = np.array([1 << k for k in range(63)], dtype=np.int64)
 def bit_length(x):
     """int.bit_length() of each element of a non-negative int64 array, by integer
     comparisons (no float): the number of powers of two <= x."""
-    return np.searchsorted(POWERS_OF_TWO, np.asarray(x, dtype=np.int64), side="right")
+    return POWERS_OF_TWO.searchsorted(np.asarray(x, dtype=np.int64), side="right")
 
 
 # 2**(k/64) in Q15 for k = 0..64, and the constants of exp (arithmetic.md, "exp")
@@ -267,7 +271,7 @@ def rsqrt(ms, fm):
     # both one right shift of ms * 2**28 (< 2**59), by 2k + 28 = (bitlen(ms) - 1) & ~1
     shift = (bit_length(ms) - 1) & -2
     a = (ms << 28) >> shift  # 29 or 30 bits
-    s = isqrt(a)
+    s = _isqrt_by(a, 16)  # isqrt(a): a >> 16 has 13 or 14 bits
     m = ((1 << 29) + (s >> 1)) // s
     return m, (shift >> 1) + (15 - fm // 2)  # sh = 29 + k - fm/2, k = shift/2 - 14
 
