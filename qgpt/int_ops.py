@@ -18,7 +18,7 @@ of numpy calls, not the arithmetic. Each op therefore makes few of them: saturat
 one reduction of |x| in the common case where nothing clips, the causal mask of a length
 is built once, the future entries of attention are zeroed before they are requantized
 (they are never formed on the device, so they must not saturate), exp_neg is a table of
-its formula over every Q12 input, isqrt two Newton steps from a table, and no float is
+its formula over every Q12 input, isqrt one Newton step from a table, and no float is
 used (tests/test_policy.py checks that a training step calls none of numpy's float
 functions).
 """
