@@ -204,6 +204,7 @@ HOST_ONLY = {
     "add_backward": "the identity: the device passes dy on",
     "ln_q16": "firmware/loss.py",
     "loss_q16": "firmware/loss.py",
+    "bit_length": "rsqrt's normalisation, inlined in the rsqrt kernel",
 }
 
 
