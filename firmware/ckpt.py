@@ -6,8 +6,10 @@ no buffer of a checkpoint's size is ever allocated.
     4       2     version 1 (uint16, little-endian)
     6       4     header length L (uint32)
     10      L     UTF-8 JSON {"meta": {...}, "arrays": [["params", "i4", N],
-                  ["adam_m", "i4", N], ["adam_v", "i4", N]]}
-    10+L    12 N  params (the weight store, widened to int32), adam_m, adam_v: int32 LE
+                  ["adam_m", "i4", N], ["adam_v", "i4", N], ...]}
+    10+L          params (the weight store, widened to int32), adam_m, adam_v, and
+                  9.6's adam_m_shift, adam_v_shift, kahan_comp when the policy has
+                  them (model.Model.state): int32 LE
     end-4   4     CRC32 of every byte before it (uint32)
 
 This module writes checkpoints (every checkpoint_every steps, so it stays in
@@ -34,7 +36,11 @@ from params import N_PARAMS
 MAGIC = b"QGPT"
 VERSION = 1
 N = N_PARAMS
-ARRAYS = [["params", "i4", N], ["adam_m", "i4", N], ["adam_v", "i4", N]]
+
+
+def arrays(model):
+    """The header's arrays: model.state's, each as int32 ("i4") of its length."""
+    return [[st[0], "i4", st[3]] for st in model.state]
 
 
 _NIBBLE = None
@@ -84,16 +90,15 @@ def replace(tmp, path):
 
 def save(path, meta, model):
     """Write model's state (params, adam_m, adam_v) and meta atomically to path."""
-    header = json.dumps({"meta": meta, "arrays": ARRAYS}).encode()
+    header = json.dumps({"meta": meta, "arrays": arrays(model)}).encode()
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         crc = _put(f, MAGIC, 0)
         crc = _put(f, struct.pack("<HI", VERSION, len(header)), crc)
         crc = _put(f, header, crc)
-        for b in model.param_chunks():
-            crc = _put(f, b, crc)
-        crc = _put(f, model.m, crc)
-        crc = _put(f, model.v, crc)
+        for w in range(len(model.state)):
+            for k in range(model.pieces(w)):
+                crc = _put(f, model.piece(w, k), crc)
         f.write(struct.pack("<I", crc & 0xFFFFFFFF))
         f.flush()
     replace(tmp, path)

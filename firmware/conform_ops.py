@@ -84,88 +84,114 @@ def run_rsqrt(P, p, A):
         K.rsqrt(rs, 2 * i, p["fm"])
 
 
+def numbers(P):
+    """P.numbers() once per policy: (nb, fwd, bwd, opt, ...), the tuples model.py takes
+    (firmware/policy.py Policy.numbers lists them)."""
+    key = id(P)
+    if key not in _numbers:
+        _numbers[key] = P.numbers()
+    return _numbers[key]
+
+
+_numbers = {}
+
+
 def run_embedding_forward(P, p, A):
-    C, D = params.N_EMBD, P.data
+    nb, fwd = numbers(P)[:2]
     tokens = A["tokens"]
     for t in range(p["T"]):
-        K.embedding_forward(A["x"], A["wte"], A["wpe"], tokens[t], t, C, D.lo, D.hi)
+        K.embedding_forward(A["x"], A["wte"], A["wpe"], tokens[t], t, params.N_EMBD, fwd[12],
+                            fwd[1], fwd[2], nb[1], nb[0])
 
 
 def run_embedding_backward(P, p, A):
+    nb, _, bwd = numbers(P)[:3]
     K.embedding_backward(A["dwte"], A["dwpe"], A["dx"], A["tokens"], p["T"], params.N_EMBD,
-                         P.embed_back_shift)
+                         bwd[4], bwd[9], bwd[10], nb[2])
 
 
 def run_rmsnorm_forward(P, p, A):
-    D = P.data
+    nb, fwd = numbers(P)[:2]
     for t in range(p["T"]):
-        K.rmsnorm_forward(A["y"], A["rs"], A["x"], t, params.N_EMBD, P.rms_guard, P.rms_fm,
-                          P.rms_eps, D.lo, D.hi)
+        K.rmsnorm_forward(A["y"], A["rs"], A["x"], t, params.N_EMBD, fwd[5], fwd[6], fwd[7],
+                          fwd[1], fwd[2], nb[1])
 
 
 def run_rmsnorm_backward(P, p, A):
-    K.rmsnorm_backward(A["dx"], A["dy"], A["y"], A["rs"], p["T"], params.N_EMBD,
-                       P.rms_back_shift, P.data.frac_bits)
+    nb, _, bwd = numbers(P)[:3]
+    K.rmsnorm_backward(A["dx"], A["dy"], A["y"], A["rs"], p["T"], params.N_EMBD, bwd[0],
+                       bwd[12], bwd[7], bwd[8], nb[2], nb[1])
 
 
 def run_linear_forward(P, p, A):
+    nb, fwd = numbers(P)[:2]
     n_in, n_out, wide = p["n_in"], p["n_out"], p["wide"]
-    sh, lo, hi = P.linear_forward_args(wide)
+    if wide:  # into L (the logits), int32
+        sh, lo, hi, by = fwd[4], fwd[9], fwd[10], 4
+    else:
+        sh, lo, hi, by = fwd[3], fwd[1], fwd[2], nb[1]
     for t in range(p["T"]):
-        K.linear_forward(A["y"], A["x"], A["w"], t, n_in, n_out, sh, lo, hi, wide)
+        K.linear_forward(A["y"], A["x"], A["w"], t, n_in, n_out, sh, lo, hi, by, nb[1], nb[0])
 
 
 def run_linear_backward(P, p, A):
-    sh, sh_w = P.linear_backward_args()
+    nb, _, b = numbers(P)[:3]
     K.linear_backward(A["dx"], A["dw"], A["dy"], A["x"], A["w"], p["T"], p["n_in"], p["n_out"],
-                      sh, sh_w, p.get("o0", 0), p.get("o1", p["n_out"]), p.get("with_dx", 1))
+                      b[5], b[6], p.get("o0", 0), p.get("o1", p["n_out"]), p.get("with_dx", 1),
+                      b[7], b[8], b[9], b[10], nb[2], nb[1], nb[0])
 
 
 def run_add_forward(P, p, A):
+    nb, fwd, bwd = numbers(P)[:3]
     if p["fmt"] == "G":
-        lo, hi = policy.GRAD_LO, policy.GRAD_HI
+        lo, hi, bx = bwd[7], bwd[8], nb[2]
     else:
-        lo, hi = P.data.lo, P.data.hi
-    K.add_forward(A["y"], A["a"], A["b"], 0, len(A["y"]), lo, hi)
+        lo, hi, bx = fwd[1], fwd[2], nb[1]
+    K.add_forward(A["y"], A["a"], A["b"], 0, len(A["y"]), lo, hi, bx)
 
 
 def run_relu_forward(P, p, A):
-    K.relu_forward(A["y"], A["x"], 0, len(A["y"]))
+    K.relu_forward(A["y"], A["x"], 0, len(A["y"]), numbers(P)[0][1])
 
 
 def run_relu_backward(P, p, A):
-    K.relu_backward(A["dx"], A["dy"], A["x"], 0, len(A["dx"]))
+    nb = numbers(P)[0]
+    K.relu_backward(A["dx"], A["dy"], A["x"], 0, len(A["dx"]), nb[2], nb[1])
 
 
 def run_attention_forward(P, p, A):
-    T, L, D = p["T"], P.logits, P.data
+    nb, f = numbers(P)[:2]
+    T = p["T"]
     srow = array("i", bytes(4 * T))
     for t in range(T):  # token by token: rows 0..t of k and v are the cache
         K.attention_forward(A["out"], A["probs"], srow, A["q"], A["k"], A["v"], t, T,
-                            params.N_HEAD, params.HEAD_DIM, P.score_shift, L.lo, L.hi,
-                            D.frac_bits, P.attn_out_shift, D.lo, D.hi)
+                            params.N_HEAD, params.HEAD_DIM, f[8], f[9], f[10], f[0], f[11],
+                            f[1], f[2], nb[1])
 
 
 def run_attention_backward(P, p, A):
+    nb, _, b = numbers(P)[:3]
     T = p["T"]
     scratch = array("i", bytes(4 * T * T))
     K.attention_backward(A["dq"], A["dk"], A["dv"], A["dout"], A["q"], A["k"], A["v"],
                          A["probs"], scratch, T, params.N_HEAD, params.HEAD_DIM,
-                         P.dp_shift, P.pv_shift, P.dqk_shift)
+                         b[1], b[2], b[3], b[7], b[8], nb[2], nb[1])
 
 
 def run_cross_entropy_forward(P, p, A):
     V, S = params.VOCAB, A["S"]
     for t in range(p["T"]):
-        S[t] = K.cross_entropy_forward(A["probs"], A["logits"], t, V, P.data.frac_bits)
+        S[t] = K.cross_entropy_forward(A["probs"], A["logits"], t, V, numbers(P)[1][0])
 
 
 def run_cross_entropy_backward(P, p, A):
-    K.cross_entropy_backward(A["dlogits"], A["probs"], A["targets"], p["T"], params.VOCAB)
+    nb, _, b = numbers(P)[:3]
+    K.cross_entropy_backward(A["dlogits"], A["probs"], A["targets"], p["T"], params.VOCAB,
+                             b[11], b[7], b[8], nb[2])
 
 
 def run_loss_q16(P, p, A):
-    T, V, F = p["T"], params.VOCAB, P.data.frac_bits
+    T, V, F = p["T"], params.VOCAB, numbers(P)[1][0]
     logits, targets = A["logits"], A["targets"]
     probs = array("i", bytes(4 * T * V))
     total = 0
@@ -181,10 +207,10 @@ def run_adam_update(P, p, A):
     p1, p2 = adam.beta_powers(p["p1"], p["p2"])
     alpha = adam.alpha_at(P.lr_q30, P.alpha_frac, step, p["num_steps"], p1, p2)
     k = prng.key(p["seed"], prng.STREAM_ROUND, step)
-    s = P.weight_store
-    stalled = K.adam_update(A["store"], A["m"], A["v"], A["g"], len(A["m"]), p["i0"], 0, alpha,
-                            P.gs_shift, P.r_shift, P.update_shift, P.mode, k, s.lo, s.hi,
-                            1 if P.master else 0)
+    nb, _, _, o = numbers(P)[:4]
+    stalled = K.adam_update(A["store"], A["m"], A["v"], A["g"], bytearray(len(A["m"])),
+                            len(A["m"]), p["i0"], 0, 0, alpha, o[0], o[1], o[2], o[3], o[4], k,
+                            o[5], o[6], o[7], o[8], nb[5], nb[3], nb[4])
     return {"alpha": alpha, "p1": p1, "p2": p2, "stalled": stalled}
 
 
@@ -198,18 +224,17 @@ def run_adam_scalars(P, p, A):
 
 
 def describe(P):
-    """The policy's derived numbers, for the check against qgpt/policy.py."""
-    names = ("pgrad_guard", "pgrad_frac", "m_frac", "alpha_frac", "update_shift",
-             "rms_guard", "rms_fm", "rms_eps", "rms_back_shift", "score_shift",
-             "attn_out_shift", "dp_shift", "pv_shift", "dqk_shift", "embed_back_shift",
-             "gs_shift", "r_shift")
-    d = {}
-    for n in names:
-        d[n] = getattr(P, n)
-    d["data_lo"], d["data_hi"] = P.data.lo, P.data.hi
-    d["logits_lo"], d["logits_hi"] = P.logits.lo, P.logits.hi
-    d["store_lo"], d["store_hi"] = P.weight_store.lo, P.weight_store.hi
-    return d
+    """The policy's derived numbers (Policy.numbers), for the check against
+    qgpt/policy.py, under the names of the simulator's policy."""
+    nb, f, b, o = numbers(P)[:4]
+    fp = P.formats[4].frac_bits
+    return {"pgrad_guard": b[6], "pgrad_frac": fp, "m_frac": P.formats[8].frac_bits,
+            "alpha_frac": P.alpha_frac, "update_shift": o[3], "rms_guard": f[5],
+            "rms_fm": f[6], "rms_eps": f[7], "rms_back_shift": b[0], "score_shift": f[8],
+            "attn_out_shift": f[11], "dp_shift": b[1], "pv_shift": b[2], "dqk_shift": b[3],
+            "embed_back_shift": b[4], "gs_shift": o[1], "r_shift": o[2], "data_lo": f[1],
+            "data_hi": f[2], "logits_lo": f[9], "logits_hi": f[10], "store_lo": o[5],
+            "store_hi": o[6]}
 
 
 def run_policy(P, p, A):
@@ -232,9 +257,9 @@ def run_key(P, p, A):
 
 
 def run_init(P, p, A):
-    sh, lo, hi, wide = P.init_args()
+    sh, lo, hi, nb = P.init_args()
     k = prng.key(p["seed"], prng.STREAM_INIT, p["tensor"])
-    prng.init_tensor(A["w"], k, len(A["w"]), sh, lo, hi, wide)
+    prng.init_tensor(A["w"], k, len(A["w"]), sh, lo, hi, nb)
 
 
 def run_permute(P, p, A):
@@ -247,6 +272,28 @@ def run_doc_index(P, p, A):
     out = A["doc"]
     for j, step in enumerate(p["steps"]):
         out[j] = prng.doc_index(step, p["n_docs"], p["seed"])
+
+
+class _Logits:
+    """What sampling.next_token reads of a model: the logits rows and fwd[0] = F."""
+
+    def __init__(self, logits, frac):
+        self.logits = logits
+        self.fwd = (frac,)
+
+
+def run_next_token(P, p, A):
+    gc.collect()
+    import sampling  # imports model: only for this op
+
+    m = _Logits(A["logits"], p["frac"])
+    z = array("i", bytes(4 * p["n"]))
+    inv_t, u30, tok = A["inv_t"], A["u30"], A["tok"]
+    for r in range(p["rows"]):
+        tok[r] = sampling.next_token(m, z, r, inv_t[r], u30[r])
+    for name in ("sampling", "model"):  # their code leaves the heap for the other ops
+        sys.modules.pop(name, None)
+    gc.collect()
 
 
 HANDLERS = {
@@ -276,6 +323,7 @@ HANDLERS = {
     "init": run_init,
     "permute": run_permute,
     "doc_index": run_doc_index,
+    "next_token": run_next_token,
 }
 
 

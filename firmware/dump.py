@@ -2,8 +2,10 @@
 
 After a step listed in the config's dump_steps, the file PREFIX-STEP.bin holds four
 arrays of N int32 (little-endian), in this order: params (the weight store), the
-step's gradient, adam_m, adam_v. The gradient is written tensor by tensor as the
-backward pass completes it (firmware/model.py's on_grad hook), at its offset.
+step's gradient, adam_m, adam_v; then 9.6's adam_m_shift, adam_v_shift, kahan_comp
+when the policy has them (int32, their lengths). The gradient is written tensor by
+tensor as the backward pass completes it (firmware/model.py's on_grad hook), at its
+offset.
 """
 
 from model import N_PARAMS as N
@@ -22,11 +24,10 @@ class Dump:
     def close(self):
         mdl, f = self.mdl, self.f
         mdl.on_grad = None
-        f.seek(0)
-        for b in mdl.param_chunks():
-            f.write(b)
-        f.seek(8 * N)
-        f.write(mdl.m)
-        f.write(mdl.v)
+        for w in range(len(mdl.state)):  # params at 0, then after the gradient m, v, ...
+            if w < 2:
+                f.seek(0 if w == 0 else 8 * N)
+            for k in range(mdl.pieces(w)):
+                f.write(mdl.piece(w, k))
         f.close()
         print("dump", self.path)

@@ -1,13 +1,26 @@
 """qgpt firmware kernels: the integer simulator's ops as MicroPython viper functions.
 
+One module (about 1,300 lines) on purpose (issue 11): split into four along the op
+families of docs/arithmetic.md it costs about 860 bytes more heap for the whole run
+(after setup 85,440 against 84,576 bytes on the unix port, q4.12; heap peak 87,488
+against 86,624), measured by `python firmware/tools/kernels_split_heap.py`
+(firmware/README.md, "Memory"). The sections below follow those families.
+
 Every kernel implements the section of docs/arithmetic.md named in its docstring,
 bit for bit like qgpt/int_ops.py; qgpt/conformance.py compares them with `==`.
-Kernels work in preallocated buffers passed in and allocate nothing:
+Kernels work in preallocated buffers passed in and allocate nothing. Each tensor
+class of the precision policy (section 3) lives in the narrowest container of its
+width (3.3), and a kernel takes each buffer's container in bytes (arguments ba, bw,
+bg, by, bx, bs, bm, bv: 1 a bytearray read with ptr8, 2 an int16 array with ptr16, 4
+an int32 array with ptr32), the policy's shifts and every class's (lo, hi):
 
-    array('h')  int16: weights, activations (format D), activation gradients (G = q2.14)
-    array('i')  int32: logits and scores (L), probabilities (Q15), parameter
-                gradients (P), Adam m and v, master weights, (M, sh) rows, scratch
-    bytearray   uint8: token ids
+    8 / 16 bits  weights W, activations A, activation gradients G (4..16 bits)
+    int32        logits and scores (L: the lm_head output, the attention row),
+                 probabilities (Q15; uint16 in attention), the parameter gradients
+                 of a piece (P), (M, sh) rows, scratch
+    8 / 16 / 32  Adam m and v, master weights; block-scaled m and v (9.6): mantissas
+                 (v's unsigned) with uint8 shifts per block
+    bytearray    uint8 token ids, int8 Kahan compensations
 
 Arguments follow llm.c: outputs, inputs, dimensions, then the numbers the policy
 computes once (shifts, saturation limits; firmware/policy.py). Forward kernels
@@ -82,6 +95,9 @@ _R_MAX = const(32768)  # 4.0 in Q13
 _ROUND_NEAREST = const(0)  # update rounding modes (firmware/policy.py ROUNDINGS)
 _ROUND_FLOOR = const(1)
 _ROUND_STOCHASTIC = const(2)
+_ROUND_PSEUDO = const(3)
+_ROUND_KAHAN = const(4)
+_KAHAN_BITS = const(8)  # the compensation below the weight's LSB (9.6)
 
 # the PRNG (section 4), for Adam's stochastic rounding
 _M30 = const(1073741823)  # 2**30 - 1
@@ -203,64 +219,110 @@ def softmax(p, z, off: int, n: int, f: int) -> int:
 
 
 @micropython.viper
-def embedding_forward(x, wte, wpe, token: int, t: int, C: int, lo: int, hi: int):
-    """x[t] = sat(wte[token] + wpe[t], D).
-    x (T, C) int16 D; wte (V, C), wpe (BLOCK, C) int16 D."""
-    px = ptr16(x)
-    pe = ptr16(wte)
-    pp = ptr16(wpe)
+def embedding_forward(x, wte, wpe, token: int, t: int, C: int, sh: int, lo: int, hi: int,
+                      ba: int, bw: int):
+    """x[t] = req(wte[token] + wpe[t], sh, A), sh = Fw - Fa (either sign; |sum| <= 2**16).
+    x (T, C) A; wte (V, C), wpe (BLOCK, C) W; ba, bw: their container bytes (1 or 2)."""
+    px8 = ptr8(x)
+    px16 = ptr16(x)
+    pe8 = ptr8(wte)
+    pe16 = ptr16(wte)
+    pp8 = ptr8(wpe)
+    pp16 = ptr16(wpe)
     te = token * C
     tp = t * C
+    rs = sh if sh > 0 else 0
+    ls = 0 - sh if sh < 0 else 0
+    half = (1 << rs) >> 1
+    hi_ls = hi >> ls
+    lo_ls = 0 - ((0 - lo) >> ls)
     for i in range(C):
-        y = ((pe[te + i] ^ 0x8000) - 0x8000) + ((pp[tp + i] ^ 0x8000) - 0x8000)
-        if y > hi:
+        if bw == 2:
+            y = ((pe16[te + i] ^ 0x8000) - 0x8000) + ((pp16[tp + i] ^ 0x8000) - 0x8000)
+        else:
+            y = ((pe8[te + i] ^ 0x80) - 0x80) + ((pp8[tp + i] ^ 0x80) - 0x80)
+        y = (y + half) >> rs
+        if y > hi_ls:
             y = hi
-        elif y < lo:
+        elif y < lo_ls:
             y = lo
-        px[tp + i] = y
+        else:
+            y = y << ls
+        if ba == 2:
+            px16[tp + i] = y
+        else:
+            px8[tp + i] = y
 
 
 @micropython.viper
-def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int):
-    """Forward was x[t] = wte[tokens[t]] + wpe[t]: both rows receive rnd(dx[t], sh),
-    sh = 14 - P (a left shift when P > 14), added into the parameter gradients.
-    dwte (V, C), dwpe (BLOCK, C) int32 P; dx (T, C) int16 G; tokens (T,) uint8."""
+def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int, hi: int,
+                       bg: int):
+    """Forward was x[t] = wte[tokens[t]] + wpe[t]: d = req(dx[t], sh, P), sh = Fg - Fp
+    (a left shift when Fp > Fg); then for t = 0 .. T-1 in order both rows become
+    sat(row + d, P). dwte (V, C), dwpe (BLOCK, C) int32 P, [lo, hi] within +-2**30;
+    dx (T, C) G (bg bytes); tokens (T,) uint8."""
     pwte = ptr32(dwte)
     pwpe = ptr32(dwpe)
-    pdx = ptr16(dx)
+    pdx8 = ptr8(dx)
+    pdx16 = ptr16(dx)
     ptok = ptr8(tokens)
     one = 1
     s32 = one << 31
     rs = sh if sh > 0 else 0
     ls = 0 - sh if sh < 0 else 0
     half = (1 << rs) >> 1
+    hi_ls = hi >> ls
+    lo_ls = 0 - ((0 - lo) >> ls)
     for t in range(T):
         te = int(ptok[t]) * C
         tp = t * C
         for i in range(C):
-            d = ((((pdx[tp + i] ^ 0x8000) - 0x8000) + half) >> rs) << ls  # |d| <= 2**26
-            pwte[te + i] = ((pwte[te + i] ^ s32) - s32) + d
-            pwpe[tp + i] = ((pwpe[tp + i] ^ s32) - s32) + d
+            if bg == 2:
+                d = (pdx16[tp + i] ^ 0x8000) - 0x8000
+            else:
+                d = (pdx8[tp + i] ^ 0x80) - 0x80
+            d = (d + half) >> rs
+            if d > hi_ls:
+                d = hi
+            elif d < lo_ls:
+                d = lo
+            else:
+                d = d << ls
+            w = ((pwte[te + i] ^ s32) - s32) + d
+            if w > hi:
+                w = hi
+            elif w < lo:
+                w = lo
+            pwte[te + i] = w
+            w = ((pwpe[tp + i] ^ s32) - s32) + d
+            if w > hi:
+                w = hi
+            elif w < lo:
+                w = lo
+            pwpe[tp + i] = w
 
 
 # --- rmsnorm (sections 6, 7) ---
 
 
 @micropython.viper
-def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int, hi: int):
-    """y[t] = sat(rnd(x[t] * M, sh), D) with (M, sh) = rsqrt(rnd(dot(x, x), g) + eps, fm),
-    kept in rs[t] for the backward pass. g = guard(16, b, b) rounded up to even (<= 4).
-    y (T, C) int16 D; rs (T, 2) int32 (M, sh); x (T, C) int16 D."""
-    py = ptr16(y)
+def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int, hi: int,
+                    ba: int):
+    """y[t] = sat(rnd(x[t] * M, sh), A) with (M, sh) = rsqrt(rnd(dot(x, x), g) + eps, fm),
+    kept in rs[t] for the backward pass. g = guard(16, ba, ba) rounded up to even (<= 4).
+    y, x (T, C) A (ba bytes); rs (T, 2) int32 (M, sh)."""
+    py8 = ptr8(y)
+    py16 = ptr16(y)
     pr = ptr32(rs)
-    px = ptr16(x)
+    px8 = ptr8(x)
+    px16 = ptr16(x)
     one = 1
     s32 = one << 31
     row = t * C
     hh = 0
     ll = 0
     for i in range(C):
-        xi = (px[row + i] ^ 0x8000) - 0x8000
+        xi = (px16[row + i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[row + i] ^ 0x80) - 0x80
         p = xi * xi
         hh += p >> 16
         ll += p & _HALF_MASK
@@ -283,38 +345,52 @@ def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int
     hi_ls = hi >> ls
     lo_ls = 0 - ((0 - lo) >> ls)
     for i in range(C):
-        v = (((px[row + i] ^ 0x8000) - 0x8000) * m + half) >> rsh
+        xi = (px16[row + i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[row + i] ^ 0x80) - 0x80
+        v = (xi * m + half) >> rsh
         if v > hi_ls:
             v = hi
         elif v < lo_ls:
             v = lo
         else:
             v = v << ls
-        py[row + i] = v
+        if ba == 2:
+            py16[row + i] = v
+        else:
+            py8[row + i] = v
 
 
 @micropython.viper
-def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int):
+def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int, ghi: int,
+                     bg: int, ba: int):
     """Forward was y = x * r (r = M / 2**sh): dx = r * (dy - y * mean(dy * y)).
-    c = sat(rnd(dot(dy, y), sh_c), G), sh_c = F + 4 (the mean);
-    t_i = sat(dy_i - rnd(y_i * c, F), G); dx_i = sat(rnd(t_i * M, sh), G), the forward's (M, sh).
-    dx, dy (T, C) int16 G; y (T, C) int16 D; rs (T, 2) int32 from the forward; f = F."""
-    pdx = ptr16(dx)
-    pdy = ptr16(dy)
-    py = ptr16(y)
+    c = sat(rnd(dot(dy, y), sh_c), G), sh_c = Fa + 4 (the mean);
+    t_i = sat(dy_i - rnd(y_i * c, f), G), f = Fa; dx_i = sat(rnd(t_i * M, sh), G), the
+    forward's (M, sh). dx, dy (T, C) G = [glo, ghi] (bg bytes); y (T, C) A (ba bytes);
+    rs (T, 2) int32 from the forward."""
+    pdx8 = ptr8(dx)
+    pdx16 = ptr16(dx)
+    pdy8 = ptr8(dy)
+    pdy16 = ptr16(dy)
+    py8 = ptr8(y)
+    py16 = ptr16(y)
     pr = ptr32(rs)
     one = 1
     s32 = one << 31
     half_f = (1 << f) >> 1
     # round-once constants of c
-    half_c = (1 << sh_c) >> 1
+    half_c = one << (sh_c - 1)
     lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0
     for t in range(T):
         row = t * C
         hh = 0
         ll = 0
         for i in range(C):
-            p = ((pdy[row + i] ^ 0x8000) - 0x8000) * ((py[row + i] ^ 0x8000) - 0x8000)
+            if bg == 2:
+                di = (pdy16[row + i] ^ 0x8000) - 0x8000
+            else:
+                di = (pdy8[row + i] ^ 0x80) - 0x80
+            yi = (py16[row + i] ^ 0x8000) - 0x8000 if ba == 2 else (py8[row + i] ^ 0x80) - 0x80
+            p = di * yi
             hh += p >> 16
             ll += p & _HALF_MASK
         # in the forward pass y = x * r, so dy flows back through the mean of y^2: c = mean(dy * y)
@@ -323,38 +399,45 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int):
         if sh_c >= 16:
             c = (hh + ((ll + half_c) >> 16)) >> (sh_c - 16)
         elif hh >= lim_c:
-            c = _G_HI
+            c = ghi
         elif hh < 0 - lim_c:
-            c = _G_LO
+            c = glo
         else:
             c = (hh << (16 - sh_c)) + ((ll + half_c) >> sh_c)
-        if c > _G_HI:
-            c = _G_HI
-        elif c < _G_LO:
-            c = _G_LO
+        if c > ghi:
+            c = ghi
+        elif c < glo:
+            c = glo
         m = pr[t + t]
         sh = (pr[t + t + 1] ^ s32) - s32
         rsh = sh if sh > 0 else 0
         ls = 0 - sh if sh < 0 else 0
         half = (1 << rsh) >> 1
-        hi_ls = _G_HI >> ls
-        lo_ls = 0 - ((0 - _G_LO) >> ls)
+        hi_ls = ghi >> ls
+        lo_ls = 0 - ((0 - glo) >> ls)
         for i in range(C):
+            if bg == 2:
+                di = (pdy16[row + i] ^ 0x8000) - 0x8000
+            else:
+                di = (pdy8[row + i] ^ 0x80) - 0x80
+            yi = (py16[row + i] ^ 0x8000) - 0x8000 if ba == 2 else (py8[row + i] ^ 0x80) - 0x80
             # t_i = dy_i - y_i * c, then the forward's scale r; |y * c| <= 2**30
-            ti = ((pdy[row + i] ^ 0x8000) - 0x8000) - (
-                (((py[row + i] ^ 0x8000) - 0x8000) * c + half_f) >> f)
-            if ti > _G_HI:
-                ti = _G_HI
-            elif ti < _G_LO:
-                ti = _G_LO
+            ti = di - ((yi * c + half_f) >> f)
+            if ti > ghi:
+                ti = ghi
+            elif ti < glo:
+                ti = glo
             v = (ti * m + half) >> rsh
             if v > hi_ls:
-                v = _G_HI
+                v = ghi
             elif v < lo_ls:
-                v = _G_LO
+                v = glo
             else:
                 v = v << ls
-            pdx[row + i] = v
+            if bg == 2:
+                pdx16[row + i] = v
+            else:
+                pdx8[row + i] = v
 
 
 # --- linear (sections 6, 7) ---
@@ -362,15 +445,18 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int):
 
 @micropython.viper
 def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi: int,
-                   wide: int):
-    """y[t] = sat(rnd(W x[t], sh), out), sh = 2F - F_out (= F for D and for L).
-    y (T, n_out): int16 D, or int32 L when wide (lm_head); x (T, n_in) int16 D;
-    w (n_out, n_in) int16 D, n_in <= 64."""
+                   by: int, ba: int, bw: int):
+    """y[t] = sat(rnd(W x[t], sh), out), sh = Fw + Fa - F_out (0..31): out is A (q, k, v,
+    projections, MLP) or L (lm_head). y (T, n_out) in by bytes (1, 2, or 4: int32);
+    x (T, n_in) A (ba bytes); w (n_out, n_in) W (bw bytes), n_in <= 64."""
+    py8 = ptr8(y)
     py16 = ptr16(y)
     py32 = ptr32(y)
-    px = ptr16(x)
-    pw = ptr16(w)
-    half = (1 << sh) >> 1
+    px8 = ptr8(x)
+    px16 = ptr16(x)
+    pw8 = ptr8(w)
+    pw16 = ptr16(w)
+    half = 1 << (sh - 1) if sh > 0 else 0
     lim = 1 << (14 + sh) if sh < 16 else 0
     xrow = t * n_in
     yrow = t * n_out
@@ -379,7 +465,14 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
         hh = 0
         ll = 0
         for i in range(n_in):
-            p = ((pw[wrow + i] ^ 0x8000) - 0x8000) * ((px[xrow + i] ^ 0x8000) - 0x8000)
+            if bw == 2:
+                wi = (pw16[wrow + i] ^ 0x8000) - 0x8000
+            else:
+                wi = (pw8[wrow + i] ^ 0x80) - 0x80
+            if ba == 2:
+                p = wi * ((px16[xrow + i] ^ 0x8000) - 0x8000)
+            else:
+                p = wi * ((px8[xrow + i] ^ 0x80) - 0x80)
             hh += p >> 16
             ll += p & _HALF_MASK
         hh += ll >> 16
@@ -396,35 +489,43 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
             q = hi
         elif q < lo:
             q = lo
-        if wide:
+        if by == 2:
+            py16[yrow + o] = q
+        elif by == 4:
             py32[yrow + o] = q
         else:
-            py16[yrow + o] = q
+            py8[yrow + o] = q
 
 
 @micropython.viper
 def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh_w: int,
-                    o0: int, o1: int, with_dx: int):
-    """Forward was y = W x: dx_i = sat(rnd(sum_o W_oi * dy_o, sh), G), sh = F;
-    dW_oi += rnd(sum_t dy_o[t] * x_i[t], sh_w), sh_w = gP (< 16): the exact sum over
-    the T positions of the step rounded once into P bits, |rnd| <= 2**30, not saturated.
+                    o0: int, o1: int, with_dx: int, glo: int, ghi: int, plo: int, phi: int,
+                    bg: int, ba: int, bw: int):
+    """Forward was y = W x: dx_i = sat(rnd(sum_o W_oi * dy_o, sh), G), sh = Fw;
+    dW_oi = sat(dW_oi + rnd(sum_t dy_o[t] * x_i[t], sh_w), P), sh_w = Fg + Fa - Fp (0..31):
+    the exact sum over the T positions of the step rounded once into P, added to dw
+    (zeroed by the caller for a step's gradient: then it is sat(rnd(...), P)).
     Only rows o0 .. o1-1 of dW, into dw from its start (the whole matrix: 0, n_out; the
     device's training step takes a large gradient a few rows at a time); dx only if
     with_dx (it sums over every o whatever the rows).
-    dx (T, n_in) int16 G; dw (o1 - o0, n_in) int32 P; dy (T, n_out) int16 G;
-    x (T, n_in) int16 D; w (n_out, n_in) int16 D; n_out <= 64, T <= 16."""
-    pdx = ptr16(dx)
+    dx (T, n_in) G = [glo, ghi]; dw (o1 - o0, n_in) int32 P = [plo, phi] (within +-2**30);
+    dy (T, n_out) G (bg bytes); x (T, n_in) A (ba bytes); w (n_out, n_in) W (bw bytes);
+    n_out <= 64, T <= 16."""
+    pdx8 = ptr8(dx)
+    pdx16 = ptr16(dx)
     pdw = ptr32(dw)
-    pdy = ptr16(dy)
-    px = ptr16(x)
-    pw = ptr16(w)
+    pdy8 = ptr8(dy)
+    pdy16 = ptr16(dy)
+    px8 = ptr8(x)
+    px16 = ptr16(x)
+    pw8 = ptr8(w)
+    pw16 = ptr16(w)
+    half = 1 << (sh - 1) if sh > 0 else 0
+    lim = 1 << (14 + sh) if sh < 16 else 0
+    half_w = 1 << (sh_w - 1) if sh_w > 0 else 0
+    lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0
     one = 1
     s32 = one << 31
-    half = (1 << sh) >> 1
-    lim = 1 << (14 + sh) if sh < 16 else 0
-    half_w = (1 << sh_w) >> 1
-    lim_w = 1 << (14 + sh_w)
-    big = one << 30  # the bound of dW's sum
     t_dx = T if with_dx != 0 else 0  # rows of dx to compute
     # in the forward pass y_o = sum_i W_oi x_i, so dx_i = sum_o W_oi dy_o
     for t in range(t_dx):
@@ -433,7 +534,14 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
             hh = 0
             ll = 0
             for o in range(n_out):
-                p = ((pw[o * n_in + i] ^ 0x8000) - 0x8000) * ((pdy[yrow + o] ^ 0x8000) - 0x8000)
+                if bw == 2:
+                    wi = (pw16[o * n_in + i] ^ 0x8000) - 0x8000
+                else:
+                    wi = (pw8[o * n_in + i] ^ 0x80) - 0x80
+                if bg == 2:
+                    p = wi * ((pdy16[yrow + o] ^ 0x8000) - 0x8000)
+                else:
+                    p = wi * ((pdy8[yrow + o] ^ 0x80) - 0x80)
                 hh += p >> 16
                 ll += p & _HALF_MASK
             hh += ll >> 16
@@ -441,75 +549,114 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
             if sh >= 16:
                 q = (hh + ((ll + half) >> 16)) >> (sh - 16)
             elif hh >= lim:
-                q = _G_HI
+                q = ghi
             elif hh < 0 - lim:
-                q = _G_LO
+                q = glo
             else:
                 q = (hh << (16 - sh)) + ((ll + half) >> sh)
-            if q > _G_HI:
-                q = _G_HI
-            elif q < _G_LO:
-                q = _G_LO
-            pdx[t * n_in + i] = q
+            if q > ghi:
+                q = ghi
+            elif q < glo:
+                q = glo
+            if bg == 2:
+                pdx16[t * n_in + i] = q
+            else:
+                pdx8[t * n_in + i] = q
     # and dW_oi = sum_t dy_o[t] x_i[t], over the positions of the step
     for o in range(o0, o1):
         for i in range(n_in):
             hh = 0
             ll = 0
             for t in range(T):
-                p = (((pdy[t * n_out + o] ^ 0x8000) - 0x8000)
-                     * ((px[t * n_in + i] ^ 0x8000) - 0x8000))
+                if bg == 2:
+                    di = (pdy16[t * n_out + o] ^ 0x8000) - 0x8000
+                else:
+                    di = (pdy8[t * n_out + o] ^ 0x80) - 0x80
+                if ba == 2:
+                    p = di * ((px16[t * n_in + i] ^ 0x8000) - 0x8000)
+                else:
+                    p = di * ((px8[t * n_in + i] ^ 0x80) - 0x80)
                 hh += p >> 16
                 ll += p & _HALF_MASK
             hh += ll >> 16
             ll &= _HALF_MASK
-            if hh >= lim_w:
-                q = big
+            if sh_w >= 16:
+                q = (hh + ((ll + half_w) >> 16)) >> (sh_w - 16)
+            elif hh >= lim_w:
+                q = phi
             elif hh < 0 - lim_w:
-                q = 0 - big
+                q = plo
             else:
                 q = (hh << (16 - sh_w)) + ((ll + half_w) >> sh_w)
             k = (o - o0) * n_in + i
-            pdw[k] = ((pdw[k] ^ s32) - s32) + q
+            q += (pdw[k] ^ s32) - s32  # dw += q: the caller zeroes dw for a step's gradient
+            if q > phi:
+                q = phi
+            elif q < plo:
+                q = plo
+            pdw[k] = q
 
 
 # --- element-wise: residual add, relu (sections 6, 7) ---
 
 
 @micropython.viper
-def add_forward(y, a, b, start: int, n: int, lo: int, hi: int):
-    """y[i] = sat(a[i] + b[i]) for i in start .. start+n-1: the residual add in D,
-    and where two gradient paths meet, in G. y, a, b int16."""
-    py = ptr16(y)
-    pa = ptr16(a)
-    pb = ptr16(b)
+def add_forward(y, a, b, start: int, n: int, lo: int, hi: int, bx: int):
+    """y[i] = sat(a[i] + b[i]) for i in start .. start+n-1: the residual add in A,
+    and where two gradient paths meet, in G. y, a, b in bx bytes (1 or 2)."""
+    py8 = ptr8(y)
+    py16 = ptr16(y)
+    pa8 = ptr8(a)
+    pa16 = ptr16(a)
+    pb8 = ptr8(b)
+    pb16 = ptr16(b)
     for i in range(start, start + n):
-        v = ((pa[i] ^ 0x8000) - 0x8000) + ((pb[i] ^ 0x8000) - 0x8000)
+        if bx == 2:
+            v = ((pa16[i] ^ 0x8000) - 0x8000) + ((pb16[i] ^ 0x8000) - 0x8000)
+        else:
+            v = ((pa8[i] ^ 0x80) - 0x80) + ((pb8[i] ^ 0x80) - 0x80)
         if v > hi:
             v = hi
         elif v < lo:
             v = lo
-        py[i] = v
+        if bx == 2:
+            py16[i] = v
+        else:
+            py8[i] = v
 
 
 @micropython.viper
-def relu_forward(y, x, start: int, n: int):
-    """y[i] = max(x[i], 0) for i in start .. start+n-1. y, x int16 D."""
-    py = ptr16(y)
-    px = ptr16(x)
+def relu_forward(y, x, start: int, n: int, ba: int):
+    """y[i] = max(x[i], 0) for i in start .. start+n-1. y, x A (ba bytes)."""
+    py8 = ptr8(y)
+    py16 = ptr16(y)
+    px8 = ptr8(x)
+    px16 = ptr16(x)
     for i in range(start, start + n):
-        v = (px[i] ^ 0x8000) - 0x8000
-        py[i] = v if v > 0 else 0
+        if ba == 2:
+            v = (px16[i] ^ 0x8000) - 0x8000
+            py16[i] = v if v > 0 else 0
+        else:
+            v = (px8[i] ^ 0x80) - 0x80
+            py8[i] = v if v > 0 else 0
 
 
 @micropython.viper
-def relu_backward(dx, dy, x, start: int, n: int):
-    """dx[i] = dy[i] where the forward input x[i] > 0, else 0. dx, dy int16 G; x int16 D."""
-    pdx = ptr16(dx)
-    pdy = ptr16(dy)
-    px = ptr16(x)
+def relu_backward(dx, dy, x, start: int, n: int, bg: int, ba: int):
+    """dx[i] = dy[i] where the forward input x[i] > 0, else 0. dx, dy G (bg bytes);
+    x A (ba bytes)."""
+    pdx8 = ptr8(dx)
+    pdx16 = ptr16(dx)
+    pdy8 = ptr8(dy)
+    pdy16 = ptr16(dy)
+    px8 = ptr8(x)
+    px16 = ptr16(x)
     for i in range(start, start + n):
-        pdx[i] = pdy[i] if ((px[i] ^ 0x8000) - 0x8000) > 0 else 0
+        xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
+        if bg == 2:
+            pdx16[i] = pdy16[i] if xi > 0 else 0
+        else:
+            pdx8[i] = pdy8[i] if xi > 0 else 0
 
 
 # --- attention (sections 6, 7) ---
@@ -517,23 +664,28 @@ def relu_backward(dx, dy, x, start: int, n: int):
 
 @micropython.viper
 def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: int,
-                      sh_s: int, lo_l: int, hi_l: int, f: int, sh_o: int, lo: int, hi: int):
+                      sh_s: int, lo_l: int, hi_l: int, f: int, sh_o: int, lo: int, hi: int,
+                      ba: int):
     """Position t of causal attention, all heads (rows 0..t of k and v are the cache):
-    score[s] = sat(rnd(dot(q_h[t], k_h[s]), sh_s), L), sh_s = F + 1 (the 1/sqrt(4));
-    p = softmax(score[0..t], f = F); out_h[t] = sat(rnd(sum_s p[s] v_h[s], sh_o), D), sh_o = 15.
-    out (T, C) int16 D; probs (NH, T, T) uint16 Q15 (p <= 2**15 fits), rows [h, t, :]
-    written, 0 after t (T is the row stride); srow (T,) int32 scratch: one head's
-    scores, then probabilities; q, k, v (T, C) int16 D, C = NH * HS."""
-    po = ptr16(out)
+    score[s] = sat(rnd(dot(q_h[t], k_h[s]), sh_s), L), sh_s = 2 Fa + 1 - Fl (the +1 is
+    the 1/sqrt(4)); p = softmax(score[0..t], f = Fl); out_h[t] = sat(rnd(sum_s p[s] v_h[s],
+    sh_o), A), sh_o = 15. out (T, C) A; probs (NH, T, T) uint16 Q15 (p <= 2**15 fits), rows
+    [h, t, :] written, 0 after t (T is the row stride); srow (T,) int32 scratch: one head's
+    scores, then probabilities; q, k, v (T, C) A, C = NH * HS; A in ba bytes."""
+    po8 = ptr8(out)
+    po16 = ptr16(out)
     pp = ptr16(probs)
     pr = ptr32(srow)
-    pq = ptr16(q)
-    pk = ptr16(k)
-    pv = ptr16(v)
+    pq8 = ptr8(q)
+    pq16 = ptr16(q)
+    pk8 = ptr8(k)
+    pk16 = ptr16(k)
+    pv8 = ptr8(v)
+    pv16 = ptr16(v)
     C = NH * HS
-    half_s = (1 << sh_s) >> 1
+    half_s = 1 << (sh_s - 1) if sh_s > 0 else 0
     lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0
-    half_o = (1 << sh_o) >> 1
+    half_o = 1 << (sh_o - 1) if sh_o > 0 else 0
     lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0
     qrow = t * C
     for h in range(NH):
@@ -545,7 +697,11 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
             hh = 0
             ll = 0
             for d in range(HS):
-                p = ((pq[qrow + c0 + d] ^ 0x8000) - 0x8000) * ((pk[krow + d] ^ 0x8000) - 0x8000)
+                if ba == 2:
+                    p = ((pq16[qrow + c0 + d] ^ 0x8000) - 0x8000) * (
+                        (pk16[krow + d] ^ 0x8000) - 0x8000)
+                else:
+                    p = ((pq8[qrow + c0 + d] ^ 0x80) - 0x80) * ((pk8[krow + d] ^ 0x80) - 0x80)
                 hh += p >> 16
                 ll += p & _HALF_MASK
             hh += ll >> 16
@@ -573,7 +729,11 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
             hh = 0
             ll = 0
             for s in range(t + 1):
-                p = pr[s] * ((pv[s * C + c0 + d] ^ 0x8000) - 0x8000)  # p in [0, 2**15]
+                if ba == 2:
+                    vi = (pv16[s * C + c0 + d] ^ 0x8000) - 0x8000
+                else:
+                    vi = (pv8[s * C + c0 + d] ^ 0x80) - 0x80
+                p = pr[s] * vi  # p in [0, 2**15]
                 hh += p >> 16
                 ll += p & _HALF_MASK
             hh += ll >> 16
@@ -590,39 +750,49 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
                 a = hi
             elif a < lo:
                 a = lo
-            po[qrow + c0 + d] = a
+            if ba == 2:
+                po16[qrow + c0 + d] = a
+            else:
+                po8[qrow + c0 + d] = a
 
 
 @micropython.viper
 def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: int, HS: int,
-                       sh_dp: int, sh_p: int, sh_qk: int):
+                       sh_dp: int, sh_p: int, sh_qk: int, glo: int, ghi: int, bg: int, ba: int):
     """Forward: score = q.k / 2, p = softmax(score), out = p v. Per head (section 7):
-    1. dp[t,s] = sat(rnd(dot(dout[t], v[s]), sh_dp), G) for s <= t, sh_dp = F
+    1. dp[t,s] = sat(rnd(dot(dout[t], v[s]), sh_dp), G) for s <= t, sh_dp = Fa
     2. dv[s] = sat(rnd(sum_{t>=s} p[t,s] * dout[t], sh_p), G), sh_p = 15
     3. pd[t] = rnd(sum_{s<=t} p[t,s] * dp[t,s], sh_p) (|pd| <= 2**15, not saturated);
        diff = sat(dp - pd, G); ds[t,s] = rnd(p[t,s] * diff, 16)
     4. dq[t] = sat(rnd(sum_{s<=t} ds[t,s] * k[s], sh_qk), G),
-       dk[s] = sat(rnd(sum_{t>=s} ds[t,s] * q[t], sh_qk), G), sh_qk = F
-    dq, dk, dv, dout (T, C) int16 G; q, k, v (T, C) int16 D; probs (NH, T, T) uint16 Q15;
-    scratch (T, T) int32: dp, then ds, of one head. sh_p < 16."""
-    pdq = ptr16(dq)
-    pdk = ptr16(dk)
-    pdv = ptr16(dv)
-    pdo = ptr16(dout)
-    pq = ptr16(q)
-    pk = ptr16(k)
-    pv = ptr16(v)
+       dk[s] = sat(rnd(sum_{t>=s} ds[t,s] * q[t], sh_qk), G), sh_qk = Fa
+    dq, dk, dv, dout (T, C) G = [glo, ghi] (bg bytes); q, k, v (T, C) A (ba bytes);
+    probs (NH, T, T) uint16 Q15; scratch (T, T) int32: dp, then ds, of one head. sh_p < 16."""
+    pdq8 = ptr8(dq)
+    pdq16 = ptr16(dq)
+    pdk8 = ptr8(dk)
+    pdk16 = ptr16(dk)
+    pdv8 = ptr8(dv)
+    pdv16 = ptr16(dv)
+    pdo8 = ptr8(dout)
+    pdo16 = ptr16(dout)
+    pq8 = ptr8(q)
+    pq16 = ptr16(q)
+    pk8 = ptr8(k)
+    pk16 = ptr16(k)
+    pv8 = ptr8(v)
+    pv16 = ptr16(v)
     pp = ptr16(probs)  # uint16 loads: p in [0, 2**15]
     pw = ptr32(scratch)
     one = 1
     s32 = one << 31
     big = one << 30  # the bound of pd's (unsaturated) sum
     C = NH * HS
-    half_dp = (1 << sh_dp) >> 1
+    half_dp = 1 << (sh_dp - 1) if sh_dp > 0 else 0
     lim_dp = 1 << (14 + sh_dp) if sh_dp < 16 else 0
     half_p = (1 << sh_p) >> 1
     lim_p = 1 << (14 + sh_p)
-    half_qk = (1 << sh_qk) >> 1
+    half_qk = 1 << (sh_qk - 1) if sh_qk > 0 else 0
     lim_qk = 1 << (14 + sh_qk) if sh_qk < 16 else 0
     half_ds = 1 << (_DS_SHIFT - 1)
     for h in range(NH):
@@ -634,8 +804,14 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                 hh = 0
                 ll = 0
                 for d in range(HS):
-                    p = (((pdo[t * C + c0 + d] ^ 0x8000) - 0x8000)
-                         * ((pv[s * C + c0 + d] ^ 0x8000) - 0x8000))
+                    if bg == 2:
+                        di = (pdo16[t * C + c0 + d] ^ 0x8000) - 0x8000
+                    else:
+                        di = (pdo8[t * C + c0 + d] ^ 0x80) - 0x80
+                    if ba == 2:
+                        p = di * ((pv16[s * C + c0 + d] ^ 0x8000) - 0x8000)
+                    else:
+                        p = di * ((pv8[s * C + c0 + d] ^ 0x80) - 0x80)
                     hh += p >> 16
                     ll += p & _HALF_MASK
                 hh += ll >> 16
@@ -643,15 +819,15 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                 if sh_dp >= 16:
                     a = (hh + ((ll + half_dp) >> 16)) >> (sh_dp - 16)
                 elif hh >= lim_dp:
-                    a = _G_HI
+                    a = ghi
                 elif hh < 0 - lim_dp:
-                    a = _G_LO
+                    a = glo
                 else:
                     a = (hh << (16 - sh_dp)) + ((ll + half_dp) >> sh_dp)
-                if a > _G_HI:
-                    a = _G_HI
-                elif a < _G_LO:
-                    a = _G_LO
+                if a > ghi:
+                    a = ghi
+                elif a < glo:
+                    a = glo
                 pw[t * T + s] = a
         # 2. out = p v, so dv[s] = sum_{t>=s} p[t,s] dout[t]
         for s in range(T):
@@ -659,22 +835,29 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                 hh = 0
                 ll = 0
                 for t in range(s, T):
-                    p = pp[base + t * T + s] * ((pdo[t * C + c0 + d] ^ 0x8000) - 0x8000)
+                    if bg == 2:
+                        di = (pdo16[t * C + c0 + d] ^ 0x8000) - 0x8000
+                    else:
+                        di = (pdo8[t * C + c0 + d] ^ 0x80) - 0x80
+                    p = pp[base + t * T + s] * di
                     hh += p >> 16
                     ll += p & _HALF_MASK
                 hh += ll >> 16
                 ll &= _HALF_MASK
                 if hh >= lim_p:
-                    a = _G_HI
+                    a = ghi
                 elif hh < 0 - lim_p:
-                    a = _G_LO
+                    a = glo
                 else:
                     a = (hh << (16 - sh_p)) + ((ll + half_p) >> sh_p)
-                if a > _G_HI:
-                    a = _G_HI
-                elif a < _G_LO:
-                    a = _G_LO
-                pdv[s * C + c0 + d] = a
+                if a > ghi:
+                    a = ghi
+                elif a < glo:
+                    a = glo
+                if bg == 2:
+                    pdv16[s * C + c0 + d] = a
+                else:
+                    pdv8[s * C + c0 + d] = a
         # 3. p = softmax(score): ds = p * (dp - sum_s p dp), and the /2 of the score
         for t in range(T):
             row = t * T
@@ -694,10 +877,10 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                 pd = (hh << (16 - sh_p)) + ((ll + half_p) >> sh_p)
             for s in range(t + 1):
                 diff = ((pw[row + s] ^ s32) - s32) - pd
-                if diff > _G_HI:
-                    diff = _G_HI
-                elif diff < _G_LO:
-                    diff = _G_LO
+                if diff > ghi:
+                    diff = ghi
+                elif diff < glo:
+                    diff = glo
                 pw[row + s] = (pp[base + row + s] * diff + half_ds) >> _DS_SHIFT  # |ds| <= 2**14
         # 4. score = q.k / 2 (the /2 is in ds):
         # dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]
@@ -706,7 +889,11 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                 hh = 0
                 ll = 0
                 for s in range(t + 1):
-                    p = ((pw[t * T + s] ^ s32) - s32) * ((pk[s * C + c0 + d] ^ 0x8000) - 0x8000)
+                    if ba == 2:
+                        ki = (pk16[s * C + c0 + d] ^ 0x8000) - 0x8000
+                    else:
+                        ki = (pk8[s * C + c0 + d] ^ 0x80) - 0x80
+                    p = ((pw[t * T + s] ^ s32) - s32) * ki
                     hh += p >> 16
                     ll += p & _HALF_MASK
                 hh += ll >> 16
@@ -714,22 +901,29 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                 if sh_qk >= 16:
                     a = (hh + ((ll + half_qk) >> 16)) >> (sh_qk - 16)
                 elif hh >= lim_qk:
-                    a = _G_HI
+                    a = ghi
                 elif hh < 0 - lim_qk:
-                    a = _G_LO
+                    a = glo
                 else:
                     a = (hh << (16 - sh_qk)) + ((ll + half_qk) >> sh_qk)
-                if a > _G_HI:
-                    a = _G_HI
-                elif a < _G_LO:
-                    a = _G_LO
-                pdq[t * C + c0 + d] = a
+                if a > ghi:
+                    a = ghi
+                elif a < glo:
+                    a = glo
+                if bg == 2:
+                    pdq16[t * C + c0 + d] = a
+                else:
+                    pdq8[t * C + c0 + d] = a
         for s in range(T):
             for d in range(HS):
                 hh = 0
                 ll = 0
                 for t in range(s, T):
-                    p = ((pw[t * T + s] ^ s32) - s32) * ((pq[t * C + c0 + d] ^ 0x8000) - 0x8000)
+                    if ba == 2:
+                        qi = (pq16[t * C + c0 + d] ^ 0x8000) - 0x8000
+                    else:
+                        qi = (pq8[t * C + c0 + d] ^ 0x80) - 0x80
+                    p = ((pw[t * T + s] ^ s32) - s32) * qi
                     hh += p >> 16
                     ll += p & _HALF_MASK
                 hh += ll >> 16
@@ -737,16 +931,19 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                 if sh_qk >= 16:
                     a = (hh + ((ll + half_qk) >> 16)) >> (sh_qk - 16)
                 elif hh >= lim_qk:
-                    a = _G_HI
+                    a = ghi
                 elif hh < 0 - lim_qk:
-                    a = _G_LO
+                    a = glo
                 else:
                     a = (hh << (16 - sh_qk)) + ((ll + half_qk) >> sh_qk)
-                if a > _G_HI:
-                    a = _G_HI
-                elif a < _G_LO:
-                    a = _G_LO
-                pdk[s * C + c0 + d] = a
+                if a > ghi:
+                    a = ghi
+                elif a < glo:
+                    a = glo
+                if bg == 2:
+                    pdk16[s * C + c0 + d] = a
+                else:
+                    pdk8[s * C + c0 + d] = a
 
 
 # --- cross-entropy over the vocabulary (sections 6, 7) ---
@@ -760,14 +957,18 @@ def cross_entropy_forward(probs, logits, t: int, V: int, f: int) -> int:
 
 
 @micropython.viper
-def cross_entropy_backward(dlogits, probs, targets, T: int, V: int):
+def cross_entropy_backward(dlogits, probs, targets, T: int, V: int, s: int, glo: int, ghi: int,
+                           bg: int):
     """loss = mean over T positions of 0 - log p[t, target]: d = p - 2**15 onehot (Q15),
-    dlogits = (d + T) // (2T) (round half up of d / T, Q15 -> Q14).
-    dlogits (T, V) int16 G; probs (T, V) int32 Q15; targets (T,) uint8."""
-    pd = ptr16(dlogits)
+    dlogits = sat((d + ((T << s) >> 1)) // (T << s), G), s = 15 - Fg (round half up of
+    d / T, Q15 -> Fg bits; for q2.14 (d + T) // (2T)).
+    dlogits (T, V) G = [glo, ghi] (bg bytes); probs (T, V) int32 Q15; targets (T,) uint8."""
+    pd8 = ptr8(dlogits)
+    pd16 = ptr16(dlogits)
     pp = ptr32(probs)
     pt = ptr8(targets)
-    den = T + T
+    den = T << s
+    half = den >> 1
     for t in range(T):
         row = t * V
         target = int(pt[t])
@@ -775,70 +976,136 @@ def cross_entropy_backward(dlogits, probs, targets, T: int, V: int):
             d = int(pp[row + j])  # in [0, 2**15]: no sign extension needed
             if j == target:
                 d -= _PROB_ONE
-            pd[row + j] = (d + T) // den
+            g = (d + half) // den
+            if g > ghi:
+                g = ghi
+            elif g < glo:
+                g = glo
+            if bg == 2:
+                pd16[row + j] = g
+            else:
+                pd8[row + j] = g
 
 
 # --- Adam, per parameter (section 9) ---
 
 
 @micropython.viper
-def adam_update(store, m, v, g, n: int, i0: int, j0: int, alpha: int, gs_shift: int,
-                r_shift: int, u: int, mode: int, key: int, lo: int, hi: int, wide: int) -> int:
-    """One Adam step for parameters i0 .. i0+n-1 (g holds their n gradients; store,
-    m and v hold them from index j0: 0 for buffers of those n, i0 for whole ones): section 9,
-    steps 1-6. alpha (< 2**15, Fa bits) is the step's bias-corrected step size
-    (firmware/adam.py); gs_shift = P - 14; r_shift = e = 27 - P (2 <= e <= 15);
-    u = Fa + 13 - F_store (0..30); mode: 0 nearest, 1 floor, 2 stochastic with
-    r = hash30((key + i) & M30), key = key(seed, ROUND, step), i the flat index.
-    store (j0 + n,) int16 data weights, or int32 master weights when wide, saturated to
-    [lo, hi]; m (j0 + n,) int32 P bits; v (j0 + n,) int32 Q28; g (n,) int32 P bits.
-    Returns the number of stalled updates (delta != 0 rounded to d = 0)."""
-    p16 = ptr16(store)
-    p32 = ptr32(store)
-    pm = ptr32(m)
-    pv = ptr32(v)
+def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: int,
+                sh_m: int, sh_s: int, e: int, u: int, mode: int, key: int, lo: int, hi: int,
+                hm: int, hv: int, bs: int, bm: int, bv: int) -> int:
+    """One Adam step for parameters i0 .. i0+n-1, the flat indices (g holds their n
+    gradients; store and comp hold them from index js, m and v from index j0: 0 for
+    buffers of those n, i0 for whole ones): section 9, 9.1-9.5, and 9.6's roundings.
+    alpha (< 2**15, Falpha bits) is the step's bias-corrected step size
+    (firmware/adam.py); sh_m = Fp - Fm, sh_s = Fp - Fh (Fh = Fv / 2), either sign;
+    e = 13 + Fh - Fm >= 0; u = Falpha + 13 - F_store (0..30); mode: 0 nearest, 1 floor,
+    2 stochastic with r = hash30((key + i) & M30), key = key(seed, ROUND, step), i the flat
+    index, 3 pseudo, 4 kahan (comp: int8 compensations, else unused). store the weight
+    store S = [lo, hi] in bs bytes (1, 2, 4); m [-hm, hm] in bm bytes; v [0, hv] in bv
+    bytes; g (n,) int32 P, |g| <= 2**30. Returns the number of stalled updates (delta != 0
+    rounded to d = 0)."""
+    pc = ptr8(comp)
+    ps8 = ptr8(store)
+    ps16 = ptr16(store)
+    ps32 = ptr32(store)
+    pm8 = ptr8(m)
+    pm16 = ptr16(m)
+    pm32 = ptr32(m)
+    pv8 = ptr8(v)
+    pv16 = ptr16(v)
+    pv32 = ptr32(v)
     pg = ptr32(g)
     one = 1
     s32 = one << 31
+    big = one << 30  # the kernel range of 9.1
     bit_top = one << 30  # isqrt's first bit
-    # gs = sat(rnd(g, P - 14), G) for a shift of either sign; rnd as
-    # (g >> s) + ((g >> (s-1)) & 1), which cannot overflow for any int32 g
-    gs_rs = gs_shift if gs_shift > 0 else 0
-    gs_ls = 0 - gs_shift if gs_shift < 0 else 0
-    gs_hi = _G_HI >> gs_ls
-    gs_lo = 0 - ((0 - _G_LO) >> gs_ls)
-    big_sh = 15 - r_shift  # the ratio reaches 4 where |m| >= den << big_sh
+    # req(g, sh, fmt) for a shift of either sign; rnd as (g >> s) + ((g >> (s-1)) & 1),
+    # which cannot overflow for any int32 g
+    m_rs = sh_m if sh_m > 0 else 0
+    m_ls = 0 - sh_m if sh_m < 0 else 0
+    m_hi = big >> m_ls
+    m_lo = 0 - m_hi
+    gs_rs = sh_s if sh_s > 0 else 0
+    gs_ls = 0 - sh_s if sh_s < 0 else 0
+    gs_hi = 32767 >> gs_ls
+    gs_lo = 0 - (32768 >> gs_ls)
+    # the ratio reaches 4 where a * 2**e >= den * 2**15
+    big_sh = 15 - e if e <= 15 else 0
+    small_sh = e - 15 if e > 15 else 0
+    small_add = (1 << small_sh) - 1
     half_u = (1 << u) >> 1
     rand_sh = 30 - u
+    ph = u >> 1  # pseudo: the low ph bits of delta stand in for the random number
+    ph_mask = (1 << ph) - 1
+    ph_sh = u - ph
+    uk = u - _KAHAN_BITS  # kahan: rnd(delta, u - 8), u >= 13
+    half_uk = 1 << (uk - 1) if uk > 0 else 0
+    kahan_half = 1 << (_KAHAN_BITS - 1)
     stalled = 0
     for j in range(n):
         jj = j0 + j
+        js_j = js + j
         gi = (pg[j] ^ s32) - s32
-        # 1. m = b1 m + (1 - b1) g, each product by mul15(x, c), clamped to +-(2**30 - 1)
-        mi = (pm[jj] ^ s32) - s32
+        # 9.1 m = b1 m + (1 - b1) gm, gm = req(g, Fp - Fm, +-2**30), each product by
+        # mul15(x, c), saturated to [-hm, hm]
+        gm = gi
+        if m_rs > 0:
+            gm = (gi >> m_rs) + ((gi >> (m_rs - 1)) & 1)
+        if gm > m_hi:
+            gm = big
+        elif gm < m_lo:
+            gm = 0 - big
+        else:
+            gm = gm << m_ls
+        if bm == 4:
+            mi = (pm32[jj] ^ s32) - s32
+        elif bm == 2:
+            mi = (pm16[jj] ^ 0x8000) - 0x8000
+        else:
+            mi = (pm8[jj] ^ 0x80) - 0x80
         mi = ((mi >> 15) * _ADAM_K1 + (((mi & 0x7FFF) * _ADAM_K1 + 16384) >> 15)
-              + (gi >> 15) * _ADAM_C1 + (((gi & 0x7FFF) * _ADAM_C1 + 16384) >> 15))
-        if mi > _M_LIMIT:
-            mi = _M_LIMIT
-        elif mi < 0 - _M_LIMIT:
-            mi = 0 - _M_LIMIT
-        pm[jj] = mi
-        # 2. v = b2 v + (1 - b2) gs^2 with gs = g in q2.14 (v <= 2**30)
+              + (gm >> 15) * _ADAM_C1 + (((gm & 0x7FFF) * _ADAM_C1 + 16384) >> 15))
+        if mi > hm:
+            mi = hm
+        elif mi < 0 - hm:
+            mi = 0 - hm
+        if bm == 4:
+            pm32[jj] = mi
+        elif bm == 2:
+            pm16[jj] = mi
+        else:
+            pm8[jj] = mi
+        # 9.2 v = b2 v + (1 - b2) gs^2 with gs = req(g, Fp - Fs, 16-bit word), in [0, hv]
         gs = gi
         if gs_rs > 0:
             gs = (gi >> gs_rs) + ((gi >> (gs_rs - 1)) & 1)
         if gs > gs_hi:
-            gs = _G_HI
+            gs = 32767
         elif gs < gs_lo:
-            gs = _G_LO
+            gs = 0 - 32768
         else:
             gs = gs << gs_ls
         g2 = gs * gs
-        vi = (pv[jj] ^ s32) - s32
+        if bv == 4:
+            vi = (pv32[jj] ^ s32) - s32
+        elif bv == 2:
+            vi = (pv16[jj] ^ 0x8000) - 0x8000
+        else:
+            vi = (pv8[jj] ^ 0x80) - 0x80
         vi = ((vi >> 15) * _ADAM_K2 + (((vi & 0x7FFF) * _ADAM_K2 + 16384) >> 15)
               + (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))
-        pv[jj] = vi
-        # 3. den = isqrt(v) + 1 (isqrt inlined)
+        if vi > hv:
+            vi = hv
+        elif vi < 0:
+            vi = 0
+        if bv == 4:
+            pv32[jj] = vi
+        elif bv == 2:
+            pv16[jj] = vi
+        else:
+            pv8[jj] = vi
+        # 9.3 den = isqrt(v) + 1 (isqrt inlined)
         rem = vi
         bit = bit_top
         while bit > rem:
@@ -852,45 +1119,232 @@ def adam_update(store, m, v, g, n: int, i0: int, j0: int, alpha: int, gs_shift: 
                 root >>= 1
             bit >>= 2
         den = root + 1
-        # 4. r = m / den in Q13, clamped to +-4: a << e >= den << 15 written as
-        # a >= den << (15 - e), exact for e <= 15 and free of overflow
+        # 9.4 r = m / den in Q13, clamped to +-4: a << e >= den << 15 written as
+        # a >= den << (15 - e) (e <= 15) or a >= ceil(den / 2**(e - 15)), free of overflow
         a = mi if mi >= 0 else 0 - mi
-        if a >= den << big_sh:
+        if e <= 15:
+            at_max = a >= den << big_sh
+        else:
+            at_max = a >= (den + small_add) >> small_sh
+        if at_max:
             r = _R_MAX
         else:
             # ((a << e) + den/2) // den, as (... - den) // den + 1: dividend within +-2**30
-            r = ((a << r_shift) + (den >> 1) - den) // den + 1
+            r = ((a << e) + (den >> 1) - den) // den + 1
         if mi < 0:
             r = 0 - r
-        # 5. the update in Fa + 13 bits, |delta| <= 2**30
+        # 9.5 the update in Falpha + 13 bits, |delta| <= 2**30, requantized by u bits with
+        # the run's rounding mode, then store - d, saturated
         delta = alpha * r
-        # 6. requantize by u bits with the run's rounding mode, then store - d, saturated
-        d = delta
-        if u > 0:
-            if mode == _ROUND_NEAREST:
-                d = (delta + half_u) >> u
-            elif mode == _ROUND_FLOOR:
-                d = delta >> u
-            else:  # _ROUND_STOCHASTIC: r30 = hash30((key + i) & M30), inlined from prng.py
-                x = (key + i0 + j) & _M30
-                x ^= x >> 16
-                x = (x * _HASH_MUL) & _M30
-                x ^= x >> 16
-                x = (x * _HASH_MUL) & _M30
-                x ^= x >> 16
-                d = (delta + (x >> rand_sh)) >> u
-        if delta != 0 and d == 0:
-            stalled += 1
-        if wide:
-            w = ((p32[jj] ^ s32) - s32) - d
+        if bs == 4:
+            w = (ps32[js_j] ^ s32) - s32
+        elif bs == 2:
+            w = (ps16[js_j] ^ 0x8000) - 0x8000
         else:
-            w = ((p16[jj] ^ 0x8000) - 0x8000) - d
-        if w > hi:
-            w = hi
-        elif w < lo:
-            w = lo
-        if wide:
-            p32[jj] = w
+            w = (ps8[js_j] ^ 0x80) - 0x80
+        if mode == _ROUND_KAHAN:
+            # 9.6: t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8), W);
+            # c = clamp(t - (w << 8), -2**7, 2**7 - 1)
+            d = (delta + half_uk) >> uk
+            if delta != 0 and d == 0:
+                stalled += 1
+            t = (w << _KAHAN_BITS) + ((pc[js_j] ^ 0x80) - 0x80) - d
+            w = (t + kahan_half) >> _KAHAN_BITS
+            if w > hi:
+                w = hi
+            elif w < lo:
+                w = lo
+            c = t - (w << _KAHAN_BITS)
+            if c > kahan_half - 1:
+                c = kahan_half - 1
+            elif c < 0 - kahan_half:
+                c = 0 - kahan_half
+            pc[js_j] = c
         else:
-            p16[jj] = w
+            d = delta
+            if u > 0:
+                if mode == _ROUND_NEAREST:
+                    d = (delta + half_u) >> u
+                elif mode == _ROUND_FLOOR:
+                    d = delta >> u
+                elif mode == _ROUND_PSEUDO:  # 9.6: RNG-free, the low bits of delta itself
+                    d = (delta + ((delta & ph_mask) << ph_sh)) >> u
+                else:  # _ROUND_STOCHASTIC: r30 = hash30((key + i) & M30), inlined from prng
+                    x = (key + i0 + j) & _M30
+                    x ^= x >> 16
+                    x = (x * _HASH_MUL) & _M30
+                    x ^= x >> 16
+                    x = (x * _HASH_MUL) & _M30
+                    x ^= x >> 16
+                    d = (delta + (x >> rand_sh)) >> u
+            if delta != 0 and d == 0:
+                stalled += 1
+            if d < 0 and w > hi + d:
+                w = hi
+            else:
+                w = w - d
+                if w > hi:
+                    w = hi
+                elif w < lo:
+                    w = lo
+        if bs == 4:
+            ps32[js_j] = w
+        elif bs == 2:
+            ps16[js_j] = w
+        else:
+            ps8[js_j] = w
     return stalled
+
+
+# --- buffer helpers: containers to int32 and back, copies (no allocation) ---
+
+
+@micropython.viper
+def widen(out, src, off: int, n: int, nb: int):
+    """out[0:n] (int32) = src[off:off+n]: nb = 1, 2 or 4 bytes a signed value (sign-
+    extended), -1 or -2 an unsigned one."""
+    po = ptr32(out)
+    p8 = ptr8(src)
+    p16 = ptr16(src)
+    p32 = ptr32(src)
+    for i in range(n):
+        if nb == 2:
+            po[i] = (p16[off + i] ^ 0x8000) - 0x8000
+        elif nb == 1:
+            po[i] = (p8[off + i] ^ 0x80) - 0x80
+        elif nb == -1:
+            po[i] = p8[off + i]
+        elif nb == -2:
+            po[i] = p16[off + i]
+        else:
+            po[i] = p32[off + i]
+
+
+@micropython.viper
+def narrow(dst, off: int, src, n: int, lo: int, hi: int, nb: int) -> int:
+    """dst[off:off+n] (nb bytes a value; -1, -2 as 1, 2) = src[0:n] (int32); returns how
+    many values lay outside [lo, hi] (a checkpoint that does not fit the class's format)."""
+    p8 = ptr8(dst)
+    p16 = ptr16(dst)
+    p32 = ptr32(dst)
+    ps = ptr32(src)
+    one = 1
+    s32 = one << 31
+    bad = 0
+    for i in range(n):
+        x = (ps[i] ^ s32) - s32
+        if x > hi or x < lo:
+            bad += 1
+        if nb == 2 or nb == -2:
+            p16[off + i] = x
+        elif nb == 1 or nb == -1:
+            p8[off + i] = x
+        else:
+            p32[off + i] = x
+    return bad
+
+
+@micropython.viper
+def copy32(dst, d0: int, src, s0: int, n: int):
+    """dst[d0:d0+n] = src[s0:s0+n], int32 buffers."""
+    pd = ptr32(dst)
+    ps = ptr32(src)
+    for i in range(n):
+        pd[d0 + i] = ps[s0 + i]
+
+
+@micropython.viper
+def get32(buf, i: int) -> int:
+    """buf[i] of an int32 buffer (a logit: |l| < 2**20)."""
+    p = ptr32(buf)
+    one = 1
+    s32 = one << 31
+    return (p[i] ^ s32) - s32
+
+
+# --- block-scaled Adam state (section 9.6) ---
+
+
+@micropython.viper
+def block_decode(w, q, k, a: int, n: int, nblk: int, nb: int, sq: int):
+    """w[0:n] (int32) = the wide values of parameters a .. a+n-1 (a a multiple of nblk):
+    q_i << k_j, signed mantissas q (m), or with sq (v, stored through its square root)
+    (q_i << k_j)**2 of unsigned ones; q in nb bytes (1 or 2), k (blocks,) uint8 shifts."""
+    pw = ptr32(w)
+    q8 = ptr8(q)
+    q16 = ptr16(q)
+    pk = ptr8(k)
+    blk = a // nblk
+    left = 0  # values left in the current block
+    kj = 0
+    for j in range(n):
+        if left == 0:
+            kj = int(pk[blk])
+            blk += 1
+            left = nblk
+        left -= 1
+        i = a + j
+        if sq:
+            x = int(q16[i]) if nb == 2 else int(q8[i])
+            x = x << kj
+            pw[j] = x * x  # (2**15)**2 at most: decoded roots stay <= 2**15
+        else:
+            x = (q16[i] ^ 0x8000) - 0x8000 if nb == 2 else (q8[i] ^ 0x80) - 0x80
+            pw[j] = x << kj
+
+
+@micropython.viper
+def block_encode(q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int):
+    """Store the wide values w[0:n] of parameters a .. a+n-1 (a a multiple of nblk)
+    block-scaled (9.6): per block the smallest shift k_j whose rounded maximum fits the
+    mantissa, then q_i = rnd(x_i, k_j) with x = w (m: signed, |q| <= 2**(bits-1) - 1), or
+    with sq x = isqrt(w) (v: unsigned, q <= 2**bits - 1; w[j] becomes x). q in nb bytes,
+    k (blocks,) uint8."""
+    pw = ptr32(w)
+    q8 = ptr8(q)
+    q16 = ptr16(q)
+    pk = ptr8(k)
+    one = 1
+    s32 = one << 31
+    top = (1 << bits) - 1 if sq else (1 << (bits - 1)) - 1
+    tbits = bits if sq else bits - 1  # bitlen(top)
+    b0 = 0
+    while b0 < n:
+        b1 = b0 + nblk if b0 + nblk < n else n
+        big = 0
+        for j in range(b0, b1):
+            x = (pw[j] ^ s32) - s32
+            if sq:  # x = isqrt(v), digit by digit
+                rem = x
+                bit = one << 30
+                while bit > rem:
+                    bit >>= 2
+                x = 0
+                while bit != 0:
+                    if rem >= x + bit:
+                        rem -= x + bit
+                        x = (x >> 1) + bit
+                    else:
+                        x >>= 1
+                    bit >>= 2
+                pw[j] = x
+            ax = x if x >= 0 else 0 - x
+            if ax > big:
+                big = ax
+        nbits = 0  # bitlen(big)
+        y = big
+        while y != 0:
+            y >>= 1
+            nbits += 1
+        kj = nbits - tbits if nbits > tbits else 0
+        if ((big + ((1 << kj) >> 1)) >> kj) > top:
+            kj += 1
+        half = (1 << kj) >> 1
+        for j in range(b0, b1):
+            x = (((pw[j] ^ s32) - s32) + half) >> kj
+            if nb == 2:
+                q16[a + j] = x
+            else:
+                q8[a + j] = x
+        pk[(a + b0) // nblk] = kj
+        b0 = b1

@@ -55,8 +55,6 @@ _HS = const(4)
 _M = const(64)
 _N = const(4192)
 _GRAD_MAX = const(432)  # T * V: int32 values of the logits buffer, a weight gradient's piece
-_G_LO = const(-32768)  # G = q2.14, the activation gradients
-_G_HI = const(32767)
 _CHUNK = const(32)  # values widened at a time for hashes and checkpoints (N is a multiple)
 
 # tensor j of the parameter table (firmware/params.py), in table order
@@ -70,14 +68,12 @@ _WO = const(6)
 _FC1 = const(7)
 _FC2 = const(8)
 
-# The state block, byte offsets
-_M_AT = const(0)  # (N,) int32 Adam m, P fractional bits
-_V_AT = const(4 * _N)  # (N,) int32 Adam v, Q28
-_WD_AT = const(8 * _N)  # (N,) int16 the data weights the forward pass reads (D)
-_ACT_AT = const(10 * _N)  # the activations, in the order of Model.act (every size a
-_ACT_BYTES = const(13952)  # multiple of 4), adding up to this
-_CHUNK_AT = const(_ACT_AT + _ACT_BYTES)  # (CHUNK,) int32: int16 weights widened for I/O
-_BLOCK_BYTES = const(_CHUNK_AT + 4 * _CHUNK)  # 56,000 (qgpt_train allocates it)
+# The state block (byte sizes follow the policy's containers, 3.3 of the contract;
+# every piece a multiple of 4 bytes, so int32 views stay aligned): Adam m (N values
+# of the adam_m container), Adam v (adam_v), the data weights W, the activations,
+# an I/O chunk of CHUNK int32, 9.6's shifts, compensations and Adam's unit scratch,
+# the master weights (with master weights only): layout.block_bytes and
+# layout.adam_layout give the sizes, at setup (qgpt_train allocates the block).
 
 # The activations (Model.act), int16 D unless noted, T = BLOCK rows, and what a buffer
 # holds once its forward value is dead ("| bwd:"):
@@ -118,59 +114,35 @@ def zero32(buf, n: int):
 
 
 @micropython.viper
-def widen16(out, src, off: int, n: int):
-    """out[0:n] (int32) = src[off:off+n] (int16), sign-extended."""
-    po = ptr32(out)
-    ps = ptr16(src)
-    for i in range(n):
-        po[i] = (ps[off + i] ^ 0x8000) - 0x8000
-
-
-@micropython.viper
-def narrow16(dst, off: int, src, n: int, lo: int, hi: int) -> int:
-    """dst[off:off+n] (int16) = src[0:n] (int32); returns how many values lay outside
-    [lo, hi] (a checkpoint that does not fit the store's format)."""
-    pd = ptr16(dst)
-    ps = ptr32(src)
-    one = 1
-    s32 = one << 31
-    bad = 0
-    for i in range(n):
-        x = (ps[i] ^ s32) - s32
-        if x > hi or x < lo:
-            bad += 1
-        pd[off + i] = x
-    return bad
-
-
-@micropython.viper
-def store_to_data(wd, store, off: int, n: int, sh: int, lo: int, hi: int):
-    """The weights the forward pass sees (section 3): wd[i] = sat(rnd(store[i], sh), D)
-    for i in off .. off+n-1, int32 master weights with sh = Fm - F >= 0 fractional bits
-    more. rnd as (x >> sh) + ((x >> (sh - 1)) & 1), which cannot overflow for any int32 x.
-    wd (N,) int16 D; store (N,) int32 master."""
-    pd = ptr16(wd)
+def store_to_data(wd, store, off: int, n: int, sh: int, lo: int, hi: int, bw: int, bs: int):
+    """The weights the forward pass sees (3.6): wd[i] = req(store[i], sh, W) for i in
+    off .. off+n-1, master weights (bs bytes) with sh = F_master - Fw >= 0 fractional bits
+    more, into W (bw bytes). rnd as (x >> sh) + ((x >> (sh - 1)) & 1), which cannot
+    overflow for any int32 x."""
+    pd8 = ptr8(wd)
+    pd16 = ptr16(wd)
+    p8 = ptr8(store)
+    p16 = ptr16(store)
     ps = ptr32(store)
     one = 1
     s32 = one << 31
     for i in range(off, off + n):
-        x = (ps[i] ^ s32) - s32
+        if bs == 4:
+            x = (ps[i] ^ s32) - s32
+        elif bs == 2:
+            x = (p16[i] ^ 0x8000) - 0x8000
+        else:
+            x = (p8[i] ^ 0x80) - 0x80
         if sh > 0:
             x = (x >> sh) + ((x >> (sh - 1)) & 1)
         if x > hi:
             x = hi
         elif x < lo:
             x = lo
-        pd[i] = x
-
-
-@micropython.viper
-def get32(buf, i: int) -> int:
-    """buf[i] of an int32 buffer (a logit: |l| < 2**20)."""
-    p = ptr32(buf)
-    one = 1
-    s32 = one << 31
-    return (p[i] ^ s32) - s32
+        if bw == 2:
+            pd16[i] = x
+        else:
+            pd8[i] = x
 
 
 @micropython.viper
@@ -198,47 +170,44 @@ def word_bits() -> int:
 class Model:
     """The weights, Adam's state and every activation buffer of one training run."""
 
-    def __init__(self, block, master, nums, seed):
-        """block: the state block, a zeroed bytearray of BLOCK_BYTES that the run
-        allocated before anything else; master: a bytearray of 4 N for int32 master
-        weights, or None; nums from runcfg.model_numbers (the policy's and the
-        parameter table's)."""
-        if len(block) != _BLOCK_BYTES:
-            raise ValueError(f"the state block has {len(block)} bytes, want {_BLOCK_BYTES}")
-        b = memoryview(block)  # the views keep the block alive
-        self.m = b[_M_AT:_V_AT]
-        self.v = b[_V_AT:_WD_AT]
-        self.wd = b[_WD_AT:_ACT_AT]
-        self.chunk = b[_CHUNK_AT:_BLOCK_BYTES]
-        act = []
-        at = _ACT_AT
-        for n in (2 * _NH * _T * _T, 4 * _T * _V, 2 * _T * _M, 2 * _T * _M,  # probs .. dh
-                  2 * _T * _C, 2 * _T * _C, 2 * _T * _C, 2 * _T * _C,  # x0, x1, q, k
-                  2 * _T * _C, 2 * _T * _C, 2 * _T * _C, 2 * _T * _C,  # vv, at, x3, x4
-                  2 * _T * _C, 2 * _T * _C, 2 * _T * _C,  # ga, gb, gc
-                  8 * _T, 8 * _T, 8 * _T, 4 * _T):  # rs0, rs1, rs3, srow
-            act.append(b[at : at + n])
-            at += n
-        if at != _CHUNK_AT:
-            raise ValueError(f"the activations take {at - _ACT_AT} bytes, want {_ACT_BYTES}")
-        self.act = tuple(act)  # the views, in the order of the table above
-        self.logits = act[_LOGITS]
+    def __init__(self, views, nums, seed):
+        """views: layout.views of the state block, a zeroed bytearray that the run
+        allocated before the training code; nums from runcfg.model_numbers (the
+        policy's and the parameter table's)."""
         # the numbers (runcfg.model_numbers):
-        #   fwd       (F, lo, hi, sh, sh_l, g, fm, eps, sh_s, lo_l, hi_l, sh_o): the data
-        #             format's fractional bits and limits, linear_forward's shifts into D
-        #             and into L, rmsnorm_forward's (guard, fm, eps), attention_forward's
-        #             (score shift, L's limits, output shift)
-        #   bwd       (sh_c, sh_dp, sh_p, sh_qk, sh_e, sh, sh_w): rmsnorm, attention and
-        #             embedding backward's shifts, linear_backward's (sh, sh_w)
-        #   opt       (gs, r, u, mode, lo, hi, wide, sh_m): adam_update's shifts, rounding
-        #             mode, the store's limits, wide; with master weights, the shift of
-        #             store_to_data, Fm - F (else 0)
+        #   nb        (bw, ba, bg, bm, bv, bs): container bytes of weights, acts, grads,
+        #             adam_m, adam_v and the weight store (3.3)
+        #   fwd       (Fl, lo, hi, sh, sh_l, g, fm, eps, sh_s, lo_l, hi_l, sh_o, sh_emb):
+        #             the logits' fractional bits, A's limits, linear_forward's shifts
+        #             into A and into L, rmsnorm_forward's (guard, fm, eps),
+        #             attention_forward's (score shift, L's limits, output shift), the
+        #             embedding's shift Fw - Fa
+        #   bwd       (sh_c, sh_dp, sh_p, sh_qk, sh_e, sh, sh_w, glo, ghi, plo, phi, sh_ce,
+        #             fa): rmsnorm, attention and embedding backward's shifts,
+        #             linear_backward's (sh, sh_w), G's and P's limits, cross-entropy's
+        #             shift 15 - Fg, Fa
+        #   opt       (sh_m, sh_s, e, u, mode, lo, hi, hm, hv, sh_view, lo_w, hi_w):
+        #             adam_update's shifts and rounding mode, the store's limits, m's and
+        #             v's bounds; with master weights the forward view's shift and W's limits
         #   schedule  (lr_q30, alpha_frac, stochastic)
-        self.wide, offs, self.fwd, self.bwd, self.opt, self.schedule = nums
-        # the weight store: the data weights themselves, or int32 master weights
-        self.store = master if self.wide else self.wd
-        self.off = offs  # the table's offsets, in table order, then N
-        self.w = tuple(self.wd[2 * offs[j] : 2 * offs[j + 1]] for j in range(9))  # views
+        #   wide      1 with master weights
+        #   blocks    (Bm, Nm, Bv, Nv): block-scaled adam_m, adam_v (9.6), 0 for plain ones
+        # and, appended by qgpt_train, the layout of layout.block_bytes
+        self.nb, self.off, self.fwd, self.bwd, self.opt, self.schedule, self.wide, \
+            blocks = nums[:8]  # off: the table's offsets, in table order, then N
+        # the views into the state block (layout.views, which documents them); state: the
+        # arrays of checkpoints, dumps and the hash, (name, array, bytes a value (negative:
+        # unsigned), values, lo, hi), in their order (9.6)
+        self.m, self.v, self.wd, self.act, self.chunk, self.store, self.state, self.w, adam \
+            = views
+        self.logits = self.act[_LOGITS]
+        # 9.6's block-scaled state, in one tuple (a name costs memory for good): the shifts
+        # of m and v, the unit's wide m and v, its gradient slots, the unit a slot gathers
+        # (-1: free) and how many of its gradients it holds, U (0: no blocks), blocks, and
+        # Kahan's compensations
+        mk, vk, mw, vw, slots, u, comp = adam
+        self.blk = (mk, vk, mw, vw, slots, [-1] * len(slots), [0] * len(slots), u, blocks,
+                    comp)
         self.seed = seed
         self.p1 = self.p2 = 1 << 30  # beta1^t, beta2^t in Q30 (t = steps taken)
         self.steps_taken = 0
@@ -250,62 +219,74 @@ class Model:
         self.on_grad = None
 
     def refresh_data(self, off, n):
-        """With master weights: the data weights the forward pass sees (section 3)."""
+        """With master weights: the data weights the forward pass sees (3.6)."""
         if self.wide:
-            store_to_data(self.wd, self.store, off, n, self.opt[7], self.fwd[1], self.fwd[2])
+            o = self.opt
+            store_to_data(self.wd, self.store, off, n, o[9], o[10], o[11], self.nb[0],
+                          self.nb[5])
 
     # --- forward, one position ---
 
     def forward_position(self, t, T):
         """Position t of the forward pass, token tok[t]: rows t of every activation;
         rows 0..t of k and v are the cache. T: the probabilities' row length (the
-        step's T, or BLOCK when sampling). Ends with the logits row t in L."""
-        F, lo, hi, sh, shl, g, fm, eps, sh_s, lo_l, hi_l, sh_o = self.fwd
+        step's T, or BLOCK when sampling). Ends with the logits row t in L (int32)."""
+        Fl, lo, hi, sh, shl, g, fm, eps, sh_s, lo_l, hi_l, sh_o, sh_emb = self.fwd
         probs, logits, h, _, x0, x1, q, k, vv, at, x3, x4, ga, x2, tmp, rs0, rs1, rs3, srow = \
             self.act
         wte, wpe, lm_head, wq, wk, wv, wo, fc1, fc2 = self.w
+        bw, ba = self.nb[0], self.nb[1]
         # x = wte[token] + wpe[t]; x0 = rmsnorm(x)
-        K.embedding_forward(ga, wte, wpe, self.tok[t], t, _C, lo, hi)
-        K.rmsnorm_forward(x0, rs0, ga, t, _C, g, fm, eps, lo, hi)
+        K.embedding_forward(ga, wte, wpe, self.tok[t], t, _C, sh_emb, lo, hi, ba, bw)
+        K.rmsnorm_forward(x0, rs0, ga, t, _C, g, fm, eps, lo, hi, ba)
         # attention block: x1 = rmsnorm(x0); q, k, v = Wq x1, Wk x1, Wv x1
-        K.rmsnorm_forward(x1, rs1, x0, t, _C, g, fm, eps, lo, hi)
-        K.linear_forward(q, x1, wq, t, _C, _C, sh, lo, hi, 0)
-        K.linear_forward(k, x1, wk, t, _C, _C, sh, lo, hi, 0)
-        K.linear_forward(vv, x1, wv, t, _C, _C, sh, lo, hi, 0)
+        K.rmsnorm_forward(x1, rs1, x0, t, _C, g, fm, eps, lo, hi, ba)
+        K.linear_forward(q, x1, wq, t, _C, _C, sh, lo, hi, ba, ba, bw)
+        K.linear_forward(k, x1, wk, t, _C, _C, sh, lo, hi, ba, ba, bw)
+        K.linear_forward(vv, x1, wv, t, _C, _C, sh, lo, hi, ba, ba, bw)
         K.attention_forward(at, probs, srow, q, k, vv, t, T, _NH, _HS, sh_s, lo_l, hi_l,
-                            F, sh_o, lo, hi)
+                            Fl, sh_o, lo, hi, ba)
         # x2 = Wo att + x0 (x2 in gb, the projection in gc)
-        K.linear_forward(tmp, at, wo, t, _C, _C, sh, lo, hi, 0)
-        K.add_forward(x2, tmp, x0, t * _C, _C, lo, hi)
+        K.linear_forward(tmp, at, wo, t, _C, _C, sh, lo, hi, ba, ba, bw)
+        K.add_forward(x2, tmp, x0, t * _C, _C, lo, hi, ba)
         # MLP block: x4 = fc2 relu(fc1 rmsnorm(x2)) + x2
-        K.rmsnorm_forward(x3, rs3, x2, t, _C, g, fm, eps, lo, hi)
-        K.linear_forward(h, x3, fc1, t, _C, _M, sh, lo, hi, 0)
-        K.relu_forward(h, h, t * _M, _M)
-        K.linear_forward(tmp, h, fc2, t, _M, _C, sh, lo, hi, 0)
-        K.add_forward(x4, tmp, x2, t * _C, _C, lo, hi)
-        # logits = lm_head x4, into L (int32)
-        K.linear_forward(logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 1)
+        K.rmsnorm_forward(x3, rs3, x2, t, _C, g, fm, eps, lo, hi, ba)
+        K.linear_forward(h, x3, fc1, t, _C, _M, sh, lo, hi, ba, ba, bw)
+        K.relu_forward(h, h, t * _M, _M, ba)
+        K.linear_forward(tmp, h, fc2, t, _M, _C, sh, lo, hi, ba, ba, bw)
+        K.add_forward(x4, tmp, x2, t * _C, _C, lo, hi, ba)
+        # logits = lm_head x4, into L (held as int32)
+        K.linear_forward(logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, bw)
 
     def position_nll(self, t):
         """-log p[target] of position t in Q16 (section 8), then the logits row becomes
         the probabilities (cross_entropy_forward, in place)."""
-        F = self.fwd[0]
+        Fl = self.fwd[0]
         lg = self.logits
         row = t * _V
         mx = row_max(lg, row, _V)
-        target = get32(lg, row + self.tok[t + 1])
-        s = K.cross_entropy_forward(lg, lg, t, _V, F)
-        return ((mx - target) << (16 - F)) + ln_q16(s)
+        target = K.get32(lg, row + self.tok[t + 1])
+        s = K.cross_entropy_forward(lg, lg, t, _V, Fl)
+        return ((mx - target) << (16 - Fl)) + ln_q16(s)
 
     # --- backward over all positions, with the fused Adam update ---
 
     def adam(self, off, n, grad, alpha, key):
-        """Adam (section 9) on parameters off .. off+n-1, their gradient in grad[0:n]."""
+        """Adam (section 9) on parameters off .. off+n-1, their gradient in grad[0:n].
+        With block-scaled state (9.6) Adam runs on whole units, as their gradient is
+        complete (gather)."""
         if self.on_grad is not None:
             self.on_grad(off, n, grad)
-        gs, r, u, mode, lo, hi, wide, _ = self.opt
-        self.stalled_total += K.adam_update(self.store, self.m, self.v, grad, n, off, off,
-                                            alpha, gs, r, u, mode, key, lo, hi, wide)
+        if self.blk[7]:
+            import blockadam  # block-scaled state only: its code is in memory only then
+
+            blockadam.gather(self, off, n, grad, alpha, key)
+            return
+        sh_m, sh_s, e, u, mode, lo, hi, hm, hv, _, _, _ = self.opt
+        _, _, _, bm, bv, bs = self.nb
+        self.stalled_total += K.adam_update(self.store, self.m, self.v, grad, self.blk[9], n, off,
+                                            off, off, alpha, sh_m, sh_s, e, u, mode, key, lo,
+                                            hi, hm, hv, bs, bm, bv)
         self.refresh_data(off, n)
 
     def weight_backward(self, j, dx, dy, x, T, n_in, n_out, alpha, key):
@@ -314,63 +295,63 @@ class Model:
         lg = self.logits
         w = self.w[j]
         i0 = self.off[j]
-        sh, sh_w = self.bwd[5], self.bwd[6]
+        b = self.bwd
+        bw, ba, bg = self.nb[0], self.nb[1], self.nb[2]
         rows = _GRAD_MAX // n_in
         for o0 in range(0, n_out, rows):
             o1 = min(o0 + rows, n_out)
             n = (o1 - o0) * n_in
             zero32(lg, n)
-            K.linear_backward(dx, lg, dy, x, w, T, n_in, n_out, sh, sh_w, o0, o1,
-                              1 if o0 == 0 else 0)
+            K.linear_backward(dx, lg, dy, x, w, T, n_in, n_out, b[5], b[6], o0, o1,
+                              1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], bg, ba, bw)
             self.adam(i0 + o0 * n_in, n, lg, alpha, key)
 
     def backward(self, T, alpha, key):
         """The gradient of the step's mean loss, in the reverse order of the forward
         pass (qgpt/int_model.py backward), each weight updated by Adam as soon as its
         gradient is complete. Buffers are reused as they die (the table of Model.act)."""
-        F = self.fwd[0]
-        sh_c, sh_dp, sh_p, sh_qk, sh_e, _, _ = self.bwd
+        sh_c, sh_dp, sh_p, sh_qk, sh_e, _, _, gl, gh, pl, ph, sh_ce, fa = self.bwd
         probs, logits, h, dh, x0, x1, q, k, vv, at, x3, x4, ga, gb, gc, rs0, rs1, rs3, _ = \
             self.act
-        gl, gh = _G_LO, _G_HI
+        ba, bg = self.nb[1], self.nb[2]
         TC = T * _C
         wb = self.weight_backward
         a, r = alpha, key
         # loss = mean_t -log p[t, target]: dlogits = (p - onehot) / T, into dh
-        K.cross_entropy_backward(dh, logits, self.targets, T, _V)
+        K.cross_entropy_backward(dh, logits, self.targets, T, _V, sh_ce, gl, gh, bg)
         # logits = lm_head x4: dx4 -> ga (the probabilities in logits are dead)
         wb(_LM_HEAD, ga, dh, x4, T, _C, _V, a, r)
         # x4 = fc2 relu(h) + x2: d relu(h) -> dh (dlogits is dead)
         wb(_FC2, dh, ga, h, T, _M, _C, a, r)
         # relu: dh where the forward's h > 0 (h holds relu(h): the same test)
-        K.relu_backward(dh, dh, h, 0, T * _M)
+        K.relu_backward(dh, dh, h, 0, T * _M, bg, ba)
         # h = fc1 x3: dx3 -> gb
         wb(_FC1, gb, dh, x3, T, _C, _M, a, r)
         # x3 = rmsnorm(x2), and x2 also reaches x4: dx2 = sat(dx4 + rmsnorm_backward) -> ga
-        K.rmsnorm_backward(gc, gb, x3, rs3, T, _C, sh_c, F)
-        K.add_forward(ga, ga, gc, 0, TC, gl, gh)
+        K.rmsnorm_backward(gc, gb, x3, rs3, T, _C, sh_c, fa, gl, gh, bg, ba)
+        K.add_forward(ga, ga, gc, 0, TC, gl, gh, bg)
         # x2 = Wo att + x0: datt -> gb; dx0 starts as dx2 (in ga)
         wb(_WO, gb, ga, at, T, _C, _C, a, r)
         # att = attention(q, k, v): dq -> gc, dk -> at, dv -> x4 (both dead), with the
         # (T, T) scratch in logits
         K.attention_backward(gc, at, x4, gb, q, k, vv, probs, logits, T, _NH, _HS, sh_dp, sh_p,
-                             sh_qk)
+                             sh_qk, gl, gh, bg, ba)
         # q, k, v = Wq x1, Wk x1, Wv x1: three input-gradient paths, each saturated,
         # added in the order q, k, v: dx1 = sat(sat(dq_path + dk_path) + dv_path) -> gb
         wb(_WQ, gb, gc, x1, T, _C, _C, a, r)
         wb(_WK, gc, at, x1, T, _C, _C, a, r)
-        K.add_forward(gb, gb, gc, 0, TC, gl, gh)
+        K.add_forward(gb, gb, gc, 0, TC, gl, gh, bg)
         wb(_WV, gc, x4, x1, T, _C, _C, a, r)
-        K.add_forward(gb, gb, gc, 0, TC, gl, gh)
+        K.add_forward(gb, gb, gc, 0, TC, gl, gh, bg)
         # x1 = rmsnorm(x0): dx0 = sat(dx2 + rmsnorm_backward(dx1)) -> ga
-        K.rmsnorm_backward(gc, gb, x1, rs1, T, _C, sh_c, F)
-        K.add_forward(ga, ga, gc, 0, TC, gl, gh)
+        K.rmsnorm_backward(gc, gb, x1, rs1, T, _C, sh_c, fa, gl, gh, bg, ba)
+        K.add_forward(ga, ga, gc, 0, TC, gl, gh, bg)
         # x0 = rmsnorm(wte[tok] + wpe[t]): dx -> gb, then both embedding rows: dwte in
         # logits, dwpe in probs (dead since attention_backward)
-        K.rmsnorm_backward(gb, ga, x0, rs0, T, _C, sh_c, F)
+        K.rmsnorm_backward(gb, ga, x0, rs0, T, _C, sh_c, fa, gl, gh, bg, ba)
         zero32(logits, _V * _C)
         zero32(probs, _T * _C)
-        K.embedding_backward(logits, probs, gb, self.tok, T, _C, sh_e)
+        K.embedding_backward(logits, probs, gb, self.tok, T, _C, sh_e, pl, ph, bg)
         self.adam(self.off[_WTE], _V * _C, logits, a, r)
         self.adam(self.off[_WPE], _T * _C, probs, a, r)
 
@@ -394,20 +375,28 @@ class Model:
 
     # --- the state as bytes: hashes and checkpoints ---
 
-    def param_chunks(self):
-        """The weight store as int32 in CHUNK-sized pieces (a memoryview of the one
-        chunk buffer each time, or of the store itself when it is int32)."""
-        if self.wide:
-            yield memoryview(self.store)
-            return
-        for off in range(0, _N, _CHUNK):
-            widen16(self.chunk, self.store, off, _CHUNK)
-            yield self.chunk
+    def pieces(self, w):
+        """How many pieces piece(w, k) gives: 1 for an int32 array, else one per CHUNK
+        values."""
+        _, _, nb, n, _, _ = self.state[w]
+        return 1 if nb == 4 else -(-n // _CHUNK)
+
+    def piece(self, w, k):
+        """Piece k of state array w (self.state: params, adam_m, adam_v, then 9.6's
+        arrays) as int32 LE bytes: the array itself when it is int32, else its values
+        k * CHUNK .. widened into the one chunk buffer (no allocation but for a short last
+        piece: checkpoints, hashes, dumps)."""
+        _, buf, nb, n, _, _ = self.state[w]
+        if nb == 4:
+            return buf
+        left = n - k * _CHUNK
+        K.widen(self.chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)
+        return self.chunk if left >= _CHUNK else self.chunk[: 4 * left]
 
     def state_crc(self, crc32):
-        """CRC32 of params, then m, then v, as little-endian int32 bytes."""
+        """CRC32 of params, m, v (and 9.6's arrays) as little-endian int32 bytes."""
         crc = 0
-        for b in self.param_chunks():
-            crc = crc32(b, crc)
-        crc = crc32(self.m, crc)
-        return crc32(self.v, crc) & 0xFFFFFFFF
+        for w in range(len(self.state)):
+            for k in range(self.pieces(w)):
+                crc = crc32(self.piece(w, k), crc)
+        return crc & 0xFFFFFFFF

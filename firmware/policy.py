@@ -1,23 +1,38 @@
 """The precision policy on the device: every number the kernels take, computed once.
 
-The same rules and names as qgpt/policy.py and the kernels' sections of
-docs/arithmetic.md (section 3: the formats, guard bits and dot products). Plain Python on
-unbounded ints; nothing here runs per element.
+docs/arithmetic.md section 3: eight tensor classes, each with its own Q format
+(3.1), resolved from the run's `format` and the config's `policy` object, checked by
+the validity rule (3.4, the same rule numbers as qgpt/policy.py), stored in the
+narrowest container (3.3), and the shifts of 3.6. Plain Python on unbounded ints;
+nothing here runs per element. Imported by the setup only (runcfg), then dropped.
 """
 
 from micropython import const
 
 BLOCK = 16  # positions (qgpt/params.py)
-_GRAD_BITS = const(16)  # G = q2.14, activation gradients
-GRAD_FRAC = 14
+GRAD_FRAC = 14  # the default G = q2.14
 GRAD_LO = -32768
 GRAD_HI = 32767
 PROB_FRAC = 15  # softmax probabilities, unsigned Q15
 LOGIT_EXTRA_BITS = 4
-V_FRAC = 28  # Adam v
-GS_FRAC = 14  # the gradient Adam squares, in G
+V_FRAC = 28  # the default adam_v = q4.28
+GS_FRAC = 14  # the default Fh = Fv / 2: sqrt(v)'s fractional bits
 R_FRAC = 13  # Adam's ratio m / sqrt(v) in Q13
-ROUNDINGS = ("nearest", "floor", "stochastic")  # kernel mode numbers 0, 1, 2
+_KERNEL_RANGE = const(1073741824)  # 2**30: the range of a 32-bit format (section 1)
+ROUNDINGS = ("nearest", "floor", "stochastic", "pseudo", "kahan")  # kernel modes 0 .. 4
+# the classes of 3.1 in the canonical order (Policy.formats holds them in this order)
+CLASSES = ("weights", "acts", "logits", "grads", "pgrads", "adam_m", "adam_v", "master")
+
+# Names cost memory for good on a board (firmware/README.md, "Memory"): the derived
+# numbers are locals of Policy.numbers, not attributes.
+
+
+class PolicyError(ValueError):
+    """A policy the validity rule refuses: args (the number of the rule in 3.4, the
+    reason); str() is the one line "policy: REASON (rule N)"."""
+
+    def __str__(self):
+        return f"policy: {self.args[1]} (rule {self.args[0]})"
 
 
 def bitlen(x):
@@ -31,98 +46,218 @@ def bitlen(x):
 
 def guard(n, bits_a, bits_b):
     """Bits each product of an n-term dot product of bits_a- and bits_b-bit words is
-    shifted right before the sum, so that the sum stays within 2**30 (section 3)."""
+    shifted right before the sum, so that the sum stays within 2**30 (section 3.7)."""
     return max(0, bitlen(n - 1) + (bits_a - 1) + (bits_b - 1) - 30)
 
 
 def parse_format(name):
-    """'q4.12' -> (4, 12)."""
+    """'q4.12' -> (4, 12); ValueError if it is not qI.F."""
+    name = name.strip().lower()
+    if name[:1] != "q" or "." not in name:
+        raise ValueError(name)
     i, f = name[1:].split(".")
     return int(i), int(f)
 
 
 class QFormat:
-    """qI.F: a signed word of I + F bits with F fractional bits."""
+    """qI.F: a signed word of I + F bits with F fractional bits; a 32-bit format holds
+    the kernel range [-2**30, 2**30] (section 1). nb: its container's bytes (3.3).
+    With block > 0, bBxN of 9.6 instead (B = int_bits, N = block, F = 0): B-bit
+    mantissas in blocks of N parameters with a power-of-two shift per block, for adam_m
+    (signed) and adam_v (its square root, unsigned); nb: the mantissas' container."""
 
-    def __init__(self, int_bits, frac_bits):
+    def __init__(self, int_bits, frac_bits, block=0):
         self.int_bits = int_bits
         self.frac_bits = frac_bits
-        self.bits = int_bits + frac_bits
-        self.lo = -(1 << (self.bits - 1))
-        self.hi = (1 << (self.bits - 1)) - 1
+        self.block = block
+        self.bits = b = int_bits + frac_bits
+        if b >= 32:
+            self.lo, self.hi = -_KERNEL_RANGE, _KERNEL_RANGE
+        else:
+            self.lo = -(1 << (b - 1))
+            self.hi = (1 << (b - 1)) - 1
+        self.nb = 1 if b <= 8 else (2 if b <= 16 else 4)
 
     @property
     def name(self):
+        if self.block:
+            return "b" + str(self.bits) + "x" + str(self.block)
         return f"q{self.int_bits}.{self.frac_bits}"
 
 
-class Policy:
-    """The data format D = qI.F and everything derived from it (section 3).
+def resolve(data, policy):
+    """The eight formats of 3.1 (a list in CLASSES order; master may be None), then the
+    wide formats Adam computes m and v in (9.6: the same as adam_m, adam_v unless those
+    are block-scaled): the
+    classes named in the dict `policy`, the others by default from `data` (the run's
+    format qI.F, the base of weights and acts). PolicyError (rule 1) for an unknown
+    class or a format that does not parse."""
+    got = {}
+    for k in policy:
+        if k not in CLASSES:
+            raise PolicyError(1, f"unknown class {k!r} (classes: {', '.join(CLASSES)})")
+        if k == "master" and policy[k] in ("", "none", None):
+            continue
+        try:
+            text = policy[k].strip().lower()
+            if text[:1] == "b" and k in ("adam_m", "adam_v"):
+                b, n = text[1:].split("x")
+                got[k] = QFormat(int(b), 0, int(n))
+                continue
+            i, f = parse_format(text)
+        except (ValueError, AttributeError, TypeError):
+            raise PolicyError(1, f"{k}={policy[k]}: not a format like q4.12") from None
+        got[k] = QFormat(i, f)
+    i, f = parse_format(data)
+    W = got.get("weights") or QFormat(i, f)
+    A = got.get("acts") or QFormat(i, f)
+    G = got.get("grads") or QFormat(2, GRAD_FRAC)
+    fp = max(0, G.frac_bits + A.frac_bits - guard(BLOCK, G.bits, A.bits))
+    V = got.get("adam_v") or QFormat(32 - V_FRAC, V_FRAC)
+    fv = V_FRAC if V.block else V.frac_bits
+    fm = min(fp, R_FRAC + fv // 2)  # so that Adam's e >= 0 (rule 5)
+    M = got.get("adam_m") or QFormat(32 - fm, fm)
+    # 9.6: a block-scaled class stands for the 32-bit default: m with Fm = min(Fp0, 13 + 14)
+    # (Fp0 the default of pgrads), v in q4.28
+    mw = QFormat(32 - min(fp, R_FRAC + V_FRAC // 2), min(fp, R_FRAC + V_FRAC // 2)) \
+        if M.block else M
+    vw = QFormat(32 - V_FRAC, V_FRAC) if V.block else V
+    return [W, A, got.get("logits") or QFormat(A.int_bits + LOGIT_EXTRA_BITS, A.frac_bits), G,
+            got.get("pgrads") or QFormat(32 - fp, fp), M, V, got.get("master"), mw, vw]
 
-    rounding: 'nearest' | 'floor' | 'stochastic' (the weight update, section 9);
-    master: None or (I, Fm), int32 master weights; lr_q30 = round(lr * 2**30),
-    computed on the host (a 32-bit float on the device could round it otherwise).
+
+def canonical(formats):
+    """The canonical SPEC of resolved formats (3.2)."""
+    spec = ""
+    for i in range(len(CLASSES)):
+        f = formats[i]
+        spec += ("," if i else "") + CLASSES[i] + "=" + (f.name if f else "none")
+    return spec
+
+
+class Policy:
+    """The resolved policy (section 3) and the numbers derived from it.
+
+    data: the run's `format` qI.F (a name, or (I, F)); rounding: 'nearest' | 'floor' |
+    'stochastic' (9.5); master: None or (I, Fm); lr_q30 = round(lr * 2**30), computed on
+    the host (a 32-bit float on the device could round it otherwise); policy: the
+    config's `policy` object (class -> format), or None. Raises PolicyError.
+    formats: [W, A, L, G, P, M, V, S] of 3.1 (S None without master weights).
     """
 
-    def __init__(self, data, rounding="nearest", master=None, lr_q30=10737418):
-        if isinstance(data, str):
-            data = parse_format(data)
-        self.data = D = QFormat(data[0], data[1])
+    def __init__(self, data, rounding="nearest", master=None, lr_q30=10737418, policy=None):
+        if not isinstance(data, str):
+            data = f"q{data[0]}.{data[1]}"
+        policy = dict(policy or {})
+        if master and "master" not in policy:
+            policy["master"] = f"q{master[0]}.{master[1]}"
+        self.formats = fs = resolve(data, policy)
         self.rounding = rounding
         self.mode = ROUNDINGS.index(rounding)
-        self.master = QFormat(master[0], master[1]) if master else None
         self.lr_q30 = lr_q30
-        b, F = D.bits, D.frac_bits
-        self.logits = QFormat(D.int_bits + LOGIT_EXTRA_BITS, F)  # L
-        self.pgrad_guard = guard(BLOCK, _GRAD_BITS, b)
-        self.pgrad_frac = GRAD_FRAC + F - self.pgrad_guard  # P
-        self.m_frac = self.pgrad_frac
-        self.weight_store = self.master or D
-        self.alpha_frac = 45 - bitlen(lr_q30)  # Fa
-        self.update_shift = self.alpha_frac + R_FRAC - self.weight_store.frac_bits  # u
+        check(None, lr_q30, rounding, fs)
+        W, A, L, G, P, M, V, S = fs[:8]
+        self.data, self.logits, self.master = A, L, S  # the pre-policy firmware's names
+        self.weight_store = S or W
+        self.alpha_frac = 45 - bitlen(lr_q30)  # Falpha
 
-        # rmsnorm (section 6): the mean square's shift (guard rounded up to even),
-        # its fractional bits (the +4 is the /16) and eps = 1e-5 half up
-        g = guard(16, b, b)
-        self.rms_guard = g + (g & 1)
-        self.rms_fm = 2 * F - self.rms_guard + 4
-        self.rms_eps = max(1, ((1 << self.rms_fm) + 50000) // 100000)
-        self.rms_back_shift = F + 4  # rmsnorm_backward's c: the mean adds 4 bits
-
-        # attention (sections 6, 7): the shifts that round each dot product once
-        self.score_shift = F + 1  # the +1 is the 1/sqrt(4)
-        self.attn_out_shift = PROB_FRAC
-        self.dp_shift = F
-        self.pv_shift = PROB_FRAC  # dv and pd, sums of probabilities times gradients
-        self.dqk_shift = F
-
-        # embedding_backward (section 7): dx (Q14) into P bits
-        self.embed_back_shift = GRAD_FRAC - self.pgrad_frac
-
-        # Adam (section 9)
-        self.gs_shift = self.pgrad_frac - GS_FRAC
-        self.r_shift = 27 - self.pgrad_frac  # e
-
-        # what the kernels can take
-        if not 0 <= self.update_shift <= 30:
-            raise ValueError(f"weight store {self.weight_store.name} with lr_q30 {self.lr_q30}:"
-                             f" the update would shift by {self.update_shift} bits (want 0..30)")
-        if not 0 <= self.r_shift <= 15:
-            raise ValueError(f"Adam's ratio shift e = {self.r_shift} is outside 0..15")
-        if not 0 <= self.rms_guard < 16 or not 0 <= self.pgrad_guard < 16:
-            raise ValueError("the unsaturated sums need a shift below 16")
-
-    def linear_forward_args(self, wide):
-        """(sh, lo, hi) of linear_forward: into L (the logits) when wide, else into D."""
-        D = self.data
-        out = self.logits if wide else D
-        return 2 * D.frac_bits - out.frac_bits, out.lo, out.hi
-
-    def linear_backward_args(self):
-        """(sh, sh_w) of linear_backward: dx's shift F, dW's shift gP."""
-        return self.data.frac_bits, self.pgrad_guard
+    def numbers(self):
+        """What the kernels take, every shift of 3.6, in the tuples firmware/model.py's
+        Model takes (Model.__init__ lists them): (nb, fwd, bwd, opt, schedule, wide,
+        blocks); blocks: the mantissa bits and block size of adam_m and adam_v, 0 for a
+        plain class (9.6)."""
+        W, A, L, G, P, Mb, Vb, S, M, V = self.formats
+        store = self.weight_store
+        fw, fa, fg, fp = W.frac_bits, A.frac_bits, G.frac_bits, P.frac_bits
+        fh = V.frac_bits // 2  # Fh: sqrt(v)'s fractional bits
+        g = guard(16, A.bits, A.bits)  # rmsnorm's mean square: rounded up to even
+        g += g & 1
+        fm = 2 * fa - g + 4  # the +4 is the mean's /16
+        eps = max(1, ((1 << fm) + 50000) // 100000)  # 1e-5 half up, at least one step
+        return (
+            (W.nb, A.nb, G.nb, Mb.nb, Vb.nb, store.nb),
+            # forward: Fl, A's limits, linear into A and into L, rmsnorm, attention
+            # (scores: the +1 is the 1/sqrt(4)), the embedding's shift
+            (L.frac_bits, A.lo, A.hi, fw, fw + fa - L.frac_bits, g, fm, eps,
+             2 * fa + 1 - L.frac_bits, L.lo, L.hi, PROB_FRAC, fw - fa),
+            # backward: rmsnorm's c (the mean adds 4 bits), attention's dp, dv and pd,
+            # dq and dk, the embedding's, linear's dx and dW, G's and P's limits,
+            # cross-entropy's, Fa
+            (fa + 4, fa, PROB_FRAC, fa, fg - fp, fw, fg + fa - fp, G.lo, G.hi, P.lo, P.hi,
+             PROB_FRAC - fg, fa),
+            # Adam: g into m, g squared, the ratio's e, the update's u; the store's and
+            # m's and v's limits; the forward view of master weights
+            (fp - M.frac_bits, fp - fh, R_FRAC + fh - M.frac_bits,
+             self.alpha_frac + R_FRAC - store.frac_bits, self.mode, store.lo, store.hi,
+             min(M.hi, _KERNEL_RANGE - 1), V.hi, S.frac_bits - fw if S else 0, W.lo, W.hi),
+            (self.lr_q30, self.alpha_frac, self.rounding == "stochastic"),
+            1 if S else 0,
+            (Mb.bits if Mb is not M else 0, Mb.block if Mb is not M else 0,
+             Vb.bits if Vb is not V else 0, Vb.block if Vb is not V else 0),
+        )
 
     def init_args(self):
-        """(sh, lo, hi, wide) of prng.init_tensor for the weight store."""
+        """(sh, lo, hi, nb) of prng.init_tensor for the weight store."""
         s = self.weight_store
-        return 28 - s.frac_bits, s.lo, s.hi, 1 if self.master else 0
+        return 28 - s.frac_bits, s.lo, s.hi, s.nb
+
+
+def check(policy, lr_q30, rounding="nearest", formats=None):
+    """The validity rule of 3.4, in its order. For conformance: 0 if `policy` (class ->
+    format; the others from q4.12) is valid with lr_q30 and the update rounding, else
+    the number of the first rule it breaks. Given resolved formats instead (Policy):
+    raises PolicyError for the first condition that fails."""
+    if formats is None:
+        try:
+            check(None, lr_q30, rounding, resolve("q4.12", policy))
+        except PolicyError as e:
+            return e.args[0]
+        return 0
+    widths = ((4, 16), (4, 16), (4, 24), (4, 16), (8, 32), (8, 32), (8, 32), (8, 32))
+    for i in range(len(CLASSES)):
+        f = formats[i]
+        if f is None:
+            continue
+        if f.block:  # only adam_m and adam_v parse as one
+            if not 4 <= f.bits <= 16:
+                raise PolicyError(1, f"{CLASSES[i]}={f.name}: {f.bits}-bit mantissas, want 4 to 16")
+            if not 8 <= f.block <= 1024:
+                raise PolicyError(1, f"{CLASSES[i]}={f.name}: blocks of {f.block}, want 8 to 1024")
+            continue
+        low, high = widths[i]
+        if f.int_bits < 1 or f.frac_bits < 0:
+            raise PolicyError(1, f"{CLASSES[i]}={f.name}: want qI.F with I >= 1 and F >= 0")
+        if not low <= f.bits <= high:
+            raise PolicyError(1, f"{CLASSES[i]}={f.name}: {f.bits} bits, {CLASSES[i]} take {low} "
+                          f"to {high}")
+    W, A, L, G, P, _, _, S, M, V = formats
+    fw, fa, fl = W.frac_bits, A.frac_bits, L.frac_bits
+    if fl > fw + fa:
+        raise PolicyError(2, f"logits={L.name}: {fl} fractional bits, at most Fw + Fa = {fw + fa} "
+                      "(lm_head's shift)")
+    if fl > 2 * fa + 1:
+        raise PolicyError(2, f"logits={L.name}: {fl} fractional bits, at most 2*Fa + 1 = "
+                      f"{2 * fa + 1} (the attention scores' shift)")
+    if fl > 16:
+        raise PolicyError(2, f"logits={L.name}: {fl} fractional bits, at most 16 (the loss)")
+    if P.frac_bits > G.frac_bits + fa:
+        raise PolicyError(3, f"pgrads={P.name}: {P.frac_bits} fractional bits, at most Fg + Fa = "
+                      f"{G.frac_bits + fa} (the weight gradient's shift)")
+    fv = V.frac_bits
+    if fv & 1 or fv // 2 > 15:
+        raise PolicyError(4, f"adam_v={V.name}: {fv} fractional bits, want an even number of at "
+                      "most 30")
+    if 13 + fv // 2 - M.frac_bits < 0:
+        raise PolicyError(5, f"adam_m={M.name}: {M.frac_bits} fractional bits, at most "
+                      f"13 + Fv/2 = {13 + fv // 2} (Adam's ratio shift)")
+    if S is not None and S.frac_bits < fw:
+        raise PolicyError(6, f"master={S.name}: {S.frac_bits} fractional bits, at least the "
+                      f"weights' {fw}")
+    store = S or W
+    u = 45 - bitlen(lr_q30) + R_FRAC - store.frac_bits
+    if not 0 < lr_q30 < (1 << 30) or not 0 <= u <= 30:
+        raise PolicyError(7, f"{'master' if S else 'weights'}={store.name}: the update would shift "
+                      f"by {u} bits with lr_q30 {lr_q30} (want 0 to 30)")
+    if rounding == "kahan" and S is not None:
+        raise PolicyError(7, f"master={S.name} with rounding=kahan: kahan keeps its own "
+                      "compensation below the weights; drop one")

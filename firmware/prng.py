@@ -56,13 +56,14 @@ def draw(k, i):
 
 
 @micropython.viper
-def init_tensor(out, k: int, n: int, sh: int, lo: int, hi: int, wide: int):
+def init_tensor(out, k: int, n: int, sh: int, lo: int, hi: int, nb: int):
     """Initial weights of one tensor (section 4, init): element i is
     z = sum_{d<12} (draw(k, 12 i + d) >> 18) - 12 * 2**11 (N(0, 1) in Q12),
     w28 = z * 5243 (Q28, |w28| < 2**27), stored as sat(rnd(w28, sh), [lo, hi])
     with sh = 28 - F_store (a left shift of at most 2 for wide master formats).
-    k = key(seed, INIT, j) for tensor j. out (n,) int16, or int32 when wide.
+    k = key(seed, INIT, j) for tensor j. out (n,) in nb bytes a value (1, 2 or 4).
     Runs once per run: it calls hash30 12 times an element."""
+    p8 = ptr8(out)
     p16 = ptr16(out)
     p32 = ptr32(out)
     rs = sh if sh > 0 else 0
@@ -78,10 +79,12 @@ def init_tensor(out, k: int, n: int, sh: int, lo: int, hi: int, wide: int):
             w = hi
         elif w < lo:
             w = lo
-        if wide:
+        if nb == 2:
+            p16[i] = w
+        elif nb == 4:
             p32[i] = w
         else:
-            p16[i] = w
+            p8[i] = w
 
 
 def permute(i, n, k):

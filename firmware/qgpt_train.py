@@ -7,7 +7,7 @@ Reads a JSON config, trains from the seed or resumes from a checkpoint, reads on
 record of the packed dataset per step (qgpt/pack.py; never all of it in RAM),
 prints one line per event, writes checkpoints, and ends with samples:
 
-    qgpt start format=q4.12 rounding=nearest master=- steps=1000 from=0 to=1000 ...
+    qgpt start format=q4.12 rounding=nearest master=- policy=... steps=1000 from=0 ...
     step 1 loss_q16 215912 loss 3.2946 rate 150.2
     ckpt 100
     sample kalen
@@ -22,16 +22,7 @@ import gc
 import sys
 from time import ticks_diff, ticks_ms
 
-from micropython import const
-
-DATA_HEADER = const(20)  # the packed dataset (qgpt/pack.py; runcfg checks the header)
-RECORD = const(16)  # bytes a record: the length, then at most 15 letters (BLOCK = 16)
-_STATE_BYTES = const(56000)  # model.py's state block (Model checks the size)
-_N_PARAMS = const(4192)
-
-
-class RunError(ValueError):
-    """A bad config, dataset or checkpoint, worded for the user."""
+from runbase import DATA_HEADER, RECORD, RunError
 
 
 class Dataset:
@@ -87,17 +78,44 @@ def _drop(name):
         del sys.modules[name]
 
 
+def _reserve(path):
+    """(a bytearray of the state block's size, at the bottom of the heap, and the first
+    look it comes from: layout.first_look); layout leaves memory first."""
+    import layout
+
+    look = layout.first_look(path)
+    _drop("layout")
+    layout = None
+    gc.collect()
+    return bytearray(look[1][0]), look
+
+
 def setup(path):
-    """(config, number of records): the cold code runs and is dropped, with the
-    policy and the parameter table, whose numbers are in cfg["numbers"]."""
+    """The config, with the number of records of the dataset ("count") and the Model's
+    numbers with the state block's layout (cfg["numbers"][0]): the cold code runs and is
+    dropped, with the policy and the parameter table. Meanwhile the bottom of the heap
+    is kept for the state block by a reservation of its size, so that the setup's code
+    comes and goes above it. Nothing is allocated after the reservation is let go, so
+    the block takes its place (run)."""
+    block, look = _reserve(path)
     import runcfg
 
     try:
         cfg = runcfg.load_config(path)
-        return cfg, runcfg.check_dataset(cfg["data"])
+        cfg["count"] = runcfg.check_dataset(cfg["data"])
     finally:
         for name in ("runcfg", "policy", "params"):
             _drop(name)
+    nums = cfg["numbers"][0]
+    key = (nums[0], nums[6], nums[7], nums[4][4] == 4)  # mode 4: kahan
+    lay = look[1]
+    if look[0] != key:  # the first look missed (it cannot for a good config): again
+        import layout
+
+        lay = layout.block_bytes(*key)
+    cfg["numbers"] = (nums + (lay,),) + cfg["numbers"][1:]  # the Model's numbers, and lay
+    del block
+    return cfg
 
 
 def begin(cfg, mdl, numbers):
@@ -112,29 +130,37 @@ def begin(cfg, mdl, numbers):
 
 
 def run(path):
-    # Memory (firmware/README.md): the state block first, at the bottom of the heap; the
-    # setup's code comes and goes above it; int32 master weights (16 KB) take the next
-    # piece of that size, and the training code then fills the holes
-    block = bytearray(_STATE_BYTES)
-    cfg, count = setup(path)
+    # Memory (firmware/README.md): the bottom of the heap is kept for the state block
+    # while the setup's code comes and goes above it; then the block (its size follows
+    # the policy's containers; the master weights are its last piece) takes the bottom,
+    # layout's views into it are made, layout leaves, and the training code fills the
+    # holes
+    cfg = setup(path)
     gc.collect()
-    master = bytearray(4 * _N_PARAMS) if cfg["numbers"][0][0] else None
+    block = bytearray(cfg["numbers"][0][8][0])
+    import layout  # still in memory from setup
+
+    views = layout.views(block, cfg["numbers"][0])
+    _drop("layout")
+    layout = block = None
+    gc.collect()
     import ckpt
     import model as MD
     import prng
 
     steps, seed = cfg["steps"], cfg["seed"]
     numbers = cfg.pop("numbers")
-    mdl = MD.Model(block, master, numbers[0], seed)
-    block = master = None
-    ds = Dataset(cfg["data"], count, MD.BOS)
+    mdl = MD.Model(views, numbers[0], seed)
+    views = None
+    ds = Dataset(cfg["data"], cfg["count"], MD.BOS)
+    gc.collect()
     start, seconds_before = begin(cfg, mdl, numbers)
     numbers = None
     end = steps if cfg["stop_at"] is None else min(steps, cfg["stop_at"])
     gc.collect()
     peak = gc.mem_alloc()
-    print(f"qgpt start {cfg['formats']} steps={steps} from={start} to={end} "
-          f"records={ds.count} viper={MD.word_bits()} heap={peak}")
+    print(f"qgpt start {cfg.pop('formats')} steps={steps} from={start} to={end} "
+          f"records={ds.count} viper={MD.word_bits()} heap={peak}")  # formats: once
     dumps = cfg["dump_steps"]
     log_every, every = cfg["log_every"], cfg["checkpoint_every"]
     saved = start

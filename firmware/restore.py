@@ -7,10 +7,10 @@ import json
 import struct
 
 import ckpt
-import model
+import kernels
 import prng
 from micropython import const
-from qgpt_train import RunError
+from runbase import RunError
 
 _CHUNK = const(32)  # int32 values read at a time into the Model's chunk buffer
 
@@ -19,11 +19,11 @@ def begin(cfg, mdl, numbers):
     """Set mdl's state for the run of cfg; returns (its first step, the seconds of the
     sessions before). Resumes from cfg's checkpoint if asked and it exists; else the
     initial weights. numbers: runcfg's (the Model's, prng.init_tensor's (sh, lo, hi,
-    wide), the weight store's (name, lo, hi))."""
+    nb))."""
     path = cfg["checkpoint"]
     if cfg["resume"]:
         if ckpt.exists(path):
-            meta = resume(cfg, mdl, numbers[2])
+            meta = resume(cfg, mdl)
             return meta["step"], meta.get("seconds", 0.0)
         if ckpt.exists(path + ".tmp"):  # FAT: a save cut short between remove and rename
             raise RunError(f"checkpoint {path} is missing but {path}.tmp is there (a save "
@@ -35,28 +35,28 @@ def begin(cfg, mdl, numbers):
 
 def init_weights(mdl, init):
     """The initial weights from the seed (section 4, init), tensor j of the table from
-    key(seed, INIT, j); init: the policy's init_args (sh, lo, hi, wide)."""
-    sh, lo, hi, wide = init
+    key(seed, INIT, j); init: the policy's init_args (sh, lo, hi, nb)."""
+    sh, lo, hi, w = init  # w: bytes a weight of the store
     st = memoryview(mdl.store)
-    w = 4 if wide else 2  # bytes a weight
     off = mdl.off
     for j in range(len(off) - 1):
         k = prng.key(mdl.seed, prng.STREAM_INIT, j)
         prng.init_tensor(st[w * off[j] : w * off[j + 1]], k, off[j + 1] - off[j], sh, lo, hi,
-                         wide)
+                         w)
     mdl.refresh_data(0, off[-1])
 
 
-def resume(cfg, mdl, store_format):
+def resume(cfg, mdl):
     """Load cfg's checkpoint into mdl; returns its meta. A checkpoint made with other
     settings, or a damaged one, is refused."""
     path = cfg["checkpoint"]
-    meta = load_checkpoint(path, mdl, store_format)
+    meta = load_checkpoint(path, mdl)
     if meta.get("kind") != "int":
         raise RunError(f"checkpoint {path}: kind {meta.get('kind')!r}, want an integer run")
     saved = meta.get("config", {})
-    diff = [k for k in ("format", "rounding", "master", "seed", "steps", "lr")
-            if saved.get(k) != cfg[k]]
+    mine = cfg["train_config"]
+    diff = [k for k in ("format", "rounding", "master", "policy", "seed", "steps", "lr")
+            if saved.get(k, "") != mine[k]]
     if diff:
         raise RunError(f"checkpoint {path} was made with other settings ({', '.join(diff)});"
                        " resume with the same ones or use another checkpoint path")
@@ -65,10 +65,10 @@ def resume(cfg, mdl, store_format):
     return meta
 
 
-def load_checkpoint(path, mdl, store_format):
-    """Read a checkpoint into mdl (store, m, v) after checking its magic, version,
-    CRC32 and arrays; returns its meta. store_format: (name, lo, hi) of the weight
-    store. Raises RunError, saying what is wrong."""
+def load_checkpoint(path, mdl):
+    """Read a checkpoint into mdl (model.Model.state: store, m, v and 9.6's arrays)
+    after checking its magic, version, CRC32 and arrays; returns its meta. Raises
+    RunError, saying what is wrong."""
     try:
         f = open(path, "rb")
     except OSError:
@@ -99,23 +99,21 @@ def load_checkpoint(path, mdl, store_format):
             raise RunError(f"{path}: checkpoint version {version}, this firmware reads "
                            f"version {ckpt.VERSION}")
         header = json.loads(f.read(hlen))
-        if header.get("arrays") != ckpt.ARRAYS:
-            raise RunError(f"{path}: holds arrays {header.get('arrays')}, want params, "
-                           f"adam_m, adam_v as i4 of {ckpt.N}")
-        if size != 10 + hlen + 12 * ckpt.N + 4:
+        want = ckpt.arrays(mdl)
+        if header.get("arrays") != want:
+            raise RunError(f"{path}: holds arrays {header.get('arrays')}, this run's policy "
+                           f"has {want}")
+        if size != 10 + hlen + 4 * sum(a[2] for a in want) + 4:
             raise RunError(path + ": array sizes do not match the file length")
-        # params: int32 on file; an int16 store takes them narrowed (checked)
-        if mdl.wide:
-            f.readinto(mdl.store)
-        else:
-            name, lo, hi = store_format
+        # every array int32 on file; each container takes them narrowed, checked
+        # against the class's range (model.Model.state)
+        for name, buf, nb, n, lo, hi in mdl.state:
             bad = 0
-            for off in range(0, ckpt.N, _CHUNK):
-                f.readinto(mdl.chunk)
-                bad += model.narrow16(mdl.store, off, mdl.chunk, _CHUNK, lo, hi)
+            for off in range(0, n, _CHUNK):
+                k = min(_CHUNK, n - off)
+                f.readinto(memoryview(mdl.chunk)[: 4 * k])
+                bad += kernels.narrow(buf, off, mdl.chunk, k, lo, hi, nb)
             if bad:
-                raise RunError(f"{path}: {bad} weights do not fit {name}")
-        f.readinto(mdl.m)
-        f.readinto(mdl.v)
+                raise RunError(f"{path}: {bad} values of {name} do not fit this run's policy")
     mdl.refresh_data(0, ckpt.N)
     return header["meta"]

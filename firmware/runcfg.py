@@ -10,7 +10,7 @@ import ckpt
 import params
 import policy
 from micropython import const
-from qgpt_train import DATA_HEADER, RECORD, RunError
+from runbase import DATA_HEADER, RECORD, RunError
 
 _DATA_MAGIC = const(b"QGPTDATA")  # the packed dataset (qgpt/pack.py)
 _DATA_VERSION = const(1)
@@ -19,6 +19,7 @@ DEFAULTS = {
     "format": "q4.12",  # the data format qI.F
     "rounding": "nearest",  # weight-update rounding: nearest | floor | stochastic
     "master": "",  # "" or a master-weight format, e.g. "q4.20"
+    "policy": None,  # null, or {class: format} for any of policy.CLASSES (3.8)
     "lr": 0.01,  # peak learning rate, decayed linearly to 0 over `steps`
     "lr_q30": None,  # round(lr * 2**30), exact from the host (a float32 port may differ)
     "steps": 1000,  # the run's length: the lr schedule and the final checkpoint
@@ -40,9 +41,9 @@ def _format(name, key, bits):
     """(I, F) of the format `name` given for the config's key, at most `bits` bits."""
     try:
         i, f = policy.parse_format(name)
-    except (ValueError, IndexError, TypeError):
+    except (ValueError, IndexError, TypeError, AttributeError):
         raise RunError(f"{key} {name!r} is not a format like q4.12") from None
-    if name[0] != "q" or i < 1 or f < 0 or i + f > bits:
+    if i < 1 or f < 0 or i + f > bits:
         raise RunError(f"{key} {name}: want qI.F with I >= 1 and at most {bits} bits")
     return i, f
 
@@ -70,10 +71,16 @@ def load_config(path):
     if cfg["master"] in ("", "none", None):
         cfg["master"] = ""
     else:
-        master = _format(cfg["master"], "master", 31)
-        if master[0] != data[0] or master[1] < data[1]:
-            raise RunError(f"master {cfg['master']} must have the data format's {data[0]} "
-                           f"integer bits and at least its {data[1]} fractional bits")
+        master = _format(cfg["master"], "master", 32)
+    classes = cfg["policy"] or {}
+    if not isinstance(classes, dict):
+        raise RunError(f"policy {classes!r}: want null or an object of class: format")
+    given = classes.get("master")
+    if master is not None and given is not None:
+        other = None if given in ("", "none") else _format(given, "policy master", 32)
+        if other != master:
+            raise RunError(f"master {cfg['master']} and the policy's master {given} differ:"
+                           " give one of them")
     for k, low in (("steps", 1), ("checkpoint_every", 0), ("samples", 0), ("log_every", 1)):
         if not isinstance(cfg[k], int) or cfg[k] < low:
             raise RunError(f"{k} {cfg[k]!r}: want a whole number >= {low}")
@@ -87,21 +94,30 @@ def load_config(path):
     if lr_q30 is None:
         lr_q30 = round(cfg["lr"] * (1 << 30))
     try:
-        P = policy.Policy(data, cfg["rounding"], master, lr_q30)
+        P = policy.Policy(data, cfg["rounding"], master, lr_q30, classes)
     except ValueError as e:
         raise RunError(str(e)) from None
-    S = P.weight_store
-    # the Model's numbers; prng.init_tensor's (sh, lo, hi, wide) for the initial weights;
-    # the weight store's (name, lo, hi), for a resume
-    cfg["numbers"] = (model_numbers(P), P.init_args(), (S.name, S.lo, S.hi))
+    W = P.formats[0]
+    # the classes that --format (= the weights' format) and master imply
+    defaults = policy.resolve(W.name, {"master": P.master.name} if P.master else {})
+    # the Model's numbers; prng.init_tensor's (sh, lo, hi, nb) for the initial weights;
+    # the (name, lo, hi) of the weight store, adam_m and adam_v, for a resume
+    cfg["numbers"] = (model_numbers(P), P.init_args())
     master_name = P.master.name if P.master else "-"
-    cfg["formats"] = f"format={P.data.name} rounding={P.rounding} master={master_name}"
-    # the checkpoint's config: the host's TrainConfig fields (qgpt/train.py)
+    spec = policy.canonical(P.formats)
+    cfg["formats"] = (f"format={W.name} rounding={P.rounding} master={master_name} "
+                      f"policy={spec}")
+    # the checkpoint's config: the host's TrainConfig fields (qgpt/train.py), with the
+    # normal form of 3.8: format = weights, policy "" when the classes are format's defaults
     cfg["train_config"] = {
         "data": cfg["data"], "steps": cfg["steps"], "seed": cfg["seed"], "lr": cfg["lr"],
-        "format": cfg["format"], "rounding": cfg["rounding"], "master": cfg["master"],
+        "format": W.name, "rounding": cfg["rounding"],
+        "master": P.master.name if P.master else "",
+        "policy": "" if policy.canonical(defaults) == spec else spec,
         "lowercase": False, "skip_long": False, "checkpoint_every": cfg["checkpoint_every"],
         "strict": False}
+    for k in ("format", "rounding", "master", "policy", "lr", "lr_q30"):
+        del cfg[k]  # in train_config and the numbers now: memory for the run
     return cfg
 
 
@@ -141,16 +157,6 @@ def model_numbers(P):
     """What firmware/model.py's Model takes from the policy P and the parameter table,
     in tuples (the order of Model.__init__), so that neither module stays in memory
     during training."""
-    D, L, S = P.data, P.logits, P.weight_store
-    wide = 1 if P.master else 0
+    nb, fwd, bwd, opt, schedule, wide, blocks = P.numbers()
     offs = [off for _, off, _ in params.layout()] + [params.N_PARAMS]
-    sh, sh_w = P.linear_backward_args()
-    return (
-        wide, tuple(offs),
-        (D.frac_bits, D.lo, D.hi, P.linear_forward_args(0)[0], P.linear_forward_args(1)[0],
-         P.rms_guard, P.rms_fm, P.rms_eps, P.score_shift, L.lo, L.hi, P.attn_out_shift),
-        (P.rms_back_shift, P.dp_shift, P.pv_shift, P.dqk_shift, P.embed_back_shift, sh, sh_w),
-        (P.gs_shift, P.r_shift, P.update_shift, P.mode, S.lo, S.hi, wide,
-         P.master.frac_bits - D.frac_bits if P.master else 0),
-        (P.lr_q30, P.alpha_frac, P.rounding == "stochastic"),
-    )
+    return nb, tuple(offs), fwd, bwd, opt, schedule, wide, blocks

@@ -12,14 +12,18 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from qgpt import data
+from qgpt import data, qformat
+from qgpt.policy import UPDATE_ROUNDINGS
 from qgpt.train import TrainConfig, make_model, nll, training_steps
 
+# makemore's names, beside the project on the development machines: the acceptance tests
+# and docs/BENCHMARKS.md use it when present (passed with --data); no default points there
 MAKEMORE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "names-makemore.txt"
 
 
 def default_data():
-    """makemore's names when ../shared is beside the project, else the built-in names."""
+    """For experiments/ scripts: makemore's names when present, else the built-in names.
+    (`qgpt bench` itself defaults to the built-in names; pass --data for others.)"""
     return str(MAKEMORE) if MAKEMORE.exists() else str(data.DEFAULT_DATA)
 
 
@@ -31,9 +35,31 @@ def time_training(cfg, ds):
     return time.perf_counter() - t0, model, losses
 
 
+def check_runs(formats, roundings):
+    """The canonical format names and the rounding modes; BenchError if one is not valid."""
+    names = []
+    for f in formats:
+        try:
+            names.append(qformat.parse(f).name)
+        except qformat.FormatError as e:
+            raise BenchError(f"--formats: {e}") from None
+    for r in roundings:
+        if r not in UPDATE_ROUNDINGS:
+            raise BenchError(f"--rounding: {r[:40]!r} is unknown: want one or more of "
+                             f"{', '.join(UPDATE_ROUNDINGS)}, comma-separated")
+    if not names or not roundings:
+        raise BenchError("--formats and --rounding each need at least one value")
+    return names, list(roundings)
+
+
+class BenchError(ValueError):
+    """A bad bench option, worded for the user."""
+
+
 def bench(formats=("q4.12", "q8.8"), roundings=("nearest",), steps=1000, seed=42,
           repeats=3, data_path=None, log=print):
-    data_path = data_path or default_data()
+    formats, roundings = check_runs(formats, roundings)
+    data_path = str(data_path or data.DEFAULT_DATA)
     ds = data.load(data_path)
     base = TrainConfig(data=data_path, steps=steps, seed=seed)
     configs = [base] + [replace(base, format=f, rounding=r) for f in formats for r in roundings]
@@ -51,17 +77,21 @@ def bench(formats=("q4.12", "q8.8"), roundings=("nearest",), steps=1000, seed=42
     for c in configs:
         s = statistics.median(times[c])
         label = "float64" if c.format == "float" else f"{c.format} {c.rounding}"
+        val = results[c][1]
         rows.append([label, f"{steps / s:.0f}", f"{s:.2f}", f"{s / float_s:.2f}",
-                     f"{results[c][0]:.4f}", f"{results[c][1]:.4f}"])
+                     f"{results[c][0]:.4f}", "none" if val is None else f"{val:.4f}"])
     table = tabulate(rows, headers=["run", "steps/s", "seconds", "x float", "train_loss_last100",
                                     "val_nll"], tablefmt="github")
     log(f"data: {data_path} ({len(ds.train)} train / {len(ds.val)} val names), {steps} steps, "
         f"seed {seed}, median of {repeats}")
+    if not ds.val:
+        log("val_nll: none (no name fell in the validation split)")
     log(table)
     return rows
 
 
 def main(args):
-    bench(formats=args.formats.split(","), roundings=args.rounding.split(","),
+    bench(formats=[f.strip() for f in args.formats.split(",") if f.strip()],
+          roundings=[r.strip() for r in args.rounding.split(",") if r.strip()],
           steps=args.steps, seed=args.seed, repeats=args.repeats, data_path=args.data)
     return 0

@@ -1,5 +1,6 @@
 """Names datasets: loading, checking, microgpt's tokenizer and the validation split."""
 
+import hashlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,6 +9,7 @@ from qgpt.params import BLOCK, BOS
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "data" / "names.txt"
 VAL_BUCKETS = 10  # one name in VAL_BUCKETS goes to validation
+SHOWN_CHARS = 40  # an error message quotes at most this much of a name
 
 
 class DataError(ValueError):
@@ -28,12 +30,26 @@ def is_validation(name):
     return zlib.crc32(name.encode()) % VAL_BUCKETS == 0
 
 
+def names_sha256(names):
+    """The identity of a dataset: SHA-256 of its names (after cleaning), in file order,
+    one per line. A run records it; a resume refuses a dataset whose names changed."""
+    return hashlib.sha256("".join(n + "\n" for n in names).encode()).hexdigest()
+
+
+def _shown(name):
+    """repr(name), cut to SHOWN_CHARS characters: an error line stays one short line."""
+    if len(name) <= SHOWN_CHARS:
+        return repr(name)
+    return f"{name[:SHOWN_CHARS]!r}..."
+
+
 @dataclass(frozen=True)
 class Dataset:
     path: str
     train: tuple  # names, in file order
-    val: tuple
+    val: tuple  # may be empty for a tiny dataset: then there is no validation NLL
     dropped: int  # names dropped by --lowercase / --skip-long
+    sha256: str  # names_sha256 of the kept names in file order (train and val interleaved)
 
 
 def _check_name(name, lineno, path, lowercase, skip_long):
@@ -45,15 +61,15 @@ def _check_name(name, lineno, path, lowercase, skip_long):
     for c in name:
         if not "a" <= c <= "z":
             raise DataError(
-                f"{path}:{lineno}: character {c!r} in {name!r} is outside a-z "
+                f"{path}:{lineno}: character {c!r} in {_shown(name)} is outside a-z "
                 "(pass --lowercase to lowercase names and drop the others)"
             )
     if len(name) > BLOCK - 1:
         if skip_long:
             return None
         raise DataError(
-            f"{path}:{lineno}: {name!r} has {len(name)} characters, the model takes at most "
-            f"{BLOCK - 1} (pass --skip-long to skip such names)"
+            f"{path}:{lineno}: {_shown(name)} has {len(name)} characters, the model takes "
+            f"at most {BLOCK - 1} (pass --skip-long to skip such names)"
         )
     return name
 
@@ -87,4 +103,4 @@ def load(path=None, lowercase=False, skip_long=False):
     val = tuple(n for n in names if is_validation(n))
     if not train:
         raise DataError(f"{path}: every name fell in the validation split; give more names")
-    return Dataset(str(path), train, val, dropped)
+    return Dataset(str(path), train, val, dropped, names_sha256(names))

@@ -29,7 +29,7 @@ HEADER = struct.Struct("<8sHHII")
 
 
 class PackError(ValueError):
-    pass
+    """A packed dataset that cannot be used, worded for the user."""
 
 
 def pack(names):
@@ -63,5 +63,9 @@ def unpack(blob, source="packed dataset"):
     out = []
     for i in range(count):
         rec = body[i * record : (i + 1) * record]
-        out.append([BOS, *rec[1 : 1 + rec[0]], BOS])
+        n = rec[0]
+        if not 1 <= n < RECORD or max(rec[1 : 1 + n]) >= BOS or any(rec[1 + n :]):
+            raise PackError(f"{source}: record {i} is not a name (length {n}, want 1.."
+                            f"{RECORD - 1} letters a-z and zero padding); pack it again")
+        out.append([BOS, *rec[1 : 1 + n], BOS])
     return out

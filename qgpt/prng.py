@@ -14,6 +14,8 @@ import numpy as np
 from qgpt.params import INIT_STD
 
 M30 = (1 << 30) - 1
+SEED_BITS = 30  # key() keeps the low 30 bits of a seed: a larger seed would alias a smaller
+MAX_SEED = M30  # one, so qgpt takes seeds 0 .. MAX_SEED only (runconfig.check_seed)
 HASH_MUL = 0x045D9F3B  # odd, < 2**30: multiplication by it is a bijection mod 2**30
 
 # streams: one per use, so no two uses ever share a number

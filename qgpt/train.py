@@ -14,8 +14,9 @@ The run folder holds:
 import csv
 import io
 import json
+import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -24,26 +25,18 @@ from qgpt import checkpoint, data, float_model, prng
 from qgpt.optim import AdamConfig, FloatAdam
 from qgpt.params import BLOCK, BOS, N_PARAMS
 from qgpt.progress import Progress
+from qgpt.runconfig import (
+    INTEGER_ONLY,
+    RECORDED_FIELDS,
+    ConfigError,
+    TrainConfig,
+    check_seed,
+    check_temperature,
+)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    data: str = str(data.DEFAULT_DATA)  # names file, one name per line
-    steps: int = 1000  # training steps, one name each
-    seed: int = 42  # fixes init, data order, stochastic rounding and sampling
-    lr: float = 0.01  # peak Adam learning rate, decayed linearly to 0
-    format: str = "float"  # "float" for the float64 reference, or a Q format like "q4.12"
-    rounding: str = "nearest"  # integer runs: nearest | floor | stochastic
-    master: str = ""  # integer runs: master-weight format ("" = the policy's default)
-    policy: str = ""  # integer runs: "" (the defaults of format) or the canonical policy SPEC
-    lowercase: bool = False  # lowercase names and drop those with other characters
-    skip_long: bool = False  # skip names longer than the block size
-    checkpoint_every: int = 100  # steps between checkpoints (and at the end)
-    strict: bool = False  # integer runs: check every intermediate fits int32
-
-
-class RunError(RuntimeError):
-    """A problem with a run folder, worded for the user."""
+class RunError(ValueError):
+    """A problem with a run folder or a run's input, worded for the user."""
 
 
 # --- the float model behind the common interface ---
@@ -95,11 +88,15 @@ def make_model(cfg):
 # --- the training loop, shared by train(), qgpt bench and qgpt sweep ---
 
 
-def training_steps(model, ds, cfg, start=0):
-    """Train model on ds for steps start..cfg.steps-1; yields (step, loss, telemetry)."""
-    for step in range(start, cfg.steps):
+def training_steps(model, ds, cfg, start=0, stop=None):
+    """Train model on ds for steps start..stop-1 (stop: cfg.steps); yields (step, loss,
+    telemetry). A loss that is not finite ends the run with a RunError."""
+    for step in range(start, cfg.steps if stop is None else stop):
         name = ds.train[prng.doc_index(step, len(ds.train), cfg.seed)]
         loss, tele = model.train_step(data.encode(name), step, cfg.steps)
+        if not math.isfinite(loss):
+            raise RunError(f"training diverged at step {step}: the loss is {loss} "
+                           "(try a smaller --lr)")
         yield step, loss, tele
 
 
@@ -107,7 +104,8 @@ def training_steps(model, ds, cfg, start=0):
 
 
 def nll(model, names):
-    """Mean per-token negative log-likelihood (nats) over names, in float64."""
+    """Mean per-token negative log-likelihood (nats) over names, in float64; None when
+    there are no names (a tiny dataset has no validation split: no figure, not 0.0)."""
     total, count = 0.0, 0
     for name in names:
         inputs, targets = float_model.split_tokens(data.encode(name))
@@ -116,11 +114,12 @@ def nll(model, names):
         lse = np.log(np.exp(z - m).sum(axis=-1)) + m[:, 0]
         total += float(np.sum(lse - z[np.arange(len(targets)), targets]))
         count += len(targets)
-    return total / max(count, 1)
+    return total / count if count else None
 
 
 def sample(model, n=20, temperature=0.5, seed=42):
     """n names, each drawn token by token from BOS until BOS or BLOCK tokens."""
+    temperature, seed = check_temperature(temperature), check_seed(seed)
     names = []
     for s in range(n):
         k = prng.key(seed, prng.STREAM_SAMPLE, s)
@@ -149,9 +148,17 @@ def _json(path, obj):
     checkpoint.write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def _save(out, model, cfg, step, seconds):
+def _dataset_identity(ds):
+    """What a run records of its dataset: a resume compares sha256, never the path."""
+    return {"path": ds.path, "sha256": ds.sha256, "train": len(ds.train), "val": len(ds.val),
+            "dropped": ds.dropped}
+
+
+def save_state(out, model, cfg, step, seconds, ds=None):
     meta, arrays = model.state()
-    meta.update(step=step, seconds=seconds, config=asdict(cfg))
+    meta.update(step=step, seconds=seconds, config=cfg.recorded())
+    if ds is not None:
+        meta["dataset"] = _dataset_identity(ds)
     checkpoint.save(out / "checkpoint.bin", meta, arrays)
 
 
@@ -162,26 +169,15 @@ def train(cfg, out, resume=False, progress=True, log=print):
     model = make_model(cfg)
     fields = ["step", "loss", *getattr(model, "telemetry_fields", ())]
     rows, start, seconds_before = [], 0, 0.0
-    ckpt = out / "checkpoint.bin"
     if resume:
-        if not ckpt.exists():
-            raise RunError(f"{out}: nothing to resume (no checkpoint.bin); drop --resume")
-        meta, arrays = checkpoint.load(ckpt)
-        saved = TrainConfig(**meta["config"])
-        if saved != cfg:
-            diff = [k for k in asdict(cfg) if getattr(cfg, k) != getattr(saved, k)]
-            raise RunError(f"{out}: the checkpoint was made with other settings ({', '.join(diff)})"
-                           "; resume with the same options or choose another --out")
-        model.load_state(meta, arrays)
+        model, meta = _resumed_model(out, cfg, ds)
         start, seconds_before = meta["step"], meta["seconds"]
-        prev = list(csv.reader(open(out / "losses.csv")))[1:]
-        rows = [[int(r[0]), float(r[1]), *r[2:]] for r in prev[:start]]
-    elif ckpt.exists() or (out / "summary.json").exists():
+        rows = _earlier_rows(out, cfg, ds, fields, meta, model, log)
+    elif out.is_dir() and ((out / "checkpoint.bin").exists() or (out / "summary.json").exists()):
         raise RunError(f"{out}: already holds a run; pass --resume to continue it or "
                        "choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    resolved = {"config": asdict(cfg), "dataset": {"path": ds.path, "train": len(ds.train),
-                "val": len(ds.val), "dropped": ds.dropped}}
+    checkpoint.prepare_output(out, "--out", folder=True)
+    resolved = {"config": cfg.recorded(), "dataset": _dataset_identity(ds)}
     if hasattr(model, "policy"):
         resolved["policy"] = model.policy.describe()
     _json(out / "config.json", resolved)
@@ -193,9 +189,9 @@ def train(cfg, out, resume=False, progress=True, log=print):
         done = step + 1
         if bar:
             bar.update(done, loss=float(np.mean([r[1] for r in rows[-100:]])))
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+        if done == cfg.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
             _write_losses(out / "losses.csv", rows, fields)
-            _save(out, model, cfg, done, seconds_before + time.perf_counter() - t0)
+            save_state(out, model, cfg, done, seconds_before + time.perf_counter() - t0, ds)
     elapsed = time.perf_counter() - t0
     seconds = seconds_before + elapsed
     losses = [r[1] for r in rows]
@@ -209,7 +205,8 @@ def train(cfg, out, resume=False, progress=True, log=print):
         "params": N_PARAMS,
         "train_loss_first100": float(np.mean(losses[:100])),
         "train_loss_last100": float(np.mean(losses[-100:])),
-        "val_nll": nll(model, ds.val),
+        "val_names": len(ds.val),
+        "val_nll": nll(model, ds.val),  # None (null) when there are no validation names
         "seconds": seconds,
         "steps_per_second": (cfg.steps - start) / max(elapsed, 1e-9),
     }
@@ -218,44 +215,138 @@ def train(cfg, out, resume=False, progress=True, log=print):
     return summary
 
 
+# --- resume: the same settings, the same names, every earlier loss ---
+
+
+def _resumed_model(out, cfg, ds):
+    """The model of the checkpoint in out, and its meta; RunError unless it was made with
+    cfg's settings (the data path aside) on a dataset with the same names."""
+    ckpt = out / "checkpoint.bin"
+    if not ckpt.is_file():
+        raise RunError(f"{out}: nothing to resume (no checkpoint.bin); drop --resume")
+    meta, arrays = checkpoint.load(ckpt)
+    model, saved = restore(meta, arrays, str(ckpt))
+    diff = [f.name for f in fields(cfg)
+            if f.name != "data" and getattr(cfg, f.name) != getattr(saved, f.name)]
+    if diff:
+        raise RunError(f"{out}: the checkpoint was made with other settings ({', '.join(diff)})"
+                       "; resume with the same options or choose another --out")
+    made_on = meta.get("dataset")
+    if not isinstance(made_on, dict) or not isinstance(made_on.get("sha256"), str):
+        raise RunError(f"{out}: the checkpoint does not record the names it was trained on "
+                       "(made by an import, a board or an older qgpt), so it cannot be resumed "
+                       "here; start a new run")
+    if made_on["sha256"] != ds.sha256:
+        was = made_on.get("train", 0) + made_on.get("val", 0)
+        raise RunError(f"{ds.path}: the names changed since the run's checkpoint (now "
+                       f"{len(ds.train) + len(ds.val)}, sha256 {ds.sha256[:12]}; the run was "
+                       f"trained on {was}, sha256 {made_on['sha256'][:12]}): resume with those "
+                       "names or choose another --out")
+    if meta["step"] > cfg.steps:
+        raise RunError(f"{out}: the checkpoint is at step {meta['step']}, past --steps "
+                       f"{cfg.steps}")
+    return model, meta
+
+
+def _earlier_rows(out, cfg, ds, fields, meta, model, log):
+    """The losses.csv rows of steps 0 .. step-1 of the checkpoint. A missing, truncated or
+    damaged losses.csv is rebuilt by replaying those steps from the start, if the replay
+    reproduces the checkpoint exactly; otherwise RunError. Never a gap."""
+    start = meta["step"]
+    rows, problem = _read_losses(out / "losses.csv", start, fields)
+    if problem is None:
+        return rows
+    log(f"{out}/losses.csv {problem}: replaying steps 0..{start - 1} to rebuild it")
+    replay = make_model(cfg)
+    rows = [[step, loss, *(tele.get(f) for f in fields[2:])]
+            for step, loss, tele in training_steps(replay, ds, cfg, 0, stop=start)]
+    replay_meta, replay_arrays = replay.state()
+    _, arrays = model.state()
+    same = all(np.array_equal(replay_arrays[k], arrays[k]) for k in arrays) and all(
+        json.loads(json.dumps(v)) == meta.get(k) for k, v in replay_meta.items())
+    if not same:
+        raise RunError(f"{out}/losses.csv {problem}, and replaying steps 0..{start - 1} does "
+                       "not reproduce the checkpoint: start a new run (drop --resume or choose "
+                       "another --out)")
+    _write_losses(out / "losses.csv", rows, fields)
+    log(f"{out}/losses.csv: rebuilt steps 0..{start - 1} (the replay reproduces the "
+        "checkpoint exactly)")
+    return rows
+
+
+def _read_losses(path, start, fields):
+    """(rows of steps 0..start-1, None), or (None, what is wrong with the file)."""
+    try:
+        table = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    except FileNotFoundError:
+        return None, "is missing"
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None, "cannot be read"
+    if not table or table[0] != fields:
+        return None, "has another header"
+    rows = []
+    for i, r in enumerate(table[1 : start + 1]):
+        try:
+            ok = len(r) == len(fields) and int(r[0]) == i
+            numbers = [float(x) for x in r[1:]]
+        except ValueError:
+            ok = False
+        if not ok or not all(math.isfinite(x) for x in numbers):
+            return None, f"is damaged at line {i + 2}"
+        rows.append([i, numbers[0], *r[2:]])
+    if len(rows) < start:
+        return None, f"holds {len(rows)} of the {start} steps the checkpoint has done"
+    return rows, None
+
+
+# --- loading a checkpoint: every field checked ---
+
+
+def restore(meta, arrays, source):
+    """(model, TrainConfig) of a decoded checkpoint; CheckpointError naming what is wrong
+    unless every field is one a run of its config writes (checkpoint.check_run_state)."""
+    from qgpt.qformat import FormatError
+
+    def refuse(what):
+        raise checkpoint.CheckpointError(f"{source}: {what}; this is not a usable qgpt "
+                                         "checkpoint")
+
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        refuse("it records no config")
+    kind = "float" if config.get("format") == "float" else "int"
+    if meta.get("kind") != kind:
+        refuse(f"kind {str(meta.get('kind'))[:20]!r} disagrees with its config's format "
+               f"{str(config.get('format'))[:20]!r}")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        refuse(f"its config has unknown fields {unknown[:5]}")
+    optional = INTEGER_ONLY if config.get("format") == "float" else ()
+    missing = [k for k in RECORDED_FIELDS if k not in config and k not in optional]
+    if missing:
+        refuse(f"its config lacks {', '.join(missing)}")
+    try:
+        cfg = TrainConfig(**config)
+        model = make_model(cfg)
+    except (ConfigError, FormatError) as e:
+        refuse(f"its config is not valid ({e})")
+    policy = getattr(model, "policy", None)  # None for a float run
+    checkpoint.check_run_state(meta, arrays, model.kind, source,
+                               policy and (policy.weight_store.lo, policy.weight_store.hi),
+                               policy and policy.m_limit,
+                               {name: a.size for name, a in model.state()[1].items()})
+    if meta["step"] > cfg.steps:
+        refuse(f"step {meta['step']} is past its config's {cfg.steps} steps")
+    if "policy" in meta and meta["policy"] != model.policy.describe():
+        refuse(f"its policy label disagrees with its config's format {cfg.format}")
+    model.load_state(meta, arrays)
+    return model, cfg
+
+
 def load_run(run_dir):
     """The model of a finished or checkpointed run folder, and its config."""
     run_dir = Path(run_dir)
     ckpt = run_dir / "checkpoint.bin" if run_dir.is_dir() else run_dir
     meta, arrays = checkpoint.load(ckpt)
-    cfg = TrainConfig(**meta["config"])
-    model = make_model(cfg)
-    model.load_state(meta, arrays)
-    return model, cfg
-
-
-# --- float state dicts as JSON: {name: nested lists}, microgpt's names ---
-
-
-def export_state_dict(model, path):
-    from qgpt.params import views
-
-    sd = {k: v.tolist() for k, v in views(model.float_params()).items()}
-    checkpoint.write_atomic(path, json.dumps(sd).encode())
-
-
-def import_state_dict(path):
-    """A flat float64 parameter buffer from a JSON state dict; checks names and shapes."""
-    from qgpt.params import SLOTS
-
-    try:
-        sd = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise RunError(f"{path}: cannot read a JSON state dict ({e})") from None
-    flat = np.empty(N_PARAMS)
-    for s in SLOTS:
-        if s.name not in sd:
-            raise RunError(f"{path}: tensor {s.name} is missing")
-        a = np.asarray(sd[s.name], dtype=np.float64)
-        if a.shape != s.shape:
-            raise RunError(f"{path}: tensor {s.name} has shape {a.shape}, want {s.shape}")
-        flat[s.offset : s.offset + s.size] = a.ravel()
-    extra = set(sd) - {s.name for s in SLOTS}
-    if extra:
-        raise RunError(f"{path}: unknown tensors {sorted(extra)}")
-    return flat
+    return restore(meta, arrays, str(ckpt))

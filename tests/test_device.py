@@ -272,6 +272,31 @@ def test_emulate_command_prints_its_port_and_stops_on_sigterm(tmp_path):
 # --- 2. deploy ---
 
 
+def test_every_device_option_has_help_and_numbers_are_checked(capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    device.add_device_parser(parser.add_subparsers())
+    (group,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    (commands,) = [a for a in group.choices["device"]._actions
+                   if isinstance(a, argparse._SubParsersAction)]
+    for name, sub in commands.choices.items():
+        assert sub.description, f"qgpt device {name} has no description"
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"qgpt device {name} {action.option_strings[0]}: no help"
+    for argv in (("train", "--port", "P", "--timeout", "nan"),
+                 ("train", "--port", "P", "--idle-timeout", "-1"),
+                 ("pull", "--port", "P", "--out", "x", "--timeout", "1e300"),
+                 ("deploy", "--port", "P", "--seed", 4294967338),
+                 ("conformance", "--port", "P", "--seed", -1)):
+        with pytest.raises(SystemExit) as stop:
+            cmd(capsys, *argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "Traceback" not in err
+        assert f"argument {argv[-2]}" in err.strip().splitlines()[-1], err
+
+
 def test_decode_mpy_and_supported_boards():
     assert device.decode_mpy(2822) == (6, 3, "x64")  # the unix port on x86-64
     assert device.decode_mpy(6 | 3 << 8 | 10 << 10) == (6, 3, "xtensawin")  # an ESP32
@@ -407,6 +432,47 @@ def test_resume_after_stop_at_gives_the_same_final_state(deployed, tmp_path, ref
 
 @needs_emulator
 @needs_trainer
+def test_resume_refuses_when_the_dataset_or_firmware_changed(deployed, names_file, tmp_path,
+                                                             capsys):
+    """The run's inputs are recorded on the board when it starts; a resume (and a
+    redeploy that would keep its checkpoint) compares them by content, not by name."""
+    from qgpt import pack
+
+    _train(deployed, tmp_path / "run", stop_at=EVERY)
+    ckpt, names_bin, dump = (deployed.file(n) for n in (device.BOARD_CKPT, "names.bin",
+                                                        "dump.mpy"))
+    saved, packed, module = ckpt.read_bytes(), names_bin.read_bytes(), dump.read_bytes()
+    resume = ("train", "--port", deployed.port, "--out", tmp_path / "run", "--resume",
+              "--quiet")
+
+    other = data.DEFAULT_DATA.read_text().split()[1::100]  # as many names, other ones
+    names_bin.write_bytes(pack.pack(other))
+    code, _, err = cmd(capsys, *resume)
+    assert_user_error(code, err, "the dataset (names.bin", "--discard-checkpoint")
+    names_bin.write_bytes(packed)
+
+    dump.write_bytes(deployed.file("prng.mpy").read_bytes())  # another module's code
+    code, _, err = cmd(capsys, *resume)
+    assert_user_error(code, err, "the firmware (dump)")
+    dump.write_bytes(module)
+    assert ckpt.read_bytes() == saved  # refused before the board trained
+
+    firmware = tmp_path / "firmware"  # a redeploy with changed firmware keeps no checkpoint
+    shutil.copytree(device.FIRMWARE_DIR, firmware)
+    with open(firmware / "dump.py", "a") as f:
+        f.write("\n_CHANGED = 1\n")
+    with pytest.raises(device.DeviceError, match=r"another run \(the firmware \(dump\)"):
+        device.deploy(deployed.port, names_file, steps=STEPS, checkpoint_every=EVERY,
+                      firmware_dir=firmware, log=_quiet)
+    assert dump.read_bytes() == module
+
+    code, out, err = cmd(capsys, *resume, "--stop-at", 2 * EVERY)  # unchanged: it resumes
+    assert code == 0, err
+    assert checkpoint.decode(ckpt.read_bytes())[0]["step"] == 2 * EVERY
+
+
+@needs_emulator
+@needs_trainer
 def test_board_reset_mid_training_then_resume(deployed, tmp_path, reference, capsys):
     ckpt = deployed.file(device.BOARD_CKPT)
     killer = threading.Thread(target=lambda: (
@@ -475,9 +541,14 @@ done step 4 hash 0badcafe
     try:
         losses, samples, done = device.read_sessions(path)
         other = device.read_sessions(path, {"format": "q8.8"})
+        path.write_text(log.replace('"q4.12"}', '"q4.12", "data_crc32": 7}'))
+        other_names = device.read_sessions(path, {"format": "q4.12", "data_crc32": 8})
+        same_names = device.read_sessions(path, {"format": "q4.12", "data_crc32": 7})
     finally:
         path.unlink()
     assert other == ({}, [], None)  # sessions of another run are skipped
+    assert other_names == ({}, [], None)  # ... and of another dataset
+    assert same_names == (losses, samples, done)
     assert losses == {1: (1.0, 1), 2: (2.0, 2), 3: (3.3, 33), 4: (4.4, 44)}
     assert samples == ["ann"] and done == {"step": 4, "hash": "0badcafe"}
     assert device.parse_line("qgpt start format=q4.12 rounding=nearest master=- steps=9 "
@@ -647,16 +718,43 @@ def test_a_checkpoint_whose_report_was_lost_is_not_denied(deployed, tmp_path, ca
     assert checkpoint.decode(deployed.file(device.BOARD_CKPT).read_bytes())[0]["step"] == EVERY
 
 
+@needs_emulator
+@needs_trainer
+def test_lines_lost_in_transit_do_not_hide_a_checkpoint(deployed, tmp_path, capsys,
+                                                        monkeypatch):
+    """A loaded host reads the board's lines late: when the connection breaks, the lines
+    still in transit are lost with it, and the board may be well past the last step the
+    host saw (the other race behind the flaky test_lost_connection_mid_training)."""
+    from qgpt.device.stream import TrainStream
+
+    line = TrainStream.line
+    lag = EVERY - 10  # the host saw up to this step; the rest was in transit
+
+    def late_reader(stream, text):
+        if stream.step >= lag:
+            if text.startswith("ckpt "):
+                _wait_for(deployed.file(device.BOARD_CKPT).exists, 30, "the checkpoint")
+                raise device.BoardLost(f"lost the connection to {deployed.port} (simulated)")
+            return
+        line(stream, text)
+
+    monkeypatch.setattr(TrainStream, "line", late_reader)
+    code, _, err = cmd(capsys, "train", "--port", deployed.port, "--out", tmp_path / "run",
+                       "--quiet", "--idle-timeout", 5)
+    assert_user_error(code, err, "lost the connection", f"at step {lag};",
+                      f"step {EVERY} or later", "--resume")
+
+
 def test_after_break_hint_names_the_checkpoints_the_board_may_hold():
     from qgpt.device.stream import TrainStream
     from qgpt.device.train import after_break_hint
 
     cfg = {"steps": 1000, "checkpoint_every": 100, "stop_at": None, "log_every": 1}
 
-    def hint(step, ckpt=None, known=None, **changes):
+    def hint(step, ckpt=None, known=None, lost=False, **changes):
         stream = TrainStream(progress=False)
         stream.step, stream.ckpt = step, ckpt
-        return after_break_hint(stream, {**cfg, **changes}, known, "P")
+        return after_break_hint(stream, {**cfg, **changes}, known, "P", lost)
 
     assert hint(42).startswith("no checkpoint was written yet")
     assert "may have written a checkpoint at step 100" in hint(100)
@@ -667,6 +765,10 @@ def test_after_break_hint_names_the_checkpoints_the_board_may_hold():
     assert "step 300, or step 400" in hint(395, known=300, log_every=10)
     assert hint(350, known=300).startswith("its last checkpoint (step 300)")
     assert "step 900, or step 1000" in hint(1000, ckpt=900, checkpoint_every=0)
+    # a lost connection loses the lines in transit too: the board may be far ahead
+    assert "may have written a checkpoint at step 100 or later" in hint(42, lost=True)
+    assert "step 100, or step 200 or later" in hint(101, ckpt=100, lost=True)
+    assert hint(1000, ckpt=1000, lost=True).startswith("its last checkpoint (step 1000)")
 
 
 @needs_emulator
@@ -689,6 +791,123 @@ def test_corrupted_truncated_or_mismatched_checkpoint_is_refused(deployed, tmp_p
     code, _, err = cmd(capsys, "train", "--port", deployed.port, "--out", tmp_path / "run",
                        "--resume")
     assert_user_error(code, err, "corrupted or truncated")
+
+
+def _with(meta, arrays, meta_changes=(), config_changes=(), array_changes=()):
+    """Checkpoint bytes with a valid CRC32 whose fields were changed (a value of
+    None removes the key)."""
+    meta = {**meta, "config": dict(meta["config"])}
+    arrays = dict(arrays)
+    for target, changes in ((meta, meta_changes), (meta["config"], config_changes),
+                            (arrays, array_changes)):
+        for key, value in dict(changes).items():
+            if value is None:
+                target.pop(key, None)
+            else:
+                target[key] = value
+    return checkpoint.encode(meta, arrays)
+
+
+def _raw_checkpoint(header):
+    body = checkpoint.MAGIC + struct.pack("<HI", checkpoint.VERSION, len(header)) + header
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@needs_emulator
+@needs_trainer
+def test_pulled_files_with_a_valid_crc_but_wrong_fields_are_refused(deployed, tmp_path, capsys):
+    """A CRC32 that passes says the bytes arrived as written, not that they are a run:
+    each wrong field is one line naming the file and the field, and nothing is written."""
+    _train(deployed, tmp_path / "first", stop_at=EVERY)
+    ckpt = deployed.file(device.BOARD_CKPT)
+    good = ckpt.read_bytes()
+    meta, arrays = checkpoint.decode(good)
+    params = arrays["params"]
+    source = f"{deployed.port}:{device.BOARD_CKPT}"
+    cases = [
+        (_with(meta, arrays, {"p1": None}), "meta.p1 is None"),
+        (_with(meta, arrays, {"step": "100"}), "meta.step '100'"),
+        (_with(meta, arrays, {"saturations": [1]}), "meta.saturations"),
+        (_with(meta, arrays, {}, {"format": None}), "config.format is missing"),
+        (_with(meta, arrays, {}, {"colour": "red"}), "config.colour is not a training setting"),
+        (_with(meta, arrays, {}, {"seed": 4.5}), "config.seed is 4.5: want int"),
+        (_with(meta, arrays, {}, {"format": "q99.99"}), "config.format 'q99.99'"),
+        (_with(meta, arrays, {}, {"format": "float"}), "disagrees with config.format 'float'"),
+        (_with(meta, arrays, {"kind": "float"}, {"format": "float"}),
+         "array params is i4, want f8"),
+        (_with(meta, arrays, {}, {}, {"params": params.astype(np.int64) * 256}),
+         "lies outside q4.12"),
+        (_with(meta, arrays, {}, {}, {"params": params[:-1]}), "array params holds"),
+        (_with(meta, arrays, {}, {}, {"adam_m": arrays["adam_m"].astype(np.float64)}),
+         "array adam_m is f8, want i4"),
+        (_with(meta, arrays, {}, {}, {"adam_v": None}), "array adam_v is missing"),
+        (_with(meta, arrays, {}, {}, {"extra": params}), "array extra"),
+        (_raw_checkpoint(b"not json"), "not a readable checkpoint header (not UTF-8 JSON)"),
+        (_raw_checkpoint(b'{"meta": {}, "arrays": [["params", "x9", 5]]}'), "array entry"),
+        (_raw_checkpoint(b'{"arrays": []}'), "want an object with meta and arrays"),
+    ]
+    pull = ("pull", "--port", deployed.port, "--out", tmp_path / "run")
+    for blob, fragment in cases:
+        ckpt.write_bytes(blob)
+        code, _, err = cmd(capsys, *pull)
+        assert_user_error(code, err, source, fragment)
+        assert not (tmp_path / "run").exists()
+    ckpt.write_bytes(good)
+
+    config = deployed.file(device.BOARD_CONFIG)
+    saved = config.read_text()
+    config.write_text(json.dumps({**json.loads(saved), "steps": "many"}))
+    code, _, err = cmd(capsys, *pull)
+    assert_user_error(code, err, f"{device.BOARD_CONFIG}: field steps is 'many', want int")
+    code, _, err = cmd(capsys, "train", "--port", deployed.port, "--resume")
+    assert_user_error(code, err, f"{device.BOARD_CONFIG}: field steps")
+    config.write_text(saved)
+
+    record = deployed.file(device.BOARD_DEPLOY)
+    saved = record.read_text()
+    record.write_text(json.dumps({**json.loads(saved), "lowercase": "no"}))
+    code, _, err = cmd(capsys, *pull)
+    assert_user_error(code, err, f"{device.BOARD_DEPLOY}: field lowercase is 'no', want bool")
+    record.write_text(saved)
+
+    deployed.file(device.BOARD_LOG).write_text("step,loss,loss_q16\n0,2.5,163840\n1,abc,\n")
+    code, _, err = cmd(capsys, *pull)
+    assert_user_error(code, err, f"{device.BOARD_LOG} line 3: field loss is 'abc'")
+    deployed.file(device.BOARD_LOG).unlink()
+
+    log = tmp_path / "other.log"
+    log.write_text("# qgpt device train 2026 port=P resume=0 steps=1500\n"
+                   "qgpt start format=q4.12 steps=1500 from=ten\n")
+    code, _, err = cmd(capsys, *pull, "--log", log)
+    assert_user_error(code, err, f"{log} line 2: field from is 'ten'")
+    assert not (tmp_path / "run").exists()
+    code, _, err = cmd(capsys, *pull)  # all back as they were: it pulls
+    assert code == 0, err
+
+
+@needs_emulator
+@needs_trainer
+def test_pull_knows_the_dataset_by_its_names_not_its_path(deployed, names_file, tmp_path,
+                                                          capsys):
+    copy = tmp_path / "names.txt"
+    copy.write_bytes(names_file.read_bytes())
+    record = deployed.file(device.BOARD_DEPLOY)
+    record.write_text(json.dumps({**json.loads(record.read_text()), "source": str(copy)}))
+    _train(deployed, tmp_path / "run", stop_at=EVERY)
+    pull = ("pull", "--port", deployed.port, "--out", tmp_path / "run")
+    code, out, err = cmd(capsys, *pull)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["val_nll"] > 0 and "validation names of" in summary["val_nll_note"]
+
+    other = data.DEFAULT_DATA.read_text().split()[1::100]  # the same path, other names
+    copy.write_text("\n".join(other) + "\n")
+    code, out, err = cmd(capsys, *pull)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["val_nll"] is None
+    assert "changed since it was deployed" in summary["val_nll_note"]
+    assert "changed since it was deployed" in out
 
 
 @needs_emulator

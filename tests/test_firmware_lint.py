@@ -203,6 +203,7 @@ HOST_ONLY = {
     "rmsnorm_eps": "firmware/policy.py: rms_eps",
     "add_backward": "the identity: the device passes dy on",
     "ln_q16": "firmware/loss.py",
+    "bit_length": "inline where a kernel needs it (rsqrt), plain Python in policy.bitlen",
     "loss_q16": "firmware/loss.py",
     "bit_length": "rsqrt's normalisation, inlined in the rsqrt kernel",
 }

@@ -1,5 +1,6 @@
 """Training on the device: the firmware's steps, runs, checkpoints and memory equal
-the host simulator's, value for value (qgpt/conformance.py, levels "steps", "run").
+the host simulator's, value for value (qgpt/conformance/training.py, levels "steps",
+"run").
 
 The device is the MicroPython unix port running firmware/qgpt_train.py (the run
 protocol of firmware/README.md), or the same firmware in CPython with every viper
@@ -60,19 +61,22 @@ def test_steps_q412_q88_nearest_and_stochastic():
 
 
 def test_steps_every_format_rounding_and_master_to_step_100():
-    report = cf.run_steps()  # q8.8, q4.12 x nearest, floor, stochastic; master; q6.10 ...
+    report = cf.run_steps()  # every format x nearest, floor, stochastic; masters
     assert report.ok, _text(report)
-    assert len(report.rows) == 10 and all(r[2] == 100 for r in report.rows)
-    assert any("master q4.20" in r[1] for r in report.rows)
+    assert len(report.rows) == 3 * len(cf.FORMATS) + len(cf.STEPS_EXTRA)
+    assert all(r[2] == 100 for r in report.rows)
+    assert {f for f, *_ in report.rows} == set(cf.FORMATS)
+    for master in ("q4.20", "q4.27", "q1.30"):  # 31-bit masters included
+        assert any(f"master {master}" in r[1] for r in report.rows)
 
 
-def test_steps_on_the_int32_target():
+def test_steps_on_the_int32_target_in_every_format():
     # every viper intermediate of whole training steps checked against int32, as a
     # 32-bit board computes them (the x86-64 unix port cannot show an overflow)
-    report = cf.run_steps(("q4.12", "q8.8"), ("nearest", "stochastic"), extra=(),
+    report = cf.run_steps(cf.FORMATS, ("nearest",), extra=(("q4.12", "stochastic", "q4.27"),),
                           dump_steps=(1, 2), target="int32")
     assert report.ok, _text(report)
-    assert "32-bit viper" in report.device
+    assert "32-bit viper" in report.device and len(report.rows) == len(cf.FORMATS) + 1
 
 
 @pytest.mark.slow
@@ -87,15 +91,18 @@ def test_a_wrong_firmware_is_named_by_step_tensor_and_index(tmp_path):
     fw = tmp_path / "firmware"
     shutil.copytree(FIRMWARE, fw)
     src = (fw / "model.py").read_text()
-    good = "K.relu_backward(dh, dh, h, 0, T * _M)"
+    good = "K.relu_backward(dh, dh, h, 0, T * _M, bg, ba)"
     assert good in src
-    (fw / "model.py").write_text(src.replace(good, "K.relu_backward(dh, dh, h, _M, T * _M - _M)"))
+    bad = "K.relu_backward(dh, dh, h, _M, T * _M - _M, bg, ba)"
+    (fw / "model.py").write_text(src.replace(good, bad))
     report = cf.run_steps(("q4.12",), ("nearest",), extra=(), dump_steps=(1, 2),
                           firmware_dir=fw)
     assert report.exit_code == 1 and "FAIL" in report.summary()
     grads = {m.tensor: m for m in report.mismatches if m.what == "grad" and m.step == 1}
     assert "layer0.mlp_fc1" in grads
     assert "lm_head" not in grads and "layer0.mlp_fc2" not in grads
+    assert report.total > len(report.mismatches)  # every differing value is counted
+    assert f"{report.total} mismatches ({len(report.mismatches)} listed)" in report.summary()
     m = grads["layer0.mlp_fc1"]
     assert (m.level, m.fmt, m.case) == ("steps", "q4.12", "nearest")
     row, col = m.index
@@ -261,7 +268,7 @@ def test_the_names_stay_below_the_qstr_pools_threshold(device, tmp_path):
 
 
 def test_the_firmwares_copies_of_the_shape_agree_with_the_table():
-    # model.py, sampling.py and qgpt_train.py carry the shape as consts, so that the
+    # model.py, sampling.py, layout.py and runbase.py carry the shape as consts, so that the
     # params module can leave memory (firmware/README.md, "Memory")
     from qgpt import params
 
@@ -274,23 +281,28 @@ def test_the_firmwares_copies_of_the_shape_agree_with_the_table():
                                                           "eval"), {"__builtins__": {}}, values)
         return values
 
-    m, t, smp = consts("model.py"), consts("qgpt_train.py"), consts("sampling.py")
+    m, smp = consts("model.py"), consts("sampling.py")
     shape = (params.BLOCK, params.BOS, params.VOCAB, params.N_PARAMS)
     assert (m["BLOCK"], m["BOS"], m["VOCAB"], m["N_PARAMS"]) == shape
     assert (m["_T"], m["_V"], m["_C"], m["_NH"], m["_HS"], m["_M"], m["_N"]) == (
         params.BLOCK, params.VOCAB, params.N_EMBD, params.N_HEAD, params.HEAD_DIM,
         params.MLP_HIDDEN, params.N_PARAMS)
     assert m["_GRAD_MAX"] == params.BLOCK * params.VOCAB and smp["_V"] == params.VOCAB
+    assert (smp["_BLOCK"], smp["_BOS"]) == (params.BLOCK, params.BOS)
     names = [name for name, _ in params.PARAMS]
     assert [m[k] for k in ("_WTE", "_WPE", "_LM_HEAD", "_WQ", "_WK", "_WV", "_WO", "_FC1",
                            "_FC2")] == [names.index(n) for n in (
         "wte", "wpe", "lm_head", "layer0.attn_wq", "layer0.attn_wk", "layer0.attn_wv",
         "layer0.attn_wo", "layer0.mlp_fc1", "layer0.mlp_fc2")]
     T, V, C, M, NH = params.BLOCK, params.VOCAB, params.N_EMBD, params.MLP_HIDDEN, params.N_HEAD
-    assert m["_ACT_BYTES"] == 2 * NH * T * T + 4 * T * V + 2 * 2 * T * M + 11 * 2 * T * C \
-        + 3 * 8 * T + 4 * T
-    assert t["_STATE_BYTES"] == m["_BLOCK_BYTES"] and t["_N_PARAMS"] == params.N_PARAMS
-    assert t["RECORD"] == params.BLOCK
+    # the largest state block (model.block_bytes): int32 Adam m and v, 16-bit weights,
+    # activations and gradients, the I/O chunk
+    act = 2 * NH * T * T + 4 * T * V + 2 * 2 * T * M + 11 * 2 * T * C + 3 * 8 * T + 4 * T
+    lay = consts("layout.py")
+    assert lay["_LARGEST_BLOCK"] == 10 * params.N_PARAMS + act + 4 * m["_CHUNK"]
+    assert [lay[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK", "_PIECE")] == [
+        m[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK", "_GRAD_MAX")]
+    assert consts("runbase.py")["RECORD"] == params.BLOCK
 
 
 def test_too_small_a_heap_says_so(device, tmp_path):
@@ -301,25 +313,32 @@ def test_too_small_a_heap_says_so(device, tmp_path):
 # --- level "run": 1000 steps on makemore's names ---
 
 
+MAKEMORE = ROOT.parent / "shared" / "data" / "names-makemore.txt"  # not part of the product
+
+
 @pytest.mark.slow
 def test_run_level_on_makemore_names():
-    if not cf.MAKEMORE.exists():
-        pytest.skip(f"{cf.MAKEMORE} is absent")
-    report = cf.run_run()
+    if not MAKEMORE.exists():
+        pytest.skip(f"{MAKEMORE} is absent")
+    report = cf.run_run(MAKEMORE)
     assert report.ok, _text(report)
-    assert report.rows[0][3] == 1000 + 1 + 20  # losses, the hash, the samples
+    assert [r[3] for r in report.rows] == [1000 + 1 + 20] * len(cf.RUN_CASES)
 
 
-def test_run_level_skips_without_its_dataset(tmp_path):
-    report = cf.run_run(tmp_path / "absent.txt")
-    assert report.skipped and report.exit_code == 0
-    assert "absent.txt is absent" in report.summary()
+def test_the_run_level_refuses_a_missing_dataset(tmp_path):
+    from qgpt.data import DataError
+
+    with pytest.raises(DataError, match="absent.txt: no such file"):
+        cf.run_run(tmp_path / "absent.txt")
 
 
 def test_the_dispatcher_runs_a_level_and_the_cli_exits_zero():
+    r = subprocess.run([sys.executable, "-m", "qgpt.conformance", "--level", "steps",
+                        "--formats", "q6.6"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and "level steps: 3 runs" in r.stdout, r.stdout + r.stderr
     r = subprocess.run([sys.executable, "-m", "qgpt.conformance", "--level", "run", "--data",
                         "no-such-names.txt"], capture_output=True, text=True, cwd=ROOT)
-    assert r.returncode == 0 and "level run: SKIPPED" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 2 and "no-such-names.txt: no such file" in r.stderr
     with pytest.raises(ValueError, match="level 'nope'"):
         cf.conformance("nope")
 

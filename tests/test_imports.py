@@ -12,8 +12,6 @@ as the board's flat filesystem has them.
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -149,11 +147,6 @@ def test_qgpt_has_no_import_cycles():
     assert not cycles, f"import circles in qgpt/: {_describe(cycles)}"
 
 
-# strict: once the firmware's circles are gone this test passes, the xfail turns into a
-# failure, and this mark is to be removed.
-@pytest.mark.xfail(strict=True, reason="firmware/qgpt_train.py <-> restore.py and runcfg.py "
-                   "(RunError, DATA_HEADER, RECORD): broken by the firmware's restructuring, "
-                   "issue 11 item 3")
 def test_firmware_has_no_import_cycles():
     cycles = find_cycles(firmware_graph())
     assert not cycles, f"import circles in firmware/: {_describe(cycles)}"

@@ -361,7 +361,7 @@ def test_int8_run_resumes_bit_identically(tmp_path, capsys):
         if step == 5:
             break
     part.mkdir()
-    training._save(part, model, cfg, 6, 0.0)
+    training.save_state(part, model, cfg, 6, 0.0, ds)
     resumed = make_model(cfg)
     meta6, arrays6 = checkpoint.load(part / "checkpoint.bin")
     resumed.load_state(meta6, arrays6)

@@ -1,5 +1,7 @@
 """`qgpt sweep` (qgpt/sweep/): deterministic whatever --jobs, files that parse, the table's
-columns, and a one-line error for every bad input, raised before any training.
+columns, grids of lr and steps lists and grid files, tables grouped by any axis, and a one-line
+error for every bad input, raised before any training. Resume: test_sweep_resume.py; Dask:
+test_sweep_dask.py.
 
 Runs are tiny (30 steps, 2 formats, 2 seeds) on a 300-name file, so the whole module
 takes a few seconds.
@@ -141,11 +143,21 @@ BAD = [
     (["--formats", "float"], "always runs"),
     (["--formats", "q4.12,q4.12"], "twice"),
     (["--formats", "q4.12", "--seeds", "0"], "at least 1 seed"),
-    (["--formats", "q4.12", "--steps", "0"], "at least 1 step"),
+    (["--formats", "q4.12", "--steps", "0"], "not a step count"),
     (["--formats", "q4.12", "--rounding", "up"], "'up' is unknown"),
     (["--formats", "q4.12", "--rounding", ""], "empty"),
     (["--formats", "q4.12", "--jobs", "0"], "at least 1 process"),
     (["--formats", "q4.12", "--lr", "2"], "learning rate"),
+    (["--formats", "q4.12", "--lr", "0.01,0"], "0 < lr < 1"),
+    (["--formats", "q4.12", "--lr", "nan"], "not a learning rate"),
+    (["--formats", "q4.12", "--steps", "10,0"], "not a step count"),
+    (["--formats", "q4.12", "--seed", "1073741823", "--seeds", "2"], "not a seed"),
+    (["--formats", "q4.12", "--lr", "0.01,x"], "not a number"),
+    (["--formats", "q4.12", "--lr", "0.01,0.010"], "0.01 is listed twice"),
+    (["--formats", "q4.12", "--steps", "10,1.5"], "not a whole number"),
+    (["--formats", "q4.12", "--master", "q8.x"], "--master"),
+    (["--rounding", "nearest"], "--formats is missing"),
+    (["--formats", "q4.12", "--scheduler", "somewhere"], "want local or an address"),
 ]
 
 
@@ -190,3 +202,137 @@ def test_cli_main_exit_code_2_when_wired(names_file, tmp_path, capsys):
                    "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("qgpt: error: --formats") and err.count("\n") == 1
+
+
+# --- grids beyond formats: lists of lr and steps, grid files, grouping ---
+
+
+@pytest.fixture(scope="module")
+def list_sweep(names_file, tmp_path_factory):
+    """One format, two step counts x two learning rates, one seed: 4 float + 4 integer runs."""
+    d = tmp_path_factory.mktemp("lists")
+    cfg = sweep.make_config("q4.12", seeds=1, steps="5,8", lr=[0.01, 0.02],
+                            data_path=str(names_file))
+    rows, records = sweep.sweep(cfg, d, jobs=1, log=lambda s: None)
+    return d, cfg, rows, records
+
+
+def test_lr_and_steps_lists_make_one_run_per_point(list_sweep):
+    _, cfg, rows, records = list_sweep
+    got = [(r["config"]["format"], r["config"]["steps"], r["config"]["lr"]) for r in records]
+    assert got == [(f, s, lr) for f in ("float", "q4.12") for s in (5, 8) for lr in (0.01, 0.02)]
+    for r in records:
+        assert len(r["curve"]["loss"]) == r["config"]["steps"]  # one bin per step below 40
+        assert r["point"]["steps"] == r["config"]["steps"] and r["point"]["lr"] == r["config"]["lr"]
+    assert cfg.command().startswith("qgpt sweep --formats q4.12 --rounding nearest --seeds 1 "
+                                    "--seed 42 --steps 5,8 --lr 0.01,0.02 ")
+
+
+def test_each_point_is_compared_with_the_float_run_of_its_lr_and_steps(list_sweep):
+    _, _, rows, records = list_sweep
+    val = {(r["config"]["format"], r["config"]["steps"], r["config"]["lr"]): r["summary"]["val_nll"]
+           for r in records}
+    for row in rows[4:]:
+        want = val["q4.12", row["steps"], row["lr"]] - val["float", row["steps"], row["lr"]]
+        assert row["delta_float"] == pytest.approx(want, abs=1e-15), (row["steps"], row["lr"])
+
+
+def test_results_csv_has_a_column_per_axis(list_sweep):
+    d, _, _, _ = list_sweep
+    with open(d / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0])[:len(sweep.AXES)] == [a.name for a in sweep.AXES]
+    assert "seconds_per_run" not in table[0]  # results.csv holds no timings
+    assert [(r["format"], r["steps"], r["lr"]) for r in table] == [
+        (f, s, lr) for f in ("float", "q4.12") for s in ("5", "8") for lr in ("0.01", "0.02")]
+    with open(d / "runs.csv") as f:
+        assert list(csv.DictReader(f))[0].keys() >= {"format", "steps", "lr", "seed", "val_nll"}
+
+
+def test_tables_group_by_any_axis(list_sweep):
+    _, _, rows, _ = list_sweep
+    by_lr = sweep.format_table(rows, group_by="lr").splitlines()[2:]
+    assert [line.split()[0] for line in by_lr] == ["0.01"] * 4 + ["0.02"] * 4
+    assert [line.split()[1] for line in by_lr[:4]] == ["float64", "float64", "q4.12", "q4.12"]
+    header = sweep.format_table(rows).splitlines()[0].split()
+    assert header[:4] == ["format", "rounding", "steps", "lr"]  # the axes that vary
+
+
+def test_grid_file_gives_the_same_sweep_as_options(names_file, tmp_path):
+    toml = tmp_path / "grid.toml"
+    toml.write_text(f'formats = ["q8.8", "q4.12"]\nrounding = "nearest,stochastic"\n'
+                    f'steps = [10, 20]\nlr = 0.02\nseeds = 2\ndata = "{names_file}"\n')
+    js = tmp_path / "grid.json"
+    js.write_text(json.dumps({"formats": "q8.8,q4.12", "roundings": ["nearest", "stochastic"],
+                              "steps": "10,20", "lr": [0.02], "seeds": 2,
+                              "data": str(names_file)}))
+    want = sweep.make_config("q8.8,q4.12", "nearest,stochastic", seeds=2, steps=[10, 20],
+                             lr=0.02, data_path=str(names_file))
+    for path in (toml, js):
+        assert sweep.make_config(**sweep.read_grid(path)) == want, path.name
+    # options given as well override the file
+    out = tmp_path / "out"
+    assert _run(["--grid", str(toml), "--formats", "q4.12", "--rounding", "floor", "--seeds", "1",
+                 "--steps", "2", "--jobs", "1", "--out", str(out)]) == 0
+    grid = json.loads((out / "results.json").read_text())["sweep"]["grid"]
+    assert grid["format"] == ["q4.12"] and grid["rounding"] == ["floor"]
+    assert grid["steps"] == [2] and grid["lr"] == [0.02]
+
+
+BAD_GRIDS = [
+    ('formats = ["q8.8"]\nformat = ["q4.12"]\n', "twice"),
+    ('formats = ["q8.8"]\nepochs = 3\n', "unknown key 'epochs'"),
+    ('formats = ["q8.8"\n', "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize("text, words", BAD_GRIDS, ids=[w for _, w in BAD_GRIDS])
+def test_bad_grid_file_is_one_line(text, words, tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(text)
+    with pytest.raises(sweep.SweepError) as e:
+        _run(["--grid", str(path), "--out", str(tmp_path / "out")])
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("axis", ["rounding", "steps", "lr"])
+def test_plots_group_by_any_axis(list_sweep, tmp_path, axis):
+    from qgpt.sweep.plots import write_plots
+
+    _, cfg, rows, records = list_sweep
+    d = tmp_path / axis
+    d.mkdir()
+    losses = [r["curve"]["loss"] for r in records]  # steps < 40: a bin per step
+    paths = write_plots(d, cfg, records, losses, rows, group_by=axis)
+    assert [p.name for p in paths] == ["val_nll.png", "loss_curves.png", "loss_gap.png",
+                                       "stalled.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p
+
+
+# --- the precision policy as an axis (issue 12) ---
+
+
+def test_policy_axis_runs_what_qgpt_train_runs_and_counts_state_bytes(names_file, tmp_path):
+    """--policy repeats; without --formats each policy keeps its own weights and acts; a
+    run equals `qgpt train --policy` with the same options; state bytes follow the widths
+    of section 3.3 (counted here by hand: weights + pgrads + adam_m + adam_v containers)."""
+    from qgpt.cli import main
+
+    cfg = sweep.make_config(None, "stochastic", seeds=1, steps=6, data_path=str(names_file),
+                            policy=["weights=q2.6,acts=q4.4", "int16"])
+    rows, records = sweep.sweep(cfg, tmp_path / "sw", jobs=1, log=lambda s: None)
+    by_policy = {r["policy"]: r for r in rows if r["format"] != "float"}
+    assert set(by_policy) == {"weights=q2.6,acts=q4.4", "int16"}
+    assert by_policy["int16"]["state_bytes"] == 4192 * (2 + 4 + 4 + 4)
+    assert by_policy["weights=q2.6,acts=q4.4"]["state_bytes"] == 4192 * (1 + 4 + 4 + 4)
+    assert by_policy["weights=q2.6,acts=q4.4"]["bits"] == 8
+    run = next(r for r in records if r["point"]["policy"] == "weights=q2.6,acts=q4.4")
+    assert main(["train", "--policy", "weights=q2.6,acts=q4.4", "--rounding", "stochastic",
+                 "--steps", "6", "--data", str(names_file), "--out", str(tmp_path / "t"),
+                 "--quiet"]) == 0
+    summary = json.loads((tmp_path / "t" / "summary.json").read_text())
+    assert summary["val_nll"] == run["summary"]["val_nll"]
+    with open(tmp_path / "sw" / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["policy"] for r in table] == ["", "weights=q2.6,acts=q4.4", "int16"]

@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import pytest
 
-from qgpt import checkpoint, cli, data, float_model, prng
+from qgpt import checkpoint, cli, data, float_model, prng, statedict
 from qgpt import int_ops as ops
 from qgpt import train as training
 from qgpt.int_model import IntModel, forward
@@ -336,7 +336,7 @@ def test_missing_checkpoint_and_bad_temperature(capsys, runs, tmp_path):
     assert_user_error(code, err, "no such checkpoint")
     for t in (0, -1):
         code, _, err = main(capsys, "sample", "--checkpoint", runs["float"], "--temperature", t)
-        assert_user_error(code, err, "--temperature", "above 0")
+        assert_user_error(code, err, "--temperature", "from 1/256")
 
 
 def test_python_m_qgpt_error_has_no_traceback(names_file, tmp_path):
@@ -345,7 +345,7 @@ def test_python_m_qgpt_error_has_no_traceback(names_file, tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stderr
     assert r.stdout == ""
-    assert r.stderr.count("\n") == 1 and r.stderr.startswith("qgpt: error: format 'q8.x'")
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("qgpt: error: --format: format 'q8.x'")
     assert "Traceback" not in r.stderr
 
 
@@ -364,7 +364,7 @@ def test_export_import_round_trip(capsys, runs, tmp_path, kind):
     assert np.array_equal(flat, want), "export is not exact"
     if kind != "float":  # integer weights are raw / 2**12, exactly
         assert np.array_equal(flat * 2**12, np.round(flat * 2**12))
-    got = training.import_state_dict(w1)
+    got = statedict.import_state_dict(w1)
     assert got.dtype == np.float64 and np.array_equal(got, want)
     assert main(capsys, "import", w1, "--out", imported)[0] == 0
     assert main(capsys, "export", "--checkpoint", imported, "--out", w2)[0] == 0
@@ -395,7 +395,7 @@ def test_import_rejects_a_bad_state_dict(capsys, runs, tmp_path, damage, fragmen
         sd["bias"] = [0.0]
     w.write_text("{not json" if damage == "json" else json.dumps(sd))
     with pytest.raises(training.RunError):
-        training.import_state_dict(w)
+        statedict.import_state_dict(w)
     code, _, err = main(capsys, "import", w, "--out", tmp_path / "imported")
     assert_user_error(code, err, *fragments)
     assert not (tmp_path / "imported").exists()
@@ -407,10 +407,10 @@ def test_import_of_float_values_keeps_every_bit(tmp_path):
     sd = {name: (rng.normal(size=shape) * math.pi).tolist() for name, shape in PARAMS}
     path = tmp_path / "w.json"
     path.write_text(json.dumps(sd))
-    flat = training.import_state_dict(path)
+    flat = statedict.import_state_dict(path)
     want = np.concatenate([np.ravel(sd[name]) for name, _ in PARAMS])
     assert np.array_equal(flat, want)
     model = training.FloatModel(training.TrainConfig(steps=1))
     model.flat = flat
-    training.export_state_dict(model, tmp_path / "again.json")
+    statedict.export_state_dict(model, tmp_path / "again.json")
     assert json.loads((tmp_path / "again.json").read_text()) == sd

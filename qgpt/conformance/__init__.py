@@ -45,35 +45,42 @@ Every name below is importable from qgpt.conformance itself.
 """
 
 from qgpt.conformance.build import (
+    HEAPSIZE_PY,
+    SetupError,
+    TargetInfo,
     build_firmware,
+    check_build,
     default_micropython,
     default_mpy_cross,
     device_env,
     firmware_build,
+    probe,
 )
 from qgpt.conformance.cases import build_cases
-from qgpt.conformance.cli import LEVELS, conformance, main
+from qgpt.conformance.cli import LEVELS, check_setup, conformance, main
 from qgpt.conformance.device_run import (
     STATE_ARRAYS,
     TRAIN_HEAPSIZE,
     TRAIN_HEAPSIZE_MASTER,
+    TRAIN_HEAPSIZE_PY,
     TRAIN_SEED,
     TRAIN_STEPS,
     DeviceRun,
     TrainCase,
     device_config,
+    device_heap,
     finish_training,
     pack_names,
     parse_device_run,
     read_dump,
     start_training,
     state_hash,
+    stop,
     tensor_at,
 )
-from qgpt.conformance.inputs import FORMATS, NO_FORMAT, Case
+from qgpt.conformance.inputs import FORMATS, NO_FORMAT, Case, master_for, ops_master, ops_policy
 from qgpt.conformance.int32 import Int32Overflow, emulate_int32, emulate_int32_train
 from qgpt.conformance.ops import (
-    HEAPSIZE_PY,
     LEVEL,
     TARGETS,
     compare,
@@ -81,7 +88,6 @@ from qgpt.conformance.ops import (
     corrupt_one,
     run_ops,
 )
-from qgpt.conformance.optimizer_cases import master_for
 from qgpt.conformance.protocol import DTYPES, REQUEST_END, REQUEST_MAGIC, parse_reply, write_request
 from qgpt.conformance.report import (
     HEAPSIZE,
@@ -93,7 +99,7 @@ from qgpt.conformance.report import (
     print_report,
 )
 from qgpt.conformance.training import (
-    MAKEMORE,
+    RUN_CASES,
     STEPS_DUMPS,
     STEPS_EXTRA,
     STEPS_FORMATS,
@@ -102,6 +108,7 @@ from qgpt.conformance.training import (
     compare_state,
     conformance_run,
     conformance_steps,
+    first_divergence,
     run_run,
     run_steps,
     simulate,
@@ -110,15 +117,17 @@ from qgpt.firmware_build import FIRMWARE_DIR, firmware_modules
 
 __all__ = [
     "DTYPES", "FIRMWARE_DIR", "FORMATS", "HEAPSIZE", "HEAPSIZE_PY", "LEVEL", "LEVELS",
-    "MAKEMORE", "MAX_LISTED", "NO_FORMAT", "REQUEST_END", "REQUEST_MAGIC", "STATE_ARRAYS",
+    "MAX_LISTED", "NO_FORMAT", "REQUEST_END", "REQUEST_MAGIC", "RUN_CASES", "STATE_ARRAYS",
     "STEPS_DUMPS", "STEPS_EXTRA", "STEPS_FORMATS", "STEPS_ROUNDINGS", "TARGETS",
-    "TRAIN_HEAPSIZE", "TRAIN_HEAPSIZE_MASTER", "TRAIN_SEED", "TRAIN_STEPS", "Case",
-    "DeviceRun", "Int32Overflow", "Mismatch", "OpsReport", "TrainCase", "TrainMismatch",
-    "TrainReport", "build_cases", "build_firmware", "compare", "compare_losses",
-    "compare_state", "conformance", "conformance_ops", "conformance_run", "conformance_steps",
-    "corrupt_one", "default_micropython", "default_mpy_cross", "device_config", "device_env",
+    "TRAIN_HEAPSIZE", "TRAIN_HEAPSIZE_MASTER", "TRAIN_HEAPSIZE_PY", "TRAIN_SEED",
+    "TRAIN_STEPS", "Case", "DeviceRun", "Int32Overflow", "Mismatch", "OpsReport", "SetupError",
+    "TargetInfo", "TrainCase", "TrainMismatch", "TrainReport", "build_cases", "build_firmware",
+    "check_build", "check_setup", "compare", "compare_losses", "compare_state", "conformance",
+    "conformance_ops", "conformance_run", "conformance_steps", "corrupt_one",
+    "default_micropython", "default_mpy_cross", "device_config", "device_env", "device_heap",
     "emulate_int32", "emulate_int32_train", "finish_training", "firmware_build",
-    "firmware_modules", "main", "master_for", "pack_names", "parse_device_run", "parse_reply",
-    "print_report", "read_dump", "run_ops", "run_run", "run_steps", "simulate", "start_training",
-    "state_hash", "tensor_at", "write_request",
+    "firmware_modules", "first_divergence", "main", "master_for", "ops_master", "ops_policy",
+    "pack_names", "parse_device_run", "parse_reply", "print_report", "probe", "read_dump",
+    "run_ops", "run_run", "run_steps", "simulate", "start_training", "state_hash", "stop",
+    "tensor_at", "write_request",
 ]

@@ -1,33 +1,45 @@
 """`qgpt conformance` and `python -m qgpt.conformance`: the levels' dispatcher and
-its options."""
+its options. A target that cannot run, a names file that cannot be read or a format
+the host refuses is one line and exit code 2, before any level runs."""
 
 import argparse
 import sys
 
-from qgpt.conformance.inputs import FORMATS
-from qgpt.conformance.ops import HEAPSIZE, HEAPSIZE_PY, TARGETS, conformance_ops
-from qgpt.conformance.training import (
-    MAKEMORE,
-    STEPS_DUMPS,
-    STEPS_FORMATS,
-    TRAIN_HEAPSIZE,
-    TRAIN_SEED,
-    conformance_run,
-    conformance_steps,
-)
+from qgpt.conformance.build import HEAPSIZE_PY, check_build, probe
+from qgpt.conformance.device_run import TRAIN_HEAPSIZE, TRAIN_SEED
+from qgpt.conformance.inputs import FORMATS, ops_policy
+from qgpt.conformance.ops import HEAPSIZE, TARGETS, conformance_ops
+from qgpt.conformance.training import STEPS_DUMPS, conformance_run, conformance_steps
 
 LEVELS = ("ops", "steps", "run", "all")
+
+
+def check_setup(level, formats, micropython, build, target, data):
+    """Raise a one-line ValueError (SetupError, DataError, FormatError) if a level
+    could not run: the target, the build for it, the formats, the run's names file."""
+    if level not in LEVELS:
+        raise ValueError(f"level {level!r} is unknown: want one of {', '.join(LEVELS)}")
+    if target not in TARGETS:
+        raise ValueError(f"target {target!r} is unknown: want one of {', '.join(TARGETS)}")
+    for fmt in formats or ():
+        ops_policy(fmt)
+    if target == "unix":
+        check_build(probe(micropython), build)
+    if level in ("run", "all") and target == "unix":
+        from qgpt import data as datasets
+
+        datasets.load(data)
 
 
 def conformance(level="ops", formats=None, micropython=None, seed=None, heapsize=None,
                 build="mpy", target="unix", data=None, out=None):
     """The CLI's dispatcher (qgpt conformance --level ops|steps|run|all): runs the
-    level(s), prints each report; exit code 0 if all equal (a skipped run counts as
-    passed, and says why), 1 on any mismatch or device failure.
+    level(s), prints each report; exit code 0 if all equal, 1 on any mismatch or
+    device failure; a setup that cannot run raises a one-line ValueError first.
     seed: the golden cases' seed for ops (default 0), the training seed for steps and
-    run (default 42); formats: ops and steps; data: the run level's names file."""
-    if level not in LEVELS:
-        raise ValueError(f"level {level!r} is unknown: want one of {', '.join(LEVELS)}")
+    run (default 42); formats: ops and steps; data: the run level's names file
+    (default: the built-in data/names.txt)."""
+    check_setup(level, formats, micropython, build, target, data)
     out = out or sys.stdout
     code = 0
     if level in ("ops", "all"):
@@ -38,12 +50,13 @@ def conformance(level="ops", formats=None, micropython=None, seed=None, heapsize
         step_formats = formats if level == "steps" else None
         code |= conformance_steps(step_formats, micropython, train_seed, target,
                                   dump_steps=STEPS_DUMPS if target == "unix" else (1, 2),
-                                  out=out, **({"heapsize": heapsize} if heapsize else {}))
+                                  out=out, build=build,
+                                  **({"heapsize": heapsize} if heapsize else {}))
     if level == "all" and target == "int32":  # about 1 s a step in CPython: ask for it alone
         print("level run: SKIPPED (the int32 target takes about 20 minutes for 1000 steps: "
               "run --level run --target int32 alone)", file=out)
     elif level in ("run", "all"):
-        code |= conformance_run(data, micropython, train_seed, target, out=out,
+        code |= conformance_run(data, micropython, train_seed, target, out=out, build=build,
                                 **({"heapsize": heapsize} if heapsize else {}))
     return code
 
@@ -53,11 +66,10 @@ def main(argv=None):
                                  description="conformance of the firmware with the simulator")
     ap.add_argument("--level", choices=LEVELS, default="ops",
                     help="ops: every kernel on golden vectors (default); steps: training steps "
-                         "(params, gradients, Adam state); run: a whole run on makemore's "
-                         "names; all: the three")
+                         "(params, gradients, Adam state); run: whole 1000-step runs "
+                         "(nearest, stochastic, master weights); all: the three")
     ap.add_argument("--formats", default=None,
-                    help=f"ops default {','.join(FORMATS)}; steps default "
-                         f"{','.join(STEPS_FORMATS)} (and a few cheap others)")
+                    help=f"ops and steps (default {','.join(FORMATS)})")
     ap.add_argument("--target", choices=TARGETS, default="unix",
                     help="unix: the MicroPython unix port (default); int32: the firmware run by "
                          "CPython with every viper intermediate checked against int32")
@@ -71,13 +83,18 @@ def main(argv=None):
     ap.add_argument("--build", choices=["mpy", "py"], default="mpy",
                     help="mpy: firmware compiled by mpy-cross (default); py: the port compiles")
     ap.add_argument("--data", default=None,
-                    help=f"run: the names file (default {MAKEMORE})")
+                    help="run: the names file (default: the built-in data/names.txt)")
     ap.add_argument("--corrupt", default=None, metavar="OP",
                     help="self-test (ops): alter one golden value of OP; the run must fail")
     a = ap.parse_args(argv)
     formats = a.formats.split(",") if a.formats else None
-    if a.corrupt:
-        return conformance_ops(formats, a.micropython, a.seed or 0, a.heapsize, a.build,
-                               a.target, corrupt=a.corrupt)
-    return conformance(a.level, formats, a.micropython, a.seed, a.heapsize, a.build, a.target,
-                       a.data)
+    try:
+        if a.corrupt:
+            check_setup("ops", formats, a.micropython, a.build, a.target, None)
+            return conformance_ops(formats, a.micropython, a.seed or 0, a.heapsize, a.build,
+                                   a.target, corrupt=a.corrupt)
+        return conformance(a.level, formats, a.micropython, a.seed, a.heapsize, a.build,
+                           a.target, a.data)
+    except ValueError as e:  # SetupError, DataError, FormatError: one line
+        print(f"qgpt conformance: error: {e}", file=sys.stderr)
+        return 2

@@ -17,6 +17,7 @@ TRAIN_SEED = 42
 TRAIN_STEPS = 1000  # the lr schedule's length (a run may stop earlier: stop_at)
 TRAIN_HEAPSIZE = "96K"  # the 64-bit unix port trains from 90K: firmware/README.md, "Memory"
 TRAIN_HEAPSIZE_MASTER = "112K"  # int32 master weights take 16 KB more (from 107K)
+TRAIN_HEAPSIZE_PY = "160K"  # --build py: the port compiles the sources itself
 STATE_ARRAYS = ("params", "grad", "adam_m", "adam_v")  # a dump file's arrays, in order
 
 
@@ -119,6 +120,20 @@ def device_config(case, data, steps=TRAIN_STEPS, seed=TRAIN_SEED, **extra):
     return cfg
 
 
+def device_heap(case, build="mpy"):
+    """The heap a training case runs in on the unix port."""
+    if build == "py":
+        return TRAIN_HEAPSIZE_PY
+    return TRAIN_HEAPSIZE_MASTER if case.master else TRAIN_HEAPSIZE
+
+
+def stop(proc):
+    """Kill a device process that still runs, and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
+
+
 def start_training(config, folder, micropython=None, heapsize=TRAIN_HEAPSIZE, target="unix",
                    firmware_dir=None):
     """Write config as folder/qgpt.json and start the device on it (a Popen)."""
@@ -137,7 +152,13 @@ def start_training(config, folder, micropython=None, heapsize=TRAIN_HEAPSIZE, ta
 
 
 def finish_training(proc, folder, timeout=3600):
-    out, err = proc.communicate(timeout=timeout)
+    """Wait for the device; parse what it printed. A device that outlives timeout is
+    killed (and subprocess.TimeoutExpired raised)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        raise
     return parse_device_run(proc.returncode, out, err, folder)
 
 

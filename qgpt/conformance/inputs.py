@@ -11,11 +11,43 @@ import numpy as np
 
 from qgpt import int_ops as ops
 from qgpt.params import BLOCK, N_EMBD, VOCAB
-from qgpt.policy import GRAD
+from qgpt.policy import GRAD, make_policy
+from qgpt.qformat import USEFUL, FormatError, QFormat, parse
 
-FORMATS = ("q8.8", "q4.12", "q6.10", "q3.13", "q2.14", "q12.4", "q4.8")
+# The edges the host accepts: F = 15; Adam's ratio shift e = 27 - P at 14 and 15 and
+# embedding_backward's right shift (P < 14); F = 1 and F = 0 (these train with master
+# weights: alone they are too coarse for the update).
+EDGE_FORMATS = ("q1.15", "q13.3", "q14.2", "q14.1", "q12.0")
+FORMATS = USEFUL + EDGE_FORMATS  # every format `qgpt formats` lists, and the edges
 NO_FORMAT = "-"  # the group of format-free cases (isqrt, the PRNG, Adam's scalars)
 C, T_MAX = N_EMBD, BLOCK
+
+
+def master_for(fmt):
+    """A master-weight format for fmt: 8 more fractional bits, within 31 bits."""
+    d = parse(fmt)
+    return QFormat(d.int_bits, min(d.frac_bits + 8, 31 - d.int_bits))
+
+
+def widest_master(fmt):
+    """The widest master-weight format for fmt: 31 bits."""
+    d = parse(fmt)
+    return QFormat(d.int_bits, 31 - d.int_bits)
+
+
+def ops_master(fmt, rounding="nearest"):
+    """The master format a case of fmt trains with: none, unless the data format alone
+    is too coarse for the update (few fractional bits): then master_for(fmt)."""
+    try:
+        make_policy(fmt, rounding)
+        return ""
+    except FormatError:
+        return master_for(fmt).name
+
+
+def ops_policy(fmt):
+    """The policy of fmt's op-level cases (with ops_master's master weights)."""
+    return make_policy(fmt, "nearest", ops_master(fmt))
 
 
 @dataclass

@@ -38,7 +38,7 @@ def _cases_exp_softmax(fmt, policy, rng):
         z += [-(j << (F - 12)) - (1 << (F - 13)) for j in range(8)]
     z += list(_uniform(rng, 300, -(17 << F), 0)) + list(_uniform(rng, 100, -(1 << F), 0))
     z = np.array(z)
-    z = np.maximum(z, L.lo - L.hi)
+    z = np.clip(z, L.lo - L.hi, 0)  # the domain: z <= 0
     cases.append(Case("exp_neg", fmt, "edges and random", None, {"frac": F},
                       {"z": _i(z)}, {"e": _i(ops.exp_neg(z, F))}))
 
@@ -101,8 +101,8 @@ def _cases_embedding(fmt, policy, rng):
         ("random T=1", 1, _grad(rng, (1, C)), _tokens(rng, 1)),
         ("limits, one token", 16, np.tile([GRAD.lo, GRAD.hi], (16, C // 2)), np.full(16, 26)),
     ):
-        dwte = _uniform(rng, (VOCAB, C), -(1 << 20), 1 << 20)
-        dwpe = _uniform(rng, (T_MAX, C), -(1 << 20), 1 << 20)
+        dwte = np.zeros((VOCAB, C), dtype=np.int64)  # each step starts them at 0 (section 7)
+        dwpe = np.zeros((T_MAX, C), dtype=np.int64)
         ins = {"dx": _h(dx), "tokens": _b(tokens), "dwte": _i(dwte), "dwpe": _i(dwpe)}
         ops.embedding_backward(_ctx(policy), dx, tokens, dwte, dwpe)
         cases.append(Case(op, fmt, name, _fmt_spec(policy), {"T": T}, ins,

@@ -6,10 +6,20 @@ import numpy as np
 
 from qgpt import int_model, prng
 from qgpt import int_ops as ops
-from qgpt.conformance.inputs import NO_FORMAT, Case, _ctx, _fmt_spec, _i, _normal, _uniform
+from qgpt.conformance.inputs import (
+    NO_FORMAT,
+    Case,
+    _ctx,
+    _fmt_spec,
+    _i,
+    _normal,
+    _uniform,
+    master_for,
+    widest_master,
+)
 from qgpt.params import N_PARAMS, SLOTS
 from qgpt.policy import GRAD, GS_FRAC, PROB_FRAC, R_FRAC, guard, make_policy
-from qgpt.qformat import QFormat, parse
+from qgpt.qformat import FormatError
 
 
 def _beta_powers_at(step):
@@ -18,12 +28,6 @@ def _beta_powers_at(step):
     for _ in range(step):
         p1, p2 = int_model.beta_powers(p1, p2)
     return p1, p2
-
-
-def master_for(fmt):
-    """A master-weight format for fmt: 8 more fractional bits, within 31 bits."""
-    d = parse(fmt)
-    return QFormat(d.int_bits, min(d.frac_bits + 8, 31 - d.int_bits))
 
 
 def _adam_case(fmt, policy, name, rng, step, num_steps, i0, store, m, v, g, seed):
@@ -52,11 +56,22 @@ def _adam_case(fmt, policy, name, rng, step, num_steps, i0, store, m, v, g, seed
                  "stalled": stalled})
 
 
+def _accepted_policy(fmt, rounding, master, lr=0.01):
+    """make_policy's policy, or None where the host refuses it (a data format too
+    coarse to take the update without master weights)."""
+    try:
+        return make_policy(fmt, rounding, master.name if master else "", lr)
+    except FormatError:
+        return None
+
+
 def _cases_adam(fmt, policy_nearest, rng, seed):
     cases = []
     for rounding in ("nearest", "floor", "stochastic"):
-        for master in (None, master_for(fmt)):
-            p = make_policy(fmt, rounding, master.name if master else "")
+        for master in dict.fromkeys((None, master_for(fmt), widest_master(fmt))):
+            p = _accepted_policy(fmt, rounding, master)
+            if p is None:
+                continue
             s = p.weight_store
             P = p.pgrad_frac
             tag = f"{rounding}, {'master ' + master.name if master else 'no master'}"
@@ -72,8 +87,9 @@ def _cases_adam(fmt, policy_nearest, rng, seed):
                                     np.clip(v, 0, 2**30), g, seed))
             # edges: v = 0 with m != 0, huge m, zero and extreme g, stores at the limits
             lim = 2**30 - 1
-            g_e = np.array([0, 0, 0, 1, -1, 2**31 - 1, -(2**31), 2**31 - 1, -(2**31), 1 << P,
-                            -(1 << P), 12345, 0, 0, 0, 0])
+            g_lo, g_hi = p.pgrads.lo, p.pgrads.hi  # a gradient's range: +-2**30 (section 3)
+            g_e = np.array([0, 0, 0, 1, -1, g_hi, g_lo, g_hi, g_lo, 1 << P, -(1 << P), 12345,
+                            0, 0, 0, 0])
             m_e = np.array([1, -1, lim, -lim, lim, lim, -lim, 0, 0, 1 << P, -(1 << P), 0,
                             1000, -1000, 3, 0])
             v_e = np.array([0, 0, 0, 1 << 30, 0, 1 << 30, 1 << 30, 0, 0, 1 << 28, 1 << 28, 0,
@@ -112,13 +128,17 @@ def _cases_policy_init(fmt, policy, rng, seed):
     cases = []
     for rounding, master, lr in (("nearest", None, 0.01), ("stochastic", master_for(fmt), 0.01),
                                  ("floor", None, 0.03)):
-        p = make_policy(fmt, rounding, master.name if master else "", lr)
+        p = _accepted_policy(fmt, rounding, master, lr)
+        if p is None:
+            continue
         cases.append(Case("policy", fmt, f"{rounding}, master {master.name if master else '-'},"
                           f" lr {lr}", _fmt_spec(p), {"guards": [list(t) for t in GUARD_PROBES]},
                           {}, _expected_policy(p)))
     # the initial weights of every tensor (section 4), into the data format and a master one
     for master in (None, master_for(fmt)):
-        p = make_policy(fmt, "nearest", master.name if master else "")
+        p = _accepted_policy(fmt, "nearest", master)
+        if p is None:
+            continue
         flat = int_model.init_params(seed, p.weight_store)
         for j, s in enumerate(SLOTS):
             cases.append(Case("init", fmt, f"{s.name}, store {p.weight_store.name}", _fmt_spec(p),

@@ -48,8 +48,11 @@ def parse_reply(text):
             current = {}
         elif tag == "t" and current is not None and len(parts) == 5:
             name, tc, n, hexdata = parts[1], parts[2], int(parts[3]), parts[4]
-            a = np.frombuffer(bytes.fromhex(hexdata), dtype=DTYPES[tc]).astype(np.int64)
-            current[name] = a if a.size == n else None
+            try:
+                a = np.frombuffer(bytes.fromhex(hexdata), dtype=DTYPES[tc]).astype(np.int64)
+            except (ValueError, KeyError):  # a garbled line: the tensor counts as missing
+                a = None
+            current[name] = a if a is not None and a.size == n else None
         elif tag == "s" and current is not None:
             current[parts[1]] = int(line.split(" ", 2)[2])
         elif tag == "ok":

@@ -62,13 +62,16 @@ class OpsReport:
         for key, n in self.mismatch_count.items():
             rows.setdefault(key[0], {"formats": [key[1]], "cases": 0, "values": 0, "bad": 0})
             rows[key[0]]["bad"] += n
-        table = [[op, ",".join(r["formats"]), r["cases"], r["values"],
+        table = [[op, ",".join(r["formats"]) if len(r["formats"]) <= 3 else
+                  f"{len(r['formats'])} formats", r["cases"], r["values"],
                   "ok" if r["bad"] == 0 else f"FAIL ({r['bad']})"] for op, r in rows.items()]
         head = tabulate(table, headers=["op", "formats", "cases", "values", "result"])
         total = sum(self.values.values())
-        bad = sum(self.mismatch_count.values())
+        failed = sum(n for k, n in self.mismatch_count.items() if k[3] == "<device error>")
+        bad = sum(self.mismatch_count.values()) - failed
         tail = (f"level {OPS_LEVEL}: {len(self.cases)} cases, {total} values compared, "
-                f"{bad} mismatches, {self.seconds:.1f} s on {self.device}")
+                f"{bad} mismatches" + (f", {failed} cases failed on the device" if failed else "")
+                + f", {self.seconds:.1f} s on {self.device}")
         if self.heap_free_min is not None:
             tail += f" (least free heap {self.heap_free_min} bytes of {self.heapsize})"
         return head + "\n" + tail
@@ -100,6 +103,8 @@ class TrainMismatch:
             where += f", step {self.step}"
         if self.what == "device":
             return f"{where}: the device failed: {self.device}"
+        if self.what == "first divergence":
+            return f"{where}: the first step after which the state differs (values below)"
         idx = ""
         if self.tensor:
             idx = f" {self.tensor}" + "".join(f"[{i}]" for i in self.index)
@@ -116,11 +121,11 @@ class TrainReport:
     seconds: float = 0.0
     device: str = ""
     heap_peak: int | None = None
-    skipped: str = ""  # why the level did not run
+    total: int = 0  # every differing value (and device failure), listed or not
 
     @property
     def ok(self):
-        return not self.mismatches
+        return not self.mismatches and self.total == 0
 
     @property
     def exit_code(self):
@@ -129,12 +134,11 @@ class TrainReport:
     def summary(self):
         from tabulate import tabulate
 
-        if self.skipped:
-            return f"level {self.level}: SKIPPED ({self.skipped})"
         head = tabulate(self.rows, headers=["format", "case", "steps", "values", "result"])
         values = sum(r[3] for r in self.rows)
         tail = (f"level {self.level}: {len(self.rows)} runs, {values} values compared, "
-                f"{len(self.mismatches)} mismatches listed, {self.seconds:.1f} s on {self.device}")
+                f"{self.total} mismatches ({len(self.mismatches)} listed), {self.seconds:.1f} s "
+                f"on {self.device}")
         if self.heap_peak is not None:
             tail += f" (heap peak {self.heap_peak} bytes)"
         return head + "\n" + tail

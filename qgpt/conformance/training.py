@@ -1,16 +1,18 @@
 """Levels "steps" and "run": whole training steps on the device vs the simulator.
 
-
---- levels "steps" and "run": whole training steps on the device vs the simulator ---
-
 The device runs firmware/qgpt_train.py (the run protocol of firmware/README.md) on
 a packed dataset in a temporary folder; the host runs the same steps with
 qgpt.int_model.IntModel (the code `qgpt train` uses). Compared with ==:
-  steps  the loss_q16 of every step, and after steps 1, 2, 10 and 100 the weight
-         store, the step's gradient, Adam's m and v (the device dumps them: "dump"
-         lines), then the final state hash; built-in names (data/names.txt)
-  run    a whole 1000-step run on makemore's names: every loss_q16, the final state
-         hash (CRC32 of params, m, v as int32 LE), and the 20 samples
+  steps  every format of the op level with each rounding, and master-weight cases
+         (31-bit masters included): the loss_q16 of every step, and after steps 1,
+         2, 10 and 100 the weight store, the step's gradient, Adam's m and v (the
+         device dumps them: "dump" lines), then the final state hash; built-in names
+  run    whole 1000-step runs (nearest, stochastic, master weights) on the built-in
+         names (or --data): every loss_q16, the final state hash (CRC32 of params, m,
+         v as int32 LE) and 20 samples. On a hash mismatch the first divergence is
+         searched: dumps every 100 steps, then every step of the first window that
+         differs, and the first differing values of that step are listed.
+Every differing value is counted (rows and totals); the first few are listed.
 """
 
 import sys
@@ -24,29 +26,33 @@ from qgpt import prng
 from qgpt.conformance.build import firmware_build
 from qgpt.conformance.device_run import (
     STATE_ARRAYS,
-    TRAIN_HEAPSIZE,
-    TRAIN_HEAPSIZE_MASTER,
     TRAIN_SEED,
     TRAIN_STEPS,
     TrainCase,
     device_config,
+    device_heap,
     finish_training,
     pack_names,
     read_dump,
     start_training,
     state_hash,
+    stop,
     tensor_at,
 )
+from qgpt.conformance.inputs import FORMATS, ops_master
 from qgpt.conformance.report import TrainMismatch, TrainReport, print_report
 from qgpt.firmware_build import FIRMWARE_DIR
 from qgpt.params import N_PARAMS, SLOTS
 
-STEPS_FORMATS = ("q8.8", "q4.12")
+STEPS_FORMATS = FORMATS
 STEPS_ROUNDINGS = ("nearest", "floor", "stochastic")
-STEPS_EXTRA = (("q4.12", "stochastic", "q4.20"), ("q6.10", "nearest", ""),
-               ("q12.4", "stochastic", ""), ("q2.14", "nearest", ""))  # cheap others
+STEPS_EXTRA = (("q4.12", "stochastic", "q4.20"), ("q4.12", "nearest", "q4.27"),
+               ("q8.8", "floor", "q8.23"), ("q1.15", "stochastic", "q1.30"))  # masters
 STEPS_DUMPS = (1, 2, 10, 100)
-MAKEMORE = FIRMWARE_DIR.parent.parent / "shared" / "data" / "names-makemore.txt"
+RUN_CASES = (("q4.12", "nearest", ""), ("q4.12", "stochastic", ""),
+             ("q4.12", "stochastic", "q4.20"))
+DIVERGENCE_WINDOW = 100  # the run level's first search: a dump every this many steps
+LISTED_PER_TENSOR = 2  # differing values listed per tensor and array (all are counted)
 
 
 def simulate(case, names, upto, steps=TRAIN_STEPS, seed=TRAIN_SEED, dump_steps=()):
@@ -79,169 +85,245 @@ def simulate(case, names, upto, steps=TRAIN_STEPS, seed=TRAIN_SEED, dump_steps=(
     return model, losses, states
 
 
-
-def compare_state(level, case, step, device, simulator, mismatches, limit=2):
-    """Compare (params, grad, m, v) tuples; the first `limit` differing values of each
-    tensor of each array are listed. Returns the number of values compared."""
+def compare_state(report, case, step, device, simulator, limit=LISTED_PER_TENSOR):
+    """Compare (params, grad, m, v) tuples: every differing value is counted in
+    report.total, the first `limit` of each tensor of each array listed. Returns the
+    number of values compared."""
     for what, dev, sim in zip(STATE_ARRAYS, device, simulator, strict=True):
         dev, sim = np.asarray(dev), np.asarray(sim)
         for s in SLOTS:
             part = slice(s.offset, s.offset + s.size)
-            for j in np.flatnonzero(dev[part] != sim[part])[:limit] + s.offset:
+            bad = np.flatnonzero(dev[part] != sim[part]) + s.offset
+            report.total += len(bad)
+            for j in bad[:limit]:
                 name, idx = tensor_at(int(j))
-                mismatches.append(TrainMismatch(level, case.fmt, case.name, step, what, name,
-                                                idx, int(j), int(dev[j]), int(sim[j])))
+                report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, step,
+                                                       what, name, idx, int(j), int(dev[j]),
+                                                       int(sim[j])))
     return 4 * N_PARAMS
 
 
-def compare_losses(level, case, device_losses, host_losses, mismatches, start=0, limit=3):
-    """Per-step loss_q16: the first `limit` differences, and missing steps."""
+def compare_losses(report, case, device_losses, host_losses, start=0, limit=3):
+    """Per-step loss_q16: every difference (and missing step) counted, the first
+    `limit` listed. Returns the number of values compared."""
     bad = 0
     for i, want in enumerate(host_losses):
         got = device_losses.get(start + i + 1)
         if got != want:
-            mismatches.append(TrainMismatch(level, case.fmt, case.name, start + i + 1,
-                                            "loss_q16", device=got, simulator=want))
             bad += 1
-            if bad >= limit:
-                break
+            if bad <= limit:
+                report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name,
+                                                       start + i + 1, "loss_q16", device=got,
+                                                       simulator=want))
+    report.total += bad
     return len(host_losses)
 
 
+def _device_failed(report, case, why):
+    report.total += 1
+    report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, None, "device",
+                                           device=why))
+
+
+def _note_device(report, target, dev):
+    bits = dev.start.split("viper=")[1].split()[0] if "viper=" in dev.start else "?"
+    report.device = f"{target} ({bits}-bit viper)"
+    if dev.done.get("heap_peak"):
+        report.heap_peak = max(report.heap_peak or 0, dev.done["heap_peak"])
+
+
 def _steps_cases(formats, roundings, extra):
-    cases = [TrainCase(f, r) for f in formats for r in roundings]
+    cases = [TrainCase(f, r, ops_master(f, r)) for f in formats for r in roundings]
     return cases + [TrainCase(*e) for e in extra if TrainCase(*e) not in cases]
 
 
 def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTRA,
               dump_steps=STEPS_DUMPS, micropython=None, target="unix", seed=TRAIN_SEED,
-              heapsize=None, firmware_dir=FIRMWARE_DIR, workdir=None):
+              heapsize=None, firmware_dir=FIRMWARE_DIR, workdir=None, timeout=3600,
+              build="mpy"):
     """Level "steps": each case trains max(dump_steps) steps on the device and on the
     host (lr schedule of TRAIN_STEPS), compared after every step (loss_q16) and after
-    each of dump_steps (params, gradient, m, v); returns a TrainReport."""
+    each of dump_steps (params, gradient, m, v); returns a TrainReport. A format that
+    needs master weights (too few fractional bits for the update) gets master_for's."""
     t0 = time.time()
     report = TrainReport("steps")
     cases = _steps_cases(formats, roundings, extra)
     upto = max(dump_steps)
     with tempfile.TemporaryDirectory(prefix="qgpt-steps-", dir=workdir) as tmp:
         tmp = Path(tmp)
-        fw = firmware_build(tmp / "firmware", target, source_dir=firmware_dir)
+        fw = firmware_build(tmp / "firmware", target, build, firmware_dir, micropython)
         names = pack_names(None, tmp / "names.bin")
         running = []
-        for i, case in enumerate(cases):  # all devices at once, then the host
-            folder = tmp / f"case{i}"
-            folder.mkdir()
-            cfg = device_config(case, tmp / "names.bin", seed=seed, stop_at=upto,
-                                dump_steps=list(dump_steps))
-            heap = heapsize or (TRAIN_HEAPSIZE_MASTER if case.master else TRAIN_HEAPSIZE)
-            running.append((case, folder, start_training(cfg, folder, micropython, heap,
-                                                         target, fw)))
-        for case, folder, proc in running:
-            model, losses, states = simulate(case, names, upto, seed=seed,
-                                             dump_steps=dump_steps)
-            dev = finish_training(proc, folder)
-            bad_before = len(report.mismatches)
-            values = 0
-            if dev.failure:
-                report.mismatches.append(TrainMismatch("steps", case.fmt, case.name, None,
-                                                       "device", device=dev.failure))
-            else:
-                report.device = f"{target} ({dev.start.split('viper=')[1].split()[0]}-bit viper)"
-                if dev.done.get("heap_peak"):
-                    report.heap_peak = max(report.heap_peak or 0, dev.done["heap_peak"])
-                values += compare_losses("steps", case, dev.losses, losses, report.mismatches)
-                for step in dump_steps:
-                    if step not in dev.dumps:
+        try:
+            for i, case in enumerate(cases):  # all devices at once, then the host
+                folder = tmp / f"case{i}"
+                folder.mkdir()
+                cfg = device_config(case, tmp / "names.bin", seed=seed, stop_at=upto,
+                                    dump_steps=list(dump_steps))
+                heap = heapsize or device_heap(case, build)
+                running.append((case, folder, start_training(cfg, folder, micropython, heap,
+                                                             target, fw)))
+            for case, folder, proc in running:
+                model, losses, states = simulate(case, names, upto, seed=seed,
+                                                 dump_steps=dump_steps)
+                dev = finish_training(proc, folder, timeout)
+                before, values = report.total, 0
+                if dev.failure:
+                    _device_failed(report, case, dev.failure)
+                else:
+                    _note_device(report, target, dev)
+                    values += compare_losses(report, case, dev.losses, losses)
+                    for step in dump_steps:
+                        if step not in dev.dumps:
+                            _device_failed(report, case, f"no dump after step {step}")
+                            continue
+                        values += compare_state(report, case, step, read_dump(dev.dumps[step]),
+                                                states[step])
+                    want = state_hash(model.store, model.opt.m, model.opt.v)
+                    values += 1
+                    if dev.done["hash"] != want:
+                        report.total += 1
                         report.mismatches.append(TrainMismatch(
-                            "steps", case.fmt, case.name, step, "device",
-                            device=f"no dump after step {step}"))
-                        continue
-                    values += compare_state("steps", case, step, read_dump(dev.dumps[step]),
-                                            states[step], report.mismatches)
-                want = state_hash(model.store, model.opt.m, model.opt.v)
-                values += 1
-                if dev.done["hash"] != want:
-                    report.mismatches.append(TrainMismatch(
-                        "steps", case.fmt, case.name, upto, "hash",
-                        device=f"{dev.done['hash']:08x}", simulator=f"{want:08x}"))
-            bad = len(report.mismatches) - bad_before
-            report.rows.append([case.fmt, case.name, upto, values,
-                                "ok" if bad == 0 else f"FAIL ({bad})"])
+                            "steps", case.fmt, case.name, upto, "hash",
+                            device=f"{dev.done['hash']:08x}", simulator=f"{want:08x}"))
+                bad = report.total - before
+                report.rows.append([case.fmt, case.name, upto, values,
+                                    "ok" if bad == 0 else f"FAIL ({bad})"])
+        finally:
+            for _, _, proc in running:
+                stop(proc)
     report.seconds = time.time() - t0
     return report
 
 
-def run_run(data=None, fmt="q4.12", rounding="nearest", master="", steps=TRAIN_STEPS,
-            seed=TRAIN_SEED, samples=20, micropython=None, target="unix",
-            heapsize=None, firmware_dir=FIRMWARE_DIR, workdir=None):
-    """Level "run": a whole training run on makemore's names (read in place), device vs
-    host: every step's loss_q16, the final state hash (and on a mismatch the tensors
-    of the device's checkpoint), the samples. Skipped if the names file is absent."""
-    from qgpt import checkpoint
+def _state_dumps(case, data, names, seed, steps, dump_steps, fw, run):
+    """Device and host states after each of dump_steps: ({step: device state}, {step:
+    host state}); the device stops after the last of them."""
+    folder = run["tmp"] / f"divergence-{dump_steps[0]}-{dump_steps[-1]}"
+    folder.mkdir()
+    cfg = device_config(case, data, steps=steps, seed=seed, stop_at=dump_steps[-1],
+                        dump_steps=list(dump_steps))
+    proc = start_training(cfg, folder, run["micropython"], run["heap"], run["target"], fw)
+    _, _, host = simulate(case, names, dump_steps[-1], steps=steps, seed=seed,
+                          dump_steps=dump_steps)
+    dev = finish_training(proc, folder, run["timeout"])
+    if dev.failure:
+        raise RuntimeError(dev.failure)
+    return {s: read_dump(p) for s, p in dev.dumps.items()}, host
+
+
+def _differs(device, host):
+    return any(not np.array_equal(np.asarray(d), np.asarray(h))
+               for d, h in zip(device, host, strict=True))
+
+
+def first_divergence(report, case, data, names, seed, steps, fw, run):
+    """The first step after which the device's state (params, grad, m, v) differs from
+    the host's: dumps every DIVERGENCE_WINDOW steps, then every step of the first
+    window that differs; its differing values go into report (step, array, tensor,
+    index, both values). Returns the step, or None if no dump differs."""
+    coarse = list(range(DIVERGENCE_WINDOW, steps + 1, DIVERGENCE_WINDOW))
+    if not coarse or coarse[-1] != steps:
+        coarse.append(steps)
+    device, host = _state_dumps(case, data, names, seed, steps, coarse, fw, run)
+    hit = next((s for s in coarse if s not in device or _differs(device[s], host[s])), None)
+    if hit is None:
+        return None
+    start = max([0] + [s for s in coarse if s < hit])
+    fine = list(range(start + 1, hit + 1))
+    device, host = _state_dumps(case, data, names, seed, steps, fine, fw, run)
+    first = next(s for s in fine if s not in device or _differs(device[s], host[s]))
+    if first not in device:
+        _device_failed(report, case, f"no dump after step {first}")
+        return first
+    report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, first,
+                                           "first divergence"))
+    compare_state(report, case, first, device[first], host[first])
+    return first
+
+
+def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samples=20,
+            micropython=None, target="unix", heapsize=None, firmware_dir=FIRMWARE_DIR,
+            workdir=None, timeout=3600, build="mpy"):
+    """Level "run": whole training runs on the names file `data` (default the built-in
+    data/names.txt), device vs host: every step's loss_q16, the final state hash (on a
+    mismatch, the first divergence), the samples. cases: (format, rounding, master)."""
     from qgpt.train import sample as host_sample
 
     t0 = time.time()
     report = TrainReport("run")
-    data = Path(data) if data else MAKEMORE
-    if not data.exists():
-        report.skipped = f"{data} is absent (makemore's names.txt, read in place)"
-        return report
-    case = TrainCase(fmt, rounding, master)
+    cases = [TrainCase(*c) for c in cases]
     with tempfile.TemporaryDirectory(prefix="qgpt-run-", dir=workdir) as tmp:
         tmp = Path(tmp)
-        fw = firmware_build(tmp / "firmware", target, source_dir=firmware_dir)
+        fw = firmware_build(tmp / "firmware", target, build, firmware_dir, micropython)
         names = pack_names(data, tmp / "names.bin")
-        cfg = device_config(case, tmp / "names.bin", steps=steps, seed=seed, samples=samples,
-                            log_every=1)
-        heap = heapsize or (TRAIN_HEAPSIZE_MASTER if master else TRAIN_HEAPSIZE)
-        proc = start_training(cfg, tmp, micropython, heap, target, fw)
-        model, losses, _ = simulate(case, names, steps, steps=steps, seed=seed)
-        host_names = host_sample(model, n=samples, temperature=0.5, seed=seed)
-        dev = finish_training(proc, tmp)
-        values = 0
-        if dev.failure:
-            report.mismatches.append(TrainMismatch("run", fmt, case.name, None, "device",
-                                                   device=dev.failure))
-        else:
-            report.device = f"{target} ({dev.start.split('viper=')[1].split()[0]}-bit viper)"
-            report.heap_peak = dev.done.get("heap_peak")
-            values += compare_losses("run", case, dev.losses, losses, report.mismatches)
-            want = state_hash(model.store, model.opt.m, model.opt.v)
-            values += 1
-            if dev.done["hash"] != want:
-                report.mismatches.append(TrainMismatch("run", fmt, case.name, steps, "hash",
-                                                       device=f"{dev.done['hash']:08x}",
-                                                       simulator=f"{want:08x}"))
-                meta, arrays = checkpoint.load(tmp / "ckpt.bin")
-                compare_state("run", case, steps, (arrays["params"], np.zeros(N_PARAMS),
-                                                   arrays["adam_m"], arrays["adam_v"]),
-                              (model.store, np.zeros(N_PARAMS), model.opt.m, model.opt.v),
-                              report.mismatches)
-            for i, want_name in enumerate(host_names):
-                got = dev.samples[i] if i < len(dev.samples) else None
-                values += 1
-                if got != want_name:
-                    report.mismatches.append(TrainMismatch("run", fmt, case.name, None,
-                                                           f"sample {i}", device=repr(got),
-                                                           simulator=repr(want_name)))
-        bad = len(report.mismatches)
-        report.rows.append([fmt, case.name, steps, values, "ok" if bad == 0 else f"FAIL ({bad})"])
+        running = []
+        try:
+            for i, case in enumerate(cases):
+                folder = tmp / f"run{i}"
+                folder.mkdir()
+                cfg = device_config(case, tmp / "names.bin", steps=steps, seed=seed,
+                                    samples=samples, log_every=1)
+                heap = heapsize or device_heap(case, build)
+                running.append((case, folder, heap, start_training(cfg, folder, micropython,
+                                                                   heap, target, fw)))
+            for case, folder, heap, proc in running:
+                model, losses, _ = simulate(case, names, steps, steps=steps, seed=seed)
+                host_names = host_sample(model, n=samples, temperature=0.5, seed=seed)
+                dev = finish_training(proc, folder, timeout)
+                before, values = report.total, 0
+                if dev.failure:
+                    _device_failed(report, case, dev.failure)
+                else:
+                    _note_device(report, target, dev)
+                    values += compare_losses(report, case, dev.losses, losses)
+                    want = state_hash(model.store, model.opt.m, model.opt.v)
+                    values += 1
+                    if dev.done["hash"] != want:
+                        report.total += 1
+                        report.mismatches.append(TrainMismatch(
+                            "run", case.fmt, case.name, steps, "hash",
+                            device=f"{dev.done['hash']:08x}", simulator=f"{want:08x}"))
+                        run = {"tmp": folder, "micropython": micropython, "heap": heap,
+                               "target": target, "timeout": timeout}
+                        try:
+                            first_divergence(report, case, tmp / "names.bin", names, seed,
+                                             steps, fw, run)
+                        except RuntimeError as e:
+                            _device_failed(report, case, f"searching the divergence: {e}")
+                    for i, want_name in enumerate(host_names):
+                        got = dev.samples[i] if i < len(dev.samples) else None
+                        values += 1
+                        if got != want_name:
+                            report.total += 1
+                            report.mismatches.append(TrainMismatch(
+                                "run", case.fmt, case.name, None, f"sample {i}",
+                                device=repr(got), simulator=repr(want_name)))
+                bad = report.total - before
+                report.rows.append([case.fmt, case.name, steps, values,
+                                    "ok" if bad == 0 else f"FAIL ({bad})"])
+        finally:
+            for *_, proc in running:
+                stop(proc)
     report.seconds = time.time() - t0
     return report
 
 
 def conformance_steps(formats=None, micropython=None, seed=TRAIN_SEED, target="unix",
                       dump_steps=STEPS_DUMPS, out=None, **kw):
-    """Level "steps" for the CLI: prints the table and the first mismatches; exit code."""
-    report = run_steps(tuple(formats or STEPS_FORMATS), micropython=micropython, seed=seed,
-                       target=target, dump_steps=dump_steps, **kw)
+    """Level "steps" for the CLI: prints the table and the first mismatches; exit code.
+    formats: each with every rounding, and the master-weight cases of those formats."""
+    formats = tuple(formats or STEPS_FORMATS)
+    kw.setdefault("extra", tuple(e for e in STEPS_EXTRA if e[0] in formats))
+    report = run_steps(formats, micropython=micropython, seed=seed, target=target,
+                       dump_steps=dump_steps, **kw)
     print_report(report, out or sys.stdout)
     return report.exit_code
 
 
 def conformance_run(data=None, micropython=None, seed=TRAIN_SEED, target="unix", out=None,
                     **kw):
-    """Level "run" for the CLI: prints the table (or why it was skipped); exit code."""
+    """Level "run" for the CLI: prints the table and the first mismatches; exit code."""
     report = run_run(data, micropython=micropython, seed=seed, target=target, **kw)
     print_report(report, out or sys.stdout)
     return report.exit_code

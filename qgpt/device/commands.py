@@ -7,6 +7,7 @@ import argparse
 import re
 import sys
 
+from qgpt import argtypes
 from qgpt.argtypes import positive
 from qgpt.device.conformance import conformance
 from qgpt.device.deploy import deploy
@@ -78,39 +79,51 @@ def add_device_parser(subparsers):
 def _add_subcommands(parser):
     sub = parser.add_subparsers(dest="device_command", required=True)
 
+    def command(name, text):
+        return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+
     def with_port(p):
         p.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
-        p.add_argument("--timeout", type=float, default=CONNECT_TIMEOUT,
+        p.add_argument("--timeout", type=argtypes.seconds, default=CONNECT_TIMEOUT,
                        help=f"seconds to wait for the raw REPL (default {CONNECT_TIMEOUT:g})")
         return p
 
-    p = sub.add_parser("flash", help="check the image and chip, erase, write MicroPython (esptool)")
-    p.add_argument("--port", required=True)
+    p = command("flash", "check the image and chip, erase, write MicroPython (esptool)")
+    p.add_argument("--port", required=True, help="the board's serial port, e.g. /dev/ttyUSB0")
     p.add_argument("--firmware", required=True, help="the MicroPython .bin, e.g. ESP32_GENERIC-"
                    "v1.25.0.bin from micropython.org/download")
     p.add_argument("--chip", default="esp32", help="esptool's chip name (default esp32)")
-    p.add_argument("--baud", type=positive, default=460800, help="flashing speed")
+    p.add_argument("--baud", type=positive, default=460800,
+                   help="flashing speed in bits/s (default 460800)")
     p.set_defaults(func=cmd_flash)
 
-    p = with_port(sub.add_parser("deploy", help="compile the firmware for the board and copy "
-                                 "it, the packed dataset and qgpt.json"))
+    p = with_port(command("deploy", "compile the firmware for the board and copy it, the "
+                          "packed dataset and qgpt.json"))
     p.add_argument("--format", default="q4.12", help="the data format (default q4.12)")
-    p.add_argument("--rounding", default="nearest", choices=["nearest", "floor", "stochastic"])
-    p.add_argument("--master", default=None, help="master-weight format, e.g. q4.20")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--steps", type=positive, default=1000)
-    p.add_argument("--checkpoint-every", type=positive, default=100, metavar="N")
+    p.add_argument("--rounding", default="nearest", choices=["nearest", "floor", "stochastic"],
+                   help="how integer results are rounded (default nearest)")
+    p.add_argument("--master", default=None,
+                   help="master-weight format, e.g. q4.20, or 'none' (default: the policy's)")
+    p.add_argument("--lr", type=argtypes.learning_rate, default=0.01,
+                   help="peak learning rate, 0 < lr < 1 (default 0.01)")
+    p.add_argument("--seed", type=argtypes.seed, default=42,
+                   help="fixes init, data order, rounding, sampling (default 42)")
+    p.add_argument("--steps", type=argtypes.steps, default=1000,
+                   help="training steps (default 1000)")
+    p.add_argument("--checkpoint-every", type=positive, default=100, metavar="N",
+                   help="the board saves a checkpoint every N steps (default 100)")
     p.add_argument("--data", default=None, help="names file (default data/names.txt)")
-    p.add_argument("--lowercase", action="store_true")
-    p.add_argument("--skip-long", action="store_true")
+    p.add_argument("--lowercase", action="store_true",
+                   help="lowercase names and drop those with characters outside a-z")
+    p.add_argument("--skip-long", action="store_true", help="skip names longer than 15 letters")
     p.add_argument("--discard-checkpoint", action="store_true",
                    help="delete a checkpoint of another run on the board")
     p.set_defaults(func=cmd_deploy)
 
-    p = with_port(sub.add_parser("train", help="train on the board, streaming its progress"))
-    p.add_argument("--steps", type=positive, default=None, help="default: the deployed value")
-    p.add_argument("--checkpoint-every", type=positive, default=None, metavar="N")
+    p = with_port(command("train", "train on the board, streaming its progress"))
+    p.add_argument("--steps", type=argtypes.steps, default=None, help="default: the deployed value")
+    p.add_argument("--checkpoint-every", type=positive, default=None, metavar="N",
+                   help="a checkpoint every N steps (default: the deployed value)")
     p.add_argument("--resume", action="store_true", help="continue from the board's checkpoint")
     p.add_argument("--discard-checkpoint", action="store_true",
                    help="start over, deleting the board's checkpoint")
@@ -118,26 +131,28 @@ def _add_subcommands(parser):
                    help="stop after this step, as an interrupted run (then --resume)")
     p.add_argument("--out", default=DEFAULT_RUN_DIR,
                    help=f"host folder for the streamed log (default {DEFAULT_RUN_DIR})")
-    p.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT,
-                   help="seconds of silence after which the board counts as lost")
+    p.add_argument("--idle-timeout", type=argtypes.seconds, default=IDLE_TIMEOUT,
+                   help=f"seconds of silence after which the board counts as lost (default "
+                   f"{IDLE_TIMEOUT:g})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = with_port(sub.add_parser("pull", help="bring the checkpoint and log back as a run folder"))
+    p = with_port(command("pull", "bring the checkpoint and log back as a run folder"))
     p.add_argument("--out", required=True, help="the run folder (qgpt sample --checkpoint it)")
     p.add_argument("--log", default=None,
                    help=f"the log train streamed (default OUT/{HOST_LOG}, else "
                    f"{DEFAULT_RUN_DIR}/{HOST_LOG})")
     p.set_defaults(func=cmd_pull)
 
-    p = with_port(sub.add_parser("conformance", help="the op-level conformance on the board"))
+    p = with_port(command("conformance", "the op-level conformance on the board"))
     p.add_argument("--formats", default=None,
                    help="comma-separated (default: the deployed format)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=argtypes.seed, default=0,
+                   help="the seed of the golden vectors (default 0)")
     p.set_defaults(func=cmd_conformance)
 
-    p = sub.add_parser("emulate", help="a board without hardware: the MicroPython unix port "
-                       "behind a pseudo-terminal; prints its port")
+    p = command("emulate", "a board without hardware: the MicroPython unix port behind a "
+                "pseudo-terminal; prints its port")
     p.add_argument("--dir", required=True, help="the board's filesystem (created if missing)")
     p.add_argument("--heapsize", default=None,
                    help="the board's heap (default 96K: an ESP32 has about 100 KB; the 64-bit "

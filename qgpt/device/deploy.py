@@ -5,8 +5,9 @@ import time
 import zlib
 from pathlib import Path
 
+from qgpt.device import inputs, validate
 from qgpt.device.build import compile_firmware, mpy_cross_version
-from qgpt.device.errors import DeviceError
+from qgpt.device.errors import BoardLost, BoardReset, DeviceError
 from qgpt.device.identity import check_supported
 from qgpt.device.layout import (
     BOARD_CKPT,
@@ -14,6 +15,7 @@ from qgpt.device.layout import (
     BOARD_DATA,
     BOARD_DEPLOY,
     BOARD_LOG,
+    BOARD_RUN,
     RUN_KEYS,
 )
 from qgpt.device.session import CONNECT_TIMEOUT
@@ -22,6 +24,22 @@ from qgpt.device.transfer import Board
 
 def _same_run(old_cfg, new_cfg):
     return all(old_cfg.get(k) == new_cfg.get(k) for k in RUN_KEYS)
+
+
+def _previous_deploy(board, port):
+    """(qgpt.json, qgpt-deploy.json) on the board, each None when absent or damaged
+    (a damaged one cannot show that a checkpoint is of the same run)."""
+    found = []
+    for name, check in ((BOARD_CONFIG, validate.board_config),
+                        (BOARD_DEPLOY, validate.deploy_record)):
+        try:
+            obj = board.get_json(name) if board.crc(name) else None
+            found.append(check(obj, f"{port}:{name}", port) if obj is not None else None)
+        except (BoardLost, BoardReset):
+            raise
+        except DeviceError:  # not JSON, or a field missing or mistyped
+            found.append(None)
+    return found
 
 
 def deploy(port, data=None, fmt="q4.12", rounding="nearest", master="", lr=0.01, seed=42,
@@ -49,26 +67,30 @@ def deploy(port, data=None, fmt="q4.12", rounding="nearest", master="", lr=0.01,
         check_supported(info, emits)
         log(f"board: {info.describe()}")
         modules = compile_firmware(info.arch, firmware_dir, mpy_cross)
-        old_cfg = board.get_json(BOARD_CONFIG) if board.crc(BOARD_CONFIG) else None
-        old_deploy = board.get_json(BOARD_DEPLOY) if board.crc(BOARD_DEPLOY) else None
+        old_cfg, old_deploy = _previous_deploy(board, port)
         ckpt = board.checkpoint_info()
         if ckpt is not None:
             step = ckpt["meta"].get("step", "?")
             same = (old_cfg is not None and _same_run(old_cfg, config) and old_deploy is not None
                     and old_deploy.get("data_crc32") == zlib.crc32(packed))
+            started = board.get_json(BOARD_RUN) if board.crc(BOARD_RUN) else None
+            changed = inputs.changes(started, inputs.from_host(config, packed, modules),
+                                     settings=RUN_KEYS) if started else []
             if discard_checkpoint:
                 board.remove(BOARD_CKPT)
                 board.remove(BOARD_LOG)
+                board.remove(BOARD_RUN)
                 log(f"discarded the board's checkpoint (step {step})")
-            elif same:
+            elif same and not changed:
                 log(f"kept the board's checkpoint (step {step}) of the same run: continue it "
                     f"with qgpt device train --port {port} --resume")
                 config["steps"] = ckpt["meta"].get("config", {}).get("steps", steps)
             else:
+                why = f" ({'; '.join(changed)} would change)" if changed and same else ""
                 raise DeviceError(
-                    f"the board holds a checkpoint (step {step}) of another run: bring it back "
-                    f"first (qgpt device pull --port {port} --out RUN_DIR), then deploy with "
-                    "--discard-checkpoint")
+                    f"the board holds a checkpoint (step {step}) of another run{why}: bring it "
+                    f"back first (qgpt device pull --port {port} --out RUN_DIR), then deploy "
+                    "with --discard-checkpoint")
         sizes = sum(map(len, modules.values())) + len(packed)
         if 0 <= info.fs_free < sizes + 16384:
             raise DeviceError(f"the board's filesystem has {info.fs_free // 1024} KB free; the "

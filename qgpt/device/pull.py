@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from qgpt import checkpoint
+from qgpt.device import validate
 from qgpt.device.errors import DeviceError
 from qgpt.device.layout import (
     BOARD_CKPT,
@@ -18,7 +19,13 @@ from qgpt.device.layout import (
     DEFAULT_RUN_DIR,
     HOST_LOG,
 )
-from qgpt.device.paths import file_to_read, files_to_write, folder_to_write, make_folder
+from qgpt.device.paths import (
+    file_to_read,
+    files_to_write,
+    folder_to_write,
+    make_folder,
+    remove_if_empty,
+)
 from qgpt.device.session import CONNECT_TIMEOUT
 from qgpt.device.stream import read_sessions
 from qgpt.device.transfer import Board
@@ -32,13 +39,6 @@ def state_hash(arrays):
     return f"{crc:08x}"
 
 
-def _rows_from_board_log(blob):
-    """Rows (step, loss, loss_q16) of the board's log.csv (a header with step and loss)."""
-    reader = csv.DictReader(io.StringIO(blob.decode("utf-8", "replace")))
-    if not reader.fieldnames or not {"step", "loss"} <= set(reader.fieldnames):
-        return None
-    return [(int(r["step"]), float(r["loss"]), r.get("loss_q16")) for r in reader]
-
 RUN_FILES = ("checkpoint.bin", "losses.csv", "config.json", "summary.json")  # pull writes
 
 
@@ -48,8 +48,6 @@ def pull(port, out, log_path=None, timeout=CONNECT_TIMEOUT, log=print):
     summary dict."""
     import numpy as np
 
-    from qgpt import data as names_data
-    from qgpt import train as training
     from qgpt.params import N_PARAMS
 
     out = folder_to_write(out, "--out")  # checked before the board is touched
@@ -58,46 +56,38 @@ def pull(port, out, log_path=None, timeout=CONNECT_TIMEOUT, log=print):
         log_path = file_to_read(log_path, "--log")
     with Board(port, timeout) as board:
         info = board.info()
-        cfg = board.get_json(BOARD_CONFIG) if board.crc(BOARD_CONFIG) else {}
+        cfg = board.get_json(BOARD_CONFIG) if board.crc(BOARD_CONFIG) else None
+        if cfg is not None:
+            validate.board_config(cfg, f"{port}:{BOARD_CONFIG}", port)
         ck_name = (cfg or {}).get("checkpoint", BOARD_CKPT)
         blob = board.get(ck_name)
         if blob is None:
             raise DeviceError(f"the board on {port} holds no checkpoint ({ck_name}): train first "
                               f"(qgpt device train --port {port})")
-        deployed = board.get_json(BOARD_DEPLOY) if board.crc(BOARD_DEPLOY) else {}
+        deployed = board.get_json(BOARD_DEPLOY) if board.crc(BOARD_DEPLOY) else None
+        if deployed is not None:
+            validate.deploy_record(deployed, f"{port}:{BOARD_DEPLOY}", port)
         board_log = board.get(BOARD_LOG)
     source = f"{port}:{ck_name}"
-    meta, arrays = checkpoint.decode(blob, source)  # CheckpointError: corrupted, truncated
-    try:
-        run_cfg = training.TrainConfig(**meta["config"])
-    except (KeyError, TypeError) as e:
-        raise checkpoint.CheckpointError(f"{source}: not a qgpt training checkpoint (its "
-                                         f"config does not match TrainConfig: {e})") from None
-    for name in ("params", "adam_m", "adam_v"):
-        if name not in arrays or arrays[name].size != N_PARAMS:
-            raise checkpoint.CheckpointError(f"{source}: array {name} is missing or not "
-                                             f"{N_PARAMS} values; this qgpt cannot read it")
-    try:
-        model = training.make_model(run_cfg)
-        model.load_state(meta, arrays)
-    except (KeyError, ValueError) as e:
-        raise checkpoint.CheckpointError(f"{source}: does not load as a {run_cfg.format} run "
-                                         f"({e})") from None
+    meta, arrays = checkpoint.decode(blob, source)  # corrupted, truncated, its header
+    run_cfg, model = validate.check_run(meta, arrays, source)  # every field the host uses
     if (out / "checkpoint.bin").exists():
         old_meta, _ = checkpoint.load(out / "checkpoint.bin")
-        old = old_meta.get("config", {})
-        if any(old.get(k) != asdict(run_cfg).get(k)
-               for k in ("format", "rounding", "master", "lr", "seed", "steps")):
+        old = old_meta.get("config", {}) if isinstance(old_meta, dict) else {}
+        if not isinstance(old, dict) or any(old.get(k) != asdict(run_cfg).get(k)
+                                            for k in validate.RUN_FIELDS):
             raise DeviceError(f"{out}: already holds another run; choose another --out")
-    make_folder(out, "--out")
+    cfg, deployed = cfg or {}, deployed or {}
+    val_nll, val_note = _validation_nll(model, deployed, log)
+    rows = validate.log_rows(board_log, f"{port}:{BOARD_LOG}") if board_log else None
 
-    step = int(meta.get("step", 0))
+    step = meta["step"]
     if log_path is None:  # this run folder's, else the one train writes by default
         log_path = next((p for p in (out / HOST_LOG, Path(DEFAULT_RUN_DIR) / HOST_LOG)
                          if p.is_file()), out / HOST_LOG)
     log_path = Path(log_path)
-    stream_losses, samples, done = read_sessions(log_path, asdict(run_cfg))
-    rows = _rows_from_board_log(board_log) if board_log else None
+    stream_losses, samples, done = read_sessions(
+        log_path, {**asdict(run_cfg), "data_crc32": deployed.get("data_crc32")})
     if rows is None:
         # streamed step N = N steps done: the loss of step index N - 1, as qgpt train counts
         rows = [(s - 1, v[0], v[1]) for s, v in sorted(stream_losses.items())]
@@ -107,21 +97,7 @@ def pull(port, out, log_path=None, timeout=CONNECT_TIMEOUT, log=print):
     w.writerow(["step", "loss", "loss_q16"])
     w.writerows(rows)
 
-    checkpoint.write_atomic(out / "checkpoint.bin", blob)
-    checkpoint.write_atomic(out / "losses.csv", buf.getvalue().encode())
-    resolved = {"config": asdict(run_cfg), "device_config": cfg, "deploy": deployed,
-                "board": asdict(info), "port": port}
-    if hasattr(model, "policy"):
-        resolved["policy"] = model.policy.describe()
-    _write_json(out / "config.json", resolved)
-
     losses = [float(r[1]) for r in rows if r[1] is not None]
-    val_nll = None
-    src = (deployed or {}).get("source")
-    if src and Path(src).exists():
-        ds = names_data.load(src, deployed.get("lowercase", False),
-                             deployed.get("skip_long", False))
-        val_nll = training.nll(model, ds.val)
     complete = step >= run_cfg.steps
     summary = {
         "kind": model.kind, "format": run_cfg.format, "steps": run_cfg.steps, "step": step,
@@ -142,12 +118,53 @@ def pull(port, out, log_path=None, timeout=CONNECT_TIMEOUT, log=print):
     if summary["board_hash"] not in (None, summary["state_hash"]):
         log(f"warning: the board's log says state hash {summary['board_hash']} at step {step}, "
             f"its checkpoint hashes to {summary['state_hash']} (a log of another run?)")
-    _write_json(out / "summary.json", summary)
-    if log_path.is_file() and log_path.resolve() != (out / HOST_LOG).resolve():
-        checkpoint.write_atomic(out / HOST_LOG, log_path.read_bytes())
+    summary["val_nll_note"] = val_note
+    resolved = {"config": asdict(run_cfg), "device_config": cfg, "deploy": deployed,
+                "board": asdict(info), "port": port}
+    if hasattr(model, "policy"):
+        resolved["policy"] = model.policy.describe()
+    # everything is known: now the files, each atomically
+    created = make_folder(out, "--out")
+    try:
+        checkpoint.write_atomic(out / "checkpoint.bin", blob)
+        checkpoint.write_atomic(out / "losses.csv", buf.getvalue().encode())
+        _write_json(out / "config.json", resolved)
+        _write_json(out / "summary.json", summary)
+        if log_path.is_file() and log_path.resolve() != (out / HOST_LOG).resolve():
+            checkpoint.write_atomic(out / HOST_LOG, log_path.read_bytes())
+    except OSError as e:
+        remove_if_empty(created)
+        raise DeviceError(f"--out {out}: cannot write the run there ({e.strerror or e})") \
+            from None
     log(f"pulled step {step} of {run_cfg.steps} ({run_cfg.format}) from {port} into {out}; "
         f"sample it with: qgpt sample --checkpoint {out}")
     return summary
+
+
+def _validation_nll(model, deployed, log):
+    """(val_nll or None, what it was computed on or why not). The deploy recorded the
+    names file's path and the CRC32 of its packed training names: the names, not the
+    path, identify the dataset, so a file that changed since gives no val_nll."""
+    from qgpt import data as names_data
+    from qgpt import pack
+    from qgpt import train as training
+
+    src = deployed.get("source")
+    if not src:
+        return None, "the deploy recorded no names file"
+    if not Path(src).is_file():
+        return None, f"the deployed names file {src} is not on this host"
+    try:
+        ds = names_data.load(src, deployed["lowercase"], deployed["skip_long"])
+    except names_data.DataError as e:
+        return None, f"the deployed names file does not load ({e})"
+    if zlib.crc32(pack.pack(ds.train)) != deployed["data_crc32"]:
+        log(f"warning: {src} changed since it was deployed (its training names are not the "
+            "board's): no val_nll")
+        return None, f"{src} changed since it was deployed"
+    if not ds.val:
+        return None, f"{src} has no validation names"
+    return training.nll(model, ds.val), f"{len(ds.val)} validation names of {src}"
 
 
 def _write_json(path, obj):

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qgpt.device.errors import DeviceError
 from qgpt.device.layout import RUN_KEYS
 
 
@@ -105,24 +106,36 @@ def parse_line(text):
 
 
 
+def _bad_log(where, what):
+    return DeviceError(f"{where}: {what}; not a log qgpt device train wrote (give another "
+                       "with --log)")
+
+
 def read_sessions(path, run=None):
     """The host's device.log -> losses {step: (loss, loss_q16)} of the latest run, its
     samples and done fields. A session without resume starts a new run; a resumed one
     replaces the steps after its starting point. run: {format, rounding, master, lr,
-    seed}; sessions of other settings are skipped."""
+    seed} and the dataset's data_crc32; sessions of other settings or of another dataset
+    are skipped."""
     losses, samples, done = {}, [], None
     if not path or not Path(path).is_file():
         return losses, samples, done
     skipping = False
-    for text in Path(path).read_text().splitlines():
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    for number, text in enumerate(lines, 1):
+        where = f"{path} line {number}"
         if text.startswith("# qgpt device train"):
             header = text.split(" run=", 1)
             try:
                 settings = json.loads(header[1]) if len(header) > 1 else None
             except ValueError:
-                settings = None
-            skipping = run is not None and settings is not None and any(
-                settings.get(k) != run.get(k) for k in RUN_KEYS)
+                raise _bad_log(where, "its run= settings are not JSON") from None
+            if settings is not None and not isinstance(settings, dict):
+                raise _bad_log(where, "its run= settings are not a JSON object")
+            skipping = run is not None and settings is not None and (
+                any(settings.get(k) != run.get(k) for k in RUN_KEYS)
+                or ("data_crc32" in settings and "data_crc32" in run  # older logs lack it
+                    and settings["data_crc32"] != run["data_crc32"]))
             if not skipping:
                 if "resume=0" in text.split():
                     losses, done = {}, None
@@ -132,10 +145,16 @@ def read_sessions(path, run=None):
             continue
         kind, *rest = parse_line(text)
         if kind == "start":
-            start = int(rest[0].get("from", 0))
+            start = rest[0].get("from", 0)
+            if not isinstance(start, int):
+                raise _bad_log(where, f"field from is {start!r}, want a whole number")
             losses = {s: v for s, v in losses.items() if s <= start}
         elif kind == "step":
-            losses[rest[0]] = (rest[1].get("loss"), rest[1].get("loss_q16"))
+            loss, loss_q16 = rest[1].get("loss"), rest[1].get("loss_q16")
+            if not isinstance(loss, int | float) or not isinstance(loss_q16, int | None):
+                raise _bad_log(where, f"step {rest[0]}: loss {loss!r}, loss_q16 {loss_q16!r}, "
+                               "want numbers")
+            losses[rest[0]] = (loss, loss_q16)
         elif kind == "sample":
             samples.append(rest[0])
         elif kind == "done":

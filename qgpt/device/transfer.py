@@ -113,6 +113,12 @@ class Board(Session):
         r = self.eval(f"_q_crc({py_str(path)})")
         return tuple(r) if r else None
 
+    def crcs(self, paths):
+        """{path: (size, CRC32) or None} of several board files, in one program."""
+        self._ensure_helpers()
+        found = self.eval("[_q_crc(p) for p in " + repr([str(p) for p in paths]) + "]")
+        return {p: tuple(r) if r else None for p, r in zip(paths, found, strict=True)}
+
     def listdir(self):
         return self.eval("os.listdir()")
 
@@ -178,9 +184,13 @@ class Board(Session):
         if head[0] == "bad":
             return {"size": int(head[1]), "valid": False, "version": None, "meta": {}}
         try:
-            meta = json.loads(lines[1]).get("meta", {}) if len(lines) > 1 else {}
+            header = json.loads(lines[1]) if len(lines) > 1 else {}
         except ValueError:
-            meta = {}
+            header = {}
+        meta = header.get("meta") if isinstance(header, dict) else None
+        meta = meta if isinstance(meta, dict) else {}  # pull checks every field
+        if not isinstance(meta.get("config"), dict):
+            meta["config"] = {}
         return {"size": int(head[1]), "valid": head[2] == "1", "version": int(head[3]),
                 "meta": meta}
 

@@ -32,9 +32,11 @@ Definitions (also written into results.md):
 """
 
 from qgpt.sweep.aggregate import format_table, summarize
+from qgpt.sweep.axes import AXES
 from qgpt.sweep.command import add_sweep_parser, cmd_sweep, sweep
-from qgpt.sweep.config import SweepConfig, SweepError, make_config
+from qgpt.sweep.config import SweepConfig, SweepError, make_config, read_grid
 from qgpt.sweep.execute import TIMING_KEY, run_all, run_one
 
-__all__ = ["TIMING_KEY", "SweepConfig", "SweepError", "add_sweep_parser", "cmd_sweep",
-           "format_table", "make_config", "run_all", "run_one", "summarize", "sweep"]
+__all__ = ["AXES", "TIMING_KEY", "SweepConfig", "SweepError", "add_sweep_parser", "cmd_sweep",
+           "format_table", "make_config", "read_grid", "run_all", "run_one", "summarize",
+           "sweep"]

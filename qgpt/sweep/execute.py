@@ -1,16 +1,15 @@
-"""Running the sweep's runs: one run in memory, and every run in a pool of processes.
+"""Running the sweep's runs: one run in memory (run_one), and every run on a backend
+(run_all), each written to the run store as it finishes.
 
 Every run is an ordinary qgpt training run (train.py's TrainConfig, make_model,
 data order and nll), held in memory. Runs are independent and deterministic, so
-they go to a pool of worker processes and every result is the same whatever
---jobs is; only the timings differ.
+every result is the same whatever --jobs or --scheduler is; only the timings differ.
 """
 
 import math
-import multiprocessing
-import os
+import shlex
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from qgpt import data, qformat
 from qgpt.params import N_PARAMS, SLOTS
+from qgpt.sweep.backends import RETRIES
 from qgpt.sweep.config import SweepError
 from qgpt.train import make_model, nll, training_steps
 
@@ -47,10 +47,15 @@ def _real(model, weights):
 
 
 def _train_command(cfg):
+    """The `qgpt train` command that trains the same run (cfg is in TrainConfig's normal
+    form: a policy, when there is one, names every class, the master's too)."""
     if cfg.format == "float":
         kind = "--float"
+    elif cfg.policy:
+        kind = f"--policy {shlex.quote(cfg.policy)} --rounding {cfg.rounding}"
     else:
         kind = f"--format {cfg.format} --rounding {cfg.rounding}"
+        kind += f" --master {cfg.master}" * bool(cfg.master)
     extra = " --lowercase" * cfg.lowercase + " --skip-long" * cfg.skip_long
     return (f"qgpt train {kind} --seed {cfg.seed} --steps {cfg.steps} --lr {cfg.lr:g} "
             f"--data {cfg.data}{extra}")
@@ -63,8 +68,10 @@ def _bins(values, steps):
     return width, [float(f"{a[i : i + width].mean():.6g}") for i in range(0, len(a), width)]
 
 
-def run_one(cfg):
-    """Train cfg in memory and evaluate it; returns (record, per-step losses)."""
+def run_one(run):
+    """Train run.config (a config.Run) in memory and evaluate it; returns (record,
+    per-step losses)."""
+    cfg = run.config
     ds = _dataset(cfg)
     model = make_model(cfg)
     start = _weights(model).copy()
@@ -115,7 +122,8 @@ def run_one(cfg):
         curve["saturations_per_step"] = _bins(sats, cfg.steps)[1]
         curve["stalled_update_rate"] = _bins(stalled, cfg.steps)[1]
     record = {
-        "label": run_label(cfg),
+        "label": run.label,
+        "point": run.point,
         "command": _train_command(cfg),
         "config": asdict(cfg),
         "policy": model.policy.describe() if is_int else None,
@@ -127,57 +135,84 @@ def run_one(cfg):
     return record, losses
 
 
-def run_label(cfg):
-    if cfg.format == "float":
-        return f"float64 seed {cfg.seed}"
-    return f"{cfg.format} {cfg.rounding} seed {cfg.seed}"
+class _ProgressLine:
+    """A line per finished run: the run, its val_nll and timings, and the sweep's elapsed time
+    and ETA (from the runs finished in this session, whichever backend ran them)."""
+
+    def __init__(self, total, already, log):
+        self.total, self.done, self.log = total, already, log
+        self.done_here, self.t0 = 0, time.perf_counter()
+        self.width = len(str(total))
+
+    def _head(self, label):
+        return f"[{self.done:>{self.width}}/{self.total}] {label:<28}"
+
+    def _clock(self):
+        elapsed = time.perf_counter() - self.t0
+        eta = elapsed / max(self.done_here, 1) * (self.total - self.done)
+        return f"elapsed {elapsed:4.0f} s, ETA {eta:4.0f} s"
+
+    def finished(self, record):
+        self.done += 1
+        self.done_here += 1
+        t = record[TIMING_KEY]
+        self.log(f"{self._head(record['label'])} val_nll {record['summary']['val_nll']:.4f}"
+                 f"  train {t['train_seconds']:5.1f} s + val {t['eval_seconds']:4.1f} s"
+                 f"  | {self._clock()}")
+
+    def failed(self, label, error):
+        self.total -= 1  # the ETA counts only runs that will finish
+        self.log(f"[ failed ] {label:<28} {error}  | {self._clock()}")
 
 
-def default_jobs():
+def _reason(error):
+    if type(error).__name__ == "KilledWorker":  # Dask: the run's worker died too often
+        return f"KilledWorker: its worker died {error.allowed_failures + 1} times"
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def run_all(runs, backend, store, log, task=run_one):
+    """Every run of runs (config.Run), on backend = (executor, description, retries): those
+    already in store are loaded, the others run there and are saved as each finishes.
+    Returns (records, losses) in the order of runs. On a backend that retries (Dask), a run
+    that fails again is reported and the others carry on; SweepError at the end names it."""
+    executor, _, retries = backend
+    results = [store.load(run) for run in runs]
+    todo = [i for i, r in enumerate(results) if r is None]
+    progress = _ProgressLine(len(runs), len(runs) - len(todo), log)
+    # the slower integer runs go first, so the float runs fill the gaps at the end
+    order = sorted(todo, key=lambda i: runs[i].config.format == "float")
+    futures = {executor.submit(task, runs[i]): i for i in order}
+    completed = (executor.completed(futures) if hasattr(executor, "completed")
+                 else as_completed(futures))
+    failures = []
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def run_all(configs, jobs, log):
-    """Every run, in a pool of jobs spawned processes (or in this one for jobs 1);
-    a line per finished run. Returns (records, losses) in the order of configs."""
-    results = [None] * len(configs)
-    total, t0 = len(configs), time.perf_counter()
-    width = len(str(total))
-
-    def report(done, i):
-        rec = results[i][0]
-        t = rec[TIMING_KEY]
-        elapsed = time.perf_counter() - t0
-        eta = elapsed / done * (total - done)
-        log(f"[{done:>{width}}/{total}] {rec['label']:<28} val_nll {rec['summary']['val_nll']:.4f}"
-            f"  train {t['train_seconds']:5.1f} s + val {t['eval_seconds']:4.1f} s"
-            f"  | elapsed {elapsed:4.0f} s, ETA {eta:4.0f} s")
-
-    if jobs == 1:
-        for i, cfg in enumerate(configs):
-            results[i] = run_one(cfg)
-            report(i + 1, i)
-    else:
-        # spawn: a fresh interpreter per worker, the same on every platform. The slower
-        # integer runs go first, so the float runs fill the gaps at the end.
-        order = sorted(range(total), key=lambda i: configs[i].format == "float")
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(jobs, total), mp_context=ctx) as pool:
-            futures = {pool.submit(run_one, configs[i]): i for i in order}
+        for future in completed:
+            i = futures[future]
             try:
-                for done, fut in enumerate(as_completed(futures), 1):
-                    i = futures[fut]
-                    results[i] = fut.result()
-                    report(done, i)
+                record, losses = future.result()
             except BrokenProcessPool:
                 raise SweepError("a worker process died (killed, out of memory, or it could "
                                  "not start: workers re-import the main script, so a script "
-                                 "read from stdin needs --jobs 1); rerun with --jobs 1 to see "
-                                 "the cause") from None
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+                                 "read from stdin needs --jobs 1); the finished runs are kept: "
+                                 "rerun with --resume, or with --jobs 1 to see the cause"
+                                 ) from None
+            except Exception as e:
+                if not retries:
+                    raise
+                failures.append((runs[i].label, _reason(e)))
+                progress.failed(runs[i].label, f"failed after {RETRIES} retry: {_reason(e)}")
+                continue
+            results[i] = store.save(runs[i], record, losses)
+            progress.finished(results[i][0])
+    except KeyboardInterrupt:
+        log(f"sweep: interrupted; {sum(r is not None for r in results)} finished runs are kept "
+            f"in {store.runs_dir} (continue with --resume)")
+        raise
+    if failures:
+        label, reason = failures[0]
+        raise SweepError(f"{len(failures)} of {len(runs)} runs failed (first: {label}: {reason}); "
+                         f"the finished runs are kept in {store.runs_dir}: run the same command "
+                         "with --resume to redo only the missing ones")
     return [r[0] for r in results], [r[1] for r in results]

@@ -5,13 +5,13 @@ import hashlib
 import io
 import json
 import subprocess
-from dataclasses import asdict
 from pathlib import Path
 
 from tabulate import tabulate
 
 from qgpt import checkpoint, data
-from qgpt.sweep.aggregate import by_tensor_table, format_table, num
+from qgpt.sweep.aggregate import TIMING_COLUMNS, by_tensor_table, format_table, num
+from qgpt.sweep.axes import AXES
 from qgpt.sweep.execute import TIMING_KEY
 from qgpt.sweep.plots import write_plots
 
@@ -19,9 +19,10 @@ DEFINITIONS = """\
 - **val_nll**: mean per-token negative log-likelihood (nats) on the validation names, in
   float64 from each model's own logits (`qgpt.train.nll`). **std**: sample standard deviation
   over seeds (ddof = 1); **min-max**: over seeds.
-- **Δ float**: the format's mean val_nll minus the float reference's mean val_nll.
-  **Δ std**: the standard deviation over seeds of the paired difference (integer run minus
-  the float run with the same seed: same initial weights, same data order).
+- **Δ float**: the row's mean val_nll minus the float reference's mean val_nll at the same
+  learning rate and steps. **Δ std**: the standard deviation over seeds of the paired
+  difference (integer run minus the float run with the same seed, learning rate and steps:
+  same initial weights, same data order).
 - **train last100**: mean training loss of the last 100 steps (mean over seeds).
 - **sat/step**: values clipped by a saturating store, summed over every tensor of the forward
   pass, backward pass and Adam, per training step (validation not counted).
@@ -31,7 +32,8 @@ DEFINITIONS = """\
 - **mean weight change** (below, and in results.csv): the mean over all 4,192 parameters of
   final minus initial value, in real units: a drift of every weight in one direction shows
   a biased rounding.
-- **s/run**: seconds of training plus validation per run (one process, mean over seeds).
+- **s/run**: seconds of training plus validation per run (one process, mean over seeds);
+  the only column that depends on the machine, so it is left out of results.csv.
 """
 
 
@@ -71,47 +73,56 @@ def _write(path, text):
     checkpoint.write_atomic(path, text.encode() if isinstance(text, str) else text)
 
 
-RUN_FIELDS = ["format", "rounding", "seed", "steps", "val_nll", "train_loss_first100",
-              "train_loss_last100", "saturations_per_step", "saturations_eval",
-              "stalled_update_rate", "frozen_fraction", "weight_mean_change"]
+RUN_FIELDS = ["val_nll", "train_loss_first100", "train_loss_last100", "saturations_per_step",
+              "saturations_eval", "stalled_update_rate", "frozen_fraction", "weight_mean_change"]
 
 
-def write_results(out, sweep, records, losses, rows, command, info, seconds, jobs):
+def write_results(out, sweep, records, losses, rows, command, info, where, seconds, ran,
+                  group_by="format"):
+    """Every file of the out folder but the run store. where: the backend in words; seconds
+    and ran: this session's wall time and number of runs (the others were resumed)."""
     out = Path(out)
     doc = {
         "command": command,
         "equivalent_command": sweep.command(),
-        "sweep": asdict(sweep),
+        "sweep": sweep.key(),
         "seeds": sweep.seed_list(),
         "dataset": info,
         "qgpt_commit": _git_commit(),
         "wall_seconds": seconds,
-        "jobs": jobs,
+        "ran_on": where,
+        "runs_this_session": ran,
         "definitions": DEFINITIONS,
         "rows": rows,
         "runs": records,
     }
     _write(out / "results.json", json.dumps(doc, indent=1) + "\n")
-    header = list(rows[0])
+    header = [k for k in rows[0] if k not in TIMING_COLUMNS]
     _write(out / "results.csv", _csv_text(header, [[r[k] for k in header] for r in rows]))
-    run_rows = [[r["summary"].get(k) for k in RUN_FIELDS] + [r[TIMING_KEY]["train_seconds"],
-                r[TIMING_KEY]["eval_seconds"]] for r in records]
-    _write(out / "runs.csv", _csv_text(RUN_FIELDS + ["train_seconds", "eval_seconds"], run_rows))
+    axes = [a.name for a in AXES]
+    run_rows = [[r["point"][a] for a in axes] + [r["config"]["seed"]]
+                + [r["summary"].get(k) for k in RUN_FIELDS]
+                + [r[TIMING_KEY]["train_seconds"], r[TIMING_KEY]["eval_seconds"]] for r in records]
+    _write(out / "runs.csv", _csv_text(axes + ["seed"] + RUN_FIELDS
+                                       + ["train_seconds", "eval_seconds"], run_rows))
 
-    plots = write_plots(out, sweep, records, losses, rows)
+    plots = write_plots(out, sweep, records, losses, rows, group_by)
+    steps = ", ".join(map(str, sweep.values("steps")))
+    lrs = ", ".join(f"{lr:g}" for lr in sweep.values("lr"))
     md = [
         "# qgpt sweep\n",
         f"Command: `{command}`  ",
         f"Equivalent: `{sweep.command()}`  ",
         f"Dataset: `{info['path']}` ({info['train']} train / {info['val']} validation names, "
-        f"sha256 `{info['sha256'][:16]}...`), {sweep.steps} steps, lr {sweep.lr:g}, seeds "
+        f"sha256 `{info['sha256'][:16]}...`), {steps} steps, lr {lrs}, seeds "
         f"{', '.join(map(str, sweep.seed_list()))}  ",
-        f"qgpt commit: `{doc['qgpt_commit']}`; {len(records)} runs in {seconds:.0f} s with "
-        f"{jobs} processes. Every run's resolved configuration is in `results.json`.\n",
-        format_table(rows, "github") + "\n",
+        f"qgpt commit: `{doc['qgpt_commit']}`; {len(records)} runs, {ran} of them in this "
+        f"session ({seconds:.0f} s on {where}). Every run's resolved configuration is in "
+        "`results.json`.\n",
+        format_table(rows, "github", group_by) + "\n",
         DEFINITIONS,
         "## Weight drift, saturations and frozen parameters by tensor (means over seeds)\n",
-        by_tensor_table(sweep, records, rows),
+        by_tensor_table(records, rows, group_by),
     ]
     md += [f"![{p.stem}]({p.name})\n" for p in plots]
     md += ["## Runs\n", tabulate(

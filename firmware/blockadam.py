@@ -1,0 +1,68 @@
+"""Adam with block-scaled state (docs/arithmetic.md 9.6) on the device: the fused update
+of model.py gets a weight's gradient a few rows at a time, in the backward pass's order,
+but a block's shift needs all of its values. So the gradients gather in unit-sized slots
+(U = lcm of the two block sizes, from a multiple of U) and Adam runs on a unit when its
+gradient is complete: m and v decoded to wide values, 9.1 to 9.5 (kernels.adam_update),
+then encoded again. Elementwise, this is the simulator's update after the whole backward
+pass. Imported by model.Model.adam only for block-scaled policies.
+"""
+
+import kernels as K
+from micropython import const
+
+_N = const(4192)
+
+
+def gather(mdl, off, n, grad, alpha, key):
+    """Block-scaled state: the gradients of parameters off .. off+n-1 go to the slots
+    of their units (U parameters from a multiple of U); a unit whose gradient is
+    complete runs Adam (unit_adam) and frees its slot."""
+    _, _, _, _, slots, su, sc, U, _, _ = mdl.blk
+    for unit in range((off // U), (off + n - 1) // U + 1):
+        a = unit * U
+        size = U if a + U <= _N else _N - a
+        lo = off if off > a else a
+        hi = off + n if off + n < a + size else a + size
+        s = -1
+        for i in range(len(su)):
+            if su[i] == unit:
+                s = i
+        if s < 0:
+            s = su.index(-1)  # model's plan needs at most layout.block_bytes's slots
+            su[s], sc[s] = unit, 0
+        K.copy32(slots[s], lo - a, grad, lo - off, hi - lo)
+        sc[s] += hi - lo
+        if sc[s] == size:
+            unit_adam(mdl, a, size, slots[s], alpha, key)
+            su[s] = -1
+
+
+def unit_adam(mdl, off, n, grad, alpha, key):
+    """Adam on the unit of parameters off .. off+n-1 with its gradient grad: m and v
+    decoded to wide values (block-scaled) or widened, 9.1 to 9.5 on them, then stored
+    again (encoded per block: 9.6)."""
+    sh_m, sh_s, e, u, mode, lo, hi, hm, hv, _, _, _ = mdl.opt
+    _, _, _, bm, bv, bs = mdl.nb
+    mk, vk, mw, vw, _, _, _, _, blocks, comp = mdl.blk
+    bits_m, n_m, bits_v, n_v = blocks
+    if n_m:
+        K.block_decode(mw, mdl.m, mk, off, n, n_m, bm, 0)
+    else:
+        K.widen(mw, mdl.m, off, n, bm)
+    if n_v:
+        K.block_decode(vw, mdl.v, vk, off, n, n_v, bv, 1)
+    else:
+        K.widen(vw, mdl.v, off, n, bv)
+    mdl.stalled_total += K.adam_update(mdl.store, mw, vw, grad, comp, n, off, off, 0,
+                                        alpha, sh_m, sh_s, e, u, mode, key, lo, hi, hm,
+                                        hv, bs, 4, 4)
+    if n_m:
+        K.block_encode(mdl.m, mk, mw, off, n, n_m, bits_m, bm, 0)
+    else:
+        K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)
+    if n_v:
+        K.block_encode(mdl.v, vk, vw, off, n, n_v, bits_v, bv, 1)
+    else:
+        K.narrow(mdl.v, off, vw, n, 0, hv, bv)
+    mdl.refresh_data(off, n)
+

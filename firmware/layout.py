@@ -1,0 +1,177 @@
+"""The state block's layout (model.py's buffers in one bytearray), at setup only:
+qgpt_train sizes the block from a first look at the config before anything else of
+the run is in memory (firmware/README.md, "Memory"), then from the checked policy,
+and passes the layout on to model.Model; then this module is dropped.
+"""
+
+import json
+
+from micropython import const
+
+# the shape (qgpt/params.py; tests/test_firmware_train.py checks these copies)
+_N = const(4192)  # parameters
+_T = const(16)  # BLOCK: the rows of every activation buffer
+_C = const(16)
+_NH = const(4)
+_M = const(64)
+_V = const(27)
+_CHUNK = const(32)  # model.py's I/O chunk, int32 values
+_PIECE = const(432)  # model.py's _GRAD_MAX: int32 values of a weight gradient's piece
+
+
+_LARGEST_BLOCK = const(56000)  # the block of the widest containers, without master weights
+
+
+def _container(text):
+    """(bytes a value of the format text takes, 0, 0) for qI.F (3.3: 1, 2 or 4), and
+    (bytes of a mantissa, B, N) for a block-scaled bBxN (9.6)."""
+    text = text.strip().lower()
+    if text[:1] == "b":
+        bits, n = text[1:].split("x")
+        return (1 if int(bits) <= 8 else 2), int(bits), int(n)
+    i, f = text[1:].split(".")
+    bits = int(i) + int(f)
+    return (1 if bits <= 8 else (2 if bits <= 16 else 4)), 0, 0
+
+
+def first_look(path):
+    """(key, block_bytes(*key)): the state block's layout for the config at path, and
+    what it was computed from (nb, wide, blocks, kahan), from a first look at its formats
+    (the containers of section 3.3: the defaults of the other classes are 16-bit grads
+    and 32-bit Adam state; 9.6's block-scaled state and Kahan compensations), for
+    setup's reservation; runcfg checks the config later, and setup compares. (None,
+    (the largest block with master weights,)) if the config cannot be read."""
+    try:
+        with open(path) as f:
+            user = json.load(f)
+        named = user.get("policy") or {}
+        base = user.get("format", "q4.12")
+        master = named.get("master", user.get("master")) or "none"
+        # data classes have at most 16 bits: a wider one is an error runcfg reports
+        bw = min(2, _container(named.get("weights") or base)[0])
+        wide = 0 if master.strip().lower() == "none" else 1
+        m = _container(named["adam_m"]) if "adam_m" in named else (4, 0, 0)  # 32-bit
+        v = _container(named["adam_v"]) if "adam_v" in named else (4, 0, 0)  # defaults,
+        g = min(2, _container(named["grads"])[0]) if "grads" in named else 2  # 16-bit G
+        nb = (bw, min(2, _container(named.get("acts") or base)[0]), g, m[0], v[0],
+              _container(master)[0] if wide else bw)
+        kahan = user.get("rounding") == "kahan"
+    except Exception:  # a bad config: runcfg says what is wrong
+        return None, (_LARGEST_BLOCK + 4 * _N,)
+    key = (nb, wide, (m[1], m[2], v[1], v[2]), kahan)
+    return key, block_bytes(nb, wide, key[2], kahan)
+
+
+def block_bytes(nb, wide, blocks, kahan):
+    """(the state block's size, the byte sizes of model.Model.act's buffers in the
+    order of its table, (U, S, mk, vk, kc) below) for the containers nb = (bw, ba, bg, bm,
+    bv, bs) of the policy (bytes a value of weights, acts, grads, adam_m, adam_v, the
+    weight store), with master weights (N values of bs bytes, at the end) when wide,
+    block-scaled Adam state blocks = (Bm, Nm, Bv, Nv) and the Kahan compensations. In
+    the block: m, v, the data weights, the activations, the chunk, the shifts, the
+    compensations, the unit's wide m and v and the gradient slots (int32, U each), the
+    master weights; every size a multiple of 4, so that int32 views stay aligned."""
+    bw, ba, bg, bm, bv, bs = nb
+    # 9.6: U, the unit Adam runs on at once, lcm(Nm, Nv) (0: per gradient piece, no
+    # unit); S, the unit-sized gradient slots model.py needs: one working and one per
+    # unit still waiting for the rest of its gradient (found by walking model.py's order
+    # of gradient pieces); the bytes of the shift arrays and of the compensations
+    nm, nv = blocks[1], blocks[3]
+    u = nm if nm else nv
+    if nm and nv:
+        a, b = nm, nv
+        while b:
+            a, b = b, a % b
+        u = min(nm * nv // a, _N)  # at most one unit of every parameter
+    slots = 0
+    if u:
+        # model.Model.backward's gradient pieces: (first parameter, n_in, n_out) in the
+        # order the backward pass completes them, a matrix in pieces of _PIECE // n_in rows
+        done = {}
+        most = 0
+        for off, n_in, n_out in ((688, 16, 27), (3168, 64, 16), (2144, 16, 64), (1888, 16, 16),
+                                 (1120, 16, 16), (1376, 16, 16), (1632, 16, 16), (0, 432, 1),
+                                 (432, 256, 1)):
+            rows = _PIECE // n_in if n_out > 1 else 1
+            for o0 in range(0, n_out, rows):
+                a = off + o0 * n_in
+                z = off + min(o0 + rows, n_out) * n_in
+                for unit in range(a // u, (z - 1) // u + 1):
+                    lo, hi = max(a, unit * u), min(z, unit * u + u, _N)
+                    got = done.get(unit, 0) + hi - lo
+                    if got == min(u, _N - unit * u):
+                        done.pop(unit, None)
+                    else:
+                        done[unit] = got
+                most = max(most, len(done))
+        slots = most + 1
+    pad = 3
+    adam = (u, slots, (-(-_N // nm) + pad) & ~pad if nm else 0,
+            (-(-_N // nv) + pad) & ~pad if nv else 0, _N if kahan else 0)
+    u, slots, mk, vk, kc = adam
+    bx = ba if ba > bg else bg  # buffers that hold an activation, then a gradient
+    tc = _T * _C
+    act = (2 * _NH * _T * _T, 4 * _T * _V, ba * _T * _M, bg * _T * _M,  # probs .. dh
+           ba * tc, ba * tc, ba * tc, ba * tc,  # x0, x1, q, k
+           ba * tc, bx * tc, ba * tc, bx * tc,  # vv, at, x3, x4
+           bx * tc, bx * tc, bx * tc,  # ga, gb, gc
+           8 * _T, 8 * _T, 8 * _T, 4 * _T)  # rs0, rs1, rs3, srow
+    return (_N * (bm + bv + bw + (bs if wide else 0)) + sum(act) + 4 * _CHUNK + mk + vk + kc
+            + 4 * u * (2 + slots)), act, adam
+
+
+def views(block, nums):
+    """The views of model.Model into the state block (nums: runcfg.model_numbers and
+    block_bytes's (size, act sizes, adam layout)): (m, v, the data weights, the act
+    buffers, the I/O chunk, the weight store, the state arrays, the weight matrices,
+    and 9.6's (shifts of m and v (uint8), the unit's wide m and v (int32), the unit's
+    gradient slots, U, Kahan's compensations (int8)))."""
+    nb, offs, _, _, opt, _, wide, blocks, (size, sizes, adam) = nums
+    bw, _, _, bm, bv, bs = nb
+    if len(block) != size:
+        raise ValueError(f"the state block has {len(block)} bytes, want {size}")
+    b = memoryview(block)  # the views keep the block alive
+    at = _N * bm
+    m = b[0:at]
+    v = b[at : at + _N * bv]
+    at += _N * bv
+    wd = b[at : at + _N * bw]
+    at += _N * bw
+    act = []
+    for n in sizes:
+        act.append(b[at : at + n])
+        at += n
+    chunk = b[at : at + 4 * _CHUNK]
+    at += 4 * _CHUNK
+    u, slots, nmk, nvk, nkc = adam
+    mk = b[at : at + nmk]
+    at += nmk
+    vk = b[at : at + nvk]
+    at += nvk
+    comp = b[at : at + nkc]
+    at += nkc
+    mw = b[at : at + 4 * u]
+    vw = b[at + 4 * u : at + 8 * u]
+    at += 8 * u
+    slot = tuple(b[at + 4 * u * s : at + 4 * u * (s + 1)] for s in range(slots))
+    at += 4 * u * slots
+    # the weight store: the data weights themselves, or the master weights
+    store = b[at:size] if wide else wd
+    # the state arrays: (name, array, bytes a value (negative: unsigned), values, lo, hi)
+    m_lo, m_hi = -opt[7], opt[7]
+    v_hi = opt[8]
+    if blocks[0]:
+        m_hi = (1 << (blocks[0] - 1)) - 1
+        m_lo = -m_hi
+    if blocks[2]:
+        v_hi = (1 << blocks[2]) - 1
+    st = [("params", store, bs, _N, opt[5], opt[6]), ("adam_m", m, bm, _N, m_lo, m_hi),
+          ("adam_v", v, -bv if blocks[2] else bv, _N, 0, v_hi)]
+    if blocks[0]:
+        st.append(("adam_m_shift", mk, -1, -(-_N // blocks[1]), 0, 30))
+    if blocks[2]:
+        st.append(("adam_v_shift", vk, -1, -(-_N // blocks[3]), 0, 30))
+    if nkc:
+        st.append(("kahan_comp", comp, 1, _N, -128, 127))
+    w = tuple(wd[bw * offs[j] : bw * offs[j + 1]] for j in range(9))
+    return (m, v, wd, tuple(act), chunk, store, tuple(st), w, (mk, vk, mw, vw, slot, u, comp))

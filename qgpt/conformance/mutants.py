@@ -1,0 +1,629 @@
+"""Mutation testing: does conformance catch a wrong integer in the firmware?
+
+    python -m qgpt.conformance.mutants [--modules kernels,adam] [--jobs 2]
+                                       [--out experiments/results/mutants.md]
+                                       [--rejudge experiments/results/mutants.json]
+
+--out also writes every verdict as JSON beside the report; --rejudge judges again
+only the survivors of such a file (after new golden cases) and keeps the rest.
+
+Each mutant is the firmware with ONE token of its integer code changed: an int
+literal +-1 (constants, table entries, rounding halves, clamp bounds, shifts), `<<`
+<-> `>>`, binary `+` <-> `-`, `<` <-> `<=`, `>` <-> `>=`, `==` <-> `!=`, `&` -> `|`,
+`//` -> `%`, and the augmented forms. Mutants are written into a temporary copy of
+firmware/ (never in place) and judged level by level, cheapest first:
+
+    ops    the op level's golden cases of the ops that reach the mutated function
+           (a coverage run of conform_ops says which), format by format, stopping at
+           the first mismatch or device failure
+    int32  the same ops on the int32 target, extreme formats, no exhaustive domains
+           (the x86-64 port cannot show a shift count of 32 or an int32 overflow)
+    steps  a few training cases to step 10, every step's loss and the whole state
+           after steps 1, 2 and 10 (code only training runs: model.py ...)
+    run    a 40-step run and its 20 samples (what only sampling uses)
+
+A mutant is killed by the first level that reports a difference (a mismatch, a
+device error or a hang), invalid if mpy-cross rejects it, and survives otherwise.
+Every survivor must be listed in qgpt/conformance/equivalent.py with a one-line
+argument why no reachable input tells it apart; the report marks any other as
+NOT EQUIVALENT. The report (markdown) gives killed / survived per module.
+"""
+
+import argparse
+import ast
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tokenize
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from qgpt.conformance.build import (
+    build_firmware,
+    default_micropython,
+    default_mpy_cross,
+    device_env,
+    probe,
+)
+from qgpt.conformance.cases import build_cases
+from qgpt.conformance.equivalent import EQUIVALENT
+from qgpt.conformance.inputs import FORMATS, NO_FORMAT
+from qgpt.conformance.protocol import parse_reply, write_request
+from qgpt.conformance.report import OpsReport
+from qgpt.firmware_build import FIRMWARE_DIR, firmware_modules
+
+# Not integer code: the op-level driver, file formats, configuration, the entry point.
+NOT_MUTATED = ("conform_ops", "dump", "ckpt", "restore", "runcfg", "runbase", "qgpt_train",
+               "layout")  # layout: the state block's offsets, set-up only
+SWAPS = {"<<": ">>", ">>": "<<", "+": "-", "-": "+", "<": "<=", "<=": "<", ">": ">=",
+         ">=": ">", "==": "!=", "!=": "==", "&": "|", "//": "%", "+=": "-=", "-=": "+=",
+         "<<=": ">>=", ">>=": "<<="}
+SKIPPED_LINES = ("print(", "raise ", "assert ", "import ", "from ", "@")  # no integer code
+GROUP_ORDER = ("q4.12", NO_FORMAT, "q8.8")  # the formats that kill most mutants first
+OPS_TIMEOUT = 5  # seconds for one format group (the original takes 0.1 s): a hang kills
+TRAIN_TIMEOUT = 30  # seconds for the steps or the run level (the original takes 1 s)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    module: str
+    line: int  # 1-based
+    col: int  # 0-based, of the token
+    function: str  # the enclosing function ("" at module level)
+    original: str  # the token
+    replacement: str
+    text: str  # the source line, stripped
+    occurrence: int  # which occurrence of `original` in `text` (0-based)
+
+    @property
+    def key(self):
+        """What the equivalence table matches: robust to moved lines and split files."""
+        return (self.function, self.text, self.original, self.replacement, self.occurrence)
+
+    def describe(self):
+        return f"{self.module}.py:{self.line} {self.function or '<module>'}: " \
+               f"`{self.original}` -> `{self.replacement}` in `{self.text}`"
+
+
+def _functions_by_line(tree):
+    """line -> the innermost enclosing function's name."""
+    names = {}
+
+    def visit(node, name):
+        for child in ast.iter_child_nodes(node):
+            inner = child.name if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) \
+                else name
+            if inner != name:
+                for ln in range(child.lineno, child.end_lineno + 1):
+                    names[ln] = inner
+            visit(child, inner)
+
+    visit(tree, "")
+    return names
+
+
+def _int_literal(text):
+    try:
+        value = int(text, 0)
+    except ValueError:
+        return None
+    return value
+
+
+def mutants_of(module, source):
+    """Every single-token mutant of one module's source."""
+    lines = source.splitlines()
+    function_at = _functions_by_line(ast.parse(source))
+    out, previous = [], None
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
+                        tokenize.DEDENT, tokenize.ENDMARKER, tokenize.STRING):
+            continue
+        line, col = tok.start
+        text = lines[line - 1]
+        stripped = text.strip()
+        skip = stripped.startswith(SKIPPED_LINES) or stripped.startswith(('"""', "'''"))
+        replacements = []
+        if tok.type == tokenize.NUMBER and not skip:
+            value = _int_literal(tok.string)
+            if value is not None:
+                replacements = [str(value + 1), str(value - 1)]
+        elif tok.type == tokenize.OP and tok.string in SWAPS and not skip:
+            binary = previous is not None and (
+                previous.type in (tokenize.NAME, tokenize.NUMBER)
+                or previous.string in (")", "]"))
+            if tok.string not in ("+", "-") or binary:
+                replacements = [SWAPS[tok.string]]
+        previous = tok
+        lead = len(text) - len(text.lstrip())
+        occurrence = stripped[: col - lead].count(tok.string)
+        for rep in replacements:
+            out.append(Mutant(module, line, col, function_at.get(line, ""), tok.string, rep,
+                              stripped, occurrence))
+    return out
+
+
+def mutated_source(source, m):
+    lines = source.splitlines(keepends=True)
+    text = lines[m.line - 1]
+    assert text[m.col : m.col + len(m.original)] == m.original, m
+    lines[m.line - 1] = text[: m.col] + m.replacement + text[m.col + len(m.original) :]
+    return "".join(lines)
+
+
+def mutated_modules(firmware_dir=FIRMWARE_DIR):
+    return [m for m in firmware_modules(firmware_dir) if m not in NOT_MUTATED]
+
+
+def _imports_of(firmware_dir, root):
+    """The firmware modules `root` imports, transitively (itself included)."""
+    names = set(firmware_modules(firmware_dir))
+    seen, todo = set(), [root]
+    while todo:
+        mod = todo.pop()
+        if mod in seen or mod not in names:
+            continue
+        seen.add(mod)
+        tree = ast.parse((Path(firmware_dir) / f"{mod}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                todo.append(node.module)
+    return seen
+
+
+# --- which ops reach which firmware function ---
+
+
+def coverage_main(request, firmware_dir):
+    """Run firmware/conform_ops.py on a request in this CPython process (the int32
+    target's loader) with a profiler; print one JSON object {op: [[module, function],
+    ...]}: the firmware functions each op's cases call."""
+    import json
+
+    from qgpt.conformance.int32 import _int32_firmware
+
+    _int32_firmware(firmware_dir)
+    import contextlib
+
+    import conform_ops
+
+    fw = str(Path(firmware_dir).resolve())
+    calls, current = {"*": set()}, ["*"]  # "*": outside an op's handler (every op)
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename.startswith(fw):
+            mod = Path(frame.f_code.co_filename).stem
+            calls.setdefault(current[0], set()).add((mod, frame.f_code.co_name))
+
+    def traced(op, handler):
+        def run(*args):
+            current[0] = op
+            try:
+                return handler(*args)
+            finally:
+                current[0] = "*"
+        return run
+
+    for op, handler in list(conform_ops.HANDLERS.items()):
+        conform_ops.HANDLERS[op] = traced(op, handler)
+    sys.setprofile(profile)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            conform_ops.main(str(request))
+    finally:
+        sys.setprofile(None)
+    print(json.dumps({op: sorted(f) for op, f in calls.items()}))
+
+
+def op_coverage(workdir, requests, firmware_dir=FIRMWARE_DIR):
+    """{(module, function): {ops whose cases call it}}, from the first case of each op
+    of each group (function-level: the formats take the same calls)."""
+    import json
+
+    sample, seen = [], set()
+    for fmt, cases, _ in requests:
+        for c in cases:
+            if (c.op, fmt) not in seen:
+                seen.add((c.op, fmt))
+                sample.append(c)
+    path = Path(workdir) / "coverage.bin"
+    write_request(sample, path)
+    r = subprocess.run([sys.executable, "-c", "import sys; from qgpt.conformance.mutants "
+                        "import coverage_main; coverage_main(sys.argv[1], sys.argv[2])",
+                        str(path), str(firmware_dir)], capture_output=True, text=True,
+                       env=device_env(firmware_dir), timeout=1800)
+    if r.returncode != 0:
+        raise RuntimeError(f"the coverage run failed: {r.stderr.strip()[-500:]}")
+    reach = {}
+    for op, funcs in json.loads(r.stdout.strip().splitlines()[-1]).items():
+        for mod, fn in funcs:
+            reach.setdefault((mod, fn), set()).add(op)
+    return reach
+
+
+# --- judging a mutant ---
+
+
+class Judge:
+    """Runs mutants against the levels; one instance per worker (its own folders)."""
+
+    def __init__(self, workdir, requests, reach, micropython, arch,
+                 firmware_dir=FIRMWARE_DIR):
+        self.dir = Path(workdir)
+        self.reach = reach  # (module, function) -> ops
+        self.arch = arch
+        self.subsets = {}  # frozenset of ops -> [(fmt, cases, request path)]
+        self.every = frozenset(c.op for _, cases, _ in requests for c in cases)
+        self.source = Path(firmware_dir)
+        self.requests = requests  # [(fmt, cases, request path)]
+        self.micropython = micropython
+        self.mpy_cross = default_mpy_cross()
+        self.ops_modules = _imports_of(firmware_dir, "conform_ops")
+        self.src = self.dir / "src"  # the mutated sources (steps and run build from them)
+        self.fw = self.dir / "fw"  # the compiled firmware, one module swapped per mutant
+        for d in (self.src, self.fw):
+            d.mkdir(parents=True)
+        for mod in firmware_modules(firmware_dir):
+            shutil.copy(self.source / f"{mod}.py", self.src / f"{mod}.py")
+        build_firmware(self.fw, "mpy", arch, source_dir=self.src)
+
+    def _compile(self, module):
+        r = subprocess.run([self.mpy_cross, f"-march={self.arch}", "-s", f"{module}.py", "-o",
+                            str(self.fw / f"{module}.mpy"), str(self.src / f"{module}.py")],
+                           capture_output=True, text=True)
+        return r.returncode == 0
+
+    def judge(self, m):
+        """(verdict, level, detail): killed | survived | invalid."""
+        original = (self.source / f"{m.module}.py").read_text()
+        (self.src / f"{m.module}.py").write_text(mutated_source(original, m))
+        try:
+            if not self._compile(m.module):
+                return "invalid", "", "mpy-cross rejects it"
+            ops = self._ops_reaching(m)
+            if ops:
+                why = self._ops(ops)
+                if why:
+                    return "killed", "ops", why
+                if ops != self.every:  # a function's ops (all ops in CPython: minutes)
+                    why = self._int32(ops)
+                    if why:
+                        return "killed", "int32", why
+            why = self._steps()
+            if why:
+                return "killed", "steps", why
+            why = self._run()
+            if why:
+                return "killed", "run", why
+            return "survived", "", ""
+        finally:
+            (self.src / f"{m.module}.py").write_text(original)
+            self._compile(m.module)
+
+    def _ops_reaching(self, m):
+        """The ops whose cases run the mutated code: those the coverage run saw call
+        its function; every op for module-level code of a module conform_ops imports,
+        or for code it runs outside an op's handler (the policy's set-up); none for
+        code no op reaches (training alone runs it)."""
+        if m.module not in self.ops_modules:
+            return frozenset()
+        ops = self.reach.get((m.module, m.function), set())
+        if not m.function or "*" in ops:
+            return self.every
+        return frozenset(ops)
+
+    def _requests_for(self, ops):
+        if ops not in self.subsets:
+            subset = []
+            for fmt, cases, _ in self.requests:
+                part = [c for c in cases if c.op in ops]
+                if part:
+                    path = self.dir / f"request-{len(self.subsets)}-{len(subset)}.bin"
+                    write_request(part, path)
+                    subset.append((fmt, part, path))
+            self.subsets[ops] = subset
+        return self.subsets[ops]
+
+    def _ops(self, ops):
+        for fmt, cases, request in self._requests_for(ops):
+            why = self._ops_group(fmt, cases, request)
+            if why:
+                return why
+        return ""
+
+    def _ops_group(self, fmt, cases, request):
+        """Run one request, comparing each case as its reply arrives; the first
+        difference stops the device (most mutants die in the first cases)."""
+        import threading
+
+        from qgpt.conformance.ops import compare
+
+        cmd = [self.micropython, "-X", "heapsize=96K", "-m", "conform_ops", str(request)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True, env=device_env(self.fw))
+        timer = threading.Timer(OPS_TIMEOUT, proc.kill)
+        timer.start()
+        why, done, lines = "", set(), []
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                tag = line.split(" ", 2)
+                if tag[0] not in ("ok", "error"):
+                    continue
+                _, results, errors, _ = parse_reply("".join(lines))
+                lines = []
+                i = int(tag[1])
+                done.add(i)
+                report = OpsReport(cases=[])
+                compare([cases[i]], {0: results[i]} if i in results else {},
+                        {0: errors[i]} if i in errors else {}, report, fmt)
+                if report.mismatches:
+                    why = str(report.mismatches[0])[:200]
+                    break
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        if why:
+            return why
+        if len(done) < len(cases):
+            return f"{fmt}: the device stopped or hung after {len(done)} of {len(cases)} cases"
+        return ""
+
+    def _int32(self, ops):
+        """The op level on the int32 target (the firmware in CPython, every viper
+        intermediate and shift count checked), on the extreme formats, without the
+        exhaustive domains."""
+        from qgpt.conformance.ops import run_ops
+
+        cases = {fmt: [c for c in group if c.op in ops and "every " not in c.name]
+                 for fmt, group, _ in self.requests if fmt in INT32_FORMATS}
+        report = run_ops(cases={f: g for f, g in cases.items() if g}, target="int32",
+                         firmware_dir=self.src, workdir=self.dir)
+        return str(report.mismatches[0])[:200] if report.mismatches else ""
+
+    def _steps(self):
+        from qgpt.conformance.training import run_steps
+
+        try:
+            report = run_steps(formats=(), roundings=(), extra=MUTANT_STEPS_CASES,
+                               dump_steps=(1, 2, 10), micropython=self.micropython,
+                               firmware_dir=self.src, workdir=self.dir, timeout=TRAIN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return "the device hangs"
+        return str(report.mismatches[0])[:200] if report.mismatches else ""
+
+    def _run(self):
+        from qgpt.conformance.training import run_run
+
+        try:
+            report = run_run(steps=40, samples=20, micropython=self.micropython,
+                             firmware_dir=self.src, workdir=self.dir, timeout=TRAIN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return "the device hangs"
+        return str(report.mismatches[0])[:200] if report.mismatches else ""
+
+
+INT32_FORMATS = (NO_FORMAT, "q4.12", "q2.14", "q12.0")  # the extremes of F
+MUTANT_STEPS_CASES = (("q4.12", "nearest", ""), ("q8.8", "floor", ""),
+                      ("q4.12", "stochastic", "q4.20"), ("q12.4", "stochastic", ""),
+                      ("q1.15", "nearest", ""), ("q13.3", "nearest", "q13.18"))
+
+
+def ops_requests(workdir, formats=FORMATS, seed=0):
+    """The op level's requests, written once: [(fmt, cases, path)], the formats that
+    kill most mutants first."""
+    groups = [g for g in GROUP_ORDER if g == NO_FORMAT or g in formats]
+    groups += [f for f in (NO_FORMAT, *formats) if f not in groups]
+    out = []
+    for fmt in groups:
+        cases = build_cases(fmt, seed)
+        path = Path(workdir) / f"request-{fmt.replace('.', '_').replace('-', 'none')}.bin"
+        write_request(cases, path)
+        out.append((fmt, cases, path))
+    return out
+
+
+def run_mutants(modules=None, jobs=1, micropython=None, formats=FORMATS, limit=None,
+                firmware_dir=FIRMWARE_DIR, progress=None, keep=None, every=1):
+    """Judge every mutant of the modules; returns [(Mutant, verdict, level, detail)].
+    keep: {mutant: (verdict, level, detail)} already judged (not judged again)."""
+    micropython = micropython or default_micropython()
+    modules = modules or mutated_modules(firmware_dir)
+    mutants = []
+    for mod in modules:
+        mutants += mutants_of(mod, (Path(firmware_dir) / f"{mod}.py").read_text())[::every]
+    if limit:
+        mutants = mutants[:limit]
+    keep = keep or {}
+    done = [(m, *keep[m]) for m in mutants if m in keep and keep[m][0] != "earlier"]
+    mutants = [m for m in mutants if m not in keep]
+    results = [None] * len(mutants)
+    with tempfile.TemporaryDirectory(prefix="qgpt-mutants-") as tmp:
+        requests = ops_requests(tmp, formats)
+        reach = op_coverage(tmp, requests, firmware_dir)
+        arch = probe(micropython).arch
+        judges = [Judge(Path(tmp) / f"worker{j}", requests, reach, micropython, arch,
+                        firmware_dir) for j in range(jobs)]
+
+        def work(j):
+            for i in range(j, len(mutants), jobs):
+                results[i] = (mutants[i], *judges[j].judge(mutants[i]))
+                if progress:
+                    progress(results[i])
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(work, range(jobs)))
+    return done + results
+
+
+def save_results(results, path):
+    import json
+    from dataclasses import asdict
+
+    rows = [{**asdict(m), "verdict": v, "level": lvl, "detail": d}
+            for m, v, lvl, d in results]
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=0) + "\n")
+    os.replace(tmp, path)
+
+
+def load_results(path):
+    """[(Mutant, verdict, level, detail)] of a saved run (the .json of --out)."""
+    import json
+
+    rows = json.loads(Path(path).read_text())
+    return [(Mutant(**{k: v for k, v in r.items() if k not in ("verdict", "level", "detail")}),
+             r["verdict"], r["level"], r["detail"]) for r in rows]
+
+
+def load_verdicts(path, firmware_dir=FIRMWARE_DIR):
+    """{Mutant: (verdict, level, detail)} to keep from a saved run: the .json of --out
+    (every verdict but the survivors'), or a report (.md): every mutant but the
+    survivors it lists, marked "earlier" (judged again: only its survivors)."""
+    import json
+    import re
+
+    path = Path(path)
+    if path.suffix == ".json":
+        out = {}
+        for row in json.loads(path.read_text()):
+            verdict = (row.pop("verdict"), row.pop("level"), row.pop("detail"))
+            if verdict[0] != "survived":
+                out[Mutant(**row)] = verdict
+        return out
+    listed = set()
+    for line in path.read_text().splitlines():
+        m = re.match(r"^- (\w+)\.py:(\d+) \S+: `(.+?)` -> `(.+?)` in `", line)
+        if m:
+            listed.add((m[1], int(m[2]), m[3], m[4]))
+    out = {}
+    for mod in mutated_modules(firmware_dir):
+        for m in mutants_of(mod, (Path(firmware_dir) / f"{mod}.py").read_text()):
+            if (m.module, m.line, m.original, m.replacement) not in listed:
+                out[m] = ("earlier", "", "")
+    return out
+
+
+# --- the report ---
+
+
+def classify(results):
+    """Per module: counts; and the survivors with their equivalence argument or None."""
+    counts, survivors = {}, []
+    for m, verdict, level, _ in results:
+        c = counts.setdefault(m.module, {"mutants": 0, "killed": 0, "ops": 0, "int32": 0,
+                                         "steps": 0, "run": 0, "invalid": 0, "equivalent": 0,
+                                         "survived": 0})
+        c["mutants"] += 1
+        if verdict == "killed":
+            c["killed"] += 1
+            c[level] += 1
+        elif verdict == "invalid":
+            c["invalid"] += 1
+        else:
+            why = EQUIVALENT.get(m.key)
+            c["equivalent" if why else "survived"] += 1
+            survivors.append((m, why))
+    return counts, survivors
+
+
+def render(results, command):
+    counts, survivors = classify(results)
+    cols = ("mutants", "killed", "ops", "int32", "steps", "run", "invalid", "equivalent",
+            "survived")
+    out = ["# Mutation testing of the firmware against conformance", "",
+           f"Produced by {command}. Each mutant changes one "
+           "token of the firmware's integer code (qgpt/conformance/mutants.py says which); "
+           "`killed` counts those the conformance levels catch (ops, int32, steps, run: the level "
+           "that caught it), `invalid` those mpy-cross rejects, `equivalent` the survivors "
+           "qgpt/conformance/equivalent.py argues no reachable input tells apart, "
+           "`survived` any other survivor (a gap in the golden cases).", "",
+           "| module | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    total = dict.fromkeys(cols, 0)
+    for mod, c in sorted(counts.items()):
+        out.append(f"| {mod} | " + " | ".join(str(c[k]) for k in cols) + " |")
+        for k in cols:
+            total[k] += c[k]
+    out.append("| **all** | " + " | ".join(f"**{total[k]}**" for k in cols) + " |")
+    out += ["", "## Survivors", ""]
+    if not survivors:
+        out.append("None.")
+    for m, why in survivors:
+        label = f"equivalent: {why}" if why else "**NOT EQUIVALENT: a golden case is missing**"
+        out.append(f"- {m.describe()}: {label}")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m qgpt.conformance.mutants",
+                                 description="mutation testing of the firmware's integer code")
+    ap.add_argument("--modules", default=None,
+                    help="comma-separated firmware modules (default: every one but "
+                         + ", ".join(NOT_MUTATED) + ")")
+    ap.add_argument("--jobs", type=int, default=1, help="mutants judged at once (default 1)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N mutants")
+    ap.add_argument("--every", type=int, default=1, metavar="K",
+                    help="only every K-th mutant of each module (a deterministic sample)")
+    ap.add_argument("--micropython", default=None, help="the unix port (default: the venv's)")
+    ap.add_argument("--out", default=None,
+                    help="write the markdown report here (and its verdicts as .json beside)")
+    ap.add_argument("--merge", default=None, metavar="JSON,JSON",
+                    help="judge nothing: the report of saved runs' verdicts (runs of "
+                         "different --modules)")
+    ap.add_argument("--rejudge", default=None, metavar="FILE",
+                    help="judge again only the survivors of a saved run (its .json, or a "
+                         "report .md: then the new report has those mutants alone)")
+    a = ap.parse_args(argv)
+    if a.jobs < 1 or a.every < 1:
+        ap.error("--jobs and --every must be at least 1")
+    modules = a.modules.split(",") if a.modules else None
+    known = set(firmware_modules())
+    for mod in modules or ():
+        if mod not in known:
+            print(f"--modules: {mod} is no firmware module (want one of "
+                  f"{', '.join(sorted(known))})", file=sys.stderr)
+            return 2
+    t0 = time.time()
+    done = [0]
+
+    def progress(r):
+        done[0] += 1
+        if r[1] == "survived":
+            print(f"survived: {r[0].describe()}", file=sys.stderr, flush=True)
+        elif done[0] % 100 == 0:
+            print(f"{done[0]} mutants judged", file=sys.stderr, flush=True)
+
+    if a.merge:
+        results = [r for path in a.merge.split(",") for r in load_results(path)]
+    else:
+        keep = load_verdicts(a.rejudge) if a.rejudge else None
+        results = run_mutants(modules, a.jobs, a.micropython, limit=a.limit,
+                              progress=progress, keep=keep, every=a.every)
+    command = "python -m qgpt.conformance.mutants" + "".join(
+        f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
+    command = f"`{command}` ({(time.time() - t0) / 60:.0f} minutes)"
+    if a.merge:
+        command = (f"the runs whose verdicts {a.merge} holds, merged by "
+                   f"`python -m qgpt.conformance.mutants --merge {a.merge}`")
+    text = render(results, command)
+    if a.out:
+        tmp = Path(a.out).with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, a.out)
+        save_results(results, Path(a.out).with_suffix(".json"))
+    print(text)
+    _, survivors = classify(results)
+    return 1 if any(why is None for _, why in survivors) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
