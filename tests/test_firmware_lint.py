@@ -205,7 +205,6 @@ HOST_ONLY = {
     "ln_q16": "firmware/loss.py",
     "bit_length": "inline where a kernel needs it (rsqrt), plain Python in policy.bitlen",
     "loss_q16": "firmware/loss.py",
-    "bit_length": "rsqrt's normalisation, inlined in the rsqrt kernel",
 }
 
 
