@@ -1253,15 +1253,6 @@ def copy32(dst, d0: int, src, s0: int, n: int):
         pd[d0 + i] = ps[s0 + i]
 
 
-@micropython.viper
-def get32(buf, i: int) -> int:
-    """buf[i] of an int32 buffer (a logit: |l| < 2**20)."""
-    p = ptr32(buf)
-    one = 1
-    s32 = one << 31
-    return (p[i] ^ s32) - s32
-
-
 # --- block-scaled Adam state (section 9.6) ---
 
 

@@ -146,6 +146,15 @@ def store_to_data(wd, store, off: int, n: int, sh: int, lo: int, hi: int, bw: in
 
 
 @micropython.viper
+def get32(buf, i: int) -> int:
+    """buf[i] of an int32 buffer (a logit: |l| < 2**20)."""
+    p = ptr32(buf)
+    one = 1
+    s32 = one << 31
+    return (p[i] ^ s32) - s32
+
+
+@micropython.viper
 def row_max(buf, off: int, n: int) -> int:
     """max(buf[off:off+n]) of an int32 buffer (logits: |l| < 2**20)."""
     p = ptr32(buf)
@@ -265,7 +274,7 @@ class Model:
         lg = self.logits
         row = t * _V
         mx = row_max(lg, row, _V)
-        target = K.get32(lg, row + self.tok[t + 1])
+        target = get32(lg, row + self.tok[t + 1])
         s = K.cross_entropy_forward(lg, lg, t, _V, Fl)
         return ((mx - target) << (16 - Fl)) + ln_q16(s)
 

@@ -11,10 +11,9 @@ from array import array
 import kernels as K
 import prng
 from micropython import const
+from model import BLOCK, BOS, get32
 
-_V = const(27)  # VOCAB, BLOCK, BOS (tests/test_firmware_train.py checks them): consts,
-_BLOCK = const(16)  # so that the op-level conformance's next_token does not load model
-_BOS = const(26)
+_V = const(27)  # VOCAB (tests/test_firmware_train.py checks it)
 
 
 def next_token(mdl, z, t, inv_t, u30):
@@ -23,7 +22,7 @@ def next_token(mdl, z, t, inv_t, u30):
     int32 scratch."""
     lg, row = mdl.logits, t * _V
     for j in range(_V):  # unbounded ints: inv_t may be large
-        z[j] = (K.get32(lg, row + j) * inv_t + 128) >> 8
+        z[j] = (get32(lg, row + j) * inv_t + 128) >> 8
     K.softmax(z, z, 0, _V, mdl.fwd[0])
     u = u30 >> 15
     cum = 0
@@ -42,12 +41,12 @@ def sample(mdl, z, n, inv_t, seed):
     until BOS or BLOCK tokens. Returns the name."""
     k = prng.key(seed, prng.STREAM_SAMPLE, n)
     tok = mdl.tok
-    tok[0] = _BOS
-    length = _BLOCK
-    for t in range(_BLOCK):
-        mdl.forward_position(t, _BLOCK)
+    tok[0] = BOS
+    length = BLOCK
+    for t in range(BLOCK):
+        mdl.forward_position(t, BLOCK)
         nxt = next_token(mdl, z, t, inv_t, prng.draw(k, t))
-        if nxt == _BOS:
+        if nxt == BOS:
             length = t
             break
         tok[t + 1] = nxt

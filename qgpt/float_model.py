@@ -1,7 +1,8 @@
 """microgpt's forward and backward pass in float64, built from float_ops.
 
-forward() runs all positions of one name at once; causal masking makes that
-equal to microgpt's token-by-token pass with a KV cache. backward() calls the
+forward() runs all positions of one name at once (or of a batch of names of one
+length, inputs (B,T)); causal masking makes that equal to microgpt's token-by-token
+pass with a KV cache. backward() calls the
 ops in the exact reverse order of forward(), so the two read side by side.
 """
 

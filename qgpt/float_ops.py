@@ -4,7 +4,8 @@ Each op has the same name in the integer simulator (int_ops.py) and the
 firmware (firmware/kernels.py). Forward functions return their output and what
 their backward needs; backward functions return input gradients and add
 parameter gradients into the buffers they are given (gradients are prefixed d).
-Shapes use the legend in params.py.
+Shapes use the legend in params.py; forward ops also take leading batch axes
+(...,T,C), to evaluate many names of one length at once.
 """
 
 import numpy as np
@@ -15,8 +16,8 @@ from qgpt.params import HEAD_DIM, N_HEAD, RMS_EPS
 
 
 def embedding_forward(wte, wpe, tokens):
-    # wte (V,C), wpe (BLOCK,C), tokens (T,) -> x (T,C)
-    return wte[tokens] + wpe[: len(tokens)]
+    # wte (V,C), wpe (BLOCK,C), tokens (...,T) -> x (...,T,C)
+    return wte[tokens] + wpe[: tokens.shape[-1]]
 
 
 def embedding_backward(dx, tokens, dwte, dwpe):
@@ -29,9 +30,9 @@ def embedding_backward(dx, tokens, dwte, dwpe):
 
 
 def rmsnorm_forward(x):
-    # x (T,C) -> y (T,C), rstd (T,)
+    # x (...,T,C) -> y (...,T,C), rstd (...,T)
     rstd = (np.mean(x * x, axis=-1) + RMS_EPS) ** -0.5
-    return x * rstd[:, None], rstd
+    return x * rstd[..., None], rstd
 
 
 def rmsnorm_backward(dy, y, rstd):
@@ -44,7 +45,7 @@ def rmsnorm_backward(dy, y, rstd):
 
 
 def linear_forward(x, w):
-    # x (T,in), w (out,in) -> y (T,out)
+    # x (...,T,in), w (out,in) -> y (...,T,out)
     return x @ w.T
 
 
@@ -69,14 +70,14 @@ def add_backward(dy):
 
 
 def attention_forward(q, k, v):
-    # q, k, v (T,C) -> out (T,C), probs (H,T,T)
-    t = q.shape[0]
-    qh, kh, vh = (a.reshape(t, N_HEAD, HEAD_DIM).transpose(1, 0, 2) for a in (q, k, v))
-    scores = qh @ kh.transpose(0, 2, 1) / np.sqrt(HEAD_DIM)  # (H,T,T)
+    # q, k, v (...,T,C) -> out (...,T,C), probs (...,H,T,T)
+    lead, t = q.shape[:-2], q.shape[-2]
+    qh, kh, vh = (a.reshape(*lead, t, N_HEAD, HEAD_DIM).swapaxes(-3, -2) for a in (q, k, v))
+    scores = qh @ kh.swapaxes(-1, -2) / np.sqrt(HEAD_DIM)  # (...,H,T,T)
     future = np.triu(np.ones((t, t), dtype=bool), 1)
     scores = np.where(future, -np.inf, scores)
     probs = softmax(scores)
-    out = (probs @ vh).transpose(1, 0, 2).reshape(t, N_HEAD * HEAD_DIM)
+    out = (probs @ vh).swapaxes(-3, -2).reshape(*lead, t, N_HEAD * HEAD_DIM)
     return out, probs
 
 

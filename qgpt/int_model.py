@@ -36,7 +36,8 @@ def init_params(seed, fmt):
 
 
 def forward(ctx, flat, inputs, targets=None):
-    """Raw logits (T,V) in the logits format; with targets also probs and the cache."""
+    """Raw logits (T,V) in the logits format; with targets also probs and the cache.
+    Without targets, inputs may be a batch of names of one length, (B,T) -> (B,T,V)."""
     p, data, logit_fmt = views(flat), ctx.p.acts, ctx.p.logits
     x = ops.embedding_forward(ctx, p["wte"], p["wpe"], inputs)
     x0, rs0 = ops.rmsnorm_forward(ctx, x)
@@ -44,7 +45,7 @@ def forward(ctx, flat, inputs, targets=None):
     x1, rs1 = ops.rmsnorm_forward(ctx, x0)
     # q, k, v as one linear over the stacked [wq; wk; wv] (every output element is the same)
     qkv = ops.linear_forward(ctx, x1, stacked(flat, QKV), data, "qkv")
-    q, k, v = qkv[:, :N_EMBD], qkv[:, N_EMBD : 2 * N_EMBD], qkv[:, 2 * N_EMBD :]
+    q, k, v = qkv[..., :N_EMBD], qkv[..., N_EMBD : 2 * N_EMBD], qkv[..., 2 * N_EMBD :]
     att, probs = ops.attention_forward(ctx, q, k, v)
     proj = ops.linear_forward(ctx, att, p["layer0.attn_wo"], data, "attn_proj")
     x2 = ops.add_forward(ctx, proj, x0, data, "residual1")

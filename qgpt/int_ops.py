@@ -1,19 +1,30 @@
 """The integer simulator's ops: the float reference's forward/backward pairs in integers.
 
 Every function implements the section of docs/arithmetic.md with its name, on
-raw integers held in numpy int64, vectorised over positions. Every dot product
-is the exact sum of its products (int64 here; a pair of int32 halves on the
-device), rounded once: the result never depends on evaluation order, so the
-firmware, which goes token by token, gets the same bits.
+raw integers held in numpy int64, vectorised over positions (and, in the forward
+ops, over any leading batch axes: (..., T, C), so that evaluation runs many names of
+one length at once). Every dot product is the exact sum of its products (int64 here;
+a pair of int32 halves on the device), rounded once: the result never depends on
+evaluation order, so the firmware, which goes token by token, gets the same bits.
 
 `ctx` carries the policy, the saturation counters and the strict check: with
 ctx.strict every intermediate the device forms is checked against the bound the
 contract gives it (int32; `±2**30` where the firmware clamps there; a dot product's
 exact sum against `2**36`, the bound of its pair of int32 halves), and a violation
 names the op and the tensor. Shapes use the legend in params.py.
+
+Speed: the arrays are small (T <= 16 rows of 16 to 64), so a step's cost is the number
+of numpy calls, not the arithmetic. Each op therefore makes few of them: saturation is
+one reduction of |x| in the common case where nothing clips, the causal mask of a length
+is built once, the future entries of attention are zeroed before they are requantized
+(they are never formed on the device, so they must not saturate), exp_neg is a table of
+its formula over every Q12 input, isqrt one Newton step from a table, and no float is
+used (tests/test_policy.py checks that a training step calls none of numpy's float
+functions).
 """
 
 import math
+from functools import cache
 
 import numpy as np
 
@@ -26,6 +37,22 @@ KERNEL_LIMIT = 1 << 30  # unsaturated sums and kernel-range state stay within +-
 PAIR_LIMIT = 1 << 36  # a dot product's exact sum, kept on the device as (H, L)
 INT64_MIN = np.iinfo(np.int64).min
 PROB_ONE = 1 << PROB_FRAC
+MASKED = -(1 << 61)  # a masked entry's z: below every row's max by more than 16 in any format
+
+
+# rnd's constants by shift, as 0-d int64 arrays: numpy adds and shifts by those about
+# twice as fast as by Python ints (no scalar conversion per call), and a training step
+# rounds some sixty times
+_HALF = [np.array((1 << s) >> 1, dtype=np.int64) for s in range(63)]
+_SHIFT = [np.array(s, dtype=np.int64) for s in range(63)]
+
+
+def rnd(x, s):
+    """rnd(x, s) of arithmetic.md: x / 2**s rounded half up (s > 0), x (s = 0), x * 2**-s
+    (s < 0), on an int64 array (qformat.shift_round's integers)."""
+    if s > 0:
+        return (x + _HALF[s]) >> _SHIFT[s]
+    return x if s == 0 else x << _SHIFT[-s]
 
 
 class Int32Overflow(ArithmeticError):
@@ -61,44 +88,79 @@ class Ctx:
 
     def sat(self, x, fmt, tensor, where=None):
         """saturate(x, fmt), counting into tensor; where: count only those elements
-        (attention's causal entries: the device never forms the others)."""
-        if where is None:
-            return saturate(x, fmt, self.saturations, tensor)
-        clipped = np.count_nonzero(((x < fmt.lo) | (x > fmt.hi)) & where)
-        self.saturations[tensor] = self.saturations.get(tensor, 0) + int(clipped)
-        return np.minimum(np.maximum(x, fmt.lo), fmt.hi)
+        (the others are clamped too, uncounted)."""
+        if where is not None:
+            clipped = np.count_nonzero(((x < fmt.lo) | (x > fmt.hi)) & where)
+            self.saturations[tensor] = self.saturations.get(tensor, 0) + int(clipped)
+            return np.minimum(np.maximum(x, fmt.lo), fmt.hi)
+        # the common case, in one reduction: every |x| within both bounds, nothing to clip
+        # (x = lo exactly takes the exact path below, which finds nothing to clip either)
+        if x.size == 0 or np.maximum.reduce(np.abs(x), None) <= min(fmt.hi, -fmt.lo):
+            self.saturations.setdefault(tensor, 0)
+            return x
+        return saturate(x, fmt, self.saturations, tensor)
 
 
-def requant(ctx, op, tensor, s, shift, fmt=None, where=None):
+def requant(ctx, op, tensor, s, shift, fmt=None):
     """sat(rnd(s, shift), fmt) of an exact sum s (arithmetic.md, "dot products").
 
     s may exceed int32 (the device holds it as a pair of int32 halves); the
     rounded result fits int32 by the bounds of each op. fmt None: no saturation.
     """
-    r = shift_round(s, shift)
+    r = rnd(s, shift)
     if ctx.strict:
         ctx.check(op, tensor + " (exact sum)", s, -PAIR_LIMIT, PAIR_LIMIT)
         if fmt is None:  # the recipe's unsaturated sums: lo, hi = -2**30, 2**30
             ctx.check(op, tensor, r, -KERNEL_LIMIT, KERNEL_LIMIT)
-    return r if fmt is None else ctx.sat(r, fmt, tensor, where)
+    return r if fmt is None else ctx.sat(r, fmt, tensor)
+
+
+@cache
+def causal_mask(t):
+    """(T,T) bool, True where s <= t: the entries attention forms (built once per length)."""
+    mask = np.tril(np.ones((t, t), dtype=bool))
+    mask.flags.writeable = False
+    return mask
+
+
+@cache
+def future_bias(t):
+    """(T,T) int64: 0 where s <= t, MASKED where s > t. Added to scores that are 0 in the
+    future, it gives softmax's masked input (z = MASKED there) in one addition."""
+    bias = np.where(causal_mask(t), 0, MASKED)
+    bias.flags.writeable = False
+    return bias
 
 
 # --- integer functions: exact floor sqrt, exp and the softmax row ---
 
 
+# isqrt's starting point: ISQRT_UPPER[i] >= sqrt(i + 1) * 2**16, rounded up, i < 2**14,
+# and the even shifts that bring n < 2**32 below 2**14: 2 per power of 4 from 2**14 up
+ISQRT_UPPER = np.array([math.isqrt(((i + 1) << 32) - 1) + 1 for i in range(1 << 14)],
+                       dtype=np.int64)
+ISQRT_SHIFT_AT = np.array([1 << k for k in range(14, 32, 2)], dtype=np.int64)
+
+
 def isqrt(n):
-    """floor(sqrt(n)) exactly, for int64 arrays of 0 <= n < 2**32: the firmware's
-    digit-by-digit loop (one result bit per round, 16 rounds), vectorised, no float."""
-    rem = np.array(n, dtype=np.int64)
-    root = np.zeros_like(rem)
-    bit = 1 << 30
-    while bit:
-        trial = root + bit
-        take = rem >= trial
-        rem = np.where(take, rem - trial, rem)
-        root = np.where(take, (root >> 1) + bit, root >> 1)
-        bit >>= 2
-    return root
+    """floor(sqrt(n)) exactly, for int64 arrays of 0 <= n < 2**32, in integers only.
+
+    The firmware finds the root digit by digit (16 rounds). The host starts from an upper
+    bound: n's top 13 or 14 bits i (n >> sh, sh even) give sqrt(n) < sqrt(i + 1) *
+    2**(sh/2) <= x, within a relative 2**-13 (plus x's rounding up); one integer Newton step
+    stays an upper bound and squares that error, below one unit of a root < 2**16, so one
+    correction makes it exact. (tests: every square, square - 1 and square + 2r, every
+    n < 2**20, random n below 2**32.)
+    """
+    n = np.asarray(n, dtype=np.int64)
+    return _isqrt_by(n, ISQRT_SHIFT_AT.searchsorted(n, side="right") << 1)
+
+
+def _isqrt_by(n, sh):
+    """isqrt(n), given even shifts sh (array or int) that leave 13 or 14 bits in n >> sh."""
+    x = ((ISQRT_UPPER[n >> sh] << (sh >> 1)) + 0xFFFF) >> 16  # >= sqrt(n), >= 1
+    x = (x + n // x) >> 1  # Newton: still >= floor(sqrt(n)), at most one above it
+    return x - (x * x > n)
 
 
 POWERS_OF_TWO = np.array([1 << k for k in range(63)], dtype=np.int64)
@@ -107,7 +169,7 @@ POWERS_OF_TWO = np.array([1 << k for k in range(63)], dtype=np.int64)
 def bit_length(x):
     """int.bit_length() of each element of a non-negative int64 array, by integer
     comparisons (no float): the number of powers of two <= x."""
-    return np.searchsorted(POWERS_OF_TWO, np.asarray(x, dtype=np.int64), side="right")
+    return POWERS_OF_TWO.searchsorted(np.asarray(x, dtype=np.int64), side="right")
 
 
 # 2**(k/64) in Q15 for k = 0..64, and the constants of exp (arithmetic.md, "exp")
@@ -116,11 +178,10 @@ LOG2E_Q14 = 23637
 EXP_ZERO_BELOW = 16  # exp(z) for z <= -16 is below 2**-16: it is 0
 
 
-def exp_neg(z, frac):
-    """exp(z) for raw z <= 0 with `frac` fractional bits -> unsigned Q15 in [0, 2**15]."""
-    zero = z <= -(EXP_ZERO_BELOW << frac)
-    z = np.where(zero, 0, z)
-    z12 = shift_round(z, frac - 12) if frac >= 12 else z << (12 - frac)  # Q12, > -16
+def exp_q12(z12):
+    """Steps 2-5 of exp (arithmetic.md, "exp") from z12 = rnd(z, f - 12), Q12 in
+    [-2**16, 0] -> unsigned Q15. At z12 = -2**16 (z = -16) the result is 0, as step 1
+    says for every z <= -16."""
     w = z12 * LOG2E_Q14  # z * log2(e) in Q26, in (-2**31, 0]
     ip = w >> 26  # floor: the integer part, in [-24, 0]
     fr = w - (ip << 26)  # the fraction in [0, 2**26)
@@ -128,19 +189,32 @@ def exp_neg(z, frac):
     lo, hi = EXP2_TABLE[idx], EXP2_TABLE[idx + 1]
     val = lo + (((hi - lo) * rem + (1 << 14)) >> 15)  # 2**fraction, Q15 in [2**15, 2**16)
     sh = -ip
-    e = np.where(sh > 0, (val + ((1 << np.maximum(sh, 1)) >> 1)) >> sh, val)
-    return np.where(zero, 0, e)
+    return (val + ((1 << sh) >> 1)) >> sh  # rnd(val, sh); sh = 0 adds nothing
+
+
+# exp_neg depends on z only through z12, which takes the 2**16 + 1 values of [-2**16, 0]:
+# the formula tabulated once, indexed by -z12
+EXP_NEG_BY_Q12 = exp_q12(-np.arange((EXP_ZERO_BELOW << 12) + 1, dtype=np.int64))
+EXP_NEG_BY_Q12.flags.writeable = False
+assert EXP_NEG_BY_Q12[-1] == 0  # z = -16: step 1's zero, reached by the formula itself
+
+
+def exp_neg(z, frac):
+    """exp(z) for raw z <= 0 with `frac` fractional bits -> unsigned Q15 in [0, 2**15]."""
+    # step 1: every z <= -16 gives 0, as z = -16 does; step 2's z12 then lies in [-2**16, 0]
+    z = np.maximum(z, -(EXP_ZERO_BELOW << frac))
+    z12 = rnd(z, frac - 12)
+    return EXP_NEG_BY_Q12[-z12]
 
 
 def softmax(z, frac, mask=None):
-    """Rows of raw z (last axis) -> Q15 probabilities; masked entries get 0."""
+    """Rows of raw z (last axis) -> Q15 probabilities; masked entries (mask False) are left
+    out of the max and the sum and get 0."""
     z = np.asarray(z, dtype=np.int64)
-    if mask is not None:
-        zmax = np.maximum.reduce(np.where(mask, z, INT64_MIN), axis=-1, keepdims=True)
-        e = np.where(mask, exp_neg(np.where(mask, z - zmax, 0), frac), 0)
-    else:
-        zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
-        e = exp_neg(z - zmax, frac)
+    if mask is not None:  # a masked entry's exp_neg is 0: out of the sum, probability 0
+        z = np.where(mask, z, MASKED)
+    zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
+    e = exp_neg(z - zmax, frac)
     s = np.add.reduce(e, axis=-1, keepdims=True)  # in [2**15, 27 * 2**15]
     return ((e << PROB_FRAC) + (s >> 1)) // s
 
@@ -149,10 +223,10 @@ def softmax(z, frac, mask=None):
 
 
 def embedding_forward(ctx, wte, wpe, tokens):
-    # wte (V,C), wpe (BLOCK,C) in weights -> x (T,C) in acts
+    # wte (V,C), wpe (BLOCK,C) in weights, tokens (...,T) -> x (...,T,C) in acts
     p = ctx.p
-    return ctx.req(wte[tokens] + wpe[: len(tokens)], p.weights.frac_bits - p.acts.frac_bits,
-                   p.acts, "embedding.x")
+    return ctx.req(wte[tokens] + wpe[: tokens.shape[-1]],
+                   p.weights.frac_bits - p.acts.frac_bits, p.acts, "embedding.x")
 
 
 def embedding_backward(ctx, dx, tokens, dwte, dwpe):
@@ -188,37 +262,36 @@ def rmsnorm_eps(fm):
 def rsqrt(ms, fm):
     """1/sqrt(ms / 2**fm) as (M, sh): y = x * M >> sh maps x to x / sqrt(mean square).
 
-    ms is normalised by an even power of two, ms = a * 4**k with a in [2**28, 2**30)
-    (the low bits drop when k > 0); M = round(2**29 / isqrt(a)) in (2**14, 2**15].
+    ms (1 <= ms < 2**31) is normalised by an even power of two, ms = a * 4**k with a in
+    [2**28, 2**30) (the low bits drop when k > 0); M = round(2**29 / isqrt(a)) in
+    (2**14, 2**15].
     """
     ms = np.asarray(ms, dtype=np.int64)
-    nbits = bit_length(ms)
-    k = (nbits - 29) // 2  # a = ms / 4**k has 29 or 30 bits
-    a = np.where(k >= 0, ms >> np.maximum(2 * k, 0), ms << np.maximum(-2 * k, 0))
-    s = isqrt(a)
+    # k = floor((bitlen(ms) - 29) / 2) >= -14; ms >> 2k (k >= 0) and ms << -2k (k < 0) are
+    # both one right shift of ms * 2**28 (< 2**59), by 2k + 28 = (bitlen(ms) - 1) & ~1
+    shift = (bit_length(ms) - 1) & -2
+    a = (ms << 28) >> shift  # 29 or 30 bits
+    s = _isqrt_by(a, 16)  # isqrt(a): a >> 16 has 13 or 14 bits
     m = ((1 << 29) + (s >> 1)) // s
-    return m, 29 + k - fm // 2
+    return m, (shift >> 1) + (15 - fm // 2)  # sh = 29 + k - fm/2, k = shift/2 - 14
 
 
 def rmsnorm_forward(ctx, x):
-    # x (T,C) in data -> y (T,C) in data, and (M, sh) per row for backward
+    # x (...,T,C) in acts -> y (...,T,C) in acts, and (M, sh) per row for backward
     g, fm = rmsnorm_shape(ctx)
-    ms = requant(ctx, "rmsnorm_forward", "mean square", (x * x).sum(axis=-1), g)
+    ms = requant(ctx, "rmsnorm_forward", "mean square", np.add.reduce(x * x, axis=-1), g)
     ms = ctx.check("rmsnorm_forward", "ms + eps", ms + rmsnorm_eps(fm))  # Q.fm (/16 in fm)
     m, sh = rsqrt(ms, fm)
-    p = x * m[:, None]
+    p = x * m[..., None]
     ctx.check("rmsnorm_forward", "x*M", p, -KERNEL_LIMIT, KERNEL_LIMIT)
     y = ctx.sat(_shift_rows(p, sh), ctx.p.acts, "rmsnorm.y")
     return y, (m, sh)
 
 
 def _shift_rows(p, sh):
-    """Row t of p shifted by sh[t] with shift_round (negative: left)."""
-    sh = sh[:, None]
-    if sh.min() > 0:  # the common case
-        return (p + (1 << (sh - 1))) >> sh
-    right = (p + ((1 << np.maximum(sh, 1)) >> 1)) >> np.maximum(sh, 0)
-    return np.where(sh > 0, right, p << np.maximum(-sh, 0))
+    """rnd(p[t], sh[t]) for each row t, with every sh[t] >= 0 (rsqrt's, since fm <= 30)."""
+    sh = sh[..., None]
+    return (p + ((1 << sh) >> 1)) >> sh  # the half is 0 where sh = 0
 
 
 def rmsnorm_backward(ctx, dy, y, rs):
@@ -226,10 +299,11 @@ def rmsnorm_backward(ctx, dy, y, rs):
     m, sh = rs
     fa, gf = ctx.p.acts.frac_bits, ctx.p.grads
     # sum dy*y has grads + acts fractional bits; the mean (/16) adds 4 more
-    c = requant(ctx, "rmsnorm_backward", "rmsnorm.c", (dy * y).sum(axis=-1), fa + 4, gf)
+    c = requant(ctx, "rmsnorm_backward", "rmsnorm.c", np.add.reduce(dy * y, axis=-1), fa + 4,
+                gf)
     yc = y * c[:, None]
     ctx.check("rmsnorm_backward", "y*c", yc)
-    t = ctx.sat(dy - shift_round(yc, fa), gf, "rmsnorm.t")
+    t = ctx.sat(dy - rnd(yc, fa), gf, "rmsnorm.t")
     q = t * m[:, None]
     ctx.check("rmsnorm_backward", "t*M", q)
     return ctx.sat(_shift_rows(q, sh), gf, "rmsnorm.dx")
@@ -239,7 +313,7 @@ def rmsnorm_backward(ctx, dy, y, rs):
 
 
 def linear_forward(ctx, x, w, out_fmt, tensor):
-    # x (T,in) in acts, w (out,in) in weights -> y (T,out) in out_fmt (acts or logits)
+    # x (...,T,in) in acts, w (out,in) in weights -> y (...,T,out) in out_fmt (acts or logits)
     p = ctx.p
     return requant(ctx, "linear_forward", tensor, x @ w.T,
                    p.weights.frac_bits + p.acts.frac_bits - out_fmt.frac_bits, out_fmt)
@@ -248,14 +322,16 @@ def linear_forward(ctx, x, w, out_fmt, tensor):
 def linear_backward(ctx, dy, x, w, dw, tensor, paths=1):
     # forward was y = x @ w.T: dx = dy @ w (grad), dw = dy.T @ x (param grad).
     # paths > 1: w stacks that many equal blocks of rows (wq; wk; wv), each its own
-    # linear: the result is one dx per block, (paths,T,in)
+    # linear: the result is one dx per block, (paths,T,in), from one stacked matmul
     p, gf = ctx.p, ctx.p.grads
-    n = dy.shape[1] // paths
-    dx = np.stack([requant(ctx, "linear_backward", tensor + ".dx",
-                           dy[:, i * n : (i + 1) * n] @ w[i * n : (i + 1) * n],
-                           p.weights.frac_bits, gf) for i in range(paths)])
+    if paths == 1:
+        exact = dy @ w
+    else:
+        t, n = dy.shape[0], dy.shape[1] // paths
+        exact = dy.reshape(t, paths, n).transpose(1, 0, 2) @ w.reshape(paths, n, w.shape[1])
+    dx = requant(ctx, "linear_backward", tensor + ".dx", exact, p.weights.frac_bits, gf)
     dw += requant(ctx, "linear_backward", tensor + ".dw", dy.T @ x, p.dw_shift, p.pgrads)
-    return dx[0] if paths == 1 else dx
+    return dx
 
 
 # --- add (residual) ---
@@ -273,25 +349,29 @@ def add_backward(dy):
 
 
 def _heads(a):
-    t = a.shape[0]
-    return a.reshape(t, N_HEAD, HEAD_DIM).transpose(1, 0, 2)  # (H,T,D)
+    # (...,T,C) -> (...,H,T,D)
+    return a.reshape(*a.shape[:-1], N_HEAD, HEAD_DIM).swapaxes(-3, -2)
 
 
 def _merge(a):
-    return a.transpose(1, 0, 2).reshape(a.shape[1], N_HEAD * HEAD_DIM)
+    # (...,H,T,D) -> (...,T,C)
+    a = a.swapaxes(-3, -2)
+    return a.reshape(*a.shape[:-2], N_HEAD * HEAD_DIM)
 
 
 def attention_forward(ctx, q, k, v):
-    # q, k, v (T,C) in acts -> out (T,C) in acts, probs (H,T,T) in Q15
+    # q, k, v (...,T,C) in acts -> out (...,T,C) in acts, probs (...,H,T,T) in Q15
     p = ctx.p
     qh, kh, vh = _heads(q), _heads(k), _heads(v)
-    t = q.shape[0]
     op = "attention_forward"
-    # scores = q.k / sqrt(4): the /2 is one more bit of shift, into the logits format
-    mask = np.tril(np.ones((t, t), dtype=bool))[None]  # (1,T,T): s <= t
-    scores = requant(ctx, op, "attention.scores", qh @ kh.transpose(0, 2, 1), p.score_shift,
-                     p.logits, mask)
-    probs = softmax(scores, p.logits.frac_bits, mask)
+    t = q.shape[-2]
+    mask = causal_mask(t)  # (T,T): s <= t
+    # scores = q.k / sqrt(4): the /2 is one more bit of shift, into the logits format.
+    # The future scores (s > t) are never formed on the device: zeroed, they cannot saturate
+    exact = (qh @ kh.swapaxes(-1, -2)) * mask
+    scores = requant(ctx, op, "attention.scores", exact, p.score_shift, p.logits)
+    # softmax over s <= t: the future entries, 0 here, become MASKED (probability 0)
+    probs = softmax(scores + future_bias(t), p.logits.frac_bits)
     out = requant(ctx, op, "attention.out", probs @ vh, PROB_FRAC, p.acts)
     return _merge(out), probs
 
@@ -302,16 +382,17 @@ def attention_backward(ctx, dout, q, k, v, probs):
     f = p.acts.frac_bits
     qh, kh, vh, dh = _heads(q), _heads(k), _heads(v), _heads(dout)
     op = "attention_backward"
-    # out = probs v: dprobs[t,s] = dout[t] . v[s], dv[s] = sum_t probs[t,s] dout[t]
-    mask = np.tril(np.ones((q.shape[0],) * 2, dtype=bool))[None]  # (1,T,T): s <= t
-    dprobs = requant(ctx, op, "attention.dprobs", dh @ vh.transpose(0, 2, 1), f, gf, mask)
+    mask = causal_mask(q.shape[0])  # (T,T): s <= t; probs is 0 elsewhere
+    # out = probs v: dprobs[t,s] = dout[t] . v[s] for s <= t (the others are never formed:
+    # zeroed), dv[s] = sum_t probs[t,s] dout[t]
+    dprobs = requant(ctx, op, "attention.dprobs", (dh @ vh.transpose(0, 2, 1)) * mask, f, gf)
     dv = requant(ctx, op, "attention.dv", probs.transpose(0, 2, 1) @ dh, PROB_FRAC, gf)
     # probs = softmax(scores): dscores = probs * (dprobs - sum(probs * dprobs)), then / 2
-    pd = requant(ctx, op, "attention.pd", (probs * dprobs).sum(axis=-1), PROB_FRAC)
-    diff = ctx.sat(dprobs - pd[:, :, None], gf, "attention.diff", mask)
+    pd = requant(ctx, op, "attention.pd", np.add.reduce(probs * dprobs, axis=-1), PROB_FRAC)
+    diff = ctx.sat((dprobs - pd[:, :, None]) * mask, gf, "attention.diff")
     ds = probs * diff
     ctx.check(op, "p*diff", ds, -KERNEL_LIMIT, KERNEL_LIMIT)
-    dscores = shift_round(ds, PROB_FRAC + 1)  # grad format, |.| <= 1
+    dscores = rnd(ds, PROB_FRAC + 1)  # grad format, |.| <= 1
     # scores = q k^T / 2 (the /2 is in dscores): dq = dscores k, dk = dscores^T q
     dq = requant(ctx, op, "attention.dq", dscores @ kh, f, gf)
     dk = requant(ctx, op, "attention.dk", dscores.transpose(0, 2, 1) @ qh, f, gf)
@@ -326,7 +407,7 @@ def relu_forward(x):
 
 
 def relu_backward(dy, x):
-    return np.where(x > 0, dy, 0)
+    return dy * (x > 0)
 
 
 # --- cross-entropy over the vocabulary ---

@@ -103,17 +103,38 @@ def training_steps(model, ds, cfg, start=0, stop=None):
 # --- evaluation and sampling ---
 
 
+NLL_BATCH = 512  # names per forward pass in nll: bounds its memory (a few MB)
+
+
 def nll(model, names):
     """Mean per-token negative log-likelihood (nats) over names, in float64; None when
-    there are no names (a tiny dataset has no validation split: no figure, not 0.0)."""
-    total, count = 0.0, 0
-    for name in names:
+    there are no names (a tiny dataset has no validation split: no figure, not 0.0).
+
+    Names of one length go through the model together, a batch axis in front of the
+    positions: every number is the one a name alone gives (the integer logits exactly;
+    float64's element-wise functions and per-row sums alike), and the per-name sums are
+    added in the order of names, so the result is the same to the bit, several times
+    faster."""
+    by_length = {}  # T -> [(index in names, inputs, targets)]
+    for i, name in enumerate(names):
         inputs, targets = float_model.split_tokens(data.encode(name))
-        z = model.logits(inputs).astype(np.float64)
-        m = z.max(axis=-1, keepdims=True)
-        lse = np.log(np.exp(z - m).sum(axis=-1)) + m[:, 0]
-        total += float(np.sum(lse - z[np.arange(len(targets)), targets]))
-        count += len(targets)
+        by_length.setdefault(len(inputs), []).append((i, inputs, targets))
+    per_name, count = [0.0] * len(names), 0
+    for group in by_length.values():
+        for start in range(0, len(group), NLL_BATCH):
+            chunk = group[start : start + NLL_BATCH]
+            inputs = np.stack([inp for _, inp, _ in chunk])  # (B,T)
+            targets = np.stack([tgt for _, _, tgt in chunk])  # (B,T)
+            z = model.logits(inputs).astype(np.float64)  # (B,T,V)
+            m = z.max(axis=-1, keepdims=True)
+            lse = np.log(np.exp(z - m).sum(axis=-1)) + m[..., 0]
+            picked = np.take_along_axis(z, targets[..., None], axis=-1)[..., 0]
+            for (i, _, _), s in zip(chunk, (lse - picked).sum(axis=-1), strict=True):
+                per_name[i] = float(s)
+            count += targets.size
+    total = 0.0
+    for s in per_name:  # in the order of names, as one name at a time added them
+        total += s
     return total / count if count else None
 
 

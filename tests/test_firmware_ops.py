@@ -262,7 +262,7 @@ def test_constants_equal_the_simulators():
     assert (pol["PROB_FRAC"], pol["V_FRAC"], pol["GS_FRAC"], pol["R_FRAC"]) == (
         policy.PROB_FRAC, policy.V_FRAC, policy.GS_FRAC, policy.R_FRAC)
     assert pol["LOGIT_EXTRA_BITS"] == policy.LOGIT_EXTRA_BITS and pol["BLOCK"] == params.BLOCK
-    assert pol["ROUNDINGS"] == policy.UPDATE_ROUNDINGS
+    assert pol["ROUNDINGS"] == policy.UPDATE_ROUNDINGS  # 9.5 and 9.6: five modes
     a = _module_values(FIRMWARE / "adam.py")
     assert (a["ADAM_C1"], a["ADAM_C2"]) == (policy.ADAM_C1, policy.ADAM_C2)
 

@@ -879,6 +879,17 @@ def test_isqrt_up_to_2_to_the_32():
     assert ops.isqrt(n).tolist() == [math.isqrt(int(x)) for x in n]
 
 
+def test_isqrt_every_small_input_and_every_square_edge_below_2_to_the_32():
+    """isqrt's table start and single Newton step: exact for every n < 2**20 and at every
+    square r*r, r*r - 1 and r*r + 2r (the largest n with root r) below 2**32."""
+    n = np.arange(1 << 20, dtype=np.int64)
+    check_equal("isqrt", "", "isqrt(n)", ops.isqrt(n), np.array([math.isqrt(int(v)) for v in n]))
+    r = np.arange(1, 1 << 16, dtype=np.int64)
+    check_equal("isqrt", "", "isqrt(r*r)", ops.isqrt(r * r), r)
+    check_equal("isqrt", "", "isqrt(r*r - 1)", ops.isqrt(r * r - 1), r - 1)
+    check_equal("isqrt", "", "isqrt(r*r + 2r)", ops.isqrt(r * r + 2 * r), r)
+
+
 def mixed_ctx(spec, strict=True, **kw):
     from qgpt.policy import parse_policy
 
