@@ -370,3 +370,57 @@ def test_int8_run_resumes_bit_identically(tmp_path, capsys):
     _, final = resumed.state()
     for k, a in arrays.items():
         assert np.array_equal(final[k], a), k
+
+
+# --- 7. host and firmware accept the same policies (issue 9, item 8) ---------------
+
+
+@pytest.fixture(scope="module")
+def firmware_policy():
+    """firmware/policy.py (plain Python, no viper) under CPython, with micropython.const
+    as the identity."""
+    import importlib.util
+    import sys
+    import types
+    from pathlib import Path
+
+    shim = types.ModuleType("micropython")
+    shim.const = lambda x: x
+    saved = sys.modules.get("micropython")
+    sys.modules["micropython"] = shim
+    path = Path(__file__).resolve().parent.parent / "firmware" / "policy.py"
+    spec = importlib.util.spec_from_file_location("firmware_policy", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if saved is None:
+            del sys.modules["micropython"]
+        else:
+            sys.modules["micropython"] = saved
+    return module
+
+
+def host_rule(classes, lr_q30, rounding):
+    try:
+        fmts = {k: policy.parse_format(k, v) for k, v in classes.items()}
+        broken = policy.check(fmts, lr_q30, rounding=rounding)
+    except PolicyError as e:
+        return e.rule
+    return 0 if broken is None else broken[0]
+
+
+def test_firmware_refuses_what_the_host_refuses(firmware_policy):
+    for case in policy.validity_cases():
+        got = firmware_policy.check(case["classes"], case["lr_q30"], case["rounding"])
+        assert got == case["rule"], (case, got)
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=class_formats(), rounding=st.sampled_from(["nearest", "stochastic", "kahan"]))
+def test_firmware_and_host_rules_agree_on_random_policies(firmware_policy, case, rounding):
+    c, lr_q30 = case
+    text = {k: (f.name if f is not None else "none") for k, f in c.items()}
+    want = host_rule(text, lr_q30, rounding)
+    got = firmware_policy.check(text, lr_q30, rounding)
+    assert got == want, (text, lr_q30, rounding, got, want)
