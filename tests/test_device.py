@@ -1037,9 +1037,15 @@ def test_deploy_policy_trains_it_on_the_board_as_the_simulator_does(board, names
     assert {k: cfg[k] for k in device_config(int8)} == device_config(int8)
     stream = _train(board, tmp_path / "run")
     assert stream.start["policy"] == int8.spec and stream.start["format"] == "q2.6"
+    assert stream.start["rounding"] == "kahan"
     case = TrainCase("q2.6", "kahan", "", int8.spec)
     model, _, _ = simulate(case, data.load(names_file).train, steps, steps=steps)
     assert int(stream.done["hash"], 16) == host_hash(model)
+    # pulled: the checkpoint holds 9.6's arrays and hashes as the board did
+    code, _, err = cmd(capsys, "pull", "--port", board.port, "--out", tmp_path / "run")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["state_hash"] == summary["board_hash"] == stream.done["hash"]
     # the same format and rounding with another adam_m is another run: the checkpoint stays
     code, _, err = cmd(capsys, "deploy", "--port", board.port, "--data", names_file,
                        "--policy", "int8,adam_m=b8x32", "--steps", steps)

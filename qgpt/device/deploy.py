@@ -42,7 +42,7 @@ def _previous_deploy(board, port):
     return found
 
 
-def deploy(port, data=None, fmt=None, rounding="nearest", master="", lr=0.01, seed=42,
+def deploy(port, data=None, fmt=None, rounding=None, master="", lr=0.01, seed=42,
            steps=1000, checkpoint_every=100, lowercase=False, skip_long=False,
            discard_checkpoint=False, timeout=CONNECT_TIMEOUT, firmware_dir=None,
            mpy_cross=None, log=print, policy=""):

@@ -32,10 +32,12 @@ from qgpt.device.transfer import Board
 
 
 def state_hash(arrays):
-    """The trainer's `done ... hash`: CRC32 of params, adam_m, adam_v as int32 LE bytes."""
+    """The trainer's `done ... hash`: CRC32 of params, adam_m, adam_v (then the policy's
+    block shifts and kahan_comp, docs/arithmetic.md 9.6) as int32 LE bytes."""
     crc = 0
-    for name in ("params", "adam_m", "adam_v"):
-        crc = zlib.crc32(arrays[name].astype("<i4").tobytes(), crc)
+    for name in ("params", "adam_m", "adam_v", "adam_m_shift", "adam_v_shift", "kahan_comp"):
+        if name in arrays:
+            crc = zlib.crc32(arrays[name].astype("<i4").tobytes(), crc)
     return f"{crc:08x}"
 
 

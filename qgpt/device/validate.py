@@ -128,7 +128,17 @@ def _check_arrays(arrays, run_cfg, kind, fail):
 
     from qgpt.params import N_PARAMS
 
-    extra = sorted(set(arrays) - set(STATE_ARRAYS))
+    policy_arrays = ()  # 9.6's arrays of the run's policy (block shifts, kahan_comp)
+    if kind == "int":
+        from qgpt.int_model import IntAdam
+        from qgpt.policy import from_train_config
+
+        try:
+            policy = from_train_config(run_cfg)
+        except ValueError as e:
+            fail(f"its settings are not a policy qgpt trains ({e})")
+        policy_arrays = [k for k in IntAdam(policy, 0).arrays() if k not in STATE_ARRAYS]
+    extra = sorted(set(arrays) - set(STATE_ARRAYS) - set(policy_arrays))
     if extra:
         fail(f"it holds array {extra[0]}, which no qgpt run writes")
     code = "i4" if kind == "int" else "f8"
@@ -146,14 +156,7 @@ def _check_arrays(arrays, run_cfg, kind, fail):
             if bad.size:
                 fail(f"array {name}[{bad[0]}] is {arrays[name][bad[0]]}, not a finite number")
         return
-    from qgpt.policy import make_policy
-
-
-    try:
-        store = make_policy(run_cfg.format, run_cfg.rounding, run_cfg.master,
-                            run_cfg.lr).weight_store
-    except ValueError as e:
-        fail(f"its settings are not a policy qgpt trains ({e})")
+    store = policy.weight_store
     params = arrays["params"]
     outside = (params < store.lo) | (params > store.hi)
     if outside.any():
