@@ -70,6 +70,15 @@ def test_steps_every_format_rounding_and_master_to_step_100():
         assert any(f"master {master}" in r[1] for r in report.rows)
 
 
+def test_steps_under_precision_policies():
+    # 8-bit containers, Fw != Fa (the embedding's shift), block-scaled Adam state, the
+    # pseudo-stochastic and Kahan updates: what `qgpt train --policy SPEC` trains
+    report = cf.run_steps((), (), extra=(), policies=cf.STEPS_POLICIES, dump_steps=(1, 2, 10))
+    assert report.ok, _text(report)
+    assert [r[1].split(", policy ")[1] for r in report.rows] == list(cf.STEPS_POLICIES)
+    assert {r[1].split(",")[0] for r in report.rows} == {"kahan", "nearest", "pseudo"}
+
+
 def test_steps_on_the_int32_target_in_every_format():
     # every viper intermediate of whole training steps checked against int32, as a
     # 32-bit board computes them (the x86-64 unix port cannot show an overflow)

@@ -480,7 +480,9 @@ def load_results(path):
     """[(Mutant, verdict, level, detail)] of a saved run (the .json of --out)."""
     import json
 
-    rows = json.loads(Path(path).read_text())
+    text = Path(path).read_text()
+    rows = ([json.loads(line) for line in text.splitlines() if line.strip()]
+            if str(path).endswith(".jsonl") else json.loads(text))
     return [(Mutant(**{k: v for k, v in r.items() if k not in ("verdict", "level", "detail")}),
              r["verdict"], r["level"], r["detail"]) for r in rows]
 
@@ -595,8 +597,19 @@ def main(argv=None):
     t0 = time.time()
     done = [0]
 
+    partial = Path(a.out).with_suffix(".partial.jsonl") if a.out and not a.merge else None
+    if partial:
+        partial.write_text("")
+
     def progress(r):
         done[0] += 1
+        if partial:  # every verdict as it comes: a cut run still has a report
+            import json
+            from dataclasses import asdict
+
+            with open(partial, "a") as f:
+                f.write(json.dumps({**asdict(r[0]), "verdict": r[1], "level": r[2],
+                                    "detail": r[3]}) + "\n")
         if r[1] == "survived":
             print(f"survived: {r[0].describe()}", file=sys.stderr, flush=True)
         elif done[0] % 100 == 0:
@@ -619,7 +632,8 @@ def main(argv=None):
         tmp = Path(a.out).with_suffix(".tmp")
         tmp.write_text(text)
         os.replace(tmp, a.out)
-        save_results(results, Path(a.out).with_suffix(".json"))
+        if not a.merge:
+            save_results(results, Path(a.out).with_suffix(".json"))
     print(text)
     _, survivors = classify(results)
     return 1 if any(why is None for _, why in survivors) else 0
