@@ -395,6 +395,7 @@ class Judge:
 
         try:
             report = run_steps(formats=(), roundings=(), extra=MUTANT_STEPS_CASES,
+                               policies=MUTANT_STEPS_POLICIES,
                                dump_steps=(1, 2, 10), micropython=self.micropython,
                                firmware_dir=self.src, workdir=self.dir, timeout=TRAIN_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -413,6 +414,8 @@ class Judge:
 
 
 INT32_FORMATS = (NO_FORMAT, "q4.12", "q2.14", "q12.0")  # the extremes of F
+MUTANT_STEPS_POLICIES = ("int8", "weights=q8.8,acts=q4.12",
+                         "adam_m=b16x256,adam_v=b4x8,rounding=pseudo")
 MUTANT_STEPS_CASES = (("q4.12", "nearest", ""), ("q8.8", "floor", ""),
                       ("q4.12", "stochastic", "q4.20"), ("q12.4", "stochastic", ""),
                       ("q1.15", "nearest", ""), ("q13.3", "nearest", "q13.18"))
