@@ -129,6 +129,16 @@ def compare_losses(report, case, device_losses, host_losses, start=0, limit=3):
     return len(host_losses)
 
 
+def compare_stalled(report, case, step, dev, model):
+    """The count of stalled updates (Adam's telemetry: delta != 0 rounded to 0)."""
+    got, want = dev.done.get("stalled"), model.stalled_total
+    if got != want:
+        report.total += 1
+        report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, step,
+                                               "stalled", device=got, simulator=want))
+    return 1
+
+
 def _device_failed(report, case, why):
     report.total += 1
     report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, None, "device",
@@ -190,6 +200,7 @@ def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTR
                             continue
                         values += compare_state(report, case, step, read_dump(dev.dumps[step]),
                                                 states[step])
+                    values += compare_stalled(report, case, upto, dev, model)
                     want = model_hash(model)
                     values += 1
                     if dev.done["hash"] != want:
@@ -288,6 +299,7 @@ def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samp
                 else:
                     _note_device(report, target, dev)
                     values += compare_losses(report, case, dev.losses, losses)
+                    values += compare_stalled(report, case, steps, dev, model)
                     want = model_hash(model)
                     values += 1
                     if dev.done["hash"] != want:
