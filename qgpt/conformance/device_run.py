@@ -26,10 +26,21 @@ class TrainCase:
     fmt: str
     rounding: str
     master: str = ""
+    policy: str = ""  # a SPEC of docs/arithmetic.md 3.2 (a preset, or CLASS=FORMAT pairs)
 
     @property
     def name(self):
-        return self.rounding + (f", master {self.master}" if self.master else "")
+        return (self.rounding + (f", master {self.master}" if self.master else "")
+                + (f", policy {self.policy}" if self.policy else ""))
+
+
+def policy_case(spec, rounding=None):
+    """The TrainCase of `qgpt train --policy SPEC [--rounding R]`, in TrainConfig's
+    normal form (what a run records), keeping the SPEC as given for its name."""
+    from qgpt.policy import train_settings
+
+    fmt, rounding, master, _, _ = train_settings(None, spec, None, rounding, 0.01)
+    return TrainCase(fmt, rounding, master, spec)
 
 
 
@@ -41,14 +52,20 @@ def tensor_at(flat):
     raise IndexError(flat)
 
 
-def state_hash(params, m, v):
-    """The device's `done ... hash`: CRC32 of params, m, v as little-endian int32."""
+def state_hash(params, m, v, *extra):
+    """The device's `done ... hash`: CRC32 of params, m, v (and 9.6's block shifts and
+    Kahan compensations, when the policy has them) as little-endian int32."""
     import zlib
 
     crc = 0
-    for a in (params, m, v):
+    for a in (params, m, v, *extra):
         crc = zlib.crc32(np.asarray(a, dtype="<i4").tobytes(), crc)
     return crc
+
+
+def model_hash(model):
+    """state_hash of an IntModel: its store, then its optimizer's arrays in order."""
+    return state_hash(model.store, *model.opt.arrays().values())
 
 
 def pack_names(names_file, dest):
@@ -112,10 +129,17 @@ def parse_device_run(code, stdout, stderr, folder):
 
 def device_config(case, data, steps=TRAIN_STEPS, seed=TRAIN_SEED, **extra):
     """The qgpt.json of a device run (firmware/README.md)."""
-    p = make_policy(case.fmt, case.rounding, case.master)
-    cfg = {"format": case.fmt, "rounding": case.rounding, "master": case.master, "lr": p.lr,
-           "lr_q30": p.lr_q30, "steps": steps, "seed": seed, "data": str(data),
-           "checkpoint": "ckpt.bin", "checkpoint_every": 0, "samples": 0}
+    if case.policy:  # every class, as qgpt device deploy writes them
+        from qgpt.policy import device_config as policy_config
+        from qgpt.policy import parse_policy
+
+        cfg = policy_config(parse_policy(case.policy, None, None, case.rounding, 0.01))
+    else:
+        p = make_policy(case.fmt, case.rounding, case.master)
+        cfg = {"format": case.fmt, "rounding": case.rounding, "master": case.master,
+               "lr": p.lr, "lr_q30": p.lr_q30}
+    cfg.update({"steps": steps, "seed": seed, "data": str(data), "checkpoint": "ckpt.bin",
+                "checkpoint_every": 0, "samples": 0})
     cfg.update(extra)
     return cfg
 
@@ -124,7 +148,7 @@ def device_heap(case, build="mpy"):
     """The heap a training case runs in on the unix port."""
     if build == "py":
         return TRAIN_HEAPSIZE_PY
-    return TRAIN_HEAPSIZE_MASTER if case.master else TRAIN_HEAPSIZE
+    return TRAIN_HEAPSIZE_MASTER if case.master or case.policy else TRAIN_HEAPSIZE
 
 
 def stop(proc):
@@ -163,8 +187,9 @@ def finish_training(proc, folder, timeout=3600):
 
 
 def read_dump(path):
-    """A device dump: params, grad, adam_m, adam_v, each N_PARAMS int32 LE."""
+    """A device dump: params, grad, adam_m, adam_v, each N_PARAMS int32 LE (then 9.6's
+    extra state arrays, which the state hash covers)."""
     raw = np.fromfile(path, dtype="<i4").astype(np.int64)
-    if raw.size != 4 * N_PARAMS:
-        raise ValueError(f"{path}: {raw.size} values, want {4 * N_PARAMS}")
+    if raw.size < 4 * N_PARAMS:
+        raise ValueError(f"{path}: {raw.size} values, want at least {4 * N_PARAMS}")
     return tuple(raw[i * N_PARAMS : (i + 1) * N_PARAMS] for i in range(4))

@@ -32,10 +32,11 @@ from qgpt.conformance.device_run import (
     device_config,
     device_heap,
     finish_training,
+    model_hash,
     pack_names,
+    policy_case,
     read_dump,
     start_training,
-    state_hash,
     stop,
     tensor_at,
 )
@@ -48,6 +49,10 @@ STEPS_FORMATS = FORMATS
 STEPS_ROUNDINGS = ("nearest", "floor", "stochastic")
 STEPS_EXTRA = (("q4.12", "stochastic", "q4.20"), ("q4.12", "nearest", "q4.27"),
                ("q8.8", "floor", "q8.23"), ("q1.15", "stochastic", "q1.30"))  # masters
+# precision policies (docs/arithmetic.md 3.2): 8-bit containers, Fw != Fa, block-scaled
+# Adam state, the pseudo-stochastic and Kahan updates
+STEPS_POLICIES = ("int8", "weights=q8.8,acts=q4.12", "weights=q2.6,acts=q4.4",
+                  "adam_m=b16x256,adam_v=b4x8,rounding=pseudo")
 STEPS_DUMPS = (1, 2, 10, 100)
 RUN_CASES = (("q4.12", "nearest", ""), ("q4.12", "stochastic", ""),
              ("q4.12", "stochastic", "q4.20"))
@@ -62,8 +67,13 @@ def simulate(case, names, upto, steps=TRAIN_STEPS, seed=TRAIN_SEED, dump_steps=(
     from qgpt.int_model import IntModel
     from qgpt.train import TrainConfig
 
+    policy = ""
+    if case.policy:  # TrainConfig's normal form of the SPEC, as qgpt train records it
+        from qgpt.policy import train_settings
+
+        policy = train_settings(None, case.policy, None, case.rounding, 0.01)[3]
     cfg = TrainConfig(steps=steps, seed=seed, format=case.fmt, rounding=case.rounding,
-                      master=case.master)
+                      master=case.master, policy=policy)
     model = IntModel(cfg)
     seen = {}
     adam_step = model.opt.step
@@ -119,6 +129,16 @@ def compare_losses(report, case, device_losses, host_losses, start=0, limit=3):
     return len(host_losses)
 
 
+def compare_stalled(report, case, step, dev, model):
+    """The count of stalled updates (Adam's telemetry: delta != 0 rounded to 0)."""
+    got, want = dev.done.get("stalled"), model.stalled_total
+    if got != want:
+        report.total += 1
+        report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, step,
+                                               "stalled", device=got, simulator=want))
+    return 1
+
+
 def _device_failed(report, case, why):
     report.total += 1
     report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, None, "device",
@@ -132,22 +152,23 @@ def _note_device(report, target, dev):
         report.heap_peak = max(report.heap_peak or 0, dev.done["heap_peak"])
 
 
-def _steps_cases(formats, roundings, extra):
+def _steps_cases(formats, roundings, extra, policies=()):
     cases = [TrainCase(f, r, ops_master(f, r)) for f in formats for r in roundings]
-    return cases + [TrainCase(*e) for e in extra if TrainCase(*e) not in cases]
+    cases += [TrainCase(*e) for e in extra if TrainCase(*e) not in cases]
+    return cases + [policy_case(spec) for spec in policies]
 
 
 def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTRA,
               dump_steps=STEPS_DUMPS, micropython=None, target="unix", seed=TRAIN_SEED,
               heapsize=None, firmware_dir=FIRMWARE_DIR, workdir=None, timeout=3600,
-              build="mpy"):
+              build="mpy", policies=()):
     """Level "steps": each case trains max(dump_steps) steps on the device and on the
     host (lr schedule of TRAIN_STEPS), compared after every step (loss_q16) and after
     each of dump_steps (params, gradient, m, v); returns a TrainReport. A format that
     needs master weights (too few fractional bits for the update) gets master_for's."""
     t0 = time.time()
     report = TrainReport("steps")
-    cases = _steps_cases(formats, roundings, extra)
+    cases = _steps_cases(formats, roundings, extra, policies)
     upto = max(dump_steps)
     with tempfile.TemporaryDirectory(prefix="qgpt-steps-", dir=workdir) as tmp:
         tmp = Path(tmp)
@@ -179,7 +200,8 @@ def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTR
                             continue
                         values += compare_state(report, case, step, read_dump(dev.dumps[step]),
                                                 states[step])
-                    want = state_hash(model.store, model.opt.m, model.opt.v)
+                    values += compare_stalled(report, case, upto, dev, model)
+                    want = model_hash(model)
                     values += 1
                     if dev.done["hash"] != want:
                         report.total += 1
@@ -277,7 +299,8 @@ def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samp
                 else:
                     _note_device(report, target, dev)
                     values += compare_losses(report, case, dev.losses, losses)
-                    want = state_hash(model.store, model.opt.m, model.opt.v)
+                    values += compare_stalled(report, case, steps, dev, model)
+                    want = model_hash(model)
                     values += 1
                     if dev.done["hash"] != want:
                         report.total += 1
@@ -313,6 +336,7 @@ def conformance_steps(formats=None, micropython=None, seed=TRAIN_SEED, target="u
                       dump_steps=STEPS_DUMPS, out=None, **kw):
     """Level "steps" for the CLI: prints the table and the first mismatches; exit code.
     formats: each with every rounding, and the master-weight cases of those formats."""
+    kw.setdefault("policies", STEPS_POLICIES if not formats else ())
     formats = tuple(formats or STEPS_FORMATS)
     kw.setdefault("extra", tuple(e for e in STEPS_EXTRA if e[0] in formats))
     report = run_steps(formats, micropython=micropython, seed=seed, target=target,
