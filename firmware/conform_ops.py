@@ -38,7 +38,7 @@ import prng
 
 MAGIC = b"QGPT-OPS 1\n"
 END = b"END\n"
-ITEM_SIZE = {"h": 2, "H": 2, "i": 4, "B": 1}
+ITEM_SIZE = {"h": 2, "H": 2, "i": 4, "B": 1, "b": 1}
 HEX_CHUNK = 256  # bytes of an output tensor hexlified at a time
 
 _policies = {}
@@ -46,12 +46,12 @@ _policies = {}
 
 def get_policy(spec):
     """The firmware Policy of a case's policy spec, built once per distinct spec."""
-    master = spec.get("master")
+    master, classes = spec.get("master"), spec.get("policy")  # classes: as a run's config
     key = (spec["fmt"], spec.get("rounding", "nearest"), tuple(master) if master else None,
-           spec.get("lr_q30", 10737418))
+           spec.get("lr_q30", 10737418), tuple(sorted(classes.items())) if classes else None)
     p = _policies.get(key)
     if p is None:
-        p = policy.Policy(spec["fmt"], key[1], master, key[3])
+        p = policy.Policy(spec["fmt"], key[1], master, key[3], classes)
         _policies[key] = p
     return p
 

@@ -191,8 +191,11 @@ def cmd_conformance(args):
     if args.formats is not None:  # normalised like --format: ' Q4.12' -> q4.12; '' refused
         _not_empty(args.formats, "--formats", "comma-separated list of formats")
         formats = [_format_name(f, "--formats") for f in args.formats.split(",")]
+    for spec in args.policy or ():
+        _not_empty(spec, "--policy", "SPEC such as weights=q4.12,acts=q6.10")
     return conformance.conformance(args.level, formats, args.micropython, args.seed,
-                                   args.heapsize, args.build, args.target, args.data)
+                                   args.heapsize, args.build, args.target, args.data,
+                                   policies=args.policy)
 
 
 def build_parser():
@@ -293,9 +296,13 @@ def build_parser():
     p.add_argument("--data", default=None,
                    help="names for the run level (default: the built-in data/names.txt)")
     p.add_argument("--heapsize", type=argtypes.heap_size, default=None,
-                   help="the device heap, e.g. 96K")
+                   help="the device heap, e.g. 96K (steps and run too)")
     p.add_argument("--build", choices=["mpy", "py"], default="mpy",
                    help="mpy: firmware compiled with mpy-cross (default); py: from source")
+    p.add_argument("--policy", action="append", default=None, metavar="SPEC",
+                   help="a precision policy as in qgpt train --policy (repeatable): every "
+                        "level runs only these; by default ops and steps add mixed "
+                        "policies, int8 among them")
     p.set_defaults(func=cmd_conformance)
 
     from qgpt.device import add_device_parser

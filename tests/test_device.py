@@ -1015,3 +1015,47 @@ def test_flash_a_real_board(capsys):
     time.sleep(2)  # the board boots MicroPython
     with device.Board(BOARD_PORT) as b:
         device.check_supported(b.info())
+
+
+# --- 8. a precision policy on the board ---
+
+
+@needs_trainer
+@needs_emulator
+def test_deploy_policy_trains_it_on_the_board_as_the_simulator_does(board, names_file,
+                                                                      tmp_path, capsys):
+    from qgpt.conformance.device_run import TrainCase
+    from qgpt.conformance.device_run import model_hash as host_hash
+    from qgpt.conformance.training import simulate
+    from qgpt.policy import device_config, parse_policy
+
+    steps = 12
+    code, out, err = cmd(capsys, "deploy", "--port", board.port, "--data", names_file,
+                         "--policy", "int8", "--steps", steps, "--discard-checkpoint")
+    assert code == 0, err
+    int8 = parse_policy("int8")
+    cfg = json.loads(board.file(device.BOARD_CONFIG).read_text())
+    assert {k: cfg[k] for k in device_config(int8)} == device_config(int8)
+    stream = _train(board, tmp_path / "run")
+    assert stream.start["policy"] == int8.spec and stream.start["format"] == "q2.6"
+    case = TrainCase("q2.6", "kahan", "", int8.spec)
+    model, _, _ = simulate(case, data.load(names_file).train, steps, steps=steps)
+    assert int(stream.done["hash"], 16) == host_hash(model)
+    # the same format and rounding with another adam_m is another run: the checkpoint stays
+    code, _, err = cmd(capsys, "deploy", "--port", board.port, "--data", names_file,
+                       "--policy", "int8,adam_m=b8x32", "--steps", steps)
+    assert_user_error(code, err, "holds a checkpoint", "of another run")
+    code, out, _ = cmd(capsys, "deploy", "--port", board.port, "--data", names_file,
+                       "--policy", "int8", "--steps", steps)
+    assert code == 0 and "kept the board's checkpoint" in out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (("--policy", "weights=q9.9"), "weights=q9.9: 18 bits"),
+    (("--policy", "int8", "--format", "q8.8"), "exclude each other"),
+    (("--policy", "acts=q4.4,logits=q8.10"), "logits=q8.10"),
+    (("--policy", " "), "--policy is empty"),
+])
+def test_deploy_refuses_a_bad_policy_in_one_line(board, names_file, capsys, argv, fragment):
+    code, _, err = cmd(capsys, "deploy", "--port", board.port, "--data", names_file, *argv)
+    assert_user_error(code, err, fragment)

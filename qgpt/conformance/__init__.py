@@ -132,5 +132,5 @@ __all__ = [
     "firmware_modules", "first_divergence", "main", "master_for", "model_hash", "ops_master",
     "ops_policy", "pack_names", "parse_device_run", "parse_reply", "policy_case",
     "print_report", "probe", "read_dump", "run_ops", "run_run", "run_steps", "simulate",
-    "start_training", "state_hash", "stop", "tensor_at", "write_request",
+    "start_training", "state_hash", "stop", "tensor_at", "write_request", "STEPS_POLICIES",
 ]

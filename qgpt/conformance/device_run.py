@@ -11,7 +11,7 @@ import numpy as np
 
 from qgpt.conformance.build import default_micropython, device_env
 from qgpt.params import N_PARAMS, SLOTS
-from qgpt.policy import make_policy
+from qgpt.policy import make_policy, train_settings
 
 TRAIN_SEED = 42
 TRAIN_STEPS = 1000  # the lr schedule's length (a run may stop earlier: stop_at)
@@ -26,21 +26,34 @@ class TrainCase:
     fmt: str
     rounding: str
     master: str = ""
-    policy: str = ""  # a SPEC of docs/arithmetic.md 3.2 (a preset, or CLASS=FORMAT pairs)
+    policy: str = ""  # "" (the defaults of fmt and master) or the canonical SPEC (3.8)
+    label: str = ""  # the policy's label (a preset name or the short SPEC)
 
     @property
     def name(self):
         return (self.rounding + (f", master {self.master}" if self.master else "")
-                + (f", policy {self.policy}" if self.policy else ""))
+                + (f", policy {self.label or self.policy}" if self.policy else ""))
+
+    @property
+    def resolved(self):
+        """The case's qgpt.policy.Policy (what both sides train with)."""
+        from qgpt.policy import parse_policy
+
+        if self.policy:
+            return parse_policy(self.policy, rounding=self.rounding)
+        return make_policy(self.fmt, self.rounding, self.master)
 
 
 def policy_case(spec, rounding=None):
-    """The TrainCase of `qgpt train --policy SPEC [--rounding R]`, in TrainConfig's
-    normal form (what a run records), keeping the SPEC as given for its name."""
-    from qgpt.policy import train_settings
+    """The TrainCase of `qgpt train --policy SPEC [--rounding R]` (PolicyError, one line,
+    for a bad one): its TrainConfig normal form (format, rounding, master, policy) and
+    label (a preset's name, else the short SPEC)."""
+    from qgpt.policy import PRESETS
 
-    fmt, rounding, master, _, _ = train_settings(None, spec, None, rounding, 0.01)
-    return TrainCase(fmt, rounding, master, spec)
+    fmt, rounding, master, policy, label = train_settings(None, spec, None, rounding, 0.01)
+    case = TrainCase(fmt, rounding, master, policy or spec)
+    case.label = label if label in PRESETS else case.resolved.short_spec
+    return case
 
 
 
@@ -186,10 +199,13 @@ def finish_training(proc, folder, timeout=3600):
     return parse_device_run(proc.returncode, out, err, folder)
 
 
-def read_dump(path):
+def read_dump(path, extra=None):
     """A device dump: params, grad, adam_m, adam_v, each N_PARAMS int32 LE (then 9.6's
-    extra state arrays, which the state hash covers)."""
+    extra state arrays, which the state hash covers). extra None: those four arrays;
+    a count: exactly that many extra values, returned as a fifth array when > 0."""
     raw = np.fromfile(path, dtype="<i4").astype(np.int64)
-    if raw.size < 4 * N_PARAMS:
-        raise ValueError(f"{path}: {raw.size} values, want at least {4 * N_PARAMS}")
-    return tuple(raw[i * N_PARAMS : (i + 1) * N_PARAMS] for i in range(4))
+    want = 4 * N_PARAMS + (extra or 0)
+    if raw.size < want or (extra is not None and raw.size != want):
+        raise ValueError(f"{path}: {raw.size} values, want {want}")
+    arrays = tuple(raw[i * N_PARAMS : (i + 1) * N_PARAMS] for i in range(4))
+    return arrays + ((raw[4 * N_PARAMS :],) if extra else ())

@@ -9,7 +9,8 @@ import numpy as np
 
 REQUEST_MAGIC = b"QGPT-OPS 1\n"
 REQUEST_END = b"END\n"
-DTYPES = {"h": "<i2", "H": "<u2", "i": "<i4", "B": "u1"}  # typecode -> little-endian numpy dtype
+# typecode -> little-endian numpy dtype ("b": a policy's 8-bit classes)
+DTYPES = {"h": "<i2", "H": "<u2", "i": "<i4", "B": "u1", "b": "i1"}
 
 
 def _array_bytes(tc, a, what):

@@ -56,6 +56,11 @@ STEPS_POLICIES = ("int8", "weights=q8.8,acts=q4.12", "weights=q2.6,acts=q4.4",
 STEPS_DUMPS = (1, 2, 10, 100)
 RUN_CASES = (("q4.12", "nearest", ""), ("q4.12", "stochastic", ""),
              ("q4.12", "stochastic", "q4.20"))
+# mixed precision policies (docs/arithmetic.md 3), an all-8-bit one among them: the
+# steps level's default set beside the formats
+STEPS_POLICIES = ("int8", "weights=q2.6,acts=q4.4,rounding=stochastic",
+                  "weights=q8.8,acts=q4.12,grads=q3.13,pgrads=q12.20,rounding=floor",
+                  "weights=q4.12,acts=q4.12,adam_m=b16x256,adam_v=b8x32,rounding=pseudo")
 DIVERGENCE_WINDOW = 100  # the run level's first search: a dump every this many steps
 LISTED_PER_TENSOR = 2  # differing values listed per tensor and array (all are counted)
 
@@ -90,16 +95,35 @@ def simulate(case, names, upto, steps=TRAIN_STEPS, seed=TRAIN_SEED, dump_steps=(
         losses.append(int(tele["loss_q16"]))
         if step + 1 in dump_steps:
             states[step + 1] = (model.store.copy(), seen["grad"], model.opt.m.copy(),
-                                model.opt.v.copy())
+                                model.opt.v.copy()) + _extra_state(model)
     model.opt.step = adam_step
     return model, losses, states
 
 
+def _extra_state(model):
+    """9.6's arrays (block shifts, kahan_comp) of the host's optimizer, concatenated as
+    a device dump holds them: a 1-tuple, or () when the policy has none."""
+    extra = [a for k, a in model.opt.arrays().items() if k not in ("adam_m", "adam_v")]
+    return (np.concatenate(extra).astype(np.int64),) if extra else ()
+
+
 def compare_state(report, case, step, device, simulator, limit=LISTED_PER_TENSOR):
-    """Compare (params, grad, m, v) tuples: every differing value is counted in
-    report.total, the first `limit` of each tensor of each array listed. Returns the
-    number of values compared."""
-    for what, dev, sim in zip(STATE_ARRAYS, device, simulator, strict=True):
+    """Compare (params, grad, m, v[, 9.6's arrays]) tuples: every differing value is
+    counted in report.total, the first `limit` of each tensor of each array listed.
+    Returns the number of values compared."""
+    if len(device) != len(simulator):
+        _device_failed(report, case, f"a dump of {len(device)} arrays, the host has "
+                       f"{len(simulator)}")
+        return 0
+    if len(simulator) > 4:  # block shifts and kahan_comp, as one array
+        dev, sim = np.asarray(device[4]), np.asarray(simulator[4])
+        bad = np.flatnonzero(dev != sim)
+        report.total += len(bad)
+        for j in bad[:limit]:
+            report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, step,
+                                                   "9.6 arrays", flat=int(j),
+                                                   device=int(dev[j]), simulator=int(sim[j])))
+    for what, dev, sim in zip(STATE_ARRAYS, device[:4], simulator[:4], strict=True):
         dev, sim = np.asarray(dev), np.asarray(sim)
         for s in SLOTS:
             part = slice(s.offset, s.offset + s.size)
@@ -110,7 +134,7 @@ def compare_state(report, case, step, device, simulator, limit=LISTED_PER_TENSOR
                 report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, step,
                                                        what, name, idx, int(j), int(dev[j]),
                                                        int(sim[j])))
-    return 4 * N_PARAMS
+    return 4 * N_PARAMS + sum(np.size(a) for a in simulator[4:])
 
 
 def compare_losses(report, case, device_losses, host_losses, start=0, limit=3):
@@ -161,14 +185,17 @@ def _steps_cases(formats, roundings, extra, policies=()):
 def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTRA,
               dump_steps=STEPS_DUMPS, micropython=None, target="unix", seed=TRAIN_SEED,
               heapsize=None, firmware_dir=FIRMWARE_DIR, workdir=None, timeout=3600,
-              build="mpy", policies=()):
+              build="mpy", policies=(), cases=None):
     """Level "steps": each case trains max(dump_steps) steps on the device and on the
     host (lr schedule of TRAIN_STEPS), compared after every step (loss_q16) and after
     each of dump_steps (params, gradient, m, v); returns a TrainReport. A format that
-    needs master weights (too few fractional bits for the update) gets master_for's."""
+    needs master weights (too few fractional bits for the update) gets master_for's.
+    policies: SPECs trained too (the device config's `policy` key, the simulator's
+    TrainConfig.policy); cases: [TrainCase] instead of all these (tests)."""
     t0 = time.time()
     report = TrainReport("steps")
-    cases = _steps_cases(formats, roundings, extra, policies)
+    if cases is None:
+        cases = _steps_cases(formats, roundings, extra, policies)
     upto = max(dump_steps)
     with tempfile.TemporaryDirectory(prefix="qgpt-steps-", dir=workdir) as tmp:
         tmp = Path(tmp)
@@ -231,7 +258,8 @@ def _state_dumps(case, data, names, seed, steps, dump_steps, fw, run):
     dev = finish_training(proc, folder, run["timeout"])
     if dev.failure:
         raise RuntimeError(dev.failure)
-    return {s: read_dump(p) for s, p in dev.dumps.items()}, host
+    extra = sum(np.size(a) for a in host[dump_steps[-1]][4:])
+    return {s: read_dump(p, extra) for s, p in dev.dumps.items()}, host
 
 
 def _differs(device, host):
@@ -269,12 +297,13 @@ def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samp
             workdir=None, timeout=3600, build="mpy"):
     """Level "run": whole training runs on the names file `data` (default the built-in
     data/names.txt), device vs host: every step's loss_q16, the final state hash (on a
-    mismatch, the first divergence), the samples. cases: (format, rounding, master)."""
+    mismatch, the first divergence), the samples. cases: (format, rounding, master)
+    tuples or TrainCases (a --policy SPEC's: device_run.policy_case)."""
     from qgpt.train import sample as host_sample
 
     t0 = time.time()
     report = TrainReport("run")
-    cases = [TrainCase(*c) for c in cases]
+    cases = [c if isinstance(c, TrainCase) else TrainCase(*c) for c in cases]
     with tempfile.TemporaryDirectory(prefix="qgpt-run-", dir=workdir) as tmp:
         tmp = Path(tmp)
         fw = firmware_build(tmp / "firmware", target, build, firmware_dir, micropython)
@@ -295,7 +324,7 @@ def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samp
                 dev = finish_training(proc, folder, timeout)
                 before, values = report.total, 0
                 if dev.failure:
-                    _device_failed(report, case, dev.failure)
+                    _device_failed(report, case, f"{dev.failure} (heapsize {heap})")
                 else:
                     _note_device(report, target, dev)
                     values += compare_losses(report, case, dev.losses, losses)

@@ -18,6 +18,7 @@ from qgpt.device.paths import folder_to_write, link_to_make, make_folder, remove
 from qgpt.device.pull import pull
 from qgpt.device.session import CONNECT_TIMEOUT, IDLE_TIMEOUT
 from qgpt.device.train import train
+from qgpt.policy import UPDATE_ROUNDINGS
 
 
 def cmd_flash(args):
@@ -26,9 +27,11 @@ def cmd_flash(args):
 
 
 def cmd_deploy(args):
+    if args.policy is not None and not args.policy.strip():
+        raise DeviceError("--policy is empty: want a SPEC such as weights=q4.12,acts=q6.10")
     deploy(args.port, args.data, args.format, args.rounding, args.master or "", args.lr,
            args.seed, args.steps, args.checkpoint_every, args.lowercase, args.skip_long,
-           args.discard_checkpoint, args.timeout)
+           args.discard_checkpoint, args.timeout, policy=args.policy or "")
     return 0
 
 
@@ -99,9 +102,13 @@ def _add_subcommands(parser):
 
     p = with_port(command("deploy", "compile the firmware for the board and copy it, the "
                           "packed dataset and qgpt.json"))
-    p.add_argument("--format", default="q4.12", help="the data format (default q4.12)")
-    p.add_argument("--rounding", default="nearest", choices=["nearest", "floor", "stochastic"],
-                   help="how integer results are rounded (default nearest)")
+    p.add_argument("--format", default=None,
+                   help="the data format: weights and acts (default q4.12)")
+    p.add_argument("--policy", default=None, metavar="SPEC",
+                   help="the precision policy, as qgpt train --policy: CLASS=FORMAT pairs, a "
+                        "preset (int8, int16) or a JSON file; resolved and checked here")
+    p.add_argument("--rounding", default=None, choices=list(UPDATE_ROUNDINGS),
+                   help="how weight updates are rounded (default: the policy's, else nearest)")
     p.add_argument("--master", default=None,
                    help="master-weight format, e.g. q4.20, or 'none' (default: the policy's)")
     p.add_argument("--lr", type=argtypes.learning_rate, default=0.01,

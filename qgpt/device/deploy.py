@@ -23,7 +23,7 @@ from qgpt.device.transfer import Board
 
 
 def _same_run(old_cfg, new_cfg):
-    return all(old_cfg.get(k) == new_cfg.get(k) for k in RUN_KEYS)
+    return all(old_cfg.get(k) == new_cfg.get(k) for k in RUN_KEYS + ("policy",))
 
 
 def _previous_deploy(board, port):
@@ -42,23 +42,29 @@ def _previous_deploy(board, port):
     return found
 
 
-def deploy(port, data=None, fmt="q4.12", rounding="nearest", master="", lr=0.01, seed=42,
+def deploy(port, data=None, fmt=None, rounding="nearest", master="", lr=0.01, seed=42,
            steps=1000, checkpoint_every=100, lowercase=False, skip_long=False,
            discard_checkpoint=False, timeout=CONNECT_TIMEOUT, firmware_dir=None,
-           mpy_cross=None, log=print):
+           mpy_cross=None, log=print, policy=""):
     """Check the board, compile and copy the firmware, the packed dataset and qgpt.json.
-    Returns the deploy record written to the board (qgpt-deploy.json)."""
+    policy: a SPEC as for qgpt train --policy (fmt None with a preset; rounding None:
+    the SPEC's), resolved and checked here; the config gets every class (arithmetic.md
+    3.8). Returns the deploy record written to the board (qgpt-deploy.json)."""
     from qgpt import data as names_data
     from qgpt import pack
-    from qgpt.policy import make_policy
+    from qgpt.policy import device_config, parse_policy
 
     master = "" if master in (None, "none") else master
-    make_policy(fmt, rounding, master, lr)  # a bad format, master or lr fails here
+    if not policy:
+        fmt = fmt or "q4.12"
+    # a bad format, master, lr or policy fails here, in qgpt train --policy's words
+    resolved = parse_policy(policy or "", fmt, master or None, rounding, lr)
+    fmt, rounding = resolved.weights.name, resolved.rounding
     ds = names_data.load(data or names_data.DEFAULT_DATA, lowercase, skip_long)
     packed = pack.pack(ds.train)
     emits = mpy_cross_version(mpy_cross)
-    config = {"format": fmt, "rounding": rounding, "master": master, "lr": lr,
-              "lr_q30": round(lr * 2**30),  # exact from the host: a board's float may differ
+    config = {**device_config(resolved),  # format, master, rounding, lr, lr_q30, policy
+              # lr_q30 is exact from the host: a board's float may differ
               "steps": steps, "seed": seed, "data": BOARD_DATA, "checkpoint": BOARD_CKPT,
               "checkpoint_every": checkpoint_every, "resume": False, "samples": 20,
               "temperature": 0.5, "stop_at": None}
@@ -115,6 +121,7 @@ def deploy(port, data=None, fmt="q4.12", rounding="nearest", master="", lr=0.01,
     kept = len(modules) + 1 - len(copied)
     log(f"deployed {len(modules)} firmware modules (.mpy for {info.arch}), {len(ds.train)} "
         f"training names ({BOARD_DATA}, {len(packed) // 1024} KB) and {BOARD_CONFIG} "
-        f"({fmt}, {rounding}, seed {seed}) to {port}"
+        f"({fmt}, {rounding}, seed {seed}"
+        + (f", policy {resolved.short_spec}" if policy else "") + f") to {port}"
         + (f"; {kept} files were already there" if kept else ""))
     return record

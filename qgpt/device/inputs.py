@@ -13,7 +13,7 @@ import zlib
 
 from qgpt.device.layout import RUN_KEYS
 
-SETTINGS = RUN_KEYS + ("steps",)
+SETTINGS = RUN_KEYS + ("steps", "policy")  # policy: the config's object (absent before it)
 
 
 def on_board(board, cfg, modules):
