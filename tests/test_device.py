@@ -1025,7 +1025,8 @@ def test_flash_a_real_board(capsys):
 def test_deploy_policy_trains_it_on_the_board_as_the_simulator_does(board, names_file,
                                                                       tmp_path, capsys):
     from qgpt.conformance.device_run import TrainCase
-    from qgpt.conformance.training import host_hash, simulate
+    from qgpt.conformance.device_run import model_hash as host_hash
+    from qgpt.conformance.training import simulate
     from qgpt.policy import device_config, parse_policy
 
     steps = 12

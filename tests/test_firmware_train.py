@@ -56,8 +56,8 @@ def test_steps_q412_q88_nearest_and_stochastic():
     assert report.ok, _text(report)
     assert [r[:3] for r in report.rows] == [["q4.12", "nearest", 10], ["q4.12", "stochastic", 10],
                                             ["q8.8", "nearest", 10], ["q8.8", "stochastic", 10]]
-    # per case: 10 losses, 3 dumps of params, grad, m, v, the final hash
-    assert all(r[3] == 10 + 3 * 4 * N_PARAMS + 1 for r in report.rows)
+    # per case: 10 losses, 3 dumps of params, grad, m, v, the stalled count, the final hash
+    assert all(r[3] == 10 + 3 * 4 * N_PARAMS + 2 for r in report.rows)
 
 
 def test_steps_every_format_rounding_and_master_to_step_100():
@@ -68,6 +68,15 @@ def test_steps_every_format_rounding_and_master_to_step_100():
     assert {f for f, *_ in report.rows} == set(cf.FORMATS)
     for master in ("q4.20", "q4.27", "q1.30"):  # 31-bit masters included
         assert any(f"master {master}" in r[1] for r in report.rows)
+
+
+def test_steps_under_precision_policies():
+    # 8-bit containers, Fw != Fa (the embedding's shift), block-scaled Adam state, the
+    # pseudo-stochastic and Kahan updates: what `qgpt train --policy SPEC` trains
+    report = cf.run_steps((), (), extra=(), policies=cf.STEPS_POLICIES, dump_steps=(1, 2, 10))
+    assert report.ok, _text(report)
+    assert [r[1].split(", policy ")[1] for r in report.rows] == list(cf.STEPS_POLICIES)
+    assert {r[1].split(",")[0] for r in report.rows} == {"kahan", "nearest", "pseudo"}
 
 
 def test_steps_on_the_int32_target_in_every_format():
@@ -321,7 +330,7 @@ def test_run_level_on_makemore_names():
         pytest.skip(f"{MAKEMORE} is absent")
     report = cf.run_run(MAKEMORE)
     assert report.ok, _text(report)
-    assert [r[3] for r in report.rows] == [1000 + 1 + 20] * len(cf.RUN_CASES)
+    assert [r[3] for r in report.rows] == [1000 + 2 + 20] * len(cf.RUN_CASES)
 
 
 def test_the_run_level_refuses_a_missing_dataset(tmp_path):

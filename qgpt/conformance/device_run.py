@@ -11,7 +11,6 @@ import numpy as np
 
 from qgpt.conformance.build import default_micropython, device_env
 from qgpt.params import N_PARAMS, SLOTS
-from qgpt.policy import device_config as policy_config
 from qgpt.policy import make_policy, train_settings
 
 TRAIN_SEED = 42
@@ -33,7 +32,7 @@ class TrainCase:
     @property
     def name(self):
         return (self.rounding + (f", master {self.master}" if self.master else "")
-                + (f", policy {self.label}" if self.policy else ""))
+                + (f", policy {self.label or self.policy}" if self.policy else ""))
 
     @property
     def resolved(self):
@@ -45,13 +44,14 @@ class TrainCase:
         return make_policy(self.fmt, self.rounding, self.master)
 
 
-def policy_case(spec):
-    """The TrainCase of a --policy SPEC (PolicyError, one line, for a bad one): its
-    TrainConfig normal form (format, rounding, master, policy) and label."""
+def policy_case(spec, rounding=None):
+    """The TrainCase of `qgpt train --policy SPEC [--rounding R]` (PolicyError, one line,
+    for a bad one): its TrainConfig normal form (format, rounding, master, policy) and
+    label (a preset's name, else the short SPEC)."""
     from qgpt.policy import PRESETS
 
-    fmt, rounding, master, policy, label = train_settings(None, spec, None, None, 0.01)
-    case = TrainCase(fmt, rounding, master, policy)
+    fmt, rounding, master, policy, label = train_settings(None, spec, None, rounding, 0.01)
+    case = TrainCase(fmt, rounding, master, policy or spec)
     case.label = label if label in PRESETS else case.resolved.short_spec
     return case
 
@@ -66,14 +66,19 @@ def tensor_at(flat):
 
 
 def state_hash(params, m, v, *extra):
-    """The device's `done ... hash`: CRC32 of params, m, v (then 9.6's arrays, extra)
-    as little-endian int32."""
+    """The device's `done ... hash`: CRC32 of params, m, v (and 9.6's block shifts and
+    Kahan compensations, when the policy has them) as little-endian int32."""
     import zlib
 
     crc = 0
     for a in (params, m, v, *extra):
         crc = zlib.crc32(np.asarray(a, dtype="<i4").tobytes(), crc)
     return crc
+
+
+def model_hash(model):
+    """state_hash of an IntModel: its store, then its optimizer's arrays in order."""
+    return state_hash(model.store, *model.opt.arrays().values())
 
 
 def pack_names(names_file, dest):
@@ -137,12 +142,17 @@ def parse_device_run(code, stdout, stderr, folder):
 
 def device_config(case, data, steps=TRAIN_STEPS, seed=TRAIN_SEED, **extra):
     """The qgpt.json of a device run (firmware/README.md)."""
-    p = case.resolved
-    cfg = {"format": case.fmt, "rounding": case.rounding, "master": case.master, "lr": p.lr,
-           "lr_q30": p.lr_q30, "steps": steps, "seed": seed, "data": str(data),
-           "checkpoint": "ckpt.bin", "checkpoint_every": 0, "samples": 0}
-    if case.policy:  # the `policy` key exactly as qgpt device deploy writes it
-        cfg.update(policy_config(p))
+    if case.policy:  # every class, as qgpt device deploy writes them
+        from qgpt.policy import device_config as policy_config
+        from qgpt.policy import parse_policy
+
+        cfg = policy_config(parse_policy(case.policy, None, None, case.rounding, 0.01))
+    else:
+        p = make_policy(case.fmt, case.rounding, case.master)
+        cfg = {"format": case.fmt, "rounding": case.rounding, "master": case.master,
+               "lr": p.lr, "lr_q30": p.lr_q30}
+    cfg.update({"steps": steps, "seed": seed, "data": str(data), "checkpoint": "ckpt.bin",
+                "checkpoint_every": 0, "samples": 0})
     cfg.update(extra)
     return cfg
 
@@ -151,7 +161,7 @@ def device_heap(case, build="mpy"):
     """The heap a training case runs in on the unix port."""
     if build == "py":
         return TRAIN_HEAPSIZE_PY
-    return TRAIN_HEAPSIZE_MASTER if case.master else TRAIN_HEAPSIZE
+    return TRAIN_HEAPSIZE_MASTER if case.master or case.policy else TRAIN_HEAPSIZE
 
 
 def stop(proc):
@@ -189,12 +199,13 @@ def finish_training(proc, folder, timeout=3600):
     return parse_device_run(proc.returncode, out, err, folder)
 
 
-def read_dump(path, extra=0):
-    """A device dump: params, grad, adam_m, adam_v, each N_PARAMS int32 LE, then
-    `extra` int32 values of 9.6's arrays (block shifts, kahan_comp; firmware/dump.py),
-    returned as a fifth array when extra > 0."""
+def read_dump(path, extra=None):
+    """A device dump: params, grad, adam_m, adam_v, each N_PARAMS int32 LE (then 9.6's
+    extra state arrays, which the state hash covers). extra None: those four arrays;
+    a count: exactly that many extra values, returned as a fifth array when > 0."""
     raw = np.fromfile(path, dtype="<i4").astype(np.int64)
-    if raw.size != 4 * N_PARAMS + extra:
-        raise ValueError(f"{path}: {raw.size} values, want {4 * N_PARAMS + extra}")
+    want = 4 * N_PARAMS + (extra or 0)
+    if raw.size < want or (extra is not None and raw.size != want):
+        raise ValueError(f"{path}: {raw.size} values, want {want}")
     arrays = tuple(raw[i * N_PARAMS : (i + 1) * N_PARAMS] for i in range(4))
     return arrays + ((raw[4 * N_PARAMS :],) if extra else ())

@@ -22,7 +22,14 @@ _EXP_HALF = ("the interpolation's ties (14 over every z12) are all absorbed by t
 _POSITIVE_LOAD = ("s32 = 0 leaves a ptr32 load unextended, and the value loaded here (ms in "
                   "[1, 2**31)) is never negative")
 
+_SH_ZERO = "sh > -1 differs from sh > 0 only at sh = 0, where the shift is 0 either way"
+
 EQUIVALENT = {
+    ("embedding_backward", "rs = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,
+    ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,
+    ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,
+    ("embedding_backward", "if w > hi:", ">", ">=", 0): "w = hi is stored as hi either way",
+    ("gather", "s = -1", "1", "2", 0): "s = -1 only marks 'no slot yet', tested as s < 0",
     ("isqrt", "if n < 2:", "<", "<=", 0): _ISQRT_BIG_N,
     ("isqrt", "if n < 2:", "2", "3", 0): _ISQRT_BIG_N,
     ("isqrt", "if n < 2:", "2", "1", 0): "for n = 1 the loop returns 1 too; and n >= 2**30",

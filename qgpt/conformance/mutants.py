@@ -395,6 +395,7 @@ class Judge:
 
         try:
             report = run_steps(formats=(), roundings=(), extra=MUTANT_STEPS_CASES,
+                               policies=MUTANT_STEPS_POLICIES,
                                dump_steps=(1, 2, 10), micropython=self.micropython,
                                firmware_dir=self.src, workdir=self.dir, timeout=TRAIN_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -413,6 +414,8 @@ class Judge:
 
 
 INT32_FORMATS = (NO_FORMAT, "q4.12", "q2.14", "q12.0")  # the extremes of F
+MUTANT_STEPS_POLICIES = ("int8", "weights=q8.8,acts=q4.12",
+                         "adam_m=b16x256,adam_v=b4x8,rounding=pseudo")
 MUTANT_STEPS_CASES = (("q4.12", "nearest", ""), ("q8.8", "floor", ""),
                       ("q4.12", "stochastic", "q4.20"), ("q12.4", "stochastic", ""),
                       ("q1.15", "nearest", ""), ("q13.3", "nearest", "q13.18"))
@@ -480,7 +483,9 @@ def load_results(path):
     """[(Mutant, verdict, level, detail)] of a saved run (the .json of --out)."""
     import json
 
-    rows = json.loads(Path(path).read_text())
+    text = Path(path).read_text()
+    rows = ([json.loads(line) for line in text.splitlines() if line.strip()]
+            if str(path).endswith(".jsonl") else json.loads(text))
     return [(Mutant(**{k: v for k, v in r.items() if k not in ("verdict", "level", "detail")}),
              r["verdict"], r["level"], r["detail"]) for r in rows]
 
@@ -595,8 +600,19 @@ def main(argv=None):
     t0 = time.time()
     done = [0]
 
+    partial = Path(a.out).with_suffix(".partial.jsonl") if a.out and not a.merge else None
+    if partial:
+        partial.write_text("")
+
     def progress(r):
         done[0] += 1
+        if partial:  # every verdict as it comes: a cut run still has a report
+            import json
+            from dataclasses import asdict
+
+            with open(partial, "a") as f:
+                f.write(json.dumps({**asdict(r[0]), "verdict": r[1], "level": r[2],
+                                    "detail": r[3]}) + "\n")
         if r[1] == "survived":
             print(f"survived: {r[0].describe()}", file=sys.stderr, flush=True)
         elif done[0] % 100 == 0:
@@ -619,7 +635,8 @@ def main(argv=None):
         tmp = Path(a.out).with_suffix(".tmp")
         tmp.write_text(text)
         os.replace(tmp, a.out)
-        save_results(results, Path(a.out).with_suffix(".json"))
+        if not a.merge:
+            save_results(results, Path(a.out).with_suffix(".json"))
     print(text)
     _, survivors = classify(results)
     return 1 if any(why is None for _, why in survivors) else 0

@@ -32,11 +32,11 @@ from qgpt.conformance.device_run import (
     device_config,
     device_heap,
     finish_training,
+    model_hash,
     pack_names,
     policy_case,
     read_dump,
     start_training,
-    state_hash,
     stop,
     tensor_at,
 )
@@ -49,6 +49,10 @@ STEPS_FORMATS = FORMATS
 STEPS_ROUNDINGS = ("nearest", "floor", "stochastic")
 STEPS_EXTRA = (("q4.12", "stochastic", "q4.20"), ("q4.12", "nearest", "q4.27"),
                ("q8.8", "floor", "q8.23"), ("q1.15", "stochastic", "q1.30"))  # masters
+# precision policies (docs/arithmetic.md 3.2): 8-bit containers, Fw != Fa, block-scaled
+# Adam state, the pseudo-stochastic and Kahan updates
+STEPS_POLICIES = ("int8", "weights=q8.8,acts=q4.12", "weights=q2.6,acts=q4.4",
+                  "adam_m=b16x256,adam_v=b4x8,rounding=pseudo")
 STEPS_DUMPS = (1, 2, 10, 100)
 RUN_CASES = (("q4.12", "nearest", ""), ("q4.12", "stochastic", ""),
              ("q4.12", "stochastic", "q4.20"))
@@ -68,8 +72,13 @@ def simulate(case, names, upto, steps=TRAIN_STEPS, seed=TRAIN_SEED, dump_steps=(
     from qgpt.int_model import IntModel
     from qgpt.train import TrainConfig
 
+    policy = ""
+    if case.policy:  # TrainConfig's normal form of the SPEC, as qgpt train records it
+        from qgpt.policy import train_settings
+
+        policy = train_settings(None, case.policy, None, case.rounding, 0.01)[3]
     cfg = TrainConfig(steps=steps, seed=seed, format=case.fmt, rounding=case.rounding,
-                      master=case.master, policy=getattr(case, "policy", ""))
+                      master=case.master, policy=policy)
     model = IntModel(cfg)
     seen = {}
     adam_step = model.opt.step
@@ -96,11 +105,6 @@ def _extra_state(model):
     a device dump holds them: a 1-tuple, or () when the policy has none."""
     extra = [a for k, a in model.opt.arrays().items() if k not in ("adam_m", "adam_v")]
     return (np.concatenate(extra).astype(np.int64),) if extra else ()
-
-
-def host_hash(model):
-    """The state hash of the host's model, as the device's `done` line computes it."""
-    return state_hash(model.store, *model.opt.arrays().values())
 
 
 def compare_state(report, case, step, device, simulator, limit=LISTED_PER_TENSOR):
@@ -149,6 +153,16 @@ def compare_losses(report, case, device_losses, host_losses, start=0, limit=3):
     return len(host_losses)
 
 
+def compare_stalled(report, case, step, dev, model):
+    """The count of stalled updates (Adam's telemetry: delta != 0 rounded to 0)."""
+    got, want = dev.done.get("stalled"), model.stalled_total
+    if got != want:
+        report.total += 1
+        report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, step,
+                                               "stalled", device=got, simulator=want))
+    return 1
+
+
 def _device_failed(report, case, why):
     report.total += 1
     report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, None, "device",
@@ -165,7 +179,7 @@ def _note_device(report, target, dev):
 def _steps_cases(formats, roundings, extra, policies=()):
     cases = [TrainCase(f, r, ops_master(f, r)) for f in formats for r in roundings]
     cases += [TrainCase(*e) for e in extra if TrainCase(*e) not in cases]
-    return cases + [policy_case(p) for p in policies]
+    return cases + [policy_case(spec) for spec in policies]
 
 
 def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTRA,
@@ -211,10 +225,10 @@ def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTR
                         if step not in dev.dumps:
                             _device_failed(report, case, f"no dump after step {step}")
                             continue
-                        dump = read_dump(dev.dumps[step], sum(np.size(a) for a in
-                                                              states[step][4:]))
-                        values += compare_state(report, case, step, dump, states[step])
-                    want = host_hash(model)
+                        values += compare_state(report, case, step, read_dump(dev.dumps[step]),
+                                                states[step])
+                    values += compare_stalled(report, case, upto, dev, model)
+                    want = model_hash(model)
                     values += 1
                     if dev.done["hash"] != want:
                         report.total += 1
@@ -314,7 +328,8 @@ def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samp
                 else:
                     _note_device(report, target, dev)
                     values += compare_losses(report, case, dev.losses, losses)
-                    want = host_hash(model)
+                    values += compare_stalled(report, case, steps, dev, model)
+                    want = model_hash(model)
                     values += 1
                     if dev.done["hash"] != want:
                         report.total += 1
@@ -350,7 +365,8 @@ def conformance_steps(formats=None, micropython=None, seed=TRAIN_SEED, target="u
                       dump_steps=STEPS_DUMPS, out=None, **kw):
     """Level "steps" for the CLI: prints the table and the first mismatches; exit code.
     formats: each with every rounding, and the master-weight cases of those formats."""
-    formats = tuple(STEPS_FORMATS if formats is None else formats)
+    kw.setdefault("policies", STEPS_POLICIES if not formats else ())
+    formats = tuple(formats or STEPS_FORMATS)
     kw.setdefault("extra", tuple(e for e in STEPS_EXTRA if e[0] in formats))
     report = run_steps(formats, micropython=micropython, seed=seed, target=target,
                        dump_steps=dump_steps, **kw)
