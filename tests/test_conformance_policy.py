@@ -4,6 +4,7 @@ the simulator's TrainConfig.policy), and a policy that differs between them is c
 
 import pytest
 
+import qgpt.policy
 from qgpt import cli
 from qgpt import conformance as cf
 from qgpt.conformance import device_run
@@ -34,14 +35,14 @@ def test_int8_steps_equal_the_simulator():
 
 def test_a_device_policy_other_than_the_simulators_is_caught(monkeypatch):
     case = device_run.policy_case("weights=q2.6,acts=q4.4,rounding=stochastic")
-    real = device_run.policy_config
+    real = qgpt.policy.device_config
 
     def other_grads(policy):  # the device trains grads=q1.15, the simulator q2.14
         cfg = real(policy)
         cfg["policy"] = {**cfg["policy"], "grads": "q1.15"}
         return cfg
 
-    monkeypatch.setattr(device_run, "policy_config", other_grads)
+    monkeypatch.setattr(qgpt.policy, "device_config", other_grads)
     report = cf.run_steps(cases=[case], dump_steps=(1, 2))
     assert report.total > 0 and report.rows[0][-1].startswith("FAIL")
     assert any(m.what in ("loss_q16", "grad", "params") for m in report.mismatches)
