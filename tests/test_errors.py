@@ -595,7 +595,7 @@ def test_conformance_formats_are_normalised(capsys, monkeypatch):
     from qgpt import conformance
 
     seen = []
-    monkeypatch.setattr(conformance, "conformance", lambda *a: seen.append(a) or 0)
+    monkeypatch.setattr(conformance, "conformance", lambda *a, **kw: seen.append(a) or 0)
     assert main(capsys, "conformance", "--formats", " Q4.12,q8.8", "--heapsize", "96k")[0] == 0
     assert seen[0][1] == ["q4.12", "q8.8"] and seen[0][4] == "96K"
 
