@@ -28,6 +28,7 @@ The modules, in the order of the data flow:
     inputs.py           the Case record, the makers of inputs, FORMATS
     kernel_cases.py     golden cases of the kernels (exp_neg ... cross_entropy)
     optimizer_cases.py  golden cases of Adam, the policy, init, isqrt, the PRNG
+    boundary_cases.py   cases constructed on thresholds: exhaustive exp, ties, sampling
     cases.py            build_cases(fmt, seed): every op-level case of a format
     protocol.py         the request file and the device's reply
     build.py            the MicroPython, mpy-cross and firmware build a target runs
@@ -37,6 +38,10 @@ The modules, in the order of the data flow:
     device_run.py       a training run on the device: config, start, parse, state hash
     training.py         levels "steps" and "run": run_steps, run_run -> TrainReport
     cli.py              conformance(level, ...) -> exit code; main(): the options
+    mutant_sites.py     the firmware's single-token mutants
+    mutants.py          python -m qgpt.conformance.mutants: judging them by the levels
+    mutant_report.py    their verdicts saved, merged and reported
+    equivalent.py       the equivalent mutants, each with why
 
     python -m qgpt.conformance [--level ops|steps|run|all] [--formats q4.12,q8.8]
                                [--target unix|int32] [--micropython PATH] [--data NAMES]

@@ -30,7 +30,6 @@ NOT EQUIVALENT. The report (markdown) gives killed / survived per module.
 """
 
 import argparse
-import ast
 import io
 import os
 import shutil
@@ -38,9 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import tokenize
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from qgpt.conformance.build import (
@@ -51,131 +48,32 @@ from qgpt.conformance.build import (
     probe,
 )
 from qgpt.conformance.cases import build_cases
-from qgpt.conformance.equivalent import EQUIVALENT
 from qgpt.conformance.inputs import FORMATS, NO_FORMAT
+from qgpt.conformance.mutant_report import (
+    classify,
+    load_results,
+    load_verdicts,
+    render,
+    save_results,
+)
+from qgpt.conformance.mutant_sites import (  # noqa: F401 (NOT_MUTATED, mutants_of: the API)
+    NOT_MUTATED,
+    Mutant,
+    imports_of,
+    mutants_of,
+    mutated_modules,
+    mutated_source,
+)
 from qgpt.conformance.protocol import parse_reply, write_request
 from qgpt.conformance.report import OpsReport
 from qgpt.firmware_build import FIRMWARE_DIR, firmware_modules
 
 # Not integer code: the op-level driver, file formats, configuration, the entry point.
-NOT_MUTATED = ("conform_ops", "dump", "ckpt", "restore", "runcfg", "runbase", "qgpt_train",
-               "layout")  # layout: the state block's offsets, set-up only
-SWAPS = {"<<": ">>", ">>": "<<", "+": "-", "-": "+", "<": "<=", "<=": "<", ">": ">=",
-         ">=": ">", "==": "!=", "!=": "==", "&": "|", "//": "%", "+=": "-=", "-=": "+=",
-         "<<=": ">>=", ">>=": "<<="}
-SKIPPED_LINES = ("print(", "raise ", "assert ", "import ", "from ", "@")  # no integer code
 GROUP_ORDER = ("q4.12", NO_FORMAT, "q8.8")  # the formats that kill most mutants first
 OPS_TIMEOUT = 5  # seconds for one format group (the original takes 0.1 s): a hang kills
 TRAIN_TIMEOUT = 30  # seconds for the steps or the run level (the original takes 1 s)
 
 
-@dataclass(frozen=True)
-class Mutant:
-    module: str
-    line: int  # 1-based
-    col: int  # 0-based, of the token
-    function: str  # the enclosing function ("" at module level)
-    original: str  # the token
-    replacement: str
-    text: str  # the source line, stripped
-    occurrence: int  # which occurrence of `original` in `text` (0-based)
-
-    @property
-    def key(self):
-        """What the equivalence table matches: robust to moved lines and split files."""
-        return (self.function, self.text, self.original, self.replacement, self.occurrence)
-
-    def describe(self):
-        return f"{self.module}.py:{self.line} {self.function or '<module>'}: " \
-               f"`{self.original}` -> `{self.replacement}` in `{self.text}`"
-
-
-def _functions_by_line(tree):
-    """line -> the innermost enclosing function's name."""
-    names = {}
-
-    def visit(node, name):
-        for child in ast.iter_child_nodes(node):
-            inner = child.name if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) \
-                else name
-            if inner != name:
-                for ln in range(child.lineno, child.end_lineno + 1):
-                    names[ln] = inner
-            visit(child, inner)
-
-    visit(tree, "")
-    return names
-
-
-def _int_literal(text):
-    try:
-        value = int(text, 0)
-    except ValueError:
-        return None
-    return value
-
-
-def mutants_of(module, source):
-    """Every single-token mutant of one module's source."""
-    lines = source.splitlines()
-    function_at = _functions_by_line(ast.parse(source))
-    out, previous = [], None
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
-                        tokenize.DEDENT, tokenize.ENDMARKER, tokenize.STRING):
-            continue
-        line, col = tok.start
-        text = lines[line - 1]
-        stripped = text.strip()
-        skip = stripped.startswith(SKIPPED_LINES) or stripped.startswith(('"""', "'''"))
-        replacements = []
-        if tok.type == tokenize.NUMBER and not skip:
-            value = _int_literal(tok.string)
-            if value is not None:
-                replacements = [str(value + 1), str(value - 1)]
-        elif tok.type == tokenize.OP and tok.string in SWAPS and not skip:
-            binary = previous is not None and (
-                previous.type in (tokenize.NAME, tokenize.NUMBER)
-                or previous.string in (")", "]"))
-            if tok.string not in ("+", "-") or binary:
-                replacements = [SWAPS[tok.string]]
-        previous = tok
-        lead = len(text) - len(text.lstrip())
-        occurrence = stripped[: col - lead].count(tok.string)
-        for rep in replacements:
-            out.append(Mutant(module, line, col, function_at.get(line, ""), tok.string, rep,
-                              stripped, occurrence))
-    return out
-
-
-def mutated_source(source, m):
-    lines = source.splitlines(keepends=True)
-    text = lines[m.line - 1]
-    assert text[m.col : m.col + len(m.original)] == m.original, m
-    lines[m.line - 1] = text[: m.col] + m.replacement + text[m.col + len(m.original) :]
-    return "".join(lines)
-
-
-def mutated_modules(firmware_dir=FIRMWARE_DIR):
-    return [m for m in firmware_modules(firmware_dir) if m not in NOT_MUTATED]
-
-
-def _imports_of(firmware_dir, root):
-    """The firmware modules `root` imports, transitively (itself included)."""
-    names = set(firmware_modules(firmware_dir))
-    seen, todo = set(), [root]
-    while todo:
-        mod = todo.pop()
-        if mod in seen or mod not in names:
-            continue
-        seen.add(mod)
-        tree = ast.parse((Path(firmware_dir) / f"{mod}.py").read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                todo += [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                todo.append(node.module)
-    return seen
 
 
 # --- which ops reach which firmware function ---
@@ -265,7 +163,7 @@ class Judge:
         self.requests = requests  # [(fmt, cases, request path)]
         self.micropython = micropython
         self.mpy_cross = default_mpy_cross()
-        self.ops_modules = _imports_of(firmware_dir, "conform_ops")
+        self.ops_modules = imports_of(firmware_dir, "conform_ops")
         self.src = self.dir / "src"  # the mutated sources (steps and run build from them)
         self.fw = self.dir / "fw"  # the compiled firmware, one module swapped per mutant
         for d in (self.src, self.fw):
@@ -468,104 +366,6 @@ def run_mutants(modules=None, jobs=1, micropython=None, formats=FORMATS, limit=N
     return done + results
 
 
-def save_results(results, path):
-    import json
-    from dataclasses import asdict
-
-    rows = [{**asdict(m), "verdict": v, "level": lvl, "detail": d}
-            for m, v, lvl, d in results]
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows, indent=0) + "\n")
-    os.replace(tmp, path)
-
-
-def load_results(path):
-    """[(Mutant, verdict, level, detail)] of a saved run (the .json of --out)."""
-    import json
-
-    text = Path(path).read_text()
-    rows = ([json.loads(line) for line in text.splitlines() if line.strip()]
-            if str(path).endswith(".jsonl") else json.loads(text))
-    return [(Mutant(**{k: v for k, v in r.items() if k not in ("verdict", "level", "detail")}),
-             r["verdict"], r["level"], r["detail"]) for r in rows]
-
-
-def load_verdicts(path, firmware_dir=FIRMWARE_DIR):
-    """{Mutant: (verdict, level, detail)} to keep from a saved run: the .json of --out
-    (every verdict but the survivors'), or a report (.md): every mutant but the
-    survivors it lists, marked "earlier" (judged again: only its survivors)."""
-    import json
-    import re
-
-    path = Path(path)
-    if path.suffix == ".json":
-        out = {}
-        for row in json.loads(path.read_text()):
-            verdict = (row.pop("verdict"), row.pop("level"), row.pop("detail"))
-            if verdict[0] != "survived":
-                out[Mutant(**row)] = verdict
-        return out
-    listed = set()
-    for line in path.read_text().splitlines():
-        m = re.match(r"^- (\w+)\.py:(\d+) \S+: `(.+?)` -> `(.+?)` in `", line)
-        if m:
-            listed.add((m[1], int(m[2]), m[3], m[4]))
-    out = {}
-    for mod in mutated_modules(firmware_dir):
-        for m in mutants_of(mod, (Path(firmware_dir) / f"{mod}.py").read_text()):
-            if (m.module, m.line, m.original, m.replacement) not in listed:
-                out[m] = ("earlier", "", "")
-    return out
-
-
-# --- the report ---
-
-
-def classify(results):
-    """Per module: counts; and the survivors with their equivalence argument or None."""
-    counts, survivors = {}, []
-    for m, verdict, level, _ in results:
-        c = counts.setdefault(m.module, {"mutants": 0, "killed": 0, "ops": 0, "int32": 0,
-                                         "steps": 0, "run": 0, "invalid": 0, "equivalent": 0,
-                                         "survived": 0})
-        c["mutants"] += 1
-        if verdict == "killed":
-            c["killed"] += 1
-            c[level] += 1
-        elif verdict == "invalid":
-            c["invalid"] += 1
-        else:
-            why = EQUIVALENT.get(m.key)
-            c["equivalent" if why else "survived"] += 1
-            survivors.append((m, why))
-    return counts, survivors
-
-
-def render(results, command):
-    counts, survivors = classify(results)
-    cols = ("mutants", "killed", "ops", "int32", "steps", "run", "invalid", "equivalent",
-            "survived")
-    out = ["# Mutation testing of the firmware against conformance", "",
-           f"Produced by {command}. Each mutant changes one "
-           "token of the firmware's integer code (qgpt/conformance/mutants.py says which); "
-           "`killed` counts those the conformance levels catch (ops, int32, steps, run: the level "
-           "that caught it), `invalid` those mpy-cross rejects, `equivalent` the survivors "
-           "qgpt/conformance/equivalent.py argues no reachable input tells apart, "
-           "`survived` any other survivor (a gap in the golden cases).", "",
-           "| module | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    total = dict.fromkeys(cols, 0)
-    for mod, c in sorted(counts.items()):
-        out.append(f"| {mod} | " + " | ".join(str(c[k]) for k in cols) + " |")
-        for k in cols:
-            total[k] += c[k]
-    out.append("| **all** | " + " | ".join(f"**{total[k]}**" for k in cols) + " |")
-    out += ["", "## Survivors", ""]
-    if not survivors:
-        out.append("None.")
-    for m, why in survivors:
-        label = f"equivalent: {why}" if why else "**NOT EQUIVALENT: a golden case is missing**"
-        out.append(f"- {m.describe()}: {label}")
-    return "\n".join(out) + "\n"
 
 
 def main(argv=None):
