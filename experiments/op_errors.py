@@ -26,13 +26,19 @@ from tabulate import tabulate
 from qgpt import checkpoint, data, float_model, prng
 from qgpt import float_ops as F
 from qgpt import int_ops as I
-from qgpt.bench import default_data
 from qgpt.params import VOCAB, views
 from qgpt.policy import PROB_FRAC, make_policy
 from qgpt.qformat import parse, quantize, to_float
 from qgpt.train import FloatModel, TrainConfig
 
 OUT = Path(__file__).resolve().parent / "results"
+# makemore's names, beside the project on the development machines (never copied into it)
+MAKEMORE = Path(__file__).resolve().parents[2] / "shared" / "data" / "names-makemore.txt"
+
+
+def default_data():
+    """makemore's names when ../shared is beside the project, else the built-in names."""
+    return str(MAKEMORE) if MAKEMORE.exists() else str(data.DEFAULT_DATA)
 
 # The bounds docs/arithmetic.md (section 11) states for each op's own error, in steps (LSB)
 # of the op's output format, or as an absolute error where the output is a probability.

@@ -1,4 +1,4 @@
-"""Debug dumps of the training state (qgpt/conformance.py, level "steps").
+"""Debug dumps of the training state (qgpt/conformance/training.py, level "steps").
 
 After a step listed in the config's dump_steps, the file PREFIX-STEP.bin holds four
 arrays of N int32 (little-endian), in this order: params (the weight store), the

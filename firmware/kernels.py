@@ -7,7 +7,7 @@ against 86,624), measured by `python firmware/tools/kernels_split_heap.py`
 (firmware/README.md, "Memory"). The sections below follow those families.
 
 Every kernel implements the section of docs/arithmetic.md named in its docstring,
-bit for bit like qgpt/int_ops.py; qgpt/conformance.py compares them with `==`.
+bit for bit like qgpt/int_ops.py; qgpt/conformance/ compares them with `==`.
 Kernels work in preallocated buffers passed in and allocate nothing. Each tensor
 class of the precision policy (section 3) lives in the narrowest container of its
 width (3.3), and a kernel takes each buffer's container in bytes (arguments ba, bw,

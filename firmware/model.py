@@ -3,7 +3,7 @@ backward pass over all positions, and integer Adam, in preallocated buffers.
 
 The same computation as qgpt/int_model.py (forward, backward, IntAdam.step), op
 for op through firmware/kernels.py, so the integers are equal (docs/arithmetic.md;
-qgpt/conformance.py, levels "steps" and "run", checks it with ==).
+qgpt/conformance/training.py, levels "steps" and "run", checks it with ==).
 
 Dimension legend (qgpt/params.py): T positions of a step (<= BLOCK = 16; buffers
 hold BLOCK rows), C width 16, NH heads 4, HS head width 4, M MLP width 64,

@@ -15,7 +15,7 @@ prints one line per event, writes checkpoints, and ends with samples:
     error MESSAGE                                   (then nothing else)
 
 Plain MicroPython (json, struct, os, gc, time): the same file runs on the unix port,
-an ESP32, and under CPython with the shims of qgpt/conformance.py's int32 target.
+an ESP32, and under CPython with the shims of qgpt/conformance/int32.py's int32 target.
 """
 
 import gc

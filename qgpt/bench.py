@@ -8,23 +8,12 @@ since absolute times on shared machines are noisy.
 import statistics
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from tabulate import tabulate
 
 from qgpt import data, qformat
 from qgpt.policy import UPDATE_ROUNDINGS
 from qgpt.train import TrainConfig, make_model, nll, training_steps
-
-# makemore's names, beside the project on the development machines: the acceptance tests
-# and docs/BENCHMARKS.md use it when present (passed with --data); no default points there
-MAKEMORE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "names-makemore.txt"
-
-
-def default_data():
-    """For experiments/ scripts: makemore's names when present, else the built-in names.
-    (`qgpt bench` itself defaults to the built-in names; pass --data for others.)"""
-    return str(MAKEMORE) if MAKEMORE.exists() else str(data.DEFAULT_DATA)
 
 
 def time_training(cfg, ds):
