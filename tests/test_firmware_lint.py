@@ -199,12 +199,16 @@ def _functions(path):
 # int_ops functions that are not device kernels, and where the device does their work
 HOST_ONLY = {
     "requant": "the round-once recipe, inlined in every kernel",
-    "rmsnorm_shape": "firmware/policy.py: rms_guard, rms_fm",
-    "rmsnorm_eps": "firmware/policy.py: rms_eps",
+    "rmsnorm_shape": "firmware/policy.py: Policy.numbers()",
+    "rmsnorm_eps": "firmware/policy.py: Policy.numbers()",
     "add_backward": "the identity: the device passes dy on",
     "ln_q16": "firmware/loss.py",
     "bit_length": "inline where a kernel needs it (rsqrt), plain Python in policy.bitlen",
     "loss_q16": "firmware/loss.py",
+    "rnd": "round half up by a shift, inlined in every kernel",
+    "exp_q12": "exp_neg's formula tabulated over every Q12 input (the device computes it)",
+    "causal_mask": "the host's batched attention; the device forms only t' <= t",
+    "future_bias": "the host's batched attention; the device forms only t' <= t",
 }
 
 

@@ -17,7 +17,7 @@ from qgpt.device.transfer import Board
 def conformance(port, formats=None, seed=0, timeout=CONNECT_TIMEOUT, idle_timeout=300.0,
                 out=None):
     """The op-level conformance on the board: the same golden cases and comparison as
-    the conformance package's unix-port run (qgpt/conformance/ops.py), the request copied to the board and
+    the unix-port run of qgpt/conformance/ops.py, the request copied to the board and
     firmware/conform_ops.py run there. Returns the OpsReport."""
     from qgpt import conformance as conf
 
