@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from qgpt import data
-from qgpt.bench import MAKEMORE, time_training
+from qgpt.bench import time_training
 from qgpt.train import TrainConfig, nll
 
+# makemore's names beside the project (../shared, never part of the product)
+MAKEMORE = Path(__file__).resolve().parents[2] / "shared" / "data" / "names-makemore.txt"
 pytestmark = pytest.mark.skipif(not Path(MAKEMORE).exists(),
                                 reason=f"makemore's names are not at {MAKEMORE}")
 

@@ -623,8 +623,6 @@ def test_bench_normalises_and_checks_its_lists(capsys, names_file):
 
 def test_bench_defaults_to_the_built_in_names(capsys, monkeypatch, names_file):
     """Even where makemore's names lie beside the project, as on the development machines."""
-    monkeypatch.setattr(bench, "MAKEMORE", names_file)
-
     def load(path):
         raise data.DataError(f"loaded {path}")
 

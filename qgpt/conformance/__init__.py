@@ -40,6 +40,7 @@ The modules, in the order of the data flow:
     cli.py              conformance(level, ...) -> exit code; main(): the options
     mutant_sites.py     the firmware's single-token mutants
     mutants.py          python -m qgpt.conformance.mutants: judging them by the levels
+    coverage.py         which ops' cases reach which firmware function
     mutant_report.py    their verdicts saved, merged and reported
     equivalent.py       the equivalent mutants, each with why
 
