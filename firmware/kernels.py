@@ -1002,7 +1002,7 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     e = 13 + Fh - Fm >= 0; u = Falpha + 13 - F_store (0..30); mode: 0 nearest, 1 floor,
     2 stochastic with r = hash30((key + i) & M30), key = key(seed, ROUND, step), i the flat
     index, 3 pseudo, 4 kahan (comp: int8 compensations, else unused). store the weight
-    store S = [lo, hi] in bs bytes (1, 2, 4); m [-hm, hm] in bm bytes; v [0, hv] in bv
+    store S = [lo, hi] in bs bytes (1, 2, 4); |m| <= hm in bm bytes; v [0, hv] in bv
     bytes; g (n,) int32 P, |g| <= 2**30. Returns the number of stalled updates (delta != 0
     rounded to d = 0)."""
     pc = ptr8(comp)

@@ -106,8 +106,8 @@ def block_bytes(nb, wide, blocks, kahan):
                 most = max(most, len(done))
         slots = most + 1
     pad = 3
-    adam = (u, slots, (-(-_N // nm) + pad) & ~pad if nm else 0,
-            (-(-_N // nv) + pad) & ~pad if nv else 0, _N if kahan else 0)
+    adam = (u, slots, ((_N + nm - 1) // nm + pad) & (pad ^ -1) if nm else 0,  # ceil, to 4
+            ((_N + nv - 1) // nv + pad) & (pad ^ -1) if nv else 0, _N if kahan else 0)
     u, slots, mk, vk, kc = adam
     bx = ba if ba > bg else bg  # buffers that hold an activation, then a gradient
     tc = _T * _C
@@ -158,19 +158,19 @@ def views(block, nums):
     # the weight store: the data weights themselves, or the master weights
     store = b[at:size] if wide else wd
     # the state arrays: (name, array, bytes a value (negative: unsigned), values, lo, hi)
-    m_lo, m_hi = -opt[7], opt[7]
+    m_lo, m_hi = 0 - opt[7], opt[7]
     v_hi = opt[8]
     if blocks[0]:
         m_hi = (1 << (blocks[0] - 1)) - 1
-        m_lo = -m_hi
+        m_lo = 0 - m_hi
     if blocks[2]:
         v_hi = (1 << blocks[2]) - 1
     st = [("params", store, bs, _N, opt[5], opt[6]), ("adam_m", m, bm, _N, m_lo, m_hi),
-          ("adam_v", v, -bv if blocks[2] else bv, _N, 0, v_hi)]
+          ("adam_v", v, 0 - bv if blocks[2] else bv, _N, 0, v_hi)]
     if blocks[0]:
-        st.append(("adam_m_shift", mk, -1, -(-_N // blocks[1]), 0, 30))
+        st.append(("adam_m_shift", mk, -1, (_N + blocks[1] - 1) // blocks[1], 0, 30))
     if blocks[2]:
-        st.append(("adam_v_shift", vk, -1, -(-_N // blocks[3]), 0, 30))
+        st.append(("adam_v_shift", vk, -1, (_N + blocks[3] - 1) // blocks[3], 0, 30))
     if nkc:
         st.append(("kahan_comp", comp, 1, _N, -128, 127))
     w = tuple(wd[bw * offs[j] : bw * offs[j + 1]] for j in range(9))

@@ -388,7 +388,7 @@ class Model:
         """How many pieces piece(w, k) gives: 1 for an int32 array, else one per CHUNK
         values."""
         _, _, nb, n, _, _ = self.state[w]
-        return 1 if nb == 4 else -(-n // _CHUNK)
+        return 1 if nb == 4 else (n + _CHUNK - 1) // _CHUNK
 
     def piece(self, w, k):
         """Piece k of state array w (self.state: params, adam_m, adam_v, then 9.6's

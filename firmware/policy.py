@@ -72,7 +72,7 @@ class QFormat:
         self.block = block
         self.bits = b = int_bits + frac_bits
         if b >= 32:
-            self.lo, self.hi = -_KERNEL_RANGE, _KERNEL_RANGE
+            self.lo, self.hi = 0 - _KERNEL_RANGE, _KERNEL_RANGE
         else:
             self.lo = -(1 << (b - 1))
             self.hi = (1 << (b - 1)) - 1

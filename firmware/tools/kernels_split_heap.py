@@ -8,8 +8,8 @@ conform_ops.py importing the pieces.
 
 Each build trains 20 steps on the unix port at 96K (checkpoint, then a resume to step 40
 with samples) and prints the heap after setup (the `start` line's heap=), the heap peak
-(the `done` line's heap_peak) and the smallest -X heapsize, in K, at which both sessions
-finish. This file is a host tool: it is not deployed (the device gets firmware/*.py).
+(the `done` line's heap_peak) and the smallest heap size (the X option), in K, at which
+both sessions finish. This file is a host tool: it is not deployed (the device gets firmware/*.py).
 """
 
 import argparse
