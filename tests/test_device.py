@@ -87,14 +87,6 @@ def assert_user_error(code, err, *fragments):
         assert f in lines[0], f"{f!r} not in {lines[0]!r}"
 
 
-@pytest.fixture(scope="module")
-def names_file(tmp_path_factory):
-    """Every 100th name of the default set: 300 names."""
-    path = tmp_path_factory.mktemp("data") / "names.txt"
-    path.write_text("\n".join(data.DEFAULT_DATA.read_text().split()[::100]) + "\n")
-    return path
-
-
 class Target:
     """The board under test: the emulator in a folder, or the real board."""
 

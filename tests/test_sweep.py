@@ -14,16 +14,9 @@ import json
 import pytest
 
 from qgpt import sweep
-from qgpt.data import DEFAULT_DATA, DataError
+from qgpt.data import DataError
 
 FORMATS = "q8.8,q4.12"
-
-
-@pytest.fixture(scope="module")
-def names_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "names.txt"
-    path.write_text("\n".join(DEFAULT_DATA.read_text().splitlines()[::100]) + "\n")
-    return path
 
 
 def _parse(argv):

@@ -20,7 +20,6 @@ import pytest
 pytest.importorskip("distributed", reason="Dask is not installed: pip install -e '.[dask]'")
 
 from qgpt import sweep  # noqa: E402
-from qgpt.data import DEFAULT_DATA  # noqa: E402
 from qgpt.sweep import backends, execute  # noqa: E402
 from qgpt.sweep.store import RUNS, RunStore  # noqa: E402
 
@@ -28,13 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 GRID = ["--formats", "q8.8,q4.12", "--rounding", "nearest,stochastic", "--seeds", "2",
         "--steps", "12"]
 N_RUNS = 2 + 2 * 2 * 2
-
-
-@pytest.fixture(scope="module")
-def names_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "names.txt"
-    path.write_text("\n".join(DEFAULT_DATA.read_text().splitlines()[::100]) + "\n")
-    return path
 
 
 def _env():

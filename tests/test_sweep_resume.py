@@ -9,19 +9,11 @@ import json
 import pytest
 
 from qgpt import sweep
-from qgpt.data import DEFAULT_DATA
 from qgpt.sweep.store import MANIFEST, RUNS
 
 ARGS = ["--formats", "q8.8,q4.12", "--rounding", "nearest,stochastic", "--seeds", "2",
         "--steps", "6", "--jobs", "1"]
 N_RUNS = 2 + 2 * 2 * 2
-
-
-@pytest.fixture(scope="module")
-def names_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "names.txt"
-    path.write_text("\n".join(DEFAULT_DATA.read_text().splitlines()[::100]) + "\n")
-    return path
 
 
 def _run(argv):

@@ -47,15 +47,6 @@ def assert_user_error(code, err, *fragments):
         assert f in lines[0], f"{f!r} not in {lines[0]!r}"
 
 
-@pytest.fixture(scope="module")
-def names_file(tmp_path_factory):
-    """Every 100th name of the default set: 300 names, about 30 of them validation."""
-    names = data.DEFAULT_DATA.read_text().split()[::100]
-    path = tmp_path_factory.mktemp("data") / "names.txt"
-    path.write_text("\n".join(names) + "\n")
-    return path
-
-
 def train_args(names_file, out, *extra, steps=30):
     return ["train", "--data", names_file, "--steps", steps, "--out", out, "--quiet",
             "--checkpoint-every", 10, *extra]

@@ -160,6 +160,18 @@ def compare_stalled(report, case, step, dev, model):
     return 1
 
 
+def compare_hash(report, case, step, dev, model):
+    """The device's `done` hash against the simulator's state hash; True if they agree."""
+    want = model_hash(model)
+    if dev.done["hash"] == want:
+        return True
+    report.total += 1
+    report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, step, "hash",
+                                           device=f"{dev.done['hash']:08x}",
+                                           simulator=f"{want:08x}"))
+    return False
+
+
 def _device_failed(report, case, why):
     report.total += 1
     report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, None, "device",
@@ -226,13 +238,8 @@ def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTR
                                                               states[step][4:]))
                         values += compare_state(report, case, step, dump, states[step])
                     values += compare_stalled(report, case, upto, dev, model)
-                    want = model_hash(model)
                     values += 1
-                    if dev.done["hash"] != want:
-                        report.total += 1
-                        report.mismatches.append(TrainMismatch(
-                            "steps", case.fmt, case.name, upto, "hash",
-                            device=f"{dev.done['hash']:08x}", simulator=f"{want:08x}"))
+                    compare_hash(report, case, upto, dev, model)
                 bad = report.total - before
                 report.rows.append([case.fmt, case.name, upto, values,
                                     "ok" if bad == 0 else f"FAIL ({bad})"])
@@ -327,13 +334,8 @@ def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samp
                     _note_device(report, target, dev)
                     values += compare_losses(report, case, dev.losses, losses)
                     values += compare_stalled(report, case, steps, dev, model)
-                    want = model_hash(model)
                     values += 1
-                    if dev.done["hash"] != want:
-                        report.total += 1
-                        report.mismatches.append(TrainMismatch(
-                            "run", case.fmt, case.name, steps, "hash",
-                            device=f"{dev.done['hash']:08x}", simulator=f"{want:08x}"))
+                    if not compare_hash(report, case, steps, dev, model):
                         run = {"tmp": folder, "micropython": micropython, "heap": heap,
                                "target": target, "timeout": timeout}
                         try:
