@@ -35,16 +35,23 @@ def init_params(seed, fmt):
     return flat
 
 
-def forward(ctx, flat, inputs, targets=None):
+def weight_views(flat):
+    """views(flat), and the stacked [wq; wk; wv] under "qkv" (build once per buffer)."""
+    return {**views(flat), "qkv": stacked(flat, QKV)}
+
+
+def forward(ctx, flat, inputs, targets=None, p=None):
     """Raw logits (T,V) in the logits format; with targets also probs and the cache.
-    Without targets, inputs may be a batch of names of one length, (B,T) -> (B,T,V)."""
-    p, data, logit_fmt = views(flat), ctx.p.acts, ctx.p.logits
+    Without targets, inputs may be a batch of names of one length, (B,T) -> (B,T,V).
+    p: weight_views(flat), if the caller keeps them."""
+    p = weight_views(flat) if p is None else p
+    data, logit_fmt = ctx.p.acts, ctx.p.logits
     x = ops.embedding_forward(ctx, p["wte"], p["wpe"], inputs)
     x0, rs0 = ops.rmsnorm_forward(ctx, x)
     # attention block
     x1, rs1 = ops.rmsnorm_forward(ctx, x0)
     # q, k, v as one linear over the stacked [wq; wk; wv] (every output element is the same)
-    qkv = ops.linear_forward(ctx, x1, stacked(flat, QKV), data, "qkv")
+    qkv = ops.linear_forward(ctx, x1, p["qkv"], data, "qkv")
     q, k, v = qkv[..., :N_EMBD], qkv[..., N_EMBD : 2 * N_EMBD], qkv[..., 2 * N_EMBD :]
     att, probs = ops.attention_forward(ctx, q, k, v)
     proj = ops.linear_forward(ctx, att, p["layer0.attn_wo"], data, "attn_proj")
@@ -58,15 +65,20 @@ def forward(ctx, flat, inputs, targets=None):
     logits = ops.linear_forward(ctx, x4, p["lm_head"], logit_fmt, "logits")
     if targets is None:
         return logits
-    probs_out = ops.cross_entropy_forward(ctx, logits, targets)
+    # probs, and each row's max and sum of exps for the reported losses
+    probs_out, logit_max, exp_sums = ops.cross_entropy_forward(ctx, logits, targets, sums=True)
     cache = dict(inputs=inputs, targets=targets, x0=x0, rs0=rs0, x1=x1, rs1=rs1, q=q, k=k, v=v,
-                 probs=probs, att=att, x3=x3, rs3=rs3, h=h, hr=hr, x4=x4, probs_out=probs_out)
+                 probs=probs, att=att, x3=x3, rs3=rs3, h=h, hr=hr, x4=x4, probs_out=probs_out,
+                 logit_max=logit_max, exp_sums=exp_sums)
     return logits, cache
 
 
-def backward(ctx, flat, c, dflat):
-    """Add the integer gradient of the mean loss into dflat (param-grad format)."""
-    p, d, gf = views(flat), views(dflat), ctx.p.grads
+def backward(ctx, flat, c, dflat, p=None, d=None):
+    """Add the integer gradient of the mean loss into dflat (param-grad format).
+    p, d: weight_views of flat and dflat, if the caller keeps them."""
+    p = weight_views(flat) if p is None else p
+    d = weight_views(dflat) if d is None else d
+    gf = ctx.p.grads
     dlogits = ops.cross_entropy_backward(ctx, c["probs_out"], c["targets"])
     dx4 = ops.linear_backward(ctx, dlogits, c["x4"], p["lm_head"], d["lm_head"], "lm_head")
     # MLP block: x4 = fc2(relu(fc1(rmsnorm(x2)))) + x2
@@ -85,8 +97,7 @@ def backward(ctx, flat, c, dflat):
     # q, k, v = [wq; wk; wv] x1: the stacked weight gradient at once, then the three
     # input-gradient paths, each saturated, added in the order q, k, v
     dqkv = np.concatenate([dq, dk, dv], axis=1)
-    dpaths = ops.linear_backward(ctx, dqkv, c["x1"], stacked(flat, QKV), stacked(dflat, QKV),
-                                 "qkv", paths=3)
+    dpaths = ops.linear_backward(ctx, dqkv, c["x1"], p["qkv"], d["qkv"], "qkv", paths=3)
     dx1 = ops.add_forward(ctx, ops.add_forward(ctx, dpaths[0], dpaths[1], gf, "dx1"),
                           dpaths[2], gf, "dx1")
     dx0 = ops.add_forward(ctx, dx0, ops.rmsnorm_backward(ctx, dx1, c["x1"], c["rs1"]), gf, "dx0")
@@ -99,12 +110,15 @@ def backward(ctx, flat, c, dflat):
 
 
 def mul_q15(x, c):
-    """round half up of x * c / 2**15 for |x| <= 2**31, 0 <= c < 2**15.
+    """round half up of x * c / 2**15 for |x| <= 2**31, 0 <= c < 2**15: a new array.
 
     The device splits x into 15-bit halves to stay in int32 (arithmetic.md, "Adam");
     the result is the same integer, which int64 computes directly.
     """
-    return (x * c + (1 << 14)) >> 15
+    y = x * c
+    y += 1 << 14
+    y >>= 15
+    return y
 
 
 def mul_q15_checked(ctx, x, c, tensor):
@@ -212,32 +226,45 @@ class IntAdam:
         ctx.check("adam", "g", g)
         m_old, v_old = self.wide()
         # 9.1: m = b1 m + (1 - b1) g, g brought to m's fractional bits, m saturated
-        # symmetrically
+        # symmetrically (|m| is kept: 9.4 divides it)
         shift = p.pgrads.frac_bits - p.m_wide.frac_bits
         gm = g if shift == 0 else ctx.req(g, shift, KERNEL, "adam.gm")
-        m = mul_q15_checked(ctx, m_old, (1 << 15) - ADAM_C1, "m") + \
-            mul_q15_checked(ctx, gm, ADAM_C1, "g")
-        m = ctx.sat(ctx.check("adam", "m", m), p.adam_m_range, "adam.m")
+        m = mul_q15_checked(ctx, m_old, (1 << 15) - ADAM_C1, "m")
+        m += mul_q15_checked(ctx, gm, ADAM_C1, "g")
+        ctx.check("adam", "m", m)
+        a = np.abs(m)
+        if np.maximum.reduce(a) > p.m_limit:
+            m = ctx.sat(m, p.adam_m_range, "adam.m")
+            a = np.abs(m)
+        else:
+            ctx.saturations.setdefault("adam.m", 0)
         # 9.2: v = b2 v + (1 - b2) gs^2, gs = g as a 16-bit word with Fh = Fv/2 bits
         fh = p.sqrt_frac
         gs = ctx.req(g, p.pgrads.frac_bits - fh, p.gs_word, "adam.gs")
         g2 = ctx.check("adam", "gs*gs", gs * gs)
-        v = mul_q15_checked(ctx, v_old, (1 << 15) - ADAM_C2, "v") + \
-            mul_q15_checked(ctx, g2, ADAM_C2, "gs*gs")
-        v = ctx.sat(ctx.check("adam", "v", v), p.v_wide, "adam.v")
+        v = mul_q15_checked(ctx, v_old, (1 << 15) - ADAM_C2, "v")
+        v += mul_q15_checked(ctx, g2, ADAM_C2, "gs*gs")
+        ctx.check("adam", "v", v)
+        if np.maximum.reduce(v) > p.v_wide.hi:  # v >= 0: only the top can clip
+            v = ctx.sat(v, p.v_wide, "adam.v")
+        else:
+            ctx.saturations.setdefault("adam.v", 0)
         # 9.3-9.4: r = m / (sqrt(v) + eps) with eps one step of sqrt(v), clamped to +-R_MAX,
         # in Q.13. The device tests a * 2**e >= den * 2**15 first to stay in int32; clamping
         # the quotient gives the same integer.
         root = ops.isqrt(v)
         den = root + 1
         e = p.adam_e  # r = |m| * 2**e / den, e >= 0 by the validity rule
-        a = np.abs(m)
-        r = np.minimum(((a << e) + (den >> 1)) // den, R_MAX << R_FRAC)
         if ctx.strict:  # the device divides only below the clamp (9.4)
             below = a * (1 << e) < den << (R_FRAC + 2)
             ctx.check("adam", "(|m| << e) + den/2", (a << e) + (den >> 1), where=below)
             ctx.check("adam", "den << 15", den << (R_FRAC + 2))
-        delta = alpha * r * np.sign(m)  # Q(alpha_frac + 13), |delta| <= 2**30
+        r = a << e
+        r += den >> 1
+        r //= den
+        np.minimum(r, R_MAX << R_FRAC, out=r)
+        delta = r * alpha  # Q(alpha_frac + 13), |delta| <= 2**30
+        delta *= np.sign(m)
         ctx.check("adam", "delta", delta, -(1 << 30), 1 << 30)
         # 9.6: the state as stored (block-scaled: v through its square root)
         self.m, self.v = m, v
@@ -266,8 +293,10 @@ class IntAdam:
             formed = (d >= 0) | (store <= p.weight_store.hi + d)
             ctx.check("adam", "store - d", store - d, where=formed)
         store -= d
-        store[:] = ctx.sat(store, p.weight_store, "weights")
-        return int(np.count_nonzero((d == 0) & (delta != 0)))
+        clamped = ctx.sat(store, p.weight_store, "weights")
+        if clamped is not store:
+            store[:] = clamped
+        return stalled(delta, d)
 
     def _kahan(self, store, delta, ctx):
         """t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8)); c = t - (w << 8),
@@ -279,7 +308,13 @@ class IntAdam:
         lim = 1 << (k - 1)
         self.comp = np.clip(t - (w << k), -lim, lim - 1)
         store[:] = w
-        return int(np.count_nonzero((upd == 0) & (delta != 0)))
+        return stalled(delta, upd)
+
+
+def stalled(delta, d):
+    """How many updates delta != 0 rounded to d = 0. Every mode rounds delta = 0 to d = 0,
+    so these are the non-zero deltas less the non-zero d's."""
+    return int(np.count_nonzero(delta)) - int(np.count_nonzero(d))
 
 
 # --- the integer model behind the training interface of train.py ---
@@ -298,6 +333,12 @@ class IntModel:
         self.opt = IntAdam(p, cfg.seed)
         self.stalled_total = 0
         self.steps_taken = 0
+        # the step's buffers, kept with their views: the gradient, and the forward pass's
+        # weights when master weights are requantized into them
+        self.grad = np.zeros(N_PARAMS, dtype=np.int64)
+        self.grad_views = weight_views(self.grad)
+        self.weights = None if p.master is None else np.empty(N_PARAMS, dtype=np.int64)
+        self._viewed = (None, None)  # (buffer, its weight_views)
 
     @property
     def flat(self):
@@ -308,19 +349,33 @@ class IntModel:
         return qformat.saturate(
             qformat.shift_round(self.store, p.master.frac_bits - p.weights.frac_bits), p.weights)
 
+    def _step_weights(self):
+        """The forward pass's weights for this step, and their weight_views (kept while
+        the buffer stays the same)."""
+        if self.weights is None:
+            flat = self.store  # updated in place by Adam; load_state replaces it
+        else:
+            flat = self.weights
+            flat[:] = self.flat
+        if self._viewed[0] is not flat:
+            self._viewed = (flat, weight_views(flat))
+        return self._viewed
+
     def train_step(self, tokens, step, num_steps):
         inputs, targets = split_tokens(tokens)
-        flat = self.flat
+        flat, p = self._step_weights()
         sat_before = sum(self.ctx.saturations.values())
-        logits, cache = forward(self.ctx, flat, inputs, targets)
-        grad = np.zeros(N_PARAMS, dtype=np.int64)
-        backward(self.ctx, flat, cache, grad)
+        logits, cache = forward(self.ctx, flat, inputs, targets, p)
+        grad = self.grad
+        grad.fill(0)
+        backward(self.ctx, flat, cache, grad, p, self.grad_views)
         stalled = self.opt.step(self.store, grad, step, num_steps, self.ctx)
         self.stalled_total += stalled
         self.steps_taken += 1
         fl = self.policy.logits.frac_bits
-        loss = float_loss(logits, targets, fl)
-        return loss, {"loss_q16": ops.loss_q16(logits, targets, fl),
+        row_max, sums = cache["logit_max"], cache["exp_sums"]
+        loss = float_loss(logits, targets, fl, row_max)
+        return loss, {"loss_q16": ops.loss_q16_of_sums(logits, targets, fl, row_max, sums),
                       "saturations": sum(self.ctx.saturations.values()) - sat_before,
                       "stalled_updates": stalled / N_PARAMS}
 
@@ -372,9 +427,10 @@ _OPT_FIELD = {"adam_m": "m", "adam_v": "v", "adam_m_shift": "m_shift",
               "adam_v_shift": "v_shift", "kahan_comp": "comp"}
 
 
-def float_loss(raw_logits, targets, frac):
-    """Mean -log softmax(logits)[target] in float64 from the integer logits."""
+def float_loss(raw_logits, targets, frac, row_max=None):
+    """Mean -log softmax(logits)[target] in float64 from the integer logits; row_max:
+    each row's integer max, (T,1), if known (its float is the float logits' max)."""
     z = qformat.to_float(raw_logits, frac)
-    m = z.max(axis=-1, keepdims=True)
+    m = z.max(axis=-1, keepdims=True) if row_max is None else qformat.to_float(row_max, frac)
     lse = np.log(np.exp(z - m).sum(axis=-1)) + m[:, 0]
     return float(np.mean(lse - z[np.arange(len(targets)), targets]))
