@@ -28,7 +28,7 @@ from functools import cache
 
 import numpy as np
 
-from qgpt.params import HEAD_DIM, N_HEAD, RMS_EPS
+from qgpt.params import BLOCK, HEAD_DIM, N_HEAD, RMS_EPS
 from qgpt.policy import PROB_FRAC
 from qgpt.qformat import saturate, shift_round
 
@@ -95,7 +95,7 @@ class Ctx:
             return np.minimum(np.maximum(x, fmt.lo), fmt.hi)
         # the common case, in one reduction: every |x| within both bounds, nothing to clip
         # (x = lo exactly takes the exact path below, which finds nothing to clip either)
-        if x.size == 0 or np.maximum.reduce(np.abs(x), None) <= min(fmt.hi, -fmt.lo):
+        if x.size == 0 or np.maximum.reduce(np.abs(x), None) <= fmt.abs_limit:
             self.saturations.setdefault(tensor, 0)
             return x
         return saturate(x, fmt, self.saturations, tensor)
@@ -194,18 +194,20 @@ def exp_q12(z12):
 
 
 # exp_neg depends on z only through z12, which takes the 2**16 + 1 values of [-2**16, 0]:
-# the formula tabulated once, indexed by -z12
-EXP_NEG_BY_Q12 = exp_q12(-np.arange((EXP_ZERO_BELOW << 12) + 1, dtype=np.int64))
+# the formula tabulated once, at index z12 read as numpy reads a negative index (from the
+# end: z12 = -1 is the last entry, z12 = -2**16 the second), so no negation is needed
+_Z12 = np.arange(0, -(EXP_ZERO_BELOW << 12) - 1, -1, dtype=np.int64)  # 0, -1, ..., -2**16
+EXP_NEG_BY_Q12 = np.empty_like(_Z12)
+EXP_NEG_BY_Q12[_Z12] = exp_q12(_Z12)
 EXP_NEG_BY_Q12.flags.writeable = False
-assert EXP_NEG_BY_Q12[-1] == 0  # z = -16: step 1's zero, reached by the formula itself
+assert EXP_NEG_BY_Q12[-(EXP_ZERO_BELOW << 12)] == 0  # z = -16: step 1's zero, by the formula
 
 
 def exp_neg(z, frac):
     """exp(z) for raw z <= 0 with `frac` fractional bits -> unsigned Q15 in [0, 2**15]."""
     # step 1: every z <= -16 gives 0, as z = -16 does; step 2's z12 then lies in [-2**16, 0]
     z = np.maximum(z, -(EXP_ZERO_BELOW << frac))
-    z12 = rnd(z, frac - 12)
-    return EXP_NEG_BY_Q12[-z12]
+    return EXP_NEG_BY_Q12.take(rnd(z, frac - 12))
 
 
 def softmax(z, frac, mask=None):
@@ -259,6 +261,7 @@ def rmsnorm_shape(ctx):
     return ctx.p.rms_guard, ctx.p.rms_fm
 
 
+@cache
 def rmsnorm_eps(fm):
     """eps = 1e-5 with fm fractional bits, rounded half up in integers, at least 1."""
     assert RMS_EPS == 1e-5
@@ -269,6 +272,8 @@ def rmsnorm_eps(fm):
 RSQRT_M = np.array([0] * (1 << 14) + [((1 << 29) + (s >> 1)) // s for s in range(1 << 14, 1 << 15)],
                    dtype=np.int64)
 RSQRT_M.flags.writeable = False
+RSQRT_M_LIST = RSQRT_M.tolist()
+SCALAR_ROWS = 32  # rsqrt of at most this many rows (a training step's) goes row by row
 
 
 def rsqrt(ms, fm):
@@ -276,14 +281,23 @@ def rsqrt(ms, fm):
 
     ms (1 <= ms < 2**31) is normalised by an even power of two, ms = a * 4**k with a in
     [2**28, 2**30) (the low bits drop when k > 0); M = round(2**29 / isqrt(a)) in
-    (2**14, 2**15].
+    (2**14, 2**15]. A few rows go one by one on Python ints (a dozen numpy calls on a
+    handful of numbers cost more); many rows, as arrays: the same integers.
     """
     ms = np.asarray(ms, dtype=np.int64)
     # k = floor((bitlen(ms) - 29) / 2) >= -14; ms >> 2k (k >= 0) and ms << -2k (k < 0) are
     # both one right shift of ms * 2**28 (< 2**59), by 2k + 28 = (bitlen(ms) - 1) & ~1
+    if ms.size <= SCALAR_ROWS:
+        m, sh = [], []
+        for n in ms.ravel().tolist():
+            shift = (n.bit_length() - 1) & -2
+            m.append(RSQRT_M_LIST[math.isqrt((n << 28) >> shift)])
+            sh.append((shift >> 1) + (15 - fm // 2))
+        return (np.array(m, dtype=np.int64).reshape(ms.shape),
+                np.array(sh, dtype=np.int64).reshape(ms.shape))
     shift = (bit_length(ms) - 1) & -2
     a = (ms << 28) >> shift  # 29 or 30 bits
-    m = RSQRT_M[isqrt(a)]  # isqrt(a) in [2**14, 2**15)
+    m = RSQRT_M.take(isqrt(a))  # isqrt(a) in [2**14, 2**15)
     return m, (shift >> 1) + (15 - fm // 2)  # sh = 29 + k - fm/2, k = shift/2 - 14
 
 
@@ -341,7 +355,11 @@ def linear_backward(ctx, dy, x, w, dw, tensor, paths=1):
         t, n = dy.shape[0], dy.shape[1] // paths
         exact = dy.reshape(t, paths, n).transpose(1, 0, 2) @ w.reshape(paths, n, w.shape[1])
     dx = requant(ctx, "linear_backward", tensor + ".dx", exact, p.weights.frac_bits, gf)
-    dw += requant(ctx, "linear_backward", tensor + ".dw", dy.T @ x, p.dw_shift, p.pgrads)
+    if p.dw_fits and dy.shape[0] <= BLOCK and not ctx.strict:  # nothing can clip: no check
+        dw += rnd(dy.T @ x, p.dw_shift)
+        ctx.saturations.setdefault(tensor + ".dw", 0)
+    else:
+        dw += requant(ctx, "linear_backward", tensor + ".dw", dy.T @ x, p.dw_shift, p.pgrads)
     return dx
 
 

@@ -167,6 +167,14 @@ class Policy:
         return self.grads.frac_bits + self.acts.frac_bits - self.pgrads.frac_bits
 
     @cached_property
+    def dw_fits(self):
+        """True if no weight gradient can leave pgrads: a sum of BLOCK products of a grads
+        and an acts word is at most BLOCK * 2**(bg-1) * 2**(ba-1) in magnitude, and that,
+        rounded by dw_shift, is within pgrads (so its saturation is a no-op: the default)."""
+        top = BLOCK << (self.grads.bits - 1 + self.acts.bits - 1)
+        return (top + ((1 << self.dw_shift) >> 1)) >> self.dw_shift <= self.pgrads.abs_limit
+
+    @cached_property
     def sqrt_frac(self):
         """Fh = Fv / 2: fractional bits of sqrt(v) and of the gradient Adam squares."""
         return self.v_wide.frac_bits // 2
@@ -313,6 +321,10 @@ class Policy:
 class _Range:
     lo: int
     hi: int
+
+    @cached_property
+    def abs_limit(self):
+        return min(self.hi, -self.lo)
 
 
 def _name(fmt):

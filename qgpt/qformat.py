@@ -49,6 +49,11 @@ class QFormat:
         return KERNEL_LIMIT if self.bits >= 32 else (1 << (self.bits - 1)) - 1
 
     @cached_property
+    def abs_limit(self):
+        """The largest |x| that no bound clips, min(hi, -lo): below it, saturation is a no-op."""
+        return min(self.hi, -self.lo)
+
+    @cached_property
     def step(self):
         return 2.0**-self.frac_bits
 
