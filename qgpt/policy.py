@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
 
+import numpy as np
+
 from qgpt import qformat
 from qgpt.params import BLOCK, N_PARAMS
 
@@ -175,6 +177,14 @@ class Policy:
         return (top + ((1 << self.dw_shift) >> 1)) >> self.dw_shift <= self.pgrads.abs_limit
 
     @cached_property
+    def rms_y_fits(self):
+        """True if rmsnorm's output cannot leave acts: |y| <= 4 * (1 + 2**-13) + half a
+        step, since ms >= mean(x^2) (eps >= 1 covers the mean's rounding), so |x_i| <=
+        4 sqrt(ms), and M / 2**sh exceeds 1/sqrt(ms) by at most 2**-14 + 2**-15 + 2**-29
+        (arithmetic.md, rsqrt); acts with 4 or more integer bits hold [-8, 8)."""
+        return self.acts.int_bits >= 4
+
+    @cached_property
     def sqrt_frac(self):
         """Fh = Fv / 2: fractional bits of sqrt(v) and of the gradient Adam squares."""
         return self.v_wide.frac_bits // 2
@@ -325,6 +335,10 @@ class _Range:
     @cached_property
     def abs_limit(self):
         return min(self.hi, -self.lo)
+
+    @cached_property
+    def abs_limit_array(self):
+        return np.array(self.abs_limit, dtype=np.int64)
 
 
 def _name(fmt):

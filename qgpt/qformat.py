@@ -54,6 +54,12 @@ class QFormat:
         return min(self.hi, -self.lo)
 
     @cached_property
+    def abs_limit_array(self):
+        """abs_limit as a 0-d int64 array: numpy compares an array with it faster than
+        with a Python int (no conversion per call)."""
+        return np.array(self.abs_limit, dtype=np.int64)
+
+    @cached_property
     def step(self):
         return 2.0**-self.frac_bits
 
