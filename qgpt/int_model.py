@@ -109,25 +109,26 @@ def backward(ctx, flat, c, dflat, p=None, d=None):
 # --- Adam in integers ---
 
 
-def mul_q15(x, c):
-    """round half up of x * c / 2**15 for |x| <= 2**31, 0 <= c < 2**15: a new array.
+def mul_q15(x, c, out=None):
+    """round half up of x * c / 2**15 for |x| <= 2**31, 0 <= c < 2**15: a new array, or
+    out (which may be x itself).
 
     The device splits x into 15-bit halves to stay in int32 (arithmetic.md, "Adam");
     the result is the same integer, which int64 computes directly.
     """
-    y = x * c
+    y = np.multiply(x, c, out=out)
     y += 1 << 14
     y >>= 15
     return y
 
 
-def mul_q15_checked(ctx, x, c, tensor):
+def mul_q15_checked(ctx, x, c, tensor, out=None):
     """mul_q15, with ctx.strict checking the device's int32 form: x split as
     (x >> 15) * c + (((x & 0x7FFF) * c + 2**14) >> 15), each product within int32."""
     if ctx.strict:
         ctx.check("adam", f"({tensor} >> 15) * {c}", (x >> 15) * c)
         ctx.check("adam", f"({tensor} & 0x7FFF) * {c}", (x & 0x7FFF) * c + (1 << 14))
-    return mul_q15(x, c)
+    return mul_q15(x, c, out)
 
 
 def alpha_at(policy, step, num_steps, p1, p2):
@@ -219,7 +220,10 @@ class IntAdam:
 
     def step(self, store, g, step, num_steps, ctx):
         """Update the weight store (data or master raw ints) in place; returns the
-        number of updates that rounded to zero."""
+        number of updates that rounded to zero.
+
+        Speed: N_PARAMS-long arrays, so memory traffic is the cost: the temporaries are
+        few and updated in place (out=), which keeps them in cache."""
         p = self.p
         self.p1, self.p2 = beta_powers(self.p1, self.p2)
         alpha = alpha_at(p, step, num_steps, self.p1, self.p2)
@@ -230,7 +234,8 @@ class IntAdam:
         shift = p.pgrads.frac_bits - p.m_wide.frac_bits
         gm = g if shift == 0 else ctx.req(g, shift, KERNEL, "adam.gm")
         m = mul_q15_checked(ctx, m_old, (1 << 15) - ADAM_C1, "m")
-        m += mul_q15_checked(ctx, gm, ADAM_C1, "g")
+        work = mul_q15_checked(ctx, gm, ADAM_C1, "g")  # a scratch array from here on
+        m += work
         ctx.check("adam", "m", m)
         a = np.abs(m)
         if np.maximum.reduce(a) > p.m_limit:
@@ -241,9 +246,9 @@ class IntAdam:
         # 9.2: v = b2 v + (1 - b2) gs^2, gs = g as a 16-bit word with Fh = Fv/2 bits
         fh = p.sqrt_frac
         gs = ctx.req(g, p.pgrads.frac_bits - fh, p.gs_word, "adam.gs")
-        g2 = ctx.check("adam", "gs*gs", gs * gs)
+        g2 = ctx.check("adam", "gs*gs", np.multiply(gs, gs, out=work))
         v = mul_q15_checked(ctx, v_old, (1 << 15) - ADAM_C2, "v")
-        v += mul_q15_checked(ctx, g2, ADAM_C2, "gs*gs")
+        v += mul_q15_checked(ctx, g2, ADAM_C2, "gs*gs", out=work)
         ctx.check("adam", "v", v)
         if np.maximum.reduce(v) > p.v_wide.hi:  # v >= 0: only the top can clip
             v = ctx.sat(v, p.v_wide, "adam.v")
@@ -253,17 +258,18 @@ class IntAdam:
         # in Q.13. The device tests a * 2**e >= den * 2**15 first to stay in int32; clamping
         # the quotient gives the same integer.
         root = ops.isqrt(v)
-        den = root + 1
+        den = np.add(root, 1, out=work)
         e = p.adam_e  # r = |m| * 2**e / den, e >= 0 by the validity rule
         if ctx.strict:  # the device divides only below the clamp (9.4)
             below = a * (1 << e) < den << (R_FRAC + 2)
             ctx.check("adam", "(|m| << e) + den/2", (a << e) + (den >> 1), where=below)
             ctx.check("adam", "den << 15", den << (R_FRAC + 2))
-        r = a << e
+        r = np.left_shift(a, e, out=a)
         r += den >> 1
         r //= den
         np.minimum(r, R_MAX << R_FRAC, out=r)
-        delta = r * alpha  # Q(alpha_frac + 13), |delta| <= 2**30
+        delta = r  # r * alpha, with the sign of m: Q(alpha_frac + 13), |delta| <= 2**30
+        delta *= alpha
         delta *= np.sign(m)
         ctx.check("adam", "delta", delta, -(1 << 30), 1 << 30)
         # 9.6: the state as stored (block-scaled: v through its square root)
@@ -372,10 +378,9 @@ class IntModel:
         stalled = self.opt.step(self.store, grad, step, num_steps, self.ctx)
         self.stalled_total += stalled
         self.steps_taken += 1
-        fl = self.policy.logits.frac_bits
-        row_max, sums = cache["logit_max"], cache["exp_sums"]
-        loss = float_loss(logits, targets, fl, row_max)
-        return loss, {"loss_q16": ops.loss_q16_of_sums(logits, targets, fl, row_max, sums),
+        loss, loss_q16 = reported_losses(logits, targets, self.policy.logits.frac_bits,
+                                         cache["logit_max"], cache["exp_sums"])
+        return loss, {"loss_q16": loss_q16,
                       "saturations": sum(self.ctx.saturations.values()) - sat_before,
                       "stalled_updates": stalled / N_PARAMS}
 
@@ -427,12 +432,15 @@ _OPT_FIELD = {"adam_m": "m", "adam_v": "v", "adam_m_shift": "m_shift",
               "adam_v_shift": "v_shift", "kahan_comp": "comp"}
 
 
-def float_loss(raw_logits, targets, frac, row_max=None):
-    """Mean -log softmax(logits)[target] in float64 from the integer logits; row_max:
-    each row's integer max, (T,1), if known (its float is the float logits' max)."""
-    z = qformat.to_float(raw_logits, frac)
-    m = z.max(axis=-1, keepdims=True) if row_max is None else qformat.to_float(row_max, frac)
-    lse = np.log(np.add.reduce(np.exp(z - m), axis=-1)) + m[:, 0]
+def reported_losses(logits, targets, frac, row_max, exp_sums):
+    """A step's two reported losses from its raw logits (T,V) and softmax's row max and
+    sum of exps (T,1) each: the mean -log softmax(logits)[target] in float64 from the
+    integer logits, and loss_q16 (arithmetic.md, section 8)."""
     t = len(targets)
+    picked = logits[np.arange(t), targets]  # (T,) the targets' raw logits
+    z, m = qformat.to_float(logits, frac), qformat.to_float(row_max, frac)  # m: z's row max
+    lse = np.log(np.add.reduce(np.exp(z - m), axis=-1)) + m[:, 0]
     # np.mean's own sum and division, without its wrapper: the same float
-    return float(np.add.reduce(lse - z[np.arange(t), targets]) / t)
+    loss = float(np.add.reduce(lse - qformat.to_float(picked, frac)) / t)
+    gaps = (row_max[:, 0] - picked).tolist()
+    return loss, ops.loss_q16_of_sums(gaps, exp_sums[:, 0].tolist(), frac)

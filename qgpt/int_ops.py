@@ -146,12 +146,13 @@ def future_bias(t):
 
 
 # isqrt by table: n < 2**32 is cut to its top 15 or 16 bits i = n >> sh (sh even, from a
-# table over n >> 16), whose root floor(sqrt(i) * 2**8) is tabled too
+# table over n >> 16), whose root floor(sqrt(i) * 2**8) is tabled too. The tables are in
+# the narrowest dtypes (64 KB and 128 KB): Adam gathers from them at every parameter, and
+# wide ones fall out of the cache between steps (it then costs several times as much)
 ISQRT_SHIFT = np.array([0] + [b + (b & 1) for b in (h.bit_length() for h in range(1, 1 << 16))],
-                       dtype=np.int64)  # by n >> 16: the even sh that leaves n >> sh < 2**16
-ISQRT_ROOT_SHIFT = 8 - (ISQRT_SHIFT >> 1)  # by n >> 16: the root's shift, 8 - sh/2
-ISQRT_ROOT_Q8 = np.array([math.isqrt(i << 16) for i in range(1 << 16)], dtype=np.int64)
-for _table in (ISQRT_SHIFT, ISQRT_ROOT_SHIFT, ISQRT_ROOT_Q8):
+                       dtype=np.int8)  # by n >> 16: the even sh that leaves n >> sh < 2**16
+ISQRT_ROOT_Q8 = np.array([math.isqrt(i << 16) for i in range(1 << 16)], dtype=np.uint16)
+for _table in (ISQRT_SHIFT, ISQRT_ROOT_Q8):
     _table.flags.writeable = False
 
 
@@ -167,11 +168,12 @@ def isqrt(n):
     2**31.)
     """
     n = np.asarray(n, dtype=np.int64)
-    top = n >> 16
-    # (take: a gather, about twice as fast as indexing with an array)
-    c = ISQRT_ROOT_Q8.take(n >> ISQRT_SHIFT.take(top)) >> ISQRT_ROOT_SHIFT.take(top)
+    sh = ISQRT_SHIFT.take(n >> 16)  # (take: a gather, twice as fast as indexing)
+    # the root's shift 8 - sh/2 in int8, the shifted root widened to int64
+    c = np.right_shift(ISQRT_ROOT_Q8.take(n >> sh), 8 - (sh >> 1), dtype=np.int64)
     above = c + 1
-    return c + (above * above <= n)
+    c += above * above <= n
+    return c
 
 
 POWERS_OF_TWO = np.array([1 << k for k in range(63)], dtype=np.int64)
@@ -498,13 +500,13 @@ def loss_q16(logits, targets, frac):
     logits = np.asarray(logits, dtype=np.int64)
     mx = logits.max(axis=-1)
     sums = exp_neg(logits - mx[:, None], frac).sum(axis=-1)
-    return loss_q16_of_sums(logits, targets, frac, mx, sums)
+    gaps = mx - logits[np.arange(len(targets)), targets]
+    return loss_q16_of_sums(gaps.tolist(), sums.tolist(), frac)
 
 
-def loss_q16_of_sums(logits, targets, frac, mx, sums):
-    """loss_q16 from each row's max mx and sum of exps (softmax_sums gives both)."""
-    gaps = (mx.reshape(-1) - logits[np.arange(len(targets)), targets]).tolist()
-    total = sum((gap << (16 - frac)) + ln_q16(s) for gap, s in zip(gaps, sums.reshape(-1).tolist(),
-                                                                   strict=True))
-    t = len(targets)
+def loss_q16_of_sums(gaps, sums, frac):
+    """loss_q16 from each position's max - l_target and sum of exps (lists of ints; the
+    training step has both from softmax_sums)."""
+    total = sum((gap << (16 - frac)) + ln_q16(s) for gap, s in zip(gaps, sums, strict=True))
+    t = len(gaps)
     return (2 * total + t) // (2 * t)
