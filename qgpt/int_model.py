@@ -245,7 +245,7 @@ class IntAdam:
             ctx.saturations.setdefault("adam.m", 0)
         # 9.2: v = b2 v + (1 - b2) gs^2, gs = g as a 16-bit word with Fh = Fv/2 bits
         fh = p.sqrt_frac
-        gs = ctx.req(g, p.pgrads.frac_bits - fh, p.gs_word, "adam.gs")
+        gs = ctx.sat(ops.rnd(g, p.pgrads.frac_bits - fh), p.gs_word, "adam.gs")
         g2 = ctx.check("adam", "gs*gs", np.multiply(gs, gs, out=work))
         v = mul_q15_checked(ctx, v_old, (1 << 15) - ADAM_C2, "v")
         v += mul_q15_checked(ctx, g2, ADAM_C2, "gs*gs", out=work)
@@ -370,7 +370,7 @@ class IntModel:
     def train_step(self, tokens, step, num_steps):
         inputs, targets = split_tokens(tokens)
         flat, p = self._step_weights()
-        sat_before = sum(self.ctx.saturations.values())
+        clipped_before = self.ctx.clipped
         logits, cache = forward(self.ctx, flat, inputs, targets, p)
         grad = self.grad
         grad.fill(0)
@@ -381,7 +381,7 @@ class IntModel:
         loss, loss_q16 = reported_losses(logits, targets, self.policy.logits.frac_bits,
                                          cache["logit_max"], cache["exp_sums"])
         return loss, {"loss_q16": loss_q16,
-                      "saturations": sum(self.ctx.saturations.values()) - sat_before,
+                      "saturations": self.ctx.clipped - clipped_before,
                       "stalled_updates": stalled / N_PARAMS}
 
     def logits(self, inputs):

@@ -72,6 +72,7 @@ class Ctx:
         self.p = policy
         self.strict = strict
         self.saturations = {}
+        self.clipped = 0  # every count added to saturations since this Ctx was made
 
     def check(self, op, tensor, x, lo=INT32_MIN, hi=INT32_MAX, where=None):
         """With strict, raise Int32Overflow naming op and tensor if x leaves [lo, hi]
@@ -98,6 +99,7 @@ class Ctx:
         if where is not None:
             clipped = np.count_nonzero(((x < fmt.lo) | (x > fmt.hi)) & where)
             self.saturations[tensor] = self.saturations.get(tensor, 0) + int(clipped)
+            self.clipped += int(clipped)
             return np.minimum(np.maximum(x, fmt.lo), fmt.hi)
         # the common case: no |x| beyond both bounds, nothing to clip (x = lo exactly takes
         # the exact path below, which finds nothing to clip either). count_nonzero is
@@ -105,7 +107,10 @@ class Ctx:
         if not _count_nonzero(np.abs(x) > fmt.abs_limit_array):
             self.saturations.setdefault(tensor, 0)
             return x
-        return saturate(x, fmt, self.saturations, tensor)
+        before = self.saturations.get(tensor, 0)
+        x = saturate(x, fmt, self.saturations, tensor)
+        self.clipped += self.saturations[tensor] - before
+        return x
 
 
 def requant(ctx, op, tensor, s, shift, fmt=None):
