@@ -7,11 +7,13 @@ since absolute times on shared machines are noisy.
 
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 
 from tabulate import tabulate
 
-from qgpt import data, qformat
+from qgpt import data, float_ops, int_model, int_ops, qformat
+from qgpt.optim import FloatAdam
 from qgpt.policy import UPDATE_ROUNDINGS
 from qgpt.train import TrainConfig, make_model, nll, training_steps
 
@@ -79,8 +81,82 @@ def bench(formats=("q4.12", "q8.8"), roundings=("nearest",), steps=1000, seed=42
     return rows
 
 
+# --- where a step's time goes, op by op (--breakdown) ---
+
+
+def _timed(f, label, totals, depth):
+    """f, adding its seconds to totals[label] when no other timed function is running."""
+    def timed(*args, **kwargs):
+        if depth[0]:
+            return f(*args, **kwargs)
+        depth[0] += 1
+        t0 = time.perf_counter()
+        try:
+            return f(*args, **kwargs)
+        finally:
+            totals[label] = totals.get(label, 0.0) + time.perf_counter() - t0
+            depth[0] -= 1
+    return timed
+
+
+@contextmanager
+def timed_ops(totals):
+    """Within it, every forward/backward op of float_ops and int_ops, both optimizers' step
+    ("adam") and the integer step's reported losses add their seconds into totals (the
+    outermost call only: an op's own helpers count in it)."""
+    targets = [(m, n) for m in (float_ops, int_ops) for n in dir(m)
+               if n.endswith(("_forward", "_backward"))]
+    targets += [(FloatAdam, "step"), (int_model.IntAdam, "step"),
+                (int_model, "reported_losses")]
+    depth, saved = [0], []
+    for owner, name in targets:
+        f = getattr(owner, name)
+        saved.append((owner, name, f))
+        setattr(owner, name, _timed(f, "adam" if name == "step" else name, totals, depth))
+    try:
+        yield
+    finally:
+        for owner, name, f in saved:
+            setattr(owner, name, f)
+
+
+def breakdown(configs, ds, repeats, log=print):
+    """Microseconds per step by op for each config (median of repeats, interleaved), with
+    the rest of the step (data order, encoding, the model's glue) and the total."""
+    per = {c: [] for c in configs}
+    for _ in range(repeats):
+        for c in configs:
+            totals = {}
+            with timed_ops(totals):
+                seconds, _, _ = time_training(c, ds)
+            totals["(rest of the step)"] = seconds - sum(totals.values())
+            totals["total"] = seconds
+            per[c].append(totals)
+    labels = sorted({k for c in configs for t in per[c] for k in t},
+                    key=lambda k: (k in ("(rest of the step)", "total"), k == "total",
+                                   -statistics.median(t.get(k, 0.0) for t in per[configs[-1]])))
+    heads = ["op (us/step)"] + ["float64" if c.format == "float" else f"{c.format} {c.rounding}"
+                                for c in configs]
+    rows = [[k] + [f"{statistics.median(t.get(k, 0.0) for t in per[c]) / c.steps * 1e6:.1f}"
+                   for c in configs] for k in labels]
+    log(tabulate(rows, headers=heads, tablefmt="github"))
+    return rows
+
+
 def main(args):
-    bench(formats=[f.strip() for f in args.formats.split(",") if f.strip()],
-          roundings=[r.strip() for r in args.rounding.split(",") if r.strip()],
-          steps=args.steps, seed=args.seed, repeats=args.repeats, data_path=args.data)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    roundings = [r.strip() for r in args.rounding.split(",") if r.strip()]
+    if getattr(args, "breakdown", False):
+        formats, roundings = check_runs(formats, roundings)
+        ds = data.load(str(args.data or data.DEFAULT_DATA))
+        base = TrainConfig(data=str(args.data or data.DEFAULT_DATA), steps=args.steps,
+                           seed=args.seed)
+        configs = [base] + [replace(base, format=f, rounding=r) for f in formats
+                            for r in roundings]
+        print(f"microseconds per training step, by op ({args.steps} steps, median of "
+              f"{args.repeats}; timers add about a microsecond per op call)")
+        breakdown(configs, ds, args.repeats)
+        return 0
+    bench(formats=formats, roundings=roundings, steps=args.steps, seed=args.seed,
+          repeats=args.repeats, data_path=args.data)
     return 0

@@ -265,6 +265,8 @@ def build_parser():
     p.add_argument("--repeats", type=argtypes.positive, default=3,
                    help="timed runs of each configuration; the median is shown (default 3)")
     p.add_argument("--data", default=None, help="names file (default: data/names.txt)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="instead: microseconds per step by op (forward/backward, Adam, ...)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("pack", help="write the training names as the firmware's packed dataset")
