@@ -266,7 +266,8 @@ class IntAdam:
             ctx.check("adam", "den << 15", den << (R_FRAC + 2))
         r = np.left_shift(a, e, out=a)
         r += den >> 1
-        r //= den
+        # both are >= 0: the same quotient as unsigned ints, which divide a little faster
+        np.floor_divide(r.view(np.uint64), den.view(np.uint64), out=r.view(np.uint64))
         np.minimum(r, R_MAX << R_FRAC, out=r)
         delta = r  # r * alpha, with the sign of m: Q(alpha_frac + 13), |delta| <= 2**30
         delta *= alpha

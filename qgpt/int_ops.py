@@ -258,11 +258,12 @@ def embedding_backward(ctx, dx, tokens, dwte, dwpe):
     # forward was x[t] = wte[tokens[t]] + wpe[t]: both rows receive dx[t], as param grads,
     # added position by position, each sum saturated to pgrads
     pf = ctx.p.pgrads
-    d = ctx.req(dx, ctx.p.grads.frac_bits - pf.frac_bits, pf, "embedding.dw")
+    d = ctx.sat(rnd(dx, ctx.p.grads.frac_bits - pf.frac_bits), pf, "embedding.dw")
     t = len(tokens)
     dwpe[:t] = ctx.sat(dwpe[:t] + d, pf, "embedding.dw")
-    reach = int(np.abs(dwte).max(initial=0)) + t * int(np.abs(d).max(initial=0))
-    if reach <= min(pf.hi, -pf.lo):
+    reach = int(np.maximum.reduce(np.abs(dwte), None)) + t * int(
+        np.maximum.reduce(np.abs(d), None))
+    if reach <= pf.abs_limit:
         np.add.at(dwte, tokens, d)  # no partial sum can leave pgrads: the same integers
     else:
         for i, tok in enumerate(tokens):
