@@ -239,7 +239,7 @@ class IntAdam:
         ctx.check("adam", "m", m)
         a = np.abs(m)
         if np.maximum.reduce(a) > p.m_limit:
-            m = ctx.sat(m, p.adam_m_range, "adam.m")
+            m = ctx.clip(m, p.adam_m_range, "adam.m")
             a = np.abs(m)
         else:
             ctx.saturations.setdefault("adam.m", 0)

@@ -13,14 +13,17 @@ contract gives it (int32; `±2**30` where the firmware clamps there; a dot produ
 exact sum against `2**36`, the bound of its pair of int32 halves), and a violation
 names the op and the tensor. Shapes use the legend in params.py.
 
-Speed: the arrays are small (T <= 16 rows of 16 to 64), so a step's cost is the number
-of numpy calls, not the arithmetic. Each op therefore makes few of them: saturation is
-one reduction of |x| in the common case where nothing clips, the causal mask of a length
-is built once, the future entries of attention are zeroed before they are requantized
-(they are never formed on the device, so they must not saturate), exp_neg is a table of
-its formula over every Q12 input, isqrt one Newton step from a table, and no float is
-used (tests/test_policy.py checks that a training step calls none of numpy's float
-functions).
+Speed (`qgpt bench --breakdown`, docs/BENCHMARKS.md): the arrays are small (T <= 16 rows
+of 16 to 64), so a step's cost is the number of numpy calls, not the arithmetic. Each op
+therefore makes few of them: saturation is one count_nonzero of |x| > limit in the
+common case where nothing clips, and is skipped (counted as 0) where the policy proves
+it cannot clip (Ctx.dw_fits, Ctx.rms_y_fits); the causal mask of a length is built
+once, the future entries of attention are zeroed before they are requantized (they are
+never formed on the device, so they must not saturate); exp_neg is a table of its
+formula over every Q12 input, isqrt two small tables and one comparison, rsqrt of a
+step's few rows a loop on Python ints; and no float is used (tests/test_policy.py checks
+that a training step calls none of numpy's float functions). tests/test_int_fast_paths.py
+checks each shortcut against the general path.
 """
 
 import math
@@ -30,7 +33,7 @@ import numpy as np
 
 from qgpt.params import BLOCK, HEAD_DIM, N_HEAD, RMS_EPS
 from qgpt.policy import PROB_FRAC
-from qgpt.qformat import saturate, shift_round
+from qgpt.qformat import shift_round
 
 try:  # the C function behind np.count_nonzero, without its Python wrapper (a step calls
     # it some forty times)
@@ -73,6 +76,10 @@ class Ctx:
         self.strict = strict
         self.saturations = {}
         self.clipped = 0  # every count added to saturations since this Ctx was made
+        # saturations the policy proves to be no-ops: skipped and counted as 0 (strict runs
+        # them all; tests/test_int_fast_paths.py tries extreme inputs on both sides)
+        self.dw_fits = dw_fits(policy)
+        self.rms_y_fits = policy.acts.int_bits >= 4  # rmsnorm's |y| <= 4.0004: rms_y_bound
 
     def check(self, op, tensor, x, lo=INT32_MIN, hi=INT32_MAX, where=None):
         """With strict, raise Int32Overflow naming op and tensor if x leaves [lo, hi]
@@ -96,21 +103,38 @@ class Ctx:
     def sat(self, x, fmt, tensor, where=None):
         """saturate(x, fmt), counting into tensor; where: count only those elements
         (the others are clamped too, uncounted)."""
-        if where is not None:
-            clipped = np.count_nonzero(((x < fmt.lo) | (x > fmt.hi)) & where)
-            self.saturations[tensor] = self.saturations.get(tensor, 0) + int(clipped)
-            self.clipped += int(clipped)
-            return np.minimum(np.maximum(x, fmt.lo), fmt.hi)
         # the common case: no |x| beyond both bounds, nothing to clip (x = lo exactly takes
-        # the exact path below, which finds nothing to clip either). count_nonzero is
-        # numpy's cheapest reduction: a third less than np.max on a step's small arrays
-        if not _count_nonzero(np.abs(x) > fmt.abs_limit_array):
+        # the exact path, which finds nothing to clip either). count_nonzero is numpy's
+        # cheapest reduction: a third less than np.max on a step's small arrays
+        if where is None and not _count_nonzero(np.abs(x) > fmt.abs_limit_array):
             self.saturations.setdefault(tensor, 0)
             return x
-        before = self.saturations.get(tensor, 0)
-        x = saturate(x, fmt, self.saturations, tensor)
-        self.clipped += self.saturations[tensor] - before
-        return x
+        return self.clip(x, fmt, tensor, where)
+
+    def clip(self, x, fmt, tensor, where=None):
+        """sat's exact path, for any range with lo and hi: clamp x, count the clipped
+        elements (where: only those) into tensor."""
+        outside = (x < fmt.lo) | (x > fmt.hi)
+        clipped = int(np.count_nonzero(outside if where is None else outside & where))
+        self.saturations[tensor] = self.saturations.get(tensor, 0) + clipped
+        self.clipped += clipped
+        if where is None and not clipped:
+            return x
+        return np.minimum(np.maximum(x, fmt.lo), fmt.hi)
+
+
+def dw_fits(policy):
+    """True if no weight gradient can leave pgrads (the default pgrads): a sum of BLOCK
+    products of a grads and an acts word is at most BLOCK * 2**(bg-1) * 2**(ba-1) in
+    magnitude, and that, rounded by dw_shift, is within pgrads."""
+    top = BLOCK << (policy.grads.bits - 1 + policy.acts.bits - 1)
+    return rnd(top, policy.dw_shift) <= policy.pgrads.abs_limit
+
+
+# rms_y_bound: rmsnorm's |y| <= 4 * (1 + 2**-13) + half a step, because ms >= mean(x^2)
+# (eps >= 1 covers the mean's rounding down), so |x_i| <= 4 sqrt(ms), and M / 2**sh
+# exceeds 1 / sqrt(ms) by at most 2**-14 + 2**-15 + 2**-29 (arithmetic.md, rsqrt): acts
+# with 4 or more integer bits, [-8, 8) and wider, hold every y.
 
 
 def requant(ctx, op, tensor, s, shift, fmt=None):
@@ -328,7 +352,7 @@ def rmsnorm_forward(ctx, x):
     p = x * m[..., None]
     ctx.check("rmsnorm_forward", "x*M", p, -KERNEL_LIMIT, KERNEL_LIMIT)
     y = _shift_rows(p, sh)
-    if ctx.p.rms_y_fits and not ctx.strict:  # |y| <= 4.0004: nothing to clip, no check
+    if ctx.rms_y_fits and not ctx.strict:  # |y| <= 4.0004 (rms_y_bound): no check
         ctx.saturations.setdefault("rmsnorm.y", 0)
         return y, (m, sh)
     return ctx.sat(y, ctx.p.acts, "rmsnorm.y"), (m, sh)
@@ -379,7 +403,7 @@ def linear_backward(ctx, dy, x, w, dw, tensor, paths=1):
         t, n = dy.shape[0], dy.shape[1] // paths
         exact = dy.reshape(t, paths, n).transpose(1, 0, 2) @ w.reshape(paths, n, w.shape[1])
     dx = requant(ctx, "linear_backward", tensor + ".dx", exact, p.weights.frac_bits, gf)
-    if p.dw_fits and dy.shape[0] <= BLOCK and not ctx.strict:  # nothing can clip: no check
+    if ctx.dw_fits and dy.shape[0] <= BLOCK and not ctx.strict:  # nothing can clip: no check
         dw += rnd(dy.T @ x, p.dw_shift)
         ctx.saturations.setdefault(tensor + ".dw", 0)
     else:

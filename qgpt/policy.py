@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
 
-import numpy as np
-
 from qgpt import qformat
 from qgpt.params import BLOCK, N_PARAMS
 
@@ -169,22 +167,6 @@ class Policy:
         return self.grads.frac_bits + self.acts.frac_bits - self.pgrads.frac_bits
 
     @cached_property
-    def dw_fits(self):
-        """True if no weight gradient can leave pgrads: a sum of BLOCK products of a grads
-        and an acts word is at most BLOCK * 2**(bg-1) * 2**(ba-1) in magnitude, and that,
-        rounded by dw_shift, is within pgrads (so its saturation is a no-op: the default)."""
-        top = BLOCK << (self.grads.bits - 1 + self.acts.bits - 1)
-        return (top + ((1 << self.dw_shift) >> 1)) >> self.dw_shift <= self.pgrads.abs_limit
-
-    @cached_property
-    def rms_y_fits(self):
-        """True if rmsnorm's output cannot leave acts: |y| <= 4 * (1 + 2**-13) + half a
-        step, since ms >= mean(x^2) (eps >= 1 covers the mean's rounding), so |x_i| <=
-        4 sqrt(ms), and M / 2**sh exceeds 1/sqrt(ms) by at most 2**-14 + 2**-15 + 2**-29
-        (arithmetic.md, rsqrt); acts with 4 or more integer bits hold [-8, 8)."""
-        return self.acts.int_bits >= 4
-
-    @cached_property
     def sqrt_frac(self):
         """Fh = Fv / 2: fractional bits of sqrt(v) and of the gradient Adam squares."""
         return self.v_wide.frac_bits // 2
@@ -331,14 +313,6 @@ class Policy:
 class _Range:
     lo: int
     hi: int
-
-    @cached_property
-    def abs_limit(self):
-        return min(self.hi, -self.lo)
-
-    @cached_property
-    def abs_limit_array(self):
-        return np.array(self.abs_limit, dtype=np.int64)
 
 
 def _name(fmt):

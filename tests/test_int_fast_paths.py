@@ -2,8 +2,8 @@
 
 1. rsqrt row by row on Python ints (a training step's few rows) equals rsqrt on arrays.
 2. isqrt's tables and exp_neg's table read at negative indices equal their formulas.
-3. Saturation checks the policy proves to be no-ops (rmsnorm's output: rms_y_fits; the
-   weight gradient: dw_fits) find nothing to clip on extreme inputs, under strict (which
+3. Saturation checks the policy proves to be no-ops (rmsnorm's output: Ctx.rms_y_fits;
+   the weight gradient: dw_fits) find nothing to clip on extreme inputs, under strict (which
    checks); a policy outside the proof does clip, so the proof's condition matters.
 4. The counted updates: stalled() equals the count of d == 0 where delta != 0 for every
    rounding mode; Ctx.clipped equals the sum of the per-tensor counts.
@@ -86,7 +86,7 @@ def extreme_rows(fmt, rng):
                                   "weights=q8.8,acts=q6.10"])
 def test_rmsnorm_output_cannot_saturate_where_the_policy_skips_its_check(spec):
     p = parse_policy(spec)
-    assert p.rms_y_fits
+    assert ops.Ctx(p).rms_y_fits
     rng = np.random.default_rng(len(spec))
     x = extreme_rows(p.acts, rng)
     strict = ops.Ctx(p, strict=True)  # strict runs the check the fast path skips
@@ -101,8 +101,8 @@ def test_rmsnorm_output_cannot_saturate_where_the_policy_skips_its_check(spec):
 def test_rmsnorm_output_saturates_with_three_integer_bits():
     """Outside the proof (q3.13 holds [-4, 4)), a one-hot row reaches 4 and is clipped."""
     p = make_policy("q3.13")
-    assert not p.rms_y_fits
     ctx = ops.Ctx(p)
+    assert not ctx.rms_y_fits
     x = np.zeros((1, N_EMBD), dtype=np.int64)
     x[0, 0] = p.acts.hi
     ops.rmsnorm_forward(ctx, x)
@@ -113,7 +113,7 @@ def test_rmsnorm_output_saturates_with_three_integer_bits():
                                   "weights=q2.6,acts=q4.4", "weights=q12.4,acts=q12.4"])
 def test_weight_gradient_cannot_saturate_where_the_policy_skips_its_check(spec):
     p = parse_policy(spec)
-    assert p.dw_fits
+    assert ops.dw_fits(p)
     rng = np.random.default_rng(7)
     dy = rng.choice([p.grads.lo, p.grads.hi], (BLOCK, 64))
     dy[:, 0] = p.grads.lo  # a column of BLOCK products at their largest
@@ -133,7 +133,7 @@ def test_weight_gradient_cannot_saturate_where_the_policy_skips_its_check(spec):
 
 def test_weight_gradient_check_stays_where_the_policy_cannot_skip_it():
     p = parse_policy("int8")  # pgrads q2.14: narrower than a sum of 16 products
-    assert not p.dw_fits
+    assert not ops.dw_fits(p)
     ctx = ops.Ctx(p)
     dy = np.full((BLOCK, 4), p.grads.lo, dtype=np.int64)
     x = np.full((BLOCK, N_EMBD), p.acts.lo, dtype=np.int64)
