@@ -104,13 +104,7 @@ class Ctx:
     def sat(self, x, fmt, tensor, where=None):
         """saturate(x, fmt), counting into tensor; where: count only those elements
         (the others are clamped too, uncounted)."""
-        # the common case: no |x| beyond both bounds, nothing to clip (x = lo exactly takes
-        # the exact path, which finds nothing to clip either). count_nonzero is numpy's
-        # cheapest reduction, a third less than np.max on a step's small arrays; on large
-        # ones (evaluation's batches, Adam's) the max, which writes no mask, is faster
-        if where is None and (
-                not _count_nonzero(np.abs(x) > fmt.abs_limit_array) if x.size <= LARGE
-                else np.maximum.reduce(np.abs(x), None) <= fmt.abs_limit):
+        if where is None and _within(x, fmt):  # the common case: nothing to clip
             self.saturations.setdefault(tensor, 0)
             return x
         return self.clip(x, fmt, tensor, where)
@@ -125,6 +119,17 @@ class Ctx:
         if where is None and not clipped:
             return x
         return np.minimum(np.maximum(x, fmt.lo), fmt.hi)
+
+
+def _within(x, fmt):
+    """True if no |x| exceeds fmt.abs_limit, so that saturation clips nothing (x = lo
+    exactly is False here; sat's exact path then finds nothing to clip either).
+    count_nonzero is numpy's cheapest reduction, a third less than np.max on a step's
+    small arrays; on large ones (evaluation's batches, Adam's) the max, which writes no
+    mask, is faster."""
+    if x.size <= LARGE:
+        return not _count_nonzero(np.abs(x) > fmt.abs_limit_array)
+    return np.maximum.reduce(np.abs(x), None) <= fmt.abs_limit
 
 
 def dw_fits(policy):
@@ -197,8 +202,8 @@ def isqrt(n):
     16 bits), c = floor(sqrt(i) * 2**8) >> (8 - sh/2) = floor(sqrt(i * 2**sh)) <= sqrt(n).
     For sh = 0 that is the root. Otherwise i >= 2**14 and sqrt(n) < sqrt(i + 1) * 2**(sh/2)
     < (sqrt(i) + 2**-8) * 2**(sh/2) <= c + 2 (sh <= 16): the root is c or c + 1, and one
-    comparison decides. (tests: every square, square - 1 and square + 2r, random n below
-    2**31.)
+    comparison decides. (tests: every square, square - 1 and square + 2r, up to 2**32;
+    random n below 2**31.)
     """
     n = np.asarray(n, dtype=np.int64)
     sh = ISQRT_SHIFT.take(n >> 16)  # (take: a gather, twice as fast as indexing)

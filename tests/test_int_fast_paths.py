@@ -5,7 +5,7 @@
 3. Saturation checks the policy proves to be no-ops (rmsnorm's output: Ctx.rms_y_fits;
    the weight gradient: dw_fits) find nothing to clip on extreme inputs, under strict (which
    checks); a policy outside the proof does clip, so the proof's condition matters.
-4. The counted updates: stalled() equals the count of d == 0 where delta != 0 for every
+4. The counted updates: count_stalled() equals the count of d == 0 where delta != 0 for every
    rounding mode; Ctx.clipped equals the sum of the per-tensor counts.
 
 Every failing comparison names the op, the policy or format, the index and both values.
@@ -144,7 +144,7 @@ def test_weight_gradient_check_stays_where_the_policy_cannot_skip_it():
 
 @pytest.mark.parametrize("rounding", UPDATE_ROUNDINGS)
 def test_stalled_counts_the_updates_rounded_to_zero(rounding):
-    """stalled(delta, d) = #(d == 0 and delta != 0): every mode rounds delta = 0 to 0."""
+    """count_stalled(delta, d) = #(d == 0 and delta != 0): every mode rounds delta = 0 to 0."""
     p = make_policy("q4.12", rounding=rounding)
     opt = int_model.IntAdam(p, 3)
     rng = np.random.default_rng(11)
