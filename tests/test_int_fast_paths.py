@@ -3,10 +3,10 @@
 1. rsqrt row by row on Python ints (a training step's few rows) equals rsqrt on arrays.
 2. isqrt's tables and exp_neg's table read at negative indices equal their formulas.
 3. Saturation checks the policy proves to be no-ops (rmsnorm's output: Ctx.rms_y_fits;
-   the weight gradient: dw_fits) find nothing to clip on extreme inputs, under strict (which
-   checks); a policy outside the proof does clip, so the proof's condition matters.
-4. The counted updates: count_stalled() equals the count of d == 0 where delta != 0 for every
-   rounding mode; Ctx.clipped equals the sum of the per-tensor counts.
+   the weight gradient: dw_fits) find nothing to clip on extreme inputs, under strict
+   (which checks); a policy outside the proof does clip, so its condition matters.
+4. The counted updates: count_stalled() equals the count of d == 0 where delta != 0, for
+   every rounding mode; Ctx.clipped equals the sum of the per-tensor counts.
 
 Every failing comparison names the op, the policy or format, the index and both values.
 """
