@@ -35,12 +35,12 @@ def _container(text):
 
 
 def first_look(path):
-    """(key, block_bytes(*key)): the state block's layout for the config at path, and
-    what it was computed from (nb, wide, blocks, kahan), from a first look at its formats
+    """The state block's size for the config at path, from a first look at its formats
     (the containers of section 3.3: the defaults of the other classes are 16-bit grads
     and 32-bit Adam state; 9.6's block-scaled state and Kahan compensations), for
-    setup's reservation; runcfg checks the config later, and setup compares. (None,
-    (the largest block with master weights,)) if the config cannot be read."""
+    setup's reservation: a small int, so that nothing of the look stays in memory;
+    runcfg checks the config later and setup compares. The largest block with master
+    weights if the config cannot be read."""
     try:
         with open(path) as f:
             user = json.load(f)
@@ -55,11 +55,9 @@ def first_look(path):
         g = min(2, _container(named["grads"])[0]) if "grads" in named else 2  # 16-bit G
         nb = (bw, min(2, _container(named.get("acts") or base)[0]), g, m[0], v[0],
               _container(master)[0] if wide else bw)
-        kahan = user.get("rounding") == "kahan"
+        return block_bytes(nb, wide, (m[1], m[2], v[1], v[2]), user.get("rounding") == "kahan")[0]
     except Exception:  # a bad config: runcfg says what is wrong
-        return None, (_LARGEST_BLOCK + 4 * _N,)
-    key = (nb, wide, (m[1], m[2], v[1], v[2]), kahan)
-    return key, block_bytes(nb, wide, key[2], kahan)
+        return _LARGEST_BLOCK + 4 * _N
 
 
 def block_bytes(nb, wide, blocks, kahan):

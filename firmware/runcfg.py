@@ -1,14 +1,14 @@
 """The run's setup on the device, used once and then dropped from memory by
-qgpt_train (firmware/README.md, "Memory"): the config, the dataset's check, and
-the numbers the Model takes from the policy.
+qgpt_train (firmware/README.md, "Memory"): the config, the dataset's check, the
+numbers the Model takes from the policy, the state block, and the state at the start
+(restore.py).
 """
 
+import gc
 import json
 import struct
+import sys
 
-import ckpt
-import params
-import policy
 from micropython import const
 from runbase import DATA_HEADER, RECORD, RunError
 
@@ -39,6 +39,8 @@ DEFAULTS = {
 
 def _format(name, key, bits):
     """(I, F) of the format `name` given for the config's key, at most `bits` bits."""
+    import policy
+
     try:
         i, f = policy.parse_format(name)
     except (ValueError, IndexError, TypeError, AttributeError):
@@ -48,9 +50,47 @@ def _format(name, key, bits):
     return i, f
 
 
+def _drop(name):
+    if name in sys.modules:
+        del sys.modules[name]
+
+
+def setup(path, _):
+    """The config at path, checked, with the number of records of the dataset
+    ("count"), the Model's numbers with the block's layout (layout.block_bytes) and
+    prng.init_tensor's arguments ("numbers"), and the state block, zeroed ("block").
+    The block takes the bottom of the heap (its size from a first look at the config)
+    before anything else of the setup is allocated, so that the setup's code comes and
+    goes above it; restore.setup fills it."""
+    import layout
+
+    size = layout.first_look(path)  # a small int: nothing of the look stays
+    _drop("layout")
+    layout = None
+    gc.collect()
+    block = bytearray(size)  # zeroed; the state block if the first look was right
+    cfg = load_config(path)
+    cfg["count"] = check_dataset(cfg["data"])
+    nums, init = cfg["numbers"]
+    _drop("policy")
+    _drop("params")
+    import layout
+
+    lay = layout.block_bytes(nums[0], nums[6], nums[7], nums[4][4] == 4)  # mode 4: kahan
+    if lay[0] != size:  # the first look missed (it cannot for a good config): again
+        block = None
+        gc.collect()
+        block = bytearray(lay[0])
+    cfg["numbers"] = nums + (lay,), init
+    cfg["block"] = block
+    return cfg
+
+
 def load_config(path):
     """The config: DEFAULTS updated by the JSON file at path, checked; with the
     firmware Policy under "policy"."""
+    import policy  # imported here: setup reserves the block's place first
+
     try:
         with open(path) as f:
             user = json.load(f)
@@ -124,6 +164,8 @@ def load_config(path):
 def check_dataset(path):
     """The number of records of the packed dataset at path (qgpt/pack.py), after
     checking its header and the records' CRC32 (streamed)."""
+    import ckpt
+
     try:
         f = open(path, "rb")
     except OSError:
@@ -157,6 +199,8 @@ def model_numbers(P):
     """What firmware/model.py's Model takes from the policy P and the parameter table,
     in tuples (the order of Model.__init__), so that neither module stays in memory
     during training."""
+    import params
+
     nb, fwd, bwd, opt, schedule, wide, blocks = P.numbers()
     offs = [off for _, off, _ in params.layout()] + [params.N_PARAMS]
     return nb, tuple(offs), fwd, bwd, opt, schedule, wide, blocks
