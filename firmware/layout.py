@@ -118,6 +118,15 @@ def block_bytes(nb, wide, blocks, kahan):
             + 4 * u * (2 + slots)), act, adam
 
 
+def offsets():
+    """The offsets of the parameter table's tensors (firmware/params.py, in its order),
+    then N."""
+    offs = [0]
+    for n in (_V * _C, _T * _C, _V * _C, _C * _C, _C * _C, _C * _C, _C * _C, _M * _C, _C * _M):
+        offs.append(offs[-1] + n)
+    return tuple(offs)
+
+
 def views(block, nums):
     """The views of model.Model into the state block (nums: runcfg.model_numbers and
     block_bytes's (size, act sizes, adam layout)): (m, v, the data weights, the act

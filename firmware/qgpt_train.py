@@ -60,6 +60,7 @@ def _setup(name, a, b):
     finally:
         for name in ("runcfg", "policy", "params", "layout", "restore", "ckpt"):
             _drop(name)
+        gc.collect()
 
 
 def begin(cfg, mdl, numbers):
@@ -79,10 +80,16 @@ def run(path):
     # above it; restore fills the block (the initial weights, or a checkpoint); then the
     # training code fills the holes they left
     cfg = _setup("runcfg", path, None)
-    views = _setup("restore", cfg, cfg.pop("block"))
-    gc.collect()
-    import model as MD
+    _setup("policy", cfg, None)
+    # the kernels and the PRNG (for the run, and restore's) fill the holes the policy
+    # left, not those restore will leave
+    import kernels  # noqa: F401
     import prng
+
+    views = _setup("restore", cfg, None)
+    if cfg["numbers"][7][1] or cfg["numbers"][7][3]:  # block-scaled Adam state (9.6):
+        import blockadam  # noqa: F401  model imports it at the first step; it takes a hole now
+    import model as MD
 
     steps, seed, data, count = cfg["steps"], cfg["seed"], cfg["data"], cfg["count"]
     numbers = cfg.pop("numbers")

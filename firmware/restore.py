@@ -5,6 +5,7 @@ memory with the modules it imported (layout, then prng or ckpt; kernels stays fo
 run).
 """
 
+import gc
 import json
 import os
 import struct
@@ -16,17 +17,26 @@ from runbase import RunError
 _CHUNK = const(32)  # int32 values read at a time into the Model's chunk buffer
 
 
-def setup(cfg, block):
-    """layout.views of the state block for the run of cfg (runcfg.setup's), with the
-    state at the start in it; cfg["begin"] = (its first step, the seconds of the
-    sessions before, the Model's (p1, p2, stalled_total, steps_taken) or None for a new
-    run). Resumes from cfg's checkpoint if asked and it exists; else the initial
-    weights from the seed."""
-    nums, init = cfg.pop("numbers")  # the Model's numbers; prng.init_tensor's (sh, lo, hi, nb)
-    cfg["numbers"] = nums
+def setup(cfg, _):
+    """layout.views of the state block (cfg["block"], runcfg.setup's) for the run of
+    cfg, with the state at the start in it; cfg["numbers"] = the Model's numbers, with
+    the parameter table's offsets and the block's layout (layout.block_bytes);
+    cfg["begin"] = (its first step, the seconds of the sessions before, the Model's
+    (p1, p2, stalled_total, steps_taken) or None for a new run). Resumes from cfg's
+    checkpoint if asked and it exists; else the initial weights from the seed."""
+    nums, init = cfg.pop("numbers")  # policy.setup's; init: prng.init_tensor's (sh, lo, hi, nb)
+    block = cfg.pop("block")
     import layout
 
+    lay = layout.block_bytes(nums[0], nums[6], nums[7], nums[4][4] == 4)  # mode 4: kahan
+    if lay[0] != len(block):  # the first look missed (it cannot for a good config): again
+        block = None
+        gc.collect()
+        block = bytearray(lay[0])
+    nums = nums[:1] + (layout.offsets(),) + nums[2:] + (lay,)
+    cfg["numbers"] = nums
     views = layout.views(block, nums)
+    block = layout = None
     del sys.modules["layout"]
     path = cfg["checkpoint"]
     if cfg["resume"]:
