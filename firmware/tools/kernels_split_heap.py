@@ -8,8 +8,8 @@ conform_ops.py importing the pieces.
 
 Each build trains 20 steps on the unix port at 96K (checkpoint, then a resume to step 40
 with samples) and prints the heap after setup (the `start` line's heap=), the heap peak
-(the `done` line's heap_peak) and the smallest heap size (the X option), in K, at which
-both sessions finish. This file is a host tool: it is not deployed (the device gets firmware/*.py).
+(the `done` line's heap_peak) and the smallest heap size (the X option), in K, from which
+both sessions finish at every size up to 96K. This file is a host tool: it is not deployed (the device gets firmware/*.py).
 """
 
 import argparse
@@ -105,19 +105,20 @@ def train(fw, folder, data, fmt, heapsize, resume):
 
 def measure(fw, work, data, fmt, heaps=range(80, 97)):
     """(heap after setup, heap peak, smallest heapsize in K) of a build: trained at the
-    largest of heaps, then the smallest of heaps that trains and resumes."""
+    largest of heaps, then, going down, the smallest of heaps from which every larger
+    one trains and resumes (fragmentation can make an isolated smaller one pass)."""
     top = f"{heaps[-1]}K"
     first = train(fw, work / top, data, fmt, top, False)
     second = train(fw, work / top, data, fmt, top, True)
     if first is None or second is None:
         raise SystemExit(f"{fw}: training at {top} failed")
     smallest = None
-    for k in heaps:
+    for k in reversed(heaps):
         folder = work / f"{k}K"
-        if train(fw, folder, data, fmt, f"{k}K", False) and \
-                train(fw, folder, data, fmt, f"{k}K", True):
-            smallest = k
+        if not (train(fw, folder, data, fmt, f"{k}K", False) and
+                train(fw, folder, data, fmt, f"{k}K", True)):
             break
+        smallest = k
     return first[0], max(first[1], second[1]), smallest
 
 
