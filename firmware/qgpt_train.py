@@ -52,14 +52,13 @@ def save(cfg, mdl, step, seconds):
 
 
 def _setup(name, a, b):
-    """The setup module `name`'s setup(a, b), then that module and the ones it imported
-    for the setup leave memory (in a function of its own, so that no stale reference to
-    them stays in run's frame, which the garbage collector scans)."""
+    """The setup module `name`'s setup(a, b), then the module leaves memory (each drops
+    the modules it imported for the setup). In a function of its own, so that no stale
+    reference to the module stays in run's frame, which the garbage collector scans."""
     try:
         return __import__(name).setup(a, b)
     finally:
-        for name in ("runcfg", "policy", "params", "layout", "restore", "ckpt"):
-            _drop(name)
+        _drop(name)
         gc.collect()
 
 

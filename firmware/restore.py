@@ -42,6 +42,7 @@ def setup(cfg, _):
     if cfg["resume"]:
         if _exists(path):
             meta = resume(cfg, views)
+            del sys.modules["ckpt"]
             cfg["begin"] = (meta["step"], meta.get("seconds", 0.0), (
                 meta["p1"], meta["p2"], meta["stalled_total"], meta["steps_taken"]))
             return views

@@ -9,7 +9,8 @@ conform_ops.py importing the pieces.
 Each build trains 20 steps on the unix port at 96K (checkpoint, then a resume to step 40
 with samples) and prints the heap after setup (the `start` line's heap=), the heap peak
 (the `done` line's heap_peak) and the smallest heap size (the X option), in K, from which
-both sessions finish at every size up to 96K. This file is a host tool: it is not deployed (the device gets firmware/*.py).
+both sessions finish at every size up to 96K. This file is a host tool: it is not
+deployed (the device gets firmware/*.py).
 """
 
 import argparse
