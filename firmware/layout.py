@@ -4,6 +4,7 @@ the run is in memory (firmware/README.md, "Memory"), then from the checked polic
 and passes the layout on to model.Model; then this module is dropped.
 """
 
+import gc
 import json
 
 from micropython import const
@@ -116,6 +117,24 @@ def block_bytes(nb, wide, blocks, kahan):
            8 * _T, 8 * _T, 8 * _T, 4 * _T)  # rs0, rs1, rs3, srow
     return (_N * (bm + bv + bw + (bs if wide else 0)) + sum(act) + 4 * _CHUNK + mk + vk + kc
             + 4 * u * (2 + slots)), act, adam
+
+
+def setup(cfg, _):
+    """The views into the state block (cfg["block"], runcfg.setup's) for the numbers of
+    policy.setup (cfg["numbers"]), the third of the setup's stages (qgpt_train): the
+    block's size checked against the first look's; cfg["numbers"] = the Model's numbers
+    with the parameter table's offsets and the block's layout (block_bytes), cfg["init"]
+    prng.init_tensor's arguments for restore.setup."""
+    nums, cfg["init"] = cfg.pop("numbers")
+    block = cfg.pop("block")
+    lay = block_bytes(nums[0], nums[6], nums[7], nums[4][4] == 4)  # mode 4: kahan
+    if lay[0] != len(block):  # the first look missed (it cannot for a good config): again
+        block = None
+        gc.collect()
+        block = bytearray(lay[0])
+    nums = nums[:1] + (offsets(),) + nums[2:] + (lay,)
+    cfg["numbers"] = nums
+    return views(block, nums)
 
 
 def offsets():

@@ -85,7 +85,8 @@ def run(path):
     import kernels  # noqa: F401
     import prng
 
-    views = _setup("restore", cfg, None)
+    views = _setup("layout", cfg, None)
+    _setup("restore", cfg, views)
     if cfg["numbers"][7][1] or cfg["numbers"][7][3]:  # block-scaled Adam state (9.6):
         import blockadam  # noqa: F401  model imports it at the first step; it takes a hole now
     import model as MD

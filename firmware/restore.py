@@ -1,11 +1,9 @@
-"""The state at the start of a run on the device, once per run: the views into the
-state block, then the initial weights from the seed, or a checkpoint (ckpt.py's
-container) read back and checked. Imported by qgpt_train for that, then dropped from
-memory with the modules it imported (layout, then prng or ckpt; kernels stays for the
-run).
+"""The state at the start of a run on the device, once per run: the initial weights
+from the seed, or a checkpoint (ckpt.py's container) read back and checked, into the
+state block. The last of the setup's stages (qgpt_train), then dropped from memory
+(ckpt with it, right after use; kernels and prng stay for the run).
 """
 
-import gc
 import json
 import os
 import struct
@@ -17,42 +15,26 @@ from runbase import RunError
 _CHUNK = const(32)  # int32 values read at a time into the Model's chunk buffer
 
 
-def setup(cfg, _):
-    """layout.views of the state block (cfg["block"], runcfg.setup's) for the run of
-    cfg, with the state at the start in it; cfg["numbers"] = the Model's numbers, with
-    the parameter table's offsets and the block's layout (layout.block_bytes);
-    cfg["begin"] = (its first step, the seconds of the sessions before, the Model's
-    (p1, p2, stalled_total, steps_taken) or None for a new run). Resumes from cfg's
-    checkpoint if asked and it exists; else the initial weights from the seed."""
-    nums, init = cfg.pop("numbers")  # policy.setup's; init: prng.init_tensor's (sh, lo, hi, nb)
-    block = cfg.pop("block")
-    import layout
-
-    lay = layout.block_bytes(nums[0], nums[6], nums[7], nums[4][4] == 4)  # mode 4: kahan
-    if lay[0] != len(block):  # the first look missed (it cannot for a good config): again
-        block = None
-        gc.collect()
-        block = bytearray(lay[0])
-    nums = nums[:1] + (layout.offsets(),) + nums[2:] + (lay,)
-    cfg["numbers"] = nums
-    views = layout.views(block, nums)
-    block = layout = None
-    del sys.modules["layout"]
+def setup(cfg, views):
+    """The state at the start of the run of cfg into the state block (views:
+    layout.setup's): cfg["begin"] = (its first step, the seconds of the sessions
+    before, the Model's (p1, p2, stalled_total, steps_taken) or None for a new run).
+    Resumes from cfg's checkpoint if asked and it exists; else the initial weights from
+    the seed."""
+    init = cfg.pop("init")  # prng.init_tensor's (sh, lo, hi, nb) for the weight store
     path = cfg["checkpoint"]
     if cfg["resume"]:
         if _exists(path):
             meta = resume(cfg, views)
-            del sys.modules["ckpt"]
             cfg["begin"] = (meta["step"], meta.get("seconds", 0.0), (
                 meta["p1"], meta["p2"], meta["stalled_total"], meta["steps_taken"]))
-            return views
+            return
         if _exists(path + ".tmp"):  # FAT: a save cut short between remove and rename
             raise RunError(f"checkpoint {path} is missing but {path}.tmp is there (a save "
                            f"was cut short): rename it to {path} to resume")
         print("note no checkpoint", path, "to resume: starting from step 0")
-    init_weights(views[5], nums[1], cfg["seed"], init)
+    init_weights(views[5], cfg["numbers"][1], cfg["seed"], init)
     cfg["begin"] = (0, 0.0, None)
-    return views
 
 
 def _exists(path):
@@ -103,6 +85,11 @@ def load_checkpoint(path, views):
     import kernels
 
     chunk, state = views[4], views[6]
+    # what the reader takes from the writer's module, which then leaves memory before the
+    # header is parsed (crc32: binascii's, or ckpt's own on ports without it)
+    magic, version_, crc32, want = ckpt.MAGIC, ckpt.VERSION, ckpt.crc32, ckpt.arrays(state)
+    ckpt = None
+    del sys.modules["ckpt"]
     try:
         f = open(path, "rb")
     except OSError:
@@ -111,29 +98,28 @@ def load_checkpoint(path, views):
         size = f.seek(0, 2)
         f.seek(0)
         head = f.read(10)
-        if size < 14 or head[:4] != ckpt.MAGIC:
+        if size < 14 or head[:4] != magic:
             raise RunError(path + ": not a qgpt checkpoint (bad magic)")
         # the CRC32 of everything before the trailer, streamed
         buf = bytearray(256)
         mv = memoryview(buf)
-        crc = ckpt.crc32(head, 0)
+        crc = crc32(head, 0)
         left = size - 4 - len(head)
         while left > 0:
             n = f.readinto(mv[: min(256, left)])
             if not n:
                 break
-            crc = ckpt.crc32(mv[:n], crc)
+            crc = crc32(mv[:n], crc)
             left -= n
         trailer = struct.unpack("<I", f.read(4))[0]
         if left != 0 or (crc & 0xFFFFFFFF) != trailer:
             raise RunError(path + ": corrupted or truncated (CRC32 mismatch)")
         f.seek(10)
         version, hlen = struct.unpack("<HI", head[4:10])
-        if version != ckpt.VERSION:
+        if version != version_:
             raise RunError(f"{path}: checkpoint version {version}, this firmware reads "
-                           f"version {ckpt.VERSION}")
+                           f"version {version_}")
         header = json.loads(f.read(hlen))
-        want = ckpt.arrays(state)
         if header.get("arrays") != want:
             raise RunError(f"{path}: holds arrays {header.get('arrays')}, this run's policy "
                            f"has {want}")
