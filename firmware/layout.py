@@ -1,7 +1,8 @@
 """The state block's layout (model.py's buffers in one bytearray), at setup only:
-qgpt_train sizes the block from a first look at the config before anything else of
-the run is in memory (firmware/README.md, "Memory"), then from the checked policy,
-and passes the layout on to model.Model; then this module is dropped.
+runcfg.setup sizes the block from a first look at the config before anything else of
+the setup is in memory (firmware/README.md, "Memory"); layout.setup, the third of the
+setup's stages, checks it against the policy's numbers and makes the views into it
+for model.Model; then this module is dropped.
 """
 
 import gc

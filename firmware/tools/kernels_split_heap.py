@@ -46,7 +46,8 @@ def split_kernels(dest):
     head, body = text[:first], text[first:]
     consts = re.findall(r"^(_[A-Z0-9_]+) = const\(.*$", head, re.M)
     const_lines = {c: re.search(rf"^{c} = const\(.*$", head, re.M).group(0) for c in consts}
-    table = head[head.index("EXP2_Q15 = "):head.index("))\n") + 3]
+    start = head.index("EXP2_Q15 = ")
+    table = head[start:head.index("])\n", start) + 3]  # the table: array("i", [...])
     pieces = {}
     for section in re.split(r"\n(?=# --- )", body.strip("\n")):
         title = section.splitlines()[0]
@@ -64,14 +65,15 @@ def split_kernels(dest):
     (dest / "kernels.py").unlink()
     for path in sorted(dest.glob("*.py")):
         src = path.read_text()
-        if not re.search(r"^import kernels", src, re.M):
+        imports = re.compile(r"^( *)import kernels(?: as K)?\b.*$", re.M)
+        if not imports.search(src):
             continue
-        src = src.replace("import kernels\n", "import kernels as K\n")
         src = re.sub(r"\bkernels\.(?!py\b)(\w+)", r"K.\1", src)
-        used = sorted({owner[f] for f in re.findall(r"\bK\.(\w+)", src)})
+        # the pieces the file calls; all of them where it imports kernels only to place it
+        used = sorted({owner[f] for f in re.findall(r"\bK\.(\w+)", src)}) or sorted(pieces)
         src = re.sub(r"\bK\.(\w+)", lambda m: f"{ALIASES[owner[m.group(1)]]}.{m.group(1)}", src)
-        src = src.replace("import kernels as K\n",
-                          "".join(f"import {u} as {ALIASES[u]}\n" for u in used))
+        lines = [f"import {u} as {ALIASES[u]}" for u in used]
+        src = imports.sub(lambda m, lines=lines: "\n".join(m.group(1) + x for x in lines), src)
         path.write_text(src)
     return sorted(pieces)
 
