@@ -95,7 +95,7 @@ def save(cfg, model, step, seconds):
             "stalled_total": model.stalled_total, "steps_taken": model.steps_taken,
             "saturations": {}, "seconds": seconds, "firmware": 1}
     # {"meta": {"config": CONFIG, META'S OTHER KEYS}, "arrays": ARRAYS}
-    parts = [b'{"meta": {"config": ', json.dumps(cfg["train_config"]).encode(), b", ",
+    parts = [b'{"meta": {"config": ', cfg["train_config"].encode(), b", ",
              json.dumps(meta)[1:].encode(), b', "arrays": ',
              json.dumps(arrays(model.state)).encode(), b"}"]
     meta = None

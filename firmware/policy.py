@@ -264,7 +264,7 @@ def check(policy, lr_q30, rounding="nearest", formats=None):
                       "compensation below the weights; drop one")
 
 
-# --- the run's setup (qgpt_train: after runcfg.setup, before restore.setup) ---
+# --- the run's setup: its second stage (qgpt_train: after runcfg, before layout) ---
 
 
 def _format(name, key, bits):
@@ -283,9 +283,9 @@ def _format(name, key, bits):
 def setup(cfg, _):
     """The run config's (runcfg.setup's) formats, rounding, master and policy, checked
     and resolved: cfg["numbers"] = (the Model's numbers (firmware/model.py's
-    Model.__init__ lists them; the parameter table's offsets are restore's, from
-    layout), prng.init_tensor's (sh, lo, hi, nb) for the initial weights); the start
-    line's settings ("formats") and the checkpoint's config ("train_config"). A config
+    Model.__init__ lists them; the parameter table's offsets are layout.setup's),
+    prng.init_tensor's (sh, lo, hi, nb) for the initial weights); the start
+    line's settings ("formats") and the checkpoint's config ("train_config", JSON). A config
     the validity rule refuses raises RunError: `policy: CLASS=FORMAT: REASON (rule N)`."""
     from runbase import RunError
 
@@ -317,13 +317,16 @@ def setup(cfg, _):
     cfg["formats"] = (f"format={W.name} rounding={P.rounding} "
                       f"master={P.master.name if P.master else '-'} policy={spec}")
     # the checkpoint's config: the host's TrainConfig fields (qgpt/train.py), with the
-    # normal form of 3.8: format = weights, policy "" when the classes are format's defaults
-    cfg["train_config"] = {
+    # normal form of 3.8: format = weights, policy "" when the classes are format's
+    # defaults; as JSON text, which takes less memory for the run than the dict
+    import json
+
+    cfg["train_config"] = json.dumps({
         "data": cfg["data"], "steps": cfg["steps"], "seed": cfg["seed"], "lr": cfg["lr"],
         "format": W.name, "rounding": cfg["rounding"],
         "master": P.master.name if P.master else "",
         "policy": "" if canonical(defaults) == spec else spec,
         "lowercase": False, "skip_long": False, "checkpoint_every": cfg["checkpoint_every"],
-        "strict": False}
+        "strict": False})
     for k in ("format", "rounding", "master", "policy", "lr", "lr_q30"):
         del cfg[k]  # in train_config and the numbers now: memory for the run

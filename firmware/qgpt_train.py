@@ -29,7 +29,7 @@ _BOS = const(26)  # the BOS token (qgpt/params.py; tests/test_firmware_train.py 
 
 # Memory (firmware/README.md): this module stays in memory for the whole run (under
 # `-m` its module body too), so the run loop is one function, the record reader and
-# the step line inside it; everything that runs once is in runcfg (dropped)
+# the step line inside it; what runs once is in the setup's stages (dropped)
 
 
 def _drop(name):
@@ -74,10 +74,11 @@ def begin(cfg, mdl, numbers):
 
 
 def run(path):
-    # the setup, one module at a time, each dropped after use: runcfg (the config) keeps
-    # the bottom of the heap for the state block while the setup's code comes and goes
-    # above it; restore fills the block (the initial weights, or a checkpoint); then the
-    # training code fills the holes they left
+    # the setup's stages, one module at a time, each dropped after use (firmware/README.md,
+    # "Memory"): runcfg (the config) puts the state block at the bottom of the heap, so
+    # that the setup's code comes and goes above it; policy resolves the policy; layout
+    # makes the views into the block; restore fills it (the initial weights, or a
+    # checkpoint); then the training code fills the holes they left
     cfg = _setup("runcfg", path, None)
     _setup("policy", cfg, None)
     # the kernels and the PRNG (for the run, and restore's) fill the holes the policy

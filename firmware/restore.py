@@ -28,6 +28,7 @@ def setup(cfg, views):
             meta = resume(cfg, views)
             cfg["begin"] = (meta["step"], meta.get("seconds", 0.0), (
                 meta["p1"], meta["p2"], meta["stalled_total"], meta["steps_taken"]))
+            _compact(cfg)
             return
         if _exists(path + ".tmp"):  # FAT: a save cut short between remove and rename
             raise RunError(f"checkpoint {path} is missing but {path}.tmp is there (a save "
@@ -35,6 +36,16 @@ def setup(cfg, views):
         print("note no checkpoint", path, "to resume: starting from step 0")
     init_weights(views[5], cfg["numbers"][1], cfg["seed"], init)
     cfg["begin"] = (0, 0.0, None)
+    _compact(cfg)
+
+
+def _compact(cfg):
+    """The run's config in a table of its size (the copy of runcfg.DEFAULTS it started
+    as had room for every key the setup took out)."""
+    items = list(cfg.items())
+    cfg.clear()
+    for k, v in items:
+        cfg[k] = v
 
 
 def _exists(path):
@@ -67,7 +78,7 @@ def resume(cfg, views):
     if meta.get("kind") != "int":
         raise RunError(f"checkpoint {path}: kind {meta.get('kind')!r}, want an integer run")
     saved = meta.get("config", {})
-    mine = cfg["train_config"]
+    mine = json.loads(cfg["train_config"])
     diff = [k for k in ("format", "rounding", "master", "policy", "seed", "steps", "lr")
             if saved.get(k, "") != mine[k]]
     if diff:

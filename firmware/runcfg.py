@@ -1,6 +1,7 @@
-"""The run's setup on the device, first of its three stages (then policy.setup and
-restore.setup), each dropped from memory by qgpt_train after use (firmware/README.md,
-"Memory"): the config, the dataset's check, and the state block's place.
+"""The run's setup on the device, the first of its four stages (then policy.setup,
+layout.setup and restore.setup), each dropped from memory by qgpt_train after use
+(firmware/README.md, "Memory"): the state block's place, the config, the dataset's
+check.
 """
 
 import gc
@@ -46,7 +47,7 @@ def setup(path, _):
     dataset ("count") and the state block, zeroed ("block"). The block takes the bottom
     of the heap (its size from a first look at the config) before anything else of the
     setup is allocated, so that the setup's code comes and goes above it; policy.setup
-    resolves the policy, restore.setup checks the block's size and fills it."""
+    resolves the policy, layout.setup checks the block's size, restore.setup fills it."""
     import layout
 
     size = layout.first_look(path)  # a small int: nothing of the look stays
