@@ -122,7 +122,7 @@ def block_bytes(nb, wide, blocks, kahan):
 
 def setup(cfg, _):
     """The views into the state block (cfg["block"], runcfg.setup's) for the numbers of
-    policy.setup (cfg["numbers"]), the third of the setup's stages (qgpt_train): the
+    runpolicy.setup (cfg["numbers"]), the third of the setup's stages (qgpt_train): the
     block's size checked against the first look's; cfg["numbers"] = the Model's numbers
     with the parameter table's offsets and the block's layout (block_bytes), cfg["init"]
     prng.init_tensor's arguments for restore.setup."""

@@ -4,8 +4,8 @@ docs/arithmetic.md section 3: eight tensor classes, each with its own Q format
 (3.1), resolved from the run's `format` and the config's `policy` object, checked by
 the validity rule (3.4, the same rule numbers as qgpt/policy.py), stored in the
 narrowest container (3.3), and the shifts of 3.6. Plain Python on unbounded ints;
-nothing here runs per element. On a run, setup (below) is the second of the setup's
-stages (qgpt_train), then this module leaves memory.
+nothing here runs per element. On a run, runpolicy.py (the second of the setup's
+stages) resolves the config's policy here, then this module leaves memory.
 """
 
 from micropython import const
@@ -263,70 +263,3 @@ def check(policy, lr_q30, rounding="nearest", formats=None):
         raise PolicyError(7, f"master={S.name} with rounding=kahan: kahan keeps its own "
                       "compensation below the weights; drop one")
 
-
-# --- the run's setup: its second stage (qgpt_train: after runcfg, before layout) ---
-
-
-def _format(name, key, bits):
-    """(I, F) of the format `name` given for the config's key, at most `bits` bits."""
-    from runbase import RunError
-
-    try:
-        i, f = parse_format(name)
-    except (ValueError, IndexError, TypeError, AttributeError):
-        raise RunError(f"{key} {name!r} is not a format like q4.12") from None
-    if i < 1 or f < 0 or i + f > bits:
-        raise RunError(f"{key} {name}: want qI.F with I >= 1 and at most {bits} bits")
-    return i, f
-
-
-def setup(cfg, _):
-    """The run config's (runcfg.setup's) formats, rounding, master and policy, checked
-    and resolved: cfg["numbers"] = (the Model's numbers (firmware/model.py's
-    Model.__init__ lists them; the parameter table's offsets are layout.setup's),
-    prng.init_tensor's (sh, lo, hi, nb) for the initial weights); the start
-    line's settings ("formats") and the checkpoint's config ("train_config", JSON). A config
-    the validity rule refuses raises RunError: `policy: CLASS=FORMAT: REASON (rule N)`."""
-    from runbase import RunError
-
-    data = _format(cfg["format"], "format", 16)
-    if cfg["rounding"] not in ROUNDINGS:
-        raise RunError(f"rounding {cfg['rounding']!r}: want one of {', '.join(ROUNDINGS)}")
-    master = None
-    if cfg["master"] in ("", "none", None):
-        cfg["master"] = ""
-    else:
-        master = _format(cfg["master"], "master", 32)
-    classes = cfg["policy"] or {}
-    given = classes.get("master")
-    if master is not None and given is not None:
-        other = None if given in ("", "none") else _format(given, "policy master", 32)
-        if other != master:
-            raise RunError(f"master {cfg['master']} and the policy's master {given} differ:"
-                           " give one of them")
-    try:
-        P = Policy(data, cfg["rounding"], master, cfg["lr_q30"], classes)
-    except ValueError as e:
-        raise RunError(str(e)) from None
-    W = P.formats[0]
-    # the classes that --format (= the weights' format) and master imply
-    defaults = resolve(W.name, {"master": P.master.name} if P.master else {})
-    nb, fwd, bwd, opt, schedule, wide, blocks = P.numbers()
-    cfg["numbers"] = (nb, None, fwd, bwd, opt, schedule, wide, blocks), P.init_args()
-    spec = canonical(P.formats)
-    cfg["formats"] = (f"format={W.name} rounding={P.rounding} "
-                      f"master={P.master.name if P.master else '-'} policy={spec}")
-    # the checkpoint's config: the host's TrainConfig fields (qgpt/train.py), with the
-    # normal form of 3.8: format = weights, policy "" when the classes are format's
-    # defaults; as JSON text, which takes less memory for the run than the dict
-    import json
-
-    cfg["train_config"] = json.dumps({
-        "data": cfg["data"], "steps": cfg["steps"], "seed": cfg["seed"], "lr": cfg["lr"],
-        "format": W.name, "rounding": cfg["rounding"],
-        "master": P.master.name if P.master else "",
-        "policy": "" if canonical(defaults) == spec else spec,
-        "lowercase": False, "skip_long": False, "checkpoint_every": cfg["checkpoint_every"],
-        "strict": False})
-    for k in ("format", "rounding", "master", "policy", "lr", "lr_q30"):
-        del cfg[k]  # in train_config and the numbers now: memory for the run

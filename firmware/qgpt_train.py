@@ -76,11 +76,11 @@ def begin(cfg, mdl, numbers):
 def run(path):
     # the setup's stages, one module at a time, each dropped after use (firmware/README.md,
     # "Memory"): runcfg (the config) puts the state block at the bottom of the heap, so
-    # that the setup's code comes and goes above it; policy resolves the policy; layout
+    # that the setup's code comes and goes above it; runpolicy resolves the policy; layout
     # makes the views into the block; restore fills it (the initial weights, or a
     # checkpoint); then the training code fills the holes they left
     cfg = _setup("runcfg", path, None)
-    _setup("policy", cfg, None)
+    _setup("runpolicy", cfg, None)
     # the kernels and the PRNG (for the run, and restore's) fill the holes the policy
     # left, not those restore will leave
     import kernels  # noqa: F401

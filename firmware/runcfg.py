@@ -1,4 +1,4 @@
-"""The run's setup on the device, the first of its four stages (then policy.setup,
+"""The run's setup on the device, the first of its four stages (then runpolicy.setup,
 layout.setup and restore.setup), each dropped from memory by qgpt_train after use
 (firmware/README.md, "Memory"): the state block's place, the config, the dataset's
 check.
@@ -46,7 +46,7 @@ def setup(path, _):
     """The config at path, checked (load_config), with the number of records of the
     dataset ("count") and the state block, zeroed ("block"). The block takes the bottom
     of the heap (its size from a first look at the config) before anything else of the
-    setup is allocated, so that the setup's code comes and goes above it; policy.setup
+    setup is allocated, so that the setup's code comes and goes above it; runpolicy
     resolves the policy, layout.setup checks the block's size, restore.setup fills it."""
     import layout
 
@@ -64,7 +64,7 @@ def setup(path, _):
 
 def load_config(path):
     """The config: DEFAULTS updated by the JSON file at path, checked but for its
-    formats, rounding and policy (policy.setup checks those), with lr_q30."""
+    formats, rounding and policy (runpolicy.setup checks those), with lr_q30."""
     try:
         with open(path) as f:
             user = json.load(f)

@@ -45,7 +45,7 @@ for name in sys.argv[2:]:
     prev = gc.mem_alloc()
 import qgpt_train
 cfg = qgpt_train._setup("runcfg", sys.argv[1], None)
-qgpt_train._setup("policy", cfg, None)
+qgpt_train._setup("runpolicy", cfg, None)
 gc.collect()
 prev = gc.mem_alloc()
 views = qgpt_train._setup("layout", cfg, None)
