@@ -31,16 +31,14 @@ try:
 except ImportError:  # a port built without it: a slow plain-Python CRC32
     crc32 = None
 
-from params import N_PARAMS
-
 MAGIC = b"QGPT"
 VERSION = 1
-N = N_PARAMS
 
 
-def arrays(model):
-    """The header's arrays: model.state's, each as int32 ("i4") of its length."""
-    return [[st[0], "i4", st[3]] for st in model.state]
+def arrays(state):
+    """The header's arrays: those of model.Model.state, each as int32 ("i4") of its
+    length."""
+    return [[st[0], "i4", st[3]] for st in state]
 
 
 _NIBBLE = None
@@ -88,25 +86,30 @@ def replace(tmp, path):
         os.sync()
 
 
-def save(path, meta, model):
-    """Write model's state (params, adam_m, adam_v) and meta atomically to path."""
-    header = json.dumps({"meta": meta, "arrays": arrays(model)}).encode()
+def save(cfg, model, step, seconds):
+    """Write model's state (params, adam_m, adam_v, 9.6's arrays) after `step` steps
+    atomically to the run's checkpoint path, with the meta of firmware/README.md. The
+    header is written in pieces of a few hundred bytes (memory: no piece of the
+    header's size)."""
+    meta = {"kind": "int", "step": step, "p1": model.p1, "p2": model.p2,
+            "stalled_total": model.stalled_total, "steps_taken": model.steps_taken,
+            "saturations": {}, "seconds": seconds, "firmware": 1}
+    # {"meta": {"config": CONFIG, META'S OTHER KEYS}, "arrays": ARRAYS}
+    parts = [b'{"meta": {"config": ', cfg["train_config"].encode(), b", ",
+             json.dumps(meta)[1:].encode(), b', "arrays": ',
+             json.dumps(arrays(model.state)).encode(), b"}"]
+    meta = None
+    path = cfg["checkpoint"]
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         crc = _put(f, MAGIC, 0)
-        crc = _put(f, struct.pack("<HI", VERSION, len(header)), crc)
-        crc = _put(f, header, crc)
+        crc = _put(f, struct.pack("<HI", VERSION, sum(len(b) for b in parts)), crc)
+        for b in parts:
+            crc = _put(f, b, crc)
+        parts = None
         for w in range(len(model.state)):
             for k in range(model.pieces(w)):
                 crc = _put(f, model.piece(w, k), crc)
         f.write(struct.pack("<I", crc & 0xFFFFFFFF))
         f.flush()
     replace(tmp, path)
-
-
-def exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False

@@ -67,15 +67,16 @@ import micropython
 from micropython import const
 
 # 2**(k/64) in Q15, k = 0..64: round(2**(k/64) * 2**15) (section 5, exp). The
-# same literals as qgpt.int_ops.EXP2_TABLE (tests/test_firmware_ops.py).
-EXP2_Q15 = array("i", (
+# same literals as qgpt.int_ops.EXP2_TABLE (tests/test_firmware_ops.py). A list: a
+# tuple of constants would stay in the module's constant table, a second copy in memory.
+EXP2_Q15 = array("i", [
     32768, 33125, 33486, 33850, 34219, 34591, 34968, 35349, 35734, 36123, 36516,
     36914, 37316, 37722, 38133, 38548, 38968, 39392, 39821, 40255, 40693, 41136,
     41584, 42037, 42495, 42958, 43425, 43898, 44376, 44859, 45348, 45842, 46341,
     46846, 47356, 47871, 48393, 48920, 49452, 49991, 50535, 51085, 51642, 52204,
     52773, 53347, 53928, 54515, 55109, 55709, 56316, 56929, 57549, 58176, 58809,
     59449, 60097, 60751, 61413, 62081, 62757, 63441, 64132, 64830, 65536,
-))
+])
 
 _LOG2E_Q14 = const(23637)  # log2(e) in Q14 (section 5, exp)
 _EXP_ZERO_BELOW = const(16)  # exp(z) = 0 for z <= -16

@@ -1,9 +1,11 @@
 """The state block's layout (model.py's buffers in one bytearray), at setup only:
-qgpt_train sizes the block from a first look at the config before anything else of
-the run is in memory (firmware/README.md, "Memory"), then from the checked policy,
-and passes the layout on to model.Model; then this module is dropped.
+runcfg.setup sizes the block from a first look at the config before anything else of
+the setup is in memory (firmware/README.md, "Memory"); layout.setup, the third of the
+setup's stages, checks it against the policy's numbers and makes the views into it
+for model.Model; then this module is dropped.
 """
 
+import gc
 import json
 
 from micropython import const
@@ -35,12 +37,12 @@ def _container(text):
 
 
 def first_look(path):
-    """(key, block_bytes(*key)): the state block's layout for the config at path, and
-    what it was computed from (nb, wide, blocks, kahan), from a first look at its formats
+    """The state block's size for the config at path, from a first look at its formats
     (the containers of section 3.3: the defaults of the other classes are 16-bit grads
     and 32-bit Adam state; 9.6's block-scaled state and Kahan compensations), for
-    setup's reservation; runcfg checks the config later, and setup compares. (None,
-    (the largest block with master weights,)) if the config cannot be read."""
+    setup's reservation: a small int, so that nothing of the look stays in memory;
+    runcfg checks the config later and setup compares. The largest block with master
+    weights if the config cannot be read."""
     try:
         with open(path) as f:
             user = json.load(f)
@@ -55,11 +57,9 @@ def first_look(path):
         g = min(2, _container(named["grads"])[0]) if "grads" in named else 2  # 16-bit G
         nb = (bw, min(2, _container(named.get("acts") or base)[0]), g, m[0], v[0],
               _container(master)[0] if wide else bw)
-        kahan = user.get("rounding") == "kahan"
+        return block_bytes(nb, wide, (m[1], m[2], v[1], v[2]), user.get("rounding") == "kahan")[0]
     except Exception:  # a bad config: runcfg says what is wrong
-        return None, (_LARGEST_BLOCK + 4 * _N,)
-    key = (nb, wide, (m[1], m[2], v[1], v[2]), kahan)
-    return key, block_bytes(nb, wide, key[2], kahan)
+        return _LARGEST_BLOCK + 4 * _N
 
 
 def block_bytes(nb, wide, blocks, kahan):
@@ -118,6 +118,33 @@ def block_bytes(nb, wide, blocks, kahan):
            8 * _T, 8 * _T, 8 * _T, 4 * _T)  # rs0, rs1, rs3, srow
     return (_N * (bm + bv + bw + (bs if wide else 0)) + sum(act) + 4 * _CHUNK + mk + vk + kc
             + 4 * u * (2 + slots)), act, adam
+
+
+def setup(cfg, _):
+    """The views into the state block (cfg["block"], runcfg.setup's) for the numbers of
+    runpolicy.setup (cfg["numbers"]), the third of the setup's stages (qgpt_train): the
+    block's size checked against the first look's; cfg["numbers"] = the Model's numbers
+    with the parameter table's offsets and the block's layout (block_bytes), cfg["init"]
+    prng.init_tensor's arguments for restore.setup."""
+    nums, cfg["init"] = cfg.pop("numbers")
+    block = cfg.pop("block")
+    lay = block_bytes(nums[0], nums[6], nums[7], nums[4][4] == 4)  # mode 4: kahan
+    if lay[0] != len(block):  # the first look missed (it cannot for a good config): again
+        block = None
+        gc.collect()
+        block = bytearray(lay[0])
+    nums = nums[:1] + (offsets(),) + nums[2:] + (lay,)
+    cfg["numbers"] = nums
+    return views(block, nums)
+
+
+def offsets():
+    """The offsets of the parameter table's tensors (firmware/params.py, in its order),
+    then N."""
+    offs = [0]
+    for n in (_V * _C, _T * _C, _V * _C, _C * _C, _C * _C, _C * _C, _C * _C, _M * _C, _C * _M):
+        offs.append(offs[-1] + n)
+    return tuple(offs)
 
 
 def views(block, nums):

@@ -7,15 +7,16 @@ returns the softmax denominator S, and the loss needs only ln(S / 2**15).
 from array import array
 
 # log2(1 + k/64) in Q16, k = 0..64: round(log2(1 + k/64) * 2**16), the same
-# literals as qgpt.int_ops.LOG2_TABLE
-LOG2_Q16 = array("i", (
+# literals as qgpt.int_ops.LOG2_TABLE. A list: a tuple of constants would stay in the
+# module's constant table, a second copy in memory (firmware/README.md, "Memory")
+LOG2_Q16 = array("i", [
     0, 1466, 2909, 4331, 5732, 7112, 8473, 9814, 11136, 12440, 13727, 14996, 16248,
     17484, 18704, 19909, 21098, 22272, 23433, 24579, 25711, 26830, 27936, 29029, 30109,
     31178, 32234, 33279, 34312, 35334, 36346, 37346, 38336, 39316, 40286, 41246, 42196,
     43137, 44068, 44990, 45904, 46809, 47705, 48593, 49472, 50344, 51207, 52063, 52911,
     53751, 54584, 55410, 56229, 57040, 57845, 58643, 59434, 60219, 60997, 61769, 62534,
     63294, 64047, 64794, 65536,
-))
+])
 LN2_Q15 = 22713
 LN2_Q16 = 45426
 

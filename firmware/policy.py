@@ -4,7 +4,8 @@ docs/arithmetic.md section 3: eight tensor classes, each with its own Q format
 (3.1), resolved from the run's `format` and the config's `policy` object, checked by
 the validity rule (3.4, the same rule numbers as qgpt/policy.py), stored in the
 narrowest container (3.3), and the shifts of 3.6. Plain Python on unbounded ints;
-nothing here runs per element. Imported by the setup only (runcfg), then dropped.
+nothing here runs per element. On a run, runpolicy.py (the second of the setup's
+stages) resolves the config's policy here, then this module leaves memory.
 """
 
 from micropython import const
@@ -261,3 +262,4 @@ def check(policy, lr_q30, rounding="nearest", formats=None):
     if rounding == "kahan" and S is not None:
         raise PolicyError(7, f"master={S.name} with rounding=kahan: kahan keeps its own "
                       "compensation below the weights; drop one")
+

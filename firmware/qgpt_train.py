@@ -22,54 +22,14 @@ import gc
 import sys
 from time import ticks_diff, ticks_ms
 
+from micropython import const
 from runbase import DATA_HEADER, RECORD, RunError
 
+_BOS = const(26)  # the BOS token (qgpt/params.py; tests/test_firmware_train.py checks it)
 
-class Dataset:
-    """The packed file of qgpt/pack.py (checked by runcfg.check_dataset), open for the
-    run: one 16-byte record read per step, never the whole file."""
-
-    def __init__(self, path, count, bos):
-        self.f = open(path, "rb")
-        self.path, self.count, self.bos = path, count, bos
-        self.rec = bytearray(RECORD)  # (RECORD,) the record read last
-
-    def read(self, i, tok):
-        """Record i into tok as [BOS] + letters + [BOS]; returns the number of letters."""
-        self.f.seek(DATA_HEADER + i * RECORD)
-        self.f.readinto(self.rec)
-        n = self.rec[0]
-        if not 1 <= n < RECORD:
-            raise RunError(f"data {self.path}: record {i} has length {n}")
-        tok[0] = self.bos
-        for j in range(n):
-            tok[1 + j] = self.rec[1 + j]
-        tok[n + 1] = self.bos
-        return n
-
-
-# --- output ---
-
-
-def print_step(done, loss_q16, rate):
-    """The `step` line: the loss also in decimal from integers (loss_q16 / 2**16 to 4
-    places, half up), rate in tenths of steps/s."""
-    d = (loss_q16 * 10000 + (1 << 15)) >> 16
-    print(f"step {done} loss_q16 {loss_q16} loss {d // 10000}.{d % 10000:04d} rate "
-          f"{rate // 10}.{rate % 10}")
-
-
-# --- the run ---
-
-
-def save(cfg, mdl, step, seconds):
-    meta = {"kind": "int", "step": step, "config": cfg["train_config"], "p1": mdl.p1,
-            "p2": mdl.p2, "stalled_total": mdl.stalled_total, "steps_taken": mdl.steps_taken,
-            "saturations": {}, "seconds": seconds, "firmware": 1}
-    import ckpt
-
-    ckpt.save(cfg["checkpoint"], meta, mdl)
-    print("ckpt", step)
+# Memory (firmware/README.md): this module stays in memory for the whole run (under
+# `-m` its module body too), so the run loop is one function, the record reader and
+# the step line inside it; what runs once is in the setup's stages (dropped)
 
 
 def _drop(name):
@@ -78,96 +38,91 @@ def _drop(name):
         del sys.modules[name]
 
 
-def _reserve(path):
-    """(a bytearray of the state block's size, at the bottom of the heap, and the first
-    look it comes from: layout.first_look); layout leaves memory first."""
-    import layout
-
-    look = layout.first_look(path)
-    _drop("layout")
-    layout = None
-    gc.collect()
-    return bytearray(look[1][0]), look
-
-
-def setup(path):
-    """The config, with the number of records of the dataset ("count") and the Model's
-    numbers with the state block's layout (cfg["numbers"][0]): the cold code runs and is
-    dropped, with the policy and the parameter table. Meanwhile the bottom of the heap
-    is kept for the state block by a reservation of its size, so that the setup's code
-    comes and goes above it. Nothing is allocated after the reservation is let go, so
-    the block takes its place (run)."""
-    block, look = _reserve(path)
-    import runcfg
+def save(cfg, mdl, step, seconds):
+    """A checkpoint after `step` steps: ckpt.py comes for the save and leaves after it."""
+    import ckpt
 
     try:
-        cfg = runcfg.load_config(path)
-        cfg["count"] = runcfg.check_dataset(cfg["data"])
+        ckpt.save(cfg, mdl, step, seconds)
     finally:
-        for name in ("runcfg", "policy", "params"):
-            _drop(name)
-    nums = cfg["numbers"][0]
-    key = (nums[0], nums[6], nums[7], nums[4][4] == 4)  # mode 4: kahan
-    lay = look[1]
-    if look[0] != key:  # the first look missed (it cannot for a good config): again
-        import layout
+        ckpt = None
+        _drop("ckpt")
+        gc.collect()
+    print("ckpt", step)
 
-        lay = layout.block_bytes(*key)
-    cfg["numbers"] = (nums + (lay,),) + cfg["numbers"][1:]  # the Model's numbers, and lay
-    del block
-    return cfg
+
+def _setup(name, a, b):
+    """The setup module `name`'s setup(a, b), then the module leaves memory (each drops
+    the modules it imported for the setup). In a function of its own, so that no stale
+    reference to the module stays in run's frame, which the garbage collector scans."""
+    try:
+        return __import__(name).setup(a, b)
+    finally:
+        _drop(name)
+        gc.collect()
 
 
 def begin(cfg, mdl, numbers):
-    """(first step, seconds before): the initial weights, or a resume (restore.py,
-    dropped after use)."""
-    import restore
-
-    try:
-        return restore.begin(cfg, mdl, numbers)
-    finally:
-        _drop("restore")
+    """(first step, seconds before): the state setup found (the initial weights, or a
+    checkpoint's) is in the block already; a resume also gives the Model's counters.
+    With master weights, the data weights follow from them."""
+    got = cfg.pop("begin")
+    if got[2] is not None:
+        mdl.p1, mdl.p2, mdl.stalled_total, mdl.steps_taken = got[2]
+    mdl.refresh_data(0, mdl.off[-1])
+    return got[0], got[1]
 
 
 def run(path):
-    # Memory (firmware/README.md): the bottom of the heap is kept for the state block
-    # while the setup's code comes and goes above it; then the block (its size follows
-    # the policy's containers; the master weights are its last piece) takes the bottom,
-    # layout's views into it are made, layout leaves, and the training code fills the
-    # holes
-    cfg = setup(path)
-    gc.collect()
-    block = bytearray(cfg["numbers"][0][8][0])
-    import layout  # still in memory from setup
-
-    views = layout.views(block, cfg["numbers"][0])
-    _drop("layout")
-    layout = block = None
-    gc.collect()
-    import ckpt
-    import model as MD
+    # the setup's stages, one module at a time, each dropped after use (firmware/README.md,
+    # "Memory"): runcfg (the config) puts the state block at the bottom of the heap, so
+    # that the setup's code comes and goes above it; runpolicy resolves the policy; layout
+    # makes the views into the block; restore fills it (the initial weights, or a
+    # checkpoint); then the training code fills the holes they left
+    cfg = _setup("runcfg", path, None)
+    _setup("runpolicy", cfg, None)
+    # the kernels and the PRNG (for the run, and restore's) fill the holes the policy
+    # left, not those restore will leave
+    import kernels  # noqa: F401
     import prng
 
-    steps, seed = cfg["steps"], cfg["seed"]
+    views = _setup("layout", cfg, None)
+    _setup("restore", cfg, views)
+    if cfg["numbers"][7][1] or cfg["numbers"][7][3]:  # block-scaled Adam state (9.6):
+        import blockadam  # noqa: F401  model imports it at the first step; it takes a hole now
+    import model as MD
+
+    steps, seed, data, count = cfg["steps"], cfg["seed"], cfg["data"], cfg["count"]
     numbers = cfg.pop("numbers")
-    mdl = MD.Model(views, numbers[0], seed)
+    mdl = MD.Model(views, numbers, seed)
     views = None
-    ds = Dataset(cfg["data"], cfg["count"], MD.BOS)
-    gc.collect()
     start, seconds_before = begin(cfg, mdl, numbers)
     numbers = None
     end = steps if cfg["stop_at"] is None else min(steps, cfg["stop_at"])
+    # the packed dataset (qgpt/pack.py, checked by runcfg): one record read per step
+    f = open(data, "rb")
+    rec = bytearray(RECORD)
+    tok = mdl.tok
     gc.collect()
     peak = gc.mem_alloc()
     print(f"qgpt start {cfg.pop('formats')} steps={steps} from={start} to={end} "
-          f"records={ds.count} viper={MD.word_bits()} heap={peak}")  # formats: once
+          f"records={count} viper={MD.word_bits()} heap={peak}")  # formats: once
     dumps = cfg["dump_steps"]
     log_every, every = cfg["log_every"], cfg["checkpoint_every"]
     saved = start
     t0 = ticks_ms()
     elapsed = 0
     for step in range(start, end):
-        n = ds.read(prng.doc_index(step, ds.count, seed), mdl.tok)
+        # the step's record into tok as [BOS] + letters + [BOS]
+        i = prng.doc_index(step, count, seed)
+        f.seek(DATA_HEADER + i * RECORD)
+        f.readinto(rec)
+        n = rec[0]
+        if not 1 <= n < RECORD:
+            raise RunError(f"data {data}: record {i} has length {n}")
+        tok[0] = tok[n + 1] = _BOS
+        for i in range(n):
+            tok[1 + i] = rec[1 + i]
         done = step + 1
         dumper = None
         if done in dumps:  # debug (conformance): the state after this step, to a file
@@ -180,8 +135,13 @@ def run(path):
             peak = used
         gc.collect()
         if done % log_every == 0 or done == end:
+            # the loss also in decimal from integers (loss_q16 / 2**16 to 4 places, half
+            # up), the rate in tenths of steps/s
             elapsed = ticks_diff(ticks_ms(), t0)
-            print_step(done, loss_q16, (done - start) * 10000 // max(1, elapsed))
+            d = (loss_q16 * 10000 + (1 << 15)) >> 16
+            i = (done - start) * 10000 // max(1, elapsed)
+            print(f"step {done} loss_q16 {loss_q16} loss {d // 10000}.{d % 10000:04d} rate "
+                  f"{i // 10}.{i % 10}")
         if dumper is not None:
             dumper.close()
         if (every and done % every == 0) or done == steps:
@@ -190,10 +150,12 @@ def run(path):
     elapsed = ticks_diff(ticks_ms(), t0)
     if end > saved:  # stopped early (stop_at): keep the state so that a resume continues
         save(cfg, mdl, end, seconds_before + elapsed / 1000)
+    import ckpt
+
     crc = mdl.state_crc(ckpt.crc32)
     # the samples: the dataset and the checkpoint writer leave memory, sampling comes
-    ds.f.close()
-    ds = ckpt = None
+    f.close()
+    f = ckpt = None
     _drop("ckpt")
     gc.collect()
     import sampling

@@ -1,74 +1,106 @@
 """The state at the start of a run on the device, once per run: the initial weights
-from the seed, or a checkpoint (ckpt.py's container) read back into the Model and
-checked. Imported by qgpt_train for that, then dropped from memory.
+from the seed, or a checkpoint (ckpt.py's container) read back and checked, into the
+state block. The last of the setup's stages (qgpt_train), then dropped from memory
+(ckpt with it, right after use; kernels and prng stay for the run).
 """
 
 import json
+import os
 import struct
+import sys
 
-import ckpt
-import kernels
-import prng
 from micropython import const
 from runbase import RunError
 
 _CHUNK = const(32)  # int32 values read at a time into the Model's chunk buffer
 
 
-def begin(cfg, mdl, numbers):
-    """Set mdl's state for the run of cfg; returns (its first step, the seconds of the
-    sessions before). Resumes from cfg's checkpoint if asked and it exists; else the
-    initial weights. numbers: runcfg's (the Model's, prng.init_tensor's (sh, lo, hi,
-    nb))."""
+def setup(cfg, views):
+    """The state at the start of the run of cfg into the state block (views:
+    layout.setup's): cfg["begin"] = (its first step, the seconds of the sessions
+    before, the Model's (p1, p2, stalled_total, steps_taken) or None for a new run).
+    Resumes from cfg's checkpoint if asked and it exists; else the initial weights from
+    the seed."""
+    init = cfg.pop("init")  # prng.init_tensor's (sh, lo, hi, nb) for the weight store
     path = cfg["checkpoint"]
     if cfg["resume"]:
-        if ckpt.exists(path):
-            meta = resume(cfg, mdl)
-            return meta["step"], meta.get("seconds", 0.0)
-        if ckpt.exists(path + ".tmp"):  # FAT: a save cut short between remove and rename
+        if _exists(path):
+            meta = resume(cfg, views)
+            cfg["begin"] = (meta["step"], meta.get("seconds", 0.0), (
+                meta["p1"], meta["p2"], meta["stalled_total"], meta["steps_taken"]))
+            _compact(cfg)
+            return
+        if _exists(path + ".tmp"):  # FAT: a save cut short between remove and rename
             raise RunError(f"checkpoint {path} is missing but {path}.tmp is there (a save "
                            f"was cut short): rename it to {path} to resume")
         print("note no checkpoint", path, "to resume: starting from step 0")
-    init_weights(mdl, numbers[1])
-    return 0, 0.0
+    init_weights(views[5], cfg["numbers"][1], cfg["seed"], init)
+    cfg["begin"] = (0, 0.0, None)
+    _compact(cfg)
 
 
-def init_weights(mdl, init):
-    """The initial weights from the seed (section 4, init), tensor j of the table from
-    key(seed, INIT, j); init: the policy's init_args (sh, lo, hi, nb)."""
+def _compact(cfg):
+    """The run's config in a table of its size (the copy of runcfg.DEFAULTS it started
+    as had room for every key the setup took out)."""
+    items = list(cfg.items())
+    cfg.clear()
+    for k, v in items:
+        cfg[k] = v
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def init_weights(store, off, seed, init):
+    """The initial weights from the seed (section 4, init) into the weight store, tensor
+    j of the table (off: its offsets, then N) from key(seed, INIT, j); init: the
+    policy's init_args (sh, lo, hi, nb)."""
+    import prng
+
     sh, lo, hi, w = init  # w: bytes a weight of the store
-    st = memoryview(mdl.store)
-    off = mdl.off
+    st = memoryview(store)
     for j in range(len(off) - 1):
-        k = prng.key(mdl.seed, prng.STREAM_INIT, j)
+        k = prng.key(seed, prng.STREAM_INIT, j)
         prng.init_tensor(st[w * off[j] : w * off[j + 1]], k, off[j + 1] - off[j], sh, lo, hi,
                          w)
-    mdl.refresh_data(0, off[-1])
 
 
-def resume(cfg, mdl):
-    """Load cfg's checkpoint into mdl; returns its meta. A checkpoint made with other
-    settings, or a damaged one, is refused."""
+def resume(cfg, views):
+    """Load cfg's checkpoint into the state block; returns its meta. A checkpoint made
+    with other settings, or a damaged one, is refused."""
     path = cfg["checkpoint"]
-    meta = load_checkpoint(path, mdl)
+    meta = load_checkpoint(path, views)
     if meta.get("kind") != "int":
         raise RunError(f"checkpoint {path}: kind {meta.get('kind')!r}, want an integer run")
     saved = meta.get("config", {})
-    mine = cfg["train_config"]
+    mine = json.loads(cfg["train_config"])
     diff = [k for k in ("format", "rounding", "master", "policy", "seed", "steps", "lr")
             if saved.get(k, "") != mine[k]]
     if diff:
         raise RunError(f"checkpoint {path} was made with other settings ({', '.join(diff)});"
                        " resume with the same ones or use another checkpoint path")
-    mdl.p1, mdl.p2 = meta["p1"], meta["p2"]
-    mdl.stalled_total, mdl.steps_taken = meta["stalled_total"], meta["steps_taken"]
     return meta
 
 
-def load_checkpoint(path, mdl):
-    """Read a checkpoint into mdl (model.Model.state: store, m, v and 9.6's arrays)
-    after checking its magic, version, CRC32 and arrays; returns its meta. Raises
-    RunError, saying what is wrong."""
+def load_checkpoint(path, views):
+    """Read a checkpoint into the state block (the state arrays of layout.views, which
+    model.Model.state keeps: store, m, v and 9.6's arrays) after checking its magic,
+    version, CRC32 and arrays; returns its meta. Raises RunError, saying what is
+    wrong."""
+    import ckpt
+    import kernels
+
+    chunk, state = views[4], views[6]
+    # what the reader takes from the writer's module, which then leaves memory before the
+    # header is parsed (crc32: binascii's, or ckpt's own on ports without it)
+    magic, version_, crc32, want = ckpt.MAGIC, ckpt.VERSION, ckpt.crc32, ckpt.arrays(state)
+    ckpt = None
+    del sys.modules["ckpt"]
     try:
         f = open(path, "rb")
     except OSError:
@@ -77,29 +109,28 @@ def load_checkpoint(path, mdl):
         size = f.seek(0, 2)
         f.seek(0)
         head = f.read(10)
-        if size < 14 or head[:4] != ckpt.MAGIC:
+        if size < 14 or head[:4] != magic:
             raise RunError(path + ": not a qgpt checkpoint (bad magic)")
         # the CRC32 of everything before the trailer, streamed
         buf = bytearray(256)
         mv = memoryview(buf)
-        crc = ckpt.crc32(head, 0)
+        crc = crc32(head, 0)
         left = size - 4 - len(head)
         while left > 0:
             n = f.readinto(mv[: min(256, left)])
             if not n:
                 break
-            crc = ckpt.crc32(mv[:n], crc)
+            crc = crc32(mv[:n], crc)
             left -= n
         trailer = struct.unpack("<I", f.read(4))[0]
         if left != 0 or (crc & 0xFFFFFFFF) != trailer:
             raise RunError(path + ": corrupted or truncated (CRC32 mismatch)")
         f.seek(10)
         version, hlen = struct.unpack("<HI", head[4:10])
-        if version != ckpt.VERSION:
+        if version != version_:
             raise RunError(f"{path}: checkpoint version {version}, this firmware reads "
-                           f"version {ckpt.VERSION}")
+                           f"version {version_}")
         header = json.loads(f.read(hlen))
-        want = ckpt.arrays(mdl)
         if header.get("arrays") != want:
             raise RunError(f"{path}: holds arrays {header.get('arrays')}, this run's policy "
                            f"has {want}")
@@ -107,13 +138,12 @@ def load_checkpoint(path, mdl):
             raise RunError(path + ": array sizes do not match the file length")
         # every array int32 on file; each container takes them narrowed, checked
         # against the class's range (model.Model.state)
-        for name, buf, nb, n, lo, hi in mdl.state:
+        for name, buf, nb, n, lo, hi in state:
             bad = 0
             for off in range(0, n, _CHUNK):
                 k = min(_CHUNK, n - off)
-                f.readinto(memoryview(mdl.chunk)[: 4 * k])
-                bad += kernels.narrow(buf, off, mdl.chunk, k, lo, hi, nb)
+                f.readinto(memoryview(chunk)[: 4 * k])
+                bad += kernels.narrow(buf, off, chunk, k, lo, hi, nb)
             if bad:
                 raise RunError(f"{path}: {bad} values of {name} do not fit this run's policy")
-    mdl.refresh_data(0, ckpt.N)
     return header["meta"]

@@ -1,8 +1,9 @@
 """What the run's modules share, below all of them: the error type of a bad config,
 dataset or checkpoint, and the packed dataset's layout (qgpt/pack.py).
 
-qgpt_train (the entry point), runcfg and restore import it; it imports nothing of
-the firmware, so no import goes back up to the entry point.
+qgpt_train (the entry point) and the setup's stages (runcfg, runpolicy, restore)
+import it; it imports nothing of the firmware, so no import goes back up to the entry
+point.
 """
 
 from micropython import const

@@ -1,14 +1,14 @@
-"""The run's setup on the device, used once and then dropped from memory by
-qgpt_train (firmware/README.md, "Memory"): the config, the dataset's check, and
-the numbers the Model takes from the policy.
+"""The run's setup on the device, the first of its four stages (then runpolicy.setup,
+layout.setup and restore.setup), each dropped from memory by qgpt_train after use
+(firmware/README.md, "Memory"): the state block's place, the config, the dataset's
+check.
 """
 
+import gc
 import json
 import struct
+import sys
 
-import ckpt
-import params
-import policy
 from micropython import const
 from runbase import DATA_HEADER, RECORD, RunError
 
@@ -37,20 +37,34 @@ DEFAULTS = {
 }
 
 
-def _format(name, key, bits):
-    """(I, F) of the format `name` given for the config's key, at most `bits` bits."""
-    try:
-        i, f = policy.parse_format(name)
-    except (ValueError, IndexError, TypeError, AttributeError):
-        raise RunError(f"{key} {name!r} is not a format like q4.12") from None
-    if i < 1 or f < 0 or i + f > bits:
-        raise RunError(f"{key} {name}: want qI.F with I >= 1 and at most {bits} bits")
-    return i, f
+def _drop(name):
+    if name in sys.modules:
+        del sys.modules[name]
+
+
+def setup(path, _):
+    """The config at path, checked (load_config), with the number of records of the
+    dataset ("count") and the state block, zeroed ("block"). The block takes the bottom
+    of the heap (its size from a first look at the config) before anything else of the
+    setup is allocated, so that the setup's code comes and goes above it; runpolicy
+    resolves the policy, layout.setup checks the block's size, restore.setup fills it."""
+    import layout
+
+    size = layout.first_look(path)  # a small int: nothing of the look stays
+    _drop("layout")
+    layout = None
+    gc.collect()
+    block = bytearray(size)  # zeroed; the state block if the first look was right
+    cfg = load_config(path)
+    cfg["count"] = check_dataset(cfg["data"])
+    _drop("ckpt")  # check_dataset's CRC32
+    cfg["block"] = block
+    return cfg
 
 
 def load_config(path):
-    """The config: DEFAULTS updated by the JSON file at path, checked; with the
-    firmware Policy under "policy"."""
+    """The config: DEFAULTS updated by the JSON file at path, checked but for its
+    formats, rounding and policy (runpolicy.setup checks those), with lr_q30."""
     try:
         with open(path) as f:
             user = json.load(f)
@@ -64,23 +78,8 @@ def load_config(path):
             known = ", ".join(sorted(DEFAULTS))
             raise RunError(f"config {path}: unknown key {k!r} (known: {known})")
         cfg[k] = user[k]
-    data = _format(cfg["format"], "format", 16)
-    if cfg["rounding"] not in policy.ROUNDINGS:
-        raise RunError(f"rounding {cfg['rounding']!r}: want one of {', '.join(policy.ROUNDINGS)}")
-    master = None
-    if cfg["master"] in ("", "none", None):
-        cfg["master"] = ""
-    else:
-        master = _format(cfg["master"], "master", 32)
-    classes = cfg["policy"] or {}
-    if not isinstance(classes, dict):
-        raise RunError(f"policy {classes!r}: want null or an object of class: format")
-    given = classes.get("master")
-    if master is not None and given is not None:
-        other = None if given in ("", "none") else _format(given, "policy master", 32)
-        if other != master:
-            raise RunError(f"master {cfg['master']} and the policy's master {given} differ:"
-                           " give one of them")
+    if not isinstance(cfg["policy"] or {}, dict):
+        raise RunError(f"policy {cfg['policy']!r}: want null or an object of class: format")
     for k, low in (("steps", 1), ("checkpoint_every", 0), ("samples", 0), ("log_every", 1)):
         if not isinstance(cfg[k], int) or cfg[k] < low:
             raise RunError(f"{k} {cfg[k]!r}: want a whole number >= {low}")
@@ -90,40 +89,16 @@ def load_config(path):
         raise RunError(f"lr {cfg['lr']!r} must lie in (0, 1)")
     if not cfg["temperature"] > 0:
         raise RunError(f"temperature {cfg['temperature']!r} must be above 0")
-    lr_q30 = cfg["lr_q30"]
-    if lr_q30 is None:
-        lr_q30 = round(cfg["lr"] * (1 << 30))
-    try:
-        P = policy.Policy(data, cfg["rounding"], master, lr_q30, classes)
-    except ValueError as e:
-        raise RunError(str(e)) from None
-    W = P.formats[0]
-    # the classes that --format (= the weights' format) and master imply
-    defaults = policy.resolve(W.name, {"master": P.master.name} if P.master else {})
-    # the Model's numbers; prng.init_tensor's (sh, lo, hi, nb) for the initial weights;
-    # the (name, lo, hi) of the weight store, adam_m and adam_v, for a resume
-    cfg["numbers"] = (model_numbers(P), P.init_args())
-    master_name = P.master.name if P.master else "-"
-    spec = policy.canonical(P.formats)
-    cfg["formats"] = (f"format={W.name} rounding={P.rounding} master={master_name} "
-                      f"policy={spec}")
-    # the checkpoint's config: the host's TrainConfig fields (qgpt/train.py), with the
-    # normal form of 3.8: format = weights, policy "" when the classes are format's defaults
-    cfg["train_config"] = {
-        "data": cfg["data"], "steps": cfg["steps"], "seed": cfg["seed"], "lr": cfg["lr"],
-        "format": W.name, "rounding": cfg["rounding"],
-        "master": P.master.name if P.master else "",
-        "policy": "" if policy.canonical(defaults) == spec else spec,
-        "lowercase": False, "skip_long": False, "checkpoint_every": cfg["checkpoint_every"],
-        "strict": False}
-    for k in ("format", "rounding", "master", "policy", "lr", "lr_q30"):
-        del cfg[k]  # in train_config and the numbers now: memory for the run
+    if cfg["lr_q30"] is None:
+        cfg["lr_q30"] = round(cfg["lr"] * (1 << 30))
     return cfg
 
 
 def check_dataset(path):
     """The number of records of the packed dataset at path (qgpt/pack.py), after
     checking its header and the records' CRC32 (streamed)."""
+    import ckpt
+
     try:
         f = open(path, "rb")
     except OSError:
@@ -151,12 +126,3 @@ def check_dataset(path):
     if count < 1 or size != count * RECORD or (got & 0xFFFFFFFF) != crc:
         raise RunError(f"data {path}: corrupted or truncated (size or CRC32 mismatch)")
     return count
-
-
-def model_numbers(P):
-    """What firmware/model.py's Model takes from the policy P and the parameter table,
-    in tuples (the order of Model.__init__), so that neither module stays in memory
-    during training."""
-    nb, fwd, bwd, opt, schedule, wide, blocks = P.numbers()
-    offs = [off for _, off, _ in params.layout()] + [params.N_PARAMS]
-    return nb, tuple(offs), fwd, bwd, opt, schedule, wide, blocks

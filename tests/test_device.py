@@ -536,11 +536,17 @@ done step 4 hash 0badcafe
         path.write_text(log.replace('"q4.12"}', '"q4.12", "data_crc32": 7}'))
         other_names = device.read_sessions(path, {"format": "q4.12", "data_crc32": 8})
         same_names = device.read_sessions(path, {"format": "q4.12", "data_crc32": 7})
+        path.write_text(log.replace('"q4.12"}', '"q4.12", "policy": {"weights": "q2.6"}}'))
+        q26, q44 = {"weights": "q2.6"}, {"weights": "q4.4"}
+        other_policy = device.read_sessions(path, {"format": "q4.12", "policy": q44})
+        same_policy = device.read_sessions(path, {"format": "q4.12", "policy": q26})
     finally:
         path.unlink()
     assert other == ({}, [], None)  # sessions of another run are skipped
     assert other_names == ({}, [], None)  # ... and of another dataset
     assert same_names == (losses, samples, done)
+    assert other_policy == ({}, [], None)  # ... and of another policy (same --format)
+    assert same_policy == (losses, samples, done)
     assert losses == {1: (1.0, 1), 2: (2.0, 2), 3: (3.3, 33), 4: (4.4, 44)}
     assert samples == ["ann"] and done == {"step": 4, "hash": "0badcafe"}
     assert device.parse_line("qgpt start format=q4.12 rounding=nearest master=- steps=9 "

@@ -13,7 +13,9 @@ import os
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -259,6 +261,41 @@ def test_training_fits_a_96k_heap_and_reports_its_peak(device, tmp_path):
     assert "from=20 to=25" in again.start and again.done["heap_peak"] < 88 * 1024
 
 
+def _train_resume_int8(device, folder, heapsize):
+    """One session of 6 steps, and 3 steps then a resume to 6 (--policy int8: 8-bit
+    containers, block-scaled Adam state, Kahan updates), at heapsize."""
+    case = cf.policy_case("int8")
+    whole = _train(device, folder / "whole", case, heapsize=heapsize, stop_at=6, samples=2)
+    first = _train(device, folder / "parts", case, heapsize=heapsize, stop_at=3,
+                   checkpoint_every=2)
+    second = _train(device, folder / "parts", case, heapsize=heapsize, stop_at=6, samples=2,
+                    resume=True)
+    return case, whole, first, second
+
+
+def test_int8_trains_and_resumes_in_its_heap(device, tmp_path):
+    # issue 13 (firmware/README.md, "Memory"): the int8 preset from TRAIN_HEAPSIZE_INT8
+    # on the 64-bit unix port, through the setup's stages, a checkpoint, a resume and
+    # the samples; bit-exact with one session and with the simulator
+    case, whole, first, second = _train_resume_int8(device, tmp_path, cf.TRAIN_HEAPSIZE_INT8)
+    for run in (whole, first, second):
+        assert not run.failure, run.failure
+    assert first.ckpts == [2, 3] and "from=3 to=6" in second.start
+    assert second.done["hash"] == whole.done["hash"] and second.samples == whole.samples
+    assert {**first.losses, **second.losses} == whole.losses
+    model, losses, _ = cf.simulate(case, device["names"], 6)
+    assert whole.done["hash"] == cf.model_hash(model)
+    assert [whole.losses[i + 1] for i in range(6)] == losses
+    assert int(whole.start.split("heap=")[1]) < 58 * 1024  # about 56.8 KB after setup
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13's 56K is not reached: the run alone holds "
+                   "about 57 KB on the 64-bit port (firmware/README.md, Memory)")
+def test_int8_in_the_issues_56k(device, tmp_path):
+    _, whole, first, second = _train_resume_int8(device, tmp_path, "56K")
+    assert not (whole.failure or first.failure or second.failure)
+
+
 def test_the_names_stay_below_the_qstr_pools_threshold(device, tmp_path):
     # every distinct name the firmware loads is interned for good; past 300 MicroPython
     # allocates a 320-entry pool in one 3.5 KB piece (1.8 KB on a 32-bit board), so a
@@ -278,8 +315,8 @@ def test_the_names_stay_below_the_qstr_pools_threshold(device, tmp_path):
 
 
 def test_the_firmwares_copies_of_the_shape_agree_with_the_table():
-    # model.py, sampling.py, layout.py and runbase.py carry the shape as consts, so that the
-    # params module can leave memory (firmware/README.md, "Memory")
+    # model.py, sampling.py, layout.py, runbase.py and qgpt_train.py carry the shape as
+    # consts, so that the params module stays out of memory (firmware/README.md, "Memory")
     from qgpt import params
 
     def consts(name):
@@ -312,6 +349,15 @@ def test_the_firmwares_copies_of_the_shape_agree_with_the_table():
     assert [lay[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK", "_PIECE")] == [
         m[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK", "_GRAD_MAX")]
     assert consts("runbase.py")["RECORD"] == params.BLOCK
+    assert consts("qgpt_train.py")["_BOS"] == params.BOS
+    # the parameter table's offsets, which layout.py gives the Model (firmware/params.py
+    # stays off the device's heap during a run)
+    shim = types.ModuleType("micropython")
+    shim.const = lambda x: x
+    with mock.patch.dict(sys.modules, {"micropython": shim}):
+        ns = {}
+        exec(compile((FIRMWARE / "layout.py").read_text(), "layout.py", "exec"), ns)
+    assert ns["offsets"]() == tuple(s.offset for s in params.SLOTS) + (params.N_PARAMS,)
 
 
 def test_too_small_a_heap_says_so(device, tmp_path):

@@ -2,7 +2,8 @@
 each SPEC, the firmware trains 20 steps on the unix port (checkpoint, then a resume to
 step 40 with samples) and prints the heap after setup (the
 `start` line's heap=), the heap peak (the `done` line's heap_peak) and the smallest
-heap size (micropython's X option), in K, at which both sessions finish.
+heap size (micropython's X option), in K, from which both sessions finish at every
+size up to 128K.
 
     python firmware/tools/heap_by_policy.py [SPEC ...]    (default: the table of README)
 

@@ -8,8 +8,9 @@ conform_ops.py importing the pieces.
 
 Each build trains 20 steps on the unix port at 96K (checkpoint, then a resume to step 40
 with samples) and prints the heap after setup (the `start` line's heap=), the heap peak
-(the `done` line's heap_peak) and the smallest heap size (the X option), in K, at which
-both sessions finish. This file is a host tool: it is not deployed (the device gets firmware/*.py).
+(the `done` line's heap_peak) and the smallest heap size (the X option), in K, from which
+both sessions finish at every size up to 96K. This file is a host tool: it is not
+deployed (the device gets firmware/*.py).
 """
 
 import argparse
@@ -45,7 +46,8 @@ def split_kernels(dest):
     head, body = text[:first], text[first:]
     consts = re.findall(r"^(_[A-Z0-9_]+) = const\(.*$", head, re.M)
     const_lines = {c: re.search(rf"^{c} = const\(.*$", head, re.M).group(0) for c in consts}
-    table = head[head.index("EXP2_Q15 = "):head.index("))\n") + 3]
+    start = head.index("EXP2_Q15 = ")
+    table = head[start:head.index("])\n", start) + 3]  # the table: array("i", [...])
     pieces = {}
     for section in re.split(r"\n(?=# --- )", body.strip("\n")):
         title = section.splitlines()[0]
@@ -63,14 +65,15 @@ def split_kernels(dest):
     (dest / "kernels.py").unlink()
     for path in sorted(dest.glob("*.py")):
         src = path.read_text()
-        if not re.search(r"^import kernels", src, re.M):
+        imports = re.compile(r"^( *)import kernels(?: as K)?\b.*$", re.M)
+        if not imports.search(src):
             continue
-        src = src.replace("import kernels\n", "import kernels as K\n")
         src = re.sub(r"\bkernels\.(?!py\b)(\w+)", r"K.\1", src)
-        used = sorted({owner[f] for f in re.findall(r"\bK\.(\w+)", src)})
+        # the pieces the file calls; all of them where it imports kernels only to place it
+        used = sorted({owner[f] for f in re.findall(r"\bK\.(\w+)", src)}) or sorted(pieces)
         src = re.sub(r"\bK\.(\w+)", lambda m: f"{ALIASES[owner[m.group(1)]]}.{m.group(1)}", src)
-        src = src.replace("import kernels as K\n",
-                          "".join(f"import {u} as {ALIASES[u]}\n" for u in used))
+        lines = [f"import {u} as {ALIASES[u]}" for u in used]
+        src = imports.sub(lambda m, lines=lines: "\n".join(m.group(1) + x for x in lines), src)
         path.write_text(src)
     return sorted(pieces)
 
@@ -105,19 +108,20 @@ def train(fw, folder, data, fmt, heapsize, resume):
 
 def measure(fw, work, data, fmt, heaps=range(80, 97)):
     """(heap after setup, heap peak, smallest heapsize in K) of a build: trained at the
-    largest of heaps, then the smallest of heaps that trains and resumes."""
+    largest of heaps, then, going down, the smallest of heaps from which every larger
+    one trains and resumes (fragmentation can make an isolated smaller one pass)."""
     top = f"{heaps[-1]}K"
     first = train(fw, work / top, data, fmt, top, False)
     second = train(fw, work / top, data, fmt, top, True)
     if first is None or second is None:
         raise SystemExit(f"{fw}: training at {top} failed")
     smallest = None
-    for k in heaps:
+    for k in reversed(heaps):
         folder = work / f"{k}K"
-        if train(fw, folder, data, fmt, f"{k}K", False) and \
-                train(fw, folder, data, fmt, f"{k}K", True):
-            smallest = k
+        if not (train(fw, folder, data, fmt, f"{k}K", False) and
+                train(fw, folder, data, fmt, f"{k}K", True)):
             break
+        smallest = k
     return first[0], max(first[1], second[1]), smallest
 
 

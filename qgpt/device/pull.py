@@ -29,6 +29,7 @@ from qgpt.device.paths import (
 from qgpt.device.session import CONNECT_TIMEOUT
 from qgpt.device.stream import read_sessions
 from qgpt.device.transfer import Board
+from qgpt.policy import device_config
 
 
 def state_hash(arrays):
@@ -88,8 +89,10 @@ def pull(port, out, log_path=None, timeout=CONNECT_TIMEOUT, log=print):
         log_path = next((p for p in (out / HOST_LOG, Path(DEFAULT_RUN_DIR) / HOST_LOG)
                          if p.is_file()), out / HOST_LOG)
     log_path = Path(log_path)
-    stream_losses, samples, done = read_sessions(
-        log_path, {**asdict(run_cfg), "data_crc32": deployed.get("data_crc32")})
+    session = {**asdict(run_cfg), "data_crc32": deployed.get("data_crc32")}
+    if hasattr(model, "policy"):  # the classes as the session line records them
+        session["policy"] = device_config(model.policy)["policy"]
+    stream_losses, samples, done = read_sessions(log_path, session)
     if rows is None:
         # streamed step N = N steps done: the loss of step index N - 1, as qgpt train counts
         rows = [(s - 1, v[0], v[1]) for s, v in sorted(stream_losses.items())]

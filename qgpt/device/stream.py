@@ -115,8 +115,8 @@ def read_sessions(path, run=None):
     """The host's device.log -> losses {step: (loss, loss_q16)} of the latest run, its
     samples and done fields. A session without resume starts a new run; a resumed one
     replaces the steps after its starting point. run: {format, rounding, master, lr,
-    seed} and the dataset's data_crc32; sessions of other settings or of another dataset
-    are skipped."""
+    seed}, the dataset's data_crc32 and policy (the device config's classes); sessions
+    of other settings, of another policy or of another dataset are skipped."""
     losses, samples, done = {}, [], None
     if not path or not Path(path).is_file():
         return losses, samples, done
@@ -134,8 +134,8 @@ def read_sessions(path, run=None):
                 raise _bad_log(where, "its run= settings are not a JSON object")
             skipping = run is not None and settings is not None and (
                 any(settings.get(k) != run.get(k) for k in RUN_KEYS)
-                or ("data_crc32" in settings and "data_crc32" in run  # older logs lack it
-                    and settings["data_crc32"] != run["data_crc32"]))
+                or any(k in settings and k in run and settings[k] != run[k]  # older logs
+                       for k in ("data_crc32", "policy")))  # lack these
             if not skipping:
                 if "resume=0" in text.split():
                     losses, done = {}, None

@@ -91,7 +91,8 @@ def train(port, steps=None, checkpoint_every=None, resume=False, discard_checkpo
         make_folder(out, "--out")
         with open(out / HOST_LOG, "a") as log_file:
             # the session's run: its settings and dataset (pull skips other runs' sessions)
-            session = {**{k: cfg.get(k) for k in RUN_KEYS}, "data_crc32": record["data_crc32"]}
+            session = {**{k: cfg.get(k) for k in RUN_KEYS}, "data_crc32": record["data_crc32"],
+                       "policy": cfg.get("policy")}
             log_file.write(f"# qgpt device train {time.strftime('%Y-%m-%dT%H:%M:%S')} port={port} "
                            f"resume={int(bool(resume))} steps={cfg['steps']} "
                            f"run={json.dumps(session, sort_keys=True)}"

@@ -139,7 +139,8 @@ AXES = (
          "such as int8 (repeatable; docs/arithmetic.md, section 3)", parse=_label, default=("",),
          integer_only=True, repeatable=True, grid_keys=("policies", "policy")),
     Axis("rounding", "--rounding",
-         "comma-separated weight-update roundings: nearest,floor,stochastic (default nearest)",
+         f"comma-separated weight-update roundings: {','.join(UPDATE_ROUNDINGS)} (default "
+         "nearest)",
          parse=_rounding, default=("nearest",), integer_only=True,
          grid_keys=("roundings", "rounding")),
     Axis("master", "--master",
