@@ -441,14 +441,48 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
 
 
 # --- linear (sections 6, 7) ---
+#
+# The fast paths. With 16-bit operands a dot product of n <= 64 terms can reach 2**36,
+# hence the int32 pair (3.7). But |S| <= sum_i |a_i| * max |b|: when the L1 norm of one
+# operand's vector times a bound on the other's magnitude is below 2**30 (checked with a
+# division, never a product that could overflow), every partial sum fits one int32 and
+# sat(rnd(S, s)) is computed from S directly, the same integer as the pair's recipe
+# (3.7: "a plain int32 sum gives the same integer"). Four accumulators share each load
+# of the operand that they have in common; the dimensions they block (n_in, and the
+# rows of dx) are multiples of 4, and a remainder of rows goes to the general loop.
+
+
+@micropython.viper
+def abs_max(buf, n: int, nb: int) -> int:
+    """max |buf[i]| for i < n, a buffer of nb bytes a signed value (1, 2 or 4; int32
+    values within +-2**30): the magnitude bound of the linear kernels' fast paths."""
+    p8 = ptr8(buf)
+    p16 = ptr16(buf)
+    p32 = ptr32(buf)
+    one = 1
+    s32 = one << 31
+    big = 0
+    for i in range(n):
+        if nb == 2:
+            v = (p16[i] ^ 0x8000) - 0x8000
+        elif nb == 1:
+            v = (p8[i] ^ 0x80) - 0x80
+        else:
+            v = (p32[i] ^ s32) - s32
+        if v < 0:
+            v = 0 - v
+        if v > big:
+            big = v
+    return big
 
 
 @micropython.viper
 def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi: int,
-                   by: int, ba: int, bw: int):
+                   by: int, ba: int, bw: int, wmax: int):
     """y[t] = sat(rnd(W x[t], sh), out), sh = Fw + Fa - F_out (0..31): out is A (q, k, v,
     projections, MLP) or L (lm_head). y (T, n_out) in by bytes (1, 2, or 4: int32);
-    x (T, n_in) A (ba bytes); w (n_out, n_in) W (bw bytes), n_in <= 64."""
+    x (T, n_in) A (ba bytes); w (n_out, n_in) W (bw bytes), n_in <= 64 and a multiple of 4;
+    wmax >= max |W| (abs_max), for the fast path."""
     py8 = ptr8(y)
     py16 = ptr16(y)
     py32 = ptr32(y)
@@ -456,11 +490,58 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
     px16 = ptr16(x)
     pw8 = ptr8(w)
     pw16 = ptr16(w)
+    one = 1
     half = 1 << (sh - 1) if sh > 0 else 0
     lim = 1 << (14 + sh) if sh < 16 else 0
     xrow = t * n_in
+    xend = xrow + n_in
     yrow = t * n_out
-    for o in range(n_out):
+    # fast path (above): 16-bit W and x with |S| <= L1(x[t]) * max |W| < 2**30, four rows
+    # of W against each x load; rows fast_end .. n_out-1 take the general loop
+    fast_end = 0
+    if bw == 2 and ba == 2 and wmax > 0:
+        l1 = 0
+        for i in range(xrow, xend):
+            xi = (px16[i] ^ 0x8000) - 0x8000
+            l1 += xi if xi >= 0 else 0 - xi
+        if l1 <= ((one << 30) - 1) // wmax:
+            fast_end = n_out - (n_out & 3)
+    for o in range(0, fast_end, 4):
+        w0 = o * n_in - xrow  # pw16[w0 + i] = W[o, i - xrow]
+        w1 = w0 + n_in
+        w2 = w1 + n_in
+        w3 = w2 + n_in
+        a0 = 0
+        a1 = 0
+        a2 = 0
+        a3 = 0
+        i = xrow
+        while i < xend:
+            x0 = (px16[i] ^ 0x8000) - 0x8000
+            x1 = (px16[i + 1] ^ 0x8000) - 0x8000
+            a0 += ((pw16[w0 + i] ^ 0x8000) - 0x8000) * x0 + (
+                (pw16[w0 + i + 1] ^ 0x8000) - 0x8000) * x1
+            a1 += ((pw16[w1 + i] ^ 0x8000) - 0x8000) * x0 + (
+                (pw16[w1 + i + 1] ^ 0x8000) - 0x8000) * x1
+            a2 += ((pw16[w2 + i] ^ 0x8000) - 0x8000) * x0 + (
+                (pw16[w2 + i + 1] ^ 0x8000) - 0x8000) * x1
+            a3 += ((pw16[w3 + i] ^ 0x8000) - 0x8000) * x0 + (
+                (pw16[w3 + i + 1] ^ 0x8000) - 0x8000) * x1
+            i += 2
+        for k in range(yrow + o, yrow + o + 4):  # the four sums in turn: sat(rnd(S, sh))
+            q = (a0 + half) >> sh
+            if q > hi:
+                q = hi
+            elif q < lo:
+                q = lo
+            if by == 2:
+                py16[k] = q
+            else:
+                py32[k] = q
+            a0 = a1
+            a1 = a2
+            a2 = a3
+    for o in range(fast_end, n_out):
         wrow = o * n_in
         hh = 0
         ll = 0
@@ -500,7 +581,7 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
 @micropython.viper
 def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh_w: int,
                     o0: int, o1: int, with_dx: int, glo: int, ghi: int, plo: int, phi: int,
-                    bg: int, ba: int, bw: int):
+                    bg: int, ba: int, bw: int, wmax: int):
     """Forward was y = W x: dx_i = sat(rnd(sum_o W_oi * dy_o, sh), G), sh = Fw;
     dW_oi = sat(dW_oi + rnd(sum_t dy_o[t] * x_i[t], sh_w), P), sh_w = Fg + Fa - Fp (0..31):
     the exact sum over the T positions of the step rounded once into P, added to dw
@@ -510,7 +591,8 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
     with_dx (it sums over every o whatever the rows).
     dx (T, n_in) G = [glo, ghi]; dw (o1 - o0, n_in) int32 P = [plo, phi] (within +-2**30);
     dy (T, n_out) G (bg bytes); x (T, n_in) A (ba bytes); w (n_out, n_in) W (bw bytes);
-    n_out <= 64, T <= 16."""
+    n_out <= 64, T <= 16, n_in a multiple of 4; wmax >= max |W| (abs_max), for the fast
+    path."""
     pdx8 = ptr8(dx)
     pdx16 = ptr16(dx)
     pdw = ptr32(dw)
@@ -526,10 +608,43 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
     lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0
     one = 1
     s32 = one << 31
+    fit = (one << 30) - 1
     t_dx = T if with_dx != 0 else 0  # rows of dx to compute
     # in the forward pass y_o = sum_i W_oi x_i, so dx_i = sum_o W_oi dy_o
     for t in range(t_dx):
         yrow = t * n_out
+        fast = 0  # fast path (above the linear kernels): |S| <= L1(dy[t]) * max |W| < 2**30
+        if bw == 2 and bg == 2 and wmax > 0:
+            l1 = 0
+            for o in range(yrow, yrow + n_out):
+                d = (pdy16[o] ^ 0x8000) - 0x8000
+                l1 += d if d >= 0 else 0 - d
+            fast = 1 if l1 <= fit // wmax else 0
+        if fast:  # four columns of W against each dy load
+            for i in range(0, n_in, 4):
+                a0 = 0
+                a1 = 0
+                a2 = 0
+                a3 = 0
+                k = i  # W[o, i]
+                for o in range(yrow, yrow + n_out):
+                    d = (pdy16[o] ^ 0x8000) - 0x8000
+                    a0 += ((pw16[k] ^ 0x8000) - 0x8000) * d
+                    a1 += ((pw16[k + 1] ^ 0x8000) - 0x8000) * d
+                    a2 += ((pw16[k + 2] ^ 0x8000) - 0x8000) * d
+                    a3 += ((pw16[k + 3] ^ 0x8000) - 0x8000) * d
+                    k += n_in
+                for k in range(t * n_in + i, t * n_in + i + 4):  # sat(rnd(S, sh)) in turn
+                    q = (a0 + half) >> sh
+                    if q > ghi:
+                        q = ghi
+                    elif q < glo:
+                        q = glo
+                    pdx16[k] = q
+                    a0 = a1
+                    a1 = a2
+                    a2 = a3
+            continue
         for i in range(n_in):
             hh = 0
             ll = 0
@@ -563,7 +678,46 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
             else:
                 pdx8[t * n_in + i] = q
     # and dW_oi = sum_t dy_o[t] x_i[t], over the positions of the step
+    xmax = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
+    dy_end = T * n_out
     for o in range(o0, o1):
+        fast = 0  # fast path: |S| <= L1(dy[:, o]) * max |x| < 2**30
+        if xmax > 0:
+            l1 = 0
+            k = o
+            while k < dy_end:
+                d = (pdy16[k] ^ 0x8000) - 0x8000
+                l1 += d if d >= 0 else 0 - d
+                k += n_out
+            fast = 1 if l1 <= fit // xmax else 0
+        if fast:  # four columns of x against each dy load
+            for i in range(0, n_in, 4):
+                a0 = 0
+                a1 = 0
+                a2 = 0
+                a3 = 0
+                ky = o  # dy[t, o]
+                kx = i  # x[t, i]
+                while ky < dy_end:
+                    d = (pdy16[ky] ^ 0x8000) - 0x8000
+                    a0 += d * ((px16[kx] ^ 0x8000) - 0x8000)
+                    a1 += d * ((px16[kx + 1] ^ 0x8000) - 0x8000)
+                    a2 += d * ((px16[kx + 2] ^ 0x8000) - 0x8000)
+                    a3 += d * ((px16[kx + 3] ^ 0x8000) - 0x8000)
+                    ky += n_out
+                    kx += n_in
+                kw = (o - o0) * n_in + i
+                for k in range(kw, kw + 4):  # dw += rnd(S, sh_w) in turn, saturated to P
+                    q = ((pdw[k] ^ s32) - s32) + ((a0 + half_w) >> sh_w)  # |q| < 2**31
+                    if q > phi:
+                        q = phi
+                    elif q < plo:
+                        q = plo
+                    pdw[k] = q
+                    a0 = a1
+                    a1 = a2
+                    a2 = a3
+            continue
         for i in range(n_in):
             hh = 0
             ll = 0
