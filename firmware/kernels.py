@@ -232,6 +232,87 @@ def softmax(p, z, off: int, n: int, f: int) -> int:
     return total
 
 
+# --- dot products, rounded once (section 3.7) ---
+
+
+@micropython.viper
+def dot_rows(y, yi: int, ys: int, by: int, a, ai: int, ar: int, ak: int, ba: int,
+             b, bi: int, br: int, bk: int, bb: int, rows: int, n: int, sh: int, lo: int,
+             hi: int, add: int) -> int:
+    """The general dot product of the kernels, for r = 0 .. rows-1:
+    y[yi + r ys] = sat(rnd(S_r, sh), lo, hi),
+    S_r = sum_{k<n} a[ai + r ar + k ak] * b[bi + r br + k bk],
+    or with add (y int32): sat(y + rnd(S_r, sh), lo, hi), the contract's dW (7). Any
+    strides, so one function serves every dot product of a row, a column or a slice of a
+    head; returns the last value (by = 0: none stored). Element widths in bytes: 1, 2 and
+    4 signed (int32 values within +-2**15 here), -2 unsigned 16-bit (attention's
+    probabilities); each product within 2**30, n <= 64, [lo, hi] within +-2**30.
+    The exact S is kept as the int32 pair of 3.7, so no bound on the values is needed:
+    the linear kernels' fast paths use it where their bound fails, and for 8-bit words."""
+    py8 = ptr8(y)
+    py16 = ptr16(y)
+    py32 = ptr32(y)
+    pa8 = ptr8(a)
+    pa16 = ptr16(a)
+    pa32 = ptr32(a)
+    pb8 = ptr8(b)
+    pb16 = ptr16(b)
+    pb32 = ptr32(b)
+    one = 1
+    s32 = one << 31
+    half = (1 << sh) >> 1
+    lim = 1 << (14 + sh) if sh < 16 else 0
+    q = 0
+    for r in range(rows):
+        hh = 0
+        ll = 0
+        ka = ai + r * ar
+        kb = bi + r * br
+        for _ in range(n):
+            if ba == 2:
+                x = (pa16[ka] ^ 0x8000) - 0x8000
+            elif ba == 4:
+                x = (pa32[ka] ^ s32) - s32
+            elif ba == 1:
+                x = (pa8[ka] ^ 0x80) - 0x80
+            else:
+                x = int(pa16[ka])
+            if bb == 2:
+                p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
+            elif bb == 4:
+                p = x * ((pb32[kb] ^ s32) - s32)
+            else:
+                p = x * ((pb8[kb] ^ 0x80) - 0x80)
+            hh += p >> 16
+            ll += p & _HALF_MASK
+            ka += ak
+            kb += bk
+        hh += ll >> 16
+        ll &= _HALF_MASK
+        if sh >= 16:
+            q = (hh + ((ll + half) >> 16)) >> (sh - 16)
+        elif hh >= lim:
+            q = hi
+        elif hh < 0 - lim:
+            q = lo
+        else:
+            q = (hh << (16 - sh)) + ((ll + half) >> sh)
+        k = yi + r * ys
+        if add:
+            q += (py32[k] ^ s32) - s32  # |q| <= 2**31 - 1 since |rnd(S)| < 2**30 unless saturated
+        if q > hi:
+            q = hi
+        elif q < lo:
+            q = lo
+        if by == 2:
+            py16[k] = q
+        elif by == 4:
+            py32[k] = q
+        elif by == 1:
+            py8[k] = q
+    return q
+
+
 # --- embedding (sections 6, 7) ---
 
 
@@ -336,20 +417,9 @@ def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int
     one = 1
     s32 = one << 31
     row = t * C
-    hh = 0
-    ll = 0
-    for i in range(C):
-        xi = (px16[row + i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[row + i] ^ 0x80) - 0x80
-        p = xi * xi
-        hh += p >> 16
-        ll += p & _HALF_MASK
     # the mean square rnd(S, g) <= 2**30 is not saturated: g < 16, and S >= 0
-    hh += ll >> 16
-    ll &= _HALF_MASK
-    if hh >= 1 << (14 + g):
-        ms = one << 30
-    else:
-        ms = (hh << (16 - g)) + ((ll + ((1 << g) >> 1)) >> g)
+    big = one << 30
+    ms = int(dot_rows(rs, 0, 0, 0, x, row, 0, 1, ba, x, row, 0, 1, ba, 1, C, g, 0 - big, big, 0))
     pr[t + t] = ms + eps  # at most 2**30 + eps
     rsqrt(rs, t + t, fm)
     m = pr[t + t]  # in (2**14, 2**15]: no sign extension needed
@@ -394,37 +464,11 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
     one = 1
     s32 = one << 31
     half_f = (1 << f) >> 1
-    # round-once constants of c
-    half_c = one << (sh_c - 1)
-    lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0
     for t in range(T):
         row = t * C
-        hh = 0
-        ll = 0
-        for i in range(C):
-            if bg == 2:
-                di = (pdy16[row + i] ^ 0x8000) - 0x8000
-            else:
-                di = (pdy8[row + i] ^ 0x80) - 0x80
-            yi = (py16[row + i] ^ 0x8000) - 0x8000 if ba == 2 else (py8[row + i] ^ 0x80) - 0x80
-            p = di * yi
-            hh += p >> 16
-            ll += p & _HALF_MASK
         # in the forward pass y = x * r, so dy flows back through the mean of y^2: c = mean(dy * y)
-        hh += ll >> 16
-        ll &= _HALF_MASK
-        if sh_c >= 16:
-            c = (hh + ((ll + half_c) >> 16)) >> (sh_c - 16)
-        elif hh >= lim_c:
-            c = ghi
-        elif hh < 0 - lim_c:
-            c = glo
-        else:
-            c = (hh << (16 - sh_c)) + ((ll + half_c) >> sh_c)
-        if c > ghi:
-            c = ghi
-        elif c < glo:
-            c = glo
+        c = int(dot_rows(dx, 0, 0, 0, dy, row, 0, 1, bg, y, row, 0, 1, ba, 1, C, sh_c, glo, ghi,
+                         0))
         m = pr[t + t]
         sh = (pr[t + t + 1] ^ s32) - s32
         rsh = sh if sh > 0 else 0
@@ -500,16 +544,12 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
     projections, MLP) or L (lm_head). y (T, n_out) in by bytes (1, 2, or 4: int32);
     x (T, n_in) A (ba bytes); w (n_out, n_in) W (bw bytes), n_in <= 64 and a multiple of 4;
     wmax >= max |W| (abs_max), for the fast path."""
-    py8 = ptr8(y)
     py16 = ptr16(y)
     py32 = ptr32(y)
-    px8 = ptr8(x)
     px16 = ptr16(x)
-    pw8 = ptr8(w)
     pw16 = ptr16(w)
     one = 1
     half = 1 << (sh - 1) if sh > 0 else 0
-    lim = 1 << (14 + sh) if sh < 16 else 0
     xrow = t * n_in
     xend = xrow + n_in
     yrow = t * n_out
@@ -558,41 +598,9 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
             a0 = a1
             a1 = a2
             a2 = a3
-    for o in range(fast_end, n_out):
-        wrow = o * n_in
-        hh = 0
-        ll = 0
-        for i in range(n_in):
-            if bw == 2:
-                wi = (pw16[wrow + i] ^ 0x8000) - 0x8000
-            else:
-                wi = (pw8[wrow + i] ^ 0x80) - 0x80
-            if ba == 2:
-                p = wi * ((px16[xrow + i] ^ 0x8000) - 0x8000)
-            else:
-                p = wi * ((px8[xrow + i] ^ 0x80) - 0x80)
-            hh += p >> 16
-            ll += p & _HALF_MASK
-        hh += ll >> 16
-        ll &= _HALF_MASK
-        if sh >= 16:
-            q = (hh + ((ll + half) >> 16)) >> (sh - 16)
-        elif hh >= lim:
-            q = hi
-        elif hh < 0 - lim:
-            q = lo
-        else:
-            q = (hh << (16 - sh)) + ((ll + half) >> sh)
-        if q > hi:
-            q = hi
-        elif q < lo:
-            q = lo
-        if by == 2:
-            py16[yrow + o] = q
-        elif by == 4:
-            py32[yrow + o] = q
-        else:
-            py8[yrow + o] = q
+    if fast_end < n_out:  # the general loop: the rows left, any widths, the int32 pair
+        dot_rows(y, yrow + fast_end, 1, by, w, fast_end * n_in, n_in, 1, bw, x, xrow, 0, 1, ba,
+                 n_out - fast_end, n_in, sh, lo, hi, 0)
 
 
 @micropython.viper
@@ -610,19 +618,13 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
     dy (T, n_out) G (bg bytes); x (T, n_in) A (ba bytes); w (n_out, n_in) W (bw bytes);
     n_out <= 64, T <= 16, n_in a multiple of 4; wmax >= max |W| (abs_max), for the fast
     path."""
-    pdx8 = ptr8(dx)
     pdx16 = ptr16(dx)
     pdw = ptr32(dw)
-    pdy8 = ptr8(dy)
     pdy16 = ptr16(dy)
-    px8 = ptr8(x)
     px16 = ptr16(x)
-    pw8 = ptr8(w)
     pw16 = ptr16(w)
     half = 1 << (sh - 1) if sh > 0 else 0
-    lim = 1 << (14 + sh) if sh < 16 else 0
     half_w = 1 << (sh_w - 1) if sh_w > 0 else 0
-    lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0
     one = 1
     s32 = one << 31
     fit = (one << 30) - 1
@@ -662,38 +664,8 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
                     a1 = a2
                     a2 = a3
             continue
-        for i in range(n_in):
-            hh = 0
-            ll = 0
-            for o in range(n_out):
-                if bw == 2:
-                    wi = (pw16[o * n_in + i] ^ 0x8000) - 0x8000
-                else:
-                    wi = (pw8[o * n_in + i] ^ 0x80) - 0x80
-                if bg == 2:
-                    p = wi * ((pdy16[yrow + o] ^ 0x8000) - 0x8000)
-                else:
-                    p = wi * ((pdy8[yrow + o] ^ 0x80) - 0x80)
-                hh += p >> 16
-                ll += p & _HALF_MASK
-            hh += ll >> 16
-            ll &= _HALF_MASK
-            if sh >= 16:
-                q = (hh + ((ll + half) >> 16)) >> (sh - 16)
-            elif hh >= lim:
-                q = ghi
-            elif hh < 0 - lim:
-                q = glo
-            else:
-                q = (hh << (16 - sh)) + ((ll + half) >> sh)
-            if q > ghi:
-                q = ghi
-            elif q < glo:
-                q = glo
-            if bg == 2:
-                pdx16[t * n_in + i] = q
-            else:
-                pdx8[t * n_in + i] = q
+        dot_rows(dx, t * n_in, 1, bg, w, 0, 1, n_in, bw, dy, yrow, 0, 1, bg, n_in, n_out, sh, glo,
+                 ghi, 0)
     # and dW_oi = sum_t dy_o[t] x_i[t], over the positions of the step
     xmax = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
     dy_end = T * n_out
@@ -735,37 +707,9 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
                     a1 = a2
                     a2 = a3
             continue
-        for i in range(n_in):
-            hh = 0
-            ll = 0
-            for t in range(T):
-                if bg == 2:
-                    di = (pdy16[t * n_out + o] ^ 0x8000) - 0x8000
-                else:
-                    di = (pdy8[t * n_out + o] ^ 0x80) - 0x80
-                if ba == 2:
-                    p = di * ((px16[t * n_in + i] ^ 0x8000) - 0x8000)
-                else:
-                    p = di * ((px8[t * n_in + i] ^ 0x80) - 0x80)
-                hh += p >> 16
-                ll += p & _HALF_MASK
-            hh += ll >> 16
-            ll &= _HALF_MASK
-            if sh_w >= 16:
-                q = (hh + ((ll + half_w) >> 16)) >> (sh_w - 16)
-            elif hh >= lim_w:
-                q = phi
-            elif hh < 0 - lim_w:
-                q = plo
-            else:
-                q = (hh << (16 - sh_w)) + ((ll + half_w) >> sh_w)
-            k = (o - o0) * n_in + i
-            q += (pdw[k] ^ s32) - s32  # dw += q: the caller zeroes dw for a step's gradient
-            if q > phi:
-                q = phi
-            elif q < plo:
-                q = plo
-            pdw[k] = q
+        # dw[o - o0] += the rounded sums, saturated to P
+        dot_rows(dw, (o - o0) * n_in, 1, 4, x, 0, 1, n_in, ba, dy, o, 0, n_out, bg, n_in, T, sh_w,
+                 plo, phi, 1)
 
 
 # --- element-wise: residual add, relu (sections 6, 7) ---
@@ -843,88 +787,24 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
     sh_o), A), sh_o = 15. out (T, C) A; probs (NH, T, T) uint16 Q15 (p <= 2**15 fits), rows
     [h, t, :] written, 0 after t (T is the row stride); srow (T,) int32 scratch: one head's
     scores, then probabilities; q, k, v (T, C) A, C = NH * HS; A in ba bytes."""
-    po8 = ptr8(out)
-    po16 = ptr16(out)
     pp = ptr16(probs)
     pr = ptr32(srow)
-    pq8 = ptr8(q)
-    pq16 = ptr16(q)
-    pk8 = ptr8(k)
-    pk16 = ptr16(k)
-    pv8 = ptr8(v)
-    pv16 = ptr16(v)
     C = NH * HS
-    half_s = 1 << (sh_s - 1) if sh_s > 0 else 0
-    lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0
-    half_o = 1 << (sh_o - 1) if sh_o > 0 else 0
-    lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0
     qrow = t * C
     for h in range(NH):
         c0 = h * HS
         row = (h * T + t) * T  # probs[h, t, 0]
-        # scores of position t against positions 0..t, into the probabilities' row
-        for s in range(t + 1):
-            krow = s * C + c0
-            hh = 0
-            ll = 0
-            for d in range(HS):
-                if ba == 2:
-                    p = ((pq16[qrow + c0 + d] ^ 0x8000) - 0x8000) * (
-                        (pk16[krow + d] ^ 0x8000) - 0x8000)
-                else:
-                    p = ((pq8[qrow + c0 + d] ^ 0x80) - 0x80) * ((pk8[krow + d] ^ 0x80) - 0x80)
-                hh += p >> 16
-                ll += p & _HALF_MASK
-            hh += ll >> 16
-            ll &= _HALF_MASK
-            if sh_s >= 16:
-                a = (hh + ((ll + half_s) >> 16)) >> (sh_s - 16)
-            elif hh >= lim_s:
-                a = hi_l
-            elif hh < 0 - lim_s:
-                a = lo_l
-            else:
-                a = (hh << (16 - sh_s)) + ((ll + half_s) >> sh_s)
-            if a > hi_l:
-                a = hi_l
-            elif a < lo_l:
-                a = lo_l
-            pr[s] = a
+        # scores of position t against positions 0..t: srow[s] = q_h[t] . k_h[s]
+        dot_rows(srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, HS, sh_s,
+                 lo_l, hi_l, 0)
         softmax(srow, srow, 0, t + 1, f)
         for s in range(t + 1):
             pp[row + s] = pr[s]  # in [0, 2**15]: a uint16
         for s in range(t + 1, T):
             pp[row + s] = 0  # future positions are masked: p = 0
-        # out_h[t] = sum_s p[s] v_h[s]
-        for d in range(HS):
-            hh = 0
-            ll = 0
-            for s in range(t + 1):
-                if ba == 2:
-                    vi = (pv16[s * C + c0 + d] ^ 0x8000) - 0x8000
-                else:
-                    vi = (pv8[s * C + c0 + d] ^ 0x80) - 0x80
-                p = pr[s] * vi  # p in [0, 2**15]
-                hh += p >> 16
-                ll += p & _HALF_MASK
-            hh += ll >> 16
-            ll &= _HALF_MASK
-            if sh_o >= 16:
-                a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)
-            elif hh >= lim_o:
-                a = hi
-            elif hh < 0 - lim_o:
-                a = lo
-            else:
-                a = (hh << (16 - sh_o)) + ((ll + half_o) >> sh_o)
-            if a > hi:
-                a = hi
-            elif a < lo:
-                a = lo
-            if ba == 2:
-                po16[qrow + c0 + d] = a
-            else:
-                po8[qrow + c0 + d] = a
+        # out_h[t][d] = sum_s p[s] v_h[s][d]  (p in [0, 2**15])
+        dot_rows(out, qrow + c0, 1, ba, v, c0, 1, C, ba, srow, 0, 0, 1, 4, HS, t + 1, sh_o,
+                 lo, hi, 0)
 
 
 @micropython.viper
@@ -938,114 +818,30 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
     4. dq[t] = sat(rnd(sum_{s<=t} ds[t,s] * k[s], sh_qk), G),
        dk[s] = sat(rnd(sum_{t>=s} ds[t,s] * q[t], sh_qk), G), sh_qk = Fa
     dq, dk, dv, dout (T, C) G = [glo, ghi] (bg bytes); q, k, v (T, C) A (ba bytes);
-    probs (NH, T, T) uint16 Q15; scratch (T, T) int32: dp, then ds, of one head. sh_p < 16."""
-    pdq8 = ptr8(dq)
-    pdq16 = ptr16(dq)
-    pdk8 = ptr8(dk)
-    pdk16 = ptr16(dk)
-    pdv8 = ptr8(dv)
-    pdv16 = ptr16(dv)
-    pdo8 = ptr8(dout)
-    pdo16 = ptr16(dout)
-    pq8 = ptr8(q)
-    pq16 = ptr16(q)
-    pk8 = ptr8(k)
-    pk16 = ptr16(k)
-    pv8 = ptr8(v)
-    pv16 = ptr16(v)
+    probs (NH, T, T) uint16 Q15; scratch (T, T) int32: dp, then ds, of one head. sh_p < 16.
+    Every dot product is a dot_rows over a slice of one head."""
     pp = ptr16(probs)  # uint16 loads: p in [0, 2**15]
     pw = ptr32(scratch)
     one = 1
     s32 = one << 31
     big = one << 30  # the bound of pd's (unsaturated) sum
     C = NH * HS
-    half_dp = 1 << (sh_dp - 1) if sh_dp > 0 else 0
-    lim_dp = 1 << (14 + sh_dp) if sh_dp < 16 else 0
-    half_p = (1 << sh_p) >> 1
-    lim_p = 1 << (14 + sh_p)
-    half_qk = 1 << (sh_qk - 1) if sh_qk > 0 else 0
-    lim_qk = 1 << (14 + sh_qk) if sh_qk < 16 else 0
     half_ds = 1 << (_DS_SHIFT - 1)
     for h in range(NH):
         c0 = h * HS
         base = h * T * T  # probs[h, 0, 0]
-        # 1. out = p v, so dp[t,s] = dout[t] . v[s]  (s <= t; p = 0 beyond)
         for t in range(T):
-            for s in range(t + 1):
-                hh = 0
-                ll = 0
-                for d in range(HS):
-                    if bg == 2:
-                        di = (pdo16[t * C + c0 + d] ^ 0x8000) - 0x8000
-                    else:
-                        di = (pdo8[t * C + c0 + d] ^ 0x80) - 0x80
-                    if ba == 2:
-                        p = di * ((pv16[s * C + c0 + d] ^ 0x8000) - 0x8000)
-                    else:
-                        p = di * ((pv8[s * C + c0 + d] ^ 0x80) - 0x80)
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
-                hh += ll >> 16
-                ll &= _HALF_MASK
-                if sh_dp >= 16:
-                    a = (hh + ((ll + half_dp) >> 16)) >> (sh_dp - 16)
-                elif hh >= lim_dp:
-                    a = ghi
-                elif hh < 0 - lim_dp:
-                    a = glo
-                else:
-                    a = (hh << (16 - sh_dp)) + ((ll + half_dp) >> sh_dp)
-                if a > ghi:
-                    a = ghi
-                elif a < glo:
-                    a = glo
-                pw[t * T + s] = a
-        # 2. out = p v, so dv[s] = sum_{t>=s} p[t,s] dout[t]
-        for s in range(T):
-            for d in range(HS):
-                hh = 0
-                ll = 0
-                for t in range(s, T):
-                    if bg == 2:
-                        di = (pdo16[t * C + c0 + d] ^ 0x8000) - 0x8000
-                    else:
-                        di = (pdo8[t * C + c0 + d] ^ 0x80) - 0x80
-                    p = pp[base + t * T + s] * di
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
-                hh += ll >> 16
-                ll &= _HALF_MASK
-                if hh >= lim_p:
-                    a = ghi
-                elif hh < 0 - lim_p:
-                    a = glo
-                else:
-                    a = (hh << (16 - sh_p)) + ((ll + half_p) >> sh_p)
-                if a > ghi:
-                    a = ghi
-                elif a < glo:
-                    a = glo
-                if bg == 2:
-                    pdv16[s * C + c0 + d] = a
-                else:
-                    pdv8[s * C + c0 + d] = a
+            # 1. out = p v, so dp[t,s] = dout[t] . v[s]  (s <= t; p = 0 beyond)
+            dot_rows(scratch, t * T, 1, 4, v, c0, C, 1, ba, dout, t * C + c0, 0, 1, bg, t + 1,
+                     HS, sh_dp, glo, ghi, 0)
+            # 2. out = p v, so dv[s] = sum_{t>=s} p[t,s] dout[t]  (here s = t)
+            dot_rows(dv, t * C + c0, 1, bg, probs, base + t * T + t, 0, T, -2, dout, t * C + c0,
+                     1, C, bg, HS, T - t, sh_p, glo, ghi, 0)
         # 3. p = softmax(score): ds = p * (dp - sum_s p dp), and the /2 of the score
         for t in range(T):
             row = t * T
-            hh = 0
-            ll = 0
-            for s in range(t + 1):
-                p = pp[base + row + s] * ((pw[row + s] ^ s32) - s32)
-                hh += p >> 16
-                ll += p & _HALF_MASK
-            hh += ll >> 16
-            ll &= _HALF_MASK
-            if hh >= lim_p:
-                pd = big
-            elif hh < 0 - lim_p:
-                pd = 0 - big
-            else:
-                pd = (hh << (16 - sh_p)) + ((ll + half_p) >> sh_p)
+            pd = int(dot_rows(scratch, 0, 0, 0, probs, base + row, 0, 1, -2, scratch, row, 0, 1, 4,
+                              1, t + 1, sh_p, 0 - big, big, 0))
             for s in range(t + 1):
                 diff = ((pw[row + s] ^ s32) - s32) - pd
                 if diff > ghi:
@@ -1054,67 +850,12 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                     diff = glo
                 pw[row + s] = (pp[base + row + s] * diff + half_ds) >> _DS_SHIFT  # |ds| <= 2**14
         # 4. score = q.k / 2 (the /2 is in ds):
-        # dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]
+        # dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]  (here s = t)
         for t in range(T):
-            for d in range(HS):
-                hh = 0
-                ll = 0
-                for s in range(t + 1):
-                    if ba == 2:
-                        ki = (pk16[s * C + c0 + d] ^ 0x8000) - 0x8000
-                    else:
-                        ki = (pk8[s * C + c0 + d] ^ 0x80) - 0x80
-                    p = ((pw[t * T + s] ^ s32) - s32) * ki
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
-                hh += ll >> 16
-                ll &= _HALF_MASK
-                if sh_qk >= 16:
-                    a = (hh + ((ll + half_qk) >> 16)) >> (sh_qk - 16)
-                elif hh >= lim_qk:
-                    a = ghi
-                elif hh < 0 - lim_qk:
-                    a = glo
-                else:
-                    a = (hh << (16 - sh_qk)) + ((ll + half_qk) >> sh_qk)
-                if a > ghi:
-                    a = ghi
-                elif a < glo:
-                    a = glo
-                if bg == 2:
-                    pdq16[t * C + c0 + d] = a
-                else:
-                    pdq8[t * C + c0 + d] = a
-        for s in range(T):
-            for d in range(HS):
-                hh = 0
-                ll = 0
-                for t in range(s, T):
-                    if ba == 2:
-                        qi = (pq16[t * C + c0 + d] ^ 0x8000) - 0x8000
-                    else:
-                        qi = (pq8[t * C + c0 + d] ^ 0x80) - 0x80
-                    p = ((pw[t * T + s] ^ s32) - s32) * qi
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
-                hh += ll >> 16
-                ll &= _HALF_MASK
-                if sh_qk >= 16:
-                    a = (hh + ((ll + half_qk) >> 16)) >> (sh_qk - 16)
-                elif hh >= lim_qk:
-                    a = ghi
-                elif hh < 0 - lim_qk:
-                    a = glo
-                else:
-                    a = (hh << (16 - sh_qk)) + ((ll + half_qk) >> sh_qk)
-                if a > ghi:
-                    a = ghi
-                elif a < glo:
-                    a = glo
-                if bg == 2:
-                    pdk16[s * C + c0 + d] = a
-                else:
-                    pdk8[s * C + c0 + d] = a
+            dot_rows(dq, t * C + c0, 1, bg, k, c0, 1, C, ba, scratch, t * T, 0, 1, 4, HS, t + 1,
+                     sh_qk, glo, ghi, 0)
+            dot_rows(dk, t * C + c0, 1, bg, q, t * C + c0, 1, C, ba, scratch, t * T + t, 0, T, 4,
+                     HS, T - t, sh_qk, glo, ghi, 0)
 
 
 # --- cross-entropy over the vocabulary (sections 6, 7) ---
