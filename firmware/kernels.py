@@ -236,80 +236,102 @@ def softmax(p, z, off: int, n: int, f: int) -> int:
 
 
 @micropython.viper
-def dot_rows(y, yi: int, ys: int, by: int, a, ai: int, ar: int, ak: int, ba: int,
-             b, bi: int, br: int, bk: int, bb: int, rows: int, n: int, sh: int, lo: int,
-             hi: int, add: int) -> int:
-    """The general dot product of the kernels, for r = 0 .. rows-1:
-    y[yi + r ys] = sat(rnd(S_r, sh), lo, hi),
-    S_r = sum_{k<n} a[ai + r ar + k ak] * b[bi + r br + k bk],
-    or with add (y int32): sat(y + rnd(S_r, sh), lo, hi), the contract's dW (7). Any
-    strides, so one function serves every dot product of a row, a column or a slice of a
-    head; returns the last value (by = 0: none stored). Element widths in bytes: 1, 2 and
-    4 signed (int32 values within +-2**15 here), -2 unsigned 16-bit (attention's
-    probabilities); each product within 2**30, n <= 64, [lo, hi] within +-2**30.
-    The exact S is kept as the int32 pair of 3.7, so no bound on the values is needed:
-    the linear kernels' fast paths use it where their bound fails, and for 8-bit words."""
+def dot_rows(y, yi: int, ys: int, yc: int, by: int, a, ai: int, ar: int, ac: int, ak: int,
+             ba: int, b, bi: int, br: int, bc: int, bk: int, bb: int, rows: int, cols: int,
+             n: int, sh: int, lo: int, hi: int, add: int) -> int:
+    """The general dot product of the kernels, for r < rows and c < cols:
+    y[yi + r ys + c yc] = sat(rnd(S, sh), lo, hi),
+    S = sum_{k<n} a[ai + r ar + c ac + k ak] * b[bi + r br + c bc + k bk],
+    or with add (y int32): sat(y + rnd(S, sh), lo, hi), the contract's dW (7). Any
+    strides, so one call serves the dot products of a matrix-vector or a matrix-matrix
+    product, over rows, columns or a head's slice; returns the last value (by = 0: none
+    stored). Element widths in bytes: 1, 2 and 4 signed (int32 values within +-2**15
+    here), -2 (a only) unsigned 16-bit (attention's probabilities); each product within
+    2**30, n <= 64, [lo, hi] within +-2**30. The exact S is kept as the int32 pair of 3.7,
+    so no bound on the values is needed: the linear kernels use it where their bound
+    fails and for 8-bit words."""
     py8 = ptr8(y)
-    py16 = ptr16(y)
-    py32 = ptr32(y)
+    py16 = ptr16(int(py8))
+    py32 = ptr32(int(py8))
     pa8 = ptr8(a)
-    pa16 = ptr16(a)
-    pa32 = ptr32(a)
+    pa16 = ptr16(int(pa8))
+    pa32 = ptr32(int(pa8))
     pb8 = ptr8(b)
-    pb16 = ptr16(b)
-    pb32 = ptr32(b)
+    pb16 = ptr16(int(pb8))
+    pb32 = ptr32(int(pb8))
     one = 1
     s32 = one << 31
     half = (1 << sh) >> 1
     lim = 1 << (14 + sh) if sh < 16 else 0
     q = 0
     for r in range(rows):
-        hh = 0
-        ll = 0
-        ka = ai + r * ar
-        kb = bi + r * br
-        for _ in range(n):
-            if ba == 2:
-                x = (pa16[ka] ^ 0x8000) - 0x8000
-            elif ba == 4:
-                x = (pa32[ka] ^ s32) - s32
-            elif ba == 1:
-                x = (pa8[ka] ^ 0x80) - 0x80
+        for c in range(cols):
+            hh = 0
+            ll = 0
+            ka = ai + r * ar + c * ac
+            kb = bi + r * br + c * bc
+            # the common widths without a test a multiply-add, byte addresses
+            a_at = int(pa8) + ka * ba
+            b_at = int(pb8) + kb + kb
+            a_step = ak * ba
+            b_step = bk + bk
+            if bb == 2 and ba == 2:
+                for _ in range(n):
+                    p = ((ptr16(a_at)[0] ^ 0x8000) - 0x8000) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000)
+                    hh += p >> 16
+                    ll += p & _HALF_MASK
+                    a_at += a_step
+                    b_at += b_step
+            elif bb == 2 and ba == 4:
+                for _ in range(n):
+                    p = ((ptr32(a_at)[0] ^ s32) - s32) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000)
+                    hh += p >> 16
+                    ll += p & _HALF_MASK
+                    a_at += a_step
+                    b_at += b_step
             else:
-                x = int(pa16[ka])
-            if bb == 2:
-                p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
-            elif bb == 4:
-                p = x * ((pb32[kb] ^ s32) - s32)
+                for _ in range(n):
+                    if ba == 2:
+                        x = (pa16[ka] ^ 0x8000) - 0x8000
+                    elif ba == 4:
+                        x = (pa32[ka] ^ s32) - s32
+                    elif ba == 1:
+                        x = (pa8[ka] ^ 0x80) - 0x80
+                    else:
+                        x = int(pa16[ka])
+                    if bb == 2:
+                        p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
+                    elif bb == 4:
+                        p = x * ((pb32[kb] ^ s32) - s32)
+                    else:
+                        p = x * ((pb8[kb] ^ 0x80) - 0x80)
+                    hh += p >> 16
+                    ll += p & _HALF_MASK
+                    ka += ak
+                    kb += bk
+            hh += ll >> 16
+            ll &= _HALF_MASK
+            if sh >= 16:
+                q = (hh + ((ll + half) >> 16)) >> (sh - 16)
+            elif hh >= lim:
+                q = hi
+            elif hh < 0 - lim:
+                q = lo
             else:
-                p = x * ((pb8[kb] ^ 0x80) - 0x80)
-            hh += p >> 16
-            ll += p & _HALF_MASK
-            ka += ak
-            kb += bk
-        hh += ll >> 16
-        ll &= _HALF_MASK
-        if sh >= 16:
-            q = (hh + ((ll + half) >> 16)) >> (sh - 16)
-        elif hh >= lim:
-            q = hi
-        elif hh < 0 - lim:
-            q = lo
-        else:
-            q = (hh << (16 - sh)) + ((ll + half) >> sh)
-        k = yi + r * ys
-        if add:
-            q += (py32[k] ^ s32) - s32  # |q| <= 2**31 - 1 since |rnd(S)| < 2**30 unless saturated
-        if q > hi:
-            q = hi
-        elif q < lo:
-            q = lo
-        if by == 2:
-            py16[k] = q
-        elif by == 4:
-            py32[k] = q
-        elif by == 1:
-            py8[k] = q
+                q = (hh << (16 - sh)) + ((ll + half) >> sh)
+            k = yi + r * ys + c * yc
+            if add:
+                q += (py32[k] ^ s32) - s32  # |rnd(S)|, |y| <= 2**30: as the contract's dW
+            if q > hi:
+                q = hi
+            elif q < lo:
+                q = lo
+            if by == 2:
+                py16[k] = q
+            elif by == 4:
+                py32[k] = q
+            elif by == 1:
+                py8[k] = q
     return q
 
 
@@ -322,11 +344,11 @@ def embedding_forward(x, wte, wpe, token: int, t: int, C: int, sh: int, lo: int,
     """x[t] = req(wte[token] + wpe[t], sh, A), sh = Fw - Fa (either sign; |sum| <= 2**16).
     x (T, C) A; wte (V, C), wpe (BLOCK, C) W; ba, bw: their container bytes (1 or 2)."""
     px8 = ptr8(x)
-    px16 = ptr16(x)
+    px16 = ptr16(int(px8))
     pe8 = ptr8(wte)
-    pe16 = ptr16(wte)
+    pe16 = ptr16(int(pe8))
     pp8 = ptr8(wpe)
-    pp16 = ptr16(wpe)
+    pp16 = ptr16(int(pp8))
     te = token * C
     tp = t * C
     rs = sh if sh > 0 else 0
@@ -362,7 +384,7 @@ def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int,
     pwte = ptr32(dwte)
     pwpe = ptr32(dwpe)
     pdx8 = ptr8(dx)
-    pdx16 = ptr16(dx)
+    pdx16 = ptr16(int(pdx8))
     ptok = ptr8(tokens)
     one = 1
     s32 = one << 31
@@ -410,16 +432,17 @@ def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int
     kept in rs[t] for the backward pass. g = guard(16, ba, ba) rounded up to even (<= 4).
     y, x (T, C) A (ba bytes); rs (T, 2) int32 (M, sh)."""
     py8 = ptr8(y)
-    py16 = ptr16(y)
+    py16 = ptr16(int(py8))
     pr = ptr32(rs)
     px8 = ptr8(x)
-    px16 = ptr16(x)
+    px16 = ptr16(int(px8))
     one = 1
     s32 = one << 31
     row = t * C
     # the mean square rnd(S, g) <= 2**30 is not saturated: g < 16, and S >= 0
     big = one << 30
-    ms = int(dot_rows(rs, 0, 0, 0, x, row, 0, 1, ba, x, row, 0, 1, ba, 1, C, g, 0 - big, big, 0))
+    ms = int(dot_rows(rs, 0, 0, 0, 0, x, row, 0, 0, 1, ba, x, row, 0, 0, 1, ba, 1, 1, C, g,
+                      0 - big, big, 0))
     pr[t + t] = ms + eps  # at most 2**30 + eps
     rsqrt(rs, t + t, fm)
     m = pr[t + t]  # in (2**14, 2**15]: no sign extension needed
@@ -455,11 +478,11 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
     forward's (M, sh). dx, dy (T, C) G = [glo, ghi] (bg bytes); y (T, C) A (ba bytes);
     rs (T, 2) int32 from the forward."""
     pdx8 = ptr8(dx)
-    pdx16 = ptr16(dx)
+    pdx16 = ptr16(int(pdx8))
     pdy8 = ptr8(dy)
-    pdy16 = ptr16(dy)
+    pdy16 = ptr16(int(pdy8))
     py8 = ptr8(y)
-    py16 = ptr16(y)
+    py16 = ptr16(int(py8))
     pr = ptr32(rs)
     one = 1
     s32 = one << 31
@@ -467,8 +490,8 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
     for t in range(T):
         row = t * C
         # in the forward pass y = x * r, so dy flows back through the mean of y^2: c = mean(dy * y)
-        c = int(dot_rows(dx, 0, 0, 0, dy, row, 0, 1, bg, y, row, 0, 1, ba, 1, C, sh_c, glo, ghi,
-                         0))
+        c = int(dot_rows(dx, 0, 0, 0, 0, dy, row, 0, 0, 1, bg, y, row, 0, 0, 1, ba, 1, 1, C, sh_c,
+                         glo, ghi, 0))
         m = pr[t + t]
         sh = (pr[t + t + 1] ^ s32) - s32
         rsh = sh if sh > 0 else 0
@@ -518,8 +541,8 @@ def abs_max(buf, n: int, nb: int) -> int:
     """max |buf[i]| for i < n, a buffer of nb bytes a signed value (1, 2 or 4; int32
     values within +-2**30): the magnitude bound of the linear kernels' fast paths."""
     p8 = ptr8(buf)
-    p16 = ptr16(buf)
-    p32 = ptr32(buf)
+    p16 = ptr16(int(p8))
+    p32 = ptr32(int(p8))
     one = 1
     s32 = one << 31
     big = 0
@@ -545,7 +568,7 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
     x (T, n_in) A (ba bytes); w (n_out, n_in) W (bw bytes), n_in <= 64 and a multiple of 4;
     wmax >= max |W| (abs_max), for the fast path."""
     py16 = ptr16(y)
-    py32 = ptr32(y)
+    py32 = ptr32(int(py16))
     px16 = ptr16(x)
     pw16 = ptr16(w)
     one = 1
@@ -563,28 +586,37 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
             l1 += xi if xi >= 0 else 0 - xi
         if l1 <= ((one << 30) - 1) // wmax:
             fast_end = n_out - (n_out & 3)
+    # pointer arithmetic: byte addresses, constant offsets in the loads
+    row_bytes = n_in + n_in
+    x_at = int(px16) + xrow + xrow  # &x[t, 0]
+    x_end = x_at + row_bytes
     for o in range(0, fast_end, 4):
-        w0 = o * n_in - xrow  # pw16[w0 + i] = W[o, i - xrow]
-        w1 = w0 + n_in
-        w2 = w1 + n_in
-        w3 = w2 + n_in
+        w_at = int(pw16) + o * row_bytes  # &W[o, 0]
         a0 = 0
         a1 = 0
         a2 = 0
         a3 = 0
-        i = xrow
-        while i < xend:
-            x0 = (px16[i] ^ 0x8000) - 0x8000
-            x1 = (px16[i + 1] ^ 0x8000) - 0x8000
-            a0 += ((pw16[w0 + i] ^ 0x8000) - 0x8000) * x0 + (
-                (pw16[w0 + i + 1] ^ 0x8000) - 0x8000) * x1
-            a1 += ((pw16[w1 + i] ^ 0x8000) - 0x8000) * x0 + (
-                (pw16[w1 + i + 1] ^ 0x8000) - 0x8000) * x1
-            a2 += ((pw16[w2 + i] ^ 0x8000) - 0x8000) * x0 + (
-                (pw16[w2 + i + 1] ^ 0x8000) - 0x8000) * x1
-            a3 += ((pw16[w3 + i] ^ 0x8000) - 0x8000) * x0 + (
-                (pw16[w3 + i + 1] ^ 0x8000) - 0x8000) * x1
-            i += 2
+        while x_at < x_end:  # four x, four rows of W
+            px = ptr16(x_at)
+            x0 = (px[0] ^ 0x8000) - 0x8000
+            x1 = (px[1] ^ 0x8000) - 0x8000
+            x2 = (px[2] ^ 0x8000) - 0x8000
+            x3 = (px[3] ^ 0x8000) - 0x8000
+            pw = ptr16(w_at)
+            a0 = (((pw[0] ^ 0x8000) - 0x8000) * x0 + ((pw[1] ^ 0x8000) - 0x8000) * x1
+                  + ((pw[2] ^ 0x8000) - 0x8000) * x2 + ((pw[3] ^ 0x8000) - 0x8000) * x3) + a0
+            pw = ptr16(w_at + row_bytes)
+            a1 = (((pw[0] ^ 0x8000) - 0x8000) * x0 + ((pw[1] ^ 0x8000) - 0x8000) * x1
+                  + ((pw[2] ^ 0x8000) - 0x8000) * x2 + ((pw[3] ^ 0x8000) - 0x8000) * x3) + a1
+            pw = ptr16(w_at + row_bytes + row_bytes)
+            a2 = (((pw[0] ^ 0x8000) - 0x8000) * x0 + ((pw[1] ^ 0x8000) - 0x8000) * x1
+                  + ((pw[2] ^ 0x8000) - 0x8000) * x2 + ((pw[3] ^ 0x8000) - 0x8000) * x3) + a2
+            pw = ptr16(w_at + row_bytes + row_bytes + row_bytes)
+            a3 = (((pw[0] ^ 0x8000) - 0x8000) * x0 + ((pw[1] ^ 0x8000) - 0x8000) * x1
+                  + ((pw[2] ^ 0x8000) - 0x8000) * x2 + ((pw[3] ^ 0x8000) - 0x8000) * x3) + a3
+            x_at += 8
+            w_at += 8
+        x_at -= row_bytes
         for k in range(yrow + o, yrow + o + 4):  # the four sums in turn: sat(rnd(S, sh))
             q = (a0 + half) >> sh
             if q > hi:
@@ -599,8 +631,8 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
             a1 = a2
             a2 = a3
     if fast_end < n_out:  # the general loop: the rows left, any widths, the int32 pair
-        dot_rows(y, yrow + fast_end, 1, by, w, fast_end * n_in, n_in, 1, bw, x, xrow, 0, 1, ba,
-                 n_out - fast_end, n_in, sh, lo, hi, 0)
+        dot_rows(y, yrow + fast_end, 1, 0, by, w, fast_end * n_in, n_in, 0, 1, bw, x, xrow, 0, 0,
+                 1, ba, n_out - fast_end, 1, n_in, sh, lo, hi, 0)
 
 
 @micropython.viper
@@ -628,6 +660,8 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
     one = 1
     s32 = one << 31
     fit = (one << 30) - 1
+    row_bytes = n_in + n_in
+    l1_max = fit // wmax if wmax > 0 else 0  # the largest L1 norm of dy[t] the bound allows
     t_dx = T if with_dx != 0 else 0  # rows of dx to compute
     # in the forward pass y_o = sum_i W_oi x_i, so dx_i = sum_o W_oi dy_o
     for t in range(t_dx):
@@ -638,21 +672,26 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
             for o in range(yrow, yrow + n_out):
                 d = (pdy16[o] ^ 0x8000) - 0x8000
                 l1 += d if d >= 0 else 0 - d
-            fast = 1 if l1 <= fit // wmax else 0
+            fast = 1 if l1 <= l1_max else 0
         if fast:  # four columns of W against each dy load
+            dy_at = int(pdy16) + yrow + yrow  # &dy[t, 0]
+            dy_end = dy_at + n_out + n_out
             for i in range(0, n_in, 4):
                 a0 = 0
                 a1 = 0
                 a2 = 0
                 a3 = 0
-                k = i  # W[o, i]
-                for o in range(yrow, yrow + n_out):
-                    d = (pdy16[o] ^ 0x8000) - 0x8000
-                    a0 += ((pw16[k] ^ 0x8000) - 0x8000) * d
-                    a1 += ((pw16[k + 1] ^ 0x8000) - 0x8000) * d
-                    a2 += ((pw16[k + 2] ^ 0x8000) - 0x8000) * d
-                    a3 += ((pw16[k + 3] ^ 0x8000) - 0x8000) * d
-                    k += n_in
+                w_at = int(pw16) + i + i  # &W[0, i]
+                y_at = dy_at
+                while y_at < dy_end:
+                    d = (ptr16(y_at)[0] ^ 0x8000) - 0x8000
+                    pw = ptr16(w_at)
+                    a0 = ((pw[0] ^ 0x8000) - 0x8000) * d + a0
+                    a1 = ((pw[1] ^ 0x8000) - 0x8000) * d + a1
+                    a2 = ((pw[2] ^ 0x8000) - 0x8000) * d + a2
+                    a3 = ((pw[3] ^ 0x8000) - 0x8000) * d + a3
+                    y_at += 2
+                    w_at += row_bytes
                 for k in range(t * n_in + i, t * n_in + i + 4):  # sat(rnd(S, sh)) in turn
                     q = (a0 + half) >> sh
                     if q > ghi:
@@ -664,37 +703,40 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
                     a1 = a2
                     a2 = a3
             continue
-        dot_rows(dx, t * n_in, 1, bg, w, 0, 1, n_in, bw, dy, yrow, 0, 1, bg, n_in, n_out, sh, glo,
-                 ghi, 0)
+        dot_rows(dx, t * n_in, 1, 0, bg, w, 0, 1, 0, n_in, bw, dy, yrow, 0, 0, 1, bg, n_in, 1,
+                 n_out, sh, glo, ghi, 0)
     # and dW_oi = sum_t dy_o[t] x_i[t], over the positions of the step
     xmax = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
-    dy_end = T * n_out
+    l1_max = fit // xmax if xmax > 0 else 0  # the same for dy's columns
+    out_bytes = n_out + n_out
+    dy_end = int(pdy16) + T * out_bytes  # the end of dy
     for o in range(o0, o1):
         fast = 0  # fast path: |S| <= L1(dy[:, o]) * max |x| < 2**30
         if xmax > 0:
             l1 = 0
             k = o
-            while k < dy_end:
+            while k < o + T * n_out:
                 d = (pdy16[k] ^ 0x8000) - 0x8000
                 l1 += d if d >= 0 else 0 - d
                 k += n_out
-            fast = 1 if l1 <= fit // xmax else 0
+            fast = 1 if l1 <= l1_max else 0
         if fast:  # four columns of x against each dy load
             for i in range(0, n_in, 4):
                 a0 = 0
                 a1 = 0
                 a2 = 0
                 a3 = 0
-                ky = o  # dy[t, o]
-                kx = i  # x[t, i]
-                while ky < dy_end:
-                    d = (pdy16[ky] ^ 0x8000) - 0x8000
-                    a0 += d * ((px16[kx] ^ 0x8000) - 0x8000)
-                    a1 += d * ((px16[kx + 1] ^ 0x8000) - 0x8000)
-                    a2 += d * ((px16[kx + 2] ^ 0x8000) - 0x8000)
-                    a3 += d * ((px16[kx + 3] ^ 0x8000) - 0x8000)
-                    ky += n_out
-                    kx += n_in
+                y_at = int(pdy16) + o + o  # &dy[0, o]
+                x_at = int(px16) + i + i  # &x[0, i]
+                while y_at < dy_end:
+                    d = (ptr16(y_at)[0] ^ 0x8000) - 0x8000
+                    px = ptr16(x_at)
+                    a0 = d * ((px[0] ^ 0x8000) - 0x8000) + a0
+                    a1 = d * ((px[1] ^ 0x8000) - 0x8000) + a1
+                    a2 = d * ((px[2] ^ 0x8000) - 0x8000) + a2
+                    a3 = d * ((px[3] ^ 0x8000) - 0x8000) + a3
+                    y_at += out_bytes
+                    x_at += row_bytes
                 kw = (o - o0) * n_in + i
                 for k in range(kw, kw + 4):  # dw += rnd(S, sh_w) in turn, saturated to P
                     q = ((pdw[k] ^ s32) - s32) + ((a0 + half_w) >> sh_w)  # |q| < 2**31
@@ -708,8 +750,8 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
                     a2 = a3
             continue
         # dw[o - o0] += the rounded sums, saturated to P
-        dot_rows(dw, (o - o0) * n_in, 1, 4, x, 0, 1, n_in, ba, dy, o, 0, n_out, bg, n_in, T, sh_w,
-                 plo, phi, 1)
+        dot_rows(dw, (o - o0) * n_in, 1, 0, 4, x, 0, 1, 0, n_in, ba, dy, o, 0, 0, n_out, bg,
+                 n_in, 1, T, sh_w, plo, phi, 1)
 
 
 # --- element-wise: residual add, relu (sections 6, 7) ---
@@ -720,11 +762,11 @@ def add_forward(y, a, b, start: int, n: int, lo: int, hi: int, bx: int):
     """y[i] = sat(a[i] + b[i]) for i in start .. start+n-1: the residual add in A,
     and where two gradient paths meet, in G. y, a, b in bx bytes (1 or 2)."""
     py8 = ptr8(y)
-    py16 = ptr16(y)
+    py16 = ptr16(int(py8))
     pa8 = ptr8(a)
-    pa16 = ptr16(a)
+    pa16 = ptr16(int(pa8))
     pb8 = ptr8(b)
-    pb16 = ptr16(b)
+    pb16 = ptr16(int(pb8))
     for i in range(start, start + n):
         if bx == 2:
             v = ((pa16[i] ^ 0x8000) - 0x8000) + ((pb16[i] ^ 0x8000) - 0x8000)
@@ -744,9 +786,9 @@ def add_forward(y, a, b, start: int, n: int, lo: int, hi: int, bx: int):
 def relu_forward(y, x, start: int, n: int, ba: int):
     """y[i] = max(x[i], 0) for i in start .. start+n-1. y, x A (ba bytes)."""
     py8 = ptr8(y)
-    py16 = ptr16(y)
+    py16 = ptr16(int(py8))
     px8 = ptr8(x)
-    px16 = ptr16(x)
+    px16 = ptr16(int(px8))
     for i in range(start, start + n):
         if ba == 2:
             v = (px16[i] ^ 0x8000) - 0x8000
@@ -761,11 +803,11 @@ def relu_backward(dx, dy, x, start: int, n: int, bg: int, ba: int):
     """dx[i] = dy[i] where the forward input x[i] > 0, else 0. dx, dy G (bg bytes);
     x A (ba bytes)."""
     pdx8 = ptr8(dx)
-    pdx16 = ptr16(dx)
+    pdx16 = ptr16(int(pdx8))
     pdy8 = ptr8(dy)
-    pdy16 = ptr16(dy)
+    pdy16 = ptr16(int(pdy8))
     px8 = ptr8(x)
-    px16 = ptr16(x)
+    px16 = ptr16(int(px8))
     for i in range(start, start + n):
         xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
         if bg == 2:
@@ -795,16 +837,16 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
         c0 = h * HS
         row = (h * T + t) * T  # probs[h, t, 0]
         # scores of position t against positions 0..t: srow[s] = q_h[t] . k_h[s]
-        dot_rows(srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, HS, sh_s,
-                 lo_l, hi_l, 0)
+        dot_rows(srow, 0, 1, 0, 4, k, c0, C, 0, 1, ba, q, qrow + c0, 0, 0, 1, ba, t + 1, 1, HS,
+                 sh_s, lo_l, hi_l, 0)
         softmax(srow, srow, 0, t + 1, f)
         for s in range(t + 1):
             pp[row + s] = pr[s]  # in [0, 2**15]: a uint16
         for s in range(t + 1, T):
             pp[row + s] = 0  # future positions are masked: p = 0
         # out_h[t][d] = sum_s p[s] v_h[s][d]  (p in [0, 2**15])
-        dot_rows(out, qrow + c0, 1, ba, v, c0, 1, C, ba, srow, 0, 0, 1, 4, HS, t + 1, sh_o,
-                 lo, hi, 0)
+        dot_rows(out, qrow + c0, 1, 0, ba, srow, 0, 0, 0, 1, 4, v, c0, 1, 0, C, ba, HS, 1, t + 1,
+                 sh_o, lo, hi, 0)
 
 
 @micropython.viper
@@ -824,38 +866,46 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
     pw = ptr32(scratch)
     one = 1
     s32 = one << 31
-    big = one << 30  # the bound of pd's (unsaturated) sum
     C = NH * HS
+    half_p = (1 << sh_p) >> 1
     half_ds = 1 << (_DS_SHIFT - 1)
     for h in range(NH):
         c0 = h * HS
         base = h * T * T  # probs[h, 0, 0]
-        for t in range(T):
-            # 1. out = p v, so dp[t,s] = dout[t] . v[s]  (s <= t; p = 0 beyond)
-            dot_rows(scratch, t * T, 1, 4, v, c0, C, 1, ba, dout, t * C + c0, 0, 1, bg, t + 1,
-                     HS, sh_dp, glo, ghi, 0)
-            # 2. out = p v, so dv[s] = sum_{t>=s} p[t,s] dout[t]  (here s = t)
-            dot_rows(dv, t * C + c0, 1, bg, probs, base + t * T + t, 0, T, -2, dout, t * C + c0,
-                     1, C, bg, HS, T - t, sh_p, glo, ghi, 0)
+        # Over all T x T pairs: p[t,s] = 0 for s > t (the forward's mask), and ds is set to 0
+        # there, so the extra terms add nothing to the exact sums (dp there is not used).
+        # 1. out = p v, so dp[t,s] = dout[t] . v[s]
+        dot_rows(scratch, 0, T, 1, 4, dout, c0, C, 0, 1, bg, v, c0, 0, C, 1, ba, T, T, HS, sh_dp,
+                 glo, ghi, 0)
+        # 2. out = p v, so dv[s] = sum_t p[t,s] dout[t]
+        dot_rows(dv, c0, C, 1, bg, probs, base, 1, 0, T, -2, dout, c0, 0, 1, C, bg, T, HS, T,
+                 sh_p, glo, ghi, 0)
         # 3. p = softmax(score): ds = p * (dp - sum_s p dp), and the /2 of the score
         for t in range(T):
             row = t * T
-            pd = int(dot_rows(scratch, 0, 0, 0, probs, base + row, 0, 1, -2, scratch, row, 0, 1, 4,
-                              1, t + 1, sh_p, 0 - big, big, 0))
-            for s in range(t + 1):
-                diff = ((pw[row + s] ^ s32) - s32) - pd
+            # pd's exact sum fits one int32: sum_s p[t,s] <= 2**15 + T/2 (softmax rounds each
+            # p once) and |dp| <= 2**15, so |S| < 2**31; rnd(S, sh_p) is within +-2**16, the
+            # value the int32 pair gives (3.7, pd unsaturated)
+            acc = 0
+            for s in range(row, row + t + 1):
+                acc += pp[base + s] * ((pw[s] ^ s32) - s32)
+            pd = (acc + half_p) >> sh_p
+            for s in range(row, row + T):
+                if s > row + t:
+                    pw[s] = 0  # masked: ds = 0
+                    continue
+                diff = ((pw[s] ^ s32) - s32) - pd
                 if diff > ghi:
                     diff = ghi
                 elif diff < glo:
                     diff = glo
-                pw[row + s] = (pp[base + row + s] * diff + half_ds) >> _DS_SHIFT  # |ds| <= 2**14
+                pw[s] = (pp[base + s] * diff + half_ds) >> _DS_SHIFT  # |ds| <= 2**14
         # 4. score = q.k / 2 (the /2 is in ds):
-        # dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]  (here s = t)
-        for t in range(T):
-            dot_rows(dq, t * C + c0, 1, bg, k, c0, 1, C, ba, scratch, t * T, 0, 1, 4, HS, t + 1,
-                     sh_qk, glo, ghi, 0)
-            dot_rows(dk, t * C + c0, 1, bg, q, t * C + c0, 1, C, ba, scratch, t * T + t, 0, T, 4,
-                     HS, T - t, sh_qk, glo, ghi, 0)
+        # dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]
+        dot_rows(dq, c0, C, 1, bg, scratch, 0, T, 0, 1, 4, k, c0, 0, 1, C, ba, T, HS, T, sh_qk,
+                 glo, ghi, 0)
+        dot_rows(dk, c0, C, 1, bg, scratch, 0, 1, 0, T, 4, q, c0, 0, 1, C, ba, T, HS, T, sh_qk,
+                 glo, ghi, 0)
 
 
 # --- cross-entropy over the vocabulary (sections 6, 7) ---
@@ -876,7 +926,7 @@ def cross_entropy_backward(dlogits, probs, targets, T: int, V: int, s: int, glo:
     d / T, Q15 -> Fg bits; for q2.14 (d + T) // (2T)).
     dlogits (T, V) G = [glo, ghi] (bg bytes); probs (T, V) int32 Q15; targets (T,) uint8."""
     pd8 = ptr8(dlogits)
-    pd16 = ptr16(dlogits)
+    pd16 = ptr16(int(pd8))
     pp = ptr32(probs)
     pt = ptr8(targets)
     den = T << s
@@ -919,14 +969,14 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     rounded to d = 0)."""
     pc = ptr8(comp)
     ps8 = ptr8(store)
-    ps16 = ptr16(store)
-    ps32 = ptr32(store)
+    ps16 = ptr16(int(ps8))
+    ps32 = ptr32(int(ps8))
     pm8 = ptr8(m)
-    pm16 = ptr16(m)
-    pm32 = ptr32(m)
+    pm16 = ptr16(int(pm8))
+    pm32 = ptr32(int(pm8))
     pv8 = ptr8(v)
-    pv16 = ptr16(v)
-    pv32 = ptr32(v)
+    pv16 = ptr16(int(pv8))
+    pv32 = ptr32(int(pv8))
     pg = ptr32(g)
     psq = ptr8(SQRT16)
     one = 1
@@ -1021,9 +1071,18 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
         # 9.3 den = isqrt(v) + 1: floor(16 sqrt) of v's top 8 bits (an even shift s2) from
         # SQRT16, one Newton step, then exact corrections; for every v in [0, 2**30] the
         # estimate is within 2 of isqrt(v) and each product stays below 2**31
-        vn = vi
+        vn = vi  # the even shift 2 s2 that leaves vn in [64, 256) (or none if v < 256)
         s2 = 0
-        while vn >= 256:
+        if vn >= 1 << 20:
+            vn >>= 12
+            s2 = 6
+        if vn >= 1 << 14:
+            vn >>= 6
+            s2 += 3
+        if vn >= 1 << 10:
+            vn >>= 4
+            s2 += 2
+        if vn >= 1 << 8:
             vn >>= 2
             s2 += 1
         root = (psq[vn] << s2) >> 4
@@ -1037,11 +1096,7 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
         # 9.4 r = m / den in Q13, clamped to +-4: a << e >= den << 15 written as
         # a >= den << (15 - e) (e <= 15) or a >= ceil(den / 2**(e - 15)), free of overflow
         a = mi if mi >= 0 else 0 - mi
-        if e <= 15:
-            at_max = a >= den << big_sh
-        else:
-            at_max = a >= (den + small_add) >> small_sh
-        if at_max:
+        if a >= ((den << big_sh) + small_add) >> small_sh:  # one of the shifts is 0
             r = _R_MAX
         else:
             # ((a << e) + den/2) // den, as (... - den) // den + 1: dividend within +-2**30
@@ -1117,8 +1172,8 @@ def widen(out, src, off: int, n: int, nb: int):
     extended), -1 or -2 an unsigned one."""
     po = ptr32(out)
     p8 = ptr8(src)
-    p16 = ptr16(src)
-    p32 = ptr32(src)
+    p16 = ptr16(int(p8))
+    p32 = ptr32(int(p8))
     for i in range(n):
         if nb == 2:
             po[i] = (p16[off + i] ^ 0x8000) - 0x8000
@@ -1137,8 +1192,8 @@ def narrow(dst, off: int, src, n: int, lo: int, hi: int, nb: int) -> int:
     """dst[off:off+n] (nb bytes a value; -1, -2 as 1, 2) = src[0:n] (int32); returns how
     many values lay outside [lo, hi] (a checkpoint that does not fit the class's format)."""
     p8 = ptr8(dst)
-    p16 = ptr16(dst)
-    p32 = ptr32(dst)
+    p16 = ptr16(int(p8))
+    p32 = ptr32(int(p8))
     ps = ptr32(src)
     one = 1
     s32 = one << 31
@@ -1175,7 +1230,7 @@ def block_decode(w, q, k, a: int, n: int, nblk: int, nb: int, sq: int):
     (q_i << k_j)**2 of unsigned ones; q in nb bytes (1 or 2), k (blocks,) uint8 shifts."""
     pw = ptr32(w)
     q8 = ptr8(q)
-    q16 = ptr16(q)
+    q16 = ptr16(int(q8))
     pk = ptr8(k)
     blk = a // nblk
     left = 0  # values left in the current block
@@ -1205,7 +1260,7 @@ def block_encode(q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int
     k (blocks,) uint8."""
     pw = ptr32(w)
     q8 = ptr8(q)
-    q16 = ptr16(q)
+    q16 = ptr16(int(q8))
     pk = ptr8(k)
     one = 1
     s32 = one << 31

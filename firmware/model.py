@@ -120,10 +120,10 @@ def store_to_data(wd, store, off: int, n: int, sh: int, lo: int, hi: int, bw: in
     more, into W (bw bytes). rnd as (x >> sh) + ((x >> (sh - 1)) & 1), which cannot
     overflow for any int32 x."""
     pd8 = ptr8(wd)
-    pd16 = ptr16(wd)
+    pd16 = ptr16(int(pd8))
     p8 = ptr8(store)
-    p16 = ptr16(store)
-    ps = ptr32(store)
+    p16 = ptr16(int(p8))
+    ps = ptr32(int(p8))
     one = 1
     s32 = one << 31
     for i in range(off, off + n):
