@@ -45,6 +45,20 @@ and sat(rnd(S, s), lo, hi), 0 <= s <= 19, is the contract's recipe:
 
 with half = (1 << s) >> 1 and lim = 1 << (14 + s), set once per call. Sums the
 contract leaves unsaturated (the mean square, pd, dW) use lo, hi = -2**30, 2**30.
+One function, dot_rows, does this for any strides and widths; every kernel's dot
+products go through it, except two kinds of fast path (issue 15), each with a
+comment saying why it is exact:
+
+    bounded sums   where a bound proves |S| < 2**30 (3.7: then a plain int32 sum is the
+                   same integer), one int32 accumulator and sat(rnd(S, s)) directly:
+                   the linear kernels check L1 norm times max magnitude per row (max |W|
+                   from the model, abs_max), attention's pd follows from softmax's sums
+    16-bit loops   the linear kernels' fast paths read int16 operands only (four
+                   accumulators sharing each load, byte addresses with constant offsets:
+                   ptr16(int(p) + offset)); 8-bit operands take dot_rows
+
+A kernel makes one buffer-protocol call per buffer (ptr8(b)); its other widths are
+casts of that address (ptr16(int(p8))), which cost nothing.
 
 Portability (shared/notes/micropython-viper.md): viper ints are 32 bits on the
 ESP32 and 64 bits on the x86-64 unix port, so every intermediate stays inside
@@ -532,8 +546,10 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
 # division, never a product that could overflow), every partial sum fits one int32 and
 # sat(rnd(S, s)) is computed from S directly, the same integer as the pair's recipe
 # (3.7: "a plain int32 sum gives the same integer"). Four accumulators share each load
-# of the operand that they have in common; the dimensions they block (n_in, and the
-# rows of dx) are multiples of 4, and a remainder of rows goes to the general loop.
+# of the operand that they have in common, read through byte addresses with constant
+# offsets; the dimensions they block (n_in: W's columns for dx, x's for dW, and W's rows
+# for y) are multiples of 4 but for lm_head's 27 rows, whose remainder goes to dot_rows,
+# as does everything the bound does not cover or with 8-bit words.
 
 
 @micropython.viper
