@@ -91,23 +91,6 @@ EXP2_Q15 = array("i", (
     59449, 60097, 60751, 61413, 62081, 62757, 63441, 64132, 64830, 65536,
 ))
 
-# floor(16 sqrt(j)) = isqrt(256 j), j = 0..255, a byte each: Adam's first estimate of
-# isqrt(v) from v's top bits (section 9.3; bytes(math.isqrt(256 * j) for j in range(256)))
-SQRT16 = (
-    b"\x00\x10\x16\x1b #'*-02579;=@ACEGIKLNPQSTVWYZ[]^`abcefghjklmnpqrstuvwxyz"
-    b"{|}~\x80\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f"
-    b"\x90\x90\x91\x92\x93\x94\x95\x96\x96\x97\x98\x99\x9a\x9b\x9b\x9c\x9d\x9e"
-    b"\x9f\xa0\xa0\xa1\xa2\xa3\xa3\xa4\xa5\xa6\xa7\xa7\xa8\xa9\xaa\xaa\xab\xac"
-    b"\xad\xad\xae\xaf\xb0\xb0\xb1\xb2\xb2\xb3\xb4\xb5\xb5\xb6\xb7\xb7\xb8\xb9"
-    b"\xb9\xba\xbb\xbb\xbc\xbd\xbd\xbe\xbf\xc0\xc0\xc1\xc1\xc2\xc3\xc3\xc4\xc5"
-    b"\xc5\xc6\xc7\xc7\xc8\xc9\xc9\xca\xcb\xcb\xcc\xcc\xcd\xce\xce\xcf\xd0\xd0"
-    b"\xd1\xd1\xd2\xd3\xd3\xd4\xd4\xd5\xd6\xd6\xd7\xd7\xd8\xd9\xd9\xda\xda\xdb"
-    b"\xdb\xdc\xdd\xdd\xde\xde\xdf\xe0\xe0\xe1\xe1\xe2\xe2\xe3\xe3\xe4\xe5\xe5"
-    b"\xe6\xe6\xe7\xe7\xe8\xe8\xe9\xea\xea\xeb\xeb\xec\xec\xed\xed\xee\xee\xef"
-    b"\xf0\xf0\xf1\xf1\xf2\xf2\xf3\xf3\xf4\xf4\xf5\xf5\xf6\xf6\xf7\xf7\xf8\xf8"
-    b"\xf9\xf9\xfa\xfa\xfb\xfb\xfc\xfc\xfd\xfd\xfe\xfe\xff"
-)
-
 _LOG2E_Q14 = const(23637)  # log2(e) in Q14 (section 5, exp)
 _EXP_ZERO_BELOW = const(16)  # exp(z) = 0 for z <= -16
 _PROB_ONE = const(32768)  # 1.0 in unsigned Q15
@@ -994,7 +977,6 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     pv16 = ptr16(int(pv8))
     pv32 = ptr32(int(pv8))
     pg = ptr32(g)
-    psq = ptr8(SQRT16)
     one = 1
     s32 = one << 31
     big = one << 30  # the kernel range of 9.1
@@ -1084,10 +1066,13 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
             pv16[jj] = vi
         else:
             pv8[jj] = vi
-        # 9.3 den = isqrt(v) + 1: floor(16 sqrt) of v's top 8 bits (an even shift s2) from
-        # SQRT16, one Newton step, then exact corrections; for every v in [0, 2**30] the
-        # estimate is within 2 of isqrt(v) and each product stays below 2**31
-        vn = vi  # the even shift 2 s2 that leaves vn in [64, 256) (or none if v < 256)
+        # 9.3 den = isqrt(v) + 1. v (or 256 v when v < 256: isqrt(v) = isqrt(256 v) >> 4)
+        # normalized by an even shift 2 s2 into vn in [64, 256); 16 sqrt(vn) from four chords
+        # (raised by half their sag), one Newton step, then exact corrections: at most 3 for
+        # every v in [0, 2**30] (checked against math.isqrt on v < 2**22, all k*k-1..k*k+1
+        # and 2M random v), every product below 2**31
+        vs = vi if vi >= 256 else vi << 8
+        vn = vs
         s2 = 0
         if vn >= 1 << 20:
             vn >>= 12
@@ -1101,13 +1086,22 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
         if vn >= 1 << 8:
             vn >>= 2
             s2 += 1
-        root = (psq[vn] << s2) >> 4
-        if s2 > 0:  # vn >= 64 here, so root >= 16
-            root = (root + vi // root) >> 1
-        while root * root > vi:
+        if vn >= 192:
+            root = ((vn * 137) >> 8) + 119
+        elif vn >= 128:
+            root = ((vn * 163) >> 8) + 100
+        elif vn >= 96:
+            root = ((vn * 194) >> 8) + 84
+        else:
+            root = ((vn * 230) >> 8) + 71
+        root = (root << s2) >> 4  # >= 4
+        root = (root + vs // root) >> 1
+        while root * root > vs:
             root -= 1
-        while (root + 1) * (root + 1) <= vi:
+        while (root + 1) * (root + 1) <= vs:
             root += 1
+        if vi < 256:
+            root >>= 4
         den = root + 1
         # 9.4 r = m / den in Q13, clamped to +-4: a << e >= den << 15 written as
         # a >= den << (15 - e) (e <= 15) or a >= ceil(den / 2**(e - 15)), free of overflow

@@ -121,7 +121,7 @@ def measure(units, source=None, reps=(10, 60)):
             (fw / "kbench_driver.py").write_text(DRIVER.replace("CALL", call))
             counts = []
             for n in reps:
-                cmd = [fp.default_micropython(), "-X", "heapsize=96K", "-m", "kbench_driver",
+                cmd = [fp.default_micropython(), "-X", "heapsize=120K", "-m", "kbench_driver",
                        unit, str(n), "c.json"]
                 count, stdout = fp.run_counted(cmd, run, env, run / f"cg-{unit}-{n}.out")
                 if "kbench T 7\n" not in stdout:  # the work counts of UNITS assume T = 7
