@@ -267,21 +267,13 @@ def dot_rows(y, yi: int, ys: int, yc: int, by: int, a, ai: int, ar: int, ac: int
             ll = 0
             ka = ai + r * ar + c * ac
             kb = bi + r * br + c * bc
-            # the common widths without a test a multiply-add, byte addresses
-            a_at = int(pa8) + ka * ba
-            b_at = int(pb8) + kb + kb
-            a_step = ak * ba
-            b_step = bk + bk
-            if bb == 2 and ba == 2:
+            if bb == 2 and ba == 2:  # int16 words: no width tests, byte addresses
+                a_at = int(pa8) + ka + ka
+                b_at = int(pb8) + kb + kb
+                a_step = ak + ak
+                b_step = bk + bk
                 for _ in range(n):
                     p = ((ptr16(a_at)[0] ^ 0x8000) - 0x8000) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000)
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
-                    a_at += a_step
-                    b_at += b_step
-            elif bb == 2 and ba == 4:
-                for _ in range(n):
-                    p = ((ptr32(a_at)[0] ^ s32) - s32) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000)
                     hh += p >> 16
                     ll += p & _HALF_MASK
                     a_at += a_step
