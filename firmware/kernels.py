@@ -1002,15 +1002,16 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
         gi = (pg[j] ^ s32) - s32
         # 9.1 m = b1 m + (1 - b1) gm, gm = req(g, Fp - Fm, +-2**30), each product by
         # mul15(x, c), saturated to [-hm, hm]
-        gm = gi
-        if m_rs > 0:
-            gm = (gi >> m_rs) + ((gi >> (m_rs - 1)) & 1)
-        if gm > m_hi:
-            gm = big
-        elif gm < m_lo:
-            gm = 0 - big
-        else:
-            gm = gm << m_ls
+        gm = gi  # sh_m = 0: gm = g, already within +-2**30
+        if sh_m != 0:
+            if m_rs > 0:
+                gm = (gi >> m_rs) + ((gi >> (m_rs - 1)) & 1)
+            if gm > m_hi:
+                gm = big
+            elif gm < m_lo:
+                gm = 0 - big
+            else:
+                gm = gm << m_ls
         if bm == 4:
             mi = (pm32[jj] ^ s32) - s32
         elif bm == 2:
