@@ -4,8 +4,11 @@ Plain Python on unbounded integers, once a step, like qgpt/int_model.py's
 beta_powers and alpha_at; the per-parameter work is kernels.adam_update.
 """
 
-ADAM_C1 = 4915  # 1 - beta1 in Q15 (beta1 = 0.85)
-ADAM_C2 = 328  # 1 - beta2 in Q15 (beta2 = 0.99)
+from micropython import const
+
+# (consts with an underscore leave no interned name behind: firmware/README.md, "Memory")
+_ADAM_C1 = const(4915)  # 1 - beta1 in Q15 (beta1 = 0.85)
+_ADAM_C2 = const(328)  # 1 - beta2 in Q15 (beta2 = 0.99)
 ONE_Q30 = 1 << 30  # p1 and p2 start here: beta^0 in Q30
 
 
@@ -26,8 +29,8 @@ def isqrt(n):
 
 def beta_powers(p1, p2):
     """(b1^t, b2^t) -> (b1^(t+1), b2^(t+1)) in Q30, each product rounded half up."""
-    p1 = (p1 * ((1 << 15) - ADAM_C1) + (1 << 14)) >> 15
-    p2 = (p2 * ((1 << 15) - ADAM_C2) + (1 << 14)) >> 15
+    p1 = (p1 * ((1 << 15) - _ADAM_C1) + (1 << 14)) >> 15
+    p2 = (p2 * ((1 << 15) - _ADAM_C2) + (1 << 14)) >> 15
     return p1, p2
 
 

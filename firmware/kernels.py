@@ -45,6 +45,20 @@ and sat(rnd(S, s), lo, hi), 0 <= s <= 19, is the contract's recipe:
 
 with half = (1 << s) >> 1 and lim = 1 << (14 + s), set once per call. Sums the
 contract leaves unsaturated (the mean square, pd, dW) use lo, hi = -2**30, 2**30.
+One function, dot_rows, does this for any strides and widths; every kernel's dot
+products go through it, except two kinds of fast path (issue 15), each with a
+comment saying why it is exact:
+
+    bounded sums   where a bound proves |S| < 2**30 (3.7: then a plain int32 sum is the
+                   same integer), one int32 accumulator and sat(rnd(S, s)) directly:
+                   the linear kernels check L1 norm times max magnitude per row (max |W|
+                   from the model, abs_max), attention's pd follows from softmax's sums
+    16-bit loops   the linear kernels' fast paths read int16 operands only (four
+                   accumulators sharing each load, byte addresses with constant offsets:
+                   ptr16(int(p) + offset)); 8-bit operands take dot_rows
+
+A kernel makes one buffer-protocol call per buffer (ptr8(b)); its other widths are
+casts of that address (ptr16(int(p8))), which cost nothing.
 
 Portability (shared/notes/micropython-viper.md): viper ints are 32 bits on the
 ESP32 and 64 bits on the x86-64 unix port, so every intermediate stays inside
@@ -216,6 +230,101 @@ def softmax(p, z, off: int, n: int, f: int) -> int:
     return total
 
 
+# --- dot products, rounded once (section 3.7) ---
+
+
+@micropython.viper
+def dot_rows(y, yi: int, ys: int, yc: int, by: int, a, ai: int, ar: int, ac: int, ak: int,
+             ba: int, b, bi: int, br: int, bc: int, bk: int, bb: int, rows: int, cols: int,
+             n: int, sh: int, lo: int, hi: int, add: int) -> int:
+    """The general dot product of the kernels, for r < rows and c < cols:
+    y[yi + r ys + c yc] = sat(rnd(S, sh), lo, hi),
+    S = sum_{k<n} a[ai + r ar + c ac + k ak] * b[bi + r br + c bc + k bk],
+    or with add (y int32): sat(y + rnd(S, sh), lo, hi), the contract's dW (7). Any
+    strides, so one call serves the dot products of a matrix-vector or a matrix-matrix
+    product, over rows, columns or a head's slice; returns the last value (by = 0: none
+    stored). Element widths in bytes: 1, 2 and 4 signed (int32 values within +-2**15
+    here), -2 (a only) unsigned 16-bit (attention's probabilities); each product within
+    2**30, n <= 64, [lo, hi] within +-2**30. The exact S is kept as the int32 pair of 3.7,
+    so no bound on the values is needed: the linear kernels use it where their bound
+    fails and for 8-bit words."""
+    py8 = ptr8(y)
+    py16 = ptr16(int(py8))
+    py32 = ptr32(int(py8))
+    pa8 = ptr8(a)
+    pa16 = ptr16(int(pa8))
+    pa32 = ptr32(int(pa8))
+    pb8 = ptr8(b)
+    pb16 = ptr16(int(pb8))
+    pb32 = ptr32(int(pb8))
+    one = 1
+    s32 = one << 31
+    half = (1 << sh) >> 1
+    lim = 1 << (14 + sh) if sh < 16 else 0
+    q = 0
+    for r in range(rows):
+        for c in range(cols):
+            hh = 0
+            ll = 0
+            ka = ai + r * ar + c * ac
+            kb = bi + r * br + c * bc
+            if bb == 2 and ba == 2:  # int16 words: no width tests, byte addresses
+                a_at = int(pa8) + ka + ka
+                b_at = int(pb8) + kb + kb
+                a_step = ak + ak
+                b_step = bk + bk
+                for _ in range(n):
+                    p = ((ptr16(a_at)[0] ^ 0x8000) - 0x8000) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000)
+                    hh += p >> 16
+                    ll += p & _HALF_MASK
+                    a_at += a_step
+                    b_at += b_step
+            else:
+                for _ in range(n):
+                    if ba == 2:
+                        x = (pa16[ka] ^ 0x8000) - 0x8000
+                    elif ba == 4:
+                        x = (pa32[ka] ^ s32) - s32
+                    elif ba == 1:
+                        x = (pa8[ka] ^ 0x80) - 0x80
+                    else:
+                        x = int(pa16[ka])
+                    if bb == 2:
+                        p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
+                    elif bb == 4:
+                        p = x * ((pb32[kb] ^ s32) - s32)
+                    else:
+                        p = x * ((pb8[kb] ^ 0x80) - 0x80)
+                    hh += p >> 16
+                    ll += p & _HALF_MASK
+                    ka += ak
+                    kb += bk
+            hh += ll >> 16
+            ll &= _HALF_MASK
+            if sh >= 16:
+                q = (hh + ((ll + half) >> 16)) >> (sh - 16)
+            elif hh >= lim:
+                q = hi
+            elif hh < 0 - lim:
+                q = lo
+            else:
+                q = (hh << (16 - sh)) + ((ll + half) >> sh)
+            k = yi + r * ys + c * yc
+            if add:
+                q += (py32[k] ^ s32) - s32  # |rnd(S)|, |y| <= 2**30: as the contract's dW
+            if q > hi:
+                q = hi
+            elif q < lo:
+                q = lo
+            if by == 2:
+                py16[k] = q
+            elif by == 4:
+                py32[k] = q
+            elif by == 1:
+                py8[k] = q
+    return q
+
+
 # --- embedding (sections 6, 7) ---
 
 
@@ -225,11 +334,11 @@ def embedding_forward(x, wte, wpe, token: int, t: int, C: int, sh: int, lo: int,
     """x[t] = req(wte[token] + wpe[t], sh, A), sh = Fw - Fa (either sign; |sum| <= 2**16).
     x (T, C) A; wte (V, C), wpe (BLOCK, C) W; ba, bw: their container bytes (1 or 2)."""
     px8 = ptr8(x)
-    px16 = ptr16(x)
+    px16 = ptr16(int(px8))
     pe8 = ptr8(wte)
-    pe16 = ptr16(wte)
+    pe16 = ptr16(int(pe8))
     pp8 = ptr8(wpe)
-    pp16 = ptr16(wpe)
+    pp16 = ptr16(int(pp8))
     te = token * C
     tp = t * C
     rs = sh if sh > 0 else 0
@@ -265,7 +374,7 @@ def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int,
     pwte = ptr32(dwte)
     pwpe = ptr32(dwpe)
     pdx8 = ptr8(dx)
-    pdx16 = ptr16(dx)
+    pdx16 = ptr16(int(pdx8))
     ptok = ptr8(tokens)
     one = 1
     s32 = one << 31
@@ -313,27 +422,17 @@ def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int
     kept in rs[t] for the backward pass. g = guard(16, ba, ba) rounded up to even (<= 4).
     y, x (T, C) A (ba bytes); rs (T, 2) int32 (M, sh)."""
     py8 = ptr8(y)
-    py16 = ptr16(y)
+    py16 = ptr16(int(py8))
     pr = ptr32(rs)
     px8 = ptr8(x)
-    px16 = ptr16(x)
+    px16 = ptr16(int(px8))
     one = 1
     s32 = one << 31
     row = t * C
-    hh = 0
-    ll = 0
-    for i in range(C):
-        xi = (px16[row + i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[row + i] ^ 0x80) - 0x80
-        p = xi * xi
-        hh += p >> 16
-        ll += p & _HALF_MASK
     # the mean square rnd(S, g) <= 2**30 is not saturated: g < 16, and S >= 0
-    hh += ll >> 16
-    ll &= _HALF_MASK
-    if hh >= 1 << (14 + g):
-        ms = one << 30
-    else:
-        ms = (hh << (16 - g)) + ((ll + ((1 << g) >> 1)) >> g)
+    big = one << 30
+    ms = int(dot_rows(rs, 0, 0, 0, 0, x, row, 0, 0, 1, ba, x, row, 0, 0, 1, ba, 1, 1, C, g,
+                      0 - big, big, 0))
     pr[t + t] = ms + eps  # at most 2**30 + eps
     rsqrt(rs, t + t, fm)
     m = pr[t + t]  # in (2**14, 2**15]: no sign extension needed
@@ -369,46 +468,20 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
     forward's (M, sh). dx, dy (T, C) G = [glo, ghi] (bg bytes); y (T, C) A (ba bytes);
     rs (T, 2) int32 from the forward."""
     pdx8 = ptr8(dx)
-    pdx16 = ptr16(dx)
+    pdx16 = ptr16(int(pdx8))
     pdy8 = ptr8(dy)
-    pdy16 = ptr16(dy)
+    pdy16 = ptr16(int(pdy8))
     py8 = ptr8(y)
-    py16 = ptr16(y)
+    py16 = ptr16(int(py8))
     pr = ptr32(rs)
     one = 1
     s32 = one << 31
     half_f = (1 << f) >> 1
-    # round-once constants of c
-    half_c = one << (sh_c - 1)
-    lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0
     for t in range(T):
         row = t * C
-        hh = 0
-        ll = 0
-        for i in range(C):
-            if bg == 2:
-                di = (pdy16[row + i] ^ 0x8000) - 0x8000
-            else:
-                di = (pdy8[row + i] ^ 0x80) - 0x80
-            yi = (py16[row + i] ^ 0x8000) - 0x8000 if ba == 2 else (py8[row + i] ^ 0x80) - 0x80
-            p = di * yi
-            hh += p >> 16
-            ll += p & _HALF_MASK
         # in the forward pass y = x * r, so dy flows back through the mean of y^2: c = mean(dy * y)
-        hh += ll >> 16
-        ll &= _HALF_MASK
-        if sh_c >= 16:
-            c = (hh + ((ll + half_c) >> 16)) >> (sh_c - 16)
-        elif hh >= lim_c:
-            c = ghi
-        elif hh < 0 - lim_c:
-            c = glo
-        else:
-            c = (hh << (16 - sh_c)) + ((ll + half_c) >> sh_c)
-        if c > ghi:
-            c = ghi
-        elif c < glo:
-            c = glo
+        c = int(dot_rows(dx, 0, 0, 0, 0, dy, row, 0, 0, 1, bg, y, row, 0, 0, 1, ba, 1, 1, C, sh_c,
+                         glo, ghi, 0))
         m = pr[t + t]
         sh = (pr[t + t + 1] ^ s32) - s32
         rsh = sh if sh > 0 else 0
@@ -442,66 +515,122 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
 
 
 # --- linear (sections 6, 7) ---
+#
+# The fast paths. With 16-bit operands a dot product of n <= 64 terms can reach 2**36,
+# hence the int32 pair (3.7). But |S| <= sum_i |a_i| * max |b|: when the L1 norm of one
+# operand's vector times a bound on the other's magnitude is below 2**30 (checked with a
+# division, never a product that could overflow), every partial sum fits one int32 and
+# sat(rnd(S, s)) is computed from S directly, the same integer as the pair's recipe
+# (3.7: "a plain int32 sum gives the same integer"). Four accumulators share each load
+# of the operand that they have in common, read through byte addresses with constant
+# offsets; the dimensions they block (n_in: W's columns for dx, x's for dW, and W's rows
+# for y) are multiples of 4 but for lm_head's 27 rows, whose remainder goes to dot_rows,
+# as does everything the bound does not cover or with 8-bit words.
+
+
+@micropython.viper
+def abs_max(buf, n: int, nb: int) -> int:
+    """max |buf[i]| for i < n, a buffer of nb bytes a signed value (1, 2 or 4; int32
+    values within +-2**30): the magnitude bound of the linear kernels' fast paths."""
+    p8 = ptr8(buf)
+    p16 = ptr16(int(p8))
+    p32 = ptr32(int(p8))
+    one = 1
+    s32 = one << 31
+    big = 0
+    for i in range(n):
+        if nb == 2:
+            v = (p16[i] ^ 0x8000) - 0x8000
+        elif nb == 1:
+            v = (p8[i] ^ 0x80) - 0x80
+        else:
+            v = (p32[i] ^ s32) - s32
+        if v < 0:
+            v = 0 - v
+        if v > big:
+            big = v
+    return big
 
 
 @micropython.viper
 def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi: int,
-                   by: int, ba: int, bw: int):
+                   by: int, ba: int, bw: int, wmax: int):
     """y[t] = sat(rnd(W x[t], sh), out), sh = Fw + Fa - F_out (0..31): out is A (q, k, v,
     projections, MLP) or L (lm_head). y (T, n_out) in by bytes (1, 2, or 4: int32);
-    x (T, n_in) A (ba bytes); w (n_out, n_in) W (bw bytes), n_in <= 64."""
-    py8 = ptr8(y)
+    x (T, n_in) A (ba bytes); w (n_out, n_in) W (bw bytes), n_in <= 64 and a multiple of 4;
+    wmax >= max |W| (abs_max), for the fast path."""
     py16 = ptr16(y)
-    py32 = ptr32(y)
-    px8 = ptr8(x)
+    py32 = ptr32(int(py16))
     px16 = ptr16(x)
-    pw8 = ptr8(w)
     pw16 = ptr16(w)
+    one = 1
     half = 1 << (sh - 1) if sh > 0 else 0
-    lim = 1 << (14 + sh) if sh < 16 else 0
     xrow = t * n_in
+    xend = xrow + n_in
     yrow = t * n_out
-    for o in range(n_out):
-        wrow = o * n_in
-        hh = 0
-        ll = 0
-        for i in range(n_in):
-            if bw == 2:
-                wi = (pw16[wrow + i] ^ 0x8000) - 0x8000
+    # fast path (above): 16-bit W and x with |S| <= L1(x[t]) * max |W| < 2**30, four rows
+    # of W against each x load; rows fast_end .. n_out-1 take the general loop
+    fast_end = 0
+    if bw == 2 and ba == 2 and wmax > 0:
+        l1 = 0
+        for i in range(xrow, xend):
+            xi = (px16[i] ^ 0x8000) - 0x8000
+            l1 += xi if xi >= 0 else 0 - xi
+        if l1 <= ((one << 30) - 1) // wmax:
+            fast_end = n_out - (n_out & 3)
+    # pointer arithmetic: byte addresses, constant offsets in the loads
+    row_bytes = n_in + n_in
+    x_at = int(px16) + xrow + xrow  # &x[t, 0]
+    x_end = x_at + row_bytes
+    for o in range(0, fast_end, 4):
+        w_at = int(pw16) + o * row_bytes  # &W[o, 0]
+        a0 = 0
+        a1 = 0
+        a2 = 0
+        a3 = 0
+        while x_at < x_end:  # four x, four rows of W
+            px = ptr16(x_at)
+            x0 = (px[0] ^ 0x8000) - 0x8000
+            x1 = (px[1] ^ 0x8000) - 0x8000
+            x2 = (px[2] ^ 0x8000) - 0x8000
+            x3 = (px[3] ^ 0x8000) - 0x8000
+            pw = ptr16(w_at)
+            a0 = (((pw[0] ^ 0x8000) - 0x8000) * x0 + ((pw[1] ^ 0x8000) - 0x8000) * x1
+                  + ((pw[2] ^ 0x8000) - 0x8000) * x2 + ((pw[3] ^ 0x8000) - 0x8000) * x3) + a0
+            pw = ptr16(w_at + row_bytes)
+            a1 = (((pw[0] ^ 0x8000) - 0x8000) * x0 + ((pw[1] ^ 0x8000) - 0x8000) * x1
+                  + ((pw[2] ^ 0x8000) - 0x8000) * x2 + ((pw[3] ^ 0x8000) - 0x8000) * x3) + a1
+            pw = ptr16(w_at + row_bytes + row_bytes)
+            a2 = (((pw[0] ^ 0x8000) - 0x8000) * x0 + ((pw[1] ^ 0x8000) - 0x8000) * x1
+                  + ((pw[2] ^ 0x8000) - 0x8000) * x2 + ((pw[3] ^ 0x8000) - 0x8000) * x3) + a2
+            pw = ptr16(w_at + row_bytes + row_bytes + row_bytes)
+            a3 = (((pw[0] ^ 0x8000) - 0x8000) * x0 + ((pw[1] ^ 0x8000) - 0x8000) * x1
+                  + ((pw[2] ^ 0x8000) - 0x8000) * x2 + ((pw[3] ^ 0x8000) - 0x8000) * x3) + a3
+            x_at += 8
+            w_at += 8
+        x_at -= row_bytes
+        for k in range(yrow + o, yrow + o + 4):  # the four sums in turn: sat(rnd(S, sh))
+            q = (a0 + half) >> sh
+            if q > hi:
+                q = hi
+            elif q < lo:
+                q = lo
+            if by == 2:
+                py16[k] = q
             else:
-                wi = (pw8[wrow + i] ^ 0x80) - 0x80
-            if ba == 2:
-                p = wi * ((px16[xrow + i] ^ 0x8000) - 0x8000)
-            else:
-                p = wi * ((px8[xrow + i] ^ 0x80) - 0x80)
-            hh += p >> 16
-            ll += p & _HALF_MASK
-        hh += ll >> 16
-        ll &= _HALF_MASK
-        if sh >= 16:
-            q = (hh + ((ll + half) >> 16)) >> (sh - 16)
-        elif hh >= lim:
-            q = hi
-        elif hh < 0 - lim:
-            q = lo
-        else:
-            q = (hh << (16 - sh)) + ((ll + half) >> sh)
-        if q > hi:
-            q = hi
-        elif q < lo:
-            q = lo
-        if by == 2:
-            py16[yrow + o] = q
-        elif by == 4:
-            py32[yrow + o] = q
-        else:
-            py8[yrow + o] = q
+                py32[k] = q
+            a0 = a1
+            a1 = a2
+            a2 = a3
+    if fast_end < n_out:  # the general loop: the rows left, any widths, the int32 pair
+        dot_rows(y, yrow + fast_end, 1, 0, by, w, fast_end * n_in, n_in, 0, 1, bw, x, xrow, 0, 0,
+                 1, ba, n_out - fast_end, 1, n_in, sh, lo, hi, 0)
 
 
 @micropython.viper
 def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh_w: int,
                     o0: int, o1: int, with_dx: int, glo: int, ghi: int, plo: int, phi: int,
-                    bg: int, ba: int, bw: int):
+                    bg: int, ba: int, bw: int, wmax: int):
     """Forward was y = W x: dx_i = sat(rnd(sum_o W_oi * dy_o, sh), G), sh = Fw;
     dW_oi = sat(dW_oi + rnd(sum_t dy_o[t] * x_i[t], sh_w), P), sh_w = Fg + Fa - Fp (0..31):
     the exact sum over the T positions of the step rounded once into P, added to dw
@@ -511,91 +640,110 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
     with_dx (it sums over every o whatever the rows).
     dx (T, n_in) G = [glo, ghi]; dw (o1 - o0, n_in) int32 P = [plo, phi] (within +-2**30);
     dy (T, n_out) G (bg bytes); x (T, n_in) A (ba bytes); w (n_out, n_in) W (bw bytes);
-    n_out <= 64, T <= 16."""
-    pdx8 = ptr8(dx)
+    n_out <= 64, T <= 16, n_in a multiple of 4; wmax >= max |W| (abs_max), for the fast
+    path."""
     pdx16 = ptr16(dx)
     pdw = ptr32(dw)
-    pdy8 = ptr8(dy)
     pdy16 = ptr16(dy)
-    px8 = ptr8(x)
     px16 = ptr16(x)
-    pw8 = ptr8(w)
     pw16 = ptr16(w)
     half = 1 << (sh - 1) if sh > 0 else 0
-    lim = 1 << (14 + sh) if sh < 16 else 0
     half_w = 1 << (sh_w - 1) if sh_w > 0 else 0
-    lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0
     one = 1
     s32 = one << 31
+    fit = (one << 30) - 1
+    row_bytes = n_in + n_in
+    l1_max = fit // wmax if wmax > 0 else 0  # the largest L1 norm of dy[t] the bound allows
     t_dx = T if with_dx != 0 else 0  # rows of dx to compute
     # in the forward pass y_o = sum_i W_oi x_i, so dx_i = sum_o W_oi dy_o
     for t in range(t_dx):
         yrow = t * n_out
-        for i in range(n_in):
-            hh = 0
-            ll = 0
-            for o in range(n_out):
-                if bw == 2:
-                    wi = (pw16[o * n_in + i] ^ 0x8000) - 0x8000
-                else:
-                    wi = (pw8[o * n_in + i] ^ 0x80) - 0x80
-                if bg == 2:
-                    p = wi * ((pdy16[yrow + o] ^ 0x8000) - 0x8000)
-                else:
-                    p = wi * ((pdy8[yrow + o] ^ 0x80) - 0x80)
-                hh += p >> 16
-                ll += p & _HALF_MASK
-            hh += ll >> 16
-            ll &= _HALF_MASK
-            if sh >= 16:
-                q = (hh + ((ll + half) >> 16)) >> (sh - 16)
-            elif hh >= lim:
-                q = ghi
-            elif hh < 0 - lim:
-                q = glo
-            else:
-                q = (hh << (16 - sh)) + ((ll + half) >> sh)
-            if q > ghi:
-                q = ghi
-            elif q < glo:
-                q = glo
-            if bg == 2:
-                pdx16[t * n_in + i] = q
-            else:
-                pdx8[t * n_in + i] = q
+        fast = 0  # fast path (above the linear kernels): |S| <= L1(dy[t]) * max |W| < 2**30
+        if bw == 2 and bg == 2 and wmax > 0:
+            l1 = 0
+            for o in range(yrow, yrow + n_out):
+                d = (pdy16[o] ^ 0x8000) - 0x8000
+                l1 += d if d >= 0 else 0 - d
+            fast = 1 if l1 <= l1_max else 0
+        if fast:  # four columns of W against each dy load
+            dy_at = int(pdy16) + yrow + yrow  # &dy[t, 0]
+            dy_end = dy_at + n_out + n_out
+            for i in range(0, n_in, 4):
+                a0 = 0
+                a1 = 0
+                a2 = 0
+                a3 = 0
+                w_at = int(pw16) + i + i  # &W[0, i]
+                y_at = dy_at
+                while y_at < dy_end:
+                    d = (ptr16(y_at)[0] ^ 0x8000) - 0x8000
+                    pw = ptr16(w_at)
+                    a0 = ((pw[0] ^ 0x8000) - 0x8000) * d + a0
+                    a1 = ((pw[1] ^ 0x8000) - 0x8000) * d + a1
+                    a2 = ((pw[2] ^ 0x8000) - 0x8000) * d + a2
+                    a3 = ((pw[3] ^ 0x8000) - 0x8000) * d + a3
+                    y_at += 2
+                    w_at += row_bytes
+                for k in range(t * n_in + i, t * n_in + i + 4):  # sat(rnd(S, sh)) in turn
+                    q = (a0 + half) >> sh
+                    if q > ghi:
+                        q = ghi
+                    elif q < glo:
+                        q = glo
+                    pdx16[k] = q
+                    a0 = a1
+                    a1 = a2
+                    a2 = a3
+            continue
+        dot_rows(dx, t * n_in, 1, 0, bg, w, 0, 1, 0, n_in, bw, dy, yrow, 0, 0, 1, bg, n_in, 1,
+                 n_out, sh, glo, ghi, 0)
     # and dW_oi = sum_t dy_o[t] x_i[t], over the positions of the step
+    xmax = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
+    l1_max = fit // xmax if xmax > 0 else 0  # the same for dy's columns
+    out_bytes = n_out + n_out
+    dy_end = int(pdy16) + T * out_bytes  # the end of dy
     for o in range(o0, o1):
-        for i in range(n_in):
-            hh = 0
-            ll = 0
-            for t in range(T):
-                if bg == 2:
-                    di = (pdy16[t * n_out + o] ^ 0x8000) - 0x8000
-                else:
-                    di = (pdy8[t * n_out + o] ^ 0x80) - 0x80
-                if ba == 2:
-                    p = di * ((px16[t * n_in + i] ^ 0x8000) - 0x8000)
-                else:
-                    p = di * ((px8[t * n_in + i] ^ 0x80) - 0x80)
-                hh += p >> 16
-                ll += p & _HALF_MASK
-            hh += ll >> 16
-            ll &= _HALF_MASK
-            if sh_w >= 16:
-                q = (hh + ((ll + half_w) >> 16)) >> (sh_w - 16)
-            elif hh >= lim_w:
-                q = phi
-            elif hh < 0 - lim_w:
-                q = plo
-            else:
-                q = (hh << (16 - sh_w)) + ((ll + half_w) >> sh_w)
-            k = (o - o0) * n_in + i
-            q += (pdw[k] ^ s32) - s32  # dw += q: the caller zeroes dw for a step's gradient
-            if q > phi:
-                q = phi
-            elif q < plo:
-                q = plo
-            pdw[k] = q
+        fast = 0  # fast path: |S| <= L1(dy[:, o]) * max |x| < 2**30
+        if xmax > 0:
+            l1 = 0
+            k = o
+            while k < o + T * n_out:
+                d = (pdy16[k] ^ 0x8000) - 0x8000
+                l1 += d if d >= 0 else 0 - d
+                k += n_out
+            fast = 1 if l1 <= l1_max else 0
+        if fast:  # four columns of x against each dy load
+            for i in range(0, n_in, 4):
+                a0 = 0
+                a1 = 0
+                a2 = 0
+                a3 = 0
+                y_at = int(pdy16) + o + o  # &dy[0, o]
+                x_at = int(px16) + i + i  # &x[0, i]
+                while y_at < dy_end:
+                    d = (ptr16(y_at)[0] ^ 0x8000) - 0x8000
+                    px = ptr16(x_at)
+                    a0 = d * ((px[0] ^ 0x8000) - 0x8000) + a0
+                    a1 = d * ((px[1] ^ 0x8000) - 0x8000) + a1
+                    a2 = d * ((px[2] ^ 0x8000) - 0x8000) + a2
+                    a3 = d * ((px[3] ^ 0x8000) - 0x8000) + a3
+                    y_at += out_bytes
+                    x_at += row_bytes
+                kw = (o - o0) * n_in + i
+                for k in range(kw, kw + 4):  # dw += rnd(S, sh_w) in turn, saturated to P
+                    q = ((pdw[k] ^ s32) - s32) + ((a0 + half_w) >> sh_w)  # |q| < 2**31
+                    if q > phi:
+                        q = phi
+                    elif q < plo:
+                        q = plo
+                    pdw[k] = q
+                    a0 = a1
+                    a1 = a2
+                    a2 = a3
+            continue
+        # dw[o - o0] += the rounded sums, saturated to P
+        dot_rows(dw, (o - o0) * n_in, 1, 0, 4, x, 0, 1, 0, n_in, ba, dy, o, 0, 0, n_out, bg,
+                 n_in, 1, T, sh_w, plo, phi, 1)
 
 
 # --- element-wise: residual add, relu (sections 6, 7) ---
@@ -606,11 +754,11 @@ def add_forward(y, a, b, start: int, n: int, lo: int, hi: int, bx: int):
     """y[i] = sat(a[i] + b[i]) for i in start .. start+n-1: the residual add in A,
     and where two gradient paths meet, in G. y, a, b in bx bytes (1 or 2)."""
     py8 = ptr8(y)
-    py16 = ptr16(y)
+    py16 = ptr16(int(py8))
     pa8 = ptr8(a)
-    pa16 = ptr16(a)
+    pa16 = ptr16(int(pa8))
     pb8 = ptr8(b)
-    pb16 = ptr16(b)
+    pb16 = ptr16(int(pb8))
     for i in range(start, start + n):
         if bx == 2:
             v = ((pa16[i] ^ 0x8000) - 0x8000) + ((pb16[i] ^ 0x8000) - 0x8000)
@@ -630,9 +778,9 @@ def add_forward(y, a, b, start: int, n: int, lo: int, hi: int, bx: int):
 def relu_forward(y, x, start: int, n: int, ba: int):
     """y[i] = max(x[i], 0) for i in start .. start+n-1. y, x A (ba bytes)."""
     py8 = ptr8(y)
-    py16 = ptr16(y)
+    py16 = ptr16(int(py8))
     px8 = ptr8(x)
-    px16 = ptr16(x)
+    px16 = ptr16(int(px8))
     for i in range(start, start + n):
         if ba == 2:
             v = (px16[i] ^ 0x8000) - 0x8000
@@ -647,11 +795,11 @@ def relu_backward(dx, dy, x, start: int, n: int, bg: int, ba: int):
     """dx[i] = dy[i] where the forward input x[i] > 0, else 0. dx, dy G (bg bytes);
     x A (ba bytes)."""
     pdx8 = ptr8(dx)
-    pdx16 = ptr16(dx)
+    pdx16 = ptr16(int(pdx8))
     pdy8 = ptr8(dy)
-    pdy16 = ptr16(dy)
+    pdy16 = ptr16(int(pdy8))
     px8 = ptr8(x)
-    px16 = ptr16(x)
+    px16 = ptr16(int(px8))
     for i in range(start, start + n):
         xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
         if bg == 2:
@@ -673,88 +821,24 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
     sh_o), A), sh_o = 15. out (T, C) A; probs (NH, T, T) uint16 Q15 (p <= 2**15 fits), rows
     [h, t, :] written, 0 after t (T is the row stride); srow (T,) int32 scratch: one head's
     scores, then probabilities; q, k, v (T, C) A, C = NH * HS; A in ba bytes."""
-    po8 = ptr8(out)
-    po16 = ptr16(out)
     pp = ptr16(probs)
     pr = ptr32(srow)
-    pq8 = ptr8(q)
-    pq16 = ptr16(q)
-    pk8 = ptr8(k)
-    pk16 = ptr16(k)
-    pv8 = ptr8(v)
-    pv16 = ptr16(v)
     C = NH * HS
-    half_s = 1 << (sh_s - 1) if sh_s > 0 else 0
-    lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0
-    half_o = 1 << (sh_o - 1) if sh_o > 0 else 0
-    lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0
     qrow = t * C
     for h in range(NH):
         c0 = h * HS
         row = (h * T + t) * T  # probs[h, t, 0]
-        # scores of position t against positions 0..t, into the probabilities' row
-        for s in range(t + 1):
-            krow = s * C + c0
-            hh = 0
-            ll = 0
-            for d in range(HS):
-                if ba == 2:
-                    p = ((pq16[qrow + c0 + d] ^ 0x8000) - 0x8000) * (
-                        (pk16[krow + d] ^ 0x8000) - 0x8000)
-                else:
-                    p = ((pq8[qrow + c0 + d] ^ 0x80) - 0x80) * ((pk8[krow + d] ^ 0x80) - 0x80)
-                hh += p >> 16
-                ll += p & _HALF_MASK
-            hh += ll >> 16
-            ll &= _HALF_MASK
-            if sh_s >= 16:
-                a = (hh + ((ll + half_s) >> 16)) >> (sh_s - 16)
-            elif hh >= lim_s:
-                a = hi_l
-            elif hh < 0 - lim_s:
-                a = lo_l
-            else:
-                a = (hh << (16 - sh_s)) + ((ll + half_s) >> sh_s)
-            if a > hi_l:
-                a = hi_l
-            elif a < lo_l:
-                a = lo_l
-            pr[s] = a
+        # scores of position t against positions 0..t: srow[s] = q_h[t] . k_h[s]
+        dot_rows(srow, 0, 1, 0, 4, k, c0, C, 0, 1, ba, q, qrow + c0, 0, 0, 1, ba, t + 1, 1, HS,
+                 sh_s, lo_l, hi_l, 0)
         softmax(srow, srow, 0, t + 1, f)
         for s in range(t + 1):
             pp[row + s] = pr[s]  # in [0, 2**15]: a uint16
         for s in range(t + 1, T):
             pp[row + s] = 0  # future positions are masked: p = 0
-        # out_h[t] = sum_s p[s] v_h[s]
-        for d in range(HS):
-            hh = 0
-            ll = 0
-            for s in range(t + 1):
-                if ba == 2:
-                    vi = (pv16[s * C + c0 + d] ^ 0x8000) - 0x8000
-                else:
-                    vi = (pv8[s * C + c0 + d] ^ 0x80) - 0x80
-                p = pr[s] * vi  # p in [0, 2**15]
-                hh += p >> 16
-                ll += p & _HALF_MASK
-            hh += ll >> 16
-            ll &= _HALF_MASK
-            if sh_o >= 16:
-                a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)
-            elif hh >= lim_o:
-                a = hi
-            elif hh < 0 - lim_o:
-                a = lo
-            else:
-                a = (hh << (16 - sh_o)) + ((ll + half_o) >> sh_o)
-            if a > hi:
-                a = hi
-            elif a < lo:
-                a = lo
-            if ba == 2:
-                po16[qrow + c0 + d] = a
-            else:
-                po8[qrow + c0 + d] = a
+        # out_h[t][d] = sum_s p[s] v_h[s][d]  (p in [0, 2**15])
+        dot_rows(out, qrow + c0, 1, 0, ba, srow, 0, 0, 0, 1, 4, v, c0, 1, 0, C, ba, HS, 1, t + 1,
+                 sh_o, lo, hi, 0)
 
 
 @micropython.viper
@@ -768,183 +852,52 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
     4. dq[t] = sat(rnd(sum_{s<=t} ds[t,s] * k[s], sh_qk), G),
        dk[s] = sat(rnd(sum_{t>=s} ds[t,s] * q[t], sh_qk), G), sh_qk = Fa
     dq, dk, dv, dout (T, C) G = [glo, ghi] (bg bytes); q, k, v (T, C) A (ba bytes);
-    probs (NH, T, T) uint16 Q15; scratch (T, T) int32: dp, then ds, of one head. sh_p < 16."""
-    pdq8 = ptr8(dq)
-    pdq16 = ptr16(dq)
-    pdk8 = ptr8(dk)
-    pdk16 = ptr16(dk)
-    pdv8 = ptr8(dv)
-    pdv16 = ptr16(dv)
-    pdo8 = ptr8(dout)
-    pdo16 = ptr16(dout)
-    pq8 = ptr8(q)
-    pq16 = ptr16(q)
-    pk8 = ptr8(k)
-    pk16 = ptr16(k)
-    pv8 = ptr8(v)
-    pv16 = ptr16(v)
+    probs (NH, T, T) uint16 Q15; scratch (T, T) int32: dp, then ds, of one head. sh_p < 16.
+    Every dot product is a dot_rows over a slice of one head."""
     pp = ptr16(probs)  # uint16 loads: p in [0, 2**15]
     pw = ptr32(scratch)
     one = 1
     s32 = one << 31
-    big = one << 30  # the bound of pd's (unsaturated) sum
     C = NH * HS
-    half_dp = 1 << (sh_dp - 1) if sh_dp > 0 else 0
-    lim_dp = 1 << (14 + sh_dp) if sh_dp < 16 else 0
     half_p = (1 << sh_p) >> 1
-    lim_p = 1 << (14 + sh_p)
-    half_qk = 1 << (sh_qk - 1) if sh_qk > 0 else 0
-    lim_qk = 1 << (14 + sh_qk) if sh_qk < 16 else 0
     half_ds = 1 << (_DS_SHIFT - 1)
     for h in range(NH):
         c0 = h * HS
         base = h * T * T  # probs[h, 0, 0]
-        # 1. out = p v, so dp[t,s] = dout[t] . v[s]  (s <= t; p = 0 beyond)
-        for t in range(T):
-            for s in range(t + 1):
-                hh = 0
-                ll = 0
-                for d in range(HS):
-                    if bg == 2:
-                        di = (pdo16[t * C + c0 + d] ^ 0x8000) - 0x8000
-                    else:
-                        di = (pdo8[t * C + c0 + d] ^ 0x80) - 0x80
-                    if ba == 2:
-                        p = di * ((pv16[s * C + c0 + d] ^ 0x8000) - 0x8000)
-                    else:
-                        p = di * ((pv8[s * C + c0 + d] ^ 0x80) - 0x80)
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
-                hh += ll >> 16
-                ll &= _HALF_MASK
-                if sh_dp >= 16:
-                    a = (hh + ((ll + half_dp) >> 16)) >> (sh_dp - 16)
-                elif hh >= lim_dp:
-                    a = ghi
-                elif hh < 0 - lim_dp:
-                    a = glo
-                else:
-                    a = (hh << (16 - sh_dp)) + ((ll + half_dp) >> sh_dp)
-                if a > ghi:
-                    a = ghi
-                elif a < glo:
-                    a = glo
-                pw[t * T + s] = a
-        # 2. out = p v, so dv[s] = sum_{t>=s} p[t,s] dout[t]
-        for s in range(T):
-            for d in range(HS):
-                hh = 0
-                ll = 0
-                for t in range(s, T):
-                    if bg == 2:
-                        di = (pdo16[t * C + c0 + d] ^ 0x8000) - 0x8000
-                    else:
-                        di = (pdo8[t * C + c0 + d] ^ 0x80) - 0x80
-                    p = pp[base + t * T + s] * di
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
-                hh += ll >> 16
-                ll &= _HALF_MASK
-                if hh >= lim_p:
-                    a = ghi
-                elif hh < 0 - lim_p:
-                    a = glo
-                else:
-                    a = (hh << (16 - sh_p)) + ((ll + half_p) >> sh_p)
-                if a > ghi:
-                    a = ghi
-                elif a < glo:
-                    a = glo
-                if bg == 2:
-                    pdv16[s * C + c0 + d] = a
-                else:
-                    pdv8[s * C + c0 + d] = a
+        # Over all T x T pairs: p[t,s] = 0 for s > t (the forward's mask), and ds is set to 0
+        # there, so the extra terms add nothing to the exact sums (dp there is not used).
+        # 1. out = p v, so dp[t,s] = dout[t] . v[s]
+        dot_rows(scratch, 0, T, 1, 4, dout, c0, C, 0, 1, bg, v, c0, 0, C, 1, ba, T, T, HS, sh_dp,
+                 glo, ghi, 0)
+        # 2. out = p v, so dv[s] = sum_t p[t,s] dout[t]
+        dot_rows(dv, c0, C, 1, bg, probs, base, 1, 0, T, -2, dout, c0, 0, 1, C, bg, T, HS, T,
+                 sh_p, glo, ghi, 0)
         # 3. p = softmax(score): ds = p * (dp - sum_s p dp), and the /2 of the score
         for t in range(T):
             row = t * T
-            hh = 0
-            ll = 0
-            for s in range(t + 1):
-                p = pp[base + row + s] * ((pw[row + s] ^ s32) - s32)
-                hh += p >> 16
-                ll += p & _HALF_MASK
-            hh += ll >> 16
-            ll &= _HALF_MASK
-            if hh >= lim_p:
-                pd = big
-            elif hh < 0 - lim_p:
-                pd = 0 - big
-            else:
-                pd = (hh << (16 - sh_p)) + ((ll + half_p) >> sh_p)
-            for s in range(t + 1):
-                diff = ((pw[row + s] ^ s32) - s32) - pd
+            # pd's exact sum fits one int32: sum_s p[t,s] <= 2**15 + T/2 (softmax rounds each
+            # p once) and |dp| <= 2**15, so |S| < 2**31; rnd(S, sh_p) is within +-2**16, the
+            # value the int32 pair gives (3.7, pd unsaturated)
+            acc = 0
+            for s in range(row, row + t + 1):
+                acc += pp[base + s] * ((pw[s] ^ s32) - s32)
+            pd = (acc + half_p) >> sh_p
+            for s in range(row, row + T):
+                if s > row + t:
+                    pw[s] = 0  # masked: ds = 0
+                    continue
+                diff = ((pw[s] ^ s32) - s32) - pd
                 if diff > ghi:
                     diff = ghi
                 elif diff < glo:
                     diff = glo
-                pw[row + s] = (pp[base + row + s] * diff + half_ds) >> _DS_SHIFT  # |ds| <= 2**14
+                pw[s] = (pp[base + s] * diff + half_ds) >> _DS_SHIFT  # |ds| <= 2**14
         # 4. score = q.k / 2 (the /2 is in ds):
         # dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]
-        for t in range(T):
-            for d in range(HS):
-                hh = 0
-                ll = 0
-                for s in range(t + 1):
-                    if ba == 2:
-                        ki = (pk16[s * C + c0 + d] ^ 0x8000) - 0x8000
-                    else:
-                        ki = (pk8[s * C + c0 + d] ^ 0x80) - 0x80
-                    p = ((pw[t * T + s] ^ s32) - s32) * ki
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
-                hh += ll >> 16
-                ll &= _HALF_MASK
-                if sh_qk >= 16:
-                    a = (hh + ((ll + half_qk) >> 16)) >> (sh_qk - 16)
-                elif hh >= lim_qk:
-                    a = ghi
-                elif hh < 0 - lim_qk:
-                    a = glo
-                else:
-                    a = (hh << (16 - sh_qk)) + ((ll + half_qk) >> sh_qk)
-                if a > ghi:
-                    a = ghi
-                elif a < glo:
-                    a = glo
-                if bg == 2:
-                    pdq16[t * C + c0 + d] = a
-                else:
-                    pdq8[t * C + c0 + d] = a
-        for s in range(T):
-            for d in range(HS):
-                hh = 0
-                ll = 0
-                for t in range(s, T):
-                    if ba == 2:
-                        qi = (pq16[t * C + c0 + d] ^ 0x8000) - 0x8000
-                    else:
-                        qi = (pq8[t * C + c0 + d] ^ 0x80) - 0x80
-                    p = ((pw[t * T + s] ^ s32) - s32) * qi
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
-                hh += ll >> 16
-                ll &= _HALF_MASK
-                if sh_qk >= 16:
-                    a = (hh + ((ll + half_qk) >> 16)) >> (sh_qk - 16)
-                elif hh >= lim_qk:
-                    a = ghi
-                elif hh < 0 - lim_qk:
-                    a = glo
-                else:
-                    a = (hh << (16 - sh_qk)) + ((ll + half_qk) >> sh_qk)
-                if a > ghi:
-                    a = ghi
-                elif a < glo:
-                    a = glo
-                if bg == 2:
-                    pdk16[s * C + c0 + d] = a
-                else:
-                    pdk8[s * C + c0 + d] = a
+        dot_rows(dq, c0, C, 1, bg, scratch, 0, T, 0, 1, 4, k, c0, 0, 1, C, ba, T, HS, T, sh_qk,
+                 glo, ghi, 0)
+        dot_rows(dk, c0, C, 1, bg, scratch, 0, 1, 0, T, 4, q, c0, 0, 1, C, ba, T, HS, T, sh_qk,
+                 glo, ghi, 0)
 
 
 # --- cross-entropy over the vocabulary (sections 6, 7) ---
@@ -965,7 +918,7 @@ def cross_entropy_backward(dlogits, probs, targets, T: int, V: int, s: int, glo:
     d / T, Q15 -> Fg bits; for q2.14 (d + T) // (2T)).
     dlogits (T, V) G = [glo, ghi] (bg bytes); probs (T, V) int32 Q15; targets (T,) uint8."""
     pd8 = ptr8(dlogits)
-    pd16 = ptr16(dlogits)
+    pd16 = ptr16(int(pd8))
     pp = ptr32(probs)
     pt = ptr8(targets)
     den = T << s
@@ -1008,19 +961,18 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     rounded to d = 0)."""
     pc = ptr8(comp)
     ps8 = ptr8(store)
-    ps16 = ptr16(store)
-    ps32 = ptr32(store)
+    ps16 = ptr16(int(ps8))
+    ps32 = ptr32(int(ps8))
     pm8 = ptr8(m)
-    pm16 = ptr16(m)
-    pm32 = ptr32(m)
+    pm16 = ptr16(int(pm8))
+    pm32 = ptr32(int(pm8))
     pv8 = ptr8(v)
-    pv16 = ptr16(v)
-    pv32 = ptr32(v)
+    pv16 = ptr16(int(pv8))
+    pv32 = ptr32(int(pv8))
     pg = ptr32(g)
     one = 1
     s32 = one << 31
     big = one << 30  # the kernel range of 9.1
-    bit_top = one << 30  # isqrt's first bit
     # req(g, sh, fmt) for a shift of either sign; rnd as (g >> s) + ((g >> (s-1)) & 1),
     # which cannot overflow for any int32 g
     m_rs = sh_m if sh_m > 0 else 0
@@ -1036,6 +988,7 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     small_sh = e - 15 if e > 15 else 0
     small_add = (1 << small_sh) - 1
     half_u = (1 << u) >> 1
+    add_u = half_u if mode == _ROUND_NEAREST else 0  # nearest and floor: (delta + add_u) >> u
     rand_sh = 30 - u
     ph = u >> 1  # pseudo: the low ph bits of delta stand in for the random number
     ph_mask = (1 << ph) - 1
@@ -1050,15 +1003,16 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
         gi = (pg[j] ^ s32) - s32
         # 9.1 m = b1 m + (1 - b1) gm, gm = req(g, Fp - Fm, +-2**30), each product by
         # mul15(x, c), saturated to [-hm, hm]
-        gm = gi
-        if m_rs > 0:
-            gm = (gi >> m_rs) + ((gi >> (m_rs - 1)) & 1)
-        if gm > m_hi:
-            gm = big
-        elif gm < m_lo:
-            gm = 0 - big
-        else:
-            gm = gm << m_ls
+        gm = gi  # sh_m = 0: gm = g, already within +-2**30
+        if sh_m != 0:
+            if m_rs > 0:
+                gm = (gi >> m_rs) + ((gi >> (m_rs - 1)) & 1)
+            if gm > m_hi:
+                gm = big
+            elif gm < m_lo:
+                gm = 0 - big
+            else:
+                gm = gm << m_ls
         if bm == 4:
             mi = (pm32[jj] ^ s32) - s32
         elif bm == 2:
@@ -1089,7 +1043,7 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
             gs = gs << gs_ls
         g2 = gs * gs
         if bv == 4:
-            vi = (pv32[jj] ^ s32) - s32
+            vi = int(pv32[jj])  # v in [0, 2**30]: no sign extension needed
         elif bv == 2:
             vi = (pv16[jj] ^ 0x8000) - 0x8000
         else:
@@ -1106,28 +1060,47 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
             pv16[jj] = vi
         else:
             pv8[jj] = vi
-        # 9.3 den = isqrt(v) + 1 (isqrt inlined)
-        rem = vi
-        bit = bit_top
-        while bit > rem:
-            bit >>= 2
-        root = 0
-        while bit != 0:
-            if rem >= root + bit:
-                rem -= root + bit
-                root = (root >> 1) + bit
-            else:
-                root >>= 1
-            bit >>= 2
+        # 9.3 den = isqrt(v) + 1. v (or 256 v when v < 256: isqrt(v) = isqrt(256 v) >> 4)
+        # normalized by an even shift 2 s2 into vn in [64, 256); 16 sqrt(vn) from four chords
+        # (raised by half their sag), one Newton step, then exact corrections: at most 3 for
+        # every v in [0, 2**30] (checked against math.isqrt on v < 2**22, all k*k-1..k*k+1
+        # and 2M random v), every product below 2**31
+        vs = vi if vi >= 256 else vi << 8
+        vn = vs
+        s2 = 0
+        if vn >= 1 << 20:
+            vn >>= 12
+            s2 = 6
+        if vn >= 1 << 14:
+            vn >>= 6
+            s2 += 3
+        if vn >= 1 << 10:
+            vn >>= 4
+            s2 += 2
+        if vn >= 1 << 8:
+            vn >>= 2
+            s2 += 1
+        if vn >= 192:
+            root = ((vn * 137) >> 8) + 119
+        elif vn >= 128:
+            root = ((vn * 163) >> 8) + 100
+        elif vn >= 96:
+            root = ((vn * 194) >> 8) + 84
+        else:
+            root = ((vn * 230) >> 8) + 71
+        root = (root << s2) >> 4  # >= 4
+        root = (root + vs // root) >> 1
+        while root * root > vs:
+            root -= 1
+        while (root + 1) * (root + 1) <= vs:
+            root += 1
+        if vi < 256:
+            root >>= 4
         den = root + 1
         # 9.4 r = m / den in Q13, clamped to +-4: a << e >= den << 15 written as
         # a >= den << (15 - e) (e <= 15) or a >= ceil(den / 2**(e - 15)), free of overflow
         a = mi if mi >= 0 else 0 - mi
-        if e <= 15:
-            at_max = a >= den << big_sh
-        else:
-            at_max = a >= (den + small_add) >> small_sh
-        if at_max:
+        if a >= ((den << big_sh) + small_add) >> small_sh:  # one of the shifts is 0
             r = _R_MAX
         else:
             # ((a << e) + den/2) // den, as (... - den) // den + 1: dividend within +-2**30
@@ -1162,22 +1135,19 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                 c = 0 - kahan_half
             pc[js_j] = c
         else:
-            d = delta
-            if u > 0:
-                if mode == _ROUND_NEAREST:
-                    d = (delta + half_u) >> u
-                elif mode == _ROUND_FLOOR:
-                    d = delta >> u
-                elif mode == _ROUND_PSEUDO:  # 9.6: RNG-free, the low bits of delta itself
-                    d = (delta + ((delta & ph_mask) << ph_sh)) >> u
-                else:  # _ROUND_STOCHASTIC: r30 = hash30((key + i) & M30), inlined from prng
-                    x = (key + i0 + j) & _M30
-                    x ^= x >> 16
-                    x = (x * _HASH_MUL) & _M30
-                    x ^= x >> 16
-                    x = (x * _HASH_MUL) & _M30
-                    x ^= x >> 16
-                    d = (delta + (x >> rand_sh)) >> u
+            # (u = 0: every mode gives d = delta, the random or pseudo addend being 0)
+            if mode <= _ROUND_FLOOR:
+                d = (delta + add_u) >> u
+            elif mode == _ROUND_PSEUDO:  # 9.6: RNG-free, the low bits of delta itself
+                d = (delta + ((delta & ph_mask) << ph_sh)) >> u
+            else:  # _ROUND_STOCHASTIC: r30 = hash30((key + i) & M30), inlined from prng
+                x = (key + i0 + j) & _M30
+                x ^= x >> 16
+                x = (x * _HASH_MUL) & _M30
+                x ^= x >> 16
+                x = (x * _HASH_MUL) & _M30
+                x ^= x >> 16
+                d = (delta + (x >> rand_sh)) >> u
             if delta != 0 and d == 0:
                 stalled += 1
             if d < 0 and w > hi + d:
@@ -1206,8 +1176,8 @@ def widen(out, src, off: int, n: int, nb: int):
     extended), -1 or -2 an unsigned one."""
     po = ptr32(out)
     p8 = ptr8(src)
-    p16 = ptr16(src)
-    p32 = ptr32(src)
+    p16 = ptr16(int(p8))
+    p32 = ptr32(int(p8))
     for i in range(n):
         if nb == 2:
             po[i] = (p16[off + i] ^ 0x8000) - 0x8000
@@ -1226,8 +1196,8 @@ def narrow(dst, off: int, src, n: int, lo: int, hi: int, nb: int) -> int:
     """dst[off:off+n] (nb bytes a value; -1, -2 as 1, 2) = src[0:n] (int32); returns how
     many values lay outside [lo, hi] (a checkpoint that does not fit the class's format)."""
     p8 = ptr8(dst)
-    p16 = ptr16(dst)
-    p32 = ptr32(dst)
+    p16 = ptr16(int(p8))
+    p32 = ptr32(int(p8))
     ps = ptr32(src)
     one = 1
     s32 = one << 31
@@ -1264,7 +1234,7 @@ def block_decode(w, q, k, a: int, n: int, nblk: int, nb: int, sq: int):
     (q_i << k_j)**2 of unsigned ones; q in nb bytes (1 or 2), k (blocks,) uint8 shifts."""
     pw = ptr32(w)
     q8 = ptr8(q)
-    q16 = ptr16(q)
+    q16 = ptr16(int(q8))
     pk = ptr8(k)
     blk = a // nblk
     left = 0  # values left in the current block
@@ -1294,7 +1264,7 @@ def block_encode(q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int
     k (blocks,) uint8."""
     pw = ptr32(w)
     q8 = ptr8(q)
-    q16 = ptr16(q)
+    q16 = ptr16(int(q8))
     pk = ptr8(k)
     one = 1
     s32 = one << 31

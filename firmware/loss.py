@@ -6,6 +6,8 @@ returns the softmax denominator S, and the loss needs only ln(S / 2**15).
 
 from array import array
 
+from micropython import const
+
 # log2(1 + k/64) in Q16, k = 0..64: round(log2(1 + k/64) * 2**16), the same
 # literals as qgpt.int_ops.LOG2_TABLE. A list: a tuple of constants would stay in the
 # module's constant table, a second copy in memory (firmware/README.md, "Memory")
@@ -17,8 +19,9 @@ LOG2_Q16 = array("i", [
     53751, 54584, 55410, 56229, 57040, 57845, 58643, 59434, 60219, 60997, 61769, 62534,
     63294, 64047, 64794, 65536,
 ])
-LN2_Q15 = 22713
-LN2_Q16 = 45426
+# ln 2 in Q15 and Q16 (consts with an underscore leave no interned name behind)
+_LN2_Q15 = const(22713)
+_LN2_Q16 = const(45426)
 
 
 def ln_q16(s):
@@ -32,7 +35,7 @@ def ln_q16(s):
     idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF
     lo, hi = LOG2_Q16[idx], LOG2_Q16[idx + 1]
     lg = lo + (((hi - lo) * rem + (1 << 14)) >> 15)  # log2 of the mantissa, Q16
-    return (n - 15) * LN2_Q16 + ((lg * LN2_Q15 + (1 << 14)) >> 15)
+    return (n - 15) * _LN2_Q16 + ((lg * _LN2_Q15 + (1 << 14)) >> 15)
 
 
 # (argument names are one letter or shared with other modules: every distinct name

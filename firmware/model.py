@@ -120,10 +120,10 @@ def store_to_data(wd, store, off: int, n: int, sh: int, lo: int, hi: int, bw: in
     more, into W (bw bytes). rnd as (x >> sh) + ((x >> (sh - 1)) & 1), which cannot
     overflow for any int32 x."""
     pd8 = ptr8(wd)
-    pd16 = ptr16(wd)
+    pd16 = ptr16(int(pd8))
     p8 = ptr8(store)
-    p16 = ptr16(store)
-    ps = ptr32(store)
+    p16 = ptr16(int(p8))
+    ps = ptr32(int(p8))
     one = 1
     s32 = one << 31
     for i in range(off, off + n):
@@ -226,6 +226,9 @@ class Model:
         # debug hook (dump.py): on_grad(off, n, grad) before each Adam update, grad a byte
         # view holding the n int32 gradients of parameters off .. off+n-1
         self.on_grad = None
+        # max |W| of each tensor, the linear kernels' bound for their fast paths (kernels.py,
+        # "linear"): set at position 0 of every forward pass, valid until Adam's update
+        self.wmax = [0] * (_FC2 + 1)
 
     def refresh_data(self, off, n):
         """With master weights: the data weights the forward pass sees (3.6)."""
@@ -245,27 +248,33 @@ class Model:
             self.act
         wte, wpe, lm_head, wq, wk, wv, wo, fc1, fc2 = self.w
         bw, ba = self.nb[0], self.nb[1]
+        wm = self.wmax
+        if t == 0:  # the weights changed since the last pass (Adam)
+            off = self.off
+            for j in range(_LM_HEAD, _FC2 + 1):
+                wm[j] = K.abs_max(self.w[j], off[j + 1] - off[j], bw)
         # x = wte[token] + wpe[t]; x0 = rmsnorm(x)
         K.embedding_forward(ga, wte, wpe, self.tok[t], t, _C, sh_emb, lo, hi, ba, bw)
         K.rmsnorm_forward(x0, rs0, ga, t, _C, g, fm, eps, lo, hi, ba)
         # attention block: x1 = rmsnorm(x0); q, k, v = Wq x1, Wk x1, Wv x1
         K.rmsnorm_forward(x1, rs1, x0, t, _C, g, fm, eps, lo, hi, ba)
-        K.linear_forward(q, x1, wq, t, _C, _C, sh, lo, hi, ba, ba, bw)
-        K.linear_forward(k, x1, wk, t, _C, _C, sh, lo, hi, ba, ba, bw)
-        K.linear_forward(vv, x1, wv, t, _C, _C, sh, lo, hi, ba, ba, bw)
+        K.linear_forward(q, x1, wq, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WQ])
+        K.linear_forward(k, x1, wk, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WK])
+        K.linear_forward(vv, x1, wv, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WV])
         K.attention_forward(at, probs, srow, q, k, vv, t, T, _NH, _HS, sh_s, lo_l, hi_l,
                             Fl, sh_o, lo, hi, ba)
         # x2 = Wo att + x0 (x2 in gb, the projection in gc)
-        K.linear_forward(tmp, at, wo, t, _C, _C, sh, lo, hi, ba, ba, bw)
+        K.linear_forward(tmp, at, wo, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WO])
         K.add_forward(x2, tmp, x0, t * _C, _C, lo, hi, ba)
         # MLP block: x4 = fc2 relu(fc1 rmsnorm(x2)) + x2
         K.rmsnorm_forward(x3, rs3, x2, t, _C, g, fm, eps, lo, hi, ba)
-        K.linear_forward(h, x3, fc1, t, _C, _M, sh, lo, hi, ba, ba, bw)
+        K.linear_forward(h, x3, fc1, t, _C, _M, sh, lo, hi, ba, ba, bw, wm[_FC1])
         K.relu_forward(h, h, t * _M, _M, ba)
-        K.linear_forward(tmp, h, fc2, t, _M, _C, sh, lo, hi, ba, ba, bw)
+        K.linear_forward(tmp, h, fc2, t, _M, _C, sh, lo, hi, ba, ba, bw, wm[_FC2])
         K.add_forward(x4, tmp, x2, t * _C, _C, lo, hi, ba)
         # logits = lm_head x4, into L (held as int32)
-        K.linear_forward(logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, bw)
+        K.linear_forward(logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, bw,
+                         wm[_LM_HEAD])
 
     def position_nll(self, t):
         """-log p[target] of position t in Q16 (section 8), then the logits row becomes
@@ -312,7 +321,8 @@ class Model:
             n = (o1 - o0) * n_in
             zero32(lg, n)
             K.linear_backward(dx, lg, dy, x, w, T, n_in, n_out, b[5], b[6], o0, o1,
-                              1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], bg, ba, bw)
+                              1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], bg, ba, bw,
+                              self.wmax[j])
             self.adam(i0 + o0 * n_in, n, lg, alpha, key)
 
     def backward(self, T, alpha, key):

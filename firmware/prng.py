@@ -64,8 +64,8 @@ def init_tensor(out, k: int, n: int, sh: int, lo: int, hi: int, nb: int):
     k = key(seed, INIT, j) for tensor j. out (n,) in nb bytes a value (1, 2 or 4).
     Runs once per run: it calls hash30 12 times an element."""
     p8 = ptr8(out)
-    p16 = ptr16(out)
-    p32 = ptr32(out)
+    p16 = ptr16(int(p8))
+    p32 = ptr32(int(p8))
     rs = sh if sh > 0 else 0
     ls = 0 - sh if sh < 0 else 0
     half = (1 << rs) >> 1

@@ -5,10 +5,12 @@
 Runs firmware/qgpt_train.py (compiled by mpy-cross, as a board gets it) on the
 built-in names, and the same firmware as plain bytecode: every `@micropython.viper`
 decorator removed, and viper's ptr8/ptr16/ptr32 replaced by uctypes arrays over the
-same buffers (unsigned loads, truncating stores, as viper's). Both builds train the
-same steps and must end in the same state hash; the table gives steps/s (the
-training loop's own time, from the device's `done` line, the median of the
-repeats) and the speedup of viper over bytecode.
+same buffers (unsigned loads, truncating stores, as viper's; a pointer made from an
+address, ptr16(int(p8) + offset), is a uctypes array made at each cast, which the
+kernels' byte-address loops do in their inner loops: the bytecode build pays for it).
+Both builds train the same steps and must end in the same state hash; the table gives
+steps/s (the training loop's own time, from the device's `done` line, the median of
+the repeats) and the speedup of viper over bytecode.
 """
 
 import argparse
@@ -30,18 +32,25 @@ _N16 = 1 << 15
 _N32 = 1 << 14
 
 
+def addr(p):
+    """int(p) of a pointer: its address (plain_sources rewrites the kernels' int(p8))."""
+    return uctypes.addressof(p)
+
+
+def _at(buf):  # a buffer, or an address (viper's ptr16(int(p8) + offset))
+    return buf if isinstance(buf, int) else uctypes.addressof(buf)
+
+
 def ptr8(buf):
-    return uctypes.bytearray_at(uctypes.addressof(buf), _N8)
+    return uctypes.bytearray_at(_at(buf), _N8)
 
 
 def ptr16(buf):
-    return uctypes.struct(uctypes.addressof(buf),
-                          {"a": (uctypes.ARRAY | 0, uctypes.UINT16 | _N16)}).a
+    return uctypes.struct(_at(buf), {"a": (uctypes.ARRAY | 0, uctypes.UINT16 | _N16)}).a
 
 
 def ptr32(buf):
-    return uctypes.struct(uctypes.addressof(buf),
-                          {"a": (uctypes.ARRAY | 0, uctypes.UINT32 | _N32)}).a
+    return uctypes.struct(_at(buf), {"a": (uctypes.ARRAY | 0, uctypes.UINT32 | _N32)}).a
 '''
 
 
@@ -55,8 +64,9 @@ def plain_sources(dest, source_dir=cf.FIRMWARE_DIR):
         src = (Path(source_dir) / f"{mod}.py").read_text()
         uses_ptr = re.search(r"\bptr(8|16|32)\(", src) is not None
         src = re.sub(r"^\s*@micropython\.viper\s*\n", "", src, flags=re.M)
+        src = re.sub(r"\bint\(([pq][a-z]*(8|16|32))\)", r"addr(\1)", src)  # int(p8): address
         if uses_ptr:
-            src = "from vptr import ptr8, ptr16, ptr32  # noqa\n" + src
+            src = "from vptr import addr, ptr8, ptr16, ptr32  # noqa\n" + src
         (dest / f"{mod}.py").write_text(src)
     return dest
 

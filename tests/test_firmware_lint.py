@@ -209,6 +209,9 @@ HOST_ONLY = {
     "exp_q12": "exp_neg's formula tabulated over every Q12 input (the device computes it)",
     "causal_mask": "the host's batched attention; the device forms only t' <= t",
     "future_bias": "the host's batched attention; the device forms only t' <= t",
+    "dw_fits": "the host's proof that a weight gradient cannot leave pgrads (skips a check)",
+    "softmax_sums": "softmax and its row sums for the host's loss telemetry (device: loss.py)",
+    "loss_q16_of_sums": "the host's loss_q16 from softmax_sums (device: loss.py's loss_q16)",
 }
 
 

@@ -1,8 +1,9 @@
 """Does a changed firmware train exactly like firmware/? (issue 15's prototypes)
 
-    python experiments/fwperf/exact.py --source COPY [--steps 60]
+    python experiments/fwperf/exact.py --source COPY [--base OTHER_COPY] [--steps 60]
 
-Both firmwares train the same steps on the built-in names (the unix port) for several
+Both firmwares (the copy and firmware/, or --base: e.g. `git archive` of an older commit)
+train the same steps on the built-in names (the unix port) for several
 formats, rounding modes and int32 master weights; the state hashes after the last step
 must be equal. Exit code 1 if any differs.
 """
@@ -24,13 +25,16 @@ CASES = (("q4.12", "nearest", ""), ("q4.12", "floor", ""), ("q4.12", "stochastic
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--source", required=True, help="the changed copy of firmware/")
+    ap.add_argument("--base", help="the firmware to compare with (default: firmware/)")
     ap.add_argument("--steps", type=int, default=60)
     a = ap.parse_args(argv)
     bad = 0
     with tempfile.TemporaryDirectory(prefix="qgpt-exact-") as tmp:
         tmp = Path(tmp)
         cf.pack_names(None, tmp / "names.bin")
-        builds = {"firmware/": cf.firmware_build(tmp / "a"),
+        base = (cf.firmware_build(tmp / "a", source_dir=Path(a.base)) if a.base
+                else cf.firmware_build(tmp / "a"))
+        builds = {a.base or "firmware/": base,
                   a.source: cf.firmware_build(tmp / "b", source_dir=Path(a.source))}
         for fmt, rounding, master in CASES:
             hashes = []

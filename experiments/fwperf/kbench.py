@@ -1,16 +1,15 @@
 """Instructions per call of single firmware kernels, under cachegrind (issue 15's diagnosis).
 
-    python experiments/fwperf/kbench.py --source DIR [--units linear_fwd_16x64,adam_256]
+    python experiments/fwperf/kbench.py [--source DIR] [--units linear_fwd_16x64,adam_256]
 
 A real run (firmware/qgpt_train.py on the built-in names, q4.12) trains 19 steps; after
 step 20 (T = 7 positions) a driver calls one kernel REPS times on the model's own
 buffers, so the inputs are realistic. Two values of REPS, the difference of the
 instruction counts over the difference of REPS: the instructions of one call, less the
-call loop's own (the unit `loop`, subtracted). Written for the firmware of commit
-4a77c9b and its prototypes (experiments/fwperf/*.patch), whose kernels' argument lists
-it calls (with a `wmax` where a prototype takes one): --source that firmware, e.g.
-`git archive 4a77c9b firmware | tar x -C /tmp/fw0`, then --source /tmp/fw0/firmware.
-The precision policy's kernels take more arguments.
+call loop's own (the unit `loop`, subtracted). The kernels' argument lists are those
+of the precision policy's firmware with the linear kernels' `wmax` (issue 15's speed
+work); commit 4a77c9b's, which the prototypes experiments/fwperf/*.patch change, are in
+this file's history (git log experiments/fwperf/kbench.py).
 """
 
 import argparse
@@ -28,26 +27,32 @@ from qgpt import fwprofile as fp  # noqa: E402
 UNITS = {
     "loop": ("None", 0, ""),
     "linear_fwd_16x64": (
-        "K.linear_forward(h, x3, fc1, t, 16, 64, sh, lo, hi, 0{wm1})", 1024, "MAC"),
+        "K.linear_forward(h, x3, fc1, t, 16, 64, sh, lo, hi, ba, ba, bw, wm1)", 1024, "MAC"),
     "linear_fwd_64x16": (
-        "K.linear_forward(gc, h, fc2, t, 64, 16, sh, lo, hi, 0{wm2})", 1024, "MAC"),
+        "K.linear_forward(gc, h, fc2, t, 64, 16, sh, lo, hi, ba, ba, bw, wm2)", 1024, "MAC"),
     "linear_bwd_dx_16x64": (
-        "K.linear_backward(gb, logits, dh, x3, fc1, T, 16, 64, shb, sh_w, 0, 0, 1{wm1})",
-        7 * 1024, "MAC"),
+        "K.linear_backward(gb, logits, dh, x3, fc1, T, 16, 64, shb, sh_w, 0, 0, 1, gl, gh, pl, "
+        "ph, bg, ba, bw, wm1)", 7 * 1024, "MAC"),
     "linear_bwd_dw_16x64": (
-        "K.linear_backward(gb, logits, dh, x3, fc1, T, 16, 64, shb, sh_w, 0, 27, 0{wm1})",
-        27 * 16 * 7, "MAC"),
+        "K.linear_backward(gb, logits, dh, x3, fc1, T, 16, 64, shb, sh_w, 0, 27, 0, gl, gh, pl, "
+        "ph, bg, ba, bw, wm1)", 27 * 16 * 7, "MAC"),
     "attention_fwd": (
         "K.attention_forward(at, probs, srow, q, k, vv, t, T, 4, 4, sh_s, lo_l, hi_l, F, sh_o, "
-        "lo, hi)", 4 * 7 * 8, "MAC"),
+        "lo, hi, ba)", 4 * 7 * 8, "MAC"),
     "attention_bwd": (
         "K.attention_backward(gc, at, x4, gb, q, k, vv, probs, logits, T, 4, 4, sh_dp, sh_p, "
-        "sh_qk)", 4 * 28 * 17, "MAC"),
-    "rmsnorm_fwd": ("K.rmsnorm_forward(x1, rs1, x0, t, 16, g, fm, eps, lo, hi)", 16, "element"),
-    "rmsnorm_bwd": ("K.rmsnorm_backward(gc, gb, x1, rs1, T, 16, sh_c, F)", 7 * 16, "element"),
+        "sh_qk, gl, gh, bg, ba)", 4 * 28 * 17, "MAC"),
+    "rmsnorm_fwd": ("K.rmsnorm_forward(x1, rs1, x0, t, 16, g, fm, eps, lo, hi, ba)", 16,
+                    "element"),
+    "rmsnorm_bwd": ("K.rmsnorm_backward(gc, gb, x1, rs1, T, 16, sh_c, fa, gl, gh, bg, ba)",
+                    7 * 16, "element"),
     "adam_256": (
-        "K.adam_update(mdl.store, mdl.m, mdl.v, probs, 256, 0, 0, alpha, gs, r, u, mode, 0, "
-        "slo, shi, wide)", 256, "parameter"),
+        "K.adam_update(mdl.store, mdl.m, mdl.v, probs, mdl.blk[9], 256, 0, 0, 0, alpha, sh_m, "
+        "sh_sa, e, u, mode, 0, slo, shi, hm, hv, bs, bm, bv)", 256, "parameter"),
+    "softmax_27": ("K.softmax(logits, logits, 0, 27, F)", 27, "element"),
+    "embedding_fwd": ("K.embedding_forward(ga, wte, wpe, 3, t, 16, sh_emb, lo, hi, ba, bw)", 16,
+                      "element"),
+    "forward_position": ("mdl.forward_position(t, T)", 1, "position"),
 }
 
 DRIVER = '''import sys
@@ -59,18 +64,18 @@ UNIT, REPS = sys.argv[1], int(sys.argv[2])
 def bench(mdl, T, step, num_steps):
     import kernels as K
     import model as MD
-    F, lo, hi, sh, shl, g, fm, eps, sh_s, lo_l, hi_l, sh_o = mdl.fwd
-    sh_c, sh_dp, sh_p, sh_qk, sh_e, shb, sh_w = mdl.bwd
-    gs, r, u, mode, slo, shi, wide, _ = mdl.opt
+    F, lo, hi, sh, shl, g, fm, eps, sh_s, lo_l, hi_l, sh_o, sh_emb = mdl.fwd
+    sh_c, sh_dp, sh_p, sh_qk, sh_e, shb, sh_w, gl, gh, pl, ph, sh_ce, fa = mdl.bwd
+    sh_m, sh_sa, e, u, mode, slo, shi, hm, hv, _, _, _ = mdl.opt
+    bw, ba, bg, bm, bv, bs = mdl.nb
     probs, logits, h, dh, x0, x1, q, k, vv, at, x3, x4, ga, gb, gc, rs0, rs1, rs3, srow = mdl.act
     wte, wpe, lm_head, wq, wk, wv, wo, fc1, fc2 = mdl.w
     lr_q30, alpha_frac, stochastic = mdl.schedule
     alpha = MD.alpha_at(lr_q30, alpha_frac, step, num_steps, mdl.p1, mdl.p2)
     t = T - 1
     print("kbench T", T)
-    if hasattr(MD, "abs_max16"):
-        wm1 = MD.abs_max16(fc1, 1024)
-        wm2 = MD.abs_max16(fc2, 1024)
+    wm1 = K.abs_max(fc1, 1024, bw)
+    wm2 = K.abs_max(fc2, 1024, bw)
     f = lambda: CALL
     for _ in range(REPS):
         f()
@@ -102,7 +107,6 @@ def measure(units, source=None, reps=(10, 60)):
     """{unit: instructions per call, the call loop's own cost subtracted}."""
     from qgpt import conformance as cf
 
-    takes_wmax = "wmax" in (Path(source or cf.FIRMWARE_DIR) / "kernels.py").read_text()
     out = {}
     with tempfile.TemporaryDirectory(prefix="qgpt-kbench-") as tmp:
         tmp = Path(tmp)
@@ -113,12 +117,11 @@ def measure(units, source=None, reps=(10, 60)):
         (run / "c.json").write_text(json.dumps(fp.run_config("q4.12", "names.bin", 20)))
         env = dict(os.environ, MICROPYPATH=str(fw), PYTHONHASHSEED="0")
         for unit in ["loop", *units]:
-            call = UNITS[unit][0].format(wm1=", wm1" if takes_wmax else "",
-                                         wm2=", wm2" if takes_wmax else "")
+            call = UNITS[unit][0]
             (fw / "kbench_driver.py").write_text(DRIVER.replace("CALL", call))
             counts = []
             for n in reps:
-                cmd = [fp.default_micropython(), "-X", "heapsize=96K", "-m", "kbench_driver",
+                cmd = [fp.default_micropython(), "-X", "heapsize=120K", "-m", "kbench_driver",
                        unit, str(n), "c.json"]
                 count, stdout = fp.run_counted(cmd, run, env, run / f"cg-{unit}-{n}.out")
                 if "kbench T 7\n" not in stdout:  # the work counts of UNITS assume T = 7
@@ -131,8 +134,7 @@ def measure(units, source=None, reps=(10, 60)):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--source", required=True,
-                    help="the firmware of commit 4a77c9b, or a patched copy of it")
+    ap.add_argument("--source", help="a copy of firmware/ (default: firmware/ itself)")
     ap.add_argument("--units", default=",".join(u for u in UNITS if u != "loop"))
     a = ap.parse_args(argv)
     units = [u for u in a.units.split(",") if u]

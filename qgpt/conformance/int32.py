@@ -6,7 +6,8 @@ driver in CPython, with each viper function rewritten so that every +, -, *,
 <<, >>, //, &, |, ^ goes through _Int32.op: the result must fit int32, shift
 counts must lie in 0..31, and // must have a positive divisor and operands
 within +-2**30. ptr32 loads are signed and ptr16/ptr8 loads unsigned, as on a
-32-bit board. Two idioms wrap by design and are recognised by their shape:
+32-bit board; int(ptr16(buf)) + offset and ptr16(address) work on registered addresses
+(_Ptr). Two idioms wrap by design and are recognised by their shape:
 the sign extension (x ^ s32) - s32 (the identity on 32 bits) and the hash's
 (x * K) & M30 (only the low 30 bits matter); `one << 31` gives -2**31.
 """
@@ -25,12 +26,40 @@ class Int32Overflow(ArithmeticError):
 
 class _Ptr:
     """viper's ptr8/ptr16/ptr32 on a 32-bit board: loads of 8 and 16 bits are unsigned,
-    of 32 bits signed; a store keeps the low bits."""
+    of 32 bits signed; a store keeps the low bits. Pointer arithmetic as the kernels write
+    it, ptr16(int(ptr16(buf)) + offset): int(p) of a pointer made from a buffer registers
+    the buffer under a slot number times 2**20 (below 2**30, like a board's RAM addresses
+    within int32), once per pointer; ptrN(address) views the registered buffer from that
+    byte on, and int() of it gives that address back. Slots are reused round robin, so an
+    address must be used within its kernel call."""
+
+    SLOT = 1 << 20
+    SLOTS = 1000
+    _slots = {}
+    _next = [0]
 
     def __init__(self, buf, code, bits):
-        self.mv = memoryview(buf).cast("B").cast(code)
+        self.addr = None
+        if isinstance(buf, int):  # an address: int(ptrN(...)) + a byte offset
+            base = buf - buf % _Ptr.SLOT
+            raw = _Ptr._slots[base][buf - base:]
+            size = bits // 8
+            raw = raw[: len(raw) - len(raw) % size]
+            self.addr = buf
+        else:
+            raw = memoryview(buf).cast("B")
+        self.raw = raw
+        self.mv = raw.cast(code)
         self.mask = (1 << bits) - 1
         self.bits = bits
+
+    def __int__(self):
+        if self.addr is None:
+            slot = _Ptr._next[0] % _Ptr.SLOTS + 1
+            _Ptr._next[0] += 1
+            self.addr = slot * _Ptr.SLOT
+            _Ptr._slots[self.addr] = self.raw
+        return self.addr
 
     def __getitem__(self, i):
         return self.mv[i]
