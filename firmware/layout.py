@@ -148,7 +148,7 @@ def offsets():
 
 
 def views(block, nums):
-    """The views of model.Model into the state block (nums: runcfg.model_numbers and
+    """The views of model.Model into the state block (nums: runpolicy.setup's and
     block_bytes's (size, act sizes, adam layout)): (m, v, the data weights, the act
     buffers, the I/O chunk, the weight store, the state arrays, the weight matrices,
     and 9.6's (shifts of m and v (uint8), the unit's wide m and v (int32), the unit's

@@ -181,9 +181,9 @@ class Model:
 
     def __init__(self, views, nums, seed):
         """views: layout.views of the state block, a zeroed bytearray that the run
-        allocated before the training code; nums from runcfg.model_numbers (the
+        allocated before the training code; nums from runpolicy.setup and layout.setup (the
         policy's and the parameter table's)."""
-        # the numbers (runcfg.model_numbers):
+        # the numbers (runpolicy.setup, layout.setup):
         #   nb        (bw, ba, bg, bm, bv, bs): container bytes of weights, acts, grads,
         #             adam_m, adam_v and the weight store (3.3)
         #   fwd       (Fl, lo, hi, sh, sh_l, g, fm, eps, sh_s, lo_l, hi_l, sh_o, sh_emb):
