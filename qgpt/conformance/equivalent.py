@@ -23,8 +23,182 @@ _POSITIVE_LOAD = ("s32 = 0 leaves a ptr32 load unextended, and the value loaded 
                   "[1, 2**31)) is never negative")
 
 _SH_ZERO = "sh > -1 differs from sh > 0 only at sh = 0, where the shift is 0 either way"
+# rsqrt's shift: ms >= eps = 1e-5 (in fm bits) bounds 1/sqrt(ms) by 316 < 2**9, so with M
+# in (2**14, 2**15] sh >= 6 for every acts format (min over all of them: 6, q1.7)
+_RMS_SH = ("rmsnorm's shift sh is at least 6 for every acts format (ms >= eps = 1e-5 bounds "
+           "1/sqrt(ms) by 2**9, M > 2**14), so rsh = sh and ls = 0 either way")
+_AT_LIMIT = "a value equal to the limit is stored as the limit either way"
+_PRECHECK = ("at hh = +-lim the rounding formula gives +-2**30 plus at most 2**(16 - s), "
+             "within int32 and beyond the limit (at most 2**15), so it saturates the same")
+_DEAD_SH16 = ("the s >= 16 branch is dead: the shift is Fa or 15 (probabilities), and acts "
+              "have at most 15 fractional bits")
+_SMALL_SUM = ("this sum is at most 4 * 2**30 (HS = 4 products of 16-bit words) or (sum of "
+              "probabilities) * 2**15: with either limit the formula stays within int32 "
+              "and saturates the same")
+_DEAD_VALUE = "the value is only used in the branch the test before it takes instead"
+_ONLY_COUNTS = ("narrow's lo and hi only count values outside them (a checkpoint check), "
+                "a count unit_adam ignores")
+_S_SMALL = ("ln_q16's argument is a softmax denominator S < 27 * 2**15 < 2**20, so n <= 19 "
+            "and only the left shift s << (29 - n) is taken")
+_NEVER_READ = "the constant is read by no firmware code (model.py uses _V, _N of layout.py)"
+_BANNER = ("word_bits is only printed in the run's banner line (viper=64), which no "
+           "result depends on")
 
 EQUIVALENT = {
+    ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "-1", 1): _RMS_SH,
+    ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "1", 0): _RMS_SH,
+    ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "1", 1): _RMS_SH,
+    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0): _RMS_SH,
+    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "0", "-1", 1): _RMS_SH,
+    ("rmsnorm_forward", "lo_ls = 0 - ((0 - lo) >> ls)", ">>", "<<", 0): _RMS_SH,
+    ("rmsnorm_forward", "hi_ls = hi >> ls", ">>", "<<", 0): _RMS_SH,
+    ("rmsnorm_forward", "if v > hi_ls:", ">", ">=", 0): _AT_LIMIT,
+    ("rmsnorm_forward", "elif v < lo_ls:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", "0", "-1", 1): _RMS_SH,
+    ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", "0", "1", 0): _RMS_SH,
+    ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", "0", "1", 1): _RMS_SH,
+    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0): _RMS_SH,
+    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "0", "-1", 1): _RMS_SH,
+    ("rmsnorm_backward", "lo_ls = 0 - ((0 - glo) >> ls)", ">>", "<<", 0): _RMS_SH,
+    ("rmsnorm_backward", "hi_ls = ghi >> ls", ">>", "<<", 0): _RMS_SH,
+    ("rmsnorm_backward", "if v > hi_ls:", ">", ">=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "elif v < lo_ls:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "if c > ghi:", ">", ">=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "elif c < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "if ti > ghi:", ">", ">=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "elif ti < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "elif hh >= lim_c:", ">=", ">", 0): _PRECHECK,
+    ("rmsnorm_backward", "elif hh < 0 - lim_c:", "<", "<=", 0): _PRECHECK,
+    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "16", "17", 0):
+        _DEAD_VALUE,
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "-", "+", 0):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "16", "15", 0):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "16", "17", 0):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "16", "15", 1):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "16", "17", 1):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "+", "-", 0):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "+", "-", 1):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", ">>", "<<", 0):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", ">>", "<<", 1):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "14", "15", 0):
+        _SMALL_SUM,
+    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "1", "2", 0):
+        _SMALL_SUM,
+    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "14", "15", 0):
+        _SMALL_SUM,
+    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "1", "2", 0):
+        _SMALL_SUM,
+    ("attention_forward", "elif hh < 0 - lim_o:", "0", "-1", 0): _SMALL_SUM,
+    ("attention_forward", "elif hh < 0 - lim_o:", "<", "<=", 0): _SMALL_SUM,
+    ("attention_forward", "elif hh >= lim_o:", ">=", ">", 0): _SMALL_SUM,
+    ("attention_forward", "elif hh >= lim_s:", ">=", ">", 0): _PRECHECK,
+    ("attention_forward", "elif hh < 0 - lim_s:", "<", "<=", 0): _PRECHECK,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "+", "-", 0):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "+", "-", 1):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "-", "+", 0):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", ">>", "<<", 0):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", ">>", "<<", 1):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "16", "15", 0):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "16", "17", 0):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "16", "15", 1):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "16", "17", 1):
+        _DEAD_SH16,
+    ("attention_forward", "if sh_o >= 16:", "16", "17", 0): _DEAD_SH16,
+    ("attention_forward", "if sh_o >= 16:", ">=", ">", 0): _DEAD_SH16,
+    ("attention_backward", "big = one << 30  # the bound of pd's (unsaturated) sum", "30", "31",
+     0): "pd's sum is at most (sum of p) * 2**15, about 2**30: hh never reaches lim_p = "
+         "2**29, so big is never read",
+    ("attention_backward", "big = one << 30  # the bound of pd's (unsaturated) sum", "30", "29",
+     0): "pd's sum is at most (sum of p) * 2**15, about 2**30: hh never reaches lim_p = "
+         "2**29, so big is never read",
+    ("attention_backward", "elif a < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("attention_backward", "if a > ghi:", ">", ">=", 0): _AT_LIMIT,
+    ("attention_backward", "if diff > ghi:", ">", ">=", 0): _AT_LIMIT,
+    ("attention_backward", "elif diff < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("attention_backward", "if sh_qk >= 16:", "16", "17", 0): _DEAD_SH16,
+    ("attention_backward", "if sh_qk >= 16:", ">=", ">", 0): _DEAD_SH16,
+    ("attention_backward", "if sh_dp >= 16:", "16", "17", 0): _DEAD_SH16,
+    ("attention_backward", "if sh_dp >= 16:", ">=", ">", 0): _DEAD_SH16,
+    ("attention_backward", "elif hh < 0 - lim_qk:", "<", "<=", 0): _PRECHECK,
+    ("attention_backward", "elif hh >= lim_qk:", ">=", ">", 0): _PRECHECK,
+    ("attention_backward", "elif hh < 0 - lim_dp:", "<", "<=", 0): _PRECHECK,
+    ("attention_backward", "elif hh >= lim_dp:", ">=", ">", 0): _PRECHECK,
+    ("attention_backward", "elif hh < 0 - lim_p:", "<", "<=", 0): _SMALL_SUM,
+    ("attention_backward", "if hh >= lim_p:", ">=", ">", 0): _SMALL_SUM,
+    ("adam_update", "gs_ls = 0 - sh_s if sh_s < 0 else 0", "<", "<=", 0):
+        "at sh_s = 0, 0 - sh_s is 0, the else value",
+    ("adam_update", "m_ls = 0 - sh_m if sh_m < 0 else 0", "<", "<=", 0):
+        "at sh_m = 0, 0 - sh_m is 0, the else value",
+    ("adam_update", "gs_lo = 0 - (32768 >> gs_ls)", "32768", "32767", 0):
+        "the mutant also saturates g = -(32768 >> ls) to -32768, which is what g << ls gives",
+    ("adam_update", "small_sh = e - 15 if e > 15 else 0", "15", "14", 1):
+        "at e = 15, e - 15 is 0, the else value",
+    ("adam_update", "big_sh = 15 - e if e <= 15 else 0", "<=", "<", 0):
+        "at e = 15, 15 - e is 0, the else value",
+    ("adam_update", "if e <= 15:", "<=", "<", 0):
+        "at e = 15 both tests are a >= den (big_sh = 0; small_sh = 0, small_add = 0)",
+    ("adam_update", "+ (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))",
+     "16384", "16383", 0):
+        "a tie needs (g2 mod 2**15) * 328 = 2**14 mod 2**15, i.e. g2 mod 2**15 an odd "
+        "multiple of 2**11; g2 = gs * gs has an even number of factors 2",
+    ("adam_update", "if d < 0 and w > hi + d:", "<", "<=", 0):
+        "for d = 0 the test w > hi never holds: w is a value of the store's format",
+    ("block_encode", "b1 = b0 + nblk if b0 + nblk < n else n", "<", "<=", 0):
+        "for b0 + nblk = n both give n",
+    ("block_encode", "if ax > big:", ">", ">=", 0): "big, the maximum, is the same",
+    ("unit_adam", "K.block_decode(vw, mdl.v, vk, off, n, n_v, bv, 1)", "1", "2", 0):
+        "block_decode tests sq only for truth",
+    ("unit_adam", "K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)", "0", "-1", 0): _ONLY_COUNTS,
+    ("unit_adam", "K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)", "0", "1", 0): _ONLY_COUNTS,
+    ("unit_adam", "K.narrow(mdl.v, off, vw, n, 0, hv, bv)", "0", "1", 0): _ONLY_COUNTS,
+    ("unit_adam", "K.narrow(mdl.v, off, vw, n, 0, hv, bv)", "0", "-1", 0): _ONLY_COUNTS,
+    ("gather", "size = U if a + U <= _N else _N - a", "<=", "<", 0):
+        "for a + U = N, N - a is U",
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
+     "28", 1): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
+     "28", 2): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
+     "30", 1): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
+     "30", 2): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "<=",
+     "<", 0): _S_SMALL,
+    ("ln_q16", "idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF", "0x7FFF", "32766", 0):
+        "mant = S << (29 - n) with n <= 19 has its low 10 bits 0: rem's bit 0 is always 0",
+    ("", "VOCAB = const(27)", "27", "28", 0): _NEVER_READ,
+    ("", "VOCAB = const(27)", "27", "26", 0): _NEVER_READ,
+    ("", "_N = const(4192)", "4192", "4193", 0): _NEVER_READ,
+    ("", "_N = const(4192)", "4192", "4191", 0): _NEVER_READ,
+    ("store_to_data", "elif x < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("store_to_data", "if x > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "64", "65", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "64", "63", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "32", "33", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "32", "31", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "31", "30", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "31", "32", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "<<", ">>", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", ">", ">=", 0): _BANNER,
+    ("word_bits", "one = 1", "1", "2", 0): _BANNER,
+    ("word_bits", "one = 1", "1", "0", 0): _BANNER,
     ("embedding_backward", "rs = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,
     ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,
     ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,

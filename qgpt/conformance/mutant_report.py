@@ -44,15 +44,15 @@ def load_verdicts(path, firmware_dir=FIRMWARE_DIR):
             if verdict[0] != "survived":
                 out[Mutant(**row)] = verdict
         return out
-    listed = set()
+    listed = set()  # by the line's text, not its number: the firmware may have moved
     for line in path.read_text().splitlines():
-        m = re.match(r"^- (\w+)\.py:(\d+) \S+: `(.+?)` -> `(.+?)` in `", line)
+        m = re.match(r"^- (\w+)\.py:\d+ (\S+): `(.+?)` -> `(.+?)` in `(.*)`: ", line)
         if m:
-            listed.add((m[1], int(m[2]), m[3], m[4]))
+            listed.add((m[1], "" if m[2] == "<module>" else m[2], m[3], m[4], m[5]))
     out = {}
     for mod in mutated_modules(firmware_dir):
         for m in mutants_of(mod, (Path(firmware_dir) / f"{mod}.py").read_text()):
-            if (m.module, m.line, m.original, m.replacement) not in listed:
+            if (m.module, m.function, m.original, m.replacement, m.text) not in listed:
                 out[m] = ("earlier", "", "")
     return out
 

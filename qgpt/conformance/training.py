@@ -160,6 +160,29 @@ def compare_stalled(report, case, step, dev, model):
     return 1
 
 
+CHECKPOINT_META = ("p1", "p2", "stalled_total", "steps_taken")  # the optimizer's counters
+
+
+def compare_checkpoint(report, case, step, folder, model):
+    """The optimizer's counters in the device's final checkpoint (a resume reads them)
+    against the simulator's; returns how many values were compared."""
+    from qgpt import checkpoint
+
+    try:
+        meta, _ = checkpoint.load(Path(folder) / "ckpt.bin")
+    except checkpoint.CheckpointError as e:
+        meta = {"error": str(e)}
+    want = model.state()[0]
+    for field in CHECKPOINT_META:
+        if meta.get(field) != want[field]:
+            report.total += 1
+            report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, step,
+                                                   f"checkpoint {field}",
+                                                   device=meta.get(field, meta.get("error")),
+                                                   simulator=want[field]))
+    return len(CHECKPOINT_META)
+
+
 def compare_hash(report, case, step, dev, model):
     """The device's `done` hash against the simulator's state hash; True if they agree."""
     want = model_hash(model)
@@ -334,6 +357,7 @@ def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samp
                     _note_device(report, target, dev)
                     values += compare_losses(report, case, dev.losses, losses)
                     values += compare_stalled(report, case, steps, dev, model)
+                    values += compare_checkpoint(report, case, steps, folder, model)
                     values += 1
                     if not compare_hash(report, case, steps, dev, model):
                         run = {"tmp": folder, "micropython": micropython, "heap": heap,
@@ -372,6 +396,38 @@ def conformance_steps(formats=None, micropython=None, seed=TRAIN_SEED, target="u
                        dump_steps=dump_steps, **kw)
     print_report(report, out or sys.stdout)
     return report.exit_code
+
+
+def run_resume(cases, steps=40, stop=20, seed=TRAIN_SEED, micropython=None,
+               firmware_dir=FIRMWARE_DIR, workdir=None, timeout=3600):
+    """Each case stopped after `stop` steps and resumed from its checkpoint to `steps`
+    (firmware/restore.py reads the state back into its containers, checking each
+    range), against the simulator's run without a break: the losses after the resume,
+    the optimizer's counters and the final hash. Returns a TrainReport."""
+    report = TrainReport("resume")
+    with tempfile.TemporaryDirectory(prefix="qgpt-resume-", dir=workdir) as tmp:
+        tmp = Path(tmp)
+        fw = firmware_build(tmp / "firmware", "unix", "mpy", firmware_dir, micropython)
+        names = pack_names(None, tmp / "names.bin")
+        for i, case in enumerate(cases):
+            folder = tmp / f"case{i}"
+            folder.mkdir()
+            heap = device_heap(case)
+            dev = None
+            for extra in ({"stop_at": stop}, {"resume": True}):
+                cfg = device_config(case, tmp / "names.bin", steps=steps, seed=seed, **extra)
+                dev = finish_training(start_training(cfg, folder, micropython, heap, "unix", fw),
+                                      folder, timeout)
+                if dev.failure:
+                    break
+            model, losses, _ = simulate(case, names, steps, steps=steps, seed=seed)
+            if dev.failure:
+                _device_failed(report, case, dev.failure)
+                continue
+            compare_losses(report, case, dev.losses, losses[stop:], start=stop)
+            compare_checkpoint(report, case, steps, folder, model)
+            compare_hash(report, case, steps, dev, model)
+    return report
 
 
 def conformance_run(data=None, micropython=None, seed=TRAIN_SEED, target="unix", out=None,
