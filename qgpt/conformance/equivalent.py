@@ -132,6 +132,11 @@ EQUIVALENT = {
     ("attention_backward", "if a > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("attention_backward", "if diff > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("attention_backward", "elif diff < glo:", "<", "<=", 0): _AT_LIMIT,
+    **{("attention_backward", f"a = (hh + ((ll + half_{x}) >> 16)) >> (sh_{x} - 16)", tok,
+        rep, k): _DEAD_SH16 for x in ("dp", "qk")
+       for tok, rep, k in ((">>", "<<", 0), (">>", "<<", 1), ("16", "15", 0), ("16", "17", 0),
+                           ("16", "15", 1), ("16", "17", 1), ("+", "-", 0), ("+", "-", 1),
+                           ("-", "+", 0))},
     ("attention_backward", "if sh_qk >= 16:", "16", "17", 0): _DEAD_SH16,
     ("attention_backward", "if sh_qk >= 16:", ">=", ">", 0): _DEAD_SH16,
     ("attention_backward", "if sh_dp >= 16:", "16", "17", 0): _DEAD_SH16,

@@ -270,6 +270,7 @@ MUTANT_STEPS_POLICIES = ("int8", "weights=q8.8,acts=q4.12",
                          "adam_m=q8.8,adam_v=b12x40,rounding=floor",
                          "adam_m=b8x8,adam_v=b16x32",  # units of 32: most pieces end on one
                          "weights=q4.4,acts=q4.12,master=q4.12",
+                         "weights=q4.4,acts=q4.12,master=q12.4",  # a master shift of 0
                          "weights=q4.3,acts=q4.12,master=q4.4,rounding=floor")
 # resumed runs (restore.py reads 8-bit, 32-bit and block-scaled state back)
 MUTANT_RESUME_CASES = ("int8", ("q4.12", "stochastic", "q4.20"),
