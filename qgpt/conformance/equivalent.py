@@ -172,10 +172,14 @@ EQUIVALENT = {
         "block_decode tests sq only for truth",
     ("unit_adam", "K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)", "0", "-1", 0): _ONLY_COUNTS,
     ("unit_adam", "K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)", "0", "1", 0): _ONLY_COUNTS,
+    ("unit_adam", "K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)", "-", "+", 0): _ONLY_COUNTS,
     ("unit_adam", "K.narrow(mdl.v, off, vw, n, 0, hv, bv)", "0", "1", 0): _ONLY_COUNTS,
     ("unit_adam", "K.narrow(mdl.v, off, vw, n, 0, hv, bv)", "0", "-1", 0): _ONLY_COUNTS,
     ("gather", "size = U if a + U <= _N else _N - a", "<=", "<", 0):
         "for a + U = N, N - a is U",
+    ("gather", "hi = off + n if off + n < a + size else a + size", "<", "<=", 0):
+        "for off + n = a + size both give it",
+    ("gather", "lo = off if off > a else a", ">", ">=", 0): "for off = a both give it",
     ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
      "28", 1): _S_SMALL,
     ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",

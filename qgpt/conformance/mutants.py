@@ -222,12 +222,13 @@ class Judge:
         return str(report.mismatches[0])[:200] if report.mismatches else ""
 
     def _steps(self):
-        from qgpt.conformance.training import run_steps
+        from qgpt.conformance.device_run import policy_case
+        from qgpt.conformance.training import _steps_cases, run_steps
 
+        cases = _steps_cases((), (), MUTANT_STEPS_CASES, MUTANT_STEPS_POLICIES)
+        cases += [policy_case(spec, lr=lr) for spec, lr in MUTANT_STEPS_LR]
         try:
-            report = run_steps(formats=(), roundings=(), extra=MUTANT_STEPS_CASES,
-                               policies=MUTANT_STEPS_POLICIES,
-                               dump_steps=(1, 2, 10), micropython=self.micropython,
+            report = run_steps(cases=cases, dump_steps=(1, 2, 10), micropython=self.micropython,
                                firmware_dir=self.src, workdir=self.dir, timeout=TRAIN_TIMEOUT)
         except subprocess.TimeoutExpired:
             return "the device hangs"
@@ -269,9 +270,13 @@ MUTANT_STEPS_POLICIES = ("int8", "weights=q8.8,acts=q4.12",
                          "weights=q8.8,acts=q8.8,adam_m=b8x1024,adam_v=q2.14,rounding=stochastic",
                          "adam_m=q8.8,adam_v=b12x40,rounding=floor",
                          "adam_m=b8x8,adam_v=b16x32",  # units of 32: most pieces end on one
+                         "adam_m=b8x11,adam_v=b16x33",  # units of 33, N = 4192 = 1 mod 33
                          "weights=q4.4,acts=q4.12,master=q4.12",
                          "weights=q4.4,acts=q4.12,master=q12.4",  # a master shift of 0
                          "weights=q4.3,acts=q4.12,master=q4.4,rounding=floor")
+# a large learning rate: int8 weights reach their limits within 10 steps (Kahan's
+# compensation clamped)
+MUTANT_STEPS_LR = (("int8", 0.5),)
 # resumed runs (restore.py reads 8-bit, 32-bit and block-scaled state back)
 MUTANT_RESUME_CASES = ("int8", ("q4.12", "stochastic", "q4.20"),
                        "weights=q4.3,acts=q4.12,master=q4.4,rounding=floor")

@@ -73,9 +73,9 @@ def simulate(case, names, upto, steps=TRAIN_STEPS, seed=TRAIN_SEED, dump_steps=(
     if case.policy:  # TrainConfig's normal form of the SPEC, as qgpt train records it
         from qgpt.policy import train_settings
 
-        policy = train_settings(None, case.policy, None, case.rounding, 0.01)[3]
+        policy = train_settings(None, case.policy, None, case.rounding, case.lr)[3]
     cfg = TrainConfig(steps=steps, seed=seed, format=case.fmt, rounding=case.rounding,
-                      master=case.master, policy=policy)
+                      master=case.master, policy=policy, lr=case.lr)
     model = IntModel(cfg)
     seen = {}
     adam_step = model.opt.step
