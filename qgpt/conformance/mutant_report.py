@@ -32,18 +32,14 @@ def load_results(path):
 
 def load_verdicts(path, firmware_dir=FIRMWARE_DIR):
     """{Mutant: (verdict, level, detail)} to keep from a saved run: the .json of --out
-    (every verdict but the survivors'), or a report (.md): every mutant but the
+    or a cut run's .partial.jsonl (every verdict but the survivors'), or a report
+    (.md): every mutant but the
     survivors it lists, marked "earlier" (judged again: only its survivors)."""
     import re
 
     path = Path(path)
-    if path.suffix == ".json":
-        out = {}
-        for row in json.loads(path.read_text()):
-            verdict = (row.pop("verdict"), row.pop("level"), row.pop("detail"))
-            if verdict[0] != "survived":
-                out[Mutant(**row)] = verdict
-        return out
+    if path.suffix in (".json", ".jsonl"):  # a run's verdicts, or a cut run's so far
+        return {m: (v, lvl, d) for m, v, lvl, d in load_results(path) if v != "survived"}
     listed = set()  # by the line's text, not its number: the firmware may have moved
     for line in path.read_text().splitlines():
         m = re.match(r"^- (\w+)\.py:\d+ (\S+): `(.+?)` -> `(.+?)` in `(.*)`: ", line)

@@ -118,20 +118,18 @@ class Judge:
             if not self._compile(m.module):
                 return "invalid", "", "mpy-cross rejects it"
             ops = self._ops_reaching(m)
+            levels = [("steps", self._steps), ("run", self._run)]
             if ops:
-                why = self._ops(ops)
-                if why:
-                    return "killed", "ops", why
+                levels[:0] = [("ops", lambda: self._ops(ops))]
                 if ops != self.every:  # a function's ops (all ops in CPython: minutes)
-                    why = self._int32(ops)
-                    if why:
-                        return "killed", "int32", why
-            why = self._steps()
-            if why:
-                return "killed", "steps", why
-            why = self._run()
-            if why:
-                return "killed", "run", why
+                    levels.insert(1, ("int32", lambda: self._int32(ops)))
+            for level, run in levels:
+                try:
+                    why = run()
+                except (ValueError, KeyError, IndexError, EOFError) as e:
+                    why = f"the device's output cannot be read: {type(e).__name__}: {e}"
+                if why:
+                    return "killed", level, why[:200]
             return "survived", "", ""
         finally:
             (self.src / f"{m.module}.py").write_text(original)
