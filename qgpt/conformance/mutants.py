@@ -223,14 +223,19 @@ class Judge:
         from qgpt.conformance.device_run import policy_case
         from qgpt.conformance.training import _steps_cases, run_steps
 
-        cases = _steps_cases((), (), MUTANT_STEPS_CASES, MUTANT_STEPS_POLICIES)
-        cases += [policy_case(spec, lr=lr) for spec, lr in MUTANT_STEPS_LR]
-        try:
-            report = run_steps(cases=cases, dump_steps=(1, 2, 10), micropython=self.micropython,
-                               firmware_dir=self.src, workdir=self.dir, timeout=TRAIN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            return "the device hangs"
-        return str(report.mismatches[0])[:200] if report.mismatches else ""
+        formats = _steps_cases((), (), MUTANT_STEPS_CASES)
+        policies = _steps_cases((), (), (), MUTANT_STEPS_POLICIES)
+        policies += [policy_case(spec, lr=lr) for spec, lr in MUTANT_STEPS_LR]
+        for cases in (formats, policies):  # most mutants die in the first batch
+            try:
+                report = run_steps(cases=cases, dump_steps=(1, 2, 10),
+                                   micropython=self.micropython, firmware_dir=self.src,
+                                   workdir=self.dir, timeout=TRAIN_TIMEOUT, built=self.fw)
+            except subprocess.TimeoutExpired:
+                return "the device hangs"
+            if report.mismatches:
+                return str(report.mismatches[0])[:200]
+        return ""
 
     def _run(self):
         from qgpt.conformance.training import run_run
@@ -239,7 +244,7 @@ class Judge:
             try:
                 report = run_run(steps=steps, samples=20, micropython=self.micropython,
                                  firmware_dir=self.src, workdir=self.dir,
-                                 timeout=TRAIN_TIMEOUT)
+                                 timeout=TRAIN_TIMEOUT, built=self.fw)
             except subprocess.TimeoutExpired:
                 return "the device hangs"
             if report.mismatches:
@@ -251,7 +256,7 @@ class Judge:
                  for c in MUTANT_RESUME_CASES]
         try:
             report = run_resume(cases, micropython=self.micropython, firmware_dir=self.src,
-                                workdir=self.dir, timeout=TRAIN_TIMEOUT)
+                                workdir=self.dir, timeout=TRAIN_TIMEOUT, built=self.fw)
         except subprocess.TimeoutExpired:
             return "the device hangs"
         return str(report.mismatches[0])[:200] if report.mismatches else ""

@@ -7,10 +7,11 @@ output takes its class's format and container: weights (wte, wpe, w), acts (x, y
 v, out), grads (dx, dy, dout, dq, dk, dv, dlogits), logits (int32), parameter gradients
 (int32 buffers saturated to pgrads) and Adam's m, v and weight store. The device builds
 its Policy from the same keys as a run's config (format, rounding, master, lr_q30 and
-`policy`: qgpt.policy.device_config). Cases: random at realistic scale, the full range
-and the limits of each class. Adam runs where the op driver has the state it needs
-(plain adam_m and adam_v, not rounding=kahan); block-scaled state and kahan are covered
-by the steps level.
+`policy`: qgpt.policy.device_config). Cases: random at realistic scale, the full range,
+the limits and ties (mostly zeros and powers of two) of each class. Adam runs where the
+op driver has the state it needs (plain adam_m and adam_v; kahan from zero
+compensations, like the simulator's); block-scaled state is covered by the steps level.
+policy_edge_cases.py adds the policies that reach every branch of the kernels.
 """
 
 import sys

@@ -217,13 +217,14 @@ def _steps_cases(formats, roundings, extra, policies=()):
 def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTRA,
               dump_steps=STEPS_DUMPS, micropython=None, target="unix", seed=TRAIN_SEED,
               heapsize=None, firmware_dir=FIRMWARE_DIR, workdir=None, timeout=3600,
-              build="mpy", policies=(), cases=None):
+              build="mpy", policies=(), cases=None, built=None):
     """Level "steps": each case trains max(dump_steps) steps on the device and on the
     host (lr schedule of TRAIN_STEPS), compared after every step (loss_q16) and after
     each of dump_steps (params, gradient, m, v); returns a TrainReport. A format that
     needs master weights (too few fractional bits for the update) gets master_for's.
     policies: SPECs trained too (the device config's `policy` key, the simulator's
-    TrainConfig.policy); cases: [TrainCase] instead of all these (tests)."""
+    TrainConfig.policy); cases: [TrainCase] instead of all these (tests); built: a
+    firmware folder already built for the target (else built from firmware_dir)."""
     t0 = time.time()
     report = TrainReport("steps")
     if cases is None:
@@ -231,7 +232,8 @@ def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTR
     upto = max(dump_steps)
     with tempfile.TemporaryDirectory(prefix="qgpt-steps-", dir=workdir) as tmp:
         tmp = Path(tmp)
-        fw = firmware_build(tmp / "firmware", target, build, firmware_dir, micropython)
+        fw = built or firmware_build(tmp / "firmware", target, build, firmware_dir,
+                                     micropython)
         names = pack_names(None, tmp / "names.bin")
         running = []
         try:
@@ -322,7 +324,7 @@ def first_divergence(report, case, data, names, seed, steps, fw, run):
 
 def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samples=20,
             micropython=None, target="unix", heapsize=None, firmware_dir=FIRMWARE_DIR,
-            workdir=None, timeout=3600, build="mpy"):
+            workdir=None, timeout=3600, build="mpy", built=None):
     """Level "run": whole training runs on the names file `data` (default the built-in
     data/names.txt), device vs host: every step's loss_q16, the final state hash (on a
     mismatch, the first divergence), the samples. cases: (format, rounding, master)
@@ -334,7 +336,8 @@ def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samp
     cases = [c if isinstance(c, TrainCase) else TrainCase(*c) for c in cases]
     with tempfile.TemporaryDirectory(prefix="qgpt-run-", dir=workdir) as tmp:
         tmp = Path(tmp)
-        fw = firmware_build(tmp / "firmware", target, build, firmware_dir, micropython)
+        fw = built or firmware_build(tmp / "firmware", target, build, firmware_dir,
+                                     micropython)
         names = pack_names(data, tmp / "names.bin")
         running = []
         try:
@@ -399,7 +402,7 @@ def conformance_steps(formats=None, micropython=None, seed=TRAIN_SEED, target="u
 
 
 def run_resume(cases, steps=40, stop=20, seed=TRAIN_SEED, micropython=None,
-               firmware_dir=FIRMWARE_DIR, workdir=None, timeout=3600):
+               firmware_dir=FIRMWARE_DIR, workdir=None, timeout=3600, built=None):
     """Each case stopped after `stop` steps and resumed from its checkpoint to `steps`
     (firmware/restore.py reads the state back into its containers, checking each
     range), against the simulator's run without a break: the losses after the resume,
@@ -407,7 +410,8 @@ def run_resume(cases, steps=40, stop=20, seed=TRAIN_SEED, micropython=None,
     report = TrainReport("resume")
     with tempfile.TemporaryDirectory(prefix="qgpt-resume-", dir=workdir) as tmp:
         tmp = Path(tmp)
-        fw = firmware_build(tmp / "firmware", "unix", "mpy", firmware_dir, micropython)
+        fw = built or firmware_build(tmp / "firmware", "unix", "mpy", firmware_dir,
+                                     micropython)
         names = pack_names(None, tmp / "names.bin")
         for i, case in enumerate(cases):
             folder = tmp / f"case{i}"
