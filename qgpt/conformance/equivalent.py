@@ -170,6 +170,8 @@ EQUIVALENT = {
     ("block_encode", "if ax > big:", ">", ">=", 0): "big, the maximum, is the same",
     ("unit_adam", "K.block_decode(vw, mdl.v, vk, off, n, n_v, bv, 1)", "1", "2", 0):
         "block_decode tests sq only for truth",
+    ("unit_adam", "K.block_encode(mdl.v, vk, vw, off, n, n_v, bits_v, bv, 1)", "1", "2", 0):
+        "block_encode tests sq only for truth",
     ("unit_adam", "K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)", "0", "-1", 0): _ONLY_COUNTS,
     ("unit_adam", "K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)", "0", "1", 0): _ONLY_COUNTS,
     ("unit_adam", "K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)", "-", "+", 0): _ONLY_COUNTS,
@@ -190,6 +192,10 @@ EQUIVALENT = {
      "30", 2): _S_SMALL,
     ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "<=",
      "<", 0): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", ">>",
+     "<<", 0): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "-",
+     "+", 1): _S_SMALL,
     ("ln_q16", "idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF", "0x7FFF", "32766", 0):
         "mant = S << (29 - n) with n <= 19 has its low 10 bits 0: rem's bit 0 is always 0",
     ("", "VOCAB = const(27)", "27", "28", 0): _NEVER_READ,
@@ -207,6 +213,34 @@ EQUIVALENT = {
     ("word_bits", "return 64 if (one << 31) > 0 else 32", "<<", ">>", 0): _BANNER,
     ("word_bits", "return 64 if (one << 31) > 0 else 32", ">", ">=", 0): _BANNER,
     ("word_bits", "one = 1", "1", "2", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "0", "1", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "0", "-1", 0): _BANNER,
+    ("", "_GRAD_MAX = const(432)  # T * V: int32 values of the logits buffer, a weight "
+     "gradient's piece", "432", "433", 0):
+        "433 // n_in = 432 // n_in for n_in 16 and 64: the same pieces",
+    ("", "_GRAD_MAX = const(432)  # T * V: int32 values of the logits buffer, a weight "
+     "gradient's piece", "432", "431", 0):
+        "pieces of 26 rows (n_in 16) for 27: Adam is elementwise and gather waits for whole "
+        "units; lm_head's one new cut leaves no more units pending (15 block sizes tried)",
+    ("row_max", "if x > mx:", ">", ">=", 0): "an equal element leaves the same maximum",
+    ("row_max", "for j in range(off + 1, off + n):", "1", "0", 0):
+        "the maximum over the row with its first element compared twice is the same",
+    ("__init__", "self.blk = (mk, vk, mw, vw, slots, [-1] * len(slots), [0] * len(slots), u, "
+     "blocks,", "0", "1", 0): "a slot's count is set to 0 whenever gather takes the slot",
+    ("__init__", "self.blk = (mk, vk, mw, vw, slots, [-1] * len(slots), [0] * len(slots), u, "
+     "blocks,", "0", "-1", 0): "a slot's count is set to 0 whenever gather takes the slot",
+    ("__init__", "self.tok = bytearray(_T + 1)  # (T+1,) tokens: inputs tok[0:T], targets "
+     "tok[1:T+1]", "1", "2", 0):
+        "one more byte after the tokens, never read: every loop takes T, sampling BLOCK",
+    ("weight_backward", "1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], bg, ba, bw)", "1", "2",
+     0): "linear_backward tests with_dx only against 0",
+    ("train_step", "key = prng.key(self.seed, prng.STREAM_ROUND, step) if stochastic else 0",
+     "0", "1", 0): "adam_update reads the key only when it rounds stochastically",
+    ("train_step", "key = prng.key(self.seed, prng.STREAM_ROUND, step) if stochastic else 0",
+     "0", "-1", 0): "adam_update reads the key only when it rounds stochastically",
+    ("adam", "if self.blk[7]:", "7", "6", 0):
+        "blk[6], the slots' counts, is empty exactly when blk[7] = U is 0 (layout.py gives "
+        "U > 0 at least one slot)",
     ("word_bits", "one = 1", "1", "0", 0): _BANNER,
     ("embedding_backward", "rs = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,
     ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,

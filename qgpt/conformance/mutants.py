@@ -274,6 +274,7 @@ MUTANT_STEPS_POLICIES = ("int8", "weights=q8.8,acts=q4.12",
                          "adam_m=q8.8,adam_v=b12x40,rounding=floor",
                          "adam_m=b8x8,adam_v=b16x32",  # units of 32: most pieces end on one
                          "adam_m=b8x11,adam_v=b16x33",  # units of 33, N = 4192 = 1 mod 33
+                         "adam_m=b12x128,adam_v=b8x8,rounding=stochastic",  # 33 m shifts
                          "weights=q4.4,acts=q4.12,master=q4.12",
                          "weights=q4.4,acts=q4.12,master=q12.4",  # a master shift of 0
                          "weights=q4.3,acts=q4.12,master=q4.4,rounding=floor")
