@@ -41,6 +41,7 @@ _ONLY_COUNTS = ("narrow's lo and hi only count values outside them (a checkpoint
 _S_SMALL = ("ln_q16's argument is a softmax denominator S < 27 * 2**15 < 2**20, so n <= 19 "
             "and only the left shift s << (29 - n) is taken")
 _NEVER_READ = "the constant is read by no firmware code (model.py uses _V, _N of layout.py)"
+_NEVER_READ_POLICY = "the constant is read by no code of firmware/policy.py or elsewhere"
 _BANNER = ("word_bits is only printed in the run's banner line (viper=64), which no "
            "result depends on")
 
@@ -232,6 +233,18 @@ EQUIVALENT = {
     ("__init__", "self.tok = bytearray(_T + 1)  # (T+1,) tokens: inputs tok[0:T], targets "
      "tok[1:T+1]", "1", "2", 0):
         "one more byte after the tokens, never read: every loop takes T, sampling BLOCK",
+    ("", "GRAD_LO = -32768", "32768", "32769", 0): _NEVER_READ_POLICY,
+    ("", "GRAD_LO = -32768", "32768", "32767", 0): _NEVER_READ_POLICY,
+    ("", "GRAD_HI = 32767", "32767", "32768", 0): _NEVER_READ_POLICY,
+    ("", "GRAD_HI = 32767", "32767", "32766", 0): _NEVER_READ_POLICY,
+    ("", "GS_FRAC = 14  # the default Fh = Fv / 2: sqrt(v)'s fractional bits", "14", "15", 0):
+        _NEVER_READ_POLICY,
+    ("", "GS_FRAC = 14  # the default Fh = Fv / 2: sqrt(v)'s fractional bits", "14", "13", 0):
+        _NEVER_READ_POLICY,
+    ("", "BLOCK = 16  # positions (qgpt/params.py)", "16", "15", 0):
+        "read only by guard(BLOCK, ...), through (BLOCK - 1).bit_length(): 4 for 15 and 16",
+    ("", "BOS = 26", "26", "25", 0): "params.BOS is read by no code (model.py has its own)",
+    ("", "BOS = 26", "26", "27", 0): "params.BOS is read by no code (model.py has its own)",
     ("weight_backward", "1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], bg, ba, bw)", "1", "2",
      0): "linear_backward tests with_dx only against 0",
     ("train_step", "key = prng.key(self.seed, prng.STREAM_ROUND, step) if stochastic else 0",
