@@ -224,6 +224,13 @@ EQUIVALENT = {
         "pieces of 26 rows (n_in 16) for 27: Adam is elementwise and gather waits for whole "
         "units; lm_head's one new cut leaves no more units pending (15 block sizes tried)",
     ("row_max", "if x > mx:", ">", ">=", 0): "an equal element leaves the same maximum",
+    ("pieces", "return 1 if nb == 4 else (n + _CHUNK - 1) // _CHUNK", "1", "0", 1):
+        "(n + 32) // 32 exceeds ceil(n / 32) only for n a multiple of 32: one more piece "
+        "of no values, which adds no bytes to a hash, dump or checkpoint",
+    ("piece", "return self.chunk if left >= _CHUNK else self.chunk[: 4 * left]", ">=", ">",
+     0): "for left = 32 the slice of all 128 bytes holds the same bytes as the chunk",
+    ("piece", "K.widen(self.chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)",
+     ">", ">=", 0): "for left = 32 both give 32",
     ("row_max", "for j in range(off + 1, off + n):", "1", "0", 0):
         "the maximum over the row with its first element compared twice is the same",
     ("__init__", "self.blk = (mk, vk, mw, vw, slots, [-1] * len(slots), [0] * len(slots), u, "

@@ -275,6 +275,7 @@ MUTANT_STEPS_POLICIES = ("int8", "weights=q8.8,acts=q4.12",
                          "adam_m=b8x8,adam_v=b16x32",  # units of 32: most pieces end on one
                          "adam_m=b8x11,adam_v=b16x33",  # units of 33, N = 4192 = 1 mod 33
                          "adam_m=b12x128,adam_v=b8x8,rounding=stochastic",  # 33 m shifts
+                         "adam_m=b8x67,adam_v=b16x67",  # 63 shifts: 31 in the last piece
                          "weights=q4.4,acts=q4.12,master=q4.12",
                          "weights=q4.4,acts=q4.12,master=q12.4",  # a master shift of 0
                          "weights=q4.3,acts=q4.12,master=q4.4,rounding=floor")

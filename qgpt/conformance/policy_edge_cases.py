@@ -43,8 +43,9 @@ EDGE_POLICIES = (
     # shifts of 16 and more (lm_head 26, dW 27), a 32-bit master store, g shifted left
     ("weights=q1.15,acts=q1.15,logits=q20.4,pgrads=q30.2,master=q2.30,rounding=stochastic",
      None),
-    # g -> m and g -> gs shifted right by 16, 16-bit m, e = 13
-    ("weights=q6.2,acts=q6.10,master=q6.10,pgrads=q8.24,adam_m=q8.8,adam_v=q16.16", None),
+    # g -> m and g -> gs shifted right by 16, 16-bit m, e = 13; 9- and 17-bit classes
+    # (weights, master: the containers' bounds)
+    ("weights=q7.2,acts=q6.10,master=q7.10,pgrads=q8.24,adam_m=q8.8,adam_v=q16.16", None),
     # Adam's ratio shift e = 15, 16 and 19 (the clamp's two forms), floor and nearest
     ("adam_m=q20.12,rounding=floor", None),
     ("pgrads=q2.14,adam_m=q21.11", None),  # and Fg = Fp
