@@ -45,7 +45,73 @@ _NEVER_READ_POLICY = "the constant is read by no code of firmware/policy.py or e
 _BANNER = ("word_bits is only printed in the run's banner line (viper=64), which no "
            "result depends on")
 
+_NEVER_READ_K = "the constant is read by no code of kernels.py (the limits come as arguments)"
+_LIM_LOWER = ("for hh in [2**(13+s), 2**(14+s)) the rounding formula gives at least 2**29, "
+              "beyond every limit it saturates to (A, G, L: at most 2**23): the same value")
+_MS_MAX = ("the sum of 16 squares of b-bit acts is at most 2**(30 + g) (g = guard(16, b, b) "
+           "rounded up to even): hh reaches 2**(14 + g) only at that maximum, where the "
+           "formula gives 2**30 too")
+
 EQUIVALENT = {
+    ("", "_G_LO = const(-32768)  # G = q2.14, the activation gradients (section 7)", "32768",
+     "32769", 0): _NEVER_READ_K,
+    ("", "_G_LO = const(-32768)  # G = q2.14, the activation gradients (section 7)", "32768",
+     "32767", 0): _NEVER_READ_K,
+    ("", "_G_HI = const(32767)", "32767", "32768", 0): _NEVER_READ_K,
+    ("", "_G_HI = const(32767)", "32767", "32766", 0): _NEVER_READ_K,
+    ("", "_M_LIMIT = const(1073741823)  # 2**30 - 1", "1073741823", "1073741824", 0):
+        _NEVER_READ_K,
+    ("", "_M_LIMIT = const(1073741823)  # 2**30 - 1", "1073741823", "1073741822", 0):
+        _NEVER_READ_K,
+    ("rmsnorm_forward", "if hh >= 1 << (14 + g):", "1", "2", 0): _MS_MAX,
+    ("rmsnorm_forward", "if hh >= 1 << (14 + g):", ">=", ">", 0): _MS_MAX,
+    ("rmsnorm_forward", "if hh >= 1 << (14 + g):", "14", "15", 0): _MS_MAX,
+    ("embedding_forward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1):
+        "at sh = 0, 0 - sh is 0, the else value",
+    ("embedding_backward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1):
+        "at sh = 0, 0 - sh is 0, the else value",
+    ("embedding_forward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
+        "at sh = 0, 0 - sh is 0, the else value",
+    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1): _RMS_SH,
+    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 0): _RMS_SH,
+    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "-", "+", 0): _RMS_SH,
+    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1): _RMS_SH,
+    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 0): _RMS_SH,
+    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "-", "+", 0): _RMS_SH,
+    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "<", "<=", 2):
+        _DEAD_VALUE,
+    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "0", "-1", 0):
+        _DEAD_VALUE,
+    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "0", "1", 0):
+        _DEAD_VALUE,
+    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "14", "13", 0):
+        _LIM_LOWER,
+    ("rmsnorm_backward", "elif hh < 0 - lim_c:", "0", "-1", 0): _PRECHECK,
+    ("linear_forward", "lim = 1 << (14 + sh) if sh < 16 else 0", "14", "13", 0): _LIM_LOWER,
+    ("linear_forward", "elif hh < 0 - lim:", "<", "<=", 0): _PRECHECK,
+    ("linear_forward", "elif hh < 0 - lim:", "0", "-1", 0): _PRECHECK,
+    ("linear_forward", "elif hh >= lim:", ">=", ">", 0): _PRECHECK,
+    ("linear_forward", "elif q < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("linear_forward", "if q > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("linear_forward", "lim = 1 << (14 + sh) if sh < 16 else 0", "<", "<=", 2): _DEAD_VALUE,
+    ("linear_forward", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "1", 0): _DEAD_VALUE,
+    ("linear_forward", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "-1", 0): _DEAD_VALUE,
+    ("linear_backward", "lim = 1 << (14 + sh) if sh < 16 else 0", "16", "17", 0):
+        "dx's shift is Fw <= 15: always below 16",
+    ("linear_backward", "lim = 1 << (14 + sh) if sh < 16 else 0", "<", "<=", 2):
+        "dx's shift is Fw <= 15: always below 16",
+    ("linear_backward", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "1", 0):
+        "dx's shift is Fw <= 15: always below 16",
+    ("linear_backward", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "-1", 0):
+        "dx's shift is Fw <= 15: always below 16",
+    ("linear_backward", "if sh >= 16:", ">=", ">", 0): "dx's shift is Fw <= 15",
+    ("linear_backward", "if sh >= 16:", "16", "17", 0): "dx's shift is Fw <= 15",
+    ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "0", "1", 0):
+        _DEAD_VALUE,
+    ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "0", "-1", 0):
+        _DEAD_VALUE,
+    ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "<", "<=", 2):
+        _DEAD_VALUE,
     ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "-1", 1): _RMS_SH,
     ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "1", 0): _RMS_SH,
     ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "1", 1): _RMS_SH,

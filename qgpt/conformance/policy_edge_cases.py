@@ -52,6 +52,9 @@ EDGE_POLICIES = (
     ("adam_m=q8.8,adam_v=q4.28,rounding=pseudo", None),
     # every shift 1 (the branch `sh > 0` against `sh > 1`): Fw - Fa, Fg - Fp, Fp - Fm, Fp - Fh
     ("weights=q3.13,acts=q4.12,pgrads=q3.13,adam_m=q4.12,adam_v=q4.24,rounding=floor", None),
+    # every shift -1 (Fw - Fa, Fg - Fp, Fp - Fm, Fp - Fh); lm_head's and dW's shift 16
+    ("weights=q5.11,acts=q4.12,grads=q4.12,pgrads=q19.13,adam_m=q18.14", None),
+    ("logits=q16.8,pgrads=q22.10", None),
     # a large lr: u = 13 for kahan, u = 0 (no rounding at all) with a fine master
     ("weights=q1.15,acts=q4.12,rounding=kahan", 0.9),
     ("master=q3.28,rounding=stochastic", 0.9),
@@ -148,6 +151,46 @@ def attention_tie_cases(p, label, rng):
                  {"dq": _in(G, dq), "dk": _in(G, dk), "dv": _in(G, dv)})]
 
 
+def rmsnorm_edge_cases(p, label, rng, n=20000):
+    """rmsnorm_forward and _backward on rows whose results, before saturation, land on
+    the limits and one beyond (lo - 1, lo, hi, hi + 1 of acts and of grads): found
+    among random rows (rms near 1, so 1/rms steps by about one unit) by the formulas of
+    section 6 and 7; the expected values are the simulator's."""
+    A, G = p.acts, p.grads
+    x = np.clip(np.round(rng.normal(0, 0.9, (n, C)) * 2.0**A.frac_bits), A.lo, A.hi)
+    x[: n // 2, 0] = np.where(np.arange(n // 2) % 2, A.hi, A.lo)  # one large element
+    x = x.astype(np.int64)
+    y, (m, sh) = ops.rmsnorm_forward(_ctx(p), x)
+    raw = (x * m[:, None] + ((1 << sh[:, None]) >> 1)) >> sh[:, None]
+    edges = [A.lo - 1, A.lo, A.hi, A.hi + 1]
+    fwd = [np.flatnonzero((raw == e).any(axis=1))[:4] for e in edges]
+    dy = rng.integers(G.lo, G.hi + 1, (n, C))
+    f, sh_c = A.frac_bits, A.frac_bits + 4
+    c = np.clip(((dy * y).sum(axis=1) + (1 << (sh_c - 1))) >> sh_c, G.lo, G.hi)
+    t = np.clip(dy - ((y * c[:, None] + ((1 << f) >> 1)) >> f), G.lo, G.hi)
+    v = (t * m[:, None] + ((1 << sh[:, None]) >> 1)) >> sh[:, None]
+    bwd = [np.flatnonzero((v == e).any(axis=1))[:4] for e in (G.lo - 1, G.lo, G.hi, G.hi + 1)]
+    out = []
+    for op, rows in (("rmsnorm_forward", np.concatenate(fwd)),
+                     ("rmsnorm_backward", np.concatenate(bwd))):
+        rows = rows[:16]
+        if not len(rows):
+            continue
+        xr, dyr = x[rows], dy[rows]
+        yr, (mr, shr) = ops.rmsnorm_forward(_ctx(p), xr)
+        rs = np.stack([mr, shr], axis=1)
+        T = len(rows)
+        if op == "rmsnorm_forward":
+            out.append(Case(op, label, "results at the limits", _spec(p), {"T": T},
+                            {"x": _in(A, xr)}, {"y": _in(A, yr), "rs": _i(rs)}))
+        else:
+            dx = ops.rmsnorm_backward(_ctx(p), dyr, yr, (mr, shr))
+            out.append(Case(op, label, "results at the limits", _spec(p), {"T": T},
+                            {"dy": _in(G, dyr), "y": _in(A, yr), "rs": _i(rs)},
+                            {"dx": _in(G, dx)}))
+    return out
+
+
 def ln_table_cases(p, label, rng, per_entry=4):
     """loss_q16 of one position (T = 1: the loss is that position's nll, no mean to
     round away a unit) whose softmax denominator S falls in each interval of ln's
@@ -227,6 +270,7 @@ def edge_policy_groups(seed=0):
         if not any(isinstance(f, BlockFormat) for f in (p.adam_m, p.adam_v)):
             cases += adam_threshold_cases(p, label, seed, rng)
         cases += attention_tie_cases(p, label, rng)
+        cases += rmsnorm_edge_cases(p, label, rng)
         groups[label] = cases
     p = parse_policy("")
     groups["ln table"] = ln_table_cases(p, "ln table", np.random.default_rng([seed, 12]))
