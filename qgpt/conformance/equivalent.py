@@ -106,6 +106,46 @@ EQUIVALENT = {
         "dx's shift is Fw <= 15: always below 16",
     ("linear_backward", "if sh >= 16:", ">=", ">", 0): "dx's shift is Fw <= 15",
     ("linear_backward", "if sh >= 16:", "16", "17", 0): "dx's shift is Fw <= 15",
+    ("linear_backward", "if q > ghi:", ">", ">=", 0): _AT_LIMIT,
+    ("linear_backward", "elif q < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("linear_backward", "if q > phi:", ">", ">=", 0): _AT_LIMIT,
+    ("linear_backward", "elif q < plo:", "<", "<=", 0): _AT_LIMIT,
+    ("linear_backward", "elif hh >= lim:", ">=", ">", 0): _PRECHECK,
+    ("linear_backward", "elif hh < 0 - lim:", "<", "<=", 0): _PRECHECK,
+    ("linear_backward", "elif hh < 0 - lim:", "0", "-1", 0): _PRECHECK,
+    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "0", "-1", 0):
+        _DEAD_VALUE,
+    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "0", "1", 0):
+        _DEAD_VALUE,
+    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "<", "<=", 2):
+        _DEAD_VALUE,
+    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "14", "13", 0):
+        _LIM_LOWER,
+    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", "0", "1", 0):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", "0", "-1", 0):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", "0", "1", 1):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", "0", "-1", 1):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", ">", ">=", 0):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "14", "13", 0):
+        _SMALL_SUM,
+    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "0", "1", 0):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "0", "-1", 0):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "<", "<=", 2):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "elif hh < 0 - lim_o:", "0", "1", 0): _SMALL_SUM,
+    ("attention_forward", "elif a < lo_l:", "<", "<=", 0): _AT_LIMIT,
+    ("attention_forward", "if a > hi_l:", ">", ">=", 0): _AT_LIMIT,
+    ("attention_forward", "elif a < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("attention_forward", "if a > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("add_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("add_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
     ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "0", "1", 0):
         _DEAD_VALUE,
     ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "0", "-1", 0):
