@@ -235,6 +235,12 @@ EQUIVALENT = {
     ("attention_backward", "big = one << 30  # the bound of pd's (unsaturated) sum", "30", "29",
      0): "pd's sum is at most (sum of p) * 2**15, about 2**30: hh never reaches lim_p = "
          "2**29, so big is never read",
+    ("attention_backward", "big = one << 30  # the bound of pd's (unsaturated) sum", "<<",
+     ">>", 0): "pd's sum is at most (sum of p) * 2**15, about 2**30: hh never reaches lim_p = "
+               "2**29, so big is never read",
+    **{("attention_backward", f"lim_{x} = 1 << (14 + sh_{x}) if sh_{x} < 16 else 0", tok, rep,
+        k): "the shift is Fa <= 15: always below 16, the else value is never taken"
+       for x in ("dp", "qk") for tok, rep, k in (("0", "1", 0), ("0", "-1", 0), ("<", "<=", 2))},
     ("attention_backward", "elif a < glo:", "<", "<=", 0): _AT_LIMIT,
     ("attention_backward", "if a > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("attention_backward", "if diff > ghi:", ">", ">=", 0): _AT_LIMIT,

@@ -220,12 +220,14 @@ def ln_table_cases(p, label, rng, per_entry=4):
 # at S = 2**(31 + s) - 1 that formula would give 2**31 (out of int32) if the limit were
 # one bit higher. Sums of 2**30 = (-2**15)**2 products reach it with 16-bit words.
 OVERFLOW_POLICY = "weights=q12.4,acts=q4.12,pgrads=q8.24"  # Fw = 4, dW's shift 2
+ATTENTION_OVERFLOW_POLICY = "acts=q15.1"  # dq's and dk's shift Fa = 1
 
 
 def overflow_edge_cases(seed=0):
     """{label: [Case]}: linear_forward (64 -> 16, shift Fw = 4), linear_backward's dx
     (16 -> 64, shift 4) and dW (T = 16, shift 2) on sums S = 2**(31 + s) - k,
-    k = 1..16, and their negatives: the values a 32-bit board must saturate."""
+    k = 1..16, and their negatives, and attention_backward's dk (shift 1) on 2**32 - 1:
+    the values a 32-bit board must saturate."""
     p = parse_policy(OVERFLOW_POLICY)
     label = p.short_spec + ",int32 edge"
     A, W, G = p.acts, p.weights, p.grads
@@ -256,7 +258,27 @@ def overflow_edge_cases(seed=0):
                     {"T": T, "n_in": N_EMBD, "n_out": MLP_HIDDEN},
                     {"dy": _in(G, dy), "x": _in(A, x), "w": _in(W, w),
                      "dw": _i(np.zeros_like(dw))}, {"dx": _in(G, dx), "dw": _i(dw)}))
-    return {label: out}
+    groups = {label: out}
+    # attention_backward's dk with Fa = 1: rows t = 1..8 put p = 2**15 on positions 0 and
+    # 1 (the op takes any probabilities), dp[t, 1] saturated, so ds[t, 0] = -16383; with
+    # q = -2**15, -16 and, from a row with ds = -1, -15, the sum is 2**32 - 1
+    p = parse_policy(ATTENTION_OVERFLOW_POLICY)
+    A, G = p.acts, p.grads
+    label = p.short_spec + ",int32 edge"
+    probs = np.zeros((4, T, T), np.int64)
+    dout, q, k, v = (np.zeros((T, C), np.int64) for _ in range(4))
+    probs[0, 0, 0] = 1 << 15
+    probs[0, 1:, 0] = probs[0, 1:, 1] = 1 << 15
+    v[1, 0], v[1, 1] = 1 << 14, 1
+    dout[1:10, 0] = (1 << 15) - 1  # dp[t, 1] saturates to 2**15 - 1
+    dout[10, 1] = 4  # dp[10, 1] = rnd(4, 1) = 2: ds[10, 0] = -1
+    q[1:9, 0], q[9, 0], q[10, 0] = lo, -16, -15
+    dq, dk, dv = ops.attention_backward(_ctx(p), dout, q, k, v, probs)
+    groups[label] = [Case("attention_backward", label, "dk at 2**32 - 1", _spec(p), {"T": T},
+                          {"dout": _in(G, dout), "q": _in(A, q), "k": _in(A, k),
+                           "v": _in(A, v), "probs": _u(probs)},
+                          {"dq": _in(G, dq), "dk": _in(G, dk), "dv": _in(G, dv)})]
+    return groups
 
 
 def edge_policy_groups(seed=0):
