@@ -285,6 +285,40 @@ EQUIVALENT = {
      "16384", "16383", 0):
         "a tie needs (g2 mod 2**15) * 328 = 2**14 mod 2**15, i.e. g2 mod 2**15 an odd "
         "multiple of 2**11; g2 = gs * gs has an even number of factors 2",
+    ("adam_update", "small_add = (1 << small_sh) - 1", "1", "0", 1):
+        "it moves the clamp's test only at a * 2**e = den * 2**15, where the quotient is "
+        "2**15 = R_MAX, the clamp's value",
+    ("adam_update", "m_rs = sh_m if sh_m > 0 else 0", ">", ">=", 0):
+        "at sh_m = 0, sh_m is 0, the else value",
+    ("adam_update", "m_rs = sh_m if sh_m > 0 else 0", "0", "-1", 1):
+        "m_rs is read only when it is positive",
+    ("adam_update", "gs_rs = sh_s if sh_s > 0 else 0", "0", "-1", 1):
+        "gs_rs is read only when it is positive",
+    ("adam_update", "gs_rs = sh_s if sh_s > 0 else 0", ">", ">=", 0):
+        "at sh_s = 0, sh_s is 0, the else value",
+    ("adam_update", "half_uk = 1 << (uk - 1) if uk > 0 else 0", "0", "1", 0):
+        "kahan has no master weights, so u = 58 - bitlen(lr_q30) - Fw >= 13 (lr < 1, Fw <= "
+        "15) and uk = u - 8 >= 5; other modes do not read half_uk",
+    ("adam_update", "half_uk = 1 << (uk - 1) if uk > 0 else 0", "0", "-1", 1):
+        "kahan has no master weights, so uk = u - 8 >= 5; other modes do not read half_uk",
+    ("adam_update", "half_uk = 1 << (uk - 1) if uk > 0 else 0", "0", "1", 1):
+        "kahan has no master weights, so uk = u - 8 >= 5; other modes do not read half_uk",
+    ("adam_update", "half_uk = 1 << (uk - 1) if uk > 0 else 0", ">", ">=", 0):
+        "kahan has no master weights, so uk = u - 8 >= 5; other modes do not read half_uk",
+    ("adam_update", "big_sh = 15 - e if e <= 15 else 0", "15", "14", 1):
+        "at e = 15, 15 - e is 0, the else value",
+    ("adam_update", "+ (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))",
+     "16384", "16385", 0):
+        "it rounds differently only if (g2 mod 2**15) * 328 = 2**14 - 1 mod 2**15, and that "
+        "product is even",
+    ("adam_update", "elif vi < 0:", "0", "-1", 0):
+        "v's update of v >= 0 and gs * gs >= 0 by non-negative factors is never negative",
+    ("adam_update", "elif vi < 0:", "<", "<=", 0):
+        "v's update of v >= 0 and gs * gs >= 0 by non-negative factors is never negative",
+    ("adam_update", "elif gm < m_lo:", "<", "<=", 0):
+        "gm = m_lo gives m_lo << m_ls = -2**30, the saturation value",
+    ("adam_update", "if gm > m_hi:", ">", ">=", 0):
+        "gm = m_hi gives m_hi << m_ls = 2**30, the saturation value",
     ("adam_update", "if d < 0 and w > hi + d:", "<", "<=", 0):
         "for d = 0 the test w > hi never holds: w is a value of the store's format",
     ("block_encode", "b1 = b0 + nblk if b0 + nblk < n else n", "<", "<=", 0):

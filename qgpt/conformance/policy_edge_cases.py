@@ -48,7 +48,7 @@ EDGE_POLICIES = (
     ("weights=q7.2,acts=q6.10,master=q7.10,pgrads=q8.24,adam_m=q8.8,adam_v=q16.16", None),
     # Adam's ratio shift e = 15, 16 and 19 (the clamp's two forms), floor and nearest
     ("adam_m=q20.12,rounding=floor", None),
-    ("pgrads=q2.14,adam_m=q21.11", None),  # and Fg = Fp
+    ("pgrads=q18.14,adam_m=q21.11", None),  # and Fg = Fp, Fp = Fh with 32-bit pgrads
     ("adam_m=q8.8,adam_v=q4.28,rounding=pseudo", None),
     # every shift 1 (the branch `sh > 0` against `sh > 1`): Fw - Fa, Fg - Fp, Fp - Fm, Fp - Fh
     ("weights=q3.13,acts=q4.12,pgrads=q3.13,adam_m=q4.12,adam_v=q4.24,rounding=floor", None),
@@ -83,6 +83,11 @@ def _best_step(p, num_steps=1000):
     return best
 
 
+def _mul15(x, c):
+    """x * c / 2**15 rounded half up, as Adam's kernel computes it (section 9.1)."""
+    return (x >> 15) * c + (((x & 0x7FFF) * c + 16384) >> 15)
+
+
 def adam_threshold_cases(p, label, seed, rng, i0=1000):
     """adam_update around its thresholds (docs/arithmetic.md 9.1-9.6): gradients at the
     saturation of g -> m and g -> gs and on their rounding ties; m and v where the ratio
@@ -104,28 +109,42 @@ def adam_threshold_cases(p, label, seed, rng, i0=1000):
     else:
         g += _near([32767 >> -sh_s, -(32768 >> -sh_s)], 2)
     g = sorted({s * x for x in g for s in (1, -1) if P.lo <= s * x <= P.hi})
-    n_g = len(g)
-    # the clamp: m_new * 2**e against den * 2**15, dense m around it for a few den
-    k1 = (1 << 15) - 4915
+    g_sat, m_sat = [], []
+    # the clamp: m_new * 2**e against den * 2**15, dense m around it for a few den (v
+    # the smallest whose update is the square root**2 at least)
+    k1, k2 = (1 << 15) - 4915, (1 << 15) - 328
     m, v = [], []
     for root in (0, 1, 3, 17, 255):
         vv = root * root
         if vv > V.hi:
             continue
+        v_old = (vv << 15) // k2
+        while _mul15(v_old, k2) < vv:
+            v_old += 1
         den = root + 1
         a = den << (15 - e) if e <= 15 else -(-den >> (e - 15))
         centre = (a << 15) // k1
         for x in range(centre - 6, centre + 7):
             if abs(x) <= p.m_limit:
                 m += [x, -x]
-                v += [(vv << 15) // ((1 << 15) - 328)] * 2  # v_new = vv, about
+                v += [v_old] * 2
+    # m's saturation: m = +-hm and gradients whose update lands on +-hm and one beyond
+    hm = p.m_limit
+    for m_old in (hm, -hm):
+        for target in (hm, hm + 1, -hm, -hm - 1):
+            need = target - _mul15(m_old, k1)  # from the gradient's term
+            for gm in range((need << 15) // 4915 - 4, (need << 15) // 4915 + 5):
+                x = gm << sh_m if sh_m > 0 else gm >> -sh_m
+                if P.lo <= x <= P.hi and abs(gm) <= 1 << 30:
+                    g_sat.append(x)
+                    m_sat.append(m_old)
     # small ratios (ties of delta at the chosen step): m over a dense range, v = 0
     small = list(range(1, 200)) + [1 << k for k in range(8, 16)]
     m += [x for x in small if x <= p.m_limit] + [-x for x in small if x <= p.m_limit]
     v += [0] * (len(m) - len(v))
-    m = np.array([0] * n_g + m, dtype=np.int64)
-    v = np.clip(np.array([0] * n_g + v, dtype=np.int64), 0, V.hi)
-    g = np.array(g + [0] * (len(m) - n_g), dtype=np.int64)
+    m = np.array([0] * len(g) + m_sat + m, dtype=np.int64)
+    v = np.clip(np.array([0] * (len(g) + len(m_sat)) + v, dtype=np.int64), 0, V.hi)
+    g = np.array(g + g_sat + [0] * (len(m) - len(g) - len(g_sat)), dtype=np.int64)
     n = len(m)
     store = rng.integers(S.lo, S.hi + 1, n)
     lims = np.array([S.hi, S.hi - 1, S.lo, S.lo + 1, 0, 1, -1], dtype=np.int64)
