@@ -285,6 +285,43 @@ EQUIVALENT = {
      "16384", "16383", 0):
         "a tie needs (g2 mod 2**15) * 328 = 2**14 mod 2**15, i.e. g2 mod 2**15 an odd "
         "multiple of 2**11; g2 = gs * gs has an even number of factors 2",
+    ("adam_update", "at_max = a >= den << big_sh", ">=", ">", 0):
+        "it moves the clamp's test only at a * 2**e = den * 2**15, where the quotient is "
+        "2**15 = R_MAX, the clamp's value",
+    ("adam_update", "a = mi if mi >= 0 else 0 - mi", "0", "1", 0): "at mi = 0, 0 - mi is 0",
+    ("adam_update", "a = mi if mi >= 0 else 0 - mi", ">=", ">", 0): "at mi = 0, 0 - mi is 0",
+    ("adam_update", "if mi < 0:", "0", "1", 0):
+        "at mi = 0 the ratio is 0 (a = 0: (den/2 - den) // den + 1 = 0), and 0 - 0 = 0",
+    ("adam_update", "if mi < 0:", "<", "<=", 0):
+        "at mi = 0 the ratio is 0 (a = 0: (den/2 - den) // den + 1 = 0), and 0 - 0 = 0",
+    ("adam_update", "if w > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("adam_update", "elif w < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("adam_update", "if c > kahan_half - 1:", ">", ">=", 0): _AT_LIMIT,
+    ("adam_update", "elif c < 0 - kahan_half:", "0", "1", 0):
+        "c < -127 holds for c = -128 only (c = t - (w << 8) >= -128 unless w saturated "
+        "below), which is set to -128: itself",
+    ("adam_update", "elif c < 0 - kahan_half:", "<", "<=", 0): _AT_LIMIT,
+    ("adam_update", "if u > 0:", "0", "-1", 0):
+        "at u = 0 every rounding leaves delta as it is (half 0, ph 0, x >> 30 = 0)",
+    ("adam_update", "if u > 0:", ">", ">=", 0):
+        "at u = 0 every rounding leaves delta as it is (half 0, ph 0, x >> 30 = 0)",
+    ("adam_update", "if d < 0 and w > hi + d:", ">", ">=", 0):
+        "at w = hi + d, w - d is hi either way",
+    ("attention_backward", "pd = 0 - big", "0", "-1", 0): _SMALL_SUM,
+    ("attention_backward", "pd = 0 - big", "0", "1", 0): _SMALL_SUM,
+    ("attention_backward", "pd = 0 - big", "-", "+", 0): _SMALL_SUM,
+    ("attention_backward", "lim_qk = 1 << (14 + sh_qk) if sh_qk < 16 else 0", "14", "13", 0):
+        _LIM_LOWER,
+    ("attention_backward", "lim_dp = 1 << (14 + sh_dp) if sh_dp < 16 else 0", "14", "13", 0):
+        _LIM_LOWER,
+    ("narrow", "bad += 1", "+=", "-=", 0):
+        "the count is only tested for nonzero (restore.py) or ignored (unit_adam)",
+    ("narrow", "bad += 1", "1", "2", 0):
+        "the count is only tested for nonzero (restore.py) or ignored (unit_adam)",
+    ("block_decode", "kj = 0", "0", "1", 0):
+        "kj is set from the block's shift before it is read (left starts at 0)",
+    ("block_decode", "kj = 0", "0", "-1", 0):
+        "kj is set from the block's shift before it is read (left starts at 0)",
     ("adam_update", "small_add = (1 << small_sh) - 1", "1", "0", 1):
         "it moves the clamp's test only at a * 2**e = den * 2**15, where the quotient is "
         "2**15 = R_MAX, the clamp's value",
