@@ -30,16 +30,18 @@ def load_results(path):
              r["verdict"], r["level"], r["detail"]) for r in rows]
 
 
-def load_verdicts(path, firmware_dir=FIRMWARE_DIR):
+def load_verdicts(path, firmware_dir=FIRMWARE_DIR, keep_equivalent=False):
     """{Mutant: (verdict, level, detail)} to keep from a saved run: the .json of --out
-    or a cut run's .partial.jsonl (every verdict but the survivors'), or a report
+    or a cut run's .partial.jsonl (every verdict but the survivors', and with
+    keep_equivalent those of the survivors equivalent.py lists), or a report
     (.md): every mutant but the
     survivors it lists, marked "earlier" (judged again: only its survivors)."""
     import re
 
     path = Path(path)
     if path.suffix in (".json", ".jsonl"):  # a run's verdicts, or a cut run's so far
-        return {m: (v, lvl, d) for m, v, lvl, d in load_results(path) if v != "survived"}
+        return {m: (v, lvl, d) for m, v, lvl, d in load_results(path)
+                if v != "survived" or (keep_equivalent and m.key in EQUIVALENT)}
     listed = set()  # by the line's text, not its number: the firmware may have moved
     for line in path.read_text().splitlines():
         m = re.match(r"^- (\w+)\.py:\d+ (\S+): `(.+?)` -> `(.+?)` in `(.*)`: ", line)

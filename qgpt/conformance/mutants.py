@@ -364,6 +364,9 @@ def main(argv=None):
     ap.add_argument("--merge", default=None, metavar="JSON,JSON",
                     help="judge nothing: the report of saved runs' verdicts (runs of "
                          "different --modules)")
+    ap.add_argument("--keep-equivalent", action="store_true",
+                    help="with --rejudge: keep the survivors equivalent.py lists too (judge "
+                         "again only the others)")
     ap.add_argument("--rejudge", default=None, metavar="FILE",
                     help="judge again only the survivors of a saved run (its .json, or a "
                          "report .md: then the new report has those mutants alone)")
@@ -401,7 +404,8 @@ def main(argv=None):
     if a.merge:
         results = [r for path in a.merge.split(",") for r in load_results(path)]
     else:
-        keep = load_verdicts(a.rejudge) if a.rejudge else None
+        keep = load_verdicts(a.rejudge, keep_equivalent=a.keep_equivalent) if a.rejudge \
+            else None
         results = run_mutants(modules, a.jobs, a.micropython, limit=a.limit,
                               progress=progress, keep=keep, every=a.every)
     command = "python -m qgpt.conformance.mutants" + "".join(
