@@ -318,8 +318,8 @@ EQUIVALENT = {
         "the count is only tested for nonzero (restore.py) or ignored (unit_adam)",
     ("narrow", "bad += 1", "1", "2", 0):
         "the count is only tested for nonzero (restore.py) or ignored (unit_adam)",
-    ("block_encode", "ax = x if x >= 0 else 0 - x", "0", "1", 0): "at x = 0, 0 - x is 0",
-    ("block_encode", "ax = x if x >= 0 else 0 - x", ">=", ">", 0): "at x = 0, 0 - x is 0",
+    ("block_encode", "ax = x if x >= 0 else 0 - x", "0", "1", 0): "at x = 0, 0 - x is 0 either way",
+    ("block_encode", "ax = x if x >= 0 else 0 - x", ">=", ">", 0): "at x = 0, 0 - x is 0 either way",
     ("block_decode", "kj = 0", "0", "1", 0):
         "kj is set from the block's shift before it is read (left starts at 0)",
     ("block_decode", "kj = 0", "0", "-1", 0):
