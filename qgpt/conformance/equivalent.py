@@ -28,8 +28,9 @@ _SH_ZERO = "sh > -1 differs from sh > 0 only at sh = 0, where the shift is 0 eit
 _RMS_SH = ("rmsnorm's shift sh is at least 6 for every acts format (ms >= eps = 1e-5 bounds "
            "1/sqrt(ms) by 2**9, M > 2**14), so rsh = sh and ls = 0 either way")
 _AT_LIMIT = "a value equal to the limit is stored as the limit either way"
-_PRECHECK = ("at hh = +-lim the rounding formula gives +-2**30 plus at most 2**(16 - s), "
-             "within int32 and beyond the limit (at most 2**15), so it saturates the same")
+_PRECHECK = ("at hh = +-lim (or one beyond) the rounding formula gives +-2**30 plus at most "
+             "2**(16 - s), within int32 and beyond the limit (A, G, L: at most 2**23), so it "
+             "saturates the same")
 _DEAD_SH16 = ("the s >= 16 branch is dead: the shift is Fa or 15 (probabilities), and acts "
               "have at most 15 fractional bits")
 _SMALL_SUM = ("this sum is at most 4 * 2**30 (HS = 4 products of 16-bit words) or (sum of "
@@ -318,8 +319,10 @@ EQUIVALENT = {
         "the count is only tested for nonzero (restore.py) or ignored (unit_adam)",
     ("narrow", "bad += 1", "1", "2", 0):
         "the count is only tested for nonzero (restore.py) or ignored (unit_adam)",
-    ("block_encode", "ax = x if x >= 0 else 0 - x", "0", "1", 0): "at x = 0, 0 - x is 0 either way",
-    ("block_encode", "ax = x if x >= 0 else 0 - x", ">=", ">", 0): "at x = 0, 0 - x is 0 either way",
+    ("block_encode", "ax = x if x >= 0 else 0 - x", "0", "1", 0):
+        "at x = 0, 0 - x is 0 either way",
+    ("block_encode", "ax = x if x >= 0 else 0 - x", ">=", ">", 0):
+        "at x = 0, 0 - x is 0 either way",
     ("block_decode", "kj = 0", "0", "1", 0):
         "kj is set from the block's shift before it is read (left starts at 0)",
     ("block_decode", "kj = 0", "0", "-1", 0):

@@ -14,12 +14,15 @@ literal +-1 (constants, table entries, rounding halves, clamp bounds, shifts), `
 firmware/ (never in place) and judged level by level, cheapest first:
 
     ops    the op level's golden cases of the ops that reach the mutated function
-           (a coverage run of conform_ops says which), format by format, stopping at
-           the first mismatch or device failure
-    int32  the same ops on the int32 target, extreme formats, no exhaustive domains
-           (the x86-64 port cannot show a shift count of 32 or an int32 overflow)
-    steps  a few training cases to step 10, every step's loss and the whole state
-           after steps 1, 2 and 10 (code only training runs: model.py ...)
+           (a coverage run of conform_ops says which), format by format, then the
+           policies' (STEPS_POLICIES and policy_edge_cases.py's), stopping at the first
+           mismatch or device failure
+    int32  the same ops on the int32 target, extreme formats and the int32 edge
+           groups, no exhaustive domains (the x86-64 port cannot show a shift count of
+           32 or an int32 overflow)
+    steps  training to step 10, every step's loss and the whole state after steps 1, 2
+           and 10 (code only training runs: model.py ...): six format cases, then
+           MUTANT_STEPS_POLICIES (block-scaled Adam state, master weights) and a large lr
     run    a 40-step run and a 1-step run, their 20 samples (what only sampling uses)
            and the optimizer's counters in their final checkpoints; then runs stopped
            at step 20 and resumed from their checkpoints (restore.py, narrow's checks)
