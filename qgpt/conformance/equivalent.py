@@ -71,6 +71,18 @@ EQUIVALENT = {
         "at sh = 0, 0 - sh is 0, the else value",
     ("embedding_backward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1):
         "at sh = 0, 0 - sh is 0, the else value",
+    ("embedding_backward", "rs = sh if sh > 0 else 0", ">", ">=", 0):
+        "at sh = 0, sh is 0, the else value",
+    ("embedding_backward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
+        "at sh = 0, 0 - sh is 0, the else value",
+    ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "1", 0):
+        "it moves the test only for d = lo_ls, which the else branch stores as lo_ls << ls = "
+        "lo too (lo = -2**k, k >= ls)",
+    ("embedding_forward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "1", 0):
+        "it moves the test only for y = lo_ls, which the else branch stores as lo_ls << ls = "
+        "lo too (lo = -2**k, k >= ls)",
+    ("embedding_forward", "rs = sh if sh > 0 else 0", ">", ">=", 0):
+        "at sh = 0, sh is 0, the else value",
     ("embedding_forward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
         "at sh = 0, 0 - sh is 0, the else value",
     ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1): _RMS_SH,
