@@ -78,6 +78,15 @@ EQUIVALENT = {
     ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "1", 0):
         "it moves the test only for d = lo_ls, which the else branch stores as lo_ls << ls = "
         "lo too (lo = -2**k, k >= ls)",
+    ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "-1", 1):
+        "(-1 - lo) >> ls is one less than (0 - lo) >> ls (lo = -2**k, k >= ls): it moves "
+        "the test only for d = lo_ls, which the else branch stores as lo too",
+    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "1", "2", 0):
+        "c's sum of 16 products of 16-bit words is at most 2**34, below the 2**(31 + sh_c) "
+        "- 2**(sh_c - 1) (sh_c = Fa + 4 >= 4) where the formula would leave int32",
+    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "14", "15", 0):
+        "c's sum of 16 products of 16-bit words is at most 2**34, below the 2**(31 + sh_c) "
+        "- 2**(sh_c - 1) (sh_c = Fa + 4 >= 4) where the formula would leave int32",
     ("embedding_forward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "1", 0):
         "it moves the test only for y = lo_ls, which the else branch stores as lo_ls << ls = "
         "lo too (lo = -2**k, k >= ls)",

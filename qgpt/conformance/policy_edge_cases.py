@@ -55,7 +55,9 @@ EDGE_POLICIES = (
     # every shift -1 (Fw - Fa, Fg - Fp, Fp - Fm, Fp - Fh); lm_head's and dW's shift 16
     ("weights=q5.11,acts=q4.12,grads=q4.12,pgrads=q19.13,adam_m=q18.14", None),
     ("logits=q16.8,pgrads=q22.10", None),
-    ("weights=q8.8,acts=q4.4,logits=q2.9", None),  # the scores' shift 2 Fa + 1 - Fl = 0, saturated
+    ("weights=q8.8,acts=q4.4,logits=q2.9", None),
+    # pgrads with grads' integer bits: dx at G's limit is P's limit shifted (hi >> ls)
+    ("pgrads=q2.22,rounding=pseudo", None),  # the scores' shift 2 Fa + 1 - Fl = 0, saturated
     # a large lr: u = 13 for kahan, u = 0 (no rounding at all) with a fine master
     ("weights=q1.15,acts=q4.12,rounding=kahan", 0.9),
     ("master=q3.28,rounding=stochastic", 0.9),
