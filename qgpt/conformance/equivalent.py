@@ -43,6 +43,9 @@ _S_SMALL = ("ln_q16's argument is a softmax denominator S < 27 * 2**15 < 2**20, 
             "and only the left shift s << (29 - n) is taken")
 _NEVER_READ = "the constant is read by no firmware code (model.py uses _V, _N of layout.py)"
 _NEVER_READ_POLICY = "the constant is read by no code of firmware/policy.py or elsewhere"
+_RELAXED = ("it lets the device accept a narrower class than the host's rule (section 3.4), "
+            "which refuses such a policy before any device sees it; what the host accepts "
+            "the device still accepts")
 _BANNER = ("word_bits is only printed in the run's banner line (viper=64), which no "
            "result depends on")
 
@@ -470,6 +473,12 @@ EQUIVALENT = {
         "read only by guard(BLOCK, ...), through (BLOCK - 1).bit_length(): 4 for 15 and 16",
     ("", "BOS = 26", "26", "25", 0): "params.BOS is read by no code (model.py has its own)",
     ("", "BOS = 26", "26", "27", 0): "params.BOS is read by no code (model.py has its own)",
+    **{("check", "widths = ((4, 16), (4, 16), (4, 24), (4, 16), (8, 32), (8, 32), (8, 32), (8, "
+        "32))", tok, rep, k): _RELAXED for tok, rep, k in (
+            ("4", "3", 0), ("4", "3", 1), ("4", "3", 2), ("4", "3", 4), ("8", "7", 0),
+            ("8", "7", 1), ("8", "7", 2), ("8", "7", 3))},
+    ("check", "if not 4 <= f.bits <= 16:", "4", "3", 0): _RELAXED,
+    ("check", "if not 8 <= f.block <= 1024:", "8", "7", 0): _RELAXED,
     ("weight_backward", "1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], bg, ba, bw)", "1", "2",
      0): "linear_backward tests with_dx only against 0",
     ("train_step", "key = prng.key(self.seed, prng.STREAM_ROUND, step) if stochastic else 0",
