@@ -171,6 +171,11 @@ EQUIVALENT = {
     ("attention_forward", "if a > hi:", ">", ">=", 0): _AT_LIMIT,
     ("add_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
     ("add_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "16", "17", 0):
+        _DEAD_VALUE,
+    ("linear_forward", "lim = 1 << (14 + sh) if sh < 16 else 0", "16", "17", 0): _DEAD_VALUE,
+    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "16", "17", 0):
+        _DEAD_VALUE,
     ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "0", "1", 0):
         _DEAD_VALUE,
     ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "0", "-1", 0):
@@ -265,7 +270,8 @@ EQUIVALENT = {
                "2**29, so big is never read",
     **{("attention_backward", f"lim_{x} = 1 << (14 + sh_{x}) if sh_{x} < 16 else 0", tok, rep,
         k): "the shift is Fa <= 15: always below 16, the else value is never taken"
-       for x in ("dp", "qk") for tok, rep, k in (("0", "1", 0), ("0", "-1", 0), ("<", "<=", 2))},
+       for x in ("dp", "qk") for tok, rep, k in (("0", "1", 0), ("0", "-1", 0), ("<", "<=", 2),
+                                                 ("16", "17", 0))},
     ("attention_backward", "elif a < glo:", "<", "<=", 0): _AT_LIMIT,
     ("attention_backward", "if a > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("attention_backward", "if diff > ghi:", ">", ">=", 0): _AT_LIMIT,
