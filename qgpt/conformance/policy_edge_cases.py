@@ -279,6 +279,20 @@ def overflow_edge_cases(seed=0):
                     {"T": T, "n_in": N_EMBD, "n_out": MLP_HIDDEN},
                     {"dy": _in(G, dy), "x": _in(A, x), "w": _in(W, w),
                      "dw": _i(np.zeros_like(dw))}, {"dx": _in(G, dx), "dw": _i(dw)}))
+    # dW accumulated into a nonzero dw (the op allows it): a sum one below the
+    # pre-check's lower limit, -(2**16 + 1) * 2**16 = 4 x -(2**30 - 2**15) - 3 * 2**16,
+    # saturated before the add
+    dy, x = np.zeros((T, N_EMBD), np.int64), np.zeros((T, N_EMBD), np.int64)
+    dy[:4, 0], x[:4, 0] = lo, -lo - 1
+    dy[4, 0], x[4, 0] = -24576, 8
+    w = np.zeros((N_EMBD, N_EMBD), np.int64)
+    dw = np.full((N_EMBD, N_EMBD), 1 << 20, np.int64)
+    dw_in = dw.copy()
+    dx = ops.linear_backward(_ctx(p), dy, x, w, dw, "w")
+    out.append(Case("linear_backward", label, "dW just below the limit, added to dw", s,
+                    {"T": T, "n_in": N_EMBD, "n_out": N_EMBD},
+                    {"dy": _in(G, dy), "x": _in(A, x), "w": _in(W, w), "dw": _i(dw_in)},
+                    {"dx": _in(G, dx), "dw": _i(dw)}))
     groups = {label: out}
     # attention_backward's dk with Fa = 1: rows t = 1..8 put p = 2**15 on positions 0 and
     # 1 (the op takes any probabilities), dp[t, 1] saturated, so ds[t, 0] = -16383; with
