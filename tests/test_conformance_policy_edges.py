@@ -48,7 +48,8 @@ def test_ln_tables_cases_read_every_entry_with_one_position():
 def test_the_int32_edge_sums_sit_just_below_the_limit():
     p = parse_policy(OVERFLOW_POLICY)
     groups = overflow_edge_cases()
-    fwd, bwd = next(g for label, g in groups.items() if label.startswith("weights=q12.4"))
+    fwd, bwd, accumulated = next(g for label, g in groups.items()
+                                 if label.startswith("weights=q12.4"))
     x, w = fwd.inputs["x"][1], fwd.inputs["w"][1]
     s = p.weights.frac_bits  # the linear layer's shift (into acts)
     sums = x @ w.T
@@ -57,6 +58,10 @@ def test_the_int32_edge_sums_sit_just_below_the_limit():
     assert {int(v) for v in (dy @ wb)[0]} == {2**(31 + s) - k for k in range(1, 17)}
     dw_shift = p.dw_shift
     assert int((dy.T @ xb)[40, 0]) == 2**(31 + dw_shift) - 1
+    dy, xb = accumulated.inputs["dy"][1], accumulated.inputs["x"][1]
+    lim_w = 1 << (14 + dw_shift)  # hh = S >> 16 one below -lim_w
+    assert int((dy.T @ xb)[0, 0]) >> 16 == -lim_w - 1
+    assert accumulated.inputs["dw"][1].min() > 0
 
 
 def test_the_edge_cases_equal_the_simulator_on_the_device():

@@ -170,6 +170,8 @@ EQUIVALENT = {
     ("attention_forward", "elif a < lo:", "<", "<=", 0): _AT_LIMIT,
     ("attention_forward", "if a > hi:", ">", ">=", 0): _AT_LIMIT,
     ("add_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("cross_entropy_backward", "if g > ghi:", ">", ">=", 0): _AT_LIMIT,
+    ("cross_entropy_backward", "elif g < glo:", "<", "<=", 0): _AT_LIMIT,
     ("add_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
     ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "16", "17", 0):
         _DEAD_VALUE,
