@@ -169,6 +169,37 @@ EQUIVALENT = {
     ("attention_forward", "if a > hi_l:", ">", ">=", 0): _AT_LIMIT,
     ("attention_forward", "elif a < lo:", "<", "<=", 0): _AT_LIMIT,
     ("attention_forward", "if a > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("linear_backward", "elif hh < 0 - lim:", "0", "1", 0): _PRECHECK,
+    ("attention_forward", "elif hh < 0 - lim_s:", "0", "-1", 0): _PRECHECK,
+    ("attention_forward", "elif hh < 0 - lim_s:", "0", "1", 0): _PRECHECK,
+    ("attention_backward", "lim_dp = 1 << (14 + sh_dp) if sh_dp < 16 else 0", "1", "2", 0):
+        "dp's sum of HS = 4 products of 16-bit words is 2**32 or at most 2**32 - 2**15: "
+        "never within 2**(Fa - 1) below 2**(31 + Fa), where a higher limit overflows",
+    ("attention_backward", "lim_dp = 1 << (14 + sh_dp) if sh_dp < 16 else 0", "14", "15", 0):
+        "dp's sum of HS = 4 products of 16-bit words is 2**32 or at most 2**32 - 2**15: "
+        "never within 2**(Fa - 1) below 2**(31 + Fa), where a higher limit overflows",
+    ("adam_update", "m_lo = 0 - m_hi", "0", "1", 0):
+        "gm = -m_hi gives -m_hi << m_ls = -2**30, the saturation value",
+    ("adam_update", "big_sh = 15 - e if e <= 15 else 0", "0", "-1", 0):
+        "big_sh is read only when e <= 15",
+    ("adam_update", "big_sh = 15 - e if e <= 15 else 0", "0", "1", 0):
+        "big_sh is read only when e <= 15",
+    ("adam_update", "gm = 0 - big", "0", "-1", 0):
+        "gm is read only as mul15(gm, 4915), the same for -2**30 - 1 and -2**30",
+    ("adam_update", "elif mi < 0 - hm:", "<", "<=", 0): _AT_LIMIT,
+    ("adam_update", "m_rs = sh_m if sh_m > 0 else 0", "0", "-1", 0):
+        "at sh_m = 0, sh_m is 0, the else value",
+    ("adam_update", "gs_ls = 0 - sh_s if sh_s < 0 else 0", "0", "1", 1):
+        "at sh_s = 0, 0 - sh_s is 0, the else value",
+    ("adam_update", "m_ls = 0 - sh_m if sh_m < 0 else 0", "0", "1", 1):
+        "at sh_m = 0, 0 - sh_m is 0, the else value",
+    ("adam_update", "if c > kahan_half - 1:", "1", "2", 0):
+        "c = 127 is then set to kahan_half - 1 = 127: itself",
+    ("adam_update", "small_sh = e - 15 if e > 15 else 0", ">", ">=", 0):
+        "at e = 15, e - 15 is 0, the else value",
+    ("narrow", "bad += 1", "1", "0", 0):
+        "the count only refuses a checkpoint with values outside its policy (restore.py), "
+        "which the host refuses too (checkpoint.check_run_state) and never writes",
     ("add_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
     ("cross_entropy_backward", "if g > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("cross_entropy_backward", "elif g < glo:", "<", "<=", 0): _AT_LIMIT,
