@@ -200,6 +200,22 @@ EQUIVALENT = {
     ("narrow", "bad += 1", "1", "0", 0):
         "the count only refuses a checkpoint with values outside its policy (restore.py), "
         "which the host refuses too (checkpoint.check_run_state) and never writes",
+    ("block_encode", "big = 0", "0", "1", 0):
+        "big only sets the block's shift: for a block of zeros 1 and 0 both give kj = 0 "
+        "(tbits >= 3)",
+    ("block_encode", "kj = nbits - tbits if nbits > tbits else 0", ">", ">=", 0):
+        "at nbits = tbits, nbits - tbits is 0, the else value",
+    ("adam_update", "elif gs < gs_lo:", "<", "<=", 0):
+        "gs = gs_lo gives gs_lo << gs_ls = -32768, the saturation value (gs_ls <= 15: "
+        "Fh <= 15, Fp >= 0)",
+    ("adam_update", "vi = ((vi >> 15) * _ADAM_K2 + (((vi & 0x7FFF) * _ADAM_K2 + 16384) >> 15)",
+     "16384", "16385", 0):
+        "it rounds differently only if (v mod 2**15) * 32440 = 2**14 - 1 mod 2**15, and "
+        "that product is a multiple of 8",
+    ("adam_update", "vi = 0", "0", "-1", 0):
+        "v's update of v >= 0 and gs * gs >= 0 by non-negative factors is never negative",
+    ("adam_update", "if d < 0 and w > hi + d:", "0", "1", 0):
+        "for d = 0 the test w > hi never holds: w is a value of the store's format",
     ("add_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
     ("cross_entropy_backward", "if g > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("cross_entropy_backward", "elif g < glo:", "<", "<=", 0): _AT_LIMIT,
