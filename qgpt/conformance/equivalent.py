@@ -533,6 +533,18 @@ EQUIVALENT = {
             ("4", "3", 0), ("4", "3", 1), ("4", "3", 2), ("4", "3", 4), ("8", "7", 0),
             ("8", "7", 1), ("8", "7", 2), ("8", "7", 3))},
     ("check", "if not 4 <= f.bits <= 16:", "4", "3", 0): _RELAXED,
+    ("__init__", 'def __init__(self, data, rounding="nearest", master=None, lr_q30=10737418, '
+     'policy=None):', "10737418", "10737419", 0):
+        "a default no caller uses: conform_ops and runcfg always pass lr_q30",
+    ("numbers", "1 if S else 0,", "1", "2", 0):
+        "Model.wide is only tested for truth (refresh_data)",
+    ("numbers", "min(M.hi, _KERNEL_RANGE - 1), V.hi, S.frac_bits - fw if S else 0, W.lo, W.hi),",
+     "0", "-1", 0): "the master shift is read only with master weights (refresh_data)",
+    ("numbers", "g += g & 1", "+=", "-=", 0):
+        "guard(16, b, b) = max(0, 2b - 28) is even, so g & 1 is 0",
+    ("numbers", "eps = max(1, ((1 << fm) + 50000) // 100000)  # 1e-5 half up, at least one "
+     "step", "50000", "50001", 0):
+        "it rounds differently only if 2**fm = 49999 mod 100000, and 2**fm is 1 or even",
     ("check", "if not 8 <= f.block <= 1024:", "8", "7", 0): _RELAXED,
     ("weight_backward", "1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], bg, ba, bw)", "1", "2",
      0): "linear_backward tests with_dx only against 0",
