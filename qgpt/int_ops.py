@@ -413,10 +413,14 @@ def linear_backward(ctx, dy, x, w, dw, tensor, paths=1):
         exact = dy.reshape(t, paths, n).transpose(1, 0, 2) @ w.reshape(paths, n, w.shape[1])
     dx = requant(ctx, "linear_backward", tensor + ".dx", exact, p.weights.frac_bits, gf)
     if ctx.dw_fits and dy.shape[0] <= BLOCK and not ctx.strict:  # nothing can clip: no check
-        dw += rnd(dy.T @ x, p.dw_shift)
+        d = rnd(dy.T @ x, p.dw_shift)
         ctx.saturations.setdefault(tensor + ".dw", 0)
     else:
-        dw += requant(ctx, "linear_backward", tensor + ".dw", dy.T @ x, p.dw_shift, p.pgrads)
+        d = requant(ctx, "linear_backward", tensor + ".dw", dy.T @ x, p.dw_shift, p.pgrads)
+    if dw.any():  # the op accumulates, sat(dw + dW, P) as the device (a step's dw is zeroed)
+        dw[...] = ctx.sat(dw + d, p.pgrads, tensor + ".dw")
+    else:
+        dw += d
     return dx
 
 

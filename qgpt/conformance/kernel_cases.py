@@ -199,6 +199,18 @@ def _cases_linear(fmt, policy, rng):
                                   {"dy": _h(dy), "x": _h(x), "w": _h(w), "dw": _i(dw0[o0:o1]),
                                    "dx": _h(np.full(dx.shape, 7))},
                                   {"dx": _h(np.full(dx.shape, 7)), "dw": _i(dw[o0:o1])}))
+        # dW added to a dw at P's limits (rows alternate hi, lo): sat(dw + dW, P) clips
+        # where dW has dw's sign (arithmetic.md, linear_backward)
+        P = policy.pgrads
+        dy, x = _uniform(rng, (16, n_out), GRAD.lo, GRAD.hi), _uniform(rng, (16, n_in), D.lo, D.hi)
+        w = _normal(rng, (n_out, n_in), D, 0.3)
+        dw0 = np.repeat(np.where(np.arange(n_out) % 2 == 0, P.hi, P.lo)[:, None], n_in, 1)
+        dw = dw0.copy()
+        dx = ops.linear_backward(_ctx(policy), dy, x, w, dw, "w")
+        cases.append(Case("linear_backward", fmt, f"{dims} dw at P's limits", _fmt_spec(policy),
+                          {"T": 16, "n_in": n_in, "n_out": n_out},
+                          {"dy": _h(dy), "x": _h(x), "w": _h(w), "dw": _i(dw0)},
+                          {"dx": _h(dx), "dw": _i(dw)}))
     return cases
 
 
