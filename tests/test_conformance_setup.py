@@ -77,7 +77,7 @@ def test_every_level_builds_for_the_architecture_the_target_reports(fake_target,
     assert steps.ok, steps.summary()
     run = cf.run_run(cases=(("q4.12", "nearest", ""),), steps=30, samples=3,
                      micropython=fake)
-    assert run.ok and run.rows[0][3] == 30 + 2 + 3, run.summary()  # + stalled, hash
+    assert run.ok and run.rows[0][3] == 30 + 2 + 3 + 4, run.summary()  # + stalled, hash, ckpt
     log = _log(tmp_path)  # every device process saw armv7m .mpy files only
     n_modules = len(cf.firmware_modules())
     assert len(log) == 2 + 1 + 1 and all(line.startswith(f"{n_modules} ") for line in log)

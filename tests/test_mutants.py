@@ -3,6 +3,7 @@ makes, that its table of equivalent mutants names real ones, and (slow) a run th
 kills or explains every mutant of a module without touching firmware/."""
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,22 @@ def test_a_mutation_run_kills_or_explains_every_mutant_of_sampling(tmp_path):
     assert c["survived"] == 0 and c["killed"] == c["ops"] + c["int32"] + c["steps"] + c["run"]
     assert _digest(FIRMWARE_DIR) == before  # mutated copies only
     assert (tmp_path / "mutants.json").exists()
+
+
+def test_a_reports_survivors_are_judged_again_after_the_firmware_moved(tmp_path):
+    from qgpt.conformance.mutant_report import load_verdicts
+
+    fw = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE_DIR, fw)
+    src = (fw / "sampling.py").read_text()
+    survivor = next(m for m in mutants.mutants_of("sampling", src) if m.original == "128")
+    (fw / "sampling.py").write_text("\n\n" + src)  # every line two further down
+    report = tmp_path / "mutants.md"
+    report.write_text(f"# report\n\n- {survivor.describe()}: **NOT EQUIVALENT: ...**\n")
+    keep = load_verdicts(report, fw)
+    moved = [m for m in mutants.mutants_of("sampling", (fw / "sampling.py").read_text())
+             if m.key == survivor.key]
+    assert moved and moved[0].line == survivor.line + 2
+    assert all(m not in keep for m in moved)  # judged again, found by the line's text
+    assert len(keep) == sum(len(mutants.mutants_of(mod, (fw / f"{mod}.py").read_text()))
+                            for mod in mutants.mutated_modules(fw)) - len(moved)

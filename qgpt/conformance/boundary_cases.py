@@ -160,6 +160,14 @@ def cases_next_token(fmt, policy, rng):
                         rows.append(base[r])
                         inv_ts.append(inv_t)
                         u30s.append(int(min(max(u, 0), 32767)) << 15)
+    # the first maximum when no cumulative probability exceeds u: seven equal maxima at
+    # 0..6 get 4681 each (32767 in all), so u = 32767 is beyond the total
+    row = np.full(V, L.lo // 2, dtype=np.int64)
+    row[:7] = min(L.hi, 1 << F)
+    for inv_t in (25600, 256):
+        rows.append(row)
+        inv_ts.append(inv_t)
+        u30s.append((1 << 30) - 1)
     logits, inv_t, u30 = np.array(rows), np.array(inv_ts), np.array(u30s)
     tok, _ = next_token_golden(logits, inv_t, u30, F)
     return [Case("next_token", fmt, "u at, below and above a cumulative probability", None,

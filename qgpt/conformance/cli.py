@@ -48,7 +48,8 @@ def conformance(level="ops", formats=None, micropython=None, seed=None, heapsize
     run (default 42); formats: ops and steps; data: the run level's names file
     (default: the built-in data/names.txt); policies: --policy SPECs, the only cases
     of every level (beside the formats' at ops and steps when both are given); None:
-    the ops and steps defaults add STEPS_POLICIES."""
+    the ops and steps defaults add STEPS_POLICIES, and ops policy_edge_cases's
+    EDGE_POLICIES."""
     check_setup(level, formats, micropython, build, target, data, policies)
     out = out or sys.stdout
     code = 0
@@ -62,7 +63,7 @@ def conformance(level="ops", formats=None, micropython=None, seed=None, heapsize
 
             code |= conformance_policy_ops(ops_policies, micropython,
                                            0 if seed is None else seed, heapsize, build,
-                                           target, out=out)
+                                           target, out=out, edges=policies is None)
     train_seed = TRAIN_SEED if seed is None else seed
     if level in ("steps", "all"):
         step_formats = formats if level == "steps" else None

@@ -29,11 +29,13 @@ class TrainCase:
     master: str = ""
     policy: str = ""  # "" (the defaults of fmt and master) or the canonical SPEC (3.8)
     label: str = ""  # the policy's label (a preset name or the short SPEC)
+    lr: float = 0.01  # the peak learning rate (qgpt train --lr)
 
     @property
     def name(self):
         return (self.rounding + (f", master {self.master}" if self.master else "")
-                + (f", policy {self.label or self.policy}" if self.policy else ""))
+                + (f", policy {self.label or self.policy}" if self.policy else "")
+                + (f", lr {self.lr}" if self.lr != 0.01 else ""))
 
     @property
     def resolved(self):
@@ -41,18 +43,18 @@ class TrainCase:
         from qgpt.policy import parse_policy
 
         if self.policy:
-            return parse_policy(self.policy, rounding=self.rounding)
-        return make_policy(self.fmt, self.rounding, self.master)
+            return parse_policy(self.policy, rounding=self.rounding, lr=self.lr)
+        return make_policy(self.fmt, self.rounding, self.master, self.lr)
 
 
-def policy_case(spec, rounding=None):
-    """The TrainCase of `qgpt train --policy SPEC [--rounding R]` (PolicyError, one line,
-    for a bad one): its TrainConfig normal form (format, rounding, master, policy) and
-    label (a preset's name, else the short SPEC)."""
+def policy_case(spec, rounding=None, lr=0.01):
+    """The TrainCase of `qgpt train --policy SPEC [--rounding R] [--lr LR]` (PolicyError,
+    one line, for a bad one): its TrainConfig normal form (format, rounding, master,
+    policy) and label (a preset's name, else the short SPEC)."""
     from qgpt.policy import PRESETS
 
-    fmt, rounding, master, policy, label = train_settings(None, spec, None, rounding, 0.01)
-    case = TrainCase(fmt, rounding, master, policy or spec)
+    fmt, rounding, master, policy, label = train_settings(None, spec, None, rounding, lr)
+    case = TrainCase(fmt, rounding, master, policy or spec, lr=lr)
     case.label = label if label in PRESETS else case.resolved.short_spec
     return case
 
@@ -147,9 +149,9 @@ def device_config(case, data, steps=TRAIN_STEPS, seed=TRAIN_SEED, **extra):
         from qgpt.policy import device_config as policy_config
         from qgpt.policy import parse_policy
 
-        cfg = policy_config(parse_policy(case.policy, None, None, case.rounding, 0.01))
+        cfg = policy_config(parse_policy(case.policy, None, None, case.rounding, case.lr))
     else:
-        p = make_policy(case.fmt, case.rounding, case.master)
+        p = make_policy(case.fmt, case.rounding, case.master, case.lr)
         cfg = {"format": case.fmt, "rounding": case.rounding, "master": case.master,
                "lr": p.lr, "lr_q30": p.lr_q30}
     cfg.update({"steps": steps, "seed": seed, "data": str(data), "checkpoint": "ckpt.bin",

@@ -23,8 +23,439 @@ _POSITIVE_LOAD = ("s32 = 0 leaves a ptr32 load unextended, and the value loaded 
                   "[1, 2**31)) is never negative")
 
 _SH_ZERO = "sh > -1 differs from sh > 0 only at sh = 0, where the shift is 0 either way"
+# rsqrt's shift: ms >= eps = 1e-5 (in fm bits) bounds 1/sqrt(ms) by 316 < 2**9, so with M
+# in (2**14, 2**15] sh >= 6 for every acts format (min over all of them: 6, q1.7)
+_RMS_SH = ("rmsnorm's shift sh is at least 6 for every acts format (ms >= eps = 1e-5 bounds "
+           "1/sqrt(ms) by 2**9, M > 2**14), so rsh = sh and ls = 0 either way")
+_AT_LIMIT = "a value equal to the limit is stored as the limit either way"
+_PRECHECK = ("at hh = +-lim the rounding formula gives +-2**30 plus at most 2**(16 - s), "
+             "within int32 and beyond the limit (at most 2**15), so it saturates the same")
+_DEAD_SH16 = ("the s >= 16 branch is dead: the shift is Fa or 15 (probabilities), and acts "
+              "have at most 15 fractional bits")
+_SMALL_SUM = ("this sum is at most 4 * 2**30 (HS = 4 products of 16-bit words) or (sum of "
+              "probabilities) * 2**15: with either limit the formula stays within int32 "
+              "and saturates the same")
+_DEAD_VALUE = "the value is only used in the branch the test before it takes instead"
+_ONLY_COUNTS = ("narrow's lo and hi only count values outside them (a checkpoint check), "
+                "a count unit_adam ignores")
+_S_SMALL = ("ln_q16's argument is a softmax denominator S < 27 * 2**15 < 2**20, so n <= 19 "
+            "and only the left shift s << (29 - n) is taken")
+_NEVER_READ = "the constant is read by no firmware code (model.py uses _V, _N of layout.py)"
+_NEVER_READ_POLICY = "the constant is read by no code of firmware/policy.py or elsewhere"
+_BANNER = ("word_bits is only printed in the run's banner line (viper=64), which no "
+           "result depends on")
+
+_NEVER_READ_K = "the constant is read by no code of kernels.py (the limits come as arguments)"
+_LIM_LOWER = ("for hh in [2**(13+s), 2**(14+s)) the rounding formula gives at least 2**29, "
+              "beyond every limit it saturates to (A, G, L: at most 2**23): the same value")
+_MS_MAX = ("the sum of 16 squares of b-bit acts is at most 2**(30 + g) (g = guard(16, b, b) "
+           "rounded up to even): hh reaches 2**(14 + g) only at that maximum, where the "
+           "formula gives 2**30 too")
 
 EQUIVALENT = {
+    ("", "_G_LO = const(-32768)  # G = q2.14, the activation gradients (section 7)", "32768",
+     "32769", 0): _NEVER_READ_K,
+    ("", "_G_LO = const(-32768)  # G = q2.14, the activation gradients (section 7)", "32768",
+     "32767", 0): _NEVER_READ_K,
+    ("", "_G_HI = const(32767)", "32767", "32768", 0): _NEVER_READ_K,
+    ("", "_G_HI = const(32767)", "32767", "32766", 0): _NEVER_READ_K,
+    ("", "_M_LIMIT = const(1073741823)  # 2**30 - 1", "1073741823", "1073741824", 0):
+        _NEVER_READ_K,
+    ("", "_M_LIMIT = const(1073741823)  # 2**30 - 1", "1073741823", "1073741822", 0):
+        _NEVER_READ_K,
+    ("rmsnorm_forward", "if hh >= 1 << (14 + g):", "1", "2", 0): _MS_MAX,
+    ("rmsnorm_forward", "if hh >= 1 << (14 + g):", ">=", ">", 0): _MS_MAX,
+    ("rmsnorm_forward", "if hh >= 1 << (14 + g):", "14", "15", 0): _MS_MAX,
+    ("embedding_forward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1):
+        "at sh = 0, 0 - sh is 0, the else value",
+    ("embedding_backward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1):
+        "at sh = 0, 0 - sh is 0, the else value",
+    ("embedding_forward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
+        "at sh = 0, 0 - sh is 0, the else value",
+    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1): _RMS_SH,
+    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 0): _RMS_SH,
+    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "-", "+", 0): _RMS_SH,
+    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1): _RMS_SH,
+    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 0): _RMS_SH,
+    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "-", "+", 0): _RMS_SH,
+    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "<", "<=", 2):
+        _DEAD_VALUE,
+    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "0", "-1", 0):
+        _DEAD_VALUE,
+    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "0", "1", 0):
+        _DEAD_VALUE,
+    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "14", "13", 0):
+        _LIM_LOWER,
+    ("rmsnorm_backward", "elif hh < 0 - lim_c:", "0", "-1", 0): _PRECHECK,
+    ("linear_forward", "lim = 1 << (14 + sh) if sh < 16 else 0", "14", "13", 0): _LIM_LOWER,
+    ("linear_forward", "elif hh < 0 - lim:", "<", "<=", 0): _PRECHECK,
+    ("linear_forward", "elif hh < 0 - lim:", "0", "-1", 0): _PRECHECK,
+    ("linear_forward", "elif hh >= lim:", ">=", ">", 0): _PRECHECK,
+    ("linear_forward", "elif q < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("linear_forward", "if q > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("linear_forward", "lim = 1 << (14 + sh) if sh < 16 else 0", "<", "<=", 2): _DEAD_VALUE,
+    ("linear_forward", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "1", 0): _DEAD_VALUE,
+    ("linear_forward", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "-1", 0): _DEAD_VALUE,
+    ("linear_backward", "lim = 1 << (14 + sh) if sh < 16 else 0", "16", "17", 0):
+        "dx's shift is Fw <= 15: always below 16",
+    ("linear_backward", "lim = 1 << (14 + sh) if sh < 16 else 0", "<", "<=", 2):
+        "dx's shift is Fw <= 15: always below 16",
+    ("linear_backward", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "1", 0):
+        "dx's shift is Fw <= 15: always below 16",
+    ("linear_backward", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "-1", 0):
+        "dx's shift is Fw <= 15: always below 16",
+    ("linear_backward", "if sh >= 16:", ">=", ">", 0): "dx's shift is Fw <= 15",
+    ("linear_backward", "if sh >= 16:", "16", "17", 0): "dx's shift is Fw <= 15",
+    ("linear_backward", "if q > ghi:", ">", ">=", 0): _AT_LIMIT,
+    ("linear_backward", "elif q < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("linear_backward", "if q > phi:", ">", ">=", 0): _AT_LIMIT,
+    ("linear_backward", "elif q < plo:", "<", "<=", 0): _AT_LIMIT,
+    ("linear_backward", "elif hh >= lim:", ">=", ">", 0): _PRECHECK,
+    ("linear_backward", "elif hh < 0 - lim:", "<", "<=", 0): _PRECHECK,
+    ("linear_backward", "elif hh < 0 - lim:", "0", "-1", 0): _PRECHECK,
+    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "0", "-1", 0):
+        _DEAD_VALUE,
+    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "0", "1", 0):
+        _DEAD_VALUE,
+    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "<", "<=", 2):
+        _DEAD_VALUE,
+    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "14", "13", 0):
+        _LIM_LOWER,
+    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", "0", "1", 0):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", "0", "-1", 0):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", "0", "1", 1):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", "0", "-1", 1):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", ">", ">=", 0):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "14", "13", 0):
+        _SMALL_SUM,
+    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "0", "1", 0):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "0", "-1", 0):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "<", "<=", 2):
+        "sh_o is 15 (Q15 probabilities) for every policy",
+    ("attention_forward", "elif hh < 0 - lim_o:", "0", "1", 0): _SMALL_SUM,
+    ("attention_forward", "elif a < lo_l:", "<", "<=", 0): _AT_LIMIT,
+    ("attention_forward", "if a > hi_l:", ">", ">=", 0): _AT_LIMIT,
+    ("attention_forward", "elif a < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("attention_forward", "if a > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("add_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("add_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "0", "1", 0):
+        _DEAD_VALUE,
+    ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "0", "-1", 0):
+        _DEAD_VALUE,
+    ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "<", "<=", 2):
+        _DEAD_VALUE,
+    ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "-1", 1): _RMS_SH,
+    ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "1", 0): _RMS_SH,
+    ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "1", 1): _RMS_SH,
+    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0): _RMS_SH,
+    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "0", "-1", 1): _RMS_SH,
+    ("rmsnorm_forward", "lo_ls = 0 - ((0 - lo) >> ls)", ">>", "<<", 0): _RMS_SH,
+    ("rmsnorm_forward", "hi_ls = hi >> ls", ">>", "<<", 0): _RMS_SH,
+    ("rmsnorm_forward", "if v > hi_ls:", ">", ">=", 0): _AT_LIMIT,
+    ("rmsnorm_forward", "elif v < lo_ls:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", "0", "-1", 1): _RMS_SH,
+    ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", "0", "1", 0): _RMS_SH,
+    ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", "0", "1", 1): _RMS_SH,
+    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0): _RMS_SH,
+    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "0", "-1", 1): _RMS_SH,
+    ("rmsnorm_backward", "lo_ls = 0 - ((0 - glo) >> ls)", ">>", "<<", 0): _RMS_SH,
+    ("rmsnorm_backward", "hi_ls = ghi >> ls", ">>", "<<", 0): _RMS_SH,
+    ("rmsnorm_backward", "if v > hi_ls:", ">", ">=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "elif v < lo_ls:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "if c > ghi:", ">", ">=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "elif c < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "if ti > ghi:", ">", ">=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "elif ti < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "elif hh >= lim_c:", ">=", ">", 0): _PRECHECK,
+    ("rmsnorm_backward", "elif hh < 0 - lim_c:", "<", "<=", 0): _PRECHECK,
+    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "16", "17", 0):
+        _DEAD_VALUE,
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "-", "+", 0):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "16", "15", 0):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "16", "17", 0):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "16", "15", 1):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "16", "17", 1):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "+", "-", 0):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "+", "-", 1):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", ">>", "<<", 0):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", ">>", "<<", 1):
+        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
+    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "14", "15", 0):
+        _SMALL_SUM,
+    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "1", "2", 0):
+        _SMALL_SUM,
+    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "14", "15", 0):
+        _SMALL_SUM,
+    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "1", "2", 0):
+        _SMALL_SUM,
+    ("attention_forward", "elif hh < 0 - lim_o:", "0", "-1", 0): _SMALL_SUM,
+    ("attention_forward", "elif hh < 0 - lim_o:", "<", "<=", 0): _SMALL_SUM,
+    ("attention_forward", "elif hh >= lim_o:", ">=", ">", 0): _SMALL_SUM,
+    ("attention_forward", "elif hh >= lim_s:", ">=", ">", 0): _PRECHECK,
+    ("attention_forward", "elif hh < 0 - lim_s:", "<", "<=", 0): _PRECHECK,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "+", "-", 0):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "+", "-", 1):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "-", "+", 0):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", ">>", "<<", 0):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", ">>", "<<", 1):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "16", "15", 0):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "16", "17", 0):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "16", "15", 1):
+        _DEAD_SH16,
+    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "16", "17", 1):
+        _DEAD_SH16,
+    ("attention_forward", "if sh_o >= 16:", "16", "17", 0): _DEAD_SH16,
+    ("attention_forward", "if sh_o >= 16:", ">=", ">", 0): _DEAD_SH16,
+    ("attention_backward", "big = one << 30  # the bound of pd's (unsaturated) sum", "30", "31",
+     0): "pd's sum is at most (sum of p) * 2**15, about 2**30: hh never reaches lim_p = "
+         "2**29, so big is never read",
+    ("attention_backward", "big = one << 30  # the bound of pd's (unsaturated) sum", "30", "29",
+     0): "pd's sum is at most (sum of p) * 2**15, about 2**30: hh never reaches lim_p = "
+         "2**29, so big is never read",
+    ("attention_backward", "big = one << 30  # the bound of pd's (unsaturated) sum", "<<",
+     ">>", 0): "pd's sum is at most (sum of p) * 2**15, about 2**30: hh never reaches lim_p = "
+               "2**29, so big is never read",
+    **{("attention_backward", f"lim_{x} = 1 << (14 + sh_{x}) if sh_{x} < 16 else 0", tok, rep,
+        k): "the shift is Fa <= 15: always below 16, the else value is never taken"
+       for x in ("dp", "qk") for tok, rep, k in (("0", "1", 0), ("0", "-1", 0), ("<", "<=", 2))},
+    ("attention_backward", "elif a < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("attention_backward", "if a > ghi:", ">", ">=", 0): _AT_LIMIT,
+    ("attention_backward", "if diff > ghi:", ">", ">=", 0): _AT_LIMIT,
+    ("attention_backward", "elif diff < glo:", "<", "<=", 0): _AT_LIMIT,
+    **{("attention_backward", f"a = (hh + ((ll + half_{x}) >> 16)) >> (sh_{x} - 16)", tok,
+        rep, k): _DEAD_SH16 for x in ("dp", "qk")
+       for tok, rep, k in ((">>", "<<", 0), (">>", "<<", 1), ("16", "15", 0), ("16", "17", 0),
+                           ("16", "15", 1), ("16", "17", 1), ("+", "-", 0), ("+", "-", 1),
+                           ("-", "+", 0))},
+    ("attention_backward", "if sh_qk >= 16:", "16", "17", 0): _DEAD_SH16,
+    ("attention_backward", "if sh_qk >= 16:", ">=", ">", 0): _DEAD_SH16,
+    ("attention_backward", "if sh_dp >= 16:", "16", "17", 0): _DEAD_SH16,
+    ("attention_backward", "if sh_dp >= 16:", ">=", ">", 0): _DEAD_SH16,
+    ("attention_backward", "elif hh < 0 - lim_qk:", "<", "<=", 0): _PRECHECK,
+    ("attention_backward", "elif hh < 0 - lim_qk:", "0", "1", 0): _PRECHECK,
+    ("attention_backward", "elif hh < 0 - lim_qk:", "0", "-1", 0): _PRECHECK,
+    ("attention_backward", "elif hh < 0 - lim_dp:", "0", "1", 0): _PRECHECK,
+    ("attention_backward", "elif hh < 0 - lim_dp:", "0", "-1", 0): _PRECHECK,
+    ("attention_backward", "elif hh < 0 - lim_p:", "0", "1", 0): _SMALL_SUM,
+    ("attention_backward", "elif hh < 0 - lim_p:", "0", "-1", 0): _SMALL_SUM,
+    ("attention_backward", "lim_p = 1 << (14 + sh_p)", "14", "13", 0): _SMALL_SUM,
+    ("attention_backward", "lim_p = 1 << (14 + sh_p)", "14", "15", 0): _SMALL_SUM,
+    ("attention_backward", "lim_p = 1 << (14 + sh_p)", "1", "2", 0): _SMALL_SUM,
+    ("attention_backward", "elif hh >= lim_qk:", ">=", ">", 0): _PRECHECK,
+    ("attention_backward", "elif hh < 0 - lim_dp:", "<", "<=", 0): _PRECHECK,
+    ("attention_backward", "elif hh >= lim_dp:", ">=", ">", 0): _PRECHECK,
+    ("attention_backward", "elif hh < 0 - lim_p:", "<", "<=", 0): _SMALL_SUM,
+    ("attention_backward", "if hh >= lim_p:", ">=", ">", 0): _SMALL_SUM,
+    ("adam_update", "gs_ls = 0 - sh_s if sh_s < 0 else 0", "<", "<=", 0):
+        "at sh_s = 0, 0 - sh_s is 0, the else value",
+    ("adam_update", "m_ls = 0 - sh_m if sh_m < 0 else 0", "<", "<=", 0):
+        "at sh_m = 0, 0 - sh_m is 0, the else value",
+    ("adam_update", "gs_lo = 0 - (32768 >> gs_ls)", "32768", "32767", 0):
+        "the mutant also saturates g = -(32768 >> ls) to -32768, which is what g << ls gives",
+    ("adam_update", "small_sh = e - 15 if e > 15 else 0", "15", "14", 1):
+        "at e = 15, e - 15 is 0, the else value",
+    ("adam_update", "big_sh = 15 - e if e <= 15 else 0", "<=", "<", 0):
+        "at e = 15, 15 - e is 0, the else value",
+    ("adam_update", "if e <= 15:", "<=", "<", 0):
+        "at e = 15 both tests are a >= den (big_sh = 0; small_sh = 0, small_add = 0)",
+    ("adam_update", "+ (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))",
+     "16384", "16383", 0):
+        "a tie needs (g2 mod 2**15) * 328 = 2**14 mod 2**15, i.e. g2 mod 2**15 an odd "
+        "multiple of 2**11; g2 = gs * gs has an even number of factors 2",
+    ("adam_update", "at_max = a >= den << big_sh", ">=", ">", 0):
+        "it moves the clamp's test only at a * 2**e = den * 2**15, where the quotient is "
+        "2**15 = R_MAX, the clamp's value",
+    ("adam_update", "a = mi if mi >= 0 else 0 - mi", "0", "1", 0): "at mi = 0, 0 - mi is 0",
+    ("adam_update", "a = mi if mi >= 0 else 0 - mi", ">=", ">", 0): "at mi = 0, 0 - mi is 0",
+    ("adam_update", "if mi < 0:", "0", "1", 0):
+        "at mi = 0 the ratio is 0 (a = 0: (den/2 - den) // den + 1 = 0), and 0 - 0 = 0",
+    ("adam_update", "if mi < 0:", "<", "<=", 0):
+        "at mi = 0 the ratio is 0 (a = 0: (den/2 - den) // den + 1 = 0), and 0 - 0 = 0",
+    ("adam_update", "if w > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("adam_update", "elif w < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("adam_update", "if c > kahan_half - 1:", ">", ">=", 0): _AT_LIMIT,
+    ("adam_update", "elif c < 0 - kahan_half:", "0", "1", 0):
+        "c < -127 holds for c = -128 only (c = t - (w << 8) >= -128 unless w saturated "
+        "below), which is set to -128: itself",
+    ("adam_update", "elif c < 0 - kahan_half:", "<", "<=", 0): _AT_LIMIT,
+    ("adam_update", "if u > 0:", "0", "-1", 0):
+        "at u = 0 every rounding leaves delta as it is (half 0, ph 0, x >> 30 = 0)",
+    ("adam_update", "if u > 0:", ">", ">=", 0):
+        "at u = 0 every rounding leaves delta as it is (half 0, ph 0, x >> 30 = 0)",
+    ("adam_update", "if d < 0 and w > hi + d:", ">", ">=", 0):
+        "at w = hi + d, w - d is hi either way",
+    ("attention_backward", "pd = 0 - big", "0", "-1", 0): _SMALL_SUM,
+    ("attention_backward", "pd = 0 - big", "0", "1", 0): _SMALL_SUM,
+    ("attention_backward", "pd = 0 - big", "-", "+", 0): _SMALL_SUM,
+    ("attention_backward", "lim_qk = 1 << (14 + sh_qk) if sh_qk < 16 else 0", "14", "13", 0):
+        _LIM_LOWER,
+    ("attention_backward", "lim_dp = 1 << (14 + sh_dp) if sh_dp < 16 else 0", "14", "13", 0):
+        _LIM_LOWER,
+    ("narrow", "bad += 1", "+=", "-=", 0):
+        "the count is only tested for nonzero (restore.py) or ignored (unit_adam)",
+    ("narrow", "bad += 1", "1", "2", 0):
+        "the count is only tested for nonzero (restore.py) or ignored (unit_adam)",
+    ("block_encode", "ax = x if x >= 0 else 0 - x", "0", "1", 0): "at x = 0, 0 - x is 0 either way",
+    ("block_encode", "ax = x if x >= 0 else 0 - x", ">=", ">", 0): "at x = 0, 0 - x is 0 either way",
+    ("block_decode", "kj = 0", "0", "1", 0):
+        "kj is set from the block's shift before it is read (left starts at 0)",
+    ("block_decode", "kj = 0", "0", "-1", 0):
+        "kj is set from the block's shift before it is read (left starts at 0)",
+    ("adam_update", "small_add = (1 << small_sh) - 1", "1", "0", 1):
+        "it moves the clamp's test only at a * 2**e = den * 2**15, where the quotient is "
+        "2**15 = R_MAX, the clamp's value",
+    ("adam_update", "m_rs = sh_m if sh_m > 0 else 0", ">", ">=", 0):
+        "at sh_m = 0, sh_m is 0, the else value",
+    ("adam_update", "m_rs = sh_m if sh_m > 0 else 0", "0", "-1", 1):
+        "m_rs is read only when it is positive",
+    ("adam_update", "gs_rs = sh_s if sh_s > 0 else 0", "0", "-1", 1):
+        "gs_rs is read only when it is positive",
+    ("adam_update", "gs_rs = sh_s if sh_s > 0 else 0", ">", ">=", 0):
+        "at sh_s = 0, sh_s is 0, the else value",
+    ("adam_update", "half_uk = 1 << (uk - 1) if uk > 0 else 0", "0", "1", 0):
+        "kahan has no master weights, so u = 58 - bitlen(lr_q30) - Fw >= 13 (lr < 1, Fw <= "
+        "15) and uk = u - 8 >= 5; other modes do not read half_uk",
+    ("adam_update", "half_uk = 1 << (uk - 1) if uk > 0 else 0", "0", "-1", 1):
+        "kahan has no master weights, so uk = u - 8 >= 5; other modes do not read half_uk",
+    ("adam_update", "half_uk = 1 << (uk - 1) if uk > 0 else 0", "0", "1", 1):
+        "kahan has no master weights, so uk = u - 8 >= 5; other modes do not read half_uk",
+    ("adam_update", "half_uk = 1 << (uk - 1) if uk > 0 else 0", ">", ">=", 0):
+        "kahan has no master weights, so uk = u - 8 >= 5; other modes do not read half_uk",
+    ("adam_update", "big_sh = 15 - e if e <= 15 else 0", "15", "14", 1):
+        "at e = 15, 15 - e is 0, the else value",
+    ("adam_update", "+ (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))",
+     "16384", "16385", 0):
+        "it rounds differently only if (g2 mod 2**15) * 328 = 2**14 - 1 mod 2**15, and that "
+        "product is even",
+    ("adam_update", "elif vi < 0:", "0", "-1", 0):
+        "v's update of v >= 0 and gs * gs >= 0 by non-negative factors is never negative",
+    ("adam_update", "elif vi < 0:", "<", "<=", 0):
+        "v's update of v >= 0 and gs * gs >= 0 by non-negative factors is never negative",
+    ("adam_update", "elif gm < m_lo:", "<", "<=", 0):
+        "gm = m_lo gives m_lo << m_ls = -2**30, the saturation value",
+    ("adam_update", "if gm > m_hi:", ">", ">=", 0):
+        "gm = m_hi gives m_hi << m_ls = 2**30, the saturation value",
+    ("adam_update", "if d < 0 and w > hi + d:", "<", "<=", 0):
+        "for d = 0 the test w > hi never holds: w is a value of the store's format",
+    ("block_encode", "b1 = b0 + nblk if b0 + nblk < n else n", "<", "<=", 0):
+        "for b0 + nblk = n both give n",
+    ("block_encode", "if ax > big:", ">", ">=", 0): "big, the maximum, is the same",
+    ("unit_adam", "K.block_decode(vw, mdl.v, vk, off, n, n_v, bv, 1)", "1", "2", 0):
+        "block_decode tests sq only for truth",
+    ("unit_adam", "K.block_encode(mdl.v, vk, vw, off, n, n_v, bits_v, bv, 1)", "1", "2", 0):
+        "block_encode tests sq only for truth",
+    ("unit_adam", "K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)", "0", "-1", 0): _ONLY_COUNTS,
+    ("unit_adam", "K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)", "0", "1", 0): _ONLY_COUNTS,
+    ("unit_adam", "K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)", "-", "+", 0): _ONLY_COUNTS,
+    ("unit_adam", "K.narrow(mdl.v, off, vw, n, 0, hv, bv)", "0", "1", 0): _ONLY_COUNTS,
+    ("unit_adam", "K.narrow(mdl.v, off, vw, n, 0, hv, bv)", "0", "-1", 0): _ONLY_COUNTS,
+    ("gather", "size = U if a + U <= _N else _N - a", "<=", "<", 0):
+        "for a + U = N, N - a is U",
+    ("gather", "hi = off + n if off + n < a + size else a + size", "<", "<=", 0):
+        "for off + n = a + size both give it",
+    ("gather", "lo = off if off > a else a", ">", ">=", 0): "for off = a both give it",
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
+     "28", 1): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
+     "28", 2): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
+     "30", 1): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
+     "30", 2): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "<=",
+     "<", 0): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", ">>",
+     "<<", 0): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "-",
+     "+", 1): _S_SMALL,
+    ("ln_q16", "idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF", "0x7FFF", "32766", 0):
+        "mant = S << (29 - n) with n <= 19 has its low 10 bits 0: rem's bit 0 is always 0",
+    ("", "VOCAB = const(27)", "27", "28", 0): _NEVER_READ,
+    ("", "VOCAB = const(27)", "27", "26", 0): _NEVER_READ,
+    ("", "_N = const(4192)", "4192", "4193", 0): _NEVER_READ,
+    ("", "_N = const(4192)", "4192", "4191", 0): _NEVER_READ,
+    ("store_to_data", "elif x < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("store_to_data", "if x > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "64", "65", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "64", "63", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "32", "33", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "32", "31", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "31", "30", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "31", "32", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "<<", ">>", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", ">", ">=", 0): _BANNER,
+    ("word_bits", "one = 1", "1", "2", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "0", "1", 0): _BANNER,
+    ("word_bits", "return 64 if (one << 31) > 0 else 32", "0", "-1", 0): _BANNER,
+    ("", "_GRAD_MAX = const(432)  # T * V: int32 values of the logits buffer, a weight "
+     "gradient's piece", "432", "433", 0):
+        "433 // n_in = 432 // n_in for n_in 16 and 64: the same pieces",
+    ("", "_GRAD_MAX = const(432)  # T * V: int32 values of the logits buffer, a weight "
+     "gradient's piece", "432", "431", 0):
+        "pieces of 26 rows (n_in 16) for 27: Adam is elementwise and gather waits for whole "
+        "units; lm_head's one new cut leaves no more units pending (15 block sizes tried)",
+    ("row_max", "if x > mx:", ">", ">=", 0): "an equal element leaves the same maximum",
+    ("pieces", "return 1 if nb == 4 else (n + _CHUNK - 1) // _CHUNK", "1", "0", 1):
+        "(n + 32) // 32 exceeds ceil(n / 32) only for n a multiple of 32: one more piece "
+        "of no values, which adds no bytes to a hash, dump or checkpoint",
+    ("piece", "return self.chunk if left >= _CHUNK else self.chunk[: 4 * left]", ">=", ">",
+     0): "for left = 32 the slice of all 128 bytes holds the same bytes as the chunk",
+    ("piece", "K.widen(self.chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)",
+     ">", ">=", 0): "for left = 32 both give 32",
+    ("row_max", "for j in range(off + 1, off + n):", "1", "0", 0):
+        "the maximum over the row with its first element compared twice is the same",
+    ("__init__", "self.blk = (mk, vk, mw, vw, slots, [-1] * len(slots), [0] * len(slots), u, "
+     "blocks,", "0", "1", 0): "a slot's count is set to 0 whenever gather takes the slot",
+    ("__init__", "self.blk = (mk, vk, mw, vw, slots, [-1] * len(slots), [0] * len(slots), u, "
+     "blocks,", "0", "-1", 0): "a slot's count is set to 0 whenever gather takes the slot",
+    ("__init__", "self.tok = bytearray(_T + 1)  # (T+1,) tokens: inputs tok[0:T], targets "
+     "tok[1:T+1]", "1", "2", 0):
+        "one more byte after the tokens, never read: every loop takes T, sampling BLOCK",
+    ("", "GRAD_LO = -32768", "32768", "32769", 0): _NEVER_READ_POLICY,
+    ("", "GRAD_LO = -32768", "32768", "32767", 0): _NEVER_READ_POLICY,
+    ("", "GRAD_HI = 32767", "32767", "32768", 0): _NEVER_READ_POLICY,
+    ("", "GRAD_HI = 32767", "32767", "32766", 0): _NEVER_READ_POLICY,
+    ("", "GS_FRAC = 14  # the default Fh = Fv / 2: sqrt(v)'s fractional bits", "14", "15", 0):
+        _NEVER_READ_POLICY,
+    ("", "GS_FRAC = 14  # the default Fh = Fv / 2: sqrt(v)'s fractional bits", "14", "13", 0):
+        _NEVER_READ_POLICY,
+    ("", "BLOCK = 16  # positions (qgpt/params.py)", "16", "15", 0):
+        "read only by guard(BLOCK, ...), through (BLOCK - 1).bit_length(): 4 for 15 and 16",
+    ("", "BOS = 26", "26", "25", 0): "params.BOS is read by no code (model.py has its own)",
+    ("", "BOS = 26", "26", "27", 0): "params.BOS is read by no code (model.py has its own)",
+    ("weight_backward", "1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], bg, ba, bw)", "1", "2",
+     0): "linear_backward tests with_dx only against 0",
+    ("train_step", "key = prng.key(self.seed, prng.STREAM_ROUND, step) if stochastic else 0",
+     "0", "1", 0): "adam_update reads the key only when it rounds stochastically",
+    ("train_step", "key = prng.key(self.seed, prng.STREAM_ROUND, step) if stochastic else 0",
+     "0", "-1", 0): "adam_update reads the key only when it rounds stochastically",
+    ("adam", "if self.blk[7]:", "7", "6", 0):
+        "blk[6], the slots' counts, is empty exactly when blk[7] = U is 0 (layout.py gives "
+        "U > 0 at least one slot)",
+    ("word_bits", "one = 1", "1", "0", 0): _BANNER,
     ("embedding_backward", "rs = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,
     ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,
     ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,

@@ -30,29 +30,27 @@ def load_results(path):
              r["verdict"], r["level"], r["detail"]) for r in rows]
 
 
-def load_verdicts(path, firmware_dir=FIRMWARE_DIR):
+def load_verdicts(path, firmware_dir=FIRMWARE_DIR, keep_equivalent=False):
     """{Mutant: (verdict, level, detail)} to keep from a saved run: the .json of --out
-    (every verdict but the survivors'), or a report (.md): every mutant but the
+    or a cut run's .partial.jsonl (every verdict but the survivors', and with
+    keep_equivalent those of the survivors equivalent.py lists), or a report
+    (.md): every mutant but the
     survivors it lists, marked "earlier" (judged again: only its survivors)."""
     import re
 
     path = Path(path)
-    if path.suffix == ".json":
-        out = {}
-        for row in json.loads(path.read_text()):
-            verdict = (row.pop("verdict"), row.pop("level"), row.pop("detail"))
-            if verdict[0] != "survived":
-                out[Mutant(**row)] = verdict
-        return out
-    listed = set()
+    if path.suffix in (".json", ".jsonl"):  # a run's verdicts, or a cut run's so far
+        return {m: (v, lvl, d) for m, v, lvl, d in load_results(path)
+                if v != "survived" or (keep_equivalent and m.key in EQUIVALENT)}
+    listed = set()  # by the line's text, not its number: the firmware may have moved
     for line in path.read_text().splitlines():
-        m = re.match(r"^- (\w+)\.py:(\d+) \S+: `(.+?)` -> `(.+?)` in `", line)
+        m = re.match(r"^- (\w+)\.py:\d+ (\S+): `(.+?)` -> `(.+?)` in `(.*)`: ", line)
         if m:
-            listed.add((m[1], int(m[2]), m[3], m[4]))
+            listed.add((m[1], "" if m[2] == "<module>" else m[2], m[3], m[4], m[5]))
     out = {}
     for mod in mutated_modules(firmware_dir):
         for m in mutants_of(mod, (Path(firmware_dir) / f"{mod}.py").read_text()):
-            if (m.module, m.line, m.original, m.replacement) not in listed:
+            if (m.module, m.function, m.original, m.replacement, m.text) not in listed:
                 out[m] = ("earlier", "", "")
     return out
 

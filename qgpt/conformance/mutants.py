@@ -20,7 +20,9 @@ firmware/ (never in place) and judged level by level, cheapest first:
            (the x86-64 port cannot show a shift count of 32 or an int32 overflow)
     steps  a few training cases to step 10, every step's loss and the whole state
            after steps 1, 2 and 10 (code only training runs: model.py ...)
-    run    a 40-step run and its 20 samples (what only sampling uses)
+    run    a 40-step run and a 1-step run, their 20 samples (what only sampling uses)
+           and the optimizer's counters in their final checkpoints; then runs stopped
+           at step 20 and resumed from their checkpoints (restore.py, narrow's checks)
 
 A mutant is killed by the first level that reports a difference (a mismatch, a
 device error or a hang), invalid if mpy-cross rejects it, and survives otherwise.
@@ -116,20 +118,18 @@ class Judge:
             if not self._compile(m.module):
                 return "invalid", "", "mpy-cross rejects it"
             ops = self._ops_reaching(m)
+            levels = [("steps", self._steps), ("run", self._run)]
             if ops:
-                why = self._ops(ops)
-                if why:
-                    return "killed", "ops", why
+                levels[:0] = [("ops", lambda: self._ops(ops))]
                 if ops != self.every:  # a function's ops (all ops in CPython: minutes)
-                    why = self._int32(ops)
-                    if why:
-                        return "killed", "int32", why
-            why = self._steps()
-            if why:
-                return "killed", "steps", why
-            why = self._run()
-            if why:
-                return "killed", "run", why
+                    levels.insert(1, ("int32", lambda: self._int32(ops)))
+            for level, run in levels:
+                try:
+                    why = run()
+                except (ValueError, KeyError, IndexError, EOFError) as e:
+                    why = f"the device's output cannot be read: {type(e).__name__}: {e}"
+                if why:
+                    return "killed", level, why[:200]
             return "survived", "", ""
         finally:
             (self.src / f"{m.module}.py").write_text(original)
@@ -213,53 +213,103 @@ class Judge:
         from qgpt.conformance.ops import run_ops
 
         cases = {fmt: [c for c in group if c.op in ops and "every " not in c.name]
-                 for fmt, group, _ in self.requests if fmt in INT32_FORMATS}
+                 for fmt, group, _ in self.requests
+                 if fmt in INT32_FORMATS or fmt.endswith(INT32_EDGE)}
         report = run_ops(cases={f: g for f, g in cases.items() if g}, target="int32",
                          firmware_dir=self.src, workdir=self.dir)
         return str(report.mismatches[0])[:200] if report.mismatches else ""
 
     def _steps(self):
-        from qgpt.conformance.training import run_steps
+        from qgpt.conformance.device_run import policy_case
+        from qgpt.conformance.training import _steps_cases, run_steps
 
-        try:
-            report = run_steps(formats=(), roundings=(), extra=MUTANT_STEPS_CASES,
-                               policies=MUTANT_STEPS_POLICIES,
-                               dump_steps=(1, 2, 10), micropython=self.micropython,
-                               firmware_dir=self.src, workdir=self.dir, timeout=TRAIN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            return "the device hangs"
-        return str(report.mismatches[0])[:200] if report.mismatches else ""
+        formats = _steps_cases((), (), MUTANT_STEPS_CASES)
+        policies = _steps_cases((), (), (), MUTANT_STEPS_POLICIES)
+        policies += [policy_case(spec, lr=lr) for spec, lr in MUTANT_STEPS_LR]
+        for cases in (formats, policies):  # most mutants die in the first batch
+            try:
+                report = run_steps(cases=cases, dump_steps=(1, 2, 10),
+                                   micropython=self.micropython, firmware_dir=self.src,
+                                   workdir=self.dir, timeout=TRAIN_TIMEOUT, built=self.fw)
+            except subprocess.TimeoutExpired:
+                return "the device hangs"
+            if report.mismatches:
+                return str(report.mismatches[0])[:200]
+        return ""
 
     def _run(self):
         from qgpt.conformance.training import run_run
 
+        for steps in (40, 1):  # and names of a model barely trained: many reach BLOCK
+            try:
+                report = run_run(steps=steps, samples=20, micropython=self.micropython,
+                                 firmware_dir=self.src, workdir=self.dir,
+                                 timeout=TRAIN_TIMEOUT, built=self.fw)
+            except subprocess.TimeoutExpired:
+                return "the device hangs"
+            if report.mismatches:
+                return str(report.mismatches[0])[:200]
+        from qgpt.conformance.device_run import TrainCase, policy_case
+        from qgpt.conformance.training import run_resume
+
+        cases = [TrainCase(*c) if isinstance(c, tuple) else policy_case(c)
+                 for c in MUTANT_RESUME_CASES]
         try:
-            report = run_run(steps=40, samples=20, micropython=self.micropython,
-                             firmware_dir=self.src, workdir=self.dir, timeout=TRAIN_TIMEOUT)
+            report = run_resume(cases, micropython=self.micropython, firmware_dir=self.src,
+                                workdir=self.dir, timeout=TRAIN_TIMEOUT, built=self.fw)
         except subprocess.TimeoutExpired:
             return "the device hangs"
         return str(report.mismatches[0])[:200] if report.mismatches else ""
 
 
 INT32_FORMATS = (NO_FORMAT, "q4.12", "q2.14", "q12.0")  # the extremes of F
+INT32_EDGE = "int32 edge"  # and policy_edge_cases's sums at the edge of int32
+# block-scaled state (no op of the op driver encodes it): 8-bit mantissas with kahan,
+# 16 and 4 bits; a block-scaled m beside a plain 16-bit v and the other way round (widen
+# and narrow of 2 bytes, 12-bit roots in 16 bits), partial last blocks (1024, 40); data
+# weights of another container than the acts under 16-bit and 8-bit master weights
 MUTANT_STEPS_POLICIES = ("int8", "weights=q8.8,acts=q4.12",
-                         "adam_m=b16x256,adam_v=b4x8,rounding=pseudo")
+                         "adam_m=b16x256,adam_v=b4x8,rounding=pseudo",
+                         "weights=q8.8,acts=q8.8,adam_m=b8x1024,adam_v=q2.14,rounding=stochastic",
+                         "adam_m=q8.8,adam_v=b12x40,rounding=floor",
+                         "adam_m=b8x8,adam_v=b16x32",  # units of 32: most pieces end on one
+                         "adam_m=b8x11,adam_v=b16x33",  # units of 33, N = 4192 = 1 mod 33
+                         "adam_m=b12x128,adam_v=b8x8,rounding=stochastic",  # 33 m shifts
+                         "adam_m=b8x67,adam_v=b16x67",  # 63 shifts: 31 in the last piece
+                         "weights=q4.4,acts=q4.12,master=q4.12",
+                         "weights=q4.4,acts=q4.12,master=q12.4",  # a master shift of 0
+                         "weights=q4.3,acts=q4.12,master=q4.4,rounding=floor")
+# a large learning rate: int8 weights reach their limits within 10 steps (Kahan's
+# compensation clamped)
+MUTANT_STEPS_LR = (("int8", 0.5),)
+# resumed runs (restore.py reads 8-bit, 32-bit and block-scaled state back)
+MUTANT_RESUME_CASES = ("int8", ("q4.12", "stochastic", "q4.20"),
+                       "weights=q4.3,acts=q4.12,master=q4.4,rounding=floor")
 MUTANT_STEPS_CASES = (("q4.12", "nearest", ""), ("q8.8", "floor", ""),
                       ("q4.12", "stochastic", "q4.20"), ("q12.4", "stochastic", ""),
                       ("q1.15", "nearest", ""), ("q13.3", "nearest", "q13.18"))
 
 
 def ops_requests(workdir, formats=FORMATS, seed=0):
-    """The op level's requests, written once: [(fmt, cases, path)], the formats that
-    kill most mutants first."""
+    """The op level's requests, written once: [(group, cases, path)], the formats that
+    kill most mutants first, then the policies of the default op level (STEPS_POLICIES
+    and the edge policies: 8-bit containers, shifts of both signs, every rounding)."""
+    from qgpt.conformance.policy_cases import policy_ops_cases
+    from qgpt.conformance.policy_edge_cases import edge_policy_groups
+    from qgpt.conformance.training import STEPS_POLICIES
+
     groups = [g for g in GROUP_ORDER if g == NO_FORMAT or g in formats]
     groups += [f for f in (NO_FORMAT, *formats) if f not in groups]
+    cases_of = {fmt: build_cases(fmt, seed) for fmt in groups}
+    for spec in STEPS_POLICIES:
+        cases = policy_ops_cases(spec, seed)
+        cases_of[cases[0].fmt] = cases
+    cases_of.update(edge_policy_groups(seed))
     out = []
-    for fmt in groups:
-        cases = build_cases(fmt, seed)
-        path = Path(workdir) / f"request-{fmt.replace('.', '_').replace('-', 'none')}.bin"
+    for i, (group, cases) in enumerate(cases_of.items()):
+        path = Path(workdir) / f"request-{i}.bin"
         write_request(cases, path)
-        out.append((fmt, cases, path))
+        out.append((group, cases, path))
     return out
 
 
@@ -314,6 +364,9 @@ def main(argv=None):
     ap.add_argument("--merge", default=None, metavar="JSON,JSON",
                     help="judge nothing: the report of saved runs' verdicts (runs of "
                          "different --modules)")
+    ap.add_argument("--keep-equivalent", action="store_true",
+                    help="with --rejudge: keep the survivors equivalent.py lists too (judge "
+                         "again only the others)")
     ap.add_argument("--rejudge", default=None, metavar="FILE",
                     help="judge again only the survivors of a saved run (its .json, or a "
                          "report .md: then the new report has those mutants alone)")
@@ -351,7 +404,8 @@ def main(argv=None):
     if a.merge:
         results = [r for path in a.merge.split(",") for r in load_results(path)]
     else:
-        keep = load_verdicts(a.rejudge) if a.rejudge else None
+        keep = load_verdicts(a.rejudge, keep_equivalent=a.keep_equivalent) if a.rejudge \
+            else None
         results = run_mutants(modules, a.jobs, a.micropython, limit=a.limit,
                               progress=progress, keep=keep, every=a.every)
     command = "python -m qgpt.conformance.mutants" + "".join(

@@ -73,9 +73,9 @@ def simulate(case, names, upto, steps=TRAIN_STEPS, seed=TRAIN_SEED, dump_steps=(
     if case.policy:  # TrainConfig's normal form of the SPEC, as qgpt train records it
         from qgpt.policy import train_settings
 
-        policy = train_settings(None, case.policy, None, case.rounding, 0.01)[3]
+        policy = train_settings(None, case.policy, None, case.rounding, case.lr)[3]
     cfg = TrainConfig(steps=steps, seed=seed, format=case.fmt, rounding=case.rounding,
-                      master=case.master, policy=policy)
+                      master=case.master, policy=policy, lr=case.lr)
     model = IntModel(cfg)
     seen = {}
     adam_step = model.opt.step
@@ -160,6 +160,29 @@ def compare_stalled(report, case, step, dev, model):
     return 1
 
 
+CHECKPOINT_META = ("p1", "p2", "stalled_total", "steps_taken")  # the optimizer's counters
+
+
+def compare_checkpoint(report, case, step, folder, model):
+    """The optimizer's counters in the device's final checkpoint (a resume reads them)
+    against the simulator's; returns how many values were compared."""
+    from qgpt import checkpoint
+
+    try:
+        meta, _ = checkpoint.load(Path(folder) / "ckpt.bin")
+    except checkpoint.CheckpointError as e:
+        meta = {"error": str(e)}
+    want = model.state()[0]
+    for field in CHECKPOINT_META:
+        if meta.get(field) != want[field]:
+            report.total += 1
+            report.mismatches.append(TrainMismatch(report.level, case.fmt, case.name, step,
+                                                   f"checkpoint {field}",
+                                                   device=meta.get(field, meta.get("error")),
+                                                   simulator=want[field]))
+    return len(CHECKPOINT_META)
+
+
 def compare_hash(report, case, step, dev, model):
     """The device's `done` hash against the simulator's state hash; True if they agree."""
     want = model_hash(model)
@@ -194,13 +217,14 @@ def _steps_cases(formats, roundings, extra, policies=()):
 def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTRA,
               dump_steps=STEPS_DUMPS, micropython=None, target="unix", seed=TRAIN_SEED,
               heapsize=None, firmware_dir=FIRMWARE_DIR, workdir=None, timeout=3600,
-              build="mpy", policies=(), cases=None):
+              build="mpy", policies=(), cases=None, built=None):
     """Level "steps": each case trains max(dump_steps) steps on the device and on the
     host (lr schedule of TRAIN_STEPS), compared after every step (loss_q16) and after
     each of dump_steps (params, gradient, m, v); returns a TrainReport. A format that
     needs master weights (too few fractional bits for the update) gets master_for's.
     policies: SPECs trained too (the device config's `policy` key, the simulator's
-    TrainConfig.policy); cases: [TrainCase] instead of all these (tests)."""
+    TrainConfig.policy); cases: [TrainCase] instead of all these (tests); built: a
+    firmware folder already built for the target (else built from firmware_dir)."""
     t0 = time.time()
     report = TrainReport("steps")
     if cases is None:
@@ -208,7 +232,8 @@ def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTR
     upto = max(dump_steps)
     with tempfile.TemporaryDirectory(prefix="qgpt-steps-", dir=workdir) as tmp:
         tmp = Path(tmp)
-        fw = firmware_build(tmp / "firmware", target, build, firmware_dir, micropython)
+        fw = built or firmware_build(tmp / "firmware", target, build, firmware_dir,
+                                     micropython)
         names = pack_names(None, tmp / "names.bin")
         running = []
         try:
@@ -299,7 +324,7 @@ def first_divergence(report, case, data, names, seed, steps, fw, run):
 
 def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samples=20,
             micropython=None, target="unix", heapsize=None, firmware_dir=FIRMWARE_DIR,
-            workdir=None, timeout=3600, build="mpy"):
+            workdir=None, timeout=3600, build="mpy", built=None):
     """Level "run": whole training runs on the names file `data` (default the built-in
     data/names.txt), device vs host: every step's loss_q16, the final state hash (on a
     mismatch, the first divergence), the samples. cases: (format, rounding, master)
@@ -311,7 +336,8 @@ def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samp
     cases = [c if isinstance(c, TrainCase) else TrainCase(*c) for c in cases]
     with tempfile.TemporaryDirectory(prefix="qgpt-run-", dir=workdir) as tmp:
         tmp = Path(tmp)
-        fw = firmware_build(tmp / "firmware", target, build, firmware_dir, micropython)
+        fw = built or firmware_build(tmp / "firmware", target, build, firmware_dir,
+                                     micropython)
         names = pack_names(data, tmp / "names.bin")
         running = []
         try:
@@ -334,6 +360,7 @@ def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samp
                     _note_device(report, target, dev)
                     values += compare_losses(report, case, dev.losses, losses)
                     values += compare_stalled(report, case, steps, dev, model)
+                    values += compare_checkpoint(report, case, steps, folder, model)
                     values += 1
                     if not compare_hash(report, case, steps, dev, model):
                         run = {"tmp": folder, "micropython": micropython, "heap": heap,
@@ -372,6 +399,39 @@ def conformance_steps(formats=None, micropython=None, seed=TRAIN_SEED, target="u
                        dump_steps=dump_steps, **kw)
     print_report(report, out or sys.stdout)
     return report.exit_code
+
+
+def run_resume(cases, steps=40, stop=20, seed=TRAIN_SEED, micropython=None,
+               firmware_dir=FIRMWARE_DIR, workdir=None, timeout=3600, built=None):
+    """Each case stopped after `stop` steps and resumed from its checkpoint to `steps`
+    (firmware/restore.py reads the state back into its containers, checking each
+    range), against the simulator's run without a break: the losses after the resume,
+    the optimizer's counters and the final hash. Returns a TrainReport."""
+    report = TrainReport("resume")
+    with tempfile.TemporaryDirectory(prefix="qgpt-resume-", dir=workdir) as tmp:
+        tmp = Path(tmp)
+        fw = built or firmware_build(tmp / "firmware", "unix", "mpy", firmware_dir,
+                                     micropython)
+        names = pack_names(None, tmp / "names.bin")
+        for i, case in enumerate(cases):
+            folder = tmp / f"case{i}"
+            folder.mkdir()
+            heap = device_heap(case)
+            dev = None
+            for extra in ({"stop_at": stop}, {"resume": True}):
+                cfg = device_config(case, tmp / "names.bin", steps=steps, seed=seed, **extra)
+                dev = finish_training(start_training(cfg, folder, micropython, heap, "unix", fw),
+                                      folder, timeout)
+                if dev.failure:
+                    break
+            model, losses, _ = simulate(case, names, steps, steps=steps, seed=seed)
+            if dev.failure:
+                _device_failed(report, case, dev.failure)
+                continue
+            compare_losses(report, case, dev.losses, losses[stop:], start=stop)
+            compare_checkpoint(report, case, steps, folder, model)
+            compare_hash(report, case, steps, dev, model)
+    return report
 
 
 def conformance_run(data=None, micropython=None, seed=TRAIN_SEED, target="unix", out=None,
