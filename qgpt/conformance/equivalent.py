@@ -63,9 +63,6 @@ EQUIVALENT = {
         _NEVER_READ_K,
     ("", "_M_LIMIT = const(1073741823)  # 2**30 - 1", "1073741823", "1073741822", 0):
         _NEVER_READ_K,
-    ("rmsnorm_forward", "if hh >= 1 << (14 + g):", "1", "2", 0): _MS_MAX,
-    ("rmsnorm_forward", "if hh >= 1 << (14 + g):", ">=", ">", 0): _MS_MAX,
-    ("rmsnorm_forward", "if hh >= 1 << (14 + g):", "14", "15", 0): _MS_MAX,
     ("embedding_forward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1):
         "at sh = 0, 0 - sh is 0, the else value",
     ("embedding_backward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1):
@@ -78,80 +75,14 @@ EQUIVALENT = {
     ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1): _RMS_SH,
     ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 0): _RMS_SH,
     ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "-", "+", 0): _RMS_SH,
-    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "<", "<=", 2):
-        _DEAD_VALUE,
-    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "0", "-1", 0):
-        _DEAD_VALUE,
-    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "0", "1", 0):
-        _DEAD_VALUE,
-    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "14", "13", 0):
-        _LIM_LOWER,
-    ("rmsnorm_backward", "elif hh < 0 - lim_c:", "0", "-1", 0): _PRECHECK,
-    ("linear_forward", "lim = 1 << (14 + sh) if sh < 16 else 0", "14", "13", 0): _LIM_LOWER,
-    ("linear_forward", "elif hh < 0 - lim:", "<", "<=", 0): _PRECHECK,
-    ("linear_forward", "elif hh < 0 - lim:", "0", "-1", 0): _PRECHECK,
-    ("linear_forward", "elif hh >= lim:", ">=", ">", 0): _PRECHECK,
     ("linear_forward", "elif q < lo:", "<", "<=", 0): _AT_LIMIT,
     ("linear_forward", "if q > hi:", ">", ">=", 0): _AT_LIMIT,
-    ("linear_forward", "lim = 1 << (14 + sh) if sh < 16 else 0", "<", "<=", 2): _DEAD_VALUE,
-    ("linear_forward", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "1", 0): _DEAD_VALUE,
-    ("linear_forward", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "-1", 0): _DEAD_VALUE,
-    ("linear_backward", "lim = 1 << (14 + sh) if sh < 16 else 0", "16", "17", 0):
-        "dx's shift is Fw <= 15: always below 16",
-    ("linear_backward", "lim = 1 << (14 + sh) if sh < 16 else 0", "<", "<=", 2):
-        "dx's shift is Fw <= 15: always below 16",
-    ("linear_backward", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "1", 0):
-        "dx's shift is Fw <= 15: always below 16",
-    ("linear_backward", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "-1", 0):
-        "dx's shift is Fw <= 15: always below 16",
-    ("linear_backward", "if sh >= 16:", ">=", ">", 0): "dx's shift is Fw <= 15",
-    ("linear_backward", "if sh >= 16:", "16", "17", 0): "dx's shift is Fw <= 15",
     ("linear_backward", "if q > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("linear_backward", "elif q < glo:", "<", "<=", 0): _AT_LIMIT,
     ("linear_backward", "if q > phi:", ">", ">=", 0): _AT_LIMIT,
     ("linear_backward", "elif q < plo:", "<", "<=", 0): _AT_LIMIT,
-    ("linear_backward", "elif hh >= lim:", ">=", ">", 0): _PRECHECK,
-    ("linear_backward", "elif hh < 0 - lim:", "<", "<=", 0): _PRECHECK,
-    ("linear_backward", "elif hh < 0 - lim:", "0", "-1", 0): _PRECHECK,
-    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "0", "-1", 0):
-        _DEAD_VALUE,
-    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "0", "1", 0):
-        _DEAD_VALUE,
-    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "<", "<=", 2):
-        _DEAD_VALUE,
-    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "14", "13", 0):
-        _LIM_LOWER,
-    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", "0", "1", 0):
-        "sh_o is 15 (Q15 probabilities) for every policy",
-    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", "0", "-1", 0):
-        "sh_o is 15 (Q15 probabilities) for every policy",
-    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", "0", "1", 1):
-        "sh_o is 15 (Q15 probabilities) for every policy",
-    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", "0", "-1", 1):
-        "sh_o is 15 (Q15 probabilities) for every policy",
-    ("attention_forward", "half_o = 1 << (sh_o - 1) if sh_o > 0 else 0", ">", ">=", 0):
-        "sh_o is 15 (Q15 probabilities) for every policy",
-    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "14", "13", 0):
-        _SMALL_SUM,
-    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "0", "1", 0):
-        "sh_o is 15 (Q15 probabilities) for every policy",
-    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "0", "-1", 0):
-        "sh_o is 15 (Q15 probabilities) for every policy",
-    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "<", "<=", 2):
-        "sh_o is 15 (Q15 probabilities) for every policy",
-    ("attention_forward", "elif hh < 0 - lim_o:", "0", "1", 0): _SMALL_SUM,
-    ("attention_forward", "elif a < lo_l:", "<", "<=", 0): _AT_LIMIT,
-    ("attention_forward", "if a > hi_l:", ">", ">=", 0): _AT_LIMIT,
-    ("attention_forward", "elif a < lo:", "<", "<=", 0): _AT_LIMIT,
-    ("attention_forward", "if a > hi:", ">", ">=", 0): _AT_LIMIT,
     ("add_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
     ("add_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
-    ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "0", "1", 0):
-        _DEAD_VALUE,
-    ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "0", "-1", 0):
-        _DEAD_VALUE,
-    ("linear_backward", "lim_w = 1 << (14 + sh_w) if sh_w < 16 else 0", "<", "<=", 2):
-        _DEAD_VALUE,
     ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "-1", 1): _RMS_SH,
     ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "1", 0): _RMS_SH,
     ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "1", 1): _RMS_SH,
@@ -170,105 +101,10 @@ EQUIVALENT = {
     ("rmsnorm_backward", "hi_ls = ghi >> ls", ">>", "<<", 0): _RMS_SH,
     ("rmsnorm_backward", "if v > hi_ls:", ">", ">=", 0): _AT_LIMIT,
     ("rmsnorm_backward", "elif v < lo_ls:", "<", "<=", 0): _AT_LIMIT,
-    ("rmsnorm_backward", "if c > ghi:", ">", ">=", 0): _AT_LIMIT,
-    ("rmsnorm_backward", "elif c < glo:", "<", "<=", 0): _AT_LIMIT,
     ("rmsnorm_backward", "if ti > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("rmsnorm_backward", "elif ti < glo:", "<", "<=", 0): _AT_LIMIT,
-    ("rmsnorm_backward", "elif hh >= lim_c:", ">=", ">", 0): _PRECHECK,
-    ("rmsnorm_backward", "elif hh < 0 - lim_c:", "<", "<=", 0): _PRECHECK,
-    ("rmsnorm_backward", "lim_c = 1 << (14 + sh_c) if sh_c < 16 else 0", "16", "17", 0):
-        _DEAD_VALUE,
-    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "-", "+", 0):
-        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
-    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "16", "15", 0):
-        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
-    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "16", "17", 0):
-        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
-    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "16", "15", 1):
-        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
-    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "16", "17", 1):
-        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
-    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "+", "-", 0):
-        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
-    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", "+", "-", 1):
-        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
-    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", ">>", "<<", 0):
-        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
-    ("linear_backward", "q = (hh + ((ll + half) >> 16)) >> (sh - 16)", ">>", "<<", 1):
-        "dx's shift is Fw <= 15: its s >= 16 branch is dead",
-    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "14", "15", 0):
-        _SMALL_SUM,
-    ("attention_forward", "lim_s = 1 << (14 + sh_s) if sh_s < 16 else 0", "1", "2", 0):
-        _SMALL_SUM,
-    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "14", "15", 0):
-        _SMALL_SUM,
-    ("attention_forward", "lim_o = 1 << (14 + sh_o) if sh_o < 16 else 0", "1", "2", 0):
-        _SMALL_SUM,
-    ("attention_forward", "elif hh < 0 - lim_o:", "0", "-1", 0): _SMALL_SUM,
-    ("attention_forward", "elif hh < 0 - lim_o:", "<", "<=", 0): _SMALL_SUM,
-    ("attention_forward", "elif hh >= lim_o:", ">=", ">", 0): _SMALL_SUM,
-    ("attention_forward", "elif hh >= lim_s:", ">=", ">", 0): _PRECHECK,
-    ("attention_forward", "elif hh < 0 - lim_s:", "<", "<=", 0): _PRECHECK,
-    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "+", "-", 0):
-        _DEAD_SH16,
-    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "+", "-", 1):
-        _DEAD_SH16,
-    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "-", "+", 0):
-        _DEAD_SH16,
-    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", ">>", "<<", 0):
-        _DEAD_SH16,
-    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", ">>", "<<", 1):
-        _DEAD_SH16,
-    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "16", "15", 0):
-        _DEAD_SH16,
-    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "16", "17", 0):
-        _DEAD_SH16,
-    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "16", "15", 1):
-        _DEAD_SH16,
-    ("attention_forward", "a = (hh + ((ll + half_o) >> 16)) >> (sh_o - 16)", "16", "17", 1):
-        _DEAD_SH16,
-    ("attention_forward", "if sh_o >= 16:", "16", "17", 0): _DEAD_SH16,
-    ("attention_forward", "if sh_o >= 16:", ">=", ">", 0): _DEAD_SH16,
-    ("attention_backward", "big = one << 30  # the bound of pd's (unsaturated) sum", "30", "31",
-     0): "pd's sum is at most (sum of p) * 2**15, about 2**30: hh never reaches lim_p = "
-         "2**29, so big is never read",
-    ("attention_backward", "big = one << 30  # the bound of pd's (unsaturated) sum", "30", "29",
-     0): "pd's sum is at most (sum of p) * 2**15, about 2**30: hh never reaches lim_p = "
-         "2**29, so big is never read",
-    ("attention_backward", "big = one << 30  # the bound of pd's (unsaturated) sum", "<<",
-     ">>", 0): "pd's sum is at most (sum of p) * 2**15, about 2**30: hh never reaches lim_p = "
-               "2**29, so big is never read",
-    **{("attention_backward", f"lim_{x} = 1 << (14 + sh_{x}) if sh_{x} < 16 else 0", tok, rep,
-        k): "the shift is Fa <= 15: always below 16, the else value is never taken"
-       for x in ("dp", "qk") for tok, rep, k in (("0", "1", 0), ("0", "-1", 0), ("<", "<=", 2))},
-    ("attention_backward", "elif a < glo:", "<", "<=", 0): _AT_LIMIT,
-    ("attention_backward", "if a > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("attention_backward", "if diff > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("attention_backward", "elif diff < glo:", "<", "<=", 0): _AT_LIMIT,
-    **{("attention_backward", f"a = (hh + ((ll + half_{x}) >> 16)) >> (sh_{x} - 16)", tok,
-        rep, k): _DEAD_SH16 for x in ("dp", "qk")
-       for tok, rep, k in ((">>", "<<", 0), (">>", "<<", 1), ("16", "15", 0), ("16", "17", 0),
-                           ("16", "15", 1), ("16", "17", 1), ("+", "-", 0), ("+", "-", 1),
-                           ("-", "+", 0))},
-    ("attention_backward", "if sh_qk >= 16:", "16", "17", 0): _DEAD_SH16,
-    ("attention_backward", "if sh_qk >= 16:", ">=", ">", 0): _DEAD_SH16,
-    ("attention_backward", "if sh_dp >= 16:", "16", "17", 0): _DEAD_SH16,
-    ("attention_backward", "if sh_dp >= 16:", ">=", ">", 0): _DEAD_SH16,
-    ("attention_backward", "elif hh < 0 - lim_qk:", "<", "<=", 0): _PRECHECK,
-    ("attention_backward", "elif hh < 0 - lim_qk:", "0", "1", 0): _PRECHECK,
-    ("attention_backward", "elif hh < 0 - lim_qk:", "0", "-1", 0): _PRECHECK,
-    ("attention_backward", "elif hh < 0 - lim_dp:", "0", "1", 0): _PRECHECK,
-    ("attention_backward", "elif hh < 0 - lim_dp:", "0", "-1", 0): _PRECHECK,
-    ("attention_backward", "elif hh < 0 - lim_p:", "0", "1", 0): _SMALL_SUM,
-    ("attention_backward", "elif hh < 0 - lim_p:", "0", "-1", 0): _SMALL_SUM,
-    ("attention_backward", "lim_p = 1 << (14 + sh_p)", "14", "13", 0): _SMALL_SUM,
-    ("attention_backward", "lim_p = 1 << (14 + sh_p)", "14", "15", 0): _SMALL_SUM,
-    ("attention_backward", "lim_p = 1 << (14 + sh_p)", "1", "2", 0): _SMALL_SUM,
-    ("attention_backward", "elif hh >= lim_qk:", ">=", ">", 0): _PRECHECK,
-    ("attention_backward", "elif hh < 0 - lim_dp:", "<", "<=", 0): _PRECHECK,
-    ("attention_backward", "elif hh >= lim_dp:", ">=", ">", 0): _PRECHECK,
-    ("attention_backward", "elif hh < 0 - lim_p:", "<", "<=", 0): _SMALL_SUM,
-    ("attention_backward", "if hh >= lim_p:", ">=", ">", 0): _SMALL_SUM,
     ("adam_update", "gs_ls = 0 - sh_s if sh_s < 0 else 0", "<", "<=", 0):
         "at sh_s = 0, 0 - sh_s is 0, the else value",
     ("adam_update", "m_ls = 0 - sh_m if sh_m < 0 else 0", "<", "<=", 0):
@@ -279,15 +115,10 @@ EQUIVALENT = {
         "at e = 15, e - 15 is 0, the else value",
     ("adam_update", "big_sh = 15 - e if e <= 15 else 0", "<=", "<", 0):
         "at e = 15, 15 - e is 0, the else value",
-    ("adam_update", "if e <= 15:", "<=", "<", 0):
-        "at e = 15 both tests are a >= den (big_sh = 0; small_sh = 0, small_add = 0)",
     ("adam_update", "+ (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))",
      "16384", "16383", 0):
         "a tie needs (g2 mod 2**15) * 328 = 2**14 mod 2**15, i.e. g2 mod 2**15 an odd "
         "multiple of 2**11; g2 = gs * gs has an even number of factors 2",
-    ("adam_update", "at_max = a >= den << big_sh", ">=", ">", 0):
-        "it moves the clamp's test only at a * 2**e = den * 2**15, where the quotient is "
-        "2**15 = R_MAX, the clamp's value",
     ("adam_update", "a = mi if mi >= 0 else 0 - mi", "0", "1", 0): "at mi = 0, 0 - mi is 0",
     ("adam_update", "a = mi if mi >= 0 else 0 - mi", ">=", ">", 0): "at mi = 0, 0 - mi is 0",
     ("adam_update", "if mi < 0:", "0", "1", 0):
@@ -301,25 +132,15 @@ EQUIVALENT = {
         "c < -127 holds for c = -128 only (c = t - (w << 8) >= -128 unless w saturated "
         "below), which is set to -128: itself",
     ("adam_update", "elif c < 0 - kahan_half:", "<", "<=", 0): _AT_LIMIT,
-    ("adam_update", "if u > 0:", "0", "-1", 0):
-        "at u = 0 every rounding leaves delta as it is (half 0, ph 0, x >> 30 = 0)",
-    ("adam_update", "if u > 0:", ">", ">=", 0):
-        "at u = 0 every rounding leaves delta as it is (half 0, ph 0, x >> 30 = 0)",
     ("adam_update", "if d < 0 and w > hi + d:", ">", ">=", 0):
         "at w = hi + d, w - d is hi either way",
-    ("attention_backward", "pd = 0 - big", "0", "-1", 0): _SMALL_SUM,
-    ("attention_backward", "pd = 0 - big", "0", "1", 0): _SMALL_SUM,
-    ("attention_backward", "pd = 0 - big", "-", "+", 0): _SMALL_SUM,
-    ("attention_backward", "lim_qk = 1 << (14 + sh_qk) if sh_qk < 16 else 0", "14", "13", 0):
-        _LIM_LOWER,
-    ("attention_backward", "lim_dp = 1 << (14 + sh_dp) if sh_dp < 16 else 0", "14", "13", 0):
-        _LIM_LOWER,
     ("narrow", "bad += 1", "+=", "-=", 0):
         "the count is only tested for nonzero (restore.py) or ignored (unit_adam)",
     ("narrow", "bad += 1", "1", "2", 0):
         "the count is only tested for nonzero (restore.py) or ignored (unit_adam)",
     ("block_encode", "ax = x if x >= 0 else 0 - x", "0", "1", 0): "at x = 0, 0 - x is 0 either way",
-    ("block_encode", "ax = x if x >= 0 else 0 - x", ">=", ">", 0): "at x = 0, 0 - x is 0 either way",
+    ("block_encode", "ax = x if x >= 0 else 0 - x", ">=", ">", 0):
+        "at x = 0, 0 - x is 0 either way",
     ("block_decode", "kj = 0", "0", "1", 0):
         "kj is set from the block's shift before it is read (left starts at 0)",
     ("block_decode", "kj = 0", "0", "-1", 0):
@@ -446,8 +267,6 @@ EQUIVALENT = {
         "read only by guard(BLOCK, ...), through (BLOCK - 1).bit_length(): 4 for 15 and 16",
     ("", "BOS = 26", "26", "25", 0): "params.BOS is read by no code (model.py has its own)",
     ("", "BOS = 26", "26", "27", 0): "params.BOS is read by no code (model.py has its own)",
-    ("weight_backward", "1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], bg, ba, bw)", "1", "2",
-     0): "linear_backward tests with_dx only against 0",
     ("train_step", "key = prng.key(self.seed, prng.STREAM_ROUND, step) if stochastic else 0",
      "0", "1", 0): "adam_update reads the key only when it rounds stochastically",
     ("train_step", "key = prng.key(self.seed, prng.STREAM_ROUND, step) if stochastic else 0",
@@ -526,3 +345,72 @@ EQUIVALENT = {
         "(x - 128) >> 8 is (x + 128) >> 8 minus 1 for every x: every tempered logit moves "
         "by 1, and softmax does not change when a whole row moves",
 }
+
+
+# --- the speed work's kernels (dot_rows, fast paths, isqrt chords) ---
+# dot_rows's callers (kernels.py): rmsnorm's two sums (rows = cols = 1, by = 0: nothing
+# stored, the value returned), linear's rows and columns, attention's scores, out, dp, dv,
+# dq and dk. Every caller passes a's column stride ac = 0 and b with 1 or 2 bytes a word.
+_NO_STORE = ("by = 0 (rmsnorm's sums): dot_rows stores nothing and adds nothing (add = 0), "
+             "so y's index and strides are never read")
+_ONE_ROW = ("rows = cols = 1 (rmsnorm's sums): r = c = 0, so the row and column strides "
+            "multiply 0; a second row (ar = br = 0) repeats the same sum, returned the same")
+_AC_ZERO = "every caller passes ac = 0 (a's column stride): c * ac is 0 either way"
+_BB_NOT_4 = ("every caller passes b with 1- or 2-byte words (bb = 1 or 2): the bb == 4 "
+             "load is never taken")
+_BOTH_EXACT = ("the 16-bit loop and the general loop compute the same exact int32 pair "
+               "(3.7): a changed test only moves words from one to the other")
+_LO_POW2 = ("-lo is 2**(b-1) (or 2**30), and ls = Fp - Fg <= min(Fa, Fp) keeps it a "
+            "multiple of 2**ls: at d = lo_ls, d << ls is lo, what the moved bound stores")
+_RMS_FWD = ("ms = int(dot_rows(rs, 0, 0, 0, 0, x, row, 0, 0, 1, ba, x, row, 0, 0, 1, ba, 1, "
+            "1, C, g,")
+_RMS_BWD = ("c = int(dot_rows(dx, 0, 0, 0, 0, dy, row, 0, 0, 1, bg, y, row, 0, 0, 1, ba, 1, "
+            "1, C, sh_c,")
+# The fast paths' bound: partial sums <= L1 * max <= FIT = 2**30 - 1. L1 <= 64 * 2**15 =
+# 2**21 (16 * 2**15 for dW), so the bound binds only for max >= 2**9; the rounding's
+# half is at most 2**25 (lm_head's shift 26).
+_OVERESTIMATE = ("gives u + 2**16 for u >= 0 and 2**16 - |u| for u < 0, both >= |u|: the "
+                 "bound only grows, which sends rows from the fast path to the exact one")
+_MAX_8BIT = ("abs_max of 8-bit words is never used: the fast paths that read max |W| take "
+             "16-bit words only (bw == 2)")
+_MAX_LESS_1 = ("max |W| one too small (a negative largest): L1 <= FIT // (m - 1) bounds |S| "
+               "by 2**30 * m / (m - 1) < 2**30 + 2**22 (the bound binds only for m >= 2**9), "
+               "plus the half < 2**31: the fast path stays exact")
+EQUIVALENT.update({
+    # rmsnorm's calls: y's index, strides (0, 1, 2) and by = -1 store nothing; the row and
+    # column strides (4 .. 7) and a second row or column change no term
+    **{(f, line, "0", rep, k): _NO_STORE if k < 3 else _ONE_ROW
+       for f, line in (("rmsnorm_forward", _RMS_FWD), ("rmsnorm_backward", _RMS_BWD))
+       for k in (0, 1, 2, 4, 5, 6, 7) for rep in ("1", "-1")},
+    **{(f, line, "0", "-1", 3): "by = -1 is no width dot_rows stores: nothing stored, as by = 0"
+       for f, line in (("rmsnorm_forward", _RMS_FWD), ("rmsnorm_backward", _RMS_BWD))},
+    **{(f, line, "1", "2", k): _ONE_ROW
+       for f, line in (("rmsnorm_forward", _RMS_FWD), ("rmsnorm_backward", _RMS_BWD))
+       for k in (2, 3)},
+    ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "-1", 0): _DEAD_VALUE,
+    ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "<", "<=", 2): _DEAD_VALUE,
+    ("dot_rows", "ka = ai + r * ar + c * ac", "+", "-", 1): _AC_ZERO,
+    ("dot_rows", "if bb == 2 and ba == 2:  # int16 words: no width tests, byte addresses",
+     "2", "3", 0): _BOTH_EXACT,
+    ("dot_rows", "p = x * ((pb32[kb] ^ s32) - s32)", "-", "+", 0): _BB_NOT_4,
+    ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "1", 0): _LO_POW2,
+    ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "-1", 1): _LO_POW2,
+    ("embedding_backward", "rs = sh if sh > 0 else 0", ">", ">=", 0): _SH_ZERO,
+    ("embedding_backward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
+        "at sh = 0, 0 - sh is 0, the else value",
+    ("rmsnorm_forward", "0 - big, big, 0))", "0", "-1", 0):
+        "the mean square's sum of squares is never negative: lo is never reached",
+    **{("rmsnorm_backward", "lo_ls = 0 - ((0 - glo) >> ls)", "0", rep, k):
+       "ls = 0 (rmsnorm's shift is at least 6, see _RMS_SH): lo_ls = glo + 1, and v = glo "
+       "is stored as glo either way" for rep, k in (("1", 0), ("-1", 1))},
+    ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", ">", ">=", 0): _RMS_SH,
+    ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", ">", ">=", 0): _RMS_SH,
+    # abs_max: an overestimate of the bound only sends rows to the exact path
+    ("abs_max", "s32 = one << 31", "31", "30", 0):
+        "every caller passes 1- or 2-byte words (weights, x): the 32-bit load is never taken",
+    ("abs_max", "v = (p16[i] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
+    ("linear_forward", "xi = (px16[i] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
+    ("abs_max", "v = (p8[i] ^ 0x80) - 0x80", "-", "+", 0): _MAX_8BIT,
+    ("abs_max", "elif nb == 1:", "1", "2", 0): _MAX_8BIT,
+    ("abs_max", "v = 0 - v", "0", "-1", 0): _MAX_LESS_1,
+})

@@ -1,0 +1,126 @@
+"""Op-level golden cases on the thresholds of the speed work's kernels (issue 15):
+the linear kernels' bounded fast paths, dot_rows's widths and adam_update's isqrt by
+chords. The expected values come from the simulator (qgpt/int_ops.py, IntAdam).
+
+    linear     L1(x[t]) * max |W| (and L1(dy[t]) * max |W|, L1(dy[:, o]) * max |x|) at,
+               just below and just over the fast path's bound 2**30 - 1, and all-zero
+               weights (max |W| = 0: no division); in an "int32 edge" group, so the
+               int32 target checks that the fast path never leaves int32
+    embedding  d = req(dx, Fg - Fp) at the pgrads' limits hi >> ls and lo >> ls with a
+               left shift ls = 9 (pgrads q1.23): hi >> ls << ls is below hi
+    isqrt      adam_update with v (after its update) at every boundary of the
+               normalization (256, 2**8 .. 2**20 by the shifts) and of the four chords
+               (vn = 64, 96, 128, 192, 256 times 4**s2), at squares k*k - 1, k*k, k*k + 1
+               there, and at 2**30
+"""
+
+import numpy as np
+
+from qgpt import int_ops as ops
+from qgpt.conformance.inputs import T_MAX, C, Case, _ctx, _i, _tokens
+from qgpt.conformance.policy_cases import _in, _spec
+from qgpt.params import MLP_HIDDEN, N_EMBD, VOCAB
+from qgpt.policy import parse_policy
+
+FIT = (1 << 30) - 1  # the fast paths' bound: |S| <= L1 * max <= FIT
+EMBEDDING_POLICY = "pgrads=q1.23"  # Fp - Fg = 9: d << 9, hi >> 9 = 16383 within G
+
+
+def _l1_rows(n, targets, big, rng):
+    """Rows of n values in [0, big] whose sums are the targets (at most n * big)."""
+    rows = np.zeros((len(targets), n), np.int64)
+    for r, target in enumerate(targets):
+        left = min(target, n * big)
+        for i in rng.permutation(n):
+            rows[r, i] = min(big, left)
+            left -= rows[r, i]
+    return rows
+
+
+def _bound_targets(top):
+    """L1 norms around the bound of a magnitude `top`: FIT // top - 1 .. + 1 (the fast
+    path's last and the exact path's first) and (2**31 - 1) // top, where the sum
+    itself meets int32's limit (a fast path beyond its bound would overflow there)."""
+    return [FIT // top - 1, FIT // top, FIT // top + 1, (2**31 - 1) // top]
+
+
+def linear_bound_cases(rng):
+    """{label: [Case]} on the default policy: linear_forward (64 -> 16 and 16 -> 27, the
+    lm_head's odd rows) and linear_backward's dx and dW with L1 norms at the bounds of
+    _bound_targets, the operands' signs aligned (x or dy of one sign, a row or column of
+    W or x all +max or all -max) so that |S| is the bound itself; and all-zero weights."""
+    p = parse_policy("")
+    label = p.short_spec + ",fast path int32 edge"
+    A, W, G, L = p.acts, p.weights, p.grads, p.logits
+    s, out = _spec(p), []
+    for n_in, n_out, wide in ((MLP_HIDDEN, N_EMBD, False), (N_EMBD, VOCAB, True)):
+        for top in (W.hi, 3 * 2**12 + 1):
+            w = rng.integers(-top, top + 1, (n_out, n_in))
+            w[0], w[1] = top, -top  # rows 0 and 1: S = +-L1(x[t]) * max |W|
+            x = _l1_rows(n_in, _bound_targets(top), A.hi, rng)
+            x = np.concatenate([x, -x])  # and every sign flipped
+            y = ops.linear_forward(_ctx(p), x, w, L if wide else A, "y")
+            out.append(Case("linear_forward", label, f"{n_in}->{n_out} L1 * max at 2**30 "
+                            f"and 2**31, max {top}", s,
+                            {"T": len(x), "n_in": n_in, "n_out": n_out, "wide": int(wide)},
+                            {"x": _in(A, x), "w": _in(W, w)},
+                            {"y": ("i", y) if wide else _in(A, y)}))
+    x = rng.integers(A.lo, A.hi + 1, (2, N_EMBD))  # max |W| = 0: no division
+    w = np.zeros((N_EMBD, N_EMBD), np.int64)
+    out.append(Case("linear_forward", label, "zero weights", s,
+                    {"T": 2, "n_in": N_EMBD, "n_out": N_EMBD, "wide": 0},
+                    {"x": _in(A, x), "w": _in(W, w)},
+                    {"y": _in(A, ops.linear_forward(_ctx(p), x, w, A, "y"))}))
+    n_in, n_out, T = N_EMBD, MLP_HIDDEN, 16
+    for top in (W.hi, 3 * 2**12 + 1, 0):
+        # dx: dy[t] >= 0 with L1 at the bounds of max |W| (t = 0..3, repeated), W's
+        # columns 0 and 1 all +max and -max; dW: dy[:, o] >= 0 with L1 at the bounds of
+        # max |x| (o = 0..3), x's columns 0 and 1 all +max and -max
+        w = rng.integers(-top, top + 1, (n_out, n_in))
+        w[:, 0], w[:, 1] = top, -top
+        x = rng.integers(-top, top + 1, (T, n_in))
+        x[:, 0], x[:, 1] = top, -top
+        rows = _l1_rows(n_out, _bound_targets(top) * 4, G.hi, rng) if top else None
+        cols = _l1_rows(T, _bound_targets(top), G.hi, rng).T if top else None
+        for what, fill in (("dx's rows", rows), ("dW's columns", cols)):
+            dy = rng.integers(0, 3, (T, n_out))
+            if what == "dx's rows" and top:
+                dy[:] = fill
+                dy[8:] = -dy[8:]  # and every sign flipped
+            elif top:
+                dy[:, :4], dy[:, 4:8] = fill, -fill
+            dw = np.zeros((n_out, n_in), np.int64)
+            dx = ops.linear_backward(_ctx(p), dy, x, w, dw, "w")
+            out.append(Case("linear_backward", label, f"{what}: L1 * max at 2**30 and 2**31, "
+                            f"max {top}", s, {"T": T, "n_in": n_in, "n_out": n_out},
+                            {"dy": _in(G, dy), "x": _in(A, x), "w": _in(W, w),
+                             "dw": _i(np.zeros_like(dw))}, {"dx": _in(G, dx), "dw": _i(dw)}))
+            if not top:
+                break
+    return {label: out}
+
+
+def embedding_shift_cases(rng):
+    """{label: [Case]}: embedding_backward with d = dx << 9 at hi >> 9 and lo >> 9 and
+    beside them (pgrads q1.23, 24 bits: hi = 2**23 - 1)."""
+    p = parse_policy(EMBEDDING_POLICY)
+    label = p.short_spec + ",fast paths"
+    G = p.grads
+    ls = p.pgrads.frac_bits - G.frac_bits
+    hi_ls, lo_ls = p.pgrads.hi >> ls, -((-p.pgrads.lo) >> ls)
+    edge = [hi_ls - 1, hi_ls, hi_ls + 1, lo_ls - 1, lo_ls, lo_ls + 1, G.hi, G.lo]
+    dx = np.resize(np.array(edge, np.int64), (16, C))
+    tokens = _tokens(rng, 16)
+    dwte, dwpe = np.zeros((VOCAB, C), np.int64), np.zeros((T_MAX, C), np.int64)
+    ins = {"dx": _in(G, dx), "tokens": ("B", tokens), "dwte": _i(dwte), "dwpe": _i(dwpe)}
+    ops.embedding_backward(_ctx(p), dx, tokens, dwte, dwpe)
+    return {label: [Case("embedding_backward", label, "d at pgrads' limits >> 9", _spec(p),
+                         {"T": 16}, ins, {"dwte": _i(dwte), "dwpe": _i(dwpe)})]}
+
+
+def fast_path_groups(seed=0):
+    """{label: [Case]}: every group of this module."""
+    rng = np.random.default_rng([seed, 15])
+    groups = linear_bound_cases(rng)
+    groups.update(embedding_shift_cases(rng))
+    return groups
