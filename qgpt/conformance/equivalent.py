@@ -376,6 +376,12 @@ _MAX_8BIT = ("abs_max of 8-bit words is never used: the fast paths that read max
 _MAX_LESS_1 = ("max |W| one too small (a negative largest): L1 <= FIT // (m - 1) bounds |S| "
                "by 2**30 * m / (m - 1) < 2**30 + 2**22 (the bound binds only for m >= 2**9), "
                "plus the half < 2**31: the fast path stays exact")
+_L1_LESS = ("L1 at most n <= 64 too small (one per negative value): |S| <= 2**30 + 64 * "
+            "2**15, plus the half, stays below 2**31: the fast path stays exact")
+_TO_EXACT = ("only sends rows from the fast path to the exact one (dot_rows's int32 pair), "
+             "which gives the same integers")
+_FIT_2_30 = ("the bound 2**30 instead of 2**30 - 1: |S| <= 2**30 plus the half (<= 2**25) "
+             "stays below 2**31, the fast path stays exact")
 EQUIVALENT.update({
     # rmsnorm's calls: y's index, strides (0, 1, 2) and by = -1 store nothing; the row and
     # column strides (4 .. 7) and a second row or column change no term
@@ -413,4 +419,13 @@ EQUIVALENT.update({
     ("abs_max", "v = (p8[i] ^ 0x80) - 0x80", "-", "+", 0): _MAX_8BIT,
     ("abs_max", "elif nb == 1:", "1", "2", 0): _MAX_8BIT,
     ("abs_max", "v = 0 - v", "0", "-1", 0): _MAX_LESS_1,
+    ("abs_max", "if v < 0:", "<", "<=", 0): "at v = 0, 0 - v is 0",
+    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "1", "0", 1): _FIT_2_30,
+    ("linear_forward", "one = 1", "1", "0", 0):
+        "one = 0 makes the bound -1 // wmax = -1: " + _TO_EXACT,
+    ("linear_forward", "if bw == 2 and ba == 2 and wmax > 0:", "2", "3", 0): _TO_EXACT,
+    ("linear_forward", "if bw == 2 and ba == 2 and wmax > 0:", "2", "3", 1): _TO_EXACT,
+    ("linear_forward", "l1 = 0", "0", "1", 0): "L1 one too large: " + _TO_EXACT,
+    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 1): _L1_LESS,
+    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", ">=", ">", 0): "at xi = 0, 0 - xi is 0",
 })

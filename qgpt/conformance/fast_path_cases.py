@@ -14,11 +14,14 @@ chords. The expected values come from the simulator (qgpt/int_ops.py, IntAdam).
                there, and at 2**30
 """
 
+import math
+
 import numpy as np
 
 from qgpt import int_ops as ops
 from qgpt.conformance.inputs import T_MAX, C, Case, _ctx, _i, _tokens
-from qgpt.conformance.policy_cases import _in, _spec
+from qgpt.conformance.policy_cases import _in, _spec, adam_case
+from qgpt.int_model import mul_q15
 from qgpt.params import MLP_HIDDEN, N_EMBD, VOCAB
 from qgpt.policy import parse_policy
 
@@ -118,9 +121,64 @@ def embedding_shift_cases(rng):
                          {"T": 16}, ins, {"dwte": _i(dwte), "dwpe": _i(dwpe)})]}
 
 
+def isqrt_targets():
+    """The v whose isqrt meets a threshold of adam_update's chords: every v < 300 (v < 256
+    goes through 256 v), 2**k - 2 .. 2**k + 2, the chords' ends vn * 4**s2 (vn = 64, 96,
+    128, 192, 256) and the same over 256, each -1, 0, +1, the squares k*k - 1, k*k, k*k + 1
+    beside each of them, and 2**30."""
+    vs = set(range(300))
+    for k in range(8, 31):
+        vs |= {(1 << k) + d for d in (-2, -1, 0, 1, 2)}
+    for s2 in range(12):
+        for vn in (64, 96, 128, 192, 256):
+            for end in (vn << (2 * s2), (vn << (2 * s2)) >> 8):
+                vs |= {end - 1, end, end + 1}
+                k = math.isqrt(end)
+                vs |= {j * j + d for j in (k - 1, k, k + 1, k + 2) for d in (-1, 0, 1)}
+    return sorted(v for v in vs if 0 <= v <= 1 << 30)
+
+
+def _v_before(target, v_hi):
+    """(v, gs): Adam's state and squared-gradient word whose update (9.2) gives target,
+    the nearest below it where no pair gives it exactly."""
+    c2 = 328  # qgpt.policy: 1 - beta2 in Q15
+    v = -(-((target << 15) - (1 << 14)) // ((1 << 15) - c2))  # the least v, gs = 0
+    for v0 in (v - 1, v, v + 1):
+        if 0 <= v0 <= v_hi and int(mul_q15(v0, (1 << 15) - c2)) == target:
+            return v0, 0
+    # above b2 * v_hi: v = v_hi and the gs whose (1 - b2) gs^2 adds the rest
+    got = int(mul_q15(v_hi, (1 << 15) - c2)) + mul_q15(np.arange(2**15, dtype=np.int64) ** 2, c2)
+    return v_hi, max(int(np.searchsorted(got, target, side="right")) - 1, 0)
+
+
+def isqrt_cases(rng):
+    """{label: [Case]}: adam_update (default policy, step 10) on parameters whose v after
+    the update is each isqrt_targets value, m = 2 sqrt(v) (r = 2: a den one off moves
+    delta by several steps), in an int32 edge group (the chords' products)."""
+    p = parse_policy("")
+    label = p.short_spec + ",isqrt int32 edge"
+    V, M, S = p.adam_v, p.adam_m, p.weight_store
+    fh = V.frac_bits // 2
+    sh_g = p.pgrads.frac_bits - fh
+    targets = isqrt_targets()
+    out = []
+    for k in range(0, len(targets), 512):
+        part = targets[k : k + 512]
+        v, gs = zip(*(_v_before(t, V.hi) for t in part), strict=True)
+        v, gs = np.array(v, np.int64), np.array(gs, np.int64)
+        g = gs << sh_g if sh_g >= 0 else gs >> -sh_g
+        roots = np.array([math.isqrt(t) for t in part], np.int64)
+        m = np.clip(2 * roots << (M.frac_bits - fh), -M.hi, M.hi) * rng.choice([-1, 1], len(part))
+        store = rng.integers(S.lo // 4, S.hi // 4, len(part))
+        out.append(adam_case(p, label, _spec(p), f"v at isqrt's thresholds, {part[0]}..", 10,
+                             store, m, v, g, 0))
+    return {label: out}
+
+
 def fast_path_groups(seed=0):
     """{label: [Case]}: every group of this module."""
     rng = np.random.default_rng([seed, 15])
     groups = linear_bound_cases(rng)
     groups.update(embedding_shift_cases(rng))
+    groups.update(isqrt_cases(rng))
     return groups
