@@ -426,6 +426,27 @@ EQUIVALENT.update({
     ("linear_forward", "if bw == 2 and ba == 2 and wmax > 0:", "2", "3", 0): _TO_EXACT,
     ("linear_forward", "if bw == 2 and ba == 2 and wmax > 0:", "2", "3", 1): _TO_EXACT,
     ("linear_forward", "l1 = 0", "0", "1", 0): "L1 one too large: " + _TO_EXACT,
+    ("linear_backward", "l1_max = fit // wmax if wmax > 0 else 0  # the largest L1 norm of "
+     "dy[t] the bound allows", "0", "1", 1): "l1_max is read only when wmax > 0",
+    ("linear_backward", "l1_max = fit // xmax if xmax > 0 else 0  # the same for dy's columns",
+     "0", "1", 1): "l1_max is read only when xmax > 0",
+    **{("linear_backward", f"l1_max = fit // {m} if {m} > 0 else 0  # {why}", "//", "%", 0):
+       "fit % max < max, and L1 below it bounds |S| by max**2 < 2**30: the fast path only "
+       "takes fewer rows, each exact" for m, why in (
+           ("wmax", "the largest L1 norm of dy[t] the bound allows"),
+           ("xmax", "the same for dy's columns"))},
+    **{("linear_backward", "dot_rows(dx, t * n_in, 1, 0, bg, w, 0, 1, 0, n_in, bw, dy, yrow, 0, "
+        "0, 1, bg, n_in, 1,", "0", rep, k): "cols = 1: c = 0, so the column strides yc, ac "
+       "and bc multiply 0" for k in (0, 2, 4) for rep in ("1", "-1")},
+    ("linear_backward", "if bw == 2 and bg == 2 and wmax > 0:", "0", "1", 0):
+        "at max |W| = 1 " + _TO_EXACT,
+    **{("linear_backward", "d = (pdy16[o] ^ 0x8000) - 0x8000", "0x8000", rep, 1): _L1_LESS
+       for rep in ("32767", "32769")},
+    **{("linear_backward", "d = (pdy16[k] ^ 0x8000) - 0x8000", "0x8000", rep, 1): _L1_LESS
+       for rep in ("32767", "32769")},
+    **{("linear_forward", "dot_rows(y, yrow + fast_end, 1, 0, by, w, fast_end * n_in, n_in, 0, "
+        "1, bw, x, xrow, 0, 0,", "0", rep, k): "cols = 1: c = 0, so the column strides yc, ac "
+       "and bc multiply 0" for k in (0, 1, 3) for rep in ("1", "-1")},
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 1): _L1_LESS,
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", ">=", ">", 0): "at xi = 0, 0 - xi is 0",
 })

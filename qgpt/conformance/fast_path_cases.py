@@ -8,6 +8,7 @@ chords. The expected values come from the simulator (qgpt/int_ops.py, IntAdam).
                int32 target checks that the fast path never leaves int32
     embedding  d = req(dx, Fg - Fp) at the pgrads' limits hi >> ls and lo >> ls with a
                left shift ls = 9 (pgrads q1.23): hi >> ls << ls is below hi
+    shift 1    the fast paths' rounding half at lm_head's and dW's shift 1
     isqrt      adam_update with v (after its update) at every boundary of the
                normalization (256, 2**8 .. 2**20 by the shifts) and of the four chords
                (vn = 64, 96, 128, 192, 256 times 4**s2), at squares k*k - 1, k*k, k*k + 1
@@ -175,10 +176,40 @@ def isqrt_cases(rng):
     return {label: out}
 
 
+SHIFT_ONE_POLICY = "weights=q8.8,acts=q8.8,logits=q9.15,pgrads=q11.21"  # lm_head, dW: 1
+
+
+def shift_one_cases(rng):
+    """{label: [Case]}: the fast paths' rounding half with a shift of 1 (lm_head's
+    Fw + Fa - Fl and dW's Fg + Fa - Fp), where `sh > 0` and `sh > 1` part: linear_forward
+    16 -> 27 and linear_backward 16 -> 64 on random values (within the bound)."""
+    p = parse_policy(SHIFT_ONE_POLICY)
+    label = p.short_spec + ",fast paths"
+    A, W, G, L = p.acts, p.weights, p.grads, p.logits
+    s = _spec(p)
+    x = rng.integers(-A.hi // 4, A.hi // 4, (16, N_EMBD))
+    w = rng.integers(-W.hi // 4, W.hi // 4, (VOCAB, N_EMBD))
+    y = ops.linear_forward(_ctx(p), x, w, L, "y")
+    out = [Case("linear_forward", label, "16->27 random, shift 1", s,
+                {"T": 16, "n_in": N_EMBD, "n_out": VOCAB, "wide": 1},
+                {"x": _in(A, x), "w": _in(W, w)}, {"y": ("i", y)})]
+    dy = rng.integers(-G.hi // 64, G.hi // 64, (16, MLP_HIDDEN))
+    w = rng.integers(-W.hi // 4, W.hi // 4, (MLP_HIDDEN, N_EMBD))
+    dw = np.zeros((MLP_HIDDEN, N_EMBD), np.int64)
+    dx = ops.linear_backward(_ctx(p), dy, x, w, dw, "w")
+    out.append(Case("linear_backward", label, "16->64 random, shift 1", s,
+                    {"T": 16, "n_in": N_EMBD, "n_out": MLP_HIDDEN},
+                    {"dy": _in(G, dy), "x": _in(A, x), "w": _in(W, w),
+                     "dw": _i(np.zeros_like(dw))}, {"dx": _in(G, dx), "dw": _i(dw)}))
+    return {label: out}
+
+
 def fast_path_groups(seed=0):
     """{label: [Case]}: every group of this module."""
     rng = np.random.default_rng([seed, 15])
     groups = linear_bound_cases(rng)
     groups.update(embedding_shift_cases(rng))
     groups.update(isqrt_cases(rng))
+    for label, cases in shift_one_cases(rng).items():
+        groups.setdefault(label, []).extend(cases)
     return groups
