@@ -378,6 +378,9 @@ _MAX_LESS_1 = ("max |W| one too small (a negative largest): L1 <= FIT // (m - 1)
                "plus the half < 2**31: the fast path stays exact")
 _L1_LESS = ("L1 at most n <= 64 too small (one per negative value): |S| <= 2**30 + 64 * "
             "2**15, plus the half, stays below 2**31: the fast path stays exact")
+_COLS_ONE = "cols = 1: c = 0, so the column strides yc, ac and bc multiply 0"
+_L1_LESS_2 = ("-1 counted as -1, not 1: L1 at most 2 * 64 too small, |S| <= 2**30 + 2**22 "
+              "plus the half stays below 2**31: the fast path stays exact")
 _TO_EXACT = ("only sends rows from the fast path to the exact one (dot_rows's int32 pair), "
              "which gives the same integers")
 _FIT_2_30 = ("the bound 2**30 instead of 2**30 - 1: |S| <= 2**30 plus the half (<= 2**25) "
@@ -420,6 +423,8 @@ EQUIVALENT.update({
     ("abs_max", "elif nb == 1:", "1", "2", 0): _MAX_8BIT,
     ("abs_max", "v = 0 - v", "0", "-1", 0): _MAX_LESS_1,
     ("abs_max", "if v < 0:", "<", "<=", 0): "at v = 0, 0 - v is 0",
+    **{("relu_forward", f"py{b}[i] = v if v > 0 else 0", ">", ">=", 0): "at v = 0 both store 0"
+       for b in (8, 16)},
     ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "1", "0", 1): _FIT_2_30,
     ("linear_forward", "one = 1", "1", "0", 0):
         "one = 0 makes the bound -1 // wmax = -1: " + _TO_EXACT,
@@ -430,23 +435,65 @@ EQUIVALENT.update({
      "dy[t] the bound allows", "0", "1", 1): "l1_max is read only when wmax > 0",
     ("linear_backward", "l1_max = fit // xmax if xmax > 0 else 0  # the same for dy's columns",
      "0", "1", 1): "l1_max is read only when xmax > 0",
+    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "<=", "<", 0): _TO_EXACT,
+    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "30", "29", 0): _TO_EXACT,
+    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "1", "2", 1): _TO_EXACT,
+    ("linear_backward", "fit = (one << 30) - 1", "1", "0", 0): _FIT_2_30,
+    ("linear_backward", "fit = (one << 30) - 1", "30", "29", 0): _TO_EXACT,
+    ("linear_backward", "fit = (one << 30) - 1", "1", "2", 0): _TO_EXACT,
     **{("linear_backward", f"l1_max = fit // {m} if {m} > 0 else 0  # {why}", "//", "%", 0):
        "fit % max < max, and L1 below it bounds |S| by max**2 < 2**30: the fast path only "
        "takes fewer rows, each exact" for m, why in (
            ("wmax", "the largest L1 norm of dy[t] the bound allows"),
            ("xmax", "the same for dy's columns"))},
-    **{("linear_backward", "dot_rows(dx, t * n_in, 1, 0, bg, w, 0, 1, 0, n_in, bw, dy, yrow, 0, "
-        "0, 1, bg, n_in, 1,", "0", rep, k): "cols = 1: c = 0, so the column strides yc, ac "
-       "and bc multiply 0" for k in (0, 2, 4) for rep in ("1", "-1")},
+    ("linear_backward", "l1 += d if d >= 0 else 0 - d", "0", "1", 0): "at d = 0, 0 - d is 0",
+    ("linear_backward", "l1 += d if d >= 0 else 0 - d", ">=", ">", 0): "at d = 0, 0 - d is 0",
+    ("linear_backward", "l1 += d if d >= 0 else 0 - d", "0", "1", 1):
+        "L1 larger by one per negative value: " + _TO_EXACT,
+    ("linear_backward", "l1 += d if d >= 0 else 0 - d", "0", "-1", 1): _L1_LESS,
+    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "1", 1):
+        "L1 larger by one per negative value: " + _TO_EXACT,
+    ("linear_forward", "l1 = 0", "0", "-1", 0): _L1_LESS,
+    ("linear_backward", "l1 = 0", "0", "1", 0): "L1 one too large: " + _TO_EXACT,
+    ("linear_backward", "l1 = 0", "0", "-1", 0): _L1_LESS,
+    **{("linear_backward", f"l1_max = fit // {m} if {m} > 0 else 0  # {why}", "0", "-1", 1):
+       f"l1_max is read only when {m} > 0" for m, why in (
+           ("wmax", "the largest L1 norm of dy[t] the bound allows"),
+           ("xmax", "the same for dy's columns"))},
+    **{("linear_backward", "xmax = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0",
+        "2", "3", k): "xmax = 0: " + _TO_EXACT for k in (1, 2)},
+    **{("linear_forward",
+        "dot_rows(y, yrow + fast_end, 1, 0, by, w, fast_end * n_in, "
+        "n_in, 0, 1, bw, x, xrow, 0, 0,", "0", rep, k): _COLS_ONE
+       for k in (0, 1, 3) for rep in ("1", "-1")},
+    **{("linear_backward",
+        "dot_rows(dx, t * n_in, 1, 0, bg, w, 0, 1, 0, n_in, bw, dy, "
+        "yrow, 0, 0, 1, bg, n_in, 1,", "0", rep, k): _COLS_ONE
+       for k in (0, 2, 4) for rep in ("1", "-1")},
+    **{("linear_backward",
+        "dot_rows(dw, (o - o0) * n_in, 1, 0, 4, x, 0, 1, 0, n_in, "
+        "ba, dy, o, 0, 0, n_out, bg,", "0", rep, k): _COLS_ONE
+       for k in (1, 3, 5) for rep in ("1", "-1")},
+    **{("attention_forward",
+        "dot_rows(srow, 0, 1, 0, 4, k, c0, C, 0, 1, ba, q, "
+        "qrow + c0, 0, 0, 1, ba, t + 1, 1, HS,", "0", rep, k): _COLS_ONE
+       for k in (1, 3, 6) for rep in ("1", "-1")},
+    **{("attention_forward",
+        "dot_rows(out, qrow + c0, 1, 0, ba, srow, 0, 0, 0, 1, 4, v, "
+        "c0, 1, 0, C, ba, HS, 1, t + 1,", "0", rep, k): _COLS_ONE
+       for k in (1, 4, 6) for rep in ("1", "-1")},
+    **{("linear_backward", f"d = (pdy16[{i}] ^ 0x8000) - 0x8000", "0x8000", rep, 0): _L1_LESS
+       for i in "ok" for rep in ("32767", "32769")},
+    ("linear_backward", "l1 += d if d >= 0 else 0 - d", "0", "-1", 0): _L1_LESS_2,
+    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 0): _L1_LESS_2,
+    ("relu_forward", "py8[i] = v if v > 0 else 0", "0", "-1", 0): "at v = 0 both store 0",
+    ("relu_forward", "py16[i] = v if v > 0 else 0", "0", "-1", 0): "at v = 0 both store 0",
     ("linear_backward", "if bw == 2 and bg == 2 and wmax > 0:", "0", "1", 0):
         "at max |W| = 1 " + _TO_EXACT,
     **{("linear_backward", "d = (pdy16[o] ^ 0x8000) - 0x8000", "0x8000", rep, 1): _L1_LESS
        for rep in ("32767", "32769")},
     **{("linear_backward", "d = (pdy16[k] ^ 0x8000) - 0x8000", "0x8000", rep, 1): _L1_LESS
        for rep in ("32767", "32769")},
-    **{("linear_forward", "dot_rows(y, yrow + fast_end, 1, 0, by, w, fast_end * n_in, n_in, 0, "
-        "1, bw, x, xrow, 0, 0,", "0", rep, k): "cols = 1: c = 0, so the column strides yc, ac "
-       "and bc multiply 0" for k in (0, 1, 3) for rep in ("1", "-1")},
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 1): _L1_LESS,
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", ">=", ">", 0): "at xi = 0, 0 - xi is 0",
 })

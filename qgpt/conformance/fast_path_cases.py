@@ -9,6 +9,8 @@ chords. The expected values come from the simulator (qgpt/int_ops.py, IntAdam).
     embedding  d = req(dx, Fg - Fp) at the pgrads' limits hi >> ls and lo >> ls with a
                left shift ls = 9 (pgrads q1.23): hi >> ls << ls is below hi
     shift 1    the fast paths' rounding half at lm_head's and dW's shift 1
+    floor      adam_update's (delta + add_u) >> u with rounding floor, delta at every
+               residue beside 0 and half modulo 2**u
     isqrt      adam_update with v (after its update) at every boundary of the
                normalization (256, 2**8 .. 2**20 by the shifts) and of the four chords
                (vn = 64, 96, 128, 192, 256 times 4**s2), at squares k*k - 1, k*k, k*k + 1
@@ -176,6 +178,62 @@ def isqrt_cases(rng):
     return {label: out}
 
 
+FLOOR_POLICIES = ("rounding=floor",)  # int32 m: m = r up to 2**15
+
+
+def _residue_steps(p, targets, num_steps=1000):
+    """{step: (alpha, [r])}: for each target residue t modulo 2**u (u the update's shift)
+    the first step whose alpha has an r in [1, 2**15] with alpha * r = t mod 2**u."""
+    from qgpt import int_model
+
+    u = p.update_shift
+    found, left = {}, set(targets)
+    p1 = p2 = 1 << 30
+    for step in range(num_steps):
+        p1, p2 = int_model.beta_powers(p1, p2)
+        alpha = int_model.alpha_at(p, step, num_steps, p1, p2)
+        for t in sorted(left):
+            for k in range(0 if t > 0 else 1, ((alpha << 15) >> u) + 1):
+                num = (k << u) + t
+                if alpha and num % alpha == 0 and 0 < num // alpha <= 1 << 15:
+                    found.setdefault(step, (alpha, []))[1].append(num // alpha)
+                    left.discard(t)
+                    break
+        if not left:
+            break
+    return found
+
+
+def floor_cases(seed, rng):
+    """{label: [Case]}: adam_update with rounding floor on delta = alpha * r at the
+    residues -1, 0, 1, half - 1, half, half + 1 modulo 2**u (u the update's shift): r made
+    exact by v whose root is 2**e - 1 (den = 2**e, so r = |m|) and m that updates to r;
+    both signs."""
+    groups = {}
+    k1 = (1 << 15) - 4915
+    for spec in FLOOR_POLICIES:
+        p = parse_policy(spec)
+        label = p.short_spec + ",rounding=floor,fast paths"
+        u, e, V, S = p.update_shift, p.adam_e, p.adam_v, p.weight_store
+        half = (1 << u) >> 1
+        v_old, gs = _v_before(((1 << e) - 1) ** 2, V.hi)
+        assert gs == 0, "v reachable with g = 0"
+        cases = []
+        for step, (_, rs) in _residue_steps(p, (-1, 0, 1, half - 1, half, half + 1)).items():
+            m = []
+            for r in rs:
+                m_old = (r << 15) // k1
+                m_old = next(x for x in range(m_old - 2, m_old + 4) if int(mul_q15(x, k1)) == r)
+                m += [m_old, -m_old]
+            n = len(m)
+            store = rng.integers(S.lo // 2, S.hi // 2, n)
+            cases.append(adam_case(p, label, _spec(p), f"floor: delta at residues mod 2**{u}, "
+                                   f"step {step}", step, store, np.array(m, np.int64),
+                                   np.full(n, v_old, np.int64), np.zeros(n, np.int64), seed))
+        groups[label] = cases
+    return groups
+
+
 SHIFT_ONE_POLICY = "weights=q8.8,acts=q8.8,logits=q9.15,pgrads=q11.21"  # lm_head, dW: 1
 
 
@@ -210,6 +268,7 @@ def fast_path_groups(seed=0):
     groups = linear_bound_cases(rng)
     groups.update(embedding_shift_cases(rng))
     groups.update(isqrt_cases(rng))
+    groups.update(floor_cases(seed, rng))
     for label, cases in shift_one_cases(rng).items():
         groups.setdefault(label, []).extend(cases)
     return groups
