@@ -385,6 +385,13 @@ _TO_EXACT = ("only sends rows from the fast path to the exact one (dot_rows's in
              "which gives the same integers")
 _FIT_2_30 = ("the bound 2**30 instead of 2**30 - 1: |S| <= 2**30 plus the half (<= 2**25) "
              "stays below 2**31, the fast path stays exact")
+# adam_update's isqrt: chords, a Newton step, then `while root * root > vs: root -= 1` and
+# `while (root + 1) * (root + 1) <= vs: root += 1`, which end at floor(sqrt(vs)) from any
+# start in [1, 46340] (every product within int32). Each such mutant
+# was emulated with int32 checks on every v < 2**16, k*k - 1 .. k*k + 1, each chord's and
+# normalization step's ends and 20000 random v in [0, 2**30].
+_CHORD_START = ("only moves the start of Newton's step (normalization or chord); it stays in "
+                "[1, 46340], from where the exact corrections end at floor(sqrt(v))")
 EQUIVALENT.update({
     # rmsnorm's calls: y's index, strides (0, 1, 2) and by = -1 store nothing; the row and
     # column strides (4 .. 7) and a second row or column change no term
@@ -423,6 +430,18 @@ EQUIVALENT.update({
     ("abs_max", "elif nb == 1:", "1", "2", 0): _MAX_8BIT,
     ("abs_max", "v = 0 - v", "0", "-1", 0): _MAX_LESS_1,
     ("abs_max", "if v < 0:", "<", "<=", 0): "at v = 0, 0 - v is 0",
+    ("adam_update", "half_uk = 1 << (uk - 1) if uk > 0 else 0", "0", "-1", 0):
+        "kahan has no master weights, so uk = u - 8 >= 5; other modes do not read half_uk",
+    ("adam_update", "gm = 0 - big", "0", "-1", 0):
+        "gm only enters mul15(gm, 4915): -2**30 - 1 and -2**30 give the same rounded product "
+        "(they differ by 4915 / 2**15 < 1/2, away from a tie)",
+    ("adam_update", "elif gs < gs_lo:", "<", "<=", 0):
+        "at gs = gs_lo, gs << gs_ls is -32768 (32768 >> gs_ls is exact, gs_ls <= 15): the value "
+        "the saturation stores",
+    ("adam_update", "elif mi < 0 - hm:", "<", "<=", 0): _AT_LIMIT,
+    ("adam_update", "if vn >= 1 << 20:", "1", "0", 0): _CHORD_START,
+    ("adam_update", "s2 = 6", "6", "5", 0): _CHORD_START,
+    ("adam_update", "elif vi < 0:", "0", "1", 0): "at vi = 0 both store 0",
     **{("relu_forward", f"py{b}[i] = v if v > 0 else 0", ">", ">=", 0): "at v = 0 both store 0"
        for b in (8, 16)},
     ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "1", "0", 1): _FIT_2_30,
