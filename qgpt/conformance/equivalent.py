@@ -429,7 +429,7 @@ EQUIVALENT.update({
     ("abs_max", "v = (p8[i] ^ 0x80) - 0x80", "-", "+", 0): _MAX_8BIT,
     ("abs_max", "elif nb == 1:", "1", "2", 0): _MAX_8BIT,
     ("abs_max", "v = 0 - v", "0", "-1", 0): _MAX_LESS_1,
-    ("abs_max", "if v < 0:", "<", "<=", 0): "at v = 0, 0 - v is 0",
+    ("abs_max", "if v < 0:", "<", "<=", 0): "at v = 0, 0 - v is 0 either way",
     ("adam_update", "half_uk = 1 << (uk - 1) if uk > 0 else 0", "0", "-1", 0):
         "kahan has no master weights, so uk = u - 8 >= 5; other modes do not read half_uk",
     ("adam_update", "gm = 0 - big", "0", "-1", 0):
@@ -440,7 +440,37 @@ EQUIVALENT.update({
         "the saturation stores",
     ("adam_update", "elif mi < 0 - hm:", "<", "<=", 0): _AT_LIMIT,
     ("adam_update", "if vn >= 1 << 20:", "1", "0", 0): _CHORD_START,
-    ("adam_update", "s2 = 6", "6", "5", 0): _CHORD_START,
+    **{("adam_update", line, tok, rep, k): _CHORD_START for line, tok, rep, k in (
+        ("s2 = 6", "6", "5", 0), ("s2 = 0", "0", "1", 0), ("vn >>= 6", "6", "7", 0),
+        ("if vn >= 1 << 14:", "<<", ">>", 0), ("if vn >= 1 << 10:", "<<", ">>", 0),
+        ("if vn >= 1 << 8:", "<<", ">>", 0), ("s2 += 3", "3", "2", 0), ("s2 += 2", "2", "1", 1),
+        ("s2 += 1", "1", "0", 0), ("vn >>= 4", "4", "5", 0), ("vn >>= 2", "2", "3", 0),
+        ("root = ((vn * 137) >> 8) + 119", "137", "138", 0),
+        ("root = ((vn * 137) >> 8) + 119", "8", "7", 0), ("elif vn >= 128:", ">=", ">", 0),
+        ("root = ((vn * 163) >> 8) + 100", "163", "162", 0), ("elif vn >= 96:", "96", "97", 0),
+        ("root = ((vn * 194) >> 8) + 84", "84", "85", 0),
+        ("root = ((vn * 230) >> 8) + 71", "71", "72", 0),
+        ("root = (root << s2) >> 4  # >= 4", "4", "5", 0))},
+    # the loop up: one integer Newton step from any positive start gives at least
+    # floor(sqrt(vs)) (AM-GM, floors included), and the loop down stops at it
+    **{("adam_update", line, tok, rep, k): "the loop up never runs: one integer Newton step "
+       "from a positive start is at least floor(sqrt(vs)), and the loop down ends on it"
+       for line, tok, rep, k in (("while (root + 1) * (root + 1) <= vs:", "1", "2", 0),
+                                 ("root += 1", "1", "0", 0))},
+    ("adam_update", "c = 0 - kahan_half", "-", "+", 0):
+        "c = 128 and c = -128 are the same byte 0x80 in the int8 comp array (pc is a ptr8, "
+        "read back sign-extended), and c is not read again in the call",
+    # unchanged code of the old kernels, the arguments of branch mut's equivalent.py
+    ("narrow", "bad += 1", "1", "0", 0):
+        "the count only refuses a checkpoint with values outside its policy (restore.py), "
+        "which the host refuses too (checkpoint.check_run_state) and never writes",
+    ("block_encode", "big = 0", "0", "1", 0):
+        "big only sets the block's shift: for a block of zeros 1 and 0 both give kj = 0 "
+        "(tbits >= 3)",
+    ("block_encode", "kj = nbits - tbits if nbits > tbits else 0", ">", ">=", 0):
+        "at nbits = tbits, nbits - tbits is 0, the else value",
+    ("adam_update", "if d < 0 and w > hi + d:", "0", "1", 0):
+        "for d = 0 the test w > hi never holds: w is a value of the store's format",
     ("adam_update", "elif vi < 0:", "0", "1", 0): "at vi = 0 both store 0",
     **{("relu_forward", f"py{b}[i] = v if v > 0 else 0", ">", ">=", 0): "at v = 0 both store 0"
        for b in (8, 16)},
@@ -465,8 +495,8 @@ EQUIVALENT.update({
        "takes fewer rows, each exact" for m, why in (
            ("wmax", "the largest L1 norm of dy[t] the bound allows"),
            ("xmax", "the same for dy's columns"))},
-    ("linear_backward", "l1 += d if d >= 0 else 0 - d", "0", "1", 0): "at d = 0, 0 - d is 0",
-    ("linear_backward", "l1 += d if d >= 0 else 0 - d", ">=", ">", 0): "at d = 0, 0 - d is 0",
+    **{("linear_backward", "l1 += d if d >= 0 else 0 - d", tok, rep, 0):
+       "at d = 0, 0 - d is 0 either way" for tok, rep in (("0", "1"), (">=", ">"))},
     ("linear_backward", "l1 += d if d >= 0 else 0 - d", "0", "1", 1):
         "L1 larger by one per negative value: " + _TO_EXACT,
     ("linear_backward", "l1 += d if d >= 0 else 0 - d", "0", "-1", 1): _L1_LESS,
@@ -514,5 +544,6 @@ EQUIVALENT.update({
     **{("linear_backward", "d = (pdy16[k] ^ 0x8000) - 0x8000", "0x8000", rep, 1): _L1_LESS
        for rep in ("32767", "32769")},
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 1): _L1_LESS,
-    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", ">=", ">", 0): "at xi = 0, 0 - xi is 0",
+    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", ">=", ">", 0):
+        "at xi = 0, 0 - xi is 0 either way",
 })
