@@ -368,7 +368,7 @@ _RMS_BWD = ("c = int(dot_rows(dx, 0, 0, 0, 0, dy, row, 0, 0, 1, bg, y, row, 0, 0
             "1, C, sh_c,")
 # The fast paths' bound: partial sums <= L1 * max <= FIT = 2**30 - 1. L1 <= 64 * 2**15 =
 # 2**21 (16 * 2**15 for dW), so the bound binds only for max >= 2**9; the rounding's
-# half is at most 2**25 (lm_head's shift 26).
+# half is at most 2**26 (dW's shift 27).
 _OVERESTIMATE = ("gives u + 2**16 for u >= 0 and 2**16 - |u| for u < 0, both >= |u|: the "
                  "bound only grows, which sends rows from the fast path to the exact one")
 _MAX_8BIT = ("abs_max of 8-bit words is never used: the fast paths that read max |W| take "
@@ -383,7 +383,7 @@ _L1_LESS_2 = ("-1 counted as -1, not 1: L1 at most 2 * 64 too small, |S| <= 2**3
               "plus the half stays below 2**31: the fast path stays exact")
 _TO_EXACT = ("only sends rows from the fast path to the exact one (dot_rows's int32 pair), "
              "which gives the same integers")
-_FIT_2_30 = ("the bound 2**30 instead of 2**30 - 1: |S| <= 2**30 plus the half (<= 2**25) "
+_FIT_2_30 = ("the bound 2**30 instead of 2**30 - 1: |S| <= 2**30 plus the half (<= 2**26) "
              "stays below 2**31, the fast path stays exact")
 # adam_update's isqrt: chords, a Newton step, then `while root * root > vs: root -= 1` and
 # `while (root + 1) * (root + 1) <= vs: root += 1`, which end at floor(sqrt(vs)) from any
@@ -460,6 +460,9 @@ EQUIVALENT.update({
     ("adam_update", "c = 0 - kahan_half", "-", "+", 0):
         "c = 128 and c = -128 are the same byte 0x80 in the int8 comp array (pc is a ptr8, "
         "read back sign-extended), and c is not read again in the call",
+    ("forward_position", "for j in range(_LM_HEAD, _FC2 + 1):", "+", "-", 0):
+        "fc1's and fc2's max |W| then stay 0 (Model sets wmax to zeros): their linear "
+        "kernels always take the exact path, which gives the same integers",
     # unchanged code of the old kernels, the arguments of branch mut's equivalent.py
     ("narrow", "bad += 1", "1", "0", 0):
         "the count only refuses a checkpoint with values outside its policy (restore.py), "
