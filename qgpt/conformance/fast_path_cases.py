@@ -11,6 +11,7 @@ chords. The expected values come from the simulator (qgpt/int_ops.py, IntAdam).
     shift 1    the fast paths' rounding half at lm_head's and dW's shift 1
     floor      adam_update's (delta + add_u) >> u with rounding floor, delta at every
                residue beside 0 and half modulo 2**u
+    dW         dot_rows's pre-check (hh against +-2**(14 + s)) with a dw to add to
     isqrt      adam_update with v (after its update) at every boundary of the
                normalization (256, 2**8 .. 2**20 by the shifts) and of the four chords
                (vn = 64, 96, 128, 192, 256 times 4**s2), at squares k*k - 1, k*k, k*k + 1
@@ -262,6 +263,36 @@ def shift_one_cases(rng):
     return {label: out}
 
 
+DW_POLICY = "weights=q12.4,acts=q4.12,pgrads=q8.24"  # dW's shift 2, pgrads +-2**30
+
+
+def dw_precheck_cases(rng):
+    """{label: [Case]}: linear_backward's dW through dot_rows's pre-check with a nonzero
+    dw to add: S = 2**32 + 4 (hh = lim: saturated to 2**30 before the add), -2**32 + 4
+    (hh = -lim: the formula, -2**30 + 1) and -2**32 - 5 (hh = -lim - 1: saturated), each
+    added to a dw of the other sign."""
+    p = parse_policy(DW_POLICY)
+    label = p.short_spec + ",dW pre-check"
+    A, W, G = p.acts, p.weights, p.grads
+    T, n_in, n_out, lo = 16, N_EMBD, MLP_HIDDEN, -(1 << 15)
+    dy = np.zeros((T, n_out), np.int64)
+    x = np.zeros((T, n_in), np.int64)
+    dy[:4, :3] = lo  # columns 0, 1, 2 of dy against columns 0, 1, 2 of x
+    x[:4, 0], x[:4, 1], x[:4, 2] = lo, -lo - 1, -lo - 1
+    dy[4, 0], x[4, 0] = 2, 2  # S_00 = 4 * 2**30 + 4
+    dy[4, 1], x[4, 1], dy[5, 1], x[5, 1] = -4, -lo - 1, -3, 3  # S_11 = -2**32 - 5
+    dy[4, 2], x[4, 2] = -4, -lo - 1  # S_22 = -2**32 + 4
+    w = rng.integers(-64, 64, (n_out, n_in))
+    dw0 = np.zeros((n_out, n_in), np.int64)
+    dw0[0, 0], dw0[1, 1], dw0[2, 2] = -(1 << 29), 1 << 29, 1 << 29
+    dw = dw0.copy()
+    dx = ops.linear_backward(_ctx(p), dy, x, w, dw, "w")
+    return {label: [Case("linear_backward", label, "dW at hh = +-lim and -lim - 1, dw added",
+                         _spec(p), {"T": T, "n_in": n_in, "n_out": n_out},
+                         {"dy": _in(G, dy), "x": _in(A, x), "w": _in(W, w), "dw": _i(dw0)},
+                         {"dx": _in(G, dx), "dw": _i(dw)})]}
+
+
 def fast_path_groups(seed=0):
     """{label: [Case]}: every group of this module."""
     rng = np.random.default_rng([seed, 15])
@@ -269,6 +300,7 @@ def fast_path_groups(seed=0):
     groups.update(embedding_shift_cases(rng))
     groups.update(isqrt_cases(rng))
     groups.update(floor_cases(seed, rng))
+    groups.update(dw_precheck_cases(rng))
     for label, cases in shift_one_cases(rng).items():
         groups.setdefault(label, []).extend(cases)
     return groups
