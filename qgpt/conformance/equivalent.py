@@ -381,6 +381,8 @@ _L1_LESS = ("L1 at most n <= 64 too small (one per negative value): |S| <= 2**30
 _COLS_ONE = "cols = 1: c = 0, so the column strides yc, ac and bc multiply 0"
 _L1_LESS_2 = ("-1 counted as -1, not 1: L1 at most 2 * 64 too small, |S| <= 2**30 + 2**22 "
               "plus the half stays below 2**31: the fast path stays exact")
+_ABS_32 = ("every caller passes 1- or 2-byte words (weights, x): the 32-bit load is never "
+           "taken")
 _TO_EXACT = ("only sends rows from the fast path to the exact one (dot_rows's int32 pair), "
              "which gives the same integers")
 _FIT_2_30 = ("the bound 2**30 instead of 2**30 - 1: |S| <= 2**30 plus the half (<= 2**26) "
@@ -422,8 +424,7 @@ EQUIVALENT.update({
     ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", ">", ">=", 0): _RMS_SH,
     ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", ">", ">=", 0): _RMS_SH,
     # abs_max: an overestimate of the bound only sends rows to the exact path
-    ("abs_max", "s32 = one << 31", "31", "30", 0):
-        "every caller passes 1- or 2-byte words (weights, x): the 32-bit load is never taken",
+    ("abs_max", "s32 = one << 31", "31", "30", 0): _ABS_32,
     ("abs_max", "v = (p16[i] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
     ("linear_forward", "xi = (px16[i] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
     ("abs_max", "v = (p8[i] ^ 0x80) - 0x80", "-", "+", 0): _MAX_8BIT,
@@ -463,7 +464,28 @@ EQUIVALENT.update({
     ("forward_position", "for j in range(_LM_HEAD, _FC2 + 1):", "+", "-", 0):
         "fc1's and fc2's max |W| then stay 0 (Model sets wmax to zeros): their linear "
         "kernels always take the exact path, which gives the same integers",
-    # unchanged code of the old kernels, the arguments of branch mut's equivalent.py
+    # beyond the every-4 sample: dot_rows and abs_max judged one by one
+    ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "16", "17", 0): _DEAD_VALUE,
+    ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "1", 0): _DEAD_VALUE,
+    **{("dot_rows", "q = 0", "0", rep, 0): "every call has rows, cols >= 1: q is set before "
+       "it is stored or returned" for rep in ("1", "-1")},
+    ("dot_rows", "if bb == 2 and ba == 2:  # int16 words: no width tests, byte addresses",
+     "2", "3", 1): _BOTH_EXACT,
+    **{("dot_rows", "elif bb == 4:", "4", rep, 0): _BB_NOT_4 for rep in ("3", "5")},
+    ("dot_rows", "elif q < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("dot_rows", "if q > hi:", ">", ">=", 0): _AT_LIMIT,
+    **{("abs_max", "v = (p16[i] ^ 0x8000) - 0x8000", "0x8000", rep, k): _MAX_LESS_1
+       for rep in ("32767", "32769") for k in (0, 1)},
+    **{("abs_max", "v = (p8[i] ^ 0x80) - 0x80", "0x80", rep, k): _MAX_8BIT
+       for rep in ("127", "129") for k in (0, 1)},
+    ("abs_max", "elif nb == 1:", "==", "!=", 0): _MAX_8BIT,
+    ("abs_max", "v = (p32[i] ^ s32) - s32", "-", "+", 0): _ABS_32,
+    ("abs_max", "s32 = one << 31", "<<", ">>", 0): _ABS_32,
+    ("abs_max", "one = 1", "1", "0", 0): "one only makes s32: " + _ABS_32,
+    ("abs_max", "big = 0", "0", "-1", 0):
+        "all-zero words give -1 instead of 0, and both fail the fast paths' max > 0",
+    ("abs_max", "big = 0", "0", "1", 0):
+        "all-zero words give 1: their fast path sums zeros, the same integers as the exact one",
     ("narrow", "bad += 1", "1", "0", 0):
         "the count only refuses a checkpoint with values outside its policy (restore.py), "
         "which the host refuses too (checkpoint.check_run_state) and never writes",
