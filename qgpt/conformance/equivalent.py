@@ -479,6 +479,10 @@ EQUIVALENT.update({
     **{("abs_max", "v = (p8[i] ^ 0x80) - 0x80", "0x80", rep, k): _MAX_8BIT
        for rep in ("127", "129") for k in (0, 1)},
     ("abs_max", "elif nb == 1:", "==", "!=", 0): _MAX_8BIT,
+    ("abs_max", "elif nb == 1:", "1", "0", 0): _MAX_8BIT,
+    ("abs_max", "if v < 0:", "0", "-1", 0):
+        "only v = -1 is left negative: the max changes only where it is 1 from -1s alone, to "
+        "0, which fails the fast paths' max > 0 (the exact path, the same integers)",
     ("abs_max", "v = (p32[i] ^ s32) - s32", "-", "+", 0): _ABS_32,
     ("abs_max", "s32 = one << 31", "<<", ">>", 0): _ABS_32,
     ("abs_max", "one = 1", "1", "0", 0): "one only makes s32: " + _ABS_32,
