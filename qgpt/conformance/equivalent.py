@@ -458,6 +458,39 @@ EQUIVALENT.update({
        "from a positive start is at least floor(sqrt(vs)), and the loop down ends on it"
        for line, tok, rep, k in (("while (root + 1) * (root + 1) <= vs:", "1", "2", 0),
                                  ("root += 1", "1", "0", 0))},
+    **{("linear_forward", "xi = (px16[i] ^ 0x8000) - 0x8000", "0x8000", rep, k): _L1_LESS
+       for rep in ("32767", "32769") for k in (0, 1)},
+    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "1", 0):
+        "at xi = 0, 0 - xi is 0 either way",
+    ("abs_max", "if v < 0:", "0", "1", 0): "at v = 0, 0 - v is 0 either way",
+    ("abs_max", "v = 0 - v", "0", "1", 0): "max |W| one too large: " + _TO_EXACT,
+    ("abs_max", "if v > big:", ">", ">=", 0): "an equal value leaves the same maximum",
+    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "<<", ">>", 0):
+        "the bound becomes -1 // wmax = -1: " + _TO_EXACT,
+    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "//", "%", 0):
+        "fit % max < max, and L1 below it bounds |S| by max**2 < 2**30: the fast path only "
+        "takes fewer rows, each exact",
+    ("linear_forward", "if bw == 2 and ba == 2 and wmax > 0:", "0", "1", 0):
+        "at max |W| = 1 " + _TO_EXACT,
+    ("linear_forward", "1, ba, n_out - fast_end, 1, n_in, sh, lo, hi, 0)", "1", "2", 1):
+        "cols = 2 with yc = ac = bc = 0: the same sum is stored twice to the same place",
+    ("linear_forward", "if fast_end < n_out:  # the general loop: the rows left, any widths, "
+     "the int32 pair", "<", "<=", 0): "at fast_end = n_out dot_rows gets rows = 0: it stores "
+     "nothing",
+    ("linear_backward", "one = 1", "1", "0", 0):
+        "one = 0: fit = -1 and s32 = 0; no fast path runs (L1 <= -1 // max never holds), and "
+        "s32 is read only in dW's fast path",
+    ("linear_backward", "fit = (one << 30) - 1", "<<", ">>", 0):
+        "fit = -1: no fast path runs (L1 <= -1 // max never holds): " + _TO_EXACT,
+    **{("linear_backward", "if bw == 2 and bg == 2 and wmax > 0:", "2", "3", k): _TO_EXACT
+       for k in (0, 1)},
+    ("linear_backward", "fast = 1 if l1 <= l1_max else 0", "1", "2", 0):
+        "fast is only tested for truth",
+    ("linear_backward", "fast = 1 if l1 <= l1_max else 0", "<=", "<", 0): _TO_EXACT,
+    ("linear_backward", "d = (pdy16[o] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
+    ("linear_backward", "d = (pdy16[k] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
+    ("linear_backward", "t_dx = T if with_dx != 0 else 0  # rows of dx to compute", "0", "-1",
+     1): "range(-1) is empty as range(0) is: no row of dx either way",
     ("adam_update", "c = 0 - kahan_half", "-", "+", 0):
         "c = 128 and c = -128 are the same byte 0x80 in the int8 comp array (pc is a ptr8, "
         "read back sign-extended), and c is not read again in the call",
