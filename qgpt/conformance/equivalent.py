@@ -484,6 +484,9 @@ EQUIVALENT.update({
         "fit = -1: no fast path runs (L1 <= -1 // max never holds): " + _TO_EXACT,
     **{("linear_backward", "if bw == 2 and bg == 2 and wmax > 0:", "2", "3", k): _TO_EXACT
        for k in (0, 1)},
+    **{("linear_backward", "if bw == 2 and bg == 2 and wmax > 0:", tok, rep, 0):
+       "at max |W| = 0 l1_max is 0: only all-zero rows of dy take the fast path, whose sums "
+       "are 0 on either path" for tok, rep in ((">", ">="), ("0", "-1"))},
     ("linear_backward", "fast = 1 if l1 <= l1_max else 0", "1", "2", 0):
         "fast is only tested for truth",
     ("linear_backward", "fast = 1 if l1 <= l1_max else 0", "<=", "<", 0): _TO_EXACT,
