@@ -283,8 +283,11 @@ MUTANT_STEPS_POLICIES = ("int8", "weights=q8.8,acts=q4.12",
                          "weights=q4.4,acts=q4.12,master=q12.4",  # a master shift of 0
                          "weights=q4.3,acts=q4.12,master=q4.4,rounding=floor")
 # a large learning rate: int8 weights reach their limits within 10 steps (Kahan's
-# compensation clamped)
-MUTANT_STEPS_LR = (("int8", 0.5),)
+# compensation clamped); the two kahan policies (found by a search over formats and
+# rates) store a compensation c of 128 or 129 (q2.6) and -129 (q1.7) before its clamp:
+# they catch a clamp moved by one on either side
+MUTANT_STEPS_LR = (("int8", 0.5), ("weights=q2.6,acts=q4.12,rounding=kahan", 0.9),
+                   ("weights=q1.7,acts=q4.12,rounding=kahan", 0.6))
 # resumed runs (restore.py reads 8-bit, 32-bit and block-scaled state back)
 MUTANT_RESUME_CASES = ("int8", ("q4.12", "stochastic", "q4.20"),
                        "weights=q4.3,acts=q4.12,master=q4.4,rounding=floor")

@@ -19,6 +19,7 @@ encoding, so the steps level covers them (mutants.MUTANT_STEPS_POLICIES).
 import numpy as np
 
 from qgpt import int_ops as ops
+from qgpt.conformance.fast_path_cases import fast_path_groups
 from qgpt.conformance.inputs import C, Case, _ctx, _i, _u
 from qgpt.conformance.policy_cases import (
     _in,
@@ -333,4 +334,5 @@ def edge_policy_groups(seed=0):
     p = parse_policy("")
     groups["ln table"] = ln_table_cases(p, "ln table", np.random.default_rng([seed, 12]))
     groups.update(overflow_edge_cases(seed))
+    groups.update(fast_path_groups(seed))  # the speed work's kernels (fast_path_cases.py)
     return groups

@@ -1,0 +1,46 @@
+"""The golden cases on the speed work's thresholds (qgpt/conformance/fast_path_cases.py):
+they sit where they say, and a fast path without its bound is caught on the int32 target
+(the 64-bit unix port computes the same integers and cannot see it)."""
+
+import shutil
+
+import numpy as np
+
+from qgpt import conformance as cf
+from qgpt.conformance.fast_path_cases import FIT, fast_path_groups
+from qgpt.firmware_build import FIRMWARE_DIR
+
+GROUP = "weights=q4.12,acts=q4.12,fast path int32 edge"
+
+
+def test_the_linear_cases_meet_the_fast_paths_bound_exactly():
+    cases = [c for c in fast_path_groups()[GROUP] if c.op == "linear_forward" and "max" in c.name]
+    assert cases
+    for c in cases:
+        x, w = c.inputs["x"][1], c.inputs["w"][1]
+        top = int(np.abs(w).max())
+        l1 = np.abs(x).sum(axis=1)
+        assert {FIT // top, FIT // top + 1, (2**31 - 1) // top} <= set(l1.tolist()), c.name
+        # rows 0 and 1 of W are +-max everywhere and each x row has one sign: |S| = L1 * max
+        assert np.array_equal(np.abs(x @ w[:2].T), np.stack([l1 * top] * 2, axis=1)), c.name
+
+
+def test_adam_v_lands_on_the_isqrt_thresholds():
+    label = "weights=q4.12,acts=q4.12,isqrt int32 edge"
+    v = np.concatenate([c.expected["v"][1] for c in fast_path_groups()[label]])
+    assert {0, 1, 255, 256, 257, 64 << 20, 96 << 10, 192 << 16, 1 << 20} <= set(v.tolist())
+
+
+def test_a_fast_path_without_its_bound_is_caught_only_on_the_int32_target(tmp_path):
+    # linear_forward's L1 norm with |x| taken as x: negative rows pass the bound
+    fw = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE_DIR, fw)
+    src = (fw / "kernels.py").read_text()
+    old = "l1 += xi if xi >= 0 else 0 - xi"
+    assert src.count(old) == 1
+    (fw / "kernels.py").write_text(src.replace(old, "l1 += xi"))
+    group = {GROUP: [c for c in fast_path_groups()[GROUP] if c.op == "linear_forward"]}
+    assert cf.run_ops(cases=group, firmware_dir=fw).ok  # the 64-bit port: same integers
+    report = cf.run_ops(cases=group, firmware_dir=fw, target="int32")
+    assert not report.ok
+    assert all(m.op == "linear_forward" for m in report.mismatches)
