@@ -12,6 +12,7 @@ chords. The expected values come from the simulator (qgpt/int_ops.py, IntAdam).
     floor      adam_update's (delta + add_u) >> u with rounding floor, delta at every
                residue beside 0 and half modulo 2**u
     dW         dot_rows's pre-check (hh against +-2**(14 + s)) with a dw to add to
+    8-bit dy   dW's fast path off for 8-bit gradients (it reads 16-bit words)
     isqrt      adam_update with v (after its update) at every boundary of the
                normalization (256, 2**8 .. 2**20 by the shifts) and of the four chords
                (vn = 64, 96, 128, 192, 256 times 4**s2), at squares k*k - 1, k*k, k*k + 1
@@ -293,6 +294,29 @@ def dw_precheck_cases(rng):
                          {"dx": _in(G, dx), "dw": _i(dw)})]}
 
 
+BYTE_GRADS_POLICY = "grads=q2.6,pgrads=q8.8"  # 8-bit dy: dW's fast path is off (max |x| 0)
+
+
+def byte_dw_cases(rng):
+    """{label: [Case]}: linear_backward with 8-bit gradients, T = 1 and dy nonzero in odd
+    columns only: dW's fast path must stay off (it reads 16-bit words; read from 8-bit
+    dy, column 1's word is bytes 2 and 3, zeros)."""
+    p = parse_policy(BYTE_GRADS_POLICY)
+    label = p.short_spec + ",fast paths"
+    A, W, G = p.acts, p.weights, p.grads
+    n_in, n_out = N_EMBD, MLP_HIDDEN
+    dy = np.zeros((1, n_out), np.int64)
+    dy[0, 1::2] = rng.integers(1, G.hi, n_out // 2)
+    x = rng.integers(A.lo // 2, A.hi // 2, (1, n_in))
+    w = rng.integers(W.lo // 2, W.hi // 2, (n_out, n_in))
+    dw = np.zeros((n_out, n_in), np.int64)
+    dx = ops.linear_backward(_ctx(p), dy, x, w, dw, "w")
+    return {label: [Case("linear_backward", label, "8-bit dy in odd columns, T = 1", _spec(p),
+                         {"T": 1, "n_in": n_in, "n_out": n_out},
+                         {"dy": _in(G, dy), "x": _in(A, x), "w": _in(W, w),
+                          "dw": _i(np.zeros_like(dw))}, {"dx": _in(G, dx), "dw": _i(dw)})]}
+
+
 def fast_path_groups(seed=0):
     """{label: [Case]}: every group of this module."""
     rng = np.random.default_rng([seed, 15])
@@ -301,6 +325,7 @@ def fast_path_groups(seed=0):
     groups.update(isqrt_cases(rng))
     groups.update(floor_cases(seed, rng))
     groups.update(dw_precheck_cases(rng))
+    groups.update(byte_dw_cases(rng))
     for label, cases in shift_one_cases(rng).items():
         groups.setdefault(label, []).extend(cases)
     return groups
