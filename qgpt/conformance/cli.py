@@ -59,7 +59,7 @@ def conformance(level="ops", formats=None, micropython=None, seed=None, heapsize
                                     heapsize, build, target, out=out)
         ops_policies = STEPS_POLICIES if policies is None and not formats else policies
         if ops_policies:
-            from qgpt.conformance.policy_cases import conformance_policy_ops
+            from qgpt.conformance.policy_edge_cases import conformance_policy_ops
 
             code |= conformance_policy_ops(ops_policies, micropython,
                                            0 if seed is None else seed, heapsize, build,

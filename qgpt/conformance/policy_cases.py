@@ -14,7 +14,6 @@ compensations, like the simulator's); block-scaled state is covered by the steps
 policy_edge_cases.py adds the policies that reach every branch of the kernels.
 """
 
-import sys
 
 import numpy as np
 
@@ -217,26 +216,3 @@ def adam_case(p, label, spec, name, step, store, m, v, g, seed, i0=1000, num_ste
                 {"store": _in(S, wstore[part]), "m": _in(M, opt.m[part]),
                  "v": _in(V, opt.v[part]), "alpha": alpha, "p1": opt.p1, "p2": opt.p2,
                  "stalled": stalled})
-
-
-def conformance_policy_ops(policies, micropython=None, seed=0, heapsize=None, build="mpy",
-                           target="unix", out=None, edges=False):
-    """The op level of each policy SPEC (and with edges, of policy_edge_cases's
-    EDGE_POLICIES): prints the summary and the first mismatches; returns the exit code
-    (0 all equal, 1 any mismatch or device error)."""
-    from qgpt.conformance.ops import run_ops
-
-    out = out or sys.stdout
-    groups = {}
-    for spec in policies:
-        cases = policy_ops_cases(spec, seed)
-        groups[cases[0].fmt] = cases
-    if edges:
-        from qgpt.conformance.policy_edge_cases import edge_policy_groups
-
-        groups.update(edge_policy_groups(seed))
-    report = run_ops((), micropython, seed, heapsize, build, groups, target)
-    print(report.summary(), file=out)
-    for m in report.mismatches[:20]:
-        print(m, file=out)
-    return report.exit_code

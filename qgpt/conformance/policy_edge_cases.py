@@ -16,6 +16,8 @@ and v are not here: the op driver (firmware/conform_ops.py) has no op for their
 encoding, so the steps level covers them (mutants.MUTANT_STEPS_POLICIES).
 """
 
+import sys
+
 import numpy as np
 
 from qgpt import int_ops as ops
@@ -336,3 +338,24 @@ def edge_policy_groups(seed=0):
     groups.update(overflow_edge_cases(seed))
     groups.update(fast_path_groups(seed))  # the speed work's kernels (fast_path_cases.py)
     return groups
+
+
+def conformance_policy_ops(policies, micropython=None, seed=0, heapsize=None, build="mpy",
+                           target="unix", out=None, edges=False):
+    """The op level of each policy SPEC (and with edges, of EDGE_POLICIES): prints
+    the summary and the first mismatches; returns the exit code (0 all equal, 1 any
+    mismatch or device error)."""
+    from qgpt.conformance.ops import run_ops
+
+    out = out or sys.stdout
+    groups = {}
+    for spec in policies:
+        cases = policy_ops_cases(spec, seed)
+        groups[cases[0].fmt] = cases
+    if edges:
+        groups.update(edge_policy_groups(seed))
+    report = run_ops((), micropython, seed, heapsize, build, groups, target)
+    print(report.summary(), file=out)
+    for m in report.mismatches[:20]:
+        print(m, file=out)
+    return report.exit_code
