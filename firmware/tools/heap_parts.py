@@ -72,8 +72,8 @@ def main(argv=None):
         pack.write(tmp / "names.bin", data.load(None).train)
         fw = build(FIRMWARE, tmp / "fw")
         cfg = {"lr_q30": round(0.01 * 2**30), "steps": 40, "data": str(tmp / "names.bin"),
-               "checkpoint_every": 0, "samples": 0, "stop_at": 1, "log_every": 100,
-               **device_config(a.spec)}
+               "checkpoint_every": 0, "samples": 0, "stop_at": 1, "log_every": 100}
+        cfg.update(device_config(a.spec))  # not ** in the dict: firmware/ compiles for boards
         modules = RUN_MODULES
         if any(cfg["policy"][c].startswith("b") for c in ("adam_m", "adam_v")):
             modules += ("blockadam",)  # block-scaled Adam state (9.6)
@@ -88,7 +88,7 @@ def main(argv=None):
                           run.stdout)
         (tmp / "parts.py").write_text(DRIVER)
         parts = subprocess.run([tool("micropython"), "-X", "heapsize=256K", "parts.py",
-                                "qgpt.json", *modules], cwd=tmp, env=env,
+                                "qgpt.json"] + list(modules), cwd=tmp, env=env,
                                capture_output=True, text=True)
         if not (heap and names) or parts.returncode != 0:
             raise SystemExit("the firmware failed:\n" + run.stdout + run.stderr + parts.stderr)

@@ -5,6 +5,11 @@ a survivor not listed here is a gap in the golden cases.
 A key names the mutant without its line number, so that it survives edits and
 moved code: (function, the source line stripped, the token, its replacement, how
 often the token's text occurs in the line before it; ">>" counts for ">").
+
+One module of over 600 lines on purpose: it is a table, not code (one entry and its
+argument per mutant, the shared arguments named once at the top), read whole by
+mutants.py and tests/test_mutants.py; split by firmware module it would repeat the
+shared arguments or import them across files.
 """
 
 # alpha_at is the only caller: n = (2**30 - p2) << 30 with p2 < 2**30 after the first
