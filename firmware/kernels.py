@@ -1,9 +1,9 @@
 """qgpt firmware kernels: the integer simulator's ops as MicroPython viper functions.
 
 One module (about 1,300 lines) on purpose (issue 11): split into four along the op
-families of docs/arithmetic.md it costs about 860 bytes more heap for the whole run
-(after setup 85,440 against 84,576 bytes on the unix port, q4.12; heap peak 87,488
-against 86,624), measured by `python firmware/tools/kernels_split_heap.py`
+families of docs/arithmetic.md it costs more heap for the whole run (after setup 81,728
+against 81,184 bytes on the unix port, q4.12; heap peak 83,520 against 82,752; smallest
+heap 86K against 85K), measured by `python firmware/tools/kernels_split_heap.py`
 (firmware/README.md, "Memory"). The sections below follow those families.
 
 Every kernel implements the section of docs/arithmetic.md named in its docstring,

@@ -25,12 +25,14 @@ from pathlib import Path
 
 FIRMWARE = Path(__file__).resolve().parent.parent
 # the section comments of kernels.py ("# --- NAME (sections ...) ---") -> the module
-FAMILIES = (("integer functions", "kfunc"), ("embedding", "kdense"), ("rmsnorm", "kdense"),
+FAMILIES = (("integer functions", "kfunc"), ("dot products", "kfunc"), ("embedding", "kdense"),
+            ("rmsnorm", "kdense"),
             ("linear", "kdense"), ("element-wise", "kdense"), ("attention", "kattn"),
             ("cross-entropy", "kattn"), ("Adam", "kadam"), ("buffer helpers", "kadam"),
             ("block-scaled", "kadam"))
 ALIASES = {"kfunc": "KF", "kdense": "KD", "kattn": "KA", "kadam": "KO"}
-IMPORTS = {"kdense": "from kfunc import rsqrt\n", "kattn": "from kfunc import softmax\n"}
+IMPORTS = {"kdense": "from kfunc import rsqrt, dot_rows\n",
+           "kattn": "from kfunc import softmax, dot_rows\n"}
 
 
 def tool(name):
