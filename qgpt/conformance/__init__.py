@@ -43,6 +43,7 @@ The modules, in the order of the data flow:
     coverage.py         which ops' cases reach which firmware function
     mutant_report.py    their verdicts saved, merged and reported
     equivalent.py       the equivalent mutants, each with why
+    equivalent_fast_paths.py  those of the kernels issue 15's speed work wrote
 
     python -m qgpt.conformance [--level ops|steps|run|all] [--formats q4.12,q8.8]
                                [--target unix|int32] [--micropython PATH] [--data NAMES]

@@ -1,0 +1,367 @@
+"""The equivalent mutants of the kernels issue 15's speed work wrote (dot_rows, the
+linear fast paths, abs_max, adam_update's isqrt by chords), each with a one-line
+argument: equivalent.py merges them into EQUIVALENT (its docstring says how a key
+names a mutant). Also the arguments both tables use.
+"""
+
+# arguments equivalent.py uses too
+_SH_ZERO = "sh > -1 differs from sh > 0 only at sh = 0, where the shift is 0 either way"
+_RMS_SH = ("rmsnorm's shift sh is at least 6 for every acts format (ms >= eps = 1e-5 bounds "
+           "1/sqrt(ms) by 2**9, M > 2**14), so rsh = sh and ls = 0 either way")
+_AT_LIMIT = "a value equal to the limit is stored as the limit either way"
+_DEAD_VALUE = "the value is only used in the branch the test before it takes instead"
+
+# dot_rows's callers (kernels.py): rmsnorm's two sums (rows = cols = 1, by = 0: nothing
+# stored, the value returned), linear's rows and columns, attention's scores, out, dp, dv,
+# dq and dk. Every caller passes a's column stride ac = 0 and b with 1 or 2 bytes a word.
+_NO_STORE = ("by = 0 (rmsnorm's sums): dot_rows stores nothing and adds nothing (add = 0), "
+             "so y's index and strides are never read")
+_ONE_ROW = ("rows = cols = 1 (rmsnorm's sums): r = c = 0, so the row and column strides "
+            "multiply 0; a second row (ar = br = 0) repeats the same sum, returned the same")
+_AC_ZERO = "every caller passes ac = 0 (a's column stride): c * ac is 0 either way"
+_BB_NOT_4 = ("every caller passes b with 1- or 2-byte words (bb = 1 or 2): the bb == 4 "
+             "load is never taken")
+_BOTH_EXACT = ("the 16-bit loop and the general loop compute the same exact int32 pair "
+               "(3.7): a changed test only moves words from one to the other")
+_LO_POW2 = ("-lo is 2**(b-1) (or 2**30), and ls = Fp - Fg <= min(Fa, Fp) keeps it a "
+            "multiple of 2**ls: at d = lo_ls, d << ls is lo, what the moved bound stores")
+_RMS_FWD = ("ms = int(dot_rows(rs, 0, 0, 0, 0, x, row, 0, 0, 1, ba, x, row, 0, 0, 1, ba, 1, "
+            "1, C, g,")
+_RMS_BWD = ("c = int(dot_rows(dx, 0, 0, 0, 0, dy, row, 0, 0, 1, bg, y, row, 0, 0, 1, ba, 1, "
+            "1, C, sh_c,")
+# The fast paths' bound: partial sums <= L1 * max <= FIT = 2**30 - 1. L1 <= 64 * 2**15 =
+# 2**21 (16 * 2**15 for dW), so the bound binds only for max >= 2**9; the rounding's
+# half is at most 2**26 (dW's shift 27).
+_OVERESTIMATE = ("gives u + 2**16 for u >= 0 and 2**16 - |u| for u < 0, both >= |u|: the "
+                 "bound only grows, which sends rows from the fast path to the exact one")
+_MAX_8BIT = ("abs_max of 8-bit words is never used: the fast paths that read max |W| take "
+             "16-bit words only (bw == 2)")
+_MAX_LESS_1 = ("max |W| one too small (a negative largest): L1 <= FIT // (m - 1) bounds |S| "
+               "by 2**30 * m / (m - 1) < 2**30 + 2**22 (the bound binds only for m >= 2**9), "
+               "plus the half < 2**31: the fast path stays exact")
+_L1_LESS = ("L1 at most n <= 64 too small (one per negative value): |S| <= 2**30 + 64 * "
+            "2**15, plus the half, stays below 2**31: the fast path stays exact")
+_COLS_ONE = "cols = 1: c = 0, so the column strides yc, ac and bc multiply 0"
+_L1_LESS_2 = ("-1 counted as -1, not 1: L1 at most 2 * 64 too small, |S| <= 2**30 + 2**22 "
+              "plus the half stays below 2**31: the fast path stays exact")
+_ABS_32 = ("every caller passes 1- or 2-byte words (weights, x): the 32-bit load is never "
+           "taken")
+_TO_EXACT = ("only sends rows from the fast path to the exact one (dot_rows's int32 pair), "
+             "which gives the same integers")
+_FIT_2_30 = ("the bound 2**30 instead of 2**30 - 1: |S| <= 2**30 plus the half (<= 2**26) "
+             "stays below 2**31, the fast path stays exact")
+# adam_update's isqrt: chords, a Newton step, then `while root * root > vs: root -= 1` and
+# `while (root + 1) * (root + 1) <= vs: root += 1`, which end at floor(sqrt(vs)) from any
+# start in [1, 46340] (every product within int32). Each such mutant
+# was emulated with int32 checks on every v < 2**16, k*k - 1 .. k*k + 1, each chord's and
+# normalization step's ends and 20000 random v in [0, 2**30].
+_CHORD_START = ("only moves the start of Newton's step (normalization or chord); it stays in "
+                "[1, 46340], from where the exact corrections end at floor(sqrt(v))")
+FAST_PATHS = {
+    # rmsnorm's calls: y's index, strides (0, 1, 2) and by = -1 store nothing; the row and
+    # column strides (4 .. 7) and a second row or column change no term
+    **{(f, line, "0", rep, k): _NO_STORE if k < 3 else _ONE_ROW
+       for f, line in (("rmsnorm_forward", _RMS_FWD), ("rmsnorm_backward", _RMS_BWD))
+       for k in (0, 1, 2, 4, 5, 6, 7) for rep in ("1", "-1")},
+    **{(f, line, "0", "-1", 3): "by = -1 is no width dot_rows stores: nothing stored, as by = 0"
+       for f, line in (("rmsnorm_forward", _RMS_FWD), ("rmsnorm_backward", _RMS_BWD))},
+    **{(f, line, "1", "2", k): _ONE_ROW
+       for f, line in (("rmsnorm_forward", _RMS_FWD), ("rmsnorm_backward", _RMS_BWD))
+       for k in (2, 3)},
+    ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "-1", 0): _DEAD_VALUE,
+    ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "<", "<=", 2): _DEAD_VALUE,
+    ("dot_rows", "ka = ai + r * ar + c * ac", "+", "-", 1): _AC_ZERO,
+    ("dot_rows", "if bb == 2 and ba == 2:  # int16 words: no width tests, byte addresses",
+     "2", "3", 0): _BOTH_EXACT,
+    ("dot_rows", "p = x * ((pb32[kb] ^ s32) - s32)", "-", "+", 0): _BB_NOT_4,
+    ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "1", 0): _LO_POW2,
+    ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "-1", 1): _LO_POW2,
+    ("embedding_backward", "rs = sh if sh > 0 else 0", ">", ">=", 0): _SH_ZERO,
+    ("embedding_backward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
+        "at sh = 0, 0 - sh is 0, the else value",
+    ("rmsnorm_forward", "0 - big, big, 0))", "0", "-1", 0):
+        "the mean square's sum of squares is never negative: lo is never reached",
+    **{("rmsnorm_backward", "lo_ls = 0 - ((0 - glo) >> ls)", "0", rep, k):
+       "ls = 0 (rmsnorm's shift is at least 6, see _RMS_SH): lo_ls = glo + 1, and v = glo "
+       "is stored as glo either way" for rep, k in (("1", 0), ("-1", 1))},
+    ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", ">", ">=", 0): _RMS_SH,
+    ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", ">", ">=", 0): _RMS_SH,
+    # abs_max: an overestimate of the bound only sends rows to the exact path
+    ("abs_max", "s32 = one << 31", "31", "30", 0): _ABS_32,
+    ("abs_max", "v = (p16[i] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
+    ("linear_forward", "xi = (px16[i] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
+    ("abs_max", "v = (p8[i] ^ 0x80) - 0x80", "-", "+", 0): _MAX_8BIT,
+    ("abs_max", "elif nb == 1:", "1", "2", 0): _MAX_8BIT,
+    ("abs_max", "v = 0 - v", "0", "-1", 0): _MAX_LESS_1,
+    ("abs_max", "if v < 0:", "<", "<=", 0): "at v = 0, 0 - v is 0 either way",
+    ("adam_update", "half_uk = 1 << (uk - 1) if uk > 0 else 0", "0", "-1", 0):
+        "kahan has no master weights, so uk = u - 8 >= 5; other modes do not read half_uk",
+    ("adam_update", "gm = 0 - big", "0", "-1", 0):
+        "gm only enters mul15(gm, 4915): -2**30 - 1 and -2**30 give the same rounded product "
+        "(they differ by 4915 / 2**15 < 1/2, away from a tie)",
+    ("adam_update", "elif gs < gs_lo:", "<", "<=", 0):
+        "at gs = gs_lo, gs << gs_ls is -32768 (32768 >> gs_ls is exact, gs_ls <= 15): the value "
+        "the saturation stores",
+    ("adam_update", "elif mi < 0 - hm:", "<", "<=", 0): _AT_LIMIT,
+    ("adam_update", "if vn >= 1 << 20:", "1", "0", 0): _CHORD_START,
+    **{("adam_update", line, tok, rep, k): _CHORD_START for line, tok, rep, k in (
+        ("s2 = 6", "6", "5", 0), ("s2 = 0", "0", "1", 0), ("vn >>= 6", "6", "7", 0),
+        ("if vn >= 1 << 14:", "<<", ">>", 0), ("if vn >= 1 << 10:", "<<", ">>", 0),
+        ("if vn >= 1 << 8:", "<<", ">>", 0), ("s2 += 3", "3", "2", 0), ("s2 += 2", "2", "1", 1),
+        ("s2 += 1", "1", "0", 0), ("vn >>= 4", "4", "5", 0), ("vn >>= 2", "2", "3", 0),
+        ("root = ((vn * 137) >> 8) + 119", "137", "138", 0),
+        ("root = ((vn * 137) >> 8) + 119", "8", "7", 0), ("elif vn >= 128:", ">=", ">", 0),
+        ("root = ((vn * 163) >> 8) + 100", "163", "162", 0), ("elif vn >= 96:", "96", "97", 0),
+        ("root = ((vn * 194) >> 8) + 84", "84", "85", 0),
+        ("root = ((vn * 230) >> 8) + 71", "71", "72", 0),
+        ("root = (root << s2) >> 4  # >= 4", "4", "5", 0))},
+    # the loop up: one integer Newton step from any positive start gives at least
+    # floor(sqrt(vs)) (AM-GM, floors included), and the loop down stops at it
+    **{("adam_update", line, tok, rep, k): "the loop up never runs: one integer Newton step "
+       "from a positive start is at least floor(sqrt(vs)), and the loop down ends on it"
+       for line, tok, rep, k in (("while (root + 1) * (root + 1) <= vs:", "1", "2", 0),
+                                 ("root += 1", "1", "0", 0))},
+    **{("linear_forward", "xi = (px16[i] ^ 0x8000) - 0x8000", "0x8000", rep, k): _L1_LESS
+       for rep in ("32767", "32769") for k in (0, 1)},
+    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "1", 0):
+        "at xi = 0, 0 - xi is 0 either way",
+    ("abs_max", "if v < 0:", "0", "1", 0): "at v = 0, 0 - v is 0 either way",
+    ("abs_max", "v = 0 - v", "0", "1", 0): "max |W| one too large: " + _TO_EXACT,
+    ("abs_max", "if v > big:", ">", ">=", 0): "an equal value leaves the same maximum",
+    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "<<", ">>", 0):
+        "the bound becomes -1 // wmax = -1: " + _TO_EXACT,
+    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "//", "%", 0):
+        "fit % max < max, and L1 below it bounds |S| by max**2 < 2**30: the fast path only "
+        "takes fewer rows, each exact",
+    ("linear_forward", "if bw == 2 and ba == 2 and wmax > 0:", "0", "1", 0):
+        "at max |W| = 1 " + _TO_EXACT,
+    ("linear_forward", "1, ba, n_out - fast_end, 1, n_in, sh, lo, hi, 0)", "1", "2", 1):
+        "cols = 2 with yc = ac = bc = 0: the same sum is stored twice to the same place",
+    ("linear_forward", "if fast_end < n_out:  # the general loop: the rows left, any widths, "
+     "the int32 pair", "<", "<=", 0): "at fast_end = n_out dot_rows gets rows = 0: it stores "
+     "nothing",
+    ("linear_backward", "one = 1", "1", "0", 0):
+        "one = 0: fit = -1 and s32 = 0; no fast path runs (L1 <= -1 // max never holds), and "
+        "s32 is read only in dW's fast path",
+    ("linear_backward", "fit = (one << 30) - 1", "<<", ">>", 0):
+        "fit = -1: no fast path runs (L1 <= -1 // max never holds): " + _TO_EXACT,
+    **{("linear_backward", "if bw == 2 and bg == 2 and wmax > 0:", "2", "3", k): _TO_EXACT
+       for k in (0, 1)},
+    **{("linear_backward", "if bw == 2 and bg == 2 and wmax > 0:", tok, rep, 0):
+       "at max |W| = 0 l1_max is 0: only all-zero rows of dy take the fast path, whose sums "
+       "are 0 on either path" for tok, rep in ((">", ">="), ("0", "-1"))},
+    ("linear_backward", "fast = 1 if l1 <= l1_max else 0", "1", "2", 0):
+        "fast is only tested for truth",
+    ("linear_backward", "fast = 1 if l1 <= l1_max else 0", "<=", "<", 0): _TO_EXACT,
+    ("linear_backward", "d = (pdy16[o] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
+    ("linear_backward", "d = (pdy16[k] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
+    ("linear_backward", "t_dx = T if with_dx != 0 else 0  # rows of dx to compute", "0", "-1",
+     1): "range(-1) is empty as range(0) is: no row of dx either way",
+    # beyond the every-4 sample, each emulated as _CHORD_START says
+    **{("adam_update", line, tok, rep, k): _CHORD_START for line, tok, rep, k in (
+        ("if vn >= 1 << 20:", ">=", ">", 0),
+        ("if vn >= 1 << 20:", "<<", ">>", 0),
+        ("if vn >= 1 << 20:", "20", "19", 0),
+        ("vn >>= 12", "12", "11", 0),
+        ("if vn >= 1 << 14:", ">=", ">", 0),
+        ("if vn >= 1 << 14:", "1", "0", 0),
+        ("if vn >= 1 << 14:", "14", "13", 0),
+        ("s2 += 3", "3", "4", 0),
+        ("if vn >= 1 << 10:", "1", "2", 0),
+        ("if vn >= 1 << 10:", "10", "11", 0),
+        ("vn >>= 4", "4", "3", 0),
+        ("if vn >= 1 << 8:", ">=", ">", 0),
+        ("if vn >= 1 << 8:", "1", "0", 0),
+        ("if vn >= 1 << 8:", "8", "7", 0),
+        ("s2 += 1", "1", "2", 0),
+        ("if vn >= 192:", "192", "193", 0),
+        ("root = ((vn * 137) >> 8) + 119", "137", "136", 0),
+        ("root = ((vn * 137) >> 8) + 119", "119", "120", 0),
+        ("elif vn >= 128:", "128", "129", 0),
+        ("root = ((vn * 163) >> 8) + 100", "163", "164", 0),
+        ("root = ((vn * 163) >> 8) + 100", "8", "7", 0),
+        ("root = ((vn * 163) >> 8) + 100", "100", "99", 0),
+        ("elif vn >= 96:", "96", "95", 0),
+        ("root = ((vn * 194) >> 8) + 84", "194", "193", 0),
+        ("root = ((vn * 194) >> 8) + 84", "8", "7", 0),
+        ("root = ((vn * 230) >> 8) + 71", "230", "231", 0),
+        ("root = ((vn * 230) >> 8) + 71", "8", "9", 0),
+        ("root = ((vn * 230) >> 8) + 71", "71", "70", 0),
+        ("if vn >= 1 << 20:", "1", "2", 0),
+        ("if vn >= 1 << 20:", "20", "21", 0),
+        ("vn >>= 12", "12", "13", 0),
+        ("s2 = 6", "6", "7", 0),
+        ("if vn >= 1 << 14:", "1", "2", 0),
+        ("if vn >= 1 << 14:", "14", "15", 0),
+        ("vn >>= 6", "6", "5", 0),
+        ("if vn >= 1 << 10:", ">=", ">", 0),
+        ("if vn >= 1 << 10:", "1", "0", 0),
+        ("if vn >= 1 << 10:", "10", "9", 0),
+        ("s2 += 2", "2", "3", 1),
+        ("if vn >= 1 << 8:", "1", "2", 0),
+        ("if vn >= 1 << 8:", "8", "9", 0),
+        ("vn >>= 2", "2", "1", 0),
+        ("if vn >= 192:", ">=", ">", 0),
+        ("if vn >= 192:", "192", "191", 0),
+        ("root = ((vn * 137) >> 8) + 119", "8", "9", 0),
+        ("root = ((vn * 137) >> 8) + 119", "119", "118", 0),
+        ("elif vn >= 128:", "128", "127", 0),
+        ("root = ((vn * 163) >> 8) + 100", "8", "9", 0),
+        ("root = ((vn * 163) >> 8) + 100", "100", "101", 0),
+        ("elif vn >= 96:", ">=", ">", 0),
+        ("root = ((vn * 194) >> 8) + 84", "194", "195", 0),
+        ("root = ((vn * 194) >> 8) + 84", "8", "9", 0),
+        ("root = ((vn * 194) >> 8) + 84", "84", "83", 0),
+        ("root = ((vn * 230) >> 8) + 71", "230", "229", 0),
+        ("root = ((vn * 230) >> 8) + 71", "8", "7", 0),
+        ("root = (root << s2) >> 4  # >= 4", "4", "3", 0),
+    )},
+    **{("adam_update", line, tok, rep, k): "only moves the value the correction loops start "
+       "from (emulated: within [0, 46340]); the loops end at floor(sqrt(vs)) from any such "
+       "value, the loop up where it lands below" for line, tok, rep, k in (
+        ("root = (root + vs // root) >> 1", "+", "-", 0),
+        ("root = (root + vs // root) >> 1", "1", "2", 0),
+        ("root = (root + vs // root) >> 1", "//", "%", 0),
+    )},
+    ("adam_update", "root -= 1", "1", "2", 0): "the loop down may step one past "
+        "floor(sqrt(vs)); the loop up then adds it back (emulated)",
+    **{("adam_update", line, tok, rep, k): "the loop up never runs: one integer Newton step "
+       "from a positive start is at least floor(sqrt(vs)), and the loop down ends on it"
+       for line, tok, rep, k in (
+        ("while (root + 1) * (root + 1) <= vs:", "1", "2", 1),
+        ("root += 1", "+=", "-=", 0),
+        ("while (root + 1) * (root + 1) <= vs:", "<=", "<", 0),
+        ("root += 1", "1", "2", 0),
+    )},
+    ("linear_backward", "l1_max = fit // wmax if wmax > 0 else 0  # the largest L1 norm of "
+     "dy[t] the bound allows", "0", "1", 0): "at max |W| = 1 l1_max is 0: " + _TO_EXACT,
+    ("linear_backward", "l1_max = fit // xmax if xmax > 0 else 0  # the same for dy's columns",
+     "0", "1", 0): "at max |x| = 1 l1_max is 0: " + _TO_EXACT,
+    ("linear_backward", "fast = 1 if l1 <= l1_max else 0", "1", "0", 0):
+        "fast is always 0: " + _TO_EXACT,
+    ("linear_backward", "dot_rows(dx, t * n_in, 1, 0, bg, w, 0, 1, 0, n_in, bw, dy, yrow, 0, 0, "
+     "1, bg, n_in, 1,", "1", "2", 3):
+        "cols = 2 with yc = ac = bc = 0: the same sum is stored twice to the same place",
+    ("linear_backward", "xmax = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0",
+     "0", "-1", 0): "xmax is read only when it is positive",
+    ("linear_backward", "if xmax > 0:", "0", "1", 0): "at max |x| = 1 " + _TO_EXACT,
+    ("linear_backward", "n_in, 1, T, sh_w, plo, phi, 1)", "1", "2", 1):
+        "add is only tested for truth",
+    ("adam_update", "c = 0 - kahan_half", "-", "+", 0):
+        "c = 128 and c = -128 are the same byte 0x80 in the int8 comp array (pc is a ptr8, "
+        "read back sign-extended), and c is not read again in the call",
+    ("forward_position", "for j in range(_LM_HEAD, _FC2 + 1):", "+", "-", 0):
+        "fc1's and fc2's max |W| then stay 0 (Model sets wmax to zeros): their linear "
+        "kernels always take the exact path, which gives the same integers",
+    # beyond the every-4 sample: dot_rows and abs_max judged one by one
+    ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "16", "17", 0): _DEAD_VALUE,
+    ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "1", 0): _DEAD_VALUE,
+    **{("dot_rows", "q = 0", "0", rep, 0): "every call has rows, cols >= 1: q is set before "
+       "it is stored or returned" for rep in ("1", "-1")},
+    ("dot_rows", "if bb == 2 and ba == 2:  # int16 words: no width tests, byte addresses",
+     "2", "3", 1): _BOTH_EXACT,
+    **{("dot_rows", "elif bb == 4:", "4", rep, 0): _BB_NOT_4 for rep in ("3", "5")},
+    ("dot_rows", "elif q < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("dot_rows", "if q > hi:", ">", ">=", 0): _AT_LIMIT,
+    **{("abs_max", "v = (p16[i] ^ 0x8000) - 0x8000", "0x8000", rep, k): _MAX_LESS_1
+       for rep in ("32767", "32769") for k in (0, 1)},
+    **{("abs_max", "v = (p8[i] ^ 0x80) - 0x80", "0x80", rep, k): _MAX_8BIT
+       for rep in ("127", "129") for k in (0, 1)},
+    ("abs_max", "elif nb == 1:", "==", "!=", 0): _MAX_8BIT,
+    ("abs_max", "elif nb == 1:", "1", "0", 0): _MAX_8BIT,
+    ("abs_max", "if v < 0:", "0", "-1", 0):
+        "only v = -1 is left negative: the max changes only where it is 1 from -1s alone, to "
+        "0, which fails the fast paths' max > 0 (the exact path, the same integers)",
+    ("abs_max", "v = (p32[i] ^ s32) - s32", "-", "+", 0): _ABS_32,
+    ("abs_max", "s32 = one << 31", "<<", ">>", 0): _ABS_32,
+    ("abs_max", "one = 1", "1", "0", 0): "one only makes s32: " + _ABS_32,
+    ("abs_max", "big = 0", "0", "-1", 0):
+        "all-zero words give -1 instead of 0, and both fail the fast paths' max > 0",
+    ("abs_max", "big = 0", "0", "1", 0):
+        "all-zero words give 1: their fast path sums zeros, the same integers as the exact one",
+    ("narrow", "bad += 1", "1", "0", 0):
+        "the count only refuses a checkpoint with values outside its policy (restore.py), "
+        "which the host refuses too (checkpoint.check_run_state) and never writes",
+    ("block_encode", "big = 0", "0", "1", 0):
+        "big only sets the block's shift: for a block of zeros 1 and 0 both give kj = 0 "
+        "(tbits >= 3)",
+    ("block_encode", "kj = nbits - tbits if nbits > tbits else 0", ">", ">=", 0):
+        "at nbits = tbits, nbits - tbits is 0, the else value",
+    ("adam_update", "if d < 0 and w > hi + d:", "0", "1", 0):
+        "for d = 0 the test w > hi never holds: w is a value of the store's format",
+    ("adam_update", "elif vi < 0:", "0", "1", 0): "at vi = 0 both store 0",
+    **{("relu_forward", f"py{b}[i] = v if v > 0 else 0", ">", ">=", 0): "at v = 0 both store 0"
+       for b in (8, 16)},
+    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "1", "0", 1): _FIT_2_30,
+    ("linear_forward", "one = 1", "1", "0", 0):
+        "one = 0 makes the bound -1 // wmax = -1: " + _TO_EXACT,
+    ("linear_forward", "if bw == 2 and ba == 2 and wmax > 0:", "2", "3", 0): _TO_EXACT,
+    ("linear_forward", "if bw == 2 and ba == 2 and wmax > 0:", "2", "3", 1): _TO_EXACT,
+    ("linear_forward", "l1 = 0", "0", "1", 0): "L1 one too large: " + _TO_EXACT,
+    ("linear_backward", "l1_max = fit // wmax if wmax > 0 else 0  # the largest L1 norm of "
+     "dy[t] the bound allows", "0", "1", 1): "l1_max is read only when wmax > 0",
+    ("linear_backward", "l1_max = fit // xmax if xmax > 0 else 0  # the same for dy's columns",
+     "0", "1", 1): "l1_max is read only when xmax > 0",
+    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "<=", "<", 0): _TO_EXACT,
+    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "30", "29", 0): _TO_EXACT,
+    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "1", "2", 1): _TO_EXACT,
+    ("linear_backward", "fit = (one << 30) - 1", "1", "0", 0): _FIT_2_30,
+    ("linear_backward", "fit = (one << 30) - 1", "30", "29", 0): _TO_EXACT,
+    ("linear_backward", "fit = (one << 30) - 1", "1", "2", 0): _TO_EXACT,
+    **{("linear_backward", f"l1_max = fit // {m} if {m} > 0 else 0  # {why}", "//", "%", 0):
+       "fit % max < max, and L1 below it bounds |S| by max**2 < 2**30: the fast path only "
+       "takes fewer rows, each exact" for m, why in (
+           ("wmax", "the largest L1 norm of dy[t] the bound allows"),
+           ("xmax", "the same for dy's columns"))},
+    **{("linear_backward", "l1 += d if d >= 0 else 0 - d", tok, rep, 0):
+       "at d = 0, 0 - d is 0 either way" for tok, rep in (("0", "1"), (">=", ">"))},
+    ("linear_backward", "l1 += d if d >= 0 else 0 - d", "0", "1", 1):
+        "L1 larger by one per negative value: " + _TO_EXACT,
+    ("linear_backward", "l1 += d if d >= 0 else 0 - d", "0", "-1", 1): _L1_LESS,
+    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "1", 1):
+        "L1 larger by one per negative value: " + _TO_EXACT,
+    ("linear_forward", "l1 = 0", "0", "-1", 0): _L1_LESS,
+    ("linear_backward", "l1 = 0", "0", "1", 0): "L1 one too large: " + _TO_EXACT,
+    ("linear_backward", "l1 = 0", "0", "-1", 0): _L1_LESS,
+    **{("linear_backward", f"l1_max = fit // {m} if {m} > 0 else 0  # {why}", "0", "-1", 1):
+       f"l1_max is read only when {m} > 0" for m, why in (
+           ("wmax", "the largest L1 norm of dy[t] the bound allows"),
+           ("xmax", "the same for dy's columns"))},
+    **{("linear_backward", "xmax = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0",
+        "2", "3", k): "xmax = 0: " + _TO_EXACT for k in (1, 2)},
+    **{("linear_forward",
+        "dot_rows(y, yrow + fast_end, 1, 0, by, w, fast_end * n_in, "
+        "n_in, 0, 1, bw, x, xrow, 0, 0,", "0", rep, k): _COLS_ONE
+       for k in (0, 1, 3) for rep in ("1", "-1")},
+    **{("linear_backward",
+        "dot_rows(dx, t * n_in, 1, 0, bg, w, 0, 1, 0, n_in, bw, dy, "
+        "yrow, 0, 0, 1, bg, n_in, 1,", "0", rep, k): _COLS_ONE
+       for k in (0, 2, 4) for rep in ("1", "-1")},
+    **{("linear_backward",
+        "dot_rows(dw, (o - o0) * n_in, 1, 0, 4, x, 0, 1, 0, n_in, "
+        "ba, dy, o, 0, 0, n_out, bg,", "0", rep, k): _COLS_ONE
+       for k in (1, 3, 5) for rep in ("1", "-1")},
+    **{("attention_forward",
+        "dot_rows(srow, 0, 1, 0, 4, k, c0, C, 0, 1, ba, q, "
+        "qrow + c0, 0, 0, 1, ba, t + 1, 1, HS,", "0", rep, k): _COLS_ONE
+       for k in (1, 3, 6) for rep in ("1", "-1")},
+    **{("attention_forward",
+        "dot_rows(out, qrow + c0, 1, 0, ba, srow, 0, 0, 0, 1, 4, v, "
+        "c0, 1, 0, C, ba, HS, 1, t + 1,", "0", rep, k): _COLS_ONE
+       for k in (1, 4, 6) for rep in ("1", "-1")},
+    **{("linear_backward", f"d = (pdy16[{i}] ^ 0x8000) - 0x8000", "0x8000", rep, 0): _L1_LESS
+       for i in "ok" for rep in ("32767", "32769")},
+    ("linear_backward", "l1 += d if d >= 0 else 0 - d", "0", "-1", 0): _L1_LESS_2,
+    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 0): _L1_LESS_2,
+    ("relu_forward", "py8[i] = v if v > 0 else 0", "0", "-1", 0): "at v = 0 both store 0",
+    ("relu_forward", "py16[i] = v if v > 0 else 0", "0", "-1", 0): "at v = 0 both store 0",
+    ("linear_backward", "if bw == 2 and bg == 2 and wmax > 0:", "0", "1", 0):
+        "at max |W| = 1 " + _TO_EXACT,
+    **{("linear_backward", "d = (pdy16[o] ^ 0x8000) - 0x8000", "0x8000", rep, 1): _L1_LESS
+       for rep in ("32767", "32769")},
+    **{("linear_backward", "d = (pdy16[k] ^ 0x8000) - 0x8000", "0x8000", rep, 1): _L1_LESS
+       for rep in ("32767", "32769")},
+    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 1): _L1_LESS,
+    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", ">=", ">", 0):
+        "at xi = 0, 0 - xi is 0 either way",
+}
