@@ -22,6 +22,7 @@ from qgpt.policy import (
     from_train_config,
 )
 
+CHECKED_AFTER_A_CLIP = 8  # steps without speculation after one that clipped
 KERNEL = qformat.QFormat(2, 30)  # a 32-bit format: the kernel range [-2**30, 2**30]
 
 
@@ -109,6 +110,14 @@ def backward(ctx, flat, c, dflat, p=None, d=None):
 # --- Adam in integers ---
 
 
+# Adam's constants as 0-d int64 arrays: numpy multiplies, adds and shifts a parameter
+# buffer by those faster than by Python ints (no scalar conversion per call)
+Q15_HALF, Q15_SHIFT = np.array(1 << 14, dtype=np.int64), np.array(15, dtype=np.int64)
+B1_Q15, C1_Q15 = np.array((1 << 15) - ADAM_C1, dtype=np.int64), np.array(ADAM_C1, dtype=np.int64)
+B2_Q15, C2_Q15 = np.array((1 << 15) - ADAM_C2, dtype=np.int64), np.array(ADAM_C2, dtype=np.int64)
+ONE, R_CLAMP = np.array(1, dtype=np.int64), np.array(R_MAX << R_FRAC, dtype=np.int64)
+
+
 def mul_q15(x, c, out=None):
     """round half up of x * c / 2**15 for |x| <= 2**31, 0 <= c < 2**15: a new array, or
     out (which may be x itself).
@@ -117,8 +126,8 @@ def mul_q15(x, c, out=None):
     the result is the same integer, which int64 computes directly.
     """
     y = np.multiply(x, c, out=out)
-    y += 1 << 14
-    y >>= 15
+    y += Q15_HALF
+    y >>= Q15_SHIFT
     return y
 
 
@@ -233,8 +242,8 @@ class IntAdam:
         # symmetrically (|m| is kept: 9.4 divides it)
         shift = p.pgrads.frac_bits - p.m_wide.frac_bits
         gm = g if shift == 0 else ctx.req(g, shift, KERNEL, "adam.gm")
-        m = mul_q15_checked(ctx, m_old, (1 << 15) - ADAM_C1, "m")
-        work = mul_q15_checked(ctx, gm, ADAM_C1, "g")  # a scratch array from here on
+        m = mul_q15_checked(ctx, m_old, B1_Q15, "m")
+        work = mul_q15_checked(ctx, gm, C1_Q15, "g")  # a scratch array from here on
         m += work
         ctx.check("adam", "m", m)
         a = np.abs(m)
@@ -243,12 +252,20 @@ class IntAdam:
             a = np.abs(m)
         else:
             ctx.saturations.setdefault("adam.m", 0)
-        # 9.2: v = b2 v + (1 - b2) gs^2, gs = g as a 16-bit word with Fh = Fv/2 bits
-        fh = p.sqrt_frac
-        gs = ctx.sat(ops.rnd(g, p.pgrads.frac_bits - fh), p.gs_word, "adam.gs")
-        g2 = ctx.check("adam", "gs*gs", np.multiply(gs, gs, out=work))
-        v = mul_q15_checked(ctx, v_old, (1 << 15) - ADAM_C2, "v")
-        v += mul_q15_checked(ctx, g2, ADAM_C2, "gs*gs", out=work)
+        # 9.2: v = b2 v + (1 - b2) gs^2, gs = g as a 16-bit word with Fh = Fv/2 bits. gs
+        # clips nothing when every gs^2 <= hi^2 (gs = lo exactly takes the exact path,
+        # which finds nothing to clip): one reduction of the squares, needed anyway
+        gs_shift = p.pgrads.frac_bits - p.sqrt_frac
+        g2 = ops.rnd(g, gs_shift, out=work)
+        np.multiply(g2, g2, out=g2)
+        if np.maximum.reduce(g2) > p.gs_word.hi * p.gs_word.hi:
+            gs = ctx.sat(ops.rnd(g, gs_shift), p.gs_word, "adam.gs")
+            g2 = np.multiply(gs, gs, out=work)
+        else:
+            ctx.saturations.setdefault("adam.gs", 0)
+        ctx.check("adam", "gs*gs", g2)
+        v = mul_q15_checked(ctx, v_old, B2_Q15, "v")
+        v += mul_q15_checked(ctx, g2, C2_Q15, "gs*gs", out=g2)
         ctx.check("adam", "v", v)
         if np.maximum.reduce(v) > p.v_wide.hi:  # v >= 0: only the top can clip
             v = ctx.sat(v, p.v_wide, "adam.v")
@@ -258,17 +275,17 @@ class IntAdam:
         # in Q.13. The device tests a * 2**e >= den * 2**15 first to stay in int32; clamping
         # the quotient gives the same integer.
         root = ops.isqrt(v)
-        den = np.add(root, 1, out=work)
+        den = np.add(root, ONE, out=work)
         e = p.adam_e  # r = |m| * 2**e / den, e >= 0 by the validity rule
         if ctx.strict:  # the device divides only below the clamp (9.4)
             below = a * (1 << e) < den << (R_FRAC + 2)
             ctx.check("adam", "(|m| << e) + den/2", (a << e) + (den >> 1), where=below)
             ctx.check("adam", "den << 15", den << (R_FRAC + 2))
         r = np.left_shift(a, e, out=a)
-        r += den >> 1
+        r += den >> ONE
         # both are >= 0: the same quotient as unsigned ints, which divide a little faster
         np.floor_divide(r.view(np.uint64), den.view(np.uint64), out=r.view(np.uint64))
-        np.minimum(r, R_MAX << R_FRAC, out=r)
+        np.minimum(r, R_CLAMP, out=r)
         delta = r  # r * alpha, with the sign of m: Q(alpha_frac + 13), |delta| <= 2**30
         delta *= alpha
         delta *= np.sign(m)
@@ -289,6 +306,13 @@ class IntAdam:
         if p.rounding == "pseudo":  # the low h bits of delta stand in for a random number
             h = u >> 1
             d = (delta + ((delta & ((1 << h) - 1)) << (u - h))) >> u
+        elif p.rounding == "stochastic" and 0 < u <= 30:  # qformat.shift_mode's, in place
+            d = prng.draws(prng.key(self.seed, prng.STREAM_ROUND, step), 0, N_PARAMS)
+            d >>= 30 - u
+            d += delta
+            d >>= u
+        elif p.rounding == "nearest":
+            d = ops.rnd(delta, u, out=np.empty_like(delta))
         else:
             rand = None
             if p.rounding == "stochastic":
@@ -346,6 +370,7 @@ class IntModel:
         self.grad_views = weight_views(self.grad)
         self.weights = None if p.master is None else np.empty(N_PARAMS, dtype=np.int64)
         self._viewed = (None, None)  # (buffer, its weight_views)
+        self._checked_steps = 0  # steps left on the checked path (_forward_backward)
 
     @property
     def flat(self):
@@ -372,10 +397,8 @@ class IntModel:
         inputs, targets = split_tokens(tokens)
         flat, p = self._step_weights()
         clipped_before = self.ctx.clipped
-        logits, cache = forward(self.ctx, flat, inputs, targets, p)
+        logits, cache = self._forward_backward(flat, inputs, targets, p)
         grad = self.grad
-        grad.fill(0)
-        backward(self.ctx, flat, cache, grad, p, self.grad_views)
         stalled = self.opt.step(self.store, grad, step, num_steps, self.ctx)
         self.stalled_total += stalled
         self.steps_taken += 1
@@ -384,6 +407,33 @@ class IntModel:
         return loss, {"loss_q16": loss_q16,
                       "saturations": self.ctx.clipped - clipped_before,
                       "stalled_updates": stalled / N_PARAMS}
+
+    def _forward_backward(self, flat, inputs, targets, p):
+        """forward and backward into self.grad, speculatively: with the saturation checks
+        deferred to one by format (Ctx.defer), and again with every check where one of
+        them would clip (or the unclipped values go out of a table's range). Both give
+        the same integers and counts; after a redo, a few steps go straight to the
+        checked path (a run that saturates often would pay twice)."""
+        ctx, grad = self.ctx, self.grad
+        if self._checked_steps == 0 and not ctx.strict:
+            counts, clipped = dict(ctx.saturations), ctx.clipped
+            ctx.defer()
+            try:
+                grad.fill(0)
+                logits, cache = forward(ctx, flat, inputs, targets, p)
+                backward(ctx, flat, cache, grad, p, self.grad_views)
+                if ctx.deferred_clip_nothing():
+                    return logits, cache
+            except (ArithmeticError, IndexError, ValueError):
+                pass  # unclipped values out of an op's range: the checked path decides
+            ctx.deferred = None
+            ctx.saturations, ctx.clipped = counts, clipped
+            self._checked_steps = CHECKED_AFTER_A_CLIP
+        self._checked_steps = max(0, self._checked_steps - 1)
+        grad.fill(0)
+        logits, cache = forward(ctx, flat, inputs, targets, p)
+        backward(ctx, flat, cache, grad, p, self.grad_views)
+        return logits, cache
 
     def logits(self, inputs):
         raw = forward(self.ctx, self.flat, np.asarray(inputs))

@@ -57,12 +57,21 @@ _HALF = [np.array((1 << s) >> 1, dtype=np.int64) for s in range(63)]
 _SHIFT = [np.array(s, dtype=np.int64) for s in range(63)]
 
 
-def rnd(x, s):
+def rnd(x, s, out=None):
     """rnd(x, s) of arithmetic.md: x / 2**s rounded half up (s > 0), x (s = 0), x * 2**-s
-    (s < 0), on an int64 array (qformat.shift_round's integers)."""
+    (s < 0), on an int64 array (qformat.shift_round's integers); out: into that array
+    (which may be x), with no temporary."""
+    if out is None:
+        if s > 0:
+            return (x + _HALF[s]) >> _SHIFT[s]
+        return x if s == 0 else x << _SHIFT[-s]
     if s > 0:
-        return (x + _HALF[s]) >> _SHIFT[s]
-    return x if s == 0 else x << _SHIFT[-s]
+        np.add(x, _HALF[s], out=out)
+        return np.right_shift(out, _SHIFT[s], out=out)
+    if s < 0:
+        return np.left_shift(x, _SHIFT[-s], out=out)
+    np.copyto(out, x)
+    return out
 
 
 class Int32Overflow(ArithmeticError):
@@ -70,7 +79,15 @@ class Int32Overflow(ArithmeticError):
 
 
 class Ctx:
-    """Policy, saturation counts per tensor, and the strict int32 check."""
+    """Policy, saturation counts per tensor, and the strict int32 check.
+
+    Deferred saturation (a training step's speculation, IntModel.train_step): between
+    defer() and deferred_clip_nothing(), sat counts 0 and returns x unchecked, keeping x
+    by format; the step's result is exact if deferred_clip_nothing() then finds every kept
+    array within its format (a saturation that clips nothing is the identity), and is
+    recomputed with the checks otherwise. One check by format a step instead of one by
+    tensor: numpy's call overhead, not the elements, is a small array's cost.
+    """
 
     def __init__(self, policy, strict=False):
         self.p = policy
@@ -81,6 +98,22 @@ class Ctx:
         # them all; tests/test_int_fast_paths.py tries extreme inputs on both sides)
         self.dw_fits = dw_fits(policy)
         self.rms_y_fits = policy.acts.int_bits >= 4  # rmsnorm's |y| <= 4.0004: rms_y_bound
+        self.embed_dw_fits = embed_dw_fits(policy)
+        self.deferred = None  # {id(fmt): (fmt, [arrays])} while saturation is deferred
+
+    def defer(self):
+        """Defer sat's checks from here on (not with strict, which checks every op)."""
+        self.deferred = None if self.strict else {}
+
+    def deferred_clip_nothing(self):
+        """End deferral; True if no array kept since defer() leaves its format (nothing
+        would have clipped, so the values computed are the exact ones)."""
+        kept, self.deferred = self.deferred, None
+        for fmt, arrays in (kept or {}).values():
+            x = np.concatenate(arrays, axis=None)
+            if x.size and (np.maximum.reduce(x) > fmt.hi or np.minimum.reduce(x) < fmt.lo):
+                return False
+        return True
 
     def check(self, op, tensor, x, lo=INT32_MIN, hi=INT32_MAX, where=None):
         """With strict, raise Int32Overflow naming op and tensor if x leaves [lo, hi]
@@ -104,6 +137,14 @@ class Ctx:
     def sat(self, x, fmt, tensor, where=None):
         """saturate(x, fmt), counting into tensor; where: count only those elements
         (the others are clamped too, uncounted)."""
+        if self.deferred is not None and where is None:  # checked at the step's end
+            self.saturations.setdefault(tensor, 0)
+            kept = self.deferred.get(id(fmt))
+            if kept is None:
+                self.deferred[id(fmt)] = (fmt, [x])
+            else:
+                kept[1].append(x)
+            return x
         if where is None and _within(x, fmt):  # the common case: nothing to clip
             self.saturations.setdefault(tensor, 0)
             return x
@@ -140,6 +181,16 @@ def dw_fits(policy):
     return rnd(top, policy.dw_shift) <= policy.pgrads.abs_limit
 
 
+def embed_dw_fits(policy):
+    """True if a zeroed embedding gradient cannot saturate in embedding_backward: a grads
+    word brought to pgrads, |d| <= rnd(2**(bg-1), shift), summed over at most BLOCK
+    positions (a token repeated in every one), stays within pgrads."""
+    top = 1 << (policy.grads.bits - 1)
+    shift = policy.grads.frac_bits - policy.pgrads.frac_bits
+    top = (top + ((1 << shift) >> 1)) >> shift if shift > 0 else top << -shift
+    return BLOCK * top <= policy.pgrads.abs_limit
+
+
 # rms_y_bound: rmsnorm's |y| <= 4 * (1 + 2**-13) + half a step, because ms >= mean(x^2)
 # (eps >= 1 covers the mean's rounding down), so |x_i| <= 4 sqrt(ms), and M / 2**sh
 # exceeds 1 / sqrt(ms) by at most 2**-14 + 2**-15 + 2**-29 (arithmetic.md, rsqrt): acts
@@ -151,15 +202,17 @@ def requant(ctx, op, tensor, s, shift, fmt=None):
 
     s may exceed int32 (the device holds it as a pair of int32 halves); the
     rounded result fits int32 by the bounds of each op. fmt None: no saturation.
+    s is an op's temporary int64 array: it is rounded in place.
     """
-    if shift > 0:  # rnd(s, shift), inline
-        r = (s + _HALF[shift]) >> _SHIFT[shift]
-    else:
-        r = s if shift == 0 else s << _SHIFT[-shift]
     if ctx.strict:
         ctx.check(op, tensor + " (exact sum)", s, -PAIR_LIMIT, PAIR_LIMIT)
-        if fmt is None:  # the recipe's unsaturated sums: lo, hi = -2**30, 2**30
-            ctx.check(op, tensor, r, -KERNEL_LIMIT, KERNEL_LIMIT)
+    if shift > 0:  # rnd(s, shift), in place
+        s += _HALF[shift]
+        r = np.right_shift(s, _SHIFT[shift], out=s)
+    else:
+        r = s if shift == 0 else s << _SHIFT[-shift]
+    if ctx.strict and fmt is None:  # the recipe's unsaturated sums: lo, hi = -2**30, 2**30
+        ctx.check(op, tensor, r, -KERNEL_LIMIT, KERNEL_LIMIT)
     return r if fmt is None else ctx.sat(r, fmt, tensor)
 
 
@@ -291,8 +344,16 @@ def embedding_backward(ctx, dx, tokens, dwte, dwpe):
     # forward was x[t] = wte[tokens[t]] + wpe[t]: both rows receive dx[t], as param grads,
     # added position by position, each sum saturated to pgrads
     pf = ctx.p.pgrads
-    d = ctx.sat(rnd(dx, ctx.p.grads.frac_bits - pf.frac_bits), pf, "embedding.dw")
     t = len(tokens)
+    if ctx.embed_dw_fits and not ctx.strict and not (_count_nonzero(dwte)
+                                                     or _count_nonzero(dwpe)):
+        # a training step's zeroed gradients: nothing can clip (embed_dw_fits), no check
+        d = rnd(dx, ctx.p.grads.frac_bits - pf.frac_bits)
+        ctx.saturations.setdefault("embedding.dw", 0)
+        dwpe[:t] = d
+        np.add.at(dwte, tokens, d)
+        return
+    d = ctx.sat(rnd(dx, ctx.p.grads.frac_bits - pf.frac_bits), pf, "embedding.dw")
     dwpe[:t] = ctx.sat(dwpe[:t] + d, pf, "embedding.dw")
     reach = int(np.maximum.reduce(np.abs(dwte), None)) + t * int(
         np.maximum.reduce(np.abs(d), None))
@@ -352,43 +413,72 @@ def rsqrt(ms, fm):
     return m, (shift >> 1) + (15 - fm // 2)  # sh = 29 + k - fm/2, k = shift/2 - 14
 
 
+def rms_scale_shift(fm):
+    """S = 30 - fm/2, the largest sh of rsqrt (ms < 2**31): rmsnorm applies each row's
+    (M, sh) as rnd(x * (M << (S - sh)), S), the same integer as rnd(x * M, sh) (both are
+    floor((x * M * 2**(S - sh) + 2**(S - 1)) / 2**S)), with one shift for every row."""
+    return 30 - fm // 2
+
+
+def rsqrt_scaled_rows(sums, g, fm):
+    """rmsnorm's per-row multipliers M << (S - sh) from each row's exact sum of squares
+    (a list of ints): ms = rnd(sum, g) + eps, then rsqrt's (M, sh), on Python ints (a step's
+    few rows: fewer numpy calls). An out-of-range sum raises ValueError (a speculative
+    step's unclipped values: Ctx.defer)."""
+    eps, top, s_max = rmsnorm_eps(fm), 15 - fm // 2, rms_scale_shift(fm)
+    half = (1 << g) >> 1
+    out = []
+    for total in sums:
+        n = (((total + half) >> g) if g >= 0 else total << -g) + eps
+        if n >= 1 << 31:
+            raise ValueError(f"rmsnorm: mean square {n} does not fit int32")
+        shift = (n.bit_length() - 1) & -2
+        out.append(RSQRT_M_LIST[math.isqrt((n << 28) >> shift)] << (s_max - top - (shift >> 1)))
+    return out
+
+
 def rmsnorm_forward(ctx, x):
-    # x (...,T,C) in acts -> y (...,T,C) in acts, and (M, sh) per row for backward
+    # x (...,T,C) in acts -> y (...,T,C) in acts, and rs for backward: per row M << (S - sh)
+    # (rms_scale_shift) and, with strict, M itself (else None)
     g, fm = rmsnorm_shape(ctx)
-    ms = requant(ctx, "rmsnorm_forward", "mean square", np.add.reduce(x * x, axis=-1), g)
-    ms = ctx.check("rmsnorm_forward", "ms + eps", ms + rmsnorm_eps(fm))  # Q.fm (/16 in fm)
-    m, sh = rsqrt(ms, fm)
-    p = x * m[..., None]
-    ctx.check("rmsnorm_forward", "x*M", p, -KERNEL_LIMIT, KERNEL_LIMIT)
-    y = _shift_rows(p, sh)
+    sums = np.add.reduce(x * x, axis=-1, keepdims=True)  # (...,T,1)
+    if sums.size <= SCALAR_ROWS and not ctx.strict:
+        m, mp = None, np.array(rsqrt_scaled_rows(sums.ravel().tolist(), g, fm),
+                               dtype=np.int64).reshape(sums.shape)
+    else:
+        ms = requant(ctx, "rmsnorm_forward", "mean square", sums, g)
+        ms = ctx.check("rmsnorm_forward", "ms + eps", ms + rmsnorm_eps(fm))  # Q.fm (/16 in fm)
+        m, sh = rsqrt(ms, fm)
+        ctx.check("rmsnorm_forward", "x*M", x * m, -KERNEL_LIMIT, KERNEL_LIMIT)
+        mp = m << (rms_scale_shift(fm) - sh)
+    y = _scale_rows(x * mp, fm)
     if ctx.rms_y_fits and not ctx.strict:  # |y| <= 4.0004 (rms_y_bound): no check
         ctx.saturations.setdefault("rmsnorm.y", 0)
-        return y, (m, sh)
-    return ctx.sat(y, ctx.p.acts, "rmsnorm.y"), (m, sh)
+        return y, (mp, m)
+    return ctx.sat(y, ctx.p.acts, "rmsnorm.y"), (mp, m)
 
 
-_HALF_BY_SHIFT = np.array([(1 << s) >> 1 for s in range(63)], dtype=np.int64)  # 0 at s = 0
-
-
-def _shift_rows(p, sh):
-    """rnd(p[t], sh[t]) for each row t, with every sh[t] >= 0 (rsqrt's, since fm <= 30)."""
-    sh = sh[..., None]
-    return (p + _HALF_BY_SHIFT.take(sh)) >> sh
+def _scale_rows(p, fm):
+    """rnd(p, S) in place: p is x * (M << (S - sh)) (rms_scale_shift)."""
+    s = rms_scale_shift(fm)
+    p += _HALF[s]
+    p >>= _SHIFT[s]
+    return p
 
 
 def rmsnorm_backward(ctx, dy, y, rs):
-    # y = x * r with r = M/2**sh: dx = r * (dy - y * mean(dy * y))
-    m, sh = rs
+    # y = x * r with r = M/2**sh: dx = r * (dy - y * mean(dy * y)); rs = (M << (S - sh), M)
+    mp, m = rs
     fa, gf = ctx.p.acts.frac_bits, ctx.p.grads
     # sum dy*y has grads + acts fractional bits; the mean (/16) adds 4 more
-    c = requant(ctx, "rmsnorm_backward", "rmsnorm.c", np.add.reduce(dy * y, axis=-1), fa + 4,
-                gf)
-    yc = y * c[:, None]
+    c = requant(ctx, "rmsnorm_backward", "rmsnorm.c",
+                np.add.reduce(dy * y, axis=-1, keepdims=True), fa + 4, gf)
+    yc = y * c
     ctx.check("rmsnorm_backward", "y*c", yc)
-    t = ctx.sat(dy - rnd(yc, fa), gf, "rmsnorm.t")
-    q = t * m[:, None]
-    ctx.check("rmsnorm_backward", "t*M", q)
-    return ctx.sat(_shift_rows(q, sh), gf, "rmsnorm.dx")
+    t = ctx.sat(np.subtract(dy, rnd(yc, fa, out=yc), out=yc), gf, "rmsnorm.t")
+    if ctx.strict:
+        ctx.check("rmsnorm_backward", "t*M", t * m)
+    return ctx.sat(_scale_rows(t * mp, ctx.p.rms_fm), gf, "rmsnorm.dx")
 
 
 # --- linear ---
@@ -397,7 +487,8 @@ def rmsnorm_backward(ctx, dy, y, rs):
 def linear_forward(ctx, x, w, out_fmt, tensor):
     # x (...,T,in) in acts, w (out,in) in weights -> y (...,T,out) in out_fmt (acts or logits)
     p = ctx.p
-    return requant(ctx, "linear_forward", tensor, x @ w.T,
+    exact = np.dot(x, w.T) if x.ndim == 2 else x @ w.T  # (np.dot: less overhead than @)
+    return requant(ctx, "linear_forward", tensor, exact,
                    p.weights.frac_bits + p.acts.frac_bits - out_fmt.frac_bits, out_fmt)
 
 
@@ -407,20 +498,24 @@ def linear_backward(ctx, dy, x, w, dw, tensor, paths=1):
     # linear: the result is one dx per block, (paths,T,in), from one stacked matmul
     p, gf = ctx.p, ctx.p.grads
     if paths == 1:
-        exact = dy @ w
+        exact = np.dot(dy, w)  # (np.dot: a little less overhead than @ on 2-d arrays)
     else:
         t, n = dy.shape[0], dy.shape[1] // paths
         exact = dy.reshape(t, paths, n).transpose(1, 0, 2) @ w.reshape(paths, n, w.shape[1])
     dx = requant(ctx, "linear_backward", tensor + ".dx", exact, p.weights.frac_bits, gf)
+    fresh = not _count_nonzero(dw)  # a training step's dw is zeroed (numpy's cheapest test)
     if ctx.dw_fits and dy.shape[0] <= BLOCK and not ctx.strict:  # nothing can clip: no check
-        d = rnd(dy.T @ x, p.dw_shift)
         ctx.saturations.setdefault(tensor + ".dw", 0)
+        if fresh:  # dw = rnd(dy^T x, dw_shift), formed in place
+            rnd(np.matmul(dy.T, x, out=dw), p.dw_shift, out=dw)
+            return dx
+        d = rnd(dy.T @ x, p.dw_shift)
     else:
         d = requant(ctx, "linear_backward", tensor + ".dw", dy.T @ x, p.dw_shift, p.pgrads)
-    if dw.any():  # the op accumulates, sat(dw + dW, P) as the device (a step's dw is zeroed)
-        dw[...] = ctx.sat(dw + d, p.pgrads, tensor + ".dw")
-    else:
+    if fresh:
         dw += d
+    else:  # the op accumulates, sat(dw + dW, P) as the device
+        dw[...] = ctx.sat(dw + d, p.pgrads, tensor + ".dw")
     return dx
 
 

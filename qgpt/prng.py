@@ -52,9 +52,23 @@ def key(seed, stream, *counters):
 
 
 def draws(k, start, count):
-    """count 30-bit numbers hash30(k + start + i), i = 0..count-1, as int64."""
-    i = np.arange(start, start + count, dtype=np.uint64)
-    return hash30((np.uint64(k) + i) & np.uint64(M30)).astype(np.int64)
+    """count 30-bit numbers hash30(k + start + i), i = 0..count-1, as int64.
+
+    In uint32 when the counters fit it: hash30 keeps the low 30 bits exact on a 32-bit
+    word that wraps, so the numbers are the same, at half the memory traffic (stochastic
+    rounding draws one per parameter every step)."""
+    if start + count > 1 << 32:
+        i = np.arange(start, start + count, dtype=np.uint64)
+        return hash30((np.uint64(k) + i) & np.uint64(M30)).astype(np.int64)
+    x = np.arange(start, start + count, dtype=np.uint32)
+    x += np.uint32(k & M30)  # mod 2**32: the low 30 bits of k + start + i
+    x &= M30
+    for _ in range(2):
+        x ^= x >> 16
+        x *= HASH_MUL  # wraps mod 2**32, exact mod 2**30
+        x &= M30
+    x ^= x >> 16
+    return x.astype(np.int64)
 
 
 def init_raw(seed, tensor_index, size):

@@ -50,6 +50,28 @@ def test_rsqrt_rows_equal_rsqrt_on_arrays(fm):
     assert m.shape == sh.shape == (2, 8) and first_difference(m.ravel(), m_all[:16]) is None
 
 
+@pytest.mark.parametrize("fm", [0, 8, 16, 24, 28, 30])
+def test_rmsnorm_rows_on_python_ints_equal_rsqrt(fm):
+    """rsqrt_scaled_rows (a training step's rows: ms = rnd(sum, g) + eps and rsqrt on
+    Python ints) gives M << (S - sh) of rsqrt on arrays, for every mean square up to
+    2**31 - 1; a larger one raises ValueError (a speculative step's unclipped values)."""
+    rng = np.random.default_rng(fm + 1)
+    g, eps = 4, ops.rmsnorm_eps(fm)
+    ms = np.concatenate([np.arange(eps, 3000), 2 ** np.arange(31), 2 ** np.arange(1, 32) - 1,
+                         rng.integers(eps, 2**31, 20_000)]).astype(np.int64)
+    sums = np.maximum((ms - eps) << g, 0) + rng.integers(0, 1 << g, ms.size)  # any low bits
+    ms = ((sums + (1 << (g - 1))) >> g) + eps
+    keep = ms < 2**31
+    sums, ms = sums[keep], ms[keep]
+    m, sh = ops.rsqrt(ms, fm)
+    want = m << (ops.rms_scale_shift(fm) - sh)
+    got = np.array(ops.rsqrt_scaled_rows(sums.tolist(), g, fm), dtype=np.int64)
+    assert (sh <= ops.rms_scale_shift(fm)).all()
+    assert first_difference(got, want) is None
+    with pytest.raises(ValueError, match="does not fit int32"):
+        ops.rsqrt_scaled_rows([((2**31 - eps) << g)], g, fm)
+
+
 def test_isqrt_tables_up_to_2_32():
     r = np.arange(1 << 15, 1 << 16, dtype=np.int64)  # the top octave of roots below 2**16
     for name, n in (("r*r", r * r), ("r*r - 1", r * r - 1),
