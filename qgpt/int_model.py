@@ -67,10 +67,11 @@ def forward(ctx, flat, inputs, targets=None, p=None):
     if targets is None:
         return logits
     # probs, and each row's max and sum of exps for the reported losses
-    probs_out, logit_max, exp_sums = ops.cross_entropy_forward(ctx, logits, targets, sums=True)
+    probs_out, logit_max, exp_sums, below_max = ops.cross_entropy_forward(ctx, logits, targets,
+                                                                          sums=True)
     cache = dict(inputs=inputs, targets=targets, x0=x0, rs0=rs0, x1=x1, rs1=rs1, q=q, k=k, v=v,
                  probs=probs, att=att, x3=x3, rs3=rs3, h=h, hr=hr, x4=x4, probs_out=probs_out,
-                 logit_max=logit_max, exp_sums=exp_sums)
+                 logit_max=logit_max, exp_sums=exp_sums, below_max=below_max)
     return logits, cache
 
 
@@ -115,6 +116,7 @@ def backward(ctx, flat, c, dflat, p=None, d=None):
 Q15_HALF, Q15_SHIFT = np.array(1 << 14, dtype=np.int64), np.array(15, dtype=np.int64)
 B1_Q15, C1_Q15 = np.array((1 << 15) - ADAM_C1, dtype=np.int64), np.array(ADAM_C1, dtype=np.int64)
 B2_Q15, C2_Q15 = np.array((1 << 15) - ADAM_C2, dtype=np.int64), np.array(ADAM_C2, dtype=np.int64)
+B_COLUMN, C_COLUMN = np.array([[B1_Q15], [B2_Q15]]), np.array([[C1_Q15], [C2_Q15]])
 ONE, R_CLAMP = np.array(1, dtype=np.int64), np.array(R_MAX << R_FRAC, dtype=np.int64)
 
 
@@ -202,6 +204,12 @@ class IntAdam:
         self.v_shift = self._shifts(policy.adam_v)
         self.comp = np.zeros(N_PARAMS, dtype=np.int64) if policy.rounding == "kahan" else None
         self.p1 = self.p2 = 1 << 30  # beta1^t, beta2^t in Q30 (t = steps taken)
+        # wide m and v as the rows of one (2,N) array, and a (2,N) scratch for their inputs
+        # (g, gs^2): both moments' multiply-and-rounds in three numpy calls instead of six
+        self._mv, self._gg = np.zeros((2, N_PARAMS), np.int64), np.empty((2, N_PARAMS), np.int64)
+        self._m_row, self._v_row = self._mv[0], self._mv[1]
+        if self.m_shift is None and self.v_shift is None:
+            self.m, self.v = self._m_row, self._v_row
 
     @staticmethod
     def _shifts(fmt):
@@ -242,31 +250,31 @@ class IntAdam:
         # symmetrically (|m| is kept: 9.4 divides it)
         shift = p.pgrads.frac_bits - p.m_wide.frac_bits
         gm = g if shift == 0 else ctx.req(g, shift, KERNEL, "adam.gm")
-        m = mul_q15_checked(ctx, m_old, B1_Q15, "m")
-        work = mul_q15_checked(ctx, gm, C1_Q15, "g")  # a scratch array from here on
-        m += work
-        ctx.check("adam", "m", m)
+        gs_shift = p.pgrads.frac_bits - p.sqrt_frac  # 9.2's gs = rnd(g, gs_shift)
+        stacked = self._stacked(m_old, v_old, gm, g, gs_shift, ctx)
+        if stacked is not None:  # both moments at once (no strict, no block, gs within)
+            m, v = stacked
+            work = np.empty_like(m)
+        else:
+            m = mul_q15_checked(ctx, m_old, B1_Q15, "m")
+            work = mul_q15_checked(ctx, gm, C1_Q15, "g")  # a scratch array from here on
+            m += work
+            ctx.check("adam", "m", m)
         a = np.abs(m)
         if np.maximum.reduce(a) > p.m_limit:
             m = ctx.clip(m, p.adam_m_range, "adam.m")
             a = np.abs(m)
         else:
             ctx.saturations.setdefault("adam.m", 0)
-        # 9.2: v = b2 v + (1 - b2) gs^2, gs = g as a 16-bit word with Fh = Fv/2 bits. gs
-        # clips nothing when every gs^2 <= hi^2 (gs = lo exactly takes the exact path,
-        # which finds nothing to clip): one reduction of the squares, needed anyway
-        gs_shift = p.pgrads.frac_bits - p.sqrt_frac
-        g2 = ops.rnd(g, gs_shift, out=work)
-        np.multiply(g2, g2, out=g2)
-        if np.maximum.reduce(g2) > p.gs_word.hi * p.gs_word.hi:
-            gs = ctx.sat(ops.rnd(g, gs_shift), p.gs_word, "adam.gs")
-            g2 = np.multiply(gs, gs, out=work)
-        else:
+        if stacked is not None:
             ctx.saturations.setdefault("adam.gs", 0)
-        ctx.check("adam", "gs*gs", g2)
-        v = mul_q15_checked(ctx, v_old, B2_Q15, "v")
-        v += mul_q15_checked(ctx, g2, C2_Q15, "gs*gs", out=g2)
-        ctx.check("adam", "v", v)
+        else:
+            # 9.2: v = b2 v + (1 - b2) gs^2, gs = g as a 16-bit word with Fh = Fv/2 bits
+            gs = ctx.sat(ops.rnd(g, gs_shift), p.gs_word, "adam.gs")
+            g2 = ctx.check("adam", "gs*gs", np.multiply(gs, gs, out=work))
+            v = mul_q15_checked(ctx, v_old, B2_Q15, "v")
+            v += mul_q15_checked(ctx, g2, C2_Q15, "gs*gs", out=g2)
+            ctx.check("adam", "v", v)
         if np.maximum.reduce(v) > p.v_wide.hi:  # v >= 0: only the top can clip
             v = ctx.sat(v, p.v_wide, "adam.v")
         else:
@@ -297,6 +305,27 @@ class IntAdam:
         if self.v_shift is not None:
             self.v, self.v_shift = block_encode(root, p.adam_v, signed=False)
         return self._update(store, delta, step, ctx)
+
+    def _stacked(self, m_old, v_old, gm, g, gs_shift, ctx):
+        """9.1 and 9.2's moments as the rows of self._mv, (m, v), or None where the
+        general path must run: with strict (it checks the device's int32 halves), with
+        block-scaled state, or when gs clips (gs = rnd(g, gs_shift) clips nothing when
+        every gs^2 <= hi^2; gs = lo exactly goes to the general path, which finds nothing
+        to clip)."""
+        if ctx.strict or self.m_shift is not None or self.v_shift is not None:
+            return None
+        mv, gg = self._mv, self._gg
+        g2 = ops.rnd(g, gs_shift, out=gg[1])
+        np.multiply(g2, g2, out=g2)
+        if np.maximum.reduce(g2) > self.p.gs_word.hi * self.p.gs_word.hi:
+            return None
+        np.copyto(gg[0], gm)
+        for row, state in ((self._m_row, m_old), (self._v_row, v_old)):
+            if state is not row:  # a loaded or clipped state: into the stacked rows
+                np.copyto(row, state)
+        mul_q15(mv, B_COLUMN, out=mv)  # m * (1 - b1) and v * (1 - b2), each rounded
+        mv += mul_q15(gg, C_COLUMN, out=gg)  # + g * b1 and + gs^2 * b2, each rounded
+        return self._m_row, self._v_row
 
     def _update(self, store, delta, step, ctx):
         """9.5 and 9.6: the weight store minus delta rounded by the run's mode."""
@@ -403,7 +432,8 @@ class IntModel:
         self.stalled_total += stalled
         self.steps_taken += 1
         loss, loss_q16 = reported_losses(logits, targets, self.policy.logits.frac_bits,
-                                         cache["logit_max"], cache["exp_sums"])
+                                         cache["logit_max"], cache["exp_sums"],
+                                         cache["below_max"])
         return loss, {"loss_q16": loss_q16,
                       "saturations": self.ctx.clipped - clipped_before,
                       "stalled_updates": stalled / N_PARAMS}
@@ -483,15 +513,26 @@ _OPT_FIELD = {"adam_m": "m", "adam_v": "v", "adam_m_shift": "m_shift",
               "adam_v_shift": "v_shift", "kahan_comp": "comp"}
 
 
-def reported_losses(logits, targets, frac, row_max, exp_sums):
+def reported_losses(logits, targets, frac, row_max, exp_sums, below_max=None):
     """A step's two reported losses from its raw logits (T,V) and softmax's row max and
-    sum of exps (T,1) each: the mean -log softmax(logits)[target] in float64 from the
-    integer logits, and loss_q16 (arithmetic.md, section 8)."""
+    sum of exps (T,1) each (and logits - row max, if the caller has it): the mean
+    -log softmax(logits)[target] in float64 from the integer logits, and loss_q16
+    (arithmetic.md, section 8).
+
+    The float loss is, per position, (log(sum(exp(z - m))) + m) - z[target] with z the
+    logits and m their row max as floats, in that order; z - m is computed as the float
+    of the integer difference, which is the same float (both are exact)."""
     t = len(targets)
-    picked = logits[np.arange(t), targets]  # (T,) the targets' raw logits
-    z, m = qformat.to_float(logits, frac), qformat.to_float(row_max, frac)  # m: z's row max
-    lse = np.log(np.add.reduce(np.exp(z - m), axis=-1)) + m[:, 0]
+    if below_max is None:
+        below_max = logits - row_max
+    scale = 2.0**-frac  # to_float's division by 2**frac: exact, as this product is
+    neg_gaps = below_max[np.arange(t), targets]  # (T,) l_target - max, <= 0
+    m = row_max[:, 0]
+    lse = np.multiply(below_max, scale)  # z - m
+    np.exp(lse, out=lse)
+    lse = np.log(np.add.reduce(lse, axis=-1))
+    lse += m * scale
+    lse -= (m + neg_gaps) * scale  # the targets' logits
     # np.mean's own sum and division, without its wrapper: the same float
-    loss = float(np.add.reduce(lse - qformat.to_float(picked, frac)) / t)
-    gaps = (row_max[:, 0] - picked).tolist()
-    return loss, ops.loss_q16_of_sums(gaps, exp_sums[:, 0].tolist(), frac)
+    loss = float(np.add.reduce(lse) / t)
+    return loss, ops.loss_q16_of_sums((-neg_gaps).tolist(), exp_sums[:, 0].tolist(), frac)

@@ -320,14 +320,18 @@ def softmax(z, frac, mask=None):
 
 
 def softmax_sums(z, frac, mask=None):
-    """softmax, and what the loss reuses of it: each row's max and its sum S of exps."""
+    """softmax, and what the loss reuses of it: each row's max, its sum S of exps and
+    z - max."""
     z = np.asarray(z, dtype=np.int64)
     if mask is not None:  # a masked entry's exp_neg is 0: out of the sum, probability 0
         z = np.where(mask, z, MASKED)
     zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
-    e = exp_neg(z - zmax, frac)
+    below = z - zmax
+    e = exp_neg(below, frac)
     s = np.add.reduce(e, axis=-1, keepdims=True)  # in [2**15, 27 * 2**15]
-    return ((e << PROB_FRAC) + (s >> 1)) // s, zmax, s
+    e <<= PROB_FRAC
+    e += s >> 1
+    return np.floor_divide(e, s, out=e), zmax, s, below
 
 
 # --- embedding ---
@@ -573,11 +577,14 @@ def attention_backward(ctx, dout, q, k, v, probs):
     dprobs = requant(ctx, op, "attention.dprobs", (dh @ vh.transpose(0, 2, 1)) * mask, f, gf)
     dv = requant(ctx, op, "attention.dv", probs.transpose(0, 2, 1) @ dh, PROB_FRAC, gf)
     # probs = softmax(scores): dscores = probs * (dprobs - sum(probs * dprobs)), then / 2
-    pd = requant(ctx, op, "attention.pd", np.add.reduce(probs * dprobs, axis=-1), PROB_FRAC)
-    diff = ctx.sat((dprobs - pd[:, :, None]) * mask, gf, "attention.diff")
+    pd = requant(ctx, op, "attention.pd",
+                 np.add.reduce(probs * dprobs, axis=-1, keepdims=True), PROB_FRAC)
+    diff = dprobs - pd
+    diff *= mask
+    diff = ctx.sat(diff, gf, "attention.diff")
     ds = probs * diff
     ctx.check(op, "p*diff", ds, -KERNEL_LIMIT, KERNEL_LIMIT)
-    dscores = rnd(ds, PROB_FRAC + 1)  # grad format, |.| <= 1
+    dscores = rnd(ds, PROB_FRAC + 1, out=ds)  # grad format, |.| <= 1
     # scores = q k^T / 2 (the /2 is in dscores): dq = dscores k, dk = dscores^T q
     dq = requant(ctx, op, "attention.dq", dscores @ kh, f, gf)
     dk = requant(ctx, op, "attention.dk", dscores.transpose(0, 2, 1) @ qh, f, gf)
@@ -600,7 +607,8 @@ def relu_backward(dy, x):
 
 def cross_entropy_forward(ctx, logits, targets, sums=False):
     # logits (T,V) in the logits format -> probs (T,V) in Q15; sums: also each row's max
-    # and sum of exps, (T,1) each, from which the reported loss follows (loss_q16_of_sums)
+    # and sum of exps, (T,1) each, and logits - max (T,V), from which the reported losses
+    # follow (loss_q16_of_sums, int_model.reported_losses)
     out = softmax_sums(logits, ctx.p.logits.frac_bits)
     return out if sums else out[0]
 
@@ -608,11 +616,19 @@ def cross_entropy_forward(ctx, logits, targets, sums=False):
 def cross_entropy_backward(ctx, probs, targets):
     # loss = mean_t -log p[t, target]: dlogits = (p - onehot) / T, Q15 -> grad format
     t = len(targets)
-    d = probs.copy()
-    d[np.arange(t), targets] -= PROB_ONE
+    d = probs - onehot_q15(probs.shape[-1]).take(targets, axis=0)
     s = PROB_FRAC - ctx.p.grads.frac_bits  # 1 for q2.14
     # round half up of d / (T * 2**s), saturated to grads (never for q2.14: |d / T| <= 1)
-    return ctx.sat((d + ((t << s) >> 1)) // (t << s), ctx.p.grads, "dlogits")
+    d += (t << s) >> 1
+    return ctx.sat(np.floor_divide(d, t << s, out=d), ctx.p.grads, "dlogits")
+
+
+@cache
+def onehot_q15(v):
+    """(V,V) int64: PROB_ONE on the diagonal, 0 elsewhere (row j: a target j's one-hot)."""
+    table = np.eye(v, dtype=np.int64) * PROB_ONE
+    table.flags.writeable = False
+    return table
 
 
 # --- the integer loss (reported by the firmware; arithmetic.md, "loss") ---
@@ -644,7 +660,17 @@ def loss_q16(logits, targets, frac):
 
 def loss_q16_of_sums(gaps, sums, frac):
     """loss_q16 from each position's max - l_target and sum of exps (lists of ints; the
-    training step has both from softmax_sums)."""
-    total = sum((gap << (16 - frac)) + ln_q16(s) for gap, s in zip(gaps, sums, strict=True))
+    training step has both from softmax_sums). ln_q16 inline: a step's T calls of it
+    cost more than its arithmetic."""
+    total, table = sum(gaps) << (16 - frac), LOG2_TABLE
+    for s in sums:  # ln_q16(s)
+        n = s.bit_length() - 1
+        mant = s << (29 - n) if n <= 29 else s >> (n - 29)
+        idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF
+        lo = table[idx]
+        lg = lo + (((table[idx + 1] - lo) * rem + (1 << 14)) >> 15)
+        total += (n - 15) * LN2_Q16 + ((lg * LN2_Q15 + (1 << 14)) >> 15)
     t = len(gaps)
+    if len(sums) != t:
+        raise ValueError(f"loss_q16_of_sums: {t} gaps but {len(sums)} sums")
     return (2 * total + t) // (2 * t)
