@@ -254,7 +254,6 @@ class IntAdam:
         stacked = self._stacked(m_old, v_old, gm, g, gs_shift, ctx)
         if stacked is not None:  # both moments at once (no strict, no block, gs within)
             m, v = stacked
-            work = np.empty_like(m)
         else:
             m = mul_q15_checked(ctx, m_old, B1_Q15, "m")
             work = mul_q15_checked(ctx, gm, C1_Q15, "g")  # a scratch array from here on
@@ -282,8 +281,7 @@ class IntAdam:
         # 9.3-9.4: r = m / (sqrt(v) + eps) with eps one step of sqrt(v), clamped to +-R_MAX,
         # in Q.13. The device tests a * 2**e >= den * 2**15 first to stay in int32; clamping
         # the quotient gives the same integer.
-        root = ops.isqrt(v)
-        den = np.add(root, ONE, out=work)
+        den = ops.isqrt_plus_one(v)  # isqrt(v) + 1
         e = p.adam_e  # r = |m| * 2**e / den, e >= 0 by the validity rule
         if ctx.strict:  # the device divides only below the clamp (9.4)
             below = a * (1 << e) < den << (R_FRAC + 2)
@@ -303,7 +301,7 @@ class IntAdam:
         if self.m_shift is not None:
             self.m, self.m_shift = block_encode(m, p.adam_m, signed=True)
         if self.v_shift is not None:
-            self.v, self.v_shift = block_encode(root, p.adam_v, signed=False)
+            self.v, self.v_shift = block_encode(den - 1, p.adam_v, signed=False)  # the root
         return self._update(store, delta, step, ctx)
 
     def _stacked(self, m_old, v_old, gm, g, gs_shift, ctx):

@@ -99,6 +99,8 @@ class Ctx:
         self.dw_fits = dw_fits(policy)
         self.rms_y_fits = policy.acts.int_bits >= 4  # rmsnorm's |y| <= 4.0004: rms_y_bound
         self.embed_dw_fits = embed_dw_fits(policy)
+        # dlogits = rnd((p - onehot) / T) in grads: |.| <= 2**Fg, within grads when Ig >= 2
+        self.dlogits_fits = policy.grads.int_bits >= 2 and policy.grads.frac_bits <= 14
         self.deferred = None  # {id(fmt): (fmt, [arrays])} while saturation is deferred
 
     def defer(self):
@@ -259,12 +261,25 @@ def isqrt(n):
     random n below 2**31.)
     """
     n = np.asarray(n, dtype=np.int64)
+    c, above = _isqrt_candidates(n)
+    c += above * above <= n
+    return c
+
+
+def isqrt_plus_one(n):
+    """isqrt(n) + 1 (Adam's denominator), formed in isqrt's last step: one pass less."""
+    n = np.asarray(n, dtype=np.int64)
+    _, above = _isqrt_candidates(n)
+    above += above * above <= n
+    return above
+
+
+def _isqrt_candidates(n):
+    """(c, c + 1) of isqrt's tables: the root of n is one of them."""
     sh = ISQRT_SHIFT.take(n >> 16)  # (take: a gather, twice as fast as indexing)
     # the root's shift 8 - sh/2 in int8, the shifted root widened to int64
     c = np.right_shift(ISQRT_ROOT_Q8.take(n >> sh), 8 - (sh >> 1), dtype=np.int64)
-    above = c + 1
-    c += above * above <= n
-    return c
+    return c, c + 1
 
 
 POWERS_OF_TWO = np.array([1 << k for k in range(63)], dtype=np.int64)
@@ -620,7 +635,11 @@ def cross_entropy_backward(ctx, probs, targets):
     s = PROB_FRAC - ctx.p.grads.frac_bits  # 1 for q2.14
     # round half up of d / (T * 2**s), saturated to grads (never for q2.14: |d / T| <= 1)
     d += (t << s) >> 1
-    return ctx.sat(np.floor_divide(d, t << s, out=d), ctx.p.grads, "dlogits")
+    np.floor_divide(d, t << s, out=d)
+    if ctx.dlogits_fits and not ctx.strict:  # |d| <= 2**Fg: nothing can clip
+        ctx.saturations.setdefault("dlogits", 0)
+        return d
+    return ctx.sat(d, ctx.p.grads, "dlogits")
 
 
 @cache

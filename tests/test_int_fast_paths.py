@@ -192,3 +192,34 @@ def test_ctx_clipped_is_the_sum_of_the_counts():
     ctx.sat(x, p.acts, "b", where=np.array([[True, True, False, True]]))
     ctx.sat(x, qformat.QFormat(8, 8), "a")
     assert ctx.saturations == {"a": 4, "b": 1} and ctx.clipped == 5
+
+
+@pytest.mark.parametrize("spec", ["weights=q4.12,acts=q4.12", "weights=q2.6,acts=q4.4,grads=q2.6",
+                                  "weights=q8.8,acts=q8.8,grads=q3.13"])
+def test_dlogits_cannot_saturate_where_the_policy_skips_its_check(spec):
+    """(p - onehot) / T at its extremes (p = 1 on the target or off it, T = 1 and 16) is
+    within grads: the skipped check (Ctx.dlogits_fits) would clip nothing."""
+    p = parse_policy(spec)
+    assert ops.Ctx(p).dlogits_fits
+    for t in (1, 3, BLOCK):
+        probs = np.zeros((t, 27), dtype=np.int64)
+        probs[:, 0] = 1 << 15  # all mass on token 0
+        for targets in (np.zeros(t, dtype=np.int64), np.ones(t, dtype=np.int64)):
+            strict = ops.Ctx(p, strict=True)
+            want = ops.cross_entropy_backward(strict, probs, targets)
+            assert strict.saturations["dlogits"] == 0, f"{spec} T={t}: dlogits clipped"
+            fast = ops.Ctx(p)
+            got = ops.cross_entropy_backward(fast, probs, targets)
+            assert first_difference(got, want) is None and fast.saturations == {"dlogits": 0}
+
+
+def test_dlogits_check_stays_where_the_policy_cannot_skip_it():
+    """grads q1.15 holds [-1, 1): p - onehot = -1 at T = 1 reaches -1 (in range) and
+    p = 1 off the target reaches 1, which clips: the check runs and counts it."""
+    p = parse_policy("weights=q4.12,acts=q4.12,grads=q1.15")
+    ctx = ops.Ctx(p)
+    assert not ctx.dlogits_fits
+    probs = np.zeros((1, 27), dtype=np.int64)
+    probs[0, 0] = 1 << 15
+    ops.cross_entropy_backward(ctx, probs, np.array([1]))
+    assert ctx.saturations["dlogits"] == 1
