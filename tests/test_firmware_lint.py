@@ -212,6 +212,10 @@ HOST_ONLY = {
     "dw_fits": "the host's proof that a weight gradient cannot leave pgrads (skips a check)",
     "softmax_sums": "softmax and its row sums for the host's loss telemetry (device: loss.py)",
     "loss_q16_of_sums": "the host's loss_q16 from softmax_sums (device: loss.py's loss_q16)",
+    "isqrt_plus_one": "isqrt(v) + 1, Adam's denominator (device: adam_update's isqrt)",
+    "rms_scale_shift": "the host's one shift for rmsnorm's rows (device: rsqrt's sh per row)",
+    "rsqrt_scaled_rows": "rsqrt of a step's rows on Python ints (device: rsqrt per row)",
+    "onehot_q15": "the host's one-hot table for cross_entropy_backward",
 }
 
 

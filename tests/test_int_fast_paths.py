@@ -1,12 +1,17 @@
 """The integer simulator's fast paths (issue 15) give the integers of the general ones.
 
-1. rsqrt row by row on Python ints (a training step's few rows) equals rsqrt on arrays.
+1. rsqrt row by row on Python ints (a training step's few rows) equals rsqrt on arrays,
+   also as rmsnorm's scaled multipliers M << (S - sh) (rsqrt_scaled_rows).
 2. isqrt's tables and exp_neg's table read at negative indices equal their formulas.
 3. Saturation checks the policy proves to be no-ops (rmsnorm's output: Ctx.rms_y_fits;
-   the weight gradient: dw_fits) find nothing to clip on extreme inputs, under strict
-   (which checks); a policy outside the proof does clip, so its condition matters.
+   the weight gradient: dw_fits; dlogits: Ctx.dlogits_fits) find nothing to clip on
+   extreme inputs, under strict (which checks); a policy outside the proof does clip, so
+   its condition matters.
 4. The counted updates: count_stalled() equals the count of d == 0 where delta != 0, for
    every rounding mode; Ctx.clipped equals the sum of the per-tensor counts.
+5. Speculative steps (saturation checks deferred to the step's end, the step redone with
+   every check when one would clip) give the losses, telemetry, state and counts of
+   steps checked op by op, on runs that clip.
 
 Every failing comparison names the op, the policy or format, the index and both values.
 """
@@ -16,7 +21,7 @@ import math
 import numpy as np
 import pytest
 
-from qgpt import int_model, qformat
+from qgpt import data, int_model, qformat
 from qgpt import int_ops as ops
 from qgpt.params import BLOCK, N_EMBD, N_PARAMS
 from qgpt.policy import UPDATE_ROUNDINGS, make_policy, parse_policy
@@ -223,3 +228,37 @@ def test_dlogits_check_stays_where_the_policy_cannot_skip_it():
     probs[0, 0] = 1 << 15
     ops.cross_entropy_backward(ctx, probs, np.array([1]))
     assert ctx.saturations["dlogits"] == 1
+
+
+@pytest.mark.parametrize("fmt, rounding", [("q2.6", "nearest"), ("q3.5", "stochastic")])
+def test_speculative_steps_equal_steps_checked_op_by_op(fmt, rounding, monkeypatch):
+    from qgpt.train import TrainConfig, make_model, training_steps
+
+    cfg = TrainConfig(steps=60, seed=3, format=fmt, rounding=rounding)
+    ds = data.load(cfg.data)
+    redone = []
+    clip_nothing = ops.Ctx.deferred_clip_nothing
+
+    def counted(self):
+        ok = clip_nothing(self)
+        redone.append(not ok)
+        return ok
+
+    def run():
+        model = make_model(cfg)
+        rows = [(step, loss, sorted(tele.items()))
+                for step, loss, tele in training_steps(model, ds, cfg)]
+        meta, arrays = model.state()
+        return rows, meta, {k: a.copy() for k, a in arrays.items()}
+
+    monkeypatch.setattr(ops.Ctx, "deferred_clip_nothing", counted)
+    fast = run()
+    assert any(redone), f"{fmt}: no step clipped, so the redo path went untested"
+    monkeypatch.setattr(ops.Ctx, "defer", lambda self: None)  # every check op by op
+    checked = run()
+    for (s, *got), (_, *want) in zip(fast[0], checked[0], strict=True):
+        assert got == want, f"{fmt} step {s}: loss, telemetry {got} vs checked {want}"
+    assert list(fast[1]["saturations"].items()) == list(checked[1]["saturations"].items())
+    assert fast[1] == checked[1]
+    for name, a in checked[2].items():
+        assert first_difference(fast[2][name], a) is None, f"{fmt}: {name} differs"
