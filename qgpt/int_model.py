@@ -163,6 +163,11 @@ def beta_powers(p1, p2):
     return p1, p2
 
 
+def _q15_bound(x_max, c):
+    """A bound of |mul_q15(x, c)| for every |x| <= x_max."""
+    return ((x_max * int(c)) >> 15) + 1
+
+
 def _isqrt_int(n):
     import math
 
@@ -210,6 +215,7 @@ class IntAdam:
         self._m_row, self._v_row = self._mv[0], self._mv[1]
         if self.m_shift is None and self.v_shift is None:
             self.m, self.v = self._m_row, self._v_row
+        self._m_max = self._v_max = 0  # max|m| and max v of the rows, or bounds of them
 
     @staticmethod
     def _shifts(fmt):
@@ -252,15 +258,20 @@ class IntAdam:
         gm = g if shift == 0 else ctx.req(g, shift, KERNEL, "adam.gm")
         gs_shift = p.pgrads.frac_bits - p.sqrt_frac  # 9.2's gs = rnd(g, gs_shift)
         stacked = self._stacked(m_old, v_old, gm, g, gs_shift, ctx)
+        bounds = (None, None)  # known bounds of max|m| and max v (_stacked), else None
         if stacked is not None:  # both moments at once (no strict, no block, gs within)
-            m, v = stacked
+            m, v, bounds = stacked
         else:
             m = mul_q15_checked(ctx, m_old, B1_Q15, "m")
             work = mul_q15_checked(ctx, gm, C1_Q15, "g")  # a scratch array from here on
             m += work
             ctx.check("adam", "m", m)
         a = np.abs(m)
-        if np.maximum.reduce(a) > p.m_limit:
+        if bounds[0] is None or bounds[0] > p.m_limit:
+            self._m_max = int(np.maximum.reduce(a))
+        else:
+            self._m_max = bounds[0]  # no |m| can exceed it: no pass over m
+        if self._m_max > p.m_limit:
             m = ctx.clip(m, p.adam_m_range, "adam.m")
             a = np.abs(m)
         else:
@@ -274,7 +285,11 @@ class IntAdam:
             v = mul_q15_checked(ctx, v_old, B2_Q15, "v")
             v += mul_q15_checked(ctx, g2, C2_Q15, "gs*gs", out=g2)
             ctx.check("adam", "v", v)
-        if np.maximum.reduce(v) > p.v_wide.hi:  # v >= 0: only the top can clip
+        if bounds[1] is None or bounds[1] > p.v_wide.hi:
+            self._v_max = int(np.maximum.reduce(v))
+        else:
+            self._v_max = bounds[1]
+        if self._v_max > p.v_wide.hi:  # v >= 0: only the top can clip
             v = ctx.sat(v, p.v_wide, "adam.v")
         else:
             ctx.saturations.setdefault("adam.v", 0)
@@ -287,7 +302,7 @@ class IntAdam:
             below = a * (1 << e) < den << (R_FRAC + 2)
             ctx.check("adam", "(|m| << e) + den/2", (a << e) + (den >> 1), where=below)
             ctx.check("adam", "den << 15", den << (R_FRAC + 2))
-        r = np.left_shift(a, e, out=a)
+        r = np.left_shift(a, ops._SHIFT[e], out=a)
         r += den >> ONE
         # both are >= 0: the same quotient as unsigned ints, which divide a little faster
         np.floor_divide(r.view(np.uint64), den.view(np.uint64), out=r.view(np.uint64))
@@ -305,25 +320,41 @@ class IntAdam:
         return self._update(store, delta, step, ctx)
 
     def _stacked(self, m_old, v_old, gm, g, gs_shift, ctx):
-        """9.1 and 9.2's moments as the rows of self._mv, (m, v), or None where the
+        """9.1 and 9.2's moments as the rows of self._mv: (m, v, bounds), or None where the
         general path must run: with strict (it checks the device's int32 halves), with
         block-scaled state, or when gs clips (gs = rnd(g, gs_shift) clips nothing when
         every gs^2 <= hi^2; gs = lo exactly goes to the general path, which finds nothing
-        to clip)."""
+        to clip).
+
+        bounds: upper bounds of max|m| and max v, or None where unknown. The step knows
+        last step's maxima (or bounds) of the rows and its g's largest gs^2, and
+        |mul_q15(x, c)| <= (X * c >> 15) + 1 for |x| <= X, so that saturation's check of m
+        and v needs no pass while the bounds stay within their formats."""
         if ctx.strict or self.m_shift is not None or self.v_shift is not None:
             return None
         mv, gg = self._mv, self._gg
         g2 = ops.rnd(g, gs_shift, out=gg[1])
         np.multiply(g2, g2, out=g2)
-        if np.maximum.reduce(g2) > self.p.gs_word.hi * self.p.gs_word.hi:
+        g2_max = int(np.maximum.reduce(g2))
+        if g2_max > self.p.gs_word.hi * self.p.gs_word.hi:
             return None
         np.copyto(gg[0], gm)
-        for row, state in ((self._m_row, m_old), (self._v_row, v_old)):
-            if state is not row:  # a loaded or clipped state: into the stacked rows
-                np.copyto(row, state)
+        m_max, v_max = self._m_max, self._v_max
+        if m_old is not self._m_row:  # a loaded or clipped state: into the stacked rows
+            np.copyto(self._m_row, m_old)
+            m_max = None
+        if v_old is not self._v_row:
+            np.copyto(self._v_row, v_old)
+            v_max = None
         mul_q15(mv, B_COLUMN, out=mv)  # m * (1 - b1) and v * (1 - b2), each rounded
         mv += mul_q15(gg, C_COLUMN, out=gg)  # + g * b1 and + gs^2 * b2, each rounded
-        return self._m_row, self._v_row
+        # |g| from the largest |gs| = isqrt(g2_max): gs = rnd(g, k), |g| < (|gs| + 1) << k
+        g_max = (_isqrt_int(g2_max) + 1) << max(gs_shift, 0) if gm is g else None
+        bounds = (None if m_max is None or g_max is None else
+                  _q15_bound(m_max, B1_Q15) + _q15_bound(g_max, C1_Q15),
+                  None if v_max is None else
+                  _q15_bound(v_max, B2_Q15) + _q15_bound(g2_max, C2_Q15))
+        return self._m_row, self._v_row, bounds
 
     def _update(self, store, delta, step, ctx):
         """9.5 and 9.6: the weight store minus delta rounded by the run's mode."""
@@ -335,9 +366,9 @@ class IntAdam:
             d = (delta + ((delta & ((1 << h) - 1)) << (u - h))) >> u
         elif p.rounding == "stochastic" and 0 < u <= 30:  # qformat.shift_mode's, in place
             d = prng.draws(prng.key(self.seed, prng.STREAM_ROUND, step), 0, N_PARAMS)
-            d >>= 30 - u
+            d >>= ops._SHIFT[30 - u]
             d += delta
-            d >>= u
+            d >>= ops._SHIFT[u]
         elif p.rounding == "nearest":
             d = ops.rnd(delta, u, out=np.empty_like(delta))
         else:

@@ -52,6 +52,7 @@ from qgpt.int_ctx import (  # noqa: F401 (re-exported: ops.Ctx, ops.rnd, ops.req
 )
 from qgpt.params import BLOCK, HEAD_DIM, N_HEAD, RMS_EPS
 from qgpt.policy import PROB_FRAC
+from qgpt.qformat import shift_round  # noqa: F401 (ops.shift_round, as before)
 
 PROB_ONE = 1 << PROB_FRAC
 MASKED = -(1 << 61)  # a masked entry's z: below every row's max by more than 16 in any format
@@ -160,10 +161,16 @@ EXP_NEG_BY_Q12.flags.writeable = False
 assert EXP_NEG_BY_Q12[-(EXP_ZERO_BELOW << 12)] == 0  # z = -16: step 1's zero, by the formula
 
 
+@cache
+def _exp_floor(frac):
+    """-16 with frac fractional bits, as a 0-d int64 array (exp_neg's step 1)."""
+    return np.array(-(EXP_ZERO_BELOW << frac), dtype=np.int64)
+
+
 def exp_neg(z, frac):
     """exp(z) for raw z <= 0 with `frac` fractional bits -> unsigned Q15 in [0, 2**15]."""
     # step 1: every z <= -16 gives 0, as z = -16 does; step 2's z12 then lies in [-2**16, 0]
-    z = np.maximum(z, -(EXP_ZERO_BELOW << frac))
+    z = np.maximum(z, _exp_floor(frac))
     return EXP_NEG_BY_Q12.take(rnd(z, frac - 12))
 
 
@@ -183,8 +190,8 @@ def softmax_sums(z, frac, mask=None):
     below = z - zmax
     e = exp_neg(below, frac)
     s = np.add.reduce(e, axis=-1, keepdims=True)  # in [2**15, 27 * 2**15]
-    e <<= PROB_FRAC
-    e += s >> 1
+    e <<= _SHIFT[PROB_FRAC]
+    e += s >> _SHIFT[1]
     return np.floor_divide(e, s, out=e), zmax, s, below
 
 
@@ -279,41 +286,70 @@ def rms_scale_shift(fm):
 
 
 def rsqrt_scaled_rows(sums, g, fm):
-    """rmsnorm's per-row multipliers M << (S - sh) from each row's exact sum of squares
-    (a list of ints): ms = rnd(sum, g) + eps, then rsqrt's (M, sh), on Python ints (a step's
-    few rows: fewer numpy calls). An out-of-range sum raises ValueError (a speculative
-    step's unclipped values: Ctx.defer)."""
+    """rmsnorm's per-row scale from each row's exact sum of squares (a list of ints):
+    ms = rnd(sum, g) + eps, rsqrt's (M, sh), and M << (S - sh) (rms_scale_shift), as three
+    lists, on Python ints (a step's few rows: fewer numpy calls). An out-of-range sum
+    raises ValueError (a speculative step's unclipped values: Ctx.defer)."""
     eps, top, s_max = rmsnorm_eps(fm), 15 - fm // 2, rms_scale_shift(fm)
     half = (1 << g) >> 1
-    out = []
+    ms_, shs, scaled = [], [], []
     for total in sums:
         n = (((total + half) >> g) if g >= 0 else total << -g) + eps
         if n >= 1 << 31:
             raise ValueError(f"rmsnorm: mean square {n} does not fit int32")
         shift = (n.bit_length() - 1) & -2
-        out.append(RSQRT_M_LIST[math.isqrt((n << 28) >> shift)] << (s_max - top - (shift >> 1)))
-    return out
+        m, sh = RSQRT_M_LIST[math.isqrt((n << 28) >> shift)], (shift >> 1) + top
+        ms_.append(m)
+        shs.append(sh)
+        scaled.append(m << (s_max - sh))
+    return ms_, shs, scaled
+
+
+class RowScale:
+    """rmsnorm_forward's per-row scale, for backward: it iterates (and indexes) as rsqrt's
+    pair (M, sh), arrays of shape (...,T), the op's contract; and it keeps what the ops
+    apply, M << (S - sh) of shape (...,T,1) (rms_scale_shift). The pair's arrays are made
+    when first read (a training step never reads them)."""
+
+    __slots__ = ("scaled", "_pair", "_lists")
+
+    def __init__(self, scaled, pair=None, lists=None):
+        self.scaled, self._pair, self._lists = scaled, pair, lists
+
+    def _get_pair(self):
+        if self._pair is None:
+            shape = self.scaled.shape[:-1]
+            self._pair = tuple(np.array(v, dtype=np.int64).reshape(shape) for v in self._lists)
+        return self._pair
+
+    def __iter__(self):
+        return iter(self._get_pair())
+
+    def __getitem__(self, i):
+        return self._get_pair()[i]
+
+    def __len__(self):
+        return 2
 
 
 def rmsnorm_forward(ctx, x):
-    # x (...,T,C) in acts -> y (...,T,C) in acts, and rs for backward: per row M << (S - sh)
-    # (rms_scale_shift) and, with strict, M itself (else None)
+    # x (...,T,C) in acts -> y (...,T,C) in acts, and rs = (M, sh) per row (a RowScale)
     g, fm = rmsnorm_shape(ctx)
     sums = np.add.reduce(x * x, axis=-1, keepdims=True)  # (...,T,1)
     if sums.size <= SCALAR_ROWS and not ctx.strict:
-        m, mp = None, np.array(rsqrt_scaled_rows(sums.ravel().tolist(), g, fm),
-                               dtype=np.int64).reshape(sums.shape)
+        m, sh, scaled = rsqrt_scaled_rows(sums.ravel().tolist(), g, fm)
+        rs = RowScale(np.array(scaled, dtype=np.int64).reshape(sums.shape), lists=(m, sh))
     else:
         ms = requant(ctx, "rmsnorm_forward", "mean square", sums, g)
         ms = ctx.check("rmsnorm_forward", "ms + eps", ms + rmsnorm_eps(fm))  # Q.fm (/16 in fm)
         m, sh = rsqrt(ms, fm)
         ctx.check("rmsnorm_forward", "x*M", x * m, -KERNEL_LIMIT, KERNEL_LIMIT)
-        mp = m << (rms_scale_shift(fm) - sh)
-    y = _scale_rows(x * mp, fm)
+        rs = RowScale(m << (rms_scale_shift(fm) - sh), pair=(m[..., 0], sh[..., 0]))
+    y = _scale_rows(x * rs.scaled, fm)
     if ctx.rms_y_fits and not ctx.strict:  # |y| <= 4.0004 (rms_y_bound): no check
         ctx.saturations.setdefault("rmsnorm.y", 0)
-        return y, (mp, m)
-    return ctx.sat(y, ctx.p.acts, "rmsnorm.y"), (mp, m)
+        return y, rs
+    return ctx.sat(y, ctx.p.acts, "rmsnorm.y"), rs
 
 
 def _scale_rows(p, fm):
@@ -325,9 +361,12 @@ def _scale_rows(p, fm):
 
 
 def rmsnorm_backward(ctx, dy, y, rs):
-    # y = x * r with r = M/2**sh: dx = r * (dy - y * mean(dy * y)); rs = (M << (S - sh), M)
-    mp, m = rs
-    fa, gf = ctx.p.acts.frac_bits, ctx.p.grads
+    # y = x * r with r = M/2**sh: dx = r * (dy - y * mean(dy * y)); rs = (M, sh) per row
+    fa, gf, fm = ctx.p.acts.frac_bits, ctx.p.grads, ctx.p.rms_fm
+    scaled = getattr(rs, "scaled", None)  # rmsnorm_forward's RowScale, or a plain pair
+    if scaled is None:
+        m, sh = rs
+        scaled = (m << (rms_scale_shift(fm) - sh))[..., None]
     # sum dy*y has grads + acts fractional bits; the mean (/16) adds 4 more
     c = requant(ctx, "rmsnorm_backward", "rmsnorm.c",
                 np.add.reduce(dy * y, axis=-1, keepdims=True), fa + 4, gf)
@@ -335,8 +374,8 @@ def rmsnorm_backward(ctx, dy, y, rs):
     ctx.check("rmsnorm_backward", "y*c", yc)
     t = ctx.sat(np.subtract(dy, rnd(yc, fa, out=yc), out=yc), gf, "rmsnorm.t")
     if ctx.strict:
-        ctx.check("rmsnorm_backward", "t*M", t * m)
-    return ctx.sat(_scale_rows(t * mp, ctx.p.rms_fm), gf, "rmsnorm.dx")
+        ctx.check("rmsnorm_backward", "t*M", t * rs[0][..., None])
+    return ctx.sat(_scale_rows(t * scaled, fm), gf, "rmsnorm.dx")
 
 
 # --- linear ---
@@ -449,11 +488,11 @@ def attention_backward(ctx, dout, q, k, v, probs):
 
 
 def relu_forward(x):
-    return np.maximum(x, 0)
+    return np.maximum(x, _SHIFT[0])
 
 
 def relu_backward(dy, x):
-    return dy * (x > 0)
+    return dy * (x > _SHIFT[0])
 
 
 # --- cross-entropy over the vocabulary ---

@@ -9,7 +9,10 @@
    its condition matters.
 4. The counted updates: count_stalled() equals the count of d == 0 where delta != 0, for
    every rounding mode; Ctx.clipped equals the sum of the per-tensor counts.
-5. Speculative steps (saturation checks deferred to the step's end, the step redone with
+5. Adam's stacked moments (both in one (2,N) array, their saturation checked by bounds
+   carried from step to step) give the integers and counts of strict steps (the general
+   path, every check), from states beyond the formats' edges and gradients at gs's edge.
+6. Speculative steps (saturation checks deferred to the step's end, the step redone with
    every check when one would clip) give the losses, telemetry, state and counts of
    steps checked op by op, on runs that clip.
 
@@ -58,8 +61,9 @@ def test_rsqrt_rows_equal_rsqrt_on_arrays(fm):
 @pytest.mark.parametrize("fm", [0, 8, 16, 24, 28, 30])
 def test_rmsnorm_rows_on_python_ints_equal_rsqrt(fm):
     """rsqrt_scaled_rows (a training step's rows: ms = rnd(sum, g) + eps and rsqrt on
-    Python ints) gives M << (S - sh) of rsqrt on arrays, for every mean square up to
-    2**31 - 1; a larger one raises ValueError (a speculative step's unclipped values)."""
+    Python ints) gives rsqrt's (M, sh) on arrays and M << (S - sh), for every mean square
+    up to 2**31 - 1; a larger one raises ValueError (a speculative step's unclipped
+    values)."""
     rng = np.random.default_rng(fm + 1)
     g, eps = 4, ops.rmsnorm_eps(fm)
     ms = np.concatenate([np.arange(eps, 3000), 2 ** np.arange(31), 2 ** np.arange(1, 32) - 1,
@@ -69,10 +73,11 @@ def test_rmsnorm_rows_on_python_ints_equal_rsqrt(fm):
     keep = ms < 2**31
     sums, ms = sums[keep], ms[keep]
     m, sh = ops.rsqrt(ms, fm)
-    want = m << (ops.rms_scale_shift(fm) - sh)
-    got = np.array(ops.rsqrt_scaled_rows(sums.tolist(), g, fm), dtype=np.int64)
+    got = [np.array(a, dtype=np.int64) for a in ops.rsqrt_scaled_rows(sums.tolist(), g, fm)]
     assert (sh <= ops.rms_scale_shift(fm)).all()
-    assert first_difference(got, want) is None
+    for name, a, want in (("M", got[0], m), ("sh", got[1], sh),
+                          ("M << (S - sh)", got[2], m << (ops.rms_scale_shift(fm) - sh))):
+        assert first_difference(a, want) is None, f"rsqrt_scaled_rows fm={fm}: {name}"
     with pytest.raises(ValueError, match="does not fit int32"):
         ops.rsqrt_scaled_rows([((2**31 - eps) << g)], g, fm)
 
@@ -262,3 +267,40 @@ def test_speculative_steps_equal_steps_checked_op_by_op(fmt, rounding, monkeypat
     assert fast[1] == checked[1]
     for name, a in checked[2].items():
         assert first_difference(fast[2][name], a) is None, f"{fmt}: {name} differs"
+
+
+@pytest.mark.parametrize("fmt, rounding", [("q4.12", "nearest"), ("q8.8", "stochastic")])
+def test_adam_stacked_moments_equal_the_general_path(fmt, rounding):
+    p = make_policy(fmt, rounding=rounding)
+    rng = np.random.default_rng(5)
+    gs_edge = p.gs_word.hi << (p.pgrads.frac_bits - p.sqrt_frac)  # |g| that keeps gs in range
+    grads = [rng.integers(-gs_edge, gs_edge + 1, N_PARAMS) for _ in range(4)]
+    grads += [rng.integers(-(1 << 12), 1 << 12, N_PARAMS) for _ in range(6)]
+    grads[1][::3] = gs_edge  # gs = hi: its square at the check's bound
+    m0 = rng.integers(-p.m_limit, p.m_limit + 1, N_PARAMS)
+    m0[::4] = p.m_limit
+    m0[1::4] = 2**31 - 1  # beyond adam_m's limit, as a loaded state might be: clipped
+    v0 = rng.integers(0, p.v_wide.hi + 1, N_PARAMS)
+    v0[::5] = 2**31 - 1  # beyond v's top: clipped
+    store0 = rng.integers(p.weight_store.lo, p.weight_store.hi + 1, N_PARAMS)
+
+    def run(strict):
+        ctx = ops.Ctx(p, strict=strict)
+        opt = int_model.IntAdam(p, 9)
+        opt.m, opt.v, store = m0.copy(), v0.copy(), store0.copy()
+        steps = []
+        for step, g in enumerate(grads):
+            stalled = opt.step(store, g, step, len(grads), ctx)
+            steps.append((opt.m.copy(), opt.v.copy(), store.copy(), stalled))
+            # the bounds the next step checks by hold: max|m| and max v never exceed them
+            assert np.abs(opt.m).max() <= opt._m_max and opt.v.max() <= opt._v_max, step
+        return steps, ctx.saturations
+
+    fast, fast_counts = run(strict=False)
+    general, general_counts = run(strict=True)
+    for step, (got, want) in enumerate(zip(fast, general, strict=True)):
+        for name, a, b in zip(("m", "v", "store"), got[:3], want[:3], strict=True):
+            bad = first_difference(a, b)
+            assert bad is None, f"adam {fmt} {rounding} step {step}: {name}{bad}"
+        assert got[3] == want[3], f"adam {fmt} step {step}: stalled {got[3]} vs {want[3]}"
+    assert fast_counts == general_counts and fast_counts["adam.m"] > 0 < fast_counts["adam.v"]

@@ -345,14 +345,13 @@ def test_rmsnorm_forward_against_float(fmt_name):
     g, fm, eps = contract_rmsnorm_shape(fmt)
     assert ops.rmsnorm_shape(ctx) == (g, fm) and ops.rmsnorm_eps(fm) == eps
     x = rms_rows(np.random.default_rng(22), 200, f, fmt)
-    y, (mp, _) = ops.rmsnorm_forward(ctx, x)
+    y, (m, sh) = ops.rmsnorm_forward(ctx, x)
     xr = deq(x, f)
     ref, rstd = fops.rmsnorm_forward(xr)
     ms_ref = np.mean(xr * xr, axis=-1) + 1e-5
     ms_rel = (0.5 * 2.0**-fm + abs(eps * 2.0**-fm - 1e-5)) / ms_ref
     rel = (RSQRT_REL + 0.5 * ms_rel) * 1.01
-    r = mp[:, 0] / 2.0 ** ops.rms_scale_shift(fm)  # M / 2**sh of each row, exactly
-    check_within("rmsnorm_forward", fmt_name, "1/rms", r, rstd, rstd * rel)
+    check_within("rmsnorm_forward", fmt_name, "1/rms", m / 2.0**sh, rstd, rstd * rel)
     check_within("rmsnorm_forward", fmt_name, "y", deq(y, f), ref,
                  np.abs(ref) * rel[:, None] + 0.5 * 2.0**-f)
 
@@ -367,10 +366,10 @@ def test_rmsnorm_backward_against_float(fmt_name):
     fmt, f = ctx.p.data, ctx.p.data.frac_bits
     rng = np.random.default_rng(23)
     x = rms_rows(rng, 200, f, fmt)
-    y, rs = ops.rmsnorm_forward(ctx, x)
+    y, (m, sh) = ops.rmsnorm_forward(ctx, x)
     dy = quant(normal(rng, x.shape, 0.02, 0.1), G_FRAC)
-    dx = ops.rmsnorm_backward(ctx, dy, y, rs)
-    r = rs[0][:, 0] / 2.0 ** ops.rms_scale_shift(ctx.p.rms_fm)  # M / 2**sh of each row
+    dx = ops.rmsnorm_backward(ctx, dy, y, (m, sh))
+    r = m / 2.0**sh
     yr = deq(y, f)
     ref = fops.rmsnorm_backward(deq(dy, G_FRAC), yr, r)
     assert np.abs(ref).max() < 1.9, "inputs chosen so that nothing saturates"
@@ -656,8 +655,7 @@ def test_rmsnorm_equals_the_contract_in_plain_python(fmt_name):
         xs, dys = x[t].tolist(), dy[t].tolist()
         ms = device_dot_requant(xs, xs, g, -(2**30), 2**30) + eps
         m, sh = contract_rsqrt(ms, fm)
-        # rs keeps M << (S - sh) per row (rms_scale_shift): the same M / 2**sh
-        assert int(rs[0][t, 0]) == m << (ops.rms_scale_shift(fm) - sh), f"{fmt_name} row {t}"
+        assert (int(rs[0][t]), int(rs[1][t])) == (m, sh), f"{fmt_name} row {t}: M, sh"
         want_y = [sat(rnd(xi * m, sh), fmt) for xi in xs]
         assert y[t].tolist() == want_y, f"rmsnorm_forward {fmt_name} row {t}"
         c = device_dot_requant(dys, want_y, f + 4, gf.lo, gf.hi)
