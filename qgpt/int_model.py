@@ -216,6 +216,7 @@ class IntAdam:
         if self.m_shift is None and self.v_shift is None:
             self.m, self.v = self._m_row, self._v_row
         self._m_max = self._v_max = 0  # max|m| and max v of the rows, or bounds of them
+        self._store, self._store_max = None, None  # the store last updated, a bound of its |w|
 
     @staticmethod
     def _shifts(fmt):
@@ -317,7 +318,7 @@ class IntAdam:
             self.m, self.m_shift = block_encode(m, p.adam_m, signed=True)
         if self.v_shift is not None:
             self.v, self.v_shift = block_encode(den - 1, p.adam_v, signed=False)  # the root
-        return self._update(store, delta, step, ctx)
+        return self._update(store, delta, step, ctx, alpha)
 
     def _stacked(self, m_old, v_old, gm, g, gs_shift, ctx):
         """9.1 and 9.2's moments as the rows of self._mv: (m, v, bounds), or None where the
@@ -356,8 +357,9 @@ class IntAdam:
                   _q15_bound(v_max, B2_Q15) + _q15_bound(g2_max, C2_Q15))
         return self._m_row, self._v_row, bounds
 
-    def _update(self, store, delta, step, ctx):
-        """9.5 and 9.6: the weight store minus delta rounded by the run's mode."""
+    def _update(self, store, delta, step, ctx, alpha=None):
+        """9.5 and 9.6: the weight store minus delta rounded by the run's mode (alpha: the
+        step size delta was made with, for the store's bound; None: no bound)."""
         p, u = self.p, self.p.update_shift
         if p.rounding == "kahan":
             return self._kahan(store, delta, ctx)
@@ -382,10 +384,28 @@ class IntAdam:
             formed = (d >= 0) | (store <= p.weight_store.hi + d)
             ctx.check("adam", "store - d", store - d, where=formed)
         store -= d
-        clamped = ctx.sat(store, p.weight_store, "weights")
-        if clamped is not store:
-            store[:] = clamped
+        self._saturate_store(store, alpha, ctx)
         return count_stalled(delta, d)
+
+    def _saturate_store(self, store, alpha, ctx):
+        """sat(store, weight_store), counted into "weights". The store's largest |w| is
+        carried from step to step as a bound (the step's |d| <= (2**15 alpha >> u) + 1,
+        as |delta| <= 2**15 alpha in every rounding mode): a pass over the store only when
+        the bound leaves the format, or for a store this optimizer has not updated last."""
+        p, limit = self.p, self.p.weight_store.abs_limit
+        bound = None
+        if alpha is not None and store is self._store and self._store_max is not None:
+            bound = self._store_max + ((alpha << 15) >> p.update_shift) + 1
+        if bound is not None and bound <= limit and not ctx.strict:
+            ctx.saturations.setdefault("weights", 0)
+            self._store_max = bound
+            return
+        self._store, self._store_max = store, int(np.maximum.reduce(np.abs(store)))
+        if self._store_max <= limit:
+            ctx.saturations.setdefault("weights", 0)
+        else:
+            store[:] = ctx.clip(store, p.weight_store, "weights")
+            self._store_max = None  # |lo| may exceed the limit: measured again next step
 
     def _kahan(self, store, delta, ctx):
         """t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8)); c = t - (w << 8),

@@ -9,9 +9,10 @@
    its condition matters.
 4. The counted updates: count_stalled() equals the count of d == 0 where delta != 0, for
    every rounding mode; Ctx.clipped equals the sum of the per-tensor counts.
-5. Adam's stacked moments (both in one (2,N) array, their saturation checked by bounds
-   carried from step to step) give the integers and counts of strict steps (the general
-   path, every check), from states beyond the formats' edges and gradients at gs's edge.
+5. Adam's stacked moments (both in one (2,N) array) and the saturation of m, v and the
+   weight store checked by bounds carried from step to step give the integers and counts
+   of strict steps (the general path, every check), from states beyond the formats' edges
+   and gradients at gs's edge; the bounds hold at every step.
 6. Speculative steps (saturation checks deferred to the step's end, the step redone with
    every check when one would clip) give the losses, telemetry, state and counts of
    steps checked op by op, on runs that clip.
@@ -294,6 +295,7 @@ def test_adam_stacked_moments_equal_the_general_path(fmt, rounding):
             steps.append((opt.m.copy(), opt.v.copy(), store.copy(), stalled))
             # the bounds the next step checks by hold: max|m| and max v never exceed them
             assert np.abs(opt.m).max() <= opt._m_max and opt.v.max() <= opt._v_max, step
+            assert opt._store_max is None or np.abs(store).max() <= opt._store_max, step
         return steps, ctx.saturations
 
     fast, fast_counts = run(strict=False)
