@@ -102,17 +102,19 @@ def _timed(f, label, totals, depth):
 @contextmanager
 def timed_ops(totals):
     """Within it, every forward/backward op of float_ops and int_ops, both optimizers' step
-    ("adam") and the integer step's reported losses add their seconds into totals (the
-    outermost call only: an op's own helpers count in it)."""
+    ("adam"), the integer step's reported losses and its deferred saturation checks
+    ("saturation_checks": one by format at the step's end, int_ctx.Ctx.defer) add their
+    seconds into totals (the outermost call only: an op's own helpers count in it)."""
     targets = [(m, n) for m in (float_ops, int_ops) for n in dir(m)
                if n.endswith(("_forward", "_backward"))]
     targets += [(FloatAdam, "step"), (int_model.IntAdam, "step"),
-                (int_model, "reported_losses")]
+                (int_model, "reported_losses"), (int_ops.Ctx, "deferred_clip_nothing")]
+    labels = {"step": "adam", "deferred_clip_nothing": "saturation_checks"}
     depth, saved = [0], []
     for owner, name in targets:
         f = getattr(owner, name)
         saved.append((owner, name, f))
-        setattr(owner, name, _timed(f, "adam" if name == "step" else name, totals, depth))
+        setattr(owner, name, _timed(f, labels.get(name, name), totals, depth))
     try:
         yield
     finally:

@@ -27,7 +27,7 @@ def test_timed_ops_wrap_and_restore_and_change_nothing(names_file):
     assert (int_ops.linear_forward, float_ops.rmsnorm_backward, FloatAdam.step,
             int_model.IntAdam.step, int_model.reported_losses) == originals
     for op in ("linear_forward", "linear_backward", "attention_forward", "rmsnorm_backward",
-               "adam", "reported_losses", "embedding_backward"):
+               "adam", "reported_losses", "embedding_backward", "saturation_checks"):
         assert totals.get(op, 0) > 0, f"{op} was not timed"
 
 
