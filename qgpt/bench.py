@@ -2,7 +2,9 @@
 
 Runs are timed in one process, one after another, several times (repeats),
 and the median is reported together with the ratio to the float reference,
-since absolute times on shared machines are noisy.
+since absolute times on shared machines are noisy: by the wall clock ("x float") and by
+the process's CPU time ("cpu x float"), which the other processes of a shared machine
+disturb less (they still share its caches).
 """
 
 import statistics
@@ -20,10 +22,17 @@ from qgpt.train import TrainConfig, make_model, nll, training_steps
 
 def time_training(cfg, ds):
     """Train cfg on ds in memory; returns (seconds of the training loop, model, losses)."""
+    seconds, _, model, losses = time_training_cpu(cfg, ds)
+    return seconds, model, losses
+
+
+def time_training_cpu(cfg, ds):
+    """time_training, with the loop's CPU seconds too (the process's, time.process_time):
+    (seconds, cpu seconds, model, losses)."""
     model = make_model(cfg)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     losses = [loss for _, loss, _ in training_steps(model, ds, cfg)]
-    return time.perf_counter() - t0, model, losses
+    return time.perf_counter() - t0, time.process_time() - c0, model, losses
 
 
 def check_runs(formats, roundings):
@@ -55,24 +64,27 @@ def bench(formats=("q4.12", "q8.8"), roundings=("nearest",), steps=1000, seed=42
     base = TrainConfig(data=data_path, steps=steps, seed=seed)
     configs = [base] + [replace(base, format=f, rounding=r) for f in formats for r in roundings]
     times = {c: [] for c in configs}
+    cpu = {c: [] for c in configs}
     results = {}
     for rep in range(repeats):
         for c in configs:  # interleaved, so slow phases of the machine hit every config
-            seconds, model, losses = time_training(c, ds)
+            seconds, cpu_seconds, model, losses = time_training_cpu(c, ds)
             times[c].append(seconds)
+            cpu[c].append(cpu_seconds)
             if rep == 0:
                 tail = losses[-100:]
                 results[c] = (sum(tail) / len(tail), nll(model, ds.val))
-    float_s = statistics.median(times[base])
+    float_s, float_cpu = statistics.median(times[base]), statistics.median(cpu[base])
     rows = []
     for c in configs:
         s = statistics.median(times[c])
         label = "float64" if c.format == "float" else f"{c.format} {c.rounding}"
         val = results[c][1]
         rows.append([label, f"{steps / s:.0f}", f"{s:.2f}", f"{s / float_s:.2f}",
+                     f"{statistics.median(cpu[c]) / float_cpu:.2f}",
                      f"{results[c][0]:.4f}", "none" if val is None else f"{val:.4f}"])
-    table = tabulate(rows, headers=["run", "steps/s", "seconds", "x float", "train_loss_last100",
-                                    "val_nll"], tablefmt="github")
+    table = tabulate(rows, headers=["run", "steps/s", "seconds", "x float", "cpu x float",
+                                    "train_loss_last100", "val_nll"], tablefmt="github")
     log(f"data: {data_path} ({len(ds.train)} train / {len(ds.val)} val names), {steps} steps, "
         f"seed {seed}, median of {repeats}")
     if not ds.val:
