@@ -213,6 +213,7 @@ class IntAdam:
         # (g, gs^2): both moments' multiply-and-rounds in three numpy calls instead of six
         self._mv, self._gg = np.zeros((2, N_PARAMS), np.int64), np.empty((2, N_PARAMS), np.int64)
         self._m_row, self._v_row = self._mv[0], self._mv[1]
+        self._g_row = self._gg[0]  # gradient_buffer(): the model's gradient, read in place
         if self.m_shift is None and self.v_shift is None:
             self.m, self.v = self._m_row, self._v_row
         self._m_max = self._v_max = 0  # max|m| and max v of the rows, or bounds of them
@@ -339,7 +340,8 @@ class IntAdam:
         g2_max = int(np.maximum.reduce(g2))
         if g2_max > self.p.gs_word.hi * self.p.gs_word.hi:
             return None
-        np.copyto(gg[0], gm)
+        if gm is not self._g_row:
+            np.copyto(self._g_row, gm)
         m_max, v_max = self._m_max, self._v_max
         if m_old is not self._m_row:  # a loaded or clipped state: into the stacked rows
             np.copyto(self._m_row, m_old)
@@ -356,6 +358,12 @@ class IntAdam:
                   None if v_max is None else
                   _q15_bound(v_max, B2_Q15) + _q15_bound(g2_max, C2_Q15))
         return self._m_row, self._v_row, bounds
+
+    def gradient_buffer(self):
+        """A zeroed (N_PARAMS,) int64 buffer for the model's gradient: step() then reads it
+        in place, with no copy (and leaves it overwritten: it is its scratch space)."""
+        self._g_row.fill(0)
+        return self._g_row
 
     def _update(self, store, delta, step, ctx, alpha=None):
         """9.5 and 9.6: the weight store minus delta rounded by the run's mode (alpha: the
@@ -444,7 +452,7 @@ class IntModel:
         self.steps_taken = 0
         # the step's buffers, kept with their views: the gradient, and the forward pass's
         # weights when master weights are requantized into them
-        self.grad = np.zeros(N_PARAMS, dtype=np.int64)
+        self.grad = self.opt.gradient_buffer()  # zeroed every step; Adam reads it in place
         self.grad_views = weight_views(self.grad)
         self.weights = None if p.master is None else np.empty(N_PARAMS, dtype=np.int64)
         self._viewed = (None, None)  # (buffer, its weight_views)
