@@ -286,40 +286,38 @@ def rms_scale_shift(fm):
 
 
 def rsqrt_scaled_rows(sums, g, fm):
-    """rmsnorm's per-row scale from each row's exact sum of squares (a list of ints):
-    ms = rnd(sum, g) + eps, rsqrt's (M, sh), and M << (S - sh) (rms_scale_shift), as three
-    lists, on Python ints (a step's few rows: fewer numpy calls). An out-of-range sum
-    raises ValueError (a speculative step's unclipped values: Ctx.defer)."""
-    eps, top, s_max = rmsnorm_eps(fm), 15 - fm // 2, rms_scale_shift(fm)
-    half = (1 << g) >> 1
-    ms_, shs, scaled = [], [], []
+    """rmsnorm's per-row multiplier M << (S - sh) (rms_scale_shift), with (M, sh) rsqrt's
+    of ms = rnd(sum, g) + eps, from each row's exact sum of squares (a list of ints), on
+    Python ints (a step's few rows: fewer numpy calls). An out-of-range sum raises
+    ValueError (a speculative step's unclipped values: Ctx.defer)."""
+    eps, s_top = rmsnorm_eps(fm), rms_scale_shift(fm) - (15 - fm // 2)  # S - sh = s_top - k
+    half, table, isqrt_ = (1 << g) >> 1, RSQRT_M_LIST, math.isqrt
+    scaled = []
     for total in sums:
         n = (((total + half) >> g) if g >= 0 else total << -g) + eps
         if n >= 1 << 31:
             raise ValueError(f"rmsnorm: mean square {n} does not fit int32")
-        shift = (n.bit_length() - 1) & -2
-        m, sh = RSQRT_M_LIST[math.isqrt((n << 28) >> shift)], (shift >> 1) + top
-        ms_.append(m)
-        shs.append(sh)
-        scaled.append(m << (s_max - sh))
-    return ms_, shs, scaled
+        shift = (n.bit_length() - 1) & -2  # sh = shift / 2 + 15 - fm / 2
+        scaled.append(table[isqrt_((n << 28) >> shift)] << (s_top - (shift >> 1)))
+    return scaled
 
 
 class RowScale:
     """rmsnorm_forward's per-row scale, for backward: it iterates (and indexes) as rsqrt's
     pair (M, sh), arrays of shape (...,T), the op's contract; and it keeps what the ops
-    apply, M << (S - sh) of shape (...,T,1) (rms_scale_shift). The pair's arrays are made
-    when first read (a training step never reads them)."""
+    apply, M << (S - sh) of shape (...,T,1) (rms_scale_shift). Made from a step's few rows
+    (rsqrt_scaled_rows), it computes the pair only when read, by rsqrt on arrays from the
+    rows' mean squares (a training step never reads it)."""
 
-    __slots__ = ("scaled", "_pair", "_lists")
+    __slots__ = ("scaled", "_pair", "_sums")
 
-    def __init__(self, scaled, pair=None, lists=None):
-        self.scaled, self._pair, self._lists = scaled, pair, lists
+    def __init__(self, scaled, pair=None, sums=None):
+        self.scaled, self._pair, self._sums = scaled, pair, sums  # sums: (sums, g, fm)
 
     def _get_pair(self):
-        if self._pair is None:
-            shape = self.scaled.shape[:-1]
-            self._pair = tuple(np.array(v, dtype=np.int64).reshape(shape) for v in self._lists)
+        if self._pair is None:  # rsqrt of ms = rnd(sum, g) + eps, on arrays
+            sums, g, fm = self._sums
+            self._pair = rsqrt(rnd(sums[..., 0], g) + rmsnorm_eps(fm), fm)
         return self._pair
 
     def __iter__(self):
@@ -337,8 +335,8 @@ def rmsnorm_forward(ctx, x):
     g, fm = rmsnorm_shape(ctx)
     sums = np.add.reduce(x * x, axis=-1, keepdims=True)  # (...,T,1)
     if sums.size <= SCALAR_ROWS and not ctx.strict:
-        m, sh, scaled = rsqrt_scaled_rows(sums.ravel().tolist(), g, fm)
-        rs = RowScale(np.array(scaled, dtype=np.int64).reshape(sums.shape), lists=(m, sh))
+        scaled = rsqrt_scaled_rows(sums.ravel().tolist(), g, fm)
+        rs = RowScale(np.array(scaled, dtype=np.int64).reshape(sums.shape), sums=(sums, g, fm))
     else:
         ms = requant(ctx, "rmsnorm_forward", "mean square", sums, g)
         ms = ctx.check("rmsnorm_forward", "ms + eps", ms + rmsnorm_eps(fm))  # Q.fm (/16 in fm)

@@ -62,7 +62,7 @@ def test_rsqrt_rows_equal_rsqrt_on_arrays(fm):
 @pytest.mark.parametrize("fm", [0, 8, 16, 24, 28, 30])
 def test_rmsnorm_rows_on_python_ints_equal_rsqrt(fm):
     """rsqrt_scaled_rows (a training step's rows: ms = rnd(sum, g) + eps and rsqrt on
-    Python ints) gives rsqrt's (M, sh) on arrays and M << (S - sh), for every mean square
+    Python ints) gives M << (S - sh) of rsqrt's (M, sh) on arrays, for every mean square
     up to 2**31 - 1; a larger one raises ValueError (a speculative step's unclipped
     values)."""
     rng = np.random.default_rng(fm + 1)
@@ -74,11 +74,10 @@ def test_rmsnorm_rows_on_python_ints_equal_rsqrt(fm):
     keep = ms < 2**31
     sums, ms = sums[keep], ms[keep]
     m, sh = ops.rsqrt(ms, fm)
-    got = [np.array(a, dtype=np.int64) for a in ops.rsqrt_scaled_rows(sums.tolist(), g, fm)]
+    got = np.array(ops.rsqrt_scaled_rows(sums.tolist(), g, fm), dtype=np.int64)
     assert (sh <= ops.rms_scale_shift(fm)).all()
-    for name, a, want in (("M", got[0], m), ("sh", got[1], sh),
-                          ("M << (S - sh)", got[2], m << (ops.rms_scale_shift(fm) - sh))):
-        assert first_difference(a, want) is None, f"rsqrt_scaled_rows fm={fm}: {name}"
+    bad = first_difference(got, m << (ops.rms_scale_shift(fm) - sh))
+    assert bad is None, f"rsqrt_scaled_rows fm={fm}: M << (S - sh){bad}"
     with pytest.raises(ValueError, match="does not fit int32"):
         ops.rsqrt_scaled_rows([((2**31 - eps) << g)], g, fm)
 
