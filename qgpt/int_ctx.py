@@ -91,7 +91,7 @@ class Ctx:
         would have clipped, so the values computed are the exact ones)."""
         kept, self.deferred = self.deferred, None
         for fmt, arrays in (kept or {}).values():
-            x = np.concatenate(arrays, axis=None)
+            x = np.concatenate([a.reshape(-1) for a in arrays])  # (faster than axis=None)
             if x.size and (np.maximum.reduce(x) > fmt.hi or np.minimum.reduce(x) < fmt.lo):
                 return False
         return True
