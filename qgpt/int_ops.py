@@ -116,10 +116,16 @@ def isqrt_plus_one(n):
 
 def _isqrt_candidates(n):
     """(c, c + 1) of isqrt's tables: the root of n is one of them."""
-    sh = ISQRT_SHIFT.take(n >> 16)  # (take: a gather, twice as fast as indexing)
-    # the root's shift 8 - sh/2 in int8, the shifted root widened to int64
-    c = np.right_shift(ISQRT_ROOT_Q8.take(n >> sh), 8 - (sh >> 1), dtype=np.int64)
-    return c, c + 1
+    sh = ISQRT_SHIFT.take(n >> _SHIFT[16])  # (take: a gather, twice as fast as indexing)
+    # the root's shift 8 - sh/2 in int8 (0-d int8 operands keep it int8), the shifted root
+    # widened to int64
+    s2 = np.subtract(_I8_EIGHT, sh >> _I8_ONE)
+    c = np.right_shift(ISQRT_ROOT_Q8.take(n >> sh), s2, dtype=np.int64)
+    return c, c + _ONE
+
+
+_I8_ONE, _I8_EIGHT = np.array(1, dtype=np.int8), np.array(8, dtype=np.int8)
+_ONE = np.array(1, dtype=np.int64)
 
 
 POWERS_OF_TWO = np.array([1 << k for k in range(63)], dtype=np.int64)
