@@ -170,3 +170,19 @@ def test_ctx_clipped_is_the_sum_of_the_counts():
     ctx.sat(x, p.acts, "b", where=np.array([[True, True, False, True]]))
     ctx.sat(x, qformat.QFormat(8, 8), "a")
     assert ctx.saturations == {"a": 4, "b": 1} and ctx.clipped == 5
+
+
+@pytest.mark.parametrize("top, k", [(2**15, 64), (2**25, 4), (2**26, 2), (2**26, 3), (2**27, 64)])
+def test_exact_matmul_is_the_exact_integer_sum(top, k):
+    """exact_matmul's float64 path (every partial sum below 2**53) and its int64 fallback
+    (above) against Python's ints, at the extremes: every entry +-top, and random ones."""
+    rng = np.random.default_rng(k)
+    a = rng.choice([-top, top - 1], size=(40, 9, k)).astype(np.int64)  # large: > ops.LARGE
+    b = rng.choice([-top, top - 1], size=(k, 5)).astype(np.int64)
+    for x, y in ((a, b), (rng.integers(-top, top, a.shape), rng.integers(-top, top, b.shape))):
+        got = ops.exact_matmul(x, y)
+        want = [[[sum(int(x[i, t, j]) * int(y[j, o]) for j in range(k)) for o in range(5)]
+                 for t in range(9)] for i in range(40)]
+        assert got.dtype == np.int64
+        bad = np.argwhere(got != np.array(want, dtype=object))
+        assert not len(bad), f"top {top}, k {k}: at {bad[0]} {got[tuple(bad[0])]} != exact"
