@@ -404,9 +404,10 @@ def exact_matmul(a, b):
     max|b| < 2**53: every product and every partial sum, in whatever order BLAS adds
     them, is then an integer float64 holds exactly, so the result is the same integer."""
     if a.size > LARGE:
-        bound = int(np.maximum.reduce(np.abs(a), None)) * int(
-            np.maximum.reduce(np.abs(b), None)) * a.shape[-1]
-        if bound < FLOAT_EXACT:
+        def top(x):  # max |x|, without the temporary array of np.abs
+            return max(int(np.maximum.reduce(x, None)), -int(np.minimum.reduce(x, None)))
+
+        if top(a) * top(b) * a.shape[-1] < FLOAT_EXACT:
             return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
     return a @ b
 
