@@ -72,9 +72,12 @@ def sweep(cfg, out, jobs=None, command=None, log=None, scheduler=None, resume=Fa
         records, losses = run_all(runs, backend, store, log, then=warm_up)
         seconds = time.perf_counter() - t0
         rows = summarize(cfg, records)
+        t1 = time.perf_counter()
         write_results(out, cfg, records, losses, rows, command or cfg.command(), info,
                       backend[1], seconds, len(runs) - finished, group_by, pool)
-    log(f"sweep: {len(runs) - finished} runs in {seconds:.1f} s -> {out}/results.md")
+        writing = time.perf_counter() - t1
+    log(f"sweep: {len(runs) - finished} runs in {seconds:.1f} s, results and figures in "
+        f"{writing:.1f} s -> {out}/results.md")
     return rows, records
 
 
