@@ -212,6 +212,7 @@ HOST_ONLY = {
     "dw_fits": "the host's proof that a weight gradient cannot leave pgrads (skips a check)",
     "softmax_sums": "softmax and its row sums for the host's loss telemetry (device: loss.py)",
     "loss_q16_of_sums": "the host's loss_q16 from softmax_sums (device: loss.py's loss_q16)",
+    "exact_matmul": "the host's matmul of evaluation's batches (device: the dot-product kernels)",
 }
 
 
