@@ -64,8 +64,8 @@ def sweep(cfg, out, jobs=None, command=None, log=None, scheduler=None, resume=Fa
             f"{','.join(map(str, cfg.values('steps')))}, on {backend[1]}; data {info['path']} "
             f"({info['train']} train / {info['val']} val)"
             + (f"; resuming: {finished} finished already" if resumed else ""))
-        # a process pool of this machine draws the figures too: each worker imports
-        # matplotlib once its last run is done, while the others finish
+        # a process pool of this machine draws the figures too: a worker with no run left
+        # imports matplotlib while the others finish theirs
         pool = backend[0] if isinstance(backend[0], ProcessPoolExecutor) else None
         warm_up = [preload_pyplot] * jobs if pool and can_plot() else []
         t0 = time.perf_counter()
