@@ -385,11 +385,28 @@ def rmsnorm_backward(ctx, dy, y, rs):
 # --- linear ---
 
 
+FLOAT_EXACT = 1 << 53  # float64 holds every integer up to 2**53 in magnitude exactly
+
+
+def exact_matmul(a, b):
+    """a @ b of int64 arrays, the exact integer sums. A large a (evaluation's batches of
+    names; a training step's arrays are never large) goes through float64's matmul
+    (BLAS, several times faster than numpy's int64 loop) when in_features * max|a| *
+    max|b| < 2**53: every product and every partial sum, in whatever order BLAS adds
+    them, is then an integer float64 holds exactly, so the result is the same integer."""
+    if a.size > LARGE:
+        def top(x):  # max |x|, without the temporary array of np.abs
+            return max(int(np.maximum.reduce(x, None)), -int(np.minimum.reduce(x, None)))
+
+        if top(a) * top(b) * a.shape[-1] < FLOAT_EXACT:
+            return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return np.dot(a, b) if a.ndim == 2 else a @ b  # (np.dot: less overhead than @)
+
+
 def linear_forward(ctx, x, w, out_fmt, tensor):
     # x (...,T,in) in acts, w (out,in) in weights -> y (...,T,out) in out_fmt (acts or logits)
     p = ctx.p
-    exact = np.dot(x, w.T) if x.ndim == 2 else x @ w.T  # (np.dot: less overhead than @)
-    return requant(ctx, "linear_forward", tensor, exact,
+    return requant(ctx, "linear_forward", tensor, exact_matmul(x, w.T),
                    p.weights.frac_bits + p.acts.frac_bits - out_fmt.frac_bits, out_fmt)
 
 

@@ -106,34 +106,45 @@ def training_steps(model, ds, cfg, start=0, stop=None):
 NLL_BATCH = 512  # names per forward pass in nll: bounds its memory (a few MB)
 
 
-def nll(model, names):
+def nll_batches(names):
+    """names as nll evaluates them: those of one length stacked, at most NLL_BATCH a batch,
+    [(indices in names (B,), inputs (B,T), targets (B,T))]. A caller that evaluates the
+    same names many times (qgpt sweep) makes them once."""
+    by_length = {}  # T -> [(index in names, inputs, targets)]
+    for i, name in enumerate(names):
+        inputs, targets = float_model.split_tokens(data.encode(name))
+        by_length.setdefault(len(inputs), []).append((i, inputs, targets))
+    batches = []
+    for group in by_length.values():
+        for start in range(0, len(group), NLL_BATCH):
+            chunk = group[start : start + NLL_BATCH]
+            batches.append((np.array([i for i, _, _ in chunk], dtype=np.intp),
+                            np.stack([inp for _, inp, _ in chunk]),
+                            np.stack([tgt for _, _, tgt in chunk])))
+    return batches
+
+
+def nll(model, names, batches=None):
     """Mean per-token negative log-likelihood (nats) over names, in float64; None when
     there are no names (a tiny dataset has no validation split: no figure, not 0.0).
+    batches: nll_batches(names), if the caller keeps them.
 
     Names of one length go through the model together, a batch axis in front of the
     positions: every number is the one a name alone gives (the integer logits exactly;
     float64's element-wise functions and per-row sums alike), and the per-name sums are
     added in the order of names, so the result is the same to the bit, several times
     faster."""
-    by_length = {}  # T -> [(index in names, inputs, targets)]
-    for i, name in enumerate(names):
-        inputs, targets = float_model.split_tokens(data.encode(name))
-        by_length.setdefault(len(inputs), []).append((i, inputs, targets))
-    per_name, count = [0.0] * len(names), 0
-    for group in by_length.values():
-        for start in range(0, len(group), NLL_BATCH):
-            chunk = group[start : start + NLL_BATCH]
-            inputs = np.stack([inp for _, inp, _ in chunk])  # (B,T)
-            targets = np.stack([tgt for _, _, tgt in chunk])  # (B,T)
-            z = model.logits(inputs).astype(np.float64)  # (B,T,V)
-            m = z.max(axis=-1, keepdims=True)
-            lse = np.log(np.exp(z - m).sum(axis=-1)) + m[..., 0]
-            picked = np.take_along_axis(z, targets[..., None], axis=-1)[..., 0]
-            for (i, _, _), s in zip(chunk, (lse - picked).sum(axis=-1), strict=True):
-                per_name[i] = float(s)
-            count += targets.size
+    batches = nll_batches(names) if batches is None else batches
+    per_name, count = np.zeros(len(names)), 0
+    for indices, inputs, targets in batches:
+        z = model.logits(inputs).astype(np.float64, copy=False)  # (B,T,V)
+        m = z.max(axis=-1, keepdims=True)
+        lse = np.log(np.exp(z - m).sum(axis=-1)) + m[..., 0]
+        picked = np.take_along_axis(z, targets[..., None], axis=-1)[..., 0]
+        per_name[indices] = (lse - picked).sum(axis=-1)
+        count += targets.size
     total = 0.0
-    for s in per_name:  # in the order of names, as one name at a time added them
+    for s in per_name.tolist():  # in the order of names, as one name at a time added them
         total += s
     return total / count if count else None
 

@@ -216,6 +216,7 @@ HOST_ONLY = {
     "rms_scale_shift": "the host's one shift for rmsnorm's rows (device: rsqrt's sh per row)",
     "rsqrt_scaled_rows": "rsqrt of a step's rows on Python ints (device: rsqrt per row)",
     "onehot_q15": "the host's one-hot table for cross_entropy_backward",
+    "exact_matmul": "the host's matmul of evaluation's batches (device: the dot-product kernels)",
 }
 
 

@@ -305,3 +305,19 @@ def test_adam_stacked_moments_equal_the_general_path(fmt, rounding):
             assert bad is None, f"adam {fmt} {rounding} step {step}: {name}{bad}"
         assert got[3] == want[3], f"adam {fmt} step {step}: stalled {got[3]} vs {want[3]}"
     assert fast_counts == general_counts and fast_counts["adam.m"] > 0 < fast_counts["adam.v"]
+
+
+@pytest.mark.parametrize("top, k", [(2**15, 64), (2**25, 4), (2**26, 2), (2**26, 3), (2**27, 64)])
+def test_exact_matmul_is_the_exact_integer_sum(top, k):
+    """exact_matmul's float64 path (every partial sum below 2**53) and its int64 fallback
+    (above) against Python's ints, at the extremes: every entry +-top, and random ones."""
+    rng = np.random.default_rng(k)
+    a = rng.choice([-top, top - 1], size=(40, 9, k)).astype(np.int64)  # large: > ops.LARGE
+    b = rng.choice([-top, top - 1], size=(k, 5)).astype(np.int64)
+    for x, y in ((a, b), (rng.integers(-top, top, a.shape), rng.integers(-top, top, b.shape))):
+        got = ops.exact_matmul(x, y)
+        want = [[[sum(int(x[i, t, j]) * int(y[j, o]) for j in range(k)) for o in range(5)]
+                 for t in range(9)] for i in range(40)]
+        assert got.dtype == np.int64
+        bad = np.argwhere(got != np.array(want, dtype=object))
+        assert not len(bad), f"top {top}, k {k}: at {bad[0]} {got[tuple(bad[0])]} != exact"

@@ -92,6 +92,14 @@ def test_output_files_exist_and_parse(two_sweeps):
     assert not list(d.glob("*.tmp")) and not list(d.glob(".qgpt-write-test-*"))
 
 
+def test_figures_drawn_by_the_pool_are_the_ones_drawn_here(two_sweeps):
+    """--jobs 2 draws the figures in its worker processes, --jobs 1 in this one: the same
+    data and the same pixels, so the same PNG files."""
+    (d1, _, _), (d2, _, _) = two_sweeps[1], two_sweeps[2]
+    for png in ("val_nll.png", "loss_curves.png", "loss_gap.png", "stalled.png"):
+        assert (d1 / png).read_bytes() == (d2 / png).read_bytes(), png
+
+
 def test_table_columns(two_sweeps):
     _, rows, _ = two_sweeps[1]
     text = sweep.format_table(rows)

@@ -2,6 +2,7 @@
 
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 from qgpt import argtypes
 from qgpt.sweep.aggregate import format_table, summarize
@@ -9,6 +10,7 @@ from qgpt.sweep.axes import AXES, AXIS_BY_NAME
 from qgpt.sweep.backends import check_scheduler, default_jobs, open_backend
 from qgpt.sweep.config import KWARG_OF_AXIS, SweepError, check_out_dir, make_config, read_grid
 from qgpt.sweep.execute import run_all
+from qgpt.sweep.plots import can_plot, preload_pyplot
 from qgpt.sweep.report import dataset_info, write_results
 from qgpt.sweep.store import RunStore
 
@@ -62,13 +64,20 @@ def sweep(cfg, out, jobs=None, command=None, log=None, scheduler=None, resume=Fa
             f"{','.join(map(str, cfg.values('steps')))}, on {backend[1]}; data {info['path']} "
             f"({info['train']} train / {info['val']} val)"
             + (f"; resuming: {finished} finished already" if resumed else ""))
+        # a process pool of this machine draws the figures too: a worker with no run left
+        # imports matplotlib while the others finish theirs
+        pool = backend[0] if isinstance(backend[0], ProcessPoolExecutor) else None
+        warm_up = [preload_pyplot] * jobs if pool and can_plot() else []
         t0 = time.perf_counter()
-        records, losses = run_all(runs, backend, store, log)
+        records, losses = run_all(runs, backend, store, log, then=warm_up)
         seconds = time.perf_counter() - t0
-    rows = summarize(cfg, records)
-    write_results(out, cfg, records, losses, rows, command or cfg.command(), info, backend[1],
-                  seconds, len(runs) - finished, group_by)
-    log(f"sweep: {len(runs) - finished} runs in {seconds:.1f} s -> {out}/results.md")
+        rows = summarize(cfg, records)
+        t1 = time.perf_counter()
+        write_results(out, cfg, records, losses, rows, command or cfg.command(), info,
+                      backend[1], seconds, len(runs) - finished, group_by, pool)
+        writing = time.perf_counter() - t1
+    log(f"sweep: {len(runs) - finished} runs in {seconds:.1f} s, results and figures in "
+        f"{writing:.1f} s -> {out}/results.md")
     return rows, records
 
 

@@ -19,18 +19,22 @@ from qgpt import data, qformat
 from qgpt.params import N_PARAMS, SLOTS
 from qgpt.sweep.backends import RETRIES
 from qgpt.sweep.config import SweepError
-from qgpt.train import make_model, nll, training_steps
+from qgpt.train import make_model, nll, nll_batches, training_steps
 
 CURVE_BINS = 40  # points of each run's binned curves in results.json
 TIMING_KEY = "timing"  # the only part of a run record that depends on the machine
 
-_DATASETS = {}  # per process: (path, lowercase, skip_long) -> data.Dataset
+_DATASETS = {}  # per process: (path, lowercase, skip_long) -> (data.Dataset, nll_batches)
 
 
-def _dataset(cfg):
+def load_dataset(cfg):
+    """The dataset of cfg (a TrainConfig or SweepConfig: its data, lowercase and skip_long)
+    and its validation names as nll's batches, made once per process. The sweep makes them
+    before its workers start: forked workers inherit them (backends.pool_context)."""
     k = (cfg.data, cfg.lowercase, cfg.skip_long)
     if k not in _DATASETS:
-        _DATASETS[k] = data.load(*k)
+        ds = data.load(*k)
+        _DATASETS[k] = ds, nll_batches(ds.val)
     return _DATASETS[k]
 
 
@@ -72,7 +76,7 @@ def run_one(run):
     """Train run.config (a config.Run) in memory and evaluate it; returns (record,
     per-step losses)."""
     cfg = run.config
-    ds = _dataset(cfg)
+    ds, val_batches = load_dataset(cfg)
     model = make_model(cfg)
     start = _weights(model).copy()
     is_int = model.kind == "int"
@@ -89,7 +93,7 @@ def run_one(run):
     unchanged = _weights(model) == start  # (N_PARAMS,) bool
     change = _real(model, _weights(model)) - _real(model, start)  # (N_PARAMS,) real units
     t1 = time.perf_counter()
-    val = nll(model, ds.val)
+    val = nll(model, ds.val, val_batches)
     eval_seconds = time.perf_counter() - t1
     sat_eval = sum(model.ctx.saturations.values()) - sum(by_tensor.values()) if is_int else 0
 
@@ -172,11 +176,13 @@ def _reason(error):
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def run_all(runs, backend, store, log, task=run_one):
+def run_all(runs, backend, store, log, task=run_one, then=()):
     """Every run of runs (config.Run), on backend = (executor, description, retries): those
     already in store are loaded, the others run there and are saved as each finishes.
     Returns (records, losses) in the order of runs. On a backend that retries (Dask), a run
-    that fails again is reported and the others carry on; SweepError at the end names it."""
+    that fails again is reported and the others carry on; SweepError at the end names it.
+    then: functions of no argument submitted after the runs, for workers that have no
+    run left (their results are not waited for)."""
     executor, _, retries = backend
     results = [store.load(run) for run in runs]
     todo = [i for i, r in enumerate(results) if r is None]
@@ -184,6 +190,8 @@ def run_all(runs, backend, store, log, task=run_one):
     # the slower integer runs go first, so the float runs fill the gaps at the end
     order = sorted(todo, key=lambda i: runs[i].config.format == "float")
     futures = {executor.submit(task, runs[i]): i for i in order}
+    for fn in then:
+        executor.submit(fn)
     completed = (executor.completed(futures) if hasattr(executor, "completed")
                  else as_completed(futures))
     failures = []
@@ -194,10 +202,10 @@ def run_all(runs, backend, store, log, task=run_one):
                 record, losses = future.result()
             except BrokenProcessPool:
                 raise SweepError("a worker process died (killed, out of memory, or it could "
-                                 "not start: workers re-import the main script, so a script "
-                                 "read from stdin needs --jobs 1); the finished runs are kept: "
-                                 "rerun with --resume, or with --jobs 1 to see the cause"
-                                 ) from None
+                                 "not start: spawned workers, outside Linux, re-import the "
+                                 "main script, so a script read from stdin needs --jobs 1); "
+                                 "the finished runs are kept: rerun with --resume, or with "
+                                 "--jobs 1 to see the cause") from None
             except Exception as e:
                 if not retries:
                     raise

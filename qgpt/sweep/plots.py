@@ -8,6 +8,7 @@ its gap to the float run of the same seed, stalled updates).
     stalled.png      the stalled-update rate against step, a panel per value
 """
 
+import importlib.util
 import io
 import itertools
 import math
@@ -36,24 +37,21 @@ def _smooth(y, window):
     return (c[n] - c[lo]) / (n - lo)
 
 
+def _margins(fig, nrows, ncols, left, right, bottom, top, wgap, hgap):
+    """Place a grid of axes by margins and gaps in inches: what tight_layout would find
+    for these figures' labels, without measuring every label (a third of the drawing
+    time)."""
+    w, h = fig.get_size_inches()
+    axes_w = (w - left - right - (ncols - 1) * wgap) / ncols
+    axes_h = (h - bottom - top - (nrows - 1) * hgap) / nrows
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
+                        wspace=wgap / axes_w, hspace=hgap / axes_h)
+
+
 def _save_fig(fig, path):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     checkpoint.write_atomic(path, buf.getvalue())
-
-
-def _pyplot():
-    """matplotlib's pyplot on the Agg backend, or None (and a note) when it is missing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("qgpt sweep: plots skipped: matplotlib is not installed (pip install -e '.[plot]')",
-              file=sys.stderr)
-        return None
-    return plt
 
 
 class _Layout:
@@ -131,41 +129,97 @@ def _window_text(sweep):
     return f"moving average over a {SMOOTH_FRACTION}th of the steps"
 
 
-def write_plots(out, sweep, records, losses, rows, group_by="format"):
+FIGURES = ("val_nll", "loss_curves", "loss_gap", "stalled")  # in results.md's order
+DRAWING_ORDER = ("loss_curves", "loss_gap", "stalled", "val_nll")  # the slowest first
+
+
+def can_plot():
+    """True if matplotlib is installed (found without importing it)."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def write_plots(out, sweep, records, losses, rows, group_by="format", executor=None):
     """val_nll.png, loss_curves.png, loss_gap.png and stalled.png, grouped by the axis
-    group_by; [] (and a note) without matplotlib."""
-    plt = _pyplot()
-    if plt is None:
+    group_by; [] (and a note) without matplotlib. executor: a process pool of this machine
+    to draw the figures side by side (draw_figure in its processes), or None: here."""
+    if not can_plot():
+        print("qgpt sweep: plots skipped: matplotlib is not installed (pip install -e '.[plot]')",
+              file=sys.stderr)
         return []
+    args = (out, sweep, records, losses, rows, group_by)
+    if executor is None:
+        for name in DRAWING_ORDER:
+            draw_figure(name, *args)
+    else:
+        for future in [executor.submit(draw_figure, name, *args) for name in DRAWING_ORDER]:
+            future.result()
+    return [out / f"{name}.png" for name in FIGURES]
+
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def preload_pyplot():
+    """Import pyplot in this process (a pool's worker, before it draws a figure)."""
+    _pyplot()
+
+
+def draw_figure(name, out, sweep, records, losses, rows, group_by):
+    """Draw the figure name of FIGURES into out/name.png."""
+    plt = _pyplot()
     lay = _Layout(sweep, records, group_by)
-    paths = [out / "val_nll.png"]
-    _val_nll_figure(plt, lay, rows, paths[-1])
+    path = out / f"{name}.png"
+    if name == "val_nll":
+        _val_nll_figure(plt, lay, rows, path)
+    elif name == "loss_curves":
+        _loss_curves_figure(plt, lay, losses, path)
+    elif name == "loss_gap":
+        _loss_gap_figure(plt, lay, losses, path)
+    else:
+        _stalled_figure(plt, lay, path)
+    return path
 
-    def mean_curve(indices, minus=None):
-        ys = [np.asarray(losses[i]) - (0 if minus is None else minus(i)) for i in indices]
-        return _smooth(np.mean(ys, axis=0), _window(len(ys[0])))
 
-    def steps_of(curve):
-        return np.arange(1, len(curve) + 1)
+def _mean_curve(losses, indices, minus=None):
+    """The smoothed mean of the runs' per-step losses (minus(i): a curve to subtract from
+    run i's)."""
+    ys = [np.asarray(losses[i]) - (0 if minus is None else minus(i)) for i in indices]
+    return _smooth(np.mean(ys, axis=0), _window(len(ys[0])))
 
-    # smoothed training loss against step
+
+def _steps_of(curve):
+    return np.arange(1, len(curve) + 1)
+
+
+def _loss_curves_figure(plt, lay, losses, path):
+    """Smoothed training loss against step, a panel per value of the group-by axis."""
+
     def draw_loss(ax, x):
         points = [lay.point(x, s) for s in lay.series]
         fps = lay.float_points(points)
         for fp in fps:
-            y = mean_curve(lay.runs(fp))
-            ax.plot(steps_of(y), y, color="black", ls="--", lw=1,
+            y = _mean_curve(losses, lay.runs(fp))
+            ax.plot(_steps_of(y), y, color="black", ls="--", lw=1,
                     label=lay.float_label(fp, len(fps) > 1))
         for k, (s, p) in enumerate(zip(lay.series, points, strict=True)):
-            y = mean_curve(lay.runs(p))
-            ax.plot(steps_of(y), y, color=lay.color(k, s), lw=1.2, label=lay.series_label(s))
+            y = _mean_curve(losses, lay.runs(p))
+            ax.plot(_steps_of(y), y, color=lay.color(k, s), lw=1.2, label=lay.series_label(s))
         return lay.title(x)
 
-    paths.append(out / "loss_curves.png")
-    _panel_figure(plt, lay.xs, draw_loss, "training loss", True, paths[-1],
-                  f"training loss, mean over {_seeds(sweep)}, {_window_text(sweep)}")
+    _panel_figure(plt, lay.xs, draw_loss, "training loss", True, path,
+                  f"training loss, mean over {_seeds(lay.sweep)}, {_window_text(lay.sweep)}")
 
-    # the same curves minus the float run of the same seed (same init, same names)
+
+def _loss_gap_figure(plt, lay, losses, path):
+    """The loss curves minus the float run of the same seed (same init, same names)."""
+    sweep, records = lay.sweep, lay.records
     float_loss = {}
     for fp in lay.float_points(sweep.points()):
         for i in lay.runs(fp):
@@ -180,9 +234,9 @@ def write_plots(out, sweep, records, losses, rows, group_by="format"):
         gaps = []
         for s in lay.series:
             p = lay.point(x, s)
-            gaps.append(mean_curve(lay.runs(p), minus=paired_float(p)))
+            gaps.append(_mean_curve(losses, lay.runs(p), minus=paired_float(p)))
         for k, (s, y) in enumerate(zip(lay.series, gaps, strict=True)):
-            ax.plot(steps_of(y), y, color=lay.color(k, s), lw=1.2, label=lay.series_label(s))
+            ax.plot(_steps_of(y), y, color=lay.color(k, s), lw=1.2, label=lay.series_label(s))
         if max(np.abs(y).max() for y in gaps) > GAP_SYMLOG_ABOVE:
             # linear within +-GAP_LINEAR nats, logarithmic beyond: small gaps and
             # divergence stay readable in one panel
@@ -190,15 +244,18 @@ def write_plots(out, sweep, records, losses, rows, group_by="format"):
             return f"{lay.title(x)} (symlog scale)"
         return lay.title(x)
 
-    paths.append(out / "loss_gap.png")
-    _panel_figure(plt, lay.xs, draw_gap, "loss - float loss (nats)", False, paths[-1],
+    _panel_figure(plt, lay.xs, draw_gap, "loss - float loss (nats)", False, path,
                   f"training loss minus the float run with the same seed, mean over "
                   f"{_seeds(sweep)}, {_window_text(sweep)}")
 
-    # stalled-update rate against step (binned curves of results.json, mean over seeds)
+
+def _stalled_figure(plt, lay, path):
+    """The stalled-update rate against step (binned curves of results.json, mean over
+    seeds)."""
+
     def draw_stalled(ax, x):
         for k, s in enumerate(lay.series):
-            curves = [records[i]["curve"] for i in lay.runs(lay.point(x, s))]
+            curves = [lay.records[i]["curve"] for i in lay.runs(lay.point(x, s))]
             width = curves[0]["bin_steps"]
             y = 100 * np.mean([c["stalled_update_rate"] for c in curves], axis=0)
             steps = np.arange(len(y)) * width + width / 2
@@ -207,11 +264,9 @@ def write_plots(out, sweep, records, losses, rows, group_by="format"):
         ax.set_ylim(0, 100)
         return lay.title(x)
 
-    paths.append(out / "stalled.png")
-    _panel_figure(plt, lay.xs, draw_stalled, "stalled updates (%)", True, paths[-1],
+    _panel_figure(plt, lay.xs, draw_stalled, "stalled updates (%)", True, path,
                   f"updates that rounded to zero, % of parameters per step, mean over "
-                  f"{_seeds(sweep)} (learning rate decays linearly to 0)")
-    return paths
+                  f"{_seeds(lay.sweep)} (learning rate decays linearly to 0)")
 
 
 def _val_nll_figure(plt, lay, rows, path):
@@ -278,7 +333,7 @@ def _val_nll_figure(plt, lay, rows, path):
             ax.set_title(f"validation NLL, {steps} steps, {_seeds(sweep)}")
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    _margins(fig, 1, 2, left=0.7, right=0.15, bottom=0.6, top=0.35, wgap=0.8, hgap=0)
     _save_fig(fig, path)
     plt.close(fig)
 
@@ -303,6 +358,8 @@ def _panel_figure(plt, panels, draw, ylabel, sharey, path, title):
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
     fig.suptitle(title)
-    fig.tight_layout()
+    # y tick labels on every panel unless shared (loss_gap's symlog ones are the widest)
+    _margins(fig, nrows, ncols, left=0.95, right=0.15, bottom=0.5, top=0.7,
+             wgap=0.25 if sharey else 0.75, hgap=0.4)
     _save_fig(fig, path)
     plt.close(fig)

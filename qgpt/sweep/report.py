@@ -9,10 +9,10 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from qgpt import checkpoint, data
+from qgpt import checkpoint
 from qgpt.sweep.aggregate import TIMING_COLUMNS, by_tensor_table, format_table, num
 from qgpt.sweep.axes import AXES
-from qgpt.sweep.execute import TIMING_KEY
+from qgpt.sweep.execute import TIMING_KEY, load_dataset
 from qgpt.sweep.plots import write_plots
 
 DEFINITIONS = """\
@@ -55,7 +55,7 @@ def _git_commit():
 
 
 def dataset_info(sweep):
-    ds = data.load(sweep.data, sweep.lowercase, sweep.skip_long)
+    ds, _ = load_dataset(sweep)  # kept for the runs of this process and its forked workers
     digest = hashlib.sha256(Path(sweep.data).read_bytes()).hexdigest()
     return {"path": sweep.data, "sha256": digest, "train": len(ds.train), "val": len(ds.val),
             "dropped": ds.dropped}
@@ -78,9 +78,10 @@ RUN_FIELDS = ["val_nll", "train_loss_first100", "train_loss_last100", "saturatio
 
 
 def write_results(out, sweep, records, losses, rows, command, info, where, seconds, ran,
-                  group_by="format"):
+                  group_by="format", pool=None):
     """Every file of the out folder but the run store. where: the backend in words; seconds
-    and ran: this session's wall time and number of runs (the others were resumed)."""
+    and ran: this session's wall time and number of runs (the others were resumed); pool:
+    a process pool that draws the figures (plots.write_plots), or None."""
     out = Path(out)
     doc = {
         "command": command,
@@ -106,7 +107,7 @@ def write_results(out, sweep, records, losses, rows, command, info, where, secon
     _write(out / "runs.csv", _csv_text(axes + ["seed"] + RUN_FIELDS
                                        + ["train_seconds", "eval_seconds"], run_rows))
 
-    plots = write_plots(out, sweep, records, losses, rows, group_by)
+    plots = write_plots(out, sweep, records, losses, rows, group_by, pool)
     steps = ", ".join(map(str, sweep.values("steps")))
     lrs = ", ".join(f"{lr:g}" for lr in sweep.values("lr"))
     md = [
