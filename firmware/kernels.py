@@ -959,6 +959,10 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     store S = [lo, hi] in bs bytes (1, 2, 4); |m| <= hm in bm bytes; v [0, hv] in bv
     bytes; g (n,) int32 P, |g| <= 2**30. Returns the number of stalled updates (delta != 0
     rounded to d = 0)."""
+    if (bs == 2 and bm == 4 and bv == 4 and sh_m == 0 and sh_s >= 7 and e <= 15
+            and mode <= _ROUND_FLOOR and hm >= 1 << 18 and hv >= 1 << 22):
+        return int(adam_wide_state(0, 0, store, m, v, g, n, js, j0, alpha, sh_s, e, u, mode,
+                                   lo, hi, hm, hv))
     pc = ptr8(comp)
     ps8 = ptr8(store)
     ps16 = ptr16(int(ps8))
@@ -1164,6 +1168,120 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
             ps16[js_j] = w
         else:
             ps8[js_j] = w
+    return stalled
+
+
+@micropython.viper
+def adam_wide_state(mi: int, vn: int, store, m, v, g, n: int, js: int, j0: int, alpha: int,
+                    sh_s: int, e: int, u: int, mode: int, lo: int, hi: int, hm: int,
+                    hv: int) -> int:
+    """adam_update for its most common policy (q4.12's): int32 m and v, a 16-bit store,
+    sh_m = 0 (gm = g), sh_s >= 7, e <= 15, hm >= 2**18, hv >= 2**22, rounding nearest or
+    floor; the same integers (section 9). mi and vn are scratch (pass 0): viper keeps a
+    function's first two locals in registers, so the hottest values go there. Returns
+    the number of stalled updates."""
+    ag = int(ptr32(g))  # byte addresses, one step a parameter
+    am = int(ptr32(m)) + 4 * j0
+    av = int(ptr32(v)) + 4 * j0
+    aw = int(ptr16(store)) + 2 * js
+    end = ag + 4 * n
+    one = 1
+    s32 = one << 31
+    gs_half = 1 << (sh_s - 1)
+    big_sh = 15 - e
+    add_u = ((1 << u) >> 1) if mode == _ROUND_NEAREST else 0
+    stalled = 0
+    while ag < end:
+        gi = (ptr32(ag)[0] ^ s32) - s32
+        mi = (ptr32(am)[0] ^ s32) - s32
+        vi = int(ptr32(av)[0])  # v in [0, 2**30]: no sign extension needed
+        if ((mi + 262144) | (gi + 262144) | (vi >> 3)) >> 19 == 0:
+            # |m|, |g| <= 2**18 (m, g >= -2**18 and < 2**18) and v < 2**22: every product
+            # below is under 2**31 - 2**14 (2**18 * C1, 2**22 * C2, gs**2 * C2 with
+            # |gs| <= 2**(18 - sh_s) <= 2**11), so mul15 needs no split; with
+            # x * (2**15 - c) = x * 2**15 - x * c, mul15(x, 2**15 - c) = x + ((2**14 - x*c) >> 15).
+            # Then |m| <= 2**18 <= hm and v <= 2**22 - 1 <= hv (their extremes): no saturation.
+            mi = mi + ((16384 - mi * _ADAM_C1) >> 15) + ((gi * _ADAM_C1 + 16384) >> 15)
+            gs = (gi + gs_half) >> sh_s
+            vi = vi + ((16384 - vi * _ADAM_C2) >> 15) + ((gs * gs * _ADAM_C2 + 16384) >> 15)
+        else:  # as adam_update: mul15 split in 16-bit halves, saturations
+            mi = ((mi >> 15) * _ADAM_K1 + (((mi & 0x7FFF) * _ADAM_K1 + 16384) >> 15)
+                  + (gi >> 15) * _ADAM_C1 + (((gi & 0x7FFF) * _ADAM_C1 + 16384) >> 15))
+            if mi > hm:
+                mi = hm
+            elif mi < 0 - hm:
+                mi = 0 - hm
+            gs = (gi >> sh_s) + ((gi >> (sh_s - 1)) & 1)
+            if gs > 32767:
+                gs = 32767
+            elif gs < 0 - 32768:
+                gs = 0 - 32768
+            g2 = gs * gs
+            vi = ((vi >> 15) * _ADAM_K2 + (((vi & 0x7FFF) * _ADAM_K2 + 16384) >> 15)
+                  + (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))
+            if vi > hv:
+                vi = hv
+        ptr32(am)[0] = mi
+        ptr32(av)[0] = vi
+        # 9.3 den = isqrt(v) + 1, as adam_update
+        vs = vi if vi >= 256 else vi << 8
+        vn = vs
+        s2 = 0
+        if vn >= 1 << 20:
+            vn >>= 12
+            s2 = 6
+        if vn >= 1 << 14:
+            vn >>= 6
+            s2 += 3
+        if vn >= 1 << 10:
+            vn >>= 4
+            s2 += 2
+        if vn >= 1 << 8:
+            vn >>= 2
+            s2 += 1
+        if vn >= 128:
+            if vn >= 192:
+                vn = ((vn * 137) >> 8) + 119
+            else:
+                vn = ((vn * 163) >> 8) + 100
+        elif vn >= 96:
+            vn = ((vn * 194) >> 8) + 84
+        else:
+            vn = ((vn * 230) >> 8) + 71
+        vn = (vn << s2) >> 4  # the root's estimate
+        if s2 > 4:  # below, vs < 2**16: the chords alone are within -2..+1 of the root
+            vn = (vn + vs // vn) >> 1
+        while vn * vn > vs:
+            vn -= 1
+        while (vn + 1) * (vn + 1) <= vs:
+            vn += 1
+        if vi < 256:
+            vn >>= 4
+        vn += 1  # den
+        # 9.4 r = m / den in Q13, clamped to +-4 (e <= 15)
+        a = mi if mi >= 0 else 0 - mi
+        if a >= vn << big_sh:
+            r = _R_MAX
+        else:
+            r = ((a << e) + (vn >> 1) - vn) // vn + 1
+        if mi < 0:
+            r = 0 - r
+        # 9.5 d = (delta + add_u) >> u; a 16-bit store minus d stays within int32
+        delta = alpha * r
+        d = (delta + add_u) >> u
+        if d == 0:
+            if delta != 0:
+                stalled += 1
+        mi = ((ptr16(aw)[0] ^ 0x8000) - 0x8000) - d
+        if mi > hi:
+            mi = hi
+        elif mi < lo:
+            mi = lo
+        ptr16(aw)[0] = mi
+        ag += 4
+        am += 4
+        av += 4
+        aw += 2
     return stalled
 
 
