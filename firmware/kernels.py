@@ -959,21 +959,13 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     store S = [lo, hi] in bs bytes (1, 2, 4); |m| <= hm in bm bytes; v [0, hv] in bv
     bytes; g (n,) int32 P, |g| <= 2**30. Returns the number of stalled updates (delta != 0
     rounded to d = 0)."""
-    if (bs == 2 and bm == 4 and bv == 4 and sh_m == 0 and sh_s >= 7 and e <= 15
-            and mode <= _ROUND_FLOOR and hm >= 1 << 18 and hv >= 1 << 22):
-        return int(adam_wide_state(0, 0, store, m, v, g, n, js, j0, alpha, sh_s, e, u, mode,
-                                   lo, hi, hm, hv))
-    pc = ptr8(comp)
-    ps8 = ptr8(store)
-    ps16 = ptr16(int(ps8))
-    ps32 = ptr32(int(ps8))
-    pm8 = ptr8(m)
-    pm16 = ptr16(int(pm8))
-    pm32 = ptr32(int(pm8))
-    pv8 = ptr8(v)
-    pv16 = ptr16(int(pv8))
-    pv32 = ptr32(int(pv8))
-    pg = ptr32(g)
+    aw = int(ptr8(store)) + bs * js  # byte addresses, one step a parameter
+    am = int(ptr8(m)) + bm * j0
+    av = int(ptr8(v)) + bv * j0
+    pc = ptr8(int(ptr8(comp)) + js)
+    ag = int(ptr32(g))
+    g0 = ag
+    end = ag + 4 * n
     one = 1
     s32 = one << 31
     big = one << 30  # the kernel range of 9.1
@@ -987,6 +979,10 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     gs_ls = 0 - sh_s if sh_s < 0 else 0
     gs_hi = 32767 >> gs_ls
     gs_lo = 0 - (32768 >> gs_ls)
+    # mul15 without its split (below) where the bounds of int32 m and v allow it
+    wide = bm == 4 and bv == 4
+    unsplit = wide and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18 and hv >= 1 << 22
+    short = bs == 2 and mode <= _ROUND_FLOOR  # a 16-bit store, nearest or floor
     # the ratio reaches 4 where a * 2**e >= den * 2**15
     big_sh = 15 - e if e <= 15 else 0
     small_sh = e - 15 if e > 15 else 0
@@ -1000,74 +996,89 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     uk = u - _KAHAN_BITS  # kahan: rnd(delta, u - 8), u >= 13
     half_uk = 1 << (uk - 1) if uk > 0 else 0
     kahan_half = 1 << (_KAHAN_BITS - 1)
+    key += i0
     stalled = 0
-    for j in range(n):
-        jj = j0 + j
-        js_j = js + j
-        gi = (pg[j] ^ s32) - s32
-        # 9.1 m = b1 m + (1 - b1) gm, gm = req(g, Fp - Fm, +-2**30), each product by
-        # mul15(x, c), saturated to [-hm, hm]
-        gm = gi  # sh_m = 0: gm = g, already within +-2**30
-        if sh_m != 0:
-            if m_rs > 0:
-                gm = (gi >> m_rs) + ((gi >> (m_rs - 1)) & 1)
-            if gm > m_hi:
-                gm = big
-            elif gm < m_lo:
-                gm = 0 - big
+    while ag < end:
+        gi = (ptr32(ag)[0] ^ s32) - s32
+        if wide:
+            mi = (ptr32(am)[0] ^ s32) - s32
+            vi = int(ptr32(av)[0])  # v >= 0: no sign extension needed
+        else:
+            if bm == 4:
+                mi = (ptr32(am)[0] ^ s32) - s32
+            elif bm == 2:
+                mi = (ptr16(am)[0] ^ 0x8000) - 0x8000
             else:
-                gm = gm << m_ls
-        if bm == 4:
-            mi = (pm32[jj] ^ s32) - s32
-        elif bm == 2:
-            mi = (pm16[jj] ^ 0x8000) - 0x8000
+                mi = (ptr8(am)[0] ^ 0x80) - 0x80
+            vi = int(ptr32(av)[0]) if bv == 4 else 0
+            if bv == 2:
+                vi = ptr16(av)[0]
+            elif bv == 1:
+                vi = ptr8(av)[0]
+        if unsplit and ((mi + 262144) | (gi + 262144) | (vi >> 3)) >> 19 == 0:
+            # int32 m and v with |m|, |g| <= 2**18 (m, g in [-2**18, 2**18)) and v < 2**22:
+            # every product below is under 2**31 - 2**14 (2**18 C1, 2**22 C2, gs**2 C2 with
+            # |gs| <= 2**(18 - sh_s) <= 2**11), so mul15 needs no split, and with
+            # x (2**15 - c) = x 2**15 - x c, mul15(x, 2**15 - c) = x + ((2**14 - x c) >> 15).
+            # |m| <= 2**18 <= hm and v <= 2**22 - 1 <= hv after (their extremes): no saturation
+            mi = mi + ((16384 - mi * _ADAM_C1) >> 15) + ((gi * _ADAM_C1 + 16384) >> 15)
+            gs = (gi + ((1 << sh_s) >> 1)) >> sh_s
+            vi = vi + ((16384 - vi * _ADAM_C2) >> 15) + ((gs * gs * _ADAM_C2 + 16384) >> 15)
         else:
-            mi = (pm8[jj] ^ 0x80) - 0x80
-        mi = ((mi >> 15) * _ADAM_K1 + (((mi & 0x7FFF) * _ADAM_K1 + 16384) >> 15)
-              + (gm >> 15) * _ADAM_C1 + (((gm & 0x7FFF) * _ADAM_C1 + 16384) >> 15))
-        if mi > hm:
-            mi = hm
-        elif mi < 0 - hm:
-            mi = 0 - hm
-        if bm == 4:
-            pm32[jj] = mi
-        elif bm == 2:
-            pm16[jj] = mi
+            # 9.1 m = b1 m + (1 - b1) gm, gm = req(g, Fp - Fm, +-2**30), each product by
+            # mul15(x, c) split in 16-bit halves, saturated to [-hm, hm]
+            gm = gi  # sh_m = 0: gm = g, already within +-2**30
+            if sh_m != 0:
+                if m_rs > 0:
+                    gm = (gi >> m_rs) + ((gi >> (m_rs - 1)) & 1)
+                if gm > m_hi:
+                    gm = big
+                elif gm < m_lo:
+                    gm = 0 - big
+                else:
+                    gm = gm << m_ls
+            mi = ((mi >> 15) * _ADAM_K1 + (((mi & 0x7FFF) * _ADAM_K1 + 16384) >> 15)
+                  + (gm >> 15) * _ADAM_C1 + (((gm & 0x7FFF) * _ADAM_C1 + 16384) >> 15))
+            if mi > hm:
+                mi = hm
+            elif mi < 0 - hm:
+                mi = 0 - hm
+            # 9.2 v = b2 v + (1 - b2) gs^2 with gs = req(g, Fp - Fs, 16-bit word), in [0, hv]
+            gs = gi
+            if gs_rs > 0:
+                gs = (gi >> gs_rs) + ((gi >> (gs_rs - 1)) & 1)
+            if gs > gs_hi:
+                gs = 32767
+            elif gs < gs_lo:
+                gs = 0 - 32768
+            else:
+                gs = gs << gs_ls
+            g2 = gs * gs
+            vi = ((vi >> 15) * _ADAM_K2 + (((vi & 0x7FFF) * _ADAM_K2 + 16384) >> 15)
+                  + (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))
+            if vi > hv:
+                vi = hv
+        if wide:
+            ptr32(am)[0] = mi
+            ptr32(av)[0] = vi
         else:
-            pm8[jj] = mi
-        # 9.2 v = b2 v + (1 - b2) gs^2 with gs = req(g, Fp - Fs, 16-bit word), in [0, hv]
-        gs = gi
-        if gs_rs > 0:
-            gs = (gi >> gs_rs) + ((gi >> (gs_rs - 1)) & 1)
-        if gs > gs_hi:
-            gs = 32767
-        elif gs < gs_lo:
-            gs = 0 - 32768
-        else:
-            gs = gs << gs_ls
-        g2 = gs * gs
-        if bv == 4:
-            vi = int(pv32[jj])  # v in [0, 2**30]: no sign extension needed
-        elif bv == 2:
-            vi = (pv16[jj] ^ 0x8000) - 0x8000
-        else:
-            vi = (pv8[jj] ^ 0x80) - 0x80
-        vi = ((vi >> 15) * _ADAM_K2 + (((vi & 0x7FFF) * _ADAM_K2 + 16384) >> 15)
-              + (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))
-        if vi > hv:
-            vi = hv
-        elif vi < 0:
-            vi = 0
-        if bv == 4:
-            pv32[jj] = vi
-        elif bv == 2:
-            pv16[jj] = vi
-        else:
-            pv8[jj] = vi
+            if bm == 4:
+                ptr32(am)[0] = mi
+            elif bm == 2:
+                ptr16(am)[0] = mi
+            else:
+                ptr8(am)[0] = mi
+            if bv == 4:
+                ptr32(av)[0] = vi
+            elif bv == 2:
+                ptr16(av)[0] = vi
+            else:
+                ptr8(av)[0] = vi
         # 9.3 den = isqrt(v) + 1. v (or 256 v when v < 256: isqrt(v) = isqrt(256 v) >> 4)
         # normalized by an even shift 2 s2 into vn in [64, 256); 16 sqrt(vn) from four chords
-        # (raised by half their sag), one Newton step, then exact corrections: at most 3 for
-        # every v in [0, 2**30] (checked against math.isqrt on v < 2**22, all k*k-1..k*k+1
+        # (raised by half their sag) is within -2..+1 of the root for s2 <= 4 (vs < 2**16),
+        # else one Newton step brings it within 0..+1; then exact corrections: at most 3 for
+        # every v in [0, 2**30] (checked against math.isqrt on v < 2**23, all k*k-1..k*k+1
         # and 2M random v), every product below 2**31
         vs = vi if vi >= 256 else vi << 8
         vn = vs
@@ -1084,16 +1095,18 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
         if vn >= 1 << 8:
             vn >>= 2
             s2 += 1
-        if vn >= 192:
-            root = ((vn * 137) >> 8) + 119
-        elif vn >= 128:
-            root = ((vn * 163) >> 8) + 100
+        if vn >= 128:
+            if vn >= 192:
+                root = ((vn * 137) >> 8) + 119
+            else:
+                root = ((vn * 163) >> 8) + 100
         elif vn >= 96:
             root = ((vn * 194) >> 8) + 84
         else:
             root = ((vn * 230) >> 8) + 71
         root = (root << s2) >> 4  # >= 4
-        root = (root + vs // root) >> 1
+        if s2 > 4:
+            root = (root + vs // root) >> 1
         while root * root > vs:
             root -= 1
         while (root + 1) * (root + 1) <= vs:
@@ -1114,174 +1127,70 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
         # 9.5 the update in Falpha + 13 bits, |delta| <= 2**30, requantized by u bits with
         # the run's rounding mode, then store - d, saturated
         delta = alpha * r
-        if bs == 4:
-            w = (ps32[js_j] ^ s32) - s32
-        elif bs == 2:
-            w = (ps16[js_j] ^ 0x8000) - 0x8000
-        else:
-            w = (ps8[js_j] ^ 0x80) - 0x80
-        if mode == _ROUND_KAHAN:
-            # 9.6: t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8), W);
-            # c = clamp(t - (w << 8), -2**7, 2**7 - 1)
-            d = (delta + half_uk) >> uk
-            if delta != 0 and d == 0:
-                stalled += 1
-            t = (w << _KAHAN_BITS) + ((pc[js_j] ^ 0x80) - 0x80) - d
-            w = (t + kahan_half) >> _KAHAN_BITS
+        if short:  # a 16-bit store minus d (|d| <= 2**30) stays within int32
+            d = (delta + add_u) >> u
+            w = ((ptr16(aw)[0] ^ 0x8000) - 0x8000) - d
             if w > hi:
                 w = hi
             elif w < lo:
                 w = lo
-            c = t - (w << _KAHAN_BITS)
-            if c > kahan_half - 1:
-                c = kahan_half - 1
-            elif c < 0 - kahan_half:
-                c = 0 - kahan_half
-            pc[js_j] = c
+            ptr16(aw)[0] = w
         else:
-            # (u = 0: every mode gives d = delta, the random or pseudo addend being 0)
+            j = (ag - g0) >> 2
+            if bs == 2:
+                w = (ptr16(aw)[0] ^ 0x8000) - 0x8000
+            elif bs == 4:
+                w = (ptr32(aw)[0] ^ s32) - s32
+            else:
+                w = (ptr8(aw)[0] ^ 0x80) - 0x80
             if mode <= _ROUND_FLOOR:
                 d = (delta + add_u) >> u
+            elif mode == _ROUND_KAHAN:
+                # 9.6: t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8), W) below;
+                # c = clamp(t - (w << 8), -2**7, 2**7 - 1)
+                d = (delta + half_uk) >> uk
+                t = (w << _KAHAN_BITS) + ((pc[j] ^ 0x80) - 0x80) - d
+                w = (t + kahan_half) >> _KAHAN_BITS
             elif mode == _ROUND_PSEUDO:  # 9.6: RNG-free, the low bits of delta itself
                 d = (delta + ((delta & ph_mask) << ph_sh)) >> u
             else:  # _ROUND_STOCHASTIC: r30 = hash30((key + i) & M30), inlined from prng
-                x = (key + i0 + j) & _M30
+                x = (key + j) & _M30
                 x ^= x >> 16
                 x = (x * _HASH_MUL) & _M30
                 x ^= x >> 16
                 x = (x * _HASH_MUL) & _M30
                 x ^= x >> 16
                 d = (delta + (x >> rand_sh)) >> u
-            if delta != 0 and d == 0:
-                stalled += 1
-            if d < 0 and w > hi + d:
-                w = hi
-            else:
-                w = w - d
-                if w > hi:
+            # (u = 0: every mode gives d = delta, the random or pseudo addend being 0)
+            if mode != _ROUND_KAHAN:
+                if d < 0 and w > hi + d:  # store - d in int32 for every store of up to 32 bits
                     w = hi
-                elif w < lo:
-                    w = lo
-        if bs == 4:
-            ps32[js_j] = w
-        elif bs == 2:
-            ps16[js_j] = w
-        else:
-            ps8[js_j] = w
-    return stalled
-
-
-@micropython.viper
-def adam_wide_state(mi: int, vn: int, store, m, v, g, n: int, js: int, j0: int, alpha: int,
-                    sh_s: int, e: int, u: int, mode: int, lo: int, hi: int, hm: int,
-                    hv: int) -> int:
-    """adam_update for its most common policy (q4.12's): int32 m and v, a 16-bit store,
-    sh_m = 0 (gm = g), sh_s >= 7, e <= 15, hm >= 2**18, hv >= 2**22, rounding nearest or
-    floor; the same integers (section 9). mi and vn are scratch (pass 0): viper keeps a
-    function's first two locals in registers, so the hottest values go there. Returns
-    the number of stalled updates."""
-    ag = int(ptr32(g))  # byte addresses, one step a parameter
-    am = int(ptr32(m)) + 4 * j0
-    av = int(ptr32(v)) + 4 * j0
-    aw = int(ptr16(store)) + 2 * js
-    end = ag + 4 * n
-    one = 1
-    s32 = one << 31
-    gs_half = 1 << (sh_s - 1)
-    big_sh = 15 - e
-    add_u = ((1 << u) >> 1) if mode == _ROUND_NEAREST else 0
-    stalled = 0
-    while ag < end:
-        gi = (ptr32(ag)[0] ^ s32) - s32
-        mi = (ptr32(am)[0] ^ s32) - s32
-        vi = int(ptr32(av)[0])  # v in [0, 2**30]: no sign extension needed
-        if ((mi + 262144) | (gi + 262144) | (vi >> 3)) >> 19 == 0:
-            # |m|, |g| <= 2**18 (m, g >= -2**18 and < 2**18) and v < 2**22: every product
-            # below is under 2**31 - 2**14 (2**18 * C1, 2**22 * C2, gs**2 * C2 with
-            # |gs| <= 2**(18 - sh_s) <= 2**11), so mul15 needs no split; with
-            # x * (2**15 - c) = x * 2**15 - x * c, mul15(x, 2**15 - c) = x + ((2**14 - x*c) >> 15).
-            # Then |m| <= 2**18 <= hm and v <= 2**22 - 1 <= hv (their extremes): no saturation.
-            mi = mi + ((16384 - mi * _ADAM_C1) >> 15) + ((gi * _ADAM_C1 + 16384) >> 15)
-            gs = (gi + gs_half) >> sh_s
-            vi = vi + ((16384 - vi * _ADAM_C2) >> 15) + ((gs * gs * _ADAM_C2 + 16384) >> 15)
-        else:  # as adam_update: mul15 split in 16-bit halves, saturations
-            mi = ((mi >> 15) * _ADAM_K1 + (((mi & 0x7FFF) * _ADAM_K1 + 16384) >> 15)
-                  + (gi >> 15) * _ADAM_C1 + (((gi & 0x7FFF) * _ADAM_C1 + 16384) >> 15))
-            if mi > hm:
-                mi = hm
-            elif mi < 0 - hm:
-                mi = 0 - hm
-            gs = (gi >> sh_s) + ((gi >> (sh_s - 1)) & 1)
-            if gs > 32767:
-                gs = 32767
-            elif gs < 0 - 32768:
-                gs = 0 - 32768
-            g2 = gs * gs
-            vi = ((vi >> 15) * _ADAM_K2 + (((vi & 0x7FFF) * _ADAM_K2 + 16384) >> 15)
-                  + (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))
-            if vi > hv:
-                vi = hv
-        ptr32(am)[0] = mi
-        ptr32(av)[0] = vi
-        # 9.3 den = isqrt(v) + 1, as adam_update
-        vs = vi if vi >= 256 else vi << 8
-        vn = vs
-        s2 = 0
-        if vn >= 1 << 20:
-            vn >>= 12
-            s2 = 6
-        if vn >= 1 << 14:
-            vn >>= 6
-            s2 += 3
-        if vn >= 1 << 10:
-            vn >>= 4
-            s2 += 2
-        if vn >= 1 << 8:
-            vn >>= 2
-            s2 += 1
-        if vn >= 128:
-            if vn >= 192:
-                vn = ((vn * 137) >> 8) + 119
+                else:
+                    w = w - d
+            if w > hi:
+                w = hi
+            elif w < lo:
+                w = lo
+            if mode == _ROUND_KAHAN:
+                c = t - (w << _KAHAN_BITS)
+                if c > kahan_half - 1:
+                    c = kahan_half - 1
+                elif c < 0 - kahan_half:
+                    c = 0 - kahan_half
+                pc[j] = c
+            if bs == 2:
+                ptr16(aw)[0] = w
+            elif bs == 4:
+                ptr32(aw)[0] = w
             else:
-                vn = ((vn * 163) >> 8) + 100
-        elif vn >= 96:
-            vn = ((vn * 194) >> 8) + 84
-        else:
-            vn = ((vn * 230) >> 8) + 71
-        vn = (vn << s2) >> 4  # the root's estimate
-        if s2 > 4:  # below, vs < 2**16: the chords alone are within -2..+1 of the root
-            vn = (vn + vs // vn) >> 1
-        while vn * vn > vs:
-            vn -= 1
-        while (vn + 1) * (vn + 1) <= vs:
-            vn += 1
-        if vi < 256:
-            vn >>= 4
-        vn += 1  # den
-        # 9.4 r = m / den in Q13, clamped to +-4 (e <= 15)
-        a = mi if mi >= 0 else 0 - mi
-        if a >= vn << big_sh:
-            r = _R_MAX
-        else:
-            r = ((a << e) + (vn >> 1) - vn) // vn + 1
-        if mi < 0:
-            r = 0 - r
-        # 9.5 d = (delta + add_u) >> u; a 16-bit store minus d stays within int32
-        delta = alpha * r
-        d = (delta + add_u) >> u
+                ptr8(aw)[0] = w
         if d == 0:
             if delta != 0:
                 stalled += 1
-        mi = ((ptr16(aw)[0] ^ 0x8000) - 0x8000) - d
-        if mi > hi:
-            mi = hi
-        elif mi < lo:
-            mi = lo
-        ptr16(aw)[0] = mi
         ag += 4
-        am += 4
-        av += 4
-        aw += 2
+        am += bm
+        av += bv
+        aw += bs
     return stalled
 
 
