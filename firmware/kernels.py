@@ -113,6 +113,7 @@ _ROUND_STOCHASTIC = const(2)
 _ROUND_PSEUDO = const(3)
 _ROUND_KAHAN = const(4)
 _KAHAN_BITS = const(8)  # the compensation below the weight's LSB (9.6)
+_KAHAN_HALF = const(128)  # 2**(KAHAN_BITS - 1): c in [-128, 127]
 
 # the PRNG (section 4), for Adam's stochastic rounding
 _M30 = const(1073741823)  # 2**30 - 1
@@ -957,11 +958,13 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     2 stochastic with r = hash30((key + i) & M30), key = key(seed, ROUND, step), i the flat
     index, 3 pseudo, 4 kahan (comp: int8 compensations, else unused). store the weight
     store S = [lo, hi] in bs bytes (1, 2, 4); |m| <= hm in bm bytes; v [0, hv] in bv
-    bytes; g (n,) int32 P, |g| <= 2**30. Returns the number of stalled updates (delta != 0
-    rounded to d = 0)."""
+    bytes, or bv = -4: int32 v that becomes isqrt(v) (block-scaled v's wide values, 9.6:
+    block_encode stores the roots); g (n,) int32 P, |g| <= 2**30. Returns the number of
+    stalled updates (delta != 0 rounded to d = 0)."""
+    v_step = 4 if bv < 0 else bv
     aw = int(ptr8(store)) + bs * js  # byte addresses, one step a parameter
     am = int(ptr8(m)) + bm * j0
-    av = int(ptr8(v)) + bv * j0
+    av = int(ptr8(v)) + v_step * j0
     pc = ptr8(int(ptr8(comp)) + js)
     ag = int(ptr32(g))
     g0 = ag
@@ -995,7 +998,6 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     ph_sh = u - ph
     uk = u - _KAHAN_BITS  # kahan: rnd(delta, u - 8), u >= 13
     half_uk = 1 << (uk - 1) if uk > 0 else 0
-    kahan_half = 1 << (_KAHAN_BITS - 1)
     key += i0
     stalled = 0
     while ag < end:
@@ -1010,7 +1012,7 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                 mi = (ptr16(am)[0] ^ 0x8000) - 0x8000
             else:
                 mi = (ptr8(am)[0] ^ 0x80) - 0x80
-            vi = int(ptr32(av)[0]) if bv == 4 else 0
+            vi = int(ptr32(av)[0]) if v_step == 4 else 0
             if bv == 2:
                 vi = ptr16(av)[0]
             elif bv == 1:
@@ -1072,7 +1074,7 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                 ptr32(av)[0] = vi
             elif bv == 2:
                 ptr16(av)[0] = vi
-            else:
+            elif bv == 1:
                 ptr8(av)[0] = vi
         # 9.3 den = isqrt(v) + 1. v (or 256 v when v < 256: isqrt(v) = isqrt(256 v) >> 4)
         # normalized by an even shift 2 s2 into vn in [64, 256); 16 sqrt(vn) from four chords
@@ -1113,6 +1115,8 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
             root += 1
         if vi < 256:
             root >>= 4
+        if bv < 0:
+            ptr32(av)[0] = root
         den = root + 1
         # 9.4 r = m / den in Q13, clamped to +-4: a << e >= den << 15 written as
         # a >= den << (15 - e) (e <= 15) or a >= ceil(den / 2**(e - 15)), free of overflow
@@ -1150,7 +1154,7 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                 # c = clamp(t - (w << 8), -2**7, 2**7 - 1)
                 d = (delta + half_uk) >> uk
                 t = (w << _KAHAN_BITS) + ((pc[j] ^ 0x80) - 0x80) - d
-                w = (t + kahan_half) >> _KAHAN_BITS
+                w = (t + _KAHAN_HALF) >> _KAHAN_BITS
             elif mode == _ROUND_PSEUDO:  # 9.6: RNG-free, the low bits of delta itself
                 d = (delta + ((delta & ph_mask) << ph_sh)) >> u
             else:  # _ROUND_STOCHASTIC: r30 = hash30((key + i) & M30), inlined from prng
@@ -1173,10 +1177,10 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                 w = lo
             if mode == _ROUND_KAHAN:
                 c = t - (w << _KAHAN_BITS)
-                if c > kahan_half - 1:
-                    c = kahan_half - 1
-                elif c < 0 - kahan_half:
-                    c = 0 - kahan_half
+                if c > _KAHAN_HALF - 1:
+                    c = _KAHAN_HALF - 1
+                elif c < 0 - _KAHAN_HALF:
+                    c = 0 - _KAHAN_HALF
                 pc[j] = c
             if bs == 2:
                 ptr16(aw)[0] = w
@@ -1189,7 +1193,7 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                 stalled += 1
         ag += 4
         am += bm
-        av += bv
+        av += v_step
         aw += bs
     return stalled
 
@@ -1286,9 +1290,9 @@ def block_decode(w, q, k, a: int, n: int, nblk: int, nb: int, sq: int):
 def block_encode(q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int):
     """Store the wide values w[0:n] of parameters a .. a+n-1 (a a multiple of nblk)
     block-scaled (9.6): per block the smallest shift k_j whose rounded maximum fits the
-    mantissa, then q_i = rnd(x_i, k_j) with x = w (m: signed, |q| <= 2**(bits-1) - 1), or
-    with sq x = isqrt(w) (v: unsigned, q <= 2**bits - 1; w[j] becomes x). q in nb bytes,
-    k (blocks,) uint8."""
+    mantissa, then q_i = rnd(x_i, k_j) with x = w: m (signed, |q| <= 2**(bits-1) - 1), or
+    with sq the roots isqrt(v) that adam_update left for bv = -4 (unsigned,
+    q <= 2**bits - 1). q in nb bytes, k (blocks,) uint8."""
     pw = ptr32(w)
     q8 = ptr8(q)
     q16 = ptr16(int(q8))
@@ -1303,20 +1307,6 @@ def block_encode(q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int
         big = 0
         for j in range(b0, b1):
             x = (pw[j] ^ s32) - s32
-            if sq:  # x = isqrt(v), digit by digit
-                rem = x
-                bit = one << 30
-                while bit > rem:
-                    bit >>= 2
-                x = 0
-                while bit != 0:
-                    if rem >= x + bit:
-                        rem -= x + bit
-                        x = (x >> 1) + bit
-                    else:
-                        x >>= 1
-                    bit >>= 2
-                pw[j] = x
             ax = x if x >= 0 else 0 - x
             if ax > big:
                 big = ax
