@@ -974,7 +974,6 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     big = one << 30  # the kernel range of 9.1
     # req(g, sh, fmt) for a shift of either sign; rnd as (g >> s) + ((g >> (s-1)) & 1),
     # which cannot overflow for any int32 g
-    m_rs = sh_m if sh_m > 0 else 0
     m_ls = 0 - sh_m if sh_m < 0 else 0
     m_hi = big >> m_ls
     m_lo = 0 - m_hi
@@ -1030,15 +1029,15 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
             # 9.1 m = b1 m + (1 - b1) gm, gm = req(g, Fp - Fm, +-2**30), each product by
             # mul15(x, c) split in 16-bit halves, saturated to [-hm, hm]
             gm = gi  # sh_m = 0: gm = g, already within +-2**30
-            if sh_m != 0:
-                if m_rs > 0:
-                    gm = (gi >> m_rs) + ((gi >> (m_rs - 1)) & 1)
-                if gm > m_hi:
+            if sh_m > 0:  # within +-2**30 as g is
+                gm = (gi >> sh_m) + ((gi >> (sh_m - 1)) & 1)
+            elif sh_m < 0:  # a left shift, saturated to +-2**30
+                if gi > m_hi:
                     gm = big
-                elif gm < m_lo:
+                elif gi < m_lo:
                     gm = 0 - big
                 else:
-                    gm = gm << m_ls
+                    gm = gi << m_ls
             mi = ((mi >> 15) * _ADAM_K1 + (((mi & 0x7FFF) * _ADAM_K1 + 16384) >> 15)
                   + (gm >> 15) * _ADAM_C1 + (((gm & 0x7FFF) * _ADAM_C1 + 16384) >> 15))
             if mi > hm:
@@ -1076,22 +1075,14 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                 ptr16(av)[0] = vi
             elif bv == 1:
                 ptr8(av)[0] = vi
-        # 9.3 den = isqrt(v) + 1. v (or 256 v when v < 256: isqrt(v) = isqrt(256 v) >> 4)
-        # normalized by an even shift 2 s2 into vn in [64, 256); 16 sqrt(vn) from four chords
-        # (raised by half their sag) is within -2..+1 of the root for s2 <= 4 (vs < 2**16),
-        # else one Newton step brings it within 0..+1; then exact corrections: at most 3 for
-        # every v in [0, 2**30] (checked against math.isqrt on v < 2**23, all k*k-1..k*k+1
-        # and 2M random v), every product below 2**31
-        vs = vi if vi >= 256 else vi << 8
-        vn = vs
+        # 9.3 den = isqrt(v) + 1. v normalized by an even shift 2 s2 into vn in [64, 256)
+        # (v < 64: vn = v); 16 sqrt(vn) from four chords (raised by half their sag) is within
+        # -2..+4 of the root for s2 <= 4 (v < 2**16), else one Newton step brings it within
+        # 0..+1; then exact corrections (checked against the exact root for every v < 2**25,
+        # all k*k-1..k*k+1 and 1M random v in each 2**24 up to 2**30), every product below 2**31
+        vn = vi
         s2 = 0
-        if vn >= 1 << 20:
-            vn >>= 12
-            s2 = 6
-        if vn >= 1 << 14:
-            vn >>= 6
-            s2 += 3
-        if vn >= 1 << 10:
+        while vn >= 1 << 10:
             vn >>= 4
             s2 += 2
         if vn >= 1 << 8:
@@ -1108,13 +1099,11 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
             root = ((vn * 230) >> 8) + 71
         root = (root << s2) >> 4  # >= 4
         if s2 > 4:
-            root = (root + vs // root) >> 1
-        while root * root > vs:
+            root = (root + vi // root) >> 1
+        while root * root > vi:
             root -= 1
-        while (root + 1) * (root + 1) <= vs:
+        while (root + 1) * (root + 1) <= vi:
             root += 1
-        if vi < 256:
-            root >>= 4
         if bv < 0:
             ptr32(av)[0] = root
         den = root + 1
