@@ -982,8 +982,7 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     gs_hi = 32767 >> gs_ls
     gs_lo = 0 - (32768 >> gs_ls)
     # mul15 without its split (below) where the bounds of int32 m and v allow it
-    wide = bm == 4 and bv == 4
-    unsplit = wide and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18 and hv >= 1 << 22
+    unsplit = bm == 4 and bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18 and hv >= 1 << 22
     short = bs == 2 and mode <= _ROUND_FLOOR  # a 16-bit store, nearest or floor
     # the ratio reaches 4 where a * 2**e >= den * 2**15
     big_sh = 15 - e if e <= 15 else 0
@@ -1001,21 +1000,18 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     stalled = 0
     while ag < end:
         gi = (ptr32(ag)[0] ^ s32) - s32
-        if wide:
+        if bm == 4:  # (the common containers first: each test costs a few instructions)
             mi = (ptr32(am)[0] ^ s32) - s32
-            vi = int(ptr32(av)[0])  # v >= 0: no sign extension needed
+        elif bm == 2:
+            mi = (ptr16(am)[0] ^ 0x8000) - 0x8000
         else:
-            if bm == 4:
-                mi = (ptr32(am)[0] ^ s32) - s32
-            elif bm == 2:
-                mi = (ptr16(am)[0] ^ 0x8000) - 0x8000
-            else:
-                mi = (ptr8(am)[0] ^ 0x80) - 0x80
-            vi = int(ptr32(av)[0]) if v_step == 4 else 0
-            if bv == 2:
-                vi = ptr16(av)[0]
-            elif bv == 1:
-                vi = ptr8(av)[0]
+            mi = (ptr8(am)[0] ^ 0x80) - 0x80
+        if v_step == 4:
+            vi = int(ptr32(av)[0])  # v >= 0: no sign extension needed
+        elif bv == 2:
+            vi = ptr16(av)[0]
+        else:
+            vi = ptr8(av)[0]
         if unsplit and ((mi + 262144) | (gi + 262144) | (vi >> 3)) >> 19 == 0:
             # int32 m and v with |m|, |g| <= 2**18 (m, g in [-2**18, 2**18)) and v < 2**22:
             # every product below is under 2**31 - 2**14 (2**18 C1, 2**22 C2, gs**2 C2 with
@@ -1059,22 +1055,18 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                   + (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))
             if vi > hv:
                 vi = hv
-        if wide:
+        if bm == 4:
             ptr32(am)[0] = mi
-            ptr32(av)[0] = vi
+        elif bm == 2:
+            ptr16(am)[0] = mi
         else:
-            if bm == 4:
-                ptr32(am)[0] = mi
-            elif bm == 2:
-                ptr16(am)[0] = mi
-            else:
-                ptr8(am)[0] = mi
-            if bv == 4:
-                ptr32(av)[0] = vi
-            elif bv == 2:
-                ptr16(av)[0] = vi
-            elif bv == 1:
-                ptr8(av)[0] = vi
+            ptr8(am)[0] = mi
+        if bv == 4:
+            ptr32(av)[0] = vi
+        elif bv == 2:
+            ptr16(av)[0] = vi
+        elif bv == 1:
+            ptr8(av)[0] = vi
         # 9.3 den = isqrt(v) + 1. v normalized by an even shift 2 s2 into vn in [64, 256)
         # (v < 64: vn = v); 16 sqrt(vn) from four chords (raised by half their sag) is within
         # -2..+4 of the root for s2 <= 4 (v < 2**16), else one Newton step brings it within
@@ -1148,10 +1140,8 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                 d = (delta + ((delta & ph_mask) << ph_sh)) >> u
             else:  # _ROUND_STOCHASTIC: r30 = hash30((key + i) & M30), inlined from prng
                 x = (key + j) & _M30
-                x ^= x >> 16
-                x = (x * _HASH_MUL) & _M30
-                x ^= x >> 16
-                x = (x * _HASH_MUL) & _M30
+                for _ in range(2):
+                    x = ((x ^ (x >> 16)) * _HASH_MUL) & _M30
                 x ^= x >> 16
                 d = (delta + (x >> rand_sh)) >> u
             # (u = 0: every mode gives d = delta, the random or pseudo addend being 0)
