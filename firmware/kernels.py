@@ -982,7 +982,9 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     gs_hi = 32767 >> gs_ls
     gs_lo = 0 - (32768 >> gs_ls)
     # mul15 without its split (below) where the bounds of int32 m and v allow it
-    unsplit = bm == 4 and bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18 and hv >= 1 << 22
+    # (unsplit: 0 where the policy allows it, else 2**30, which fails the test below)
+    unsplit = 0 if (bm == 4 and bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18
+                    and hv >= 1 << 22) else big
     short = bs == 2 and mode <= _ROUND_FLOOR  # a 16-bit store, nearest or floor
     # the ratio reaches 4 where a * 2**e >= den * 2**15
     big_sh = 15 - e if e <= 15 else 0
@@ -1012,7 +1014,7 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
             vi = ptr16(av)[0]
         else:
             vi = ptr8(av)[0]
-        if unsplit and ((mi + 262144) | (gi + 262144) | (vi >> 3)) >> 19 == 0:
+        if ((mi + 262144) | (gi + 262144) | (vi >> 3) | unsplit) >> 19 == 0:
             # int32 m and v with |m|, |g| <= 2**18 (m, g in [-2**18, 2**18)) and v < 2**22:
             # every product below is under 2**31 - 2**14 (2**18 C1, 2**22 C2, gs**2 C2 with
             # |gs| <= 2**(18 - sh_s) <= 2**11), so mul15 needs no split, and with
@@ -1112,8 +1114,8 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
         # 9.5 the update in Falpha + 13 bits, |delta| <= 2**30, requantized by u bits with
         # the run's rounding mode, then store - d, saturated
         delta = alpha * r
+        d = (delta + add_u) >> u  # nearest and floor; the other modes below
         if short:  # a 16-bit store minus d (|d| <= 2**30) stays within int32
-            d = (delta + add_u) >> u
             w = ((ptr16(aw)[0] ^ 0x8000) - 0x8000) - d
             if w > hi:
                 w = hi
@@ -1128,9 +1130,7 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                 w = (ptr32(aw)[0] ^ s32) - s32
             else:
                 w = (ptr8(aw)[0] ^ 0x80) - 0x80
-            if mode <= _ROUND_FLOOR:
-                d = (delta + add_u) >> u
-            elif mode == _ROUND_KAHAN:
+            if mode == _ROUND_KAHAN:
                 # 9.6: t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8), W) below;
                 # c = clamp(t - (w << 8), -2**7, 2**7 - 1)
                 d = (delta + half_uk) >> uk
@@ -1138,7 +1138,7 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                 w = (t + _KAHAN_HALF) >> _KAHAN_BITS
             elif mode == _ROUND_PSEUDO:  # 9.6: RNG-free, the low bits of delta itself
                 d = (delta + ((delta & ph_mask) << ph_sh)) >> u
-            else:  # _ROUND_STOCHASTIC: r30 = hash30((key + i) & M30), inlined from prng
+            elif mode == _ROUND_STOCHASTIC:  # r30 = hash30((key + i) & M30), from prng
                 x = (key + j) & _M30
                 for _ in range(2):
                     x = ((x ^ (x >> 16)) * _HASH_MUL) & _M30
