@@ -984,7 +984,7 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     # mul15 without its split (below) where the bounds of int32 m and v allow it
     # (unsplit: 0 where the policy allows it, else 2**30, which fails the test below)
     unsplit = 0 if (bm == 4 and bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18
-                    and hv >= 1 << 22) else big
+                    and hv >= (1 << 22) - 1) else big
     short = bs == 2 and mode <= _ROUND_FLOOR  # a 16-bit store, nearest or floor
     # the ratio reaches 4 where a * 2**e >= den * 2**15
     big_sh = 15 - e if e <= 15 else 0
