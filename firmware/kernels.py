@@ -1146,7 +1146,8 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                 d = (delta + (x >> rand_sh)) >> u
             # (u = 0: every mode gives d = delta, the random or pseudo addend being 0)
             if mode != _ROUND_KAHAN:
-                if d < 0 and w > hi + d:  # store - d in int32 for every store of up to 32 bits
+                # store - d in int32 for every store of up to 32 bits
+                if d < 0 and w > hi + d:
                     w = hi
                 else:
                     w = w - d
