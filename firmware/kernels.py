@@ -962,11 +962,16 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     block_encode stores the roots); g (n,) int32 P, |g| <= 2**30. Returns the number of
     stalled updates (delta != 0 rounded to d = 0)."""
     v_step = 4 if bv < 0 else bv
-    aw = int(ptr8(store)) + bs * js  # byte addresses, one step a parameter
-    am = int(ptr8(m)) + bm * j0
-    av = int(ptr8(v)) + v_step * j0
-    pc = ptr8(int(ptr8(comp)) + js)
-    ag = int(ptr32(g))
+    ps8 = ptr8(store)
+    pm8 = ptr8(m)
+    pv8 = ptr8(v)
+    pc8 = ptr8(comp)
+    pg32 = ptr32(g)
+    aw = int(ps8) + bs * js  # byte addresses, one step a parameter
+    am = int(pm8) + bm * j0
+    av = int(pv8) + v_step * j0
+    pc = ptr8(int(pc8) + js)
+    ag = int(pg32)
     g0 = ag
     end = ag + 4 * n
     one = 1
@@ -1018,8 +1023,10 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
             # int32 m and v with |m|, |g| <= 2**18 (m, g in [-2**18, 2**18)) and v < 2**22:
             # every product below is under 2**31 - 2**14 (2**18 C1, 2**22 C2, gs**2 C2 with
             # |gs| <= 2**(18 - sh_s) <= 2**11), so mul15 needs no split, and with
-            # x (2**15 - c) = x 2**15 - x c, mul15(x, 2**15 - c) = x + ((2**14 - x c) >> 15).
-            # |m| <= 2**18 <= hm and v <= 2**22 - 1 <= hv after (their extremes): no saturation
+            # x (2**15 - c) = x 2**15 - x c, mul15(x, 2**15 - c) = x + ((2**14 - x c) >> 15);
+            # gs = rnd(g, sh_s) as (g + half) >> sh_s (no overflow), within 16 bits. After,
+            # m in [-2**18, 2**18 - 1] (at m = g = -2**18, 2**18 - 1) and v <= 2**22 - 1 (at
+            # v = 2**22 - 1, |gs| = 2**11): within hm and hv, no saturation
             mi = mi + ((16384 - mi * _ADAM_C1) >> 15) + ((gi * _ADAM_C1 + 16384) >> 15)
             gs = (gi + ((1 << sh_s) >> 1)) >> sh_s
             vi = vi + ((16384 - vi * _ADAM_C2) >> 15) + ((gs * gs * _ADAM_C2 + 16384) >> 15)
