@@ -53,9 +53,11 @@ def unit_adam(mdl, off, n, grad, alpha, key):
         K.block_decode(vw, mdl.v, vk, off, n, n_v, bv, 1)
     else:
         K.widen(vw, mdl.v, off, n, bv)
+    # bv = -4 for block-scaled v: adam_update leaves isqrt(v) in vw, which block_encode
+    # stores (9.6: the roots of the same isqrt as 9.3)
     mdl.stalled_total += K.adam_update(mdl.store, mw, vw, grad, comp, n, off, off, 0,
                                         alpha, sh_m, sh_s, e, u, mode, key, lo, hi, hm,
-                                        hv, bs, 4, 4)
+                                        hv, bs, 4, -4 if n_v else 4)
     if n_m:
         K.block_encode(mdl.m, mk, mw, off, n, n_m, bits_m, bm, 0)
     else:

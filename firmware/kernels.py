@@ -113,6 +113,7 @@ _ROUND_STOCHASTIC = const(2)
 _ROUND_PSEUDO = const(3)
 _ROUND_KAHAN = const(4)
 _KAHAN_BITS = const(8)  # the compensation below the weight's LSB (9.6)
+_KAHAN_HALF = const(128)  # 2**(KAHAN_BITS - 1): c in [-128, 127]
 
 # the PRNG (section 4), for Adam's stochastic rounding
 _M30 = const(1073741823)  # 2**30 - 1
@@ -957,25 +958,27 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     2 stochastic with r = hash30((key + i) & M30), key = key(seed, ROUND, step), i the flat
     index, 3 pseudo, 4 kahan (comp: int8 compensations, else unused). store the weight
     store S = [lo, hi] in bs bytes (1, 2, 4); |m| <= hm in bm bytes; v [0, hv] in bv
-    bytes; g (n,) int32 P, |g| <= 2**30. Returns the number of stalled updates (delta != 0
-    rounded to d = 0)."""
-    pc = ptr8(comp)
+    bytes, or bv = -4: int32 v that becomes isqrt(v) (block-scaled v's wide values, 9.6:
+    block_encode stores the roots); g (n,) int32 P, |g| <= 2**30. Returns the number of
+    stalled updates (delta != 0 rounded to d = 0)."""
+    v_step = 4 if bv < 0 else bv
     ps8 = ptr8(store)
-    ps16 = ptr16(int(ps8))
-    ps32 = ptr32(int(ps8))
     pm8 = ptr8(m)
-    pm16 = ptr16(int(pm8))
-    pm32 = ptr32(int(pm8))
     pv8 = ptr8(v)
-    pv16 = ptr16(int(pv8))
-    pv32 = ptr32(int(pv8))
-    pg = ptr32(g)
+    pc8 = ptr8(comp)
+    pg32 = ptr32(g)
+    aw = int(ps8) + bs * js  # byte addresses, one step a parameter
+    am = int(pm8) + bm * j0
+    av = int(pv8) + v_step * j0
+    pc = ptr8(int(pc8) + js)
+    ag = int(pg32)
+    g0 = ag
+    end = ag + 4 * n
     one = 1
     s32 = one << 31
     big = one << 30  # the kernel range of 9.1
     # req(g, sh, fmt) for a shift of either sign; rnd as (g >> s) + ((g >> (s-1)) & 1),
     # which cannot overflow for any int32 g
-    m_rs = sh_m if sh_m > 0 else 0
     m_ls = 0 - sh_m if sh_m < 0 else 0
     m_hi = big >> m_ls
     m_lo = 0 - m_hi
@@ -983,6 +986,11 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     gs_ls = 0 - sh_s if sh_s < 0 else 0
     gs_hi = 32767 >> gs_ls
     gs_lo = 0 - (32768 >> gs_ls)
+    # mul15 without its split (below) where the bounds of int32 m and v allow it
+    # (unsplit: 0 where the policy allows it, else 2**30, which fails the test below)
+    unsplit = 0 if (bm == 4 and bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18
+                    and hv >= (1 << 22) - 1) else big
+    short = bs == 2 and mode <= _ROUND_FLOOR  # a 16-bit store, nearest or floor
     # the ratio reaches 4 where a * 2**e >= den * 2**15
     big_sh = 15 - e if e <= 15 else 0
     small_sh = e - 15 if e > 15 else 0
@@ -995,107 +1003,110 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     ph_sh = u - ph
     uk = u - _KAHAN_BITS  # kahan: rnd(delta, u - 8), u >= 13
     half_uk = 1 << (uk - 1) if uk > 0 else 0
-    kahan_half = 1 << (_KAHAN_BITS - 1)
+    key += i0
     stalled = 0
-    for j in range(n):
-        jj = j0 + j
-        js_j = js + j
-        gi = (pg[j] ^ s32) - s32
-        # 9.1 m = b1 m + (1 - b1) gm, gm = req(g, Fp - Fm, +-2**30), each product by
-        # mul15(x, c), saturated to [-hm, hm]
-        gm = gi  # sh_m = 0: gm = g, already within +-2**30
-        if sh_m != 0:
-            if m_rs > 0:
-                gm = (gi >> m_rs) + ((gi >> (m_rs - 1)) & 1)
-            if gm > m_hi:
-                gm = big
-            elif gm < m_lo:
-                gm = 0 - big
+    while ag < end:
+        gi = (ptr32(ag)[0] ^ s32) - s32
+        if bm == 4:  # (the common containers first: each test costs a few instructions)
+            mi = (ptr32(am)[0] ^ s32) - s32
+        elif bm == 2:
+            mi = (ptr16(am)[0] ^ 0x8000) - 0x8000
+        else:
+            mi = (ptr8(am)[0] ^ 0x80) - 0x80
+        if v_step == 4:
+            vi = int(ptr32(av)[0])  # v >= 0: no sign extension needed
+        elif bv == 2:
+            vi = ptr16(av)[0]
+        else:
+            vi = ptr8(av)[0]
+        if ((mi + 262144) | (gi + 262144) | (vi >> 3) | unsplit) >> 19 == 0:
+            # int32 m and v with |m|, |g| <= 2**18 (m, g in [-2**18, 2**18)) and v < 2**22:
+            # every product below is under 2**31 - 2**14 (2**18 C1, 2**22 C2, gs**2 C2 with
+            # |gs| <= 2**(18 - sh_s) <= 2**11), so mul15 needs no split, and with
+            # x (2**15 - c) = x 2**15 - x c, mul15(x, 2**15 - c) = x + ((2**14 - x c) >> 15);
+            # gs = rnd(g, sh_s) as (g + half) >> sh_s (no overflow), within 16 bits. After,
+            # m in [-2**18, 2**18 - 1] (at m = g = -2**18, 2**18 - 1) and v <= 2**22 - 1 (at
+            # v = 2**22 - 1, |gs| = 2**11): within hm and hv, no saturation
+            mi = mi + ((16384 - mi * _ADAM_C1) >> 15) + ((gi * _ADAM_C1 + 16384) >> 15)
+            gs = (gi + ((1 << sh_s) >> 1)) >> sh_s
+            vi = vi + ((16384 - vi * _ADAM_C2) >> 15) + ((gs * gs * _ADAM_C2 + 16384) >> 15)
+        else:
+            # 9.1 m = b1 m + (1 - b1) gm, gm = req(g, Fp - Fm, +-2**30), each product by
+            # mul15(x, c) split in 16-bit halves, saturated to [-hm, hm]
+            gm = gi  # sh_m = 0: gm = g, already within +-2**30
+            if sh_m > 0:  # within +-2**30 as g is
+                gm = (gi >> sh_m) + ((gi >> (sh_m - 1)) & 1)
+            elif sh_m < 0:  # a left shift, saturated to +-2**30
+                if gi > m_hi:
+                    gm = big
+                elif gi < m_lo:
+                    gm = 0 - big
+                else:
+                    gm = gi << m_ls
+            mi = ((mi >> 15) * _ADAM_K1 + (((mi & 0x7FFF) * _ADAM_K1 + 16384) >> 15)
+                  + (gm >> 15) * _ADAM_C1 + (((gm & 0x7FFF) * _ADAM_C1 + 16384) >> 15))
+            if mi > hm:
+                mi = hm
+            elif mi < 0 - hm:
+                mi = 0 - hm
+            # 9.2 v = b2 v + (1 - b2) gs^2 with gs = req(g, Fp - Fs, 16-bit word), in [0, hv]
+            gs = gi
+            if gs_rs > 0:
+                gs = (gi >> gs_rs) + ((gi >> (gs_rs - 1)) & 1)
+            if gs > gs_hi:
+                gs = 32767
+            elif gs < gs_lo:
+                gs = 0 - 32768
             else:
-                gm = gm << m_ls
+                gs = gs << gs_ls
+            g2 = gs * gs
+            vi = ((vi >> 15) * _ADAM_K2 + (((vi & 0x7FFF) * _ADAM_K2 + 16384) >> 15)
+                  + (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))
+            if vi > hv:
+                vi = hv
         if bm == 4:
-            mi = (pm32[jj] ^ s32) - s32
+            ptr32(am)[0] = mi
         elif bm == 2:
-            mi = (pm16[jj] ^ 0x8000) - 0x8000
+            ptr16(am)[0] = mi
         else:
-            mi = (pm8[jj] ^ 0x80) - 0x80
-        mi = ((mi >> 15) * _ADAM_K1 + (((mi & 0x7FFF) * _ADAM_K1 + 16384) >> 15)
-              + (gm >> 15) * _ADAM_C1 + (((gm & 0x7FFF) * _ADAM_C1 + 16384) >> 15))
-        if mi > hm:
-            mi = hm
-        elif mi < 0 - hm:
-            mi = 0 - hm
-        if bm == 4:
-            pm32[jj] = mi
-        elif bm == 2:
-            pm16[jj] = mi
-        else:
-            pm8[jj] = mi
-        # 9.2 v = b2 v + (1 - b2) gs^2 with gs = req(g, Fp - Fs, 16-bit word), in [0, hv]
-        gs = gi
-        if gs_rs > 0:
-            gs = (gi >> gs_rs) + ((gi >> (gs_rs - 1)) & 1)
-        if gs > gs_hi:
-            gs = 32767
-        elif gs < gs_lo:
-            gs = 0 - 32768
-        else:
-            gs = gs << gs_ls
-        g2 = gs * gs
+            ptr8(am)[0] = mi
         if bv == 4:
-            vi = int(pv32[jj])  # v in [0, 2**30]: no sign extension needed
+            ptr32(av)[0] = vi
         elif bv == 2:
-            vi = (pv16[jj] ^ 0x8000) - 0x8000
-        else:
-            vi = (pv8[jj] ^ 0x80) - 0x80
-        vi = ((vi >> 15) * _ADAM_K2 + (((vi & 0x7FFF) * _ADAM_K2 + 16384) >> 15)
-              + (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))
-        if vi > hv:
-            vi = hv
-        elif vi < 0:
-            vi = 0
-        if bv == 4:
-            pv32[jj] = vi
-        elif bv == 2:
-            pv16[jj] = vi
-        else:
-            pv8[jj] = vi
-        # 9.3 den = isqrt(v) + 1. v (or 256 v when v < 256: isqrt(v) = isqrt(256 v) >> 4)
-        # normalized by an even shift 2 s2 into vn in [64, 256); 16 sqrt(vn) from four chords
-        # (raised by half their sag), one Newton step, then exact corrections: at most 3 for
-        # every v in [0, 2**30] (checked against math.isqrt on v < 2**22, all k*k-1..k*k+1
-        # and 2M random v), every product below 2**31
-        vs = vi if vi >= 256 else vi << 8
-        vn = vs
+            ptr16(av)[0] = vi
+        elif bv == 1:
+            ptr8(av)[0] = vi
+        # 9.3 den = isqrt(v) + 1. v normalized by an even shift 2 s2 into vn in [64, 256)
+        # (v < 64: vn = v); 16 sqrt(vn) from four chords (raised by half their sag) is within
+        # -2..+4 of the root for s2 <= 4 (v < 2**16), else one Newton step brings it within
+        # 0..+1; then exact corrections (checked against the exact root for every v < 2**25,
+        # all k*k-1..k*k+1 and 1M random v in each 2**24 up to 2**30), every product below 2**31
+        vn = vi
         s2 = 0
-        if vn >= 1 << 20:
-            vn >>= 12
-            s2 = 6
-        if vn >= 1 << 14:
-            vn >>= 6
-            s2 += 3
-        if vn >= 1 << 10:
+        while vn >= 1 << 10:
             vn >>= 4
             s2 += 2
         if vn >= 1 << 8:
             vn >>= 2
             s2 += 1
-        if vn >= 192:
-            root = ((vn * 137) >> 8) + 119
-        elif vn >= 128:
-            root = ((vn * 163) >> 8) + 100
+        if vn >= 128:
+            if vn >= 192:
+                root = ((vn * 137) >> 8) + 119
+            else:
+                root = ((vn * 163) >> 8) + 100
         elif vn >= 96:
             root = ((vn * 194) >> 8) + 84
         else:
             root = ((vn * 230) >> 8) + 71
         root = (root << s2) >> 4  # >= 4
-        root = (root + vs // root) >> 1
-        while root * root > vs:
+        if s2 > 4:
+            root = (root + vi // root) >> 1
+        while root * root > vi:
             root -= 1
-        while (root + 1) * (root + 1) <= vs:
+        while (root + 1) * (root + 1) <= vi:
             root += 1
-        if vi < 256:
-            root >>= 4
+        if bv < 0:
+            ptr32(av)[0] = root
         den = root + 1
         # 9.4 r = m / den in Q13, clamped to +-4: a << e >= den << 15 written as
         # a >= den << (15 - e) (e <= 15) or a >= ceil(den / 2**(e - 15)), free of overflow
@@ -1110,60 +1121,67 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
         # 9.5 the update in Falpha + 13 bits, |delta| <= 2**30, requantized by u bits with
         # the run's rounding mode, then store - d, saturated
         delta = alpha * r
-        if bs == 4:
-            w = (ps32[js_j] ^ s32) - s32
-        elif bs == 2:
-            w = (ps16[js_j] ^ 0x8000) - 0x8000
-        else:
-            w = (ps8[js_j] ^ 0x80) - 0x80
-        if mode == _ROUND_KAHAN:
-            # 9.6: t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8), W);
-            # c = clamp(t - (w << 8), -2**7, 2**7 - 1)
-            d = (delta + half_uk) >> uk
-            if delta != 0 and d == 0:
-                stalled += 1
-            t = (w << _KAHAN_BITS) + ((pc[js_j] ^ 0x80) - 0x80) - d
-            w = (t + kahan_half) >> _KAHAN_BITS
+        d = (delta + add_u) >> u  # nearest and floor; the other modes below
+        if short:  # a 16-bit store minus d (|d| <= 2**30) stays within int32
+            w = ((ptr16(aw)[0] ^ 0x8000) - 0x8000) - d
             if w > hi:
                 w = hi
             elif w < lo:
                 w = lo
-            c = t - (w << _KAHAN_BITS)
-            if c > kahan_half - 1:
-                c = kahan_half - 1
-            elif c < 0 - kahan_half:
-                c = 0 - kahan_half
-            pc[js_j] = c
+            ptr16(aw)[0] = w
         else:
-            # (u = 0: every mode gives d = delta, the random or pseudo addend being 0)
-            if mode <= _ROUND_FLOOR:
-                d = (delta + add_u) >> u
+            j = (ag - g0) >> 2
+            if bs == 2:
+                w = (ptr16(aw)[0] ^ 0x8000) - 0x8000
+            elif bs == 4:
+                w = (ptr32(aw)[0] ^ s32) - s32
+            else:
+                w = (ptr8(aw)[0] ^ 0x80) - 0x80
+            if mode == _ROUND_KAHAN:
+                # 9.6: t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8), W) below;
+                # c = clamp(t - (w << 8), -2**7, 2**7 - 1)
+                d = (delta + half_uk) >> uk
+                t = (w << _KAHAN_BITS) + ((pc[j] ^ 0x80) - 0x80) - d
+                w = (t + _KAHAN_HALF) >> _KAHAN_BITS
             elif mode == _ROUND_PSEUDO:  # 9.6: RNG-free, the low bits of delta itself
                 d = (delta + ((delta & ph_mask) << ph_sh)) >> u
-            else:  # _ROUND_STOCHASTIC: r30 = hash30((key + i) & M30), inlined from prng
-                x = (key + i0 + j) & _M30
-                x ^= x >> 16
-                x = (x * _HASH_MUL) & _M30
-                x ^= x >> 16
-                x = (x * _HASH_MUL) & _M30
+            elif mode == _ROUND_STOCHASTIC:  # r30 = hash30((key + i) & M30), from prng
+                x = (key + j) & _M30
+                for _ in range(2):
+                    x = ((x ^ (x >> 16)) * _HASH_MUL) & _M30
                 x ^= x >> 16
                 d = (delta + (x >> rand_sh)) >> u
-            if delta != 0 and d == 0:
-                stalled += 1
-            if d < 0 and w > hi + d:
-                w = hi
-            else:
-                w = w - d
-                if w > hi:
+            # (u = 0: every mode gives d = delta, the random or pseudo addend being 0)
+            if mode != _ROUND_KAHAN:
+                # store - d in int32 for every store of up to 32 bits
+                if d < 0 and w > hi + d:
                     w = hi
-                elif w < lo:
-                    w = lo
-        if bs == 4:
-            ps32[js_j] = w
-        elif bs == 2:
-            ps16[js_j] = w
-        else:
-            ps8[js_j] = w
+                else:
+                    w = w - d
+            if w > hi:
+                w = hi
+            elif w < lo:
+                w = lo
+            if mode == _ROUND_KAHAN:
+                c = t - (w << _KAHAN_BITS)
+                if c > _KAHAN_HALF - 1:
+                    c = _KAHAN_HALF - 1
+                elif c < 0 - _KAHAN_HALF:
+                    c = 0 - _KAHAN_HALF
+                pc[j] = c
+            if bs == 2:
+                ptr16(aw)[0] = w
+            elif bs == 4:
+                ptr32(aw)[0] = w
+            else:
+                ptr8(aw)[0] = w
+        if d == 0:
+            if delta != 0:
+                stalled += 1
+        ag += 4
+        am += bm
+        av += v_step
+        aw += bs
     return stalled
 
 
@@ -1259,9 +1277,9 @@ def block_decode(w, q, k, a: int, n: int, nblk: int, nb: int, sq: int):
 def block_encode(q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int):
     """Store the wide values w[0:n] of parameters a .. a+n-1 (a a multiple of nblk)
     block-scaled (9.6): per block the smallest shift k_j whose rounded maximum fits the
-    mantissa, then q_i = rnd(x_i, k_j) with x = w (m: signed, |q| <= 2**(bits-1) - 1), or
-    with sq x = isqrt(w) (v: unsigned, q <= 2**bits - 1; w[j] becomes x). q in nb bytes,
-    k (blocks,) uint8."""
+    mantissa, then q_i = rnd(x_i, k_j) with x = w: m (signed, |q| <= 2**(bits-1) - 1), or
+    with sq the roots isqrt(v) that adam_update left for bv = -4 (unsigned,
+    q <= 2**bits - 1). q in nb bytes, k (blocks,) uint8."""
     pw = ptr32(w)
     q8 = ptr8(q)
     q16 = ptr16(int(q8))
@@ -1276,20 +1294,6 @@ def block_encode(q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int
         big = 0
         for j in range(b0, b1):
             x = (pw[j] ^ s32) - s32
-            if sq:  # x = isqrt(v), digit by digit
-                rem = x
-                bit = one << 30
-                while bit > rem:
-                    bit >>= 2
-                x = 0
-                while bit != 0:
-                    if rem >= x + bit:
-                        rem -= x + bit
-                        x = (x >> 1) + bit
-                    else:
-                        x >>= 1
-                    bit >>= 2
-                pw[j] = x
             ax = x if x >= 0 else 0 - x
             if ax > big:
                 big = ax

@@ -44,3 +44,33 @@ def test_a_fast_path_without_its_bound_is_caught_only_on_the_int32_target(tmp_pa
     report = cf.run_ops(cases=group, firmware_dir=fw, target="int32")
     assert not report.ok
     assert all(m.op == "linear_forward" for m in report.mismatches)
+
+
+ADAM_GROUP = "weights=q4.12,acts=q4.12,adam unsplit int32 edge"
+
+
+def test_adam_cases_sit_on_the_unsplit_bounds():
+    cases = fast_path_groups()[ADAM_GROUP]
+    m = np.concatenate([c.inputs["m"][1] for c in cases])
+    g = np.concatenate([c.inputs["g"][1] for c in cases])
+    v = np.concatenate([c.inputs["v"][1] for c in cases])
+    b = 1 << 18
+    assert {-b - 1, -b, b - 1, b} <= set(m.tolist()) & set(g.tolist())
+    assert {(1 << 22) - 1, 1 << 22} <= set(v.tolist())
+    # the extremes of the unsplit path: m = g = -2**18 gives m = -2**18 exactly
+    assert any(mi == gi == -b for mi, gi in zip(m.tolist(), g.tolist(), strict=True))
+
+
+def test_adams_unsplit_bound_widened_is_caught_only_on_the_int32_target(tmp_path):
+    # v's bound 2**22 widened to 2**23: v * C2 leaves int32 at v = 2**23 - 1
+    fw = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE_DIR, fw)
+    src = (fw / "kernels.py").read_text()
+    old = "| (vi >> 3) |"
+    assert src.count(old) == 1
+    (fw / "kernels.py").write_text(src.replace(old, "| (vi >> 4) |"))
+    group = {ADAM_GROUP: fast_path_groups()[ADAM_GROUP]}
+    assert cf.run_ops(cases=group, firmware_dir=fw).ok  # the 64-bit port: same integers
+    report = cf.run_ops(cases=group, firmware_dir=fw, target="int32")
+    assert not report.ok
+    assert all(m.op == "adam_update" for m in report.mismatches)

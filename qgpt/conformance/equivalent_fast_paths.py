@@ -103,14 +103,12 @@ FAST_PATHS = {
         "at gs = gs_lo, gs << gs_ls is -32768 (32768 >> gs_ls is exact, gs_ls <= 15): the value "
         "the saturation stores",
     ("adam_update", "elif mi < 0 - hm:", "<", "<=", 0): _AT_LIMIT,
-    ("adam_update", "if vn >= 1 << 20:", "1", "0", 0): _CHORD_START,
     **{("adam_update", line, tok, rep, k): _CHORD_START for line, tok, rep, k in (
-        ("s2 = 6", "6", "5", 0), ("s2 = 0", "0", "1", 0), ("vn >>= 6", "6", "7", 0),
-        ("if vn >= 1 << 14:", "<<", ">>", 0), ("if vn >= 1 << 10:", "<<", ">>", 0),
-        ("if vn >= 1 << 8:", "<<", ">>", 0), ("s2 += 3", "3", "2", 0), ("s2 += 2", "2", "1", 1),
+        ("s2 = 0", "0", "1", 0), ("if vn >= 1 << 8:", "<<", ">>", 0),
+        ("s2 += 2", "2", "1", 1),
         ("s2 += 1", "1", "0", 0), ("vn >>= 4", "4", "5", 0), ("vn >>= 2", "2", "3", 0),
         ("root = ((vn * 137) >> 8) + 119", "137", "138", 0),
-        ("root = ((vn * 137) >> 8) + 119", "8", "7", 0), ("elif vn >= 128:", ">=", ">", 0),
+        ("root = ((vn * 137) >> 8) + 119", "8", "7", 0), ("if vn >= 128:", ">=", ">", 0),
         ("root = ((vn * 163) >> 8) + 100", "163", "162", 0), ("elif vn >= 96:", "96", "97", 0),
         ("root = ((vn * 194) >> 8) + 84", "84", "85", 0),
         ("root = ((vn * 230) >> 8) + 71", "71", "72", 0),
@@ -119,7 +117,7 @@ FAST_PATHS = {
     # floor(sqrt(vs)) (AM-GM, floors included), and the loop down stops at it
     **{("adam_update", line, tok, rep, k): "the loop up never runs: one integer Newton step "
        "from a positive start is at least floor(sqrt(vs)), and the loop down ends on it"
-       for line, tok, rep, k in (("while (root + 1) * (root + 1) <= vs:", "1", "2", 0),
+       for line, tok, rep, k in (("while (root + 1) * (root + 1) <= vi:", "1", "2", 0),
                                  ("root += 1", "1", "0", 0))},
     **{("linear_forward", "xi = (px16[i] ^ 0x8000) - 0x8000", "0x8000", rep, k): _L1_LESS
        for rep in ("32767", "32769") for k in (0, 1)},
@@ -159,16 +157,6 @@ FAST_PATHS = {
      1): "range(-1) is empty as range(0) is: no row of dx either way",
     # beyond the every-4 sample, each emulated as _CHORD_START says
     **{("adam_update", line, tok, rep, k): _CHORD_START for line, tok, rep, k in (
-        ("if vn >= 1 << 20:", ">=", ">", 0),
-        ("if vn >= 1 << 20:", "<<", ">>", 0),
-        ("if vn >= 1 << 20:", "20", "19", 0),
-        ("vn >>= 12", "12", "11", 0),
-        ("if vn >= 1 << 14:", ">=", ">", 0),
-        ("if vn >= 1 << 14:", "1", "0", 0),
-        ("if vn >= 1 << 14:", "14", "13", 0),
-        ("s2 += 3", "3", "4", 0),
-        ("if vn >= 1 << 10:", "1", "2", 0),
-        ("if vn >= 1 << 10:", "10", "11", 0),
         ("vn >>= 4", "4", "3", 0),
         ("if vn >= 1 << 8:", ">=", ">", 0),
         ("if vn >= 1 << 8:", "1", "0", 0),
@@ -177,7 +165,7 @@ FAST_PATHS = {
         ("if vn >= 192:", "192", "193", 0),
         ("root = ((vn * 137) >> 8) + 119", "137", "136", 0),
         ("root = ((vn * 137) >> 8) + 119", "119", "120", 0),
-        ("elif vn >= 128:", "128", "129", 0),
+        ("if vn >= 128:", "128", "129", 0),
         ("root = ((vn * 163) >> 8) + 100", "163", "164", 0),
         ("root = ((vn * 163) >> 8) + 100", "8", "7", 0),
         ("root = ((vn * 163) >> 8) + 100", "100", "99", 0),
@@ -187,16 +175,6 @@ FAST_PATHS = {
         ("root = ((vn * 230) >> 8) + 71", "230", "231", 0),
         ("root = ((vn * 230) >> 8) + 71", "8", "9", 0),
         ("root = ((vn * 230) >> 8) + 71", "71", "70", 0),
-        ("if vn >= 1 << 20:", "1", "2", 0),
-        ("if vn >= 1 << 20:", "20", "21", 0),
-        ("vn >>= 12", "12", "13", 0),
-        ("s2 = 6", "6", "7", 0),
-        ("if vn >= 1 << 14:", "1", "2", 0),
-        ("if vn >= 1 << 14:", "14", "15", 0),
-        ("vn >>= 6", "6", "5", 0),
-        ("if vn >= 1 << 10:", ">=", ">", 0),
-        ("if vn >= 1 << 10:", "1", "0", 0),
-        ("if vn >= 1 << 10:", "10", "9", 0),
         ("s2 += 2", "2", "3", 1),
         ("if vn >= 1 << 8:", "1", "2", 0),
         ("if vn >= 1 << 8:", "8", "9", 0),
@@ -205,7 +183,7 @@ FAST_PATHS = {
         ("if vn >= 192:", "192", "191", 0),
         ("root = ((vn * 137) >> 8) + 119", "8", "9", 0),
         ("root = ((vn * 137) >> 8) + 119", "119", "118", 0),
-        ("elif vn >= 128:", "128", "127", 0),
+        ("if vn >= 128:", "128", "127", 0),
         ("root = ((vn * 163) >> 8) + 100", "8", "9", 0),
         ("root = ((vn * 163) >> 8) + 100", "100", "101", 0),
         ("elif vn >= 96:", ">=", ">", 0),
@@ -219,18 +197,18 @@ FAST_PATHS = {
     **{("adam_update", line, tok, rep, k): "only moves the value the correction loops start "
        "from (emulated: within [0, 46340]); the loops end at floor(sqrt(vs)) from any such "
        "value, the loop up where it lands below" for line, tok, rep, k in (
-        ("root = (root + vs // root) >> 1", "+", "-", 0),
-        ("root = (root + vs // root) >> 1", "1", "2", 0),
-        ("root = (root + vs // root) >> 1", "//", "%", 0),
+        ("root = (root + vi // root) >> 1", "+", "-", 0),
+        ("root = (root + vi // root) >> 1", "1", "2", 0),
+        ("root = (root + vi // root) >> 1", "//", "%", 0),
     )},
     ("adam_update", "root -= 1", "1", "2", 0): "the loop down may step one past "
         "floor(sqrt(vs)); the loop up then adds it back (emulated)",
     **{("adam_update", line, tok, rep, k): "the loop up never runs: one integer Newton step "
        "from a positive start is at least floor(sqrt(vs)), and the loop down ends on it"
        for line, tok, rep, k in (
-        ("while (root + 1) * (root + 1) <= vs:", "1", "2", 1),
+        ("while (root + 1) * (root + 1) <= vi:", "1", "2", 1),
         ("root += 1", "+=", "-=", 0),
-        ("while (root + 1) * (root + 1) <= vs:", "<=", "<", 0),
+        ("while (root + 1) * (root + 1) <= vi:", "<=", "<", 0),
         ("root += 1", "1", "2", 0),
     )},
     ("linear_backward", "l1_max = fit // wmax if wmax > 0 else 0  # the largest L1 norm of "
@@ -247,7 +225,7 @@ FAST_PATHS = {
     ("linear_backward", "if xmax > 0:", "0", "1", 0): "at max |x| = 1 " + _TO_EXACT,
     ("linear_backward", "n_in, 1, T, sh_w, plo, phi, 1)", "1", "2", 1):
         "add is only tested for truth",
-    ("adam_update", "c = 0 - kahan_half", "-", "+", 0):
+    ("adam_update", "c = 0 - _KAHAN_HALF", "-", "+", 0):
         "c = 128 and c = -128 are the same byte 0x80 in the int8 comp array (pc is a ptr8, "
         "read back sign-extended), and c is not read again in the call",
     ("forward_position", "for j in range(_LM_HEAD, _FC2 + 1):", "+", "-", 0):
@@ -289,7 +267,6 @@ FAST_PATHS = {
         "at nbits = tbits, nbits - tbits is 0, the else value",
     ("adam_update", "if d < 0 and w > hi + d:", "0", "1", 0):
         "for d = 0 the test w > hi never holds: w is a value of the store's format",
-    ("adam_update", "elif vi < 0:", "0", "1", 0): "at vi = 0 both store 0",
     **{("relu_forward", f"py{b}[i] = v if v > 0 else 0", ">", ">=", 0): "at v = 0 both store 0"
        for b in (8, 16)},
     ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "1", "0", 1): _FIT_2_30,

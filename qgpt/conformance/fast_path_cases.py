@@ -17,6 +17,9 @@ chords. The expected values come from the simulator (qgpt/int_ops.py, IntAdam).
                normalization (256, 2**8 .. 2**20 by the shifts) and of the four chords
                (vn = 64, 96, 128, 192, 256 times 4**s2), at squares k*k - 1, k*k, k*k + 1
                there, and at 2**30
+    adam       adam_update's unsplit mul15: m, g and v at its bounds 2**18 and 2**22, beside
+               them and at the int32 limits of the products, on policies at each per-call
+               threshold (sh_s 7 and 6, hm 2**19 - 1 and 2**18 - 1, hv 2**22 - 1)
 """
 
 import math
@@ -317,6 +320,65 @@ def byte_dw_cases(rng):
                           "dw": _i(np.zeros_like(dw))}, {"dx": _in(G, dx), "dw": _i(dw)})]}
 
 
+# --- Adam's unsplit mul15 (issue 15: adam_update's bounds) ---
+#
+# adam_update computes mul15 without its 16-bit split where |m|, |g| <= 2**18 (m, g in
+# [-2**18, 2**18)) and v < 2**22, for policies with int32 m and v, sh_m = 0, sh_s >= 7,
+# hm >= 2**18 and hv >= 2**22 - 1 (docs/arithmetic.md 9.1, 9.2). The cases put m, g and v
+# at those bounds and beside them, and at the limits where the unsplit products would
+# leave int32 (|m|, |g| * C1 or v * C2 beyond 2**31 - 2**14: a wider test is caught on the
+# int32 target), on the default policy and on policies at each per-call threshold.
+
+ADAM_UNSPLIT = 1 << 18  # |m|, |g| bound of the unsplit path
+ADAM_UNSPLIT_V = 1 << 22  # v bound
+ADAM_INT32_M = ((1 << 31) - (1 << 14)) // 4915  # m * C1 + 2**14 < 2**31 up to here
+ADAM_INT32_V = ((1 << 31) - (1 << 14)) // 328  # v * C2 likewise
+ADAM_UNSPLIT_POLICIES = (
+    "pgrads=q11.21,adam_m=q11.21",  # sh_s = 7: unsplit allowed (|gs| <= 2**11)
+    "pgrads=q12.20,adam_m=q12.20",  # sh_s = 6: not (gs**2 * C2 would leave int32)
+    "pgrads=q6.13,adam_m=q6.13,adam_v=q11.12",  # hm = 2**18 - 1: not (m = -2**18)
+    "pgrads=q7.13,adam_m=q7.13,adam_v=q11.12",  # hm = 2**19 - 1, hv = 2**22 - 1: allowed
+)
+
+
+def adam_unsplit_values():
+    """(m and g values, v values): each bound, one either side, and the int32 limits of
+    the unsplit products."""
+    b, lim = ADAM_UNSPLIT, ADAM_INT32_M
+    mg = sorted({0, 1, -1, b - 2, b - 1, b, -b - 1, -b, -b + 1, lim, lim + 1, -lim, -lim - 1,
+                 3 * b - 1, -3 * b})
+    bv, lim_v = ADAM_UNSPLIT_V, ADAM_INT32_V
+    v = sorted({0, 255, bv - 2, bv - 1, bv, bv + 1, lim_v, lim_v + 1, 2 * bv - 1})
+    return mg, v
+
+
+def adam_unsplit_cases(rng):
+    """{label: [Case]}: adam_update (step 10) on every (m, g, v) of adam_unsplit_values
+    clipped to each policy's formats (g to pgrads, m to +-m_limit and adam_m, v to [0, hi]),
+    the default policy and ADAM_UNSPLIT_POLICIES, in int32 edge groups."""
+    mg, vs = adam_unsplit_values()
+    groups = {}
+    for spec in ("", *ADAM_UNSPLIT_POLICIES):
+        p = parse_policy(spec)
+        label = p.short_spec + ",adam unsplit int32 edge"
+        M, V, P, S = p.adam_m, p.adam_v, p.pgrads, p.weight_store
+        grid = np.array([(m, g, v) for m in mg for g in mg for v in vs], np.int64)
+        m = np.clip(grid[:, 0], max(M.lo, -p.m_limit), min(M.hi, p.m_limit))
+        if spec == ADAM_UNSPLIT_POLICIES[2]:
+            m = np.clip(grid[:, 0], M.lo, M.hi)  # m = -2**18 = M.lo below -m_limit
+        g = np.clip(grid[:, 1], P.lo, P.hi)
+        v = np.clip(grid[:, 2], 0, V.hi)
+        keep = np.unique(np.stack([m, g, v], 1), axis=0)
+        cases = []
+        for k in range(0, len(keep), 512):
+            part = keep[k : k + 512]
+            store = rng.integers(S.lo // 2, S.hi // 2, len(part))
+            cases.append(adam_case(p, label, _spec(p), f"m, g, v at the unsplit bounds, "
+                                   f"{k}..", 10, store, part[:, 0], part[:, 2], part[:, 1], 0))
+        groups[label] = cases
+    return groups
+
+
 def fast_path_groups(seed=0):
     """{label: [Case]}: every group of this module."""
     rng = np.random.default_rng([seed, 15])
@@ -326,6 +388,7 @@ def fast_path_groups(seed=0):
     groups.update(floor_cases(seed, rng))
     groups.update(dw_precheck_cases(rng))
     groups.update(byte_dw_cases(rng))
+    groups.update(adam_unsplit_cases(rng))
     for label, cases in shift_one_cases(rng).items():
         groups.setdefault(label, []).extend(cases)
     return groups
