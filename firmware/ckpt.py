@@ -52,7 +52,7 @@ def save(cfg, model, step, seconds):
                        "steps_taken": model.steps_taken, "saturations": {},
                        "seconds": seconds, "firmware": 1}).encode()
     state = model.state
-    parts = (b'{"meta": {"config": ', cfg["train_config"], b", ", meta[1:],
+    parts = (b'{"meta": {"config": ', cfg["train_config"], b", ", memoryview(meta)[1:],
              b', "arrays": ', json.dumps(arrays(state)).encode(), b"}")
     meta = None
     path = cfg["checkpoint"]

@@ -41,7 +41,9 @@ def setup(cfg, views):
 
 def _compact(cfg):
     """The run's config in a table of its size (the copy of runcfg.DEFAULTS it started
-    as had room for every key the setup took out)."""
+    as had room for every key the setup took out), its checkpoint config as JSON bytes
+    (ckpt.save writes them as they are; made here, where policy.py has left memory)."""
+    cfg["train_config"] = cfg["train_config"].encode()
     items = list(cfg.items())
     cfg.clear()
     for k, v in items:
