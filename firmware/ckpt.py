@@ -70,8 +70,13 @@ def save(cfg, model, step, seconds):
                 crc = crc32(b, crc)
         f.write(struct.pack("<I", crc & 0xFFFFFFFF))
         f.flush()
-    # rename over path; where rename refuses an existing target, remove it first (a
-    # crash between the two leaves tmp: restore says so)
+    replace(tmp, path)
+
+
+def replace(tmp, path):
+    """Rename tmp over path; where rename refuses an existing target, remove it first (a
+    crash between the two leaves tmp: restore says so). A function of its own: save's
+    code in two smaller pieces of memory, which fit the holes of a full heap."""
     try:
         os.rename(tmp, path)
     except OSError:
