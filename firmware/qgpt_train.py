@@ -62,6 +62,19 @@ def _setup(name, a, b):
         gc.collect()
 
 
+def begin(cfg, mdl, numbers):
+    """(first step, seconds before): the state setup found (the initial weights, or a
+    checkpoint's) is in the block already; a resume also gives the Model's counters.
+    With master weights, the data weights follow from them (numbers[1]: the parameter
+    table's offsets, then N). A function of its own: qgpt/fwprofile.py's driver patches
+    the model here, once it is imported."""
+    got = cfg.pop("begin")
+    if got[2] is not None:
+        mdl.p1, mdl.p2, mdl.stalled_total, mdl.steps_taken = got[2]
+    mdl.refresh_data(0, numbers[1][-1])
+    return got[0], got[1]
+
+
 def run(path):
     # the setup's stages, one module at a time, each dropped after use (firmware/README.md,
     # "Memory"): runcfg (the config) puts the state block at the bottom of the heap, so
@@ -84,15 +97,9 @@ def run(path):
     steps, seed, data, count = cfg["steps"], cfg["seed"], cfg["data"], cfg["count"]
     numbers = cfg.pop("numbers")
     mdl = MD.Model(views, numbers, seed)
-    views = numbers = None
-    # the state the setup found (the initial weights, or a checkpoint's) is in the block
-    # already; a resume also gives the Model's counters; with master weights, the data
-    # weights follow from the store
-    start, seconds_before, counters = cfg.pop("begin")
-    if counters is not None:
-        mdl.p1, mdl.p2, mdl.stalled_total, mdl.steps_taken = counters
-    counters = None
-    mdl.refresh_data(0, MD.N_PARAMS)
+    views = None
+    start, seconds_before = begin(cfg, mdl, numbers)
+    numbers = None
     end = steps if cfg["stop_at"] is None else min(steps, cfg["stop_at"])
     # the packed dataset (qgpt/pack.py, checked by runcfg): one record read per step
     f = open(data, "rb")
