@@ -12,8 +12,9 @@ no buffer of a checkpoint's size is ever allocated.
                   them (model.Model.state): int32 LE
     end-4   4     CRC32 of every byte before it (uint32)
 
-This module writes checkpoints (every checkpoint_every steps, so it stays in
-memory); restore.load_checkpoint reads them (once, at a resume).
+This module writes checkpoints (qgpt_train imports it for each save and drops it
+after; firmware/README.md, "Memory"); restore.load_checkpoint reads them (once, at a
+resume).
 
 A checkpoint is written to PATH.tmp, then renamed over PATH. MicroPython's
 os.rename replaces an existing file on the unix port (rename(2), atomic) and on
@@ -35,26 +36,22 @@ MAGIC = b"QGPT"
 VERSION = 1
 
 
-def arrays(state):
-    """The header's arrays: those of model.Model.state, each as int32 ("i4") of its
-    length."""
-    return [[st[0], "i4", st[3]] for st in state]
-
-
 def save(cfg, model, step, seconds):
     """Write model's state (params, adam_m, adam_v, 9.6's arrays) after `step` steps
     atomically to the run's checkpoint path, with the meta of firmware/README.md. This
-    module is in memory only while it saves, at the run's peak: so it is one function,
-    and the header, {"meta": {"config": CONFIG, META'S OTHER KEYS}, "arrays": ARRAYS},
-    goes out in pieces (CONFIG: runpolicy's JSON bytes, no copy)."""
+    module is in memory only while it saves, at the run's peak: so it has little code
+    (two functions, in two smaller pieces of memory than one), and the header,
+    {"meta": {"config": CONFIG, META'S OTHER KEYS}, "arrays": ARRAYS}, goes out in
+    pieces (CONFIG: the JSON bytes of restore._compact, no copy)."""
     meta = json.dumps({"kind": "int", "step": step, "p1": model.p1, "p2": model.p2,
                        "stalled_total": model.stalled_total,
                        "steps_taken": model.steps_taken, "saturations": {},
                        "seconds": seconds, "firmware": 1}).encode()
     state = model.state
+    arrays = json.dumps([[st[0], "i4", st[3]] for st in state]).encode()  # all int32
     parts = (b'{"meta": {"config": ', cfg["train_config"], b", ", memoryview(meta)[1:],
-             b', "arrays": ', json.dumps(arrays(state)).encode(), b"}")
-    meta = None
+             b', "arrays": ', arrays, b"}")
+    meta = arrays = None
     path = cfg["checkpoint"]
     tmp = path + ".tmp"
     crc = 0
@@ -75,8 +72,7 @@ def save(cfg, model, step, seconds):
 
 def replace(tmp, path):
     """Rename tmp over path; where rename refuses an existing target, remove it first (a
-    crash between the two leaves tmp: restore says so). A function of its own: save's
-    code in two smaller pieces of memory, which fit the holes of a full heap."""
+    crash between the two leaves tmp: restore says so)."""
     try:
         os.rename(tmp, path)
     except OSError:

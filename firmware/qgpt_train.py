@@ -39,7 +39,13 @@ def _drop(name):
 
 
 def save(cfg, mdl, step, seconds):
-    """A checkpoint after `step` steps: ckpt.py comes for the save and leaves after it."""
+    """A checkpoint after `step` steps: ckpt.py comes for the save and leaves after it.
+    Block-scaled Adam's code (model.Model.adam's) makes room for it meanwhile: a save is
+    the run's fullest moment; it comes back at once into the hole ckpt.py leaves (later,
+    the step's allocations would have cut that hole into pieces too small for it)."""
+    blocks = "blockadam" in sys.modules
+    _drop("blockadam")
+    gc.collect()
     import ckpt
 
     try:
@@ -48,6 +54,8 @@ def save(cfg, mdl, step, seconds):
         ckpt = None
         _drop("ckpt")
         gc.collect()
+        if blocks:
+            __import__("blockadam")
     print("ckpt", step)
 
 
@@ -91,7 +99,7 @@ def run(path):
     views = _setup("layout", cfg, None)
     _setup("restore", cfg, views)
     if cfg["numbers"][7][1] or cfg["numbers"][7][3]:  # block-scaled Adam state (9.6):
-        import blockadam  # noqa: F401  model imports it at the first step; it takes a hole now
+        __import__("blockadam")  # model imports it at the first step; it takes a hole now
     import model as MD
 
     steps, seed, data, count = cfg["steps"], cfg["seed"], cfg["data"], cfg["count"]
