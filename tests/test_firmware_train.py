@@ -290,7 +290,7 @@ def test_int8_trains_and_resumes_in_its_heap(device, tmp_path):
 
 
 @pytest.mark.xfail(strict=True, reason="issue 13's 56K is not reached: the run alone holds "
-                   "about 57.2 KB after setup on the 64-bit port, 61K is the smallest heap "
+                   "about 56.8 KB after setup on the 64-bit port, 60K is the smallest heap "
                    "(firmware/README.md, Memory)")
 def test_int8_in_the_issues_56k(device, tmp_path):
     _, whole, first, second = _train_resume_int8(device, tmp_path, "56K")
