@@ -12,8 +12,9 @@ no buffer of a checkpoint's size is ever allocated.
                   them (model.Model.state): int32 LE
     end-4   4     CRC32 of every byte before it (uint32)
 
-This module writes checkpoints (every checkpoint_every steps, so it stays in
-memory); restore.load_checkpoint reads them (once, at a resume).
+This module writes checkpoints (qgpt_train imports it for each save and drops it
+after; firmware/README.md, "Memory"); restore.load_checkpoint reads them (once, at a
+resume).
 
 A checkpoint is written to PATH.tmp, then renamed over PATH. MicroPython's
 os.rename replaces an existing file on the unix port (rename(2), atomic) and on
@@ -28,52 +29,50 @@ import struct
 
 try:
     from binascii import crc32
-except ImportError:  # a port built without it: a slow plain-Python CRC32
-    crc32 = None
+except ImportError:  # a port built without it: crcpy's slow plain-Python CRC32
+    from crcpy import crc32
 
 MAGIC = b"QGPT"
 VERSION = 1
 
 
-def arrays(state):
-    """The header's arrays: those of model.Model.state, each as int32 ("i4") of its
-    length."""
-    return [[st[0], "i4", st[3]] for st in state]
-
-
-_NIBBLE = None
-
-
-def _crc32_py(data, crc=0):
-    """CRC32 (the zlib one) with a 16-entry table, for ports without binascii.crc32."""
-    global _NIBBLE
-    if _NIBBLE is None:
-        _NIBBLE = []
-        for i in range(16):
-            c = i
-            for _ in range(4):
-                c = (c >> 1) ^ (0xEDB88320 if c & 1 else 0)
-            _NIBBLE.append(c)
-    t = _NIBBLE
-    crc ^= 0xFFFFFFFF
-    for b in bytes(data):
-        crc = (crc >> 4) ^ t[(crc ^ b) & 15]
-        crc = (crc >> 4) ^ t[(crc ^ (b >> 4)) & 15]
-    return crc ^ 0xFFFFFFFF
-
-
-if crc32 is None:
-    crc32 = _crc32_py
-
-
-def _put(f, data, crc):
-    f.write(data)
-    return crc32(data, crc)
+def save(cfg, model, step, seconds):
+    """Write model's state (params, adam_m, adam_v, 9.6's arrays) after `step` steps
+    atomically to the run's checkpoint path, with the meta of firmware/README.md. This
+    module is in memory only while it saves, at the run's peak: so it has little code
+    (two functions, in two smaller pieces of memory than one), and the header,
+    {"meta": {"config": CONFIG, META'S OTHER KEYS}, "arrays": ARRAYS}, goes out in
+    pieces (CONFIG: the JSON bytes of restore._compact, no copy)."""
+    meta = json.dumps({"kind": "int", "step": step, "p1": model.p1, "p2": model.p2,
+                       "stalled_total": model.stalled_total,
+                       "steps_taken": model.steps_taken, "saturations": {},
+                       "seconds": seconds, "firmware": 1}).encode()
+    state = model.state
+    arrays = json.dumps([[st[0], "i4", st[3]] for st in state]).encode()  # all int32
+    parts = (b'{"meta": {"config": ', cfg["train_config"], b", ", memoryview(meta)[1:],
+             b', "arrays": ', arrays, b"}")
+    meta = arrays = None
+    path = cfg["checkpoint"]
+    tmp = path + ".tmp"
+    crc = 0
+    with open(tmp, "wb") as f:
+        for b in (MAGIC, struct.pack("<HI", VERSION, sum(len(b) for b in parts))) + parts:
+            f.write(b)
+            crc = crc32(b, crc)
+        parts = None
+        for w in range(len(state)):
+            for k in range(model.pieces(w)):
+                b = model.piece(w, k)
+                f.write(b)
+                crc = crc32(b, crc)
+        f.write(struct.pack("<I", crc & 0xFFFFFFFF))
+        f.flush()
+    replace(tmp, path)
 
 
 def replace(tmp, path):
-    """Rename tmp over path; where rename refuses an existing target, remove it first
-    (a crash between the two leaves tmp: see load)."""
+    """Rename tmp over path; where rename refuses an existing target, remove it first (a
+    crash between the two leaves tmp: restore says so)."""
     try:
         os.rename(tmp, path)
     except OSError:
@@ -84,32 +83,3 @@ def replace(tmp, path):
         os.rename(tmp, path)
     if hasattr(os, "sync"):
         os.sync()
-
-
-def save(cfg, model, step, seconds):
-    """Write model's state (params, adam_m, adam_v, 9.6's arrays) after `step` steps
-    atomically to the run's checkpoint path, with the meta of firmware/README.md. The
-    header is written in pieces of a few hundred bytes (memory: no piece of the
-    header's size)."""
-    meta = {"kind": "int", "step": step, "p1": model.p1, "p2": model.p2,
-            "stalled_total": model.stalled_total, "steps_taken": model.steps_taken,
-            "saturations": {}, "seconds": seconds, "firmware": 1}
-    # {"meta": {"config": CONFIG, META'S OTHER KEYS}, "arrays": ARRAYS}
-    parts = [b'{"meta": {"config": ', cfg["train_config"].encode(), b", ",
-             json.dumps(meta)[1:].encode(), b', "arrays": ',
-             json.dumps(arrays(model.state)).encode(), b"}"]
-    meta = None
-    path = cfg["checkpoint"]
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        crc = _put(f, MAGIC, 0)
-        crc = _put(f, struct.pack("<HI", VERSION, sum(len(b) for b in parts)), crc)
-        for b in parts:
-            crc = _put(f, b, crc)
-        parts = None
-        for w in range(len(model.state)):
-            for k in range(model.pieces(w)):
-                crc = _put(f, model.piece(w, k), crc)
-        f.write(struct.pack("<I", crc & 0xFFFFFFFF))
-        f.flush()
-    replace(tmp, path)

@@ -35,10 +35,10 @@ the whole flat buffer after the backward pass.
 """
 
 import kernels as K
+import loss
 import micropython
 import prng
 from adam import alpha_at, beta_powers
-from loss import ln_q16
 from micropython import const
 
 # The shape: firmware/params.py's table, whose module leaves memory once a run is set
@@ -201,15 +201,16 @@ class Model:
         #   schedule  (lr_q30, alpha_frac, stochastic)
         #   wide      1 with master weights
         #   blocks    (Bm, Nm, Bv, Nv): block-scaled adam_m, adam_v (9.6), 0 for plain ones
-        # and, appended by qgpt_train, the layout of layout.block_bytes
-        self.nb, self.off, self.fwd, self.bwd, self.opt, self.schedule, self.wide, \
+        # and, appended by qgpt_train, the layout of layout.block_bytes. The Model's
+        # attributes are few (17: a table of 17 entries, where 26 took 29), those of the
+        # other modules (blockadam, sampling, ckpt, dump) and two tuples: bufs, nums
+        self.nb, off, self.fwd, bwd, self.opt, schedule, wide, \
             blocks = nums[:8]  # off: the table's offsets, in table order, then N
         # the views into the state block (layout.views, which documents them); state: the
         # arrays of checkpoints, dumps and the hash, (name, array, bytes a value (negative:
         # unsigned), values, lo, hi), in their order (9.6)
-        self.m, self.v, self.wd, self.act, self.chunk, self.store, self.state, self.w, adam \
-            = views
-        self.logits = self.act[_LOGITS]
+        self.m, self.v, wd, act, chunk, self.store, self.state, w, adam = views
+        self.logits = act[_LOGITS]
         # 9.6's block-scaled state, in one tuple (a name costs memory for good): the shifts
         # of m and v, the unit's wide m and v, its gradient slots, the unit a slot gathers
         # (-1: free) and how many of its gradients it holds, U (0: no blocks), blocks, and
@@ -217,24 +218,27 @@ class Model:
         mk, vk, mw, vw, slots, u, comp = adam
         self.blk = (mk, vk, mw, vw, slots, [-1] * len(slots), [0] * len(slots), u, blocks,
                     comp)
-        self.seed = seed
         self.p1 = self.p2 = 1 << 30  # beta1^t, beta2^t in Q30 (t = steps taken)
         self.steps_taken = 0
         self.stalled_total = 0
         self.tok = bytearray(_T + 1)  # (T+1,) tokens: inputs tok[0:T], targets tok[1:T+1]
-        self.targets = memoryview(self.tok)[1:]  # (T,) view
         # debug hook (dump.py): on_grad(off, n, grad) before each Adam update, grad a byte
         # view holding the n int32 gradients of parameters off .. off+n-1
         self.on_grad = None
-        # max |W| of each tensor, the linear kernels' bound for their fast paths (kernels.py,
-        # "linear"): set at position 0 of every forward pass, valid until Adam's update
-        self.wmax = [0] * (_FC2 + 1)
+        # the buffers of the passes: the activations (Model.act's table above), the weight
+        # matrices, the data weights, the I/O chunk, the targets (T,) as a view of tok, and
+        # wmax: max |W| of each tensor, the linear kernels' bound for their fast paths
+        # (kernels.py, "linear"), set at position 0 of every forward pass, valid until
+        # Adam's update
+        self.bufs = (act, w, wd, chunk, memoryview(self.tok)[1:], [0] * (_FC2 + 1))
+        # the numbers the methods use besides nb, fwd and opt, and the run's seed
+        self.nums = (off, bwd, schedule, wide, seed)
 
     def refresh_data(self, off, n):
         """With master weights: the data weights the forward pass sees (3.6)."""
-        if self.wide:
+        if self.nums[3]:
             o = self.opt
-            store_to_data(self.wd, self.store, off, n, o[9], o[10], o[11], self.nb[0],
+            store_to_data(self.bufs[2], self.store, off, n, o[9], o[10], o[11], self.nb[0],
                           self.nb[5])
 
     # --- forward, one position ---
@@ -244,15 +248,15 @@ class Model:
         rows 0..t of k and v are the cache. T: the probabilities' row length (the
         step's T, or BLOCK when sampling). Ends with the logits row t in L (int32)."""
         Fl, lo, hi, sh, shl, g, fm, eps, sh_s, lo_l, hi_l, sh_o, sh_emb = self.fwd
+        act, ws, _, _, _, wm = self.bufs
         probs, logits, h, _, x0, x1, q, k, vv, at, x3, x4, ga, x2, tmp, rs0, rs1, rs3, srow = \
-            self.act
-        wte, wpe, lm_head, wq, wk, wv, wo, fc1, fc2 = self.w
+            act
+        wte, wpe, lm_head, wq, wk, wv, wo, fc1, fc2 = ws
         bw, ba = self.nb[0], self.nb[1]
-        wm = self.wmax
         if t == 0:  # the weights changed since the last pass (Adam)
-            off = self.off
+            off = self.nums[0]
             for j in range(_LM_HEAD, _FC2 + 1):
-                wm[j] = K.abs_max(self.w[j], off[j + 1] - off[j], bw)
+                wm[j] = K.abs_max(ws[j], off[j + 1] - off[j], bw)
         # x = wte[token] + wpe[t]; x0 = rmsnorm(x)
         K.embedding_forward(ga, wte, wpe, self.tok[t], t, _C, sh_emb, lo, hi, ba, bw)
         K.rmsnorm_forward(x0, rs0, ga, t, _C, g, fm, eps, lo, hi, ba)
@@ -275,17 +279,6 @@ class Model:
         # logits = lm_head x4, into L (held as int32)
         K.linear_forward(logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, bw,
                          wm[_LM_HEAD])
-
-    def position_nll(self, t):
-        """-log p[target] of position t in Q16 (section 8), then the logits row becomes
-        the probabilities (cross_entropy_forward, in place)."""
-        Fl = self.fwd[0]
-        lg = self.logits
-        row = t * _V
-        mx = row_max(lg, row, _V)
-        target = get32(lg, row + self.tok[t + 1])
-        s = K.cross_entropy_forward(lg, lg, t, _V, Fl)
-        return ((mx - target) << (16 - Fl)) + ln_q16(s)
 
     # --- backward over all positions, with the fused Adam update ---
 
@@ -311,9 +304,9 @@ class Model:
         """The backward pass of y = W x for tensor j of the table: dx, and dW a few rows
         at a time into the logits buffer, each piece updated by Adam at once."""
         lg = self.logits
-        w = self.w[j]
-        i0 = self.off[j]
-        b = self.bwd
+        w = self.bufs[1][j]
+        i0 = self.nums[0][j]
+        b = self.nums[1]
         bw, ba, bg = self.nb[0], self.nb[1], self.nb[2]
         rows = _GRAD_MAX // n_in
         for o0 in range(0, n_out, rows):
@@ -322,22 +315,23 @@ class Model:
             zero32(lg, n)
             K.linear_backward(dx, lg, dy, x, w, T, n_in, n_out, b[5], b[6], o0, o1,
                               1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], bg, ba, bw,
-                              self.wmax[j])
+                              self.bufs[5][j])
             self.adam(i0 + o0 * n_in, n, lg, alpha, key)
 
     def backward(self, T, alpha, key):
         """The gradient of the step's mean loss, in the reverse order of the forward
         pass (qgpt/int_model.py backward), each weight updated by Adam as soon as its
         gradient is complete. Buffers are reused as they die (the table of Model.act)."""
-        sh_c, sh_dp, sh_p, sh_qk, sh_e, _, _, gl, gh, pl, ph, sh_ce, fa = self.bwd
+        off, bwd = self.nums[0], self.nums[1]
+        sh_c, sh_dp, sh_p, sh_qk, sh_e, _, _, gl, gh, pl, ph, sh_ce, fa = bwd
         probs, logits, h, dh, x0, x1, q, k, vv, at, x3, x4, ga, gb, gc, rs0, rs1, rs3, _ = \
-            self.act
+            self.bufs[0]
         ba, bg = self.nb[1], self.nb[2]
         TC = T * _C
         wb = self.weight_backward
         a, r = alpha, key
         # loss = mean_t -log p[t, target]: dlogits = (p - onehot) / T, into dh
-        K.cross_entropy_backward(dh, logits, self.targets, T, _V, sh_ce, gl, gh, bg)
+        K.cross_entropy_backward(dh, logits, self.bufs[4], T, _V, sh_ce, gl, gh, bg)
         # logits = lm_head x4: dx4 -> ga (the probabilities in logits are dead)
         wb(_LM_HEAD, ga, dh, x4, T, _C, _V, a, r)
         # x4 = fc2 relu(h) + x2: d relu(h) -> dh (dlogits is dead)
@@ -371,26 +365,33 @@ class Model:
         zero32(logits, _V * _C)
         zero32(probs, _T * _C)
         K.embedding_backward(logits, probs, gb, self.tok, T, _C, sh_e, pl, ph, bg)
-        self.adam(self.off[_WTE], _V * _C, logits, a, r)
-        self.adam(self.off[_WPE], _T * _C, probs, a, r)
+        self.adam(off[_WTE], _V * _C, logits, a, r)
+        self.adam(off[_WPE], _T * _C, probs, a, r)
 
     # --- one training step ---
 
     def train_step(self, T, step, num_steps):
         """One step on tok[0:T+1] (inputs tok[0:T], targets tok[1:T+1]); returns the
         step's loss_q16 (section 8). Adam's scalars are plain Python (section 9)."""
+        Fl = self.fwd[0]
+        lg = self.logits
         nll = 0
         for t in range(T):
             self.forward_position(t, T)
-            nll += self.position_nll(t)
-        loss = (2 * nll + T) // (2 * T)
+            # -log p[target] of position t in Q16, from the row's largest logit and the
+            # target's, read before the row becomes the probabilities (in place)
+            row = t * _V
+            mx = row_max(lg, row, _V)
+            target = get32(lg, row + self.tok[t + 1])
+            nll += loss.nll_q16(mx, target, K.cross_entropy_forward(lg, lg, t, _V, Fl), Fl)
         self.p1, self.p2 = beta_powers(self.p1, self.p2)
-        lr_q30, alpha_frac, stochastic = self.schedule
+        _, _, schedule, _, seed = self.nums
+        lr_q30, alpha_frac, stochastic = schedule
         alpha = alpha_at(lr_q30, alpha_frac, step, num_steps, self.p1, self.p2)
-        key = prng.key(self.seed, prng.STREAM_ROUND, step) if stochastic else 0
+        key = prng.key(seed, prng.STREAM_ROUND, step) if stochastic else 0
         self.backward(T, alpha, key)
         self.steps_taken += 1
-        return loss
+        return loss.loss_q16(nll, T)
 
     # --- the state as bytes: hashes and checkpoints ---
 
@@ -409,8 +410,9 @@ class Model:
         if nb == 4:
             return buf
         left = n - k * _CHUNK
-        K.widen(self.chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)
-        return self.chunk if left >= _CHUNK else self.chunk[: 4 * left]
+        chunk = self.bufs[3]
+        K.widen(chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)
+        return chunk if left >= _CHUNK else chunk[: 4 * left]
 
     def state_crc(self, crc32):
         """CRC32 of params, m, v (and 9.6's arrays) as little-endian int32 bytes."""

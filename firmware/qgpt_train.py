@@ -39,7 +39,13 @@ def _drop(name):
 
 
 def save(cfg, mdl, step, seconds):
-    """A checkpoint after `step` steps: ckpt.py comes for the save and leaves after it."""
+    """A checkpoint after `step` steps: ckpt.py comes for the save and leaves after it.
+    Block-scaled Adam's code (model.Model.adam's) makes room for it meanwhile: a save is
+    the run's fullest moment; it comes back at once into the hole ckpt.py leaves (later,
+    the step's allocations would have cut that hole into pieces too small for it)."""
+    blocks = "blockadam" in sys.modules
+    _drop("blockadam")
+    gc.collect()
     import ckpt
 
     try:
@@ -48,6 +54,8 @@ def save(cfg, mdl, step, seconds):
         ckpt = None
         _drop("ckpt")
         gc.collect()
+        if blocks:
+            __import__("blockadam")
     print("ckpt", step)
 
 
@@ -65,11 +73,13 @@ def _setup(name, a, b):
 def begin(cfg, mdl, numbers):
     """(first step, seconds before): the state setup found (the initial weights, or a
     checkpoint's) is in the block already; a resume also gives the Model's counters.
-    With master weights, the data weights follow from them."""
+    With master weights, the data weights follow from them (numbers[1]: the parameter
+    table's offsets, then N). A function of its own: qgpt/fwprofile.py's driver patches
+    the model here, once it is imported."""
     got = cfg.pop("begin")
     if got[2] is not None:
         mdl.p1, mdl.p2, mdl.stalled_total, mdl.steps_taken = got[2]
-    mdl.refresh_data(0, mdl.off[-1])
+    mdl.refresh_data(0, numbers[1][-1])
     return got[0], got[1]
 
 
@@ -89,7 +99,7 @@ def run(path):
     views = _setup("layout", cfg, None)
     _setup("restore", cfg, views)
     if cfg["numbers"][7][1] or cfg["numbers"][7][3]:  # block-scaled Adam state (9.6):
-        import blockadam  # noqa: F401  model imports it at the first step; it takes a hole now
+        __import__("blockadam")  # model imports it at the first step; it takes a hole now
     import model as MD
 
     steps, seed, data, count = cfg["steps"], cfg["seed"], cfg["data"], cfg["count"]

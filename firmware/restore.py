@@ -41,7 +41,9 @@ def setup(cfg, views):
 
 def _compact(cfg):
     """The run's config in a table of its size (the copy of runcfg.DEFAULTS it started
-    as had room for every key the setup took out)."""
+    as had room for every key the setup took out), its checkpoint config as JSON bytes
+    (ckpt.save writes them as they are; made here, where policy.py has left memory)."""
+    cfg["train_config"] = json.dumps(cfg["train_config"]).encode()
     items = list(cfg.items())
     cfg.clear()
     for k, v in items:
@@ -78,7 +80,7 @@ def resume(cfg, views):
     if meta.get("kind") != "int":
         raise RunError(f"checkpoint {path}: kind {meta.get('kind')!r}, want an integer run")
     saved = meta.get("config", {})
-    mine = json.loads(cfg["train_config"])
+    mine = cfg["train_config"]
     diff = [k for k in ("format", "rounding", "master", "policy", "seed", "steps", "lr")
             if saved.get(k, "") != mine[k]]
     if diff:
@@ -97,8 +99,10 @@ def load_checkpoint(path, views):
 
     chunk, state = views[4], views[6]
     # what the reader takes from the writer's module, which then leaves memory before the
-    # header is parsed (crc32: binascii's, or ckpt's own on ports without it)
-    magic, version_, crc32, want = ckpt.MAGIC, ckpt.VERSION, ckpt.crc32, ckpt.arrays(state)
+    # header is parsed (crc32: binascii's, or crcpy's on ports without it); the arrays
+    # the header must list, as ckpt.save writes them
+    magic, version_, crc32 = ckpt.MAGIC, ckpt.VERSION, ckpt.crc32
+    want = [[st[0], "i4", st[3]] for st in state]
     ckpt = None
     del sys.modules["ckpt"]
     try:
@@ -111,13 +115,13 @@ def load_checkpoint(path, views):
         head = f.read(10)
         if size < 14 or head[:4] != magic:
             raise RunError(path + ": not a qgpt checkpoint (bad magic)")
-        # the CRC32 of everything before the trailer, streamed
-        buf = bytearray(256)
-        mv = memoryview(buf)
+        # the CRC32 of everything before the trailer, streamed through the Model's I/O
+        # chunk (4 * CHUNK bytes of the state block, free until the arrays are read)
+        mv = memoryview(chunk)
         crc = crc32(head, 0)
         left = size - 4 - len(head)
         while left > 0:
-            n = f.readinto(mv[: min(256, left)])
+            n = f.readinto(mv[: min(4 * _CHUNK, left)])
             if not n:
                 break
             crc = crc32(mv[:n], crc)

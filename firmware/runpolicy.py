@@ -4,7 +4,6 @@ before layout.setup), dropped from memory after use with policy.py
 precision policy, checked and resolved by policy.py (docs/arithmetic.md section 3).
 """
 
-import json
 import sys
 
 import policy
@@ -60,14 +59,16 @@ def setup(cfg, _):
                       f"master={P.master.name if P.master else '-'} policy={spec}")
     # the checkpoint's config: the host's TrainConfig fields (qgpt/train.py), with the
     # normal form of 3.8: format = weights, policy "" when the classes are format's
-    # defaults; as JSON text, which takes less memory for the run than the dict
-    cfg["train_config"] = json.dumps({
+    # defaults; restore._compact makes it JSON bytes, which take less memory for the run
+    # than the dict and which the checkpoint writes as they are (not here: the policy's
+    # stage is the setup's fullest)
+    cfg["train_config"] = {
         "data": cfg["data"], "steps": cfg["steps"], "seed": cfg["seed"], "lr": cfg["lr"],
         "format": W.name, "rounding": cfg["rounding"],
         "master": P.master.name if P.master else "",
         "policy": "" if policy.canonical(defaults) == spec else spec,
         "lowercase": False, "skip_long": False, "checkpoint_every": cfg["checkpoint_every"],
-        "strict": False})
+        "strict": False}
     for k in ("format", "rounding", "master", "policy", "lr", "lr_q30"):
         del cfg[k]  # in train_config and the numbers now: memory for the run
     del sys.modules["policy"]

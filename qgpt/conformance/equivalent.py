@@ -294,9 +294,9 @@ EQUIVALENT = {
     ("pieces", "return 1 if nb == 4 else (n + _CHUNK - 1) // _CHUNK", "1", "0", 1):
         "(n + 32) // 32 exceeds ceil(n / 32) only for n a multiple of 32: one more piece "
         "of no values, which adds no bytes to a hash, dump or checkpoint",
-    ("piece", "return self.chunk if left >= _CHUNK else self.chunk[: 4 * left]", ">=", ">",
+    ("piece", "return chunk if left >= _CHUNK else chunk[: 4 * left]", ">=", ">",
      0): "for left = 32 the slice of all 128 bytes holds the same bytes as the chunk",
-    ("piece", "K.widen(self.chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)",
+    ("piece", "K.widen(chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)",
      ">", ">=", 0): "for left = 32 both give 32",
     ("row_max", "for j in range(off + 1, off + n):", "1", "0", 0):
         "the maximum over the row with its first element compared twice is the same",
@@ -337,9 +337,9 @@ EQUIVALENT = {
      "step", "50000", "50001", 0):
         "it rounds differently only if 2**fm = 49999 mod 100000, and 2**fm is 1 or even",
     ("check", "if not 8 <= f.block <= 1024:", "8", "7", 0): _RELAXED,
-    ("train_step", "key = prng.key(self.seed, prng.STREAM_ROUND, step) if stochastic else 0",
+    ("train_step", "key = prng.key(seed, prng.STREAM_ROUND, step) if stochastic else 0",
      "0", "1", 0): "adam_update reads the key only when it rounds stochastically",
-    ("train_step", "key = prng.key(self.seed, prng.STREAM_ROUND, step) if stochastic else 0",
+    ("train_step", "key = prng.key(seed, prng.STREAM_ROUND, step) if stochastic else 0",
      "0", "-1", 0): "adam_update reads the key only when it rounds stochastically",
     ("adam", "if self.blk[7]:", "7", "6", 0):
         "blk[6], the slots' counts, is empty exactly when blk[7] = U is 0 (layout.py gives "

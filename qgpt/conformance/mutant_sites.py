@@ -9,7 +9,7 @@ from pathlib import Path
 
 from qgpt.firmware_build import FIRMWARE_DIR, firmware_modules
 
-NOT_MUTATED = ("conform_ops", "dump", "ckpt", "restore", "runcfg", "runpolicy", "runbase",
+NOT_MUTATED = ("conform_ops", "dump", "ckpt", "crcpy", "restore", "runcfg", "runpolicy", "runbase",
                "qgpt_train", "layout")  # layout: the state block's offsets, set-up only
 SWAPS = {"<<": ">>", ">>": "<<", "+": "-", "-": "+", "<": "<=", "<=": "<", ">": ">=",
          ">=": ">", "==": "!=", "!=": "==", "&": "|", "//": "%", "+=": "-=", "-=": "+=",
