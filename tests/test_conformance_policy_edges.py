@@ -99,7 +99,8 @@ def test_a_wrong_8_bit_sign_extension_is_caught_only_by_an_edge_policy(tmp_path)
 def test_a_shift_of_one_taken_for_none_is_caught_at_the_ops_level(tmp_path):
     # Adam's g -> m rounding skipped when Fp - Fm = 1 (sh_m > 1 for sh_m > 0): only the
     # edge policy with every shift 1 has it
-    fw = _mutated(tmp_path, "m_rs = sh_m if sh_m > 0 else 0", "m_rs = sh_m if sh_m > 1 else 0")
+    fw = _mutated(tmp_path, "if sh_m > 0:  # within +-2**30 as g is",
+                  "if sh_m > 1:  # within +-2**30 as g is")
     groups = {g: [c for c in cases if c.op == "adam_update"]
               for g, cases in edge_policy_groups().items()}
     report = cf.run_ops(cases={g: c for g, c in groups.items() if c}, firmware_dir=fw)
