@@ -57,6 +57,9 @@ _FIT_2_30 = ("the bound 2**30 instead of 2**30 - 1: |S| <= 2**30 plus the half (
 # normalization step's ends and 20000 random v in [0, 2**30].
 _CHORD_START = ("only moves the start of Newton's step (normalization or chord); it stays in "
                 "[1, 46340], from where the exact corrections end at floor(sqrt(v))")
+_UNSPLIT_NARROWER = ("fewer policies take the unsplit mul15 (a narrower test): the others "
+                     "take the general path, the same integers (both 9.1-9.2's; the unsplit "
+                     "one proven equal within its bounds)")
 FAST_PATHS = {
     # rmsnorm's calls: y's index, strides (0, 1, 2) and by = -1 store nothing; the row and
     # column strides (4 .. 7) and a second row or column change no term
@@ -341,4 +344,33 @@ FAST_PATHS = {
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 1): _L1_LESS,
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", ">=", ">", 0):
         "at xi = 0, 0 - xi is 0 either way",
+    # found by `--modules kernels --every 8` on main after the Adam work (round 2,
+    # session 3): 11 survivors, each argued here
+    ("rmsnorm_backward", "v = v << ls", "<<", ">>", 0): _RMS_SH,
+    ("attention_backward", "dot_rows(dv, c0, C, 1, bg, probs, base, 1, 0, T, -2, dout, c0, 0, "
+     "1, C, bg, T, HS, T,", "2", "1", 0):
+        "a width of -1 reads a as -2 does: dot_rows reads every width but 1, 2 and 4 as "
+        "unsigned 16-bit words, and its int16 loop takes neither",
+    ("adam_update", "v_step = 4 if bv < 0 else bv", "<", "<=", 0):
+        "bv is never 0 (1, 2, 4, or -4 for block-scaled v): bv <= 0 and bv < 0 agree",
+    ("adam_update", "m_ls = 0 - sh_m if sh_m < 0 else 0", "0", "1", 2):
+        "m_ls (and m_hi, m_lo from it) is read only where sh_m < 0, where the else value "
+        "is not taken",
+    ("adam_update", "gs_rs = sh_s if sh_s > 0 else 0", "0", "-1", 0): _SH_ZERO,
+    **{("adam_update", line, tok, rep, k): _UNSPLIT_NARROWER for line, tok, rep, k in (
+        ("unsplit = 0 if (bm == 4 and bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18",
+         "4", "3", 0),
+        ("unsplit = 0 if (bm == 4 and bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18",
+         "7", "8", 0),
+        ("and hv >= (1 << 22) - 1) else big", ">=", ">", 0),
+        ("and hv >= (1 << 22) - 1) else big", "1", "0", 1))},
+    ("adam_update", "if ((mi + 262144) | (gi + 262144) | (vi >> 3) | unsplit) >> 19 == 0:",
+     "262144", "262145", 0):
+        "admits m = -2**18 - 1 and sends m = 2**18 - 1 to the general path: at -2**18 - 1 "
+        "the products (x 4915) stay below 2**31, x + ((2**14 - x c) >> 15) is mul15(x, "
+        "2**15 - c) for any such x, and m' >= -2**18 - 1 is within [-hm, hm] (hm >= 2**18 "
+        "is 2**(b-1) - 1 >= 2**19 - 1 or 2**30): no saturation, the same integers",
+    ("adam_update", "if s2 > 4:", "4", "3", 0):
+        "Newton's step also for s2 = 4: one integer Newton step from a positive start is at "
+        "least floor(sqrt(v)) (AM-GM, floors included), and the loop down ends on it",
 }
