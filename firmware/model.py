@@ -407,8 +407,10 @@ class Model:
         k * CHUNK .. widened into the one chunk buffer (no allocation but for a short last
         piece: checkpoints, hashes, dumps)."""
         _, buf, nb, n, _, _ = self.state[w]
-        if nb == 4:
-            return buf
+        if nb == 4:  # buf: its address (layout.views)
+            from uctypes import bytearray_at
+
+            return bytearray_at(buf, 4 * n)
         left = n - k * _CHUNK
         chunk = self.bufs[3]
         K.widen(chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)
