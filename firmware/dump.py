@@ -9,6 +9,7 @@ offset.
 """
 
 from model import N_PARAMS as N
+from uctypes import bytearray_at
 
 
 class Dump:
@@ -19,7 +20,7 @@ class Dump:
 
     def grad(self, off, n, grad):
         self.f.seek(4 * (N + off))
-        self.f.write(memoryview(grad)[: 4 * n])  # grad: a byte view of int32 values
+        self.f.write(bytearray_at(grad, 4 * n))  # grad: the address of n int32 values
 
     def close(self):
         mdl, f = self.mdl, self.f

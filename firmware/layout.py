@@ -148,42 +148,48 @@ def offsets():
 
 
 def views(block, nums):
-    """The views of model.Model into the state block (nums: runpolicy.setup's and
+    """The buffers of model.Model in the state block (nums: runpolicy.setup's and
     block_bytes's (size, act sizes, adam layout)): (m, v, the data weights, the act
     buffers, the I/O chunk, the weight store, the state arrays, the weight matrices,
     and 9.6's (shifts of m and v (uint8), the unit's wide m and v (int32), the unit's
-    gradient slots, U, Kahan's compensations (int8)))."""
+    gradient slots, U, Kahan's compensations (int8))). Each is the address of its first
+    byte (an int: the kernels' ptr8/ptr16/ptr32 take an address as they take a buffer),
+    not a memoryview, an object of 32 bytes on a 64-bit port that the run would keep,
+    one for each of about 40 buffers; only the chunk, which plain Python reads and
+    writes (checkpoints, the CRC), is a memoryview, and it keeps the block alive (a
+    memoryview holds its buffer from the start, whatever its slice)."""
+    from uctypes import addressof
+
     nb, offs, _, _, opt, _, wide, blocks, (size, sizes, adam) = nums
     bw, _, _, bm, bv, bs = nb
     if len(block) != size:
         raise ValueError(f"the state block has {len(block)} bytes, want {size}")
-    b = memoryview(block)  # the views keep the block alive
+    m = addressof(block)
     at = _N * bm
-    m = b[0:at]
-    v = b[at : at + _N * bv]
+    v = m + at
     at += _N * bv
-    wd = b[at : at + _N * bw]
+    wd = m + at
     at += _N * bw
     act = []
     for n in sizes:
-        act.append(b[at : at + n])
+        act.append(m + at)
         at += n
-    chunk = b[at : at + 4 * _CHUNK]
+    chunk = memoryview(block)[at : at + 4 * _CHUNK]
     at += 4 * _CHUNK
     u, slots, nmk, nvk, nkc = adam
-    mk = b[at : at + nmk]
+    mk = m + at
     at += nmk
-    vk = b[at : at + nvk]
+    vk = m + at
     at += nvk
-    comp = b[at : at + nkc]
+    comp = m + at
     at += nkc
-    mw = b[at : at + 4 * u]
-    vw = b[at + 4 * u : at + 8 * u]
+    mw = m + at
+    vw = m + at + 4 * u
     at += 8 * u
-    slot = tuple(b[at + 4 * u * s : at + 4 * u * (s + 1)] for s in range(slots))
+    slot = tuple(m + at + 4 * u * s for s in range(slots))
     at += 4 * u * slots
     # the weight store: the data weights themselves, or the master weights
-    store = b[at:size] if wide else wd
+    store = m + at if wide else wd
     # the state arrays: (name, array, bytes a value (negative: unsigned), values, lo, hi)
     m_lo, m_hi = 0 - opt[7], opt[7]
     v_hi = opt[8]
@@ -200,5 +206,5 @@ def views(block, nums):
         st.append(("adam_v_shift", vk, -1, (_N + blocks[3] - 1) // blocks[3], 0, 30))
     if nkc:
         st.append(("kahan_comp", comp, 1, _N, -128, 127))
-    w = tuple(wd[bw * offs[j] : bw * offs[j + 1]] for j in range(9))
+    w = tuple(wd + bw * offs[j] for j in range(9))
     return (m, v, wd, tuple(act), chunk, store, tuple(st), w, (mk, vk, mw, vw, slot, u, comp))

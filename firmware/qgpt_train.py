@@ -160,12 +160,17 @@ def run(path):
     elapsed = ticks_diff(ticks_ms(), t0)
     if end > saved:  # stopped early (stop_at): keep the state so that a resume continues
         save(cfg, mdl, end, seconds_before + elapsed / 1000)
+    # the training code of block-scaled Adam leaves memory (its step is over), the
+    # checkpoint writer comes for the state's CRC32
+    f.close()
+    f = None
+    _drop("blockadam")
+    gc.collect()
     import ckpt
 
     crc = mdl.state_crc(ckpt.crc32)
-    # the samples: the dataset and the checkpoint writer leave memory, sampling comes
-    f.close()
-    f = ckpt = None
+    # the samples: the checkpoint writer leaves memory, sampling comes
+    ckpt = None
     _drop("ckpt")
     gc.collect()
     import sampling

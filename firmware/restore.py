@@ -64,12 +64,10 @@ def init_weights(store, off, seed, init):
     policy's init_args (sh, lo, hi, nb)."""
     import prng
 
-    sh, lo, hi, w = init  # w: bytes a weight of the store
-    st = memoryview(store)
+    sh, lo, hi, w = init  # w: bytes a weight of the store (its address: layout.views)
     for j in range(len(off) - 1):
         k = prng.key(seed, prng.STREAM_INIT, j)
-        prng.init_tensor(st[w * off[j] : w * off[j + 1]], k, off[j + 1] - off[j], sh, lo, hi,
-                         w)
+        prng.init_tensor(store + w * off[j], k, off[j + 1] - off[j], sh, lo, hi, w)
 
 
 def resume(cfg, views):

@@ -37,6 +37,22 @@ class _Ptr:
     SLOTS = 1000
     _slots = {}
     _next = [0]
+    _pinned = [SLOTS]  # uctypes.addressof's slots, above the reused ones: never reused
+
+    @staticmethod
+    def addressof(buf):
+        """uctypes.addressof: the buffer registered for good (the firmware keeps the state
+        block's addresses for the whole run, layout.views)."""
+        _Ptr._pinned[0] += 1
+        addr = _Ptr._pinned[0] * _Ptr.SLOT
+        _Ptr._slots[addr] = memoryview(buf).cast("B")
+        return addr
+
+    @staticmethod
+    def bytearray_at(addr, n):
+        """uctypes.bytearray_at: n bytes of a registered buffer from an address on."""
+        base = addr - addr % _Ptr.SLOT
+        return _Ptr._slots[base][addr - base : addr - base + n]
 
     def __init__(self, buf, code, bits):
         self.addr = None
@@ -204,8 +220,9 @@ class _Int32Finder:
 
 def _int32_firmware(firmware_dir):
     """Make `import NAME` load firmware/NAME.py int32-checked, in this process, with
-    what MicroPython has and CPython lacks: the micropython module, time.ticks_ms and
-    ticks_diff, gc.mem_alloc (0: no MicroPython heap here)."""
+    what MicroPython has and CPython lacks: the micropython module, uctypes's addressof
+    and bytearray_at, time.ticks_ms and ticks_diff, gc.mem_alloc (0: no MicroPython heap
+    here)."""
     import gc
     import types
 
@@ -213,6 +230,9 @@ def _int32_firmware(firmware_dir):
     shim.viper = shim.native = lambda f: f
     shim.const = lambda x: x
     sys.modules["micropython"] = shim
+    uctypes = types.ModuleType("uctypes")
+    uctypes.addressof, uctypes.bytearray_at = _Ptr.addressof, _Ptr.bytearray_at
+    sys.modules["uctypes"] = uctypes
     time.ticks_ms = lambda: int(time.time() * 1000)
     time.ticks_diff = lambda t, s: t - s
     gc.mem_alloc = lambda: 0
