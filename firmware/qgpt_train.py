@@ -98,6 +98,7 @@ def run(path):
 
     views = _setup("layout", cfg, None)
     _setup("restore", cfg, views)
+    _drop("runbase")
     if cfg["numbers"][7][1] or cfg["numbers"][7][3]:  # block-scaled Adam state (9.6):
         __import__("blockadam")  # model imports it at the first step; it takes a hole now
     import model as MD

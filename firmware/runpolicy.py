@@ -50,13 +50,16 @@ def setup(cfg, _):
     except ValueError as e:
         raise RunError(str(e)) from None
     W = P.formats[0]
-    # the classes that --format (= the weights' format) and master imply
-    defaults = policy.resolve(W.name, {"master": P.master.name} if P.master else {})
     nb, fwd, bwd, opt, schedule, wide, blocks = P.numbers()
     cfg["numbers"] = (nb, None, fwd, bwd, opt, schedule, wide, blocks), P.init_args()
     spec = policy.canonical(P.formats)
-    cfg["formats"] = (f"format={W.name} rounding={P.rounding} "
-                      f"master={P.master.name if P.master else '-'} policy={spec}")
+    w, master = W.name, P.master.name if P.master else ""
+    # the run's formats leave memory before those of format's defaults are made (the
+    # policy's stage is the setup's fullest: firmware/README.md, "Memory")
+    P = W = None
+    defaults = policy.canonical(policy.resolve(w, {"master": master} if master else {}))
+    cfg["formats"] = (f"format={w} rounding={cfg['rounding']} master={master or '-'} "
+                      f"policy={spec}")
     # the checkpoint's config: the host's TrainConfig fields (qgpt/train.py), with the
     # normal form of 3.8: format = weights, policy "" when the classes are format's
     # defaults; restore._compact makes it JSON bytes, which take less memory for the run
@@ -64,9 +67,8 @@ def setup(cfg, _):
     # stage is the setup's fullest)
     cfg["train_config"] = {
         "data": cfg["data"], "steps": cfg["steps"], "seed": cfg["seed"], "lr": cfg["lr"],
-        "format": W.name, "rounding": cfg["rounding"],
-        "master": P.master.name if P.master else "",
-        "policy": "" if policy.canonical(defaults) == spec else spec,
+        "format": w, "rounding": cfg["rounding"], "master": master,
+        "policy": "" if defaults == spec else spec,
         "lowercase": False, "skip_long": False, "checkpoint_every": cfg["checkpoint_every"],
         "strict": False}
     for k in ("format", "rounding", "master", "policy", "lr", "lr_q30"):
