@@ -392,34 +392,3 @@ class Model:
         self.backward(T, alpha, key)
         self.steps_taken += 1
         return loss.loss_q16(nll, T)
-
-    # --- the state as bytes: hashes and checkpoints ---
-
-    def pieces(self, w):
-        """How many pieces piece(w, k) gives: 1 for an int32 array, else one per CHUNK
-        values."""
-        _, _, nb, n, _, _ = self.state[w]
-        return 1 if nb == 4 else (n + _CHUNK - 1) // _CHUNK
-
-    def piece(self, w, k):
-        """Piece k of state array w (self.state: params, adam_m, adam_v, then 9.6's
-        arrays) as int32 LE bytes: the array itself when it is int32, else its values
-        k * CHUNK .. widened into the one chunk buffer (no allocation but for a short last
-        piece: checkpoints, hashes, dumps)."""
-        _, buf, nb, n, _, _ = self.state[w]
-        if nb == 4:  # buf: its address (layout.views)
-            from uctypes import bytearray_at
-
-            return bytearray_at(buf, 4 * n)
-        left = n - k * _CHUNK
-        chunk = self.bufs[3]
-        K.widen(chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)
-        return chunk if left >= _CHUNK else chunk[: 4 * left]
-
-    def state_crc(self, crc32):
-        """CRC32 of params, m, v (and 9.6's arrays) as little-endian int32 bytes."""
-        crc = 0
-        for w in range(len(self.state)):
-            for k in range(self.pieces(w)):
-                crc = crc32(self.piece(w, k), crc)
-        return crc & 0xFFFFFFFF
