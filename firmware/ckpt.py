@@ -60,9 +60,11 @@ def save(cfg, model, step, seconds):
             f.write(b)
             crc = crc32(b, crc)
         parts = None
+        import statebytes as S  # qgpt_train.save drops it with this module
+
         for w in range(len(state)):
-            for k in range(model.pieces(w)):
-                b = model.piece(w, k)
+            for k in range(S.pieces(model, w)):
+                b = S.piece(model, w, k)
                 f.write(b)
                 crc = crc32(b, crc)
         f.write(struct.pack("<I", crc & 0xFFFFFFFF))

@@ -8,6 +8,8 @@ tensor as the backward pass completes it (firmware/model.py's on_grad hook), at 
 offset.
 """
 
+import sys
+
 from model import N_PARAMS as N
 from uctypes import bytearray_at
 
@@ -23,12 +25,17 @@ class Dump:
         self.f.write(bytearray_at(grad, 4 * n))  # grad: the address of n int32 values
 
     def close(self):
+        import statebytes  # after the step (whose heap the run measures), as a save does
+
         mdl, f = self.mdl, self.f
         mdl.on_grad = None
         for w in range(len(mdl.state)):  # params at 0, then after the gradient m, v, ...
             if w < 2:
                 f.seek(0 if w == 0 else 8 * N)
-            for k in range(mdl.pieces(w)):
-                f.write(mdl.piece(w, k))
+            for k in range(statebytes.pieces(mdl, w)):
+                f.write(statebytes.piece(mdl, w, k))
         f.close()
         print("dump", self.path)
+        for name in ("dump", "statebytes"):  # out of memory until the next dump step
+            if name in sys.modules:
+                del sys.modules[name]

@@ -53,6 +53,7 @@ def save(cfg, mdl, step, seconds):
     finally:
         ckpt = None
         _drop("ckpt")
+        _drop("statebytes")
         gc.collect()
         if blocks:
             __import__("blockadam")
@@ -161,22 +162,15 @@ def run(path):
     elapsed = ticks_diff(ticks_ms(), t0)
     if end > saved:  # stopped early (stop_at): keep the state so that a resume continues
         save(cfg, mdl, end, seconds_before + elapsed / 1000)
-    # the training code of block-scaled Adam leaves memory (its step is over), the
-    # checkpoint writer comes for the state's CRC32
+    # the end: the dataset and block-scaled Adam's code leave memory, sampling comes (the
+    # state's CRC32, then the samples)
     f.close()
     f = None
     _drop("blockadam")
     gc.collect()
-    import ckpt
-
-    crc = mdl.state_crc(ckpt.crc32)
-    # the samples: the checkpoint writer leaves memory, sampling comes
-    ckpt = None
-    _drop("ckpt")
-    gc.collect()
     import sampling
 
-    sampling.print_samples(mdl, cfg["samples"], cfg["temperature"], seed)
+    crc = sampling.finish(mdl, cfg, seed)
     print(f"done step {end} hash {crc:08x} heap_peak {peak} stalled {mdl.stalled_total} "
           f"seconds {elapsed // 1000}.{elapsed % 1000:03d}")
     return 0

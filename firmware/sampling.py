@@ -3,7 +3,9 @@
 The same integers as qgpt/int_model.py IntModel.next_token driven by qgpt/train.py
 sample(): the forward pass goes token by token with the KV cache, and position t's
 logits are those of the host's forward over the t + 1 tokens so far. Imported only
-at the end of a run (qgpt_train.py), so its code takes no memory during training.
+at the end of a run (qgpt_train.py), so its code takes no memory during training;
+it also gives the run's final hash (finish), so that the checkpoint writer need not
+come back for its CRC32.
 """
 
 from array import array
@@ -59,3 +61,17 @@ def print_samples(mdl, count, temperature, seed):
     z = array("i", range(_V))  # (V,) tempered logits, then probabilities
     for n in range(count):
         print("sample", sample(mdl, z, n, inv_t, seed))
+
+
+def finish(mdl, cfg, seed):
+    """The end of a run (qgpt_train): the CRC32 of the state (the done line's hash), then
+    cfg's samples; returns the CRC32."""
+    try:
+        from binascii import crc32
+    except ImportError:  # a port built without it: crcpy's plain-Python CRC32 (as ckpt.py)
+        from crcpy import crc32
+    import statebytes
+
+    crc = statebytes.state_crc(mdl, crc32)
+    print_samples(mdl, cfg["samples"], cfg["temperature"], seed)
+    return crc
