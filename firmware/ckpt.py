@@ -23,7 +23,6 @@ renames, so a power cut in between leaves only PATH.tmp (a resume says so). Port
 whose rename refuses an existing target get the same remove-then-rename here.
 """
 
-import json
 import os
 import struct
 
@@ -39,30 +38,20 @@ VERSION = 1
 def save(cfg, model, step, seconds):
     """Write model's state (params, adam_m, adam_v, 9.6's arrays) after `step` steps
     atomically to the run's checkpoint path, with the meta of firmware/README.md. This
-    module is in memory only while it saves, at the run's peak: so it has little code
-    (two functions, in two smaller pieces of memory than one), and the header,
-    {"meta": {"config": CONFIG, META'S OTHER KEYS}, "arrays": ARRAYS}, goes out in
-    pieces (CONFIG: the JSON bytes of restore._compact, no copy)."""
-    meta = json.dumps({"kind": "int", "step": step, "p1": model.p1, "p2": model.p2,
-                       "stalled_total": model.stalled_total,
-                       "steps_taken": model.steps_taken, "saturations": {},
-                       "seconds": seconds, "firmware": 1}).encode()
-    state = model.state
-    arrays = json.dumps([[st[0], "i4", st[3]] for st in state]).encode()  # all int32
-    parts = (b'{"meta": {"config": ', cfg["train_config"], b", ", memoryview(meta)[1:],
-             b', "arrays": ', arrays, b"}")
-    meta = arrays = None
+    module is in memory only while it saves, at the run's peak, in a heap with small
+    holes only: so it has little code (a few functions, each in a smaller piece of memory
+    than one would take), and the header goes out in small pieces (header), counted
+    first, then written."""
     path = cfg["checkpoint"]
     tmp = path + ".tmp"
-    crc = 0
     with open(tmp, "wb") as f:
-        for b in (MAGIC, struct.pack("<HI", VERSION, sum(len(b) for b in parts))) + parts:
-            f.write(b)
-            crc = crc32(b, crc)
-        parts = None
+        f.write(MAGIC)
+        b = struct.pack("<HI", VERSION, header(None, 0, cfg, model, step, seconds))
+        f.write(b)
+        crc = header(f, crc32(b, crc32(MAGIC, 0)), cfg, model, step, seconds)
         import statebytes as S  # qgpt_train.save drops it with this module
 
-        for w in range(len(state)):
+        for w in range(len(model.state)):
             for k in range(S.pieces(model, w)):
                 b = S.piece(model, w, k)
                 f.write(b)
@@ -70,6 +59,38 @@ def save(cfg, model, step, seconds):
         f.write(struct.pack("<I", crc & 0xFFFFFFFF))
         f.flush()
     replace(tmp, path)
+
+
+def header(f, crc, cfg, model, step, seconds):
+    """The checkpoint's JSON header, {"meta": {"config": CONFIG, META'S OTHER KEYS},
+    "arrays": ARRAYS}, piece by piece (CONFIG: the JSON bytes of restore._compact, no
+    copy; no dict or list made): written to f and returns the CRC32 continued from crc,
+    or, with f None, returns the header's length."""
+    n = 0
+    state = model.state
+    for i in range(6 + len(state)):
+        if i == 0:
+            b = b'{"meta": {"config": '
+        elif i == 1:
+            b = cfg["train_config"]
+        elif i == 2:
+            b = b', "kind": "int", "step": %d, "p1": %d, "p2": %d' % (step, model.p1, model.p2)
+        elif i == 3:
+            b = b', "stalled_total": %d, "steps_taken": %d, "saturations": {}' % (
+                model.stalled_total, model.steps_taken)
+        elif i == 4:
+            b = f', "seconds": {seconds!r}, "firmware": 1}}, "arrays": ['.encode()
+        elif i < 5 + len(state):  # the arrays, all int32 on file
+            st = state[i - 5]
+            b = f'{", " if i > 5 else ""}["{st[0]}", "i4", {st[3]}]'.encode()
+        else:
+            b = b"]}"
+        if f is None:
+            n += len(b)
+        else:
+            f.write(b)
+            crc = crc32(b, crc)
+    return n if f is None else crc
 
 
 def replace(tmp, path):

@@ -46,6 +46,7 @@ def save(cfg, mdl, step, seconds):
     blocks = "blockadam" in sys.modules
     _drop("blockadam")
     gc.collect()
+    __import__("statebytes")  # the state's pieces for ckpt.save: the smaller module first
     import ckpt
 
     try:
@@ -84,32 +85,40 @@ def begin(cfg, mdl, numbers):
     return got[0], got[1]
 
 
-def run(path):
-    # the setup's stages, one module at a time, each dropped after use (firmware/README.md,
-    # "Memory"): runcfg (the config) puts the state block at the bottom of the heap, so
-    # that the setup's code comes and goes above it; runpolicy resolves the policy; layout
-    # makes the views into the block; restore fills it (the initial weights, or a
-    # checkpoint); then the training code fills the holes they left
+def _start(path):
+    """The setup's stages, one module at a time, each dropped after use (firmware/README.md,
+    "Memory"): runcfg (the config) puts the state block at the bottom of the heap, so
+    that the setup's code comes and goes above it; runpolicy resolves the policy; layout
+    makes the views into the block; restore fills it (the initial weights, or a
+    checkpoint); then the training code fills the holes they left. Returns (the config,
+    the Model, its module, begin's first step and seconds before). A function of its own:
+    what its frame held (the stages' values) is out of the garbage collector's sight once
+    it returns."""
     cfg = _setup("runcfg", path, None)
     _setup("runpolicy", cfg, None)
     # the kernels and the PRNG (for the run, and restore's) fill the holes the policy
     # left, not those restore will leave
     import kernels  # noqa: F401
-    import prng
+    import prng  # noqa: F401
 
     views = _setup("layout", cfg, None)
     _setup("restore", cfg, views)
     _drop("runbase")
-    if cfg["numbers"][7][1] or cfg["numbers"][7][3]:  # block-scaled Adam state (9.6):
-        __import__("blockadam")  # model imports it at the first step; it takes a hole now
     import model as MD
 
-    steps, seed, data, count = cfg["steps"], cfg["seed"], cfg["data"], cfg["count"]
     numbers = cfg.pop("numbers")
-    mdl = MD.Model(views, numbers, seed)
+    mdl = MD.Model(views, numbers, cfg["seed"])
     views = None
-    start, seconds_before = begin(cfg, mdl, numbers)
-    numbers = None
+    if mdl.blk[7]:  # block-scaled Adam state (9.6): model imports it at the first step;
+        __import__("blockadam")  # it takes a hole now
+    return (cfg, mdl, MD) + begin(cfg, mdl, numbers)
+
+
+def run(path):
+    cfg, mdl, MD, start, seconds_before = _start(path)
+    steps, seed, data, count = cfg["steps"], cfg["seed"], cfg["data"], cfg["count"]
+    import prng
+
     end = steps if cfg["stop_at"] is None else min(steps, cfg["stop_at"])
     # the packed dataset (qgpt/pack.py, checked by runcfg): one record read per step
     f = open(data, "rb")
