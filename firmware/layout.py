@@ -1,12 +1,11 @@
 """The state block's layout (model.py's buffers in one bytearray), at setup only:
-runcfg.setup sizes the block from a first look at the config before anything else of
-the setup is in memory (firmware/README.md, "Memory"); layout.setup, the third of the
-setup's stages, checks it against the policy's numbers and makes the views into it
-for model.Model; then this module is dropped.
+runcfg.first_look sizes the block (block_bytes) from a first look at the config before
+anything else of the setup is in memory (firmware/README.md, "Memory"); layout.setup,
+the third of the setup's stages, checks it against the policy's numbers and makes the
+views into it for model.Model; then this module is dropped.
 """
 
 import gc
-import json
 
 from micropython import const
 
@@ -19,47 +18,6 @@ _M = const(64)
 _V = const(27)
 _CHUNK = const(32)  # model.py's I/O chunk, int32 values
 _PIECE = const(432)  # model.py's _GRAD_MAX: int32 values of a weight gradient's piece
-
-
-_LARGEST_BLOCK = const(56000)  # the block of the widest containers, without master weights
-
-
-def _container(text):
-    """(bytes a value of the format text takes, 0, 0) for qI.F (3.3: 1, 2 or 4), and
-    (bytes of a mantissa, B, N) for a block-scaled bBxN (9.6)."""
-    text = text.strip().lower()
-    if text[:1] == "b":
-        bits, n = text[1:].split("x")
-        return (1 if int(bits) <= 8 else 2), int(bits), int(n)
-    i, f = text[1:].split(".")
-    bits = int(i) + int(f)
-    return (1 if bits <= 8 else (2 if bits <= 16 else 4)), 0, 0
-
-
-def first_look(path):
-    """The state block's size for the config at path, from a first look at its formats
-    (the containers of section 3.3: the defaults of the other classes are 16-bit grads
-    and 32-bit Adam state; 9.6's block-scaled state and Kahan compensations), for
-    setup's reservation: a small int, so that nothing of the look stays in memory;
-    runcfg checks the config later and setup compares. The largest block with master
-    weights if the config cannot be read."""
-    try:
-        with open(path) as f:
-            user = json.load(f)
-        named = user.get("policy") or {}
-        base = user.get("format", "q4.12")
-        master = named.get("master", user.get("master")) or "none"
-        # data classes have at most 16 bits: a wider one is an error runcfg reports
-        bw = min(2, _container(named.get("weights") or base)[0])
-        wide = 0 if master.strip().lower() == "none" else 1
-        m = _container(named["adam_m"]) if "adam_m" in named else (4, 0, 0)  # 32-bit
-        v = _container(named["adam_v"]) if "adam_v" in named else (4, 0, 0)  # defaults,
-        g = min(2, _container(named["grads"])[0]) if "grads" in named else 2  # 16-bit G
-        nb = (bw, min(2, _container(named.get("acts") or base)[0]), g, m[0], v[0],
-              _container(master)[0] if wide else bw)
-        return block_bytes(nb, wide, (m[1], m[2], v[1], v[2]), user.get("rounding") == "kahan")[0]
-    except Exception:  # a bad config: runcfg says what is wrong
-        return _LARGEST_BLOCK + 4 * _N
 
 
 def block_bytes(nb, wide, blocks, kahan):

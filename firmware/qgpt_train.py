@@ -99,6 +99,7 @@ def _start(path):
     # the kernels and the PRNG (for the run, and restore's) fill the holes the policy
     # left, not those restore will leave
     import kernels  # noqa: F401
+    import loss  # noqa: F401
     import prng  # noqa: F401
 
     views = _setup("layout", cfg, None)
@@ -126,7 +127,8 @@ def run(path):
     tok = mdl.tok
     gc.collect()
     peak = gc.mem_alloc()
-    print(f"qgpt start {cfg.pop('formats')} steps={steps} from={start} to={end} "
+    # (print's pieces: no line-long string is made)
+    print("qgpt start", cfg.pop("formats"), f"steps={steps} from={start} to={end} "
           f"records={count} viper={MD.word_bits()} heap={peak}")  # formats: once
     dumps = cfg["dump_steps"]
     log_every, every = cfg["log_every"], cfg["checkpoint_every"]

@@ -14,6 +14,8 @@ from runbase import DATA_HEADER, RECORD, RunError
 
 _DATA_MAGIC = const(b"QGPTDATA")  # the packed dataset (qgpt/pack.py)
 _DATA_VERSION = const(1)
+_N = const(4192)  # parameters (qgpt/params.py; tests/test_firmware_train.py checks it)
+_LARGEST_BLOCK = const(56000)  # the block of the widest containers, without master weights
 
 DEFAULTS = {
     "format": "q4.12",  # the data format qI.F
@@ -48,11 +50,7 @@ def setup(path, _):
     of the heap (its size from a first look at the config) before anything else of the
     setup is allocated, so that the setup's code comes and goes above it; runpolicy
     resolves the policy, layout.setup checks the block's size, restore.setup fills it."""
-    import layout
-
-    size = layout.first_look(path)  # a small int: nothing of the look stays
-    _drop("layout")
-    layout = None
+    size = first_look(path)  # a small int: nothing of the look stays
     gc.collect()
     block = bytearray(size)  # zeroed; the state block if the first look was right
     cfg = load_config(path)
@@ -60,6 +58,51 @@ def setup(path, _):
     _drop("ckpt")  # check_dataset's CRC32
     cfg["block"] = block
     return cfg
+
+
+def _container(text):
+    """(bytes a value of the format text takes, 0, 0) for qI.F (3.3: 1, 2 or 4), and
+    (bytes of a mantissa, B, N) for a block-scaled bBxN (9.6)."""
+    text = text.strip().lower()
+    if text[:1] == "b":
+        bits, n = text[1:].split("x")
+        return (1 if int(bits) <= 8 else 2), int(bits), int(n)
+    i, f = text[1:].split(".")
+    bits = int(i) + int(f)
+    return (1 if bits <= 8 else (2 if bits <= 16 else 4)), 0, 0
+
+
+def first_look(path):
+    """The state block's size for the config at path, from a first look at its formats
+    (the containers of section 3.3: the defaults of the other classes are 16-bit grads
+    and 32-bit Adam state; 9.6's block-scaled state and Kahan compensations), for
+    setup's reservation: a small int, so that nothing of the look stays in memory;
+    load_config checks the config later and layout.setup compares. The largest block
+    with master weights if the config cannot be read. layout (block_bytes) comes for the
+    look and leaves: its stage is the third, and lighter without the look's code."""
+    import layout
+
+    try:
+        with open(path) as f:
+            user = json.load(f)
+        named = user.get("policy") or {}
+        base = user.get("format", "q4.12")
+        master = named.get("master", user.get("master")) or "none"
+        # data classes have at most 16 bits: a wider one is an error runcfg reports
+        bw = min(2, _container(named.get("weights") or base)[0])
+        wide = 0 if master.strip().lower() == "none" else 1
+        m = _container(named["adam_m"]) if "adam_m" in named else (4, 0, 0)  # 32-bit
+        v = _container(named["adam_v"]) if "adam_v" in named else (4, 0, 0)  # defaults,
+        g = min(2, _container(named["grads"])[0]) if "grads" in named else 2  # 16-bit G
+        nb = (bw, min(2, _container(named.get("acts") or base)[0]), g, m[0], v[0],
+              _container(master)[0] if wide else bw)
+        return layout.block_bytes(nb, wide, (m[1], m[2], v[1], v[2]),
+                                  user.get("rounding") == "kahan")[0]
+    except Exception:  # a bad config: load_config says what is wrong
+        return _LARGEST_BLOCK + 4 * _N
+    finally:
+        layout = None
+        _drop("layout")
 
 
 def load_config(path):

@@ -52,7 +52,10 @@ def sample(mdl, z, n, inv_t, seed):
             length = t
             break
         tok[t + 1] = nxt
-    return "".join(chr(97 + tok[1 + j]) for j in range(length))
+    name = ""  # letter by letter: only small pieces of memory at the run's end
+    for j in range(length):
+        name += chr(97 + tok[1 + j])
+    return name
 
 
 def print_samples(mdl, count, temperature, seed):

@@ -360,8 +360,10 @@ def test_the_firmwares_copies_of_the_shape_agree_with_the_table():
     # the largest state block (model.block_bytes): int32 Adam m and v, 16-bit weights,
     # activations and gradients, the I/O chunk
     act = 2 * NH * T * T + 4 * T * V + 2 * 2 * T * M + 11 * 2 * T * C + 3 * 8 * T + 4 * T
-    lay = consts("layout.py")
-    assert lay["_LARGEST_BLOCK"] == 10 * params.N_PARAMS + act + 4 * m["_CHUNK"]
+    lay, cfg = consts("layout.py"), consts("runcfg.py")
+    assert cfg["_LARGEST_BLOCK"] == 10 * params.N_PARAMS + act + 4 * m["_CHUNK"]
+    assert cfg["_N"] == params.N_PARAMS
+    assert consts("statebytes.py")["_CHUNK"] == m["_CHUNK"]
     assert [lay[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK", "_PIECE")] == [
         m[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK", "_GRAD_MAX")]
     assert consts("runbase.py")["RECORD"] == params.BLOCK
