@@ -20,11 +20,12 @@ alpha is a big int). In the block:
                    that the forward pass reads
     activations    14 KB, reused between the passes (Model.act)
 
-The buffers are memoryviews into the block (byte offsets); the kernels take any
-buffer. Names cost memory on a board (each distinct name is interned for good), so
-the shape and the offsets are consts with a leading underscore, which the compiler
-inlines and which leave no name behind, and the buffers and the policy's numbers
-are tuples that the methods unpack into locals.
+The buffers are the addresses of their first bytes in the block (layout.views;
+the kernels' ptr8/ptr16/ptr32 take an address as they take a buffer). Names cost
+memory on a board (each distinct name is interned for good), so the shape and the
+offsets are consts with a leading underscore, which the compiler inlines and which
+leave no name behind, and the buffers and the policy's numbers are tuples that the
+methods unpack into locals.
 
 There is no gradient buffer. Every weight matrix is used by one linear per step, so
 its gradient is complete when that linear's backward has run, and the matrix is not
