@@ -166,7 +166,8 @@ def test_a_hash_mismatch_names_the_first_step_array_tensor_and_index(tmp_path):
     hook = "        self.backward(T, alpha, key)\n"
     assert hook in src
     (fw / "model.py").write_text(src.replace(
-        hook, hook + "        if step == 36:\n            self.bufs[2][200] ^= 1\n"))
+        hook, hook + "        if step == 36:\n            import uctypes\n"
+        "            uctypes.bytearray_at(self.bufs[2], 201)[200] ^= 1\n"))  # an address
     report = cf.run_run(cases=(("q4.12", "nearest", ""),), steps=150, samples=0,
                         firmware_dir=fw)
     assert report.exit_code == 1
