@@ -991,6 +991,11 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     unsplit = 0 if (bm == 4 and bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18
                     and hv >= (1 << 22) - 1) else big
     short = bs == 2 and mode <= _ROUND_FLOOR  # a 16-bit store, nearest or floor
+    wide = bm == 4 and v_step == 4  # int32 m and v, tested once a parameter
+    roots = bv < 0
+    half_s = (1 << gs_rs) >> 1
+    # a << e <= 2**30 for a <= a_lim: the quotient of 9.4 needs no test before it
+    a_lim = big >> e
     # the ratio reaches 4 where a * 2**e >= den * 2**15
     big_sh = 15 - e if e <= 15 else 0
     small_sh = e - 15 if e > 15 else 0
@@ -1007,18 +1012,22 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     stalled = 0
     while ag < end:
         gi = (ptr32(ag)[0] ^ s32) - s32
-        if bm == 4:  # (the common containers first: each test costs a few instructions)
+        if wide:
             mi = (ptr32(am)[0] ^ s32) - s32
-        elif bm == 2:
-            mi = (ptr16(am)[0] ^ 0x8000) - 0x8000
-        else:
-            mi = (ptr8(am)[0] ^ 0x80) - 0x80
-        if v_step == 4:
             vi = int(ptr32(av)[0])  # v >= 0: no sign extension needed
-        elif bv == 2:
-            vi = ptr16(av)[0]
         else:
-            vi = ptr8(av)[0]
+            if bm == 4:
+                mi = (ptr32(am)[0] ^ s32) - s32
+            elif bm == 2:
+                mi = (ptr16(am)[0] ^ 0x8000) - 0x8000
+            else:
+                mi = (ptr8(am)[0] ^ 0x80) - 0x80
+            if v_step == 4:
+                vi = int(ptr32(av)[0])
+            elif bv == 2:
+                vi = ptr16(av)[0]
+            else:
+                vi = ptr8(av)[0]
         if ((mi + 262144) | (gi + 262144) | (vi >> 3) | unsplit) >> 19 == 0:
             # int32 m and v with |m|, |g| <= 2**18 (m, g in [-2**18, 2**18)) and v < 2**22:
             # every product below is under 2**31 - 2**14 (2**18 C1, 2**22 C2, gs**2 C2 with
@@ -1028,8 +1037,10 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
             # m in [-2**18, 2**18 - 1] (at m = g = -2**18, 2**18 - 1) and v <= 2**22 - 1 (at
             # v = 2**22 - 1, |gs| = 2**11): within hm and hv, no saturation
             mi = mi + ((16384 - mi * _ADAM_C1) >> 15) + ((gi * _ADAM_C1 + 16384) >> 15)
-            gs = (gi + ((1 << sh_s) >> 1)) >> sh_s
+            gs = (gi + half_s) >> sh_s
             vi = vi + ((16384 - vi * _ADAM_C2) >> 15) + ((gs * gs * _ADAM_C2 + 16384) >> 15)
+            ptr32(am)[0] = mi  # (int32 m and v)
+            ptr32(av)[0] = vi
         else:
             # 9.1 m = b1 m + (1 - b1) gm, gm = req(g, Fp - Fm, +-2**30), each product by
             # mul15(x, c) split in 16-bit halves, saturated to [-hm, hm]
@@ -1064,28 +1075,35 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                   + (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))
             if vi > hv:
                 vi = hv
-        if bm == 4:
-            ptr32(am)[0] = mi
-        elif bm == 2:
-            ptr16(am)[0] = mi
-        else:
-            ptr8(am)[0] = mi
-        if bv == 4:
-            ptr32(av)[0] = vi
-        elif bv == 2:
-            ptr16(av)[0] = vi
-        elif bv == 1:
-            ptr8(av)[0] = vi
+            if bm == 4:
+                ptr32(am)[0] = mi
+            elif bm == 2:
+                ptr16(am)[0] = mi
+            else:
+                ptr8(am)[0] = mi
+            if bv == 4:
+                ptr32(av)[0] = vi
+            elif bv == 2:
+                ptr16(av)[0] = vi
+            elif bv == 1:
+                ptr8(av)[0] = vi
         # 9.3 den = isqrt(v) + 1. v normalized by an even shift 2 s2 into vn in [64, 256)
         # (v < 64: vn = v); 16 sqrt(vn) from four chords (raised by half their sag) is within
         # -2..+4 of the root for s2 <= 4 (v < 2**16), else one Newton step brings it within
         # 0..+1; then exact corrections (checked against the exact root for every v < 2**25,
         # all k*k-1..k*k+1 and 1M random v in each 2**24 up to 2**30), every product below 2**31
+        # (the shifts by 4 of the loop, 2 at a time from 2**14: vn in [64, 1024) then)
         vn = vi
         s2 = 0
-        while vn >= 1 << 10:
+        if vn >= 1 << 14:
+            vn >>= 8
+            s2 = 4
+            while vn >= 1 << 10:
+                vn >>= 4
+                s2 += 2
+        elif vn >= 1 << 10:
             vn >>= 4
-            s2 += 2
+            s2 = 2
         if vn >= 1 << 8:
             vn >>= 2
             s2 += 1
@@ -1105,17 +1123,21 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
             root -= 1
         while (root + 1) * (root + 1) <= vi:
             root += 1
-        if bv < 0:
+        if roots:
             ptr32(av)[0] = root
         den = root + 1
         # 9.4 r = m / den in Q13, clamped to +-4: a << e >= den << 15 written as
         # a >= den << (15 - e) (e <= 15) or a >= ceil(den / 2**(e - 15)), free of overflow
         a = mi if mi >= 0 else 0 - mi
-        if a >= ((den << big_sh) + small_add) >> small_sh:  # one of the shifts is 0
+        if a > a_lim and a >= ((den << big_sh) + small_add) >> small_sh:  # one shift is 0
             r = _R_MAX
         else:
             # ((a << e) + den/2) // den, as (... - den) // den + 1: dividend within +-2**30
+            # (a <= a_lim: a << e <= 2**30; else a << e < den << 15 <= 2**30 + 2**15), and
+            # at most 2**15 below the clamp's threshold, at least 2**15 at or above it
             r = ((a << e) + (den >> 1) - den) // den + 1
+            if r > _R_MAX:
+                r = _R_MAX
         if mi < 0:
             r = 0 - r
         # 9.5 the update in Falpha + 13 bits, |delta| <= 2**30, requantized by u bits with
@@ -1123,12 +1145,15 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
         delta = alpha * r
         d = (delta + add_u) >> u  # nearest and floor; the other modes below
         if short:  # a 16-bit store minus d (|d| <= 2**30) stays within int32
-            w = ((ptr16(aw)[0] ^ 0x8000) - 0x8000) - d
-            if w > hi:
-                w = hi
-            elif w < lo:
-                w = lo
-            ptr16(aw)[0] = w
+            if d != 0:  # (d = 0 leaves a stored value as it is)
+                w = ((ptr16(aw)[0] ^ 0x8000) - 0x8000) - d
+                if w > hi:
+                    w = hi
+                elif w < lo:
+                    w = lo
+                ptr16(aw)[0] = w
+            elif delta != 0:
+                stalled += 1
         else:
             j = (ag - g0) >> 2
             if bs == 2:
@@ -1175,9 +1200,9 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                 ptr32(aw)[0] = w
             else:
                 ptr8(aw)[0] = w
-        if d == 0:
-            if delta != 0:
-                stalled += 1
+            if d == 0:
+                if delta != 0:
+                    stalled += 1
         ag += 4
         am += bm
         av += v_step

@@ -114,7 +114,8 @@ def measure(units, source=None, reps=(10, 60)):
         run = tmp / "run"
         run.mkdir()
         cf.pack_names(None, run / "names.bin")
-        (run / "c.json").write_text(json.dumps(fp.run_config("q4.12", "names.bin", 20)))
+        config = fp.run_config(fp.train_case("q4.12"), "names.bin", 20)
+        (run / "c.json").write_text(json.dumps(config))
         env = dict(os.environ, MICROPYPATH=str(fw), PYTHONHASHSEED="0")
         for unit in ["loop", *units]:
             call = UNITS[unit][0]
