@@ -47,8 +47,8 @@ UNITS = {
     "rmsnorm_bwd": ("K.rmsnorm_backward(gc, gb, x1, rs1, T, 16, sh_c, fa, gl, gh, bg, ba)",
                     7 * 16, "element"),
     "adam_256": (
-        "K.adam_update(mdl.store, mdl.m, mdl.v, probs, mdl.blk[9], 256, 0, 0, 0, alpha, sh_m, "
-        "sh_sa, e, u, mode, 0, slo, shi, hm, hv, bs, bm, bv)", 256, "parameter"),
+        "K.adam_update(0, 0, mdl.store, mdl.m, mdl.v, probs, mdl.blk[9], 256, 0, 0, 0, alpha, "
+        "sh_m, sh_sa, e, u, mode, 0, slo, shi, hm, hv, bs, bm, bv)", 256, "parameter"),
     "softmax_27": ("K.softmax(logits, logits, 0, 27, F)", 27, "element"),
     "embedding_fwd": ("K.embedding_forward(ga, wte, wpe, 3, t, 16, sh_emb, lo, hi, ba, bw)", 16,
                       "element"),

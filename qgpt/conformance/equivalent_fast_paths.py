@@ -266,8 +266,6 @@ FAST_PATHS = {
     ("block_encode", "big = 0", "0", "1", 0):
         "big only sets the block's shift: for a block of zeros 1 and 0 both give kj = 0 "
         "(tbits >= 3)",
-    ("block_encode", "kj = nbits - tbits if nbits > tbits else 0", ">", ">=", 0):
-        "at nbits = tbits, nbits - tbits is 0, the else value",
     ("adam_update", "if d < 0 and w > hi + d:", "0", "1", 0):
         "for d = 0 the test w > hi never holds: w is a value of the store's format",
     **{("relu_forward", f"py{b}[i] = v if v > 0 else 0", ">", ">=", 0): "at v = 0 both store 0"
