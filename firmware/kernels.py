@@ -1147,15 +1147,12 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
         delta = alpha * r
         d = (delta + add_u) >> u  # nearest and floor; the other modes below
         if short:  # a 16-bit store minus d (|d| <= 2**30) stays within int32
-            if d != 0:  # (d = 0 leaves a stored value as it is)
-                w = ((ptr16(aw)[0] ^ 0x8000) - 0x8000) - d
-                if w > hi:
-                    w = hi
-                elif w < lo:
-                    w = lo
-                ptr16(aw)[0] = w
-            elif delta != 0:
-                stalled += 1
+            w = ((ptr16(aw)[0] ^ 0x8000) - 0x8000) - d
+            if w > hi:
+                w = hi
+            elif w < lo:
+                w = lo
+            ptr16(aw)[0] = w
         else:
             j = (ag - g0) >> 2
             if bs == 2:
@@ -1202,9 +1199,9 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
                 ptr32(aw)[0] = w
             else:
                 ptr8(aw)[0] = w
-            if d == 0:
-                if delta != 0:
-                    stalled += 1
+        if d == 0:
+            if delta != 0:
+                stalled += 1
         ag += 4
         am += bm
         av += v_step
@@ -1308,8 +1305,8 @@ def block_encode(q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int
     pk = ptr8(k)
     one = 1
     s32 = one << 31
-    top = (1 << bits) - 1 if sq else (1 << (bits - 1)) - 1
     tbits = bits if sq else bits - 1  # bitlen(top)
+    top = (1 << tbits) - 1
     b0 = 0
     while b0 < n:
         b1 = b0 + nblk if b0 + nblk < n else n
