@@ -1077,18 +1077,18 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
                   + (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))
             if vi > hv:
                 vi = hv
+            if v_step == 4:  # (bv = -4: the root below takes v's place)
+                ptr32(av)[0] = vi
+            elif bv == 2:
+                ptr16(av)[0] = vi
+            else:
+                ptr8(av)[0] = vi
             if bm == 4:
                 ptr32(am)[0] = mi
             elif bm == 2:
                 ptr16(am)[0] = mi
             else:
                 ptr8(am)[0] = mi
-            if bv == 4:
-                ptr32(av)[0] = vi
-            elif bv == 2:
-                ptr16(av)[0] = vi
-            elif bv == 1:
-                ptr8(av)[0] = vi
         # 9.3 den = isqrt(v) + 1. v normalized by an even shift 2 s2 into vn in [64, 256)
         # (v < 64: vn = v); 16 sqrt(vn) from four chords (raised by half their sag) is within
         # -2..+4 of the root for s2 <= 4 (v < 2**16), else one Newton step brings it within
@@ -1155,28 +1155,28 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
             ptr16(aw)[0] = w
         else:
             j = (ag - g0) >> 2
-            if bs == 2:
-                w = (ptr16(aw)[0] ^ 0x8000) - 0x8000
-            elif bs == 4:
-                w = (ptr32(aw)[0] ^ s32) - s32
-            else:
+            if bs == 1:  # (int8's container first)
                 w = (ptr8(aw)[0] ^ 0x80) - 0x80
+            elif bs == 2:
+                w = (ptr16(aw)[0] ^ 0x8000) - 0x8000
+            else:
+                w = (ptr32(aw)[0] ^ s32) - s32
             if mode == _ROUND_KAHAN:
                 # 9.6: t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8), W) below;
                 # c = clamp(t - (w << 8), -2**7, 2**7 - 1)
                 d = (delta + half_uk) >> uk
                 t = (w << _KAHAN_BITS) + ((pc[j] ^ 0x80) - 0x80) - d
                 w = (t + _KAHAN_HALF) >> _KAHAN_BITS
-            elif mode == _ROUND_PSEUDO:  # 9.6: RNG-free, the low bits of delta itself
-                d = (delta + ((delta & ph_mask) << ph_sh)) >> u
-            elif mode == _ROUND_STOCHASTIC:  # r30 = hash30((key + i) & M30), from prng
-                x = (key + j) & _M30
-                for _ in range(2):
-                    x = ((x ^ (x >> 16)) * _HASH_MUL) & _M30
-                x ^= x >> 16
-                d = (delta + (x >> rand_sh)) >> u
-            # (u = 0: every mode gives d = delta, the random or pseudo addend being 0)
-            if mode != _ROUND_KAHAN:
+            else:
+                if mode == _ROUND_PSEUDO:  # 9.6: RNG-free, the low bits of delta itself
+                    d = (delta + ((delta & ph_mask) << ph_sh)) >> u
+                elif mode == _ROUND_STOCHASTIC:  # r30 = hash30((key + i) & M30), from prng
+                    x = (key + j) & _M30
+                    for _ in range(2):
+                        x = ((x ^ (x >> 16)) * _HASH_MUL) & _M30
+                    x ^= x >> 16
+                    d = (delta + (x >> rand_sh)) >> u
+                # (u = 0: every mode gives d = delta, the random or pseudo addend being 0)
                 # store - d in int32 for every store of up to 32 bits
                 if d < 0 and w > hi + d:
                     w = hi
@@ -1193,12 +1193,12 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
                 elif c < 0 - _KAHAN_HALF:
                     c = 0 - _KAHAN_HALF
                 pc[j] = c
-            if bs == 2:
-                ptr16(aw)[0] = w
-            elif bs == 4:
-                ptr32(aw)[0] = w
-            else:
+            if bs == 1:
                 ptr8(aw)[0] = w
+            elif bs == 2:
+                ptr16(aw)[0] = w
+            else:
+                ptr32(aw)[0] = w
         if d == 0:
             if delta != 0:
                 stalled += 1
