@@ -1258,10 +1258,13 @@ def narrow(dst, off: int, src, n: int, lo: int, hi: int, nb: int) -> int:
 @micropython.viper
 def copy32(dst, d0: int, src, s0: int, n: int):
     """dst[d0:d0+n] = src[s0:s0+n], int32 buffers."""
-    pd = ptr32(dst)
-    ps = ptr32(src)
-    for i in range(n):
-        pd[d0 + i] = ps[s0 + i]
+    ad = int(ptr32(dst)) + 4 * d0  # byte addresses, one step a value
+    at = int(ptr32(src)) + 4 * s0
+    end = at + 4 * n
+    while at < end:
+        ptr32(ad)[0] = ptr32(at)[0]
+        ad += 4
+        at += 4
 
 
 # --- block-scaled Adam state (section 9.6) ---
@@ -1272,24 +1275,24 @@ def block_decode(w, q, k, a: int, n: int, nblk: int, nb: int, sq: int):
     """w[0:n] (int32) = the wide values of parameters a .. a+n-1 (a a multiple of nblk):
     q_i << k_j, signed mantissas q (m), or with sq (v, stored through its square root)
     (q_i << k_j)**2 of unsigned ones; q in nb bytes (1 or 2), k (blocks,) uint8 shifts."""
-    pw = ptr32(w)
-    q8 = ptr8(q)
-    q16 = ptr16(int(q8))
     pk = ptr8(k)
     sx = 0 if sq else (0x8000 if nb == 2 else 0x80)  # m's sign bit (v's mantissas: unsigned)
     blk = a // nblk
-    j = 0
-    while j < n:  # a block at a time
+    aw = int(ptr32(w))  # byte addresses, one step a value
+    aq = int(ptr8(q)) + nb * a
+    last = aw + 4 * n
+    while aw < last:  # a block at a time
         kj = int(pk[blk])
         blk += 1
-        end = j + nblk if j + nblk < n else n
-        while j < end:
-            x = int(q16[a + j]) if nb == 2 else int(q8[a + j])
+        end = aw + 4 * nblk if aw + 4 * nblk < last else last
+        while aw < end:
+            x = int(ptr16(aq)[0]) if nb == 2 else int(ptr8(aq)[0])
             x = ((x ^ sx) - sx) << kj
             if sq:
                 x = x * x  # (2**15)**2 at most: decoded roots stay <= 2**15
-            pw[j] = x
-            j += 1
+            ptr32(aw)[0] = x
+            aw += 4
+            aq += nb
 
 
 @micropython.viper
@@ -1299,9 +1302,8 @@ def block_encode(q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int
     mantissa, then q_i = rnd(x_i, k_j) with x = w: m (signed, |q| <= 2**(bits-1) - 1), or
     with sq the roots isqrt(v) that adam_update left for bv = -4 (unsigned,
     q <= 2**bits - 1). q in nb bytes, k (blocks,) uint8."""
-    pw = ptr32(w)
-    q8 = ptr8(q)
-    q16 = ptr16(int(q8))
+    aw = int(ptr32(w))  # byte addresses, one step a value
+    aq = int(ptr8(q)) + nb * a
     pk = ptr8(k)
     one = 1
     s32 = one << 31
@@ -1310,12 +1312,15 @@ def block_encode(q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int
     b0 = 0
     while b0 < n:
         b1 = b0 + nblk if b0 + nblk < n else n
+        end = aw + 4 * (b1 - b0)
         big = 0
-        for j in range(b0, b1):
-            x = (pw[j] ^ s32) - s32
+        at = aw
+        while at < end:
+            x = (ptr32(at)[0] ^ s32) - s32
             ax = x if x >= 0 else 0 - x
             if ax > big:
                 big = ax
+            at += 4
         kj = 0  # max(0, bitlen(big) - tbits)
         y = big >> tbits
         while y != 0:
@@ -1324,11 +1329,13 @@ def block_encode(q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int
         if ((big + ((1 << kj) >> 1)) >> kj) > top:
             kj += 1
         half = (1 << kj) >> 1
-        for j in range(b0, b1):
-            x = (((pw[j] ^ s32) - s32) + half) >> kj
+        while aw < end:
+            x = (((ptr32(aw)[0] ^ s32) - s32) + half) >> kj
             if nb == 2:
-                q16[a + j] = x
+                ptr16(aq)[0] = x
             else:
-                q8[a + j] = x
+                ptr8(aq)[0] = x
+            aw += 4
+            aq += nb
         pk[(a + b0) // nblk] = kj
         b0 = b1
