@@ -1221,6 +1221,7 @@ def widen(out, src, off: int, n: int, nb: int):
     p16 = ptr16(int(p8))
     p32 = ptr32(int(p8))
     sx = 0x8000 if nb == 2 else (0x80 if nb == 1 else 0)  # a signed value's sign bit
+    nsx = 0 - sx  # (x ^ sx) + nsx: x sign-extended (written so, not as the s32 idiom)
     for i in range(n):
         if nb == 2 or nb == -2:
             x = p16[off + i]
@@ -1228,7 +1229,7 @@ def widen(out, src, off: int, n: int, nb: int):
             x = p8[off + i]
         else:
             x = p32[off + i]  # (stored as its low 32 bits below)
-        po[i] = (x ^ sx) - sx
+        po[i] = (x ^ sx) + nsx
 
 
 @micropython.viper
@@ -1277,6 +1278,7 @@ def block_decode(w, q, k, a: int, n: int, nblk: int, nb: int, sq: int):
     (q_i << k_j)**2 of unsigned ones; q in nb bytes (1 or 2), k (blocks,) uint8 shifts."""
     pk = ptr8(k)
     sx = 0 if sq else (0x8000 if nb == 2 else 0x80)  # m's sign bit (v's mantissas: unsigned)
+    nsx = 0 - sx  # (x ^ sx) + nsx: x sign-extended (written so, not as the s32 idiom)
     blk = a // nblk
     aw = int(ptr32(w))  # byte addresses, one step a value
     aq = int(ptr8(q)) + nb * a
@@ -1287,7 +1289,7 @@ def block_decode(w, q, k, a: int, n: int, nblk: int, nb: int, sq: int):
         end = aw + 4 * nblk if aw + 4 * nblk < last else last
         while aw < end:
             x = int(ptr16(aq)[0]) if nb == 2 else int(ptr8(aq)[0])
-            x = ((x ^ sx) - sx) << kj
+            x = ((x ^ sx) + nsx) << kj
             if sq:
                 x = x * x  # (2**15)**2 at most: decoded roots stay <= 2**15
             ptr32(aw)[0] = x
