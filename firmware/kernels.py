@@ -1090,10 +1090,11 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
             else:
                 ptr8(am)[0] = mi
         # 9.3 den = isqrt(v) + 1. v normalized by an even shift 2 s2 into vn in [64, 256)
-        # (v < 64: vn = v); 16 sqrt(vn) from four chords (raised by half their sag) is within
-        # -2..+4 of the root for s2 <= 4 (v < 2**16), else one Newton step brings it within
-        # 0..+1; then exact corrections (checked against the exact root for every v < 2**25,
-        # all k*k-1..k*k+1 and 1M random v in each 2**24 up to 2**30), every product below 2**31
+        # (v < 64: vn = v); 16 sqrt(vn) from one parabola, vn (1003 - vn) / 2**10 + 71
+        # (within 2 of it on [64, 256)), scaled back is within -2..+4 of the root for
+        # s2 <= 4 (v < 2**16), else one Newton step brings it within 0..+3; then exact
+        # corrections (the ranges from every v < 2**22, all k*k-1..k*k+1 up to 2**30 and 200K
+        # random v in each 2**k, k = 24..29), every product below 2**31
         # (the shifts by 4 of the loop, 2 at a time from 2**14: vn in [64, 1024) then)
         vn = vi
         s2 = 0
@@ -1109,15 +1110,7 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
         if vn >= 1 << 8:
             vn >>= 2
             s2 += 1
-        if vn >= 128:
-            if vn >= 192:
-                root = ((vn * 137) >> 8) + 119
-            else:
-                root = ((vn * 163) >> 8) + 100
-        elif vn >= 96:
-            root = ((vn * 194) >> 8) + 84
-        else:
-            root = ((vn * 230) >> 8) + 71
+        root = ((vn * (1003 - vn)) >> 10) + 71
         root = (root << s2) >> 4  # >= 4
         if s2 > 4:
             root = (root + vi // root) >> 1

@@ -1,6 +1,7 @@
 """Op-level golden cases on the thresholds of the speed work's kernels (issue 15):
-the linear kernels' bounded fast paths, dot_rows's widths and adam_update's isqrt by
-chords. The expected values come from the simulator (qgpt/int_ops.py, IntAdam).
+the linear kernels' bounded fast paths, dot_rows's widths and adam_update's isqrt (a
+parabola, a Newton step, exact corrections). The expected values come from the
+simulator (qgpt/int_ops.py, IntAdam).
 
     linear     L1(x[t]) * max |W| (and L1(dy[t]) * max |W|, L1(dy[:, o]) * max |x|) at,
                just below and just over the fast path's bound 2**30 - 1, and all-zero
@@ -14,7 +15,7 @@ chords. The expected values come from the simulator (qgpt/int_ops.py, IntAdam).
     dW         dot_rows's pre-check (hh against +-2**(14 + s)) with a dw to add to
     8-bit dy   dW's fast path off for 8-bit gradients (it reads 16-bit words)
     isqrt      adam_update with v (after its update) at every boundary of the
-               normalization (256, 2**8 .. 2**20 by the shifts) and of the four chords
+               normalization (256, 2**8 .. 2**20 by the shifts) and of the chords it had
                (vn = 64, 96, 128, 192, 256 times 4**s2), at squares k*k - 1, k*k, k*k + 1
                there, and at 2**30
     adam       adam_update's unsplit mul15: m, g and v at its bounds 2**18 and 2**22, beside
@@ -134,7 +135,8 @@ def embedding_shift_cases(rng):
 
 
 def isqrt_targets():
-    """The v whose isqrt meets a threshold of adam_update's chords: every v < 300 (v < 256
+    """The v whose isqrt meets a threshold of adam_update's normalization or of the four
+    chords it had before its parabola (the same v still): every v < 300 (v < 256
     goes through 256 v), 2**k - 2 .. 2**k + 2, the chords' ends vn * 4**s2 (vn = 64, 96,
     128, 192, 256) and the same over 256, each -1, 0, +1, the squares k*k - 1, k*k, k*k + 1
     beside each of them, and 2**30."""
@@ -166,7 +168,7 @@ def _v_before(target, v_hi):
 def isqrt_cases(rng):
     """{label: [Case]}: adam_update (default policy, step 10) on parameters whose v after
     the update is each isqrt_targets value, m = 2 sqrt(v) (r = 2: a den one off moves
-    delta by several steps), in an int32 edge group (the chords' products)."""
+    delta by several steps), in an int32 edge group (the estimate's products)."""
     p = parse_policy("")
     label = p.short_spec + ",isqrt int32 edge"
     V, M, S = p.adam_v, p.adam_m, p.weight_store
