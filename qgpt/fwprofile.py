@@ -412,6 +412,14 @@ def main(argv=None):
         print(f"--steps {a.steps}: give two run lengths, shorter first, e.g. --steps 20,100",
               file=sys.stderr)
         return 2
+    if a.policy:
+        from qgpt.policy import PolicyError
+
+        try:
+            train_case(a.format, a.policy)
+        except PolicyError as e:
+            print(f"--policy {a.policy}: {e}", file=sys.stderr)
+            return 2
     from tabulate import tabulate
 
     if not a.no_phases:
