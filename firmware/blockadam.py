@@ -16,8 +16,17 @@ _N = const(4192)
 def gather(mdl, off, n, grad, alpha, key):
     """Block-scaled state: the gradients of parameters off .. off+n-1 go to the slots
     of their units (U parameters from a multiple of U); a unit whose gradient is
-    complete runs Adam (unit_adam) and frees its slot."""
-    _, _, _, _, slots, su, sc, U, _, _ = mdl.blk
+    complete runs Adam and frees its slot: m and v decoded to wide values (block-scaled)
+    or widened, 9.1 to 9.5 on them, then stored again (encoded per block: 9.6).
+
+    One function on purpose: a MicroPython function whose frame holds more than a few
+    values allocates it on the heap at every call (about 6 K instructions in a full
+    heap), so the per-unit work stays inline, and refresh_data is called only where it
+    has work (master weights)."""
+    mk, vk, mw, vw, slots, su, sc, U, blocks, comp = mdl.blk
+    sh_m, sh_s, e, u, mode, s_lo, s_hi, hm, hv, _, _, _ = mdl.opt
+    _, _, _, bm, bv, bs = mdl.nb
+    bits_m, n_m, bits_v, n_v = blocks
     for unit in range((off // U), (off + n - 1) // U + 1):
         a = unit * U
         size = U if a + U <= _N else _N - a
@@ -32,39 +41,30 @@ def gather(mdl, off, n, grad, alpha, key):
             su[s], sc[s] = unit, 0
         K.copy32(slots[s], lo - a, grad, lo - off, hi - lo)
         sc[s] += hi - lo
-        if sc[s] == size:
-            unit_adam(mdl, a, size, slots[s], alpha, key)
-            su[s] = -1
-
-
-def unit_adam(mdl, off, n, grad, alpha, key):
-    """Adam on the unit of parameters off .. off+n-1 with its gradient grad: m and v
-    decoded to wide values (block-scaled) or widened, 9.1 to 9.5 on them, then stored
-    again (encoded per block: 9.6)."""
-    sh_m, sh_s, e, u, mode, lo, hi, hm, hv, _, _, _ = mdl.opt
-    _, _, _, bm, bv, bs = mdl.nb
-    mk, vk, mw, vw, _, _, _, _, blocks, comp = mdl.blk
-    bits_m, n_m, bits_v, n_v = blocks
-    if n_m:
-        K.block_decode(mw, mdl.m, mk, off, n, n_m, bm, 0)
-    else:
-        K.widen(mw, mdl.m, off, n, bm)
-    if n_v:
-        K.block_decode(vw, mdl.v, vk, off, n, n_v, bv, 1)
-    else:
-        K.widen(vw, mdl.v, off, n, bv)
-    # bv = -4 for block-scaled v: adam_update leaves isqrt(v) in vw, which block_encode
-    # stores (9.6: the roots of the same isqrt as 9.3)
-    mdl.stalled_total += K.adam_update(mdl.store, mw, vw, grad, comp, n, off, off, 0,
-                                        alpha, sh_m, sh_s, e, u, mode, key, lo, hi, hm,
-                                        hv, bs, 4, -4 if n_v else 4)
-    if n_m:
-        K.block_encode(mdl.m, mk, mw, off, n, n_m, bits_m, bm, 0)
-    else:
-        K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)
-    if n_v:
-        K.block_encode(mdl.v, vk, vw, off, n, n_v, bits_v, bv, 1)
-    else:
-        K.narrow(mdl.v, off, vw, n, 0, hv, bv)
-    mdl.refresh_data(off, n)
-
+        if sc[s] < size:
+            continue
+        su[s] = -1
+        # the unit's gradient is complete: Adam on parameters a .. a+size-1
+        if n_m:
+            K.block_decode(mw, mdl.m, mk, a, size, n_m, bm, 0)
+        else:
+            K.widen(mw, mdl.m, a, size, bm)
+        if n_v:
+            K.block_decode(vw, mdl.v, vk, a, size, n_v, bv, 1)
+        else:
+            K.widen(vw, mdl.v, a, size, bv)
+        # bv = -4 for block-scaled v: adam_update leaves isqrt(v) in vw, which block_encode
+        # stores (9.6: the roots of the same isqrt as 9.3)
+        mdl.stalled_total += K.adam_update(0, 0, mdl.store, mw, vw, slots[s], comp, size, a, a,
+                                            0, alpha, sh_m, sh_s, e, u, mode, key, s_lo, s_hi,
+                                            hm, hv, bs, 4, -4 if n_v else 4)
+        if n_m:
+            K.block_encode(mdl.m, mk, mw, a, size, n_m, bits_m, bm, 0)
+        else:
+            K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)
+        if n_v:
+            K.block_encode(mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)
+        else:
+            K.narrow(mdl.v, a, vw, size, 0, hv, bv)
+        if mdl.nums[3]:  # master weights: the data weights the forward pass sees
+            mdl.refresh_data(a, size)

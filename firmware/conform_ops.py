@@ -211,7 +211,7 @@ def run_adam_update(P, p, A):
     alpha = adam.alpha_at(P.lr_q30, P.alpha_frac, step, p["num_steps"], p1, p2)
     k = prng.key(p["seed"], prng.STREAM_ROUND, step)
     nb, _, _, o = numbers(P)[:4]
-    stalled = K.adam_update(A["store"], A["m"], A["v"], A["g"], bytearray(len(A["m"])),
+    stalled = K.adam_update(0, 0, A["store"], A["m"], A["v"], A["g"], bytearray(len(A["m"])),
                             len(A["m"]), p["i0"], 0, 0, alpha, o[0], o[1], o[2], o[3], o[4], k,
                             o[5], o[6], o[7], o[8], nb[5], nb[3], nb[4])
     return {"alpha": alpha, "p1": p1, "p2": p2, "stalled": stalled}

@@ -946,9 +946,9 @@ def cross_entropy_backward(dlogits, probs, targets, T: int, V: int, s: int, glo:
 
 
 @micropython.viper
-def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: int,
-                sh_m: int, sh_s: int, e: int, u: int, mode: int, key: int, lo: int, hi: int,
-                hm: int, hv: int, bs: int, bm: int, bv: int) -> int:
+def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: int, j0: int,
+                alpha: int, sh_m: int, sh_s: int, e: int, u: int, mode: int, key: int, lo: int,
+                hi: int, hm: int, hv: int, bs: int, bm: int, bv: int) -> int:
     """One Adam step for parameters i0 .. i0+n-1, the flat indices (g holds their n
     gradients; store and comp hold them from index js, m and v from index j0: 0 for
     buffers of those n, i0 for whole ones): section 9, 9.1-9.5, and 9.6's roundings.
@@ -960,7 +960,9 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     store S = [lo, hi] in bs bytes (1, 2, 4); |m| <= hm in bm bytes; v [0, hv] in bv
     bytes, or bv = -4: int32 v that becomes isqrt(v) (block-scaled v's wide values, 9.6:
     block_encode stores the roots); g (n,) int32 P, |g| <= 2**30. Returns the number of
-    stalled updates (delta != 0 rounded to d = 0)."""
+    stalled updates (delta != 0 rounded to d = 0). vi and root: pass 0 (scratch: viper keeps
+    a function's first locals in registers, and the loop's v and isqrt(v) are read most;
+    about 19 instructions a parameter on x86-64, 130 bytes less xtensawin code)."""
     v_step = 4 if bv < 0 else bv
     ps8 = ptr8(store)
     pm8 = ptr8(m)
@@ -991,6 +993,11 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     unsplit = 0 if (bm == 4 and bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18
                     and hv >= (1 << 22) - 1) else big
     short = bs == 2 and mode <= _ROUND_FLOOR  # a 16-bit store, nearest or floor
+    wide = bm == 4 and v_step == 4  # int32 m and v, tested once a parameter
+    roots = bv < 0
+    half_s = (1 << gs_rs) >> 1
+    # a << e <= 2**30 for a <= a_lim: the quotient of 9.4 needs no test before it
+    a_lim = big >> e
     # the ratio reaches 4 where a * 2**e >= den * 2**15
     big_sh = 15 - e if e <= 15 else 0
     small_sh = e - 15 if e > 15 else 0
@@ -1007,18 +1014,22 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
     stalled = 0
     while ag < end:
         gi = (ptr32(ag)[0] ^ s32) - s32
-        if bm == 4:  # (the common containers first: each test costs a few instructions)
+        if wide:
             mi = (ptr32(am)[0] ^ s32) - s32
-        elif bm == 2:
-            mi = (ptr16(am)[0] ^ 0x8000) - 0x8000
-        else:
-            mi = (ptr8(am)[0] ^ 0x80) - 0x80
-        if v_step == 4:
             vi = int(ptr32(av)[0])  # v >= 0: no sign extension needed
-        elif bv == 2:
-            vi = ptr16(av)[0]
         else:
-            vi = ptr8(av)[0]
+            if bm == 4:
+                mi = (ptr32(am)[0] ^ s32) - s32
+            elif bm == 2:
+                mi = (ptr16(am)[0] ^ 0x8000) - 0x8000
+            else:
+                mi = (ptr8(am)[0] ^ 0x80) - 0x80
+            if v_step == 4:
+                vi = int(ptr32(av)[0])
+            elif bv == 2:
+                vi = ptr16(av)[0]
+            else:
+                vi = ptr8(av)[0]
         if ((mi + 262144) | (gi + 262144) | (vi >> 3) | unsplit) >> 19 == 0:
             # int32 m and v with |m|, |g| <= 2**18 (m, g in [-2**18, 2**18)) and v < 2**22:
             # every product below is under 2**31 - 2**14 (2**18 C1, 2**22 C2, gs**2 C2 with
@@ -1028,8 +1039,10 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
             # m in [-2**18, 2**18 - 1] (at m = g = -2**18, 2**18 - 1) and v <= 2**22 - 1 (at
             # v = 2**22 - 1, |gs| = 2**11): within hm and hv, no saturation
             mi = mi + ((16384 - mi * _ADAM_C1) >> 15) + ((gi * _ADAM_C1 + 16384) >> 15)
-            gs = (gi + ((1 << sh_s) >> 1)) >> sh_s
+            gs = (gi + half_s) >> sh_s
             vi = vi + ((16384 - vi * _ADAM_C2) >> 15) + ((gs * gs * _ADAM_C2 + 16384) >> 15)
+            ptr32(am)[0] = mi  # (int32 m and v)
+            ptr32(av)[0] = vi
         else:
             # 9.1 m = b1 m + (1 - b1) gm, gm = req(g, Fp - Fm, +-2**30), each product by
             # mul15(x, c) split in 16-bit halves, saturated to [-hm, hm]
@@ -1064,40 +1077,40 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                   + (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))
             if vi > hv:
                 vi = hv
-        if bm == 4:
-            ptr32(am)[0] = mi
-        elif bm == 2:
-            ptr16(am)[0] = mi
-        else:
-            ptr8(am)[0] = mi
-        if bv == 4:
-            ptr32(av)[0] = vi
-        elif bv == 2:
-            ptr16(av)[0] = vi
-        elif bv == 1:
-            ptr8(av)[0] = vi
+            if v_step == 4:  # (bv = -4: the root below takes v's place)
+                ptr32(av)[0] = vi
+            elif bv == 2:
+                ptr16(av)[0] = vi
+            else:
+                ptr8(av)[0] = vi
+            if bm == 4:
+                ptr32(am)[0] = mi
+            elif bm == 2:
+                ptr16(am)[0] = mi
+            else:
+                ptr8(am)[0] = mi
         # 9.3 den = isqrt(v) + 1. v normalized by an even shift 2 s2 into vn in [64, 256)
-        # (v < 64: vn = v); 16 sqrt(vn) from four chords (raised by half their sag) is within
-        # -2..+4 of the root for s2 <= 4 (v < 2**16), else one Newton step brings it within
-        # 0..+1; then exact corrections (checked against the exact root for every v < 2**25,
-        # all k*k-1..k*k+1 and 1M random v in each 2**24 up to 2**30), every product below 2**31
+        # (v < 64: vn = v); 16 sqrt(vn) from one parabola, vn (1003 - vn) / 2**10 + 71
+        # (within 2 of it on [64, 256)), scaled back is within -2..+4 of the root for
+        # s2 <= 4 (v < 2**16), else one Newton step brings it within 0..+3; then exact
+        # corrections (the ranges from every v < 2**22, all k*k-1..k*k+1 up to 2**30 and 200K
+        # random v in each 2**k, k = 24..29), every product below 2**31
+        # (the shifts by 4 of the loop, 2 at a time from 2**14: vn in [64, 1024) then)
         vn = vi
         s2 = 0
-        while vn >= 1 << 10:
+        if vn >= 1 << 14:
+            vn >>= 8
+            s2 = 4
+            while vn >= 1 << 10:
+                vn >>= 4
+                s2 += 2
+        elif vn >= 1 << 10:
             vn >>= 4
-            s2 += 2
+            s2 = 2
         if vn >= 1 << 8:
             vn >>= 2
             s2 += 1
-        if vn >= 128:
-            if vn >= 192:
-                root = ((vn * 137) >> 8) + 119
-            else:
-                root = ((vn * 163) >> 8) + 100
-        elif vn >= 96:
-            root = ((vn * 194) >> 8) + 84
-        else:
-            root = ((vn * 230) >> 8) + 71
+        root = ((vn * (1003 - vn)) >> 10) + 71
         root = (root << s2) >> 4  # >= 4
         if s2 > 4:
             root = (root + vi // root) >> 1
@@ -1105,17 +1118,21 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
             root -= 1
         while (root + 1) * (root + 1) <= vi:
             root += 1
-        if bv < 0:
+        if roots:
             ptr32(av)[0] = root
         den = root + 1
         # 9.4 r = m / den in Q13, clamped to +-4: a << e >= den << 15 written as
         # a >= den << (15 - e) (e <= 15) or a >= ceil(den / 2**(e - 15)), free of overflow
         a = mi if mi >= 0 else 0 - mi
-        if a >= ((den << big_sh) + small_add) >> small_sh:  # one of the shifts is 0
+        if a > a_lim and a >= ((den << big_sh) + small_add) >> small_sh:  # one shift is 0
             r = _R_MAX
         else:
             # ((a << e) + den/2) // den, as (... - den) // den + 1: dividend within +-2**30
+            # (a <= a_lim: a << e <= 2**30; else a << e < den << 15 <= 2**30 + 2**15), and
+            # at most 2**15 below the clamp's threshold, at least 2**15 at or above it
             r = ((a << e) + (den >> 1) - den) // den + 1
+            if r > _R_MAX:
+                r = _R_MAX
         if mi < 0:
             r = 0 - r
         # 9.5 the update in Falpha + 13 bits, |delta| <= 2**30, requantized by u bits with
@@ -1131,28 +1148,28 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
             ptr16(aw)[0] = w
         else:
             j = (ag - g0) >> 2
-            if bs == 2:
-                w = (ptr16(aw)[0] ^ 0x8000) - 0x8000
-            elif bs == 4:
-                w = (ptr32(aw)[0] ^ s32) - s32
-            else:
+            if bs == 1:  # (int8's container first)
                 w = (ptr8(aw)[0] ^ 0x80) - 0x80
+            elif bs == 2:
+                w = (ptr16(aw)[0] ^ 0x8000) - 0x8000
+            else:
+                w = (ptr32(aw)[0] ^ s32) - s32
             if mode == _ROUND_KAHAN:
                 # 9.6: t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8), W) below;
                 # c = clamp(t - (w << 8), -2**7, 2**7 - 1)
                 d = (delta + half_uk) >> uk
                 t = (w << _KAHAN_BITS) + ((pc[j] ^ 0x80) - 0x80) - d
                 w = (t + _KAHAN_HALF) >> _KAHAN_BITS
-            elif mode == _ROUND_PSEUDO:  # 9.6: RNG-free, the low bits of delta itself
-                d = (delta + ((delta & ph_mask) << ph_sh)) >> u
-            elif mode == _ROUND_STOCHASTIC:  # r30 = hash30((key + i) & M30), from prng
-                x = (key + j) & _M30
-                for _ in range(2):
-                    x = ((x ^ (x >> 16)) * _HASH_MUL) & _M30
-                x ^= x >> 16
-                d = (delta + (x >> rand_sh)) >> u
-            # (u = 0: every mode gives d = delta, the random or pseudo addend being 0)
-            if mode != _ROUND_KAHAN:
+            else:
+                if mode == _ROUND_PSEUDO:  # 9.6: RNG-free, the low bits of delta itself
+                    d = (delta + ((delta & ph_mask) << ph_sh)) >> u
+                elif mode == _ROUND_STOCHASTIC:  # r30 = hash30((key + i) & M30), from prng
+                    x = (key + j) & _M30
+                    for _ in range(2):
+                        x = ((x ^ (x >> 16)) * _HASH_MUL) & _M30
+                    x ^= x >> 16
+                    d = (delta + (x >> rand_sh)) >> u
+                # (u = 0: every mode gives d = delta, the random or pseudo addend being 0)
                 # store - d in int32 for every store of up to 32 bits
                 if d < 0 and w > hi + d:
                     w = hi
@@ -1169,12 +1186,12 @@ def adam_update(store, m, v, g, comp, n: int, i0: int, js: int, j0: int, alpha: 
                 elif c < 0 - _KAHAN_HALF:
                     c = 0 - _KAHAN_HALF
                 pc[j] = c
-            if bs == 2:
-                ptr16(aw)[0] = w
-            elif bs == 4:
-                ptr32(aw)[0] = w
-            else:
+            if bs == 1:
                 ptr8(aw)[0] = w
+            elif bs == 2:
+                ptr16(aw)[0] = w
+            else:
+                ptr32(aw)[0] = w
         if d == 0:
             if delta != 0:
                 stalled += 1
@@ -1196,17 +1213,16 @@ def widen(out, src, off: int, n: int, nb: int):
     p8 = ptr8(src)
     p16 = ptr16(int(p8))
     p32 = ptr32(int(p8))
+    sx = 0x8000 if nb == 2 else (0x80 if nb == 1 else 0)  # a signed value's sign bit
+    nsx = 0 - sx  # (x ^ sx) + nsx: x sign-extended (written so, not as the s32 idiom)
     for i in range(n):
-        if nb == 2:
-            po[i] = (p16[off + i] ^ 0x8000) - 0x8000
-        elif nb == 1:
-            po[i] = (p8[off + i] ^ 0x80) - 0x80
-        elif nb == -1:
-            po[i] = p8[off + i]
-        elif nb == -2:
-            po[i] = p16[off + i]
+        if nb == 2 or nb == -2:
+            x = p16[off + i]
+        elif nb == 1 or nb == -1:
+            x = p8[off + i]
         else:
-            po[i] = p32[off + i]
+            x = p32[off + i]  # (stored as its low 32 bits below)
+        po[i] = (x ^ sx) + nsx
 
 
 @micropython.viper
@@ -1236,10 +1252,13 @@ def narrow(dst, off: int, src, n: int, lo: int, hi: int, nb: int) -> int:
 @micropython.viper
 def copy32(dst, d0: int, src, s0: int, n: int):
     """dst[d0:d0+n] = src[s0:s0+n], int32 buffers."""
-    pd = ptr32(dst)
-    ps = ptr32(src)
-    for i in range(n):
-        pd[d0 + i] = ps[s0 + i]
+    ad = int(ptr32(dst)) + 4 * d0  # byte addresses, one step a value
+    at = int(ptr32(src)) + 4 * s0
+    end = at + 4 * n
+    while at < end:
+        ptr32(ad)[0] = ptr32(at)[0]
+        ad += 4
+        at += 4
 
 
 # --- block-scaled Adam state (section 9.6) ---
@@ -1250,27 +1269,25 @@ def block_decode(w, q, k, a: int, n: int, nblk: int, nb: int, sq: int):
     """w[0:n] (int32) = the wide values of parameters a .. a+n-1 (a a multiple of nblk):
     q_i << k_j, signed mantissas q (m), or with sq (v, stored through its square root)
     (q_i << k_j)**2 of unsigned ones; q in nb bytes (1 or 2), k (blocks,) uint8 shifts."""
-    pw = ptr32(w)
-    q8 = ptr8(q)
-    q16 = ptr16(int(q8))
     pk = ptr8(k)
+    sx = 0 if sq else (0x8000 if nb == 2 else 0x80)  # m's sign bit (v's mantissas: unsigned)
+    nsx = 0 - sx  # (x ^ sx) + nsx: x sign-extended (written so, not as the s32 idiom)
     blk = a // nblk
-    left = 0  # values left in the current block
-    kj = 0
-    for j in range(n):
-        if left == 0:
-            kj = int(pk[blk])
-            blk += 1
-            left = nblk
-        left -= 1
-        i = a + j
-        if sq:
-            x = int(q16[i]) if nb == 2 else int(q8[i])
-            x = x << kj
-            pw[j] = x * x  # (2**15)**2 at most: decoded roots stay <= 2**15
-        else:
-            x = (q16[i] ^ 0x8000) - 0x8000 if nb == 2 else (q8[i] ^ 0x80) - 0x80
-            pw[j] = x << kj
+    aw = int(ptr32(w))  # byte addresses, one step a value
+    aq = int(ptr8(q)) + nb * a
+    last = aw + 4 * n
+    while aw < last:  # a block at a time
+        kj = int(pk[blk])
+        blk += 1
+        end = aw + 4 * nblk if aw + 4 * nblk < last else last
+        while aw < end:
+            x = int(ptr16(aq)[0]) if nb == 2 else int(ptr8(aq)[0])
+            x = ((x ^ sx) + nsx) << kj
+            if sq:
+                x = x * x  # (2**15)**2 at most: decoded roots stay <= 2**15
+            ptr32(aw)[0] = x
+            aw += 4
+            aq += nb
 
 
 @micropython.viper
@@ -1280,37 +1297,40 @@ def block_encode(q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int
     mantissa, then q_i = rnd(x_i, k_j) with x = w: m (signed, |q| <= 2**(bits-1) - 1), or
     with sq the roots isqrt(v) that adam_update left for bv = -4 (unsigned,
     q <= 2**bits - 1). q in nb bytes, k (blocks,) uint8."""
-    pw = ptr32(w)
-    q8 = ptr8(q)
-    q16 = ptr16(int(q8))
+    aw = int(ptr32(w))  # byte addresses, one step a value
+    aq = int(ptr8(q)) + nb * a
     pk = ptr8(k)
     one = 1
     s32 = one << 31
-    top = (1 << bits) - 1 if sq else (1 << (bits - 1)) - 1
     tbits = bits if sq else bits - 1  # bitlen(top)
+    top = (1 << tbits) - 1
     b0 = 0
     while b0 < n:
         b1 = b0 + nblk if b0 + nblk < n else n
+        end = aw + 4 * (b1 - b0)
         big = 0
-        for j in range(b0, b1):
-            x = (pw[j] ^ s32) - s32
+        at = aw
+        while at < end:
+            x = (ptr32(at)[0] ^ s32) - s32
             ax = x if x >= 0 else 0 - x
             if ax > big:
                 big = ax
-        nbits = 0  # bitlen(big)
-        y = big
+            at += 4
+        kj = 0  # max(0, bitlen(big) - tbits)
+        y = big >> tbits
         while y != 0:
             y >>= 1
-            nbits += 1
-        kj = nbits - tbits if nbits > tbits else 0
+            kj += 1
         if ((big + ((1 << kj) >> 1)) >> kj) > top:
             kj += 1
         half = (1 << kj) >> 1
-        for j in range(b0, b1):
-            x = (((pw[j] ^ s32) - s32) + half) >> kj
+        while aw < end:
+            x = (((ptr32(aw)[0] ^ s32) - s32) + half) >> kj
             if nb == 2:
-                q16[a + j] = x
+                ptr16(aq)[0] = x
             else:
-                q8[a + j] = x
+                ptr8(aq)[0] = x
+            aw += 4
+            aq += nb
         pk[(a + b0) // nblk] = kj
         b0 = b1

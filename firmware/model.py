@@ -296,10 +296,11 @@ class Model:
             return
         sh_m, sh_s, e, u, mode, lo, hi, hm, hv, _, _, _ = self.opt
         _, _, _, bm, bv, bs = self.nb
-        self.stalled_total += K.adam_update(self.store, self.m, self.v, grad, self.blk[9], n, off,
-                                            off, off, alpha, sh_m, sh_s, e, u, mode, key, lo,
-                                            hi, hm, hv, bs, bm, bv)
-        self.refresh_data(off, n)
+        self.stalled_total += K.adam_update(0, 0, self.store, self.m, self.v, grad, self.blk[9],
+                                            n, off, off, off, alpha, sh_m, sh_s, e, u, mode,
+                                            key, lo, hi, hm, hv, bs, bm, bv)
+        if self.nums[3]:  # (a call of its own allocates its frame: blockadam.gather)
+            self.refresh_data(off, n)
 
     def weight_backward(self, j, dx, dy, x, T, n_in, n_out, alpha, key):
         """The backward pass of y = W x for tensor j of the table: dx, and dW a few rows

@@ -1,7 +1,7 @@
 """The firmware's cost per training step, counted deterministically, and the size of
 its native code.
 
-    python -m qgpt.fwprofile [--format q4.12] [--steps 20,100] [--data NAMES_FILE]
+    python -m qgpt.fwprofile [--format q4.12 | --policy SPEC] [--steps 20,100] [--data NAMES_FILE]
                              [--arches xtensawin,...] [--no-phases] [--no-sizes]
                              [--quick] [--source COPY_OF_FIRMWARE] [--keep DIR]
 
@@ -85,11 +85,20 @@ def build_driver(fw, work):
         raise RuntimeError(f"mpy-cross failed on the driver: {r.stderr.strip()}")
 
 
-def run_config(fmt, data, stop_at):
+def train_case(fmt, policy=None):
+    """The conformance TrainCase of a run: format fmt with nearest rounding, or a policy
+    SPEC as `qgpt train --policy` takes it (its own rounding)."""
     from qgpt import conformance as cf
 
-    return cf.device_config(cf.TrainCase(fmt, "nearest"), data, stop_at=stop_at,
-                            log_every=1 << 20)
+    if policy:
+        return cf.policy_case(policy)
+    return cf.TrainCase(fmt, "nearest")
+
+
+def run_config(case, data, stop_at):
+    from qgpt import conformance as cf
+
+    return cf.device_config(case, data, stop_at=stop_at, log_every=1 << 20)
 
 
 def default_micropython():
@@ -105,11 +114,12 @@ def pack_data(names_file, dest):
     cf.pack_names(names_file, dest)
 
 
-def train_heapsize():
-    """The heap the tests and the conformance levels train in (96K)."""
+def train_heapsize(case):
+    """The heap the tests and the conformance levels train a case in (96K; policies and
+    master weights more)."""
     from qgpt import conformance as cf
 
-    return cf.TRAIN_HEAPSIZE
+    return cf.device_heap(case)
 
 
 # --- the phase driver (MicroPython, written into the build folder) ---
@@ -308,7 +318,7 @@ def native_sizes(arches, firmware_dir=None):
 
 
 def profile(fmt="q4.12", lengths=(20, 100), micropython=None, valgrind=VALGRIND, keep=None,
-            source_dir=None, variants=VARIANTS, names_file=None):
+            source_dir=None, variants=VARIANTS, names_file=None, policy=None):
     """(rates {variant: instructions/step}, runtime [(function, instr/step)], token counts
     of the steps in the difference, the `done` line of the step variant's longer run)."""
     micropython = micropython or default_micropython()
@@ -320,16 +330,17 @@ def profile(fmt="q4.12", lengths=(20, 100), micropython=None, valgrind=VALGRIND,
         run.mkdir(parents=True, exist_ok=True)
         pack_data(names_file, run / "names.bin")
         env = dict(os.environ, MICROPYPATH=str(fw), PYTHONHASHSEED="0")
+        case = train_case(fmt, policy)
         counts, full = {}, {}
         seed = None
         done = ""
         for variant in variants:
             for n in lengths:
-                config = run_config(fmt, "names.bin", n)
+                config = run_config(case, "names.bin", n)
                 seed = config["seed"]
                 (run / f"{variant}-{n}.json").write_text(json.dumps(config))
                 module = ["-m", "qgpt_train"] if variant == "step" else ["-m", DRIVER, variant]
-                cmd = [micropython, "-X", f"heapsize={train_heapsize()}", *module,
+                cmd = [micropython, "-X", f"heapsize={train_heapsize(case)}", *module,
                        f"{variant}-{n}.json"]
                 count, out = run_counted(cmd, run, env, run / f"cg-{variant}-{n}.out", valgrind)
                 counts[(variant, n)] = count.total
@@ -341,7 +352,7 @@ def profile(fmt="q4.12", lengths=(20, 100), micropython=None, valgrind=VALGRIND,
     return per_step(counts, lengths), function_rates(full[a], full[b], b - a), tokens, done
 
 
-def print_profile(fmt, lengths, rate, runtime, tokens, done, data=None):
+def print_profile(fmt, lengths, rate, runtime, tokens, done, data=None, policy=None):
     from tabulate import tabulate
 
     steps = lengths[1] - lengths[0]
@@ -356,7 +367,8 @@ def print_profile(fmt, lengths, rate, runtime, tokens, done, data=None):
     else:
         split = None
         print(f"total {round(total)} instructions/step")
-    print(f"{fmt}, nearest rounding, {data or 'the built-in names'}, MicroPython unix port "
+    what = f"policy {policy}" if policy else f"{fmt}, nearest rounding"
+    print(f"{what}, {data or 'the built-in names'}, MicroPython unix port "
           f"({os.uname().machine}); steps {lengths[0]}..{lengths[1]} ({sum(tokens) / steps:.2f} "
           f"positions a step): {mac:,.0f} multiply-accumulates a step, {total / mac:.0f} "
           f"instructions per MAC")
@@ -376,6 +388,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m qgpt.fwprofile",
                                  description=__doc__.splitlines()[0])
     ap.add_argument("--format", default="q4.12")
+    ap.add_argument("--policy", default=None,
+                    help="a precision policy SPEC or preset (e.g. int8) instead of --format")
     ap.add_argument("--steps", default="20,100", help="the two run lengths, e.g. 20,100")
     ap.add_argument("--arches", default=",".join(ARCHES), help="mpy-cross -march values")
     ap.add_argument("--no-phases", action="store_true", help="skip the instruction counts")
@@ -398,6 +412,14 @@ def main(argv=None):
         print(f"--steps {a.steps}: give two run lengths, shorter first, e.g. --steps 20,100",
               file=sys.stderr)
         return 2
+    if a.policy:
+        from qgpt.policy import PolicyError
+
+        try:
+            train_case(a.format, a.policy)
+        except PolicyError as e:
+            print(f"--policy {a.policy}: {e}", file=sys.stderr)
+            return 2
     from tabulate import tabulate
 
     if not a.no_phases:
@@ -407,8 +429,8 @@ def main(argv=None):
         else:
             variants = ("step",) if a.quick else VARIANTS
             rate, runtime, tokens, done = profile(a.format, lengths, a.micropython, a.valgrind,
-                                                  a.keep, a.source, variants, a.data)
-            print_profile(a.format, lengths, rate, runtime, tokens, done, a.data)
+                                                  a.keep, a.source, variants, a.data, a.policy)
+            print_profile(a.format, lengths, rate, runtime, tokens, done, a.data, a.policy)
     if not a.no_sizes:
         arches = [x for x in a.arches.split(",") if x]
         table, files = native_sizes(arches, a.source)

@@ -2,6 +2,7 @@
 they sit where they say, and a fast path without its bound is caught on the int32 target
 (the 64-bit unix port computes the same integers and cannot see it)."""
 
+import math
 import shutil
 
 import numpy as np
@@ -74,3 +75,18 @@ def test_adams_unsplit_bound_widened_is_caught_only_on_the_int32_target(tmp_path
     report = cf.run_ops(cases=group, firmware_dir=fw, target="int32")
     assert not report.ok
     assert all(m.op == "adam_update" for m in report.mismatches)
+
+
+def test_adam_ratio_cases_sit_on_the_quotients_bound():
+    from qgpt.conformance.fast_path_cases import ADAM_RATIO_POLICIES
+    from qgpt.policy import parse_policy
+
+    groups = fast_path_groups()
+    for spec in ADAM_RATIO_POLICIES:
+        p = parse_policy(spec)
+        (case,) = groups[p.short_spec + ",adam ratio int32 edge"]
+        lim = (1 << 30) >> p.adam_e
+        m, v = case.expected["m"][1], case.expected["v"][1]
+        assert {lim - 1, lim, lim + 1, -lim - 1, -lim, 1 - lim} <= set(m.tolist()), spec
+        dens = {math.isqrt(x) + 1 for x in v.tolist()}
+        assert dens == {2**15 - 1, 2**15, 2**15 + 1, 1, 2**10}, spec

@@ -140,6 +140,23 @@ def test_mpy_code_bytes_on_mpy_cross_output(tmp_path):
     assert sizes[1] > sizes[0]
 
 
+def test_a_policy_is_profiled_with_its_classes_rounding_and_heap():
+    case = fp.train_case("q4.12", "int8")
+    cfg = fp.run_config(case, "names.bin", 20)
+    assert (cfg["format"], cfg["rounding"], cfg["stop_at"]) == ("q2.6", "kahan", 20)
+    assert cfg["policy"]["adam_m"] == cfg["policy"]["adam_v"] == "b8x64"
+    plain = fp.run_config(fp.train_case("q4.12"), "names.bin", 20)
+    assert (plain["format"], plain["rounding"], "policy" in plain) == ("q4.12", "nearest", False)
+    # the heap the conformance levels give a policy (more than a plain format's 96K)
+    assert int(fp.train_heapsize(case)[:-1]) > int(fp.train_heapsize(fp.train_case("q4.12"))[:-1])
+
+
+def test_a_bad_policy_is_one_line_and_exit_2(capsys):
+    assert fp.main(["--policy", "nonsense=q1.1", "--no-sizes"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--policy nonsense=q1.1" in err and "unknown class" in err
+
+
 def test_bad_steps_is_one_line_and_exit_2(capsys):
     assert fp.main(["--steps", "30,10", "--no-sizes"]) == 2
     err = capsys.readouterr().err.strip()

@@ -42,7 +42,7 @@ for _ in range(reps):
     K.copy32(m, 0, M0, 0, N)
     K.copy32(v, 0, V0, 0, N)
     if unit == "adam":
-        K.adam_update(s, m, v, G, comp, N, 0, 0, 0, ALPHA, ARGS)
+        K.adam_update(0, 0, s, m, v, G, comp, N, 0, 0, 0, ALPHA, ARGS)
 print("done step")
 '''
 

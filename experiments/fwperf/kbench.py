@@ -47,8 +47,8 @@ UNITS = {
     "rmsnorm_bwd": ("K.rmsnorm_backward(gc, gb, x1, rs1, T, 16, sh_c, fa, gl, gh, bg, ba)",
                     7 * 16, "element"),
     "adam_256": (
-        "K.adam_update(mdl.store, mdl.m, mdl.v, probs, mdl.blk[9], 256, 0, 0, 0, alpha, sh_m, "
-        "sh_sa, e, u, mode, 0, slo, shi, hm, hv, bs, bm, bv)", 256, "parameter"),
+        "K.adam_update(0, 0, mdl.store, mdl.m, mdl.v, probs, mdl.blk[9], 256, 0, 0, 0, alpha, "
+        "sh_m, sh_sa, e, u, mode, 0, slo, shi, hm, hv, bs, bm, bv)", 256, "parameter"),
     "softmax_27": ("K.softmax(logits, logits, 0, 27, F)", 27, "element"),
     "embedding_fwd": ("K.embedding_forward(ga, wte, wpe, 3, t, 16, sh_emb, lo, hi, ba, bw)", 16,
                       "element"),
@@ -114,7 +114,8 @@ def measure(units, source=None, reps=(10, 60)):
         run = tmp / "run"
         run.mkdir()
         cf.pack_names(None, run / "names.bin")
-        (run / "c.json").write_text(json.dumps(fp.run_config("q4.12", "names.bin", 20)))
+        config = fp.run_config(fp.train_case("q4.12"), "names.bin", 20)
+        (run / "c.json").write_text(json.dumps(config))
         env = dict(os.environ, MICROPYPATH=str(fw), PYTHONHASHSEED="0")
         for unit in ["loop", *units]:
             call = UNITS[unit][0]

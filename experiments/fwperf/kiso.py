@@ -37,8 +37,8 @@ UNITS = {
     "dot_rows_call": ("K.dot_rows(y, 0, 1, 0, 2, x, 0, 0, 0, 1, 2, x, 0, 0, 0, 1, 2, 1, 1, 0, 4, "
                       "LO, HI, 0)", 1, "call"),
     "rmsnorm_fwd": ("K.rmsnorm_forward(y, rs, x, 3, 16, 4, 28, 1, LO, HI, 2)", 16, "element"),
-    "adam_256": ("K.adam_update(w, m, vv, g, comp, 256, 0, 0, 0, 1000, 0, 14, 13, 15, 0, 0, LO, "
-                 "HI, MMAX, 1 << 30, 2, 4, 4)", 256, "parameter"),
+    "adam_256": ("K.adam_update(0, 0, w, m, vv, g, comp, 256, 0, 0, 0, 1000, 0, 14, 13, 15, 0, 0, "
+                 "LO, HI, MMAX, 1 << 30, 2, 4, 4)", 256, "parameter"),
 }
 
 DRIVER = '''import sys

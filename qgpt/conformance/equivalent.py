@@ -42,7 +42,7 @@ _SMALL_SUM = ("this sum is at most 4 * 2**30 (HS = 4 products of 16-bit words) o
               "probabilities) * 2**15: with either limit the formula stays within int32 "
               "and saturates the same")
 _ONLY_COUNTS = ("narrow's lo and hi only count values outside them (a checkpoint check), "
-                "a count unit_adam ignores")
+                "a count gather ignores")
 _S_SMALL = ("ln_q16's argument is a softmax denominator S < 27 * 2**15 < 2**20, so n <= 19 "
             "and only the left shift s << (29 - n) is taken")
 _NEVER_READ = "the constant is read by no firmware code (model.py uses _V, _N of layout.py)"
@@ -127,8 +127,6 @@ EQUIVALENT = {
     ("block_encode", "big = 0", "0", "1", 0):
         "big only sets the block's shift: for a block of zeros 1 and 0 both give kj = 0 "
         "(tbits >= 3)",
-    ("block_encode", "kj = nbits - tbits if nbits > tbits else 0", ">", ">=", 0):
-        "at nbits = tbits, nbits - tbits is 0, the else value",
     ("adam_update", "elif gs < gs_lo:", "<", "<=", 0):
         "gs = gs_lo gives gs_lo << gs_ls = -32768, the saturation value (gs_ls <= 15: "
         "Fh <= 15, Fp >= 0)",
@@ -194,17 +192,13 @@ EQUIVALENT = {
     ("adam_update", "if d < 0 and w > hi + d:", ">", ">=", 0):
         "at w = hi + d, w - d is hi either way",
     ("narrow", "bad += 1", "+=", "-=", 0):
-        "the count is only tested for nonzero (restore.py) or ignored (unit_adam)",
+        "the count is only tested for nonzero (restore.py) or ignored (blockadam.gather)",
     ("narrow", "bad += 1", "1", "2", 0):
-        "the count is only tested for nonzero (restore.py) or ignored (unit_adam)",
+        "the count is only tested for nonzero (restore.py) or ignored (blockadam.gather)",
     ("block_encode", "ax = x if x >= 0 else 0 - x", "0", "1", 0):
         "at x = 0, 0 - x is 0 either way",
     ("block_encode", "ax = x if x >= 0 else 0 - x", ">=", ">", 0):
         "at x = 0, 0 - x is 0 either way",
-    ("block_decode", "kj = 0", "0", "1", 0):
-        "kj is set from the block's shift before it is read (left starts at 0)",
-    ("block_decode", "kj = 0", "0", "-1", 0):
-        "kj is set from the block's shift before it is read (left starts at 0)",
     ("adam_update", "small_add = (1 << small_sh) - 1", "1", "0", 1):
         "it moves the clamp's test only at a * 2**e = den * 2**15, where the quotient is "
         "2**15 = R_MAX, the clamp's value",
@@ -236,15 +230,15 @@ EQUIVALENT = {
     ("block_encode", "b1 = b0 + nblk if b0 + nblk < n else n", "<", "<=", 0):
         "for b0 + nblk = n both give n",
     ("block_encode", "if ax > big:", ">", ">=", 0): "big, the maximum, is the same",
-    ("unit_adam", "K.block_decode(vw, mdl.v, vk, off, n, n_v, bv, 1)", "1", "2", 0):
+    ("gather", "K.block_decode(vw, mdl.v, vk, a, size, n_v, bv, 1)", "1", "2", 0):
         "block_decode tests sq only for truth",
-    ("unit_adam", "K.block_encode(mdl.v, vk, vw, off, n, n_v, bits_v, bv, 1)", "1", "2", 0):
+    ("gather", "K.block_encode(mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)", "1", "2", 0):
         "block_encode tests sq only for truth",
-    ("unit_adam", "K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)", "0", "-1", 0): _ONLY_COUNTS,
-    ("unit_adam", "K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)", "0", "1", 0): _ONLY_COUNTS,
-    ("unit_adam", "K.narrow(mdl.m, off, mw, n, 0 - hm, hm, bm)", "-", "+", 0): _ONLY_COUNTS,
-    ("unit_adam", "K.narrow(mdl.v, off, vw, n, 0, hv, bv)", "0", "1", 0): _ONLY_COUNTS,
-    ("unit_adam", "K.narrow(mdl.v, off, vw, n, 0, hv, bv)", "0", "-1", 0): _ONLY_COUNTS,
+    ("gather", "K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)", "0", "-1", 0): _ONLY_COUNTS,
+    ("gather", "K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)", "0", "1", 0): _ONLY_COUNTS,
+    ("gather", "K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)", "-", "+", 0): _ONLY_COUNTS,
+    ("gather", "K.narrow(mdl.v, a, vw, size, 0, hv, bv)", "0", "1", 0): _ONLY_COUNTS,
+    ("gather", "K.narrow(mdl.v, a, vw, size, 0, hv, bv)", "0", "-1", 0): _ONLY_COUNTS,
     ("gather", "size = U if a + U <= _N else _N - a", "<=", "<", 0):
         "for a + U = N, N - a is U",
     ("gather", "hi = off + n if off + n < a + size else a + size", "<", "<=", 0):

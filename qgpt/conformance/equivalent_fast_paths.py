@@ -1,5 +1,5 @@
 """The equivalent mutants of the kernels issue 15's speed work wrote (dot_rows, the
-linear fast paths, abs_max, adam_update's isqrt by chords), each with a one-line
+linear fast paths, abs_max, adam_update's isqrt by a parabola), each with a one-line
 argument: equivalent.py merges them into EQUIVALENT (its docstring says how a key
 names a mutant). Also the arguments both tables use.
 """
@@ -50,13 +50,13 @@ _TO_EXACT = ("only sends rows from the fast path to the exact one (dot_rows's in
              "which gives the same integers")
 _FIT_2_30 = ("the bound 2**30 instead of 2**30 - 1: |S| <= 2**30 plus the half (<= 2**26) "
              "stays below 2**31, the fast path stays exact")
-# adam_update's isqrt: chords, a Newton step, then `while root * root > vs: root -= 1` and
+# adam_update's isqrt: a parabola, a Newton step, then `while root * root > vs: root -= 1` and
 # `while (root + 1) * (root + 1) <= vs: root += 1`, which end at floor(sqrt(vs)) from any
 # start in [1, 46340] (every product within int32). Each such mutant
 # was emulated with int32 checks on every v < 2**16, k*k - 1 .. k*k + 1, each chord's and
 # normalization step's ends and 20000 random v in [0, 2**30].
-_CHORD_START = ("only moves the start of Newton's step (normalization or chord); it stays in "
-                "[1, 46340], from where the exact corrections end at floor(sqrt(v))")
+_CHORD_START = ("only moves the start of Newton's step (normalization or parabola); it stays "
+                "in [1, 46340], from where the exact corrections end at floor(sqrt(v))")
 _UNSPLIT_NARROWER = ("fewer policies take the unsplit mul15 (a narrower test): the others "
                      "take the general path, the same integers (both 9.1-9.2's; the unsplit "
                      "one proven equal within its bounds)")
@@ -110,12 +110,11 @@ FAST_PATHS = {
         ("s2 = 0", "0", "1", 0), ("if vn >= 1 << 8:", "<<", ">>", 0),
         ("s2 += 2", "2", "1", 1),
         ("s2 += 1", "1", "0", 0), ("vn >>= 4", "4", "5", 0), ("vn >>= 2", "2", "3", 0),
-        ("root = ((vn * 137) >> 8) + 119", "137", "138", 0),
-        ("root = ((vn * 137) >> 8) + 119", "8", "7", 0), ("if vn >= 128:", ">=", ">", 0),
-        ("root = ((vn * 163) >> 8) + 100", "163", "162", 0), ("elif vn >= 96:", "96", "97", 0),
-        ("root = ((vn * 194) >> 8) + 84", "84", "85", 0),
-        ("root = ((vn * 230) >> 8) + 71", "71", "72", 0),
-        ("root = (root << s2) >> 4  # >= 4", "4", "5", 0))},
+        ("root = (root << s2) >> 4  # >= 4", "4", "5", 0),
+        ("root = ((vn * (1003 - vn)) >> 10) + 71", "1003", "1002", 0),
+        ("root = ((vn * (1003 - vn)) >> 10) + 71", "1003", "1004", 0),
+        ("root = ((vn * (1003 - vn)) >> 10) + 71", "71", "70", 0),
+        ("root = ((vn * (1003 - vn)) >> 10) + 71", "71", "72", 0))},
     # the loop up: one integer Newton step from any positive start gives at least
     # floor(sqrt(vs)) (AM-GM, floors included), and the loop down stops at it
     **{("adam_update", line, tok, rep, k): "the loop up never runs: one integer Newton step "
@@ -165,36 +164,10 @@ FAST_PATHS = {
         ("if vn >= 1 << 8:", "1", "0", 0),
         ("if vn >= 1 << 8:", "8", "7", 0),
         ("s2 += 1", "1", "2", 0),
-        ("if vn >= 192:", "192", "193", 0),
-        ("root = ((vn * 137) >> 8) + 119", "137", "136", 0),
-        ("root = ((vn * 137) >> 8) + 119", "119", "120", 0),
-        ("if vn >= 128:", "128", "129", 0),
-        ("root = ((vn * 163) >> 8) + 100", "163", "164", 0),
-        ("root = ((vn * 163) >> 8) + 100", "8", "7", 0),
-        ("root = ((vn * 163) >> 8) + 100", "100", "99", 0),
-        ("elif vn >= 96:", "96", "95", 0),
-        ("root = ((vn * 194) >> 8) + 84", "194", "193", 0),
-        ("root = ((vn * 194) >> 8) + 84", "8", "7", 0),
-        ("root = ((vn * 230) >> 8) + 71", "230", "231", 0),
-        ("root = ((vn * 230) >> 8) + 71", "8", "9", 0),
-        ("root = ((vn * 230) >> 8) + 71", "71", "70", 0),
         ("s2 += 2", "2", "3", 1),
         ("if vn >= 1 << 8:", "1", "2", 0),
         ("if vn >= 1 << 8:", "8", "9", 0),
         ("vn >>= 2", "2", "1", 0),
-        ("if vn >= 192:", ">=", ">", 0),
-        ("if vn >= 192:", "192", "191", 0),
-        ("root = ((vn * 137) >> 8) + 119", "8", "9", 0),
-        ("root = ((vn * 137) >> 8) + 119", "119", "118", 0),
-        ("if vn >= 128:", "128", "127", 0),
-        ("root = ((vn * 163) >> 8) + 100", "8", "9", 0),
-        ("root = ((vn * 163) >> 8) + 100", "100", "101", 0),
-        ("elif vn >= 96:", ">=", ">", 0),
-        ("root = ((vn * 194) >> 8) + 84", "194", "195", 0),
-        ("root = ((vn * 194) >> 8) + 84", "8", "9", 0),
-        ("root = ((vn * 194) >> 8) + 84", "84", "83", 0),
-        ("root = ((vn * 230) >> 8) + 71", "230", "229", 0),
-        ("root = ((vn * 230) >> 8) + 71", "8", "7", 0),
         ("root = (root << s2) >> 4  # >= 4", "4", "3", 0),
     )},
     **{("adam_update", line, tok, rep, k): "only moves the value the correction loops start "
@@ -266,8 +239,6 @@ FAST_PATHS = {
     ("block_encode", "big = 0", "0", "1", 0):
         "big only sets the block's shift: for a block of zeros 1 and 0 both give kj = 0 "
         "(tbits >= 3)",
-    ("block_encode", "kj = nbits - tbits if nbits > tbits else 0", ">", ">=", 0):
-        "at nbits = tbits, nbits - tbits is 0, the else value",
     ("adam_update", "if d < 0 and w > hi + d:", "0", "1", 0):
         "for d = 0 the test w > hi never holds: w is a value of the store's format",
     **{("relu_forward", f"py{b}[i] = v if v > 0 else 0", ">", ">=", 0): "at v = 0 both store 0"

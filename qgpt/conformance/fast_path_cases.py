@@ -1,6 +1,7 @@
 """Op-level golden cases on the thresholds of the speed work's kernels (issue 15):
-the linear kernels' bounded fast paths, dot_rows's widths and adam_update's isqrt by
-chords. The expected values come from the simulator (qgpt/int_ops.py, IntAdam).
+the linear kernels' bounded fast paths, dot_rows's widths and adam_update's isqrt (a
+parabola, a Newton step, exact corrections). The expected values come from the
+simulator (qgpt/int_ops.py, IntAdam).
 
     linear     L1(x[t]) * max |W| (and L1(dy[t]) * max |W|, L1(dy[:, o]) * max |x|) at,
                just below and just over the fast path's bound 2**30 - 1, and all-zero
@@ -14,12 +15,16 @@ chords. The expected values come from the simulator (qgpt/int_ops.py, IntAdam).
     dW         dot_rows's pre-check (hh against +-2**(14 + s)) with a dw to add to
     8-bit dy   dW's fast path off for 8-bit gradients (it reads 16-bit words)
     isqrt      adam_update with v (after its update) at every boundary of the
-               normalization (256, 2**8 .. 2**20 by the shifts) and of the four chords
+               normalization (256, 2**8 .. 2**20 by the shifts) and of the chords it had
                (vn = 64, 96, 128, 192, 256 times 4**s2), at squares k*k - 1, k*k, k*k + 1
                there, and at 2**30
     adam       adam_update's unsplit mul15: m, g and v at its bounds 2**18 and 2**22, beside
                them and at the int32 limits of the products, on policies at each per-call
                threshold (sh_s 7 and 6, hm 2**19 - 1 and 2**18 - 1, hv 2**22 - 1)
+    ratio      adam_update's quotient without the clamp's test before it (|m| << e <=
+               2**30): |m| at that bound 2**30 >> e and beside it, with den = isqrt(v) + 1
+               below, at and above the clamp's threshold 2**15 (v near 2**30), and small
+               (the quotient clamped after the division), two values of e
 """
 
 import math
@@ -130,7 +135,8 @@ def embedding_shift_cases(rng):
 
 
 def isqrt_targets():
-    """The v whose isqrt meets a threshold of adam_update's chords: every v < 300 (v < 256
+    """The v whose isqrt meets a threshold of adam_update's normalization or of the four
+    chords it had before its parabola (the same v still): every v < 300 (v < 256
     goes through 256 v), 2**k - 2 .. 2**k + 2, the chords' ends vn * 4**s2 (vn = 64, 96,
     128, 192, 256) and the same over 256, each -1, 0, +1, the squares k*k - 1, k*k, k*k + 1
     beside each of them, and 2**30."""
@@ -162,7 +168,7 @@ def _v_before(target, v_hi):
 def isqrt_cases(rng):
     """{label: [Case]}: adam_update (default policy, step 10) on parameters whose v after
     the update is each isqrt_targets value, m = 2 sqrt(v) (r = 2: a den one off moves
-    delta by several steps), in an int32 edge group (the chords' products)."""
+    delta by several steps), in an int32 edge group (the estimate's products)."""
     p = parse_policy("")
     label = p.short_spec + ",isqrt int32 edge"
     V, M, S = p.adam_v, p.adam_m, p.weight_store
@@ -379,6 +385,52 @@ def adam_unsplit_cases(rng):
     return groups
 
 
+# --- Adam's ratio (9.4) without the clamp's test first ---
+#
+# adam_update divides first and clamps after where a = |m| <= 2**30 >> e (then a << e <=
+# 2**30 and the quotient is at least 2**15 exactly where a * 2**e >= den * 2**15), and
+# tests the threshold first only above that bound.
+
+ADAM_RATIO_POLICIES = ("", "adam_m=q16.16")  # e = 5 and e = 11
+
+
+def _m_before(target, gm, k1=(1 << 15) - 4915):
+    """The m whose update (9.1: mul15(m, 2**15 - C1) + mul15(gm, C1)) gives target."""
+    rest = target - int(mul_q15(gm, 4915))
+    m = (rest << 15) // k1
+    return next(x for x in range(m - 2, m + 4) if int(mul_q15(x, k1)) == rest)
+
+
+def adam_ratio_cases(rng):
+    """{label: [Case]}: adam_update (step 10) on parameters whose m after the update is
+    +-(2**30 >> e) - 1, +-(2**30 >> e), +-(2**30 >> e) + 1 and whose v after it makes den
+    2**15 - 1, 2**15 (a * 2**e = den * 2**15 at a = 2**30 >> e), 2**15 + 1 (v = 2**30), 1
+    and 2**10 (g as _v_before gives it), each pair once, in an int32 edge group."""
+    groups = {}
+    for spec in ADAM_RATIO_POLICIES:
+        p = parse_policy(spec)
+        label = p.short_spec + ",adam ratio int32 edge"
+        V, S = p.adam_v, p.weight_store
+        sh_g = p.pgrads.frac_bits - V.frac_bits // 2  # g = gs << sh_g
+        sh_m = p.pgrads.frac_bits - p.m_wide.frac_bits  # gm = rnd(g, sh_m), sh_m >= 0 here
+        lim = (1 << 30) >> p.adam_e
+        rows = []
+        for den in ((1 << 15) - 1, 1 << 15, (1 << 15) + 1, 1, 1 << 10):
+            if (den - 1) ** 2 >= V.hi:  # v = 2**30 = hi: b2 hi + (1 - b2) 2**30 exactly
+                v, gs = V.hi, -(1 << 15)
+            else:  # den - 1 = isqrt of the middle of its interval, or nearly
+                v, gs = _v_before((den - 1) * den, V.hi)
+            g = gs << sh_g
+            gm = (g + ((1 << sh_m) >> 1)) >> sh_m
+            rows += [(_m_before(sign * a, gm), v, g) for a in (lim - 1, lim, lim + 1)
+                     for sign in (1, -1)]
+        grid = np.array(rows, np.int64)
+        store = rng.integers(S.lo // 2, S.hi // 2, len(grid))
+        groups[label] = [adam_case(p, label, _spec(p), "m at 2**30 >> e, den at the clamp", 10,
+                                   store, grid[:, 0], grid[:, 1], grid[:, 2], 0)]
+    return groups
+
+
 def fast_path_groups(seed=0):
     """{label: [Case]}: every group of this module."""
     rng = np.random.default_rng([seed, 15])
@@ -389,6 +441,7 @@ def fast_path_groups(seed=0):
     groups.update(dw_precheck_cases(rng))
     groups.update(byte_dw_cases(rng))
     groups.update(adam_unsplit_cases(rng))
+    groups.update(adam_ratio_cases(rng))
     for label, cases in shift_one_cases(rng).items():
         groups.setdefault(label, []).extend(cases)
     return groups
