@@ -5,11 +5,14 @@ training step; floats appear only to report the loss (from the model's own
 logits, in float64) and to convert.
 """
 
+import math
+
 import numpy as np
 
 from qgpt import int_ops as ops
 from qgpt import prng, qformat
 from qgpt.float_model import split_tokens
+from qgpt.int_losses import reported_losses, reported_losses_of_steps
 from qgpt.params import N_EMBD, N_PARAMS, QKV, SLOTS, stacked, views
 from qgpt.policy import (
     ADAM_C1,
@@ -116,7 +119,9 @@ def backward(ctx, flat, c, dflat, p=None, d=None):
 Q15_HALF, Q15_SHIFT = np.array(1 << 14, dtype=np.int64), np.array(15, dtype=np.int64)
 B1_Q15, C1_Q15 = np.array((1 << 15) - ADAM_C1, dtype=np.int64), np.array(ADAM_C1, dtype=np.int64)
 B2_Q15, C2_Q15 = np.array((1 << 15) - ADAM_C2, dtype=np.int64), np.array(ADAM_C2, dtype=np.int64)
-B_COLUMN, C_COLUMN = np.array([[B1_Q15], [B2_Q15]]), np.array([[C1_Q15], [C2_Q15]])
+# the factors of the rows m, v, g, gs^2 of IntAdam's (4,N) array: b1 and b2 for the
+# moments, 1 - b1 and 1 - b2 for their inputs
+MOMENT_FACTORS = np.array([[B1_Q15], [B2_Q15], [C1_Q15], [C2_Q15]])
 ONE, R_CLAMP = np.array(1, dtype=np.int64), np.array(R_MAX << R_FRAC, dtype=np.int64)
 
 
@@ -169,8 +174,6 @@ def _q15_bound(x_max, c):
 
 
 def _isqrt_int(n):
-    import math
-
     return math.isqrt(n)
 
 
@@ -209,9 +212,10 @@ class IntAdam:
         self.v_shift = self._shifts(policy.adam_v)
         self.comp = np.zeros(N_PARAMS, dtype=np.int64) if policy.rounding == "kahan" else None
         self.p1 = self.p2 = 1 << 30  # beta1^t, beta2^t in Q30 (t = steps taken)
-        # wide m and v as the rows of one (2,N) array, and a (2,N) scratch for their inputs
-        # (g, gs^2): both moments' multiply-and-rounds in three numpy calls instead of six
-        self._mv, self._gg = np.zeros((2, N_PARAMS), np.int64), np.empty((2, N_PARAMS), np.int64)
+        # wide m and v and their inputs g and gs^2 as the rows of one (4,N) array: the
+        # four multiply-and-rounds of both moments in three numpy calls instead of twelve
+        self._mvgg = np.zeros((4, N_PARAMS), np.int64)
+        self._mv, self._gg = self._mvgg[:2], self._mvgg[2:]
         self._m_row, self._v_row = self._mv[0], self._mv[1]
         self._g_row = self._gg[0]  # gradient_buffer(): the model's gradient, read in place
         if self.m_shift is None and self.v_shift is None:
@@ -306,8 +310,7 @@ class IntAdam:
             ctx.check("adam", "den << 15", den << (R_FRAC + 2))
         r = np.left_shift(a, ops._SHIFT[e], out=a)
         r += den >> ONE
-        # both are >= 0: the same quotient as unsigned ints, which divide a little faster
-        np.floor_divide(r.view(np.uint64), den.view(np.uint64), out=r.view(np.uint64))
+        np.floor_divide(r, den, out=r)
         np.minimum(r, R_CLAMP, out=r)
         delta = r  # r * alpha, with the sign of m: Q(alpha_frac + 13), |delta| <= 2**30
         delta *= alpha
@@ -349,8 +352,9 @@ class IntAdam:
         if v_old is not self._v_row:
             np.copyto(self._v_row, v_old)
             v_max = None
-        mul_q15(mv, B_COLUMN, out=mv)  # m * (1 - b1) and v * (1 - b2), each rounded
-        mv += mul_q15(gg, C_COLUMN, out=gg)  # + g * b1 and + gs^2 * b2, each rounded
+        # m * b1, v * b2, g * (1 - b1), gs^2 * (1 - b2), each rounded; then the sums
+        mul_q15(self._mvgg, MOMENT_FACTORS, out=self._mvgg)
+        mv += gg
         # |g| from the largest |gs| = isqrt(g2_max): gs = rnd(g, k), |g| < (|gs| + 1) << k
         g_max = (_isqrt_int(g2_max) + 1) << max(gs_shift, 0) if gm is g else None
         bounds = (None if m_max is None or g_max is None else
@@ -457,6 +461,10 @@ class IntModel:
         self.weights = None if p.master is None else np.empty(N_PARAMS, dtype=np.int64)
         self._viewed = (None, None)  # (buffer, its weight_views)
         self._checked_steps = 0  # steps left on the checked path (_forward_backward)
+        # train_step's reported losses deferred (training_steps' loss_batch), and the steps
+        # whose losses are not computed yet
+        self.defer_losses = False
+        self._deferred, self._deferred_counts = [], []
 
     @property
     def flat(self):
@@ -480,6 +488,9 @@ class IntModel:
         return self._viewed
 
     def train_step(self, tokens, step, num_steps):
+        """One training step: (loss, telemetry); with self.defer_losses, None: what the
+        reported losses need is kept, and deferred_results() gives the kept steps' (loss,
+        telemetry), computed together (int_losses: the same floats and integers)."""
         inputs, targets = split_tokens(tokens)
         flat, p = self._step_weights()
         clipped_before = self.ctx.clipped
@@ -488,12 +499,28 @@ class IntModel:
         stalled = self.opt.step(self.store, grad, step, num_steps, self.ctx)
         self.stalled_total += stalled
         self.steps_taken += 1
+        counts = (self.ctx.clipped - clipped_before, stalled / N_PARAMS)
+        if self.defer_losses:
+            self._deferred.append((targets, cache["logit_max"], cache["exp_sums"],
+                                   cache["below_max"]))
+            self._deferred_counts.append(counts)
+            return None
         loss, loss_q16 = reported_losses(logits, targets, self.policy.logits.frac_bits,
                                          cache["logit_max"], cache["exp_sums"],
                                          cache["below_max"])
-        return loss, {"loss_q16": loss_q16,
-                      "saturations": self.ctx.clipped - clipped_before,
-                      "stalled_updates": stalled / N_PARAMS}
+        return loss, {"loss_q16": loss_q16, "saturations": counts[0],
+                      "stalled_updates": counts[1]}
+
+    def deferred_results(self):
+        """[(loss, telemetry)] of the steps train_step took with defer_losses since the
+        last call, in their order."""
+        kept, counts = self._deferred, self._deferred_counts
+        self._deferred, self._deferred_counts = [], []
+        if not kept:
+            return []
+        losses = reported_losses_of_steps(kept, self.policy.logits.frac_bits)
+        return [(loss, {"loss_q16": loss_q16, "saturations": sats, "stalled_updates": rate})
+                for (loss, loss_q16), (sats, rate) in zip(losses, counts, strict=True)]
 
     def _forward_backward(self, flat, inputs, targets, p):
         """forward and backward into self.grad, speculatively: with the saturation checks
@@ -568,28 +595,3 @@ class IntModel:
 
 _OPT_FIELD = {"adam_m": "m", "adam_v": "v", "adam_m_shift": "m_shift",
               "adam_v_shift": "v_shift", "kahan_comp": "comp"}
-
-
-def reported_losses(logits, targets, frac, row_max, exp_sums, below_max=None):
-    """A step's two reported losses from its raw logits (T,V) and softmax's row max and
-    sum of exps (T,1) each (and logits - row max, if the caller has it): the mean
-    -log softmax(logits)[target] in float64 from the integer logits, and loss_q16
-    (arithmetic.md, section 8).
-
-    The float loss is, per position, (log(sum(exp(z - m))) + m) - z[target] with z the
-    logits and m their row max as floats, in that order; z - m is computed as the float
-    of the integer difference, which is the same float (both are exact)."""
-    t = len(targets)
-    if below_max is None:
-        below_max = logits - row_max
-    scale = 2.0**-frac  # to_float's division by 2**frac: exact, as this product is
-    neg_gaps = below_max[np.arange(t), targets]  # (T,) l_target - max, <= 0
-    m = row_max[:, 0]
-    lse = np.multiply(below_max, scale)  # z - m
-    np.exp(lse, out=lse)
-    lse = np.log(np.add.reduce(lse, axis=-1))
-    lse += m * scale
-    lse -= (m + neg_gaps) * scale  # the targets' logits
-    # np.mean's own sum and division, without its wrapper: the same float
-    loss = float(np.add.reduce(lse) / t)
-    return loss, ops.loss_q16_of_sums((-neg_gaps).tolist(), exp_sums[:, 0].tolist(), frac)
