@@ -72,14 +72,14 @@ def reported_losses_of_steps(steps, frac):
             losses[i] = loss
     # loss_q16 (loss_q16_of_sums): per step, sum(max - l_target) << (16 - frac) plus the
     # sum of ln_q16(s) over its rows, divided by T half up
-    first = np.concatenate([[0], ends[:-1]])
-    gap_sums = np.add.reduceat(-neg_gaps, first).tolist()
-    ln_sums = np.add.reduceat(ln_q16_array(sums), first).tolist()
-    q16 = []
-    for t, gap_sum, ln_sum in zip(lengths, gap_sums, ln_sums, strict=True):
-        total = (gap_sum << (16 - frac)) + ln_sum
-        q16.append((2 * total + t) // (2 * t))
-    return list(zip(losses, q16, strict=True))
+    # logits have at most 24 bits and 16 fractional bits (policy's validity rule): a step's
+    # sum of max - l_target is below 16 * 2**24, shifted by at most 16 bits, far within int64
+    first = ends - lengths
+    total = np.add.reduceat(-neg_gaps, first) << (16 - frac)
+    total += np.add.reduceat(ln_q16_array(sums), first)
+    twice_t = 2 * np.array(lengths, dtype=np.int64)
+    q16 = (2 * total + twice_t // 2) // twice_t
+    return list(zip(losses, q16.tolist(), strict=True))
 
 
 def ln_q16_array(s):

@@ -26,6 +26,8 @@ from qgpt.policy import (
 )
 
 CHECKED_AFTER_A_CLIP = 8  # steps without speculation after one that clipped
+DRAW_STEPS = 16  # stochastic rounding's draws are made for this many steps at once
+DRAW_COUNTERS = np.arange(N_PARAMS, dtype=np.uint32)  # (N_PARAMS,) a draw's index in a step
 KERNEL = qformat.QFormat(2, 30)  # a 32-bit format: the kernel range [-2**30, 2**30]
 
 
@@ -222,6 +224,10 @@ class IntAdam:
             self.m, self.v = self._m_row, self._v_row
         self._m_max = self._v_max = 0  # max|m| and max v of the rows, or bounds of them
         self._store, self._store_max = None, None  # the store last updated, a bound of its |w|
+        self._draws = (0, None)  # (first step, (DRAW_STEPS,N) uint32): _rounding_draws
+        # (3,N) scratch rows for step's temporaries: the same memory every step, so that
+        # its arrays and isqrt's tables stay in the cache between steps
+        self._scratch = np.empty((3, N_PARAMS), np.int64)
 
     @staticmethod
     def _shifts(fmt):
@@ -272,7 +278,7 @@ class IntAdam:
             work = mul_q15_checked(ctx, gm, C1_Q15, "g")  # a scratch array from here on
             m += work
             ctx.check("adam", "m", m)
-        a = np.abs(m)
+        a = np.abs(m, out=self._scratch[0])
         if bounds[0] is None or bounds[0] > p.m_limit:
             self._m_max = int(np.maximum.reduce(a))
         else:
@@ -302,19 +308,19 @@ class IntAdam:
         # 9.3-9.4: r = m / (sqrt(v) + eps) with eps one step of sqrt(v), clamped to +-R_MAX,
         # in Q.13. The device tests a * 2**e >= den * 2**15 first to stay in int32; clamping
         # the quotient gives the same integer.
-        den = ops.isqrt_plus_one(v)  # isqrt(v) + 1
+        den = ops.isqrt_plus_one(v, out=self._scratch[1])  # isqrt(v) + 1
         e = p.adam_e  # r = |m| * 2**e / den, e >= 0 by the validity rule
         if ctx.strict:  # the device divides only below the clamp (9.4)
             below = a * (1 << e) < den << (R_FRAC + 2)
             ctx.check("adam", "(|m| << e) + den/2", (a << e) + (den >> 1), where=below)
             ctx.check("adam", "den << 15", den << (R_FRAC + 2))
         r = np.left_shift(a, ops._SHIFT[e], out=a)
-        r += den >> ONE
+        r += np.right_shift(den, ONE, out=self._scratch[2])
         np.floor_divide(r, den, out=r)
         np.minimum(r, R_CLAMP, out=r)
         delta = r  # r * alpha, with the sign of m: Q(alpha_frac + 13), |delta| <= 2**30
         delta *= alpha
-        delta *= np.sign(m)
+        delta *= np.sign(m, out=self._scratch[2])
         ctx.check("adam", "delta", delta, -(1 << 30), 1 << 30)
         # 9.6: the state as stored (block-scaled: v through its square root)
         self.m, self.v = m, v
@@ -378,13 +384,11 @@ class IntAdam:
         if p.rounding == "pseudo":  # the low h bits of delta stand in for a random number
             h = u >> 1
             d = (delta + ((delta & ((1 << h) - 1)) << (u - h))) >> u
-        elif p.rounding == "stochastic" and 0 < u <= 30:  # qformat.shift_mode's, in place
-            d = prng.draws(prng.key(self.seed, prng.STREAM_ROUND, step), 0, N_PARAMS)
-            d >>= ops._SHIFT[30 - u]
-            d += delta
+        elif p.rounding == "stochastic" and 0 < u <= 30:  # qformat.shift_mode's
+            d = np.add(delta, self._rounding_draws(step, 30 - u), out=self._scratch[2])
             d >>= ops._SHIFT[u]
         elif p.rounding == "nearest":
-            d = ops.rnd(delta, u, out=np.empty_like(delta))
+            d = ops.rnd(delta, u, out=self._scratch[2])
         else:
             rand = None
             if p.rounding == "stochastic":
@@ -398,6 +402,20 @@ class IntAdam:
         store -= d
         self._saturate_store(store, alpha, ctx)
         return count_stalled(delta, d)
+
+    def _rounding_draws(self, step, shift):
+        """The draws of stochastic rounding at step, prng.draws(key(seed, ROUND, step), 0,
+        N_PARAMS) >> shift (the same shift at every call: 30 - update_shift), as uint32: a
+        row of those of DRAW_STEPS steps, made together (hash30 on uint32, as prng.draws:
+        the same numbers, fewer numpy calls a step)."""
+        first, rows = self._draws
+        if rows is None or not first <= step < first + DRAW_STEPS:
+            keys = [prng.key(self.seed, prng.STREAM_ROUND, s)
+                    for s in range(step, step + DRAW_STEPS)]
+            rows = prng.hash30(np.array(keys, dtype=np.uint32)[:, None] + DRAW_COUNTERS)
+            rows >>= np.uint32(shift)
+            first, self._draws = step, (step, rows)
+        return rows[step - first]
 
     def _saturate_store(self, store, alpha, ctx):
         """sat(store, weight_store), counted into "weights". The store's largest |w| is

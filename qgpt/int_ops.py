@@ -106,10 +106,16 @@ def isqrt(n):
     return c
 
 
-def isqrt_plus_one(n):
-    """isqrt(n) + 1 (Adam's denominator), formed in isqrt's last step: one pass less."""
+def isqrt_plus_one(n, out=None):
+    """isqrt(n) + 1 (Adam's denominator), formed in isqrt's last step: one pass less; out:
+    into that int64 array, which also holds the steps (fewer arrays: Adam's cache)."""
     n = np.asarray(n, dtype=np.int64)
-    _, above = _isqrt_candidates(n)
+    above = np.right_shift(n, _SHIFT[16], out=out)
+    sh = ISQRT_SHIFT.take(above)
+    s2 = np.subtract(_I8_EIGHT, sh >> _I8_ONE)
+    np.right_shift(n, sh, out=above)
+    np.right_shift(ISQRT_ROOT_Q8.take(above), s2, dtype=np.int64, out=above)  # c
+    above += _ONE
     above += above * above <= n
     return above
 

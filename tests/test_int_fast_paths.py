@@ -20,6 +20,8 @@
    training loop's loss_batch) are the floats and integers of each step alone: on random
    and extreme logits of every length, and on runs with and without batches, checkpoints
    inside and outside them.
+8. Stochastic rounding's draws made for several steps at once equal prng.draws of each
+   step, in any order of steps.
 
 Every failing comparison names the op, the policy or format, the index and both values.
 """
@@ -381,3 +383,18 @@ def test_batched_losses_equal_step_by_step_losses(batch, every, rounding):
             bad = first_difference(states[s + 1], replay.state()[1]["params"])
             assert bad is None, f"after step {s}: the batched run's params{bad}"
     assert not batched.defer_losses and batched.deferred_results() == []
+
+
+# --- 8. stochastic rounding's draws, several steps at once ---
+
+
+def test_rounding_draws_of_several_steps_equal_prng_draws():
+    from qgpt import prng
+
+    steps = [0, 1, 15, 16, 17, 3, 40, 39, 2 * int_model.DRAW_STEPS + 1, 5, 1000]
+    for shift in (0, 8):  # (an optimizer's is 30 - update_shift at every step)
+        opt = int_model.IntAdam(make_policy("q4.12", rounding="stochastic"), 11)
+        for step in steps:
+            want = prng.draws(prng.key(11, prng.STREAM_ROUND, step), 0, N_PARAMS) >> shift
+            bad = first_difference(opt._rounding_draws(step, shift).astype(np.int64), want)
+            assert bad is None, f"step {step} shift {shift}: draws{bad}"
