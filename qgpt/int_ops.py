@@ -100,9 +100,8 @@ def isqrt(n):
     comparison decides. (tests: every square, square - 1 and square + 2r, up to 2**32;
     random n below 2**31.)
     """
-    n = np.asarray(n, dtype=np.int64)
-    c, above = _isqrt_candidates(n)
-    c += above * above <= n
+    c = isqrt_plus_one(n)
+    c -= _ONE
     return c
 
 
@@ -111,23 +110,15 @@ def isqrt_plus_one(n, out=None):
     into that int64 array, which also holds the steps (fewer arrays: Adam's cache)."""
     n = np.asarray(n, dtype=np.int64)
     above = np.right_shift(n, _SHIFT[16], out=out)
-    sh = ISQRT_SHIFT.take(above)
+    sh = ISQRT_SHIFT.take(above)  # (take: a gather, twice as fast as indexing)
+    # the root's shift 8 - sh/2 in int8 (0-d int8 operands keep it int8), the shifted root
+    # c widened to int64, then c + 1, and + 1 again where (c + 1)**2 <= n
     s2 = np.subtract(_I8_EIGHT, sh >> _I8_ONE)
     np.right_shift(n, sh, out=above)
     np.right_shift(ISQRT_ROOT_Q8.take(above), s2, dtype=np.int64, out=above)  # c
     above += _ONE
     above += above * above <= n
     return above
-
-
-def _isqrt_candidates(n):
-    """(c, c + 1) of isqrt's tables: the root of n is one of them."""
-    sh = ISQRT_SHIFT.take(n >> _SHIFT[16])  # (take: a gather, twice as fast as indexing)
-    # the root's shift 8 - sh/2 in int8 (0-d int8 operands keep it int8), the shifted root
-    # widened to int64
-    s2 = np.subtract(_I8_EIGHT, sh >> _I8_ONE)
-    c = np.right_shift(ISQRT_ROOT_Q8.take(n >> sh), s2, dtype=np.int64)
-    return c, c + _ONE
 
 
 _I8_ONE, _I8_EIGHT = np.array(1, dtype=np.int8), np.array(8, dtype=np.int8)
