@@ -110,18 +110,20 @@ def isqrt_plus_one(n, out=None):
     into that int64 array, which also holds the steps (fewer arrays: Adam's cache)."""
     n = np.asarray(n, dtype=np.int64)
     above = np.right_shift(n, _SHIFT[16], out=out)
-    sh = ISQRT_SHIFT.take(above)  # (take: a gather, twice as fast as indexing)
-    # the root's shift 8 - sh/2 in int8 (0-d int8 operands keep it int8), the shifted root
-    # c widened to int64, then c + 1, and + 1 again where (c + 1)**2 <= n
-    s2 = np.subtract(_I8_EIGHT, sh >> _I8_ONE)
+    # the gathers' indices are within the tables for 0 <= n < 2**32: take's clip mode (the
+    # same values) skips its bounds checks
+    sh = ISQRT_SHIFT_U8.take(above, mode="clip")
+    # the root's shift 8 - sh/2 and the shifted root c in uint8 and uint16 (0-d operands of
+    # those types keep them), then c + 1 widened to int64, + 1 again where (c + 1)**2 <= n
+    s2 = np.subtract(_U8_EIGHT, sh >> _U8_ONE)
     np.right_shift(n, sh, out=above)
-    np.right_shift(ISQRT_ROOT_Q8.take(above), s2, dtype=np.int64, out=above)  # c
-    above += _ONE
+    np.add(np.right_shift(ISQRT_ROOT_Q8.take(above, mode="clip"), s2), _ONE, out=above)
     above += above * above <= n
     return above
 
 
-_I8_ONE, _I8_EIGHT = np.array(1, dtype=np.int8), np.array(8, dtype=np.int8)
+ISQRT_SHIFT_U8 = ISQRT_SHIFT.view(np.uint8)  # (its values 0..16)
+_U8_ONE, _U8_EIGHT = np.array(1, dtype=np.uint8), np.array(8, dtype=np.uint8)
 _ONE = np.array(1, dtype=np.int64)
 
 
