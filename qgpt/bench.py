@@ -115,7 +115,7 @@ def _timed(f, label, totals, depth):
 def timed_ops(totals):
     """Within it, every forward/backward op of float_ops and int_ops, both optimizers' step
     ("adam"), the integer step's reported losses and its deferred saturation checks
-    ("saturation_checks": one by format at the step's end, int_ctx.Ctx.defer) add their
+    ("saturation_checks": one by range at the step's end, int_ctx.Ctx.defer) add their
     seconds into totals (the outermost call only: an op's own helpers count in it)."""
     targets = [(m, n) for m in (float_ops, int_ops) for n in dir(m)
                if n.endswith(("_forward", "_backward"))]

@@ -7,7 +7,7 @@ Speed (docs/BENCHMARKS.md, "Host training"): a step's arrays are small, so numpy
 overhead, not the elements, is their cost. Saturation is one count_nonzero of |x| > limit
 where nothing clips; it is skipped (counted as 0) where the policy proves it cannot clip
 (Ctx.dw_fits, rms_y_fits, embed_dw_fits, dlogits_fits; strict runs every check); and in a
-training step it is deferred to one check by format at the step's end (Ctx.defer:
+training step it is deferred to one check by range at the step's end (Ctx.defer:
 IntModel.train_step redoes the step with every check where one would clip).
 """
 
@@ -63,11 +63,11 @@ class Ctx:
 
     Deferred saturation (a training step's speculation, IntModel.train_step): between
     defer() and deferred_clip_nothing(), sat counts 0 and returns x unchecked, keeping x
-    by format; the step's result is exact if deferred_clip_nothing() then finds every kept
-    array within its format (a saturation that clips nothing is the identity), and is
-    recomputed with the checks otherwise. One check by format a step instead of one by
-    tensor: numpy's call overhead, not the elements, is a small array's cost. Formats of
-    one range (acts and grads of 16 bits each, say) are checked together.
+    with the other arrays of its format's range (acts and grads of 16 bits each are one);
+    the step's result is exact if deferred_clip_nothing() then finds every kept array
+    within its range (a saturation that clips nothing is the identity), and is recomputed
+    with the checks otherwise. One check by range a step instead of one by tensor: numpy's
+    call overhead, not the elements, is a small array's cost.
     """
 
     def __init__(self, policy, strict=False):

@@ -198,7 +198,7 @@ class IntModel:
 
     def _forward_backward(self, flat, inputs, targets, p):
         """forward and backward into self.grad, speculatively: with the saturation checks
-        deferred to one by format (Ctx.defer), and again with every check where one of
+        deferred to one by range (Ctx.defer), and again with every check where one of
         them would clip (or the unclipped values go out of a table's range). Both give
         the same integers and counts; after a redo, a few steps go straight to the
         checked path (a run that saturates often would pay twice)."""

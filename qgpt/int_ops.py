@@ -17,7 +17,7 @@ Speed (`qgpt bench --breakdown`, docs/BENCHMARKS.md): the arrays are small (T <=
 of 16 to 64), so a step's cost is the number of numpy calls, not the arithmetic. Each op
 therefore makes few of them: exact sums are rounded in place; saturation (int_ctx.py) is
 skipped where the policy proves it cannot clip and, in a training step, deferred to one
-check by format at the step's end; the causal mask of a length is built once, the future
+check by range at the step's end; the causal mask of a length is built once, the future
 entries of attention are zeroed before they are requantized (they are never formed on
 the device, so they must not saturate); exp_neg is a table of its formula over every Q12
 input, isqrt two small tables and one comparison; rmsnorm's per-row rsqrt of a step's
