@@ -16,7 +16,7 @@ from qgpt import prng, qformat
 from qgpt.params import N_PARAMS
 from qgpt.policy import ADAM_C1, ADAM_C2, KAHAN_BITS, M_LIMIT, R_FRAC, R_MAX, BlockFormat
 
-DRAW_STEPS = 8  # stochastic rounding's draws are made for this many steps at once
+DRAW_STEPS = 16  # stochastic rounding's draws are made for this many steps at once
 DRAW_COUNTERS = np.arange(N_PARAMS, dtype=np.uint32)  # (N_PARAMS,) a draw's index in a step
 KERNEL = qformat.QFormat(2, 30)  # a 32-bit format: the kernel range [-2**30, 2**30]
 
