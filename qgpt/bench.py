@@ -17,7 +17,7 @@ from tabulate import tabulate
 from qgpt import data, float_ops, int_model, int_ops, qformat
 from qgpt.optim import FloatAdam
 from qgpt.policy import UPDATE_ROUNDINGS
-from qgpt.train import TrainConfig, make_model, nll, training_steps
+from qgpt.train import LOSS_BATCH, TrainConfig, make_model, nll, training_steps
 
 
 def time_training(cfg, ds):
@@ -31,7 +31,7 @@ def time_training_cpu(cfg, ds):
     (seconds, cpu seconds, model, losses)."""
     model = make_model(cfg)
     t0, c0 = time.perf_counter(), time.process_time()
-    losses = [loss for _, loss, _ in training_steps(model, ds, cfg)]
+    losses = [loss for _, loss, _ in training_steps(model, ds, cfg, loss_batch=LOSS_BATCH)]
     return time.perf_counter() - t0, time.process_time() - c0, model, losses
 
 
@@ -115,13 +115,14 @@ def _timed(f, label, totals, depth):
 def timed_ops(totals):
     """Within it, every forward/backward op of float_ops and int_ops, both optimizers' step
     ("adam"), the integer step's reported losses and its deferred saturation checks
-    ("saturation_checks": one by format at the step's end, int_ctx.Ctx.defer) add their
+    ("saturation_checks": one by range at the step's end, int_ctx.Ctx.defer) add their
     seconds into totals (the outermost call only: an op's own helpers count in it)."""
     targets = [(m, n) for m in (float_ops, int_ops) for n in dir(m)
                if n.endswith(("_forward", "_backward"))]
     targets += [(FloatAdam, "step"), (int_model.IntAdam, "step"),
-                (int_model, "reported_losses"), (int_ops.Ctx, "deferred_clip_nothing")]
-    labels = {"step": "adam", "deferred_clip_nothing": "saturation_checks"}
+                (int_model, "reported_losses_of_steps"), (int_ops.Ctx, "deferred_clip_nothing")]
+    labels = {"step": "adam", "deferred_clip_nothing": "saturation_checks",
+              "reported_losses_of_steps": "reported_losses"}
     depth, saved = [0], []
     for owner, name in targets:
         f = getattr(owner, name)

@@ -7,7 +7,7 @@ Speed (docs/BENCHMARKS.md, "Host training"): a step's arrays are small, so numpy
 overhead, not the elements, is their cost. Saturation is one count_nonzero of |x| > limit
 where nothing clips; it is skipped (counted as 0) where the policy proves it cannot clip
 (Ctx.dw_fits, rms_y_fits, embed_dw_fits, dlogits_fits; strict runs every check); and in a
-training step it is deferred to one check by format at the step's end (Ctx.defer:
+training step it is deferred to one check by range at the step's end (Ctx.defer:
 IntModel.train_step redoes the step with every check where one would clip).
 """
 
@@ -26,6 +26,7 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 KERNEL_LIMIT = 1 << 30  # unsaturated sums and kernel-range state stay within +-2**30
 PAIR_LIMIT = 1 << 36  # a dot product's exact sum, kept on the device as (H, L)
 INT64_MIN = np.iinfo(np.int64).min
+INT64 = np.dtype(np.int64)
 LARGE = 2048  # elements: sat checks larger arrays by their max
 
 
@@ -62,10 +63,11 @@ class Ctx:
 
     Deferred saturation (a training step's speculation, IntModel.train_step): between
     defer() and deferred_clip_nothing(), sat counts 0 and returns x unchecked, keeping x
-    by format; the step's result is exact if deferred_clip_nothing() then finds every kept
-    array within its format (a saturation that clips nothing is the identity), and is
-    recomputed with the checks otherwise. One check by format a step instead of one by
-    tensor: numpy's call overhead, not the elements, is a small array's cost.
+    with the other arrays of its format's range (acts and grads of 16 bits each are one);
+    the step's result is exact if deferred_clip_nothing() then finds every kept array
+    within its range (a saturation that clips nothing is the identity), and is recomputed
+    with the checks otherwise. One check by range a step instead of one by tensor: numpy's
+    call overhead, not the elements, is a small array's cost.
     """
 
     def __init__(self, policy, strict=False):
@@ -80,19 +82,24 @@ class Ctx:
         self.embed_dw_fits = embed_dw_fits(policy)
         # dlogits = rnd((p - onehot) / T) in grads: |.| <= 2**Fg, within grads when Ig >= 2
         self.dlogits_fits = policy.grads.int_bits >= 2 and policy.grads.frac_bits <= 14
-        self.deferred = None  # {id(fmt): (fmt, [arrays])} while saturation is deferred
+        self.deferred = None  # {id(fmt): [arrays]} while saturation is deferred
+        self._deferred_ranges = {}  # {(lo, hi): [arrays]}: the same lists, by range
 
     def defer(self):
         """Defer sat's checks from here on (not with strict, which checks every op)."""
         self.deferred = None if self.strict else {}
+        self._deferred_ranges = {}
 
     def deferred_clip_nothing(self):
         """End deferral; True if no array kept since defer() leaves its format (nothing
         would have clipped, so the values computed are the exact ones)."""
-        kept, self.deferred = self.deferred, None
-        for fmt, arrays in (kept or {}).values():
-            x = np.concatenate([a.reshape(-1) for a in arrays])  # (faster than axis=None)
-            if x.size and (np.maximum.reduce(x) > fmt.hi or np.minimum.reduce(x) < fmt.lo):
+        kept, self.deferred = self._deferred_ranges, None
+        self._deferred_ranges = {}
+        for (lo, hi), arrays in kept.items():
+            # the arrays' bytes end to end, read as one int64 array (sat keeps int64 arrays
+            # only): a third of np.concatenate's cost on a step's thirty-odd small arrays
+            x = np.frombuffer(b"".join(map(np.ndarray.tobytes, arrays)), dtype=np.int64)
+            if x.size and (np.maximum.reduce(x) > hi or np.minimum.reduce(x) < lo):
                 return False
         return True
 
@@ -118,13 +125,13 @@ class Ctx:
     def sat(self, x, fmt, tensor, where=None):
         """saturate(x, fmt), counting into tensor; where: count only those elements
         (the others are clamped too, uncounted)."""
-        if self.deferred is not None and where is None:  # checked at the step's end
+        if self.deferred is not None and where is None and x.dtype is INT64:  # at the end
             self.saturations.setdefault(tensor, 0)
             kept = self.deferred.get(id(fmt))
-            if kept is None:
-                self.deferred[id(fmt)] = (fmt, [x])
-            else:
-                kept[1].append(x)
+            if kept is None:  # the list of fmt's range
+                kept = self.deferred[id(fmt)] = self._deferred_ranges.setdefault(
+                    (fmt.lo, fmt.hi), [])
+            kept.append(x)
             return x
         if where is None and _within(x, fmt):  # the common case: nothing to clip
             self.saturations.setdefault(tensor, 0)

@@ -1,4 +1,5 @@
-"""microgpt's forward, backward and Adam in integer arithmetic (docs/arithmetic.md).
+"""microgpt's forward, backward and Adam in integer arithmetic (docs/arithmetic.md); Adam
+itself is in int_adam.py.
 
 Mirrors float_model.py line by line with int_ops. No float is used in a
 training step; floats appear only to report the loss (from the model's own
@@ -10,20 +11,23 @@ import numpy as np
 from qgpt import int_ops as ops
 from qgpt import prng, qformat
 from qgpt.float_model import split_tokens
-from qgpt.params import N_EMBD, N_PARAMS, QKV, SLOTS, stacked, views
-from qgpt.policy import (
-    ADAM_C1,
-    ADAM_C2,
-    KAHAN_BITS,
-    M_LIMIT,
-    R_FRAC,
-    R_MAX,
-    BlockFormat,
-    from_train_config,
+from qgpt.int_adam import (  # noqa: F401 (re-exported: int_model.IntAdam, alpha_at, ...)
+    DRAW_STEPS,
+    KERNEL,
+    IntAdam,
+    alpha_at,
+    beta_powers,
+    block_decode,
+    block_encode,
+    count_stalled,
+    mul_q15,
+    mul_q15_checked,
 )
+from qgpt.int_losses import reported_losses, reported_losses_of_steps
+from qgpt.params import N_EMBD, N_PARAMS, QKV, SLOTS, stacked, views
+from qgpt.policy import from_train_config
 
 CHECKED_AFTER_A_CLIP = 8  # steps without speculation after one that clipped
-KERNEL = qformat.QFormat(2, 30)  # a 32-bit format: the kernel range [-2**30, 2**30]
 
 
 def init_params(seed, fmt):
@@ -108,332 +112,6 @@ def backward(ctx, flat, c, dflat, p=None, d=None):
     ops.embedding_backward(ctx, dx, c["inputs"], d["wte"], d["wpe"])
 
 
-# --- Adam in integers ---
-
-
-# Adam's constants as 0-d int64 arrays: numpy multiplies, adds and shifts a parameter
-# buffer by those faster than by Python ints (no scalar conversion per call)
-Q15_HALF, Q15_SHIFT = np.array(1 << 14, dtype=np.int64), np.array(15, dtype=np.int64)
-B1_Q15, C1_Q15 = np.array((1 << 15) - ADAM_C1, dtype=np.int64), np.array(ADAM_C1, dtype=np.int64)
-B2_Q15, C2_Q15 = np.array((1 << 15) - ADAM_C2, dtype=np.int64), np.array(ADAM_C2, dtype=np.int64)
-B_COLUMN, C_COLUMN = np.array([[B1_Q15], [B2_Q15]]), np.array([[C1_Q15], [C2_Q15]])
-ONE, R_CLAMP = np.array(1, dtype=np.int64), np.array(R_MAX << R_FRAC, dtype=np.int64)
-
-
-def mul_q15(x, c, out=None):
-    """round half up of x * c / 2**15 for |x| <= 2**31, 0 <= c < 2**15: a new array, or
-    out (which may be x itself).
-
-    The device splits x into 15-bit halves to stay in int32 (arithmetic.md, "Adam");
-    the result is the same integer, which int64 computes directly.
-    """
-    y = np.multiply(x, c, out=out)
-    y += Q15_HALF
-    y >>= Q15_SHIFT
-    return y
-
-
-def mul_q15_checked(ctx, x, c, tensor, out=None):
-    """mul_q15, with ctx.strict checking the device's int32 form: x split as
-    (x >> 15) * c + (((x & 0x7FFF) * c + 2**14) >> 15), each product within int32."""
-    if ctx.strict:
-        ctx.check("adam", f"({tensor} >> 15) * {c}", (x >> 15) * c)
-        ctx.check("adam", f"({tensor} & 0x7FFF) * {c}", (x & 0x7FFF) * c + (1 << 14))
-    return mul_q15(x, c, out)
-
-
-def alpha_at(policy, step, num_steps, p1, p2):
-    """The step size lr_t * sqrt(1 - b2^t) / (1 - b1^t) with alpha_frac bits, t = step + 1.
-
-    Exact integer arithmetic on unbounded ints (a scalar a step: plain Python on the
-    device too). p1, p2 are b1^t and b2^t in Q30 from beta_powers.
-    """
-    lr_t = policy.lr_q30 * (num_steps - step) // num_steps
-    num = _isqrt_int(((1 << 30) - p2) << 30)  # sqrt(1 - b2^t) in Q30
-    den = (1 << 30) - p1  # 1 - b1^t in Q30
-    x = lr_t * num << policy.alpha_frac
-    y = den << 30
-    return (2 * x + y) // (2 * y)
-
-
-def beta_powers(p1, p2):
-    """(b1^t, b2^t) -> (b1^(t+1), b2^(t+1)) in Q30, each product rounded half up."""
-    p1 = (p1 * ((1 << 15) - ADAM_C1) + (1 << 14)) >> 15
-    p2 = (p2 * ((1 << 15) - ADAM_C2) + (1 << 14)) >> 15
-    return p1, p2
-
-
-def _q15_bound(x_max, c):
-    """A bound of |mul_q15(x, c)| for every |x| <= x_max."""
-    return ((x_max * int(c)) >> 15) + 1
-
-
-def _isqrt_int(n):
-    import math
-
-    return math.isqrt(n)
-
-
-def block_encode(x, fmt, signed):
-    """Block-scaled storage of wide values x (section 9.6): (mantissas, shift per block).
-    Per block: the smallest shift k whose rounded maximum fits the mantissa (signed:
-    |q| <= 2**(B-1) - 1; unsigned: q <= 2**B - 1), each value rounded half up."""
-    top = (1 << (fmt.bits - 1)) - 1 if signed else (1 << fmt.bits) - 1
-    nb, n = fmt.n_blocks(), fmt.block
-    padded = np.zeros(nb * n, dtype=np.int64)
-    padded[: x.size] = x
-    blocks = padded.reshape(nb, n)
-    big = np.abs(blocks).max(axis=1)
-    k = np.maximum(ops.bit_length(big) - ops.bit_length(np.int64(top)), 0)
-    k = k + (((big + ((1 << k) >> 1)) >> k) > top)
-    q = (blocks + ((1 << k) >> 1)[:, None]) >> k[:, None]
-    return q.reshape(-1)[: x.size], k
-
-
-def block_decode(q, k, fmt):
-    """The wide values q << k of block-scaled storage."""
-    return q << np.repeat(k, fmt.block)[: q.size]
-
-
-class IntAdam:
-    """Adam of section 9: m and v (wide, or block-scaled mantissas with a shift per
-    block), and the compensation buffer of rounding=kahan."""
-
-    M_LIMIT = M_LIMIT  # the symmetric limit of a 32-bit m (section 3.1)
-
-    def __init__(self, policy, seed):
-        self.p, self.seed = policy, seed
-        self.m = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) adam_m (stored form)
-        self.v = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) adam_v (stored form)
-        self.m_shift = self._shifts(policy.adam_m)  # (blocks,) or None
-        self.v_shift = self._shifts(policy.adam_v)
-        self.comp = np.zeros(N_PARAMS, dtype=np.int64) if policy.rounding == "kahan" else None
-        self.p1 = self.p2 = 1 << 30  # beta1^t, beta2^t in Q30 (t = steps taken)
-        # wide m and v as the rows of one (2,N) array, and a (2,N) scratch for their inputs
-        # (g, gs^2): both moments' multiply-and-rounds in three numpy calls instead of six
-        self._mv, self._gg = np.zeros((2, N_PARAMS), np.int64), np.empty((2, N_PARAMS), np.int64)
-        self._m_row, self._v_row = self._mv[0], self._mv[1]
-        self._g_row = self._gg[0]  # gradient_buffer(): the model's gradient, read in place
-        if self.m_shift is None and self.v_shift is None:
-            self.m, self.v = self._m_row, self._v_row
-        self._m_max = self._v_max = 0  # max|m| and max v of the rows, or bounds of them
-        self._store, self._store_max = None, None  # the store last updated, a bound of its |w|
-
-    @staticmethod
-    def _shifts(fmt):
-        return np.zeros(fmt.n_blocks(), dtype=np.int64) if isinstance(fmt, BlockFormat) else None
-
-    def wide(self):
-        """(m, v) as Adam computes with them (section 9.6's decoding)."""
-        m, v = self.m, self.v
-        if self.m_shift is not None:
-            m = block_decode(m, self.m_shift, self.p.adam_m)
-        if self.v_shift is not None:
-            v = block_decode(v, self.v_shift, self.p.adam_v) ** 2
-        return m, v
-
-    def arrays(self):
-        """The optimizer's state arrays in the order of checkpoints and the hash (9.6)."""
-        out = {"adam_m": self.m, "adam_v": self.v}
-        if self.m_shift is not None:
-            out["adam_m_shift"] = self.m_shift
-        if self.v_shift is not None:
-            out["adam_v_shift"] = self.v_shift
-        if self.comp is not None:
-            out["kahan_comp"] = self.comp
-        return out
-
-    def step(self, store, g, step, num_steps, ctx):
-        """Update the weight store (data or master raw ints) in place; returns the
-        number of updates that rounded to zero.
-
-        Speed: every line is a pass over N_PARAMS int64 (about fifty a step), so the
-        temporaries are few and reused (out=)."""
-        p = self.p
-        self.p1, self.p2 = beta_powers(self.p1, self.p2)
-        alpha = alpha_at(p, step, num_steps, self.p1, self.p2)
-        ctx.check("adam", "g", g)
-        m_old, v_old = self.wide()
-        # 9.1: m = b1 m + (1 - b1) g, g brought to m's fractional bits, m saturated
-        # symmetrically (|m| is kept: 9.4 divides it)
-        shift = p.pgrads.frac_bits - p.m_wide.frac_bits
-        gm = g if shift == 0 else ctx.req(g, shift, KERNEL, "adam.gm")
-        gs_shift = p.pgrads.frac_bits - p.sqrt_frac  # 9.2's gs = rnd(g, gs_shift)
-        stacked = self._stacked(m_old, v_old, gm, g, gs_shift, ctx)
-        bounds = (None, None)  # known bounds of max|m| and max v (_stacked), else None
-        if stacked is not None:  # both moments at once (no strict, no block, gs within)
-            m, v, bounds = stacked
-        else:
-            m = mul_q15_checked(ctx, m_old, B1_Q15, "m")
-            work = mul_q15_checked(ctx, gm, C1_Q15, "g")  # a scratch array from here on
-            m += work
-            ctx.check("adam", "m", m)
-        a = np.abs(m)
-        if bounds[0] is None or bounds[0] > p.m_limit:
-            self._m_max = int(np.maximum.reduce(a))
-        else:
-            self._m_max = bounds[0]  # no |m| can exceed it: no pass over m
-        if self._m_max > p.m_limit:
-            m = ctx.clip(m, p.adam_m_range, "adam.m")
-            a = np.abs(m)
-        else:
-            ctx.saturations.setdefault("adam.m", 0)
-        if stacked is not None:
-            ctx.saturations.setdefault("adam.gs", 0)
-        else:
-            # 9.2: v = b2 v + (1 - b2) gs^2, gs = g as a 16-bit word with Fh = Fv/2 bits
-            gs = ctx.sat(ops.rnd(g, gs_shift), p.gs_word, "adam.gs")
-            g2 = ctx.check("adam", "gs*gs", np.multiply(gs, gs, out=work))
-            v = mul_q15_checked(ctx, v_old, B2_Q15, "v")
-            v += mul_q15_checked(ctx, g2, C2_Q15, "gs*gs", out=g2)
-            ctx.check("adam", "v", v)
-        if bounds[1] is None or bounds[1] > p.v_wide.hi:
-            self._v_max = int(np.maximum.reduce(v))
-        else:
-            self._v_max = bounds[1]
-        if self._v_max > p.v_wide.hi:  # v >= 0: only the top can clip
-            v = ctx.sat(v, p.v_wide, "adam.v")
-        else:
-            ctx.saturations.setdefault("adam.v", 0)
-        # 9.3-9.4: r = m / (sqrt(v) + eps) with eps one step of sqrt(v), clamped to +-R_MAX,
-        # in Q.13. The device tests a * 2**e >= den * 2**15 first to stay in int32; clamping
-        # the quotient gives the same integer.
-        den = ops.isqrt_plus_one(v)  # isqrt(v) + 1
-        e = p.adam_e  # r = |m| * 2**e / den, e >= 0 by the validity rule
-        if ctx.strict:  # the device divides only below the clamp (9.4)
-            below = a * (1 << e) < den << (R_FRAC + 2)
-            ctx.check("adam", "(|m| << e) + den/2", (a << e) + (den >> 1), where=below)
-            ctx.check("adam", "den << 15", den << (R_FRAC + 2))
-        r = np.left_shift(a, ops._SHIFT[e], out=a)
-        r += den >> ONE
-        # both are >= 0: the same quotient as unsigned ints, which divide a little faster
-        np.floor_divide(r.view(np.uint64), den.view(np.uint64), out=r.view(np.uint64))
-        np.minimum(r, R_CLAMP, out=r)
-        delta = r  # r * alpha, with the sign of m: Q(alpha_frac + 13), |delta| <= 2**30
-        delta *= alpha
-        delta *= np.sign(m)
-        ctx.check("adam", "delta", delta, -(1 << 30), 1 << 30)
-        # 9.6: the state as stored (block-scaled: v through its square root)
-        self.m, self.v = m, v
-        if self.m_shift is not None:
-            self.m, self.m_shift = block_encode(m, p.adam_m, signed=True)
-        if self.v_shift is not None:
-            self.v, self.v_shift = block_encode(den - 1, p.adam_v, signed=False)  # the root
-        return self._update(store, delta, step, ctx, alpha)
-
-    def _stacked(self, m_old, v_old, gm, g, gs_shift, ctx):
-        """9.1 and 9.2's moments as the rows of self._mv: (m, v, bounds), or None where the
-        general path must run: with strict (it checks the device's int32 halves), with
-        block-scaled state, or when gs clips (gs = rnd(g, gs_shift) clips nothing when
-        every gs^2 <= hi^2; gs = lo exactly goes to the general path, which finds nothing
-        to clip).
-
-        bounds: upper bounds of max|m| and max v, or None where unknown. The step knows
-        last step's maxima (or bounds) of the rows and its g's largest gs^2, and
-        |mul_q15(x, c)| <= (X * c >> 15) + 1 for |x| <= X, so that saturation's check of m
-        and v needs no pass while the bounds stay within their formats."""
-        if ctx.strict or self.m_shift is not None or self.v_shift is not None:
-            return None
-        mv, gg = self._mv, self._gg
-        g2 = ops.rnd(g, gs_shift, out=gg[1])
-        np.multiply(g2, g2, out=g2)
-        g2_max = int(np.maximum.reduce(g2))
-        if g2_max > self.p.gs_word.hi * self.p.gs_word.hi:
-            return None
-        if gm is not self._g_row:
-            np.copyto(self._g_row, gm)
-        m_max, v_max = self._m_max, self._v_max
-        if m_old is not self._m_row:  # a loaded or clipped state: into the stacked rows
-            np.copyto(self._m_row, m_old)
-            m_max = None
-        if v_old is not self._v_row:
-            np.copyto(self._v_row, v_old)
-            v_max = None
-        mul_q15(mv, B_COLUMN, out=mv)  # m * (1 - b1) and v * (1 - b2), each rounded
-        mv += mul_q15(gg, C_COLUMN, out=gg)  # + g * b1 and + gs^2 * b2, each rounded
-        # |g| from the largest |gs| = isqrt(g2_max): gs = rnd(g, k), |g| < (|gs| + 1) << k
-        g_max = (_isqrt_int(g2_max) + 1) << max(gs_shift, 0) if gm is g else None
-        bounds = (None if m_max is None or g_max is None else
-                  _q15_bound(m_max, B1_Q15) + _q15_bound(g_max, C1_Q15),
-                  None if v_max is None else
-                  _q15_bound(v_max, B2_Q15) + _q15_bound(g2_max, C2_Q15))
-        return self._m_row, self._v_row, bounds
-
-    def gradient_buffer(self):
-        """A zeroed (N_PARAMS,) int64 buffer for the model's gradient: step() then reads it
-        in place, with no copy (and leaves it overwritten: it is its scratch space)."""
-        self._g_row.fill(0)
-        return self._g_row
-
-    def _update(self, store, delta, step, ctx, alpha=None):
-        """9.5 and 9.6: the weight store minus delta rounded by the run's mode (alpha: the
-        step size delta was made with, for the store's bound; None: no bound)."""
-        p, u = self.p, self.p.update_shift
-        if p.rounding == "kahan":
-            return self._kahan(store, delta, ctx)
-        if p.rounding == "pseudo":  # the low h bits of delta stand in for a random number
-            h = u >> 1
-            d = (delta + ((delta & ((1 << h) - 1)) << (u - h))) >> u
-        elif p.rounding == "stochastic" and 0 < u <= 30:  # qformat.shift_mode's, in place
-            d = prng.draws(prng.key(self.seed, prng.STREAM_ROUND, step), 0, N_PARAMS)
-            d >>= ops._SHIFT[30 - u]
-            d += delta
-            d >>= ops._SHIFT[u]
-        elif p.rounding == "nearest":
-            d = ops.rnd(delta, u, out=np.empty_like(delta))
-        else:
-            rand = None
-            if p.rounding == "stochastic":
-                rand = prng.draws(prng.key(self.seed, prng.STREAM_ROUND, step), 0, N_PARAMS)
-            d = qformat.shift_mode(delta, u, p.rounding, rand)
-        if ctx.strict:  # delta plus the rounding's addend; store - d where the device forms it
-            ctx.check("adam", "delta + rounding", delta + (
-                (1 << u) - 1 if p.rounding != "floor" and u > 0 else 0))
-            formed = (d >= 0) | (store <= p.weight_store.hi + d)
-            ctx.check("adam", "store - d", store - d, where=formed)
-        store -= d
-        self._saturate_store(store, alpha, ctx)
-        return count_stalled(delta, d)
-
-    def _saturate_store(self, store, alpha, ctx):
-        """sat(store, weight_store), counted into "weights". The store's largest |w| is
-        carried from step to step as a bound (the step's |d| <= (2**15 alpha >> u) + 1,
-        as |delta| <= 2**15 alpha in every rounding mode): a pass over the store only when
-        the bound leaves the format, or for a store this optimizer has not updated last."""
-        p, limit = self.p, self.p.weight_store.abs_limit
-        bound = None
-        if alpha is not None and store is self._store and self._store_max is not None:
-            bound = self._store_max + ((alpha << 15) >> p.update_shift) + 1
-        if bound is not None and bound <= limit and not ctx.strict:
-            ctx.saturations.setdefault("weights", 0)
-            self._store_max = bound
-            return
-        self._store, self._store_max = store, int(np.maximum.reduce(np.abs(store)))
-        if self._store_max <= limit:
-            ctx.saturations.setdefault("weights", 0)
-        else:
-            store[:] = ctx.clip(store, p.weight_store, "weights")
-            self._store_max = None  # |lo| may exceed the limit: measured again next step
-
-    def _kahan(self, store, delta, ctx):
-        """t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8)); c = t - (w << 8),
-        clamped to 8 bits (section 9.6)."""
-        p, k = self.p, KAHAN_BITS
-        upd = qformat.shift_round(delta, p.update_shift - k)
-        t = ctx.check("adam", "kahan t", (store << k) + self.comp - upd)
-        w = ctx.sat(qformat.shift_round(t, k), p.weights, "weights")
-        lim = 1 << (k - 1)
-        self.comp = np.clip(t - (w << k), -lim, lim - 1)
-        store[:] = w
-        return count_stalled(delta, upd)
-
-
-def count_stalled(delta, d):
-    """How many updates delta != 0 rounded to d = 0. Every mode rounds delta = 0 to d = 0,
-    so these are the non-zero deltas less the non-zero d's."""
-    return int(np.count_nonzero(delta)) - int(np.count_nonzero(d))
-
-
 # --- the integer model behind the training interface of train.py ---
 
 
@@ -457,6 +135,10 @@ class IntModel:
         self.weights = None if p.master is None else np.empty(N_PARAMS, dtype=np.int64)
         self._viewed = (None, None)  # (buffer, its weight_views)
         self._checked_steps = 0  # steps left on the checked path (_forward_backward)
+        # train_step's reported losses deferred (training_steps' loss_batch), and the steps
+        # whose losses are not computed yet
+        self.defer_losses = False
+        self._deferred, self._deferred_counts = [], []
 
     @property
     def flat(self):
@@ -480,6 +162,9 @@ class IntModel:
         return self._viewed
 
     def train_step(self, tokens, step, num_steps):
+        """One training step: (loss, telemetry); with self.defer_losses, None: what the
+        reported losses need is kept, and deferred_results() gives the kept steps' (loss,
+        telemetry), computed together (int_losses: the same floats and integers)."""
         inputs, targets = split_tokens(tokens)
         flat, p = self._step_weights()
         clipped_before = self.ctx.clipped
@@ -488,16 +173,32 @@ class IntModel:
         stalled = self.opt.step(self.store, grad, step, num_steps, self.ctx)
         self.stalled_total += stalled
         self.steps_taken += 1
+        counts = (self.ctx.clipped - clipped_before, stalled / N_PARAMS)
+        if self.defer_losses:
+            self._deferred.append((targets, cache["logit_max"], cache["exp_sums"],
+                                   cache["below_max"]))
+            self._deferred_counts.append(counts)
+            return None
         loss, loss_q16 = reported_losses(logits, targets, self.policy.logits.frac_bits,
                                          cache["logit_max"], cache["exp_sums"],
                                          cache["below_max"])
-        return loss, {"loss_q16": loss_q16,
-                      "saturations": self.ctx.clipped - clipped_before,
-                      "stalled_updates": stalled / N_PARAMS}
+        return loss, {"loss_q16": loss_q16, "saturations": counts[0],
+                      "stalled_updates": counts[1]}
+
+    def deferred_results(self):
+        """[(loss, telemetry)] of the steps train_step took with defer_losses since the
+        last call, in their order."""
+        kept, counts = self._deferred, self._deferred_counts
+        self._deferred, self._deferred_counts = [], []
+        if not kept:
+            return []
+        losses = reported_losses_of_steps(kept, self.policy.logits.frac_bits)
+        return [(loss, {"loss_q16": loss_q16, "saturations": sats, "stalled_updates": rate})
+                for (loss, loss_q16), (sats, rate) in zip(losses, counts, strict=True)]
 
     def _forward_backward(self, flat, inputs, targets, p):
         """forward and backward into self.grad, speculatively: with the saturation checks
-        deferred to one by format (Ctx.defer), and again with every check where one of
+        deferred to one by range (Ctx.defer), and again with every check where one of
         them would clip (or the unclipped values go out of a table's range). Both give
         the same integers and counts; after a redo, a few steps go straight to the
         checked path (a run that saturates often would pay twice)."""
@@ -568,28 +269,3 @@ class IntModel:
 
 _OPT_FIELD = {"adam_m": "m", "adam_v": "v", "adam_m_shift": "m_shift",
               "adam_v_shift": "v_shift", "kahan_comp": "comp"}
-
-
-def reported_losses(logits, targets, frac, row_max, exp_sums, below_max=None):
-    """A step's two reported losses from its raw logits (T,V) and softmax's row max and
-    sum of exps (T,1) each (and logits - row max, if the caller has it): the mean
-    -log softmax(logits)[target] in float64 from the integer logits, and loss_q16
-    (arithmetic.md, section 8).
-
-    The float loss is, per position, (log(sum(exp(z - m))) + m) - z[target] with z the
-    logits and m their row max as floats, in that order; z - m is computed as the float
-    of the integer difference, which is the same float (both are exact)."""
-    t = len(targets)
-    if below_max is None:
-        below_max = logits - row_max
-    scale = 2.0**-frac  # to_float's division by 2**frac: exact, as this product is
-    neg_gaps = below_max[np.arange(t), targets]  # (T,) l_target - max, <= 0
-    m = row_max[:, 0]
-    lse = np.multiply(below_max, scale)  # z - m
-    np.exp(lse, out=lse)
-    lse = np.log(np.add.reduce(lse, axis=-1))
-    lse += m * scale
-    lse -= (m + neg_gaps) * scale  # the targets' logits
-    # np.mean's own sum and division, without its wrapper: the same float
-    loss = float(np.add.reduce(lse) / t)
-    return loss, ops.loss_q16_of_sums((-neg_gaps).tolist(), exp_sums[:, 0].tolist(), frac)

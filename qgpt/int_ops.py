@@ -17,7 +17,7 @@ Speed (`qgpt bench --breakdown`, docs/BENCHMARKS.md): the arrays are small (T <=
 of 16 to 64), so a step's cost is the number of numpy calls, not the arithmetic. Each op
 therefore makes few of them: exact sums are rounded in place; saturation (int_ctx.py) is
 skipped where the policy proves it cannot clip and, in a training step, deferred to one
-check by format at the step's end; the causal mask of a length is built once, the future
+check by range at the step's end; the causal mask of a length is built once, the future
 entries of attention are zeroed before they are requantized (they are never formed on
 the device, so they must not saturate); exp_neg is a table of its formula over every Q12
 input, isqrt two small tables and one comparison; rmsnorm's per-row rsqrt of a step's
@@ -100,31 +100,30 @@ def isqrt(n):
     comparison decides. (tests: every square, square - 1 and square + 2r, up to 2**32;
     random n below 2**31.)
     """
-    n = np.asarray(n, dtype=np.int64)
-    c, above = _isqrt_candidates(n)
-    c += above * above <= n
+    c = isqrt_plus_one(n)
+    c -= _ONE
     return c
 
 
-def isqrt_plus_one(n):
-    """isqrt(n) + 1 (Adam's denominator), formed in isqrt's last step: one pass less."""
+def isqrt_plus_one(n, out=None):
+    """isqrt(n) + 1 (Adam's denominator), formed in isqrt's last step: one pass less; out:
+    into that int64 array, which also holds the steps (fewer arrays: Adam's cache)."""
     n = np.asarray(n, dtype=np.int64)
-    _, above = _isqrt_candidates(n)
+    above = np.right_shift(n, _SHIFT[16], out=out)
+    # the gathers' indices are within the tables for 0 <= n < 2**32: take's clip mode (the
+    # same values) skips its bounds checks
+    sh = ISQRT_SHIFT_U8.take(above, mode="clip")
+    # the root's shift 8 - sh/2 and the shifted root c in uint8 and uint16 (0-d operands of
+    # those types keep them), then c + 1 widened to int64, + 1 again where (c + 1)**2 <= n
+    s2 = np.subtract(_U8_EIGHT, sh >> _U8_ONE)
+    np.right_shift(n, sh, out=above)
+    np.add(np.right_shift(ISQRT_ROOT_Q8.take(above, mode="clip"), s2), _ONE, out=above)
     above += above * above <= n
     return above
 
 
-def _isqrt_candidates(n):
-    """(c, c + 1) of isqrt's tables: the root of n is one of them."""
-    sh = ISQRT_SHIFT.take(n >> _SHIFT[16])  # (take: a gather, twice as fast as indexing)
-    # the root's shift 8 - sh/2 in int8 (0-d int8 operands keep it int8), the shifted root
-    # widened to int64
-    s2 = np.subtract(_I8_EIGHT, sh >> _I8_ONE)
-    c = np.right_shift(ISQRT_ROOT_Q8.take(n >> sh), s2, dtype=np.int64)
-    return c, c + _ONE
-
-
-_I8_ONE, _I8_EIGHT = np.array(1, dtype=np.int8), np.array(8, dtype=np.int8)
+ISQRT_SHIFT_U8 = ISQRT_SHIFT.view(np.uint8)  # (its values 0..16)
+_U8_ONE, _U8_EIGHT = np.array(1, dtype=np.uint8), np.array(8, dtype=np.uint8)
 _ONE = np.array(1, dtype=np.int64)
 
 

@@ -88,16 +88,44 @@ def make_model(cfg):
 # --- the training loop, shared by train(), qgpt bench and qgpt sweep ---
 
 
-def training_steps(model, ds, cfg, start=0, stop=None):
+LOSS_BATCH = 50  # an integer run's reported losses are computed this many steps at a time
+
+
+def training_steps(model, ds, cfg, start=0, stop=None, loss_batch=1):
     """Train model on ds for steps start..stop-1 (stop: cfg.steps); yields (step, loss,
-    telemetry). A loss that is not finite ends the run with a RunError."""
-    for step in range(start, cfg.steps if stop is None else stop):
-        name = ds.train[prng.doc_index(step, len(ds.train), cfg.seed)]
-        loss, tele = model.train_step(data.encode(name), step, cfg.steps)
-        if not math.isfinite(loss):
-            raise RunError(f"training diverged at step {step}: the loss is {loss} "
-                           "(try a smaller --lr)")
-        yield step, loss, tele
+    telemetry). A loss that is not finite ends the run with a RunError.
+
+    loss_batch > 1: an integer model's reported losses are computed that many steps at a
+    time (IntModel.deferred_results: the same floats and integers, fewer numpy calls), and
+    those steps are yielded after the last of them. The model is then in a yielded step's
+    state only after the last step of a batch: at every multiple of loss_batch, every
+    checkpoint step (cfg.checkpoint_every) and stop, the steps train() saves at. A caller
+    that stops early or reads the model between steps keeps loss_batch = 1."""
+    stop = cfg.steps if stop is None else stop
+    batch = loss_batch if hasattr(model, "deferred_results") else 1
+    every = cfg.checkpoint_every
+    if batch > 1:
+        model.defer_losses = True
+    try:
+        for step in range(start, stop):
+            name = ds.train[prng.doc_index(step, len(ds.train), cfg.seed)]
+            result = model.train_step(data.encode(name), step, cfg.steps)
+            if batch == 1:
+                results = [result]
+            else:
+                done = step + 1
+                if done % batch and done != stop and not (every and done % every == 0):
+                    continue
+                results = model.deferred_results()
+            for s, (loss, tele) in enumerate(results, step + 1 - len(results)):
+                if not math.isfinite(loss):
+                    raise RunError(f"training diverged at step {s}: the loss is {loss} "
+                                   "(try a smaller --lr)")
+                yield s, loss, tele
+    finally:
+        if batch > 1:  # (and the steps of a loop left mid-batch are dropped)
+            model.defer_losses = False
+            model.deferred_results()
 
 
 # --- evaluation and sampling ---
@@ -216,7 +244,7 @@ def train(cfg, out, resume=False, progress=True, log=print):
 
     bar = Progress(cfg.steps, start=start) if progress else None
     t0 = time.perf_counter()
-    for step, loss, tele in training_steps(model, ds, cfg, start):
+    for step, loss, tele in training_steps(model, ds, cfg, start, loss_batch=LOSS_BATCH):
         rows.append([step, loss, *(tele.get(f) for f in fields[2:])])
         done = step + 1
         if bar:

@@ -9,13 +9,19 @@
    its condition matters.
 4. The counted updates: count_stalled() equals the count of d == 0 where delta != 0, for
    every rounding mode; Ctx.clipped equals the sum of the per-tensor counts.
-5. Adam's stacked moments (both in one (2,N) array) and the saturation of m, v and the
+5. Adam's stacked moments (m, v, g and gs^2 in one (4,N) array) and the saturation of m, v and the
    weight store checked by bounds carried from step to step give the integers and counts
    of strict steps (the general path, every check), from states beyond the formats' edges
    and gradients at gs's edge; the bounds hold at every step.
 6. Speculative steps (saturation checks deferred to the step's end, the step redone with
    every check when one would clip) give the losses, telemetry, state and counts of
    steps checked op by op, on runs that clip.
+7. The reported losses of many steps at once (int_losses.reported_losses_of_steps, a
+   training loop's loss_batch) are the floats and integers of each step alone: on random
+   and extreme logits of every length, and on runs with and without batches, checkpoints
+   inside and outside them.
+8. Stochastic rounding's draws made for several steps at once equal prng.draws of each
+   step, in any order of steps.
 
 Every failing comparison names the op, the policy or format, the index and both values.
 """
@@ -321,3 +327,74 @@ def test_exact_matmul_is_the_exact_integer_sum(top, k):
         assert got.dtype == np.int64
         bad = np.argwhere(got != np.array(want, dtype=object))
         assert not len(bad), f"top {top}, k {k}: at {bad[0]} {got[tuple(bad[0])]} != exact"
+
+
+# --- 7. the reported losses of many steps at once ---
+
+
+def test_reported_losses_of_steps_equal_each_step_alone():
+    from qgpt.int_losses import ln_q16_array, reported_losses, reported_losses_of_steps
+
+    rng = np.random.default_rng(7)
+    for frac in (4, 8, 12, 16):
+        steps, want = [], []
+        for i in range(120):
+            t = 1 + i % BLOCK  # every length, interleaved
+            top = 1 << (frac + (4, 8, 20)[i % 3])  # up to exp's underflow of a whole row
+            logits = rng.integers(-top, top, (t, 27))
+            logits[:, i % 27] = logits.max()  # ties at the max
+            targets = rng.integers(0, 27, t)
+            _, row_max, sums, below = ops.softmax_sums(logits, frac)
+            steps.append((targets, row_max, sums, below))
+            want.append(reported_losses(logits, targets, frac, row_max, sums, below))
+        got = reported_losses_of_steps(steps, frac)
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert g[0] == w[0] and g[1] == w[1], (
+                f"frac {frac} step {i} (T={len(steps[i][0])}): {g} vs alone {w}")
+    s = np.concatenate([np.arange(1 << 15, (1 << 15) + 5000), 2 ** np.arange(15, 62),
+                        2 ** np.arange(16, 62) - 1, rng.integers(1 << 15, 1 << 40, 5000)])
+    got, want = ln_q16_array(s), [ops.ln_q16(int(x)) for x in s]
+    bad = first_difference(got, np.array(want))
+    assert bad is None, f"ln_q16_array{bad}"
+
+
+@pytest.mark.parametrize("batch, every, rounding", [(7, 10, "stochastic"), (50, 0, "nearest"),
+                                                    (4, 6, "kahan")])
+def test_batched_losses_equal_step_by_step_losses(batch, every, rounding):
+    from qgpt.train import TrainConfig, make_model, training_steps
+
+    cfg = TrainConfig(steps=23, seed=4, format="q4.12", rounding=rounding,
+                      checkpoint_every=every)
+    ds = data.load(cfg.data)
+    alone = make_model(cfg)
+    want = [(s, loss, tele) for s, loss, tele in training_steps(alone, ds, cfg)]
+    batched = make_model(cfg)
+    got, states = [], {}
+    for s, loss, tele in training_steps(batched, ds, cfg, loss_batch=batch):
+        got.append((s, loss, tele))
+        done = s + 1
+        if done % batch == 0 or done == cfg.steps or (every and done % every == 0):
+            states[done] = batched.state()[1]["params"].copy()  # in step with the loop here
+    for (s, *g), (_, *w) in zip(got, want, strict=True):
+        assert g == w, f"step {s}: loss, telemetry {g} vs step by step {w}"
+    replay = make_model(cfg)
+    for s, _, _ in training_steps(replay, ds, cfg):
+        if s + 1 in states:
+            bad = first_difference(states[s + 1], replay.state()[1]["params"])
+            assert bad is None, f"after step {s}: the batched run's params{bad}"
+    assert not batched.defer_losses and batched.deferred_results() == []
+
+
+# --- 8. stochastic rounding's draws, several steps at once ---
+
+
+def test_rounding_draws_of_several_steps_equal_prng_draws():
+    from qgpt import prng
+
+    steps = [0, 1, 15, 16, 17, 3, 40, 39, 2 * int_model.DRAW_STEPS + 1, 5, 1000]
+    for shift in (0, 8):  # (an optimizer's is 30 - update_shift at every step)
+        opt = int_model.IntAdam(make_policy("q4.12", rounding="stochastic"), 11)
+        for step in steps:
+            want = prng.draws(prng.key(11, prng.STREAM_ROUND, step), 0, N_PARAMS) >> shift
+            bad = first_difference(opt._rounding_draws(step, shift).astype(np.int64), want)
+            assert bad is None, f"step {step} shift {shift}: draws{bad}"
