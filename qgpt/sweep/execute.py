@@ -19,7 +19,7 @@ from qgpt import data, qformat
 from qgpt.params import N_PARAMS, SLOTS
 from qgpt.sweep.backends import RETRIES
 from qgpt.sweep.config import SweepError
-from qgpt.train import make_model, nll, nll_batches, training_steps
+from qgpt.train import LOSS_BATCH, make_model, nll, nll_batches, training_steps
 
 CURVE_BINS = 40  # points of each run's binned curves in results.json
 TIMING_KEY = "timing"  # the only part of a run record that depends on the machine
@@ -82,7 +82,9 @@ def run_one(run):
     is_int = model.kind == "int"
     losses, sats, stalled = [], [], []
     t0 = time.perf_counter()
-    for _, loss, tele in training_steps(model, ds, cfg):  # train.train's loop, no run folder
+    # train.train's loop without a run folder; the loop reads only what a step yields, so
+    # the reported losses can be computed LOSS_BATCH steps at a time (the same floats)
+    for _, loss, tele in training_steps(model, ds, cfg, loss_batch=LOSS_BATCH):
         losses.append(loss)
         sats.append(tele.get("saturations", 0))
         stalled.append(tele.get("stalled_updates", 0.0))
