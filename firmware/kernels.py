@@ -359,9 +359,9 @@ def embedding_forward(x, wte, wpe, token: int, t: int, C: int, sh: int, lo: int,
     lo_ls = 0 - ((0 - lo) >> ls)
     for i in range(C):
         if bw == 2:
-            y = ((pe16[te + i] ^ 0x8000) - 0x8000) + ((pp16[tp + i] ^ 0x8000) - 0x8000)
+            y = (pe16[te + i] ^ 0x8000) + (pp16[tp + i] ^ 0x8000) - 0x10000  # both signed
         else:
-            y = ((pe8[te + i] ^ 0x80) - 0x80) + ((pp8[tp + i] ^ 0x80) - 0x80)
+            y = (pe8[te + i] ^ 0x80) + (pp8[tp + i] ^ 0x80) - 0x100
         y = (y + half) >> rs
         if y > hi_ls:
             y = hi
@@ -562,24 +562,33 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
 
 @micropython.viper
 def abs_max(buf, n: int, nb: int) -> int:
-    """max |buf[i]| for i < n of an int16 buffer (nb = 2): the magnitude bound of the
-    linear kernels' fast paths, which read 16-bit words only; 0 (no bound) for other
+    """max |buf[i]| for i < n (n even) of an int16 buffer (nb = 2): the magnitude bound of
+    the linear kernels' fast paths, which read 16-bit words only; 0 (no bound) for other
     widths."""
     if nb != 2:
         return 0
-    p = ptr16(buf)
-    # the extremes of w ^ 0x8000 = v + 2**15 (w the uint16 word of v): no sign extension
+    # the extremes of w ^ 0x8000 = v + 2**15 (w the uint16 word of v): no sign extension;
+    # two words a round (n even)
     hi = 0x8000
     lo = 0x8000
-    for i in range(n):
-        x = p[i] ^ 0x8000
+    p16 = ptr16(buf)
+    at = int(p16)
+    end = at + n + n
+    while at < end:
+        p = ptr16(at)
+        x = p[0] ^ 0x8000
         if x > hi:
             hi = x
         elif x < lo:
             lo = x
-    hi -= 0x8000  # max v, and -min v below
-    lo = 0x8000 - lo
-    return hi if hi > lo else lo
+        x = p[1] ^ 0x8000
+        if x > hi:
+            hi = x
+        elif x < lo:
+            lo = x
+        at += 4
+    # max v = hi - 2**15 against -min v = 2**15 - lo
+    return hi - 0x8000 if hi + lo > 0x10000 else 0x8000 - lo
 
 
 @micropython.viper
@@ -838,13 +847,13 @@ def relu_forward(y, x, start: int, n: int, ba: int):
     py16 = ptr16(int(py8))
     px8 = ptr8(x)
     px16 = ptr16(int(px8))
-    for i in range(start, start + n):
+    for i in range(start, start + n):  # the raw word w of v: v < 0 where w has the sign bit
         if ba == 2:
-            v = (px16[i] ^ 0x8000) - 0x8000
-            py16[i] = v if v > 0 else 0
+            w = px16[i]
+            py16[i] = w if w < 0x8000 else 0
         else:
-            v = (px8[i] ^ 0x80) - 0x80
-            py8[i] = v if v > 0 else 0
+            w = px8[i]
+            py8[i] = w if w < 0x80 else 0
 
 
 @micropython.viper
@@ -920,7 +929,6 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
     pw = ptr16(scratch)
     C = NH * HS
     half_p = (1 << sh_p) >> 1
-    half_ds = 1 << (_DS_SHIFT - 1)
     for h in range(NH):
         c0 = h * HS
         base = h * T * T  # probs[h, 0, 0]
@@ -951,7 +959,7 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                     diff = ghi
                 elif diff < glo:
                     diff = glo
-                pw[s] = (pp[base + s] * diff + half_ds) >> _DS_SHIFT  # |ds| <= 2**14
+                pw[s] = (pp[base + s] * diff + (1 << (_DS_SHIFT - 1))) >> _DS_SHIFT
         # 4. score = q.k / 2 (the /2 is in ds):
         # dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]
         dot_rows(dq, c0, C, 1, bg, scratch, 0, T, 0, 1, 2, k, c0, 0, 1, C, ba, T, HS, T, sh_qk,

@@ -198,8 +198,6 @@ FAST_PATHS = {
         "at nbits = tbits, nbits - tbits is 0, the else value",
     ("adam_update", "if d < 0 and w > hi + d:", "0", "1", 0):
         "for d = 0 the test w > hi never holds: w is a value of the store's format",
-    **{("relu_forward", f"py{b}[i] = v if v > 0 else 0", ">", ">=", 0): "at v = 0 both store 0"
-       for b in (8, 16)},
     ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "1", "0", 1): _FIT_2_30,
     ("linear_forward", "one = 1", "1", "0", 0):
         "one = 0 makes the bound -1 // wmax = -1: " + _TO_EXACT,
@@ -220,8 +218,6 @@ FAST_PATHS = {
         "qrow + c0, 0, 0, 1, ba, t + 1, 1, HS,", "0", rep, k): _COLS_ONE
        for k in (1, 3, 6) for rep in ("1", "-1")},
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 0): _L1_LESS_2,
-    ("relu_forward", "py8[i] = v if v > 0 else 0", "0", "-1", 0): "at v = 0 both store 0",
-    ("relu_forward", "py16[i] = v if v > 0 else 0", "0", "-1", 0): "at v = 0 both store 0",
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 1): _L1_LESS,
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", ">=", ">", 0):
         "at xi = 0, 0 - xi is 0 either way",
