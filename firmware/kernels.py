@@ -44,18 +44,22 @@ and sat(rnd(S, s), lo, hi), 0 <= s <= 19, is the contract's recipe:
     q = sat(q, lo, hi)
 
 with half = (1 << s) >> 1 and lim = 1 << (14 + s), set once per call. Sums the
-contract leaves unsaturated (the mean square, pd, dW) use lo, hi = -2**30, 2**30.
+contract leaves unsaturated (pd, dW) use lo, hi = -2**30, 2**30.
 One function, dot_rows, does this for any strides and widths; every kernel's dot
-products go through it, except two kinds of fast path (issue 15), each with a
+products go through it, except three kinds of fast path (issue 15), each with a
 comment saying why it is exact:
 
     bounded sums   where a bound proves |S| < 2**30 (3.7: then a plain int32 sum is the
                    same integer), one int32 accumulator and sat(rnd(S, s)) directly:
                    the linear kernels check L1 norm times max magnitude per row (max |W|
-                   from the model, abs_max), attention's pd follows from softmax's sums
+                   from the model, abs_max), attention's pd, p v and dq follow from
+                   softmax's sums (dot_rows's `fit`: one accumulator for 16-bit words)
     16-bit loops   the linear kernels' fast paths read int16 operands only (four
-                   accumulators sharing each load, byte addresses with constant offsets:
-                   ptr16(int(p) + offset)); 8-bit operands take dot_rows
+                   accumulators sharing each load, eight in linear_backward, byte
+                   addresses with constant offsets: ptr16(int(p) + offset)); 8-bit
+                   operands take dot_rows
+    short sums     rmsnorm's sums of C <= 16 products (|S| <= 2**34) as 16 H + L, H the
+                   sum of p >> 4 (within 2**30) and L of p & 15, rounded from the pair
 
 A kernel makes one buffer-protocol call per buffer (ptr8(b)); its other widths are
 casts of that address (ptr16(int(p8))), which cost nothing.
@@ -237,29 +241,36 @@ def softmax(p, z, off: int, n: int, f: int) -> int:
 @micropython.viper
 def dot_rows(y, yi: int, ys: int, yc: int, by: int, a, ai: int, ar: int, ac: int, ak: int,
              ba: int, b, bi: int, br: int, bc: int, bk: int, bb: int, rows: int, cols: int,
-             n: int, sh: int, lo: int, hi: int, add: int) -> int:
+             n: int, sh: int, lo: int, hi: int, add: int, fit: int) -> int:
     """The general dot product of the kernels, for r < rows and c < cols:
     y[yi + r ys + c yc] = sat(rnd(S, sh), lo, hi),
     S = sum_{k<n} a[ai + r ar + c ac + k ak] * b[bi + r br + c bc + k bk],
     or with add (y int32): sat(y + rnd(S, sh), lo, hi), the contract's dW (7). Any
     strides, so one call serves the dot products of a matrix-vector or a matrix-matrix
     product, over rows, columns or a head's slice; returns the last value (by = 0: none
-    stored). Element widths in bytes: 1, 2 and 4 signed (int32 values within +-2**15
-    here), -2 (a only) unsigned 16-bit (attention's probabilities); each product within
-    2**30, n <= 64, [lo, hi] within +-2**30. The exact S is kept as the int32 pair of 3.7,
-    so no bound on the values is needed: the linear kernels use it where their bound
-    fails and for 8-bit words."""
+    stored). Element widths in bytes: 1 and 2 signed, -2 (a only) unsigned 16-bit
+    (attention's probabilities); y also 4 (int32); n <= 64, [lo, hi] within +-2**30.
+    The exact S is kept as the int32 pair of 3.7, so no bound on the values is needed:
+    the linear kernels use it where their bound fails and for 8-bit words. With fit != 0
+    the caller has proved that every partial sum, and S + 2**sh / 2, lie within int32
+    (3.7: then a plain int32 sum is the same integer): 16-bit words take one accumulator."""
     py8 = ptr8(y)
     py16 = ptr16(int(py8))
     py32 = ptr32(int(py8))
     pa8 = ptr8(a)
     pa16 = ptr16(int(pa8))
-    pa32 = ptr32(int(pa8))
     pb8 = ptr8(b)
     pb16 = ptr16(int(pb8))
-    pb32 = ptr32(int(pb8))
     one = 1
     s32 = one << 31
+    # a 16-bit word w of a is (w ^ sa) + na, signed (sa = 0x8000, na = -0x8000) or unsigned
+    # (sa = na = 0); not (w ^ sa) - sa, the shape of the int32 sign extension (the int32
+    # target reads that as the identity)
+    sa = 0 if ba < 0 else 0x8000
+    na = 0 - sa
+    wide = 1 if bb == 2 and ba != 1 else 0  # 16-bit words: no width tests, byte addresses
+    a_step = ak + ak
+    b_step = bk + bk
     half = (1 << sh) >> 1
     lim = 1 << (14 + sh) if sh < 16 else 0
     q = 0
@@ -269,47 +280,46 @@ def dot_rows(y, yi: int, ys: int, yc: int, by: int, a, ai: int, ar: int, ac: int
             ll = 0
             ka = ai + r * ar + c * ac
             kb = bi + r * br + c * bc
-            if bb == 2 and ba == 2:  # int16 words: no width tests, byte addresses
-                a_at = int(pa8) + ka + ka
-                b_at = int(pb8) + kb + kb
-                a_step = ak + ak
-                b_step = bk + bk
+            a_at = int(pa8) + ka + ka
+            b_at = int(pb8) + kb + kb
+            if wide and fit:  # one int32 accumulator
                 for _ in range(n):
-                    p = ((ptr16(a_at)[0] ^ 0x8000) - 0x8000) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000)
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
+                    hh = ((ptr16(a_at)[0] ^ sa) + na) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000) + hh
                     a_at += a_step
                     b_at += b_step
+                q = (hh + half) >> sh
             else:
-                for _ in range(n):
-                    if ba == 2:
-                        x = (pa16[ka] ^ 0x8000) - 0x8000
-                    elif ba == 4:
-                        x = (pa32[ka] ^ s32) - s32
-                    elif ba == 1:
-                        x = (pa8[ka] ^ 0x80) - 0x80
-                    else:
-                        x = int(pa16[ka])
-                    if bb == 2:
-                        p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
-                    elif bb == 4:
-                        p = x * ((pb32[kb] ^ s32) - s32)
-                    else:
-                        p = x * ((pb8[kb] ^ 0x80) - 0x80)
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
-                    ka += ak
-                    kb += bk
-            hh += ll >> 16
-            ll &= _HALF_MASK
-            if sh >= 16:
-                q = (hh + ((ll + half) >> 16)) >> (sh - 16)
-            elif hh >= lim:
-                q = hi
-            elif hh < 0 - lim:
-                q = lo
-            else:
-                q = (hh << (16 - sh)) + ((ll + half) >> sh)
+                if wide:
+                    for _ in range(n):
+                        p = ((ptr16(a_at)[0] ^ sa) + na) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000)
+                        hh += p >> 16
+                        ll += p & _HALF_MASK
+                        a_at += a_step
+                        b_at += b_step
+                else:
+                    for _ in range(n):
+                        if ba == 1:
+                            x = (pa8[ka] ^ 0x80) - 0x80
+                        else:
+                            x = (pa16[ka] ^ sa) + na
+                        if bb == 2:
+                            p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
+                        else:
+                            p = x * ((pb8[kb] ^ 0x80) - 0x80)
+                        hh += p >> 16
+                        ll += p & _HALF_MASK
+                        ka += ak
+                        kb += bk
+                hh += ll >> 16
+                ll &= _HALF_MASK
+                if sh >= 16:
+                    q = (hh + ((ll + half) >> 16)) >> (sh - 16)
+                elif hh >= lim:
+                    q = hi
+                elif hh < 0 - lim:
+                    q = lo
+                else:
+                    q = (hh << (16 - sh)) + ((ll + half) >> sh)
             k = yi + r * ys + c * yc
             if add:
                 q += (py32[k] ^ s32) - s32  # |rnd(S)|, |y| <= 2**30: as the contract's dW
@@ -349,9 +359,9 @@ def embedding_forward(x, wte, wpe, token: int, t: int, C: int, sh: int, lo: int,
     lo_ls = 0 - ((0 - lo) >> ls)
     for i in range(C):
         if bw == 2:
-            y = ((pe16[te + i] ^ 0x8000) - 0x8000) + ((pp16[tp + i] ^ 0x8000) - 0x8000)
+            y = (pe16[te + i] ^ 0x8000) + (pp16[tp + i] ^ 0x8000) - 0x10000  # both signed
         else:
-            y = ((pe8[te + i] ^ 0x80) - 0x80) + ((pp8[tp + i] ^ 0x80) - 0x80)
+            y = (pe8[te + i] ^ 0x80) + (pp8[tp + i] ^ 0x80) - 0x100
         y = (y + half) >> rs
         if y > hi_ls:
             y = hi
@@ -421,7 +431,7 @@ def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int
                     ba: int):
     """y[t] = sat(rnd(x[t] * M, sh), A) with (M, sh) = rsqrt(rnd(dot(x, x), g) + eps, fm),
     kept in rs[t] for the backward pass. g = guard(16, ba, ba) rounded up to even (<= 4).
-    y, x (T, C) A (ba bytes); rs (T, 2) int32 (M, sh)."""
+    y, x (T, C) A (ba bytes), C <= 16; rs (T, 2) int32 (M, sh)."""
     py8 = ptr8(y)
     py16 = ptr16(int(py8))
     pr = ptr32(rs)
@@ -430,10 +440,17 @@ def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int
     one = 1
     s32 = one << 31
     row = t * C
-    # the mean square rnd(S, g) <= 2**30 is not saturated: g < 16, and S >= 0
-    big = one << 30
-    ms = int(dot_rows(rs, 0, 0, 0, 0, x, row, 0, 0, 1, ba, x, row, 0, 0, 1, ba, 1, 1, C, g,
-                      0 - big, big, 0))
+    # the mean square: S = sum x_i^2 (<= 2**34) as 16 H + L with H = sum (x_i^2 >> 4) and
+    # L = sum (x_i^2 & 15) (C <= 16: H <= 2**30, L < 2**8); as g <= 4, rnd(S, g) is
+    # (H << (4 - g)) + ((L + half) >> g), which the guard keeps within 2**30 (not saturated)
+    hh = 0
+    ll = 0
+    for i in range(row, row + C):
+        xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
+        v = xi * xi
+        hh += v >> 4
+        ll += v & 15
+    ms = (hh << (4 - g)) + ((ll + ((1 << g) >> 1)) >> g)
     pr[t + t] = ms + eps  # at most 2**30 + eps
     rsqrt(rs, t + t, fm)
     m = pr[t + t]  # in (2**14, 2**15]: no sign extension needed
@@ -467,7 +484,7 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
     c = sat(rnd(dot(dy, y), sh_c), G), sh_c = Fa + 4 (the mean);
     t_i = sat(dy_i - rnd(y_i * c, f), G), f = Fa; dx_i = sat(rnd(t_i * M, sh), G), the
     forward's (M, sh). dx, dy (T, C) G = [glo, ghi] (bg bytes); y (T, C) A (ba bytes);
-    rs (T, 2) int32 from the forward."""
+    rs (T, 2) int32 from the forward; C <= 16, sh_c >= 4."""
     pdx8 = ptr8(dx)
     pdx16 = ptr16(int(pdx8))
     pdy8 = ptr8(dy)
@@ -478,11 +495,25 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
     one = 1
     s32 = one << 31
     half_f = (1 << f) >> 1
+    half_c = (1 << sh_c) >> 1
     for t in range(T):
         row = t * C
-        # in the forward pass y = x * r, so dy flows back through the mean of y^2: c = mean(dy * y)
-        c = int(dot_rows(dx, 0, 0, 0, 0, dy, row, 0, 0, 1, bg, y, row, 0, 0, 1, ba, 1, 1, C, sh_c,
-                         glo, ghi, 0))
+        # in the forward pass y = x * r, so dy flows back through the mean of y^2: c = mean(dy * y),
+        # the exact sum S as 16 H + L (as in rmsnorm_forward; |H| <= 2**30) and sh_c >= 4:
+        # rnd(S, sh_c) = (H + ((L + half) >> 4)) >> (sh_c - 4)
+        hh = 0
+        ll = 0
+        for i in range(row, row + C):
+            di = (pdy16[i] ^ 0x8000) - 0x8000 if bg == 2 else (pdy8[i] ^ 0x80) - 0x80
+            yi = (py16[i] ^ 0x8000) - 0x8000 if ba == 2 else (py8[i] ^ 0x80) - 0x80
+            v = di * yi
+            hh += v >> 4
+            ll += v & 15
+        c = (hh + ((ll + half_c) >> 4)) >> (sh_c - 4)
+        if c > ghi:
+            c = ghi
+        elif c < glo:
+            c = glo
         m = pr[t + t]
         sh = (pr[t + t + 1] ^ s32) - s32
         rsh = sh if sh > 0 else 0
@@ -531,26 +562,33 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
 
 @micropython.viper
 def abs_max(buf, n: int, nb: int) -> int:
-    """max |buf[i]| for i < n, a buffer of nb bytes a signed value (1, 2 or 4; int32
-    values within +-2**30): the magnitude bound of the linear kernels' fast paths."""
-    p8 = ptr8(buf)
-    p16 = ptr16(int(p8))
-    p32 = ptr32(int(p8))
-    one = 1
-    s32 = one << 31
-    big = 0
-    for i in range(n):
-        if nb == 2:
-            v = (p16[i] ^ 0x8000) - 0x8000
-        elif nb == 1:
-            v = (p8[i] ^ 0x80) - 0x80
-        else:
-            v = (p32[i] ^ s32) - s32
-        if v < 0:
-            v = 0 - v
-        if v > big:
-            big = v
-    return big
+    """max |buf[i]| for i < n (n even) of an int16 buffer (nb = 2): the magnitude bound of
+    the linear kernels' fast paths, which read 16-bit words only; 0 (no bound) for other
+    widths."""
+    if nb != 2:
+        return 0
+    # the extremes of w ^ 0x8000 = v + 2**15 (w the uint16 word of v): no sign extension;
+    # two words a round (n even)
+    hi = 0x8000
+    lo = 0x8000
+    p16 = ptr16(buf)
+    at = int(p16)
+    end = at + n + n
+    while at < end:
+        p = ptr16(at)
+        x = p[0] ^ 0x8000
+        if x > hi:
+            hi = x
+        elif x < lo:
+            lo = x
+        x = p[1] ^ 0x8000
+        if x > hi:
+            hi = x
+        elif x < lo:
+            lo = x
+        at += 4
+    # max v = hi - 2**15 against -min v = 2**15 - lo
+    return hi - 0x8000 if hi + lo > 0x10000 else 0x8000 - lo
 
 
 @micropython.viper
@@ -559,7 +597,7 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
     """y[t] = sat(rnd(W x[t], sh), out), sh = Fw + Fa - F_out (0..31): out is A (q, k, v,
     projections, MLP) or L (lm_head). y (T, n_out) in by bytes (1, 2, or 4: int32);
     x (T, n_in) A (ba bytes); w (n_out, n_in) W (bw bytes), n_in <= 64 and a multiple of 4;
-    wmax >= max |W| (abs_max), for the fast path."""
+    n_out >= 4; wmax >= max |W| (abs_max), for the fast path."""
     py16 = ptr16(y)
     py32 = ptr32(int(py16))
     px16 = ptr16(x)
@@ -570,7 +608,9 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
     xend = xrow + n_in
     yrow = t * n_out
     # fast path (above): 16-bit W and x with |S| <= L1(x[t]) * max |W| < 2**30, four rows
-    # of W against each x load; rows fast_end .. n_out-1 take the general loop
+    # of W against each x load, blocks o .. o+3; when n_out is not a multiple of 4 (lm_head's
+    # 27) the last block is rows n_out-4 .. n_out-1, which overlaps the one before (its
+    # rows are stored twice, the same values)
     fast_end = 0
     if bw == 2 and ba == 2 and wmax > 0:
         l1 = 0
@@ -578,12 +618,13 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
             xi = (px16[i] ^ 0x8000) - 0x8000
             l1 += xi if xi >= 0 else 0 - xi
         if l1 <= ((one << 30) - 1) // wmax:
-            fast_end = n_out - (n_out & 3)
+            fast_end = ((n_out + 3) >> 2) << 2
     # pointer arithmetic: byte addresses, constant offsets in the loads
     row_bytes = n_in + n_in
     x_at = int(px16) + xrow + xrow  # &x[t, 0]
     x_end = x_at + row_bytes
-    for o in range(0, fast_end, 4):
+    for ob in range(0, fast_end, 4):
+        o = ob if ob + 4 <= n_out else n_out - 4  # the block's first row
         w_at = int(pw16) + o * row_bytes  # &W[o, 0]
         a0 = 0
         a1 = 0
@@ -623,9 +664,9 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
             a0 = a1
             a1 = a2
             a2 = a3
-    if fast_end < n_out:  # the general loop: the rows left, any widths, the int32 pair
-        dot_rows(y, yrow + fast_end, 1, 0, by, w, fast_end * n_in, n_in, 0, 1, bw, x, xrow, 0, 0,
-                 1, ba, n_out - fast_end, 1, n_in, sh, lo, hi, 0)
+    if fast_end == 0:  # the general loop: any widths, the int32 pair
+        dot_rows(y, yrow, 1, 0, by, w, 0, n_in, 0, 1, bw, x, xrow, 0, 0, 1, ba, n_out, 1, n_in, sh,
+                 lo, hi, 0, 0)
 
 
 @micropython.viper
@@ -642,109 +683,133 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
     dx (T, n_in) G = [glo, ghi]; dw (o1 - o0, n_in) int32 P = [plo, phi] (within +-2**30);
     dy (T, n_out) G (bg bytes); x (T, n_in) A (ba bytes); w (n_out, n_in) W (bw bytes);
     n_out <= 64, T <= 16, n_in a multiple of 4; wmax >= max |W| (abs_max), for the fast
-    path."""
+    path.
+
+    Both are rows of sums of dy's words times rows of a matrix: dx's row t sums
+    dy[t, o] * W[o, :] over o, dW's row o sums dy[t, o] * x[t, :] over t. One loop does
+    both (pass 0: dx, pass 1: dW), two rows at a time: dy's words of the two rows are two
+    streams (d, e) read at a step of d_step bytes, the matrix's rows one stream (u), so
+    each load of four u serves eight sums."""
     pdx16 = ptr16(dx)
     pdw = ptr32(dw)
     pdy16 = ptr16(dy)
     px16 = ptr16(x)
     pw16 = ptr16(w)
-    half = 1 << (sh - 1) if sh > 0 else 0
-    half_w = 1 << (sh_w - 1) if sh_w > 0 else 0
     one = 1
     s32 = one << 31
     fit = (one << 30) - 1
     row_bytes = n_in + n_in
-    l1_max = fit // wmax if wmax > 0 else 0  # the largest L1 norm of dy[t] the bound allows
-    t_dx = T if with_dx != 0 else 0  # rows of dx to compute
-    # in the forward pass y_o = sum_i W_oi x_i, so dx_i = sum_o W_oi dy_o
-    for t in range(t_dx):
-        yrow = t * n_out
-        fast = 0  # fast path (above the linear kernels): |S| <= L1(dy[t]) * max |W| < 2**30
-        if bw == 2 and bg == 2 and wmax > 0:
-            l1 = 0
-            for o in range(yrow, yrow + n_out):
-                d = (pdy16[o] ^ 0x8000) - 0x8000
-                l1 += d if d >= 0 else 0 - d
-            fast = 1 if l1 <= l1_max else 0
-        if fast:  # four columns of W against each dy load
-            dy_at = int(pdy16) + yrow + yrow  # &dy[t, 0]
-            dy_end = dy_at + n_out + n_out
-            for i in range(0, n_in, 4):
-                a0 = 0
-                a1 = 0
-                a2 = 0
-                a3 = 0
-                w_at = int(pw16) + i + i  # &W[0, i]
-                y_at = dy_at
-                while y_at < dy_end:
-                    d = (ptr16(y_at)[0] ^ 0x8000) - 0x8000
-                    pw = ptr16(w_at)
-                    a0 = ((pw[0] ^ 0x8000) - 0x8000) * d + a0
-                    a1 = ((pw[1] ^ 0x8000) - 0x8000) * d + a1
-                    a2 = ((pw[2] ^ 0x8000) - 0x8000) * d + a2
-                    a3 = ((pw[3] ^ 0x8000) - 0x8000) * d + a3
-                    y_at += 2
-                    w_at += row_bytes
-                for k in range(t * n_in + i, t * n_in + i + 4):  # sat(rnd(S, sh)) in turn
-                    q = (a0 + half) >> sh
-                    if q > ghi:
-                        q = ghi
-                    elif q < glo:
-                        q = glo
-                    pdx16[k] = q
-                    a0 = a1
-                    a1 = a2
-                    a2 = a3
-            continue
-        dot_rows(dx, t * n_in, 1, 0, bg, w, 0, 1, 0, n_in, bw, dy, yrow, 0, 0, 1, bg, n_in, 1,
-                 n_out, sh, glo, ghi, 0)
-    # and dW_oi = sum_t dy_o[t] x_i[t], over the positions of the step
-    xmax = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
-    l1_max = fit // xmax if xmax > 0 else 0  # the same for dy's columns
     out_bytes = n_out + n_out
-    dy_end = int(pdy16) + T * out_bytes  # the end of dy
-    for o in range(o0, o1):
-        fast = 0  # fast path: |S| <= L1(dy[:, o]) * max |x| < 2**30
-        if xmax > 0:
-            l1 = 0
-            k = o
-            while k < o + T * n_out:
-                d = (pdy16[k] ^ 0x8000) - 0x8000
-                l1 += d if d >= 0 else 0 - d
-                k += n_out
-            fast = 1 if l1 <= l1_max else 0
-        if fast:  # four columns of x against each dy load
-            for i in range(0, n_in, 4):
+    for ph in range(0 if with_dx != 0 else 1, 2):
+        if ph == 0:  # dx: rows t, sums over o of dy[t, o] W[o, :]
+            r0 = 0
+            r1 = T
+            terms = n_out
+            d_row = out_bytes  # from dy's stream of row r to row r + 1
+            d_step = 2
+            u0 = int(pw16)
+            yb = dx  # the output and the matrix, for dot_rows: buffers and bytes a word
+            yw = bg
+            ub = w
+            uw = bw
+            big = wmax if bw == 2 and bg == 2 else 0
+            s = sh
+            lo = glo
+            hi = ghi
+        else:  # dW: rows o, sums over t of dy[t, o] x[t, :]
+            r0 = o0
+            r1 = o1
+            terms = T
+            d_row = 2
+            d_step = out_bytes
+            u0 = int(px16)
+            yb = dw
+            yw = 4
+            ub = x
+            uw = ba
+            big = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
+            s = sh_w
+            lo = plo
+            hi = phi
+        half = (1 << s) >> 1
+        # fast path (above the linear kernels): |S| <= L1(the row's dy words) * big < 2**30
+        l1_max = fit // big if big > 0 else -1
+        for r in range(r0, r1, 2):
+            rows = 2 if r + 1 < r1 else 1
+            d_at = int(pdy16) + r * d_row  # dy's stream of row r
+            e_off = d_row if rows == 2 else 0  # and of row r + 1 (row r again when alone)
+            d_end = d_at + terms * d_step
+            l1d = 0
+            l1e = 0
+            at = d_at
+            while at < d_end and l1_max >= 0:
+                v = (ptr16(at)[0] ^ 0x8000) - 0x8000
+                l1d += v if v >= 0 else 0 - v
+                v = (ptr16(at + e_off)[0] ^ 0x8000) - 0x8000
+                l1e += v if v >= 0 else 0 - v
+                at += d_step
+            if l1d > l1_max or l1e > l1_max:  # the exact path: dot_rows, both rows
+                dot_rows(yb, (r - r0) * n_in, n_in, 1, yw, ub, 0, 0, 1, n_in, uw, dy,
+                         r * (d_row >> 1), d_row >> 1, 0, d_step >> 1, bg, rows, n_in, terms, s,
+                         lo, hi, ph, 0)
+                continue
+            k = (r - r0) * n_in  # the output's index of row r, column 0
+            for i in range(0, n_in, 4):  # four columns of both rows
                 a0 = 0
                 a1 = 0
                 a2 = 0
                 a3 = 0
-                y_at = int(pdy16) + o + o  # &dy[0, o]
-                x_at = int(px16) + i + i  # &x[0, i]
-                while y_at < dy_end:
-                    d = (ptr16(y_at)[0] ^ 0x8000) - 0x8000
-                    px = ptr16(x_at)
-                    a0 = d * ((px[0] ^ 0x8000) - 0x8000) + a0
-                    a1 = d * ((px[1] ^ 0x8000) - 0x8000) + a1
-                    a2 = d * ((px[2] ^ 0x8000) - 0x8000) + a2
-                    a3 = d * ((px[3] ^ 0x8000) - 0x8000) + a3
-                    y_at += out_bytes
-                    x_at += row_bytes
-                kw = (o - o0) * n_in + i
-                for k in range(kw, kw + 4):  # dw += rnd(S, sh_w) in turn, saturated to P
-                    q = ((pdw[k] ^ s32) - s32) + ((a0 + half_w) >> sh_w)  # |q| < 2**31
-                    if q > phi:
-                        q = phi
-                    elif q < plo:
-                        q = plo
-                    pdw[k] = q
+                b0 = 0
+                b1 = 0
+                b2 = 0
+                b3 = 0
+                at = d_at
+                u_at = u0 + i + i
+                while at < d_end:
+                    d = (ptr16(at)[0] ^ 0x8000) - 0x8000
+                    e = (ptr16(at + e_off)[0] ^ 0x8000) - 0x8000
+                    pu = ptr16(u_at)
+                    u = (pu[0] ^ 0x8000) - 0x8000
+                    a0 = u * d + a0
+                    b0 = u * e + b0
+                    u = (pu[1] ^ 0x8000) - 0x8000
+                    a1 = u * d + a1
+                    b1 = u * e + b1
+                    u = (pu[2] ^ 0x8000) - 0x8000
+                    a2 = u * d + a2
+                    b2 = u * e + b2
+                    u = (pu[3] ^ 0x8000) - 0x8000
+                    a3 = u * d + a3
+                    b3 = u * e + b3
+                    at += d_step
+                    u_at += row_bytes
+                for c in range(k + i, k + i + 4):  # sat(rnd(S, s)) in turn, dW's added to dw
+                    q = (a0 + half) >> s  # row r
+                    v = (b0 + half) >> s  # row r + 1, or row r again (the same value)
+                    c2 = c + n_in if rows == 2 else c
+                    if ph != 0:  # dw's old values, both read before either is stored
+                        q += (pdw[c] ^ s32) - s32  # |q| < 2**31
+                        v += (pdw[c2] ^ s32) - s32
+                    if q > hi:
+                        q = hi
+                    elif q < lo:
+                        q = lo
+                    if v > hi:
+                        v = hi
+                    elif v < lo:
+                        v = lo
+                    if ph != 0:
+                        pdw[c] = q
+                        pdw[c2] = v
+                    else:
+                        pdx16[c] = q
+                        pdx16[c2] = v
                     a0 = a1
                     a1 = a2
                     a2 = a3
-            continue
-        # dw[o - o0] += the rounded sums, saturated to P
-        dot_rows(dw, (o - o0) * n_in, 1, 0, 4, x, 0, 1, 0, n_in, ba, dy, o, 0, 0, n_out, bg,
-                 n_in, 1, T, sh_w, plo, phi, 1)
+                    b0 = b1
+                    b1 = b2
+                    b2 = b3
 
 
 # --- element-wise: residual add, relu (sections 6, 7) ---
@@ -782,13 +847,13 @@ def relu_forward(y, x, start: int, n: int, ba: int):
     py16 = ptr16(int(py8))
     px8 = ptr8(x)
     px16 = ptr16(int(px8))
-    for i in range(start, start + n):
+    for i in range(start, start + n):  # the raw word w of v: v < 0 where w has the sign bit
         if ba == 2:
-            v = (px16[i] ^ 0x8000) - 0x8000
-            py16[i] = v if v > 0 else 0
+            w = px16[i]
+            py16[i] = w if w < 0x8000 else 0
         else:
-            v = (px8[i] ^ 0x80) - 0x80
-            py8[i] = v if v > 0 else 0
+            w = px8[i]
+            py8[i] = w if w < 0x80 else 0
 
 
 @micropython.viper
@@ -831,15 +896,16 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
         row = (h * T + t) * T  # probs[h, t, 0]
         # scores of position t against positions 0..t: srow[s] = q_h[t] . k_h[s]
         dot_rows(srow, 0, 1, 0, 4, k, c0, C, 0, 1, ba, q, qrow + c0, 0, 0, 1, ba, t + 1, 1, HS,
-                 sh_s, lo_l, hi_l, 0)
+                 sh_s, lo_l, hi_l, 0, 0)
         softmax(srow, srow, 0, t + 1, f)
         for s in range(t + 1):
             pp[row + s] = pr[s]  # in [0, 2**15]: a uint16
         for s in range(t + 1, T):
             pp[row + s] = 0  # future positions are masked: p = 0
-        # out_h[t][d] = sum_s p[s] v_h[s][d]  (p in [0, 2**15])
-        dot_rows(out, qrow + c0, 1, 0, ba, srow, 0, 0, 0, 1, 4, v, c0, 1, 0, C, ba, HS, 1, t + 1,
-                 sh_o, lo, hi, 0)
+        # out_h[t][d] = sum_s p[s] v_h[s][d] (p in [0, 2**15], the uint16 row just stored): one
+        # int32, |S| <= (2**15 + (t+1)/2) * 2**15 < 2**31 - 2**14 (softmax rounds each p once)
+        dot_rows(out, qrow + c0, 1, 0, ba, probs, row, 0, 0, 1, -2, v, c0, 1, 0, C, ba, HS, 1,
+                 t + 1, sh_o, lo, hi, 0, 1)
 
 
 @micropython.viper
@@ -853,26 +919,27 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
     4. dq[t] = sat(rnd(sum_{s<=t} ds[t,s] * k[s], sh_qk), G),
        dk[s] = sat(rnd(sum_{t>=s} ds[t,s] * q[t], sh_qk), G), sh_qk = Fa
     dq, dk, dv, dout (T, C) G = [glo, ghi] (bg bytes); q, k, v (T, C) A (ba bytes);
-    probs (NH, T, T) uint16 Q15; scratch (T, T) int32: dp, then ds, of one head. sh_p < 16.
-    Every dot product is a dot_rows over a slice of one head."""
+    probs (NH, T, T) uint16 Q15; scratch (T, T) int16: dp (in G), then ds (|ds| <= 2**14),
+    of one head. sh_p < 16.
+    Every dot product is a dot_rows over a slice of one head, in one int32 where a bound
+    proves it exact (fit): dp and dv when the head's sum of |dout| is at most 2**15 (|dp|,
+    |dv| <= 2**15 * that), dq always (sum_s |ds[t,s]| <= 2**14 + T, so |S| < 2**30), dk when
+    the head's sum of |q| is at most 2**15 (|S| <= (2**14 + 1) * that)."""
     pp = ptr16(probs)  # uint16 loads: p in [0, 2**15]
-    pw = ptr32(scratch)
-    one = 1
-    s32 = one << 31
+    pw = ptr16(scratch)
     C = NH * HS
     half_p = (1 << sh_p) >> 1
-    half_ds = 1 << (_DS_SHIFT - 1)
     for h in range(NH):
         c0 = h * HS
         base = h * T * T  # probs[h, 0, 0]
         # Over all T x T pairs: p[t,s] = 0 for s > t (the forward's mask), and ds is set to 0
         # there, so the extra terms add nothing to the exact sums (dp there is not used).
         # 1. out = p v, so dp[t,s] = dout[t] . v[s]
-        dot_rows(scratch, 0, T, 1, 4, dout, c0, C, 0, 1, bg, v, c0, 0, C, 1, ba, T, T, HS, sh_dp,
-                 glo, ghi, 0)
+        dot_rows(scratch, 0, T, 1, 2, dout, c0, C, 0, 1, bg, v, c0, 0, C, 1, ba, T, T, HS, sh_dp,
+                 glo, ghi, 0, 0)
         # 2. out = p v, so dv[s] = sum_t p[t,s] dout[t]
         dot_rows(dv, c0, C, 1, bg, probs, base, 1, 0, T, -2, dout, c0, 0, 1, C, bg, T, HS, T,
-                 sh_p, glo, ghi, 0)
+                 sh_p, glo, ghi, 0, 0)
         # 3. p = softmax(score): ds = p * (dp - sum_s p dp), and the /2 of the score
         for t in range(T):
             row = t * T
@@ -881,24 +948,24 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
             # value the int32 pair gives (3.7, pd unsaturated)
             acc = 0
             for s in range(row, row + t + 1):
-                acc += pp[base + s] * ((pw[s] ^ s32) - s32)
+                acc += pp[base + s] * ((pw[s] ^ 0x8000) - 0x8000)
             pd = (acc + half_p) >> sh_p
             for s in range(row, row + T):
                 if s > row + t:
                     pw[s] = 0  # masked: ds = 0
                     continue
-                diff = ((pw[s] ^ s32) - s32) - pd
+                diff = ((pw[s] ^ 0x8000) - 0x8000) - pd
                 if diff > ghi:
                     diff = ghi
                 elif diff < glo:
                     diff = glo
-                pw[s] = (pp[base + s] * diff + half_ds) >> _DS_SHIFT  # |ds| <= 2**14
+                pw[s] = (pp[base + s] * diff + (1 << (_DS_SHIFT - 1))) >> _DS_SHIFT
         # 4. score = q.k / 2 (the /2 is in ds):
         # dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]
-        dot_rows(dq, c0, C, 1, bg, scratch, 0, T, 0, 1, 4, k, c0, 0, 1, C, ba, T, HS, T, sh_qk,
-                 glo, ghi, 0)
-        dot_rows(dk, c0, C, 1, bg, scratch, 0, 1, 0, T, 4, q, c0, 0, 1, C, ba, T, HS, T, sh_qk,
-                 glo, ghi, 0)
+        dot_rows(dq, c0, C, 1, bg, scratch, 0, T, 0, 1, 2, k, c0, 0, 1, C, ba, T, HS, T, sh_qk,
+                 glo, ghi, 0, 1)
+        dot_rows(dk, c0, C, 1, bg, scratch, 0, 1, 0, T, 2, q, c0, 0, 1, C, ba, T, HS, T, sh_qk,
+                 glo, ghi, 0, 0)
 
 
 # --- cross-entropy over the vocabulary (sections 6, 7) ---

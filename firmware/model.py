@@ -244,42 +244,47 @@ class Model:
 
     # --- forward, one position ---
 
-    def forward_position(self, t, T):
-        """Position t of the forward pass, token tok[t]: rows t of every activation;
-        rows 0..t of k and v are the cache. T: the probabilities' row length (the
-        step's T, or BLOCK when sampling). Ends with the logits row t in L (int32)."""
+    def forward_position(self, start, T):
+        """Position t = start of the forward pass, token tok[t]: rows t of every
+        activation; rows 0..t of k and v are the cache. T: the probabilities' row length
+        (the step's T, or BLOCK when sampling). Ends with the logits row t in L (int32).
+        With start = T: positions 0 .. T-1 in turn, a training step's forward pass in one
+        call (a method this size allocates its frame on the heap at each call, and the
+        search for the free blocks costs thousands of instructions)."""
         Fl, lo, hi, sh, shl, g, fm, eps, sh_s, lo_l, hi_l, sh_o, sh_emb = self.fwd
         act, ws, _, _, _, wm = self.bufs
         probs, logits, h, _, x0, x1, q, k, vv, at, x3, x4, ga, x2, tmp, rs0, rs1, rs3, srow = \
             act
         wte, wpe, lm_head, wq, wk, wv, wo, fc1, fc2 = ws
         bw, ba = self.nb[0], self.nb[1]
-        if t == 0:  # the weights changed since the last pass (Adam)
+        t0 = 0 if start == T else start
+        if t0 == 0:  # the weights changed since the last pass (Adam)
             off = self.nums[0]
             for j in range(_LM_HEAD, _FC2 + 1):
                 wm[j] = K.abs_max(ws[j], off[j + 1] - off[j], bw)
-        # x = wte[token] + wpe[t]; x0 = rmsnorm(x)
-        K.embedding_forward(ga, wte, wpe, self.tok[t], t, _C, sh_emb, lo, hi, ba, bw)
-        K.rmsnorm_forward(x0, rs0, ga, t, _C, g, fm, eps, lo, hi, ba)
-        # attention block: x1 = rmsnorm(x0); q, k, v = Wq x1, Wk x1, Wv x1
-        K.rmsnorm_forward(x1, rs1, x0, t, _C, g, fm, eps, lo, hi, ba)
-        K.linear_forward(q, x1, wq, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WQ])
-        K.linear_forward(k, x1, wk, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WK])
-        K.linear_forward(vv, x1, wv, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WV])
-        K.attention_forward(at, probs, srow, q, k, vv, t, T, _NH, _HS, sh_s, lo_l, hi_l,
-                            Fl, sh_o, lo, hi, ba)
-        # x2 = Wo att + x0 (x2 in gb, the projection in gc)
-        K.linear_forward(tmp, at, wo, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WO])
-        K.add_forward(x2, tmp, x0, t * _C, _C, lo, hi, ba)
-        # MLP block: x4 = fc2 relu(fc1 rmsnorm(x2)) + x2
-        K.rmsnorm_forward(x3, rs3, x2, t, _C, g, fm, eps, lo, hi, ba)
-        K.linear_forward(h, x3, fc1, t, _C, _M, sh, lo, hi, ba, ba, bw, wm[_FC1])
-        K.relu_forward(h, h, t * _M, _M, ba)
-        K.linear_forward(tmp, h, fc2, t, _M, _C, sh, lo, hi, ba, ba, bw, wm[_FC2])
-        K.add_forward(x4, tmp, x2, t * _C, _C, lo, hi, ba)
-        # logits = lm_head x4, into L (held as int32)
-        K.linear_forward(logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, bw,
-                         wm[_LM_HEAD])
+        lin, rms = K.linear_forward, K.rmsnorm_forward
+        for t in range(t0, T if start == T else t0 + 1):
+            # x = wte[token] + wpe[t]; x0 = rmsnorm(x)
+            K.embedding_forward(ga, wte, wpe, self.tok[t], t, _C, sh_emb, lo, hi, ba, bw)
+            rms(x0, rs0, ga, t, _C, g, fm, eps, lo, hi, ba)
+            # attention block: x1 = rmsnorm(x0); q, k, v = Wq x1, Wk x1, Wv x1
+            rms(x1, rs1, x0, t, _C, g, fm, eps, lo, hi, ba)
+            lin(q, x1, wq, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WQ])
+            lin(k, x1, wk, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WK])
+            lin(vv, x1, wv, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WV])
+            K.attention_forward(at, probs, srow, q, k, vv, t, T, _NH, _HS, sh_s, lo_l, hi_l,
+                                Fl, sh_o, lo, hi, ba)
+            # x2 = Wo att + x0 (x2 in gb, the projection in gc)
+            lin(tmp, at, wo, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WO])
+            K.add_forward(x2, tmp, x0, t * _C, _C, lo, hi, ba)
+            # MLP block: x4 = fc2 relu(fc1 rmsnorm(x2)) + x2, the relu as fc1's saturation:
+            # relu(sat(y, lo, hi)) = sat(y, 0, hi), as lo < 0 < hi
+            rms(x3, rs3, x2, t, _C, g, fm, eps, lo, hi, ba)
+            lin(h, x3, fc1, t, _C, _M, sh, 0, hi, ba, ba, bw, wm[_FC1])
+            lin(tmp, h, fc2, t, _M, _C, sh, lo, hi, ba, ba, bw, wm[_FC2])
+            K.add_forward(x4, tmp, x2, t * _C, _C, lo, hi, ba)
+            # logits = lm_head x4, into L (held as int32)
+            lin(logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, bw, wm[_LM_HEAD])
 
     # --- backward over all positions, with the fused Adam update ---
 
@@ -320,7 +325,7 @@ class Model:
                               self.bufs[5][j])
             self.adam(i0 + o0 * n_in, n, lg, alpha, key)
 
-    def backward(self, T, alpha, key):
+    def backward(self, T, a, r):
         """The gradient of the step's mean loss, in the reverse order of the forward
         pass (qgpt/int_model.py backward), each weight updated by Adam as soon as its
         gradient is complete. Buffers are reused as they die (the table of Model.act)."""
@@ -331,7 +336,6 @@ class Model:
         ba, bg = self.nb[1], self.nb[2]
         TC = T * _C
         wb = self.weight_backward
-        a, r = alpha, key
         # loss = mean_t -log p[t, target]: dlogits = (p - onehot) / T, into dh
         K.cross_entropy_backward(dh, logits, self.bufs[4], T, _V, sh_ce, gl, gh, bg)
         # logits = lm_head x4: dx4 -> ga (the probabilities in logits are dead)
@@ -378,8 +382,8 @@ class Model:
         Fl = self.fwd[0]
         lg = self.logits
         nll = 0
+        self.forward_position(T, T)
         for t in range(T):
-            self.forward_position(t, T)
             # -log p[target] of position t in Q16, from the row's largest logit and the
             # target's, read before the row becomes the probabilities (in place)
             row = t * _V

@@ -141,8 +141,8 @@ def _forward_only(self, T, step, num_steps):
     Fl = self.fwd[0]
     lg = self.logits
     nll = 0
+    self.forward_position(T, T)  # every position in one call, as train_step does
     for t in range(T):
-        self.forward_position(t, T)
         row = t * 27
         mx = row_max(lg, row, 27)
         target = get32(lg, row + self.tok[t + 1])

@@ -100,10 +100,6 @@ EQUIVALENT = {
     ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "-", "+", 0): _RMS_SH,
     ("linear_forward", "elif q < lo:", "<", "<=", 0): _AT_LIMIT,
     ("linear_forward", "if q > hi:", ">", ">=", 0): _AT_LIMIT,
-    ("linear_backward", "if q > ghi:", ">", ">=", 0): _AT_LIMIT,
-    ("linear_backward", "elif q < glo:", "<", "<=", 0): _AT_LIMIT,
-    ("linear_backward", "if q > phi:", ">", ">=", 0): _AT_LIMIT,
-    ("linear_backward", "elif q < plo:", "<", "<=", 0): _AT_LIMIT,
     ("adam_update", "m_lo = 0 - m_hi", "0", "1", 0):
         "gm = -m_hi gives -m_hi << m_ls = -2**30, the saturation value",
     ("adam_update", "big_sh = 15 - e if e <= 15 else 0", "0", "-1", 0):

@@ -63,40 +63,21 @@ _UNSPLIT_NARROWER = ("fewer policies take the unsplit mul15 (a narrower test): t
 FAST_PATHS = {
     # rmsnorm's calls: y's index, strides (0, 1, 2) and by = -1 store nothing; the row and
     # column strides (4 .. 7) and a second row or column change no term
-    **{(f, line, "0", rep, k): _NO_STORE if k < 3 else _ONE_ROW
-       for f, line in (("rmsnorm_forward", _RMS_FWD), ("rmsnorm_backward", _RMS_BWD))
-       for k in (0, 1, 2, 4, 5, 6, 7) for rep in ("1", "-1")},
-    **{(f, line, "0", "-1", 3): "by = -1 is no width dot_rows stores: nothing stored, as by = 0"
-       for f, line in (("rmsnorm_forward", _RMS_FWD), ("rmsnorm_backward", _RMS_BWD))},
-    **{(f, line, "1", "2", k): _ONE_ROW
-       for f, line in (("rmsnorm_forward", _RMS_FWD), ("rmsnorm_backward", _RMS_BWD))
-       for k in (2, 3)},
     ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "-1", 0): _DEAD_VALUE,
     ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "<", "<=", 2): _DEAD_VALUE,
     ("dot_rows", "ka = ai + r * ar + c * ac", "+", "-", 1): _AC_ZERO,
-    ("dot_rows", "if bb == 2 and ba == 2:  # int16 words: no width tests, byte addresses",
-     "2", "3", 0): _BOTH_EXACT,
-    ("dot_rows", "p = x * ((pb32[kb] ^ s32) - s32)", "-", "+", 0): _BB_NOT_4,
     ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "1", 0): _LO_POW2,
     ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "-1", 1): _LO_POW2,
     ("embedding_backward", "rs = sh if sh > 0 else 0", ">", ">=", 0): _SH_ZERO,
     ("embedding_backward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
         "at sh = 0, 0 - sh is 0, the else value",
-    ("rmsnorm_forward", "0 - big, big, 0))", "0", "-1", 0):
-        "the mean square's sum of squares is never negative: lo is never reached",
     **{("rmsnorm_backward", "lo_ls = 0 - ((0 - glo) >> ls)", "0", rep, k):
        "ls = 0 (rmsnorm's shift is at least 6, see _RMS_SH): lo_ls = glo + 1, and v = glo "
        "is stored as glo either way" for rep, k in (("1", 0), ("-1", 1))},
     ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", ">", ">=", 0): _RMS_SH,
     ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", ">", ">=", 0): _RMS_SH,
     # abs_max: an overestimate of the bound only sends rows to the exact path
-    ("abs_max", "s32 = one << 31", "31", "30", 0): _ABS_32,
-    ("abs_max", "v = (p16[i] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
     ("linear_forward", "xi = (px16[i] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
-    ("abs_max", "v = (p8[i] ^ 0x80) - 0x80", "-", "+", 0): _MAX_8BIT,
-    ("abs_max", "elif nb == 1:", "1", "2", 0): _MAX_8BIT,
-    ("abs_max", "v = 0 - v", "0", "-1", 0): _MAX_LESS_1,
-    ("abs_max", "if v < 0:", "<", "<=", 0): "at v = 0, 0 - v is 0 either way",
     ("adam_update", "half_uk = 1 << (uk - 1) if uk > 0 else 0", "0", "-1", 0):
         "kahan has no master weights, so uk = u - 8 >= 5; other modes do not read half_uk",
     ("adam_update", "gm = 0 - big", "0", "-1", 0):
@@ -125,9 +106,6 @@ FAST_PATHS = {
        for rep in ("32767", "32769") for k in (0, 1)},
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "1", 0):
         "at xi = 0, 0 - xi is 0 either way",
-    ("abs_max", "if v < 0:", "0", "1", 0): "at v = 0, 0 - v is 0 either way",
-    ("abs_max", "v = 0 - v", "0", "1", 0): "max |W| one too large: " + _TO_EXACT,
-    ("abs_max", "if v > big:", ">", ">=", 0): "an equal value leaves the same maximum",
     ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "<<", ">>", 0):
         "the bound becomes -1 // wmax = -1: " + _TO_EXACT,
     ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "//", "%", 0):
@@ -135,28 +113,11 @@ FAST_PATHS = {
         "takes fewer rows, each exact",
     ("linear_forward", "if bw == 2 and ba == 2 and wmax > 0:", "0", "1", 0):
         "at max |W| = 1 " + _TO_EXACT,
-    ("linear_forward", "1, ba, n_out - fast_end, 1, n_in, sh, lo, hi, 0)", "1", "2", 1):
-        "cols = 2 with yc = ac = bc = 0: the same sum is stored twice to the same place",
-    ("linear_forward", "if fast_end < n_out:  # the general loop: the rows left, any widths, "
-     "the int32 pair", "<", "<=", 0): "at fast_end = n_out dot_rows gets rows = 0: it stores "
-     "nothing",
     ("linear_backward", "one = 1", "1", "0", 0):
         "one = 0: fit = -1 and s32 = 0; no fast path runs (L1 <= -1 // max never holds), and "
         "s32 is read only in dW's fast path",
     ("linear_backward", "fit = (one << 30) - 1", "<<", ">>", 0):
         "fit = -1: no fast path runs (L1 <= -1 // max never holds): " + _TO_EXACT,
-    **{("linear_backward", "if bw == 2 and bg == 2 and wmax > 0:", "2", "3", k): _TO_EXACT
-       for k in (0, 1)},
-    **{("linear_backward", "if bw == 2 and bg == 2 and wmax > 0:", tok, rep, 0):
-       "at max |W| = 0 l1_max is 0: only all-zero rows of dy take the fast path, whose sums "
-       "are 0 on either path" for tok, rep in ((">", ">="), ("0", "-1"))},
-    ("linear_backward", "fast = 1 if l1 <= l1_max else 0", "1", "2", 0):
-        "fast is only tested for truth",
-    ("linear_backward", "fast = 1 if l1 <= l1_max else 0", "<=", "<", 0): _TO_EXACT,
-    ("linear_backward", "d = (pdy16[o] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
-    ("linear_backward", "d = (pdy16[k] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
-    ("linear_backward", "t_dx = T if with_dx != 0 else 0  # rows of dx to compute", "0", "-1",
-     1): "range(-1) is empty as range(0) is: no row of dx either way",
     # beyond the every-4 sample, each emulated as _CHORD_START says
     **{("adam_update", line, tok, rep, k): _CHORD_START for line, tok, rep, k in (
         ("vn >>= 4", "4", "3", 0),
@@ -187,20 +148,6 @@ FAST_PATHS = {
         ("while (root + 1) * (root + 1) <= vi:", "<=", "<", 0),
         ("root += 1", "1", "2", 0),
     )},
-    ("linear_backward", "l1_max = fit // wmax if wmax > 0 else 0  # the largest L1 norm of "
-     "dy[t] the bound allows", "0", "1", 0): "at max |W| = 1 l1_max is 0: " + _TO_EXACT,
-    ("linear_backward", "l1_max = fit // xmax if xmax > 0 else 0  # the same for dy's columns",
-     "0", "1", 0): "at max |x| = 1 l1_max is 0: " + _TO_EXACT,
-    ("linear_backward", "fast = 1 if l1 <= l1_max else 0", "1", "0", 0):
-        "fast is always 0: " + _TO_EXACT,
-    ("linear_backward", "dot_rows(dx, t * n_in, 1, 0, bg, w, 0, 1, 0, n_in, bw, dy, yrow, 0, 0, "
-     "1, bg, n_in, 1,", "1", "2", 3):
-        "cols = 2 with yc = ac = bc = 0: the same sum is stored twice to the same place",
-    ("linear_backward", "xmax = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0",
-     "0", "-1", 0): "xmax is read only when it is positive",
-    ("linear_backward", "if xmax > 0:", "0", "1", 0): "at max |x| = 1 " + _TO_EXACT,
-    ("linear_backward", "n_in, 1, T, sh_w, plo, phi, 1)", "1", "2", 1):
-        "add is only tested for truth",
     ("adam_update", "c = 0 - _KAHAN_HALF", "-", "+", 0):
         "c = 128 and c = -128 are the same byte 0x80 in the int8 comp array (pc is a ptr8, "
         "read back sign-extended), and c is not read again in the call",
@@ -212,27 +159,8 @@ FAST_PATHS = {
     ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "1", 0): _DEAD_VALUE,
     **{("dot_rows", "q = 0", "0", rep, 0): "every call has rows, cols >= 1: q is set before "
        "it is stored or returned" for rep in ("1", "-1")},
-    ("dot_rows", "if bb == 2 and ba == 2:  # int16 words: no width tests, byte addresses",
-     "2", "3", 1): _BOTH_EXACT,
-    **{("dot_rows", "elif bb == 4:", "4", rep, 0): _BB_NOT_4 for rep in ("3", "5")},
     ("dot_rows", "elif q < lo:", "<", "<=", 0): _AT_LIMIT,
     ("dot_rows", "if q > hi:", ">", ">=", 0): _AT_LIMIT,
-    **{("abs_max", "v = (p16[i] ^ 0x8000) - 0x8000", "0x8000", rep, k): _MAX_LESS_1
-       for rep in ("32767", "32769") for k in (0, 1)},
-    **{("abs_max", "v = (p8[i] ^ 0x80) - 0x80", "0x80", rep, k): _MAX_8BIT
-       for rep in ("127", "129") for k in (0, 1)},
-    ("abs_max", "elif nb == 1:", "==", "!=", 0): _MAX_8BIT,
-    ("abs_max", "elif nb == 1:", "1", "0", 0): _MAX_8BIT,
-    ("abs_max", "if v < 0:", "0", "-1", 0):
-        "only v = -1 is left negative: the max changes only where it is 1 from -1s alone, to "
-        "0, which fails the fast paths' max > 0 (the exact path, the same integers)",
-    ("abs_max", "v = (p32[i] ^ s32) - s32", "-", "+", 0): _ABS_32,
-    ("abs_max", "s32 = one << 31", "<<", ">>", 0): _ABS_32,
-    ("abs_max", "one = 1", "1", "0", 0): "one only makes s32: " + _ABS_32,
-    ("abs_max", "big = 0", "0", "-1", 0):
-        "all-zero words give -1 instead of 0, and both fail the fast paths' max > 0",
-    ("abs_max", "big = 0", "0", "1", 0):
-        "all-zero words give 1: their fast path sums zeros, the same integers as the exact one",
     ("narrow", "bad += 1", "1", "0", 0):
         "the count only refuses a checkpoint with values outside its policy (restore.py), "
         "which the host refuses too (checkpoint.check_run_state) and never writes",
@@ -241,77 +169,26 @@ FAST_PATHS = {
         "(tbits >= 3)",
     ("adam_update", "if d < 0 and w > hi + d:", "0", "1", 0):
         "for d = 0 the test w > hi never holds: w is a value of the store's format",
-    **{("relu_forward", f"py{b}[i] = v if v > 0 else 0", ">", ">=", 0): "at v = 0 both store 0"
-       for b in (8, 16)},
     ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "1", "0", 1): _FIT_2_30,
     ("linear_forward", "one = 1", "1", "0", 0):
         "one = 0 makes the bound -1 // wmax = -1: " + _TO_EXACT,
     ("linear_forward", "if bw == 2 and ba == 2 and wmax > 0:", "2", "3", 0): _TO_EXACT,
     ("linear_forward", "if bw == 2 and ba == 2 and wmax > 0:", "2", "3", 1): _TO_EXACT,
     ("linear_forward", "l1 = 0", "0", "1", 0): "L1 one too large: " + _TO_EXACT,
-    ("linear_backward", "l1_max = fit // wmax if wmax > 0 else 0  # the largest L1 norm of "
-     "dy[t] the bound allows", "0", "1", 1): "l1_max is read only when wmax > 0",
-    ("linear_backward", "l1_max = fit // xmax if xmax > 0 else 0  # the same for dy's columns",
-     "0", "1", 1): "l1_max is read only when xmax > 0",
     ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "<=", "<", 0): _TO_EXACT,
     ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "30", "29", 0): _TO_EXACT,
     ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "1", "2", 1): _TO_EXACT,
     ("linear_backward", "fit = (one << 30) - 1", "1", "0", 0): _FIT_2_30,
     ("linear_backward", "fit = (one << 30) - 1", "30", "29", 0): _TO_EXACT,
     ("linear_backward", "fit = (one << 30) - 1", "1", "2", 0): _TO_EXACT,
-    **{("linear_backward", f"l1_max = fit // {m} if {m} > 0 else 0  # {why}", "//", "%", 0):
-       "fit % max < max, and L1 below it bounds |S| by max**2 < 2**30: the fast path only "
-       "takes fewer rows, each exact" for m, why in (
-           ("wmax", "the largest L1 norm of dy[t] the bound allows"),
-           ("xmax", "the same for dy's columns"))},
-    **{("linear_backward", "l1 += d if d >= 0 else 0 - d", tok, rep, 0):
-       "at d = 0, 0 - d is 0 either way" for tok, rep in (("0", "1"), (">=", ">"))},
-    ("linear_backward", "l1 += d if d >= 0 else 0 - d", "0", "1", 1):
-        "L1 larger by one per negative value: " + _TO_EXACT,
-    ("linear_backward", "l1 += d if d >= 0 else 0 - d", "0", "-1", 1): _L1_LESS,
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "1", 1):
         "L1 larger by one per negative value: " + _TO_EXACT,
     ("linear_forward", "l1 = 0", "0", "-1", 0): _L1_LESS,
-    ("linear_backward", "l1 = 0", "0", "1", 0): "L1 one too large: " + _TO_EXACT,
-    ("linear_backward", "l1 = 0", "0", "-1", 0): _L1_LESS,
-    **{("linear_backward", f"l1_max = fit // {m} if {m} > 0 else 0  # {why}", "0", "-1", 1):
-       f"l1_max is read only when {m} > 0" for m, why in (
-           ("wmax", "the largest L1 norm of dy[t] the bound allows"),
-           ("xmax", "the same for dy's columns"))},
-    **{("linear_backward", "xmax = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0",
-        "2", "3", k): "xmax = 0: " + _TO_EXACT for k in (1, 2)},
-    **{("linear_forward",
-        "dot_rows(y, yrow + fast_end, 1, 0, by, w, fast_end * n_in, "
-        "n_in, 0, 1, bw, x, xrow, 0, 0,", "0", rep, k): _COLS_ONE
-       for k in (0, 1, 3) for rep in ("1", "-1")},
-    **{("linear_backward",
-        "dot_rows(dx, t * n_in, 1, 0, bg, w, 0, 1, 0, n_in, bw, dy, "
-        "yrow, 0, 0, 1, bg, n_in, 1,", "0", rep, k): _COLS_ONE
-       for k in (0, 2, 4) for rep in ("1", "-1")},
-    **{("linear_backward",
-        "dot_rows(dw, (o - o0) * n_in, 1, 0, 4, x, 0, 1, 0, n_in, "
-        "ba, dy, o, 0, 0, n_out, bg,", "0", rep, k): _COLS_ONE
-       for k in (1, 3, 5) for rep in ("1", "-1")},
     **{("attention_forward",
         "dot_rows(srow, 0, 1, 0, 4, k, c0, C, 0, 1, ba, q, "
         "qrow + c0, 0, 0, 1, ba, t + 1, 1, HS,", "0", rep, k): _COLS_ONE
        for k in (1, 3, 6) for rep in ("1", "-1")},
-    **{("attention_forward",
-        "dot_rows(out, qrow + c0, 1, 0, ba, srow, 0, 0, 0, 1, 4, v, "
-        "c0, 1, 0, C, ba, HS, 1, t + 1,", "0", rep, k): _COLS_ONE
-       for k in (1, 4, 6) for rep in ("1", "-1")},
-    **{("linear_backward", f"d = (pdy16[{i}] ^ 0x8000) - 0x8000", "0x8000", rep, 0): _L1_LESS
-       for i in "ok" for rep in ("32767", "32769")},
-    ("linear_backward", "l1 += d if d >= 0 else 0 - d", "0", "-1", 0): _L1_LESS_2,
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 0): _L1_LESS_2,
-    ("relu_forward", "py8[i] = v if v > 0 else 0", "0", "-1", 0): "at v = 0 both store 0",
-    ("relu_forward", "py16[i] = v if v > 0 else 0", "0", "-1", 0): "at v = 0 both store 0",
-    ("linear_backward", "if bw == 2 and bg == 2 and wmax > 0:", "0", "1", 0):
-        "at max |W| = 1 " + _TO_EXACT,
-    **{("linear_backward", "d = (pdy16[o] ^ 0x8000) - 0x8000", "0x8000", rep, 1): _L1_LESS
-       for rep in ("32767", "32769")},
-    **{("linear_backward", "d = (pdy16[k] ^ 0x8000) - 0x8000", "0x8000", rep, 1): _L1_LESS
-       for rep in ("32767", "32769")},
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 1): _L1_LESS,
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", ">=", ">", 0):
         "at xi = 0, 0 - xi is 0 either way",
