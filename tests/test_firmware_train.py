@@ -254,8 +254,8 @@ def test_training_fits_a_96k_heap_and_reports_its_peak(device, tmp_path):
                  samples=2, dump_steps=[3])
     assert not run.failure, run.failure
     start_heap = int(run.start.split("heap=")[1])
-    assert start_heap <= run.done["heap_peak"] < 88 * 1024  # about 83.2 KB and 85.3 KB
-    assert run.done["heap_peak"] - start_heap < 4096
+    assert start_heap <= run.done["heap_peak"] < 88 * 1024  # about 78.8 KB and 83.2 KB
+    assert run.done["heap_peak"] - start_heap < 4608  # the dump step's: about 4.3 KB
     again = _train(device, tmp_path, case, heapsize="96K", stop_at=25, samples=2, resume=True)
     assert not again.failure, again.failure
     assert "from=20 to=25" in again.start and again.done["heap_peak"] < 88 * 1024
