@@ -6,7 +6,6 @@ views into it for model.Model; then this module is dropped.
 """
 
 import gc
-import sys
 
 from micropython import const
 
@@ -149,11 +148,21 @@ def views(block, nums):
     at += 4 * u * slots
     # the weight store: the data weights themselves, or the master weights
     store = m + at if wide else wd
-    # the state arrays (statebytes.arrays, which leaves memory with this module)
-    import statebytes
-
-    st = tuple(statebytes.arrays(nb, opt, blocks, (store, m, v, mk, vk, comp)))
-    statebytes = None
-    del sys.modules["statebytes"]
+    # the state arrays: (name, array, bytes a value (negative: unsigned), values, lo, hi)
+    m_lo, m_hi = 0 - opt[7], opt[7]
+    v_hi = opt[8]
+    if blocks[0]:
+        m_hi = (1 << (blocks[0] - 1)) - 1
+        m_lo = 0 - m_hi
+    if blocks[2]:
+        v_hi = (1 << blocks[2]) - 1
+    st = [("params", store, bs, _N, opt[5], opt[6]), ("adam_m", m, bm, _N, m_lo, m_hi),
+          ("adam_v", v, 0 - bv if blocks[2] else bv, _N, 0, v_hi)]
+    if blocks[0]:
+        st.append(("adam_m_shift", mk, -1, (_N + blocks[1] - 1) // blocks[1], 0, 30))
+    if blocks[2]:
+        st.append(("adam_v_shift", vk, -1, (_N + blocks[3] - 1) // blocks[3], 0, 30))
+    if nkc:
+        st.append(("kahan_comp", comp, 1, _N, -128, 127))
     w = tuple(wd + bw * offs[j] for j in range(9))
     return (m, v, wd, tuple(act), chunk, store, tuple(st), w, (mk, vk, mw, vw, slot, u, comp))

@@ -13,7 +13,6 @@ from micropython import const
 from runbase import RunError
 
 _CHUNK = const(32)  # int32 values read at a time into the Model's chunk buffer
-_SCRATCH = const(2048)  # bytes of the attention probabilities (model.py: 2 * NH * T * T)
 
 
 def setup(cfg, views):
@@ -89,8 +88,8 @@ def resume(cfg, views):
 
 
 def load_checkpoint(path, views):
-    """Read a checkpoint into the state block (the state arrays of layout.views,
-    made by statebytes.arrays: store, m, v and 9.6's arrays) after checking its magic,
+    """Read a checkpoint into the state block (the state arrays of layout.views, which
+    model.Model.state keeps: store, m, v and 9.6's arrays) after checking its magic,
     version, CRC32 and arrays; returns its meta. Raises RunError, saying what is
     wrong."""
     import ckpt
@@ -133,28 +132,14 @@ def load_checkpoint(path, views):
         if version != version_:
             raise RunError(f"{path}: checkpoint version {version}, this firmware reads "
                            f"version {version_}")
-        if hlen > _SCRATCH:
-            raise RunError(f"{path}: a header of {hlen} bytes, this firmware reads at most "
-                           f"{_SCRATCH}")
-        # the header read into the activations (the probabilities' buffer, free until
-        # training), not into a new buffer: a resume's fullest moment (MicroPython's
-        # bytearray_at is a bytearray, which json takes as it is; the int32 target's a
-        # memoryview)
-        from uctypes import bytearray_at
-
-        text = bytearray_at(views[3][0], hlen)
-        f.readinto(text)
-        header = json.loads(text if isinstance(text, bytearray) else bytes(text))
-        for i in range(hlen):  # zero again, as a fresh block's activations are
-            text[i] = 0
-        text = None
+        header = json.loads(f.read(hlen))
         if header.get("arrays") != want:
             raise RunError(f"{path}: holds arrays {header.get('arrays')}, this run's policy "
                            f"has {want}")
         if size != 10 + hlen + 4 * sum(a[2] for a in want) + 4:
             raise RunError(path + ": array sizes do not match the file length")
         # every array int32 on file; each container takes them narrowed, checked
-        # against the class's range (statebytes.arrays)
+        # against the class's range (model.Model.state)
         for name, buf, nb, n, lo, hi in state:
             bad = 0
             for off in range(0, n, _CHUNK):

@@ -91,9 +91,7 @@ def build(src, dest):
 
 def train(fw, folder, data, fmt, heapsize, resume):
     """(heap after setup, heap peak) of one session, or None if it failed. fmt: the
-    config's format, or a dict of config keys (format, rounding, policy). The firmware
-    is found through a MICROPYPATH relative to the session's folder, as the conformance
-    levels do (device_run.start_training: the unix port interns each module's path)."""
+    config's format, or a dict of config keys (format, rounding, policy)."""
     folder.mkdir(parents=True, exist_ok=True)
     cfg = {"lr_q30": round(0.01 * 2**30), "steps": 40, "data": str(data),
            "checkpoint_every": 10, "samples": 5, "stop_at": None if resume else 20,
@@ -101,8 +99,7 @@ def train(fw, folder, data, fmt, heapsize, resume):
     cfg.update(fmt if isinstance(fmt, dict) else {"format": fmt})
     (folder / "qgpt.json").write_text(json.dumps(cfg))
     r = subprocess.run([tool("micropython"), "-X", f"heapsize={heapsize}", "-m", "qgpt_train",
-                        "qgpt.json"], cwd=folder,
-                       env=dict(os.environ, MICROPYPATH=os.path.relpath(fw, folder)),
+                        "qgpt.json"], cwd=folder, env=dict(os.environ, MICROPYPATH=str(fw)),
                        capture_output=True, text=True)
     start = re.search(r"^qgpt start .* heap=(\d+)", r.stdout, re.M)
     done = re.search(r"^done .* heap_peak (\d+)", r.stdout, re.M)
