@@ -130,6 +130,7 @@ class IntAdam:
         self._m_max = self._v_max = 0  # max|m| and max v of the rows, or bounds of them
         self._store, self._store_max = None, None  # the store last updated, a bound of its |w|
         self._draws = (0, None)  # (first step, (DRAW_STEPS,N) uint32): _rounding_draws
+        self._draw_scratch = None  # (DRAW_STEPS,N) uint32: hash30's shifted words
         # (3,N) scratch rows for step's temporaries: the same memory every step, so that
         # its arrays and isqrt's tables stay in the cache between steps
         self._scratch = np.empty((3, N_PARAMS), np.int64)
@@ -317,7 +318,11 @@ class IntAdam:
         if rows is None or not first <= step < first + DRAW_STEPS:
             keys = [prng.key(self.seed, prng.STREAM_ROUND, s)
                     for s in range(step, step + DRAW_STEPS)]
-            rows = prng.hash30(np.array(keys, dtype=np.uint32)[:, None] + DRAW_COUNTERS)
+            if rows is None:  # the same two buffers for every batch: no allocation
+                rows = np.empty((DRAW_STEPS, N_PARAMS), np.uint32)
+                self._draw_scratch = np.empty_like(rows)
+            np.add(np.array(keys, dtype=np.uint32)[:, None], DRAW_COUNTERS, out=rows)
+            prng.hash30_uint32(rows, self._draw_scratch)
             rows >>= np.uint32(shift)
             first, self._draws = step, (step, rows)
         return rows[step - first]

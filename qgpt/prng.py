@@ -62,13 +62,25 @@ def draws(k, start, count):
         return hash30((np.uint64(k) + i) & np.uint64(M30)).astype(np.int64)
     x = np.arange(start, start + count, dtype=np.uint32)
     x += np.uint32(k & M30)  # mod 2**32: the low 30 bits of k + start + i
-    x &= M30
+    return hash30_uint32(x, np.empty_like(x)).astype(np.int64)
+
+
+_U32_M30, _U32_MUL, _U32_16 = np.uint32(M30), np.uint32(HASH_MUL), np.uint32(16)
+
+
+def hash30_uint32(x, scratch):
+    """hash30 of the low 30 bits of each element of the uint32 array x, in place (and
+    returned); scratch: a uint32 array of x's shape for the shifted words.
+
+    hash30 keeps the low 30 bits exact on a 32-bit word that wraps, so these are hash30's
+    numbers; in place, stochastic rounding's batch of draws allocates no memory."""
+    x &= _U32_M30
     for _ in range(2):
-        x ^= x >> 16
-        x *= HASH_MUL  # wraps mod 2**32, exact mod 2**30
-        x &= M30
-    x ^= x >> 16
-    return x.astype(np.int64)
+        x ^= np.right_shift(x, _U32_16, out=scratch)
+        x *= _U32_MUL  # wraps mod 2**32, exact mod 2**30
+        x &= _U32_M30
+    x ^= np.right_shift(x, _U32_16, out=scratch)
+    return x
 
 
 def init_raw(seed, tensor_index, size):
