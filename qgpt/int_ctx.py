@@ -11,6 +11,8 @@ training step it is deferred to one check by range at the step's end (Ctx.defer:
 IntModel.train_step redoes the step with every check where one would clip).
 """
 
+from itertools import chain
+
 import numpy as np
 
 from qgpt.params import BLOCK
@@ -95,11 +97,24 @@ class Ctx:
         would have clipped, so the values computed are the exact ones)."""
         kept, self.deferred = self._deferred_ranges, None
         self._deferred_ranges = {}
+        # every kept array's bytes end to end, range after range, read as one int64 array
+        # (sat keeps int64 arrays only): a third of np.concatenate's cost on a step's
+        # thirty-odd small arrays
+        x = np.frombuffer(b"".join(map(np.ndarray.tobytes, chain.from_iterable(kept.values()))),
+                          dtype=np.int64)
+        if not x.size:
+            return True
+        # every range holds 0: within the narrowest bounds (max lo, min hi) is within every
+        # range, one max and one min for all (a training step's logits-format arrays are
+        # almost always within 16 bits too); otherwise each range on its own part of x
+        top, bottom = np.maximum.reduce(x), np.minimum.reduce(x)
+        if top <= min(hi for _, hi in kept) and bottom >= max(lo for lo, _ in kept):
+            return True
+        start = 0
         for (lo, hi), arrays in kept.items():
-            # the arrays' bytes end to end, read as one int64 array (sat keeps int64 arrays
-            # only): a third of np.concatenate's cost on a step's thirty-odd small arrays
-            x = np.frombuffer(b"".join(map(np.ndarray.tobytes, arrays)), dtype=np.int64)
-            if x.size and (np.maximum.reduce(x) > hi or np.minimum.reduce(x) < lo):
+            part = x[start:start + sum(a.size for a in arrays)]
+            start += part.size
+            if part.size and (np.maximum.reduce(part) > hi or np.minimum.reduce(part) < lo):
                 return False
         return True
 

@@ -210,6 +210,24 @@ def test_ctx_clipped_is_the_sum_of_the_counts():
     assert ctx.saturations == {"a": 4, "b": 1} and ctx.clipped == 5
 
 
+@pytest.mark.parametrize("wide, narrow, want", [
+    (500000, 5, True),  # the wide range's array beyond 16 bits, within its own range
+    (-524288, -32768, True),  # both at their ranges' lower ends
+    (524288, 5, False),  # the wide range's array beyond its range
+    (5, 32768, False),  # the 16-bit array beyond its range
+    (5, -32769, False),
+])
+def test_deferred_check_finds_each_range_on_its_own_arrays(wide, narrow, want):
+    p = make_policy("q4.12")  # acts: [-32768, 32767], logits: [-524288, 524287]
+    ctx = ops.Ctx(p)
+    ctx.defer()
+    ctx.sat(np.array([[1, -2]], dtype=np.int64), p.acts, "a")
+    ctx.sat(np.array([[wide, 0]], dtype=np.int64), p.logits, "l")
+    ctx.sat(np.array([narrow, 3], dtype=np.int64), p.acts, "b")
+    assert (p.acts.hi, p.logits.hi) == (32767, 524287)
+    assert ctx.deferred_clip_nothing() is want
+
+
 @pytest.mark.parametrize("spec", ["weights=q4.12,acts=q4.12", "weights=q2.6,acts=q4.4,grads=q2.6",
                                   "weights=q8.8,acts=q8.8,grads=q3.13"])
 def test_dlogits_cannot_saturate_where_the_policy_skips_its_check(spec):
@@ -398,3 +416,13 @@ def test_rounding_draws_of_several_steps_equal_prng_draws():
             want = prng.draws(prng.key(11, prng.STREAM_ROUND, step), 0, N_PARAMS) >> shift
             bad = first_difference(opt._rounding_draws(step, shift).astype(np.int64), want)
             assert bad is None, f"step {step} shift {shift}: draws{bad}"
+
+
+def test_hash30_in_place_on_uint32_is_hash30():
+    from qgpt import prng
+
+    x = np.array([0, 1, 2**16 - 1, 2**16, 2**30 - 1, 2**30, 2**31 + 7, 2**32 - 1,
+                  *np.random.default_rng(3).integers(0, 2**32, 500)], dtype=np.uint32)
+    got = prng.hash30_uint32(x.copy(), np.empty_like(x))
+    for i, (a, b) in enumerate(zip(x.tolist(), got.tolist(), strict=True)):
+        assert b == prng.hash30(a & prng.M30), f"hash30_uint32[{i}] of {a}: {b}"
