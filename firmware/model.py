@@ -288,49 +288,49 @@ class Model:
 
     # --- backward over all positions, with the fused Adam update ---
 
-    def adam(self, off, n, grad, alpha, key):
-        """Adam (section 9) on parameters off .. off+n-1, their gradient in grad[0:n].
-        With block-scaled state (9.6) Adam runs on whole units, as their gradient is
-        complete (gather)."""
-        if self.on_grad is not None:
-            self.on_grad(off, n, grad)
-        if self.blk[7]:
-            import blockadam  # block-scaled state only: its code is in memory only then
-
-            blockadam.gather(self, off, n, grad, alpha, key)
-            return
-        sh_m, sh_s, e, u, mode, lo, hi, hm, hv, _, _, _ = self.opt
-        _, _, _, bm, bv, bs = self.nb
-        self.stalled_total += K.adam_update(0, 0, self.store, self.m, self.v, grad, self.blk[9],
-                                            n, off, off, off, alpha, sh_m, sh_s, e, u, mode,
-                                            key, lo, hi, hm, hv, bs, bm, bv)
-        if self.nums[3]:  # (a call of its own allocates its frame: blockadam.gather)
-            self.refresh_data(off, n)
-
     def weight_backward(self, j, dx, dy, x, T, n_in, n_out, alpha, key):
         """The backward pass of y = W x for tensor j of the table: dx, and dW a few rows
-        at a time into the logits buffer, each piece updated by Adam at once."""
+        at a time into the logits buffer, each piece updated by Adam (section 9) at once.
+        An embedding (dx None) has its whole gradient in dy already (n_out rows of n_in,
+        one piece): Adam only. With block-scaled state (9.6) Adam runs on whole units, as
+        their gradient is complete (blockadam.gather). The update is inline, not a method
+        of its own: a call of a method this size allocates its frame on the heap (thousands
+        of instructions each in gc_alloc's search for free blocks)."""
         lg = self.logits
-        w = self.bufs[1][j]
         i0 = self.nums[0][j]
         b = self.nums[1]
-        bw, ba, bg = self.nb[0], self.nb[1], self.nb[2]
+        _, _, _, bm, bv, bs = nb = self.nb
+        sh_m, sh_s, e, u, mode, lo, hi, hm, hv, _, _, _ = self.opt
         rows = _GRAD_MAX // n_in
         for o0 in range(0, n_out, rows):
             o1 = min(o0 + rows, n_out)
             n = (o1 - o0) * n_in
-            zero32(lg, n)
-            K.linear_backward(dx, lg, dy, x, w, T, n_in, n_out, b[5], b[6], o0, o1,
-                              1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], bg, ba, bw,
-                              self.bufs[5][j])
-            self.adam(i0 + o0 * n_in, n, lg, alpha, key)
+            i = i0 + o0 * n_in
+            g = dy
+            if dx is not None:
+                g = lg
+                zero32(lg, n)
+                K.linear_backward(dx, lg, dy, x, self.bufs[1][j], T, n_in, n_out, b[5], b[6],
+                                  o0, o1, 1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], nb[2],
+                                  nb[1], nb[0], self.bufs[5][j])
+            if self.on_grad is not None:
+                self.on_grad(i, n, g)
+            if self.blk[7]:
+                import blockadam  # block-scaled state only: its code is in memory only then
+
+                blockadam.gather(self, i, n, g, alpha, key)
+            else:
+                self.stalled_total += K.adam_update(0, 0, self.store, self.m, self.v, g,
+                                                    self.blk[9], n, i, i, i, alpha, sh_m, sh_s,
+                                                    e, u, mode, key, lo, hi, hm, hv, bs, bm, bv)
+                if self.nums[3]:  # master weights: the data weights the forward pass sees
+                    self.refresh_data(i, n)
 
     def backward(self, T, a, r):
         """The gradient of the step's mean loss, in the reverse order of the forward
         pass (qgpt/int_model.py backward), each weight updated by Adam as soon as its
         gradient is complete. Buffers are reused as they die (the table of Model.act)."""
-        off, bwd = self.nums[0], self.nums[1]
-        sh_c, sh_dp, sh_p, sh_qk, sh_e, _, _, gl, gh, pl, ph, sh_ce, fa = bwd
+        sh_c, sh_dp, sh_p, sh_qk, sh_e, _, _, gl, gh, pl, ph, sh_ce, fa = self.nums[1]
         probs, logits, h, dh, x0, x1, q, k, vv, at, x3, x4, ga, gb, gc, rs0, rs1, rs3, _ = \
             self.bufs[0]
         ba, bg = self.nb[1], self.nb[2]
@@ -371,8 +371,8 @@ class Model:
         zero32(logits, _V * _C)
         zero32(probs, _T * _C)
         K.embedding_backward(logits, probs, gb, self.tok, T, _C, sh_e, pl, ph, bg)
-        self.adam(off[_WTE], _V * _C, logits, a, r)
-        self.adam(off[_WPE], _T * _C, probs, a, r)
+        wb(_WTE, None, logits, None, T, _C, _V, a, r)
+        wb(_WPE, None, probs, None, T, _C, _T, a, r)
 
     # --- one training step ---
 
