@@ -335,32 +335,31 @@ class Model:
             self.bufs[0]
         ba, bg = self.nb[1], self.nb[2]
         TC = T * _C
-        wb = self.weight_backward
         # loss = mean_t -log p[t, target]: dlogits = (p - onehot) / T, into dh
         K.cross_entropy_backward(dh, logits, self.bufs[4], T, _V, sh_ce, gl, gh, bg)
         # logits = lm_head x4: dx4 -> ga (the probabilities in logits are dead)
-        wb(_LM_HEAD, ga, dh, x4, T, _C, _V, a, r)
+        self.weight_backward(_LM_HEAD, ga, dh, x4, T, _C, _V, a, r)
         # x4 = fc2 relu(h) + x2: d relu(h) -> dh (dlogits is dead)
-        wb(_FC2, dh, ga, h, T, _M, _C, a, r)
+        self.weight_backward(_FC2, dh, ga, h, T, _M, _C, a, r)
         # relu: dh where the forward's h > 0 (h holds relu(h): the same test)
         K.relu_backward(dh, dh, h, 0, T * _M, bg, ba)
         # h = fc1 x3: dx3 -> gb
-        wb(_FC1, gb, dh, x3, T, _C, _M, a, r)
+        self.weight_backward(_FC1, gb, dh, x3, T, _C, _M, a, r)
         # x3 = rmsnorm(x2), and x2 also reaches x4: dx2 = sat(dx4 + rmsnorm_backward) -> ga
         K.rmsnorm_backward(gc, gb, x3, rs3, T, _C, sh_c, fa, gl, gh, bg, ba)
         K.add_forward(ga, ga, gc, 0, TC, gl, gh, bg)
         # x2 = Wo att + x0: datt -> gb; dx0 starts as dx2 (in ga)
-        wb(_WO, gb, ga, at, T, _C, _C, a, r)
+        self.weight_backward(_WO, gb, ga, at, T, _C, _C, a, r)
         # att = attention(q, k, v): dq -> gc, dk -> at, dv -> x4 (both dead), with the
         # (T, T) scratch in logits
         K.attention_backward(gc, at, x4, gb, q, k, vv, probs, logits, T, _NH, _HS, sh_dp, sh_p,
                              sh_qk, gl, gh, bg, ba)
         # q, k, v = Wq x1, Wk x1, Wv x1: three input-gradient paths, each saturated,
         # added in the order q, k, v: dx1 = sat(sat(dq_path + dk_path) + dv_path) -> gb
-        wb(_WQ, gb, gc, x1, T, _C, _C, a, r)
-        wb(_WK, gc, at, x1, T, _C, _C, a, r)
+        self.weight_backward(_WQ, gb, gc, x1, T, _C, _C, a, r)
+        self.weight_backward(_WK, gc, at, x1, T, _C, _C, a, r)
         K.add_forward(gb, gb, gc, 0, TC, gl, gh, bg)
-        wb(_WV, gc, x4, x1, T, _C, _C, a, r)
+        self.weight_backward(_WV, gc, x4, x1, T, _C, _C, a, r)
         K.add_forward(gb, gb, gc, 0, TC, gl, gh, bg)
         # x1 = rmsnorm(x0): dx0 = sat(dx2 + rmsnorm_backward(dx1)) -> ga
         K.rmsnorm_backward(gc, gb, x1, rs1, T, _C, sh_c, fa, gl, gh, bg, ba)
@@ -371,8 +370,8 @@ class Model:
         zero32(logits, _V * _C)
         zero32(probs, _T * _C)
         K.embedding_backward(logits, probs, gb, self.tok, T, _C, sh_e, pl, ph, bg)
-        wb(_WTE, None, logits, None, T, _C, _V, a, r)
-        wb(_WPE, None, probs, None, T, _C, _T, a, r)
+        self.weight_backward(_WTE, None, logits, None, T, _C, _V, a, r)
+        self.weight_backward(_WPE, None, probs, None, T, _C, _T, a, r)
 
     # --- one training step ---
 
