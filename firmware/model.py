@@ -302,7 +302,9 @@ class Model:
         _, _, _, bm, bv, bs = nb = self.nb
         sh_m, sh_s, e, u, mode, lo, hi, hm, hv, _, _, _ = self.opt
         rows = _GRAD_MAX // n_in
-        for o0 in range(0, n_out, rows):
+        o1 = 0
+        while o1 < n_out:  # (a range with a variable step would allocate)
+            o0 = o1
             o1 = min(o0 + rows, n_out)
             n = (o1 - o0) * n_in
             i = i0 + o0 * n_in
