@@ -4,7 +4,7 @@ but a block's shift needs all of its values. So the gradients gather in unit-siz
 (U = lcm of the two block sizes, from a multiple of U) and Adam runs on a unit when its
 gradient is complete: m and v decoded to wide values, 9.1 to 9.5 (kernels.adam_update),
 then encoded again. Elementwise, this is the simulator's update after the whole backward
-pass. Imported by model.Model.adam only for block-scaled policies.
+pass. Imported by model.Model.weight_backward only for block-scaled policies.
 """
 
 import kernels as K

@@ -288,79 +288,80 @@ class Model:
 
     # --- backward over all positions, with the fused Adam update ---
 
-    def adam(self, off, n, grad, alpha, key):
-        """Adam (section 9) on parameters off .. off+n-1, their gradient in grad[0:n].
-        With block-scaled state (9.6) Adam runs on whole units, as their gradient is
-        complete (gather)."""
-        if self.on_grad is not None:
-            self.on_grad(off, n, grad)
-        if self.blk[7]:
-            import blockadam  # block-scaled state only: its code is in memory only then
-
-            blockadam.gather(self, off, n, grad, alpha, key)
-            return
-        sh_m, sh_s, e, u, mode, lo, hi, hm, hv, _, _, _ = self.opt
-        _, _, _, bm, bv, bs = self.nb
-        self.stalled_total += K.adam_update(0, 0, self.store, self.m, self.v, grad, self.blk[9],
-                                            n, off, off, off, alpha, sh_m, sh_s, e, u, mode,
-                                            key, lo, hi, hm, hv, bs, bm, bv)
-        if self.nums[3]:  # (a call of its own allocates its frame: blockadam.gather)
-            self.refresh_data(off, n)
-
     def weight_backward(self, j, dx, dy, x, T, n_in, n_out, alpha, key):
         """The backward pass of y = W x for tensor j of the table: dx, and dW a few rows
-        at a time into the logits buffer, each piece updated by Adam at once."""
+        at a time into the logits buffer, each piece updated by Adam (section 9) at once.
+        An embedding (dx None) has its whole gradient in dy already (n_out rows of n_in,
+        one piece): Adam only. With block-scaled state (9.6) Adam runs on whole units, as
+        their gradient is complete (blockadam.gather). The update is inline, not a method
+        of its own: a call of a method this size allocates its frame on the heap (thousands
+        of instructions each in gc_alloc's search for free blocks)."""
         lg = self.logits
-        w = self.bufs[1][j]
         i0 = self.nums[0][j]
         b = self.nums[1]
-        bw, ba, bg = self.nb[0], self.nb[1], self.nb[2]
+        _, _, _, bm, bv, bs = nb = self.nb
+        sh_m, sh_s, e, u, mode, lo, hi, hm, hv, _, _, _ = self.opt
         rows = _GRAD_MAX // n_in
-        for o0 in range(0, n_out, rows):
+        o1 = 0
+        while o1 < n_out:  # (a range with a variable step would allocate)
+            o0 = o1
             o1 = min(o0 + rows, n_out)
             n = (o1 - o0) * n_in
-            zero32(lg, n)
-            K.linear_backward(dx, lg, dy, x, w, T, n_in, n_out, b[5], b[6], o0, o1,
-                              1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], bg, ba, bw,
-                              self.bufs[5][j])
-            self.adam(i0 + o0 * n_in, n, lg, alpha, key)
+            i = i0 + o0 * n_in
+            g = dy
+            if dx is not None:
+                g = lg
+                zero32(lg, n)
+                K.linear_backward(dx, lg, dy, x, self.bufs[1][j], T, n_in, n_out, b[5], b[6],
+                                  o0, o1, 1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], nb[2],
+                                  nb[1], nb[0], self.bufs[5][j])
+            if self.on_grad is not None:
+                self.on_grad(i, n, g)
+            if self.blk[7]:
+                import blockadam  # block-scaled state only: its code is in memory only then
+
+                blockadam.gather(self, i, n, g, alpha, key)
+            else:
+                self.stalled_total += K.adam_update(0, 0, self.store, self.m, self.v, g,
+                                                    self.blk[9], n, i, i, i, alpha, sh_m, sh_s,
+                                                    e, u, mode, key, lo, hi, hm, hv, bs, bm, bv)
+                if self.nums[3]:  # master weights: the data weights the forward pass sees
+                    self.refresh_data(i, n)
 
     def backward(self, T, a, r):
         """The gradient of the step's mean loss, in the reverse order of the forward
         pass (qgpt/int_model.py backward), each weight updated by Adam as soon as its
         gradient is complete. Buffers are reused as they die (the table of Model.act)."""
-        off, bwd = self.nums[0], self.nums[1]
-        sh_c, sh_dp, sh_p, sh_qk, sh_e, _, _, gl, gh, pl, ph, sh_ce, fa = bwd
+        sh_c, sh_dp, sh_p, sh_qk, sh_e, _, _, gl, gh, pl, ph, sh_ce, fa = self.nums[1]
         probs, logits, h, dh, x0, x1, q, k, vv, at, x3, x4, ga, gb, gc, rs0, rs1, rs3, _ = \
             self.bufs[0]
         ba, bg = self.nb[1], self.nb[2]
         TC = T * _C
-        wb = self.weight_backward
         # loss = mean_t -log p[t, target]: dlogits = (p - onehot) / T, into dh
         K.cross_entropy_backward(dh, logits, self.bufs[4], T, _V, sh_ce, gl, gh, bg)
         # logits = lm_head x4: dx4 -> ga (the probabilities in logits are dead)
-        wb(_LM_HEAD, ga, dh, x4, T, _C, _V, a, r)
+        self.weight_backward(_LM_HEAD, ga, dh, x4, T, _C, _V, a, r)
         # x4 = fc2 relu(h) + x2: d relu(h) -> dh (dlogits is dead)
-        wb(_FC2, dh, ga, h, T, _M, _C, a, r)
+        self.weight_backward(_FC2, dh, ga, h, T, _M, _C, a, r)
         # relu: dh where the forward's h > 0 (h holds relu(h): the same test)
         K.relu_backward(dh, dh, h, 0, T * _M, bg, ba)
         # h = fc1 x3: dx3 -> gb
-        wb(_FC1, gb, dh, x3, T, _C, _M, a, r)
+        self.weight_backward(_FC1, gb, dh, x3, T, _C, _M, a, r)
         # x3 = rmsnorm(x2), and x2 also reaches x4: dx2 = sat(dx4 + rmsnorm_backward) -> ga
         K.rmsnorm_backward(gc, gb, x3, rs3, T, _C, sh_c, fa, gl, gh, bg, ba)
         K.add_forward(ga, ga, gc, 0, TC, gl, gh, bg)
         # x2 = Wo att + x0: datt -> gb; dx0 starts as dx2 (in ga)
-        wb(_WO, gb, ga, at, T, _C, _C, a, r)
+        self.weight_backward(_WO, gb, ga, at, T, _C, _C, a, r)
         # att = attention(q, k, v): dq -> gc, dk -> at, dv -> x4 (both dead), with the
         # (T, T) scratch in logits
         K.attention_backward(gc, at, x4, gb, q, k, vv, probs, logits, T, _NH, _HS, sh_dp, sh_p,
                              sh_qk, gl, gh, bg, ba)
         # q, k, v = Wq x1, Wk x1, Wv x1: three input-gradient paths, each saturated,
         # added in the order q, k, v: dx1 = sat(sat(dq_path + dk_path) + dv_path) -> gb
-        wb(_WQ, gb, gc, x1, T, _C, _C, a, r)
-        wb(_WK, gc, at, x1, T, _C, _C, a, r)
+        self.weight_backward(_WQ, gb, gc, x1, T, _C, _C, a, r)
+        self.weight_backward(_WK, gc, at, x1, T, _C, _C, a, r)
         K.add_forward(gb, gb, gc, 0, TC, gl, gh, bg)
-        wb(_WV, gc, x4, x1, T, _C, _C, a, r)
+        self.weight_backward(_WV, gc, x4, x1, T, _C, _C, a, r)
         K.add_forward(gb, gb, gc, 0, TC, gl, gh, bg)
         # x1 = rmsnorm(x0): dx0 = sat(dx2 + rmsnorm_backward(dx1)) -> ga
         K.rmsnorm_backward(gc, gb, x1, rs1, T, _C, sh_c, fa, gl, gh, bg, ba)
@@ -371,8 +372,8 @@ class Model:
         zero32(logits, _V * _C)
         zero32(probs, _T * _C)
         K.embedding_backward(logits, probs, gb, self.tok, T, _C, sh_e, pl, ph, bg)
-        self.adam(off[_WTE], _V * _C, logits, a, r)
-        self.adam(off[_WPE], _T * _C, probs, a, r)
+        self.weight_backward(_WTE, None, logits, None, T, _C, _V, a, r)
+        self.weight_backward(_WPE, None, probs, None, T, _C, _T, a, r)
 
     # --- one training step ---
 

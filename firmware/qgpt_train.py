@@ -40,7 +40,7 @@ def _drop(name):
 
 def save(cfg, mdl, step, seconds):
     """A checkpoint after `step` steps: ckpt.py comes for the save and leaves after it.
-    Block-scaled Adam's code (model.Model.adam's) makes room for it meanwhile: a save is
+    Block-scaled Adam's code (model.Model.weight_backward's) makes room for it meanwhile: a save is
     the run's fullest moment; it comes back at once into the hole ckpt.py leaves (later,
     the step's allocations would have cut that hole into pieces too small for it)."""
     blocks = "blockadam" in sys.modules

@@ -150,6 +150,10 @@ def _forward_only(self, T, step, num_steps):
     return loss.loss_q16(nll, T)
 
 
+def _no_update(*args):
+    return 0  # kernels.adam_update: no parameter stalled
+
+
 def _keep_powers(p1, p2):
     return p1, p2
 
@@ -178,7 +182,9 @@ def _patch(model, variant):
     elif variant == "forward":
         model.Model.train_step = _forward_only
     elif variant == "backward":
-        model.Model.adam = _none
+        model.K.adam_update = _no_update  # Model.weight_backward's update
+        if "blockadam" in sys.modules:  # block-scaled state (9.6)
+            sys.modules["blockadam"].gather = _none
         model.beta_powers = _keep_powers
         model.alpha_at = _alpha_one
 

@@ -331,7 +331,7 @@ EQUIVALENT = {
      "0", "1", 0): "adam_update reads the key only when it rounds stochastically",
     ("train_step", "key = prng.key(seed, prng.STREAM_ROUND, step) if stochastic else 0",
      "0", "-1", 0): "adam_update reads the key only when it rounds stochastically",
-    ("adam", "if self.blk[7]:", "7", "6", 0):
+    ("weight_backward", "if self.blk[7]:", "7", "6", 0):
         "blk[6], the slots' counts, is empty exactly when blk[7] = U is 0 (layout.py gives "
         "U > 0 at least one slot)",
     ("word_bits", "one = 1", "1", "0", 0): _BANNER,
