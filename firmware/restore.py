@@ -13,6 +13,7 @@ from micropython import const
 from runbase import RunError
 
 _CHUNK = const(32)  # int32 values read at a time into the Model's chunk buffer
+_SCRATCH = const(2048)  # bytes of the attention probabilities (model.py: 2 * NH * T * T)
 
 
 def setup(cfg, views):
@@ -74,7 +75,7 @@ def resume(cfg, views):
     """Load cfg's checkpoint into the state block; returns its meta. A checkpoint made
     with other settings, or a damaged one, is refused."""
     path = cfg["checkpoint"]
-    meta = load_checkpoint(path, views)
+    meta = load_checkpoint(path, views, cfg)
     if meta.get("kind") != "int":
         raise RunError(f"checkpoint {path}: kind {meta.get('kind')!r}, want an integer run")
     saved = meta.get("config", {})
@@ -87,18 +88,26 @@ def resume(cfg, views):
     return meta
 
 
-def load_checkpoint(path, views):
-    """Read a checkpoint into the state block (the state arrays of layout.views, which
-    model.Model.state keeps: store, m, v and 9.6's arrays) after checking its magic,
+def load_checkpoint(path, views, cfg):
+    """Read a checkpoint into the state block (the state arrays of statebytes.arrays for
+    cfg's numbers and the addresses of layout.views: store, m, v and 9.6's arrays, which
+    leave with this stage) after checking its magic,
     version, CRC32 and arrays; returns its meta. Raises RunError, saying what is
     wrong."""
-    import ckpt
     import kernels
+    import statebytes
 
-    chunk, state = views[4], views[6]
+    chunk = views[4]
+    nb, _, _, _, opt, _, _, blocks = cfg["numbers"][:8]
+    mk, vk, _, _, _, _, comp = views[7]
+    state = statebytes.arrays(nb, opt, blocks, (views[5], views[0], views[1], mk, vk, comp))
+    statebytes = None
+    del sys.modules["statebytes"]
     # what the reader takes from the writer's module, which then leaves memory before the
     # header is parsed (crc32: binascii's, or crcpy's on ports without it); the arrays
     # the header must list, as ckpt.save writes them
+    import ckpt
+
     magic, version_, crc32 = ckpt.MAGIC, ckpt.VERSION, ckpt.crc32
     want = [[st[0], "i4", st[3]] for st in state]
     ckpt = None
@@ -132,14 +141,28 @@ def load_checkpoint(path, views):
         if version != version_:
             raise RunError(f"{path}: checkpoint version {version}, this firmware reads "
                            f"version {version_}")
-        header = json.loads(f.read(hlen))
+        if hlen > _SCRATCH:
+            raise RunError(f"{path}: a header of {hlen} bytes, this firmware reads at most "
+                           f"{_SCRATCH}")
+        # the header read into the activations (the probabilities' buffer, free until
+        # training), not into a new buffer: a resume's fullest moment (MicroPython's
+        # bytearray_at is a bytearray, which json takes as it is; the int32 target's a
+        # memoryview)
+        from uctypes import bytearray_at
+
+        text = bytearray_at(views[3][0], hlen)
+        f.readinto(text)
+        header = json.loads(text if isinstance(text, bytearray) else bytes(text))
+        for i in range(hlen):  # zero again, as a fresh block's activations are
+            text[i] = 0
+        text = None
         if header.get("arrays") != want:
             raise RunError(f"{path}: holds arrays {header.get('arrays')}, this run's policy "
                            f"has {want}")
         if size != 10 + hlen + 4 * sum(a[2] for a in want) + 4:
             raise RunError(path + ": array sizes do not match the file length")
         # every array int32 on file; each container takes them narrowed, checked
-        # against the class's range (model.Model.state)
+        # against the class's range (statebytes.arrays)
         for name, buf, nb, n, lo, hi in state:
             bad = 0
             for off in range(0, n, _CHUNK):

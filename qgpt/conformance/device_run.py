@@ -2,6 +2,7 @@
 parsing what it prints (firmware/README.md) and its dumps, the state hash."""
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -176,10 +177,15 @@ def stop(proc):
 
 def start_training(config, folder, micropython=None, heapsize=TRAIN_HEAPSIZE, target="unix",
                    firmware_dir=None):
-    """Write config as folder/qgpt.json and start the device on it (a Popen)."""
+    """Write config as folder/qgpt.json and start the device on it (a Popen). The unix
+    port finds the firmware through a MICROPYPATH relative to folder: it interns each
+    module's path, so a short one keeps the heap nearer a board's, where the firmware
+    sits in the current folder (firmware/README.md, "Memory")."""
     folder = Path(folder)
     (folder / "qgpt.json").write_text(json.dumps(config))
     env = device_env(firmware_dir)
+    if target != "int32" and firmware_dir is not None:
+        env["MICROPYPATH"] = os.path.relpath(firmware_dir, folder)
     if target == "int32":
         cmd = [sys.executable, "-c", "import sys; from qgpt.conformance.int32 import "
                "emulate_int32_train; sys.exit(emulate_int32_train(sys.argv[1], sys.argv[2]))",
