@@ -6,6 +6,7 @@ views into it for model.Model; then this module is dropped.
 """
 
 import gc
+import sys
 
 from micropython import const
 
@@ -17,6 +18,7 @@ _NH = const(4)
 _M = const(64)
 _V = const(27)
 _CHUNK = const(32)  # model.py's I/O chunk, int32 values
+_KAHAN = const(4)  # the Kahan update's rounding mode (kernels.py _ROUND_KAHAN)
 _PIECE = const(432)  # model.py's _GRAD_MAX: int32 values of a weight gradient's piece
 
 
@@ -93,7 +95,16 @@ def setup(cfg, _):
         block = bytearray(lay[0])
     nums = nums[:1] + (offsets(),) + nums[2:] + (lay,)
     cfg["numbers"] = nums
-    return views(block, nums)
+    got = views(block, nums)
+    if cfg["resume"]:  # the state arrays, for restore.load_checkpoint (statebytes leaves
+        import statebytes  # with this stage: a resume's restore is the setup's fullest)
+
+        mk, vk, _, _, _, _, comp = got[7]
+        cfg["state"] = statebytes.arrays(nums[0], nums[7], nums[4][4] == _KAHAN,
+                                         (got[5], got[0], got[1], mk, vk, comp))
+        statebytes = None
+        del sys.modules["statebytes"]
+    return got
 
 
 def offsets():

@@ -17,42 +17,35 @@ _N = const(4192)  # parameters (qgpt/params.py; tests/test_firmware_train.py che
 _KAHAN = const(4)  # the Kahan update's rounding mode (kernels.py _ROUND_KAHAN)
 
 
-def arrays(nb, opt, blocks, bufs):
+def arrays(nb, blocks, kahan, bufs):
     """The state arrays, in their order (9.6): (name, array, bytes a value (negative:
-    unsigned), values, lo, hi) of the containers nb = (bw, ba, bg, bm, bv, bs), the
-    numbers opt (the store's limits, m's and v's bounds, the rounding mode) and
-    blocks = (Bm, Nm, Bv, Nv) of the policy; bufs: the addresses of (the weight store, m,
-    v, m's shifts, v's shifts, the compensations) in the state block."""
+    unsigned), values) of the containers nb = (bw, ba, bg, bm, bv, bs) and
+    blocks = (Bm, Nm, Bv, Nv) of the policy, with Kahan's compensations when kahan; bufs:
+    the addresses of (the weight store, m, v, m's shifts, v's shifts, the compensations)
+    in the state block. (restore.py checks a checkpoint's values against their ranges.)"""
     store, m, v, mk, vk, comp = bufs
-    _, _, _, bm, bv, bs = nb
-    m_lo, m_hi = 0 - opt[7], opt[7]
-    v_hi = opt[8]
+    st = [("params", store, nb[5], _N), ("adam_m", m, nb[3], _N),
+          ("adam_v", v, 0 - nb[4] if blocks[2] else nb[4], _N)]
     if blocks[0]:
-        m_hi = (1 << (blocks[0] - 1)) - 1
-        m_lo = 0 - m_hi
+        st.append(("adam_m_shift", mk, -1, (_N + blocks[1] - 1) // blocks[1]))
     if blocks[2]:
-        v_hi = (1 << blocks[2]) - 1
-    st = [("params", store, bs, _N, opt[5], opt[6]), ("adam_m", m, bm, _N, m_lo, m_hi),
-          ("adam_v", v, 0 - bv if blocks[2] else bv, _N, 0, v_hi)]
-    if blocks[0]:
-        st.append(("adam_m_shift", mk, -1, (_N + blocks[1] - 1) // blocks[1], 0, 30))
-    if blocks[2]:
-        st.append(("adam_v_shift", vk, -1, (_N + blocks[3] - 1) // blocks[3], 0, 30))
-    if opt[4] == _KAHAN:
-        st.append(("kahan_comp", comp, 1, _N, -128, 127))
+        st.append(("adam_v_shift", vk, -1, (_N + blocks[3] - 1) // blocks[3]))
+    if kahan:
+        st.append(("kahan_comp", comp, 1, _N))
     return st
 
 
 def state(mdl):
     """The state arrays of the Model mdl (arrays)."""
     b = mdl.blk
-    return arrays(mdl.nb, mdl.opt, b[8], (mdl.store, mdl.m, mdl.v, b[0], b[1], b[9]))
+    return arrays(mdl.nb, b[8], mdl.opt[4] == _KAHAN, (mdl.store, mdl.m, mdl.v, b[0], b[1],
+                                                       b[9]))
 
 
 def pieces(st):
     """How many pieces piece(mdl, st, k) gives for the state array st: 1 for an int32
     array, else one per CHUNK values."""
-    _, _, nb, n, _, _ = st
+    _, _, nb, n = st
     return 1 if nb == 4 else (n + _CHUNK - 1) // _CHUNK
 
 
@@ -60,7 +53,7 @@ def piece(mdl, st, k):
     """Piece k of mdl's state array st as int32 LE bytes: the array itself when it is
     int32, else its values k * CHUNK .. widened into the Model's one chunk buffer (no
     allocation but for a short last piece)."""
-    _, buf, nb, n, _, _ = st
+    _, buf, nb, n = st
     if nb == 4:  # buf: its address (layout.views)
         from uctypes import bytearray_at
 

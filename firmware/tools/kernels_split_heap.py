@@ -96,7 +96,7 @@ def train(fw, folder, data, fmt, heapsize, resume):
     is found through a MICROPYPATH relative to the session's folder, as the conformance
     levels find it (device_run.start_training: the unix port interns each module's path)."""
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = {"lr_q30": round(0.01 * 2**30), "steps": 40, "data": str(data),
+    cfg = {"lr_q30": round(0.01 * 2**30), "steps": 40, "data": os.path.relpath(data, folder),
            "checkpoint_every": 10, "samples": 5, "stop_at": None if resume else 20,
            "resume": resume, "log_every": 100}
     cfg.update(fmt if isinstance(fmt, dict) else {"format": fmt})
