@@ -43,12 +43,12 @@ for name in sys.argv[2:]:
     gc.collect()
     print("module", name, gc.mem_alloc() - prev)
     prev = gc.mem_alloc()
-import qgpt_train
-cfg = qgpt_train._setup("runcfg", sys.argv[1], None)
-qgpt_train._setup("runpolicy", cfg, None)
+import qgpt_train, runbase
+cfg = runbase._stage("runcfg", sys.argv[1], None)
+runbase._stage("runpolicy", cfg, None)
 gc.collect()
 prev = gc.mem_alloc()
-views = qgpt_train._setup("layout", cfg, None)
+views = runbase._stage("layout", cfg, None)
 gc.collect()
 print("views", gc.mem_alloc() - prev)
 print("block", cfg["numbers"][8][0])
