@@ -202,8 +202,8 @@ class Model:
         #   schedule  (lr_q30, alpha_frac, stochastic)
         #   wide      1 with master weights
         #   blocks    (Bm, Nm, Bv, Nv): block-scaled adam_m, adam_v (9.6), 0 for plain ones
-        # and, appended by qgpt_train, the layout of layout.block_bytes. The Model's
-        # attributes are few (17: a table of 17 entries, where 26 took 29), those of the
+        # and, appended by layout.setup, the layout of layout.block_bytes. The Model's
+        # attributes are few (16: a table of 17 entries, where 26 took 29), those of the
         # other modules (blockadam, sampling, ckpt, dump) and two tuples: bufs, nums
         self.nb, off, self.fwd, bwd, self.opt, schedule, wide, \
             blocks = nums[:8]  # off: the table's offsets, in table order, then N
