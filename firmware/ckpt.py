@@ -9,7 +9,7 @@ no buffer of a checkpoint's size is ever allocated.
                   ["adam_m", "i4", N], ["adam_v", "i4", N], ...]}
     10+L          params (the weight store, widened to int32), adam_m, adam_v, and
                   9.6's adam_m_shift, adam_v_shift, kahan_comp when the policy has
-                  them (model.Model.state): int32 LE
+                  them (statebytes.arrays): int32 LE
     end-4   4     CRC32 of every byte before it (uint32)
 
 This module writes checkpoints (qgpt_train imports it for each save and drops it
@@ -42,18 +42,19 @@ def save(cfg, model, step, seconds):
     holes only: so it has little code (a few functions, each in a smaller piece of memory
     than one would take), and the header goes out in small pieces (header), counted
     first, then written."""
+    import statebytes as S  # qgpt_train.save drops it with this module
+
+    state = S.state(model)
     path = cfg["checkpoint"]
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(MAGIC)
-        b = struct.pack("<HI", VERSION, header(None, 0, cfg, model, step, seconds))
+        b = struct.pack("<HI", VERSION, header(None, 0, cfg, model, state, step, seconds))
         f.write(b)
-        crc = header(f, crc32(b, crc32(MAGIC, 0)), cfg, model, step, seconds)
-        import statebytes as S  # qgpt_train.save drops it with this module
-
-        for w in range(len(model.state)):
-            for k in range(S.pieces(model, w)):
-                b = S.piece(model, w, k)
+        crc = header(f, crc32(b, crc32(MAGIC, 0)), cfg, model, state, step, seconds)
+        for st in state:
+            for k in range(S.pieces(st)):
+                b = S.piece(model, st, k)
                 f.write(b)
                 crc = crc32(b, crc)
         f.write(struct.pack("<I", crc & 0xFFFFFFFF))
@@ -61,13 +62,12 @@ def save(cfg, model, step, seconds):
     replace(tmp, path)
 
 
-def header(f, crc, cfg, model, step, seconds):
+def header(f, crc, cfg, model, state, step, seconds):
     """The checkpoint's JSON header, {"meta": {"config": CONFIG, META'S OTHER KEYS},
     "arrays": ARRAYS}, piece by piece (CONFIG: the JSON bytes of restore._compact, no
     copy; no dict or list made): written to f and returns the CRC32 continued from crc,
     or, with f None, returns the header's length."""
     n = 0
-    state = model.state
     for i in range(6 + len(state)):
         if i == 0:
             b = b'{"meta": {"config": '

@@ -29,11 +29,11 @@ class Dump:
 
         mdl, f = self.mdl, self.f
         mdl.on_grad = None
-        for w in range(len(mdl.state)):  # params at 0, then after the gradient m, v, ...
-            if w < 2:
+        for w, st in enumerate(statebytes.state(mdl)):  # params at 0, then after the
+            if w < 2:  # gradient m, v, ...
                 f.seek(0 if w == 0 else 8 * N)
-            for k in range(statebytes.pieces(mdl, w)):
-                f.write(statebytes.piece(mdl, w, k))
+            for k in range(statebytes.pieces(st)):
+                f.write(statebytes.piece(mdl, st, k))
         f.close()
         print("dump", self.path)
         for name in ("dump", "statebytes"):  # out of memory until the next dump step

@@ -6,6 +6,7 @@ views into it for model.Model; then this module is dropped.
 """
 
 import gc
+import sys
 
 from micropython import const
 
@@ -17,6 +18,7 @@ _NH = const(4)
 _M = const(64)
 _V = const(27)
 _CHUNK = const(32)  # model.py's I/O chunk, int32 values
+_KAHAN = const(4)  # the Kahan update's rounding mode (kernels.py _ROUND_KAHAN)
 _PIECE = const(432)  # model.py's _GRAD_MAX: int32 values of a weight gradient's piece
 
 
@@ -93,7 +95,16 @@ def setup(cfg, _):
         block = bytearray(lay[0])
     nums = nums[:1] + (offsets(),) + nums[2:] + (lay,)
     cfg["numbers"] = nums
-    return views(block, nums)
+    got = views(block, nums)
+    if cfg["resume"]:  # the state arrays, for restore.load_checkpoint (statebytes leaves
+        import statebytes  # with this stage: a resume's restore is the setup's fullest)
+
+        mk, vk, _, _, _, _, comp = got[7]
+        cfg["state"] = statebytes.arrays(nums[0], nums[7], nums[4][4] == _KAHAN,
+                                         (got[5], got[0], got[1], mk, vk, comp))
+        statebytes = None
+        del sys.modules["statebytes"]
+    return got
 
 
 def offsets():
@@ -108,18 +119,19 @@ def offsets():
 def views(block, nums):
     """The buffers of model.Model in the state block (nums: runpolicy.setup's and
     block_bytes's (size, act sizes, adam layout)): (m, v, the data weights, the act
-    buffers, the I/O chunk, the weight store, the state arrays, the weight matrices,
-    and 9.6's (shifts of m and v (uint8), the unit's wide m and v (int32), the unit's
-    gradient slots, U, Kahan's compensations (int8))). Each is the address of its first
-    byte (an int: the kernels' ptr8/ptr16/ptr32 take an address as they take a buffer),
-    not a memoryview, an object of 32 bytes on a 64-bit port that the run would keep,
-    one for each of about 40 buffers; only the chunk, which plain Python reads and
-    writes (checkpoints, the CRC), is a memoryview, and it keeps the block alive (a
-    memoryview holds its buffer from the start, whatever its slice)."""
+    buffers, the I/O chunk, the weight store, the weight matrices, and 9.6's (shifts of
+    m and v (uint8), the unit's wide m and v (int32), the unit's gradient slots, U,
+    Kahan's compensations (int8))). Each is the address of its first byte (an int: the
+    kernels' ptr8/ptr16/ptr32 take an address as they take a buffer), not a memoryview,
+    an object of 32 bytes on a 64-bit port that the run would keep, one for each of
+    about 40 buffers; only the chunk, which plain Python reads and writes (checkpoints,
+    the CRC), is a memoryview, and it keeps the block alive (a memoryview holds its
+    buffer from the start, whatever its slice). Not the state arrays' tuples:
+    statebytes.arrays makes them when a resume, a save, a dump or the hash needs them."""
     from uctypes import addressof
 
-    nb, offs, _, _, opt, _, wide, blocks, (size, sizes, adam) = nums
-    bw, _, _, bm, bv, bs = nb
+    nb, offs, _, _, _, _, wide, _, (size, sizes, adam) = nums
+    bw, _, _, bm, bv, _ = nb
     if len(block) != size:
         raise ValueError(f"the state block has {len(block)} bytes, want {size}")
     m = addressof(block)
@@ -148,21 +160,5 @@ def views(block, nums):
     at += 4 * u * slots
     # the weight store: the data weights themselves, or the master weights
     store = m + at if wide else wd
-    # the state arrays: (name, array, bytes a value (negative: unsigned), values, lo, hi)
-    m_lo, m_hi = 0 - opt[7], opt[7]
-    v_hi = opt[8]
-    if blocks[0]:
-        m_hi = (1 << (blocks[0] - 1)) - 1
-        m_lo = 0 - m_hi
-    if blocks[2]:
-        v_hi = (1 << blocks[2]) - 1
-    st = [("params", store, bs, _N, opt[5], opt[6]), ("adam_m", m, bm, _N, m_lo, m_hi),
-          ("adam_v", v, 0 - bv if blocks[2] else bv, _N, 0, v_hi)]
-    if blocks[0]:
-        st.append(("adam_m_shift", mk, -1, (_N + blocks[1] - 1) // blocks[1], 0, 30))
-    if blocks[2]:
-        st.append(("adam_v_shift", vk, -1, (_N + blocks[3] - 1) // blocks[3], 0, 30))
-    if nkc:
-        st.append(("kahan_comp", comp, 1, _N, -128, 127))
     w = tuple(wd + bw * offs[j] for j in range(9))
-    return (m, v, wd, tuple(act), chunk, store, tuple(st), w, (mk, vk, mw, vw, slot, u, comp))
+    return (m, v, wd, tuple(act), chunk, store, w, (mk, vk, mw, vw, slot, u, comp))

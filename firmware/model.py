@@ -202,15 +202,14 @@ class Model:
         #   schedule  (lr_q30, alpha_frac, stochastic)
         #   wide      1 with master weights
         #   blocks    (Bm, Nm, Bv, Nv): block-scaled adam_m, adam_v (9.6), 0 for plain ones
-        # and, appended by qgpt_train, the layout of layout.block_bytes. The Model's
-        # attributes are few (17: a table of 17 entries, where 26 took 29), those of the
+        # and, appended by layout.setup, the layout of layout.block_bytes. The Model's
+        # attributes are few (16: a table of 17 entries, where 26 took 29), those of the
         # other modules (blockadam, sampling, ckpt, dump) and two tuples: bufs, nums
         self.nb, off, self.fwd, bwd, self.opt, schedule, wide, \
             blocks = nums[:8]  # off: the table's offsets, in table order, then N
-        # the views into the state block (layout.views, which documents them); state: the
-        # arrays of checkpoints, dumps and the hash, (name, array, bytes a value (negative:
-        # unsigned), values, lo, hi), in their order (9.6)
-        self.m, self.v, wd, act, chunk, self.store, self.state, w, adam = views
+        # the views into the state block (layout.views, which documents them); the state
+        # arrays of checkpoints, dumps and the hash are statebytes.state's, made when asked
+        self.m, self.v, wd, act, chunk, self.store, w, adam = views
         self.logits = act[_LOGITS]
         # 9.6's block-scaled state, in one tuple (a name costs memory for good): the shifts
         # of m and v, the unit's wide m and v, its gradient slots, the unit a slot gathers

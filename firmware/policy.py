@@ -29,11 +29,15 @@ CLASSES = ("weights", "acts", "logits", "grads", "pgrads", "adam_m", "adam_v", "
 
 
 class PolicyError(ValueError):
-    """A policy the validity rule refuses: args (the number of the rule in 3.4, the
-    reason); str() is the one line "policy: REASON (rule N)"."""
+    """A policy the validity rule refuses: args (the number of the rule in 3.4, then the
+    reason's code and values for policytext.reason); str() is the one line
+    "policy: REASON (rule N)". The reasons' text is policytext.py's, imported only to say
+    one: a valid policy's run never has it in memory (firmware/README.md, "Memory")."""
 
     def __str__(self):
-        return f"policy: {self.args[1]} (rule {self.args[0]})"
+        from policytext import reason
+
+        return f"policy: {reason(*self.args[1:])} (rule {self.args[0]})"
 
 
 def bitlen(x):
@@ -96,7 +100,7 @@ def resolve(data, policy):
     got = {}
     for k in policy:
         if k not in CLASSES:
-            raise PolicyError(1, f"unknown class {k!r} (classes: {', '.join(CLASSES)})")
+            raise PolicyError(1, 0, k, ", ".join(CLASSES))
         if k == "master" and policy[k] in ("", "none", None):
             continue
         try:
@@ -107,7 +111,7 @@ def resolve(data, policy):
                 continue
             i, f = parse_format(text)
         except (ValueError, AttributeError, TypeError):
-            raise PolicyError(1, f"{k}={policy[k]}: not a format like q4.12") from None
+            raise PolicyError(1, 1, k, policy[k]) from None
         got[k] = QFormat(i, f)
     i, f = parse_format(data)
     W = got.get("weights") or QFormat(i, f)
@@ -221,45 +225,36 @@ def check(policy, lr_q30, rounding="nearest", formats=None):
             continue
         if f.block:  # only adam_m and adam_v parse as one
             if not 4 <= f.bits <= 16:
-                raise PolicyError(1, f"{CLASSES[i]}={f.name}: {f.bits}-bit mantissas, want 4 to 16")
+                raise PolicyError(1, 2, CLASSES[i], f.name, f.bits)
             if not 8 <= f.block <= 1024:
-                raise PolicyError(1, f"{CLASSES[i]}={f.name}: blocks of {f.block}, want 8 to 1024")
+                raise PolicyError(1, 3, CLASSES[i], f.name, f.block)
             continue
         low, high = widths[i]
         if f.int_bits < 1 or f.frac_bits < 0:
-            raise PolicyError(1, f"{CLASSES[i]}={f.name}: want qI.F with I >= 1 and F >= 0")
+            raise PolicyError(1, 4, CLASSES[i], f.name)
         if not low <= f.bits <= high:
-            raise PolicyError(1, f"{CLASSES[i]}={f.name}: {f.bits} bits, {CLASSES[i]} take {low} "
-                          f"to {high}")
+            raise PolicyError(1, 5, CLASSES[i], f.name, f.bits, low, high)
     W, A, L, G, P, _, _, S, M, V = formats
     fw, fa, fl = W.frac_bits, A.frac_bits, L.frac_bits
     if fl > fw + fa:
-        raise PolicyError(2, f"logits={L.name}: {fl} fractional bits, at most Fw + Fa = {fw + fa} "
-                      "(lm_head's shift)")
+        raise PolicyError(2, 6, "logits", L.name, fl, fw + fa)
     if fl > 2 * fa + 1:
-        raise PolicyError(2, f"logits={L.name}: {fl} fractional bits, at most 2*Fa + 1 = "
-                      f"{2 * fa + 1} (the attention scores' shift)")
+        raise PolicyError(2, 7, "logits", L.name, fl, 2 * fa + 1)
     if fl > 16:
-        raise PolicyError(2, f"logits={L.name}: {fl} fractional bits, at most 16 (the loss)")
+        raise PolicyError(2, 8, "logits", L.name, fl)
     if P.frac_bits > G.frac_bits + fa:
-        raise PolicyError(3, f"pgrads={P.name}: {P.frac_bits} fractional bits, at most Fg + Fa = "
-                      f"{G.frac_bits + fa} (the weight gradient's shift)")
+        raise PolicyError(3, 9, "pgrads", P.name, P.frac_bits, G.frac_bits + fa)
     fv = V.frac_bits
     if fv & 1 or fv // 2 > 15:
-        raise PolicyError(4, f"adam_v={V.name}: {fv} fractional bits, want an even number of at "
-                      "most 30")
+        raise PolicyError(4, 10, "adam_v", V.name, fv)
     if 13 + fv // 2 - M.frac_bits < 0:
-        raise PolicyError(5, f"adam_m={M.name}: {M.frac_bits} fractional bits, at most "
-                      f"13 + Fv/2 = {13 + fv // 2} (Adam's ratio shift)")
+        raise PolicyError(5, 11, "adam_m", M.name, M.frac_bits, 13 + fv // 2)
     if S is not None and S.frac_bits < fw:
-        raise PolicyError(6, f"master={S.name}: {S.frac_bits} fractional bits, at least the "
-                      f"weights' {fw}")
+        raise PolicyError(6, 12, "master", S.name, S.frac_bits, fw)
     store = S or W
     u = 45 - bitlen(lr_q30) + R_FRAC - store.frac_bits
     if not 0 < lr_q30 < (1 << 30) or not 0 <= u <= 30:
-        raise PolicyError(7, f"{'master' if S else 'weights'}={store.name}: the update would shift "
-                      f"by {u} bits with lr_q30 {lr_q30} (want 0 to 30)")
+        raise PolicyError(7, 13, "master" if S else "weights", store.name, u, lr_q30)
     if rounding == "kahan" and S is not None:
-        raise PolicyError(7, f"master={S.name} with rounding=kahan: kahan keeps its own "
-                      "compensation below the weights; drop one")
+        raise PolicyError(7, 14, "master", S.name)
 

@@ -61,17 +61,6 @@ def save(cfg, mdl, step, seconds):
     print("ckpt", step)
 
 
-def _setup(name, a, b):
-    """The setup module `name`'s setup(a, b), then the module leaves memory (each drops
-    the modules it imported for the setup). In a function of its own, so that no stale
-    reference to the module stays in run's frame, which the garbage collector scans."""
-    try:
-        return __import__(name).setup(a, b)
-    finally:
-        _drop(name)
-        gc.collect()
-
-
 def begin(cfg, mdl, numbers):
     """(first step, seconds before): the state setup found (the initial weights, or a
     checkpoint's) is in the block already; a resume also gives the Model's counters.
@@ -86,32 +75,16 @@ def begin(cfg, mdl, numbers):
 
 
 def _start(path):
-    """The setup's stages, one module at a time, each dropped after use (firmware/README.md,
-    "Memory"): runcfg (the config) puts the state block at the bottom of the heap, so
-    that the setup's code comes and goes above it; runpolicy resolves the policy; layout
-    makes the views into the block; restore fills it (the initial weights, or a
-    checkpoint); then the training code fills the holes they left. Returns (the config,
-    the Model, its module, begin's first step and seconds before). A function of its own:
-    what its frame held (the stages' values) is out of the garbage collector's sight once
-    it returns."""
-    cfg = _setup("runcfg", path, None)
-    _setup("runpolicy", cfg, None)
-    # the kernels and the PRNG (for the run, and restore's) fill the holes the policy
-    # left, not those restore will leave
-    import kernels  # noqa: F401
-    import loss  # noqa: F401
-    import prng  # noqa: F401
+    """The setup (runbase.start: its stages, one module at a time, each dropped after use;
+    firmware/README.md, "Memory"), then runbase leaves memory with the setup's code (only
+    RunError stays); returns (the config, the Model, its module, begin's first step and
+    seconds before). A function of its own: what its frame held is out of the garbage
+    collector's sight once it returns."""
+    import runbase
 
-    views = _setup("layout", cfg, None)
-    _setup("restore", cfg, views)
+    cfg, mdl, MD, numbers = runbase.start(path)
+    runbase = None
     _drop("runbase")
-    import model as MD
-
-    numbers = cfg.pop("numbers")
-    mdl = MD.Model(views, numbers, cfg["seed"])
-    views = None
-    if mdl.blk[7]:  # block-scaled Adam state (9.6): model imports it at the first step;
-        __import__("blockadam")  # it takes a hole now
     return (cfg, mdl, MD) + begin(cfg, mdl, numbers)
 
 

@@ -4,13 +4,12 @@ layout.setup and restore.setup), each dropped from memory by qgpt_train after us
 check.
 """
 
-import gc
 import json
 import struct
 import sys
 
 from micropython import const
-from runbase import DATA_HEADER, RECORD, RunError
+from runbase import DATA_HEADER, RECORD, RunError, collect
 
 _DATA_MAGIC = const(b"QGPTDATA")  # the packed dataset (qgpt/pack.py)
 _DATA_VERSION = const(1)
@@ -51,11 +50,10 @@ def setup(path, _):
     setup is allocated, so that the setup's code comes and goes above it; runpolicy
     resolves the policy, layout.setup checks the block's size, restore.setup fills it."""
     size = first_look(path)  # a small int: nothing of the look stays
-    gc.collect()
+    collect()
     block = bytearray(size)  # zeroed; the state block if the first look was right
     cfg = load_config(path)
     cfg["count"] = check_dataset(cfg["data"])
-    _drop("ckpt")  # check_dataset's CRC32
     cfg["block"] = block
     return cfg
 
@@ -140,8 +138,10 @@ def load_config(path):
 def check_dataset(path):
     """The number of records of the packed dataset at path (qgpt/pack.py), after
     checking its header and the records' CRC32 (streamed)."""
-    import ckpt
-
+    try:
+        from binascii import crc32
+    except ImportError:  # a port built without it: crcpy's plain-Python CRC32 (as ckpt.py)
+        from crcpy import crc32
     try:
         f = open(path, "rb")
     except OSError:
@@ -164,7 +164,7 @@ def check_dataset(path):
             n = f.readinto(buf)
             if not n:
                 break
-            got = ckpt.crc32(mv[:n], got)
+            got = crc32(mv[:n], got)
             size += n
     if count < 1 or size != count * RECORD or (got & 0xFFFFFFFF) != crc:
         raise RunError(f"data {path}: corrupted or truncated (size or CRC32 mismatch)")

@@ -106,7 +106,8 @@ def mpy_cross_version(mpy_cross=None):
 
 def compile_firmware(arch, firmware_dir=None, mpy_cross=None, jobs=None):
     """{module: .mpy bytes}: every firmware/*.py compiled by mpy-cross for arch, each
-    with its short source name (-s NAME.py: an interned string on the device)."""
+    with the module's name as its source name (-s NAME: the device interns a module's
+    source name for good, and NAME is interned already, by the import)."""
     from concurrent.futures import ThreadPoolExecutor
 
     firmware_dir = Path(firmware_dir or FIRMWARE_DIR)
@@ -115,7 +116,7 @@ def compile_firmware(arch, firmware_dir=None, mpy_cross=None, jobs=None):
 
         def build(mod):
             src, dst = firmware_dir / f"{mod}.py", Path(tmp) / f"{mod}.mpy"
-            cmd = [path, f"-march={arch}", "-s", f"{mod}.py", "-o", str(dst), str(src)]
+            cmd = [path, f"-march={arch}", "-s", mod, "-o", str(dst), str(src)]
             try:
                 r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
             except (OSError, subprocess.TimeoutExpired) as e:

@@ -416,6 +416,40 @@ def test_firmware_refuses_what_the_host_refuses(firmware_policy):
         assert got == case["rule"], (case, got)
 
 
+def test_the_firmwares_refusals_name_the_class_and_format_as_the_host_does(firmware_policy,
+                                                                          monkeypatch):
+    # firmware/policytext.py holds the reasons' text (loaded only to say one): every
+    # refused case's line is "policy: CLASS=FORMAT...: REASON (rule N)", naming the class
+    # and the format the host's message names first
+    import re
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "firmware"))
+    said = 0
+    for case in policy.validity_cases():
+        if case["rule"] == 0:
+            continue
+        classes = dict(case["classes"])
+        fw = firmware_policy
+        try:
+            fw.check(None, case["lr_q30"], case["rounding"], fw.resolve("q4.12", classes))
+        except fw.PolicyError as e:
+            line = str(e)
+        else:
+            raise AssertionError(f"{case}: the firmware accepts it")
+        assert re.fullmatch(rf"policy: \S.* \(rule {case['rule']}\)", line), (case, line)
+        try:
+            fmts = {k: policy.parse_format(k, v) for k, v in classes.items()}
+            host = policy.check(fmts, case["lr_q30"], rounding=case["rounding"])[1]
+        except PolicyError as h:
+            host = str(h)
+        named = re.match(r"(\w+=\S+?)(:| with)", host)
+        if named and case["rule"] < 7:  # rule 7: the host names the learning rate instead
+            assert line.startswith("policy: " + named.group(1)), (case, line, host)
+            said += 1
+    assert said >= 5
+
+
 @settings(max_examples=300, deadline=None)
 @given(case=class_formats(), rounding=st.sampled_from(["nearest", "stochastic", "kahan"]))
 def test_firmware_and_host_rules_agree_on_random_policies(firmware_policy, case, rounding):

@@ -81,25 +81,29 @@ def split_kernels(dest):
 
 
 def build(src, dest):
-    """.mpy files for the host, with short source names as qgpt device deploy builds them."""
+    """.mpy files for the host, each with its module's name as its source name, as qgpt
+    device deploy builds them (qgpt/firmware_build.py)."""
     dest.mkdir(parents=True)
     for path in sorted(src.glob("*.py")):
-        subprocess.run([tool("mpy-cross"), "-march=host", "-s", path.name, "-o",
+        subprocess.run([tool("mpy-cross"), "-march=host", "-s", path.stem, "-o",
                         str(dest / f"{path.stem}.mpy"), str(path)], check=True)
     return dest
 
 
 def train(fw, folder, data, fmt, heapsize, resume):
     """(heap after setup, heap peak) of one session, or None if it failed. fmt: the
-    config's format, or a dict of config keys (format, rounding, policy)."""
+    config's format, or a dict of config keys (format, rounding, policy). The firmware
+    is found through a MICROPYPATH relative to the session's folder, as the conformance
+    levels find it (device_run.start_training: the unix port interns each module's path)."""
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = {"lr_q30": round(0.01 * 2**30), "steps": 40, "data": str(data),
+    cfg = {"lr_q30": round(0.01 * 2**30), "steps": 40, "data": os.path.relpath(data, folder),
            "checkpoint_every": 10, "samples": 5, "stop_at": None if resume else 20,
            "resume": resume, "log_every": 100}
     cfg.update(fmt if isinstance(fmt, dict) else {"format": fmt})
     (folder / "qgpt.json").write_text(json.dumps(cfg))
     r = subprocess.run([tool("micropython"), "-X", f"heapsize={heapsize}", "-m", "qgpt_train",
-                        "qgpt.json"], cwd=folder, env=dict(os.environ, MICROPYPATH=str(fw)),
+                        "qgpt.json"], cwd=folder,
+                       env=dict(os.environ, MICROPYPATH=os.path.relpath(fw, folder)),
                        capture_output=True, text=True)
     start = re.search(r"^qgpt start .* heap=(\d+)", r.stdout, re.M)
     done = re.search(r"^done .* heap_peak (\d+)", r.stdout, re.M)

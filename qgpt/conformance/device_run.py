@@ -2,6 +2,7 @@
 parsing what it prints (firmware/README.md) and its dumps, the state hash."""
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ TRAIN_STEPS = 1000  # the lr schedule's length (a run may stop earlier: stop_at)
 TRAIN_HEAPSIZE = "96K"  # the 64-bit unix port trains from 90K: firmware/README.md, "Memory"
 TRAIN_HEAPSIZE_MASTER = "112K"  # int32 master weights take 16 KB more (from 107K)
 TRAIN_HEAPSIZE_PY = "160K"  # --build py: the port compiles the sources itself
-TRAIN_HEAPSIZE_INT8 = "64K"  # --policy int8 trains and resumes from 58K (issue 13 asks 56K)
+TRAIN_HEAPSIZE_INT8 = "64K"  # --policy int8 trains and resumes from 57K (issue 13 asks 56K)
 STATE_ARRAYS = ("params", "grad", "adam_m", "adam_v")  # a dump file's arrays, in order
 
 
@@ -176,10 +177,15 @@ def stop(proc):
 
 def start_training(config, folder, micropython=None, heapsize=TRAIN_HEAPSIZE, target="unix",
                    firmware_dir=None):
-    """Write config as folder/qgpt.json and start the device on it (a Popen)."""
+    """Write config as folder/qgpt.json and start the device on it (a Popen). The unix
+    port finds the firmware through a MICROPYPATH relative to folder: it interns each
+    module's path, so a short one keeps the heap nearer a board's, where the firmware
+    sits in the current folder (firmware/README.md, "Memory")."""
     folder = Path(folder)
     (folder / "qgpt.json").write_text(json.dumps(config))
     env = device_env(firmware_dir)
+    if target != "int32" and firmware_dir is not None:
+        env["MICROPYPATH"] = os.path.relpath(firmware_dir, folder)
     if target == "int32":
         cmd = [sys.executable, "-c", "import sys; from qgpt.conformance.int32 import "
                "emulate_int32_train; sys.exit(emulate_int32_train(sys.argv[1], sys.argv[2]))",
