@@ -347,6 +347,11 @@ EQUIVALENT = {
     ("isqrt", "while x * x <= n:  # a power of two above the root", "<=", "<", 0):
         _ISQRT_START,
     ("isqrt", "x <<= 1", "1", "2", 0): _ISQRT_START,
+    ("alpha_at", "s = min(alpha_frac, 30)", "30", "29", 0):
+        "any common power of two s <= min(alpha_frac, 30) leaves the quotient as it is",
+    ("alpha_at", "s = min(alpha_frac, 30)", "30", "31", 0):
+        "s differs only for alpha_frac >= 31, i.e. lr below 2**-16 (45 - bitlen(lr_q30)): "
+        "no run's",
     ("", "_EXP_ZERO_BELOW = const(16)  # exp(z) = 0 for z <= -16", "16", "15", 0): _EXP_ZERO,
     ("", "_EXP_ZERO_BELOW = const(16)  # exp(z) = 0 for z <= -16", "16", "17", 0): _EXP_ZERO,
     ("exp_neg", "if z <= 0 - (_EXP_ZERO_BELOW << f):", "<=", "<", 0): _EXP_ZERO,

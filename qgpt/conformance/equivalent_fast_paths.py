@@ -46,6 +46,15 @@ _L1_LESS_2 = ("-1 counted as -1, not 1: L1 at most 2 * 64 too small, |S| <= 2**3
               "plus the half stays below 2**31: the fast path stays exact")
 _ABS_32 = ("every caller passes 1- or 2-byte words (weights, x): the 32-bit load is never "
            "taken")
+_WMAX_SCAN = "if t0 == 0 and bw == 2 and (start < T or wm[_WTE] == 0):"
+_WMAX_RESCAN = ("_RESCAN = const(16)  # training steps between two scans of max |W| "
+                "(forward_position)")
+_WMAX_DRIFT = "wm[j] += ((alpha << 15) >> (self.opt[3] + self.opt[9])) + 3"
+_SCAN_WHEN = ("only moves the scans of max |W|: between them train_step raises the bounds "
+              "by Adam's largest move, and without a first scan they stay 0 (no fast path): "
+              "every bound stays >= max |W|, which only chooses the path")
+_DRIFT_LARGER = ("a larger rise (alpha << 16, + 4, u - sh_view with sh_view >= 0): the bound "
+                 "stays >= max |W| and only sends rows to the exact path")
 _TO_EXACT = ("only sends rows from the fast path to the exact one (dot_rows's int32 pair), "
              "which gives the same integers")
 _FIT_2_30 = ("the bound 2**30 instead of 2**30 - 1: |S| <= 2**30 plus the half (<= 2**26) "
@@ -221,4 +230,16 @@ FAST_PATHS = {
     ("adam_update", "if s2 > 4:", "4", "3", 0):
         "Newton's step also for s2 = 4: one integer Newton step from a positive start is at "
         "least floor(sqrt(v)) (AM-GM, floors included), and the loop down ends on it",
+    # model.py's max |W| bound between scans (issue 15): a bound that stays >= max |W| (or
+    # 0: no fast path) only chooses between the fast and the exact path. Mutants that make
+    # it smaller are not equivalent and not listed (the levels do not see them: the runs'
+    # sums stay far below 2**31); tests/test_firmware_train.py's bound check kills most.
+    **{("forward_position", _WMAX_SCAN, tok, rep, k): _SCAN_WHEN for tok, rep, k in (
+        ("==", "!=", 0), ("0", "1", 1), ("0", "-1", 1), ("==", "!=", 1), ("2", "3", 0),
+        ("2", "1", 0), ("<", "<=", 0), ("==", "!=", 2), ("0", "1", 2), ("0", "-1", 2))},
+    **{("", _WMAX_RESCAN, "16", rep, 0): _SCAN_WHEN for rep in ("15", "17")},
+    **{("train_step", "wm[_WTE] -= 1", tok, rep, 0): _SCAN_WHEN for tok, rep in (
+        ("-=", "+="), ("1", "2"), ("1", "0"))},
+    **{("train_step", _WMAX_DRIFT, tok, rep, k): _DRIFT_LARGER for tok, rep, k in (
+        ("15", "16", 0), ("3", "4", 1), ("+", "-", 1))},
 }
