@@ -131,6 +131,16 @@ def run(path):
 
             dumper = Dump(f"{cfg['dump_prefix']}-{done}.bin", mdl)
         loss_q16 = mdl.train_step(n + 1, step, steps)
+        collect = (done % _COLLECT_EVERY == 0 or done % log_every == 0 or done == end
+                   or dumper is not None or (every and done % every == 0))
+        if collect:
+            # every few steps, and at a step that prints, dumps or saves: the heap in use
+            # holds the live data and the garbage of every step since the last collection,
+            # at least what each of them left at its end (firmware/README.md, the `done`
+            # line); measured before the step line and the debug dump, collected after them
+            used = gc.mem_alloc()
+            if used > peak:
+                peak = used
         if done % log_every == 0 or done == end:
             # the loss also in decimal from integers (loss_q16 / 2**16 to 4 places, half
             # up), the rate in tenths of steps/s
@@ -141,15 +151,7 @@ def run(path):
                   f"{i // 10}.{i % 10}")
         if dumper is not None:
             dumper.close()
-        if (done % _COLLECT_EVERY == 0 or done % log_every == 0 or done == end
-                or dumper is not None or (every and done % every == 0)):
-            # every few steps, and after a step that printed, dumped or saves: the heap in
-            # use holds the live data and the garbage of every step since the last
-            # collection, at least what each of them left at its end (firmware/README.md,
-            # the `done` line)
-            used = gc.mem_alloc()
-            if used > peak:
-                peak = used
+        if collect:
             gc.collect()
         if (every and done % every == 0) or done == steps:
             save(cfg, mdl, done, seconds_before + ticks_diff(ticks_ms(), t0) / 1000)
