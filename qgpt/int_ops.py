@@ -17,8 +17,9 @@ Speed (`qgpt bench --breakdown`, docs/BENCHMARKS.md): the arrays are small (T <=
 of 16 to 64), so a step's cost is the number of numpy calls, not the arithmetic. Each op
 therefore makes few of them: exact sums are rounded in place; saturation (int_ctx.py) is
 skipped where the policy proves it cannot clip and, in a training step, deferred to one
-check by range at the step's end; the causal mask of a length is built once, the future
-entries of attention are zeroed before they are requantized (they are never formed on
+check by range at the step's end; attention's mask and future bias of a length are built
+once in the scores' (H,T,T) shape, and a row's sum of products is one call (int_shapes.py);
+the future entries of attention are zeroed before they are requantized (they are never formed on
 the device, so they must not saturate); exp_neg is a table of its formula over every Q12
 input, isqrt two small tables and one comparison; rmsnorm's per-row rsqrt of a step's
 few rows is a loop on Python ints, applied as rnd(x * (M << (S - sh)), S) with one shift
@@ -50,59 +51,19 @@ from qgpt.int_ctx import (  # noqa: F401 (re-exported: ops.Ctx, ops.rnd, ops.req
     requant,
     rnd,
 )
+from qgpt.int_shapes import (  # noqa: F401 (re-exported: ops.causal_mask, ops.MASKED, ...)
+    MASKED,
+    causal_mask,
+    future_bias,
+    head_future_bias,
+    head_mask,
+    row_dot,
+)
 from qgpt.params import BLOCK, HEAD_DIM, N_HEAD, RMS_EPS
 from qgpt.policy import PROB_FRAC
 from qgpt.qformat import shift_round  # noqa: F401 (ops.shift_round, as before)
 
 PROB_ONE = 1 << PROB_FRAC
-MASKED = -(1 << 61)  # a masked entry's z: below every row's max by more than 16 in any format
-
-
-@cache
-def causal_mask(t):
-    """(T,T) bool, True where s <= t: the entries attention forms (built once per length)."""
-    mask = np.tril(np.ones((t, t), dtype=bool))
-    mask.flags.writeable = False
-    return mask
-
-
-@cache
-def future_bias(t):
-    """(T,T) int64: 0 where s <= t, MASKED where s > t. Added to scores that are 0 in the
-    future, it gives softmax's masked input (z = MASKED there) in one addition."""
-    bias = np.where(causal_mask(t), 0, MASKED)
-    bias.flags.writeable = False
-    return bias
-
-
-@cache
-def head_mask(t):
-    """(H,T,T) int64: causal_mask(t) for every head, 1 where s <= t. The shape of the
-    scores: numpy multiplies equal shapes with no broadcasting iterator (about half the
-    cost of a call on a step's small arrays)."""
-    mask = np.broadcast_to(causal_mask(t), (N_HEAD, t, t)).astype(np.int64)
-    mask.flags.writeable = False
-    return mask
-
-
-@cache
-def head_future_bias(t):
-    """(H,T,T) int64: future_bias(t) for every head (see head_mask)."""
-    bias = np.broadcast_to(future_bias(t), (N_HEAD, t, t)).copy()
-    bias.flags.writeable = False
-    return bias
-
-
-def row_dot(a, b):
-    """The exact sum of a * b along the last axis, (...,n) -> (...): one numpy call
-    (np.vecdot, numpy >= 2.0) instead of a product and a reduction."""
-    return np.add.reduce(a * b, axis=-1)
-
-
-if hasattr(np, "vecdot"):
-    row_dot = np.vecdot  # noqa: F811 (integers: exact, as the product and the sum)
-
-
 # --- integer functions: exact floor sqrt, exp and the softmax row ---
 
 
