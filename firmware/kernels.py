@@ -124,7 +124,7 @@ _M30 = const(1073741823)  # 2**30 - 1
 _HASH_MUL = const(0x045D9F3B)
 
 
-# --- integer functions (section 1 isqrt, section 5) ---
+# --- integer functions (section 1 isqrt, section 5 rsqrt and softmax) ---
 
 
 @micropython.viper
@@ -168,33 +168,12 @@ def rsqrt(rs, i: int, fm: int):
 
 
 @micropython.viper
-def exp_neg(z: int, f: int) -> int:
-    """exp(z) for a raw z <= 0 with f fractional bits -> unsigned Q15 (section 5).
-    (softmax inlines the same steps.)"""
-    e2 = ptr32(EXP2_Q15)
-    if z <= 0 - (_EXP_ZERO_BELOW << f):
-        return 0
-    s = f - 12
-    z12 = (z + (1 << (s - 1))) >> s if s > 0 else z << (0 - s)  # Q12, >= -2**16
-    w = z12 * _LOG2E_Q14  # Q26, |w| < 1.55e9
-    ip = w >> 26  # integer part, in [-24, 0]
-    fr = w - (ip << 26)  # fraction, in [0, 2**26)
-    idx = fr >> 20
-    rem = (fr & 0xFFFFF) >> 5
-    lo = e2[idx]
-    val = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)  # Q15, [2**15, 2**16)
-    if ip == 0:
-        return val
-    sh = 0 - ip
-    return (val + (1 << (sh - 1))) >> sh
-
-
-@micropython.viper
 def softmax(p, z, off: int, n: int, f: int) -> int:
     """softmax (section 5) of the row z[off : off+n] (int32, f fractional bits) into
     p[off : off+n] (int32, unsigned Q15); p may be z. Returns the denominator
     S = sum_j exp_neg(z_j - max z) (for the loss, section 8). Masked positions
-    are the caller's: it passes only the unmasked n."""
+    are the caller's: it passes only the unmasked n. exp_neg itself is no kernel (the
+    device computes it only here): conform_ops checks it as S - 2**15 of the row [0, z]."""
     pp = ptr32(p)
     pz = ptr32(z)
     e2 = ptr32(EXP2_Q15)
@@ -838,22 +817,6 @@ def add_forward(y, a, b, start: int, n: int, lo: int, hi: int, bx: int):
             py16[i] = v
         else:
             py8[i] = v
-
-
-@micropython.viper
-def relu_forward(y, x, start: int, n: int, ba: int):
-    """y[i] = max(x[i], 0) for i in start .. start+n-1. y, x A (ba bytes)."""
-    py8 = ptr8(y)
-    py16 = ptr16(int(py8))
-    px8 = ptr8(x)
-    px16 = ptr16(int(px8))
-    for i in range(start, start + n):  # the raw word w of v: v < 0 where w has the sign bit
-        if ba == 2:
-            w = px16[i]
-            py16[i] = w if w < 0x8000 else 0
-        else:
-            w = px8[i]
-            py8[i] = w if w < 0x80 else 0
 
 
 @micropython.viper

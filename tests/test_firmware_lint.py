@@ -206,6 +206,8 @@ HOST_ONLY = {
     "bit_length": "inline where a kernel needs it (rsqrt), plain Python in policy.bitlen",
     "loss_q16": "firmware/loss.py",
     "rnd": "round half up by a shift, inlined in every kernel",
+    "exp_neg": "inlined in softmax (conform_ops checks it as softmax's S of the row [0, z])",
+    "relu_forward": "fc1's saturation into [0, hi] (conform_ops: add_forward of x + 0)",
     "exp_q12": "exp_neg's formula tabulated over every Q12 input (the device computes it)",
     "causal_mask": "the host's batched attention; the device forms only t' <= t",
     "future_bias": "the host's batched attention; the device forms only t' <= t",

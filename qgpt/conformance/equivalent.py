@@ -349,9 +349,6 @@ EQUIVALENT = {
     ("isqrt", "x <<= 1", "1", "2", 0): _ISQRT_START,
     ("", "_EXP_ZERO_BELOW = const(16)  # exp(z) = 0 for z <= -16", "16", "15", 0): _EXP_ZERO,
     ("", "_EXP_ZERO_BELOW = const(16)  # exp(z) = 0 for z <= -16", "16", "17", 0): _EXP_ZERO,
-    ("exp_neg", "if z <= 0 - (_EXP_ZERO_BELOW << f):", "<=", "<", 0): _EXP_ZERO,
-    ("exp_neg", "if z <= 0 - (_EXP_ZERO_BELOW << f):", "0", "1", 0): _EXP_ZERO,
-    ("exp_neg", "if z <= 0 - (_EXP_ZERO_BELOW << f):", "0", "-1", 0): _EXP_ZERO,
     ("softmax", "zero_at = 0 - (_EXP_ZERO_BELOW << f)", "0", "1", 0): _EXP_ZERO,
     ("softmax", "zero_at = 0 - (_EXP_ZERO_BELOW << f)", "0", "-1", 0): _EXP_ZERO,
     ("softmax", "if d > zero_at:  # exp_neg(d, f), inlined", ">", ">=", 0): _EXP_ZERO,
@@ -367,14 +364,8 @@ EQUIVALENT = {
      ">", 0): "for k = 0 both branches shift by 0",
     ("rsqrt", "a = ms >> (k + k) if k >= 0 else ms << (0 - k - k)  # in [2**28, 2**30)", "0",
      "1", 0): "for k = 0 both branches shift by 0",
-    ("exp_neg", "rem = (fr & 0xFFFFF) >> 5", "0xFFFFF", "1048574", 0):
-        "the mask's bit 0 is shifted out by >> 5 either way",
     ("softmax", "rem = (fr & 0xFFFFF) >> 5", "0xFFFFF", "1048574", 0):
         "the mask's bit 0 is shifted out by >> 5 either way",
-    ("exp_neg", "val = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)  # Q15, [2**15, 2**16)",
-     "16384", "16385", 0): _EXP_HALF,
-    ("exp_neg", "val = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)  # Q15, [2**15, 2**16)",
-     "16384", "16383", 0): _EXP_HALF,
     ("softmax", "e = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)", "16384", "16385", 0):
         _EXP_HALF,
     ("softmax", "e = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)", "16384", "16383", 0):
