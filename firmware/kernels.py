@@ -218,17 +218,17 @@ def softmax(p, z, off: int, n: int, f: int) -> int:
 
 
 @micropython.viper
-def dot_rows(y, yi: int, ys: int, yc: int, by: int, a, ai: int, ar: int, ac: int, ak: int,
-             ba: int, b, bi: int, br: int, bc: int, bk: int, bb: int, rows: int, cols: int,
-             n: int, sh: int, lo: int, hi: int, add: int, fit: int) -> int:
-    """The general dot product of the kernels, for r < rows and c < cols:
-    y[yi + r ys + c yc] = sat(rnd(S, sh), lo, hi),
-    S = sum_{k<n} a[ai + r ar + c ac + k ak] * b[bi + r br + c bc + k bk],
-    or with add (y int32): sat(y + rnd(S, sh), lo, hi), the contract's dW (7). Any
+def dot_rows(y, yi: int, ys: int, by: int, a, ai: int, ar: int, ak: int, ba: int, b, bi: int,
+             bc: int, bk: int, bb: int, rows: int, cols: int, n: int, sh: int, lo: int,
+             hi: int, fit: int):
+    """The general dot product of the kernels, row r < rows of a against column c < cols
+    of b: y[yi + r ys + c] = sat(rnd(S, sh), lo, hi),
+    S = sum_{k<n} a[ai + r ar + k ak] * b[bi + c bc + k bk],
+    or with by = -4 (y int32): sat(y + rnd(S, sh), lo, hi), the contract's dW (7). Any
     strides, so one call serves the dot products of a matrix-vector or a matrix-matrix
-    product, over rows, columns or a head's slice; returns the last value (by = 0: none
-    stored). Element widths in bytes: 1 and 2 signed, -2 (a only) unsigned 16-bit
-    (attention's probabilities); y also 4 (int32); n <= 64, [lo, hi] within +-2**30.
+    product, over rows, columns or a head's slice. Element widths in bytes: 1 and 2
+    signed, -2 (a only) unsigned 16-bit (attention's probabilities); y also 4 and -4
+    (int32); n <= 64, [lo, hi] within +-2**30.
     The exact S is kept as the int32 pair of 3.7, so no bound on the values is needed:
     the linear kernels use it where their bound fails and for 8-bit words. With fit != 0
     the caller has proved that every partial sum, and S + 2**sh / 2, lie within int32
@@ -257,8 +257,8 @@ def dot_rows(y, yi: int, ys: int, yc: int, by: int, a, ai: int, ar: int, ac: int
         for c in range(cols):
             hh = 0
             ll = 0
-            ka = ai + r * ar + c * ac
-            kb = bi + r * br + c * bc
+            ka = ai + r * ar
+            kb = bi + c * bc
             a_at = int(pa8) + ka + ka
             b_at = int(pb8) + kb + kb
             if wide and fit:  # one int32 accumulator
@@ -299,8 +299,8 @@ def dot_rows(y, yi: int, ys: int, yc: int, by: int, a, ai: int, ar: int, ac: int
                     q = lo
                 else:
                     q = (hh << (16 - sh)) + ((ll + half) >> sh)
-            k = yi + r * ys + c * yc
-            if add:
+            k = yi + r * ys + c
+            if by < 0:
                 q += (py32[k] ^ s32) - s32  # |rnd(S)|, |y| <= 2**30: as the contract's dW
             if q > hi:
                 q = hi
@@ -308,11 +308,10 @@ def dot_rows(y, yi: int, ys: int, yc: int, by: int, a, ai: int, ar: int, ac: int
                 q = lo
             if by == 2:
                 py16[k] = q
-            elif by == 4:
-                py32[k] = q
             elif by == 1:
                 py8[k] = q
-    return q
+            else:
+                py32[k] = q
 
 
 # --- embedding (sections 6, 7) ---
@@ -644,8 +643,8 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
             a1 = a2
             a2 = a3
     if fast_end == 0:  # the general loop: any widths, the int32 pair
-        dot_rows(y, yrow, 1, 0, by, w, 0, n_in, 0, 1, bw, x, xrow, 0, 0, 1, ba, n_out, 1, n_in, sh,
-                 lo, hi, 0, 0)
+        dot_rows(y, yrow, 1, by, w, 0, n_in, 1, bw, x, xrow, 0, 1, ba, n_out, 1, n_in, sh, lo, hi,
+                 0)
 
 
 @micropython.viper
@@ -703,7 +702,7 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
             d_step = out_bytes
             u0 = int(px16)
             yb = dw
-            yw = 4
+            yw = -4  # int32, added to
             ub = x
             uw = ba
             big = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
@@ -728,9 +727,8 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
                 l1e += v if v >= 0 else 0 - v
                 at += d_step
             if l1d > l1_max or l1e > l1_max:  # the exact path: dot_rows, both rows
-                dot_rows(yb, (r - r0) * n_in, n_in, 1, yw, ub, 0, 0, 1, n_in, uw, dy,
-                         r * (d_row >> 1), d_row >> 1, 0, d_step >> 1, bg, rows, n_in, terms, s,
-                         lo, hi, ph, 0)
+                dot_rows(yb, (r - r0) * n_in, n_in, yw, dy, r * (d_row >> 1), d_row >> 1,
+                         d_step >> 1, bg, ub, 0, 1, n_in, uw, rows, n_in, terms, s, lo, hi, 0)
                 continue
             k = (r - r0) * n_in  # the output's index of row r, column 0
             for i in range(0, n_in, 4):  # four columns of both rows
@@ -858,8 +856,8 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
         c0 = h * HS
         row = (h * T + t) * T  # probs[h, t, 0]
         # scores of position t against positions 0..t: srow[s] = q_h[t] . k_h[s]
-        dot_rows(srow, 0, 1, 0, 4, k, c0, C, 0, 1, ba, q, qrow + c0, 0, 0, 1, ba, t + 1, 1, HS,
-                 sh_s, lo_l, hi_l, 0, 0)
+        dot_rows(srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, 1, HS, sh_s,
+                 lo_l, hi_l, 0)
         softmax(srow, srow, 0, t + 1, f)
         for s in range(t + 1):
             pp[row + s] = pr[s]  # in [0, 2**15]: a uint16
@@ -867,8 +865,8 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
             pp[row + s] = 0  # future positions are masked: p = 0
         # out_h[t][d] = sum_s p[s] v_h[s][d] (p in [0, 2**15], the uint16 row just stored): one
         # int32, |S| <= (2**15 + (t+1)/2) * 2**15 < 2**31 - 2**14 (softmax rounds each p once)
-        dot_rows(out, qrow + c0, 1, 0, ba, probs, row, 0, 0, 1, -2, v, c0, 1, 0, C, ba, HS, 1,
-                 t + 1, sh_o, lo, hi, 0, 1)
+        dot_rows(out, qrow + c0, 0, ba, probs, row, 0, 1, -2, v, c0, 1, C, ba, 1, HS, t + 1,
+                 sh_o, lo, hi, 1)
 
 
 @micropython.viper
@@ -898,11 +896,11 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
         # Over all T x T pairs: p[t,s] = 0 for s > t (the forward's mask), and ds is set to 0
         # there, so the extra terms add nothing to the exact sums (dp there is not used).
         # 1. out = p v, so dp[t,s] = dout[t] . v[s]
-        dot_rows(scratch, 0, T, 1, 2, dout, c0, C, 0, 1, bg, v, c0, 0, C, 1, ba, T, T, HS, sh_dp,
-                 glo, ghi, 0, 0)
+        dot_rows(scratch, 0, T, 2, dout, c0, C, 1, bg, v, c0, C, 1, ba, T, T, HS, sh_dp, glo,
+                 ghi, 0)
         # 2. out = p v, so dv[s] = sum_t p[t,s] dout[t]
-        dot_rows(dv, c0, C, 1, bg, probs, base, 1, 0, T, -2, dout, c0, 0, 1, C, bg, T, HS, T,
-                 sh_p, glo, ghi, 0, 0)
+        dot_rows(dv, c0, C, bg, probs, base, 1, T, -2, dout, c0, 1, C, bg, T, HS, T, sh_p, glo,
+                 ghi, 0)
         # 3. p = softmax(score): ds = p * (dp - sum_s p dp), and the /2 of the score
         for t in range(T):
             row = t * T
@@ -925,10 +923,10 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                 pw[s] = (pp[base + s] * diff + (1 << (_DS_SHIFT - 1))) >> _DS_SHIFT
         # 4. score = q.k / 2 (the /2 is in ds):
         # dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]
-        dot_rows(dq, c0, C, 1, bg, scratch, 0, T, 0, 1, 2, k, c0, 0, 1, C, ba, T, HS, T, sh_qk,
-                 glo, ghi, 0, 1)
-        dot_rows(dk, c0, C, 1, bg, scratch, 0, 1, 0, T, 2, q, c0, 0, 1, C, ba, T, HS, T, sh_qk,
-                 glo, ghi, 0, 0)
+        dot_rows(dq, c0, C, bg, scratch, 0, T, 1, 2, k, c0, 1, C, ba, T, HS, T, sh_qk, glo,
+                 ghi, 1)
+        dot_rows(dk, c0, C, bg, scratch, 0, 1, T, 2, q, c0, 1, C, ba, T, HS, T, sh_qk, glo,
+                 ghi, 0)
 
 
 # --- cross-entropy over the vocabulary (sections 6, 7) ---
