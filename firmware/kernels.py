@@ -415,8 +415,6 @@ def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int
     pr = ptr32(rs)
     px8 = ptr8(x)
     px16 = ptr16(int(px8))
-    one = 1
-    s32 = one << 31
     row = t * C
     # the mean square: S = sum x_i^2 (<= 2**34) as 16 H + L with H = sum (x_i^2 >> 4) and
     # L = sum (x_i^2 & 15) (C <= 16: H <= 2**30, L < 2**8); as g <= 4, rnd(S, g) is
@@ -432,23 +430,16 @@ def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int
     pr[t + t] = ms + eps  # at most 2**30 + eps
     rsqrt(rs, t + t, fm)
     m = pr[t + t]  # in (2**14, 2**15]: no sign extension needed
-    sh = (pr[t + t + 1] ^ s32) - s32
-    # y = sat(rnd(x * M, sh)), |x * M| <= 2**30; a shift sh <= 0 (which the bounds
-    # of section 5 rule out) would saturate before shifting left
-    rsh = sh if sh > 0 else 0
-    ls = 0 - sh if sh < 0 else 0
-    half = (1 << rsh) >> 1
-    hi_ls = hi >> ls
-    lo_ls = 0 - ((0 - lo) >> ls)
+    sh = pr[t + t + 1]  # >= 0 (section 6: fm <= 30), indeed >= 6 (eps): none needed either
+    # y = sat(rnd(x * M, sh)), |x * M| <= 2**30
+    half = (1 << sh) >> 1
     for i in range(C):
         xi = (px16[row + i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[row + i] ^ 0x80) - 0x80
-        v = (xi * m + half) >> rsh
-        if v > hi_ls:
+        v = (xi * m + half) >> sh
+        if v > hi:
             v = hi
-        elif v < lo_ls:
+        elif v < lo:
             v = lo
-        else:
-            v = v << ls
         if ba == 2:
             py16[row + i] = v
         else:
@@ -470,8 +461,6 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
     py8 = ptr8(y)
     py16 = ptr16(int(py8))
     pr = ptr32(rs)
-    one = 1
-    s32 = one << 31
     half_f = (1 << f) >> 1
     half_c = (1 << sh_c) >> 1
     for t in range(T):
@@ -492,13 +481,9 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
             c = ghi
         elif c < glo:
             c = glo
-        m = pr[t + t]
-        sh = (pr[t + t + 1] ^ s32) - s32
-        rsh = sh if sh > 0 else 0
-        ls = 0 - sh if sh < 0 else 0
-        half = (1 << rsh) >> 1
-        hi_ls = ghi >> ls
-        lo_ls = 0 - ((0 - glo) >> ls)
+        m = pr[t + t]  # the forward's (M, sh), both positive
+        sh = pr[t + t + 1]
+        half = (1 << sh) >> 1
         for i in range(C):
             if bg == 2:
                 di = (pdy16[row + i] ^ 0x8000) - 0x8000
@@ -511,13 +496,11 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
                 ti = ghi
             elif ti < glo:
                 ti = glo
-            v = (ti * m + half) >> rsh
-            if v > hi_ls:
+            v = (ti * m + half) >> sh
+            if v > ghi:
                 v = ghi
-            elif v < lo_ls:
+            elif v < glo:
                 v = glo
-            else:
-                v = v << ls
             if bg == 2:
                 pdx16[row + i] = v
             else:
@@ -933,10 +916,11 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
 
 
 @micropython.viper
-def cross_entropy_forward(probs, logits, t: int, V: int, f: int) -> int:
+def cross_entropy_forward(probs, logits, t: int, V: int, f: int):
     """probs[t] = softmax(logits[t], f = F); returns the softmax denominator S for
-    the loss (section 8). probs (T, V) int32 Q15; logits (T, V) int32 L."""
-    return int(softmax(probs, logits, t * V, V, f))
+    the loss (section 8), softmax's int as it is. probs (T, V) int32 Q15; logits (T, V)
+    int32 L."""
+    return softmax(probs, logits, t * V, V, f)
 
 
 @micropython.viper

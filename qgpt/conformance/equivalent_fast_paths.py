@@ -6,8 +6,6 @@ names a mutant). Also the arguments both tables use.
 
 # arguments equivalent.py uses too
 _SH_ZERO = "sh > -1 differs from sh > 0 only at sh = 0, where the shift is 0 either way"
-_RMS_SH = ("rmsnorm's shift sh is at least 6 for every acts format (ms >= eps = 1e-5 bounds "
-           "1/sqrt(ms) by 2**9, M > 2**14), so rsh = sh and ls = 0 either way")
 _AT_LIMIT = "a value equal to the limit is stored as the limit either way"
 _DEAD_VALUE = "the value is only used in the branch the test before it takes instead"
 
@@ -57,11 +55,6 @@ FAST_PATHS = {
     ("embedding_backward", "rs = sh if sh > 0 else 0", ">", ">=", 0): _SH_ZERO,
     ("embedding_backward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
         "at sh = 0, 0 - sh is 0, the else value",
-    **{("rmsnorm_backward", "lo_ls = 0 - ((0 - glo) >> ls)", "0", rep, k):
-       "ls = 0 (rmsnorm's shift is at least 6, see _RMS_SH): lo_ls = glo + 1, and v = glo "
-       "is stored as glo either way" for rep, k in (("1", 0), ("-1", 1))},
-    ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", ">", ">=", 0): _RMS_SH,
-    ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", ">", ">=", 0): _RMS_SH,
     # abs_max: an overestimate of the bound only sends rows to the exact path
     ("linear_forward", "xi = (px16[i] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
     ("adam_update", "half_uk = 1 << (uk - 1) if uk > 0 else 0", "0", "-1", 0):
@@ -182,7 +175,6 @@ FAST_PATHS = {
         "at xi = 0, 0 - xi is 0 either way",
     # found by `--modules kernels --every 8` on main after the Adam work (round 2,
     # session 3): 11 survivors, each argued here
-    ("rmsnorm_backward", "v = v << ls", "<<", ">>", 0): _RMS_SH,
     ("attention_backward", "dot_rows(dv, c0, C, bg, probs, base, 1, T, -2, dout, c0, 1, C, bg, "
      "T, HS, T, sh_p, glo,", "2", "1", 0):
         "a width of -1 reads a as -2 does: dot_rows reads every width but 1, 2 and 4 as "
