@@ -328,18 +328,18 @@ def embedding_forward(x, wte, wpe, token: int, t: int, C: int, sh: int, lo: int,
     pe16 = ptr16(int(pe8))
     pp8 = ptr8(wpe)
     pp16 = ptr16(int(pp8))
-    te = token * C
     tp = t * C
+    te = token * C - tp  # wte's row token, column i, at te + i for i from tp
     rs = sh if sh > 0 else 0
     ls = 0 - sh if sh < 0 else 0
     half = (1 << rs) >> 1
     hi_ls = hi >> ls
     lo_ls = 0 - ((0 - lo) >> ls)
-    for i in range(C):
+    for i in range(tp, tp + C):
         if bw == 2:
-            y = (pe16[te + i] ^ 0x8000) + (pp16[tp + i] ^ 0x8000) - 0x10000  # both signed
+            y = (pe16[te + i] ^ 0x8000) + (pp16[i] ^ 0x8000) - 0x10000  # both signed
         else:
-            y = (pe8[te + i] ^ 0x80) + (pp8[tp + i] ^ 0x80) - 0x100
+            y = (pe8[te + i] ^ 0x80) + (pp8[i] ^ 0x80) - 0x100
         y = (y + half) >> rs
         if y > hi_ls:
             y = hi
@@ -348,9 +348,9 @@ def embedding_forward(x, wte, wpe, token: int, t: int, C: int, sh: int, lo: int,
         else:
             y = y << ls
         if ba == 2:
-            px16[tp + i] = y
+            px16[i] = y
         else:
-            px8[tp + i] = y
+            px8[i] = y
 
 
 @micropython.viper
@@ -373,13 +373,13 @@ def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int,
     hi_ls = hi >> ls
     lo_ls = 0 - ((0 - lo) >> ls)
     for t in range(T):
-        te = int(ptok[t]) * C
         tp = t * C
-        for i in range(C):
+        te = int(ptok[t]) * C - tp  # wte's row tokens[t], column i, at te + i for i from tp
+        for i in range(tp, tp + C):
             if bg == 2:
-                d = (pdx16[tp + i] ^ 0x8000) - 0x8000
+                d = (pdx16[i] ^ 0x8000) - 0x8000
             else:
-                d = (pdx8[tp + i] ^ 0x80) - 0x80
+                d = (pdx8[i] ^ 0x80) - 0x80
             d = (d + half) >> rs
             if d > hi_ls:
                 d = hi
@@ -393,12 +393,12 @@ def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int,
             elif w < lo:
                 w = lo
             pwte[te + i] = w
-            w = ((pwpe[tp + i] ^ s32) - s32) + d
+            w = ((pwpe[i] ^ s32) - s32) + d
             if w > hi:
                 w = hi
             elif w < lo:
                 w = lo
-            pwpe[tp + i] = w
+            pwpe[i] = w
 
 
 # --- rmsnorm (sections 6, 7) ---
@@ -433,17 +433,17 @@ def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int
     sh = pr[t + t + 1]  # >= 0 (section 6: fm <= 30), indeed >= 6 (eps): none needed either
     # y = sat(rnd(x * M, sh)), |x * M| <= 2**30
     half = (1 << sh) >> 1
-    for i in range(C):
-        xi = (px16[row + i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[row + i] ^ 0x80) - 0x80
+    for i in range(row, row + C):
+        xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
         v = (xi * m + half) >> sh
         if v > hi:
             v = hi
         elif v < lo:
             v = lo
         if ba == 2:
-            py16[row + i] = v
+            py16[i] = v
         else:
-            py8[row + i] = v
+            py8[i] = v
 
 
 @micropython.viper
@@ -484,12 +484,9 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
         m = pr[t + t]  # the forward's (M, sh), both positive
         sh = pr[t + t + 1]
         half = (1 << sh) >> 1
-        for i in range(C):
-            if bg == 2:
-                di = (pdy16[row + i] ^ 0x8000) - 0x8000
-            else:
-                di = (pdy8[row + i] ^ 0x80) - 0x80
-            yi = (py16[row + i] ^ 0x8000) - 0x8000 if ba == 2 else (py8[row + i] ^ 0x80) - 0x80
+        for i in range(row, row + C):
+            di = (pdy16[i] ^ 0x8000) - 0x8000 if bg == 2 else (pdy8[i] ^ 0x80) - 0x80
+            yi = (py16[i] ^ 0x8000) - 0x8000 if ba == 2 else (py8[i] ^ 0x80) - 0x80
             # t_i = dy_i - y_i * c, then the forward's scale r; |y * c| <= 2**30
             ti = di - ((yi * c + half_f) >> f)
             if ti > ghi:
@@ -502,9 +499,9 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
             elif v < glo:
                 v = glo
             if bg == 2:
-                pdx16[row + i] = v
+                pdx16[i] = v
             else:
-                pdx8[row + i] = v
+                pdx8[i] = v
 
 
 # --- linear (sections 6, 7) ---
