@@ -52,8 +52,8 @@ comment saying why it is exact:
     bounded sums   where a bound proves |S| < 2**30 (3.7: then a plain int32 sum is the
                    same integer), one int32 accumulator and sat(rnd(S, s)) directly:
                    the linear kernels check L1 norm times max magnitude per row (max |W|
-                   from the model, abs_max), attention's pd, p v and dq follow from
-                   softmax's sums (dot_rows's `fit`: one accumulator for 16-bit words)
+                   from the model, abs_max), attention_backward's pd follows from
+                   softmax's sums
     16-bit loops   the linear kernels' fast paths read int16 operands only (four
                    accumulators sharing each load, eight in linear_backward, byte
                    addresses with constant offsets: ptr16(int(p) + offset)); 8-bit
@@ -218,9 +218,9 @@ def softmax(p, z, off: int, n: int, f: int) -> int:
 
 
 @micropython.viper
-def dot_rows(y, yi: int, ys: int, by: int, a, ai: int, ar: int, ak: int, ba: int, b, bi: int,
-             bc: int, bk: int, bb: int, rows: int, cols: int, n: int, sh: int, lo: int,
-             hi: int, fit: int):
+def dot_rows(hh: int, ll: int, p: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int,
+             ak: int, ba: int, b, bi: int, bc: int, bk: int, bb: int, rows: int, cols: int,
+             n: int, sh: int, lo: int, hi: int):
     """The general dot product of the kernels, row r < rows of a against column c < cols
     of b: y[yi + r ys + c] = sat(rnd(S, sh), lo, hi),
     S = sum_{k<n} a[ai + r ar + k ak] * b[bi + c bc + k bk],
@@ -230,9 +230,10 @@ def dot_rows(y, yi: int, ys: int, by: int, a, ai: int, ar: int, ak: int, ba: int
     signed, -2 (a only) unsigned 16-bit (attention's probabilities); y also 4 and -4
     (int32); n <= 64, [lo, hi] within +-2**30.
     The exact S is kept as the int32 pair of 3.7, so no bound on the values is needed:
-    the linear kernels use it where their bound fails and for 8-bit words. With fit != 0
-    the caller has proved that every partial sum, and S + 2**sh / 2, lie within int32
-    (3.7: then a plain int32 sum is the same integer): 16-bit words take one accumulator."""
+    the linear kernels use it where their bound fails and for 8-bit words.
+    hh, ll and p: pass 0 (scratch: viper keeps a function's first locals in registers, and
+    the loops' sum and product are read and written most: with them there the pair loop
+    costs about what the one-accumulator loop of a proven bound did, which it replaces)."""
     py8 = ptr8(y)
     py16 = ptr16(int(py8))
     py32 = ptr32(int(py8))
@@ -261,44 +262,37 @@ def dot_rows(y, yi: int, ys: int, by: int, a, ai: int, ar: int, ak: int, ba: int
             kb = bi + c * bc
             a_at = int(pa8) + ka + ka
             b_at = int(pb8) + kb + kb
-            if wide and fit:  # one int32 accumulator
+            if wide:
                 for _ in range(n):
-                    hh = ((ptr16(a_at)[0] ^ sa) + na) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000) + hh
+                    p = ((ptr16(a_at)[0] ^ sa) + na) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000)
+                    hh += p >> 16
+                    ll += p & _HALF_MASK
                     a_at += a_step
                     b_at += b_step
-                q = (hh + half) >> sh
             else:
-                if wide:
-                    for _ in range(n):
-                        p = ((ptr16(a_at)[0] ^ sa) + na) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000)
-                        hh += p >> 16
-                        ll += p & _HALF_MASK
-                        a_at += a_step
-                        b_at += b_step
-                else:
-                    for _ in range(n):
-                        if ba == 1:
-                            x = (pa8[ka] ^ 0x80) - 0x80
-                        else:
-                            x = (pa16[ka] ^ sa) + na
-                        if bb == 2:
-                            p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
-                        else:
-                            p = x * ((pb8[kb] ^ 0x80) - 0x80)
-                        hh += p >> 16
-                        ll += p & _HALF_MASK
-                        ka += ak
-                        kb += bk
-                hh += ll >> 16
-                ll &= _HALF_MASK
-                if sh >= 16:
-                    q = (hh + ((ll + half) >> 16)) >> (sh - 16)
-                elif hh >= lim:
-                    q = hi
-                elif hh < 0 - lim:
-                    q = lo
-                else:
-                    q = (hh << (16 - sh)) + ((ll + half) >> sh)
+                for _ in range(n):
+                    if ba == 1:
+                        x = (pa8[ka] ^ 0x80) - 0x80
+                    else:
+                        x = (pa16[ka] ^ sa) + na
+                    if bb == 2:
+                        p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
+                    else:
+                        p = x * ((pb8[kb] ^ 0x80) - 0x80)
+                    hh += p >> 16
+                    ll += p & _HALF_MASK
+                    ka += ak
+                    kb += bk
+            hh += ll >> 16
+            ll &= _HALF_MASK
+            if sh >= 16:
+                q = (hh + ((ll + half) >> 16)) >> (sh - 16)
+            elif hh >= lim:
+                q = hi
+            elif hh < 0 - lim:
+                q = lo
+            else:
+                q = (hh << (16 - sh)) + ((ll + half) >> sh)
             k = yi + r * ys + c
             if by < 0:
                 q += (py32[k] ^ s32) - s32  # |rnd(S)|, |y| <= 2**30: as the contract's dW
@@ -623,8 +617,8 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
             a1 = a2
             a2 = a3
     if fast_end == 0:  # the general loop: any widths, the int32 pair
-        dot_rows(y, yrow, 1, by, w, 0, n_in, 1, bw, x, xrow, 0, 1, ba, n_out, 1, n_in, sh, lo, hi,
-                 0)
+        dot_rows(0, 0, 0, y, yrow, 1, by, w, 0, n_in, 1, bw, x, xrow, 0, 1, ba, n_out, 1, n_in,
+                 sh, lo, hi)
 
 
 @micropython.viper
@@ -707,8 +701,8 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
                 l1e += v if v >= 0 else 0 - v
                 at += d_step
             if l1d > l1_max or l1e > l1_max:  # the exact path: dot_rows, both rows
-                dot_rows(yb, (r - r0) * n_in, n_in, yw, dy, r * (d_row >> 1), d_row >> 1,
-                         d_step >> 1, bg, ub, 0, 1, n_in, uw, rows, n_in, terms, s, lo, hi, 0)
+                dot_rows(0, 0, 0, yb, (r - r0) * n_in, n_in, yw, dy, r * (d_row >> 1), d_row >> 1,
+                         d_step >> 1, bg, ub, 0, 1, n_in, uw, rows, n_in, terms, s, lo, hi)
                 continue
             k = (r - r0) * n_in  # the output's index of row r, column 0
             for i in range(0, n_in, 4):  # four columns of both rows
@@ -836,17 +830,16 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
         c0 = h * HS
         row = (h * T + t) * T  # probs[h, t, 0]
         # scores of position t against positions 0..t: srow[s] = q_h[t] . k_h[s]
-        dot_rows(srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, 1, HS, sh_s,
-                 lo_l, hi_l, 0)
+        dot_rows(0, 0, 0, srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, 1, HS,
+                 sh_s, lo_l, hi_l)
         softmax(srow, srow, 0, t + 1, f)
         for s in range(t + 1):
             pp[row + s] = pr[s]  # in [0, 2**15]: a uint16
         for s in range(t + 1, T):
             pp[row + s] = 0  # future positions are masked: p = 0
-        # out_h[t][d] = sum_s p[s] v_h[s][d] (p in [0, 2**15], the uint16 row just stored): one
-        # int32, |S| <= (2**15 + (t+1)/2) * 2**15 < 2**31 - 2**14 (softmax rounds each p once)
-        dot_rows(out, qrow + c0, 0, ba, probs, row, 0, 1, -2, v, c0, 1, C, ba, 1, HS, t + 1,
-                 sh_o, lo, hi, 1)
+        # out_h[t][d] = sum_s p[s] v_h[s][d] (p in [0, 2**15], the uint16 row just stored)
+        dot_rows(0, 0, 0, out, qrow + c0, 0, ba, probs, row, 0, 1, -2, v, c0, 1, C, ba, 1, HS,
+                 t + 1, sh_o, lo, hi)
 
 
 @micropython.viper
@@ -862,10 +855,8 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
     dq, dk, dv, dout (T, C) G = [glo, ghi] (bg bytes); q, k, v (T, C) A (ba bytes);
     probs (NH, T, T) uint16 Q15; scratch (T, T) int16: dp (in G), then ds (|ds| <= 2**14),
     of one head. sh_p < 16.
-    Every dot product is a dot_rows over a slice of one head, in one int32 where a bound
-    proves it exact (fit): dp and dv when the head's sum of |dout| is at most 2**15 (|dp|,
-    |dv| <= 2**15 * that), dq always (sum_s |ds[t,s]| <= 2**14 + T, so |S| < 2**30), dk when
-    the head's sum of |q| is at most 2**15 (|S| <= (2**14 + 1) * that)."""
+    Every dot product but pd's is a dot_rows over a slice of one head (the int32 pair);
+    pd's sum fits one int32 (below)."""
     pp = ptr16(probs)  # uint16 loads: p in [0, 2**15]
     pw = ptr16(scratch)
     C = NH * HS
@@ -876,11 +867,11 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
         # Over all T x T pairs: p[t,s] = 0 for s > t (the forward's mask), and ds is set to 0
         # there, so the extra terms add nothing to the exact sums (dp there is not used).
         # 1. out = p v, so dp[t,s] = dout[t] . v[s]
-        dot_rows(scratch, 0, T, 2, dout, c0, C, 1, bg, v, c0, C, 1, ba, T, T, HS, sh_dp, glo,
-                 ghi, 0)
+        dot_rows(0, 0, 0, scratch, 0, T, 2, dout, c0, C, 1, bg, v, c0, C, 1, ba, T, T, HS, sh_dp,
+                 glo, ghi)
         # 2. out = p v, so dv[s] = sum_t p[t,s] dout[t]
-        dot_rows(dv, c0, C, bg, probs, base, 1, T, -2, dout, c0, 1, C, bg, T, HS, T, sh_p, glo,
-                 ghi, 0)
+        dot_rows(0, 0, 0, dv, c0, C, bg, probs, base, 1, T, -2, dout, c0, 1, C, bg, T, HS, T, sh_p,
+                 glo, ghi)
         # 3. p = softmax(score): ds = p * (dp - sum_s p dp), and the /2 of the score
         for t in range(T):
             row = t * T
@@ -903,10 +894,10 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                 pw[s] = (pp[base + s] * diff + (1 << (_DS_SHIFT - 1))) >> _DS_SHIFT
         # 4. score = q.k / 2 (the /2 is in ds):
         # dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]
-        dot_rows(dq, c0, C, bg, scratch, 0, T, 1, 2, k, c0, 1, C, ba, T, HS, T, sh_qk, glo,
-                 ghi, 1)
-        dot_rows(dk, c0, C, bg, scratch, 0, 1, T, 2, q, c0, 1, C, ba, T, HS, T, sh_qk, glo,
-                 ghi, 0)
+        dot_rows(0, 0, 0, dq, c0, C, bg, scratch, 0, T, 1, 2, k, c0, 1, C, ba, T, HS, T, sh_qk, glo,
+                 ghi)
+        dot_rows(0, 0, 0, dk, c0, C, bg, scratch, 0, 1, T, 2, q, c0, 1, C, ba, T, HS, T, sh_qk, glo,
+                 ghi)
 
 
 # --- cross-entropy over the vocabulary (sections 6, 7) ---

@@ -27,6 +27,26 @@ _L1_LESS = ("L1 at most n <= 64 too small (one per negative value): |S| <= 2**30
             "2**15, plus the half, stays below 2**31: the fast path stays exact")
 _COLS_ONE = "cols = 1: c = 0, so b's column stride bc multiplies 0"
 _ROWS_ONE = "rows = 1: r = 0, so the row strides ys and ar multiply 0"
+_SCRATCH = ("dot_rows sets hh and ll to 0 before each sum and p before it reads it: the value "
+            "passed is never read")
+# the first lines of dot_rows's calls (kernels.py)
+_SCORES = ("dot_rows(0, 0, 0, srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, 1, "
+           "HS,")
+_OUT = "dot_rows(0, 0, 0, out, qrow + c0, 0, ba, probs, row, 0, 1, -2, v, c0, 1, C, ba, 1, HS,"
+_DV = "dot_rows(0, 0, 0, dv, c0, C, bg, probs, base, 1, T, -2, dout, c0, 1, C, bg, T, HS, T, sh_p,"
+_DOT_ROWS_CALLS = (
+    ("attention_forward", _SCORES), ("attention_forward", _OUT), ("attention_backward", _DV),
+    ("attention_backward", "dot_rows(0, 0, 0, scratch, 0, T, 2, dout, c0, C, 1, bg, v, c0, C, 1, "
+     "ba, T, T, HS, sh_dp,"),
+    ("attention_backward", "dot_rows(0, 0, 0, dq, c0, C, bg, scratch, 0, T, 1, 2, k, c0, 1, C, "
+     "ba, T, HS, T, sh_qk, glo,"),
+    ("attention_backward", "dot_rows(0, 0, 0, dk, c0, C, bg, scratch, 0, 1, T, 2, q, c0, 1, C, "
+     "ba, T, HS, T, sh_qk, glo,"),
+    ("linear_backward", "dot_rows(0, 0, 0, yb, (r - r0) * n_in, n_in, yw, dy, r * (d_row >> 1), "
+     "d_row >> 1,"),
+    ("linear_forward", "dot_rows(0, 0, 0, y, yrow, 1, by, w, 0, n_in, 1, bw, x, xrow, 0, 1, ba, "
+     "n_out, 1, n_in,"),
+)
 _L1_LESS_2 = ("-1 counted as -1, not 1: L1 at most 2 * 64 too small, |S| <= 2**30 + 2**22 "
               "plus the half stays below 2**31: the fast path stays exact")
 _ABS_32 = ("every caller passes 1- or 2-byte words (weights, x): the 32-bit load is never "
@@ -163,22 +183,21 @@ FAST_PATHS = {
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "1", 1):
         "L1 larger by one per negative value: " + _TO_EXACT,
     ("linear_forward", "l1 = 0", "0", "-1", 0): _L1_LESS,
-    **{("attention_forward",
-        "dot_rows(srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, 1, HS, sh_s,",
-        "0", rep, 3): _COLS_ONE for rep in ("1", "-1")},
-    **{("attention_forward",
-        "dot_rows(out, qrow + c0, 0, ba, probs, row, 0, 1, -2, v, c0, 1, C, ba, 1, HS, t + 1,",
-        "0", rep, k): _ROWS_ONE for k in (1, 2) for rep in ("1", "-1")},
+    **{("attention_forward", _SCORES, "0", rep, 6): _COLS_ONE for rep in ("1", "-1")},
+    **{("attention_forward", _OUT, "0", rep, k): _ROWS_ONE for k in (4, 5) for rep in ("1", "-1")},
+    # dot_rows's first three arguments are scratch registers (hh, ll, p): set before read
+    **{(function, line, "0", rep, k): _SCRATCH for function, line in _DOT_ROWS_CALLS
+       for k in (0, 1, 2) for rep in ("1", "-1")},
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 0): _L1_LESS_2,
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 1): _L1_LESS,
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", ">=", ">", 0):
         "at xi = 0, 0 - xi is 0 either way",
     # found by `--modules kernels --every 8` on main after the Adam work (round 2,
     # session 3): 11 survivors, each argued here
-    ("attention_backward", "dot_rows(dv, c0, C, bg, probs, base, 1, T, -2, dout, c0, 1, C, bg, "
-     "T, HS, T, sh_p, glo,", "2", "1", 0):
+    **{(function, line, "2", "1", 0):
         "a width of -1 reads a as -2 does: dot_rows reads every width but 1, 2 and 4 as "
-        "unsigned 16-bit words, and its int16 loop takes neither",
+        "unsigned 16-bit words" for function, line in (("attention_forward", _OUT),
+                                                       ("attention_backward", _DV))},
     ("adam_update", "v_step = 4 if bv < 0 else bv", "<", "<=", 0):
         "bv is never 0 (1, 2, 4, or -4 for block-scaled v): bv <= 0 and bv < 0 agree",
     ("adam_update", "m_ls = 0 - sh_m if sh_m < 0 else 0", "0", "1", 2):
