@@ -833,10 +833,8 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
         dot_rows(0, 0, 0, srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, 1, HS,
                  sh_s, lo_l, hi_l)
         softmax(srow, srow, 0, t + 1, f)
-        for s in range(t + 1):
-            pp[row + s] = pr[s]  # in [0, 2**15]: a uint16
-        for s in range(t + 1, T):
-            pp[row + s] = 0  # future positions are masked: p = 0
+        for s in range(T):  # p in [0, 2**15]: a uint16; future positions are masked: p = 0
+            pp[row + s] = pr[s] if s <= t else 0
         # out_h[t][d] = sum_s p[s] v_h[s][d] (p in [0, 2**15], the uint16 row just stored)
         dot_rows(0, 0, 0, out, qrow + c0, 0, ba, probs, row, 0, 1, -2, v, c0, 1, C, ba, 1, HS,
                  t + 1, sh_o, lo, hi)
