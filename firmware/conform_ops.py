@@ -72,7 +72,7 @@ def run_exp_neg(P, p, A):
 def run_softmax(P, p, A):
     n = p["n"]
     for r in range(p["rows"]):
-        A["S"][r] = K.softmax(A["p"], A["z"], r * n, n, p["frac"])
+        A["S"][r] = K.softmax(A["p"], A["z"], r, n, p["frac"])
 
 
 def run_isqrt(P, p, A):

@@ -168,12 +168,14 @@ def rsqrt(rs, i: int, fm: int):
 
 
 @micropython.viper
-def softmax(p, z, off: int, n: int, f: int) -> int:
-    """softmax (section 5) of the row z[off : off+n] (int32, f fractional bits) into
-    p[off : off+n] (int32, unsigned Q15); p may be z. Returns the denominator
-    S = sum_j exp_neg(z_j - max z) (for the loss, section 8). Masked positions
-    are the caller's: it passes only the unmasked n. exp_neg itself is no kernel (the
-    device computes it only here): conform_ops checks it as S - 2**15 of the row [0, z]."""
+def softmax(p, z, row: int, n: int, f: int) -> int:
+    """softmax (section 5) of row `row` of z (rows of n int32, f fractional bits: z[off :
+    off+n], off = row * n) into p[off : off+n] (int32, unsigned Q15); p may be z. Returns
+    the denominator S = sum_j exp_neg(z_j - max z) (for the loss, section 8). Masked
+    positions are the caller's: it passes only the unmasked n (and row 0). exp_neg itself
+    is no kernel (the device computes it only here): conform_ops checks it as S - 2**15 of
+    the row [0, z]. Also cross_entropy_forward (below)."""
+    off = row * n
     pp = ptr32(p)
     pz = ptr32(z)
     e2 = ptr32(EXP2_Q15)
@@ -901,12 +903,10 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
 # --- cross-entropy over the vocabulary (sections 6, 7) ---
 
 
-@micropython.viper
-def cross_entropy_forward(probs, logits, t: int, V: int, f: int):
-    """probs[t] = softmax(logits[t], f = F); returns the softmax denominator S for
-    the loss (section 8), softmax's int as it is. probs (T, V) int32 Q15; logits (T, V)
-    int32 L."""
-    return softmax(probs, logits, t * V, V, f)
+# cross_entropy_forward(probs, logits, t, V, f): probs[t] = softmax(logits[t], f = Fl), returns
+# the softmax denominator S for the loss (section 8); probs (T, V) int32 Q15, logits (T, V)
+# int32 L. Exactly softmax of row t: the same function (no second function object, no call).
+cross_entropy_forward = softmax
 
 
 @micropython.viper
