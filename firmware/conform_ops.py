@@ -63,7 +63,7 @@ def run_exp_neg(P, p, A):
     # exp_neg lives inlined in softmax (the device computes it nowhere else): of the row
     # [0, z] (z <= 0, its max 0) softmax returns S = exp_neg(0) + exp_neg(z) = 2**15 + exp_neg(z)
     z, e = A["z"], A["e"]
-    row, probs = array("i", 2), array("i", 2)
+    row, probs = array("i", [0, 0]), array("i", [0, 0])
     for i in range(len(z)):
         row[1] = z[i]
         e[i] = K.softmax(probs, row, 0, 2, p["frac"]) - 32768

@@ -525,7 +525,8 @@ def abs_max(buf, n: int, nb: int) -> int:
     # two words a round (n even)
     hi = 0x8000
     lo = 0x8000
-    at = int(ptr16(buf))
+    p16 = ptr16(buf)
+    at = int(p16)
     end = at + n + n
     while at < end:
         p = ptr16(at)
@@ -646,6 +647,8 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
     pdx16 = ptr16(dx)
     pdw = ptr32(dw)
     pdy16 = ptr16(dy)
+    px16 = ptr16(x)
+    pw16 = ptr16(w)
     one = 1
     s32 = one << 31
     fit = (one << 30) - 1
@@ -658,7 +661,7 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
             terms = n_out
             d_row = out_bytes  # from dy's stream of row r to row r + 1
             d_step = 2
-            u0 = int(ptr16(w))
+            u0 = int(pw16)
             yb = dx  # the output and the matrix, for dot_rows: buffers and bytes a word
             yw = bg
             ub = w
@@ -673,7 +676,7 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
             terms = T
             d_row = 2
             d_step = out_bytes
-            u0 = int(ptr16(x))
+            u0 = int(px16)
             yb = dw
             yw = -4  # int32, added to
             ub = x
@@ -959,11 +962,16 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
     a function's first locals in registers, and the loop's v and isqrt(v) are read most;
     about 19 instructions a parameter on x86-64, 130 bytes less xtensawin code)."""
     v_step = 4 if bv < 0 else bv
-    aw = int(ptr8(store)) + bs * js  # byte addresses, one step a parameter
-    am = int(ptr8(m)) + bm * j0
-    av = int(ptr8(v)) + v_step * j0
-    pc = ptr8(int(ptr8(comp)) + js)
-    ag = int(ptr32(g))
+    ps8 = ptr8(store)
+    pm8 = ptr8(m)
+    pv8 = ptr8(v)
+    pc8 = ptr8(comp)
+    pg32 = ptr32(g)
+    aw = int(ps8) + bs * js  # byte addresses, one step a parameter
+    am = int(pm8) + bm * j0
+    av = int(pv8) + v_step * j0
+    pc = ptr8(int(pc8) + js)
+    ag = int(pg32)
     g0 = ag
     end = ag + 4 * n
     one = 1
