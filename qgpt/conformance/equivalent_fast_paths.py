@@ -185,6 +185,9 @@ FAST_PATHS = {
     ("linear_forward", "l1 = 0", "0", "-1", 0): _L1_LESS,
     **{("attention_forward", _SCORES, "0", rep, 6): _COLS_ONE for rep in ("1", "-1")},
     **{("attention_forward", _OUT, "0", rep, k): _ROWS_ONE for k in (4, 5) for rep in ("1", "-1")},
+    **{("dot_rows", "if by < 0:", tok, rep, 0): "y's width by is 1, 2, 4 or -4 (the adding "
+       "int32 y), never 0 or -1: by < 0, by <= 0, by < 1 and by < -1 agree" for tok, rep in
+       (("<", "<="), ("0", "1"), ("0", "-1"))},
     # dot_rows's first three arguments are scratch registers (hh, ll, p): set before read
     **{(function, line, "0", rep, k): _SCRATCH for function, line in _DOT_ROWS_CALLS
        for k in (0, 1, 2) for rep in ("1", "-1")},
