@@ -1,18 +1,23 @@
 """The integer simulator's host-only array helpers (no device counterpart): attention's
-masks by length, cached, and the exact sum of a row's products in one numpy call.
+masks by length, cached, the exact sum of a row's products in one numpy call, and isqrt's
+tables (int_ops.isqrt; the device finds the root digit by digit).
 
 A step's arrays are small, so a numpy call costs about the same whatever they hold; one
 with operands of one shape costs about half what a broadcast one does (docs/BENCHMARKS.md,
 "Host training"). int_ops.py re-exports these names.
 """
 
+import math
 from functools import cache
 
 import numpy as np
 
-from qgpt.params import N_HEAD
+from qgpt.int_ctx import _SHIFT
+from qgpt.params import HEAD_DIM, N_HEAD
 
-MASKED = -(1 << 61)  # a masked entry's z: below every row's max by more than 16 in any format
+# a masked entry's z: below every row's max by more than 16 in any format, and its gap
+# max - z, shifted left by up to 12 (exp_of_gap), still within int64
+MASKED = -(1 << 40)
 
 
 @cache
@@ -50,6 +55,15 @@ def head_future_bias(t):
     return bias
 
 
+def split_heads(qkv):
+    """The stacked [q | k | v] (...,T,3C) as q, k, v by head, (3,...,H,T,D): one reshape and
+    one transpose (a view), where the three slices cut into heads one by one take six."""
+    *lead, t, _ = qkv.shape
+    a = qkv.reshape(*lead, t, 3, N_HEAD, HEAD_DIM)
+    n = a.ndim  # axes: lead..., T, 3, H, D
+    return a.transpose(n - 3, *range(n - 4), n - 2, n - 4, n - 1)
+
+
 def row_dot(a, b):
     """The exact sum of a * b along the last axis, (...,n) -> (...): one numpy call
     (np.vecdot, numpy >= 2.0) instead of a product and a reduction."""
@@ -58,3 +72,36 @@ def row_dot(a, b):
 
 if hasattr(np, "vecdot"):
     row_dot = np.vecdot  # noqa: F811 (integers: exact, as the product and the sum)
+
+
+# isqrt by table: n < 2**32 is cut to its top 15 or 16 bits i = n >> sh (sh even, from a
+# table over n >> 16), whose root floor(sqrt(i) * 2**8) is tabled too. The tables are in
+# the narrowest dtypes (64 KB and 128 KB): Adam gathers from them at every parameter, and
+# wide ones fall out of the cache between steps (it then costs several times as much)
+ISQRT_SHIFT = np.array([0] + [b + (b & 1) for b in (h.bit_length() for h in range(1, 1 << 16))],
+                       dtype=np.int8)  # by n >> 16: the even sh that leaves n >> sh < 2**16
+ISQRT_ROOT_Q8 = np.array([math.isqrt(i << 16) for i in range(1 << 16)], dtype=np.uint16)
+for _table in (ISQRT_SHIFT, ISQRT_ROOT_Q8):
+    _table.flags.writeable = False
+
+
+def isqrt_plus_one(n, out=None):
+    """isqrt(n) + 1 (Adam's denominator), formed in isqrt's last step: one pass less; out:
+    into that int64 array, which also holds the steps (fewer arrays: Adam's cache)."""
+    n = np.asarray(n, dtype=np.int64)
+    above = np.right_shift(n, _SHIFT[16], out=out)
+    # the gathers' indices are within the tables for 0 <= n < 2**32: take's wrap mode (the
+    # same values) skips its bounds checks (and costs less than its clip mode)
+    sh = ISQRT_SHIFT_U8.take(above, mode="wrap")
+    # the root's shift 8 - sh/2 and the shifted root c in uint8 and uint16 (0-d operands of
+    # those types keep them), then c + 1 widened to int64, + 1 again where (c + 1)**2 <= n
+    s2 = np.subtract(_U8_EIGHT, sh >> _U8_ONE)
+    np.right_shift(n, sh, out=above)
+    np.add(np.right_shift(ISQRT_ROOT_Q8.take(above, mode="wrap"), s2), _ONE, out=above)
+    above += above * above <= n
+    return above
+
+
+ISQRT_SHIFT_U8 = ISQRT_SHIFT.view(np.uint8)  # (its values 0..16)
+_U8_ONE, _U8_EIGHT = np.array(1, dtype=np.uint8), np.array(8, dtype=np.uint8)
+_ONE = np.array(1, dtype=np.int64)
