@@ -28,6 +28,9 @@ from qgpt.params import N_EMBD, N_PARAMS, QKV, SLOTS, stacked, views
 from qgpt.policy import from_train_config
 
 CHECKED_AFTER_A_CLIP = 8  # steps without speculation after one that clipped
+# the linears' weights, every slot but the embeddings', one span of the flat table
+LINEAR_SPAN = slice(min(s.offset for s in SLOTS if s.name not in ("wte", "wpe")), N_PARAMS)
+assert sum(s.size for s in SLOTS if s.name not in ("wte", "wpe")) == N_PARAMS - LINEAR_SPAN.start
 
 
 def init_params(seed, fmt):
@@ -87,34 +90,40 @@ def backward(ctx, flat, c, dflat, p=None, d=None, zeroed=False):
     p = weight_views(flat) if p is None else p
     d = weight_views(dflat) if d is None else d
     gf = ctx.p.grads
+    # nothing can clip the weight gradients: each linear leaves its exact sum, and all are
+    # rounded by dw_shift in one pass at the end (the same integers, two numpy calls)
+    exact_dw = zeroed and ctx.dw_fits and not ctx.strict
     dlogits = ops.cross_entropy_backward(ctx, c["probs_out"], c["targets"])
     dx4 = ops.linear_backward(ctx, dlogits, c["x4"], p["lm_head"], d["lm_head"], "lm_head",
-                              zeroed=zeroed)
+                              zeroed=zeroed, exact_dw=exact_dw)
     # MLP block: x4 = fc2(relu(fc1(rmsnorm(x2)))) + x2
     dmlp, dx2 = ops.add_backward(dx4)
     dhr = ops.linear_backward(ctx, dmlp, c["hr"], p["layer0.mlp_fc2"], d["layer0.mlp_fc2"],
-                              "mlp_fc2", zeroed=zeroed)
+                              "mlp_fc2", zeroed=zeroed, exact_dw=exact_dw)
     dh = ops.relu_backward(dhr, c["h"])
     dx3 = ops.linear_backward(ctx, dh, c["x3"], p["layer0.mlp_fc1"], d["layer0.mlp_fc1"],
-                              "mlp_fc1", zeroed=zeroed)
+                              "mlp_fc1", zeroed=zeroed, exact_dw=exact_dw)
     dx2 = ops.add_forward(ctx, dx2, ops.rmsnorm_backward(ctx, dx3, c["x3"], c["rs3"]), gf, "dx2")
     # attention block: x2 = wo(attention(q, k, v)) + x0, with q, k, v from rmsnorm(x0)
     dproj, dx0 = ops.add_backward(dx2)
     datt = ops.linear_backward(ctx, dproj, c["att"], p["layer0.attn_wo"], d["layer0.attn_wo"],
-                               "attn_wo", zeroed=zeroed)
+                               "attn_wo", zeroed=zeroed, exact_dw=exact_dw)
     # (T,3C): [dq | dk | dv], the stacked linear's dy
     dqkv = ops.attention_backward(ctx, datt, c["q"], c["k"], c["v"], c["probs"], stacked=True,
                                   heads=c.get("heads"))
     # q, k, v = [wq; wk; wv] x1: the stacked weight gradient at once, then the three
     # input-gradient paths, each saturated, added in the order q, k, v
     dpaths = ops.linear_backward(ctx, dqkv, c["x1"], p["qkv"], d["qkv"], "qkv", paths=3,
-                                 zeroed=zeroed)
+                                 zeroed=zeroed, exact_dw=exact_dw)
     dx1 = ops.add_forward(ctx, ops.add_forward(ctx, dpaths[0], dpaths[1], gf, "dx1"),
                           dpaths[2], gf, "dx1")
     dx0 = ops.add_forward(ctx, dx0, ops.rmsnorm_backward(ctx, dx1, c["x1"], c["rs1"]), gf, "dx0")
     # embedding: x0 = rmsnorm(wte[token] + wpe[t])
     dx = ops.rmsnorm_backward(ctx, dx0, c["x0"], c["rs0"])
     ops.embedding_backward(ctx, dx, c["inputs"], d["wte"], d["wpe"], zeroed=zeroed)
+    if exact_dw:
+        linear = dflat[LINEAR_SPAN]
+        ops.rnd(linear, ctx.p.dw_shift, out=linear)
 
 
 # --- the integer model behind the training interface of train.py ---

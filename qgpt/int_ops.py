@@ -388,7 +388,7 @@ def linear_forward(ctx, x, w, out_fmt, tensor):
                    p.weights.frac_bits + p.acts.frac_bits - out_fmt.frac_bits, out_fmt)
 
 
-def linear_backward(ctx, dy, x, w, dw, tensor, paths=1, zeroed=False):
+def linear_backward(ctx, dy, x, w, dw, tensor, paths=1, zeroed=False, exact_dw=False):
     # forward was y = x @ w.T: dx = dy @ w (grad), dw = dy.T @ x (param grad).
     # paths > 1: w stacks that many equal blocks of rows (wq; wk; wv), each its own
     # linear: the result is one dx per block, (paths,T,in), from one stacked matmul
@@ -404,8 +404,12 @@ def linear_backward(ctx, dy, x, w, dw, tensor, paths=1, zeroed=False):
     if ctx.dw_fits and dy.shape[0] <= BLOCK and not ctx.strict:  # nothing can clip: no check
         ctx.saturations.setdefault(tensor + ".dw", 0)
         if fresh:  # dw = rnd(dy^T x, dw_shift), formed in place
-            rnd(np.matmul(dy.T, x, out=dw), p.dw_shift, out=dw)
+            np.matmul(dy.T, x, out=dw)
+            if not exact_dw:  # (exact_dw: the caller rounds every weight's at once)
+                rnd(dw, p.dw_shift, out=dw)
             return dx
+    if exact_dw:
+        raise ValueError("linear_backward: exact_dw needs a zeroed dw, dw_fits and no strict")
         d = rnd(dy.T @ x, p.dw_shift)
     else:
         d = requant(ctx, "linear_backward", tensor + ".dw", dy.T @ x, p.dw_shift, p.pgrads)
