@@ -232,7 +232,7 @@ class IntAdam:
         np.floor_divide(r.view(np.uint64), den.view(np.uint64), out=r.view(np.uint64))
         np.minimum(r, R_CLAMP_ROW, out=r)
         delta = r  # r * alpha, with the sign of m: Q(alpha_frac + 13), |delta| <= 2**30
-        delta *= alpha
+        delta *= np.int64(alpha)  # (a numpy scalar: no conversion of a Python int)
         delta *= np.sign(m, out=self._scratch[2])
         ctx.check("adam", "delta", delta, -(1 << 30), 1 << 30)
         # 9.6: the state as stored (block-scaled: v through its square root)

@@ -1,6 +1,7 @@
 """The integer simulator's host-only array helpers (no device counterpart): attention's
-masks by length, cached, the exact sum of a row's products in one numpy call, and isqrt's
-tables (int_ops.isqrt; the device finds the root digit by digit).
+masks by length, cached, the exact sum of a row's products in one numpy call, isqrt's
+tables (int_ops.isqrt; the device finds the root digit by digit), and exp's formula
+tabulated over every Q12 input, read by the gap max - z (the device computes it).
 
 A step's arrays are small, so a numpy call costs about the same whatever they hold; one
 with operands of one shape costs about half what a broadcast one does (docs/BENCHMARKS.md,
@@ -14,6 +15,7 @@ import numpy as np
 
 from qgpt.int_ctx import _SHIFT
 from qgpt.params import HEAD_DIM, N_HEAD
+from qgpt.policy import PROB_FRAC
 
 # a masked entry's z: below every row's max by more than 16 in any format, and its gap
 # max - z, shifted left by up to 12 (exp_of_gap), still within int64
@@ -105,3 +107,49 @@ def isqrt_plus_one(n, out=None):
 ISQRT_SHIFT_U8 = ISQRT_SHIFT.view(np.uint8)  # (its values 0..16)
 _U8_ONE, _U8_EIGHT = np.array(1, dtype=np.uint8), np.array(8, dtype=np.uint8)
 _ONE = np.array(1, dtype=np.int64)
+
+
+# 2**(k/64) in Q15 for k = 0..64, and the constants of exp (arithmetic.md, "exp")
+EXP2_TABLE = np.array([round(2 ** (k / 64) * (1 << PROB_FRAC)) for k in range(65)], dtype=np.int64)
+LOG2E_Q14 = 23637
+EXP_ZERO_BELOW = 16  # exp(z) for z <= -16 is below 2**-16: it is 0
+
+
+def exp_q12(z12):
+    """Steps 2-5 of exp (arithmetic.md, "exp") from z12 = rnd(z, f - 12), Q12 in
+    [-2**16, 0] -> unsigned Q15. At z12 = -2**16 (z = -16) the result is 0, as step 1
+    says for every z <= -16."""
+    w = z12 * LOG2E_Q14  # z * log2(e) in Q26, in (-2**31, 0]
+    ip = w >> 26  # floor: the integer part, in [-24, 0]
+    fr = w - (ip << 26)  # the fraction in [0, 2**26)
+    idx, rem = fr >> 20, (fr & ((1 << 20) - 1)) >> 5
+    lo, hi = EXP2_TABLE[idx], EXP2_TABLE[idx + 1]
+    val = lo + (((hi - lo) * rem + (1 << 14)) >> 15)  # 2**fraction, Q15 in [2**15, 2**16)
+    sh = -ip
+    return (val + ((1 << sh) >> 1)) >> sh  # rnd(val, sh); sh = 0 adds nothing
+
+
+# exp_neg depends on z only through z12, which takes the 2**16 + 1 values of [-2**16, 0]:
+# the formula tabulated once, by the gap k = -z12 (exp_of_gap)
+EXP_BY_GAP_Q12 = exp_q12(-np.arange((EXP_ZERO_BELOW << 12) + 1, dtype=np.int64))
+EXP_BY_GAP_Q12.flags.writeable = False
+assert EXP_BY_GAP_Q12[-1] == 0  # z = -16: step 1's zero, by the formula
+
+
+@cache
+def _gap_round(s):
+    """(2**s >> 1) - 1 as a 0-d int64 array: -rnd(-g, s) = (g + that) >> s (exp_of_gap)."""
+    return np.array(((1 << s) >> 1) - 1, dtype=np.int64)
+
+
+def exp_of_gap(gap, frac):
+    """exp_neg(-gap) for raw 0 <= gap < 2**50 (softmax's max - z): the table at
+    k = -rnd(-gap, frac - 12) = (gap + 2**(s-1) - 1) >> s (s = frac - 12 > 0; rnd rounds
+    half up). k grows with gap and is 2**16 at gap = 16, so take's clip mode, which reads
+    every larger k as the last entry (0), is step 1's clamp: no pass for it."""
+    s = frac - 12
+    if s > 0:
+        gap = (gap + _gap_round(s)) >> _SHIFT[s]
+    elif s < 0:
+        gap = gap << _SHIFT[-s]
+    return EXP_BY_GAP_Q12.take(gap, mode="clip")
