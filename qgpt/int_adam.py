@@ -13,6 +13,7 @@ import numpy as np
 
 from qgpt import int_ops as ops
 from qgpt import prng, qformat
+from qgpt.int_ctx import _count_nonzero
 from qgpt.params import N_PARAMS
 from qgpt.policy import ADAM_C1, ADAM_C2, KAHAN_BITS, M_LIMIT, R_FRAC, R_MAX, BlockFormat
 
@@ -29,7 +30,9 @@ B2_Q15, C2_Q15 = np.array((1 << 15) - ADAM_C2, dtype=np.int64), np.array(ADAM_C2
 # the factors of the rows m, v, g, gs^2 of IntAdam's (4,N) array: b1 and b2 for the
 # moments, 1 - b1 and 1 - b2 for their inputs
 MOMENT_FACTORS = np.array([[B1_Q15], [B2_Q15], [C1_Q15], [C2_Q15]])
-ONE, R_CLAMP = np.array(1, dtype=np.int64), np.array(R_MAX << R_FRAC, dtype=np.int64)
+ONE = np.array(1, dtype=np.int64)
+R_CLAMP_ROW = np.full(N_PARAMS, R_MAX << R_FRAC, dtype=np.int64)  # 9.4's clamp, at every parameter
+R_CLAMP_ROW.flags.writeable = False
 
 
 def mul_q15(x, c, out=None):
@@ -222,10 +225,14 @@ class IntAdam:
             ctx.check("adam", "den << 15", den << (R_FRAC + 2))
         r = np.left_shift(a, ops._SHIFT[e], out=a)
         r += np.right_shift(den, ONE, out=self._scratch[2])
-        np.floor_divide(r, den, out=r)
-        np.minimum(r, R_CLAMP, out=r)
+        # both operands are >= 0: divided as uint64 (the same quotient; numpy's unsigned
+        # division skips the signed one's sign fix-ups, about half its cost), and clamped
+        # by an (N,) array of the clamp (numpy's minimum of two equal shapes is vectorised,
+        # with a 0-d operand it is not: a third of the cost)
+        np.floor_divide(r.view(np.uint64), den.view(np.uint64), out=r.view(np.uint64))
+        np.minimum(r, R_CLAMP_ROW, out=r)
         delta = r  # r * alpha, with the sign of m: Q(alpha_frac + 13), |delta| <= 2**30
-        delta *= alpha
+        delta *= np.int64(alpha)  # (a numpy scalar: no conversion of a Python int)
         delta *= np.sign(m, out=self._scratch[2])
         ctx.check("adam", "delta", delta, -(1 << 30), 1 << 30)
         # 9.6: the state as stored (block-scaled: v through its square root)
@@ -363,4 +370,4 @@ class IntAdam:
 def count_stalled(delta, d):
     """How many updates delta != 0 rounded to d = 0. Every mode rounds delta = 0 to d = 0,
     so these are the non-zero deltas less the non-zero d's."""
-    return int(np.count_nonzero(delta)) - int(np.count_nonzero(d))
+    return int(_count_nonzero(delta)) - int(_count_nonzero(d))

@@ -12,9 +12,9 @@ import numpy as np
 from qgpt import int_ops as ops
 
 
-def reported_losses(logits, targets, frac, row_max, exp_sums, below_max=None):
+def reported_losses(logits, targets, frac, row_max, exp_sums, gaps=None):
     """A step's two reported losses from its raw logits (T,V) and softmax's row max and
-    sum of exps (T,1) each (and logits - row max, if the caller has it): the mean
+    sum of exps (T,1) each (and the gaps row max - logits, if the caller has it): the mean
     -log softmax(logits)[target] in float64 from the integer logits, and loss_q16
     (arithmetic.md, section 8).
 
@@ -22,24 +22,24 @@ def reported_losses(logits, targets, frac, row_max, exp_sums, below_max=None):
     logits and m their row max as floats, in that order; z - m is computed as the float
     of the integer difference, which is the same float (both are exact)."""
     t = len(targets)
-    if below_max is None:
-        below_max = logits - row_max
+    if gaps is None:
+        gaps = row_max - logits
     scale = 2.0**-frac  # to_float's division by 2**frac: exact, as this product is
-    neg_gaps = below_max[np.arange(t), targets]  # (T,) l_target - max, <= 0
+    target_gaps = gaps[np.arange(t), targets]  # (T,) max - l_target, >= 0
     m = row_max[:, 0]
-    lse = np.multiply(below_max, scale)  # z - m
+    lse = np.multiply(gaps, -scale)  # z - m (the float of -gap times scale: exact)
     np.exp(lse, out=lse)
     lse = np.log(np.add.reduce(lse, axis=-1))
     lse += m * scale
-    lse -= (m + neg_gaps) * scale  # the targets' logits
+    lse -= (m - target_gaps) * scale  # the targets' logits
     # np.mean's own sum and division, without its wrapper: the same float
     loss = float(np.add.reduce(lse) / t)
-    return loss, ops.loss_q16_of_sums((-neg_gaps).tolist(), exp_sums[:, 0].tolist(), frac)
+    return loss, ops.loss_q16_of_sums(target_gaps.tolist(), exp_sums[:, 0].tolist(), frac)
 
 
 def reported_losses_of_steps(steps, frac):
     """reported_losses of many steps at once: steps is a list of (targets (T,), row max
-    (T,1), sums of exps (T,1), logits - row max (T,V)), one per step, with any T; returns
+    (T,1), sums of exps (T,1), row max - logits (T,V)), one per step, with any T; returns
     [(loss, loss_q16)] in their order, each the same float and integer as reported_losses.
 
     Every position's log-sum-exp is an element-wise function of its own row (numpy's
@@ -50,17 +50,17 @@ def reported_losses_of_steps(steps, frac):
     integer arithmetic, its ln_q16 vectorised."""
     lengths = [len(targets) for targets, _, _, _ in steps]
     ends = np.cumsum(lengths)
-    below = np.concatenate([b for _, _, _, b in steps])  # (sum T, V)
+    gaps = np.concatenate([b for _, _, _, b in steps])  # (sum T, V)
     row_max = np.concatenate([m for _, m, _, _ in steps])[:, 0]
     sums = np.concatenate([s for _, _, s, _ in steps])[:, 0]
-    # the target's column of each row: its logit minus the row max, <= 0
-    neg_gaps = below[np.arange(len(below)), np.concatenate([t for t, _, _, _ in steps])]
+    # the target's column of each row: the row max minus its logit, >= 0
+    target_gaps = gaps[np.arange(len(gaps)), np.concatenate([t for t, _, _, _ in steps])]
     scale = 2.0**-frac
-    lse = np.multiply(below, scale)
+    lse = np.multiply(gaps, -scale)
     np.exp(lse, out=lse)
     lse = np.log(np.add.reduce(lse, axis=-1))
     lse += row_max * scale
-    lse -= (row_max + neg_gaps) * scale
+    lse -= (row_max - target_gaps) * scale
     losses = [0.0] * len(steps)
     by_length = {}
     for i, t in enumerate(lengths):
@@ -75,7 +75,7 @@ def reported_losses_of_steps(steps, frac):
     # logits have at most 24 bits and 16 fractional bits (policy's validity rule): a step's
     # sum of max - l_target is below 16 * 2**24, shifted by at most 16 bits, far within int64
     first = ends - lengths
-    total = np.add.reduceat(-neg_gaps, first) << (16 - frac)
+    total = np.add.reduceat(target_gaps, first) << (16 - frac)
     total += np.add.reduceat(ln_q16_array(sums), first)
     twice_t = 2 * np.array(lengths, dtype=np.int64)
     q16 = (2 * total + twice_t // 2) // twice_t

@@ -28,6 +28,9 @@ from qgpt.params import N_EMBD, N_PARAMS, QKV, SLOTS, stacked, views
 from qgpt.policy import from_train_config
 
 CHECKED_AFTER_A_CLIP = 8  # steps without speculation after one that clipped
+# the linears' weights, every slot but the embeddings', one span of the flat table
+LINEAR_SPAN = slice(min(s.offset for s in SLOTS if s.name not in ("wte", "wpe")), N_PARAMS)
+assert sum(s.size for s in SLOTS if s.name not in ("wte", "wpe")) == N_PARAMS - LINEAR_SPAN.start
 
 
 def init_params(seed, fmt):
@@ -58,7 +61,8 @@ def forward(ctx, flat, inputs, targets=None, p=None):
     # q, k, v as one linear over the stacked [wq; wk; wv] (every output element is the same)
     qkv = ops.linear_forward(ctx, x1, p["qkv"], data, "qkv")
     q, k, v = qkv[..., :N_EMBD], qkv[..., N_EMBD : 2 * N_EMBD], qkv[..., 2 * N_EMBD :]
-    att, probs = ops.attention_forward(ctx, q, k, v)
+    heads = ops.split_heads(qkv)  # the same q, k, v by head
+    att, probs = ops.attention_forward(ctx, q, k, v, heads)
     proj = ops.linear_forward(ctx, att, p["layer0.attn_wo"], data, "attn_proj")
     x2 = ops.add_forward(ctx, proj, x0, data, "residual1")
     # MLP block
@@ -71,45 +75,55 @@ def forward(ctx, flat, inputs, targets=None, p=None):
     if targets is None:
         return logits
     # probs, and each row's max and sum of exps for the reported losses
-    probs_out, logit_max, exp_sums, below_max = ops.cross_entropy_forward(ctx, logits, targets,
-                                                                          sums=True)
+    probs_out, logit_max, exp_sums, gaps = ops.cross_entropy_forward(ctx, logits, targets,
+                                                                     sums=True)
     cache = dict(inputs=inputs, targets=targets, x0=x0, rs0=rs0, x1=x1, rs1=rs1, q=q, k=k, v=v,
-                 probs=probs, att=att, x3=x3, rs3=rs3, h=h, hr=hr, x4=x4, probs_out=probs_out,
-                 logit_max=logit_max, exp_sums=exp_sums, below_max=below_max)
+                 heads=heads, probs=probs, att=att, x3=x3, rs3=rs3, h=h, hr=hr, x4=x4,
+                 probs_out=probs_out, logit_max=logit_max, exp_sums=exp_sums, logit_gaps=gaps)
     return logits, cache
 
 
-def backward(ctx, flat, c, dflat, p=None, d=None):
+def backward(ctx, flat, c, dflat, p=None, d=None, zeroed=False):
     """Add the integer gradient of the mean loss into dflat (param-grad format).
-    p, d: weight_views of flat and dflat, if the caller keeps them."""
+    p, d: weight_views of flat and dflat, if the caller keeps them; zeroed: dflat is known
+    to be 0 (the ops then skip their test of it)."""
     p = weight_views(flat) if p is None else p
     d = weight_views(dflat) if d is None else d
     gf = ctx.p.grads
+    # nothing can clip the weight gradients: each linear leaves its exact sum, and all are
+    # rounded by dw_shift in one pass at the end (the same integers, two numpy calls)
+    exact_dw = zeroed and ctx.dw_fits and not ctx.strict
     dlogits = ops.cross_entropy_backward(ctx, c["probs_out"], c["targets"])
-    dx4 = ops.linear_backward(ctx, dlogits, c["x4"], p["lm_head"], d["lm_head"], "lm_head")
+    dx4 = ops.linear_backward(ctx, dlogits, c["x4"], p["lm_head"], d["lm_head"], "lm_head",
+                              zeroed=zeroed, exact_dw=exact_dw)
     # MLP block: x4 = fc2(relu(fc1(rmsnorm(x2)))) + x2
     dmlp, dx2 = ops.add_backward(dx4)
     dhr = ops.linear_backward(ctx, dmlp, c["hr"], p["layer0.mlp_fc2"], d["layer0.mlp_fc2"],
-                              "mlp_fc2")
+                              "mlp_fc2", zeroed=zeroed, exact_dw=exact_dw)
     dh = ops.relu_backward(dhr, c["h"])
     dx3 = ops.linear_backward(ctx, dh, c["x3"], p["layer0.mlp_fc1"], d["layer0.mlp_fc1"],
-                              "mlp_fc1")
+                              "mlp_fc1", zeroed=zeroed, exact_dw=exact_dw)
     dx2 = ops.add_forward(ctx, dx2, ops.rmsnorm_backward(ctx, dx3, c["x3"], c["rs3"]), gf, "dx2")
     # attention block: x2 = wo(attention(q, k, v)) + x0, with q, k, v from rmsnorm(x0)
     dproj, dx0 = ops.add_backward(dx2)
     datt = ops.linear_backward(ctx, dproj, c["att"], p["layer0.attn_wo"], d["layer0.attn_wo"],
-                               "attn_wo")
+                               "attn_wo", zeroed=zeroed, exact_dw=exact_dw)
     # (T,3C): [dq | dk | dv], the stacked linear's dy
-    dqkv = ops.attention_backward(ctx, datt, c["q"], c["k"], c["v"], c["probs"], stacked=True)
+    dqkv = ops.attention_backward(ctx, datt, c["q"], c["k"], c["v"], c["probs"], stacked=True,
+                                  heads=c.get("heads"))
     # q, k, v = [wq; wk; wv] x1: the stacked weight gradient at once, then the three
     # input-gradient paths, each saturated, added in the order q, k, v
-    dpaths = ops.linear_backward(ctx, dqkv, c["x1"], p["qkv"], d["qkv"], "qkv", paths=3)
+    dpaths = ops.linear_backward(ctx, dqkv, c["x1"], p["qkv"], d["qkv"], "qkv", paths=3,
+                                 zeroed=zeroed, exact_dw=exact_dw)
     dx1 = ops.add_forward(ctx, ops.add_forward(ctx, dpaths[0], dpaths[1], gf, "dx1"),
                           dpaths[2], gf, "dx1")
     dx0 = ops.add_forward(ctx, dx0, ops.rmsnorm_backward(ctx, dx1, c["x1"], c["rs1"]), gf, "dx0")
     # embedding: x0 = rmsnorm(wte[token] + wpe[t])
     dx = ops.rmsnorm_backward(ctx, dx0, c["x0"], c["rs0"])
-    ops.embedding_backward(ctx, dx, c["inputs"], d["wte"], d["wpe"])
+    ops.embedding_backward(ctx, dx, c["inputs"], d["wte"], d["wpe"], zeroed=zeroed)
+    if exact_dw:
+        linear = dflat[LINEAR_SPAN]
+        ops.rnd(linear, ctx.p.dw_shift, out=linear)
 
 
 # --- the integer model behind the training interface of train.py ---
@@ -176,12 +190,12 @@ class IntModel:
         counts = (self.ctx.clipped - clipped_before, stalled / N_PARAMS)
         if self.defer_losses:
             self._deferred.append((targets, cache["logit_max"], cache["exp_sums"],
-                                   cache["below_max"]))
+                                   cache["logit_gaps"]))
             self._deferred_counts.append(counts)
             return None
         loss, loss_q16 = reported_losses(logits, targets, self.policy.logits.frac_bits,
                                          cache["logit_max"], cache["exp_sums"],
-                                         cache["below_max"])
+                                         cache["logit_gaps"])
         return loss, {"loss_q16": loss_q16, "saturations": counts[0],
                       "stalled_updates": counts[1]}
 
@@ -209,7 +223,7 @@ class IntModel:
             try:
                 grad.fill(0)
                 logits, cache = forward(ctx, flat, inputs, targets, p)
-                backward(ctx, flat, cache, grad, p, self.grad_views)
+                backward(ctx, flat, cache, grad, p, self.grad_views, zeroed=True)
                 if ctx.deferred_clip_nothing():
                     return logits, cache
             except (ArithmeticError, IndexError, ValueError):
@@ -220,7 +234,7 @@ class IntModel:
         self._checked_steps = max(0, self._checked_steps - 1)
         grad.fill(0)
         logits, cache = forward(ctx, flat, inputs, targets, p)
-        backward(ctx, flat, cache, grad, p, self.grad_views)
+        backward(ctx, flat, cache, grad, p, self.grad_views, zeroed=True)
         return logits, cache
 
     def logits(self, inputs):

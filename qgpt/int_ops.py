@@ -52,12 +52,23 @@ from qgpt.int_ctx import (  # noqa: F401 (re-exported: ops.Ctx, ops.rnd, ops.req
     rnd,
 )
 from qgpt.int_shapes import (  # noqa: F401 (re-exported: ops.causal_mask, ops.MASKED, ...)
+    _ONE,
+    EXP2_TABLE,
+    EXP_BY_GAP_Q12,
+    EXP_ZERO_BELOW,
+    ISQRT_ROOT_Q8,
+    ISQRT_SHIFT,
+    LOG2E_Q14,
     MASKED,
     causal_mask,
+    exp_of_gap,
+    exp_q12,
     future_bias,
     head_future_bias,
     head_mask,
+    isqrt_plus_one,
     row_dot,
+    split_heads,
 )
 from qgpt.params import BLOCK, HEAD_DIM, N_HEAD, RMS_EPS
 from qgpt.policy import PROB_FRAC
@@ -65,17 +76,6 @@ from qgpt.qformat import shift_round  # noqa: F401 (ops.shift_round, as before)
 
 PROB_ONE = 1 << PROB_FRAC
 # --- integer functions: exact floor sqrt, exp and the softmax row ---
-
-
-# isqrt by table: n < 2**32 is cut to its top 15 or 16 bits i = n >> sh (sh even, from a
-# table over n >> 16), whose root floor(sqrt(i) * 2**8) is tabled too. The tables are in
-# the narrowest dtypes (64 KB and 128 KB): Adam gathers from them at every parameter, and
-# wide ones fall out of the cache between steps (it then costs several times as much)
-ISQRT_SHIFT = np.array([0] + [b + (b & 1) for b in (h.bit_length() for h in range(1, 1 << 16))],
-                       dtype=np.int8)  # by n >> 16: the even sh that leaves n >> sh < 2**16
-ISQRT_ROOT_Q8 = np.array([math.isqrt(i << 16) for i in range(1 << 16)], dtype=np.uint16)
-for _table in (ISQRT_SHIFT, ISQRT_ROOT_Q8):
-    _table.flags.writeable = False
 
 
 def isqrt(n):
@@ -94,28 +94,6 @@ def isqrt(n):
     return c
 
 
-def isqrt_plus_one(n, out=None):
-    """isqrt(n) + 1 (Adam's denominator), formed in isqrt's last step: one pass less; out:
-    into that int64 array, which also holds the steps (fewer arrays: Adam's cache)."""
-    n = np.asarray(n, dtype=np.int64)
-    above = np.right_shift(n, _SHIFT[16], out=out)
-    # the gathers' indices are within the tables for 0 <= n < 2**32: take's clip mode (the
-    # same values) skips its bounds checks
-    sh = ISQRT_SHIFT_U8.take(above, mode="clip")
-    # the root's shift 8 - sh/2 and the shifted root c in uint8 and uint16 (0-d operands of
-    # those types keep them), then c + 1 widened to int64, + 1 again where (c + 1)**2 <= n
-    s2 = np.subtract(_U8_EIGHT, sh >> _U8_ONE)
-    np.right_shift(n, sh, out=above)
-    np.add(np.right_shift(ISQRT_ROOT_Q8.take(above, mode="clip"), s2), _ONE, out=above)
-    above += above * above <= n
-    return above
-
-
-ISQRT_SHIFT_U8 = ISQRT_SHIFT.view(np.uint8)  # (its values 0..16)
-_U8_ONE, _U8_EIGHT = np.array(1, dtype=np.uint8), np.array(8, dtype=np.uint8)
-_ONE = np.array(1, dtype=np.int64)
-
-
 POWERS_OF_TWO = np.array([1 << k for k in range(63)], dtype=np.int64)
 
 
@@ -125,47 +103,20 @@ def bit_length(x):
     return POWERS_OF_TWO.searchsorted(np.asarray(x, dtype=np.int64), side="right")
 
 
-# 2**(k/64) in Q15 for k = 0..64, and the constants of exp (arithmetic.md, "exp")
-EXP2_TABLE = np.array([round(2 ** (k / 64) * PROB_ONE) for k in range(65)], dtype=np.int64)
-LOG2E_Q14 = 23637
-EXP_ZERO_BELOW = 16  # exp(z) for z <= -16 is below 2**-16: it is 0
-
-
-def exp_q12(z12):
-    """Steps 2-5 of exp (arithmetic.md, "exp") from z12 = rnd(z, f - 12), Q12 in
-    [-2**16, 0] -> unsigned Q15. At z12 = -2**16 (z = -16) the result is 0, as step 1
-    says for every z <= -16."""
-    w = z12 * LOG2E_Q14  # z * log2(e) in Q26, in (-2**31, 0]
-    ip = w >> 26  # floor: the integer part, in [-24, 0]
-    fr = w - (ip << 26)  # the fraction in [0, 2**26)
-    idx, rem = fr >> 20, (fr & ((1 << 20) - 1)) >> 5
-    lo, hi = EXP2_TABLE[idx], EXP2_TABLE[idx + 1]
-    val = lo + (((hi - lo) * rem + (1 << 14)) >> 15)  # 2**fraction, Q15 in [2**15, 2**16)
-    sh = -ip
-    return (val + ((1 << sh) >> 1)) >> sh  # rnd(val, sh); sh = 0 adds nothing
-
-
-# exp_neg depends on z only through z12, which takes the 2**16 + 1 values of [-2**16, 0]:
-# the formula tabulated once, at index z12 read as numpy reads a negative index (from the
-# end: z12 = -1 is the last entry, z12 = -2**16 the second), so no negation is needed
-_Z12 = np.arange(0, -(EXP_ZERO_BELOW << 12) - 1, -1, dtype=np.int64)  # 0, -1, ..., -2**16
-EXP_NEG_BY_Q12 = np.empty_like(_Z12)
-EXP_NEG_BY_Q12[_Z12] = exp_q12(_Z12)
-EXP_NEG_BY_Q12.flags.writeable = False
-assert EXP_NEG_BY_Q12[-(EXP_ZERO_BELOW << 12)] == 0  # z = -16: step 1's zero, by the formula
+# exp: its formula and its table by the gap max - z are in int_shapes.py (exp_q12,
+# EXP_BY_GAP_Q12, exp_of_gap)
 
 
 @cache
-def _exp_floor(frac):
-    """-16 with frac fractional bits, as a 0-d int64 array (exp_neg's step 1)."""
-    return np.array(-(EXP_ZERO_BELOW << frac), dtype=np.int64)
+def _exp_cut(frac):
+    """16 with frac fractional bits, as a 0-d int64 array (exp_neg's step 1)."""
+    return np.array(EXP_ZERO_BELOW << frac, dtype=np.int64)
 
 
 def exp_neg(z, frac):
     """exp(z) for raw z <= 0 with `frac` fractional bits -> unsigned Q15 in [0, 2**15]."""
-    # step 1: every z <= -16 gives 0, as z = -16 does; step 2's z12 then lies in [-2**16, 0]
-    z = np.maximum(z, _exp_floor(frac))
-    return EXP_NEG_BY_Q12.take(rnd(z, frac - 12))
+    # step 1: every z <= -16 gives 0, as z = -16 does
+    return exp_of_gap(np.minimum(np.negative(z), _exp_cut(frac)), frac)
 
 
 def softmax(z, frac, mask=None):
@@ -176,17 +127,17 @@ def softmax(z, frac, mask=None):
 
 def softmax_sums(z, frac, mask=None):
     """softmax, and what the loss reuses of it: each row's max, its sum S of exps and
-    z - max."""
+    the gaps max - z (>= 0)."""
     z = np.asarray(z, dtype=np.int64)
     if mask is not None:  # a masked entry's exp_neg is 0: out of the sum, probability 0
         z = np.where(mask, z, MASKED)
     zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
-    below = z - zmax
-    e = exp_neg(below, frac)
+    gaps = zmax - z
+    e = exp_of_gap(gaps, frac)
     s = np.add.reduce(e, axis=-1, keepdims=True)  # in [2**15, 27 * 2**15]
     e <<= _SHIFT[PROB_FRAC]
     e += s >> _SHIFT[1]
-    return np.floor_divide(e, s, out=e), zmax, s, below
+    return np.floor_divide(e, s, out=e), zmax, s, gaps
 
 
 # --- embedding ---
@@ -199,13 +150,14 @@ def embedding_forward(ctx, wte, wpe, tokens):
     return ctx.sat(rnd(x, p.weights.frac_bits - p.acts.frac_bits), p.acts, "embedding.x")
 
 
-def embedding_backward(ctx, dx, tokens, dwte, dwpe):
+def embedding_backward(ctx, dx, tokens, dwte, dwpe, zeroed=False):
     # forward was x[t] = wte[tokens[t]] + wpe[t]: both rows receive dx[t], as param grads,
     # added position by position, each sum saturated to pgrads
     pf = ctx.p.pgrads
     t = len(tokens)
-    if ctx.embed_dw_fits and not ctx.strict and not (_count_nonzero(dwte)
-                                                     or _count_nonzero(dwpe)):
+    # zeroed: the caller knows dwte and dwpe are 0 (a training step's fresh gradient)
+    if ctx.embed_dw_fits and not ctx.strict and (zeroed or not (_count_nonzero(dwte)
+                                                                or _count_nonzero(dwpe))):
         # a training step's zeroed gradients: nothing can clip (embed_dw_fits), no check
         d = rnd(dx, ctx.p.grads.frac_bits - pf.frac_bits)
         ctx.saturations.setdefault("embedding.dw", 0)
@@ -393,14 +345,21 @@ def exact_matmul(a, b):
     return np.dot(a, b) if a.ndim == 2 else a @ b  # (np.dot: less overhead than @)
 
 
+EINSUM_ROWS = 5  # a step's x of this many rows or more: linear_forward's product by einsum
+
+
 def linear_forward(ctx, x, w, out_fmt, tensor):
     # x (...,T,in) in acts, w (out,in) in weights -> y (...,T,out) in out_fmt (acts or logits)
+    # (a training step's (T,in) of 5 rows or more: einsum's contiguous dot products, the
+    # same exact sums in 10-30% fewer instructions than matmul's int64 loop; below, more)
     p = ctx.p
-    return requant(ctx, "linear_forward", tensor, exact_matmul(x, w.T),
+    exact = (np.einsum("ti,oi->to", x, w) if x.ndim == 2 and x.shape[0] >= EINSUM_ROWS
+             else exact_matmul(x, w.T))
+    return requant(ctx, "linear_forward", tensor, exact,
                    p.weights.frac_bits + p.acts.frac_bits - out_fmt.frac_bits, out_fmt)
 
 
-def linear_backward(ctx, dy, x, w, dw, tensor, paths=1):
+def linear_backward(ctx, dy, x, w, dw, tensor, paths=1, zeroed=False, exact_dw=False):
     # forward was y = x @ w.T: dx = dy @ w (grad), dw = dy.T @ x (param grad).
     # paths > 1: w stacks that many equal blocks of rows (wq; wk; wv), each its own
     # linear: the result is one dx per block, (paths,T,in), from one stacked matmul
@@ -411,12 +370,17 @@ def linear_backward(ctx, dy, x, w, dw, tensor, paths=1):
         t, n = dy.shape[0], dy.shape[1] // paths
         exact = dy.reshape(t, paths, n).transpose(1, 0, 2) @ w.reshape(paths, n, w.shape[1])
     dx = requant(ctx, "linear_backward", tensor + ".dx", exact, p.weights.frac_bits, gf)
-    fresh = not _count_nonzero(dw)  # a training step's dw is zeroed (numpy's cheapest test)
+    # a training step's dw is zeroed (zeroed: the caller knows; else numpy's cheapest test)
+    fresh = zeroed or not _count_nonzero(dw)
     if ctx.dw_fits and dy.shape[0] <= BLOCK and not ctx.strict:  # nothing can clip: no check
         ctx.saturations.setdefault(tensor + ".dw", 0)
         if fresh:  # dw = rnd(dy^T x, dw_shift), formed in place
-            rnd(np.matmul(dy.T, x, out=dw), p.dw_shift, out=dw)
+            np.matmul(dy.T, x, out=dw)
+            if not exact_dw:  # (exact_dw: the caller rounds every weight's at once)
+                rnd(dw, p.dw_shift, out=dw)
             return dx
+    if exact_dw:
+        raise ValueError("linear_backward: exact_dw needs a zeroed dw, dw_fits and no strict")
         d = rnd(dy.T @ x, p.dw_shift)
     else:
         d = requant(ctx, "linear_backward", tensor + ".dw", dy.T @ x, p.dw_shift, p.pgrads)
@@ -452,17 +416,29 @@ def _merge(a):
     return a.reshape(*a.shape[:-2], N_HEAD * HEAD_DIM)
 
 
-def attention_forward(ctx, q, k, v):
+def _zero_future(ctx, x, mask):
+    """x *= mask: attention's future entries (s > t), never formed on the device, zeroed so
+    that saturation neither clips nor counts them. A speculative step (ctx.deferred) skips
+    it: those entries reach no result (probs is 0 there: the softmax's future bias makes
+    them MASKED, dscores = probs * diff), and one out of range only sends the step to the
+    checked path (Ctx.defer), which zeroes them."""
+    if ctx.deferred is None:
+        x *= mask
+
+
+def attention_forward(ctx, q, k, v, heads=None):
     # q, k, v (...,T,C) in acts -> out (...,T,C) in acts, probs (...,H,T,T) in Q15
     p = ctx.p
-    qh, kh, vh = _heads(q), _heads(k), _heads(v)
+    # heads: q, k, v already as (...,H,T,D) (split_heads of the stacked qkv: two calls, not six)
+    qh, kh, vh = (_heads(q), _heads(k), _heads(v)) if heads is None else heads
     op = "attention_forward"
     t = q.shape[-2]
     mask = head_mask(t)  # (H,T,T): s <= t
     # scores = q.k / sqrt(4): the /2 is one more bit of shift, into the logits format.
     # The future scores (s > t) are never formed on the device: zeroed, they cannot saturate
+    # (a speculative step leaves them: _zero_future)
     exact = qh @ kh.swapaxes(-1, -2)
-    exact *= mask
+    _zero_future(ctx, exact, mask)
     scores = requant(ctx, op, "attention.scores", exact, p.score_shift, p.logits)
     # softmax over s <= t: the future entries, 0 here, become MASKED (probability 0)
     probs = softmax(scores + head_future_bias(t), p.logits.frac_bits)
@@ -470,7 +446,7 @@ def attention_forward(ctx, q, k, v):
     return _merge(out), probs
 
 
-def attention_backward(ctx, dout, q, k, v, probs, stacked=False):
+def attention_backward(ctx, dout, q, k, v, probs, stacked=False, heads=None):
     # forward: scores = q k^T / 2; probs = softmax(scores); out = probs v
     # stacked: (T,3C) [dq | dk | dv] instead of the three (T,C) (the stacked qkv linear's
     # dy): the three formed in one (3,H,T,D) buffer, merged by one copy
@@ -479,20 +455,21 @@ def attention_backward(ctx, dout, q, k, v, probs, stacked=False):
     dqkv = np.empty((3, N_HEAD, t, HEAD_DIM), dtype=np.int64) if stacked else None
     into = (None, None, None) if dqkv is None else tuple(dqkv)  # the matmuls' out=
     f = p.acts.frac_bits
-    qh, kh, vh, dh = _heads(q), _heads(k), _heads(v), _heads(dout)
+    qh, kh, vh = (_heads(q), _heads(k), _heads(v)) if heads is None else heads
+    dh = _heads(dout)
     op = "attention_backward"
     mask = head_mask(t)  # (H,T,T): s <= t; probs is 0 elsewhere
     # out = probs v: dprobs[t,s] = dout[t] . v[s] for s <= t (the others are never formed:
     # zeroed), dv[s] = sum_t probs[t,s] dout[t]
     exact = dh @ vh.transpose(0, 2, 1)
-    exact *= mask
+    _zero_future(ctx, exact, mask)
     dprobs = requant(ctx, op, "attention.dprobs", exact, f, gf)
     dv = requant(ctx, op, "attention.dv", np.matmul(probs.transpose(0, 2, 1), dh, out=into[2]),
                  PROB_FRAC, gf)
     # probs = softmax(scores): dscores = probs * (dprobs - sum(probs * dprobs)), then / 2
     pd = requant(ctx, op, "attention.pd", row_dot(probs, dprobs)[..., None], PROB_FRAC)
     diff = dprobs - pd
-    diff *= mask
+    _zero_future(ctx, diff, mask)
     diff = ctx.sat(diff, gf, "attention.diff")
     ds = probs * diff
     ctx.check(op, "p*diff", ds, -KERNEL_LIMIT, KERNEL_LIMIT)
@@ -525,7 +502,7 @@ def relu_backward(dy, x):
 
 def cross_entropy_forward(ctx, logits, targets, sums=False):
     # logits (T,V) in the logits format -> probs (T,V) in Q15; sums: also each row's max
-    # and sum of exps, (T,1) each, and logits - max (T,V), from which the reported losses
+    # and sum of exps, (T,1) each, and max - logits (T,V), from which the reported losses
     # follow (loss_q16_of_sums, int_model.reported_losses)
     out = softmax_sums(logits, ctx.p.logits.frac_bits)
     return out if sums else out[0]

@@ -1,18 +1,25 @@
 """The integer simulator's host-only array helpers (no device counterpart): attention's
-masks by length, cached, and the exact sum of a row's products in one numpy call.
+masks by length, cached, the exact sum of a row's products in one numpy call, isqrt's
+tables (int_ops.isqrt; the device finds the root digit by digit), and exp's formula
+tabulated over every Q12 input, read by the gap max - z (the device computes it).
 
 A step's arrays are small, so a numpy call costs about the same whatever they hold; one
 with operands of one shape costs about half what a broadcast one does (docs/BENCHMARKS.md,
 "Host training"). int_ops.py re-exports these names.
 """
 
+import math
 from functools import cache
 
 import numpy as np
 
-from qgpt.params import N_HEAD
+from qgpt.int_ctx import _SHIFT
+from qgpt.params import HEAD_DIM, N_HEAD
+from qgpt.policy import PROB_FRAC
 
-MASKED = -(1 << 61)  # a masked entry's z: below every row's max by more than 16 in any format
+# a masked entry's z: below every row's max by more than 16 in any format, and its gap
+# max - z, shifted left by up to 12 (exp_of_gap), still within int64
+MASKED = -(1 << 40)
 
 
 @cache
@@ -50,6 +57,15 @@ def head_future_bias(t):
     return bias
 
 
+def split_heads(qkv):
+    """The stacked [q | k | v] (...,T,3C) as q, k, v by head, (3,...,H,T,D): one reshape and
+    one transpose (a view), where the three slices cut into heads one by one take six."""
+    *lead, t, _ = qkv.shape
+    a = qkv.reshape(*lead, t, 3, N_HEAD, HEAD_DIM)
+    n = a.ndim  # axes: lead..., T, 3, H, D
+    return a.transpose(n - 3, *range(n - 4), n - 2, n - 4, n - 1)
+
+
 def row_dot(a, b):
     """The exact sum of a * b along the last axis, (...,n) -> (...): one numpy call
     (np.vecdot, numpy >= 2.0) instead of a product and a reduction."""
@@ -58,3 +74,82 @@ def row_dot(a, b):
 
 if hasattr(np, "vecdot"):
     row_dot = np.vecdot  # noqa: F811 (integers: exact, as the product and the sum)
+
+
+# isqrt by table: n < 2**32 is cut to its top 15 or 16 bits i = n >> sh (sh even, from a
+# table over n >> 16), whose root floor(sqrt(i) * 2**8) is tabled too. The tables are in
+# the narrowest dtypes (64 KB and 128 KB): Adam gathers from them at every parameter, and
+# wide ones fall out of the cache between steps (it then costs several times as much)
+ISQRT_SHIFT = np.array([0] + [b + (b & 1) for b in (h.bit_length() for h in range(1, 1 << 16))],
+                       dtype=np.int8)  # by n >> 16: the even sh that leaves n >> sh < 2**16
+ISQRT_ROOT_Q8 = np.array([math.isqrt(i << 16) for i in range(1 << 16)], dtype=np.uint16)
+for _table in (ISQRT_SHIFT, ISQRT_ROOT_Q8):
+    _table.flags.writeable = False
+
+
+def isqrt_plus_one(n, out=None):
+    """isqrt(n) + 1 (Adam's denominator), formed in isqrt's last step: one pass less; out:
+    into that int64 array, which also holds the steps (fewer arrays: Adam's cache)."""
+    n = np.asarray(n, dtype=np.int64)
+    above = np.right_shift(n, _SHIFT[16], out=out)
+    # the gathers' indices are within the tables for 0 <= n < 2**32: take's wrap mode (the
+    # same values) skips its bounds checks (and costs less than its clip mode)
+    sh = ISQRT_SHIFT_U8.take(above, mode="wrap")
+    # the root's shift 8 - sh/2 and the shifted root c in uint8 and uint16 (0-d operands of
+    # those types keep them), then c + 1 widened to int64, + 1 again where (c + 1)**2 <= n
+    s2 = np.subtract(_U8_EIGHT, sh >> _U8_ONE)
+    np.right_shift(n, sh, out=above)
+    np.add(np.right_shift(ISQRT_ROOT_Q8.take(above, mode="wrap"), s2), _ONE, out=above)
+    above += above * above <= n
+    return above
+
+
+ISQRT_SHIFT_U8 = ISQRT_SHIFT.view(np.uint8)  # (its values 0..16)
+_U8_ONE, _U8_EIGHT = np.array(1, dtype=np.uint8), np.array(8, dtype=np.uint8)
+_ONE = np.array(1, dtype=np.int64)
+
+
+# 2**(k/64) in Q15 for k = 0..64, and the constants of exp (arithmetic.md, "exp")
+EXP2_TABLE = np.array([round(2 ** (k / 64) * (1 << PROB_FRAC)) for k in range(65)], dtype=np.int64)
+LOG2E_Q14 = 23637
+EXP_ZERO_BELOW = 16  # exp(z) for z <= -16 is below 2**-16: it is 0
+
+
+def exp_q12(z12):
+    """Steps 2-5 of exp (arithmetic.md, "exp") from z12 = rnd(z, f - 12), Q12 in
+    [-2**16, 0] -> unsigned Q15. At z12 = -2**16 (z = -16) the result is 0, as step 1
+    says for every z <= -16."""
+    w = z12 * LOG2E_Q14  # z * log2(e) in Q26, in (-2**31, 0]
+    ip = w >> 26  # floor: the integer part, in [-24, 0]
+    fr = w - (ip << 26)  # the fraction in [0, 2**26)
+    idx, rem = fr >> 20, (fr & ((1 << 20) - 1)) >> 5
+    lo, hi = EXP2_TABLE[idx], EXP2_TABLE[idx + 1]
+    val = lo + (((hi - lo) * rem + (1 << 14)) >> 15)  # 2**fraction, Q15 in [2**15, 2**16)
+    sh = -ip
+    return (val + ((1 << sh) >> 1)) >> sh  # rnd(val, sh); sh = 0 adds nothing
+
+
+# exp_neg depends on z only through z12, which takes the 2**16 + 1 values of [-2**16, 0]:
+# the formula tabulated once, by the gap k = -z12 (exp_of_gap)
+EXP_BY_GAP_Q12 = exp_q12(-np.arange((EXP_ZERO_BELOW << 12) + 1, dtype=np.int64))
+EXP_BY_GAP_Q12.flags.writeable = False
+assert EXP_BY_GAP_Q12[-1] == 0  # z = -16: step 1's zero, by the formula
+
+
+@cache
+def _gap_round(s):
+    """(2**s >> 1) - 1 as a 0-d int64 array: -rnd(-g, s) = (g + that) >> s (exp_of_gap)."""
+    return np.array(((1 << s) >> 1) - 1, dtype=np.int64)
+
+
+def exp_of_gap(gap, frac):
+    """exp_neg(-gap) for raw 0 <= gap < 2**50 (softmax's max - z): the table at
+    k = -rnd(-gap, frac - 12) = (gap + 2**(s-1) - 1) >> s (s = frac - 12 > 0; rnd rounds
+    half up). k grows with gap and is 2**16 at gap = 16, so take's clip mode, which reads
+    every larger k as the last entry (0), is step 1's clamp: no pass for it."""
+    s = frac - 12
+    if s > 0:
+        gap = (gap + _gap_round(s)) >> _SHIFT[s]
+    elif s < 0:
+        gap = gap << _SHIFT[-s]
+    return EXP_BY_GAP_Q12.take(gap, mode="clip")

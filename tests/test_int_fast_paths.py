@@ -101,10 +101,22 @@ def test_isqrt_tables_up_to_2_32():
     assert ops.isqrt(n).dtype == np.int64
 
 
-def test_exp_table_read_at_negative_indices_is_the_formula():
+def test_exp_table_by_the_gap_is_the_formula():
     z12 = -np.arange((ops.EXP_ZERO_BELOW << 12) + 1, dtype=np.int64)  # 0 .. -2**16
-    bad = first_difference(ops.EXP_NEG_BY_Q12.take(z12), ops.exp_q12(z12))
-    assert bad is None, f"EXP_NEG_BY_Q12 at z12 = -index: {bad}"
+    bad = first_difference(ops.EXP_BY_GAP_Q12.take(-z12), ops.exp_q12(z12))
+    assert bad is None, f"EXP_BY_GAP_Q12 at k = -z12: {bad}"
+
+
+def test_exp_of_gap_is_step_1_then_the_formula_at_every_gap():
+    """exp_of_gap (softmax's clamp by take's clip mode) against step 1's clamp and the
+    formula, exp_q12(rnd(-gap, f - 12)), every gap up to past the cut-off and far ones."""
+    for frac in (4, 8, 11, 12, 13, 16):
+        cut = ops.EXP_ZERO_BELOW << frac
+        gap = np.concatenate([np.arange(cut + (1 << max(frac - 12, 0)) + 3), [cut + 12345,
+                              1 << 40, (1 << 40) + (1 << 24)]]).astype(np.int64)
+        want = np.where(gap >= cut, 0, ops.exp_q12(ops.rnd(-np.minimum(gap, cut), frac - 12)))
+        bad = first_difference(ops.exp_of_gap(gap, frac), want)
+        assert bad is None, f"exp_of_gap, f={frac}: {bad}"
 
 
 def extreme_rows(fmt, rng):
