@@ -373,19 +373,21 @@ def test_the_firmwares_copies_of_the_shape_agree_with_the_table():
     lay, cfg = consts("layout.py"), consts("runcfg.py")
     assert cfg["_LARGEST_BLOCK"] == 10 * params.N_PARAMS + act + 4 * m["_CHUNK"]
     assert cfg["_N"] == params.N_PARAMS
-    assert consts("statebytes.py")["_CHUNK"] == m["_CHUNK"]
+    assert consts("statebytes.py")["_CHUNK"] == m["_CHUNK"] == consts("ckpt.py")["_CHUNK"]
+    assert consts("restore.py")["_CHUNK"] == consts("resume.py")["_CHUNK"] == m["_CHUNK"]
+    assert consts("ckpt.py")["_N"] == consts("statebytes.py")["_N"] == params.N_PARAMS
     assert [lay[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK", "_PIECE")] == [
         m[k] for k in ("_N", "_T", "_C", "_NH", "_M", "_V", "_CHUNK", "_GRAD_MAX")]
     assert consts("runbase.py")["RECORD"] == params.BLOCK
-    # restore.py reads checkpoints without ckpt.py (firmware/README.md, "Memory"): its
+    # resume.py checks checkpoints without ckpt.py (firmware/README.md, "Memory"): its
     # copies of the container's magic and version, and of the Kahan rounding mode
     from qgpt import checkpoint
 
-    rst, ck = consts("restore.py"), _module_values_of("ckpt.py")
-    assert (rst["_MAGIC"], rst["_VERSION"]) == (ck["MAGIC"], ck["VERSION"]) == (
+    rsm, ck = consts("resume.py"), _module_values_of("ckpt.py")
+    assert (rsm["_MAGIC"], rsm["_VERSION"]) == (ck["MAGIC"], ck["VERSION"]) == (
         checkpoint.MAGIC, checkpoint.VERSION)
-    assert lay["_KAHAN"] == consts("statebytes.py")["_KAHAN"] == consts("kernels.py")[
-        "_ROUND_KAHAN"]
+    assert lay["_KAHAN"] == consts("statebytes.py")["_KAHAN"] == consts("ckpt.py")[
+        "_KAHAN"] == consts("kernels.py")["_ROUND_KAHAN"]
     assert consts("qgpt_train.py")["_BOS"] == params.BOS
     # the parameter table's offsets, which layout.py gives the Model (firmware/params.py
     # stays off the device's heap during a run)
