@@ -41,6 +41,9 @@ def alpha_at(lr_q30, alpha_frac, step, num_steps, p1, p2):
     lr_t = lr_q30 * (num_steps - step) // num_steps
     num = isqrt((ONE_Q30 - p2) << 30)  # sqrt(1 - b2^t) in Q30
     den = ONE_Q30 - p1  # 1 - b1^t in Q30
-    x = (lr_t * num) << alpha_frac
-    y = den << 30
+    # x = (lr_t num) << alpha_frac and y = den << 30 with their common factor 2**s out of
+    # both (the same quotient): below 2**62, no big int on a 64-bit port, no garbage
+    s = min(alpha_frac, 30)
+    x = (lr_t * num) << (alpha_frac - s)
+    y = den << (30 - s)
     return (2 * x + y) // (2 * y)

@@ -60,15 +60,19 @@ def get_policy(spec):
 
 
 def run_exp_neg(P, p, A):
+    # exp_neg lives inlined in softmax (the device computes it nowhere else): of the row
+    # [0, z] (z <= 0, its max 0) softmax returns S = exp_neg(0) + exp_neg(z) = 2**15 + exp_neg(z)
     z, e = A["z"], A["e"]
+    row, probs = array("i", [0, 0]), array("i", [0, 0])
     for i in range(len(z)):
-        e[i] = K.exp_neg(z[i], p["frac"])
+        row[1] = z[i]
+        e[i] = K.softmax(probs, row, 0, 2, p["frac"]) - 32768
 
 
 def run_softmax(P, p, A):
     n = p["n"]
     for r in range(p["rows"]):
-        A["S"][r] = K.softmax(A["p"], A["z"], r * n, n, p["frac"])
+        A["S"][r] = K.softmax(A["p"], A["z"], r, n, p["frac"])
 
 
 def run_isqrt(P, p, A):
@@ -154,7 +158,11 @@ def run_add_forward(P, p, A):
 
 
 def run_relu_forward(P, p, A):
-    K.relu_forward(A["y"], A["x"], 0, len(A["y"]), numbers(P)[0][1])
+    # the device's relu is a saturation into [0, hi] (model.py: fc1's); here that of
+    # add_forward with b = 0 and hi the container's largest value: sat(x + 0, 0, hi) = max(x, 0)
+    ba, x = numbers(P)[0][1], A["x"]
+    K.add_forward(A["y"], x, bytearray(len(x) * ba), 0, len(A["y"]), 0, (1 << (8 * ba - 1)) - 1,
+                  ba)
 
 
 def run_relu_backward(P, p, A):

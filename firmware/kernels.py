@@ -52,8 +52,8 @@ comment saying why it is exact:
     bounded sums   where a bound proves |S| < 2**30 (3.7: then a plain int32 sum is the
                    same integer), one int32 accumulator and sat(rnd(S, s)) directly:
                    the linear kernels check L1 norm times max magnitude per row (max |W|
-                   from the model, abs_max), attention's pd, p v and dq follow from
-                   softmax's sums (dot_rows's `fit`: one accumulator for 16-bit words)
+                   from the model, abs_max), attention_backward's pd follows from
+                   softmax's sums
     16-bit loops   the linear kernels' fast paths read int16 operands only (four
                    accumulators sharing each load, eight in linear_backward, byte
                    addresses with constant offsets: ptr16(int(p) + offset)); 8-bit
@@ -124,7 +124,7 @@ _M30 = const(1073741823)  # 2**30 - 1
 _HASH_MUL = const(0x045D9F3B)
 
 
-# --- integer functions (section 1 isqrt, section 5) ---
+# --- integer functions (section 1 isqrt, section 5 rsqrt and softmax) ---
 
 
 @micropython.viper
@@ -168,33 +168,14 @@ def rsqrt(rs, i: int, fm: int):
 
 
 @micropython.viper
-def exp_neg(z: int, f: int) -> int:
-    """exp(z) for a raw z <= 0 with f fractional bits -> unsigned Q15 (section 5).
-    (softmax inlines the same steps.)"""
-    e2 = ptr32(EXP2_Q15)
-    if z <= 0 - (_EXP_ZERO_BELOW << f):
-        return 0
-    s = f - 12
-    z12 = (z + (1 << (s - 1))) >> s if s > 0 else z << (0 - s)  # Q12, >= -2**16
-    w = z12 * _LOG2E_Q14  # Q26, |w| < 1.55e9
-    ip = w >> 26  # integer part, in [-24, 0]
-    fr = w - (ip << 26)  # fraction, in [0, 2**26)
-    idx = fr >> 20
-    rem = (fr & 0xFFFFF) >> 5
-    lo = e2[idx]
-    val = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)  # Q15, [2**15, 2**16)
-    if ip == 0:
-        return val
-    sh = 0 - ip
-    return (val + (1 << (sh - 1))) >> sh
-
-
-@micropython.viper
-def softmax(p, z, off: int, n: int, f: int) -> int:
-    """softmax (section 5) of the row z[off : off+n] (int32, f fractional bits) into
-    p[off : off+n] (int32, unsigned Q15); p may be z. Returns the denominator
-    S = sum_j exp_neg(z_j - max z) (for the loss, section 8). Masked positions
-    are the caller's: it passes only the unmasked n."""
+def softmax(p, z, row: int, n: int, f: int) -> int:
+    """softmax (section 5) of row `row` of z (rows of n int32, f fractional bits: z[off :
+    off+n], off = row * n) into p[off : off+n] (int32, unsigned Q15); p may be z. Returns
+    the denominator S = sum_j exp_neg(z_j - max z) (for the loss, section 8). Masked
+    positions are the caller's: it passes only the unmasked n (and row 0). exp_neg itself
+    is no kernel (the device computes it only here): conform_ops checks it as S - 2**15 of
+    the row [0, z]. Also cross_entropy_forward (below)."""
+    off = row * n
     pp = ptr32(p)
     pz = ptr32(z)
     e2 = ptr32(EXP2_Q15)
@@ -239,21 +220,22 @@ def softmax(p, z, off: int, n: int, f: int) -> int:
 
 
 @micropython.viper
-def dot_rows(y, yi: int, ys: int, yc: int, by: int, a, ai: int, ar: int, ac: int, ak: int,
-             ba: int, b, bi: int, br: int, bc: int, bk: int, bb: int, rows: int, cols: int,
-             n: int, sh: int, lo: int, hi: int, add: int, fit: int) -> int:
-    """The general dot product of the kernels, for r < rows and c < cols:
-    y[yi + r ys + c yc] = sat(rnd(S, sh), lo, hi),
-    S = sum_{k<n} a[ai + r ar + c ac + k ak] * b[bi + r br + c bc + k bk],
-    or with add (y int32): sat(y + rnd(S, sh), lo, hi), the contract's dW (7). Any
+def dot_rows(hh: int, ll: int, p: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int,
+             ak: int, ba: int, b, bi: int, bc: int, bk: int, bb: int, rows: int, cols: int,
+             n: int, sh: int, lo: int, hi: int):
+    """The general dot product of the kernels, row r < rows of a against column c < cols
+    of b: y[yi + r ys + c] = sat(rnd(S, sh), lo, hi),
+    S = sum_{k<n} a[ai + r ar + k ak] * b[bi + c bc + k bk],
+    or with by = -4 (y int32): sat(y + rnd(S, sh), lo, hi), the contract's dW (7). Any
     strides, so one call serves the dot products of a matrix-vector or a matrix-matrix
-    product, over rows, columns or a head's slice; returns the last value (by = 0: none
-    stored). Element widths in bytes: 1 and 2 signed, -2 (a only) unsigned 16-bit
-    (attention's probabilities); y also 4 (int32); n <= 64, [lo, hi] within +-2**30.
+    product, over rows, columns or a head's slice. Element widths in bytes: 1 and 2
+    signed, -2 (a only) unsigned 16-bit (attention's probabilities); y also 4 and -4
+    (int32); n <= 64, [lo, hi] within +-2**30.
     The exact S is kept as the int32 pair of 3.7, so no bound on the values is needed:
-    the linear kernels use it where their bound fails and for 8-bit words. With fit != 0
-    the caller has proved that every partial sum, and S + 2**sh / 2, lie within int32
-    (3.7: then a plain int32 sum is the same integer): 16-bit words take one accumulator."""
+    the linear kernels use it where their bound fails and for 8-bit words.
+    hh, ll and p: pass 0 (scratch: viper keeps a function's first locals in registers, and
+    the loops' sum and product are read and written most: with them there the pair loop
+    costs about what the one-accumulator loop of a proven bound did, which it replaces)."""
     py8 = ptr8(y)
     py16 = ptr16(int(py8))
     py32 = ptr32(int(py8))
@@ -278,50 +260,43 @@ def dot_rows(y, yi: int, ys: int, yc: int, by: int, a, ai: int, ar: int, ac: int
         for c in range(cols):
             hh = 0
             ll = 0
-            ka = ai + r * ar + c * ac
-            kb = bi + r * br + c * bc
+            ka = ai + r * ar
+            kb = bi + c * bc
             a_at = int(pa8) + ka + ka
             b_at = int(pb8) + kb + kb
-            if wide and fit:  # one int32 accumulator
+            if wide:
                 for _ in range(n):
-                    hh = ((ptr16(a_at)[0] ^ sa) + na) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000) + hh
+                    p = ((ptr16(a_at)[0] ^ sa) + na) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000)
+                    hh += p >> 16
+                    ll += p & _HALF_MASK
                     a_at += a_step
                     b_at += b_step
-                q = (hh + half) >> sh
             else:
-                if wide:
-                    for _ in range(n):
-                        p = ((ptr16(a_at)[0] ^ sa) + na) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000)
-                        hh += p >> 16
-                        ll += p & _HALF_MASK
-                        a_at += a_step
-                        b_at += b_step
-                else:
-                    for _ in range(n):
-                        if ba == 1:
-                            x = (pa8[ka] ^ 0x80) - 0x80
-                        else:
-                            x = (pa16[ka] ^ sa) + na
-                        if bb == 2:
-                            p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
-                        else:
-                            p = x * ((pb8[kb] ^ 0x80) - 0x80)
-                        hh += p >> 16
-                        ll += p & _HALF_MASK
-                        ka += ak
-                        kb += bk
-                hh += ll >> 16
-                ll &= _HALF_MASK
-                if sh >= 16:
-                    q = (hh + ((ll + half) >> 16)) >> (sh - 16)
-                elif hh >= lim:
-                    q = hi
-                elif hh < 0 - lim:
-                    q = lo
-                else:
-                    q = (hh << (16 - sh)) + ((ll + half) >> sh)
-            k = yi + r * ys + c * yc
-            if add:
+                for _ in range(n):
+                    if ba == 1:
+                        x = (pa8[ka] ^ 0x80) - 0x80
+                    else:
+                        x = (pa16[ka] ^ sa) + na
+                    if bb == 2:
+                        p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
+                    else:
+                        p = x * ((pb8[kb] ^ 0x80) - 0x80)
+                    hh += p >> 16
+                    ll += p & _HALF_MASK
+                    ka += ak
+                    kb += bk
+            hh += ll >> 16
+            ll &= _HALF_MASK
+            if sh >= 16:
+                q = (hh + ((ll + half) >> 16)) >> (sh - 16)
+            elif hh >= lim:
+                q = hi
+            elif hh < 0 - lim:
+                q = lo
+            else:
+                q = (hh << (16 - sh)) + ((ll + half) >> sh)
+            k = yi + r * ys + c
+            if by < 0:
                 q += (py32[k] ^ s32) - s32  # |rnd(S)|, |y| <= 2**30: as the contract's dW
             if q > hi:
                 q = hi
@@ -329,11 +304,10 @@ def dot_rows(y, yi: int, ys: int, yc: int, by: int, a, ai: int, ar: int, ac: int
                 q = lo
             if by == 2:
                 py16[k] = q
-            elif by == 4:
-                py32[k] = q
             elif by == 1:
                 py8[k] = q
-    return q
+            else:
+                py32[k] = q
 
 
 # --- embedding (sections 6, 7) ---
@@ -350,18 +324,18 @@ def embedding_forward(x, wte, wpe, token: int, t: int, C: int, sh: int, lo: int,
     pe16 = ptr16(int(pe8))
     pp8 = ptr8(wpe)
     pp16 = ptr16(int(pp8))
-    te = token * C
     tp = t * C
+    te = token * C - tp  # wte's row token, column i, at te + i for i from tp
     rs = sh if sh > 0 else 0
     ls = 0 - sh if sh < 0 else 0
     half = (1 << rs) >> 1
     hi_ls = hi >> ls
     lo_ls = 0 - ((0 - lo) >> ls)
-    for i in range(C):
+    for i in range(tp, tp + C):
         if bw == 2:
-            y = (pe16[te + i] ^ 0x8000) + (pp16[tp + i] ^ 0x8000) - 0x10000  # both signed
+            y = (pe16[te + i] ^ 0x8000) + (pp16[i] ^ 0x8000) - 0x10000  # both signed
         else:
-            y = (pe8[te + i] ^ 0x80) + (pp8[tp + i] ^ 0x80) - 0x100
+            y = (pe8[te + i] ^ 0x80) + (pp8[i] ^ 0x80) - 0x100
         y = (y + half) >> rs
         if y > hi_ls:
             y = hi
@@ -370,9 +344,9 @@ def embedding_forward(x, wte, wpe, token: int, t: int, C: int, sh: int, lo: int,
         else:
             y = y << ls
         if ba == 2:
-            px16[tp + i] = y
+            px16[i] = y
         else:
-            px8[tp + i] = y
+            px8[i] = y
 
 
 @micropython.viper
@@ -395,13 +369,13 @@ def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int,
     hi_ls = hi >> ls
     lo_ls = 0 - ((0 - lo) >> ls)
     for t in range(T):
-        te = int(ptok[t]) * C
         tp = t * C
-        for i in range(C):
+        te = int(ptok[t]) * C - tp  # wte's row tokens[t], column i, at te + i for i from tp
+        for i in range(tp, tp + C):
             if bg == 2:
-                d = (pdx16[tp + i] ^ 0x8000) - 0x8000
+                d = (pdx16[i] ^ 0x8000) - 0x8000
             else:
-                d = (pdx8[tp + i] ^ 0x80) - 0x80
+                d = (pdx8[i] ^ 0x80) - 0x80
             d = (d + half) >> rs
             if d > hi_ls:
                 d = hi
@@ -415,12 +389,12 @@ def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int,
             elif w < lo:
                 w = lo
             pwte[te + i] = w
-            w = ((pwpe[tp + i] ^ s32) - s32) + d
+            w = ((pwpe[i] ^ s32) - s32) + d
             if w > hi:
                 w = hi
             elif w < lo:
                 w = lo
-            pwpe[tp + i] = w
+            pwpe[i] = w
 
 
 # --- rmsnorm (sections 6, 7) ---
@@ -437,8 +411,6 @@ def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int
     pr = ptr32(rs)
     px8 = ptr8(x)
     px16 = ptr16(int(px8))
-    one = 1
-    s32 = one << 31
     row = t * C
     # the mean square: S = sum x_i^2 (<= 2**34) as 16 H + L with H = sum (x_i^2 >> 4) and
     # L = sum (x_i^2 & 15) (C <= 16: H <= 2**30, L < 2**8); as g <= 4, rnd(S, g) is
@@ -454,27 +426,20 @@ def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int
     pr[t + t] = ms + eps  # at most 2**30 + eps
     rsqrt(rs, t + t, fm)
     m = pr[t + t]  # in (2**14, 2**15]: no sign extension needed
-    sh = (pr[t + t + 1] ^ s32) - s32
-    # y = sat(rnd(x * M, sh)), |x * M| <= 2**30; a shift sh <= 0 (which the bounds
-    # of section 5 rule out) would saturate before shifting left
-    rsh = sh if sh > 0 else 0
-    ls = 0 - sh if sh < 0 else 0
-    half = (1 << rsh) >> 1
-    hi_ls = hi >> ls
-    lo_ls = 0 - ((0 - lo) >> ls)
-    for i in range(C):
-        xi = (px16[row + i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[row + i] ^ 0x80) - 0x80
-        v = (xi * m + half) >> rsh
-        if v > hi_ls:
+    sh = pr[t + t + 1]  # >= 0 (section 6: fm <= 30), indeed >= 6 (eps): none needed either
+    # y = sat(rnd(x * M, sh)), |x * M| <= 2**30
+    half = (1 << sh) >> 1
+    for i in range(row, row + C):
+        xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
+        v = (xi * m + half) >> sh
+        if v > hi:
             v = hi
-        elif v < lo_ls:
+        elif v < lo:
             v = lo
-        else:
-            v = v << ls
         if ba == 2:
-            py16[row + i] = v
+            py16[i] = v
         else:
-            py8[row + i] = v
+            py8[i] = v
 
 
 @micropython.viper
@@ -492,8 +457,6 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
     py8 = ptr8(y)
     py16 = ptr16(int(py8))
     pr = ptr32(rs)
-    one = 1
-    s32 = one << 31
     half_f = (1 << f) >> 1
     half_c = (1 << sh_c) >> 1
     for t in range(T):
@@ -514,36 +477,27 @@ def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int,
             c = ghi
         elif c < glo:
             c = glo
-        m = pr[t + t]
-        sh = (pr[t + t + 1] ^ s32) - s32
-        rsh = sh if sh > 0 else 0
-        ls = 0 - sh if sh < 0 else 0
-        half = (1 << rsh) >> 1
-        hi_ls = ghi >> ls
-        lo_ls = 0 - ((0 - glo) >> ls)
-        for i in range(C):
-            if bg == 2:
-                di = (pdy16[row + i] ^ 0x8000) - 0x8000
-            else:
-                di = (pdy8[row + i] ^ 0x80) - 0x80
-            yi = (py16[row + i] ^ 0x8000) - 0x8000 if ba == 2 else (py8[row + i] ^ 0x80) - 0x80
+        m = pr[t + t]  # the forward's (M, sh), both positive
+        sh = pr[t + t + 1]
+        half = (1 << sh) >> 1
+        for i in range(row, row + C):
+            di = (pdy16[i] ^ 0x8000) - 0x8000 if bg == 2 else (pdy8[i] ^ 0x80) - 0x80
+            yi = (py16[i] ^ 0x8000) - 0x8000 if ba == 2 else (py8[i] ^ 0x80) - 0x80
             # t_i = dy_i - y_i * c, then the forward's scale r; |y * c| <= 2**30
             ti = di - ((yi * c + half_f) >> f)
             if ti > ghi:
                 ti = ghi
             elif ti < glo:
                 ti = glo
-            v = (ti * m + half) >> rsh
-            if v > hi_ls:
+            v = (ti * m + half) >> sh
+            if v > ghi:
                 v = ghi
-            elif v < lo_ls:
+            elif v < glo:
                 v = glo
-            else:
-                v = v << ls
             if bg == 2:
-                pdx16[row + i] = v
+                pdx16[i] = v
             else:
-                pdx8[row + i] = v
+                pdx8[i] = v
 
 
 # --- linear (sections 6, 7) ---
@@ -665,8 +619,8 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
             a1 = a2
             a2 = a3
     if fast_end == 0:  # the general loop: any widths, the int32 pair
-        dot_rows(y, yrow, 1, 0, by, w, 0, n_in, 0, 1, bw, x, xrow, 0, 0, 1, ba, n_out, 1, n_in, sh,
-                 lo, hi, 0, 0)
+        dot_rows(0, 0, 0, y, yrow, 1, by, w, 0, n_in, 1, bw, x, xrow, 0, 1, ba, n_out, 1, n_in,
+                 sh, lo, hi)
 
 
 @micropython.viper
@@ -724,7 +678,7 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
             d_step = out_bytes
             u0 = int(px16)
             yb = dw
-            yw = 4
+            yw = -4  # int32, added to
             ub = x
             uw = ba
             big = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
@@ -749,9 +703,8 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
                 l1e += v if v >= 0 else 0 - v
                 at += d_step
             if l1d > l1_max or l1e > l1_max:  # the exact path: dot_rows, both rows
-                dot_rows(yb, (r - r0) * n_in, n_in, 1, yw, ub, 0, 0, 1, n_in, uw, dy,
-                         r * (d_row >> 1), d_row >> 1, 0, d_step >> 1, bg, rows, n_in, terms, s,
-                         lo, hi, ph, 0)
+                dot_rows(0, 0, 0, yb, (r - r0) * n_in, n_in, yw, dy, r * (d_row >> 1), d_row >> 1,
+                         d_step >> 1, bg, ub, 0, 1, n_in, uw, rows, n_in, terms, s, lo, hi)
                 continue
             k = (r - r0) * n_in  # the output's index of row r, column 0
             for i in range(0, n_in, 4):  # four columns of both rows
@@ -841,22 +794,6 @@ def add_forward(y, a, b, start: int, n: int, lo: int, hi: int, bx: int):
 
 
 @micropython.viper
-def relu_forward(y, x, start: int, n: int, ba: int):
-    """y[i] = max(x[i], 0) for i in start .. start+n-1. y, x A (ba bytes)."""
-    py8 = ptr8(y)
-    py16 = ptr16(int(py8))
-    px8 = ptr8(x)
-    px16 = ptr16(int(px8))
-    for i in range(start, start + n):  # the raw word w of v: v < 0 where w has the sign bit
-        if ba == 2:
-            w = px16[i]
-            py16[i] = w if w < 0x8000 else 0
-        else:
-            w = px8[i]
-            py8[i] = w if w < 0x80 else 0
-
-
-@micropython.viper
 def relu_backward(dx, dy, x, start: int, n: int, bg: int, ba: int):
     """dx[i] = dy[i] where the forward input x[i] > 0, else 0. dx, dy G (bg bytes);
     x A (ba bytes)."""
@@ -895,17 +832,14 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
         c0 = h * HS
         row = (h * T + t) * T  # probs[h, t, 0]
         # scores of position t against positions 0..t: srow[s] = q_h[t] . k_h[s]
-        dot_rows(srow, 0, 1, 0, 4, k, c0, C, 0, 1, ba, q, qrow + c0, 0, 0, 1, ba, t + 1, 1, HS,
-                 sh_s, lo_l, hi_l, 0, 0)
+        dot_rows(0, 0, 0, srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, 1, HS,
+                 sh_s, lo_l, hi_l)
         softmax(srow, srow, 0, t + 1, f)
-        for s in range(t + 1):
-            pp[row + s] = pr[s]  # in [0, 2**15]: a uint16
-        for s in range(t + 1, T):
-            pp[row + s] = 0  # future positions are masked: p = 0
-        # out_h[t][d] = sum_s p[s] v_h[s][d] (p in [0, 2**15], the uint16 row just stored): one
-        # int32, |S| <= (2**15 + (t+1)/2) * 2**15 < 2**31 - 2**14 (softmax rounds each p once)
-        dot_rows(out, qrow + c0, 1, 0, ba, probs, row, 0, 0, 1, -2, v, c0, 1, 0, C, ba, HS, 1,
-                 t + 1, sh_o, lo, hi, 0, 1)
+        for s in range(T):  # p in [0, 2**15]: a uint16; future positions are masked: p = 0
+            pp[row + s] = pr[s] if s <= t else 0
+        # out_h[t][d] = sum_s p[s] v_h[s][d] (p in [0, 2**15], the uint16 row just stored)
+        dot_rows(0, 0, 0, out, qrow + c0, 0, ba, probs, row, 0, 1, -2, v, c0, 1, C, ba, 1, HS,
+                 t + 1, sh_o, lo, hi)
 
 
 @micropython.viper
@@ -921,10 +855,8 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
     dq, dk, dv, dout (T, C) G = [glo, ghi] (bg bytes); q, k, v (T, C) A (ba bytes);
     probs (NH, T, T) uint16 Q15; scratch (T, T) int16: dp (in G), then ds (|ds| <= 2**14),
     of one head. sh_p < 16.
-    Every dot product is a dot_rows over a slice of one head, in one int32 where a bound
-    proves it exact (fit): dp and dv when the head's sum of |dout| is at most 2**15 (|dp|,
-    |dv| <= 2**15 * that), dq always (sum_s |ds[t,s]| <= 2**14 + T, so |S| < 2**30), dk when
-    the head's sum of |q| is at most 2**15 (|S| <= (2**14 + 1) * that)."""
+    Every dot product but pd's is a dot_rows over a slice of one head (the int32 pair);
+    pd's sum fits one int32 (below)."""
     pp = ptr16(probs)  # uint16 loads: p in [0, 2**15]
     pw = ptr16(scratch)
     C = NH * HS
@@ -935,11 +867,11 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
         # Over all T x T pairs: p[t,s] = 0 for s > t (the forward's mask), and ds is set to 0
         # there, so the extra terms add nothing to the exact sums (dp there is not used).
         # 1. out = p v, so dp[t,s] = dout[t] . v[s]
-        dot_rows(scratch, 0, T, 1, 2, dout, c0, C, 0, 1, bg, v, c0, 0, C, 1, ba, T, T, HS, sh_dp,
-                 glo, ghi, 0, 0)
+        dot_rows(0, 0, 0, scratch, 0, T, 2, dout, c0, C, 1, bg, v, c0, C, 1, ba, T, T, HS, sh_dp,
+                 glo, ghi)
         # 2. out = p v, so dv[s] = sum_t p[t,s] dout[t]
-        dot_rows(dv, c0, C, 1, bg, probs, base, 1, 0, T, -2, dout, c0, 0, 1, C, bg, T, HS, T,
-                 sh_p, glo, ghi, 0, 0)
+        dot_rows(0, 0, 0, dv, c0, C, bg, probs, base, 1, T, -2, dout, c0, 1, C, bg, T, HS, T, sh_p,
+                 glo, ghi)
         # 3. p = softmax(score): ds = p * (dp - sum_s p dp), and the /2 of the score
         for t in range(T):
             row = t * T
@@ -962,20 +894,19 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                 pw[s] = (pp[base + s] * diff + (1 << (_DS_SHIFT - 1))) >> _DS_SHIFT
         # 4. score = q.k / 2 (the /2 is in ds):
         # dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]
-        dot_rows(dq, c0, C, 1, bg, scratch, 0, T, 0, 1, 2, k, c0, 0, 1, C, ba, T, HS, T, sh_qk,
-                 glo, ghi, 0, 1)
-        dot_rows(dk, c0, C, 1, bg, scratch, 0, 1, 0, T, 2, q, c0, 0, 1, C, ba, T, HS, T, sh_qk,
-                 glo, ghi, 0, 0)
+        dot_rows(0, 0, 0, dq, c0, C, bg, scratch, 0, T, 1, 2, k, c0, 1, C, ba, T, HS, T, sh_qk, glo,
+                 ghi)
+        dot_rows(0, 0, 0, dk, c0, C, bg, scratch, 0, 1, T, 2, q, c0, 1, C, ba, T, HS, T, sh_qk, glo,
+                 ghi)
 
 
 # --- cross-entropy over the vocabulary (sections 6, 7) ---
 
 
-@micropython.viper
-def cross_entropy_forward(probs, logits, t: int, V: int, f: int) -> int:
-    """probs[t] = softmax(logits[t], f = F); returns the softmax denominator S for
-    the loss (section 8). probs (T, V) int32 Q15; logits (T, V) int32 L."""
-    return int(softmax(probs, logits, t * V, V, f))
+# cross_entropy_forward(probs, logits, t, V, f): probs[t] = softmax(logits[t], f = Fl), returns
+# the softmax denominator S for the loss (section 8); probs (T, V) int32 Q15, logits (T, V)
+# int32 L. Exactly softmax of row t: the same function (no second function object, no call).
+cross_entropy_forward = softmax
 
 
 @micropython.viper

@@ -25,17 +25,19 @@ _LN2_Q16 = const(45426)
 
 
 def ln_q16(s):
-    """ln(s / 2**15) in Q16 for an int s >= 2**15 (a softmax denominator)."""
-    n = -1  # bitlen(s) - 1
-    x = s
+    """ln(s / 2**15) in Q16 for an int s >= 2**15 (a softmax denominator). Its frame
+    (locals and operand stack) fits 11 words: MicroPython puts a larger one on the heap
+    at each call (thousands of instructions, once a position)."""
+    n = 15  # bitlen(s) - 1, from s >= 2**15
+    x = s >> 16
     while x:
         x >>= 1
         n += 1
     mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)
     idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF
-    lo, hi = LOG2_Q16[idx], LOG2_Q16[idx + 1]
-    lg = lo + (((hi - lo) * rem + (1 << 14)) >> 15)  # log2 of the mantissa, Q16
-    return (n - 15) * _LN2_Q16 + ((lg * _LN2_Q15 + (1 << 14)) >> 15)
+    x = LOG2_Q16[idx]
+    x += ((LOG2_Q16[idx + 1] - x) * rem + (1 << 14)) >> 15  # log2 of the mantissa, Q16
+    return (n - 15) * _LN2_Q16 + ((x * _LN2_Q15 + (1 << 14)) >> 15)
 
 
 # (argument names are one letter or shared with other modules: every distinct name

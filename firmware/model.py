@@ -101,6 +101,7 @@ _FC2 = const(8)
 #   rs3     (T, 2) int32 (M, sh) of rmsnorm 3
 #   srow    (T,) int32 one head's scores, then probabilities
 _LOGITS = const(1)  # its index in Model.act
+_RESCAN = const(16)  # training steps between two scans of max |W| (forward_position)
 
 
 # --- buffer helpers (viper): no allocation, int32-safe ---
@@ -257,7 +258,11 @@ class Model:
         wte, wpe, lm_head, wq, wk, wv, wo, fc1, fc2 = ws
         bw, ba = self.nb[0], self.nb[1]
         t0 = 0 if start == T else start
-        if t0 == 0:  # the weights changed since the last pass (Adam)
+        # max |W| of 16-bit weights (the fast paths' width; 0 for others: no fast path),
+        # scanned when sampling begins and every _RESCAN steps of training, when wm[_WTE]
+        # (no linear's) counts down to 0; train_step raises the bounds between the scans
+        if t0 == 0 and bw == 2 and (start < T or wm[_WTE] == 0):
+            wm[_WTE] = _RESCAN
             off = self.nums[0]
             for j in range(_LM_HEAD, _FC2 + 1):
                 wm[j] = K.abs_max(ws[j], off[j + 1] - off[j], bw)
@@ -396,5 +401,16 @@ class Model:
         alpha = alpha_at(lr_q30, alpha_frac, step, num_steps, self.p1, self.p2)
         key = prng.key(seed, prng.STREAM_ROUND, step) if stochastic else 0
         self.backward(T, alpha, key)
+        # wmax stays a bound of max |W| until the next scan (forward_position): Adam moved
+        # every weight by at most (alpha 2**15) >> u (9.5: |ratio| <= 2**15), plus 1 (the
+        # rounding) or 3 (Kahan's compensation); master weights by that, so the data
+        # weights by that >> sh_view plus 2 (their requantization; sh_view is 0 without).
+        # A bound of 0 (no fast path) stays 0.
+        wm = self.bufs[5]
+        if wm[_WTE]:
+            wm[_WTE] -= 1
+            for j in range(_LM_HEAD, _FC2 + 1):
+                if wm[j]:
+                    wm[j] += ((alpha << 15) >> (self.opt[3] + self.opt[9])) + 3
         self.steps_taken += 1
         return loss.loss_q16(nll, T)

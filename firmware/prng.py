@@ -109,6 +109,7 @@ def permute(i, n, k):
 
 
 def doc_index(step, n, seed):
-    """The training document of a step (of n): each epoch walks its own permutation."""
-    epoch, i = divmod(step, n)
-    return permute(i, n, key(seed, STREAM_DATA, epoch))
+    """The training document of a step (of n): each epoch walks its own permutation, of
+    key(seed, STREAM_DATA, epoch), chained here without key's tuple of counters (a step
+    leaves no garbage here: qgpt_train collects it only every few steps)."""
+    return permute(step % n, n, hash30(key(seed, STREAM_DATA) ^ ((step // n) & M30)))

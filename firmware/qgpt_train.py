@@ -26,6 +26,11 @@ from micropython import const
 from runbase import DATA_HEADER, RECORD, RunError
 
 _BOS = const(26)  # the BOS token (qgpt/params.py; tests/test_firmware_train.py checks it)
+# run collects the garbage, and measures the heap in use, every _COLLECT_EVERY steps: a
+# collection marks the state block word by word and sweeps the heap, gc.mem_alloc() walks
+# the heap (about 170 K and 105 K instructions on the unix port: as much as a step's
+# whole Python-level work), and a step leaves 32 bytes of garbage on a 64-bit port
+_COLLECT_EVERY = const(16)
 
 # Memory (firmware/README.md): this module stays in memory for the whole run (under
 # `-m` its module body too), so the run loop is one function, the record reader and
@@ -124,10 +129,16 @@ def run(path):
 
             dumper = Dump(f"{cfg['dump_prefix']}-{done}.bin", mdl)
         loss_q16 = mdl.train_step(n + 1, step, steps)
-        used = gc.mem_alloc()  # the step's live data and garbage: the heap it needs
-        if used > peak:
-            peak = used
-        gc.collect()
+        collect = (done % _COLLECT_EVERY == 0 or done % log_every == 0 or done == end
+                   or dumper is not None or (every and done % every == 0))
+        if collect:
+            # every few steps, and at a step that prints, dumps or saves: the heap in use
+            # holds the live data and the garbage of every step since the last collection,
+            # at least what each of them left at its end (firmware/README.md, the `done`
+            # line); measured before the step line and the debug dump, collected after them
+            used = gc.mem_alloc()
+            if used > peak:
+                peak = used
         if done % log_every == 0 or done == end:
             # the loss also in decimal from integers (loss_q16 / 2**16 to 4 places, half
             # up), the rate in tenths of steps/s
@@ -138,6 +149,8 @@ def run(path):
                   f"{i // 10}.{i % 10}")
         if dumper is not None:
             dumper.close()
+        if collect:
+            gc.collect()
         if (every and done % every == 0) or done == steps:
             save(cfg, mdl, done, seconds_before + ticks_diff(ticks_ms(), t0) / 1000)
             saved = done

@@ -15,18 +15,20 @@ build folder, firmware/ unchanged) and takes differences again:
 
     variant     what a step does                         gives
     step        the firmware as it is                    the total
-    loop        nothing (data read, gc.collect, lines)   gc/other = loop
+    loop        nothing (data read, collections, lines)  gc/other = loop
     forward     the forward pass and the loss            forward = forward - loop
     backward    forward + backward, Adam a no-op         backward = backward - forward
                                                          Adam = step - backward
-    gc2         the firmware, gc.collect() twice a step  one collect = gc2 - step
 
 The variants that skip Adam never change the weights, so their data-dependent
 branches (saturation, exp's cut-off, isqrt) differ a little from the real run's:
-the split is exact to within that. Multiply-accumulates per step are counted from
-the token counts of the steps in the difference (macs()). Native code: every
-firmware module compiled by mpy-cross for each architecture and its .mpy parsed
-(qgpt.mpyfile.mpy_code_bytes): the machine code a board copies into executable RAM.
+the split is exact to within that. What the loop's collections and heap measurements
+cost (within gc/other) is the step variant's count in the garbage collector's marking,
+sweeping and walking functions (GC_WORK), which no other code calls. Multiply-accumulates
+per step are counted from the token counts of the steps in the difference (macs()).
+Native code: every firmware module compiled by mpy-cross for each architecture and its
+.mpy parsed (qgpt.mpyfile.mpy_code_bytes): the machine code a board copies into
+executable RAM.
 """
 
 import argparse
@@ -42,8 +44,13 @@ from pathlib import Path
 ARCHES = ("xtensawin", "armv7emsp", "armv6m", "rv32imc", "x64")  # ESP32 first; x64: the host
 VALGRIND = "/usr/bin/valgrind"
 DRIVER = "qgpt_phases"  # the generated driver module, in the build folder
-VARIANTS = ("step", "loop", "forward", "backward", "gc2")
+VARIANTS = ("step", "loop", "forward", "backward")
 PHASES = ("forward", "backward", "Adam", "gc/other")
+# the functions of gc.collect() and gc.mem_alloc() (MicroPython's py/gc.c, py/modgc.c and the
+# unix port's root scan), by valgrind's function name
+GC_WORK = ("gc_collect_start", "gc_collect_root", "gc_mark_subtree", "gc_collect_end", "gc_info",
+           "gc_collect", "gc_helper_collect_regs_and_stack", "mp_thread_gc_others",
+           "py_gc_collect", "gc_mem_alloc")
 
 # The model's shape (qgpt/params.py) for the multiply-accumulate count
 C, M, V, NH, HS = 16, 64, 27, 4, 4
@@ -162,20 +169,6 @@ def _alpha_one(*args):
     return 1
 
 
-class _TwoCollects:
-    """gc whose collect() collects twice: the second costs what the first did (the same
-    live objects to mark, the same heap to sweep), less freeing the step's garbage."""
-
-    def __init__(self, gc):
-        self.mem_alloc = gc.mem_alloc
-        self.mem_free = gc.mem_free
-        self._collect = gc.collect
-
-    def collect(self):
-        self._collect()
-        self._collect()
-
-
 def _patch(model, variant):
     if variant == "loop":
         model.Model.train_step = _alpha_one
@@ -190,12 +183,8 @@ def _patch(model, variant):
 
 
 variant, path = sys.argv[1], sys.argv[2]
-if variant not in ("step", "loop", "forward", "backward", "gc2"):
+if variant not in ("step", "loop", "forward", "backward"):
     raise SystemExit("unknown variant " + variant)
-if variant == "gc2":
-    import gc
-
-    sys.modules["gc"] = _TwoCollects(gc)
 import qgpt_train
 
 _begin = qgpt_train.begin
@@ -272,13 +261,19 @@ def per_step(counts, lengths):
 
 def phases(rate):
     """{phase: instructions per step} from per_step()'s rates of the variants (the table
-    of the module docstring); they add up to the `step` variant's rate. `collect`: what
-    one more gc.collect() a step costs (not a phase: part of gc/other)."""
+    of the module docstring); they add up to the `step` variant's rate."""
     return {"forward": rate["forward"] - rate["loop"],
             "backward": rate["backward"] - rate["forward"],
             "Adam": rate["step"] - rate["backward"],
-            "gc/other": rate["loop"],
-            "collect": rate["gc2"] - rate["step"]}
+            "gc/other": rate["loop"]}
+
+
+def collection_rate(first, second, steps):
+    """Instructions per step in GC_WORK's functions between two Counts: the collections and
+    heap measurements (a part of gc/other)."""
+    return sum(v for name, v in function_rates(first, second, steps, top=len(first.by_function)
+                                               + len(second.by_function))
+               if name.rsplit(":", 1)[-1] in GC_WORK)
 
 
 def function_rates(first, second, steps, top=8):
@@ -326,7 +321,8 @@ def native_sizes(arches, firmware_dir=None):
 def profile(fmt="q4.12", lengths=(20, 100), micropython=None, valgrind=VALGRIND, keep=None,
             source_dir=None, variants=VARIANTS, names_file=None, policy=None):
     """(rates {variant: instructions/step}, runtime [(function, instr/step)], token counts
-    of the steps in the difference, the `done` line of the step variant's longer run)."""
+    of the steps in the difference, the `done` line of the step variant's longer run, the
+    collections' and heap measurements' instructions/step)."""
     micropython = micropython or default_micropython()
     with tempfile.TemporaryDirectory(prefix="qgpt-fwprofile-") as tmp:
         tmp = Path(keep or tmp)
@@ -355,10 +351,12 @@ def profile(fmt="q4.12", lengths=(20, 100), micropython=None, valgrind=VALGRIND,
                     done = out.strip().splitlines()[-1]
         tokens = step_lengths(run / "names.bin", lengths[0], lengths[1], seed)
     a, b = lengths
-    return per_step(counts, lengths), function_rates(full[a], full[b], b - a), tokens, done
+    return (per_step(counts, lengths), function_rates(full[a], full[b], b - a), tokens, done,
+            collection_rate(full[a], full[b], b - a))
 
 
-def print_profile(fmt, lengths, rate, runtime, tokens, done, data=None, policy=None):
+def print_profile(fmt, lengths, rate, runtime, tokens, done, collect, data=None,
+                  policy=None):
     from tabulate import tabulate
 
     steps = lengths[1] - lengths[0]
@@ -379,8 +377,9 @@ def print_profile(fmt, lengths, rate, runtime, tokens, done, data=None, policy=N
           f"positions a step): {mac:,.0f} multiply-accumulates a step, {total / mac:.0f} "
           f"instructions per MAC")
     if split:
-        print(f"Adam {split['Adam'] / 4192:.0f} instructions per parameter; one gc.collect() "
-              f"{split['collect']:,.0f} (within gc/other, with the data read and the loop)")
+        print(f"Adam {split['Adam'] / 4192:.0f} instructions per parameter")
+    print(f"the training loop's collections and heap measurements: {collect:,.0f} a step "
+          "(gc/other's part)")
     f = done.split()
     print(f"the longer run ends at step {f[2]} with state hash {f[4]}, heap peak {f[6]} "
           f"(the firmware's `done` line)\n")
@@ -434,9 +433,11 @@ def main(argv=None):
                   "install valgrind; or --valgrind PATH)")
         else:
             variants = ("step",) if a.quick else VARIANTS
-            rate, runtime, tokens, done = profile(a.format, lengths, a.micropython, a.valgrind,
-                                                  a.keep, a.source, variants, a.data, a.policy)
-            print_profile(a.format, lengths, rate, runtime, tokens, done, a.data, a.policy)
+            rate, runtime, tokens, done, collect = profile(
+                a.format, lengths, a.micropython, a.valgrind, a.keep, a.source, variants, a.data,
+                a.policy)
+            print_profile(a.format, lengths, rate, runtime, tokens, done, collect, a.data,
+                          a.policy)
     if not a.no_sizes:
         arches = [x for x in a.arches.split(",") if x]
         table, files = native_sizes(arches, a.source)

@@ -99,10 +99,10 @@ def backward(ctx, flat, c, dflat, p=None, d=None):
     dproj, dx0 = ops.add_backward(dx2)
     datt = ops.linear_backward(ctx, dproj, c["att"], p["layer0.attn_wo"], d["layer0.attn_wo"],
                                "attn_wo")
-    dq, dk, dv = ops.attention_backward(ctx, datt, c["q"], c["k"], c["v"], c["probs"])
+    # (T,3C): [dq | dk | dv], the stacked linear's dy
+    dqkv = ops.attention_backward(ctx, datt, c["q"], c["k"], c["v"], c["probs"], stacked=True)
     # q, k, v = [wq; wk; wv] x1: the stacked weight gradient at once, then the three
     # input-gradient paths, each saturated, added in the order q, k, v
-    dqkv = np.concatenate([dq, dk, dv], axis=1)
     dpaths = ops.linear_backward(ctx, dqkv, c["x1"], p["qkv"], d["qkv"], "qkv", paths=3)
     dx1 = ops.add_forward(ctx, ops.add_forward(ctx, dpaths[0], dpaths[1], gf, "dx1"),
                           dpaths[2], gf, "dx1")

@@ -17,8 +17,9 @@ Speed (`qgpt bench --breakdown`, docs/BENCHMARKS.md): the arrays are small (T <=
 of 16 to 64), so a step's cost is the number of numpy calls, not the arithmetic. Each op
 therefore makes few of them: exact sums are rounded in place; saturation (int_ctx.py) is
 skipped where the policy proves it cannot clip and, in a training step, deferred to one
-check by range at the step's end; the causal mask of a length is built once, the future
-entries of attention are zeroed before they are requantized (they are never formed on
+check by range at the step's end; attention's mask and future bias of a length are built
+once in the scores' (H,T,T) shape, and a row's sum of products is one call (int_shapes.py);
+the future entries of attention are zeroed before they are requantized (they are never formed on
 the device, so they must not saturate); exp_neg is a table of its formula over every Q12
 input, isqrt two small tables and one comparison; rmsnorm's per-row rsqrt of a step's
 few rows is a loop on Python ints, applied as rnd(x * (M << (S - sh)), S) with one shift
@@ -50,31 +51,19 @@ from qgpt.int_ctx import (  # noqa: F401 (re-exported: ops.Ctx, ops.rnd, ops.req
     requant,
     rnd,
 )
+from qgpt.int_shapes import (  # noqa: F401 (re-exported: ops.causal_mask, ops.MASKED, ...)
+    MASKED,
+    causal_mask,
+    future_bias,
+    head_future_bias,
+    head_mask,
+    row_dot,
+)
 from qgpt.params import BLOCK, HEAD_DIM, N_HEAD, RMS_EPS
 from qgpt.policy import PROB_FRAC
 from qgpt.qformat import shift_round  # noqa: F401 (ops.shift_round, as before)
 
 PROB_ONE = 1 << PROB_FRAC
-MASKED = -(1 << 61)  # a masked entry's z: below every row's max by more than 16 in any format
-
-
-@cache
-def causal_mask(t):
-    """(T,T) bool, True where s <= t: the entries attention forms (built once per length)."""
-    mask = np.tril(np.ones((t, t), dtype=bool))
-    mask.flags.writeable = False
-    return mask
-
-
-@cache
-def future_bias(t):
-    """(T,T) int64: 0 where s <= t, MASKED where s > t. Added to scores that are 0 in the
-    future, it gives softmax's masked input (z = MASKED there) in one addition."""
-    bias = np.where(causal_mask(t), 0, MASKED)
-    bias.flags.writeable = False
-    return bias
-
-
 # --- integer functions: exact floor sqrt, exp and the softmax row ---
 
 
@@ -321,8 +310,8 @@ class RowScale:
 
     def _get_pair(self):
         if self._pair is None:  # rsqrt of ms = rnd(sum, g) + eps, on arrays
-            sums, g, fm = self._sums
-            self._pair = rsqrt(rnd(sums[..., 0], g) + rmsnorm_eps(fm), fm)
+            squares, g, fm = self._sums  # (...,T)
+            self._pair = rsqrt(rnd(squares, g) + rmsnorm_eps(fm), fm)
         return self._pair
 
     def __iter__(self):
@@ -338,11 +327,13 @@ class RowScale:
 def rmsnorm_forward(ctx, x):
     # x (...,T,C) in acts -> y (...,T,C) in acts, and rs = (M, sh) per row (a RowScale)
     g, fm = rmsnorm_shape(ctx)
-    sums = np.add.reduce(x * x, axis=-1, keepdims=True)  # (...,T,1)
-    if sums.size <= SCALAR_ROWS and not ctx.strict:
-        scaled = rsqrt_scaled_rows(sums.ravel().tolist(), g, fm)
-        rs = RowScale(np.array(scaled, dtype=np.int64).reshape(sums.shape), sums=(sums, g, fm))
+    squares = row_dot(x, x)  # (...,T)
+    if squares.size <= SCALAR_ROWS and not ctx.strict:
+        scaled = rsqrt_scaled_rows(squares.ravel().tolist(), g, fm)
+        rs = RowScale(np.array(scaled, dtype=np.int64).reshape(*squares.shape, 1),
+                      sums=(squares, g, fm))
     else:
+        sums = squares[..., None]  # (...,T,1)
         ms = requant(ctx, "rmsnorm_forward", "mean square", sums, g)
         ms = ctx.check("rmsnorm_forward", "ms + eps", ms + rmsnorm_eps(fm))  # Q.fm (/16 in fm)
         m, sh = rsqrt(ms, fm)
@@ -372,7 +363,7 @@ def rmsnorm_backward(ctx, dy, y, rs):
         scaled = (m << (rms_scale_shift(fm) - sh))[..., None]
     # sum dy*y has grads + acts fractional bits; the mean (/16) adds 4 more
     c = requant(ctx, "rmsnorm_backward", "rmsnorm.c",
-                np.add.reduce(dy * y, axis=-1, keepdims=True), fa + 4, gf)
+                row_dot(dy, y)[..., None], fa + 4, gf)
     yc = y * c
     ctx.check("rmsnorm_backward", "y*c", yc)
     t = ctx.sat(np.subtract(dy, rnd(yc, fa, out=yc), out=yc), gf, "rmsnorm.t")
@@ -467,31 +458,39 @@ def attention_forward(ctx, q, k, v):
     qh, kh, vh = _heads(q), _heads(k), _heads(v)
     op = "attention_forward"
     t = q.shape[-2]
-    mask = causal_mask(t)  # (T,T): s <= t
+    mask = head_mask(t)  # (H,T,T): s <= t
     # scores = q.k / sqrt(4): the /2 is one more bit of shift, into the logits format.
     # The future scores (s > t) are never formed on the device: zeroed, they cannot saturate
-    exact = (qh @ kh.swapaxes(-1, -2)) * mask
+    exact = qh @ kh.swapaxes(-1, -2)
+    exact *= mask
     scores = requant(ctx, op, "attention.scores", exact, p.score_shift, p.logits)
     # softmax over s <= t: the future entries, 0 here, become MASKED (probability 0)
-    probs = softmax(scores + future_bias(t), p.logits.frac_bits)
+    probs = softmax(scores + head_future_bias(t), p.logits.frac_bits)
     out = requant(ctx, op, "attention.out", probs @ vh, PROB_FRAC, p.acts)
     return _merge(out), probs
 
 
-def attention_backward(ctx, dout, q, k, v, probs):
+def attention_backward(ctx, dout, q, k, v, probs, stacked=False):
     # forward: scores = q k^T / 2; probs = softmax(scores); out = probs v
+    # stacked: (T,3C) [dq | dk | dv] instead of the three (T,C) (the stacked qkv linear's
+    # dy): the three formed in one (3,H,T,D) buffer, merged by one copy
     p, gf = ctx.p, ctx.p.grads
+    t = q.shape[0]
+    dqkv = np.empty((3, N_HEAD, t, HEAD_DIM), dtype=np.int64) if stacked else None
+    into = (None, None, None) if dqkv is None else tuple(dqkv)  # the matmuls' out=
     f = p.acts.frac_bits
     qh, kh, vh, dh = _heads(q), _heads(k), _heads(v), _heads(dout)
     op = "attention_backward"
-    mask = causal_mask(q.shape[0])  # (T,T): s <= t; probs is 0 elsewhere
+    mask = head_mask(t)  # (H,T,T): s <= t; probs is 0 elsewhere
     # out = probs v: dprobs[t,s] = dout[t] . v[s] for s <= t (the others are never formed:
     # zeroed), dv[s] = sum_t probs[t,s] dout[t]
-    dprobs = requant(ctx, op, "attention.dprobs", (dh @ vh.transpose(0, 2, 1)) * mask, f, gf)
-    dv = requant(ctx, op, "attention.dv", probs.transpose(0, 2, 1) @ dh, PROB_FRAC, gf)
+    exact = dh @ vh.transpose(0, 2, 1)
+    exact *= mask
+    dprobs = requant(ctx, op, "attention.dprobs", exact, f, gf)
+    dv = requant(ctx, op, "attention.dv", np.matmul(probs.transpose(0, 2, 1), dh, out=into[2]),
+                 PROB_FRAC, gf)
     # probs = softmax(scores): dscores = probs * (dprobs - sum(probs * dprobs)), then / 2
-    pd = requant(ctx, op, "attention.pd",
-                 np.add.reduce(probs * dprobs, axis=-1, keepdims=True), PROB_FRAC)
+    pd = requant(ctx, op, "attention.pd", row_dot(probs, dprobs)[..., None], PROB_FRAC)
     diff = dprobs - pd
     diff *= mask
     diff = ctx.sat(diff, gf, "attention.diff")
@@ -499,8 +498,14 @@ def attention_backward(ctx, dout, q, k, v, probs):
     ctx.check(op, "p*diff", ds, -KERNEL_LIMIT, KERNEL_LIMIT)
     dscores = rnd(ds, PROB_FRAC + 1, out=ds)  # grad format, |.| <= 1
     # scores = q k^T / 2 (the /2 is in dscores): dq = dscores k, dk = dscores^T q
-    dq = requant(ctx, op, "attention.dq", dscores @ kh, f, gf)
-    dk = requant(ctx, op, "attention.dk", dscores.transpose(0, 2, 1) @ qh, f, gf)
+    dq = requant(ctx, op, "attention.dq", np.matmul(dscores, kh, out=into[0]), f, gf)
+    dk = requant(ctx, op, "attention.dk", np.matmul(dscores.transpose(0, 2, 1), qh, out=into[1]),
+                 f, gf)
+    if stacked:  # (3,H,T,D) -> (T,3,H,D) -> (T,3C): columns q, k, v, each head by head
+        for buffer, result in zip(into, (dq, dk, dv), strict=True):
+            if result is not buffer:  # requant made a new array (a clip): into its place
+                np.copyto(buffer, result)
+        return dqkv.transpose(2, 0, 1, 3).reshape(t, 3 * N_HEAD * HEAD_DIM)
     return _merge(dq), _merge(dk), _merge(dv)
 
 

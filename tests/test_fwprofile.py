@@ -42,7 +42,7 @@ def test_parse_cachegrind_refuses_a_file_without_a_summary():
 
 def test_per_step_and_phases_take_differences_that_add_up():
     lengths = (10, 30)  # 20 steps between the runs
-    per = {"step": 1300, "loop": 40, "forward": 340, "backward": 940, "gc2": 1330}
+    per = {"step": 1300, "loop": 40, "forward": 340, "backward": 940}
     counts = {}
     for v, r in per.items():
         counts[(v, 10)] = 5_000_000 + 10 * r  # a fixed cost, then r a step
@@ -50,8 +50,16 @@ def test_per_step_and_phases_take_differences_that_add_up():
     rate = fp.per_step(counts, lengths)
     assert rate == {v: float(r) for v, r in per.items()}
     split = fp.phases(rate)
-    assert split == {"forward": 300, "backward": 600, "Adam": 360, "gc/other": 40, "collect": 30}
+    assert split == {"forward": 300, "backward": 600, "Adam": 360, "gc/other": 40}
     assert sum(split[p] for p in fp.PHASES) == per["step"]
+
+
+def test_collection_rate_counts_the_collectors_functions_only():
+    a = fp.Count(0, {"py/gc.c:gc_alloc": 100, "py/gc.c:gc_mark_subtree": 500,
+                     "py/gc.c:gc_info": 300, "???": 9000})
+    b = fp.Count(0, {"py/gc.c:gc_alloc": 900, "py/gc.c:gc_mark_subtree": 1300,
+                     "py/gc.c:gc_info": 700, "unix/gccollect.c:gc_collect": 40, "???": 90000})
+    assert fp.collection_rate(a, b, steps=4) == (800 + 400 + 40) / 4  # not gc_alloc, not ???
 
 
 def test_function_rates_rank_what_grew_per_step():
@@ -170,8 +178,9 @@ def test_profile_end_to_end(tmp_path):
     is the firmware as it is (the same state as an ordinary run of the same steps)."""
     from qgpt import conformance as cf
 
-    rate, runtime, tokens, done = fp.profile(lengths=(3, 6), keep=tmp_path)
+    rate, runtime, tokens, done, collect = fp.profile(lengths=(3, 6), keep=tmp_path)
     split = fp.phases(rate)
+    assert collect < rate["step"] / 10  # both runs collect once, at their last step
     assert all(split[p] > 0 for p in ("forward", "backward", "Adam", "gc/other")), split
     assert sum(split[p] for p in fp.PHASES) == pytest.approx(rate["step"])
     assert len(tokens) == 3 and all(2 <= T <= 16 for T in tokens)

@@ -426,3 +426,28 @@ def test_hash30_in_place_on_uint32_is_hash30():
     got = prng.hash30_uint32(x.copy(), np.empty_like(x))
     for i, (a, b) in enumerate(zip(x.tolist(), got.tolist(), strict=True)):
         assert b == prng.hash30(a & prng.M30), f"hash30_uint32[{i}] of {a}: {b}"
+
+
+@pytest.mark.parametrize("spec", ["q4.12", "q8.8", "q2.14"])
+@pytest.mark.parametrize("scale", [1, 64])
+def test_stacked_attention_gradients_equal_the_three_merged(spec, scale):
+    """attention_backward(stacked=True), the training step's [dq | dk | dv] formed in one
+    buffer, equals the three (T,C) gradients side by side, with the same saturation counts,
+    also where dq, dk and dv clip (scale 64: clipped results are new arrays, copied back)."""
+    rng = np.random.default_rng(3)
+    policy = make_policy(spec)
+    results = []
+    for stacked in (False, True):
+        ctx = ops.Ctx(policy)
+        q, k, v, dout = (rng.integers(-2**14, 2**14, (7, N_EMBD)) for _ in range(4))
+        _, probs = ops.attention_forward(ctx, q, k, v)
+        out = ops.attention_backward(ctx, dout * scale, q, k, v, probs, stacked=stacked)
+        results.append((out if stacked else np.concatenate(out, axis=1), ctx.saturations))
+        rng = np.random.default_rng(3)  # the same inputs for the stacked call
+    (merged, counts), (stacked_out, stacked_counts) = results
+    bad = np.argwhere(merged != stacked_out)
+    assert not bad.size, (f"{spec}: dqkv{tuple(bad[0])} stacked {stacked_out[tuple(bad[0])]} "
+                          f"!= merged {merged[tuple(bad[0])]}")
+    assert stacked_counts == counts
+    if scale > 1 and spec == "q8.8":  # the copy-back path is taken
+        assert counts["attention.dq"] and counts["attention.dk"]

@@ -64,6 +64,7 @@ def split_kernels(dest):
             used = table + "\n" + used
         (dest / f"{module}.py").write_text(f'"""{module}"""\n\n{top}\n{used}{code}\n')
         owner.update({f: module for f in re.findall(r"^def (\w+)", code, re.M)})
+        owner.update({f: module for f in re.findall(r"^(\w+) = \w+$", code, re.M)})  # aliases
     (dest / "kernels.py").unlink()
     for path in sorted(dest.glob("*.py")):
         src = path.read_text()

@@ -11,7 +11,6 @@ The entries for the kernels issue 15's speed work wrote are in equivalent_fast_p
 
 from qgpt.conformance.equivalent_fast_paths import (
     _AT_LIMIT,
-    _RMS_SH,
     _SH_ZERO,
     FAST_PATHS,
 )
@@ -92,12 +91,6 @@ EQUIVALENT = {
         "at sh = 0, sh is 0, the else value",
     ("embedding_forward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
         "at sh = 0, 0 - sh is 0, the else value",
-    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1): _RMS_SH,
-    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 0): _RMS_SH,
-    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "-", "+", 0): _RMS_SH,
-    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 1): _RMS_SH,
-    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "0", "1", 0): _RMS_SH,
-    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "-", "+", 0): _RMS_SH,
     ("linear_forward", "elif q < lo:", "<", "<=", 0): _AT_LIMIT,
     ("linear_forward", "if q > hi:", ">", ">=", 0): _AT_LIMIT,
     ("adam_update", "m_lo = 0 - m_hi", "0", "1", 0):
@@ -136,24 +129,6 @@ EQUIVALENT = {
     ("cross_entropy_backward", "if g > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("cross_entropy_backward", "elif g < glo:", "<", "<=", 0): _AT_LIMIT,
     ("add_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
-    ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "-1", 1): _RMS_SH,
-    ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "1", 0): _RMS_SH,
-    ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "1", 1): _RMS_SH,
-    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0): _RMS_SH,
-    ("rmsnorm_forward", "ls = 0 - sh if sh < 0 else 0", "0", "-1", 1): _RMS_SH,
-    ("rmsnorm_forward", "lo_ls = 0 - ((0 - lo) >> ls)", ">>", "<<", 0): _RMS_SH,
-    ("rmsnorm_forward", "hi_ls = hi >> ls", ">>", "<<", 0): _RMS_SH,
-    ("rmsnorm_forward", "if v > hi_ls:", ">", ">=", 0): _AT_LIMIT,
-    ("rmsnorm_forward", "elif v < lo_ls:", "<", "<=", 0): _AT_LIMIT,
-    ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", "0", "-1", 1): _RMS_SH,
-    ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", "0", "1", 0): _RMS_SH,
-    ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", "0", "1", 1): _RMS_SH,
-    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0): _RMS_SH,
-    ("rmsnorm_backward", "ls = 0 - sh if sh < 0 else 0", "0", "-1", 1): _RMS_SH,
-    ("rmsnorm_backward", "lo_ls = 0 - ((0 - glo) >> ls)", ">>", "<<", 0): _RMS_SH,
-    ("rmsnorm_backward", "hi_ls = ghi >> ls", ">>", "<<", 0): _RMS_SH,
-    ("rmsnorm_backward", "if v > hi_ls:", ">", ">=", 0): _AT_LIMIT,
-    ("rmsnorm_backward", "elif v < lo_ls:", "<", "<=", 0): _AT_LIMIT,
     ("rmsnorm_backward", "if ti > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("rmsnorm_backward", "elif ti < glo:", "<", "<=", 0): _AT_LIMIT,
     ("attention_backward", "if diff > ghi:", ">", ">=", 0): _AT_LIMIT,
@@ -336,8 +311,6 @@ EQUIVALENT = {
         "U > 0 at least one slot)",
     ("word_bits", "one = 1", "1", "0", 0): _BANNER,
     ("embedding_backward", "rs = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,
-    ("rmsnorm_forward", "rsh = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,
-    ("rmsnorm_backward", "rsh = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,
     ("embedding_backward", "if w > hi:", ">", ">=", 0): "w = hi is stored as hi either way",
     ("gather", "s = -1", "1", "2", 0): "s = -1 only marks 'no slot yet', tested as s < 0",
     ("isqrt", "if n < 2:", "<", "<=", 0): _ISQRT_BIG_N,
@@ -347,11 +320,13 @@ EQUIVALENT = {
     ("isqrt", "while x * x <= n:  # a power of two above the root", "<=", "<", 0):
         _ISQRT_START,
     ("isqrt", "x <<= 1", "1", "2", 0): _ISQRT_START,
+    ("alpha_at", "s = min(alpha_frac, 30)", "30", "29", 0):
+        "any common power of two s <= min(alpha_frac, 30) leaves the quotient as it is",
+    ("alpha_at", "s = min(alpha_frac, 30)", "30", "31", 0):
+        "s differs only for alpha_frac >= 31, i.e. lr below 2**-16 (45 - bitlen(lr_q30)): "
+        "no run's",
     ("", "_EXP_ZERO_BELOW = const(16)  # exp(z) = 0 for z <= -16", "16", "15", 0): _EXP_ZERO,
     ("", "_EXP_ZERO_BELOW = const(16)  # exp(z) = 0 for z <= -16", "16", "17", 0): _EXP_ZERO,
-    ("exp_neg", "if z <= 0 - (_EXP_ZERO_BELOW << f):", "<=", "<", 0): _EXP_ZERO,
-    ("exp_neg", "if z <= 0 - (_EXP_ZERO_BELOW << f):", "0", "1", 0): _EXP_ZERO,
-    ("exp_neg", "if z <= 0 - (_EXP_ZERO_BELOW << f):", "0", "-1", 0): _EXP_ZERO,
     ("softmax", "zero_at = 0 - (_EXP_ZERO_BELOW << f)", "0", "1", 0): _EXP_ZERO,
     ("softmax", "zero_at = 0 - (_EXP_ZERO_BELOW << f)", "0", "-1", 0): _EXP_ZERO,
     ("softmax", "if d > zero_at:  # exp_neg(d, f), inlined", ">", ">=", 0): _EXP_ZERO,
@@ -367,14 +342,8 @@ EQUIVALENT = {
      ">", 0): "for k = 0 both branches shift by 0",
     ("rsqrt", "a = ms >> (k + k) if k >= 0 else ms << (0 - k - k)  # in [2**28, 2**30)", "0",
      "1", 0): "for k = 0 both branches shift by 0",
-    ("exp_neg", "rem = (fr & 0xFFFFF) >> 5", "0xFFFFF", "1048574", 0):
-        "the mask's bit 0 is shifted out by >> 5 either way",
     ("softmax", "rem = (fr & 0xFFFFF) >> 5", "0xFFFFF", "1048574", 0):
         "the mask's bit 0 is shifted out by >> 5 either way",
-    ("exp_neg", "val = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)  # Q15, [2**15, 2**16)",
-     "16384", "16385", 0): _EXP_HALF,
-    ("exp_neg", "val = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)  # Q15, [2**15, 2**16)",
-     "16384", "16383", 0): _EXP_HALF,
     ("softmax", "e = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)", "16384", "16385", 0):
         _EXP_HALF,
     ("softmax", "e = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)", "16384", "16383", 0):

@@ -60,6 +60,10 @@ RUN_CASES = (("q4.12", "nearest", ""), ("q4.12", "stochastic", ""),
              ("q4.12", "stochastic", "q4.20"))
 DIVERGENCE_WINDOW = 100  # the run level's first search: a dump every this many steps
 LISTED_PER_TENSOR = 2  # differing values listed per tensor and array (all are counted)
+# the packed dataset as the device's config names it: relative to the run's folder
+# (tmp/caseN), as a board's "names.bin" is, so that the heap does not hold a long path
+# (its text and its interned name count against the heap: firmware/README.md, "Memory")
+DEVICE_DATA = "../names.bin"
 
 
 def simulate(case, names, upto, steps=TRAIN_STEPS, seed=TRAIN_SEED, dump_steps=()):
@@ -240,7 +244,7 @@ def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTR
             for i, case in enumerate(cases):  # all devices at once, then the host
                 folder = tmp / f"case{i}"
                 folder.mkdir()
-                cfg = device_config(case, tmp / "names.bin", seed=seed, stop_at=upto,
+                cfg = device_config(case, DEVICE_DATA, seed=seed, stop_at=upto,
                                     dump_steps=list(dump_steps))
                 heap = heapsize or device_heap(case, build)
                 running.append((case, folder, start_training(cfg, folder, micropython, heap,
@@ -322,6 +326,7 @@ def first_divergence(report, case, data, names, seed, steps, fw, run):
     return first
 
 
+
 def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samples=20,
             micropython=None, target="unix", heapsize=None, firmware_dir=FIRMWARE_DIR,
             workdir=None, timeout=3600, build="mpy", built=None):
@@ -344,7 +349,7 @@ def run_run(data=None, cases=RUN_CASES, steps=TRAIN_STEPS, seed=TRAIN_SEED, samp
             for i, case in enumerate(cases):
                 folder = tmp / f"run{i}"
                 folder.mkdir()
-                cfg = device_config(case, tmp / "names.bin", steps=steps, seed=seed,
+                cfg = device_config(case, DEVICE_DATA, steps=steps, seed=seed,
                                     samples=samples, log_every=1)
                 heap = heapsize or device_heap(case, build)
                 running.append((case, folder, heap, start_training(cfg, folder, micropython,
@@ -419,7 +424,7 @@ def run_resume(cases, steps=40, stop=20, seed=TRAIN_SEED, micropython=None,
             heap = device_heap(case)
             dev = None
             for extra in ({"stop_at": stop}, {"resume": True}):
-                cfg = device_config(case, tmp / "names.bin", steps=steps, seed=seed, **extra)
+                cfg = device_config(case, DEVICE_DATA, steps=steps, seed=seed, **extra)
                 dev = finish_training(start_training(cfg, folder, micropython, heap, "unix", fw),
                                       folder, timeout)
                 if dev.failure:
