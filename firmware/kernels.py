@@ -220,9 +220,9 @@ def softmax(p, z, row: int, n: int, f: int) -> int:
 
 
 @micropython.viper
-def dot_rows(hh: int, ll: int, p: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int,
-             ak: int, ba: int, b, bi: int, bc: int, bk: int, bb: int, rows: int, cols: int,
-             n: int, sh: int, lo: int, hi: int):
+def dot_rows(hh: int, ll: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int, ak: int,
+             ba: int, b, bi: int, bc: int, bk: int, bb: int, rows: int, cols: int, n: int,
+             sh: int, lo: int, hi: int):
     """The general dot product of the kernels, row r < rows of a against column c < cols
     of b: y[yi + r ys + c] = sat(rnd(S, sh), lo, hi),
     S = sum_{k<n} a[ai + r ar + k ak] * b[bi + c bc + k bk],
@@ -233,9 +233,12 @@ def dot_rows(hh: int, ll: int, p: int, y, yi: int, ys: int, by: int, a, ai: int,
     (int32); n <= 64, [lo, hi] within +-2**30.
     The exact S is kept as the int32 pair of 3.7, so no bound on the values is needed:
     the linear kernels use it where their bound fails and for 8-bit words.
-    hh, ll and p: pass 0 (scratch: viper keeps a function's first locals in registers, and
-    the loops' sum and product are read and written most: with them there the pair loop
-    costs about what the one-accumulator loop of a proven bound did, which it replaces)."""
+    hh and ll: pass 0 (scratch: viper keeps a function's first two locals in registers when
+    mpy-cross compiles it (MAX_REGS_FOR_LOCAL_VARS, py/emitnative.c), and the loops' pair is
+    read and written most: with it there the pair loop costs about what the one-accumulator
+    loop of a proven bound did, which it replaces). The product p is a stack local either
+    way, so it is no argument: each int argument costs a call about 55 instructions (boxed by
+    the caller, converted back here)."""
     py8 = ptr8(y)
     py16 = ptr16(int(py8))
     py32 = ptr32(int(py8))
@@ -619,7 +622,7 @@ def linear_forward(y, x, w, t: int, n_in: int, n_out: int, sh: int, lo: int, hi:
             a1 = a2
             a2 = a3
     if fast_end == 0:  # the general loop: any widths, the int32 pair
-        dot_rows(0, 0, 0, y, yrow, 1, by, w, 0, n_in, 1, bw, x, xrow, 0, 1, ba, n_out, 1, n_in,
+        dot_rows(0, 0, y, yrow, 1, by, w, 0, n_in, 1, bw, x, xrow, 0, 1, ba, n_out, 1, n_in,
                  sh, lo, hi)
 
 
@@ -703,7 +706,7 @@ def linear_backward(dx, dw, dy, x, w, T: int, n_in: int, n_out: int, sh: int, sh
                 l1e += v if v >= 0 else 0 - v
                 at += d_step
             if l1d > l1_max or l1e > l1_max:  # the exact path: dot_rows, both rows
-                dot_rows(0, 0, 0, yb, (r - r0) * n_in, n_in, yw, dy, r * (d_row >> 1), d_row >> 1,
+                dot_rows(0, 0, yb, (r - r0) * n_in, n_in, yw, dy, r * (d_row >> 1), d_row >> 1,
                          d_step >> 1, bg, ub, 0, 1, n_in, uw, rows, n_in, terms, s, lo, hi)
                 continue
             k = (r - r0) * n_in  # the output's index of row r, column 0
@@ -832,13 +835,13 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
         c0 = h * HS
         row = (h * T + t) * T  # probs[h, t, 0]
         # scores of position t against positions 0..t: srow[s] = q_h[t] . k_h[s]
-        dot_rows(0, 0, 0, srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, 1, HS,
+        dot_rows(0, 0, srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, 1, HS,
                  sh_s, lo_l, hi_l)
         softmax(srow, srow, 0, t + 1, f)
         for s in range(T):  # p in [0, 2**15]: a uint16; future positions are masked: p = 0
             pp[row + s] = pr[s] if s <= t else 0
         # out_h[t][d] = sum_s p[s] v_h[s][d] (p in [0, 2**15], the uint16 row just stored)
-        dot_rows(0, 0, 0, out, qrow + c0, 0, ba, probs, row, 0, 1, -2, v, c0, 1, C, ba, 1, HS,
+        dot_rows(0, 0, out, qrow + c0, 0, ba, probs, row, 0, 1, -2, v, c0, 1, C, ba, 1, HS,
                  t + 1, sh_o, lo, hi)
 
 
@@ -867,10 +870,10 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
         # Over all T x T pairs: p[t,s] = 0 for s > t (the forward's mask), and ds is set to 0
         # there, so the extra terms add nothing to the exact sums (dp there is not used).
         # 1. out = p v, so dp[t,s] = dout[t] . v[s]
-        dot_rows(0, 0, 0, scratch, 0, T, 2, dout, c0, C, 1, bg, v, c0, C, 1, ba, T, T, HS, sh_dp,
+        dot_rows(0, 0, scratch, 0, T, 2, dout, c0, C, 1, bg, v, c0, C, 1, ba, T, T, HS, sh_dp,
                  glo, ghi)
         # 2. out = p v, so dv[s] = sum_t p[t,s] dout[t]
-        dot_rows(0, 0, 0, dv, c0, C, bg, probs, base, 1, T, -2, dout, c0, 1, C, bg, T, HS, T, sh_p,
+        dot_rows(0, 0, dv, c0, C, bg, probs, base, 1, T, -2, dout, c0, 1, C, bg, T, HS, T, sh_p,
                  glo, ghi)
         # 3. p = softmax(score): ds = p * (dp - sum_s p dp), and the /2 of the score
         for t in range(T):
@@ -894,9 +897,9 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
                 pw[s] = (pp[base + s] * diff + (1 << (_DS_SHIFT - 1))) >> _DS_SHIFT
         # 4. score = q.k / 2 (the /2 is in ds):
         # dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]
-        dot_rows(0, 0, 0, dq, c0, C, bg, scratch, 0, T, 1, 2, k, c0, 1, C, ba, T, HS, T, sh_qk, glo,
+        dot_rows(0, 0, dq, c0, C, bg, scratch, 0, T, 1, 2, k, c0, 1, C, ba, T, HS, T, sh_qk, glo,
                  ghi)
-        dot_rows(0, 0, 0, dk, c0, C, bg, scratch, 0, 1, T, 2, q, c0, 1, C, ba, T, HS, T, sh_qk, glo,
+        dot_rows(0, 0, dk, c0, C, bg, scratch, 0, 1, T, 2, q, c0, 1, C, ba, T, HS, T, sh_qk, glo,
                  ghi)
 
 

@@ -5,12 +5,19 @@
 Each unit calls one kernel of firmware/kernels.py (or a copy) REPS times from a small
 driver on the MicroPython unix port under cachegrind, for two values of REPS; the
 difference over the difference of REPS, less the driver's empty loop, is one call.
-Unlike kbench.py (a real run's buffers, whose garbage collections move its figures by
+Unlike a real run's buffers (whose garbage collections move figures by
 thousands), nothing here allocates, so the figures repeat. Inputs: q4.12-like int16
 rows and matrices, T = 7, every fast path's bound met.
+
+The calls load their arguments from a function's locals, as firmware/model.py's do
+(module-level names would add a dictionary lookup per argument, about 60 instructions).
+dot_rows_from_viper calls dot_rows from a viper loop, as the attention kernels do: the
+caller boxes each argument and the callee converts it back, about 55 instructions per int
+argument.
 """
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -20,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from qgpt import fwprofile as fp  # noqa: E402
 
-# unit -> (the call, the work of one call, its unit)
+# unit -> (the call, the work of one call, its unit); VIPER_LOOP: dot_rows_call from viper
+VIPER_LOOP = "from_viper(reps, y, x)"
 UNITS = {
     "linear_fwd_16x64": ("K.linear_forward(y, x, w, 3, 16, 64, 12, LO, HI, 2, 2, 2, wm)", 1024,
                          "MAC"),
@@ -32,17 +40,19 @@ UNITS = {
                          "12, 15, LO, HI, 2)", 4 * 7 * 8, "MAC"),
     "attention_bwd_T7": ("K.attention_backward(dq, dk, dv, x, q, k, v, probs, scratch, 7, 4, 4, "
                          "12, 15, 12, LO, HI, 2, 2)", 4 * 4 * 49 * 4, "MAC (padded)"),
-    "dot_rows_1024": ("K.dot_rows(y, 0, 1, 2, w, 0, 64, 1, 2, x, 0, 0, 1, 2, 16, 1, 64, 12, LO, "
-                      "HI, 0)", 1024, "MAC"),
-    "dot_rows_call": ("K.dot_rows(y, 0, 1, 2, x, 0, 0, 1, 2, x, 0, 0, 1, 2, 1, 1, 0, 4, LO, HI, "
-                      "0)", 1, "call"),
+    "dot_rows_1024": ("K.dot_rows(0, 0, y, 0, 1, 2, w, 0, 64, 1, 2, x, 0, 0, 1, 2, 16, 1, 64, "
+                      "12, LO, HI)", 1024, "MAC"),
+    "dot_rows_call": ("K.dot_rows(0, 0, y, 0, 1, 2, x, 0, 0, 1, 2, x, 0, 0, 1, 2, 1, 1, 0, 4, "
+                      "LO, HI)", 1, "call"),
     "rmsnorm_fwd": ("K.rmsnorm_forward(y, rs, x, 3, 16, 4, 28, 1, LO, HI, 2)", 16, "element"),
     "adam_256": ("K.adam_update(0, 0, w, m, vv, g, comp, 256, 0, 0, 0, 1000, 0, 14, 13, 15, 0, 0, "
                  "LO, HI, MMAX, 1 << 30, 2, 4, 4)", 256, "parameter"),
+    "dot_rows_from_viper": (VIPER_LOOP, 1, "call"),
 }
 
 DRIVER = '''import sys
 from array import array
+import micropython
 import kernels as K
 LO, HI, PLO, PHI, MMAX = -32768, 32767, -(1 << 30), 1 << 30, (1 << 30) - 1
 x = array("h", [(i * 7919) % 4096 - 2048 for i in range(256)])
@@ -69,9 +79,22 @@ comp = bytearray(256)
 wm = K.abs_max(w, 1024, 2)
 for t in range(7):  # the probabilities of a step of T = 7
     K.attention_forward(out, probs, srow, q, k, v, t, 7, 4, 4, 12, PLO, PHI, 12, 15, LO, HI, 2)
-reps = int(sys.argv[1])
-for _ in range(reps):
-    CALL
+
+
+@micropython.viper
+def from_viper(reps: int, y, x):  # dot_rows_call's call, made by viper code
+    for _ in range(reps):
+        K.dot_rows(0, 0, y, 0, 1, 2, x, 0, 0, 1, 2, x, 0, 0, 1, 2, 1, 1, 0, 4, -32768, 32767)
+
+
+def run(reps, x, q, k, v, w, dy, y, dx, dq, dk, dv, out, dw, probs, srow, scratch, rs, m, vv,
+        g, comp, wm):
+    LO, HI, PLO, PHI, MMAX = -32768, 32767, -(1 << 30), 1 << 30, (1 << 30) - 1
+    LOOP
+
+
+run(int(sys.argv[1]), x, q, k, v, w, dy, y, dx, dq, dk, dv, out, dw, probs, srow, scratch, rs, m,
+    vv, g, comp, wm)
 print("done step")  # what fwprofile.run_counted expects of a finished run
 '''
 
@@ -82,21 +105,26 @@ def measure(source=None, units=UNITS, reps=(10, 510)):
 
     kernels = Path(source or cf.FIRMWARE_DIR) / "kernels.py"
     out = {}
+    # the unix port runs inside CPython: a random hash seed moves its start-up by
+    # hundreds of thousands of instructions between the two runs (fwprofile fixes it too)
+    env = dict(os.environ, PYTHONHASHSEED="0")
     with tempfile.TemporaryDirectory(prefix="qgpt-kiso-") as tmp:
         tmp = Path(tmp)
         (tmp / "kernels.py").write_text(kernels.read_text())
         subprocess.run([cf.default_mpy_cross(), "-march=host", "kernels.py"], cwd=tmp, check=True)
         (tmp / "kernels.py").unlink()
         for unit in ["loop", *units]:
-            (tmp / "drive.py").write_text(DRIVER.replace("CALL", units.get(unit, ("pass",))[0]))
+            call = units.get(unit, ("pass",))[0]
+            loop = call if call == VIPER_LOOP else f"for _ in range(reps):\n        {call}"
+            (tmp / "drive.py").write_text(DRIVER.replace("LOOP", loop))
             counts = []
             for n in reps:
                 cmd = [fp.default_micropython(), "drive.py", str(n)]
-                count, _ = fp.run_counted(cmd, tmp, None, tmp / f"cg-{unit}-{n}.out")
+                count, _ = fp.run_counted(cmd, tmp, env, tmp / f"cg-{unit}-{n}.out")
                 counts.append(count.total)
             out[unit] = (counts[1] - counts[0]) / (reps[1] - reps[0])
-    loop = out.pop("loop")
-    return {u: c - loop for u, c in out.items()}
+    loop = out.pop("loop")  # the interpreter's empty loop (the viper loop's is a few)
+    return {u: c - (0 if units[u][0] == VIPER_LOOP else loop) for u, c in out.items()}
 
 
 def main(argv=None):

@@ -27,24 +27,24 @@ _L1_LESS = ("L1 at most n <= 64 too small (one per negative value): |S| <= 2**30
             "2**15, plus the half, stays below 2**31: the fast path stays exact")
 _COLS_ONE = "cols = 1: c = 0, so b's column stride bc multiplies 0"
 _ROWS_ONE = "rows = 1: r = 0, so the row strides ys and ar multiply 0"
-_SCRATCH = ("dot_rows sets hh and ll to 0 before each sum and p before it reads it: the value "
+_SCRATCH = ("dot_rows sets hh and ll to 0 before each sum: the value "
             "passed is never read")
 # the first lines of dot_rows's calls (kernels.py)
-_SCORES = ("dot_rows(0, 0, 0, srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, 1, "
+_SCORES = ("dot_rows(0, 0, srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, 1, "
            "HS,")
-_OUT = "dot_rows(0, 0, 0, out, qrow + c0, 0, ba, probs, row, 0, 1, -2, v, c0, 1, C, ba, 1, HS,"
-_DV = "dot_rows(0, 0, 0, dv, c0, C, bg, probs, base, 1, T, -2, dout, c0, 1, C, bg, T, HS, T, sh_p,"
+_OUT = "dot_rows(0, 0, out, qrow + c0, 0, ba, probs, row, 0, 1, -2, v, c0, 1, C, ba, 1, HS,"
+_DV = "dot_rows(0, 0, dv, c0, C, bg, probs, base, 1, T, -2, dout, c0, 1, C, bg, T, HS, T, sh_p,"
 _DOT_ROWS_CALLS = (
     ("attention_forward", _SCORES), ("attention_forward", _OUT), ("attention_backward", _DV),
-    ("attention_backward", "dot_rows(0, 0, 0, scratch, 0, T, 2, dout, c0, C, 1, bg, v, c0, C, 1, "
+    ("attention_backward", "dot_rows(0, 0, scratch, 0, T, 2, dout, c0, C, 1, bg, v, c0, C, 1, "
      "ba, T, T, HS, sh_dp,"),
-    ("attention_backward", "dot_rows(0, 0, 0, dq, c0, C, bg, scratch, 0, T, 1, 2, k, c0, 1, C, "
+    ("attention_backward", "dot_rows(0, 0, dq, c0, C, bg, scratch, 0, T, 1, 2, k, c0, 1, C, "
      "ba, T, HS, T, sh_qk, glo,"),
-    ("attention_backward", "dot_rows(0, 0, 0, dk, c0, C, bg, scratch, 0, 1, T, 2, q, c0, 1, C, "
+    ("attention_backward", "dot_rows(0, 0, dk, c0, C, bg, scratch, 0, 1, T, 2, q, c0, 1, C, "
      "ba, T, HS, T, sh_qk, glo,"),
-    ("linear_backward", "dot_rows(0, 0, 0, yb, (r - r0) * n_in, n_in, yw, dy, r * (d_row >> 1), "
+    ("linear_backward", "dot_rows(0, 0, yb, (r - r0) * n_in, n_in, yw, dy, r * (d_row >> 1), "
      "d_row >> 1,"),
-    ("linear_forward", "dot_rows(0, 0, 0, y, yrow, 1, by, w, 0, n_in, 1, bw, x, xrow, 0, 1, ba, "
+    ("linear_forward", "dot_rows(0, 0, y, yrow, 1, by, w, 0, n_in, 1, bw, x, xrow, 0, 1, ba, "
      "n_out, 1, n_in,"),
 )
 _L1_LESS_2 = ("-1 counted as -1, not 1: L1 at most 2 * 64 too small, |S| <= 2**30 + 2**22 "
@@ -192,14 +192,14 @@ FAST_PATHS = {
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "1", 1):
         "L1 larger by one per negative value: " + _TO_EXACT,
     ("linear_forward", "l1 = 0", "0", "-1", 0): _L1_LESS,
-    **{("attention_forward", _SCORES, "0", rep, 6): _COLS_ONE for rep in ("1", "-1")},
-    **{("attention_forward", _OUT, "0", rep, k): _ROWS_ONE for k in (4, 5) for rep in ("1", "-1")},
+    **{("attention_forward", _SCORES, "0", rep, 5): _COLS_ONE for rep in ("1", "-1")},
+    **{("attention_forward", _OUT, "0", rep, k): _ROWS_ONE for k in (3, 4) for rep in ("1", "-1")},
     **{("dot_rows", "if by < 0:", tok, rep, 0): "y's width by is 1, 2, 4 or -4 (the adding "
        "int32 y), never 0 or -1: by < 0, by <= 0, by < 1 and by < -1 agree" for tok, rep in
        (("<", "<="), ("0", "1"), ("0", "-1"))},
-    # dot_rows's first three arguments are scratch registers (hh, ll, p): set before read
+    # dot_rows's first two arguments are scratch registers (hh, ll): set before read
     **{(function, line, "0", rep, k): _SCRATCH for function, line in _DOT_ROWS_CALLS
-       for k in (0, 1, 2) for rep in ("1", "-1")},
+       for k in (0, 1) for rep in ("1", "-1")},
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 0): _L1_LESS_2,
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 1): _L1_LESS,
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", ">=", ">", 0):
