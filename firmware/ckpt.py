@@ -23,8 +23,7 @@ renames, so a power cut in between leaves only PATH.tmp (a resume says so). Port
 whose rename refuses an existing target get the same remove-then-rename here.
 """
 
-import os
-import struct
+from micropython import const
 
 try:
     from binascii import crc32
@@ -33,28 +32,36 @@ except ImportError:  # a port built without it: crcpy's slow plain-Python CRC32
 
 MAGIC = b"QGPT"
 VERSION = 1
+_CHUNK = const(32)  # values widened at a time: model.py's I/O chunk (N is a multiple)
+_N = const(4192)  # parameters (qgpt/params.py; tests/test_firmware_train.py checks it)
+_KAHAN = const(4)  # the Kahan update's rounding mode (kernels.py _ROUND_KAHAN)
 
 
-def save(cfg, model, step, seconds):
-    """Write model's state (params, adam_m, adam_v, 9.6's arrays) after `step` steps
-    atomically to the run's checkpoint path, with the meta of firmware/README.md. This
-    module is in memory only while it saves, at the run's peak, in a heap with small
-    holes only: so it has little code (a few functions, each in a smaller piece of memory
-    than one would take), and the header goes out in small pieces (header), counted
-    first, then written."""
-    import statebytes as S  # qgpt_train.save drops it with this module
+def save(cfg, mdl, step, seconds):
+    """Write mdl's state (params, adam_m, adam_v, 9.6's arrays) after `step` steps
+    atomically to the run's checkpoint path, with the meta of firmware/README.md.
 
-    state = S.state(model)
+    This module is in memory only while it saves, at the run's fullest moment, in a
+    heap with small holes only (firmware/README.md, "Memory"): so it needs no other
+    firmware module (statebytes.py, which dumps and the run's end use, would take 0.9 KB
+    more), its functions are small (each a small piece of memory), the header goes out
+    in small pieces (no dict, list or whole JSON text), and every array is widened to
+    int32 through the Model's I/O chunk."""
+    import struct
+
+    import kernels as K
+
+    state = arrays(mdl)
     path = cfg["checkpoint"]
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
-        f.write(MAGIC)
-        b = struct.pack("<HI", VERSION, header(None, 0, cfg, model, state, step, seconds))
-        f.write(b)
-        crc = header(f, crc32(b, crc32(MAGIC, 0)), cfg, model, state, step, seconds)
-        for st in state:
-            for k in range(S.pieces(st)):
-                b = S.piece(model, st, k)
+        crc = header(f, cfg, mdl, state, step, seconds)
+        chunk = mdl.bufs[3]
+        for _, buf, w, n in state:
+            for k in range(0, n, _CHUNK):
+                left = n - k
+                K.widen(chunk, buf, k, _CHUNK if left > _CHUNK else left, w)
+                b = chunk if left >= _CHUNK else chunk[: 4 * left]
                 f.write(b)
                 crc = crc32(b, crc)
         f.write(struct.pack("<I", crc & 0xFFFFFFFF))
@@ -62,40 +69,73 @@ def save(cfg, model, step, seconds):
     replace(tmp, path)
 
 
-def header(f, crc, cfg, model, state, step, seconds):
-    """The checkpoint's JSON header, {"meta": {"config": CONFIG, META'S OTHER KEYS},
-    "arrays": ARRAYS}, piece by piece (CONFIG: the JSON bytes of restore._compact, no
-    copy; no dict or list made): written to f and returns the CRC32 continued from crc,
-    or, with f None, returns the header's length."""
-    n = 0
-    for i in range(6 + len(state)):
-        if i == 0:
-            b = b'{"meta": {"config": '
-        elif i == 1:
-            b = cfg["train_config"]
-        elif i == 2:
-            b = b', "kind": "int", "step": %d, "p1": %d, "p2": %d' % (step, model.p1, model.p2)
-        elif i == 3:
-            b = b', "stalled_total": %d, "steps_taken": %d, "saturations": {}' % (
-                model.stalled_total, model.steps_taken)
-        elif i == 4:
-            b = f', "seconds": {seconds!r}, "firmware": 1}}, "arrays": ['.encode()
-        elif i < 5 + len(state):  # the arrays, all int32 on file
-            st = state[i - 5]
-            b = f'{", " if i > 5 else ""}["{st[0]}", "i4", {st[3]}]'.encode()
-        else:
-            b = b"]}"
-        if f is None:
-            n += len(b)
-        else:
-            f.write(b)
-            crc = crc32(b, crc)
-    return n if f is None else crc
+def arrays(mdl):
+    """The state arrays of the Model mdl, in their order (9.6): (name, address, bytes a
+    value (negative: unsigned), values), as statebytes.state(mdl) makes them for dumps
+    and the run's hash (conformance checks both against the host: checkpoints at level
+    run, dumps at level steps)."""
+    nb, blk = mdl.nb, mdl.blk
+    blocks = blk[8]
+    state = [("params", mdl.store, nb[5], _N), ("adam_m", mdl.m, nb[3], _N),
+             ("adam_v", mdl.v, 0 - nb[4] if blocks[2] else nb[4], _N)]
+    if blocks[0]:
+        state.append(("adam_m_shift", blk[0], -1, (_N + blocks[1] - 1) // blocks[1]))
+    if blocks[2]:
+        state.append(("adam_v_shift", blk[1], -1, (_N + blocks[3] - 1) // blocks[3]))
+    if mdl.opt[4] == _KAHAN:
+        state.append(("kahan_comp", blk[9], 1, _N))
+    return state
+
+
+def header(f, cfg, mdl, state, step, seconds):
+    """The magic, the version and the length of the JSON header, then the header (the
+    pieces of piece, counted first), written to f; returns their CRC32."""
+    import struct
+
+    count = 6 + len(state)
+    length = 0
+    for j in range(count):
+        length += len(piece(j, cfg, mdl, state, step, seconds))
+    b = MAGIC + struct.pack("<HI", VERSION, length)
+    f.write(b)
+    crc = crc32(b, 0)
+    for j in range(count):
+        b = piece(j, cfg, mdl, state, step, seconds)
+        f.write(b)
+        crc = crc32(b, crc)
+    return crc
+
+
+def piece(j, cfg, mdl, state, step, seconds):
+    """Piece j of the checkpoint's JSON header, {"meta": {"config": CONFIG, META'S
+    OTHER KEYS}, "arrays": ARRAYS} (CONFIG: restore._compact's JSON bytes, as they are)."""
+    if j == 0:
+        return b'{"meta": {"config": '
+    if j == 1:
+        return cfg["train_config"]
+    if j == 2:
+        return b', "kind": "int", "step": %d, "p1": %d, "p2": %d' % (step, mdl.p1, mdl.p2)
+    if j == 3:
+        return b', "stalled_total": %d, "steps_taken": %d, "saturations": {}' % (
+            mdl.stalled_total, mdl.steps_taken)
+    if j == 4:
+        return f', "seconds": {seconds!r}, "firmware": 1}}, "arrays": ['.encode()
+    if j < 5 + len(state):
+        return entry(state[j - 5], j > 5)
+    return b"]}"
+
+
+def entry(st, more):
+    """The header's entry of the state array st (arrays), all int32 on file; after a
+    comma if more (a function of its own: piece's code would not fit a small hole)."""
+    return f'{", " if more else ""}["{st[0]}", "i4", {st[3]}]'.encode()
 
 
 def replace(tmp, path):
     """Rename tmp over path; where rename refuses an existing target, remove it first (a
     crash between the two leaves tmp: restore says so)."""
+    import os
+
     try:
         os.rename(tmp, path)
     except OSError:

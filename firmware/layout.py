@@ -140,10 +140,10 @@ def views(block, nums):
     at += _N * bv
     wd = m + at
     at += _N * bw
-    act = []
-    for n in sizes:
-        act.append(m + at)
-        at += n
+    act = [0] * len(sizes)  # a list made at once and kept (a tuple of it: a second copy)
+    for i in range(len(sizes)):
+        act[i] = m + at
+        at += sizes[i]
     chunk = memoryview(block)[at : at + 4 * _CHUNK]
     at += 4 * _CHUNK
     u, slots, nmk, nvk, nkc = adam
@@ -161,4 +161,4 @@ def views(block, nums):
     # the weight store: the data weights themselves, or the master weights
     store = m + at if wide else wd
     w = tuple(wd + bw * offs[j] for j in range(9))
-    return (m, v, wd, tuple(act), chunk, store, w, (mk, vk, mw, vw, slot, u, comp))
+    return (m, v, wd, act, chunk, store, w, (mk, vk, mw, vw, slot, u, comp))

@@ -51,7 +51,6 @@ def save(cfg, mdl, step, seconds):
     blocks = "blockadam" in sys.modules
     _drop("blockadam")
     gc.collect()
-    __import__("statebytes")  # the state's pieces for ckpt.save: the smaller module first
     import ckpt
 
     try:
@@ -59,20 +58,19 @@ def save(cfg, mdl, step, seconds):
     finally:
         ckpt = None
         _drop("ckpt")
-        _drop("statebytes")
         gc.collect()
         if blocks:
             __import__("blockadam")
     print("ckpt", step)
 
 
-def begin(cfg, mdl, numbers):
+def begin(got, mdl, numbers):
     """(first step, seconds before): the state setup found (the initial weights, or a
-    checkpoint's) is in the block already; a resume also gives the Model's counters.
-    With master weights, the data weights follow from them (numbers[1]: the parameter
-    table's offsets, then N). A function of its own: qgpt/fwprofile.py's driver patches
-    the model here, once it is imported."""
-    got = cfg.pop("begin")
+    checkpoint's) is in the block already; a resume also gives the Model's counters
+    (got: restore.setup's (first step, seconds before, counters or None)). With master
+    weights, the data weights follow from them (numbers[1]: the parameter table's
+    offsets, then N). A function of its own: qgpt/fwprofile.py's driver patches the
+    model here, once it is imported."""
     if got[2] is not None:
         mdl.p1, mdl.p2, mdl.stalled_total, mdl.steps_taken = got[2]
     mdl.refresh_data(0, numbers[1][-1])
@@ -87,10 +85,10 @@ def _start(path):
     collector's sight once it returns."""
     import runbase
 
-    cfg, mdl, MD, numbers = runbase.start(path)
+    cfg, mdl, MD, numbers, got = runbase.start(path)
     runbase = None
     _drop("runbase")
-    return (cfg, mdl, MD) + begin(cfg, mdl, numbers)
+    return (cfg, mdl, MD) + begin(got, mdl, numbers)
 
 
 def run(path):

@@ -53,7 +53,8 @@ def start(path):
     that the setup's code comes and goes above it; runpolicy resolves the policy; layout
     makes the views into the block; restore fills it (the initial weights, or a
     checkpoint); then the training code fills the holes they left. Returns (the config,
-    the Model, its module, the Model's numbers) for qgpt_train.begin."""
+    the Model, its module, the Model's numbers, restore's (first step, seconds before,
+    the Model's counters or None)) for qgpt_train.begin."""
     cfg = _stage("runcfg", path, None)
     _stage("runpolicy", cfg, None)
     # the kernels and the PRNG (for the run, and restore's) fill the holes the policy
@@ -63,12 +64,15 @@ def start(path):
     import prng  # noqa: F401
 
     views = _stage("layout", cfg, None)
-    _stage("restore", cfg, views)
-    numbers = cfg.pop("numbers")
+    if cfg["resume"]:  # the checkpoint's header checked, without restore's code
+        _stage("resume", cfg, views)
+    numbers = cfg["numbers"]
+    cfg, begin = _stage("restore", cfg, views)  # the run's config, compact
     if numbers[7][1] or numbers[7][3]:  # block-scaled Adam state (9.6): model imports
         __import__("blockadam")  # it at the first step; it takes a hole now
     import model as MD
 
+    collect()  # what the imports left on the stack (the Model's tables want runs of 272)
     mdl = MD.Model(views, numbers, cfg["seed"])
     views = None
-    return cfg, mdl, MD, numbers
+    return cfg, mdl, MD, numbers, begin

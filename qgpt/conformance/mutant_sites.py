@@ -9,8 +9,8 @@ from pathlib import Path
 
 from qgpt.firmware_build import FIRMWARE_DIR, firmware_modules
 
-NOT_MUTATED = ("conform_ops", "dump", "ckpt", "crcpy", "restore", "runcfg", "runpolicy", "runbase",
-               "qgpt_train", "layout")  # layout: the state block's offsets, set-up only
+NOT_MUTATED = ("conform_ops", "dump", "ckpt", "crcpy", "restore", "resume", "runcfg", "runpolicy",
+               "runbase", "qgpt_train", "layout")  # layout: the state block's offsets, set-up only
 SWAPS = {"<<": ">>", ">>": "<<", "+": "-", "-": "+", "<": "<=", "<=": "<", ">": ">=",
          ">=": ">", "==": "!=", "!=": "==", "&": "|", "//": "%", "+=": "-=", "-=": "+=",
          "<<=": ">>=", ">>=": "<<="}
