@@ -330,8 +330,9 @@ def test_int8_trains_and_resumes_in_its_heap(device, tmp_path):
     assert int(whole.start.split("heap=")[1]) < 55 * 1024  # about 53.5 KB after setup
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13's 56K is reached by the conformance run "
-                   "level's config, not by every config: with these sessions' the setup's "
+@pytest.mark.xfail(strict=True, reason="issue 13's 56K is not reliably reached: the conformance "
+                   "run passes at 56K from some checkouts only, and with these sessions' the "
+                   "setup's "
                    "end (about 54.2 KB in use) leaves no free run for the Model's attribute "
                    "table (192 or 272 bytes); 57K is the smallest heap (firmware/README.md, "
                    "Memory)")
