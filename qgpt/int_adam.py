@@ -42,7 +42,11 @@ def mul_q15(x, c, out=None):
     The device splits x into 15-bit halves to stay in int32 (arithmetic.md, "Adam");
     the result is the same integer, which int64 computes directly.
     """
-    y = np.multiply(x, c, out=out)
+    if out is x:  # (in-place operators: a little less call overhead than out=)
+        x *= c
+        y = x
+    else:
+        y = np.multiply(x, c, out=out)
     y += Q15_HALF
     y >>= Q15_SHIFT
     return y
@@ -128,6 +132,7 @@ class IntAdam:
         self._mv, self._gg = self._mvgg[:2], self._mvgg[2:]
         self._m_row, self._v_row = self._mv[0], self._mv[1]
         self._g_row = self._gg[0]  # gradient_buffer(): the model's gradient, read in place
+        self._g2_row = self._gg[1]  # gs^2
         if self.m_shift is None and self.v_shift is None:
             self.m, self.v = self._m_row, self._v_row
         self._m_max = self._v_max = 0  # max|m| and max v of the rows, or bounds of them
@@ -137,6 +142,10 @@ class IntAdam:
         # (3,N) scratch rows for step's temporaries: the same memory every step, so that
         # its arrays and isqrt's tables stay in the cache between steps
         self._scratch = np.empty((3, N_PARAMS), np.int64)
+        # its rows, and their uint64 views, made once (a view costs about what a small
+        # numpy call does)
+        self._rows = tuple(self._scratch)
+        self._rows_u64 = tuple(self._scratch.view(np.uint64))
 
     @staticmethod
     def _shifts(fmt):
@@ -187,7 +196,7 @@ class IntAdam:
             work = mul_q15_checked(ctx, gm, C1_Q15, "g")  # a scratch array from here on
             m += work
             ctx.check("adam", "m", m)
-        a = np.abs(m, out=self._scratch[0])
+        a = np.abs(m, out=self._rows[0])
         if bounds[0] is None or bounds[0] > p.m_limit:
             self._m_max = int(np.maximum.reduce(a))
         else:
@@ -217,23 +226,25 @@ class IntAdam:
         # 9.3-9.4: r = m / (sqrt(v) + eps) with eps one step of sqrt(v), clamped to +-R_MAX,
         # in Q.13. The device tests a * 2**e >= den * 2**15 first to stay in int32; clamping
         # the quotient gives the same integer.
-        den = ops.isqrt_plus_one(v, out=self._scratch[1])  # isqrt(v) + 1
+        den = ops.isqrt_plus_one(v, out=self._rows[1])  # isqrt(v) + 1
         e = p.adam_e  # r = |m| * 2**e / den, e >= 0 by the validity rule
         if ctx.strict:  # the device divides only below the clamp (9.4)
             below = a * (1 << e) < den << (R_FRAC + 2)
             ctx.check("adam", "(|m| << e) + den/2", (a << e) + (den >> 1), where=below)
             ctx.check("adam", "den << 15", den << (R_FRAC + 2))
-        r = np.left_shift(a, ops._SHIFT[e], out=a)
-        r += np.right_shift(den, ONE, out=self._scratch[2])
+        a <<= ops._SHIFT[e]
+        r = a
+        r += np.right_shift(den, ONE, out=self._rows[2])
         # both operands are >= 0: divided as uint64 (the same quotient; numpy's unsigned
         # division skips the signed one's sign fix-ups, about half its cost), and clamped
         # by an (N,) array of the clamp (numpy's minimum of two equal shapes is vectorised,
         # with a 0-d operand it is not: a third of the cost)
-        np.floor_divide(r.view(np.uint64), den.view(np.uint64), out=r.view(np.uint64))
+        r_u64 = self._rows_u64[0] if r is self._rows[0] else r.view(np.uint64)
+        r_u64 //= self._rows_u64[1]  # den is the row isqrt_plus_one filled
         np.minimum(r, R_CLAMP_ROW, out=r)
         delta = r  # r * alpha, with the sign of m: Q(alpha_frac + 13), |delta| <= 2**30
         delta *= np.int64(alpha)  # (a numpy scalar: no conversion of a Python int)
-        delta *= np.sign(m, out=self._scratch[2])
+        delta *= np.sign(m, out=self._rows[2])
         ctx.check("adam", "delta", delta, -(1 << 30), 1 << 30)
         # 9.6: the state as stored (block-scaled: v through its square root)
         self.m, self.v = m, v
@@ -257,8 +268,8 @@ class IntAdam:
         if ctx.strict or self.m_shift is not None or self.v_shift is not None:
             return None
         mv, gg = self._mv, self._gg
-        g2 = ops.rnd(g, gs_shift, out=gg[1])
-        np.multiply(g2, g2, out=g2)
+        g2 = ops.rnd(g, gs_shift, out=self._g2_row)
+        g2 *= g2
         g2_max = int(np.maximum.reduce(g2))
         if g2_max > self.p.gs_word.hi * self.p.gs_word.hi:
             return None
@@ -298,10 +309,10 @@ class IntAdam:
             h = u >> 1
             d = (delta + ((delta & ((1 << h) - 1)) << (u - h))) >> u
         elif p.rounding == "stochastic" and 0 < u <= 30:  # qformat.shift_mode's
-            d = np.add(delta, self._rounding_draws(step, 30 - u), out=self._scratch[2])
+            d = np.add(delta, self._rounding_draws(step, 30 - u), out=self._rows[2])
             d >>= ops._SHIFT[u]
         elif p.rounding == "nearest":
-            d = ops.rnd(delta, u, out=self._scratch[2])
+            d = ops.rnd(delta, u, out=self._rows[2])
         else:
             rand = None
             if p.rounding == "stochastic":

@@ -48,8 +48,13 @@ def rnd(x, s, out=None):
             return (x + _HALF[s]) >> _SHIFT[s]
         return x if s == 0 else x << _SHIFT[-s]
     if s > 0:
+        if out is x:  # in-place operators: a little less call overhead than out=
+            x += _HALF[s]
+            x >>= _SHIFT[s]
+            return x
         np.add(x, _HALF[s], out=out)
-        return np.right_shift(out, _SHIFT[s], out=out)
+        out >>= _SHIFT[s]
+        return out
     if s < 0:
         return np.left_shift(x, _SHIFT[-s], out=out)
     np.copyto(out, x)
@@ -216,7 +221,8 @@ def requant(ctx, op, tensor, s, shift, fmt=None):
         ctx.check(op, tensor + " (exact sum)", s, -PAIR_LIMIT, PAIR_LIMIT)
     if shift > 0:  # rnd(s, shift), in place
         s += _HALF[shift]
-        r = np.right_shift(s, _SHIFT[shift], out=s)
+        s >>= _SHIFT[shift]
+        r = s
     else:
         r = s if shift == 0 else s << _SHIFT[-shift]
     if ctx.strict and fmt is None:  # the recipe's unsaturated sums: lo, hi = -2**30, 2**30

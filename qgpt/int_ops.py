@@ -137,7 +137,8 @@ def softmax_sums(z, frac, mask=None):
     s = np.add.reduce(e, axis=-1, keepdims=True)  # in [2**15, 27 * 2**15]
     e <<= _SHIFT[PROB_FRAC]
     e += s >> _SHIFT[1]
-    return np.floor_divide(e, s, out=e), zmax, s, gaps
+    e //= s
+    return e, zmax, s, gaps
 
 
 # --- embedding ---
@@ -515,7 +516,7 @@ def cross_entropy_backward(ctx, probs, targets):
     s = PROB_FRAC - ctx.p.grads.frac_bits  # 1 for q2.14
     # round half up of d / (T * 2**s), saturated to grads (never for q2.14: |d / T| <= 1)
     d += (t << s) >> 1
-    np.floor_divide(d, t << s, out=d)
+    d //= t << s
     if ctx.dlogits_fits and not ctx.strict:  # |d| <= 2**Fg: nothing can clip
         ctx.saturations.setdefault("dlogits", 0)
         return d
