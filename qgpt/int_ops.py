@@ -476,9 +476,16 @@ def attention_backward(ctx, dout, q, k, v, probs, stacked=False, heads=None):
     ctx.check(op, "p*diff", ds, -KERNEL_LIMIT, KERNEL_LIMIT)
     dscores = rnd(ds, PROB_FRAC + 1, out=ds)  # grad format, |.| <= 1
     # scores = q k^T / 2 (the /2 is in dscores): dq = dscores k, dk = dscores^T q
-    dq = requant(ctx, op, "attention.dq", np.matmul(dscores, kh, out=into[0]), f, gf)
-    dk = requant(ctx, op, "attention.dk", np.matmul(dscores.transpose(0, 2, 1), qh, out=into[1]),
-                 f, gf)
+    exact_dq = np.matmul(dscores, kh, out=into[0])
+    exact_dk = np.matmul(dscores.transpose(0, 2, 1), qh, out=into[1])
+    if stacked and ctx.deferred is not None and f > 0:  # a speculative step: both rounded
+        # in place as one array, adjacent in dqkv (the same integers; sat keeps it for the
+        # step's check, and dv is in its place: requant by PROB_FRAC > 0 rounds in place)
+        requant(ctx, op, "attention.dq", dqkv[:2], f, gf)
+        ctx.saturations.setdefault("attention.dk", 0)
+        return dqkv.transpose(2, 0, 1, 3).reshape(t, 3 * N_HEAD * HEAD_DIM)
+    dq = requant(ctx, op, "attention.dq", exact_dq, f, gf)
+    dk = requant(ctx, op, "attention.dk", exact_dk, f, gf)
     if stacked:  # (3,H,T,D) -> (T,3,H,D) -> (T,3C): columns q, k, v, each head by head
         for buffer, result in zip(into, (dq, dk, dv), strict=True):
             if result is not buffer:  # requant made a new array (a clip): into its place
