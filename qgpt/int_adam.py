@@ -14,6 +14,7 @@ import numpy as np
 from qgpt import int_ops as ops
 from qgpt import prng, qformat
 from qgpt.int_ctx import _count_nonzero
+from qgpt.int_shapes import ISQRT_NARROW_LIMIT
 from qgpt.params import N_PARAMS
 from qgpt.policy import ADAM_C1, ADAM_C2, KAHAN_BITS, M_LIMIT, R_FRAC, R_MAX, BlockFormat
 
@@ -226,7 +227,9 @@ class IntAdam:
         # 9.3-9.4: r = m / (sqrt(v) + eps) with eps one step of sqrt(v), clamped to +-R_MAX,
         # in Q.13. The device tests a * 2**e >= den * 2**15 first to stay in int32; clamping
         # the quotient gives the same integer.
-        den = ops.isqrt_plus_one(v, out=self._rows[1])  # isqrt(v) + 1
+        # isqrt(v) + 1; v <= v_wide.hi, a 32-bit signed format's: below narrow's limit
+        den = ops.isqrt_plus_one(v, out=self._rows[1],
+                                 narrow=p.v_wide.hi < ISQRT_NARROW_LIMIT)
         e = p.adam_e  # r = |m| * 2**e / den, e >= 0 by the validity rule
         if ctx.strict:  # the device divides only below the clamp (9.4)
             below = a * (1 << e) < den << (R_FRAC + 2)

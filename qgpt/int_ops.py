@@ -56,6 +56,7 @@ from qgpt.int_shapes import (  # noqa: F401 (re-exported: ops.causal_mask, ops.M
     EXP2_TABLE,
     EXP_BY_GAP_Q12,
     EXP_ZERO_BELOW,
+    ISQRT_NARROW_LIMIT,
     ISQRT_ROOT_Q8,
     ISQRT_SHIFT,
     LOG2E_Q14,

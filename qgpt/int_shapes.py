@@ -87,9 +87,12 @@ for _table in (ISQRT_SHIFT, ISQRT_ROOT_Q8):
     _table.flags.writeable = False
 
 
-def isqrt_plus_one(n, out=None):
+def isqrt_plus_one(n, out=None, narrow=False):
     """isqrt(n) + 1 (Adam's denominator), formed in isqrt's last step: one pass less; out:
-    into that int64 array, which also holds the steps (fewer arrays: Adam's cache)."""
+    into that int64 array, which also holds the steps (fewer arrays: Adam's cache).
+    narrow: every n < 65535**2 (Adam's v, a 32-bit signed format: < 2**31), so that the
+    root's estimate plus 1 still fits uint16: added there, before the widening (less
+    than an int64 add)."""
     n = np.asarray(n, dtype=np.int64)
     above = np.right_shift(n, _SHIFT[16], out=out)
     # the gathers' indices are within the tables for 0 <= n < 2**32: take's wrap mode (the
@@ -99,7 +102,13 @@ def isqrt_plus_one(n, out=None):
     # those types keep them), then c + 1 widened to int64, + 1 again where (c + 1)**2 <= n
     s2 = np.subtract(_U8_EIGHT, sh >> _U8_ONE)
     np.right_shift(n, sh, out=above)
-    np.add(np.right_shift(ISQRT_ROOT_Q8.take(above, mode="wrap"), s2), _ONE, out=above)
+    if narrow:
+        c = ISQRT_ROOT_Q8.take(above, mode="wrap")
+        c >>= s2
+        c += _U16_ONE
+        np.copyto(above, c)
+    else:
+        np.add(np.right_shift(ISQRT_ROOT_Q8.take(above, mode="wrap"), s2), _ONE, out=above)
     above += above * above <= n
     return above
 
@@ -107,6 +116,8 @@ def isqrt_plus_one(n, out=None):
 ISQRT_SHIFT_U8 = ISQRT_SHIFT.view(np.uint8)  # (its values 0..16)
 _U8_ONE, _U8_EIGHT = np.array(1, dtype=np.uint8), np.array(8, dtype=np.uint8)
 _ONE = np.array(1, dtype=np.int64)
+_U16_ONE = np.array(1, dtype=np.uint16)
+ISQRT_NARROW_LIMIT = 65535**2  # isqrt_plus_one(narrow=True) takes n below this
 
 
 # 2**(k/64) in Q15 for k = 0..64, and the constants of exp (arithmetic.md, "exp")

@@ -101,6 +101,19 @@ def test_isqrt_tables_up_to_2_32():
     assert ops.isqrt(n).dtype == np.int64
 
 
+def test_isqrt_plus_one_narrow_equals_the_wide_path():
+    """narrow=True (Adam's v, below 65535**2) adds the 1 in uint16: the same integers as
+    the int64 path, on the roots' octaves' edges up to its limit and every n < 2**20."""
+    r = np.arange(1, 65535, dtype=np.int64)
+    limit = ops.ISQRT_NARROW_LIMIT
+    n = np.concatenate([r * r, r * r - 1, np.minimum((r + 1) ** 2 - 1, limit - 1),
+                        np.arange(1 << 20, dtype=np.int64)])
+    got, want = ops.isqrt_plus_one(n, narrow=True), ops.isqrt_plus_one(n)
+    bad = first_difference(got, want)
+    assert bad is None, f"isqrt_plus_one(narrow=True){bad}"
+    assert want[n.size // 2] == math.isqrt(int(n[n.size // 2])) + 1
+
+
 def test_exp_table_by_the_gap_is_the_formula():
     z12 = -np.arange((ops.EXP_ZERO_BELOW << 12) + 1, dtype=np.int64)  # 0 .. -2**16
     bad = first_difference(ops.EXP_BY_GAP_Q12.take(-z12), ops.exp_q12(z12))
