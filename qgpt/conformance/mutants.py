@@ -268,7 +268,6 @@ class Judge:
             return "the device hangs"
         return str(report.mismatches[0])[:200] if report.mismatches else ""
 
-
     def _int32_training(self):
         """STEPS_HIGH_LR's cases on the int32 target: INT32_TRAIN_STEPS steps, and stopped
         after one step and resumed (a resumed Model scans max |W| afresh); the linears'
@@ -291,11 +290,11 @@ class Judge:
 
 
 INT32_FORMATS = (NO_FORMAT, "q4.12", "q2.14", "q12.0")  # the extremes of F
+INT32_EDGE = "int32 edge"  # and policy_edge_cases's sums at the edge of int32
 # the int32 target's training (about 1 s a step in CPython): 3 steps of STEPS_HIGH_LR
 # let a bound raised too little by Adam's first two moves overflow a linear's sum
 INT32_TRAIN_STEPS = 3
-INT32_TRAIN_TIMEOUT = 120
-INT32_EDGE = "int32 edge"  # and policy_edge_cases's sums at the edge of int32
+INT32_TRAIN_TIMEOUT = 120  # seconds (TRAIN_TIMEOUT is the unix port's)
 # block-scaled state (no op of the op driver encodes it): 8-bit mantissas with kahan,
 # 16 and 4 bits; a block-scaled m beside a plain 16-bit v and the other way round (widen
 # and narrow of 2 bytes, 12-bit roots in 16 bits), partial last blocks (1024, 40); data

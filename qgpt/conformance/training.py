@@ -422,7 +422,8 @@ def run_resume(cases, steps=40, stop=20, seed=TRAIN_SEED, micropython=None,
     """Each case stopped after `stop` steps and resumed from its checkpoint to `steps`
     (firmware/restore.py reads the state back into its containers, checking each
     range), against the simulator's run without a break: the losses after the resume,
-    the optimizer's counters and the final hash. Returns a TrainReport."""
+    the optimizer's counters and the final hash; target: unix or int32. Returns a
+    TrainReport."""
     report = TrainReport("resume")
     with tempfile.TemporaryDirectory(prefix="qgpt-resume-", dir=workdir) as tmp:
         tmp = Path(tmp)
