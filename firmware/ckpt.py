@@ -114,10 +114,11 @@ def piece(j, cfg, mdl, state, step, seconds):
     if j == 1:
         return cfg["train_config"]
     if j == 2:
-        return b', "kind": "int", "step": %d, "p1": %d, "p2": %d' % (step, mdl.p1, mdl.p2)
+        c = mdl.counts
+        return b', "kind": "int", "step": %d, "p1": %d, "p2": %d' % (step, c[0], c[1])
     if j == 3:
         return b', "stalled_total": %d, "steps_taken": %d, "saturations": {}' % (
-            mdl.stalled_total, mdl.steps_taken)
+            mdl.counts[2], mdl.counts[3])
     if j == 4:
         return f', "seconds": {seconds!r}, "firmware": 1}}, "arrays": ['.encode()
     if j < 5 + len(state):

