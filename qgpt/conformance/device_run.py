@@ -19,7 +19,7 @@ TRAIN_STEPS = 1000  # the lr schedule's length (a run may stop earlier: stop_at)
 TRAIN_HEAPSIZE = "96K"  # the 64-bit unix port trains from 90K: firmware/README.md, "Memory"
 TRAIN_HEAPSIZE_MASTER = "112K"  # int32 master weights take 16 KB more (from 107K)
 TRAIN_HEAPSIZE_PY = "160K"  # --build py: the port compiles the sources itself
-TRAIN_HEAPSIZE_INT8 = "64K"  # --policy int8 trains and resumes from 57K
+TRAIN_HEAPSIZE_INT8 = "64K"  # --policy int8 trains and resumes from 56K
 STATE_ARRAYS = ("params", "grad", "adam_m", "adam_v")  # a dump file's arrays, in order
 
 
