@@ -185,10 +185,13 @@ def start_training(config, folder, micropython=None, heapsize=TRAIN_HEAPSIZE, ta
     (folder / "qgpt.json").write_text(json.dumps(config))
     env = device_env(firmware_dir)
     if target != "int32" and firmware_dir is not None:
-        # a fixed environment, the same from every checkout: the PyPI unix port runs inside
-        # a CPython, whose start-up (PYTHONPATH, PWD, ...) leaves the stale words on the C
-        # stack that MicroPython's conservative collector scans (firmware/README.md, "Memory")
-        env = {"MICROPYPATH": os.path.relpath(firmware_dir, folder), "PATH": os.defpath}
+        env["MICROPYPATH"] = os.path.relpath(firmware_dir, folder)
+        if micropython is None:
+            # the default port (the PyPI package's) in a fixed environment, the same from
+            # every checkout: it runs inside a CPython, whose start-up, steered by the
+            # environment (PYTHONPATH, PWD, its size), leaves the stale words that
+            # MicroPython's conservative collector scans (firmware/README.md, "Memory")
+            env = {"MICROPYPATH": env["MICROPYPATH"], "PATH": os.defpath}
     if target == "int32":
         cmd = [sys.executable, "-c", "import sys; from qgpt.conformance.int32 import "
                "emulate_int32_train; sys.exit(emulate_int32_train(sys.argv[1], sys.argv[2]))",
