@@ -55,9 +55,9 @@ def gather(mdl, off, n, grad, alpha, key):
             K.widen(vw, mdl.v, a, size, bv)
         # bv = -4 for block-scaled v: adam_update leaves isqrt(v) in vw, which block_encode
         # stores (9.6: the roots of the same isqrt as 9.3)
-        mdl.stalled_total += K.adam_update(0, 0, mdl.store, mw, vw, slots[s], comp, size, a, a,
-                                            0, alpha, sh_m, sh_s, e, u, mode, key, s_lo, s_hi,
-                                            hm, hv, bs, 4, -4 if n_v else 4)
+        mdl.counts[2] += K.adam_update(0, 0, mdl.store, mw, vw, slots[s], comp, size, a, a,
+                                       0, alpha, sh_m, sh_s, e, u, mode, key, s_lo, s_hi,
+                                       hm, hv, bs, 4, -4 if n_v else 4)
         if n_m:
             K.block_encode(mdl.m, mk, mw, a, size, n_m, bits_m, bm, 0)
         else:

@@ -51,82 +51,104 @@ def save(cfg, mdl, step, seconds):
 
     import kernels as K
 
-    state = arrays(mdl)
     path = cfg["checkpoint"]
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
-        crc = header(f, cfg, mdl, state, step, seconds)
+        crc = header(f, cfg, mdl, step, seconds)
         chunk = mdl.bufs[3]
-        for _, buf, w, n in state:
+        i = 0
+        st = array(mdl, 0)
+        while st is not None:
+            _, buf, w, n = st
             for k in range(0, n, _CHUNK):
                 left = n - k
                 K.widen(chunk, buf, k, _CHUNK if left > _CHUNK else left, w)
                 b = chunk if left >= _CHUNK else chunk[: 4 * left]
                 f.write(b)
                 crc = crc32(b, crc)
+            i += 1
+            st = array(mdl, i)
         f.write(struct.pack("<I", crc & 0xFFFFFFFF))
         f.flush()
     replace(tmp, path)
 
 
-def arrays(mdl):
-    """The state arrays of the Model mdl, in their order (9.6): (name, address, bytes a
+def array(mdl, i):
+    """State array i of the Model mdl, in their order (9.6): (name, address, bytes a
     value (negative: unsigned), values), as statebytes.state(mdl) makes them for dumps
     and the run's hash (conformance checks both against the host: checkpoints at level
-    run, dumps at level steps)."""
+    run, dumps at level steps); None past the last. One at a time: no list of them takes
+    memory during a save, the run's fullest moment."""
     nb, blk = mdl.nb, mdl.blk
     blocks = blk[8]
-    state = [("params", mdl.store, nb[5], _N), ("adam_m", mdl.m, nb[3], _N),
-             ("adam_v", mdl.v, 0 - nb[4] if blocks[2] else nb[4], _N)]
+    if i < 3:
+        if i == 0:
+            return "params", mdl.store, nb[5], _N
+        if i == 1:
+            return "adam_m", mdl.m, nb[3], _N
+        return "adam_v", mdl.v, 0 - nb[4] if blocks[2] else nb[4], _N
     if blocks[0]:
-        state.append(("adam_m_shift", blk[0], -1, (_N + blocks[1] - 1) // blocks[1]))
+        if i == 3:
+            return "adam_m_shift", blk[0], -1, (_N + blocks[1] - 1) // blocks[1]
+        i -= 1
     if blocks[2]:
-        state.append(("adam_v_shift", blk[1], -1, (_N + blocks[3] - 1) // blocks[3]))
-    if mdl.opt[4] == _KAHAN:
-        state.append(("kahan_comp", blk[9], 1, _N))
-    return state
+        if i == 3:
+            return "adam_v_shift", blk[1], -1, (_N + blocks[3] - 1) // blocks[3]
+        i -= 1
+    if i == 3 and mdl.opt[4] == _KAHAN:
+        return "kahan_comp", blk[9], 1, _N
+    return None
 
 
-def header(f, cfg, mdl, state, step, seconds):
+def header(f, cfg, mdl, step, seconds):
     """The magic, the version and the length of the JSON header, then the header (the
     pieces of piece, counted first), written to f; returns their CRC32."""
     import struct
 
-    count = 6 + len(state)
     length = 0
-    for j in range(count):
-        length += len(piece(j, cfg, mdl, state, step, seconds))
+    j = 0
+    b = piece(0, cfg, mdl, step, seconds)
+    while b is not None:
+        length += len(b)
+        j += 1
+        b = piece(j, cfg, mdl, step, seconds)
     b = MAGIC + struct.pack("<HI", VERSION, length)
     f.write(b)
     crc = crc32(b, 0)
-    for j in range(count):
-        b = piece(j, cfg, mdl, state, step, seconds)
+    j = 0
+    b = piece(0, cfg, mdl, step, seconds)
+    while b is not None:
         f.write(b)
         crc = crc32(b, crc)
+        j += 1
+        b = piece(j, cfg, mdl, step, seconds)
     return crc
 
 
-def piece(j, cfg, mdl, state, step, seconds):
+def piece(j, cfg, mdl, step, seconds):
     """Piece j of the checkpoint's JSON header, {"meta": {"config": CONFIG, META'S
-    OTHER KEYS}, "arrays": ARRAYS} (CONFIG: restore._compact's JSON bytes, as they are)."""
+    OTHER KEYS}, "arrays": ARRAYS} (CONFIG: restore._compact's JSON bytes, as they are);
+    None past the last."""
     if j == 0:
         return b'{"meta": {"config": '
     if j == 1:
         return cfg["train_config"]
     if j == 2:
-        return b', "kind": "int", "step": %d, "p1": %d, "p2": %d' % (step, mdl.p1, mdl.p2)
+        c = mdl.counts
+        return b', "kind": "int", "step": %d, "p1": %d, "p2": %d' % (step, c[0], c[1])
     if j == 3:
         return b', "stalled_total": %d, "steps_taken": %d, "saturations": {}' % (
-            mdl.stalled_total, mdl.steps_taken)
+            mdl.counts[2], mdl.counts[3])
     if j == 4:
         return f', "seconds": {seconds!r}, "firmware": 1}}, "arrays": ['.encode()
-    if j < 5 + len(state):
-        return entry(state[j - 5], j > 5)
-    return b"]}"
+    st = array(mdl, j - 5)
+    if st is not None:
+        return entry(st, j > 5)
+    return b"]}" if array(mdl, j - 6) is not None else None  # then no more pieces
 
 
 def entry(st, more):
-    """The header's entry of the state array st (arrays), all int32 on file; after a
+    """The header's entry of the state array st (array), all int32 on file; after a
     comma if more (a function of its own: piece's code would not fit a small hole)."""
     return f'{", " if more else ""}["{st[0]}", "i4", {st[3]}]'.encode()
 

@@ -10,6 +10,7 @@ offset.
 
 import sys
 
+import model
 from model import N_PARAMS as N
 from uctypes import bytearray_at
 
@@ -18,7 +19,7 @@ class Dump:
     def __init__(self, path, mdl):
         self.path, self.mdl = path, mdl
         self.f = open(path, "wb")
-        mdl.on_grad = self.grad
+        model.on_grad = self.grad
 
     def grad(self, off, n, grad):
         self.f.seek(4 * (N + off))
@@ -28,7 +29,7 @@ class Dump:
         import statebytes  # after the step (whose heap the run measures), as a save does
 
         mdl, f = self.mdl, self.f
-        mdl.on_grad = None
+        model.on_grad = None
         for w, st in enumerate(statebytes.state(mdl)):  # params at 0, then after the
             if w < 2:  # gradient m, v, ...
                 f.seek(0 if w == 0 else 8 * N)

@@ -103,6 +103,11 @@ _FC2 = const(8)
 _LOGITS = const(1)  # its index in Model.act
 _RESCAN = const(16)  # training steps between two scans of max |W| (forward_position)
 
+# debug hook (dump.py sets it): on_grad(off, n, grad) before each Adam update, grad a byte
+# view holding the n int32 gradients of parameters off .. off+n-1; a module global, not
+# an attribute of the Model (firmware/README.md, "Memory": the Model's attributes are few)
+on_grad = None
+
 
 # --- buffer helpers (viper): no allocation, int32-safe ---
 
@@ -204,8 +209,9 @@ class Model:
         #   wide      1 with master weights
         #   blocks    (Bm, Nm, Bv, Nv): block-scaled adam_m, adam_v (9.6), 0 for plain ones
         # and, appended by layout.setup, the layout of layout.block_bytes. The Model's
-        # attributes are few (16: a table of 17 entries, where 26 took 29), those of the
-        # other modules (blockadam, sampling, ckpt, dump) and two tuples: bufs, nums
+        # attributes are few (12: a table of 12 entries, 192 bytes, where 16 took 17 and
+        # 26 took 29), those of the other modules (blockadam, sampling, ckpt, dump), two
+        # tuples (bufs, nums) and the counters' list
         self.nb, off, self.fwd, bwd, self.opt, schedule, wide, \
             blocks = nums[:8]  # off: the table's offsets, in table order, then N
         # the views into the state block (layout.views, which documents them); the state
@@ -219,13 +225,10 @@ class Model:
         mk, vk, mw, vw, slots, u, comp = adam
         self.blk = (mk, vk, mw, vw, slots, [-1] * len(slots), [0] * len(slots), u, blocks,
                     comp)
-        self.p1 = self.p2 = 1 << 30  # beta1^t, beta2^t in Q30 (t = steps taken)
-        self.steps_taken = 0
-        self.stalled_total = 0
+        # the optimizer's counters, in the checkpoint's order: p1, p2 (beta1^t, beta2^t in
+        # Q30, t = steps taken), stalled_total, steps_taken (one list: a name less)
+        self.counts = [1 << 30, 1 << 30, 0, 0]
         self.tok = bytearray(_T + 1)  # (T+1,) tokens: inputs tok[0:T], targets tok[1:T+1]
-        # debug hook (dump.py): on_grad(off, n, grad) before each Adam update, grad a byte
-        # view holding the n int32 gradients of parameters off .. off+n-1
-        self.on_grad = None
         # the buffers of the passes: the activations (Model.act's table above), the weight
         # matrices, the data weights, the I/O chunk, the targets (T,) as a view of tok, and
         # wmax: max |W| of each tensor, the linear kernels' bound for their fast paths
@@ -319,16 +322,16 @@ class Model:
                 K.linear_backward(dx, lg, dy, x, self.bufs[1][j], T, n_in, n_out, b[5], b[6],
                                   o0, o1, 1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], nb[2],
                                   nb[1], nb[0], self.bufs[5][j])
-            if self.on_grad is not None:
-                self.on_grad(i, n, g)
+            if on_grad is not None:
+                on_grad(i, n, g)
             if self.blk[7]:
                 import blockadam  # block-scaled state only: its code is in memory only then
 
                 blockadam.gather(self, i, n, g, alpha, key)
             else:
-                self.stalled_total += K.adam_update(0, 0, self.store, self.m, self.v, g,
-                                                    self.blk[9], n, i, i, i, alpha, sh_m, sh_s,
-                                                    e, u, mode, key, lo, hi, hm, hv, bs, bm, bv)
+                self.counts[2] += K.adam_update(0, 0, self.store, self.m, self.v, g,
+                                                self.blk[9], n, i, i, i, alpha, sh_m, sh_s,
+                                                e, u, mode, key, lo, hi, hm, hv, bs, bm, bv)
                 if self.nums[3]:  # master weights: the data weights the forward pass sees
                     self.refresh_data(i, n)
 
@@ -395,10 +398,11 @@ class Model:
             mx = row_max(lg, row, _V)
             target = get32(lg, row + self.tok[t + 1])
             nll += loss.nll_q16(mx, target, K.cross_entropy_forward(lg, lg, t, _V, Fl), Fl)
-        self.p1, self.p2 = beta_powers(self.p1, self.p2)
+        c = self.counts
+        c[0], c[1] = beta_powers(c[0], c[1])
         _, _, schedule, _, seed = self.nums
         lr_q30, alpha_frac, stochastic = schedule
-        alpha = alpha_at(lr_q30, alpha_frac, step, num_steps, self.p1, self.p2)
+        alpha = alpha_at(lr_q30, alpha_frac, step, num_steps, c[0], c[1])
         key = prng.key(seed, prng.STREAM_ROUND, step) if stochastic else 0
         self.backward(T, alpha, key)
         # wmax stays a bound of max |W| until the next scan (forward_position): Adam moved
@@ -412,5 +416,5 @@ class Model:
             for j in range(_LM_HEAD, _FC2 + 1):
                 if wm[j]:
                     wm[j] += ((alpha << 15) >> (self.opt[3] + self.opt[9])) + 3
-        self.steps_taken += 1
+        c[3] += 1  # steps_taken
         return loss.loss_q16(nll, T)

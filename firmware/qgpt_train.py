@@ -72,7 +72,8 @@ def begin(got, mdl, numbers):
     offsets, then N). A function of its own: qgpt/fwprofile.py's driver patches the
     model here, once it is imported."""
     if got[2] is not None:
-        mdl.p1, mdl.p2, mdl.stalled_total, mdl.steps_taken = got[2]
+        c = mdl.counts
+        c[0], c[1], c[2], c[3] = got[2]
     mdl.refresh_data(0, numbers[1][-1])
     return got[0], got[1]
 
@@ -166,7 +167,7 @@ def run(path):
     import sampling
 
     crc = sampling.finish(mdl, cfg, seed)
-    print(f"done step {end} hash {crc:08x} heap_peak {peak} stalled {mdl.stalled_total} "
+    print(f"done step {end} hash {crc:08x} heap_peak {peak} stalled {mdl.counts[2]} "
           f"seconds {elapsed // 1000}.{elapsed % 1000:03d}")
     return 0
 

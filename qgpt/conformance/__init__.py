@@ -113,6 +113,7 @@ from qgpt.conformance.training import (
     STEPS_DUMPS,
     STEPS_EXTRA,
     STEPS_FORMATS,
+    STEPS_HIGH_LR,
     STEPS_POLICIES,
     STEPS_ROUNDINGS,
     compare_losses,
@@ -129,7 +130,8 @@ from qgpt.firmware_build import FIRMWARE_DIR, firmware_modules
 __all__ = [
     "DTYPES", "FIRMWARE_DIR", "FORMATS", "HEAPSIZE", "HEAPSIZE_PY", "LEVEL", "LEVELS",
     "MAX_LISTED", "NO_FORMAT", "REQUEST_END", "REQUEST_MAGIC", "RUN_CASES", "STATE_ARRAYS",
-    "STEPS_DUMPS", "STEPS_EXTRA", "STEPS_FORMATS", "STEPS_POLICIES", "STEPS_ROUNDINGS",
+    "STEPS_DUMPS", "STEPS_EXTRA", "STEPS_FORMATS", "STEPS_HIGH_LR", "STEPS_POLICIES",
+    "STEPS_ROUNDINGS",
     "TARGETS", "TRAIN_HEAPSIZE", "TRAIN_HEAPSIZE_INT8", "TRAIN_HEAPSIZE_MASTER",
     "TRAIN_HEAPSIZE_PY", "TRAIN_SEED", "TRAIN_STEPS", "Case", "DeviceRun", "Int32Overflow",
     "Mismatch", "OpsReport", "SetupError",

@@ -19,7 +19,7 @@ TRAIN_STEPS = 1000  # the lr schedule's length (a run may stop earlier: stop_at)
 TRAIN_HEAPSIZE = "96K"  # the 64-bit unix port trains from 90K: firmware/README.md, "Memory"
 TRAIN_HEAPSIZE_MASTER = "112K"  # int32 master weights take 16 KB more (from 107K)
 TRAIN_HEAPSIZE_PY = "160K"  # --build py: the port compiles the sources itself
-TRAIN_HEAPSIZE_INT8 = "64K"  # --policy int8 trains and resumes from 57K
+TRAIN_HEAPSIZE_INT8 = "64K"  # --policy int8 trains and resumes from 56K
 STATE_ARRAYS = ("params", "grad", "adam_m", "adam_v")  # a dump file's arrays, in order
 
 
@@ -186,6 +186,12 @@ def start_training(config, folder, micropython=None, heapsize=TRAIN_HEAPSIZE, ta
     env = device_env(firmware_dir)
     if target != "int32" and firmware_dir is not None:
         env["MICROPYPATH"] = os.path.relpath(firmware_dir, folder)
+        if micropython is None:
+            # the default port (the PyPI package's) in a fixed environment, the same from
+            # every checkout: it runs inside a CPython, whose start-up, steered by the
+            # environment (PYTHONPATH, PWD, its size), leaves the stale words that
+            # MicroPython's conservative collector scans (firmware/README.md, "Memory")
+            env = {"MICROPYPATH": env["MICROPYPATH"], "PATH": os.defpath}
     if target == "int32":
         cmd = [sys.executable, "-c", "import sys; from qgpt.conformance.int32 import "
                "emulate_int32_train; sys.exit(emulate_int32_train(sys.argv[1], sys.argv[2]))",

@@ -22,6 +22,8 @@ _ISQRT_BIG_N = ("alpha_at calls it only with n >= 2**30 (p2 < 2**30): the n < 2 
                 "never taken")
 _ISQRT_START = ("the start stays a number at or above sqrt(n), and Newton's iteration from "
                 "above returns floor(sqrt(n)) from any such start")
+_ADAM_SCRATCH = ("adam_update's first two parameters (vi, root) are scratch: each pass of "
+                 "its loop sets them before it reads them, so the value passed is never read")
 # exp(z) is 0 in the formula itself below z = -11.8 (ip <= -17: rnd(val < 2**16, 17) = 0)
 _EXP_ZERO = ("moves exp's cut-off at -16 by a step; the formula gives 0 there already "
              "(below -11.8: ip <= -17 and rnd(val < 2**16, 17) = 0), checked for every z")
@@ -373,6 +375,28 @@ EQUIVALENT = {
     ("next_token", "z[j] = (get32(lg, row + j) * inv_t + 128) >> 8", "+", "-", 1):
         "(x - 128) >> 8 is (x + 128) >> 8 minus 1 for every x: every tempered logit moves "
         "by 1, and softmax does not change when a whole row moves",
+    # model.py's round-2 code (the sample `--modules model --every 4`)
+    **{("", "_CHUNK = const(32)  # values widened at a time for hashes and checkpoints (N is "
+        "a multiple)", "32", rep, 0): "model.py's _CHUNK is read by no code (the chunk's "
+       "users, ckpt.py, restore.py, resume.py and layout.py, have their own)"
+       for rep in ("33", "31")},
+    **{(fn, line, "0", rep, k): _ADAM_SCRATCH for rep in ("1", "-1") for k in (0, 1)
+       for fn, line in (
+        ("weight_backward", "self.stalled_total += K.adam_update(0, 0, self.store, self.m, "
+         "self.v, g,"),
+        ("gather", "mdl.stalled_total += K.adam_update(0, 0, mdl.store, mw, vw, slots[s], "
+         "comp, size, a, a,"))},
+    **{("forward_position", "lin(logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, bw, "
+        "wm[_LM_HEAD])", "4", rep, 1): "by = 3 or 5 is no width the kernels test for: "
+       "linear_forward stores 16 bits only for by == 2, dot_rows 8 or 16 bits only for by "
+       "== 1, 2 and adds only for by < 0; int32 logits either way" for rep in ("3", "5")},
+    ("forward_position", "for j in range(_LM_HEAD, _FC2 + 1):", "1", "0", 0):
+        "fc2's max |W| is never scanned and stays 0 (Model sets wmax to zeros, train_step "
+        "raises no bound of 0): fc2's kernels always take the exact path, the same integers",
+    ("forward_position", "wm[j] = K.abs_max(ws[j], off[j + 1] - off[j], bw)", "-", "+", 0):
+        "the scan runs on past W into the next tensors and the activations (at most 6,336 "
+        "bytes past the weights, inside the state block: the activations alone take more), "
+        "so the bound stays >= max |W| and only chooses the path",
 }
 
 # the speed work's kernels (dot_rows, fast paths, isqrt chords)

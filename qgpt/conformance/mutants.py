@@ -26,6 +26,9 @@ firmware/ (never in place) and judged level by level, cheapest first:
     run    a 40-step run and a 1-step run, their 20 samples (what only sampling uses)
            and the optimizer's counters in their final checkpoints; then runs stopped
            at step 20 and resumed from their checkpoints (restore.py, narrow's checks)
+    int32  (last) training on the int32 target: 3 steps of the steps level's large learning
+           rate (STEPS_HIGH_LR: the linears' sums past 2**31), and one step resumed
+           from the first (model.py's max |W| bound for the fast paths)
 
 A mutant is killed by the first level that reports a difference (a mismatch, a
 device error or a hang), invalid if mpy-cross rejects it, and survives otherwise.
@@ -121,7 +124,8 @@ class Judge:
             if not self._compile(m.module):
                 return "invalid", "", "mpy-cross rejects it"
             ops = self._ops_reaching(m)
-            levels = [("steps", self._steps), ("run", self._run)]
+            levels = [("steps", self._steps), ("run", self._run),
+                      ("int32", self._int32_training)]
             if ops:
                 levels[:0] = [("ops", lambda: self._ops(ops))]
                 if ops != self.every:  # a function's ops (all ops in CPython: minutes)
@@ -264,9 +268,33 @@ class Judge:
             return "the device hangs"
         return str(report.mismatches[0])[:200] if report.mismatches else ""
 
+    def _int32_training(self):
+        """STEPS_HIGH_LR's cases on the int32 target: INT32_TRAIN_STEPS steps, and stopped
+        after one step and resumed (a resumed Model scans max |W| afresh); the linears'
+        sums pass 2**31 where the fast paths' bound sends them to the exact path, so a
+        bound that lags max |W| overflows (the x86-64 port computes the same integers)."""
+        from qgpt.conformance.training import STEPS_HIGH_LR, _steps_cases, run_resume, run_steps
+
+        cases = _steps_cases((), (), (), (), STEPS_HIGH_LR)
+        try:
+            report = run_steps(cases=cases, dump_steps=tuple(range(1, INT32_TRAIN_STEPS + 1)),
+                               target="int32", firmware_dir=self.src, workdir=self.dir,
+                               timeout=INT32_TRAIN_TIMEOUT)
+            if not report.mismatches:
+                report = run_resume(cases, steps=2, stop=1, firmware_dir=self.src,
+                                    workdir=self.dir, timeout=INT32_TRAIN_TIMEOUT,
+                                    target="int32")
+        except subprocess.TimeoutExpired:
+            return "the device hangs"
+        return str(report.mismatches[0])[:200] if report.mismatches else ""
+
 
 INT32_FORMATS = (NO_FORMAT, "q4.12", "q2.14", "q12.0")  # the extremes of F
 INT32_EDGE = "int32 edge"  # and policy_edge_cases's sums at the edge of int32
+# the int32 target's training (about 1 s a step in CPython): 3 steps of STEPS_HIGH_LR
+# let a bound raised too little by Adam's first two moves overflow a linear's sum
+INT32_TRAIN_STEPS = 3
+INT32_TRAIN_TIMEOUT = 120  # seconds (TRAIN_TIMEOUT is the unix port's)
 # block-scaled state (no op of the op driver encodes it): 8-bit mantissas with kahan,
 # 16 and 4 bits; a block-scaled m beside a plain 16-bit v and the other way round (widen
 # and narrow of 2 bytes, 12-bit roots in 16 bits), partial last blocks (1024, 40); data

@@ -3,10 +3,11 @@
 The device runs firmware/qgpt_train.py (the run protocol of firmware/README.md) on
 a packed dataset in a temporary folder; the host runs the same steps with
 qgpt.int_model.IntModel (the code `qgpt train` uses). Compared with ==:
-  steps  every format of the op level with each rounding, and master-weight cases
-         (31-bit masters included): the loss_q16 of every step, and after steps 1,
-         2, 10 and 100 the weight store, the step's gradient, Adam's m and v (the
-         device dumps them: "dump" lines), then the final state hash; built-in names
+  steps  every format of the op level with each rounding, master-weight cases (31-bit
+         masters included) and q3.13 at lr 0.9 (the linears' sums past 2**31): the
+         loss_q16 of every step, and after steps 1, 2, 10 and 100 the weight store, the
+         step's gradient, Adam's m and v (the device dumps them: "dump" lines), then the
+         final state hash; built-in names
   run    whole 1000-step runs (nearest, stochastic, master weights) on the built-in
          names (or --data): every loss_q16, the final state hash (CRC32 of params, m,
          v as int32 LE) and 20 samples. On a hash mismatch the first divergence is
@@ -55,6 +56,12 @@ STEPS_POLICIES = ("int8", "weights=q8.8,acts=q4.12", "weights=q2.6,acts=q4.4",
                   "adam_m=b16x256,adam_v=b4x8,rounding=pseudo",
                   "weights=q2.6,acts=q4.4,rounding=stochastic",
                   "weights=q8.8,acts=q4.12,grads=q3.13,pgrads=q12.20,rounding=floor")
+# a learning rate of 0.9 on q3.13 (format, rounding, lr): from the second step on, weights
+# near the format's limits drive the linears' sums past 2**31, where the fast paths'
+# bound (L1 of x times max |W| below 2**30) sends them to the exact path. A max |W| bound
+# that lags the weights (model.py's train_step raises it too little) takes a fast path
+# there, which overflows a 32-bit board's int: the int32 target fails within 3 steps
+STEPS_HIGH_LR = (("q3.13", "nearest", 0.9),)
 STEPS_DUMPS = (1, 2, 10, 100)
 RUN_CASES = (("q4.12", "nearest", ""), ("q4.12", "stochastic", ""),
              ("q4.12", "stochastic", "q4.20"))
@@ -212,27 +219,29 @@ def _note_device(report, target, dev):
         report.heap_peak = max(report.heap_peak or 0, dev.done["heap_peak"])
 
 
-def _steps_cases(formats, roundings, extra, policies=()):
+def _steps_cases(formats, roundings, extra, policies=(), high_lr=()):
     cases = [TrainCase(f, r, ops_master(f, r)) for f in formats for r in roundings]
     cases += [TrainCase(*e) for e in extra if TrainCase(*e) not in cases]
+    cases += [TrainCase(f, r, ops_master(f, r), lr=lr) for f, r, lr in high_lr]
     return cases + [policy_case(spec) for spec in policies]
 
 
 def run_steps(formats=STEPS_FORMATS, roundings=STEPS_ROUNDINGS, extra=STEPS_EXTRA,
               dump_steps=STEPS_DUMPS, micropython=None, target="unix", seed=TRAIN_SEED,
               heapsize=None, firmware_dir=FIRMWARE_DIR, workdir=None, timeout=3600,
-              build="mpy", policies=(), cases=None, built=None):
+              build="mpy", policies=(), cases=None, built=None, high_lr=()):
     """Level "steps": each case trains max(dump_steps) steps on the device and on the
     host (lr schedule of TRAIN_STEPS), compared after every step (loss_q16) and after
     each of dump_steps (params, gradient, m, v); returns a TrainReport. A format that
     needs master weights (too few fractional bits for the update) gets master_for's.
     policies: SPECs trained too (the device config's `policy` key, the simulator's
-    TrainConfig.policy); cases: [TrainCase] instead of all these (tests); built: a
-    firmware folder already built for the target (else built from firmware_dir)."""
+    TrainConfig.policy); high_lr: (format, rounding, lr) cases (the CLI: STEPS_HIGH_LR);
+    cases: [TrainCase] instead of all these (tests); built: a firmware folder already
+    built for the target (else built from firmware_dir)."""
     t0 = time.time()
     report = TrainReport("steps")
     if cases is None:
-        cases = _steps_cases(formats, roundings, extra, policies)
+        cases = _steps_cases(formats, roundings, extra, policies, high_lr)
     upto = max(dump_steps)
     with tempfile.TemporaryDirectory(prefix="qgpt-steps-", dir=workdir) as tmp:
         tmp = Path(tmp)
@@ -400,6 +409,7 @@ def conformance_steps(formats=None, micropython=None, seed=TRAIN_SEED, target="u
     kw.setdefault("policies", STEPS_POLICIES if not formats else ())
     formats = tuple(STEPS_FORMATS if formats is None else formats)  # (): policies alone
     kw.setdefault("extra", tuple(e for e in STEPS_EXTRA if e[0] in formats))
+    kw.setdefault("high_lr", tuple(e for e in STEPS_HIGH_LR if e[0] in formats))
     report = run_steps(formats, micropython=micropython, seed=seed, target=target,
                        dump_steps=dump_steps, **kw)
     print_report(report, out or sys.stdout)
@@ -407,15 +417,17 @@ def conformance_steps(formats=None, micropython=None, seed=TRAIN_SEED, target="u
 
 
 def run_resume(cases, steps=40, stop=20, seed=TRAIN_SEED, micropython=None,
-               firmware_dir=FIRMWARE_DIR, workdir=None, timeout=3600, built=None):
+               firmware_dir=FIRMWARE_DIR, workdir=None, timeout=3600, built=None,
+               target="unix"):
     """Each case stopped after `stop` steps and resumed from its checkpoint to `steps`
     (firmware/restore.py reads the state back into its containers, checking each
     range), against the simulator's run without a break: the losses after the resume,
-    the optimizer's counters and the final hash. Returns a TrainReport."""
+    the optimizer's counters and the final hash; target: unix or int32. Returns a
+    TrainReport."""
     report = TrainReport("resume")
     with tempfile.TemporaryDirectory(prefix="qgpt-resume-", dir=workdir) as tmp:
         tmp = Path(tmp)
-        fw = built or firmware_build(tmp / "firmware", "unix", "mpy", firmware_dir,
+        fw = built or firmware_build(tmp / "firmware", target, "mpy", firmware_dir,
                                      micropython)
         names = pack_names(None, tmp / "names.bin")
         for i, case in enumerate(cases):
@@ -425,8 +437,8 @@ def run_resume(cases, steps=40, stop=20, seed=TRAIN_SEED, micropython=None,
             dev = None
             for extra in ({"stop_at": stop}, {"resume": True}):
                 cfg = device_config(case, DEVICE_DATA, steps=steps, seed=seed, **extra)
-                dev = finish_training(start_training(cfg, folder, micropython, heap, "unix", fw),
-                                      folder, timeout)
+                dev = finish_training(start_training(cfg, folder, micropython, heap, target,
+                                                     fw), folder, timeout)
                 if dev.failure:
                     break
             model, losses, _ = simulate(case, names, steps, steps=steps, seed=seed)
