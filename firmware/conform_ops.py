@@ -136,16 +136,16 @@ def run_linear_forward(P, p, A):
         sh, lo, hi, by = fwd[3], fwd[1], fwd[2], nb[1]
     wmax = K.abs_max(A["w"], n_in * n_out, nb[0])  # the model's bound of the fast path
     for t in range(p["T"]):
-        K.linear_forward(A["y"], A["x"], A["w"], t, n_in, n_out, sh, lo, hi, by, nb[1], nb[0],
-                         wmax)
+        K.linear_forward(0, 0, A["y"], A["x"], A["w"], t, n_in, n_out, sh, lo, hi, by, nb[1],
+                         nb[0], wmax)
 
 
 def run_linear_backward(P, p, A):
     nb, _, b = numbers(P)[:3]
     wmax = K.abs_max(A["w"], p["n_in"] * p["n_out"], nb[0])  # the model's bound of the fast path
-    K.linear_backward(A["dx"], A["dw"], A["dy"], A["x"], A["w"], p["T"], p["n_in"], p["n_out"],
-                      b[5], b[6], p.get("o0", 0), p.get("o1", p["n_out"]), p.get("with_dx", 1),
-                      b[7], b[8], b[9], b[10], nb[2], nb[1], nb[0], wmax)
+    K.linear_backward(0, 0, A["dx"], A["dw"], A["dy"], A["x"], A["w"], p["T"], p["n_in"],
+                      p["n_out"], b[5], b[6], p.get("o0", 0), p.get("o1", p["n_out"]),
+                      p.get("with_dx", 1), b[7], b[8], b[9], b[10], nb[2], nb[1], nb[0], wmax)
 
 
 def run_add_forward(P, p, A):

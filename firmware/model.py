@@ -273,22 +273,22 @@ class Model:
             rms(x0, rs0, ga, t, _C, g, fm, eps, lo, hi, ba)
             # attention block: x1 = rmsnorm(x0); q, k, v = Wq x1, Wk x1, Wv x1
             rms(x1, rs1, x0, t, _C, g, fm, eps, lo, hi, ba)
-            lin(q, x1, wq, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WQ])
-            lin(k, x1, wk, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WK])
-            lin(vv, x1, wv, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WV])
+            lin(0, 0, q, x1, wq, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WQ])
+            lin(0, 0, k, x1, wk, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WK])
+            lin(0, 0, vv, x1, wv, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WV])
             K.attention_forward(at, probs, srow, q, k, vv, t, T, _NH, _HS, sh_s, lo_l, hi_l,
                                 Fl, sh_o, lo, hi, ba)
             # x2 = Wo att + x0 (x2 in gb, the projection in gc)
-            lin(tmp, at, wo, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WO])
+            lin(0, 0, tmp, at, wo, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WO])
             K.add_forward(x2, tmp, x0, t * _C, _C, lo, hi, ba)
             # MLP block: x4 = fc2 relu(fc1 rmsnorm(x2)) + x2, the relu as fc1's saturation:
             # relu(sat(y, lo, hi)) = sat(y, 0, hi), as lo < 0 < hi
             rms(x3, rs3, x2, t, _C, g, fm, eps, lo, hi, ba)
-            lin(h, x3, fc1, t, _C, _M, sh, 0, hi, ba, ba, bw, wm[_FC1])
-            lin(tmp, h, fc2, t, _M, _C, sh, lo, hi, ba, ba, bw, wm[_FC2])
+            lin(0, 0, h, x3, fc1, t, _C, _M, sh, 0, hi, ba, ba, bw, wm[_FC1])
+            lin(0, 0, tmp, h, fc2, t, _M, _C, sh, lo, hi, ba, ba, bw, wm[_FC2])
             K.add_forward(x4, tmp, x2, t * _C, _C, lo, hi, ba)
             # logits = lm_head x4, into L (held as int32)
-            lin(logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, bw, wm[_LM_HEAD])
+            lin(0, 0, logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, bw, wm[_LM_HEAD])
 
     # --- backward over all positions, with the fused Adam update ---
 
@@ -316,9 +316,9 @@ class Model:
             if dx is not None:
                 g = lg
                 zero32(lg, n)
-                K.linear_backward(dx, lg, dy, x, self.bufs[1][j], T, n_in, n_out, b[5], b[6],
-                                  o0, o1, 1 if o0 == 0 else 0, b[7], b[8], b[9], b[10], nb[2],
-                                  nb[1], nb[0], self.bufs[5][j])
+                K.linear_backward(0, 0, dx, lg, dy, x, self.bufs[1][j], T, n_in, n_out, b[5],
+                                  b[6], o0, o1, 1 if o0 == 0 else 0, b[7], b[8], b[9], b[10],
+                                  nb[2], nb[1], nb[0], self.bufs[5][j])
             if self.on_grad is not None:
                 self.on_grad(i, n, g)
             if self.blk[7]:

@@ -30,12 +30,12 @@ from qgpt import fwprofile as fp  # noqa: E402
 # unit -> (the call, the work of one call, its unit); VIPER_LOOP: dot_rows_call from viper
 VIPER_LOOP = "from_viper(reps, y, x)"
 UNITS = {
-    "linear_fwd_16x64": ("K.linear_forward(y, x, w, 3, 16, 64, 12, LO, HI, 2, 2, 2, wm)", 1024,
-                         "MAC"),
-    "linear_bwd_dx_16x64": ("K.linear_backward(dx, dw, dy, x, w, 7, 16, 64, 12, 12, 0, 0, 1, LO, "
-                            "HI, PLO, PHI, 2, 2, 2, wm)", 7 * 1024, "MAC"),
-    "linear_bwd_dw_16x64": ("K.linear_backward(dx, dw, dy, x, w, 7, 16, 64, 12, 12, 0, 27, 0, LO, "
-                            "HI, PLO, PHI, 2, 2, 2, wm)", 27 * 16 * 7, "MAC"),
+    "linear_fwd_16x64": ("K.linear_forward(0, 0, y, x, w, 3, 16, 64, 12, LO, HI, 2, 2, 2, wm)",
+                         1024, "MAC"),
+    "linear_bwd_dx_16x64": ("K.linear_backward(0, 0, dx, dw, dy, x, w, 7, 16, 64, 12, 12, 0, 0, 1, "
+                            "LO, HI, PLO, PHI, 2, 2, 2, wm)", 7 * 1024, "MAC"),
+    "linear_bwd_dw_16x64": ("K.linear_backward(0, 0, dx, dw, dy, x, w, 7, 16, 64, 12, 12, 0, 27, "
+                            "0, LO, HI, PLO, PHI, 2, 2, 2, wm)", 27 * 16 * 7, "MAC"),
     "attention_fwd_t6": ("K.attention_forward(out, probs, srow, q, k, v, 6, 7, 4, 4, 12, PLO, PHI, "
                          "12, 15, LO, HI, 2)", 4 * 7 * 8, "MAC"),
     "attention_bwd_T7": ("K.attention_backward(dq, dk, dv, x, q, k, v, probs, scratch, 7, 4, 4, "
