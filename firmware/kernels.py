@@ -953,7 +953,7 @@ def cross_entropy_backward(dlogits, probs, targets, T: int, V: int, s: int, glo:
 @micropython.viper
 def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: int, j0: int,
                 alpha: int, sh_m: int, sh_s: int, e: int, u: int, mode: int, key: int, lo: int,
-                hi: int, hm: int, hv: int, bs: int, bm: int, bv: int) -> int:
+                hi: int, hm: int, hv: int, bs: int, bv: int) -> int:
     """One Adam step for parameters i0 .. i0+n-1, the flat indices (g holds their n
     gradients; store and comp hold them from index js, m and v from index j0: 0 for
     buffers of those n, i0 for whole ones): section 9, 9.1-9.5, and 9.6's roundings.
@@ -962,21 +962,22 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
     e = 13 + Fh - Fm >= 0; u = Falpha + 13 - F_store (0..30); mode: 0 nearest, 1 floor,
     2 stochastic with r = hash30((key + i) & M30), key = key(seed, ROUND, step), i the flat
     index, 3 pseudo, 4 kahan (comp: int8 compensations, else unused). store the weight
-    store S = [lo, hi] in bs bytes (1, 2, 4); |m| <= hm in bm bytes; v [0, hv] in bv
-    bytes, or bv = -4: int32 v that becomes isqrt(v) (block-scaled v's wide values, 9.6:
-    block_encode stores the roots); g (n,) int32 P, |g| <= 2**30. Returns the number of
+    store S = [lo, hi] in bs bytes (1, 2, 4); m int32, |m| <= hm; v int32 in [0, hv]
+    (bv = 4), or bv = -4: v that becomes isqrt(v) (block-scaled v's wide values, 9.6:
+    block_encode stores the roots); g (n,) int32 P, |g| <= 2**30. m and v of 8 or 16 bits
+    are widened to int32 by the caller and narrowed after (blockadam.gather, as block-
+    scaled state): one container here, 342 bytes less xtensawin code. Returns the number of
     stalled updates (delta != 0 rounded to d = 0). vi and root: pass 0 (scratch: viper keeps
     a function's first locals in registers, and the loop's v and isqrt(v) are read most;
     about 19 instructions a parameter on x86-64, 130 bytes less xtensawin code)."""
-    v_step = 4 if bv < 0 else bv
     ps8 = ptr8(store)
     pm8 = ptr8(m)
     pv8 = ptr8(v)
     pc8 = ptr8(comp)
     pg32 = ptr32(g)
     aw = int(ps8) + bs * js  # byte addresses, one step a parameter
-    am = int(pm8) + bm * j0
-    av = int(pv8) + v_step * j0
+    am = int(pm8) + 4 * j0
+    av = int(pv8) + 4 * j0
     pc = ptr8(int(pc8) + js)
     ag = int(pg32)
     g0 = ag
@@ -995,10 +996,9 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
     gs_lo = 0 - (32768 >> gs_ls)
     # mul15 without its split (below) where the bounds of int32 m and v allow it
     # (unsplit: 0 where the policy allows it, else 2**30, which fails the test below)
-    unsplit = 0 if (bm == 4 and bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18
+    unsplit = 0 if (bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18
                     and hv >= (1 << 22) - 1) else big
     short = bs == 2 and mode <= _ROUND_FLOOR  # a 16-bit store, nearest or floor
-    wide = bm == 4 and v_step == 4  # int32 m and v, tested once a parameter
     roots = bv < 0
     half_s = (1 << gs_rs) >> 1
     # a << e <= 2**30 for a <= a_lim: the quotient of 9.4 needs no test before it
@@ -1019,22 +1019,8 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
     stalled = 0
     while ag < end:
         gi = (ptr32(ag)[0] ^ s32) - s32
-        if wide:
-            mi = (ptr32(am)[0] ^ s32) - s32
-            vi = int(ptr32(av)[0])  # v >= 0: no sign extension needed
-        else:
-            if bm == 4:
-                mi = (ptr32(am)[0] ^ s32) - s32
-            elif bm == 2:
-                mi = (ptr16(am)[0] ^ 0x8000) - 0x8000
-            else:
-                mi = (ptr8(am)[0] ^ 0x80) - 0x80
-            if v_step == 4:
-                vi = int(ptr32(av)[0])
-            elif bv == 2:
-                vi = ptr16(av)[0]
-            else:
-                vi = ptr8(av)[0]
+        mi = (ptr32(am)[0] ^ s32) - s32
+        vi = int(ptr32(av)[0])  # v >= 0: no sign extension needed
         if ((mi + 262144) | (gi + 262144) | (vi >> 3) | unsplit) >> 19 == 0:
             # int32 m and v with |m|, |g| <= 2**18 (m, g in [-2**18, 2**18)) and v < 2**22:
             # every product below is under 2**31 - 2**14 (2**18 C1, 2**22 C2, gs**2 C2 with
@@ -1046,7 +1032,7 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
             mi = mi + ((16384 - mi * _ADAM_C1) >> 15) + ((gi * _ADAM_C1 + 16384) >> 15)
             gs = (gi + half_s) >> sh_s
             vi = vi + ((16384 - vi * _ADAM_C2) >> 15) + ((gs * gs * _ADAM_C2 + 16384) >> 15)
-            ptr32(am)[0] = mi  # (int32 m and v)
+            ptr32(am)[0] = mi
             ptr32(av)[0] = vi
         else:
             # 9.1 m = b1 m + (1 - b1) gm, gm = req(g, Fp - Fm, +-2**30), each product by
@@ -1082,18 +1068,8 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
                   + (g2 >> 15) * _ADAM_C2 + (((g2 & 0x7FFF) * _ADAM_C2 + 16384) >> 15))
             if vi > hv:
                 vi = hv
-            if v_step == 4:  # (bv = -4: the root below takes v's place)
-                ptr32(av)[0] = vi
-            elif bv == 2:
-                ptr16(av)[0] = vi
-            else:
-                ptr8(av)[0] = vi
-            if bm == 4:
-                ptr32(am)[0] = mi
-            elif bm == 2:
-                ptr16(am)[0] = mi
-            else:
-                ptr8(am)[0] = mi
+            ptr32(av)[0] = vi  # (bv = -4: the root below takes v's place)
+            ptr32(am)[0] = mi
         # 9.3 den = isqrt(v) + 1. v normalized by an even shift 2 s2 into vn in [64, 256)
         # (v < 64: vn = v); 16 sqrt(vn) from one parabola, vn (1003 - vn) / 2**10 + 71
         # (within 2 of it on [64, 256)), scaled back is within -2..+4 of the root for
@@ -1201,8 +1177,8 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
             if delta != 0:
                 stalled += 1
         ag += 4
-        am += bm
-        av += v_step
+        am += 4
+        av += 4
         aw += bs
     return stalled
 
@@ -1214,43 +1190,51 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
 def widen(out, src, off: int, n: int, nb: int):
     """out[0:n] (int32) = src[off:off+n]: nb = 1, 2 or 4 bytes a signed value (sign-
     extended), -1 or -2 an unsigned one."""
-    po = ptr32(out)
-    p8 = ptr8(src)
-    p16 = ptr16(int(p8))
-    p32 = ptr32(int(p8))
+    step = nb if nb > 0 else 0 - nb
     sx = 0x8000 if nb == 2 else (0x80 if nb == 1 else 0)  # a signed value's sign bit
     nsx = 0 - sx  # (x ^ sx) + nsx: x sign-extended (written so, not as the s32 idiom)
-    for i in range(n):
-        if nb == 2 or nb == -2:
-            x = p16[off + i]
-        elif nb == 1 or nb == -1:
-            x = p8[off + i]
+    po32 = ptr32(out)
+    ps8 = ptr8(src)
+    ao = int(po32)  # byte addresses, one step a value
+    at = int(ps8) + step * off
+    end = ao + 4 * n
+    while ao < end:
+        if step == 2:
+            x = int(ptr16(at)[0])
+        elif step == 1:
+            x = int(ptr8(at)[0])
         else:
-            x = p32[off + i]  # (stored as its low 32 bits below)
-        po[i] = (x ^ sx) + nsx
+            x = int(ptr32(at)[0])  # (stored as its low 32 bits below)
+        ptr32(ao)[0] = (x ^ sx) + nsx
+        ao += 4
+        at += step
 
 
 @micropython.viper
 def narrow(dst, off: int, src, n: int, lo: int, hi: int, nb: int) -> int:
     """dst[off:off+n] (nb bytes a value; -1, -2 as 1, 2) = src[0:n] (int32); returns how
     many values lay outside [lo, hi] (a checkpoint that does not fit the class's format)."""
-    p8 = ptr8(dst)
-    p16 = ptr16(int(p8))
-    p32 = ptr32(int(p8))
-    ps = ptr32(src)
+    step = nb if nb > 0 else 0 - nb
+    pd8 = ptr8(dst)
+    ps32 = ptr32(src)
+    at = int(pd8) + step * off  # byte addresses, one step a value
+    ao = int(ps32)
+    end = ao + 4 * n
     one = 1
     s32 = one << 31
     bad = 0
-    for i in range(n):
-        x = (ps[i] ^ s32) - s32
+    while ao < end:
+        x = (ptr32(ao)[0] ^ s32) - s32
         if x > hi or x < lo:
             bad += 1
-        if nb == 2 or nb == -2:
-            p16[off + i] = x
-        elif nb == 1 or nb == -1:
-            p8[off + i] = x
+        if step == 2:
+            ptr16(at)[0] = x
+        elif step == 1:
+            ptr8(at)[0] = x
         else:
-            p32[off + i] = x
+            ptr32(at)[0] = x
+        ao += 4
+        at += step
     return bad
 
 

@@ -297,13 +297,14 @@ class Model:
         at a time into the logits buffer, each piece updated by Adam (section 9) at once.
         An embedding (dx None) has its whole gradient in dy already (n_out rows of n_in,
         one piece): Adam only. With block-scaled state (9.6) Adam runs on whole units, as
-        their gradient is complete (blockadam.gather). The update is inline, not a method
+        their gradient is complete, and 8/16-bit m or v are widened to int32 for it
+        (blockadam.gather). The update is inline, not a method
         of its own: a call of a method this size allocates its frame on the heap (thousands
         of instructions each in gc_alloc's search for free blocks)."""
         lg = self.logits
         i0 = self.nums[0][j]
         b = self.nums[1]
-        _, _, _, bm, bv, bs = nb = self.nb
+        _, _, _, _, _, bs = nb = self.nb
         sh_m, sh_s, e, u, mode, lo, hi, hm, hv, _, _, _ = self.opt
         rows = _GRAD_MAX // n_in
         o1 = 0
@@ -321,14 +322,14 @@ class Model:
                                   nb[2], nb[1], nb[0], self.bufs[5][j])
             if self.on_grad is not None:
                 self.on_grad(i, n, g)
-            if self.blk[7]:
-                import blockadam  # block-scaled state only: its code is in memory only then
+            if self.blk[7]:  # block-scaled, or 8/16-bit m or v (adam_update takes int32)
+                import blockadam  # its code is in memory only then
 
                 blockadam.gather(self, i, n, g, alpha, key)
             else:
                 self.stalled_total += K.adam_update(0, 0, self.store, self.m, self.v, g,
                                                     self.blk[9], n, i, i, i, alpha, sh_m, sh_s,
-                                                    e, u, mode, key, lo, hi, hm, hv, bs, bm, bv)
+                                                    e, u, mode, key, lo, hi, hm, hv, bs, 4)
                 if self.nums[3]:  # master weights: the data weights the forward pass sees
                     self.refresh_data(i, n)
 

@@ -46,7 +46,7 @@ UNITS = {
                       "LO, HI)", 1, "call"),
     "rmsnorm_fwd": ("K.rmsnorm_forward(y, rs, x, 3, 16, 4, 28, 1, LO, HI, 2)", 16, "element"),
     "adam_256": ("K.adam_update(0, 0, w, m, vv, g, comp, 256, 0, 0, 0, 1000, 0, 14, 13, 15, 0, 0, "
-                 "LO, HI, MMAX, 1 << 30, 2, 4, 4)", 256, "parameter"),
+                 "LO, HI, MMAX, 1 << 30, 2, 4)", 256, "parameter"),
     "dot_rows_from_viper": (VIPER_LOOP, 1, "call"),
 }
 
