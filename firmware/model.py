@@ -109,10 +109,19 @@ _RESCAN = const(16)  # training steps between two scans of max |W| (forward_posi
 
 @micropython.viper
 def zero32(buf, n: int):
-    """buf[0:n] = 0 for an int32 buffer."""
-    p = ptr32(buf)
-    for i in range(n):
-        p[i] = 0
+    """buf[0:n] = 0 for an int32 buffer, n a multiple of 4 (a weight's gradient piece, the
+    embeddings' gradients): four words a round at a stepped address (an indexed store
+    costs about 11 instructions on x86-64, and about 4,200 words are zeroed a step)."""
+    p32 = ptr32(buf)
+    at = int(p32)
+    end = at + 4 * n
+    while at < end:
+        p = ptr32(at)
+        p[0] = 0
+        p[1] = 0
+        p[2] = 0
+        p[3] = 0
+        at += 16
 
 
 @micropython.viper
@@ -322,7 +331,8 @@ class Model:
                                   nb[2], nb[1], nb[0], self.bufs[5][j])
             if self.on_grad is not None:
                 self.on_grad(i, n, g)
-            if self.blk[7]:  # block-scaled, or 8/16-bit m or v (adam_update takes int32)
+            if self.blk[7]:
+                # block-scaled, or 8/16-bit m or v (adam_update takes int32 m and v only)
                 import blockadam  # its code is in memory only then
 
                 blockadam.gather(self, i, n, g, alpha, key)
