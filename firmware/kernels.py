@@ -559,7 +559,6 @@ def linear_forward(pw: ptr16, w_at: int, y, x, w, t: int, n_in: int, n_out: int,
     in registers, as dot_rows's hh and ll: the fast path's row pointer and address, read
     most; -6% instructions, 59 bytes less xtensawin code)."""
     py16 = ptr16(y)
-    py32 = ptr32(int(py16))
     px16 = ptr16(x)
     pw16 = ptr16(w)
     one = 1
@@ -611,16 +610,18 @@ def linear_forward(pw: ptr16, w_at: int, y, x, w, t: int, n_in: int, n_out: int,
             x_at += 8
             w_at += 8
         x_at -= row_bytes
-        for k in range(yrow + o, yrow + o + 4):  # the four sums in turn: sat(rnd(S, sh))
+        w_at = int(py16) + (yrow + o) * by  # y's address (by 2 or 4: A or L)
+        for _ in range(4):  # the four sums in turn: sat(rnd(S, sh))
             q = (a0 + half) >> sh
             if q > hi:
                 q = hi
             elif q < lo:
                 q = lo
             if by == 2:
-                py16[k] = q
+                ptr16(w_at)[0] = q
             else:
-                py32[k] = q
+                ptr32(w_at)[0] = q
+            w_at += by
             a0 = a1
             a1 = a2
             a2 = a3
@@ -653,7 +654,7 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
     dot_rows's hh and ll: the matrix word and dy's address of the inner loop, read most;
     -9% (dW) to -14% (dx) instructions, 94 bytes less xtensawin code)."""
     pdx16 = ptr16(dx)
-    pdw = ptr32(dw)
+    pdw32 = ptr32(dw)
     pdy16 = ptr16(dy)
     px16 = ptr16(x)
     pw16 = ptr16(w)
@@ -674,6 +675,8 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
             yw = bg
             ub = w
             uw = bw
+            y_at = int(pdx16)  # y's first byte and bytes a word
+            y_step = 2
             big = wmax if bw == 2 and bg == 2 else 0
             s = sh
             lo = glo
@@ -689,6 +692,8 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
             yw = -4  # int32, added to
             ub = x
             uw = ba
+            y_at = int(pdw32)
+            y_step = 4
             big = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
             s = sh_w
             lo = plo
@@ -715,6 +720,7 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
                          d_step >> 1, bg, ub, 0, 1, n_in, uw, rows, n_in, terms, s, lo, hi)
                 continue
             k = (r - r0) * n_in  # the output's index of row r, column 0
+            e_y = n_in * y_step if rows == 2 else 0  # from row r to row r + 1 of y
             for i in range(0, n_in, 4):  # four columns of both rows
                 a0 = 0
                 a1 = 0
@@ -744,27 +750,28 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
                     b3 = u * e + b3
                     at += d_step
                     u_at += row_bytes
-                for c in range(k + i, k + i + 4):  # sat(rnd(S, s)) in turn, dW's added to dw
-                    q = (a0 + half) >> s  # row r
+                at = y_at + (k + i) * y_step  # y's address (at read dy's stream above)
+                for _ in range(4):  # sat(rnd(S, s)) in turn, dW's added to dw
+                    u = (a0 + half) >> s  # row r
                     v = (b0 + half) >> s  # row r + 1, or row r again (the same value)
-                    c2 = c + n_in if rows == 2 else c
                     if ph != 0:  # dw's old values, both read before either is stored
-                        q += (pdw[c] ^ s32) - s32  # |q| < 2**31
-                        v += (pdw[c2] ^ s32) - s32
-                    if q > hi:
-                        q = hi
-                    elif q < lo:
-                        q = lo
+                        u += (ptr32(at)[0] ^ s32) - s32  # |u| < 2**31
+                        v += (ptr32(at + e_y)[0] ^ s32) - s32
+                    if u > hi:
+                        u = hi
+                    elif u < lo:
+                        u = lo
                     if v > hi:
                         v = hi
                     elif v < lo:
                         v = lo
                     if ph != 0:
-                        pdw[c] = q
-                        pdw[c2] = v
+                        ptr32(at)[0] = u
+                        ptr32(at + e_y)[0] = v
                     else:
-                        pdx16[c] = q
-                        pdx16[c2] = v
+                        ptr16(at)[0] = u
+                        ptr16(at + e_y)[0] = v
+                    at += y_step
                     a0 = a1
                     a1 = a2
                     a2 = a3
