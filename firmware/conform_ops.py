@@ -104,26 +104,26 @@ def run_embedding_forward(P, p, A):
     nb, fwd = numbers(P)[:2]
     tokens = A["tokens"]
     for t in range(p["T"]):
-        K.embedding_forward(A["x"], A["wte"], A["wpe"], tokens[t], t, params.N_EMBD, fwd[12],
+        K.embedding_forward(0, 0, A["x"], A["wte"], A["wpe"], tokens[t], t, params.N_EMBD, fwd[12],
                             fwd[1], fwd[2], nb[1], nb[0])
 
 
 def run_embedding_backward(P, p, A):
     nb, _, bwd = numbers(P)[:3]
-    K.embedding_backward(A["dwte"], A["dwpe"], A["dx"], A["tokens"], p["T"], params.N_EMBD,
+    K.embedding_backward(0, 0, A["dwte"], A["dwpe"], A["dx"], A["tokens"], p["T"], params.N_EMBD,
                          bwd[4], bwd[9], bwd[10], nb[2])
 
 
 def run_rmsnorm_forward(P, p, A):
     nb, fwd = numbers(P)[:2]
     for t in range(p["T"]):
-        K.rmsnorm_forward(A["y"], A["rs"], A["x"], t, params.N_EMBD, fwd[5], fwd[6], fwd[7],
+        K.rmsnorm_forward(0, 0, A["y"], A["rs"], A["x"], t, params.N_EMBD, fwd[5], fwd[6], fwd[7],
                           fwd[1], fwd[2], nb[1])
 
 
 def run_rmsnorm_backward(P, p, A):
     nb, _, bwd = numbers(P)[:3]
-    K.rmsnorm_backward(A["dx"], A["dy"], A["y"], A["rs"], p["T"], params.N_EMBD, bwd[0],
+    K.rmsnorm_backward(0, 0, A["dx"], A["dy"], A["y"], A["rs"], p["T"], params.N_EMBD, bwd[0],
                        bwd[12], bwd[7], bwd[8], nb[2], nb[1])
 
 
@@ -154,15 +154,15 @@ def run_add_forward(P, p, A):
         lo, hi, bx = bwd[7], bwd[8], nb[2]
     else:
         lo, hi, bx = fwd[1], fwd[2], nb[1]
-    K.add_forward(A["y"], A["a"], A["b"], 0, len(A["y"]), lo, hi, bx)
+    K.add_forward(0, 0, A["y"], A["a"], A["b"], 0, len(A["y"]), lo, hi, bx)
 
 
 def run_relu_forward(P, p, A):
     # the device's relu is a saturation into [0, hi] (model.py: fc1's); here that of
     # add_forward with b = 0 and hi the container's largest value: sat(x + 0, 0, hi) = max(x, 0)
     ba, x = numbers(P)[0][1], A["x"]
-    K.add_forward(A["y"], x, bytearray(len(x) * ba), 0, len(A["y"]), 0, (1 << (8 * ba - 1)) - 1,
-                  ba)
+    K.add_forward(0, 0, A["y"], x, bytearray(len(x) * ba), 0, len(A["y"]), 0,
+                  (1 << (8 * ba - 1)) - 1, ba)
 
 
 def run_relu_backward(P, p, A):
@@ -184,7 +184,7 @@ def run_attention_backward(P, p, A):
     nb, _, b = numbers(P)[:3]
     T = p["T"]
     scratch = array("i", bytes(4 * T * T))
-    K.attention_backward(A["dq"], A["dk"], A["dv"], A["dout"], A["q"], A["k"], A["v"],
+    K.attention_backward(0, 0, A["dq"], A["dk"], A["dv"], A["dout"], A["q"], A["k"], A["v"],
                          A["probs"], scratch, T, params.N_HEAD, params.HEAD_DIM,
                          b[1], b[2], b[3], b[7], b[8], nb[2], nb[1])
 

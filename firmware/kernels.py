@@ -318,10 +318,12 @@ def dot_rows(hh: int, ll: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int
 
 
 @micropython.viper
-def embedding_forward(x, wte, wpe, token: int, t: int, C: int, sh: int, lo: int, hi: int,
+def embedding_forward(i: int, v: int, x, wte, wpe, token: int, t: int, C: int, sh: int,
+                      lo: int, hi: int,
                       ba: int, bw: int):
     """x[t] = req(wte[token] + wpe[t], sh, A), sh = Fw - Fa (either sign; |sum| <= 2**16).
-    x (T, C) A; wte (V, C), wpe (BLOCK, C) W; ba, bw: their container bytes (1 or 2)."""
+    x (T, C) A; wte (V, C), wpe (BLOCK, C) W; ba, bw: their container bytes (1 or 2).
+    i and v: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     px8 = ptr8(x)
     px16 = ptr16(int(px8))
     pe8 = ptr8(wte)
@@ -354,12 +356,13 @@ def embedding_forward(x, wte, wpe, token: int, t: int, C: int, sh: int, lo: int,
 
 
 @micropython.viper
-def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int, hi: int,
-                       bg: int):
+def embedding_backward(d: int, w: int, dwte, dwpe, dx, tokens, T: int, C: int, sh: int,
+                       lo: int, hi: int, bg: int):
     """Forward was x[t] = wte[tokens[t]] + wpe[t]: d = req(dx[t], sh, P), sh = Fg - Fp
     (a left shift when Fp > Fg); then for t = 0 .. T-1 in order both rows become
     sat(row + d, P). dwte (V, C), dwpe (BLOCK, C) int32 P, [lo, hi] within +-2**30;
-    dx (T, C) G (bg bytes); tokens (T,) uint8."""
+    dx (T, C) G (bg bytes); tokens (T,) uint8.
+    d and w: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     pwte = ptr32(dwte)
     pwpe = ptr32(dwpe)
     pdx8 = ptr8(dx)
@@ -405,11 +408,13 @@ def embedding_backward(dwte, dwpe, dx, tokens, T: int, C: int, sh: int, lo: int,
 
 
 @micropython.viper
-def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int, hi: int,
+def rmsnorm_forward(i: int, xi: int, y, rs, x, t: int, C: int, g: int, fm: int, eps: int,
+                    lo: int, hi: int,
                     ba: int):
     """y[t] = sat(rnd(x[t] * M, sh), A) with (M, sh) = rsqrt(rnd(dot(x, x), g) + eps, fm),
     kept in rs[t] for the backward pass. g = guard(16, ba, ba) rounded up to even (<= 4).
-    y, x (T, C) A (ba bytes), C <= 16; rs (T, 2) int32 (M, sh)."""
+    y, x (T, C) A (ba bytes), C <= 16; rs (T, 2) int32 (M, sh).
+    i and xi: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     py8 = ptr8(y)
     py16 = ptr16(int(py8))
     pr = ptr32(rs)
@@ -447,13 +452,14 @@ def rmsnorm_forward(y, rs, x, t: int, C: int, g: int, fm: int, eps: int, lo: int
 
 
 @micropython.viper
-def rmsnorm_backward(dx, dy, y, rs, T: int, C: int, sh_c: int, f: int, glo: int, ghi: int,
-                     bg: int, ba: int):
+def rmsnorm_backward(i: int, v: int, dx, dy, y, rs, T: int, C: int, sh_c: int, f: int,
+                     glo: int, ghi: int, bg: int, ba: int):
     """Forward was y = x * r (r = M / 2**sh): dx = r * (dy - y * mean(dy * y)).
     c = sat(rnd(dot(dy, y), sh_c), G), sh_c = Fa + 4 (the mean);
     t_i = sat(dy_i - rnd(y_i * c, f), G), f = Fa; dx_i = sat(rnd(t_i * M, sh), G), the
     forward's (M, sh). dx, dy (T, C) G = [glo, ghi] (bg bytes); y (T, C) A (ba bytes);
-    rs (T, 2) int32 from the forward; C <= 16, sh_c >= 4."""
+    rs (T, 2) int32 from the forward; C <= 16, sh_c >= 4.
+    i and v: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     pdx8 = ptr8(dx)
     pdx16 = ptr16(int(pdx8))
     pdy8 = ptr8(dy)
@@ -784,9 +790,10 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
 
 
 @micropython.viper
-def add_forward(y, a, b, start: int, n: int, lo: int, hi: int, bx: int):
+def add_forward(v: int, i: int, y, a, b, start: int, n: int, lo: int, hi: int, bx: int):
     """y[i] = sat(a[i] + b[i]) for i in start .. start+n-1: the residual add in A,
-    and where two gradient paths meet, in G. y, a, b in bx bytes (1 or 2)."""
+    and where two gradient paths meet, in G. y, a, b in bx bytes (1 or 2).
+    v and i: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     py8 = ptr8(y)
     py16 = ptr16(int(py8))
     pa8 = ptr8(a)
@@ -858,8 +865,9 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
 
 
 @micropython.viper
-def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: int, HS: int,
-                       sh_dp: int, sh_p: int, sh_qk: int, glo: int, ghi: int, bg: int, ba: int):
+def attention_backward(diff: int, s: int, dq, dk, dv, dout, q, k, v, probs, scratch, T: int,
+                       NH: int, HS: int, sh_dp: int, sh_p: int, sh_qk: int, glo: int,
+                       ghi: int, bg: int, ba: int):
     """Forward: score = q.k / 2, p = softmax(score), out = p v. Per head (section 7):
     1. dp[t,s] = sat(rnd(dot(dout[t], v[s]), sh_dp), G) for s <= t, sh_dp = Fa
     2. dv[s] = sat(rnd(sum_{t>=s} p[t,s] * dout[t], sh_p), G), sh_p = 15
@@ -871,7 +879,8 @@ def attention_backward(dq, dk, dv, dout, q, k, v, probs, scratch, T: int, NH: in
     probs (NH, T, T) uint16 Q15; scratch (T, T) int16: dp (in G), then ds (|ds| <= 2**14),
     of one head. sh_p < 16.
     Every dot product but pd's is a dot_rows over a slice of one head (the int32 pair);
-    pd's sum fits one int32 (below)."""
+    pd's sum fits one int32 (below).
+    diff and s: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     pp = ptr16(probs)  # uint16 loads: p in [0, 2**15]
     pw = ptr16(scratch)
     C = NH * HS

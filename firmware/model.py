@@ -278,10 +278,10 @@ class Model:
         lin, rms = K.linear_forward, K.rmsnorm_forward
         for t in range(t0, T if start == T else t0 + 1):
             # x = wte[token] + wpe[t]; x0 = rmsnorm(x)
-            K.embedding_forward(ga, wte, wpe, self.tok[t], t, _C, sh_emb, lo, hi, ba, bw)
-            rms(x0, rs0, ga, t, _C, g, fm, eps, lo, hi, ba)
+            K.embedding_forward(0, 0, ga, wte, wpe, self.tok[t], t, _C, sh_emb, lo, hi, ba, bw)
+            rms(0, 0, x0, rs0, ga, t, _C, g, fm, eps, lo, hi, ba)
             # attention block: x1 = rmsnorm(x0); q, k, v = Wq x1, Wk x1, Wv x1
-            rms(x1, rs1, x0, t, _C, g, fm, eps, lo, hi, ba)
+            rms(0, 0, x1, rs1, x0, t, _C, g, fm, eps, lo, hi, ba)
             lin(0, 0, q, x1, wq, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WQ])
             lin(0, 0, k, x1, wk, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WK])
             lin(0, 0, vv, x1, wv, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WV])
@@ -289,13 +289,13 @@ class Model:
                                 Fl, sh_o, lo, hi, ba)
             # x2 = Wo att + x0 (x2 in gb, the projection in gc)
             lin(0, 0, tmp, at, wo, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WO])
-            K.add_forward(x2, tmp, x0, t * _C, _C, lo, hi, ba)
+            K.add_forward(0, 0, x2, tmp, x0, t * _C, _C, lo, hi, ba)
             # MLP block: x4 = fc2 relu(fc1 rmsnorm(x2)) + x2, the relu as fc1's saturation:
             # relu(sat(y, lo, hi)) = sat(y, 0, hi), as lo < 0 < hi
-            rms(x3, rs3, x2, t, _C, g, fm, eps, lo, hi, ba)
+            rms(0, 0, x3, rs3, x2, t, _C, g, fm, eps, lo, hi, ba)
             lin(0, 0, h, x3, fc1, t, _C, _M, sh, 0, hi, ba, ba, bw, wm[_FC1])
             lin(0, 0, tmp, h, fc2, t, _M, _C, sh, lo, hi, ba, ba, bw, wm[_FC2])
-            K.add_forward(x4, tmp, x2, t * _C, _C, lo, hi, ba)
+            K.add_forward(0, 0, x4, tmp, x2, t * _C, _C, lo, hi, ba)
             # logits = lm_head x4, into L (held as int32)
             lin(0, 0, logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, bw, wm[_LM_HEAD])
 
@@ -363,30 +363,31 @@ class Model:
         # h = fc1 x3: dx3 -> gb
         self.weight_backward(_FC1, gb, dh, x3, T, _C, _M, a, r)
         # x3 = rmsnorm(x2), and x2 also reaches x4: dx2 = sat(dx4 + rmsnorm_backward) -> ga
-        K.rmsnorm_backward(gc, gb, x3, rs3, T, _C, sh_c, fa, gl, gh, bg, ba)
-        K.add_forward(ga, ga, gc, 0, TC, gl, gh, bg)
+        K.rmsnorm_backward(0, 0, gc, gb, x3, rs3, T, _C, sh_c, fa, gl, gh, bg, ba)
+        K.add_forward(0, 0, ga, ga, gc, 0, TC, gl, gh, bg)
         # x2 = Wo att + x0: datt -> gb; dx0 starts as dx2 (in ga)
         self.weight_backward(_WO, gb, ga, at, T, _C, _C, a, r)
         # att = attention(q, k, v): dq -> gc, dk -> at, dv -> x4 (both dead), with the
         # (T, T) scratch in logits
-        K.attention_backward(gc, at, x4, gb, q, k, vv, probs, logits, T, _NH, _HS, sh_dp, sh_p,
+        K.attention_backward(0, 0, gc, at, x4, gb, q, k, vv, probs, logits, T, _NH, _HS, sh_dp,
+                             sh_p,
                              sh_qk, gl, gh, bg, ba)
         # q, k, v = Wq x1, Wk x1, Wv x1: three input-gradient paths, each saturated,
         # added in the order q, k, v: dx1 = sat(sat(dq_path + dk_path) + dv_path) -> gb
         self.weight_backward(_WQ, gb, gc, x1, T, _C, _C, a, r)
         self.weight_backward(_WK, gc, at, x1, T, _C, _C, a, r)
-        K.add_forward(gb, gb, gc, 0, TC, gl, gh, bg)
+        K.add_forward(0, 0, gb, gb, gc, 0, TC, gl, gh, bg)
         self.weight_backward(_WV, gc, x4, x1, T, _C, _C, a, r)
-        K.add_forward(gb, gb, gc, 0, TC, gl, gh, bg)
+        K.add_forward(0, 0, gb, gb, gc, 0, TC, gl, gh, bg)
         # x1 = rmsnorm(x0): dx0 = sat(dx2 + rmsnorm_backward(dx1)) -> ga
-        K.rmsnorm_backward(gc, gb, x1, rs1, T, _C, sh_c, fa, gl, gh, bg, ba)
-        K.add_forward(ga, ga, gc, 0, TC, gl, gh, bg)
+        K.rmsnorm_backward(0, 0, gc, gb, x1, rs1, T, _C, sh_c, fa, gl, gh, bg, ba)
+        K.add_forward(0, 0, ga, ga, gc, 0, TC, gl, gh, bg)
         # x0 = rmsnorm(wte[tok] + wpe[t]): dx -> gb, then both embedding rows: dwte in
         # logits, dwpe in probs (dead since attention_backward)
-        K.rmsnorm_backward(gb, ga, x0, rs0, T, _C, sh_c, fa, gl, gh, bg, ba)
+        K.rmsnorm_backward(0, 0, gb, ga, x0, rs0, T, _C, sh_c, fa, gl, gh, bg, ba)
         zero32(logits, _V * _C)
         zero32(probs, _T * _C)
-        K.embedding_backward(logits, probs, gb, self.tok, T, _C, sh_e, pl, ph, bg)
+        K.embedding_backward(0, 0, logits, probs, gb, self.tok, T, _C, sh_e, pl, ph, bg)
         self.weight_backward(_WTE, None, logits, None, T, _C, _V, a, r)
         self.weight_backward(_WPE, None, probs, None, T, _C, _T, a, r)
 
