@@ -64,11 +64,11 @@ def gather(mdl, off, n, grad, alpha, key):
         su[s] = -1
         # the unit's gradient is complete: Adam on parameters a .. a+size-1
         if n_m:
-            K.block_decode(mw, mdl.m, mk, a, size, n_m, bm, 0)
+            K.block_decode(0, 0, mw, mdl.m, mk, a, size, n_m, bm, 0)
         else:
             K.widen(mw, mdl.m, a, size, bm)
         if n_v:
-            K.block_decode(vw, mdl.v, vk, a, size, n_v, bv, 1)
+            K.block_decode(0, 0, vw, mdl.v, vk, a, size, n_v, bv, 1)
         else:
             K.widen(vw, mdl.v, a, size, bv)
         # bv = -4 for block-scaled v: adam_update leaves isqrt(v) in vw, which block_encode
@@ -77,11 +77,11 @@ def gather(mdl, off, n, grad, alpha, key):
                                             0, alpha, sh_m, sh_s, e, u, mode, key, s_lo, s_hi,
                                             hm, hv, bs, -4 if n_v else 4)
         if n_m:
-            K.block_encode(mdl.m, mk, mw, a, size, n_m, bits_m, bm, 0)
+            K.block_encode(0, 0, mdl.m, mk, mw, a, size, n_m, bits_m, bm, 0)
         else:
             K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)
         if n_v:
-            K.block_encode(mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)
+            K.block_encode(0, 0, mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)
         else:
             K.narrow(mdl.v, a, vw, size, 0, hv, bv)
         if mdl.nums[3]:  # master weights: the data weights the forward pass sees

@@ -197,7 +197,7 @@ def run_cross_entropy_forward(P, p, A):
 
 def run_cross_entropy_backward(P, p, A):
     nb, _, b = numbers(P)[:3]
-    K.cross_entropy_backward(A["dlogits"], A["probs"], A["targets"], p["T"], params.VOCAB,
+    K.cross_entropy_backward(0, 0, A["dlogits"], A["probs"], A["targets"], p["T"], params.VOCAB,
                              b[11], b[7], b[8], nb[2])
 
 

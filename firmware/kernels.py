@@ -934,12 +934,13 @@ cross_entropy_forward = softmax
 
 
 @micropython.viper
-def cross_entropy_backward(dlogits, probs, targets, T: int, V: int, s: int, glo: int, ghi: int,
-                           bg: int):
+def cross_entropy_backward(j: int, d: int, dlogits, probs, targets, T: int, V: int, s: int,
+                           glo: int, ghi: int, bg: int):
     """loss = mean over T positions of 0 - log p[t, target]: d = p - 2**15 onehot (Q15),
     dlogits = sat((d + ((T << s) >> 1)) // (T << s), G), s = 15 - Fg (round half up of
     d / T, Q15 -> Fg bits; for q2.14 (d + T) // (2T)).
-    dlogits (T, V) G = [glo, ghi] (bg bytes); probs (T, V) int32 Q15; targets (T,) uint8."""
+    dlogits (T, V) G = [glo, ghi] (bg bytes); probs (T, V) int32 Q15; targets (T,) uint8.
+    j and d: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     pd8 = ptr8(dlogits)
     pd16 = ptr16(int(pd8))
     pp = ptr32(probs)
@@ -1271,10 +1272,11 @@ def copy32(dst, d0: int, src, s0: int, n: int):
 
 
 @micropython.viper
-def block_decode(w, q, k, a: int, n: int, nblk: int, nb: int, sq: int):
+def block_decode(x: int, aw: int, w, q, k, a: int, n: int, nblk: int, nb: int, sq: int):
     """w[0:n] (int32) = the wide values of parameters a .. a+n-1 (a a multiple of nblk):
     q_i << k_j, signed mantissas q (m), or with sq (v, stored through its square root)
-    (q_i << k_j)**2 of unsigned ones; q in nb bytes (1 or 2), k (blocks,) uint8 shifts."""
+    (q_i << k_j)**2 of unsigned ones; q in nb bytes (1 or 2), k (blocks,) uint8 shifts.
+    x and aw: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     pk = ptr8(k)
     sx = 0 if sq else (0x8000 if nb == 2 else 0x80)  # m's sign bit (v's mantissas: unsigned)
     nsx = 0 - sx  # (x ^ sx) + nsx: x sign-extended (written so, not as the s32 idiom)
@@ -1297,12 +1299,13 @@ def block_decode(w, q, k, a: int, n: int, nblk: int, nb: int, sq: int):
 
 
 @micropython.viper
-def block_encode(q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int):
+def block_encode(x: int, aw: int, q, k, w, a: int, n: int, nblk: int, bits: int, nb: int, sq: int):
     """Store the wide values w[0:n] of parameters a .. a+n-1 (a a multiple of nblk)
     block-scaled (9.6): per block the smallest shift k_j whose rounded maximum fits the
     mantissa, then q_i = rnd(x_i, k_j) with x = w: m (signed, |q| <= 2**(bits-1) - 1), or
     with sq the roots isqrt(v) that adam_update left for bv = -4 (unsigned,
-    q <= 2**bits - 1). q in nb bytes, k (blocks,) uint8."""
+    q <= 2**bits - 1). q in nb bytes, k (blocks,) uint8.
+    x and aw: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     aw = int(ptr32(w))  # byte addresses, one step a value
     aq = int(ptr8(q)) + nb * a
     pk = ptr8(k)

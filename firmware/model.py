@@ -353,7 +353,7 @@ class Model:
         ba, bg = self.nb[1], self.nb[2]
         TC = T * _C
         # loss = mean_t -log p[t, target]: dlogits = (p - onehot) / T, into dh
-        K.cross_entropy_backward(dh, logits, self.bufs[4], T, _V, sh_ce, gl, gh, bg)
+        K.cross_entropy_backward(0, 0, dh, logits, self.bufs[4], T, _V, sh_ce, gl, gh, bg)
         # logits = lm_head x4: dx4 -> ga (the probabilities in logits are dead)
         self.weight_backward(_LM_HEAD, ga, dh, x4, T, _C, _V, a, r)
         # x4 = fc2 relu(h) + x2: d relu(h) -> dh (dlogits is dead)
