@@ -4,7 +4,9 @@ but a block's shift needs all of its values. So the gradients gather in unit-siz
 (U = lcm of the two block sizes, from a multiple of U) and Adam runs on a unit when its
 gradient is complete: m and v decoded to wide values, 9.1 to 9.5 (kernels.adam_update),
 then encoded again. Elementwise, this is the simulator's update after the whole backward
-pass. Imported by model.Model.weight_backward only for block-scaled policies.
+pass. Plain m or v of 8 or 16 bits take the same widen and narrow path, U values at a time
+(layout.block_bytes's unit for them), as kernels.adam_update takes int32 m and v only.
+Imported by model.Model.weight_backward only for those policies.
 """
 
 import kernels as K
@@ -27,6 +29,22 @@ def gather(mdl, off, n, grad, alpha, key):
     sh_m, sh_s, e, u, mode, s_lo, s_hi, hm, hv, _, _, _ = mdl.opt
     _, _, _, bm, bv, bs = mdl.nb
     bits_m, n_m, bits_v, n_v = blocks
+    if not (n_m or n_v):  # plain 8/16-bit m or v: widened U at a time, no unit to wait for
+        k = 0
+        while k < n:
+            c = min(U, n - k)
+            a = off + k
+            K.widen(mw, mdl.m, a, c, bm)
+            K.widen(vw, mdl.v, a, c, bv)
+            mdl.counts[2] += K.adam_update(0, 0, mdl.store, mw, vw, grad + 4 * k, comp, c,
+                                           a, a, 0, alpha, sh_m, sh_s, e, u, mode, key,
+                                           s_lo, s_hi, hm, hv, bs, 4)
+            K.narrow(mdl.m, a, mw, c, 0 - hm, hm, bm)
+            K.narrow(mdl.v, a, vw, c, 0, hv, bv)
+            if mdl.nums[3]:  # master weights: the data weights the forward pass sees
+                mdl.refresh_data(a, c)
+            k += c
+        return
     for unit in range((off // U), (off + n - 1) // U + 1):
         a = unit * U
         size = U if a + U <= _N else _N - a
@@ -46,24 +64,24 @@ def gather(mdl, off, n, grad, alpha, key):
         su[s] = -1
         # the unit's gradient is complete: Adam on parameters a .. a+size-1
         if n_m:
-            K.block_decode(mw, mdl.m, mk, a, size, n_m, bm, 0)
+            K.block_decode(0, 0, mw, mdl.m, mk, a, size, n_m, bm, 0)
         else:
             K.widen(mw, mdl.m, a, size, bm)
         if n_v:
-            K.block_decode(vw, mdl.v, vk, a, size, n_v, bv, 1)
+            K.block_decode(0, 0, vw, mdl.v, vk, a, size, n_v, bv, 1)
         else:
             K.widen(vw, mdl.v, a, size, bv)
         # bv = -4 for block-scaled v: adam_update leaves isqrt(v) in vw, which block_encode
         # stores (9.6: the roots of the same isqrt as 9.3)
         mdl.counts[2] += K.adam_update(0, 0, mdl.store, mw, vw, slots[s], comp, size, a, a,
                                        0, alpha, sh_m, sh_s, e, u, mode, key, s_lo, s_hi,
-                                       hm, hv, bs, 4, -4 if n_v else 4)
+                                       hm, hv, bs, -4 if n_v else 4)
         if n_m:
-            K.block_encode(mdl.m, mk, mw, a, size, n_m, bits_m, bm, 0)
+            K.block_encode(0, 0, mdl.m, mk, mw, a, size, n_m, bits_m, bm, 0)
         else:
             K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)
         if n_v:
-            K.block_encode(mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)
+            K.block_encode(0, 0, mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)
         else:
             K.narrow(mdl.v, a, vw, size, 0, hv, bv)
         if mdl.nums[3]:  # master weights: the data weights the forward pass sees

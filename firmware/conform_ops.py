@@ -104,26 +104,26 @@ def run_embedding_forward(P, p, A):
     nb, fwd = numbers(P)[:2]
     tokens = A["tokens"]
     for t in range(p["T"]):
-        K.embedding_forward(A["x"], A["wte"], A["wpe"], tokens[t], t, params.N_EMBD, fwd[12],
+        K.embedding_forward(0, 0, A["x"], A["wte"], A["wpe"], tokens[t], t, params.N_EMBD, fwd[12],
                             fwd[1], fwd[2], nb[1], nb[0])
 
 
 def run_embedding_backward(P, p, A):
     nb, _, bwd = numbers(P)[:3]
-    K.embedding_backward(A["dwte"], A["dwpe"], A["dx"], A["tokens"], p["T"], params.N_EMBD,
+    K.embedding_backward(0, 0, A["dwte"], A["dwpe"], A["dx"], A["tokens"], p["T"], params.N_EMBD,
                          bwd[4], bwd[9], bwd[10], nb[2])
 
 
 def run_rmsnorm_forward(P, p, A):
     nb, fwd = numbers(P)[:2]
     for t in range(p["T"]):
-        K.rmsnorm_forward(A["y"], A["rs"], A["x"], t, params.N_EMBD, fwd[5], fwd[6], fwd[7],
+        K.rmsnorm_forward(0, 0, A["y"], A["rs"], A["x"], t, params.N_EMBD, fwd[5], fwd[6], fwd[7],
                           fwd[1], fwd[2], nb[1])
 
 
 def run_rmsnorm_backward(P, p, A):
     nb, _, bwd = numbers(P)[:3]
-    K.rmsnorm_backward(A["dx"], A["dy"], A["y"], A["rs"], p["T"], params.N_EMBD, bwd[0],
+    K.rmsnorm_backward(0, 0, A["dx"], A["dy"], A["y"], A["rs"], p["T"], params.N_EMBD, bwd[0],
                        bwd[12], bwd[7], bwd[8], nb[2], nb[1])
 
 
@@ -136,16 +136,16 @@ def run_linear_forward(P, p, A):
         sh, lo, hi, by = fwd[3], fwd[1], fwd[2], nb[1]
     wmax = K.abs_max(A["w"], n_in * n_out, nb[0])  # the model's bound of the fast path
     for t in range(p["T"]):
-        K.linear_forward(A["y"], A["x"], A["w"], t, n_in, n_out, sh, lo, hi, by, nb[1], nb[0],
-                         wmax)
+        K.linear_forward(0, 0, A["y"], A["x"], A["w"], t, n_in, n_out, sh, lo, hi, by, nb[1],
+                         nb[0], wmax)
 
 
 def run_linear_backward(P, p, A):
     nb, _, b = numbers(P)[:3]
     wmax = K.abs_max(A["w"], p["n_in"] * p["n_out"], nb[0])  # the model's bound of the fast path
-    K.linear_backward(A["dx"], A["dw"], A["dy"], A["x"], A["w"], p["T"], p["n_in"], p["n_out"],
-                      b[5], b[6], p.get("o0", 0), p.get("o1", p["n_out"]), p.get("with_dx", 1),
-                      b[7], b[8], b[9], b[10], nb[2], nb[1], nb[0], wmax)
+    K.linear_backward(0, 0, A["dx"], A["dw"], A["dy"], A["x"], A["w"], p["T"], p["n_in"],
+                      p["n_out"], b[5], b[6], p.get("o0", 0), p.get("o1", p["n_out"]),
+                      p.get("with_dx", 1), b[7], b[8], b[9], b[10], nb[2], nb[1], nb[0], wmax)
 
 
 def run_add_forward(P, p, A):
@@ -154,15 +154,15 @@ def run_add_forward(P, p, A):
         lo, hi, bx = bwd[7], bwd[8], nb[2]
     else:
         lo, hi, bx = fwd[1], fwd[2], nb[1]
-    K.add_forward(A["y"], A["a"], A["b"], 0, len(A["y"]), lo, hi, bx)
+    K.add_forward(0, 0, A["y"], A["a"], A["b"], 0, len(A["y"]), lo, hi, bx)
 
 
 def run_relu_forward(P, p, A):
     # the device's relu is a saturation into [0, hi] (model.py: fc1's); here that of
     # add_forward with b = 0 and hi the container's largest value: sat(x + 0, 0, hi) = max(x, 0)
     ba, x = numbers(P)[0][1], A["x"]
-    K.add_forward(A["y"], x, bytearray(len(x) * ba), 0, len(A["y"]), 0, (1 << (8 * ba - 1)) - 1,
-                  ba)
+    K.add_forward(0, 0, A["y"], x, bytearray(len(x) * ba), 0, len(A["y"]), 0,
+                  (1 << (8 * ba - 1)) - 1, ba)
 
 
 def run_relu_backward(P, p, A):
@@ -184,7 +184,7 @@ def run_attention_backward(P, p, A):
     nb, _, b = numbers(P)[:3]
     T = p["T"]
     scratch = array("i", bytes(4 * T * T))
-    K.attention_backward(A["dq"], A["dk"], A["dv"], A["dout"], A["q"], A["k"], A["v"],
+    K.attention_backward(0, 0, A["dq"], A["dk"], A["dv"], A["dout"], A["q"], A["k"], A["v"],
                          A["probs"], scratch, T, params.N_HEAD, params.HEAD_DIM,
                          b[1], b[2], b[3], b[7], b[8], nb[2], nb[1])
 
@@ -197,7 +197,7 @@ def run_cross_entropy_forward(P, p, A):
 
 def run_cross_entropy_backward(P, p, A):
     nb, _, b = numbers(P)[:3]
-    K.cross_entropy_backward(A["dlogits"], A["probs"], A["targets"], p["T"], params.VOCAB,
+    K.cross_entropy_backward(0, 0, A["dlogits"], A["probs"], A["targets"], p["T"], params.VOCAB,
                              b[11], b[7], b[8], nb[2])
 
 
@@ -219,9 +219,18 @@ def run_adam_update(P, p, A):
     alpha = adam.alpha_at(P.lr_q30, P.alpha_frac, step, p["num_steps"], p1, p2)
     k = prng.key(p["seed"], prng.STREAM_ROUND, step)
     nb, _, _, o = numbers(P)[:4]
-    stalled = K.adam_update(0, 0, A["store"], A["m"], A["v"], A["g"], bytearray(len(A["m"])),
-                            len(A["m"]), p["i0"], 0, 0, alpha, o[0], o[1], o[2], o[3], o[4], k,
-                            o[5], o[6], o[7], o[8], nb[5], nb[3], nb[4])
+    n = len(A["m"])
+    m, v = A["m"], A["v"]
+    if nb[3] < 4 or nb[4] < 4:  # 8/16-bit m or v: widened to int32 and back (blockadam.gather)
+        m, v = array("i", bytes(4 * n)), array("i", bytes(4 * n))
+        K.widen(m, A["m"], 0, n, nb[3])
+        K.widen(v, A["v"], 0, n, nb[4])
+    stalled = K.adam_update(0, 0, A["store"], m, v, A["g"], bytearray(n), n, p["i0"], 0, 0,
+                            alpha, o[0], o[1], o[2], o[3], o[4], k, o[5], o[6], o[7], o[8],
+                            nb[5], 4)
+    if m is not A["m"]:
+        K.narrow(A["m"], 0, m, n, 0 - o[7], o[7], nb[3])
+        K.narrow(A["v"], 0, v, n, 0, o[8], nb[4])
     return {"alpha": alpha, "p1": p1, "p2": p2, "stalled": stalled}
 
 

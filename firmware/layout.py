@@ -20,6 +20,7 @@ _V = const(27)
 _CHUNK = const(32)  # model.py's I/O chunk, int32 values
 _KAHAN = const(4)  # the Kahan update's rounding mode (kernels.py _ROUND_KAHAN)
 _PIECE = const(432)  # model.py's _GRAD_MAX: int32 values of a weight gradient's piece
+_WIDE_UNIT = const(128)  # plain 8/16-bit m or v: int32 values Adam widens at a time
 
 
 def block_bytes(nb, wide, blocks, kahan):
@@ -33,9 +34,10 @@ def block_bytes(nb, wide, blocks, kahan):
     master weights; every size a multiple of 4, so that int32 views stay aligned."""
     bw, ba, bg, bm, bv, bs = nb
     # 9.6: U, the unit Adam runs on at once, lcm(Nm, Nv) (0: per gradient piece, no
-    # unit); S, the unit-sized gradient slots model.py needs: one working and one per
-    # unit still waiting for the rest of its gradient (found by walking model.py's order
-    # of gradient pieces); the bytes of the shift arrays and of the compensations
+    # unit; _WIDE_UNIT for plain 8/16-bit m or v, widened to int32 that many at a time);
+    # S, the unit-sized gradient slots model.py needs: one working and one per unit still
+    # waiting for the rest of its gradient (found by walking model.py's order of gradient
+    # pieces); the bytes of the shift arrays and of the compensations
     nm, nv = blocks[1], blocks[3]
     u = nm if nm else nv
     if nm and nv:
@@ -65,6 +67,8 @@ def block_bytes(nb, wide, blocks, kahan):
                         done[unit] = got
                 most = max(most, len(done))
         slots = most + 1
+    elif bm < 4 or bv < 4:  # plain 8/16-bit m or v: widened _WIDE_UNIT at a time
+        u = _WIDE_UNIT  # (blockadam.gather; kernels.adam_update takes int32 m and v only)
     pad = 3
     adam = (u, slots, ((_N + nm - 1) // nm + pad) & (pad ^ -1) if nm else 0,  # ceil, to 4
             ((_N + nv - 1) // nv + pad) & (pad ^ -1) if nv else 0, _N if kahan else 0)

@@ -88,7 +88,7 @@ def kernel_args(p):
         bs = 4
     return (p.pgrads.frac_bits - p.m_wide.frac_bits, p.pgrads.frac_bits - fh, p.adam_e,
             p.update_shift, modes.index(p.rounding), 0, S.lo, S.hi, p.m_limit, p.v_wide.hi,
-            bs, 4, 4)
+            bs, 4)
 
 
 def measure(source=None, step=100, spec="", reps=(4, 24)):
@@ -97,7 +97,7 @@ def measure(source=None, step=100, spec="", reps=(4, 24)):
 
     p, store, m, v, g, alpha = run_state(spec, step)
     args = kernel_args(p)
-    bs = args[-3]
+    bs = args[-2]
     code = {1: "b", 2: "h", 4: "i"}[bs]
     n = len(g) - len(g) % 4
     text = (DRIVER.replace("STORE_CODE", code).replace("STORE_BYTES", str(bs))

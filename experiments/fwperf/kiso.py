@@ -30,23 +30,23 @@ from qgpt import fwprofile as fp  # noqa: E402
 # unit -> (the call, the work of one call, its unit); VIPER_LOOP: dot_rows_call from viper
 VIPER_LOOP = "from_viper(reps, y, x)"
 UNITS = {
-    "linear_fwd_16x64": ("K.linear_forward(y, x, w, 3, 16, 64, 12, LO, HI, 2, 2, 2, wm)", 1024,
-                         "MAC"),
-    "linear_bwd_dx_16x64": ("K.linear_backward(dx, dw, dy, x, w, 7, 16, 64, 12, 12, 0, 0, 1, LO, "
-                            "HI, PLO, PHI, 2, 2, 2, wm)", 7 * 1024, "MAC"),
-    "linear_bwd_dw_16x64": ("K.linear_backward(dx, dw, dy, x, w, 7, 16, 64, 12, 12, 0, 27, 0, LO, "
-                            "HI, PLO, PHI, 2, 2, 2, wm)", 27 * 16 * 7, "MAC"),
+    "linear_fwd_16x64": ("K.linear_forward(0, 0, y, x, w, 3, 16, 64, 12, LO, HI, 2, 2, 2, wm)",
+                         1024, "MAC"),
+    "linear_bwd_dx_16x64": ("K.linear_backward(0, 0, dx, dw, dy, x, w, 7, 16, 64, 12, 12, 0, 0, 1, "
+                            "LO, HI, PLO, PHI, 2, 2, 2, wm)", 7 * 1024, "MAC"),
+    "linear_bwd_dw_16x64": ("K.linear_backward(0, 0, dx, dw, dy, x, w, 7, 16, 64, 12, 12, 0, 27, "
+                            "0, LO, HI, PLO, PHI, 2, 2, 2, wm)", 27 * 16 * 7, "MAC"),
     "attention_fwd_t6": ("K.attention_forward(out, probs, srow, q, k, v, 6, 7, 4, 4, 12, PLO, PHI, "
                          "12, 15, LO, HI, 2)", 4 * 7 * 8, "MAC"),
-    "attention_bwd_T7": ("K.attention_backward(dq, dk, dv, x, q, k, v, probs, scratch, 7, 4, 4, "
-                         "12, 15, 12, LO, HI, 2, 2)", 4 * 4 * 49 * 4, "MAC (padded)"),
+    "attention_bwd_T7": ("K.attention_backward(0, 0, dq, dk, dv, x, q, k, v, probs, scratch, 7, 4, "
+                         "4, 12, 15, 12, LO, HI, 2, 2)", 4 * 4 * 49 * 4, "MAC (padded)"),
     "dot_rows_1024": ("K.dot_rows(0, 0, y, 0, 1, 2, w, 0, 64, 1, 2, x, 0, 0, 1, 2, 16, 1, 64, "
                       "12, LO, HI)", 1024, "MAC"),
     "dot_rows_call": ("K.dot_rows(0, 0, y, 0, 1, 2, x, 0, 0, 1, 2, x, 0, 0, 1, 2, 1, 1, 0, 4, "
                       "LO, HI)", 1, "call"),
-    "rmsnorm_fwd": ("K.rmsnorm_forward(y, rs, x, 3, 16, 4, 28, 1, LO, HI, 2)", 16, "element"),
+    "rmsnorm_fwd": ("K.rmsnorm_forward(0, 0, y, rs, x, 3, 16, 4, 28, 1, LO, HI, 2)", 16, "element"),
     "adam_256": ("K.adam_update(0, 0, w, m, vv, g, comp, 256, 0, 0, 0, 1000, 0, 14, 13, 15, 0, 0, "
-                 "LO, HI, MMAX, 1 << 30, 2, 4, 4)", 256, "parameter"),
+                 "LO, HI, MMAX, 1 << 30, 2, 4)", 256, "parameter"),
     "dot_rows_from_viper": (VIPER_LOOP, 1, "call"),
 }
 

@@ -203,9 +203,9 @@ EQUIVALENT = {
     ("block_encode", "b1 = b0 + nblk if b0 + nblk < n else n", "<", "<=", 0):
         "for b0 + nblk = n both give n",
     ("block_encode", "if ax > big:", ">", ">=", 0): "big, the maximum, is the same",
-    ("gather", "K.block_decode(vw, mdl.v, vk, a, size, n_v, bv, 1)", "1", "2", 0):
+    ("gather", "K.block_decode(0, 0, vw, mdl.v, vk, a, size, n_v, bv, 1)", "1", "2", 0):
         "block_decode tests sq only for truth",
-    ("gather", "K.block_encode(mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)", "1", "2", 0):
+    ("gather", "K.block_encode(0, 0, mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)", "1", "2", 0):
         "block_encode tests sq only for truth",
     ("gather", "K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)", "0", "-1", 0): _ONLY_COUNTS,
     ("gather", "K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)", "0", "1", 0): _ONLY_COUNTS,

@@ -210,16 +210,14 @@ FAST_PATHS = {
         "a width of -1 reads a as -2 does: dot_rows reads every width but 1, 2 and 4 as "
         "unsigned 16-bit words" for function, line in (("attention_forward", _OUT),
                                                        ("attention_backward", _DV))},
-    ("adam_update", "v_step = 4 if bv < 0 else bv", "<", "<=", 0):
-        "bv is never 0 (1, 2, 4, or -4 for block-scaled v): bv <= 0 and bv < 0 agree",
     ("adam_update", "m_ls = 0 - sh_m if sh_m < 0 else 0", "0", "1", 2):
         "m_ls (and m_hi, m_lo from it) is read only where sh_m < 0, where the else value "
         "is not taken",
     ("adam_update", "gs_rs = sh_s if sh_s > 0 else 0", "0", "-1", 0): _SH_ZERO,
     **{("adam_update", line, tok, rep, k): _UNSPLIT_NARROWER for line, tok, rep, k in (
-        ("unsplit = 0 if (bm == 4 and bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18",
+        ("unsplit = 0 if (bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18",
          "4", "3", 0),
-        ("unsplit = 0 if (bm == 4 and bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18",
+        ("unsplit = 0 if (bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18",
          "7", "8", 0),
         ("and hv >= (1 << 22) - 1) else big", ">=", ">", 0),
         ("and hv >= (1 << 22) - 1) else big", "1", "0", 1))},
