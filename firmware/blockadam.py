@@ -4,8 +4,8 @@ but a block's shift needs all of its values. So the gradients gather in unit-siz
 (U = lcm of the two block sizes, from a multiple of U) and Adam runs on a unit when its
 gradient is complete: m and v decoded to wide values, 9.1 to 9.5 (kernels.adam_update),
 then encoded again. Elementwise, this is the simulator's update after the whole backward
-pass. Plain m or v of 8 or 16 bits take the same widen and narrow path, U values at a time
-(layout.block_bytes's unit for them), as kernels.adam_update takes int32 m and v only.
+pass. Plain m or v of 8 or 16 bits take the same path, in units of layout's _WIDE_UNIT
+values, widened and narrowed, as kernels.adam_update takes int32 m and v only.
 Imported by model.Model.weight_backward only for those policies.
 """
 
@@ -29,22 +29,6 @@ def gather(mdl, off, n, grad, alpha, key):
     sh_m, sh_s, e, u, mode, s_lo, s_hi, hm, hv, _, _, _ = mdl.opt
     _, _, _, bm, bv, bs = mdl.nb
     bits_m, n_m, bits_v, n_v = blocks
-    if not (n_m or n_v):  # plain 8/16-bit m or v: widened U at a time, no unit to wait for
-        k = 0
-        while k < n:
-            c = min(U, n - k)
-            a = off + k
-            K.widen(mw, mdl.m, a, c, bm)
-            K.widen(vw, mdl.v, a, c, bv)
-            mdl.counts[2] += K.adam_update(0, 0, mdl.store, mw, vw, grad + 4 * k, comp, c,
-                                           a, a, 0, alpha, sh_m, sh_s, e, u, mode, key,
-                                           s_lo, s_hi, hm, hv, bs, 4)
-            K.narrow(mdl.m, a, mw, c, 0 - hm, hm, bm)
-            K.narrow(mdl.v, a, vw, c, 0, hv, bv)
-            if mdl.nums[3]:  # master weights: the data weights the forward pass sees
-                mdl.refresh_data(a, c)
-            k += c
-        return
     for unit in range((off // U), (off + n - 1) // U + 1):
         a = unit * U
         size = U if a + U <= _N else _N - a

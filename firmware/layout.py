@@ -40,6 +40,8 @@ def block_bytes(nb, wide, blocks, kahan):
     # pieces); the bytes of the shift arrays and of the compensations
     nm, nv = blocks[1], blocks[3]
     u = nm if nm else nv
+    if not u and (bm < 4 or bv < 4):  # plain 8/16-bit m or v: widened _WIDE_UNIT at a time
+        u = _WIDE_UNIT  # (blockadam.gather; kernels.adam_update takes int32 m and v only)
     if nm and nv:
         a, b = nm, nv
         while b:
@@ -67,8 +69,6 @@ def block_bytes(nb, wide, blocks, kahan):
                         done[unit] = got
                 most = max(most, len(done))
         slots = most + 1
-    elif bm < 4 or bv < 4:  # plain 8/16-bit m or v: widened _WIDE_UNIT at a time
-        u = _WIDE_UNIT  # (blockadam.gather; kernels.adam_update takes int32 m and v only)
     pad = 3
     adam = (u, slots, ((_N + nm - 1) // nm + pad) & (pad ^ -1) if nm else 0,  # ceil, to 4
             ((_N + nv - 1) // nv + pad) & (pad ^ -1) if nv else 0, _N if kahan else 0)
