@@ -492,11 +492,22 @@ def test_host_interrupted_mid_training_then_resume(deployed, tmp_path, reference
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     log = tmp_path / "run" / "device.log"
+    # The emulated board trains the rest of the run in about a second: on a loaded
+    # machine it could finish before the host's signal did its work, so the emulator's
+    # process is held (SIGSTOP) from the first checkpoint until the host has had a
+    # moment to act on the signal (a real board is not held: it is slower).
+    held = None
     try:
         _wait_for(lambda: log.exists() and "\nckpt " in log.read_text(), 60,
                   "the first checkpoint")
+        if deployed.fake is not None and deployed.fake.pid is not None:
+            held = deployed.fake.pid
+            os.kill(held, signal.SIGSTOP)
     finally:
         host.send_signal(getattr(signal, how))
+        if held is not None:
+            time.sleep(1.0)  # the host writes its Ctrl-C (SIGINT) or is gone (SIGKILL)
+            os.kill(held, signal.SIGCONT)
         _, err = host.communicate(timeout=TIMEOUT)
     if how == "SIGINT":
         assert host.returncode == 130 and "interrupted" in err, err
