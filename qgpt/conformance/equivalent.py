@@ -382,12 +382,12 @@ EQUIVALENT = {
        for rep in ("33", "31")},
     **{(fn, line, "0", rep, k): _ADAM_SCRATCH for rep in ("1", "-1") for k in (0, 1)
        for fn, line in (
-        ("weight_backward", "self.stalled_total += K.adam_update(0, 0, self.store, self.m, "
+        ("weight_backward", "self.counts[2] += K.adam_update(0, 0, self.store, self.m, "
          "self.v, g,"),
-        ("gather", "mdl.stalled_total += K.adam_update(0, 0, mdl.store, mw, vw, slots[s], "
+        ("gather", "mdl.counts[2] += K.adam_update(0, 0, mdl.store, mw, vw, slots[s], "
          "comp, size, a, a,"))},
-    **{("forward_position", "lin(logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, bw, "
-        "wm[_LM_HEAD])", "4", rep, 1): "by = 3 or 5 is no width the kernels test for: "
+    **{("forward_position", "lin(0, 0, logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, "
+        "bw, wm[_LM_HEAD])", "4", rep, 1): "by = 3 or 5 is no width the kernels test for: "
        "linear_forward stores 16 bits only for by == 2, dot_rows 8 or 16 bits only for by "
        "== 1, 2 and adds only for by < 0; int32 logits either way" for rep in ("3", "5")},
     ("forward_position", "for j in range(_LM_HEAD, _FC2 + 1):", "1", "0", 0):
