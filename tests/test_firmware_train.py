@@ -306,15 +306,19 @@ def _train_resume_int8(device, folder, heapsize):
     """One session of 6 steps, and 3 steps then a resume to 6 (--policy int8: 8-bit
     containers, block-scaled Adam state, Kahan updates), at heapsize."""
     case = cf.policy_case("int8")
-    # the dataset's path relative to the session's folder, as the conformance levels give
-    # it: the run keeps it in its config, so an absolute one (pytest's temporary folder)
-    # would make the heap depend on where the tests run
-    data = os.path.relpath(device["data"], folder / "whole")
-    whole = _train(device, folder / "whole", case, heapsize=heapsize, stop_at=6, samples=2,
+    # the sessions' folders beside the firmware and the dataset, as the conformance levels
+    # place them (MICROPYPATH "../firmware", the dataset "../names.bin"): the port builds
+    # its module paths from MICROPYPATH on the device's heap, so a longer one (pytest's
+    # "../../device0/firmware") moves the heap, and at 56K that ran out of memory
+    home = device["fw"].parent
+    assert device["data"].parent == home
+    whole_dir, parts_dir = home / f"{folder.name}-whole", home / f"{folder.name}-parts"
+    data = "../" + device["data"].name
+    whole = _train(device, whole_dir, case, heapsize=heapsize, stop_at=6, samples=2,
                    data=data)
-    first = _train(device, folder / "parts", case, heapsize=heapsize, stop_at=3,
+    first = _train(device, parts_dir, case, heapsize=heapsize, stop_at=3,
                    checkpoint_every=2, data=data)
-    second = _train(device, folder / "parts", case, heapsize=heapsize, stop_at=6, samples=2,
+    second = _train(device, parts_dir, case, heapsize=heapsize, stop_at=6, samples=2,
                     resume=True, data=data)
     return case, whole, first, second
 
