@@ -22,6 +22,8 @@ _ISQRT_BIG_N = ("alpha_at calls it only with n >= 2**30 (p2 < 2**30): the n < 2 
                 "never taken")
 _ISQRT_START = ("the start stays a number at or above sqrt(n), and Newton's iteration from "
                 "above returns floor(sqrt(n)) from any such start")
+_KERNEL_SCRATCH = ("the kernel's first two parameters are scratch (kept in registers): it "
+                   "assigns each before it reads it, so the value passed is never read")
 _ADAM_SCRATCH = ("adam_update's first two parameters (vi, root) are scratch: each pass of "
                  "its loop sets them before it reads them, so the value passed is never read")
 # exp(z) is 0 in the formula itself below z = -11.8 (ip <= -17: rnd(val < 2**16, 17) = 0)
@@ -375,6 +377,46 @@ EQUIVALENT = {
     ("next_token", "z[j] = (get32(lg, row + j) * inv_t + 128) >> 8", "+", "-", 1):
         "(x - 128) >> 8 is (x + 128) >> 8 minus 1 for every x: every tempered logit moves "
         "by 1, and softmax does not change when a whole row moves",
+    # round 4's leading scratch parameters (docs/BENCHMARKS.md, "Round 4"): every kernel
+    # below assigns its first two parameters before it reads them (embedding_forward
+    # never reads its second), so the values passed are never read
+    **{(fn, line, "0", rep, k): _KERNEL_SCRATCH for rep in ("1", "-1") for k in (0, 1)
+       for fn, line in (
+        ("backward", "K.add_forward(0, 0, ga, ga, gc, 0, TC, gl, gh, bg)"),
+        ("backward", "K.add_forward(0, 0, gb, gb, gc, 0, TC, gl, gh, bg)"),
+        ("backward", "K.attention_backward(0, 0, gc, at, x4, gb, q, k, vv, probs, logits, T, _NH, "
+         "_HS, sh_dp,"),
+        ("backward", "K.cross_entropy_backward(0, 0, dh, logits, self.bufs[4], T, _V, sh_ce, gl, "
+         "gh, bg)"),
+        ("backward", "K.embedding_backward(0, 0, logits, probs, gb, self.tok, T, _C, sh_e, pl, "
+         "ph, bg)"),
+        ("backward", "K.rmsnorm_backward(0, 0, gb, ga, x0, rs0, T, _C, sh_c, fa, gl, gh, bg, ba)"),
+        ("backward", "K.rmsnorm_backward(0, 0, gc, gb, x1, rs1, T, _C, sh_c, fa, gl, gh, bg, ba)"),
+        ("backward", "K.rmsnorm_backward(0, 0, gc, gb, x3, rs3, T, _C, sh_c, fa, gl, gh, bg, ba)"),
+        ("forward_position", "K.add_forward(0, 0, x2, tmp, x0, t * _C, _C, lo, hi, ba)"),
+        ("forward_position", "K.add_forward(0, 0, x4, tmp, x2, t * _C, _C, lo, hi, ba)"),
+        ("forward_position", "K.embedding_forward(0, 0, ga, wte, wpe, self.tok[t], t, _C, sh_emb, "
+         "lo, hi, ba, bw)"),
+        ("forward_position", "lin(0, 0, h, x3, fc1, t, _C, _M, sh, 0, hi, ba, ba, bw, wm[_FC1])"),
+        ("forward_position", "lin(0, 0, k, x1, wk, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WK])"),
+        ("forward_position", "lin(0, 0, logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, "
+         "bw, wm[_LM_HEAD])"),
+        ("forward_position", "lin(0, 0, q, x1, wq, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WQ])"),
+        ("forward_position", "lin(0, 0, tmp, at, wo, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WO])"),
+        ("forward_position", "lin(0, 0, tmp, h, fc2, t, _M, _C, sh, lo, hi, ba, ba, bw, wm[_FC2])"),
+        ("forward_position", "lin(0, 0, vv, x1, wv, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WV])"),
+        ("forward_position", "rms(0, 0, x0, rs0, ga, t, _C, g, fm, eps, lo, hi, ba)"),
+        ("forward_position", "rms(0, 0, x1, rs1, x0, t, _C, g, fm, eps, lo, hi, ba)"),
+        ("forward_position", "rms(0, 0, x3, rs3, x2, t, _C, g, fm, eps, lo, hi, ba)"),
+        ("gather", "K.block_decode(0, 0, mw, mdl.m, mk, a, size, n_m, bm, 0)"),
+        ("gather", "K.block_decode(0, 0, vw, mdl.v, vk, a, size, n_v, bv, 1)"),
+        ("gather", "K.block_encode(0, 0, mdl.m, mk, mw, a, size, n_m, bits_m, bm, 0)"),
+        ("gather", "K.block_encode(0, 0, mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)"),
+        ("weight_backward", "K.linear_backward(0, 0, dx, lg, dy, x, self.bufs[1][j], T, n_in, "
+         "n_out, b[5],"),
+       )},
+    ("weight_backward", "b[6], o0, o1, 1 if o0 == 0 else 0, b[7], b[8], b[9], b[10],", "1",
+     "2", 1): "linear_backward tests with_dx only against 0 (with_dx != 0): 2 is 1",
     # model.py's round-2 code (the sample `--modules model --every 4`)
     **{("", "_CHUNK = const(32)  # values widened at a time for hashes and checkpoints (N is "
         "a multiple)", "32", rep, 0): "model.py's _CHUNK is read by no code (the chunk's "
