@@ -175,8 +175,8 @@ def run_attention_forward(P, p, A):
     T = p["T"]
     srow = array("i", bytes(4 * T))
     for t in range(T):  # token by token: rows 0..t of k and v are the cache
-        K.attention_forward(A["out"], A["probs"], srow, A["q"], A["k"], A["v"], t, T,
-                            params.N_HEAD, params.HEAD_DIM, f[8], f[9], f[10], f[0], f[11],
+        K.attention_forward(0, 0, A["out"], A["probs"], srow, A["q"], A["k"], A["v"], t, T,
+                            params.N_HEAD, f[8], f[9], f[10], f[0], f[11],
                             f[1], f[2], nb[1])
 
 
@@ -185,7 +185,7 @@ def run_attention_backward(P, p, A):
     T = p["T"]
     scratch = array("i", bytes(4 * T * T))
     K.attention_backward(0, 0, A["dq"], A["dk"], A["dv"], A["dout"], A["q"], A["k"], A["v"],
-                         A["probs"], scratch, T, params.N_HEAD, params.HEAD_DIM,
+                         A["probs"], scratch, T, params.N_HEAD,
                          b[1], b[2], b[3], b[7], b[8], nb[2], nb[1])
 
 

@@ -46,13 +46,13 @@ and sat(rnd(S, s), lo, hi), 0 <= s <= 19, is the contract's recipe:
 with half = (1 << s) >> 1 and lim = 1 << (14 + s), set once per call. Sums the
 contract leaves unsaturated (pd, dW) use lo, hi = -2**30, 2**30.
 One function, dot_rows, does this for any strides and widths; every kernel's dot
-products go through it, except three kinds of fast path (issue 15), each with a
-comment saying why it is exact:
+products go through it, except these fast paths (issue 15), each with a comment
+saying why it is exact:
 
     bounded sums   where a bound proves |S| < 2**30 (3.7: then a plain int32 sum is the
                    same integer), one int32 accumulator and sat(rnd(S, s)) directly:
                    the linear kernels check L1 norm times max magnitude per row (max |W|
-                   from the model, abs_max), attention_backward's pd follows from
+                   from the model, abs_max), attention's p v and pd follow from
                    softmax's sums
     16-bit loops   the linear kernels' fast paths read int16 operands only (four
                    accumulators sharing each load, eight in linear_backward, byte
@@ -60,6 +60,9 @@ comment saying why it is exact:
                    operands take dot_rows
     short sums     rmsnorm's sums of C <= 16 products (|S| <= 2**34) as 16 H + L, H the
                    sum of p >> 4 (within 2**30) and L of p & 15, rounded from the pair
+    attention      the heads' sums inline (HS = 4 words a row, each row loaded once; a
+                   call of dot_rows would cost more than its products): the pair, or
+                   the bounded sums above; backward only over the pairs s <= t
 
 A kernel makes one buffer-protocol call per buffer (ptr8(b)); its other widths are
 casts of that address (ptr16(int(p8))), which cost nothing.
@@ -103,6 +106,7 @@ _G_LO = const(-32768)  # G = q2.14, the activation gradients (section 7)
 _G_HI = const(32767)
 _DS_SHIFT = const(16)  # attention backward: p * diff, Q15 * Q14 -> Q14, and the /2 of the score
 _HALF_MASK = const(0xFFFF)  # the low half of a dot product's pair
+_HS = const(4)  # the head width HS (params.HEAD_DIM): attention's loops are written for it
 
 # Adam (section 9): 1 - beta in Q15, the clamp of m, the ratio's limit 4.0 in Q13
 _ADAM_C1 = const(4915)
@@ -837,7 +841,7 @@ def relu_backward(dx, dy, x, start: int, n: int, bg: int, ba: int):
 
 
 @micropython.viper
-def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: int,
+def attention_forward(hh: int, ll: int, out, probs, srow, q, k, v, t: int, T: int, NH: int,
                       sh_s: int, lo_l: int, hi_l: int, f: int, sh_o: int, lo: int, hi: int,
                       ba: int):
     """Position t of causal attention, all heads (rows 0..t of k and v are the cache):
@@ -845,29 +849,130 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
     the 1/sqrt(4)); p = softmax(score[0..t], f = Fl); out_h[t] = sat(rnd(sum_s p[s] v_h[s],
     sh_o), A), sh_o = 15. out (T, C) A; probs (NH, T, T) uint16 Q15 (p <= 2**15 fits), rows
     [h, t, :] written, 0 after t (T is the row stride); srow (T,) int32 scratch: one head's
-    scores, then probabilities; q, k, v (T, C) A, C = NH * HS; A in ba bytes."""
+    scores, then probabilities; q, k, v (T, C) A, C = NH * HS, HS = _HS = 4; A in ba bytes
+    (1 or 2); T <= 16.
+    The dot products are inline, each row's four words loaded once (a call of dot_rows
+    costs about 1,700 instructions, against four to sixteen products): a score's sum S
+    (four products of two A words, |S| <= 2**32) as the int32 pair of 3.7, rounded by its
+    recipe; out's four sums in one int32 each (below).
+    hh and ll: pass 0 (scratch that viper keeps in registers: the scores' pair)."""
     pp = ptr16(probs)
     pr = ptr32(srow)
-    C = NH * HS
-    qrow = t * C
+    head = _HS * ba  # bytes of one head's slice of a row
+    row_bytes = NH * head  # from a row of q, k, v or out to the next
+    q_at = int(ptr8(q)) + t * row_bytes  # &q[t, 0]
+    k_at = int(ptr8(k))
+    v_at = int(ptr8(v))
+    o_at = int(ptr8(out)) + t * row_bytes  # &out[t, 0]
+    half_s = (1 << sh_s) >> 1
+    lim = 1 << (14 + sh_s) if sh_s < 16 else 0
+    half_o = (1 << sh_o) >> 1
     for h in range(NH):
-        c0 = h * HS
-        row = (h * T + t) * T  # probs[h, t, 0]
+        if ba == 2:
+            pa = ptr16(q_at)
+            q0 = (pa[0] ^ 0x8000) - 0x8000
+            q1 = (pa[1] ^ 0x8000) - 0x8000
+            q2 = (pa[2] ^ 0x8000) - 0x8000
+            q3 = (pa[3] ^ 0x8000) - 0x8000
+        else:
+            pb = ptr8(q_at)
+            q0 = (pb[0] ^ 0x80) - 0x80
+            q1 = (pb[1] ^ 0x80) - 0x80
+            q2 = (pb[2] ^ 0x80) - 0x80
+            q3 = (pb[3] ^ 0x80) - 0x80
         # scores of position t against positions 0..t: srow[s] = q_h[t] . k_h[s]
-        dot_rows(0, 0, srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, 1, HS,
-                 sh_s, lo_l, hi_l)
+        b_at = k_at
+        for s in range(t + 1):
+            if ba == 2:
+                pa = ptr16(b_at)
+                x0 = (pa[0] ^ 0x8000) - 0x8000
+                x1 = (pa[1] ^ 0x8000) - 0x8000
+                x2 = (pa[2] ^ 0x8000) - 0x8000
+                x3 = (pa[3] ^ 0x8000) - 0x8000
+            else:
+                pb = ptr8(b_at)
+                x0 = (pb[0] ^ 0x80) - 0x80
+                x1 = (pb[1] ^ 0x80) - 0x80
+                x2 = (pb[2] ^ 0x80) - 0x80
+                x3 = (pb[3] ^ 0x80) - 0x80
+            b_at += row_bytes
+            p = q0 * x0
+            hh = p >> 16
+            ll = p & _HALF_MASK
+            p = q1 * x1
+            hh += p >> 16
+            ll += p & _HALF_MASK
+            p = q2 * x2
+            hh += p >> 16
+            ll += p & _HALF_MASK
+            p = q3 * x3
+            hh += p >> 16
+            ll += p & _HALF_MASK
+            hh += ll >> 16  # sat(rnd(S, sh_s), L) from the pair (3.7)
+            ll &= _HALF_MASK
+            if sh_s >= 16:
+                x = (hh + ((ll + half_s) >> 16)) >> (sh_s - 16)
+            elif hh >= lim:
+                x = hi_l
+            elif hh < 0 - lim:
+                x = lo_l
+            else:
+                x = (hh << (16 - sh_s)) + ((ll + half_s) >> sh_s)
+            if x > hi_l:
+                x = hi_l
+            elif x < lo_l:
+                x = lo_l
+            pr[s] = x
         softmax(srow, srow, 0, t + 1, f)
+        row = (h * T + t) * T  # probs[h, t, 0]
         for s in range(T):  # p in [0, 2**15]: a uint16; future positions are masked: p = 0
             pp[row + s] = pr[s] if s <= t else 0
-        # out_h[t][d] = sum_s p[s] v_h[s][d] (p in [0, 2**15], the uint16 row just stored)
-        dot_rows(0, 0, out, qrow + c0, 0, ba, probs, row, 0, 1, -2, v, c0, 1, C, ba, 1, HS,
-                 t + 1, sh_o, lo, hi)
+        # out_h[t][d] = sum_s p[s] v_h[s][d], each in one int32: softmax rounds each p once,
+        # so sum_s p[s] <= 2**15 + (t + 1) / 2 <= 2**15 + 8, and |v| <= 2**15: |S| <= 2**30 +
+        # 2**18, and with the half (2**14) below 2**31 (3.7: the same integer as the pair's)
+        a0 = 0
+        a1 = 0
+        a2 = 0
+        a3 = 0
+        b_at = v_at
+        for s in range(t + 1):
+            w = pr[s]
+            if ba == 2:
+                pa = ptr16(b_at)
+                a0 += w * ((pa[0] ^ 0x8000) - 0x8000)
+                a1 += w * ((pa[1] ^ 0x8000) - 0x8000)
+                a2 += w * ((pa[2] ^ 0x8000) - 0x8000)
+                a3 += w * ((pa[3] ^ 0x8000) - 0x8000)
+            else:
+                pb = ptr8(b_at)
+                a0 += w * ((pb[0] ^ 0x80) - 0x80)
+                a1 += w * ((pb[1] ^ 0x80) - 0x80)
+                a2 += w * ((pb[2] ^ 0x80) - 0x80)
+                a3 += w * ((pb[3] ^ 0x80) - 0x80)
+            b_at += row_bytes
+        for _ in range(_HS):  # the four sums in turn: sat(rnd(S, sh_o), A)
+            x = (a0 + half_o) >> sh_o
+            if x > hi:
+                x = hi
+            elif x < lo:
+                x = lo
+            if ba == 2:
+                ptr16(o_at)[0] = x
+            else:
+                ptr8(o_at)[0] = x
+            o_at += ba
+            a0 = a1
+            a1 = a2
+            a2 = a3
+        q_at += head
+        k_at += head
+        v_at += head
 
 
 @micropython.viper
-def attention_backward(diff: int, s: int, dq, dk, dv, dout, q, k, v, probs, scratch, T: int,
-                       NH: int, HS: int, sh_dp: int, sh_p: int, sh_qk: int, glo: int,
-                       ghi: int, bg: int, ba: int):
+def attention_backward(hh: int, ll: int, dq, dk, dv, dout, q, k, v, probs, scratch, T: int,
+                       NH: int, sh_dp: int, sh_p: int, sh_qk: int, glo: int, ghi: int,
+                       bg: int, ba: int):
     """Forward: score = q.k / 2, p = softmax(score), out = p v. Per head (section 7):
     1. dp[t,s] = sat(rnd(dot(dout[t], v[s]), sh_dp), G) for s <= t, sh_dp = Fa
     2. dv[s] = sat(rnd(sum_{t>=s} p[t,s] * dout[t], sh_p), G), sh_p = 15
@@ -875,53 +980,193 @@ def attention_backward(diff: int, s: int, dq, dk, dv, dout, q, k, v, probs, scra
        diff = sat(dp - pd, G); ds[t,s] = rnd(p[t,s] * diff, 16)
     4. dq[t] = sat(rnd(sum_{s<=t} ds[t,s] * k[s], sh_qk), G),
        dk[s] = sat(rnd(sum_{t>=s} ds[t,s] * q[t], sh_qk), G), sh_qk = Fa
-    dq, dk, dv, dout (T, C) G = [glo, ghi] (bg bytes); q, k, v (T, C) A (ba bytes);
-    probs (NH, T, T) uint16 Q15; scratch (T, T) int16: dp (in G), then ds (|ds| <= 2**14),
-    of one head. sh_p < 16.
-    Every dot product but pd's is a dot_rows over a slice of one head (the int32 pair);
-    pd's sum fits one int32 (below).
-    diff and s: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
+    dq, dk, dv, dout (T, C) G = [glo, ghi] (bg bytes: 1 or 2); q, k, v (T, C) A (ba bytes:
+    1 or 2), C = NH * HS, HS = _HS = 4; probs (NH, T, T) uint16 Q15 as the forward wrote
+    them (each row's sum at most 2**15 + T/2, softmax's); scratch (T, T) int16: dp (in G),
+    then ds (|ds| <= 2**14), of one head. T <= 16; sh_dp = sh_qk = Fa <= 15, sh_p = 15.
+    Only the pairs s <= t: p[t,s] = 0 for s > t (the forward's mask), and so ds[t,s] =
+    rnd(0, 16) = 0 there: those terms add nothing to the exact sums. The dot products are
+    inline, each row's four words loaded once (a call of dot_rows costs about 1,700
+    instructions): dp, dv, dq and dk as the int32 pair of 3.7, rounded by its recipe for
+    shifts below 16; pd's sum in one int32 (below).
+    hh and ll: pass 0 (scratch that viper keeps in registers: the pairs)."""
     pp = ptr16(probs)  # uint16 loads: p in [0, 2**15]
     pw = ptr16(scratch)
-    C = NH * HS
+    a_head = _HS * ba  # bytes of one head's slice of a row of A
+    g_head = _HS * bg  # and of G
+    a_row = NH * a_head  # from a row of q, k or v to the next
+    g_row = NH * g_head  # from a row of dout, dq, dk or dv to the next
+    g_at = int(ptr8(dout))
+    v_at = int(ptr8(v))
     half_p = (1 << sh_p) >> 1
+    half_dp = (1 << sh_dp) >> 1
+    lim_dp = 1 << (14 + sh_dp)
     for h in range(NH):
-        c0 = h * HS
         base = h * T * T  # probs[h, 0, 0]
-        # Over all T x T pairs: p[t,s] = 0 for s > t (the forward's mask), and ds is set to 0
-        # there, so the extra terms add nothing to the exact sums (dp there is not used).
-        # 1. out = p v, so dp[t,s] = dout[t] . v[s]
-        dot_rows(0, 0, scratch, 0, T, 2, dout, c0, C, 1, bg, v, c0, C, 1, ba, T, T, HS, sh_dp,
-                 glo, ghi)
-        # 2. out = p v, so dv[s] = sum_t p[t,s] dout[t]
-        dot_rows(0, 0, dv, c0, C, bg, probs, base, 1, T, -2, dout, c0, 1, C, bg, T, HS, T, sh_p,
-                 glo, ghi)
-        # 3. p = softmax(score): ds = p * (dp - sum_s p dp), and the /2 of the score
+        # 1. out = p v, so dp[t,s] = dout[t] . v[s]; 3. p = softmax(score): ds = p * (dp -
+        # sum_s p dp), and the /2 of the score; row t of dp, then of ds, in the scratch
         for t in range(T):
             row = t * T
+            if bg == 2:
+                pa = ptr16(g_at + t * g_row)
+                g0 = (pa[0] ^ 0x8000) - 0x8000
+                g1 = (pa[1] ^ 0x8000) - 0x8000
+                g2 = (pa[2] ^ 0x8000) - 0x8000
+                g3 = (pa[3] ^ 0x8000) - 0x8000
+            else:
+                pb = ptr8(g_at + t * g_row)
+                g0 = (pb[0] ^ 0x80) - 0x80
+                g1 = (pb[1] ^ 0x80) - 0x80
+                g2 = (pb[2] ^ 0x80) - 0x80
+                g3 = (pb[3] ^ 0x80) - 0x80
             # pd's exact sum fits one int32: sum_s p[t,s] <= 2**15 + T/2 (softmax rounds each
             # p once) and |dp| <= 2**15, so |S| < 2**31; rnd(S, sh_p) is within +-2**16, the
             # value the int32 pair gives (3.7, pd unsaturated)
             acc = 0
+            b_at = v_at
             for s in range(row, row + t + 1):
-                acc += pp[base + s] * ((pw[s] ^ 0x8000) - 0x8000)
+                if ba == 2:
+                    pa = ptr16(b_at)
+                    x0 = (pa[0] ^ 0x8000) - 0x8000
+                    x1 = (pa[1] ^ 0x8000) - 0x8000
+                    x2 = (pa[2] ^ 0x8000) - 0x8000
+                    x3 = (pa[3] ^ 0x8000) - 0x8000
+                else:
+                    pb = ptr8(b_at)
+                    x0 = (pb[0] ^ 0x80) - 0x80
+                    x1 = (pb[1] ^ 0x80) - 0x80
+                    x2 = (pb[2] ^ 0x80) - 0x80
+                    x3 = (pb[3] ^ 0x80) - 0x80
+                b_at += a_row
+                p = g0 * x0
+                hh = p >> 16
+                ll = p & _HALF_MASK
+                p = g1 * x1
+                hh += p >> 16
+                ll += p & _HALF_MASK
+                p = g2 * x2
+                hh += p >> 16
+                ll += p & _HALF_MASK
+                p = g3 * x3
+                hh += p >> 16
+                ll += p & _HALF_MASK
+                hh += ll >> 16  # sat(rnd(S, sh_dp), G) from the pair (3.7, sh_dp < 16)
+                ll &= _HALF_MASK
+                if hh >= lim_dp:
+                    x = ghi
+                elif hh < 0 - lim_dp:
+                    x = glo
+                else:
+                    x = (hh << (16 - sh_dp)) + ((ll + half_dp) >> sh_dp)
+                    if x > ghi:
+                        x = ghi
+                    elif x < glo:
+                        x = glo
+                pw[s] = x
+                acc += pp[base + s] * x
             pd = (acc + half_p) >> sh_p
-            for s in range(row, row + T):
-                if s > row + t:
-                    pw[s] = 0  # masked: ds = 0
-                    continue
+            for s in range(row, row + t + 1):
                 diff = ((pw[s] ^ 0x8000) - 0x8000) - pd
                 if diff > ghi:
                     diff = ghi
                 elif diff < glo:
                     diff = glo
                 pw[s] = (pp[base + s] * diff + (1 << (_DS_SHIFT - 1))) >> _DS_SHIFT
-        # 4. score = q.k / 2 (the /2 is in ds):
-        # dq[t] = sum_s ds[t,s] k[s], dk[s] = sum_t ds[t,s] q[t]
-        dot_rows(0, 0, dq, c0, C, bg, scratch, 0, T, 1, 2, k, c0, 1, C, ba, T, HS, T, sh_qk, glo,
-                 ghi)
-        dot_rows(0, 0, dk, c0, C, bg, scratch, 0, 1, T, 2, q, c0, 1, C, ba, T, HS, T, sh_qk, glo,
-                 ghi)
+        # 2. out = p v, so dv[s] = sum_{t>=s} p[t,s] dout[t] (which = 0); 4. score = q.k / 2
+        # (the /2 is in ds): dk[s] = sum_{t>=s} ds[t,s] q[t] (1), dq[t] = sum_{s<=t} ds[t,s]
+        # k[s] (2). Output row o sums over j: w[j, o] x[j] (columns) or w[o, j] x[j] (rows),
+        # four pairs, one a column d of the head
+        for which in range(3):
+            if which == 0:
+                w0 = int(pp) + base + base  # p's words, unsigned: (w ^ 0) + 0
+                sw = 0
+                x_at = g_at
+                x_row = g_row
+                bx = bg
+                y_at = int(ptr8(dv))
+                sh = sh_p
+            else:
+                w0 = int(pw)  # ds's words, signed
+                sw = 0x8000
+                x_at = int(ptr8(q)) if which == 1 else int(ptr8(k))
+                x_at += h * a_head
+                x_row = a_row
+                bx = ba
+                y_at = int(ptr8(dk)) if which == 1 else int(ptr8(dq))
+                sh = sh_qk
+            nw = 0 - sw  # a word w is (w ^ sw) + nw (not (w ^ sw) - sw: see dot_rows)
+            half = (1 << sh) >> 1
+            lim = 1 << (14 + sh)
+            y_at += h * g_head
+            w_j = T + T if which < 2 else 2  # bytes from w[j, o] to w[j + 1, o] (w[o, j + 1])
+            for o in range(T):
+                j0 = o if which < 2 else 0
+                j1 = T if which < 2 else o + 1
+                a_at = w0 + (o * T + j0) * 2  # &w[j0, o] (o = j0) or &w[o, j0] (j0 = 0)
+                b_at = x_at + j0 * x_row
+                hh = 0
+                ll = 0
+                h1 = 0
+                l1 = 0
+                h2 = 0
+                l2 = 0
+                h3 = 0
+                l3 = 0
+                for _ in range(j0, j1):
+                    w = (ptr16(a_at)[0] ^ sw) + nw
+                    if bx == 2:
+                        pa = ptr16(b_at)
+                        x0 = (pa[0] ^ 0x8000) - 0x8000
+                        x1 = (pa[1] ^ 0x8000) - 0x8000
+                        x2 = (pa[2] ^ 0x8000) - 0x8000
+                        x3 = (pa[3] ^ 0x8000) - 0x8000
+                    else:
+                        pb = ptr8(b_at)
+                        x0 = (pb[0] ^ 0x80) - 0x80
+                        x1 = (pb[1] ^ 0x80) - 0x80
+                        x2 = (pb[2] ^ 0x80) - 0x80
+                        x3 = (pb[3] ^ 0x80) - 0x80
+                    a_at += w_j
+                    b_at += x_row
+                    p = w * x0
+                    hh += p >> 16
+                    ll += p & _HALF_MASK
+                    p = w * x1
+                    h1 += p >> 16
+                    l1 += p & _HALF_MASK
+                    p = w * x2
+                    h2 += p >> 16
+                    l2 += p & _HALF_MASK
+                    p = w * x3
+                    h3 += p >> 16
+                    l3 += p & _HALF_MASK
+                for _ in range(_HS):  # the four sums in turn: sat(rnd(S, sh), G), sh < 16
+                    hh += ll >> 16
+                    ll &= _HALF_MASK
+                    if hh >= lim:
+                        x = ghi
+                    elif hh < 0 - lim:
+                        x = glo
+                    else:
+                        x = (hh << (16 - sh)) + ((ll + half) >> sh)
+                        if x > ghi:
+                            x = ghi
+                        elif x < glo:
+                            x = glo
+                    if bg == 2:
+                        ptr16(y_at)[0] = x
+                    else:
+                        ptr8(y_at)[0] = x
+                    y_at += bg
+                    hh = h1
+                    ll = l1
+                    h1 = h2
+                    l1 = l2
+                    h2 = h3
+                    l2 = l3
+                y_at += g_row - g_head
+        g_at += g_head
+        v_at += a_head
 
 
 # --- cross-entropy over the vocabulary (sections 6, 7) ---

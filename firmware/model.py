@@ -288,8 +288,8 @@ class Model:
             lin(0, 0, q, x1, wq, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WQ])
             lin(0, 0, k, x1, wk, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WK])
             lin(0, 0, vv, x1, wv, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WV])
-            K.attention_forward(at, probs, srow, q, k, vv, t, T, _NH, _HS, sh_s, lo_l, hi_l,
-                                Fl, sh_o, lo, hi, ba)
+            K.attention_forward(0, 0, at, probs, srow, q, k, vv, t, T, _NH, sh_s, lo_l, hi_l, Fl,
+                                sh_o, lo, hi, ba)
             # x2 = Wo att + x0 (x2 in gb, the projection in gc)
             lin(0, 0, tmp, at, wo, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WO])
             K.add_forward(0, 0, x2, tmp, x0, t * _C, _C, lo, hi, ba)
@@ -372,8 +372,7 @@ class Model:
         self.weight_backward(_WO, gb, ga, at, T, _C, _C, a, r)
         # att = attention(q, k, v): dq -> gc, dk -> at, dv -> x4 (both dead), with the
         # (T, T) scratch in logits
-        K.attention_backward(0, 0, gc, at, x4, gb, q, k, vv, probs, logits, T, _NH, _HS, sh_dp,
-                             sh_p,
+        K.attention_backward(0, 0, gc, at, x4, gb, q, k, vv, probs, logits, T, _NH, sh_dp, sh_p,
                              sh_qk, gl, gh, bg, ba)
         # q, k, v = Wq x1, Wk x1, Wv x1: three input-gradient paths, each saturated,
         # added in the order q, k, v: dx1 = sat(sat(dq_path + dk_path) + dv_path) -> gb

@@ -36,10 +36,10 @@ UNITS = {
                             "LO, HI, PLO, PHI, 2, 2, 2, wm)", 7 * 1024, "MAC"),
     "linear_bwd_dw_16x64": ("K.linear_backward(0, 0, dx, dw, dy, x, w, 7, 16, 64, 12, 12, 0, 27, "
                             "0, LO, HI, PLO, PHI, 2, 2, 2, wm)", 27 * 16 * 7, "MAC"),
-    "attention_fwd_t6": ("K.attention_forward(out, probs, srow, q, k, v, 6, 7, 4, 4, 12, PLO, PHI, "
-                         "12, 15, LO, HI, 2)", 4 * 7 * 8, "MAC"),
+    "attention_fwd_t6": ("K.attention_forward(0, 0, out, probs, srow, q, k, v, 6, 7, 4, 12, PLO, "
+                         "PHI, 12, 15, LO, HI, 2)", 4 * 7 * 8, "MAC"),
     "attention_bwd_T7": ("K.attention_backward(0, 0, dq, dk, dv, x, q, k, v, probs, scratch, 7, 4, "
-                         "4, 12, 15, 12, LO, HI, 2, 2)", 4 * 4 * 49 * 4, "MAC (padded)"),
+                         "12, 15, 12, LO, HI, 2, 2)", 4 * 4 * 49 * 4, "MAC (padded)"),
     "dot_rows_1024": ("K.dot_rows(0, 0, y, 0, 1, 2, w, 0, 64, 1, 2, x, 0, 0, 1, 2, 16, 1, 64, "
                       "12, LO, HI)", 1024, "MAC"),
     "dot_rows_call": ("K.dot_rows(0, 0, y, 0, 1, 2, x, 0, 0, 1, 2, x, 0, 0, 1, 2, 1, 1, 0, 4, "
@@ -78,7 +78,7 @@ g = array("i", [((i * 79) % 4096 - 2048) * 100 for i in range(256)])
 comp = bytearray(256)
 wm = K.abs_max(w, 1024, 2)
 for t in range(7):  # the probabilities of a step of T = 7
-    K.attention_forward(out, probs, srow, q, k, v, t, 7, 4, 4, 12, PLO, PHI, 12, 15, LO, HI, 2)
+    K.attention_forward(0, 0, out, probs, srow, q, k, v, t, 7, 4, 12, PLO, PHI, 12, 15, LO, HI, 2)
 
 
 @micropython.viper

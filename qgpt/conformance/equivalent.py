@@ -385,7 +385,9 @@ EQUIVALENT = {
         ("backward", "K.add_forward(0, 0, ga, ga, gc, 0, TC, gl, gh, bg)"),
         ("backward", "K.add_forward(0, 0, gb, gb, gc, 0, TC, gl, gh, bg)"),
         ("backward", "K.attention_backward(0, 0, gc, at, x4, gb, q, k, vv, probs, logits, T, _NH, "
-         "_HS, sh_dp,"),
+         "sh_dp, sh_p,"),
+        ("forward_position", "K.attention_forward(0, 0, at, probs, srow, q, k, vv, t, T, _NH, "
+         "sh_s, lo_l, hi_l, Fl,"),
         ("backward", "K.cross_entropy_backward(0, 0, dh, logits, self.bufs[4], T, _V, sh_ce, gl, "
          "gh, bg)"),
         ("backward", "K.embedding_backward(0, 0, logits, probs, gb, self.tok, T, _C, sh_e, pl, "

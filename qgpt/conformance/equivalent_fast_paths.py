@@ -9,8 +9,7 @@ _SH_ZERO = "sh > -1 differs from sh > 0 only at sh = 0, where the shift is 0 eit
 _AT_LIMIT = "a value equal to the limit is stored as the limit either way"
 _DEAD_VALUE = "the value is only used in the branch the test before it takes instead"
 
-# dot_rows's callers (kernels.py): linear's rows and columns, attention's scores, out, dp,
-# dv, dq and dk; b with 1 or 2 bytes a word.
+# dot_rows's callers (kernels.py): linear's rows and columns; b with 1 or 2 bytes a word.
 _LO_POW2 = ("-lo is 2**(b-1) (or 2**30), and ls = Fp - Fg <= min(Fa, Fp) keeps it a "
             "multiple of 2**ls: at d = lo_ls, d << ls is lo, what the moved bound stores")
 # The fast paths' bound: partial sums <= L1 * max <= FIT = 2**30 - 1. L1 <= 64 * 2**15 =
@@ -25,23 +24,10 @@ _MAX_LESS_1 = ("max |W| one too small (a negative largest): L1 <= FIT // (m - 1)
                "plus the half < 2**31: the fast path stays exact")
 _L1_LESS = ("L1 at most n <= 64 too small (one per negative value): |S| <= 2**30 + 64 * "
             "2**15, plus the half, stays below 2**31: the fast path stays exact")
-_COLS_ONE = "cols = 1: c = 0, so b's column stride bc multiplies 0"
-_ROWS_ONE = "rows = 1: r = 0, so the row strides ys and ar multiply 0"
 _SCRATCH = ("dot_rows sets hh and ll to 0 before each sum: the value "
             "passed is never read")
 # the first lines of dot_rows's calls (kernels.py)
-_SCORES = ("dot_rows(0, 0, srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, 1, "
-           "HS,")
-_OUT = "dot_rows(0, 0, out, qrow + c0, 0, ba, probs, row, 0, 1, -2, v, c0, 1, C, ba, 1, HS,"
-_DV = "dot_rows(0, 0, dv, c0, C, bg, probs, base, 1, T, -2, dout, c0, 1, C, bg, T, HS, T, sh_p,"
 _DOT_ROWS_CALLS = (
-    ("attention_forward", _SCORES), ("attention_forward", _OUT), ("attention_backward", _DV),
-    ("attention_backward", "dot_rows(0, 0, scratch, 0, T, 2, dout, c0, C, 1, bg, v, c0, C, 1, "
-     "ba, T, T, HS, sh_dp,"),
-    ("attention_backward", "dot_rows(0, 0, dq, c0, C, bg, scratch, 0, T, 1, 2, k, c0, 1, C, "
-     "ba, T, HS, T, sh_qk, glo,"),
-    ("attention_backward", "dot_rows(0, 0, dk, c0, C, bg, scratch, 0, 1, T, 2, q, c0, 1, C, "
-     "ba, T, HS, T, sh_qk, glo,"),
     ("linear_backward", "dot_rows(0, 0, yb, (r - r0) * n_in, n_in, yw, dy, r * (d_row >> 1), "
      "d_row >> 1,"),
     ("linear_forward", "dot_rows(0, 0, y, yrow, 1, by, w, 0, n_in, 1, bw, x, xrow, 0, 1, ba, "
@@ -192,8 +178,6 @@ FAST_PATHS = {
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "1", 1):
         "L1 larger by one per negative value: " + _TO_EXACT,
     ("linear_forward", "l1 = 0", "0", "-1", 0): _L1_LESS,
-    **{("attention_forward", _SCORES, "0", rep, 5): _COLS_ONE for rep in ("1", "-1")},
-    **{("attention_forward", _OUT, "0", rep, k): _ROWS_ONE for k in (3, 4) for rep in ("1", "-1")},
     **{("dot_rows", "if by < 0:", tok, rep, 0): "y's width by is 1, 2, 4 or -4 (the adding "
        "int32 y), never 0 or -1: by < 0, by <= 0, by < 1 and by < -1 agree" for tok, rep in
        (("<", "<="), ("0", "1"), ("0", "-1"))},
@@ -206,10 +190,6 @@ FAST_PATHS = {
         "at xi = 0, 0 - xi is 0 either way",
     # found by `--modules kernels --every 8` on main after the Adam work (round 2,
     # session 3): 11 survivors, each argued here
-    **{(function, line, "2", "1", 0):
-        "a width of -1 reads a as -2 does: dot_rows reads every width but 1, 2 and 4 as "
-        "unsigned 16-bit words" for function, line in (("attention_forward", _OUT),
-                                                       ("attention_backward", _DV))},
     ("adam_update", "m_ls = 0 - sh_m if sh_m < 0 else 0", "0", "1", 2):
         "m_ls (and m_hi, m_lo from it) is read only where sh_m < 0, where the else value "
         "is not taken",
