@@ -52,8 +52,8 @@ saying why it is exact:
     bounded sums   where a bound proves |S| < 2**30 (3.7: then a plain int32 sum is the
                    same integer), one int32 accumulator and sat(rnd(S, s)) directly:
                    the linear kernels check L1 norm times max magnitude per row (max |W|
-                   from the model, abs_max), attention's p v and pd follow from
-                   softmax's sums
+                   from the model, abs_max), attention's scores from L1 of q's row (16-bit
+                   words), p v and pd from softmax's sums
     16-bit loops   the linear kernels' fast paths read int16 operands only (four
                    accumulators sharing each load, eight in linear_backward, byte
                    addresses with constant offsets: ptr16(int(p) + offset)); 8-bit
@@ -106,6 +106,7 @@ _G_LO = const(-32768)  # G = q2.14, the activation gradients (section 7)
 _G_HI = const(32767)
 _DS_SHIFT = const(16)  # attention backward: p * diff, Q15 * Q14 -> Q14, and the /2 of the score
 _HALF_MASK = const(0xFFFF)  # the low half of a dot product's pair
+_L1_FIT = const(32767)  # attention: L1 of a row of 16-bit words bounding |S| < 2**30
 _HS = const(4)  # the head width HS (params.HEAD_DIM): attention's loops are written for it
 
 # Adam (section 9): 1 - beta in Q15, the clamp of m, the ratio's limit 4.0 in Q13
@@ -841,7 +842,7 @@ def relu_backward(dx, dy, x, start: int, n: int, bg: int, ba: int):
 
 
 @micropython.viper
-def attention_forward(hh: int, ll: int, out, probs, srow, q, k, v, t: int, T: int, NH: int,
+def attention_forward(x: int, w: int, out, probs, srow, q, k, v, t: int, T: int, NH: int,
                       sh_s: int, lo_l: int, hi_l: int, f: int, sh_o: int, lo: int, hi: int,
                       ba: int):
     """Position t of causal attention, all heads (rows 0..t of k and v are the cache):
@@ -852,10 +853,13 @@ def attention_forward(hh: int, ll: int, out, probs, srow, q, k, v, t: int, T: in
     scores, then probabilities; q, k, v (T, C) A, C = NH * HS, HS = _HS = 4; A in ba bytes
     (1 or 2); T <= 16.
     The dot products are inline, each row's four words loaded once (a call of dot_rows
-    costs about 1,700 instructions, against four to sixteen products): a score's sum S
-    (four products of two A words, |S| <= 2**32) as the int32 pair of 3.7, rounded by its
-    recipe; out's four sums in one int32 each (below).
-    hh and ll: pass 0 (scratch that viper keeps in registers: the scores' pair)."""
+    costs about 1,700 instructions, against four to sixteen products): a score's sum in
+    one int32 where L1(q_h[t]) < 2**15 bounds it (16-bit words: |k| <= 2**15; 8-bit words
+    always), else the head's scores by dot_rows (the int32 pair); out's four sums in one
+    int32 each (below).
+    x and w: pass 0 (scratch that viper keeps in registers: the value rounded, and the
+    probability of the out loop; of the pairs of locals tried, the fewest instructions
+    and bytes)."""
     pp = ptr16(probs)
     pr = ptr32(srow)
     head = _HS * ba  # bytes of one head's slice of a row
@@ -865,24 +869,11 @@ def attention_forward(hh: int, ll: int, out, probs, srow, q, k, v, t: int, T: in
     v_at = int(ptr8(v))
     o_at = int(ptr8(out)) + t * row_bytes  # &out[t, 0]
     half_s = (1 << sh_s) >> 1
-    lim = 1 << (14 + sh_s) if sh_s < 16 else 0
     half_o = (1 << sh_o) >> 1
     for h in range(NH):
-        if ba == 2:
-            pa = ptr16(q_at)
-            q0 = (pa[0] ^ 0x8000) - 0x8000
-            q1 = (pa[1] ^ 0x8000) - 0x8000
-            q2 = (pa[2] ^ 0x8000) - 0x8000
-            q3 = (pa[3] ^ 0x8000) - 0x8000
-        else:
-            pb = ptr8(q_at)
-            q0 = (pb[0] ^ 0x80) - 0x80
-            q1 = (pb[1] ^ 0x80) - 0x80
-            q2 = (pb[2] ^ 0x80) - 0x80
-            q3 = (pb[3] ^ 0x80) - 0x80
         # scores of position t against positions 0..t: srow[s] = q_h[t] . k_h[s]
-        b_at = k_at
-        for s in range(t + 1):
+        b_at = q_at
+        for s in range(-1, t + 1):  # s = -1: q_h[t]'s words, then k_h[s]'s
             if ba == 2:
                 pa = ptr16(b_at)
                 x0 = (pa[0] ^ 0x8000) - 0x8000
@@ -895,29 +886,25 @@ def attention_forward(hh: int, ll: int, out, probs, srow, q, k, v, t: int, T: in
                 x1 = (pb[1] ^ 0x80) - 0x80
                 x2 = (pb[2] ^ 0x80) - 0x80
                 x3 = (pb[3] ^ 0x80) - 0x80
+            if s < 0:
+                q0 = x0
+                q1 = x1
+                q2 = x2
+                q3 = x3
+                l1 = x0 if x0 >= 0 else 0 - x0
+                l1 += x1 if x1 >= 0 else 0 - x1
+                l1 += x2 if x2 >= 0 else 0 - x2
+                l1 += x3 if x3 >= 0 else 0 - x3
+                if l1 > _L1_FIT:  # the bound fails: dot_rows's int32 pair, rows 0..t of k
+                    dot_rows(0, 0, srow, 0, 1, 4, k, h * _HS, NH * _HS, 1, ba, q,
+                             (t * NH + h) * _HS, 0, 1, ba, t + 1, 1, _HS, sh_s, lo_l, hi_l)
+                    break
+                b_at = k_at
+                continue
             b_at += row_bytes
-            p = q0 * x0
-            hh = p >> 16
-            ll = p & _HALF_MASK
-            p = q1 * x1
-            hh += p >> 16
-            ll += p & _HALF_MASK
-            p = q2 * x2
-            hh += p >> 16
-            ll += p & _HALF_MASK
-            p = q3 * x3
-            hh += p >> 16
-            ll += p & _HALF_MASK
-            hh += ll >> 16  # sat(rnd(S, sh_s), L) from the pair (3.7)
-            ll &= _HALF_MASK
-            if sh_s >= 16:
-                x = (hh + ((ll + half_s) >> 16)) >> (sh_s - 16)
-            elif hh >= lim:
-                x = hi_l
-            elif hh < 0 - lim:
-                x = lo_l
-            else:
-                x = (hh << (16 - sh_s)) + ((ll + half_s) >> sh_s)
+            # |S| <= L1(q_h[t]) max |k| < 2**15 * 2**15 = 2**30: one int32 (3.7), and with the
+            # half (<= 2**30) below 2**31
+            x = (q0 * x0 + q1 * x1 + q2 * x2 + q3 * x3 + half_s) >> sh_s
             if x > hi_l:
                 x = hi_l
             elif x < lo_l:
@@ -925,8 +912,8 @@ def attention_forward(hh: int, ll: int, out, probs, srow, q, k, v, t: int, T: in
             pr[s] = x
         softmax(srow, srow, 0, t + 1, f)
         row = (h * T + t) * T  # probs[h, t, 0]
-        for s in range(T):  # p in [0, 2**15]: a uint16; future positions are masked: p = 0
-            pp[row + s] = pr[s] if s <= t else 0
+        for s in range(row + t + 1, row + T):  # future positions are masked: p = 0
+            pp[s] = 0
         # out_h[t][d] = sum_s p[s] v_h[s][d], each in one int32: softmax rounds each p once,
         # so sum_s p[s] <= 2**15 + (t + 1) / 2 <= 2**15 + 8, and |v| <= 2**15: |S| <= 2**30 +
         # 2**18, and with the half (2**14) below 2**31 (3.7: the same integer as the pair's)
@@ -937,6 +924,7 @@ def attention_forward(hh: int, ll: int, out, probs, srow, q, k, v, t: int, T: in
         b_at = v_at
         for s in range(t + 1):
             w = pr[s]
+            pp[row + s] = w  # p in [0, 2**15]: a uint16
             if ba == 2:
                 pa = ptr16(b_at)
                 a0 += w * ((pa[0] ^ 0x8000) - 0x8000)
@@ -970,7 +958,7 @@ def attention_forward(hh: int, ll: int, out, probs, srow, q, k, v, t: int, T: in
 
 
 @micropython.viper
-def attention_backward(hh: int, ll: int, dq, dk, dv, dout, q, k, v, probs, scratch, T: int,
+def attention_backward(hh: int, p: int, dq, dk, dv, dout, q, k, v, probs, scratch, T: int,
                        NH: int, sh_dp: int, sh_p: int, sh_qk: int, glo: int, ghi: int,
                        bg: int, ba: int):
     """Forward: score = q.k / 2, p = softmax(score), out = p v. Per head (section 7):
@@ -989,7 +977,8 @@ def attention_backward(hh: int, ll: int, dq, dk, dv, dout, q, k, v, probs, scrat
     inline, each row's four words loaded once (a call of dot_rows costs about 1,700
     instructions): dp, dv, dq and dk as the int32 pair of 3.7, rounded by its recipe for
     shifts below 16; pd's sum in one int32 (below).
-    hh and ll: pass 0 (scratch that viper keeps in registers: the pairs)."""
+    hh and p: pass 0 (scratch that viper keeps in registers: a pair's high half and the
+    product)."""
     pp = ptr16(probs)  # uint16 loads: p in [0, 2**15]
     pw = ptr16(scratch)
     a_head = _HS * ba  # bytes of one head's slice of a row of A
@@ -1007,25 +996,14 @@ def attention_backward(hh: int, ll: int, dq, dk, dv, dout, q, k, v, probs, scrat
         # sum_s p dp), and the /2 of the score; row t of dp, then of ds, in the scratch
         for t in range(T):
             row = t * T
-            if bg == 2:
-                pa = ptr16(g_at + t * g_row)
-                g0 = (pa[0] ^ 0x8000) - 0x8000
-                g1 = (pa[1] ^ 0x8000) - 0x8000
-                g2 = (pa[2] ^ 0x8000) - 0x8000
-                g3 = (pa[3] ^ 0x8000) - 0x8000
-            else:
-                pb = ptr8(g_at + t * g_row)
-                g0 = (pb[0] ^ 0x80) - 0x80
-                g1 = (pb[1] ^ 0x80) - 0x80
-                g2 = (pb[2] ^ 0x80) - 0x80
-                g3 = (pb[3] ^ 0x80) - 0x80
             # pd's exact sum fits one int32: sum_s p[t,s] <= 2**15 + T/2 (softmax rounds each
             # p once) and |dp| <= 2**15, so |S| < 2**31; rnd(S, sh_p) is within +-2**16, the
             # value the int32 pair gives (3.7, pd unsaturated)
             acc = 0
-            b_at = v_at
-            for s in range(row, row + t + 1):
-                if ba == 2:
+            b_at = g_at + t * g_row
+            bx = bg
+            for s in range(row - 1, row + t + 1):  # s = row - 1: dout[t]'s words, then v[s]'s
+                if bx == 2:
                     pa = ptr16(b_at)
                     x0 = (pa[0] ^ 0x8000) - 0x8000
                     x1 = (pa[1] ^ 0x8000) - 0x8000
@@ -1037,6 +1015,14 @@ def attention_backward(hh: int, ll: int, dq, dk, dv, dout, q, k, v, probs, scrat
                     x1 = (pb[1] ^ 0x80) - 0x80
                     x2 = (pb[2] ^ 0x80) - 0x80
                     x3 = (pb[3] ^ 0x80) - 0x80
+                if s < row:
+                    g0 = x0
+                    g1 = x1
+                    g2 = x2
+                    g3 = x3
+                    b_at = v_at
+                    bx = ba
+                    continue
                 b_at += a_row
                 p = g0 * x0
                 hh = p >> 16
