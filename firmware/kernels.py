@@ -864,10 +864,14 @@ def attention_forward(x: int, w: int, out, probs, srow, q, k, v, t: int, T: int,
     pr = ptr32(srow)
     head = _HS * ba  # bytes of one head's slice of a row
     row_bytes = NH * head  # from a row of q, k, v or out to the next
-    q_at = int(ptr8(q)) + t * row_bytes  # &q[t, 0]
-    k_at = int(ptr8(k))
-    v_at = int(ptr8(v))
-    o_at = int(ptr8(out)) + t * row_bytes  # &out[t, 0]
+    pq8 = ptr8(q)  # the buffers (int(pq8): an address, for the bytecode build's rewrite)
+    pk8 = ptr8(k)
+    pv8 = ptr8(v)
+    po8 = ptr8(out)
+    q_at = int(pq8) + t * row_bytes  # &q[t, 0]
+    k_at = int(pk8)
+    v_at = int(pv8)
+    o_at = int(po8) + t * row_bytes  # &out[t, 0]
     half_s = (1 << sh_s) >> 1
     half_o = (1 << sh_o) >> 1
     for h in range(NH):
@@ -979,14 +983,21 @@ def attention_backward(hh: int, p: int, dq, dk, dv, dout, q, k, v, probs, scratc
     shifts below 16; pd's sum in one int32 (below).
     hh and p: pass 0 (scratch that viper keeps in registers: a pair's high half and the
     product)."""
-    pp = ptr16(probs)  # uint16 loads: p in [0, 2**15]
-    pw = ptr16(scratch)
+    pp16 = ptr16(probs)  # uint16 loads: p in [0, 2**15]
+    pw16 = ptr16(scratch)
+    pg8 = ptr8(dout)  # the other buffers (int(pg8): an address, as attention_forward's)
+    pq8 = ptr8(q)
+    pk8 = ptr8(k)
+    pv8 = ptr8(v)
+    pdq8 = ptr8(dq)
+    pdk8 = ptr8(dk)
+    pdv8 = ptr8(dv)
     a_head = _HS * ba  # bytes of one head's slice of a row of A
     g_head = _HS * bg  # and of G
     a_row = NH * a_head  # from a row of q, k or v to the next
     g_row = NH * g_head  # from a row of dout, dq, dk or dv to the next
-    g_at = int(ptr8(dout))
-    v_at = int(ptr8(v))
+    g_at = int(pg8)
+    v_at = int(pv8)
     half_p = (1 << sh_p) >> 1
     half_dp = (1 << sh_dp) >> 1
     lim_dp = 1 << (14 + sh_dp)
@@ -1048,37 +1059,37 @@ def attention_backward(hh: int, p: int, dq, dk, dv, dout, q, k, v, probs, scratc
                         x = ghi
                     elif x < glo:
                         x = glo
-                pw[s] = x
-                acc += pp[base + s] * x
+                pw16[s] = x
+                acc += pp16[base + s] * x
             pd = (acc + half_p) >> sh_p
             for s in range(row, row + t + 1):
-                diff = ((pw[s] ^ 0x8000) - 0x8000) - pd
+                diff = ((pw16[s] ^ 0x8000) - 0x8000) - pd
                 if diff > ghi:
                     diff = ghi
                 elif diff < glo:
                     diff = glo
-                pw[s] = (pp[base + s] * diff + (1 << (_DS_SHIFT - 1))) >> _DS_SHIFT
+                pw16[s] = (pp16[base + s] * diff + (1 << (_DS_SHIFT - 1))) >> _DS_SHIFT
         # 2. out = p v, so dv[s] = sum_{t>=s} p[t,s] dout[t] (which = 0); 4. score = q.k / 2
         # (the /2 is in ds): dk[s] = sum_{t>=s} ds[t,s] q[t] (1), dq[t] = sum_{s<=t} ds[t,s]
         # k[s] (2). Output row o sums over j: w[j, o] x[j] (columns) or w[o, j] x[j] (rows),
         # four pairs, one a column d of the head
         for which in range(3):
             if which == 0:
-                w0 = int(pp) + base + base  # p's words, unsigned: (w ^ 0) + 0
+                w0 = int(pp16) + base + base  # p's words, unsigned: (w ^ 0) + 0
                 sw = 0
                 x_at = g_at
                 x_row = g_row
                 bx = bg
-                y_at = int(ptr8(dv))
+                y_at = int(pdv8)
                 sh = sh_p
             else:
-                w0 = int(pw)  # ds's words, signed
+                w0 = int(pw16)  # ds's words, signed
                 sw = 0x8000
-                x_at = int(ptr8(q)) if which == 1 else int(ptr8(k))
+                x_at = int(pq8) if which == 1 else int(pk8)
                 x_at += h * a_head
                 x_row = a_row
                 bx = ba
-                y_at = int(ptr8(dk)) if which == 1 else int(ptr8(dq))
+                y_at = int(pdk8) if which == 1 else int(pdq8)
                 sh = sh_qk
             nw = 0 - sw  # a word w is (w ^ sw) + nw (not (w ^ sw) - sw: see dot_rows)
             half = (1 << sh) >> 1
