@@ -5,6 +5,8 @@ import sys
 
 import numpy as np
 
+from qgpt.int_shapes import ISQRT_ROOT_Q8, ISQRT_SHIFT_U8, isqrt_plus_one
+
 rng = np.random.default_rng(1)
 T = 7
 
@@ -133,7 +135,6 @@ V32 = V64.astype(np.int32)
 I32 = np.empty(N, np.int32)
 I64 = np.empty(N, np.int64)
 U8 = np.empty(N, np.uint8)
-from qgpt.int_shapes import ISQRT_SHIFT_U8, ISQRT_ROOT_Q8, isqrt_plus_one
 S16 = np.array(16, np.int32)
 
 
@@ -329,7 +330,8 @@ def div_u32():
 
 
 def div_u64():
-    np.floor_divide(V64.view(np.uint64), (V64 >> 16).view(np.uint64) + np.uint64(1), out=I64.view(np.uint64))
+    den = (V64 >> 16).view(np.uint64) + np.uint64(1)
+    np.floor_divide(V64.view(np.uint64), den, out=I64.view(np.uint64))
 
 
 def cnz32():

@@ -8,8 +8,6 @@ called on "emily" (6 positions)."""
 
 import sys
 
-import numpy as np
-
 from qgpt import data
 from qgpt import int_model as im
 from qgpt.float_model import split_tokens
