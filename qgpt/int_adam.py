@@ -14,7 +14,7 @@ import numpy as np
 from qgpt import int_ops as ops
 from qgpt import prng, qformat
 from qgpt.int_ctx import _count_nonzero
-from qgpt.int_shapes import ISQRT_NARROW_LIMIT, isqrt_plus_one_int32
+from qgpt.int_shapes import ISQRT_NARROW_LIMIT, _copyto, isqrt_plus_one_int32
 from qgpt.params import N_PARAMS
 from qgpt.policy import ADAM_C1, ADAM_C2, KAHAN_BITS, M_LIMIT, R_FRAC, R_MAX, BlockFormat
 
@@ -335,7 +335,7 @@ class IntAdam:
             self._s32_rows = tuple(self._s32)
             self._s32_u32 = tuple(self._s32.view(np.uint32))
         g32, gs = x[2], x[3]
-        np.copyto(g32, g, casting="unsafe")  # within int32: pgrads has at most 32 bits
+        _copyto(g32, g, casting="unsafe")  # within int32: pgrads has at most 32 bits
         g_hi, g_lo = int(np.maximum.reduce(g32)), int(np.minimum.reduce(g32))
         s = p.pgrads.frac_bits - p.sqrt_frac  # 9.2's gs = rnd(g, s)
         half = (1 << s) >> 1

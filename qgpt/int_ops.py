@@ -344,10 +344,17 @@ def exact_matmul(a, b):
 
         if top(a) * top(b) * a.shape[-1] < FLOAT_EXACT:
             return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
-    return np.dot(a, b) if a.ndim == 2 else a @ b  # (np.dot: less overhead than @)
+    return _dot(a, b) if a.ndim == 2 else a @ b  # (np.dot: less overhead than @)
 
 
 EINSUM_ROWS = 5  # a step's x of this many rows or more: linear_forward's product by einsum
+# np.einsum and np.dot's C functions, without numpy's Python-level wrappers (argument
+# dispatch, optimize=False's checks): the same sums, some thousand instructions less a call
+try:
+    from numpy._core.multiarray import c_einsum as _einsum
+except ImportError:  # numpy 1.26
+    from numpy.core.multiarray import c_einsum as _einsum
+_dot = getattr(np.dot, "_implementation", np.dot)
 
 
 def linear_forward(ctx, x, w, out_fmt, tensor):
@@ -355,7 +362,7 @@ def linear_forward(ctx, x, w, out_fmt, tensor):
     # (a training step's (T,in) of 5 rows or more: einsum's contiguous dot products, the
     # same exact sums in 10-30% fewer instructions than matmul's int64 loop; below, more)
     p = ctx.p
-    exact = (np.einsum("ti,oi->to", x, w) if x.ndim == 2 and x.shape[0] >= EINSUM_ROWS
+    exact = (_einsum("ti,oi->to", x, w) if x.ndim == 2 and x.shape[0] >= EINSUM_ROWS
              else exact_matmul(x, w.T))
     return requant(ctx, "linear_forward", tensor, exact,
                    p.weights.frac_bits + p.acts.frac_bits - out_fmt.frac_bits, out_fmt)
@@ -367,7 +374,7 @@ def linear_backward(ctx, dy, x, w, dw, tensor, paths=1, zeroed=False, exact_dw=F
     # linear: the result is one dx per block, (paths,T,in), from one stacked matmul
     p, gf = ctx.p, ctx.p.grads
     if paths == 1:
-        exact = np.dot(dy, w)  # (np.dot: a little less overhead than @ on 2-d arrays)
+        exact = _dot(dy, w)  # (np.dot: a little less overhead than @ on 2-d arrays)
     else:
         t, n = dy.shape[0], dy.shape[1] // paths
         exact = dy.reshape(t, paths, n).transpose(1, 0, 2) @ w.reshape(paths, n, w.shape[1])

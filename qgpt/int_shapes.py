@@ -125,10 +125,13 @@ def isqrt_plus_one_int32(n, out, scratch):
     c = ISQRT_ROOT_Q8.take(scratch, mode="wrap")
     c >>= s2
     c += _U16_ONE
-    np.copyto(out, c)
+    _copyto(out, c)
     square = np.multiply(out, out, out=scratch.view(np.uint32))
     out += square <= n.view(np.uint32)
     return out
+
+
+_copyto = getattr(np.copyto, "_implementation", np.copyto)  # (without numpy's dispatch)
 
 
 ISQRT_SHIFT_U8 = ISQRT_SHIFT.view(np.uint8)  # (its values 0..16)
