@@ -225,6 +225,16 @@ def requant(ctx, op, tensor, s, shift, fmt=None):
         r = s
     else:
         r = s if shift == 0 else s << _SHIFT[-shift]
-    if ctx.strict and fmt is None:  # the recipe's unsaturated sums: lo, hi = -2**30, 2**30
-        ctx.check(op, tensor, r, -KERNEL_LIMIT, KERNEL_LIMIT)
-    return r if fmt is None else ctx.sat(r, fmt, tensor)
+    if fmt is None:
+        if ctx.strict:  # the recipe's unsaturated sums: lo, hi = -2**30, 2**30
+            ctx.check(op, tensor, r, -KERNEL_LIMIT, KERNEL_LIMIT)
+        return r
+    kept = ctx.deferred
+    if kept is not None and r.dtype is INT64:  # Ctx.sat's deferred path, inline: a training
+        # step makes some twenty requants, and a Python call costs about 2,000 instructions
+        ctx.saturations.setdefault(tensor, 0)
+        kept = kept.get(id(fmt))
+        if kept is not None:
+            kept.append(r)
+            return r
+    return ctx.sat(r, fmt, tensor)

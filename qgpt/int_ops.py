@@ -226,6 +226,7 @@ def rsqrt(ms, fm):
     return m, (shift >> 1) + (15 - fm // 2)  # sh = 29 + k - fm/2, k = shift/2 - 14
 
 
+@cache  # (a cached call costs a fraction of a Python function's; a step makes nine)
 def rms_scale_shift(fm):
     """S = 30 - fm/2, the largest sh of rsqrt (ms < 2**31): rmsnorm applies each row's
     (M, sh) as rnd(x * (M << (S - sh)), S), the same integer as rnd(x * M, sh) (both are
@@ -319,7 +320,8 @@ def rmsnorm_backward(ctx, dy, y, rs):
     c = requant(ctx, "rmsnorm_backward", "rmsnorm.c",
                 row_dot(dy, y)[..., None], fa + 4, gf)
     yc = y * c
-    ctx.check("rmsnorm_backward", "y*c", yc)
+    if ctx.strict:  # (the checks only with strict: a Python call less a step without)
+        ctx.check("rmsnorm_backward", "y*c", yc)
     t = ctx.sat(np.subtract(dy, rnd(yc, fa, out=yc), out=yc), gf, "rmsnorm.t")
     if ctx.strict:
         ctx.check("rmsnorm_backward", "t*M", t * rs[0][..., None])
@@ -383,8 +385,9 @@ def linear_backward(ctx, dy, x, w, dw, tensor, paths=1, zeroed=False, exact_dw=F
     fresh = zeroed or not _count_nonzero(dw)
     if ctx.dw_fits and dy.shape[0] <= BLOCK and not ctx.strict:  # nothing can clip: no check
         ctx.saturations.setdefault(tensor + ".dw", 0)
-        if fresh:  # dw = rnd(dy^T x, dw_shift), formed in place
-            np.matmul(dy.T, x, out=dw)
+        if fresh:  # dw = rnd(dy^T x, dw_shift), formed in place (einsum: 4% fewer
+            # instructions than np.matmul on a step's five)
+            _einsum("to,ti->oi", dy, x, out=dw)
             if not exact_dw:  # (exact_dw: the caller rounds every weight's at once)
                 rnd(dw, p.dw_shift, out=dw)
             return dx
@@ -481,7 +484,8 @@ def attention_backward(ctx, dout, q, k, v, probs, stacked=False, heads=None):
     _zero_future(ctx, diff, mask)
     diff = ctx.sat(diff, gf, "attention.diff")
     ds = probs * diff
-    ctx.check(op, "p*diff", ds, -KERNEL_LIMIT, KERNEL_LIMIT)
+    if ctx.strict:
+        ctx.check(op, "p*diff", ds, -KERNEL_LIMIT, KERNEL_LIMIT)
     dscores = rnd(ds, PROB_FRAC + 1, out=ds)  # grad format, |.| <= 1
     # scores = q k^T / 2 (the /2 is in dscores): dq = dscores k, dk = dscores^T q
     exact_dq = np.matmul(dscores, kh, out=into[0])

@@ -375,6 +375,127 @@ def shl32():
     np.left_shift(V32, H32, out=I32)
 
 
+SMX = rng.integers(-1000, 1000, (7, 64))
+H0 = np.array(8, dtype=np.int64)
+HS = np.int64(8)
+SH0 = np.array(4, dtype=np.int64)
+
+
+def sm_iadd_0d():
+    global SMX
+    SMX += H0
+
+
+def sm_iadd_scalar():
+    global SMX
+    SMX += HS
+
+
+def sm_iadd_pyint():
+    global SMX
+    SMX += 8
+
+
+def sm_add_out():
+    np.add(SMX, H0, out=SMX)
+
+
+def sm_shift_0d():
+    global SMX
+    SMX >>= SH0
+
+
+def sm_new_add():
+    return SMX + H0
+
+
+from numpy._core.multiarray import c_einsum  # noqa: E402
+
+SHAPES = {"lm": (27, 16), "fc2": (16, 64), "fc1": (64, 16), "wo": (16, 16), "qkv": (48, 16)}
+DW = {k: (i16(T, o), i16(T, i), np.zeros((o, i), np.int64)) for k, (o, i) in SHAPES.items()}
+
+
+def dw_all_matmul():
+    for dy, x, dw in DW.values():
+        np.matmul(dy.T, x, out=dw)
+
+
+def dw_all_einsum():
+    for dy, x, dw in DW.values():
+        c_einsum("to,ti->oi", dy, x, out=dw)
+
+
+def dw_all_einsum_noout():
+    for dy, x, dw in DW.values():
+        dw[...] = c_einsum("to,ti->oi", dy, x)
+
+
+WT = {k: np.ascontiguousarray(dw.T) for k, (dy, x, dw) in DW.items()}
+
+
+def dx_all_dot():
+    for dy, _, dw in DW.values():
+        np.dot(dy, dw)
+
+
+def dx_all_einsum():
+    for dy, _, dw in DW.values():
+        c_einsum("to,oi->ti", dy, dw)
+
+
+def dx_all_einsum_t():  # on a transposed copy of w (kept)
+    for k, (dy, _, _) in DW.items():
+        c_einsum("to,io->ti", dy, WT[k])
+
+
+def dx_all_matmul():
+    for dy, _, dw in DW.values():
+        np.matmul(dy, dw)
+
+
+DWTE = np.zeros((27, 16), np.int64)
+TOK = np.array([0, 5, 13, 13, 1, 12, 25])
+DEMB = i16(T, 16)
+
+
+def addat():
+    np.add.at(DWTE, TOK, DEMB)
+
+
+def fancy_set():
+    DWTE[TOK] = DEMB
+
+
+def fill688():
+    DWTE.fill(0)
+
+
+XR = i16(T, 16)
+SC = i16(T, 1)
+SCF = np.repeat(SC, 16, axis=1)
+SCL = SC[:, 0].tolist()
+
+
+def bmul():
+    return XR * SC
+
+
+def smul():
+    return XR * SCF
+
+
+def rep_build():
+    return np.repeat(np.array(SCL, dtype=np.int64), 16).reshape(T, 16)
+
+
+def list_build():
+    return np.array([[s] * 16 for s in SCL], dtype=np.int64)
+
+
+def col_build():
+    return np.array(SCL, dtype=np.int64).reshape(T, 1)
+
+
 def nothing():
     pass
 
