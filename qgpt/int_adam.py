@@ -44,7 +44,11 @@ _I32_SHIFT = [np.array(s, dtype=np.int32) for s in range(32)]
 _I32_HALF = [np.array((1 << s) >> 1, dtype=np.int32) for s in range(32)]
 _U32_SHIFT = [np.array(s, dtype=np.uint32) for s in range(32)]
 _U32_ONE = np.array(1, dtype=np.uint32)
-INT32_TOP = (1 << 31) - 1
+B1, B2 = (1 << 15) - ADAM_C1, (1 << 15) - ADAM_C2  # (Python ints)
+INT32_TOP, UINT32_TOP = (1 << 31) - 1, (1 << 32) - 1
+ISQRT_DEN_MAX = 46341  # isqrt(v) + 1 for v < 2**31
+R_CLAMP_ROW_U32 = R_CLAMP_ROW.astype(np.uint32)
+R_CLAMP_ROW_U32.flags.writeable = False
 GS_ABS_MAX = (1 << 15) - 1  # 9.2's gs: |gs| <= this on the int32 path (else the general one)
 
 
@@ -376,10 +380,11 @@ class IntAdam:
         np.add(h[:2], h[2:], out=x[:2])
         m, v = x[0], x[1]
         g_max = max(g_hi, -g_lo)
+        # _q15_bound's, inline (Python ints; a call costs more than the arithmetic)
         m_bound = None if self._m_max is None else \
-            _q15_bound(self._m_max, B1_Q15) + _q15_bound(g_max, C1_Q15)
+            ((self._m_max * B1) >> 15) + ((g_max * ADAM_C1) >> 15) + 2
         v_bound = None if self._v_max is None else \
-            _q15_bound(self._v_max, B2_Q15) + _q15_bound(g2_max, C2_Q15)
+            ((self._v_max * B2) >> 15) + ((g2_max * ADAM_C2) >> 15) + 2
         rows, rows_u32 = self._s32_rows, self._s32_u32
         a = np.abs(m, out=rows[0])
         self._m_max = int(np.maximum.reduce(a)) if m_bound is None or m_bound > p.m_limit \
@@ -403,10 +408,15 @@ class IntAdam:
         e = p.adam_e
         den = isqrt_plus_one_int32(v, rows_u32[1], rows[2])
         a_u32 = rows_u32[0]
-        np.minimum(a_u32, np.left_shift(den, _U32_SHIFT[15 - e], out=rows_u32[2]), out=a_u32)
+        clamp_after = (self._m_max << e) + (ISQRT_DEN_MAX >> 1) <= UINT32_TOP
+        if not clamp_after:  # (else no |m| << e leaves uint32: clamped after the division)
+            np.minimum(a_u32, np.left_shift(den, _U32_SHIFT[15 - e], out=rows_u32[2]),
+                       out=a_u32)
         a_u32 <<= _U32_SHIFT[e]
         a_u32 += np.right_shift(den, _U32_ONE, out=rows_u32[2])
         a_u32 //= den
+        if clamp_after:  # (an (N,) clamp: numpy's minimum with a 0-d operand is not vectorised)
+            np.minimum(a_u32, R_CLAMP_ROW_U32, out=a_u32)
         delta = a  # 9.5: r * alpha with the sign of m
         delta *= np.int32(alpha)
         delta *= np.sign(m, out=rows[1])

@@ -281,7 +281,7 @@ class RowScale:
 
 def rmsnorm_forward(ctx, x):
     # x (...,T,C) in acts -> y (...,T,C) in acts, and rs = (M, sh) per row (a RowScale)
-    g, fm = rmsnorm_shape(ctx)
+    g, fm = ctx.p.rms_guard, ctx.p.rms_fm  # (rmsnorm_shape, without a call)
     squares = row_dot(x, x)  # (...,T)
     if squares.size <= SCALAR_ROWS and not ctx.strict:
         scaled = rsqrt_scaled_rows(squares.ravel().tolist(), g, fm)
@@ -294,19 +294,13 @@ def rmsnorm_forward(ctx, x):
         m, sh = rsqrt(ms, fm)
         ctx.check("rmsnorm_forward", "x*M", x * m, -KERNEL_LIMIT, KERNEL_LIMIT)
         rs = RowScale(m << (rms_scale_shift(fm) - sh), pair=(m[..., 0], sh[..., 0]))
-    y = _scale_rows(x * rs.scaled, fm)
+    y = x * rs.scaled  # rnd(y, S) in place (rms_scale_shift)
+    y += _HALF[rms_scale_shift(fm)]
+    y >>= _SHIFT[rms_scale_shift(fm)]
     if ctx.rms_y_fits and not ctx.strict:  # |y| <= 4.0004 (rms_y_bound): no check
         ctx.saturations.setdefault("rmsnorm.y", 0)
         return y, rs
     return ctx.sat(y, ctx.p.acts, "rmsnorm.y"), rs
-
-
-def _scale_rows(p, fm):
-    """rnd(p, S) in place: p is x * (M << (S - sh)) (rms_scale_shift)."""
-    s = rms_scale_shift(fm)
-    p += _HALF[s]
-    p >>= _SHIFT[s]
-    return p
 
 
 def rmsnorm_backward(ctx, dy, y, rs):
@@ -322,10 +316,16 @@ def rmsnorm_backward(ctx, dy, y, rs):
     yc = y * c
     if ctx.strict:  # (the checks only with strict: a Python call less a step without)
         ctx.check("rmsnorm_backward", "y*c", yc)
-    t = ctx.sat(np.subtract(dy, rnd(yc, fa, out=yc), out=yc), gf, "rmsnorm.t")
+    if fa > 0:  # rnd(yc, fa) in place (inline: a Python call less)
+        yc += _HALF[fa]
+        yc >>= _SHIFT[fa]
+    t = ctx.sat(np.subtract(dy, yc, out=yc), gf, "rmsnorm.t")
     if ctx.strict:
         ctx.check("rmsnorm_backward", "t*M", t * rs[0][..., None])
-    return ctx.sat(_scale_rows(t * scaled, fm), gf, "rmsnorm.dx")
+    dx = t * scaled  # rnd(dx, S) in place (rms_scale_shift)
+    dx += _HALF[rms_scale_shift(fm)]
+    dx >>= _SHIFT[rms_scale_shift(fm)]
+    return ctx.sat(dx, gf, "rmsnorm.dx")
 
 
 # --- linear ---
@@ -428,14 +428,13 @@ def _merge(a):
     return a.reshape(*a.shape[:-2], N_HEAD * HEAD_DIM)
 
 
-def _zero_future(ctx, x, mask):
+def _zero_future(x, mask):
     """x *= mask: attention's future entries (s > t), never formed on the device, zeroed so
     that saturation neither clips nor counts them. A speculative step (ctx.deferred) skips
-    it: those entries reach no result (probs is 0 there: the softmax's future bias makes
-    them MASKED, dscores = probs * diff), and one out of range only sends the step to the
-    checked path (Ctx.defer), which zeroes them."""
-    if ctx.deferred is None:
-        x *= mask
+    it (its callers test ctx.deferred: no call): those entries reach no result (probs is 0
+    there: the softmax's future bias makes them MASKED, dscores = probs * diff), and one
+    out of range only sends the step to the checked path (Ctx.defer), which zeroes them."""
+    x *= mask
 
 
 def attention_forward(ctx, q, k, v, heads=None):
@@ -450,7 +449,8 @@ def attention_forward(ctx, q, k, v, heads=None):
     # The future scores (s > t) are never formed on the device: zeroed, they cannot saturate
     # (a speculative step leaves them: _zero_future)
     exact = qh @ kh.swapaxes(-1, -2)
-    _zero_future(ctx, exact, mask)
+    if ctx.deferred is None:
+        _zero_future(exact, mask)
     scores = requant(ctx, op, "attention.scores", exact, p.score_shift, p.logits)
     # softmax over s <= t: the future entries, 0 here, become MASKED (probability 0)
     probs = softmax(scores + head_future_bias(t), p.logits.frac_bits)
@@ -474,14 +474,16 @@ def attention_backward(ctx, dout, q, k, v, probs, stacked=False, heads=None):
     # out = probs v: dprobs[t,s] = dout[t] . v[s] for s <= t (the others are never formed:
     # zeroed), dv[s] = sum_t probs[t,s] dout[t]
     exact = dh @ vh.transpose(0, 2, 1)
-    _zero_future(ctx, exact, mask)
+    if ctx.deferred is None:
+        _zero_future(exact, mask)
     dprobs = requant(ctx, op, "attention.dprobs", exact, f, gf)
     dv = requant(ctx, op, "attention.dv", np.matmul(probs.transpose(0, 2, 1), dh, out=into[2]),
                  PROB_FRAC, gf)
     # probs = softmax(scores): dscores = probs * (dprobs - sum(probs * dprobs)), then / 2
     pd = requant(ctx, op, "attention.pd", row_dot(probs, dprobs)[..., None], PROB_FRAC)
     diff = dprobs - pd
-    _zero_future(ctx, diff, mask)
+    if ctx.deferred is None:
+        _zero_future(diff, mask)
     diff = ctx.sat(diff, gf, "attention.diff")
     ds = probs * diff
     if ctx.strict:
