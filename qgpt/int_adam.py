@@ -141,6 +141,7 @@ class IntAdam:
         # _wide32; m and v (properties) are then int64 copies of them
         self._wide32 = False
         self._x32 = None  # (4,N) int32: m, v, g, gs^2
+        self._int32_policy = None  # _int32_path's test of the policy, once (below)
         self.m = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) adam_m (stored form)
         self.v = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) adam_v (stored form)
         self.m_shift = self._shifts(policy.adam_m)  # (blocks,) or None
@@ -167,6 +168,7 @@ class IntAdam:
         # numpy call does)
         self._rows = tuple(self._scratch)
         self._rows_u64 = tuple(self._scratch.view(np.uint64))
+        self._int32_policy = self._int32_path(None)
 
     @property
     def m(self):
@@ -227,7 +229,7 @@ class IntAdam:
         p = self.p
         self.p1, self.p2 = beta_powers(self.p1, self.p2)
         alpha = alpha_at(p, step, num_steps, self.p1, self.p2)
-        if self._int32_path(ctx):
+        if self._int32_policy and not ctx.strict:  # (_int32_path, without a call)
             stalled = self._step_int32(store, g, step, alpha, ctx)
             if stalled is not None:
                 return stalled
@@ -310,9 +312,10 @@ class IntAdam:
     def _int32_path(self, ctx):
         """True if _step_int32 may take this step: no strict (it checks the device's
         intermediates), no block-scaled state, g at m's fractional bits (gm = g), gs a
-        right shift of g, and 9.4's e <= 15 (its int32 form, below)."""
+        right shift of g, and 9.4's e <= 15 (its int32 form, below). ctx None: the
+        policy's part alone (step() keeps it)."""
         p = self.p
-        return (not ctx.strict and self.m_shift is None and self.v_shift is None
+        return ((ctx is None or not ctx.strict) and self.m_shift is None and self.v_shift is None
                 and p.pgrads.frac_bits == p.m_wide.frac_bits and p.pgrads.bits <= 32
                 and 0 <= p.pgrads.frac_bits - p.sqrt_frac <= 31 and p.adam_e <= 15)
 
@@ -439,7 +442,7 @@ class IntAdam:
             return self._update(store, delta.astype(np.int64), step, ctx, alpha)
         store -= d
         self._saturate_store(store, alpha, ctx)
-        return count_stalled(delta, d)
+        return int(_count_nonzero(delta)) - int(_count_nonzero(d))  # count_stalled's
 
     def _stacked(self, m_old, v_old, gm, g, gs_shift, ctx):
         """9.1 and 9.2's moments as the rows of self._mv: (m, v, bounds), or None where the

@@ -124,7 +124,10 @@ def backward(ctx, flat, c, dflat, p=None, d=None, zeroed=False):
     ops.embedding_backward(ctx, dx, c["inputs"], d["wte"], d["wpe"], zeroed=zeroed)
     if exact_dw:
         linear = dflat[LINEAR_SPAN]
-        ops.rnd(linear, ctx.p.dw_shift, out=linear)
+        shift = ctx.p.dw_shift  # rnd(linear, shift) in place (inline: a Python call less)
+        if shift > 0:
+            linear += ops._HALF[shift]
+            linear >>= ops._SHIFT[shift]
 
 
 # --- the integer model behind the training interface of train.py ---

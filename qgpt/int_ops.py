@@ -38,6 +38,7 @@ from qgpt.int_ctx import (  # noqa: F401 (re-exported: ops.Ctx, ops.rnd, ops.req
     _SHIFT,
     INT32_MAX,
     INT32_MIN,
+    INT64,
     INT64_MIN,
     KERNEL_LIMIT,
     LARGE,
@@ -149,7 +150,8 @@ def embedding_forward(ctx, wte, wpe, tokens):
     # wte (V,C), wpe (BLOCK,C) in weights, tokens (...,T) -> x (...,T,C) in acts
     p = ctx.p
     x = wte.take(tokens, axis=0) + wpe[: tokens.shape[-1]]
-    return ctx.sat(rnd(x, p.weights.frac_bits - p.acts.frac_bits), p.acts, "embedding.x")
+    shift = p.weights.frac_bits - p.acts.frac_bits
+    return ctx.sat(rnd(x, shift) if shift else x, p.acts, "embedding.x")
 
 
 def embedding_backward(ctx, dx, tokens, dwte, dwpe, zeroed=False):
@@ -407,7 +409,16 @@ def linear_backward(ctx, dy, x, w, dw, tensor, paths=1, zeroed=False, exact_dw=F
 
 
 def add_forward(ctx, a, b, fmt, tensor):
-    return ctx.sat(a + b, fmt, tensor)
+    s = a + b
+    kept = ctx.deferred
+    if kept is not None and s.dtype is INT64:  # Ctx.sat's deferred path, inline (as
+        # requant's: a step makes six adds, and a Python call costs more than this)
+        kept = kept.get(id(fmt))
+        if kept is not None:
+            ctx.saturations.setdefault(tensor, 0)
+            kept.append(s)
+            return s
+    return ctx.sat(s, fmt, tensor)
 
 
 def add_backward(dy):
