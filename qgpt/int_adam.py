@@ -2,9 +2,13 @@
 the update's rounding modes and the weight store's saturation.
 
 Speed (docs/BENCHMARKS.md, "Host training"): every line of IntAdam.step is a pass over the
-N_PARAMS parameters in int64, so the temporaries are few and reused (out=), both moments
-share one (4,N) array, and the saturation checks of m, v and the store are bounds carried
-from step to step. int_model.py re-exports these names.
+N_PARAMS parameters, so the temporaries are few and reused (out=), both moments share one
+(4,N) array, and the saturation checks of m, v and the store are bounds carried from step
+to step. A common step (no strict, no block-scaled state) runs in int32 as the device does
+(_step_int32: mul15 split in 15-bit halves; numpy's int32 shifts and multiplies take a
+quarter of int64's instructions), keeping m and v as int32 rows; the general path, in
+int64, takes every other step (experiments/hostperf/adam32check.py compares the two).
+int_model.py re-exports these names.
 """
 
 import math

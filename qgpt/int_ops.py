@@ -62,6 +62,8 @@ from qgpt.int_shapes import (  # noqa: F401 (re-exported: ops.causal_mask, ops.M
     ISQRT_SHIFT,
     LOG2E_Q14,
     MASKED,
+    POWERS_OF_TWO,
+    bit_length,
     causal_mask,
     exp_of_gap,
     exp_q12,
@@ -69,6 +71,7 @@ from qgpt.int_shapes import (  # noqa: F401 (re-exported: ops.causal_mask, ops.M
     head_future_bias,
     head_mask,
     isqrt_plus_one,
+    onehot_q15,
     row_dot,
     split_heads,
 )
@@ -94,15 +97,6 @@ def isqrt(n):
     c = isqrt_plus_one(n)
     c -= _ONE
     return c
-
-
-POWERS_OF_TWO = np.array([1 << k for k in range(63)], dtype=np.int64)
-
-
-def bit_length(x):
-    """int.bit_length() of each element of a non-negative int64 array, by integer
-    comparisons (no float): the number of powers of two <= x."""
-    return POWERS_OF_TWO.searchsorted(np.asarray(x, dtype=np.int64), side="right")
 
 
 # exp: its formula and its table by the gap max - z are in int_shapes.py (exp_q12,
@@ -553,14 +547,6 @@ def cross_entropy_backward(ctx, probs, targets):
         ctx.saturations.setdefault("dlogits", 0)
         return d
     return ctx.sat(d, ctx.p.grads, "dlogits")
-
-
-@cache
-def onehot_q15(v):
-    """(V,V) int64: PROB_ONE on the diagonal, 0 elsewhere (row j: a target j's one-hot)."""
-    table = np.eye(v, dtype=np.int64) * PROB_ONE
-    table.flags.writeable = False
-    return table
 
 
 # --- the integer loss (reported by the firmware; arithmetic.md, "loss") ---

@@ -1,7 +1,8 @@
 """The integer simulator's host-only array helpers (no device counterpart): attention's
 masks by length, cached, the exact sum of a row's products in one numpy call, isqrt's
 tables (int_ops.isqrt; the device finds the root digit by digit), and exp's formula
-tabulated over every Q12 input, read by the gap max - z (the device computes it).
+tabulated over every Q12 input, read by the gap max - z (the device computes it); an array's
+bit lengths and cross-entropy's one-hot table.
 
 A step's arrays are small, so a numpy call costs about the same whatever they hold; one
 with operands of one shape costs about half what a broadcast one does (docs/BENCHMARKS.md,
@@ -16,6 +17,8 @@ import numpy as np
 from qgpt.int_ctx import _SHIFT
 from qgpt.params import HEAD_DIM, N_HEAD
 from qgpt.policy import PROB_FRAC
+
+PROB_ONE = 1 << PROB_FRAC
 
 # a masked entry's z: below every row's max by more than 16 in any format, and its gap
 # max - z, shifted left by up to 12 (exp_of_gap), still within int64
@@ -186,3 +189,20 @@ def exp_of_gap(gap, frac):
     elif s < 0:
         gap = gap << _SHIFT[-s]
     return EXP_BY_GAP_Q12.take(gap, mode="clip")
+
+
+POWERS_OF_TWO = np.array([1 << k for k in range(63)], dtype=np.int64)
+
+
+def bit_length(x):
+    """int.bit_length() of each element of a non-negative int64 array, by integer
+    comparisons (no float): the number of powers of two <= x."""
+    return POWERS_OF_TWO.searchsorted(np.asarray(x, dtype=np.int64), side="right")
+
+
+@cache
+def onehot_q15(v):
+    """(V,V) int64: PROB_ONE on the diagonal, 0 elsewhere (row j: a target j's one-hot)."""
+    table = np.eye(v, dtype=np.int64) * PROB_ONE
+    table.flags.writeable = False
+    return table
