@@ -496,6 +496,24 @@ def col_build():
     return np.array(SCL, dtype=np.int64).reshape(T, 1)
 
 
+DQKV = i16(3, 4, T, 4)
+X1 = i16(T, 16)
+WQKV = i16(48, 16)
+DWQKV = np.zeros((48, 16), np.int64)
+
+
+def qkv_today():
+    dy = DQKV.transpose(2, 0, 1, 3).reshape(T, 48)
+    c_einsum("to,ti->oi", dy, X1, out=DWQKV)
+    t, n = dy.shape[0], dy.shape[1] // 3
+    return dy.reshape(t, 3, n).transpose(1, 0, 2) @ WQKV.reshape(3, n, 16)
+
+
+def qkv_einsum():
+    c_einsum("jhtd,ti->jhdi", DQKV, X1, out=DWQKV.reshape(3, 4, 4, 16))
+    return c_einsum("jhtd,jhdi->jti", DQKV, WQKV.reshape(3, 4, 4, 16))
+
+
 def nothing():
     pass
 
