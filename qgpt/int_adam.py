@@ -2,9 +2,13 @@
 the update's rounding modes and the weight store's saturation.
 
 Speed (docs/BENCHMARKS.md, "Host training"): every line of IntAdam.step is a pass over the
-N_PARAMS parameters in int64, so the temporaries are few and reused (out=), both moments
-share one (4,N) array, and the saturation checks of m, v and the store are bounds carried
-from step to step. int_model.py re-exports these names.
+N_PARAMS parameters, so the temporaries are few and reused (out=), both moments share one
+(4,N) array, and the saturation checks of m, v and the store are bounds carried from step
+to step. A common step (no strict, no block-scaled state) runs in int32 as the device does
+(_step_int32: mul15 split in 15-bit halves; numpy's int32 shifts and multiplies take a
+quarter of int64's instructions), keeping m and v as int32 rows; the general path, in
+int64, takes every other step (experiments/hostperf/adam32check.py compares the two).
+int_model.py re-exports these names.
 """
 
 import math
@@ -14,7 +18,7 @@ import numpy as np
 from qgpt import int_ops as ops
 from qgpt import prng, qformat
 from qgpt.int_ctx import _count_nonzero
-from qgpt.int_shapes import ISQRT_NARROW_LIMIT
+from qgpt.int_shapes import ISQRT_NARROW_LIMIT, _copyto, isqrt_plus_one_int32
 from qgpt.params import N_PARAMS
 from qgpt.policy import ADAM_C1, ADAM_C2, KAHAN_BITS, M_LIMIT, R_FRAC, R_MAX, BlockFormat
 
@@ -34,6 +38,22 @@ MOMENT_FACTORS = np.array([[B1_Q15], [B2_Q15], [C1_Q15], [C2_Q15]])
 ONE = np.array(1, dtype=np.int64)
 R_CLAMP_ROW = np.full(N_PARAMS, R_MAX << R_FRAC, dtype=np.int64)  # 9.4's clamp, at every parameter
 R_CLAMP_ROW.flags.writeable = False
+# the int32 path (IntAdam._step_int32): mul15's split, as the device computes it
+# (arithmetic.md, section 9), on 32-bit lanes
+I32 = np.dtype(np.int32)
+I32_15, I32_LOW15 = np.array(15, dtype=np.int32), np.array(0x7FFF, dtype=np.int32)
+I32_HALF15 = np.array(1 << 14, dtype=np.int32)
+MOMENT_FACTORS_I32 = MOMENT_FACTORS.astype(np.int32)
+_I32_SHIFT = [np.array(s, dtype=np.int32) for s in range(32)]
+_I32_HALF = [np.array((1 << s) >> 1, dtype=np.int32) for s in range(32)]
+_U32_SHIFT = [np.array(s, dtype=np.uint32) for s in range(32)]
+_U32_ONE = np.array(1, dtype=np.uint32)
+B1, B2 = (1 << 15) - ADAM_C1, (1 << 15) - ADAM_C2  # (Python ints)
+INT32_TOP, UINT32_TOP = (1 << 31) - 1, (1 << 32) - 1
+ISQRT_DEN_MAX = 46341  # isqrt(v) + 1 for v < 2**31
+R_CLAMP_ROW_U32 = R_CLAMP_ROW.astype(np.uint32)
+R_CLAMP_ROW_U32.flags.writeable = False
+GS_ABS_MAX = (1 << 15) - 1  # 9.2's gs: |gs| <= this on the int32 path (else the general one)
 
 
 def mul_q15(x, c, out=None):
@@ -121,6 +141,11 @@ class IntAdam:
 
     def __init__(self, policy, seed):
         self.p, self.seed = policy, seed
+        # the int32 path (_step_int32) keeps wide m and v as int32 rows of _x32 while
+        # _wide32; m and v (properties) are then int64 copies of them
+        self._wide32 = False
+        self._x32 = None  # (4,N) int32: m, v, g, gs^2
+        self._int32_policy = None  # _int32_path's test of the policy, once (below)
         self.m = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) adam_m (stored form)
         self.v = np.zeros(N_PARAMS, dtype=np.int64)  # (N_PARAMS,) adam_v (stored form)
         self.m_shift = self._shifts(policy.adam_m)  # (blocks,) or None
@@ -147,6 +172,33 @@ class IntAdam:
         # numpy call does)
         self._rows = tuple(self._scratch)
         self._rows_u64 = tuple(self._scratch.view(np.uint64))
+        self._int32_policy = self._int32_path(None)
+
+    @property
+    def m(self):
+        """adam_m as stored (int64; a copy while the int32 path holds it)."""
+        return self._x32[0].astype(np.int64) if self._wide32 else self._m
+
+    @m.setter
+    def m(self, value):
+        self._leave_int32()
+        self._m = value
+
+    @property
+    def v(self):
+        """adam_v as stored (int64; a copy while the int32 path holds it)."""
+        return self._x32[1].astype(np.int64) if self._wide32 else self._v
+
+    @v.setter
+    def v(self, value):
+        self._leave_int32()
+        self._v = value
+
+    def _leave_int32(self):
+        """m and v back in int64 arrays of their own (the general path's)."""
+        if self._wide32:
+            self._wide32 = False
+            self._m, self._v = self._x32[0].astype(np.int64), self._x32[1].astype(np.int64)
 
     @staticmethod
     def _shifts(fmt):
@@ -181,6 +233,10 @@ class IntAdam:
         p = self.p
         self.p1, self.p2 = beta_powers(self.p1, self.p2)
         alpha = alpha_at(p, step, num_steps, self.p1, self.p2)
+        if self._int32_policy and not ctx.strict:  # (_int32_path, without a call)
+            stalled = self._step_int32(store, g, step, alpha, ctx)
+            if stalled is not None:
+                return stalled
         ctx.check("adam", "g", g)
         m_old, v_old = self.wide()
         # 9.1: m = b1 m + (1 - b1) g, g brought to m's fractional bits, m saturated
@@ -256,6 +312,141 @@ class IntAdam:
         if self.v_shift is not None:
             self.v, self.v_shift = block_encode(den - 1, p.adam_v, signed=False)  # the root
         return self._update(store, delta, step, ctx, alpha)
+
+    def _int32_path(self, ctx):
+        """True if _step_int32 may take this step: no strict (it checks the device's
+        intermediates), no block-scaled state, g at m's fractional bits (gm = g), gs a
+        right shift of g, and 9.4's e <= 15 (its int32 form, below). ctx None: the
+        policy's part alone (step() keeps it)."""
+        p = self.p
+        return ((ctx is None or not ctx.strict) and self.m_shift is None and self.v_shift is None
+                and p.pgrads.frac_bits == p.m_wide.frac_bits and p.pgrads.bits <= 32
+                and 0 <= p.pgrads.frac_bits - p.sqrt_frac <= 31 and p.adam_e <= 15)
+
+    def _step_int32(self, store, g, step, alpha, ctx):
+        """9.1 to 9.5 in int32, as the device computes them (arithmetic.md, section 9):
+        mul15 split into 15-bit halves, isqrt, the ratio clamped before its division, the
+        update's rounding; the same integers as the int64 lines of step(), with a
+        quarter of their instructions for a shift or a multiply. Returns the number of
+        stalled updates, or None (nothing changed) where gs would clip: the general path
+        then saturates it.
+
+        int32 holds every value: g (pgrads, at most 32 bits), |gs| <= 2**15 - 1 (checked
+        here), mul15's two products (< 2**30 each), m + the new term (< 1.15 * 2**30 for
+        |m| <= 2**30 - 1), v + the new term (< 2**31 for v < 2**31), den = isqrt(v) + 1
+        <= 46341; |m| clamped to den << (15 - e) first (the ratio is then 2**15, the
+        clamp, exactly), so that |m| << e <= den << 15 < 2**31; |delta| < 2**30, and
+        delta plus a rounding addend below 2**u <= 2**30."""
+        p = self.p
+        x = self._x32
+        if x is None:  # (4,N) m, v, g, gs^2; (4,N) high halves; (3,N) scratch rows
+            x = self._x32 = np.zeros((4, N_PARAMS), np.int32)
+            self._h32 = np.empty((4, N_PARAMS), np.int32)
+            self._s32 = np.empty((3, N_PARAMS), np.int32)
+            self._s32_rows = tuple(self._s32)
+            self._s32_u32 = tuple(self._s32.view(np.uint32))
+        g32, gs = x[2], x[3]
+        _copyto(g32, g, casting="unsafe")  # within int32: pgrads has at most 32 bits
+        g_hi, g_lo = int(np.maximum.reduce(g32)), int(np.minimum.reduce(g32))
+        s = p.pgrads.frac_bits - p.sqrt_frac  # 9.2's gs = rnd(g, s)
+        half = (1 << s) >> 1
+        gs_hi, gs_lo = (g_hi + half) >> s, (g_lo + half) >> s  # rnd grows with g
+        if gs_hi > GS_ABS_MAX or gs_lo < -GS_ABS_MAX:
+            return None  # gs clips (or is -2**15): the general path
+        if not self._wide32:  # the state from the general path, a load, or a new run
+            m_old, v_old = self._m, self._v
+            m_abs = max(int(np.maximum.reduce(m_old)), -int(np.minimum.reduce(m_old)))
+            if m_abs > p.m_limit or int(np.minimum.reduce(v_old)) < 0 or \
+                    int(np.maximum.reduce(v_old)) > p.v_wide.hi:
+                return None  # out of its range (a loaded state): the general path clips it
+            np.copyto(x[0], m_old, casting="unsafe")
+            np.copyto(x[1], v_old, casting="unsafe")
+            self._wide32 = True
+            self._m = self._v = None
+            self._m_max = self._v_max = None
+        if s == 0:
+            np.copyto(gs, g32)
+        elif g_hi <= INT32_TOP - half:  # g + half within int32
+            np.add(g32, _I32_HALF[s], out=gs)
+            gs >>= _I32_SHIFT[s]
+        else:  # ((g >> (s - 1)) + 1) >> 1: the same rounding, no overflow
+            np.right_shift(g32, _I32_SHIFT[s - 1], out=gs)
+            gs += _I32_SHIFT[1]
+            gs >>= _I32_SHIFT[1]
+        gs *= gs
+        g2_max = max(gs_hi * gs_hi, gs_lo * gs_lo)
+        # 9.1, 9.2: mul15(x, c) = (x >> 15) * c + (((x & 0x7FFF) * c + 2**14) >> 15) on the
+        # rows m, v, g, gs^2 with their factors, then m = row 0 + row 2, v = row 1 + row 3
+        h = np.right_shift(x, I32_15, out=self._h32)
+        x &= I32_LOW15
+        x *= MOMENT_FACTORS_I32
+        x += I32_HALF15
+        x >>= I32_15
+        h *= MOMENT_FACTORS_I32
+        h += x
+        np.add(h[:2], h[2:], out=x[:2])
+        m, v = x[0], x[1]
+        g_max = max(g_hi, -g_lo)
+        # _q15_bound's, inline (Python ints; a call costs more than the arithmetic)
+        m_bound = None if self._m_max is None else \
+            ((self._m_max * B1) >> 15) + ((g_max * ADAM_C1) >> 15) + 2
+        v_bound = None if self._v_max is None else \
+            ((self._v_max * B2) >> 15) + ((g2_max * ADAM_C2) >> 15) + 2
+        rows, rows_u32 = self._s32_rows, self._s32_u32
+        a = np.abs(m, out=rows[0])
+        self._m_max = int(np.maximum.reduce(a)) if m_bound is None or m_bound > p.m_limit \
+            else m_bound
+        if self._m_max > p.m_limit:
+            np.copyto(m, ctx.clip(m, p.adam_m_range, "adam.m"))
+            self._m_max = p.m_limit
+            np.abs(m, out=a)
+        else:
+            ctx.saturations.setdefault("adam.m", 0)
+        ctx.saturations.setdefault("adam.gs", 0)
+        self._v_max = int(np.maximum.reduce(v)) if v_bound is None or v_bound > p.v_wide.hi \
+            else v_bound
+        if self._v_max > p.v_wide.hi:  # v >= 0: only the top can clip
+            np.copyto(v, ctx.clip(v, p.v_wide, "adam.v"))
+            self._v_max = p.v_wide.hi
+        else:
+            ctx.saturations.setdefault("adam.v", 0)
+        # 9.3, 9.4: den = isqrt(v) + 1; r = min(((|m| << e) + den/2) // den, 2**15), as
+        # ((min(|m|, den << (15 - e)) << e) + den/2) // den (uint32: every value >= 0)
+        e = p.adam_e
+        den = isqrt_plus_one_int32(v, rows_u32[1], rows[2])
+        a_u32 = rows_u32[0]
+        clamp_after = (self._m_max << e) + (ISQRT_DEN_MAX >> 1) <= UINT32_TOP
+        if not clamp_after:  # (else no |m| << e leaves uint32: clamped after the division)
+            np.minimum(a_u32, np.left_shift(den, _U32_SHIFT[15 - e], out=rows_u32[2]),
+                       out=a_u32)
+        a_u32 <<= _U32_SHIFT[e]
+        a_u32 += np.right_shift(den, _U32_ONE, out=rows_u32[2])
+        a_u32 //= den
+        if clamp_after:  # (an (N,) clamp: numpy's minimum with a 0-d operand is not vectorised)
+            np.minimum(a_u32, R_CLAMP_ROW_U32, out=a_u32)
+        delta = a  # 9.5: r * alpha with the sign of m
+        delta *= np.int32(alpha)
+        delta *= np.sign(m, out=rows[1])
+        return self._update_int32(store, delta, step, ctx, alpha)
+
+    def _update_int32(self, store, delta, step, ctx, alpha):
+        """_update for the int32 path's delta: nearest, floor and stochastic in int32;
+        the other modes through _update on an int64 copy."""
+        p, u = self.p, self.p.update_shift
+        d = self._s32_rows[2]
+        if p.rounding == "nearest" and u > 0:
+            np.add(delta, _I32_HALF[u], out=d)
+            d >>= _I32_SHIFT[u]
+        elif p.rounding == "stochastic" and 0 < u <= 30:
+            np.add(delta, self._rounding_draws(step, 30 - u).view(np.int32), out=d)
+            d >>= _I32_SHIFT[u]
+        elif p.rounding == "floor" and u > 0:
+            np.right_shift(delta, _I32_SHIFT[u], out=d)
+        else:
+            return self._update(store, delta.astype(np.int64), step, ctx, alpha)
+        store -= d
+        self._saturate_store(store, alpha, ctx)
+        return int(_count_nonzero(delta)) - int(_count_nonzero(d))  # count_stalled's
 
     def _stacked(self, m_old, v_old, gm, g, gs_shift, ctx):
         """9.1 and 9.2's moments as the rows of self._mv: (m, v, bounds), or None where the

@@ -12,6 +12,7 @@ IntModel.train_step redoes the step with every check where one would clip).
 """
 
 from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 
@@ -29,6 +30,7 @@ KERNEL_LIMIT = 1 << 30  # unsaturated sums and kernel-range state stay within +-
 PAIR_LIMIT = 1 << 36  # a dot product's exact sum, kept on the device as (H, L)
 INT64_MIN = np.iinfo(np.int64).min
 INT64 = np.dtype(np.int64)
+_LO, _HI = itemgetter(0), itemgetter(1)  # of a (lo, hi) range (no generator: no call)
 LARGE = 2048  # elements: sat checks larger arrays by their max
 
 
@@ -118,7 +120,7 @@ class Ctx:
         # range, one max and one min for all (a training step's logits-format arrays are
         # almost always within 16 bits too); otherwise each range on its own part of x
         top, bottom = np.maximum.reduce(x), np.minimum.reduce(x)
-        if top <= min(hi for _, hi in kept) and bottom >= max(lo for lo, _ in kept):
+        if top <= min(map(_HI, kept)) and bottom >= max(map(_LO, kept)):
             return True
         start = 0
         for (lo, hi), arrays in kept.items():
@@ -225,6 +227,16 @@ def requant(ctx, op, tensor, s, shift, fmt=None):
         r = s
     else:
         r = s if shift == 0 else s << _SHIFT[-shift]
-    if ctx.strict and fmt is None:  # the recipe's unsaturated sums: lo, hi = -2**30, 2**30
-        ctx.check(op, tensor, r, -KERNEL_LIMIT, KERNEL_LIMIT)
-    return r if fmt is None else ctx.sat(r, fmt, tensor)
+    if fmt is None:
+        if ctx.strict:  # the recipe's unsaturated sums: lo, hi = -2**30, 2**30
+            ctx.check(op, tensor, r, -KERNEL_LIMIT, KERNEL_LIMIT)
+        return r
+    kept = ctx.deferred
+    if kept is not None and r.dtype is INT64:  # Ctx.sat's deferred path, inline: a training
+        # step makes some twenty requants, and a Python call costs about 2,000 instructions
+        ctx.saturations.setdefault(tensor, 0)
+        kept = kept.get(id(fmt))
+        if kept is not None:
+            kept.append(r)
+            return r
+    return ctx.sat(r, fmt, tensor)

@@ -86,7 +86,8 @@ def forward(ctx, flat, inputs, targets=None, p=None):
 def backward(ctx, flat, c, dflat, p=None, d=None, zeroed=False):
     """Add the integer gradient of the mean loss into dflat (param-grad format).
     p, d: weight_views of flat and dflat, if the caller keeps them; zeroed: dflat is known
-    to be 0 (the ops then skip their test of it)."""
+    to be 0 (the ops then skip their test of it), or, where ctx.dw_fits and not strict,
+    its embeddings' part is 0 and every linear's dw is written whole, whatever it held."""
     p = weight_views(flat) if p is None else p
     d = weight_views(dflat) if d is None else d
     gf = ctx.p.grads
@@ -123,7 +124,10 @@ def backward(ctx, flat, c, dflat, p=None, d=None, zeroed=False):
     ops.embedding_backward(ctx, dx, c["inputs"], d["wte"], d["wpe"], zeroed=zeroed)
     if exact_dw:
         linear = dflat[LINEAR_SPAN]
-        ops.rnd(linear, ctx.p.dw_shift, out=linear)
+        shift = ctx.p.dw_shift  # rnd(linear, shift) in place (inline: a Python call less)
+        if shift > 0:
+            linear += ops._HALF[shift]
+            linear >>= ops._SHIFT[shift]
 
 
 # --- the integer model behind the training interface of train.py ---
@@ -144,8 +148,9 @@ class IntModel:
         self.steps_taken = 0
         # the step's buffers, kept with their views: the gradient, and the forward pass's
         # weights when master weights are requantized into them
-        self.grad = self.opt.gradient_buffer()  # zeroed every step; Adam reads it in place
+        self.grad = self.opt.gradient_buffer()  # (zeroed) every step; Adam reads it in place
         self.grad_views = weight_views(self.grad)
+        self._embedding_grad = self.grad[: LINEAR_SPAN.start]  # wte's and wpe's
         self.weights = None if p.master is None else np.empty(N_PARAMS, dtype=np.int64)
         self._viewed = (None, None)  # (buffer, its weight_views)
         self._checked_steps = 0  # steps left on the checked path (_forward_backward)
@@ -217,11 +222,14 @@ class IntModel:
         the same integers and counts; after a redo, a few steps go straight to the
         checked path (a run that saturates often would pay twice)."""
         ctx, grad = self.ctx, self.grad
+        # the part of the gradient backward adds into: every linear's dw is written whole
+        # (matmul into it) where nothing can clip it, so only the embeddings' is zeroed
+        zero = self._embedding_grad if ctx.dw_fits and not ctx.strict else grad
         if self._checked_steps == 0 and not ctx.strict:
             counts, clipped = dict(ctx.saturations), ctx.clipped
             ctx.defer()
             try:
-                grad.fill(0)
+                zero.fill(0)
                 logits, cache = forward(ctx, flat, inputs, targets, p)
                 backward(ctx, flat, cache, grad, p, self.grad_views, zeroed=True)
                 if ctx.deferred_clip_nothing():
@@ -232,7 +240,7 @@ class IntModel:
             ctx.saturations, ctx.clipped = counts, clipped
             self._checked_steps = CHECKED_AFTER_A_CLIP
         self._checked_steps = max(0, self._checked_steps - 1)
-        grad.fill(0)
+        zero.fill(0)
         logits, cache = forward(ctx, flat, inputs, targets, p)
         backward(ctx, flat, cache, grad, p, self.grad_views, zeroed=True)
         return logits, cache

@@ -1,7 +1,8 @@
 """The integer simulator's host-only array helpers (no device counterpart): attention's
 masks by length, cached, the exact sum of a row's products in one numpy call, isqrt's
 tables (int_ops.isqrt; the device finds the root digit by digit), and exp's formula
-tabulated over every Q12 input, read by the gap max - z (the device computes it).
+tabulated over every Q12 input, read by the gap max - z (the device computes it); an array's
+bit lengths and cross-entropy's one-hot table.
 
 A step's arrays are small, so a numpy call costs about the same whatever they hold; one
 with operands of one shape costs about half what a broadcast one does (docs/BENCHMARKS.md,
@@ -16,6 +17,8 @@ import numpy as np
 from qgpt.int_ctx import _SHIFT
 from qgpt.params import HEAD_DIM, N_HEAD
 from qgpt.policy import PROB_FRAC
+
+PROB_ONE = 1 << PROB_FRAC
 
 # a masked entry's z: below every row's max by more than 16 in any format, and its gap
 # max - z, shifted left by up to 12 (exp_of_gap), still within int64
@@ -113,7 +116,29 @@ def isqrt_plus_one(n, out=None, narrow=False):
     return above
 
 
+def isqrt_plus_one_int32(n, out, scratch):
+    """isqrt_plus_one of an int32 array 0 <= n < 2**31 (Adam's v in int32), into the
+    uint32 array out (scratch: an int32 array of n's shape): the same tables and steps in
+    32-bit lanes (a quarter of int64's instructions for a shift or a multiply). The root
+    estimate c + 1 <= 46341 and its square < 2**32 fit uint32."""
+    np.right_shift(n, _I32_SIXTEEN, out=scratch)
+    sh = ISQRT_SHIFT_U8.take(scratch, mode="wrap")  # (indices < 2**15: within the table)
+    s2 = np.subtract(_U8_EIGHT, sh >> _U8_ONE)
+    np.right_shift(n, sh, out=scratch)  # < 2**16
+    c = ISQRT_ROOT_Q8.take(scratch, mode="wrap")
+    c >>= s2
+    c += _U16_ONE
+    _copyto(out, c)
+    square = np.multiply(out, out, out=scratch.view(np.uint32))
+    out += square <= n.view(np.uint32)
+    return out
+
+
+_copyto = getattr(np.copyto, "_implementation", np.copyto)  # (without numpy's dispatch)
+
+
 ISQRT_SHIFT_U8 = ISQRT_SHIFT.view(np.uint8)  # (its values 0..16)
+_I32_SIXTEEN = np.array(16, dtype=np.int32)
 _U8_ONE, _U8_EIGHT = np.array(1, dtype=np.uint8), np.array(8, dtype=np.uint8)
 _ONE = np.array(1, dtype=np.int64)
 _U16_ONE = np.array(1, dtype=np.uint16)
@@ -164,3 +189,20 @@ def exp_of_gap(gap, frac):
     elif s < 0:
         gap = gap << _SHIFT[-s]
     return EXP_BY_GAP_Q12.take(gap, mode="clip")
+
+
+POWERS_OF_TWO = np.array([1 << k for k in range(63)], dtype=np.int64)
+
+
+def bit_length(x):
+    """int.bit_length() of each element of a non-negative int64 array, by integer
+    comparisons (no float): the number of powers of two <= x."""
+    return POWERS_OF_TWO.searchsorted(np.asarray(x, dtype=np.int64), side="right")
+
+
+@cache
+def onehot_q15(v):
+    """(V,V) int64: PROB_ONE on the diagonal, 0 elsewhere (row j: a target j's one-hot)."""
+    table = np.eye(v, dtype=np.int64) * PROB_ONE
+    table.flags.writeable = False
+    return table
