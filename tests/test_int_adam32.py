@@ -1,30 +1,15 @@
 """IntAdam's int32 path (_step_int32, issue 15's host speed) against its general int64
 path (the independent oracle here: the int64 lines of docs/arithmetic.md section 9),
 step by step: m, v, the store, the stalled count and the saturation counts must be
-equal (experiments/hostperf/adam32check.py's comparison). Gradients from small to the
+equal (experiments/hostperf/adam32check.py's comparison and gradients). Gradients from small to the
 largest whose gs does not clip (the int32 path's edge), every fifth step one at the top
 of pgrads (the general path's turn, then back), on a fresh state and on a loaded one at
 and beyond its limits; the int32 path must take most steps, or the test proves nothing."""
 
-import numpy as np
 import pytest
 
 from experiments.hostperf import adam32check as chk
-from qgpt.int_adam import GS_ABS_MAX, IntAdam
-
-
-def gradients(rng, p, steps):
-    s = p.pgrads.frac_bits - p.sqrt_frac
-    edge = min(((GS_ABS_MAX + 1) << s) - (1 << s) // 2 - 1, p.pgrads.hi)  # rnd(g, s) <= max
-    for k in range(steps):
-        if k % 5 == 4:
-            top = p.pgrads.abs_limit
-            g = rng.integers(-top, top + 1, chk.N_PARAMS)
-        else:
-            scale = [1 << 4, 1 << 10, edge >> 3, edge][k % 5]
-            g = rng.integers(-scale, scale + 1, chk.N_PARAMS)
-            g[:2] = [edge, -edge]
-        yield np.clip(g, p.pgrads.lo, p.pgrads.hi)
+from qgpt.int_adam import IntAdam
 
 
 @pytest.mark.parametrize("p", chk.POLICIES, ids=lambda p: f"{p.short_spec}-{p.rounding}")
@@ -38,7 +23,6 @@ def test_int32_path_equals_the_general_path(p, monkeypatch):
         return out
 
     monkeypatch.setattr(IntAdam, "_step_int32", counting)
-    monkeypatch.setattr(chk, "gradients", gradients)
     for seed in (0, 1, 3):  # a fresh state; loaded ones at their limits, one m beyond
         assert chk.run(p, seed, steps=15) is None
     if p.adam_e <= 15 and p.pgrads.frac_bits == p.m_wide.frac_bits:

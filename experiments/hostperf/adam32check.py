@@ -1,5 +1,5 @@
 """IntAdam's int32 path (_step_int32) against its general int64 path, step by step on
-random gradients from small to the edges of pgrads (gs clipping, m and v at their
+random gradients from small to gs's edge and the top of pgrads (m and v at their
 limits, loaded states out of range): m, v, the store, the stalled count and the
 saturation counts must be equal. usage: python experiments/hostperf/adam32check.py"""
 
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from qgpt import int_ops as ops
-from qgpt.int_adam import IntAdam
+from qgpt.int_adam import GS_ABS_MAX, IntAdam
 from qgpt.params import N_PARAMS
 from qgpt.policy import make_policy, parse_policy
 
@@ -20,12 +20,18 @@ POLICIES += [make_policy("q8.8", "stochastic"), make_policy("q2.14", "nearest", 
 
 
 def gradients(rng, p, steps):
-    top = p.pgrads.abs_limit
+    """From small to the largest g whose gs does not clip (the int32 path's edge); every
+    fifth step one at the top of pgrads (the general path's turn, then back)."""
+    s = p.pgrads.frac_bits - p.sqrt_frac
+    edge = min(((GS_ABS_MAX + 1) << s) - (1 << s) // 2 - 1, p.pgrads.hi)  # rnd(g, s) <= max
     for k in range(steps):
-        scale = [1 << 10, 1 << 20, 1 << 24, top >> 2, top][k % 5]
-        g = rng.integers(-scale, scale + 1, N_PARAMS)
-        if k % 7 == 3:
-            g[:5] = [p.pgrads.lo, p.pgrads.hi, 0, -1, 1]
+        if k % 5 == 4:
+            top = p.pgrads.abs_limit
+            g = rng.integers(-top, top + 1, N_PARAMS)
+        else:
+            scale = [1 << 4, 1 << 10, edge >> 3, edge][k % 5]
+            g = rng.integers(-scale, scale + 1, N_PARAMS)
+            g[:2] = [edge, -edge]
         yield np.clip(g, p.pgrads.lo, p.pgrads.hi)
 
 
