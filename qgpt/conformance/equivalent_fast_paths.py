@@ -120,9 +120,6 @@ FAST_PATHS = {
     ("adam_update", "elif mi < 0 - hm:", "<", "<=", 0): _AT_LIMIT,
     **{("adam_update", line, tok, rep, k): _CHORD_START for line, tok, rep, k in (
         ("s2 += 1", "1", "0", 0),)},
-    **{("adam_update", line, tok, rep, k): "the loop up never runs: one integer Newton step "
-       "from a positive start is at least floor(sqrt(vs)), and the loop down ends on it"
-       for line, tok, rep, k in (("root += 1", "1", "0", 0),)},
     **{("linear_forward", "xi = (px16[i] ^ 0x8000) - 0x8000", "0x8000", rep, k): _L1_LESS
        for rep in ("32767", "32769") for k in (0, 1)},
     ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "1", 0):
@@ -146,12 +143,6 @@ FAST_PATHS = {
     ("adam_update", "root -= 1", "1", "2", 0): "below 2**16 the loop down may step one past "
         "floor(sqrt(vs)); the loop up then adds it back (emulated; after Newton's step, where "
         "no loop up follows, the same mutant is killed)",
-    **{("adam_update", line, tok, rep, k): "the loop up never runs: one integer Newton step "
-       "from a positive start is at least floor(sqrt(vs)), and the loop down ends on it"
-       for line, tok, rep, k in (
-        ("root += 1", "+=", "-=", 0),
-        ("root += 1", "1", "2", 0),
-    )},
     ("adam_update", "c = 0 - _KAHAN_HALF", "-", "+", 0):
         "c = 128 and c = -128 are the same byte 0x80 in the int8 comp array (pc is a ptr8, "
         "read back sign-extended), and c is not read again in the call",
@@ -272,13 +263,42 @@ FAST_PATHS = {
         ("elif root >= 1 << 8:", "1", "2", 0),
         ("elif root >= 1 << 8:", "8", "9", 0),
         ("elif root >= 1 << 8:", "<<", ">>", 0),
+        ("if root >= 1 << 10:", ">=", ">", 0),
+        ("elif root >= 1 << 8:", "8", "7", 0),
+        ("if root >= 1 << 10:", "1", "0", 0),
+        ("if root >= 1 << 10:", "1", "2", 0),
+        ("if root >= 1 << 10:", "10", "11", 0),
+        ("if root >= 1 << 10:", "<<", ">>", 0),
+        ("root >>= 4", "4", "3", 0),
+        ("if root >= 1 << 10:", "10", "9", 0),
+        ("rs = 2", "2", "1", 0),
+        ("root >>= 4", "4", "5", 0),
+        ("root >>= 2", "2", "3", 0),
+        ("rs = 2", "2", "3", 0),
+        ("rs = 3", "3", "4", 0),
+        ("root >>= 2", "2", "1", 0),
+        ("rs = 4", "4", "5", 0),
+        ("rs = 3", "3", "2", 0),
+        ("root = (((root * (1003 - root)) >> 10) + 71) >> rs", "1003", "1004", 0),
+        ("rs = 4", "4", "3", 0),
+        ("root = (((root * (1003 - root)) >> 10) + 71) >> rs", "-", "+", 0),
+        ("root = (((root * (1003 - root)) >> 10) + 71) >> rs", "1003", "1002", 0),
+        ("root = (((root * (1003 - root)) >> 10) + 71) >> rs", "10", "11", 1),
+        ("root = (((root * (1003 - root)) >> 10) + 71) >> rs", "10", "9", 1),
+        ("root = (((root * (1003 - root)) >> 10) + 71) >> rs", "71", "70", 0),
+        ("root = (((root * (1003 - root)) >> 10) + 71) >> rs", "71", "72", 0),
+        ("root = (((root * (1003 - root)) >> 10) + 71) >> rs", ">>", "<<", 1),
     )},
     **{("adam_update", line, tok, rep, k): _ADAM_TO_GENERAL for line, tok, rep, k in (
         ("short = bs == 2 and mode <= _ROUND_FLOOR", "2", "3", 0),
         ("short = bs == 2 and mode <= _ROUND_FLOOR", "<=", "<", 0),
         ("a_lim = (big - (1 << 14)) >> e", "1", "2", 0),
         ("a_lim = (big - (1 << 14)) >> e", "14", "15", 0),
+        ("if vi > a_lim:", ">", ">=", 0),
     )},
+    ("adam_update", "if vi > _R_MAX:", ">", ">=", 0): _AT_LIMIT,
+    ("adam_update", "vi = hi if vi > hi else lo", ">", ">=", 0):
+        "the branch runs only for vi outside [lo, hi], where vi >= hi and vi > hi agree",
     **{("adam_update", _ADAM_UNSPLIT_TEST, tok, rep, k): _UNSPLIT_NARROWER for tok, rep, k in (
         ("3", "2", 0), ("19", "18", 0))},
     **{("adam_update", _ADAM_UNSPLIT_TEST, "262144", rep, k): _ADAM_BOUND_ONE_OFF
