@@ -1222,14 +1222,16 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
     e = 13 + Fh - Fm >= 0; u = Falpha + 13 - F_store (0..30); mode: 0 nearest, 1 floor,
     2 stochastic with r = hash30((key + i) & M30), key = key(seed, ROUND, step), i the flat
     index, 3 pseudo, 4 kahan (comp: int8 compensations, else unused). store the weight
-    store S = [lo, hi] in bs bytes (1, 2, 4); m int32, |m| <= hm; v int32 in [0, hv]
+    store S = [lo, hi] in bs bytes (1, 2, 4), a whole two's complement range where bs = 2
+    (the policy's); m int32, |m| <= hm; v int32 in [0, hv], hv <= 2**30
     (bv = 4), or bv = -4: v that becomes isqrt(v) (block-scaled v's wide values, 9.6:
     block_encode stores the roots); g (n,) int32 P, |g| <= 2**30. m and v of 8 or 16 bits
     are widened to int32 by the caller and narrowed after (blockadam.gather, as block-
     scaled state): one container here, 342 bytes less xtensawin code. Returns the number of
     stalled updates (delta != 0 rounded to d = 0). vi and root: pass 0 (scratch: viper keeps
-    a function's first locals in registers, and the loop's v and isqrt(v) are read most;
-    about 19 instructions a parameter on x86-64, 130 bytes less xtensawin code)."""
+    a function's first two locals in registers; the loop keeps in them the values it reads
+    most, one after the other: v and g (then gs), vn and isqrt(v), |m| and den, |r| and
+    delta, the 16-bit store's word)."""
     ps8 = ptr8(store)
     pm8 = ptr8(m)
     pv8 = ptr8(v)
@@ -1258,11 +1260,17 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
     # (unsplit: 0 where the policy allows it, else 2**30, which fails the test below)
     unsplit = 0 if (bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18
                     and hv >= (1 << 22) - 1) else big
-    short = bs == 2 and mode <= _ROUND_FLOOR  # a 16-bit store, nearest or floor
+    # a 16-bit store, nearest or floor; [lo, hi] is a whole two's complement range (the
+    # policy's stores of 9 to 16 bits), so w is in it where (w - lo) & out_w == 0, out_w
+    # = -(hi - lo + 1) = 2 lo (also within int32 for the 32-bit store's -2**30)
+    out_w = lo + lo
+    short = bs == 2 and mode <= _ROUND_FLOOR
+    neg_alpha = 0 - alpha  # the update's sign with it
     roots = bv < 0
     half_s = (1 << gs_rs) >> 1
-    # a << e <= 2**30 for a <= a_lim: the quotient of 9.4 needs no test before it
-    a_lim = big >> e
+    # (a << e) + den/2 <= 2**30 for a <= a_lim (den <= 2**15 + 1): the quotient of 9.4
+    # needs no test before it
+    a_lim = (big - (1 << 14)) >> e
     # the ratio reaches 4 where a * 2**e >= den * 2**15
     big_sh = 15 - e if e <= 15 else 0
     small_sh = e - 15 if e > 15 else 0
@@ -1278,10 +1286,10 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
     key += i0
     stalled = 0
     while ag < end:
-        gi = (ptr32(ag)[0] ^ s32) - s32
+        root = (ptr32(ag)[0] ^ s32) - s32  # g (root: a register, free until 9.3)
         mi = (ptr32(am)[0] ^ s32) - s32
         vi = int(ptr32(av)[0])  # v >= 0: no sign extension needed
-        if ((mi + 262144) | (gi + 262144) | (vi >> 3) | unsplit) >> 19 == 0:
+        if not ((mi + 262144) | (root + 262144) | (vi >> 3) | unsplit) >> 19:
             # int32 m and v with |m|, |g| <= 2**18 (m, g in [-2**18, 2**18)) and v < 2**22:
             # every product below is under 2**31 - 2**14 (2**18 C1, 2**22 C2, gs**2 C2 with
             # |gs| <= 2**(18 - sh_s) <= 2**11), so mul15 needs no split, and with
@@ -1289,12 +1297,13 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
             # gs = rnd(g, sh_s) as (g + half) >> sh_s (no overflow), within 16 bits. After,
             # m in [-2**18, 2**18 - 1] (at m = g = -2**18, 2**18 - 1) and v <= 2**22 - 1 (at
             # v = 2**22 - 1, |gs| = 2**11): within hm and hv, no saturation
-            mi = mi + ((16384 - mi * _ADAM_C1) >> 15) + ((gi * _ADAM_C1 + 16384) >> 15)
-            gs = (gi + half_s) >> sh_s
-            vi = vi + ((16384 - vi * _ADAM_C2) >> 15) + ((gs * gs * _ADAM_C2 + 16384) >> 15)
+            mi = mi + ((16384 - mi * _ADAM_C1) >> 15) + ((root * _ADAM_C1 + 16384) >> 15)
+            root = (root + half_s) >> sh_s  # gs
+            vi = vi + ((16384 - vi * _ADAM_C2) >> 15) + ((root * root * _ADAM_C2 + 16384) >> 15)
             ptr32(am)[0] = mi
             ptr32(av)[0] = vi
         else:
+            gi = root
             # 9.1 m = b1 m + (1 - b1) gm, gm = req(g, Fp - Fm, +-2**30), each product by
             # mul15(x, c) split in 16-bit halves, saturated to [-hm, hm]
             gm = gi  # sh_m = 0: gm = g, already within +-2**30
@@ -1330,64 +1339,84 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
                 vi = hv
             ptr32(av)[0] = vi  # (bv = -4: the root below takes v's place)
             ptr32(am)[0] = mi
-        # 9.3 den = isqrt(v) + 1. v normalized by an even shift 2 s2 into vn in [64, 256)
-        # (v < 64: vn = v); 16 sqrt(vn) from one parabola, vn (1003 - vn) / 2**10 + 71
-        # (within 2 of it on [64, 256)), scaled back is within -2..+4 of the root for
-        # s2 <= 4 (v < 2**16), else one Newton step brings it within 0..+3; then exact
-        # corrections (the ranges from every v < 2**22, all k*k-1..k*k+1 up to 2**30 and 200K
-        # random v in each 2**k, k = 24..29), every product below 2**31
-        # (the shifts by 4 of the loop, 2 at a time from 2**14: vn in [64, 1024) then)
-        vn = vi
-        s2 = 0
-        if vn >= 1 << 14:
-            vn >>= 8
-            s2 = 4
-            while vn >= 1 << 10:
-                vn >>= 4
-                s2 += 2
-        elif vn >= 1 << 10:
-            vn >>= 4
-            s2 = 2
-        if vn >= 1 << 8:
-            vn >>= 2
-            s2 += 1
-        root = ((vn * (1003 - vn)) >> 10) + 71
-        root = (root << s2) >> 4  # >= 4
-        if s2 > 4:
+        # 9.3 den = isqrt(v) + 1. root takes vn, v normalized by an even shift 2 s2 into
+        # [64, 256) (v < 256: vn = v); 16 sqrt(vn) from one parabola, vn (1003 - vn) / 2**10
+        # + 71 (within 2 of it on [64, 256)), scaled back is within -2..+4 of the root for
+        # s2 <= 4 (v < 2**16, exact corrections both ways after); for v >= 2**16 one
+        # Newton step brings it to 0..+3 above the root (integer Newton never goes below
+        # isqrt(v)): corrections down only. The ranges from every v < 2**22, all k*k-1..
+        # k*k+1 up to 2**30 and 200K random v in each 2**k, k = 24..29; every product below
+        # 2**31 (root <= 2**15 + 4)
+        root = vi
+        if root >= 1 << 16:
+            root >>= 10
+            s2 = 5
+            while root >= 1 << 8:
+                root >>= 2
+                s2 += 1
+            root = ((((root * (1003 - root)) >> 10) + 71) << s2) >> 4
             root = (root + vi // root) >> 1
-        while root * root > vi:
-            root -= 1
-        while (root + 1) * (root + 1) <= vi:
-            root += 1
+            while root * root > vi:
+                root -= 1
+        else:
+            # rs = 4 - s2: (16 sqrt(vn)) << s2 >> 4 as one right shift
+            if root >= 1 << 12:
+                if root >= 1 << 14:
+                    root >>= 8
+                    rs = 0
+                else:
+                    root >>= 6
+                    rs = 1
+            elif root >= 1 << 8:
+                if root >= 1 << 10:
+                    root >>= 4
+                    rs = 2
+                else:
+                    root >>= 2
+                    rs = 3
+            else:
+                rs = 4
+            root = (((root * (1003 - root)) >> 10) + 71) >> rs
+            while root * root > vi:
+                root -= 1
+            while root * root + root + root < vi:  # (root + 1)**2 <= v
+                root += 1
         if roots:
             ptr32(av)[0] = root
-        den = root + 1
-        # 9.4 r = m / den in Q13, clamped to +-4: a << e >= den << 15 written as
-        # a >= den << (15 - e) (e <= 15) or a >= ceil(den / 2**(e - 15)), free of overflow
-        a = mi if mi >= 0 else 0 - mi
-        if a > a_lim and a >= ((den << big_sh) + small_add) >> small_sh:  # one shift is 0
-            r = _R_MAX
-        else:
-            # ((a << e) + den/2) // den, as (... - den) // den + 1: dividend within +-2**30
-            # (a <= a_lim: a << e <= 2**30; else a << e < den << 15 <= 2**30 + 2**15), and
-            # at most 2**15 below the clamp's threshold, at least 2**15 at or above it
-            r = ((a << e) + (den >> 1) - den) // den + 1
-            if r > _R_MAX:
-                r = _R_MAX
+        # 9.4 r = m / den in Q13, clamped to +-4. The registers from here: root = den,
+        # vi = a = |m| (v is stored), then vi = |r| (r's sign in alpha_s)
+        root += 1
         if mi < 0:
-            r = 0 - r
-        # 9.5 the update in Falpha + 13 bits, |delta| <= 2**30, requantized by u bits with
-        # the run's rounding mode, then store - d, saturated
-        delta = alpha * r
-        d = (delta + add_u) >> u  # nearest and floor; the other modes below
-        if short:  # a 16-bit store minus d (|d| <= 2**30) stays within int32
-            w = ((ptr16(aw)[0] ^ 0x8000) - 0x8000) - d
-            if w > hi:
-                w = hi
-            elif w < lo:
-                w = lo
-            ptr16(aw)[0] = w
+            vi = 0 - mi
+            alpha_s = neg_alpha
         else:
+            vi = mi
+            alpha_s = alpha
+        if vi > a_lim:
+            # the clamp's test, a << e >= den << 15, written as a >= den << (15 - e)
+            # (e <= 15) or a >= ceil(den / 2**(e - 15)), free of overflow (one shift is 0)
+            if vi >= ((root << big_sh) + small_add) >> small_sh:
+                vi = _R_MAX
+            else:
+                # ((a << e) + den/2) // den, as (... - den) // den + 1: a << e < den << 15
+                # <= 2**30 + 2**15, the dividend within +-2**30, the quotient <= 2**15
+                vi = ((vi << e) + (root >> 1) - root) // root + 1
+        else:
+            vi = ((vi << e) + (root >> 1)) // root
+            if vi > _R_MAX:
+                vi = _R_MAX
+        # 9.5 the update in Falpha + 13 bits, |delta| <= 2**30, requantized by u bits with
+        # the run's rounding mode, then store - d, saturated. The registers: root = delta,
+        # vi = the short store's word
+        root = alpha_s * vi
+        d = (root + add_u) >> u  # nearest and floor; the other modes below
+        if short:  # a 16-bit store minus d (|d| <= 2**30) stays within int32
+            vi = ((ptr16(aw)[0] ^ 0x8000) - 0x8000) - d
+            if (vi - lo) & out_w:  # outside [lo, hi]
+                vi = hi if vi > hi else lo
+            ptr16(aw)[0] = vi
+        else:
+            delta = root
             j = (ag - g0) >> 2
             if bs == 1:  # (int8's container first)
                 w = (ptr8(aw)[0] ^ 0x80) - 0x80
@@ -1433,9 +1462,8 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
                 ptr16(aw)[0] = w
             else:
                 ptr32(aw)[0] = w
-        if d == 0:
-            if delta != 0:
-                stalled += 1
+        if not d and root:  # delta != 0
+            stalled += 1
         ag += 4
         am += 4
         av += 4

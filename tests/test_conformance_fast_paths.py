@@ -85,8 +85,24 @@ def test_adam_ratio_cases_sit_on_the_quotients_bound():
     for spec in ADAM_RATIO_POLICIES:
         p = parse_policy(spec)
         (case,) = groups[p.short_spec + ",adam ratio int32 edge"]
-        lim = (1 << 30) >> p.adam_e
         m, v = case.expected["m"][1], case.expected["v"][1]
-        assert {lim - 1, lim, lim + 1, -lim - 1, -lim, 1 - lim} <= set(m.tolist()), spec
+        for lim in (((1 << 30) - (1 << 14)) >> p.adam_e, (1 << 30) >> p.adam_e):
+            assert {lim - 1, lim, lim + 1, -lim - 1, -lim, 1 - lim} <= set(m.tolist()), spec
         dens = {math.isqrt(x) + 1 for x in v.tolist()}
         assert dens == {2**15 - 1, 2**15, 2**15 + 1, 1, 2**10}, spec
+
+
+def test_adams_ratio_bound_widened_is_caught_only_on_the_int32_target(tmp_path):
+    # the bound before (2**30 >> e): (a << e) + den/2 leaves +-2**30 at a = 2**30 >> e
+    fw = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE_DIR, fw)
+    src = (fw / "kernels.py").read_text()
+    old = "a_lim = (big - (1 << 14)) >> e"
+    assert src.count(old) == 1
+    (fw / "kernels.py").write_text(src.replace(old, "a_lim = big >> e"))
+    label = "weights=q4.12,acts=q4.12,adam ratio int32 edge"
+    group = {label: fast_path_groups()[label]}
+    assert cf.run_ops(cases=group, firmware_dir=fw).ok  # the 64-bit port: same integers
+    report = cf.run_ops(cases=group, firmware_dir=fw, target="int32")
+    assert not report.ok
+    assert all(m.op == "adam_update" for m in report.mismatches)

@@ -151,12 +151,10 @@ EQUIVALENT = {
      "16384", "16383", 0):
         "a tie needs (g2 mod 2**15) * 328 = 2**14 mod 2**15, i.e. g2 mod 2**15 an odd "
         "multiple of 2**11; g2 = gs * gs has an even number of factors 2",
-    ("adam_update", "a = mi if mi >= 0 else 0 - mi", "0", "1", 0): "at mi = 0, 0 - mi is 0",
-    ("adam_update", "a = mi if mi >= 0 else 0 - mi", ">=", ">", 0): "at mi = 0, 0 - mi is 0",
     ("adam_update", "if mi < 0:", "0", "1", 0):
-        "at mi = 0 the ratio is 0 (a = 0: (den/2 - den) // den + 1 = 0), and 0 - 0 = 0",
+        "at mi = 0 both branches give a = 0, so r = 0 and delta = 0 whichever alpha's sign",
     ("adam_update", "if mi < 0:", "<", "<=", 0):
-        "at mi = 0 the ratio is 0 (a = 0: (den/2 - den) // den + 1 = 0), and 0 - 0 = 0",
+        "at mi = 0 both branches give a = 0, so r = 0 and delta = 0 whichever alpha's sign",
     ("adam_update", "if w > hi:", ">", ">=", 0): _AT_LIMIT,
     ("adam_update", "elif w < lo:", "<", "<=", 0): _AT_LIMIT,
     ("adam_update", "if c > _KAHAN_HALF - 1:", ">", ">=", 0): _AT_LIMIT,

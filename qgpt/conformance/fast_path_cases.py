@@ -22,7 +22,8 @@ simulator (qgpt/int_ops.py, IntAdam).
                them and at the int32 limits of the products, on policies at each per-call
                threshold (sh_s 7 and 6, hm 2**19 - 1 and 2**18 - 1, hv 2**22 - 1)
     ratio      adam_update's quotient without the clamp's test before it (|m| << e <=
-               2**30): |m| at that bound 2**30 >> e and beside it, with den = isqrt(v) + 1
+               2**30 - 2**14): |m| at that bound (2**30 - 2**14) >> e and at 2**30 >> e
+               (the bound before) and beside them, with den = isqrt(v) + 1
                below, at and above the clamp's threshold 2**15 (v near 2**30), and small
                (the quotient clamped after the division), two values of e
 """
@@ -387,9 +388,9 @@ def adam_unsplit_cases(rng):
 
 # --- Adam's ratio (9.4) without the clamp's test first ---
 #
-# adam_update divides first and clamps after where a = |m| <= 2**30 >> e (then a << e <=
-# 2**30 and the quotient is at least 2**15 exactly where a * 2**e >= den * 2**15), and
-# tests the threshold first only above that bound.
+# adam_update divides first and clamps after where a = |m| <= (2**30 - 2**14) >> e (then
+# (a << e) + den/2 <= 2**30, den <= 2**15 + 1, and the quotient is at least 2**15 exactly
+# where a * 2**e >= den * 2**15), and tests the threshold first only above that bound.
 
 ADAM_RATIO_POLICIES = ("", "adam_m=q16.16")  # e = 5 and e = 11
 
@@ -403,9 +404,10 @@ def _m_before(target, gm, k1=(1 << 15) - 4915):
 
 def adam_ratio_cases(rng):
     """{label: [Case]}: adam_update (step 10) on parameters whose m after the update is
-    +-(2**30 >> e) - 1, +-(2**30 >> e), +-(2**30 >> e) + 1 and whose v after it makes den
-    2**15 - 1, 2**15 (a * 2**e = den * 2**15 at a = 2**30 >> e), 2**15 + 1 (v = 2**30), 1
-    and 2**10 (g as _v_before gives it), each pair once, in an int32 edge group."""
+    +-lim - 1, +-lim, +-lim + 1 for lim = (2**30 - 2**14) >> e (the bound) and 2**30 >> e
+    (the bound before it), and whose v after it makes den 2**15 - 1, 2**15 (a * 2**e =
+    den * 2**15 at a = 2**30 >> e), 2**15 + 1 (v = 2**30), 1 and 2**10 (g as _v_before
+    gives it), each pair once, in an int32 edge group."""
     groups = {}
     for spec in ADAM_RATIO_POLICIES:
         p = parse_policy(spec)
@@ -413,7 +415,7 @@ def adam_ratio_cases(rng):
         V, S = p.adam_v, p.weight_store
         sh_g = p.pgrads.frac_bits - V.frac_bits // 2  # g = gs << sh_g
         sh_m = p.pgrads.frac_bits - p.m_wide.frac_bits  # gm = rnd(g, sh_m), sh_m >= 0 here
-        lim = (1 << 30) >> p.adam_e
+        lims = (((1 << 30) - (1 << 14)) >> p.adam_e, (1 << 30) >> p.adam_e)
         rows = []
         for den in ((1 << 15) - 1, 1 << 15, (1 << 15) + 1, 1, 1 << 10):
             if (den - 1) ** 2 >= V.hi:  # v = 2**30 = hi: b2 hi + (1 - b2) 2**30 exactly
@@ -422,11 +424,11 @@ def adam_ratio_cases(rng):
                 v, gs = _v_before((den - 1) * den, V.hi)
             g = gs << sh_g
             gm = (g + ((1 << sh_m) >> 1)) >> sh_m
-            rows += [(_m_before(sign * a, gm), v, g) for a in (lim - 1, lim, lim + 1)
-                     for sign in (1, -1)]
+            rows += [(_m_before(sign * (lim + d), gm), v, g) for lim in lims
+                     for d in (-1, 0, 1) for sign in (1, -1)]
         grid = np.array(rows, np.int64)
         store = rng.integers(S.lo // 2, S.hi // 2, len(grid))
-        groups[label] = [adam_case(p, label, _spec(p), "m at 2**30 >> e, den at the clamp", 10,
+        groups[label] = [adam_case(p, label, _spec(p), "m at the bound, den at the clamp", 10,
                                    store, grid[:, 0], grid[:, 1], grid[:, 2], 0)]
     return groups
 
