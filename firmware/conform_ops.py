@@ -76,16 +76,22 @@ def run_softmax(P, p, A):
 
 
 def run_isqrt(P, p, A):
+    # the device's isqrt of any n >= 0 is adam.isqrt (the bias correction's); rmsnorm_forward
+    # and adam_update inline their own (rsqrt's and Adam's cases check those)
     x, s = A["n"], A["s"]
     for i in range(len(x)):
-        s[i] = K.isqrt(x[i])
+        s[i] = adam.isqrt(x[i])
 
 
 def run_rsqrt(P, p, A):
-    ms, rs = A["ms"], A["rs"]
+    # rsqrt lives inlined in rmsnorm_forward (the device computes it nowhere else): of a zero
+    # row its rnd(dot(x, x), g) is 0, so with eps = ms it computes rsqrt(ms, fm) into rs[0..1]
+    ms, out = A["ms"], A["rs"]
+    x, y, rs = bytearray(2 * params.N_EMBD), bytearray(2 * params.N_EMBD), array("i", [0, 0])
     for i in range(len(ms)):
-        rs[2 * i] = ms[i]
-        K.rsqrt(rs, 2 * i, p["fm"])
+        K.rmsnorm_forward(0, 0, y, rs, x, 0, params.N_EMBD, 0, p["fm"], ms[i], -32768, 32767, 2)
+        out[2 * i] = rs[0]
+        out[2 * i + 1] = rs[1]
 
 
 def numbers(P):

@@ -124,47 +124,7 @@ _M30 = const(1073741823)  # 2**30 - 1
 _HASH_MUL = const(0x045D9F3B)
 
 
-# --- integer functions (section 1 isqrt, section 5 rsqrt and softmax) ---
-
-
-@micropython.viper
-def isqrt(n: int) -> int:
-    """floor(sqrt(n)) exactly, for 0 <= n < 2**31: digit by digit, two bits a round.
-    (Adam inlines the same loop.)"""
-    one = 1
-    bit = one << 30
-    while bit > n:
-        bit >>= 2
-    res = 0
-    while bit != 0:
-        if n >= res + bit:
-            n -= res + bit
-            res = (res >> 1) + bit
-        else:
-            res >>= 1
-        bit >>= 2
-    return res
-
-
-@micropython.viper
-def rsqrt(rs, i: int, fm: int):
-    """rsqrt (section 5), in place on rs (int32): rs[i] holds ms >= 1 (fm fractional
-    bits, fm even) on entry, and on return rs[i] = M, rs[i+1] = sh, so that
-    x / sqrt(ms / 2**fm) = rnd(x * M, sh)."""
-    p = ptr32(rs)
-    one = 1
-    s32 = one << 31
-    ms = (p[i] ^ s32) - s32
-    nbits = 0  # bitlen(ms)
-    x = ms
-    while x != 0:
-        x >>= 1
-        nbits += 1
-    k = (nbits - 29) >> 1  # floor((bitlen - 29) / 2)
-    a = ms >> (k + k) if k >= 0 else ms << (0 - k - k)  # in [2**28, 2**30)
-    s = int(isqrt(a))  # in [2**14, 2**15)
-    p[i] = ((1 << 29) + (s >> 1)) // s  # M in (2**14, 2**15]
-    p[i + 1] = 29 + k - (fm >> 1)
+# --- integer functions (section 5 softmax; rsqrt and its isqrt are inlined in rmsnorm_forward) ---
 
 
 @micropython.viper
@@ -413,7 +373,8 @@ def rmsnorm_forward(i: int, xi: int, y, rs, x, t: int, C: int, g: int, fm: int, 
                     ba: int):
     """y[t] = sat(rnd(x[t] * M, sh), A) with (M, sh) = rsqrt(rnd(dot(x, x), g) + eps, fm),
     kept in rs[t] for the backward pass. g = guard(16, ba, ba) rounded up to even (<= 4).
-    y, x (T, C) A (ba bytes), C <= 16; rs (T, 2) int32 (M, sh).
+    y, x (T, C) A (ba bytes), C <= 16; rs (T, 2) int32 (M, sh). rsqrt (section 5) is
+    computed here only (conform_ops checks it as this kernel of a zero row with eps = ms).
     i and xi: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     py8 = ptr8(y)
     py16 = ptr16(int(py8))
@@ -431,11 +392,31 @@ def rmsnorm_forward(i: int, xi: int, y, rs, x, t: int, C: int, g: int, fm: int, 
         v = xi * xi
         hh += v >> 4
         ll += v & 15
-    ms = (hh << (4 - g)) + ((ll + ((1 << g) >> 1)) >> g)
-    pr[t + t] = ms + eps  # at most 2**30 + eps
-    rsqrt(rs, t + t, fm)
-    m = pr[t + t]  # in (2**14, 2**15]: no sign extension needed
-    sh = pr[t + t + 1]  # >= 0 (section 6: fm <= 30), indeed >= 6 (eps): none needed either
+    ms = (hh << (4 - g)) + ((ll + ((1 << g) >> 1)) >> g) + eps  # in [1, 2**31)
+    # (M, sh) = rsqrt(ms, fm): a = ms >> 2k (or << -2k) in [2**28, 2**30), k = floor((bitlen(ms)
+    # - 29) / 2), taken a power of 4 at a time, and sh = 29 + k - fm/2
+    a = ms
+    sh = 29 - (fm >> 1)
+    while a > 0x3FFFFFFF:
+        a >>= 2
+        sh += 1
+    while a < 0x10000000:
+        a <<= 2
+        sh -= 1
+    # s = isqrt(a) in [2**14, 2**15), digit by digit (two bits a round, from a's top digit
+    # 2**28), in the registers: i is the digit, xi the root s
+    i = 0x10000000
+    xi = 0
+    while i != 0:
+        if a >= xi + i:
+            a -= xi + i
+            xi = (xi >> 1) + i
+        else:
+            xi >>= 1
+        i >>= 2
+    m = ((1 << 29) + (xi >> 1)) // xi  # M = rnd(2**29 / s) in (2**14, 2**15]
+    pr[t + t] = m
+    pr[t + t + 1] = sh  # >= 0 (section 6: fm <= 30), indeed >= 6 (eps)
     # y = sat(rnd(x * M, sh)), |x * M| <= 2**30
     half = (1 << sh) >> 1
     for i in range(row, row + C):

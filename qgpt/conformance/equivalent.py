@@ -15,11 +15,8 @@ from qgpt.conformance.equivalent_fast_paths import (
     FAST_PATHS,
 )
 
-# alpha_at is the only caller: n = (2**30 - p2) << 30 with p2 < 2**30 after the first
-# beta_powers, so n >= 2**30; and Newton's iteration from above returns floor(sqrt(n))
-# from any start at or above the root.
-_ISQRT_BIG_N = ("alpha_at calls it only with n >= 2**30 (p2 < 2**30): the n < 2 branch is "
-                "never taken")
+# adam.isqrt: Newton's iteration from above returns floor(sqrt(n)) from any start at or
+# above the root (the isqrt op's cases call it for every n from 0 to 299 and beyond).
 _ISQRT_START = ("the start stays a number at or above sqrt(n), and Newton's iteration from "
                 "above returns floor(sqrt(n)) from any such start")
 _KERNEL_SCRATCH = ("the kernel's first two parameters are scratch (kept in registers): it "
@@ -31,8 +28,8 @@ _EXP_ZERO = ("moves exp's cut-off at -16 by a step; the formula gives 0 there al
              "(below -11.8: ip <= -17 and rnd(val < 2**16, 17) = 0), checked for every z")
 _EXP_HALF = ("the interpolation's ties (14 over every z12) are all absorbed by the final "
              "rnd(val, -ip): tests/test_firmware_ops.py checks every z12")
-_POSITIVE_LOAD = ("s32 = 0 leaves a ptr32 load unextended, and the value loaded here (ms in "
-                  "[1, 2**31)) is never negative")
+_RSQRT_TOP = ("only a = 2**30 - 1 (or - 2) is shifted down once more and comes back as "
+              "a - (a & 3), the same k: isqrt gives 32767 for all of them")
 
 # rsqrt's shift: ms >= eps = 1e-5 (in fm bits) bounds 1/sqrt(ms) by 316 < 2**9, so with M
 # in (2**14, 2**15] sh >= 6 for every acts format (min over all of them: 6, q1.7)
@@ -133,6 +130,10 @@ EQUIVALENT = {
     ("cross_entropy_backward", "if g > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("cross_entropy_backward", "elif g < glo:", "<", "<=", 0): _AT_LIMIT,
     ("add_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("rmsnorm_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("rmsnorm_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_forward", "while a > 0x3FFFFFFF:", ">", ">=", 0): _RSQRT_TOP,
+    ("rmsnorm_forward", "while a > 0x3FFFFFFF:", "0x3FFFFFFF", "1073741822", 0): _RSQRT_TOP,
     ("rmsnorm_backward", "if ti > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("rmsnorm_backward", "elif ti < glo:", "<", "<=", 0): _AT_LIMIT,
     ("attention_backward", "if diff > ghi:", ">", ">=", 0): _AT_LIMIT,
@@ -317,9 +318,7 @@ EQUIVALENT = {
     ("embedding_backward", "rs = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,
     ("embedding_backward", "if w > hi:", ">", ">=", 0): "w = hi is stored as hi either way",
     ("gather", "s = -1", "1", "2", 0): "s = -1 only marks 'no slot yet', tested as s < 0",
-    ("isqrt", "if n < 2:", "<", "<=", 0): _ISQRT_BIG_N,
-    ("isqrt", "if n < 2:", "2", "3", 0): _ISQRT_BIG_N,
-    ("isqrt", "if n < 2:", "2", "1", 0): "for n = 1 the loop returns 1 too; and n >= 2**30",
+    ("isqrt", "if n < 2:", "2", "1", 0): "for n = 1 the loop returns 1 too",
     ("isqrt", "x = 1", "1", "2", 0): _ISQRT_START,
     ("isqrt", "while x * x <= n:  # a power of two above the root", "<=", "<", 0):
         _ISQRT_START,
@@ -340,12 +339,6 @@ EQUIVALENT = {
     ("", "_ROUND_STOCHASTIC = const(2)", "2", "3", 0):
         "never read: adam_update tests the mode against nearest and floor; stochastic is "
         "the else branch",
-    ("rsqrt", "one = 1", "1", "0", 0): _POSITIVE_LOAD,
-    ("rsqrt", "s32 = one << 31", "<<", ">>", 0): _POSITIVE_LOAD,
-    ("rsqrt", "a = ms >> (k + k) if k >= 0 else ms << (0 - k - k)  # in [2**28, 2**30)", ">=",
-     ">", 0): "for k = 0 both branches shift by 0",
-    ("rsqrt", "a = ms >> (k + k) if k >= 0 else ms << (0 - k - k)  # in [2**28, 2**30)", "0",
-     "1", 0): "for k = 0 both branches shift by 0",
     ("softmax", "rem = (fr & 0xFFFFF) >> 5", "0xFFFFF", "1048574", 0):
         "the mask's bit 0 is shifted out by >> 5 either way",
     ("softmax", "e = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)", "16384", "16385", 0):
