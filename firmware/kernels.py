@@ -128,13 +128,14 @@ _HASH_MUL = const(0x045D9F3B)
 
 
 @micropython.viper
-def softmax(p, z, row: int, n: int, f: int) -> int:
+def softmax(j: int, e: int, p, z, row: int, n: int, f: int) -> int:
     """softmax (section 5) of row `row` of z (rows of n int32, f fractional bits: z[off :
     off+n], off = row * n) into p[off : off+n] (int32, unsigned Q15); p may be z. Returns
     the denominator S = sum_j exp_neg(z_j - max z) (for the loss, section 8). Masked
     positions are the caller's: it passes only the unmasked n (and row 0). exp_neg itself
     is no kernel (the device computes it only here): conform_ops checks it as S - 2**15 of
-    the row [0, z]. Also cross_entropy_forward (below)."""
+    the row [0, z]. Also cross_entropy_forward (below).
+    j and e: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     off = row * n
     pp = ptr32(p)
     pz = ptr32(z)
@@ -506,10 +507,11 @@ def rmsnorm_backward(i: int, v: int, dx, dy, y, rs, T: int, C: int, sh_c: int, f
 
 
 @micropython.viper
-def abs_max(buf, n: int, nb: int) -> int:
+def abs_max(x: int, at: int, buf, n: int, nb: int) -> int:
     """max |buf[i]| for i < n (n even) of an int16 buffer (nb = 2): the magnitude bound of
     the linear kernels' fast paths, which read 16-bit words only; 0 (no bound) for other
-    widths."""
+    widths. x and at: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and
+    ll)."""
     if nb != 2:
         return 0
     # the extremes of w ^ 0x8000 = v + 2**15 (w the uint16 word of v): no sign extension;
@@ -681,7 +683,7 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
             uw = ba
             y_at = int(pdw32)
             y_step = 4
-            big = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
+            big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
             s = sh_w
             lo = plo
             hi = phi
@@ -797,9 +799,10 @@ def add_forward(v: int, i: int, y, a, b, start: int, n: int, lo: int, hi: int, b
 
 
 @micropython.viper
-def relu_backward(dx, dy, x, start: int, n: int, bg: int, ba: int):
+def relu_backward(i: int, xi: int, dx, dy, x, start: int, n: int, bg: int, ba: int):
     """dx[i] = dy[i] where the forward input x[i] > 0, else 0. dx, dy G (bg bytes);
-    x A (ba bytes)."""
+    x A (ba bytes).
+    i and xi: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     pdx8 = ptr8(dx)
     pdx16 = ptr16(int(pdx8))
     pdy8 = ptr8(dy)
@@ -837,7 +840,7 @@ def attention_forward(out, probs, srow, q, k, v, t: int, T: int, NH: int, HS: in
         # scores of position t against positions 0..t: srow[s] = q_h[t] . k_h[s]
         dot_rows(0, 0, srow, 0, 1, 4, k, c0, C, 1, ba, q, qrow + c0, 0, 1, ba, t + 1, 1, HS,
                  sh_s, lo_l, hi_l)
-        softmax(srow, srow, 0, t + 1, f)
+        softmax(0, 0, srow, srow, 0, t + 1, f)
         for s in range(T):  # p in [0, 2**15]: a uint16; future positions are masked: p = 0
             pp[row + s] = pr[s] if s <= t else 0
         # out_h[t][d] = sum_s p[s] v_h[s][d] (p in [0, 2**15], the uint16 row just stored)
@@ -908,9 +911,10 @@ def attention_backward(diff: int, s: int, dq, dk, dv, dout, q, k, v, probs, scra
 # --- cross-entropy over the vocabulary (sections 6, 7) ---
 
 
-# cross_entropy_forward(probs, logits, t, V, f): probs[t] = softmax(logits[t], f = Fl), returns
-# the softmax denominator S for the loss (section 8); probs (T, V) int32 Q15, logits (T, V)
-# int32 L. Exactly softmax of row t: the same function (no second function object, no call).
+# cross_entropy_forward(j, e, probs, logits, t, V, f): probs[t] = softmax(logits[t], f = Fl),
+# returns the softmax denominator S for the loss (section 8); probs (T, V) int32 Q15, logits
+# (T, V) int32 L. Exactly softmax of row t: the same function (no second function object, no
+# call); j and e: pass 0.
 cross_entropy_forward = softmax
 
 

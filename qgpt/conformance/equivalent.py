@@ -383,6 +383,7 @@ EQUIVALENT = {
          "gh, bg)"),
         ("backward", "K.embedding_backward(0, 0, logits, probs, gb, self.tok, T, _C, sh_e, pl, "
          "ph, bg)"),
+        ("backward", "K.relu_backward(0, 0, dh, dh, h, 0, T * _M, bg, ba)"),
         ("backward", "K.rmsnorm_backward(0, 0, gb, ga, x0, rs0, T, _C, sh_c, fa, gl, gh, bg, ba)"),
         ("backward", "K.rmsnorm_backward(0, 0, gc, gb, x1, rs1, T, _C, sh_c, fa, gl, gh, bg, ba)"),
         ("backward", "K.rmsnorm_backward(0, 0, gc, gb, x3, rs3, T, _C, sh_c, fa, gl, gh, bg, ba)"),
@@ -390,6 +391,7 @@ EQUIVALENT = {
         ("forward_position", "K.add_forward(0, 0, x4, tmp, x2, t * _C, _C, lo, hi, ba)"),
         ("forward_position", "K.embedding_forward(0, 0, ga, wte, wpe, self.tok[t], t, _C, sh_emb, "
          "lo, hi, ba, bw)"),
+        ("forward_position", "wm[j] = K.abs_max(0, 0, ws[j], off[j + 1] - off[j], bw)"),
         ("forward_position", "lin(0, 0, h, x3, fc1, t, _C, _M, sh, 0, hi, ba, ba, bw, wm[_FC1])"),
         ("forward_position", "lin(0, 0, k, x1, wk, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WK])"),
         ("forward_position", "lin(0, 0, logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, "
@@ -407,6 +409,12 @@ EQUIVALENT = {
         ("gather", "K.block_encode(0, 0, mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)"),
         ("weight_backward", "K.linear_backward(0, 0, dx, lg, dy, x, self.bufs[1][j], T, n_in, "
          "n_out, b[5],"),
+        ("train_step", "nll += loss.nll_q16(mx, target, K.cross_entropy_forward(0, 0, lg, lg, t, "
+         "_V, Fl), Fl)"),
+        ("next_token", "K.softmax(0, 0, z, z, 0, _V, mdl.fwd[0])"),
+        ("attention_forward", "softmax(0, 0, srow, srow, 0, t + 1, f)"),
+        ("linear_backward", "big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 "
+         "else 0"),
        )},
     ("weight_backward", "b[6], o0, o1, 1 if o0 == 0 else 0, b[7], b[8], b[9], b[10],", "1",
      "2", 1): "linear_backward tests with_dx only against 0 (with_dx != 0): 2 is 1",
@@ -428,7 +436,7 @@ EQUIVALENT = {
     ("forward_position", "for j in range(_LM_HEAD, _FC2 + 1):", "1", "0", 0):
         "fc2's max |W| is never scanned and stays 0 (Model sets wmax to zeros, train_step "
         "raises no bound of 0): fc2's kernels always take the exact path, the same integers",
-    ("forward_position", "wm[j] = K.abs_max(ws[j], off[j + 1] - off[j], bw)", "-", "+", 0):
+    ("forward_position", "wm[j] = K.abs_max(0, 0, ws[j], off[j + 1] - off[j], bw)", "-", "+", 0):
         "the scan runs on past W into the next tensors and the activations (at most 6,336 "
         "bytes past the weights, inside the state block: the activations alone take more), "
         "so the bound stays >= max |W| and only chooses the path",
