@@ -66,7 +66,7 @@ def run_exp_neg(P, p, A):
     row, probs = array("i", [0, 0]), array("i", [0, 0])
     for i in range(len(z)):
         row[1] = z[i]
-        e[i] = K.softmax(0, 0, probs, row, 0, 2, p["frac"]) - 32768
+        e[i] = K.softmax(0, 0, probs, row, 0, 2, p["frac"]) - K.PROB_ONE
 
 
 def run_softmax(P, p, A):

@@ -98,7 +98,10 @@ EXP2_Q15 = array("i", [
 
 _LOG2E_Q14 = const(23637)  # log2(e) in Q14 (section 5, exp)
 _EXP_ZERO_BELOW = const(16)  # exp(z) = 0 for z <= -16
-_PROB_ONE = const(32768)  # 1.0 in unsigned Q15
+# 1.0 in unsigned Q15; public (conform_ops reads it): the module's one global constant, which
+# the int8 preset's resume at 56K needs (with one global less kernels' import lays out the
+# heap so that the Model's 192-byte table finds no hole; tests/test_firmware_train.py)
+PROB_ONE = const(32768)
 _G_LO = const(-32768)  # G = q2.14, the activation gradients (section 7)
 _G_HI = const(32767)
 _DS_SHIFT = const(16)  # attention backward: p * diff, Q15 * Q14 -> Q14, and the /2 of the score
@@ -143,8 +146,11 @@ def softmax(j: int, e: int, p, z, row: int, n: int, f: int) -> int:
     one = 1
     s32 = one << 31
     zero_at = 0 - (_EXP_ZERO_BELOW << f)
-    s12 = f - 12  # exp_neg's z12 = rnd(z, f - 12)
-    half12 = (1 << s12) >> 1 if s12 > 0 else 0
+    # exp_neg's z12 = rnd(z, f - 12): right by rs12 = f - 12 with its half, or left by ls12
+    s12 = f - 12
+    rs12 = s12 if s12 > 0 else 0
+    ls12 = rs12 - s12
+    half12 = (1 << rs12) >> 1
     end = off + n
     mx = (pz[off] ^ s32) - s32
     for j in range(off + 1, end):
@@ -156,24 +162,22 @@ def softmax(j: int, e: int, p, z, row: int, n: int, f: int) -> int:
         d = ((pz[j] ^ s32) - s32) - mx  # <= 0
         e = 0
         if d > zero_at:  # exp_neg(d, f), inlined
-            z12 = (d + half12) >> s12 if s12 > 0 else d << (0 - s12)
+            z12 = ((d + half12) >> rs12) << ls12
             w = z12 * _LOG2E_Q14
             ip = w >> 26
-            fr = w - (ip << 26)
-            idx = fr >> 20
-            rem = (fr & 0xFFFFF) >> 5
+            idx = (w >> 20) & 63  # w's fraction below 2**26: idx its top 6 bits, rem the next 15
+            rem = (w & 0xFFFFF) >> 5
             lo = e2[idx]
             e = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)
-            if ip != 0:
-                sh = 0 - ip
-                e = (e + (1 << (sh - 1))) >> sh
+            sh = 0 - ip  # ip <= 0: e = rnd(e, -ip)
+            e = (e + ((1 << sh) >> 1)) >> sh
         pp[j] = e
         total += e  # in [2**15, 27 * 2**15] for n <= 27
-    half = total >> 1
+    bias = (total >> 1) - total
     for j in range(off, end):
-        # p = ((e << 15) + S/2) // S, written as (... - S) // S + 1 so that the
-        # dividend stays within +-2**30 (e << 15 alone reaches 2**30)
-        pp[j] = ((pp[j] << 15) + half - total) // total + 1
+        # p = ((e << 15) + S/2) // S, written as ((e << 15) + S/2 - S) // S + 1 so that
+        # the dividend stays within +-2**30 (e << 15 alone reaches 2**30)
+        pp[j] = ((pp[j] << 15) + bias) // total + 1
     return total
 
 
@@ -938,7 +942,7 @@ def cross_entropy_backward(j: int, d: int, dlogits, probs, targets, T: int, V: i
         for j in range(V):
             d = int(pp[row + j])  # in [0, 2**15]: no sign extension needed
             if j == target:
-                d -= _PROB_ONE
+                d -= PROB_ONE
             g = (d + half) // den
             if g > ghi:
                 g = ghi

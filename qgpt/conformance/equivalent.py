@@ -339,27 +339,19 @@ EQUIVALENT = {
     ("", "_ROUND_STOCHASTIC = const(2)", "2", "3", 0):
         "never read: adam_update tests the mode against nearest and floor; stochastic is "
         "the else branch",
-    ("softmax", "rem = (fr & 0xFFFFF) >> 5", "0xFFFFF", "1048574", 0):
+    ("softmax", "rem = (w & 0xFFFFF) >> 5", "0xFFFFF", "1048574", 0):
         "the mask's bit 0 is shifted out by >> 5 either way",
     ("softmax", "e = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)", "16384", "16385", 0):
         _EXP_HALF,
     ("softmax", "e = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)", "16384", "16383", 0):
         _EXP_HALF,
-    ("softmax", "half12 = (1 << s12) >> 1 if s12 > 0 else 0", ">", ">=", 2):
-        "for s12 = 0, (1 << 0) >> 1 is 0, the else value",
-    ("softmax", "half12 = (1 << s12) >> 1 if s12 > 0 else 0", "0", "-1", 0):
-        "s12 > -1 is s12 >= 0: for s12 = 0, (1 << 0) >> 1 is 0, the else value",
-    ("softmax", "half12 = (1 << s12) >> 1 if s12 > 0 else 0", "0", "1", 1):
-        "half12 is read only when s12 > 0",
-    ("softmax", "half12 = (1 << s12) >> 1 if s12 > 0 else 0", "0", "-1", 1):
-        "half12 is read only when s12 > 0",
+    ("softmax", "rs12 = s12 if s12 > 0 else 0", ">", ">=", 0):
+        "for s12 = 0 both branches give rs12 = 0",
+    ("softmax", "rs12 = s12 if s12 > 0 else 0", "0", "-1", 0):
+        "s12 > -1 is s12 >= 0: for s12 = 0 both branches give rs12 = 0",
     ("softmax", "for j in range(off + 1, end):", "1", "0", 0):
         "the maximum over the row with its first element compared twice is the same",
     ("softmax", "if zj > mx:", ">", ">=", 0): "an equal element leaves the same maximum",
-    ("softmax", "z12 = (d + half12) >> s12 if s12 > 0 else d << (0 - s12)", ">", ">=", 2):
-        "for s12 = 0, half12 = 0: (d + 0) >> 0 is d << 0",
-    ("softmax", "z12 = (d + half12) >> s12 if s12 > 0 else d << (0 - s12)", "0", "-1", 0):
-        "s12 > -1 is s12 >= 0: for s12 = 0, half12 = 0 and (d + 0) >> 0 is d << 0",
     ("embedding_forward", "elif y < lo_ls:", "<", "<=", 0):
         "y = lo_ls stores lo_ls << ls, which is lo (-2**(b-1) is exact under the shift)",
     ("sample", "tok[0] = BOS", "0", "1", 0):
