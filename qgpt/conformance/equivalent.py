@@ -130,6 +130,11 @@ EQUIVALENT = {
     ("cross_entropy_backward", "if g > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("cross_entropy_backward", "elif g < glo:", "<", "<=", 0): _AT_LIMIT,
     ("add_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
+    **{("linear_backward", "big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 "
+        "else 0", tok, rep, k): "big <= 0 (abs_max of no 16-bit width, or no bound): l1_max = "
+       "-1 and every row takes the exact path (dot_rows's int32 pair), the same integers"
+       for tok, rep, k in (("2", "3", 0), ("2", "1", 0), ("2", "3", 1), ("2", "3", 2),
+                           ("0", "-1", 2))},
     ("rmsnorm_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
     ("rmsnorm_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
     ("rmsnorm_forward", "while a > 0x3FFFFFFF:", ">", ">=", 0): _RSQRT_TOP,
