@@ -66,26 +66,32 @@ def run_exp_neg(P, p, A):
     row, probs = array("i", [0, 0]), array("i", [0, 0])
     for i in range(len(z)):
         row[1] = z[i]
-        e[i] = K.softmax(probs, row, 0, 2, p["frac"]) - 32768
+        e[i] = K.softmax(0, 0, probs, row, 0, 2, p["frac"]) - K.PROB_ONE
 
 
 def run_softmax(P, p, A):
     n = p["n"]
     for r in range(p["rows"]):
-        A["S"][r] = K.softmax(A["p"], A["z"], r, n, p["frac"])
+        A["S"][r] = K.softmax(0, 0, A["p"], A["z"], r, n, p["frac"])
 
 
 def run_isqrt(P, p, A):
+    # the device's isqrt of any n >= 0 is adam.isqrt (the bias correction's); rmsnorm_forward
+    # and adam_update inline their own (rsqrt's and Adam's cases check those)
     x, s = A["n"], A["s"]
     for i in range(len(x)):
-        s[i] = K.isqrt(x[i])
+        s[i] = adam.isqrt(x[i])
 
 
 def run_rsqrt(P, p, A):
-    ms, rs = A["ms"], A["rs"]
+    # rsqrt lives inlined in rmsnorm_forward (the device computes it nowhere else): of a zero
+    # row its rnd(dot(x, x), g) is 0, so with eps = ms it computes rsqrt(ms, fm) into rs[0..1]
+    ms, out = A["ms"], A["rs"]
+    x, y, rs = bytearray(2 * params.N_EMBD), bytearray(2 * params.N_EMBD), array("i", [0, 0])
     for i in range(len(ms)):
-        rs[2 * i] = ms[i]
-        K.rsqrt(rs, 2 * i, p["fm"])
+        K.rmsnorm_forward(0, 0, y, rs, x, 0, params.N_EMBD, 0, p["fm"], ms[i], -32768, 32767, 2)
+        out[2 * i] = rs[0]
+        out[2 * i + 1] = rs[1]
 
 
 def numbers(P):
@@ -134,7 +140,7 @@ def run_linear_forward(P, p, A):
         sh, lo, hi, by = fwd[4], fwd[9], fwd[10], 4
     else:
         sh, lo, hi, by = fwd[3], fwd[1], fwd[2], nb[1]
-    wmax = K.abs_max(A["w"], n_in * n_out, nb[0])  # the model's bound of the fast path
+    wmax = K.abs_max(0, 0, A["w"], n_in * n_out, nb[0])  # the model's bound of the fast path
     for t in range(p["T"]):
         K.linear_forward(0, 0, A["y"], A["x"], A["w"], t, n_in, n_out, sh, lo, hi, by, nb[1],
                          nb[0], wmax)
@@ -142,7 +148,7 @@ def run_linear_forward(P, p, A):
 
 def run_linear_backward(P, p, A):
     nb, _, b = numbers(P)[:3]
-    wmax = K.abs_max(A["w"], p["n_in"] * p["n_out"], nb[0])  # the model's bound of the fast path
+    wmax = K.abs_max(0, 0, A["w"], p["n_in"] * p["n_out"], nb[0])  # the model's fast-path bound
     K.linear_backward(0, 0, A["dx"], A["dw"], A["dy"], A["x"], A["w"], p["T"], p["n_in"],
                       p["n_out"], b[5], b[6], p.get("o0", 0), p.get("o1", p["n_out"]),
                       p.get("with_dx", 1), b[7], b[8], b[9], b[10], nb[2], nb[1], nb[0], wmax)
@@ -167,7 +173,7 @@ def run_relu_forward(P, p, A):
 
 def run_relu_backward(P, p, A):
     nb = numbers(P)[0]
-    K.relu_backward(A["dx"], A["dy"], A["x"], 0, len(A["dx"]), nb[2], nb[1])
+    K.relu_backward(0, 0, A["dx"], A["dy"], A["x"], 0, len(A["dx"]), nb[2], nb[1])
 
 
 def run_attention_forward(P, p, A):
@@ -192,7 +198,7 @@ def run_attention_backward(P, p, A):
 def run_cross_entropy_forward(P, p, A):
     V, S = params.VOCAB, A["S"]
     for t in range(p["T"]):
-        S[t] = K.cross_entropy_forward(A["probs"], A["logits"], t, V, numbers(P)[1][0])
+        S[t] = K.cross_entropy_forward(0, 0, A["probs"], A["logits"], t, V, numbers(P)[1][0])
 
 
 def run_cross_entropy_backward(P, p, A):
@@ -207,7 +213,7 @@ def run_loss_q16(P, p, A):
     probs = array("i", bytes(4 * T * V))
     total = 0
     for t in range(T):
-        s = K.cross_entropy_forward(probs, logits, t, V, F)
+        s = K.cross_entropy_forward(0, 0, probs, logits, t, V, F)
         row = logits[t * V : (t + 1) * V]
         total += loss.nll_q16(max(row), row[targets[t]], s, F)
     return {"loss_q16": loss.loss_q16(total, T)}

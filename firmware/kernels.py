@@ -101,7 +101,10 @@ EXP2_Q15 = array("i", [
 
 _LOG2E_Q14 = const(23637)  # log2(e) in Q14 (section 5, exp)
 _EXP_ZERO_BELOW = const(16)  # exp(z) = 0 for z <= -16
-_PROB_ONE = const(32768)  # 1.0 in unsigned Q15
+# 1.0 in unsigned Q15; public (conform_ops reads it): the module's one global constant, which
+# the int8 preset's resume at 56K needs (with one global less kernels' import lays out the
+# heap so that the Model's 192-byte table finds no hole; tests/test_firmware_train.py)
+PROB_ONE = const(32768)
 _G_LO = const(-32768)  # G = q2.14, the activation gradients (section 7)
 _G_HI = const(32767)
 _DS_SHIFT = const(16)  # attention backward: p * diff, Q15 * Q14 -> Q14, and the /2 of the score
@@ -129,57 +132,18 @@ _M30 = const(1073741823)  # 2**30 - 1
 _HASH_MUL = const(0x045D9F3B)
 
 
-# --- integer functions (section 1 isqrt, section 5 rsqrt and softmax) ---
+# --- integer functions (section 5 softmax; rsqrt and its isqrt are inlined in rmsnorm_forward) ---
 
 
 @micropython.viper
-def isqrt(n: int) -> int:
-    """floor(sqrt(n)) exactly, for 0 <= n < 2**31: digit by digit, two bits a round.
-    (Adam inlines the same loop.)"""
-    one = 1
-    bit = one << 30
-    while bit > n:
-        bit >>= 2
-    res = 0
-    while bit != 0:
-        if n >= res + bit:
-            n -= res + bit
-            res = (res >> 1) + bit
-        else:
-            res >>= 1
-        bit >>= 2
-    return res
-
-
-@micropython.viper
-def rsqrt(rs, i: int, fm: int):
-    """rsqrt (section 5), in place on rs (int32): rs[i] holds ms >= 1 (fm fractional
-    bits, fm even) on entry, and on return rs[i] = M, rs[i+1] = sh, so that
-    x / sqrt(ms / 2**fm) = rnd(x * M, sh)."""
-    p = ptr32(rs)
-    one = 1
-    s32 = one << 31
-    ms = (p[i] ^ s32) - s32
-    nbits = 0  # bitlen(ms)
-    x = ms
-    while x != 0:
-        x >>= 1
-        nbits += 1
-    k = (nbits - 29) >> 1  # floor((bitlen - 29) / 2)
-    a = ms >> (k + k) if k >= 0 else ms << (0 - k - k)  # in [2**28, 2**30)
-    s = int(isqrt(a))  # in [2**14, 2**15)
-    p[i] = ((1 << 29) + (s >> 1)) // s  # M in (2**14, 2**15]
-    p[i + 1] = 29 + k - (fm >> 1)
-
-
-@micropython.viper
-def softmax(p, z, row: int, n: int, f: int) -> int:
+def softmax(j: int, e: int, p, z, row: int, n: int, f: int) -> int:
     """softmax (section 5) of row `row` of z (rows of n int32, f fractional bits: z[off :
     off+n], off = row * n) into p[off : off+n] (int32, unsigned Q15); p may be z. Returns
     the denominator S = sum_j exp_neg(z_j - max z) (for the loss, section 8). Masked
     positions are the caller's: it passes only the unmasked n (and row 0). exp_neg itself
     is no kernel (the device computes it only here): conform_ops checks it as S - 2**15 of
-    the row [0, z]. Also cross_entropy_forward (below)."""
+    the row [0, z]. Also cross_entropy_forward (below).
+    j and e: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     off = row * n
     pp = ptr32(p)
     pz = ptr32(z)
@@ -187,8 +151,11 @@ def softmax(p, z, row: int, n: int, f: int) -> int:
     one = 1
     s32 = one << 31
     zero_at = 0 - (_EXP_ZERO_BELOW << f)
-    s12 = f - 12  # exp_neg's z12 = rnd(z, f - 12)
-    half12 = (1 << s12) >> 1 if s12 > 0 else 0
+    # exp_neg's z12 = rnd(z, f - 12): right by rs12 = f - 12 with its half, or left by ls12
+    s12 = f - 12
+    rs12 = s12 if s12 > 0 else 0
+    ls12 = rs12 - s12
+    half12 = (1 << rs12) >> 1
     end = off + n
     mx = (pz[off] ^ s32) - s32
     for j in range(off + 1, end):
@@ -200,24 +167,22 @@ def softmax(p, z, row: int, n: int, f: int) -> int:
         d = ((pz[j] ^ s32) - s32) - mx  # <= 0
         e = 0
         if d > zero_at:  # exp_neg(d, f), inlined
-            z12 = (d + half12) >> s12 if s12 > 0 else d << (0 - s12)
+            z12 = ((d + half12) >> rs12) << ls12
             w = z12 * _LOG2E_Q14
             ip = w >> 26
-            fr = w - (ip << 26)
-            idx = fr >> 20
-            rem = (fr & 0xFFFFF) >> 5
+            idx = (w >> 20) & 63  # w's fraction below 2**26: idx its top 6 bits, rem the next 15
+            rem = (w & 0xFFFFF) >> 5
             lo = e2[idx]
             e = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)
-            if ip != 0:
-                sh = 0 - ip
-                e = (e + (1 << (sh - 1))) >> sh
+            sh = 0 - ip  # ip <= 0: e = rnd(e, -ip)
+            e = (e + ((1 << sh) >> 1)) >> sh
         pp[j] = e
         total += e  # in [2**15, 27 * 2**15] for n <= 27
-    half = total >> 1
+    bias = (total >> 1) - total
     for j in range(off, end):
-        # p = ((e << 15) + S/2) // S, written as (... - S) // S + 1 so that the
-        # dividend stays within +-2**30 (e << 15 alone reaches 2**30)
-        pp[j] = ((pp[j] << 15) + half - total) // total + 1
+        # p = ((e << 15) + S/2) // S, written as ((e << 15) + S/2 - S) // S + 1 so that
+        # the dividend stays within +-2**30 (e << 15 alone reaches 2**30)
+        pp[j] = ((pp[j] << 15) + bias) // total + 1
     return total
 
 
@@ -418,7 +383,8 @@ def rmsnorm_forward(i: int, xi: int, y, rs, x, t: int, C: int, g: int, fm: int, 
                     ba: int):
     """y[t] = sat(rnd(x[t] * M, sh), A) with (M, sh) = rsqrt(rnd(dot(x, x), g) + eps, fm),
     kept in rs[t] for the backward pass. g = guard(16, ba, ba) rounded up to even (<= 4).
-    y, x (T, C) A (ba bytes), C <= 16; rs (T, 2) int32 (M, sh).
+    y, x (T, C) A (ba bytes), C <= 16; rs (T, 2) int32 (M, sh). rsqrt (section 5) is
+    computed here only (conform_ops checks it as this kernel of a zero row with eps = ms).
     i and xi: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     py8 = ptr8(y)
     py16 = ptr16(int(py8))
@@ -436,11 +402,31 @@ def rmsnorm_forward(i: int, xi: int, y, rs, x, t: int, C: int, g: int, fm: int, 
         v = xi * xi
         hh += v >> 4
         ll += v & 15
-    ms = (hh << (4 - g)) + ((ll + ((1 << g) >> 1)) >> g)
-    pr[t + t] = ms + eps  # at most 2**30 + eps
-    rsqrt(rs, t + t, fm)
-    m = pr[t + t]  # in (2**14, 2**15]: no sign extension needed
-    sh = pr[t + t + 1]  # >= 0 (section 6: fm <= 30), indeed >= 6 (eps): none needed either
+    ms = (hh << (4 - g)) + ((ll + ((1 << g) >> 1)) >> g) + eps  # in [1, 2**31)
+    # (M, sh) = rsqrt(ms, fm): a = ms >> 2k (or << -2k) in [2**28, 2**30), k = floor((bitlen(ms)
+    # - 29) / 2), taken a power of 4 at a time, and sh = 29 + k - fm/2
+    a = ms
+    sh = 29 - (fm >> 1)
+    while a > 0x3FFFFFFF:
+        a >>= 2
+        sh += 1
+    while a < 0x10000000:
+        a <<= 2
+        sh -= 1
+    # s = isqrt(a) in [2**14, 2**15), digit by digit (two bits a round, from a's top digit
+    # 2**28), in the registers: i is the digit, xi the root s
+    i = 0x10000000
+    xi = 0
+    while i != 0:
+        if a >= xi + i:
+            a -= xi + i
+            xi = (xi >> 1) + i
+        else:
+            xi >>= 1
+        i >>= 2
+    m = ((1 << 29) + (xi >> 1)) // xi  # M = rnd(2**29 / s) in (2**14, 2**15]
+    pr[t + t] = m
+    pr[t + t + 1] = sh  # >= 0 (section 6: fm <= 30), indeed >= 6 (eps)
     # y = sat(rnd(x * M, sh)), |x * M| <= 2**30
     half = (1 << sh) >> 1
     for i in range(row, row + C):
@@ -530,10 +516,11 @@ def rmsnorm_backward(i: int, v: int, dx, dy, y, rs, T: int, C: int, sh_c: int, f
 
 
 @micropython.viper
-def abs_max(buf, n: int, nb: int) -> int:
+def abs_max(x: int, at: int, buf, n: int, nb: int) -> int:
     """max |buf[i]| for i < n (n even) of an int16 buffer (nb = 2): the magnitude bound of
     the linear kernels' fast paths, which read 16-bit words only; 0 (no bound) for other
-    widths."""
+    widths. x and at: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and
+    ll)."""
     if nb != 2:
         return 0
     # the extremes of w ^ 0x8000 = v + 2**15 (w the uint16 word of v): no sign extension;
@@ -705,7 +692,7 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
             uw = ba
             y_at = int(pdw32)
             y_step = 4
-            big = int(abs_max(x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
+            big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
             s = sh_w
             lo = plo
             hi = phi
@@ -821,9 +808,10 @@ def add_forward(v: int, i: int, y, a, b, start: int, n: int, lo: int, hi: int, b
 
 
 @micropython.viper
-def relu_backward(dx, dy, x, start: int, n: int, bg: int, ba: int):
+def relu_backward(i: int, xi: int, dx, dy, x, start: int, n: int, bg: int, ba: int):
     """dx[i] = dy[i] where the forward input x[i] > 0, else 0. dx, dy G (bg bytes);
-    x A (ba bytes)."""
+    x A (ba bytes).
+    i and xi: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     pdx8 = ptr8(dx)
     pdx16 = ptr16(int(pdx8))
     pdy8 = ptr8(dy)
@@ -914,7 +902,7 @@ def attention_forward(x: int, w: int, out, probs, srow, q, k, v, t: int, T: int,
             elif x < lo_l:
                 x = lo_l
             pr[s] = x
-        softmax(srow, srow, 0, t + 1, f)
+        softmax(0, 0, srow, srow, 0, t + 1, f)
         row = (h * T + t) * T  # probs[h, t, 0]
         for s in range(row + t + 1, row + T):  # future positions are masked: p = 0
             pp[s] = 0
@@ -1169,9 +1157,10 @@ def attention_backward(hh: int, p: int, dq, dk, dv, dout, q, k, v, probs, scratc
 # --- cross-entropy over the vocabulary (sections 6, 7) ---
 
 
-# cross_entropy_forward(probs, logits, t, V, f): probs[t] = softmax(logits[t], f = Fl), returns
-# the softmax denominator S for the loss (section 8); probs (T, V) int32 Q15, logits (T, V)
-# int32 L. Exactly softmax of row t: the same function (no second function object, no call).
+# cross_entropy_forward(j, e, probs, logits, t, V, f): probs[t] = softmax(logits[t], f = Fl),
+# returns the softmax denominator S for the loss (section 8); probs (T, V) int32 Q15, logits
+# (T, V) int32 L. Exactly softmax of row t: the same function (no second function object, no
+# call); j and e: pass 0.
 cross_entropy_forward = softmax
 
 
@@ -1195,7 +1184,7 @@ def cross_entropy_backward(j: int, d: int, dlogits, probs, targets, T: int, V: i
         for j in range(V):
             d = int(pp[row + j])  # in [0, 2**15]: no sign extension needed
             if j == target:
-                d -= _PROB_ONE
+                d -= PROB_ONE
             g = (d + half) // den
             if g > ghi:
                 g = ghi

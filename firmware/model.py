@@ -277,7 +277,7 @@ class Model:
             wm[_WTE] = _RESCAN
             off = self.nums[0]
             for j in range(_LM_HEAD, _FC2 + 1):
-                wm[j] = K.abs_max(ws[j], off[j + 1] - off[j], bw)
+                wm[j] = K.abs_max(0, 0, ws[j], off[j + 1] - off[j], bw)
         lin, rms = K.linear_forward, K.rmsnorm_forward
         for t in range(t0, T if start == T else t0 + 1):
             # x = wte[token] + wpe[t]; x0 = rmsnorm(x)
@@ -362,7 +362,7 @@ class Model:
         # x4 = fc2 relu(h) + x2: d relu(h) -> dh (dlogits is dead)
         self.weight_backward(_FC2, dh, ga, h, T, _M, _C, a, r)
         # relu: dh where the forward's h > 0 (h holds relu(h): the same test)
-        K.relu_backward(dh, dh, h, 0, T * _M, bg, ba)
+        K.relu_backward(0, 0, dh, dh, h, 0, T * _M, bg, ba)
         # h = fc1 x3: dx3 -> gb
         self.weight_backward(_FC1, gb, dh, x3, T, _C, _M, a, r)
         # x3 = rmsnorm(x2), and x2 also reaches x4: dx2 = sat(dx4 + rmsnorm_backward) -> ga
@@ -408,7 +408,7 @@ class Model:
             row = t * _V
             mx = row_max(lg, row, _V)
             target = get32(lg, row + self.tok[t + 1])
-            nll += loss.nll_q16(mx, target, K.cross_entropy_forward(lg, lg, t, _V, Fl), Fl)
+            nll += loss.nll_q16(mx, target, K.cross_entropy_forward(0, 0, lg, lg, t, _V, Fl), Fl)
         c = self.counts
         c[0], c[1] = beta_powers(c[0], c[1])
         _, _, schedule, _, seed = self.nums

@@ -25,7 +25,7 @@ def next_token(mdl, z, t, inv_t, u30):
     lg, row = mdl.logits, t * _V
     for j in range(_V):  # unbounded ints: inv_t may be large
         z[j] = (get32(lg, row + j) * inv_t + 128) >> 8
-    K.softmax(z, z, 0, _V, mdl.fwd[0])
+    K.softmax(0, 0, z, z, 0, _V, mdl.fwd[0])
     u = u30 >> 15
     cum = 0
     best = 0

@@ -153,7 +153,7 @@ def _forward_only(self, T, step, num_steps):
         row = t * 27
         mx = row_max(lg, row, 27)
         target = get32(lg, row + self.tok[t + 1])
-        nll += loss.nll_q16(mx, target, kernels.cross_entropy_forward(lg, lg, t, 27, Fl), Fl)
+        nll += loss.nll_q16(mx, target, kernels.cross_entropy_forward(0, 0, lg, lg, t, 27, Fl), Fl)
     return loss.loss_q16(nll, T)
 
 

@@ -203,7 +203,11 @@ HOST_ONLY = {
     "rmsnorm_eps": "firmware/policy.py: Policy.numbers()",
     "add_backward": "the identity: the device passes dy on",
     "ln_q16": "firmware/loss.py",
-    "bit_length": "inline where a kernel needs it (rsqrt), plain Python in policy.bitlen",
+    "isqrt": "firmware/adam.py's isqrt (any n; conform_ops checks it), and inlined in "
+             "rmsnorm_forward (rsqrt's) and adam_update",
+    "rsqrt": "inlined in rmsnorm_forward (conform_ops: that kernel of a zero row, eps = ms)",
+    "bit_length": "plain Python in policy.bitlen (rmsnorm_forward's rsqrt normalizes by "
+                  "powers of 4)",
     "loss_q16": "firmware/loss.py",
     "rnd": "round half up by a shift, inlined in every kernel",
     "exp_neg": "inlined in softmax (conform_ops checks it as softmax's S of the row [0, z])",
@@ -215,8 +219,8 @@ HOST_ONLY = {
     "softmax_sums": "softmax and its row sums for the host's loss telemetry (device: loss.py)",
     "loss_q16_of_sums": "the host's loss_q16 from softmax_sums (device: loss.py's loss_q16)",
     "isqrt_plus_one": "isqrt(v) + 1, Adam's denominator (device: adam_update's isqrt)",
-    "rms_scale_shift": "the host's one shift for rmsnorm's rows (device: rsqrt's sh per row)",
-    "rsqrt_scaled_rows": "rsqrt of a step's rows on Python ints (device: rsqrt per row)",
+    "rms_scale_shift": "the host's one shift for rmsnorm's rows (device: rmsnorm_forward's sh)",
+    "rsqrt_scaled_rows": "rsqrt of a step's rows on Python ints (device: rmsnorm_forward per row)",
     "onehot_q15": "the host's one-hot table for cross_entropy_backward",
     "exact_matmul": "the host's matmul of evaluation's batches (device: the dot-product kernels)",
 }

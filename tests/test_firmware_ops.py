@@ -128,9 +128,9 @@ def test_a_wrong_rounding_in_softmax_is_caught_at_the_ops_level(tmp_path, wrong)
     fw = tmp_path / "firmware"
     shutil.copytree(FIRMWARE, fw)
     src = (fw / "kernels.py").read_text()
-    good = "    half = total >> 1\n"
+    good = "    bias = (total >> 1) - total\n"  # the half S/2, less S (kernels.py, softmax)
     assert src.count(good) == 1
-    (fw / "kernels.py").write_text(src.replace(good, f"    half = {wrong}\n"))
+    (fw / "kernels.py").write_text(src.replace(good, f"    bias = ({wrong}) - total\n"))
     cases = {f: [c for c in cf.build_cases(f) if c.op == "softmax"]
              for f in ("q4.12", "q8.8", "q2.14")}
     random_only = {f: [c for c in group if "tie" not in c.name and "every d" not in c.name]
@@ -240,7 +240,7 @@ def test_constants_equal_the_simulators():
     k = _module_values(FIRMWARE / "kernels.py")
     assert k["_LOG2E_Q14"] == int_ops.LOG2E_Q14
     assert k["_EXP_ZERO_BELOW"] == int_ops.EXP_ZERO_BELOW
-    assert k["_PROB_ONE"] == int_ops.PROB_ONE
+    assert k["PROB_ONE"] == int_ops.PROB_ONE
     assert (k["_G_LO"], k["_G_HI"]) == (policy.GRAD.lo, policy.GRAD.hi)
     assert (k["_ADAM_C1"], k["_ADAM_C2"]) == (policy.ADAM_C1, policy.ADAM_C2)
     assert (k["_ADAM_K1"], k["_ADAM_K2"]) == (2**15 - policy.ADAM_C1, 2**15 - policy.ADAM_C2)

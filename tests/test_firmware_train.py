@@ -103,9 +103,9 @@ def test_a_wrong_firmware_is_named_by_step_tensor_and_index(tmp_path):
     fw = tmp_path / "firmware"
     shutil.copytree(FIRMWARE, fw)
     src = (fw / "model.py").read_text()
-    good = "K.relu_backward(dh, dh, h, 0, T * _M, bg, ba)"
+    good = "K.relu_backward(0, 0, dh, dh, h, 0, T * _M, bg, ba)"
     assert good in src
-    bad = "K.relu_backward(dh, dh, h, _M, T * _M - _M, bg, ba)"
+    bad = "K.relu_backward(0, 0, dh, dh, h, _M, T * _M - _M, bg, ba)"
     (fw / "model.py").write_text(src.replace(good, bad))
     report = cf.run_steps(("q4.12",), ("nearest",), extra=(), dump_steps=(1, 2),
                           firmware_dir=fw)
@@ -248,7 +248,8 @@ def test_bad_configs_and_datasets_are_refused(device, tmp_path):
 _WMAX_CHECK = """
         if self.nb[0] == 2:  # (test) the bound against a scan, after every step
             off = self.nums[0]
-            print("WMAX", min(self.bufs[5][j] - K.abs_max(self.bufs[1][j], off[j + 1] - off[j], 2)
+            print("WMAX", min(self.bufs[5][j]
+                              - K.abs_max(0, 0, self.bufs[1][j], off[j + 1] - off[j], 2)
                               for j in range(_LM_HEAD, _FC2 + 1)))
 """
 

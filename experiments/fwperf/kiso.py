@@ -76,7 +76,7 @@ m = array("i", [((i * 7919) % 4096 - 2048) * 1000 for i in range(256)])
 vv = array("i", [((i * 7919) % 4096) * 10000 for i in range(256)])
 g = array("i", [((i * 79) % 4096 - 2048) * 100 for i in range(256)])
 comp = bytearray(256)
-wm = K.abs_max(w, 1024, 2)
+wm = K.abs_max(0, 0, w, 1024, 2)
 for t in range(7):  # the probabilities of a step of T = 7
     K.attention_forward(0, 0, out, probs, srow, q, k, v, t, 7, 4, 12, PLO, PHI, 12, 15, LO, HI, 2)
 

@@ -29,7 +29,7 @@ CHECK = '''
         wm = self.bufs[5]
         if self.nb[0] == 2:
             off = self.nums[0]
-            slack = min(wm[j] - K.abs_max(self.bufs[1][j], off[j + 1] - off[j], 2)
+            slack = min(wm[j] - K.abs_max(0, 0, self.bufs[1][j], off[j + 1] - off[j], 2)
                         for j in range(_LM_HEAD, _FC2 + 1))
             print("WMAX", self.steps_taken, slack)
 '''

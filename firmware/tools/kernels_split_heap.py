@@ -31,7 +31,7 @@ FAMILIES = (("integer functions", "kfunc"), ("dot products", "kfunc"), ("embeddi
             ("cross-entropy", "kattn"), ("Adam", "kadam"), ("buffer helpers", "kadam"),
             ("block-scaled", "kadam"))
 ALIASES = {"kfunc": "KF", "kdense": "KD", "kattn": "KA", "kadam": "KO"}
-IMPORTS = {"kdense": "from kfunc import rsqrt, dot_rows\n",
+IMPORTS = {"kdense": "from kfunc import dot_rows\n",
            "kattn": "from kfunc import softmax, dot_rows\n"}
 
 

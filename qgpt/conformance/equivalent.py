@@ -15,11 +15,8 @@ from qgpt.conformance.equivalent_fast_paths import (
     FAST_PATHS,
 )
 
-# alpha_at is the only caller: n = (2**30 - p2) << 30 with p2 < 2**30 after the first
-# beta_powers, so n >= 2**30; and Newton's iteration from above returns floor(sqrt(n))
-# from any start at or above the root.
-_ISQRT_BIG_N = ("alpha_at calls it only with n >= 2**30 (p2 < 2**30): the n < 2 branch is "
-                "never taken")
+# adam.isqrt: Newton's iteration from above returns floor(sqrt(n)) from any start at or
+# above the root (the isqrt op's cases call it for every n from 0 to 299 and beyond).
 _ISQRT_START = ("the start stays a number at or above sqrt(n), and Newton's iteration from "
                 "above returns floor(sqrt(n)) from any such start")
 _KERNEL_SCRATCH = ("the kernel's first two parameters are scratch (kept in registers): it "
@@ -31,8 +28,8 @@ _EXP_ZERO = ("moves exp's cut-off at -16 by a step; the formula gives 0 there al
              "(below -11.8: ip <= -17 and rnd(val < 2**16, 17) = 0), checked for every z")
 _EXP_HALF = ("the interpolation's ties (14 over every z12) are all absorbed by the final "
              "rnd(val, -ip): tests/test_firmware_ops.py checks every z12")
-_POSITIVE_LOAD = ("s32 = 0 leaves a ptr32 load unextended, and the value loaded here (ms in "
-                  "[1, 2**31)) is never negative")
+_RSQRT_TOP = ("only a = 2**30 - 1 (or - 2) is shifted down once more and comes back as "
+              "a - (a & 3), the same k: isqrt gives 32767 for all of them")
 
 # rsqrt's shift: ms >= eps = 1e-5 (in fm bits) bounds 1/sqrt(ms) by 316 < 2**9, so with M
 # in (2**14, 2**15] sh >= 6 for every acts format (min over all of them: 6, q1.7)
@@ -133,6 +130,15 @@ EQUIVALENT = {
     ("cross_entropy_backward", "if g > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("cross_entropy_backward", "elif g < glo:", "<", "<=", 0): _AT_LIMIT,
     ("add_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
+    **{("linear_backward", "big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 "
+        "else 0", tok, rep, k): "big <= 0 (abs_max of no 16-bit width, or no bound): l1_max = "
+       "-1 and every row takes the exact path (dot_rows's int32 pair), the same integers"
+       for tok, rep, k in (("2", "3", 0), ("2", "1", 0), ("2", "3", 1), ("2", "3", 2),
+                           ("0", "-1", 2))},
+    ("rmsnorm_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("rmsnorm_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_forward", "while a > 0x3FFFFFFF:", ">", ">=", 0): _RSQRT_TOP,
+    ("rmsnorm_forward", "while a > 0x3FFFFFFF:", "0x3FFFFFFF", "1073741822", 0): _RSQRT_TOP,
     ("rmsnorm_backward", "if ti > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("rmsnorm_backward", "elif ti < glo:", "<", "<=", 0): _AT_LIMIT,
     ("attention_backward", "if diff > ghi:", ">", ">=", 0): _AT_LIMIT,
@@ -315,9 +321,7 @@ EQUIVALENT = {
     ("embedding_backward", "rs = sh if sh > 0 else 0", "0", "-1", 0): _SH_ZERO,
     ("embedding_backward", "if w > hi:", ">", ">=", 0): "w = hi is stored as hi either way",
     ("gather", "s = -1", "1", "2", 0): "s = -1 only marks 'no slot yet', tested as s < 0",
-    ("isqrt", "if n < 2:", "<", "<=", 0): _ISQRT_BIG_N,
-    ("isqrt", "if n < 2:", "2", "3", 0): _ISQRT_BIG_N,
-    ("isqrt", "if n < 2:", "2", "1", 0): "for n = 1 the loop returns 1 too; and n >= 2**30",
+    ("isqrt", "if n < 2:", "2", "1", 0): "for n = 1 the loop returns 1 too",
     ("isqrt", "x = 1", "1", "2", 0): _ISQRT_START,
     ("isqrt", "while x * x <= n:  # a power of two above the root", "<=", "<", 0):
         _ISQRT_START,
@@ -338,33 +342,19 @@ EQUIVALENT = {
     ("", "_ROUND_STOCHASTIC = const(2)", "2", "3", 0):
         "never read: adam_update tests the mode against nearest and floor; stochastic is "
         "the else branch",
-    ("rsqrt", "one = 1", "1", "0", 0): _POSITIVE_LOAD,
-    ("rsqrt", "s32 = one << 31", "<<", ">>", 0): _POSITIVE_LOAD,
-    ("rsqrt", "a = ms >> (k + k) if k >= 0 else ms << (0 - k - k)  # in [2**28, 2**30)", ">=",
-     ">", 0): "for k = 0 both branches shift by 0",
-    ("rsqrt", "a = ms >> (k + k) if k >= 0 else ms << (0 - k - k)  # in [2**28, 2**30)", "0",
-     "1", 0): "for k = 0 both branches shift by 0",
-    ("softmax", "rem = (fr & 0xFFFFF) >> 5", "0xFFFFF", "1048574", 0):
+    ("softmax", "rem = (w & 0xFFFFF) >> 5", "0xFFFFF", "1048574", 0):
         "the mask's bit 0 is shifted out by >> 5 either way",
     ("softmax", "e = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)", "16384", "16385", 0):
         _EXP_HALF,
     ("softmax", "e = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)", "16384", "16383", 0):
         _EXP_HALF,
-    ("softmax", "half12 = (1 << s12) >> 1 if s12 > 0 else 0", ">", ">=", 2):
-        "for s12 = 0, (1 << 0) >> 1 is 0, the else value",
-    ("softmax", "half12 = (1 << s12) >> 1 if s12 > 0 else 0", "0", "-1", 0):
-        "s12 > -1 is s12 >= 0: for s12 = 0, (1 << 0) >> 1 is 0, the else value",
-    ("softmax", "half12 = (1 << s12) >> 1 if s12 > 0 else 0", "0", "1", 1):
-        "half12 is read only when s12 > 0",
-    ("softmax", "half12 = (1 << s12) >> 1 if s12 > 0 else 0", "0", "-1", 1):
-        "half12 is read only when s12 > 0",
+    ("softmax", "rs12 = s12 if s12 > 0 else 0", ">", ">=", 0):
+        "for s12 = 0 both branches give rs12 = 0",
+    ("softmax", "rs12 = s12 if s12 > 0 else 0", "0", "-1", 0):
+        "s12 > -1 is s12 >= 0: for s12 = 0 both branches give rs12 = 0",
     ("softmax", "for j in range(off + 1, end):", "1", "0", 0):
         "the maximum over the row with its first element compared twice is the same",
     ("softmax", "if zj > mx:", ">", ">=", 0): "an equal element leaves the same maximum",
-    ("softmax", "z12 = (d + half12) >> s12 if s12 > 0 else d << (0 - s12)", ">", ">=", 2):
-        "for s12 = 0, half12 = 0: (d + 0) >> 0 is d << 0",
-    ("softmax", "z12 = (d + half12) >> s12 if s12 > 0 else d << (0 - s12)", "0", "-1", 0):
-        "s12 > -1 is s12 >= 0: for s12 = 0, half12 = 0 and (d + 0) >> 0 is d << 0",
     ("embedding_forward", "elif y < lo_ls:", "<", "<=", 0):
         "y = lo_ls stores lo_ls << ls, which is lo (-2**(b-1) is exact under the shift)",
     ("sample", "tok[0] = BOS", "0", "1", 0):
@@ -390,6 +380,7 @@ EQUIVALENT = {
          "gh, bg)"),
         ("backward", "K.embedding_backward(0, 0, logits, probs, gb, self.tok, T, _C, sh_e, pl, "
          "ph, bg)"),
+        ("backward", "K.relu_backward(0, 0, dh, dh, h, 0, T * _M, bg, ba)"),
         ("backward", "K.rmsnorm_backward(0, 0, gb, ga, x0, rs0, T, _C, sh_c, fa, gl, gh, bg, ba)"),
         ("backward", "K.rmsnorm_backward(0, 0, gc, gb, x1, rs1, T, _C, sh_c, fa, gl, gh, bg, ba)"),
         ("backward", "K.rmsnorm_backward(0, 0, gc, gb, x3, rs3, T, _C, sh_c, fa, gl, gh, bg, ba)"),
@@ -397,6 +388,7 @@ EQUIVALENT = {
         ("forward_position", "K.add_forward(0, 0, x4, tmp, x2, t * _C, _C, lo, hi, ba)"),
         ("forward_position", "K.embedding_forward(0, 0, ga, wte, wpe, self.tok[t], t, _C, sh_emb, "
          "lo, hi, ba, bw)"),
+        ("forward_position", "wm[j] = K.abs_max(0, 0, ws[j], off[j + 1] - off[j], bw)"),
         ("forward_position", "lin(0, 0, h, x3, fc1, t, _C, _M, sh, 0, hi, ba, ba, bw, wm[_FC1])"),
         ("forward_position", "lin(0, 0, k, x1, wk, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WK])"),
         ("forward_position", "lin(0, 0, logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, "
@@ -414,6 +406,12 @@ EQUIVALENT = {
         ("gather", "K.block_encode(0, 0, mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)"),
         ("weight_backward", "K.linear_backward(0, 0, dx, lg, dy, x, self.bufs[1][j], T, n_in, "
          "n_out, b[5],"),
+        ("train_step", "nll += loss.nll_q16(mx, target, K.cross_entropy_forward(0, 0, lg, lg, t, "
+         "_V, Fl), Fl)"),
+        ("next_token", "K.softmax(0, 0, z, z, 0, _V, mdl.fwd[0])"),
+        ("attention_forward", "softmax(0, 0, srow, srow, 0, t + 1, f)"),
+        ("linear_backward", "big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 "
+         "else 0"),
        )},
     ("weight_backward", "b[6], o0, o1, 1 if o0 == 0 else 0, b[7], b[8], b[9], b[10],", "1",
      "2", 1): "linear_backward tests with_dx only against 0 (with_dx != 0): 2 is 1",
@@ -435,7 +433,7 @@ EQUIVALENT = {
     ("forward_position", "for j in range(_LM_HEAD, _FC2 + 1):", "1", "0", 0):
         "fc2's max |W| is never scanned and stays 0 (Model sets wmax to zeros, train_step "
         "raises no bound of 0): fc2's kernels always take the exact path, the same integers",
-    ("forward_position", "wm[j] = K.abs_max(ws[j], off[j + 1] - off[j], bw)", "-", "+", 0):
+    ("forward_position", "wm[j] = K.abs_max(0, 0, ws[j], off[j + 1] - off[j], bw)", "-", "+", 0):
         "the scan runs on past W into the next tensors and the activations (at most 6,336 "
         "bytes past the weights, inside the state block: the activations alone take more), "
         "so the bound stays >= max |W| and only chooses the path",
