@@ -46,7 +46,7 @@ def split_kernels(dest):
     text = (dest / "kernels.py").read_text()
     first = text.index("\n# --- ")
     head, body = text[:first], text[first:]
-    consts = re.findall(r"^(_[A-Z0-9_]+) = const\(.*$", head, re.M)
+    consts = re.findall(r"^(_?[A-Z][A-Z0-9_]*) = const\(.*$", head, re.M)
     const_lines = {c: re.search(rf"^{c} = const\(.*$", head, re.M).group(0) for c in consts}
     start = head.index("EXP2_Q15 = ")
     table = head[start:head.index("])\n", start) + 3]  # the table: array("i", [...])
@@ -65,6 +65,9 @@ def split_kernels(dest):
         (dest / f"{module}.py").write_text(f'"""{module}"""\n\n{top}\n{used}{code}\n')
         owner.update({f: module for f in re.findall(r"^def (\w+)", code, re.M)})
         owner.update({f: module for f in re.findall(r"^(\w+) = \w+$", code, re.M)})  # aliases
+        # public constants (K.PROB_ONE) from the piece that uses them
+        owner.update({c: module for c in consts if not c.startswith("_")
+                      and re.search(rf"\b{c}\b", code) and c not in owner})
     (dest / "kernels.py").unlink()
     for path in sorted(dest.glob("*.py")):
         src = path.read_text()
