@@ -175,7 +175,7 @@ def softmax(j: int, e: int, p, z, row: int, n: int, f: int) -> int:
             rem = (w & 0xFFFFF) >> 5
             lo = e2[idx]
             e = lo + (((e2[idx + 1] - lo) * rem + 16384) >> 15)
-            sh = 0 - ip  # ip <= 0: e = rnd(e, -ip)
+            sh = 0 - ip  # ip <= 0: e = rnd(e, sh)
             e = (e + ((1 << sh) >> 1)) >> sh
         pp[j] = e
         total += e  # in [2**15, 27 * 2**15] for n <= 27
