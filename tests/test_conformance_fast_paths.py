@@ -106,3 +106,56 @@ def test_adams_ratio_bound_widened_is_caught_only_on_the_int32_target(tmp_path):
     report = cf.run_ops(cases=group, firmware_dir=fw, target="int32")
     assert not report.ok
     assert all(m.op == "adam_update" for m in report.mismatches)
+
+
+def _slow_groups():
+    from qgpt.conformance.fast_path_cases import ADAM_SLOW_POLICIES
+    from qgpt.policy import parse_policy
+
+    groups = fast_path_groups()
+    out = {}
+    for spec in ADAM_SLOW_POLICIES:
+        p = parse_policy(spec)
+        label = p.short_spec + ",adam ratio int32 edge"
+        out[label] = (p, groups[label])
+    return out
+
+
+def test_adam_slow_ratio_cases_sit_on_the_clamps_threshold():
+    # above the bound a_lim: |m| at the least a with a * 2**e >= den * 2**15 and beside
+    # it, and a step whose alpha moves d with every unit of r
+    es = set()
+    for label, (p, (case,)) in _slow_groups().items():
+        e = p.adam_e
+        es.add(e)
+        a_lim = ((1 << 30) - (1 << 14)) >> e
+        m, v = case.expected["m"][1].tolist(), case.expected["v"][1].tolist()
+        dens = [math.isqrt(x) + 1 for x in v]
+        assert set(dens) == {2**15 - 1, 2**15, 2**15 + 1}, label
+        assert all(abs(x) > a_lim for x in m), label
+        for den in set(dens):
+            t = -(-(den << 15) >> e)
+            got = {abs(x) for x, d in zip(m, dens, strict=True) if d == den}
+            assert {x for x in (t, t + 1) if x > a_lim} <= got, (label, den)
+            # t - 1 unless it is not above the bound or its dividend passes 2**30 (left out)
+            over = ((t - 1) << e) + (den >> 1) - den > 1 << 30
+            assert t - 1 in got or t - 1 <= a_lim or over, (label, den)
+            assert a_lim + 1 in got, (label, den)
+        assert case.expected["alpha"] >= 1 << p.update_shift, label
+    assert min(es) <= 5 and {15, 16, 19} <= es  # the test's two forms, e - 15 = 0, 1, 4
+
+
+def test_a_clamp_test_rounded_down_is_caught_by_the_slow_ratio_cases(tmp_path):
+    # ceil(den / 2**(e - 15)) taken as floor((den - 2**(e-15) + 1) / 2**(e - 15)): at
+    # den = 2**15 + 1 the ratio clamps to 2**15 where the quotient is 2**15 - 1
+    fw = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE_DIR, fw)
+    src = (fw / "kernels.py").read_text()
+    old = "+ small_add) >> small_sh"
+    assert src.count(old) == 1
+    (fw / "kernels.py").write_text(src.replace(old, "- small_add) >> small_sh"))
+    groups = {label: cases for label, (_, cases) in _slow_groups().items()}
+    report = cf.run_ops(cases=groups, firmware_dir=fw)
+    assert not report.ok
+    assert all(m.op == "adam_update" for m in report.mismatches)
+    assert cf.run_ops(cases=groups).ok  # the firmware as it is

@@ -96,10 +96,6 @@ EQUIVALENT = {
     ("linear_forward", "if q > hi:", ">", ">=", 0): _AT_LIMIT,
     ("adam_update", "m_lo = 0 - m_hi", "0", "1", 0):
         "gm = -m_hi gives -m_hi << m_ls = -2**30, the saturation value",
-    ("adam_update", "big_sh = 15 - e if e <= 15 else 0", "0", "-1", 0):
-        "big_sh is read only when e <= 15",
-    ("adam_update", "big_sh = 15 - e if e <= 15 else 0", "0", "1", 0):
-        "big_sh is read only when e <= 15",
     ("adam_update", "gm = 0 - big", "0", "-1", 0):
         "gm is read only as mul15(gm, 4915), the same for -2**30 - 1 and -2**30",
     ("adam_update", "elif mi < 0 - hm:", "<", "<=", 0): _AT_LIMIT,
@@ -178,9 +174,6 @@ EQUIVALENT = {
         "at x = 0, 0 - x is 0 either way",
     ("block_encode", "ax = x if x >= 0 else 0 - x", ">=", ">", 0):
         "at x = 0, 0 - x is 0 either way",
-    ("adam_update", "small_add = (1 << small_sh) - 1", "1", "0", 1):
-        "it moves the clamp's test only at a * 2**e = den * 2**15, where the quotient is "
-        "2**15 = R_MAX, the clamp's value",
     ("adam_update", "gs_rs = sh_s if sh_s > 0 else 0", "0", "-1", 1):
         "gs_rs is read only when it is positive",
     ("adam_update", "gs_rs = sh_s if sh_s > 0 else 0", ">", ">=", 0):

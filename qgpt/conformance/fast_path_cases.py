@@ -26,6 +26,9 @@ simulator (qgpt/int_ops.py, IntAdam).
                (the bound before) and beside them, with den = isqrt(v) + 1
                below, at and above the clamp's threshold 2**15 (v near 2**30), and small
                (the quotient clamped after the division), two values of e
+               above the bound (the clamp's test first, then the offset division): |m| at
+               the clamp's threshold and beside it, with a 32-bit master store (an r one
+               off moves d), e = 5, 15, 16 and 19
 """
 
 import math
@@ -433,6 +436,59 @@ def adam_ratio_cases(rng):
     return groups
 
 
+# Above the bound (a > a_lim) the clamp's test comes first and the division is offset
+# (... - den) // den + 1. A 32-bit master store (q3.28: u = 6, alpha >= 2**u at step 10)
+# turns every unit of r into another d, so an r one off there changes the store. e = 5
+# (the test a >= den << (15 - e)), 15, 16 and 19 (a >= ceil(den / 2**(e - 15))).
+ADAM_SLOW_POLICIES = ("master=q3.28", "adam_m=q20.12,master=q3.28",
+                      "pgrads=q18.14,adam_m=q21.11,master=q3.28",
+                      "adam_m=q8.8,adam_v=q4.28,master=q3.28")
+
+
+def _slow_ms(e, den, hm, rng, n_between=12):
+    """|m| above the bound a_lim = (2**30 - 2**14) >> e: at the clamp's threshold t (the
+    least a with a * 2**e >= den * 2**15) and beside it, the first two above the bound and
+    n_between in between (quotients of every rounding fraction). Left out: a below t
+    whose dividend (a << e) + den/2 - den passes 2**30 (den = 2**15 + 1, e <= 13: the
+    int32 target rejects the firmware's division there, viper's operands within 2**30)."""
+    a_lim = ((1 << 30) - (1 << 14)) >> e
+    t = -(-(den << 15) >> e)
+    a = {t - 2, t - 1, t, t + 1, a_lim + 1, a_lim + 2}
+    if t - a_lim > 3:
+        a |= set(rng.integers(a_lim + 1, t, n_between).tolist())
+    return sorted(x for x in a if a_lim < x <= hm
+                  and (x >= t or (x << e) + (den >> 1) - den <= 1 << 30))
+
+
+def adam_ratio_slow_cases(rng):
+    """{label: [Case]}: adam_update (step 10) with den = 2**15 - 1, 2**15, 2**15 + 1 and
+    m after the update at _slow_ms's values, both signs, on ADAM_SLOW_POLICIES (an
+    int32 edge group: the int32 target runs it too)."""
+    groups = {}
+    for spec in ADAM_SLOW_POLICIES:
+        p = parse_policy(spec)
+        label = p.short_spec + ",adam ratio int32 edge"
+        V, S = p.adam_v, p.weight_store
+        sh_g = p.pgrads.frac_bits - V.frac_bits // 2  # g = gs << sh_g
+        sh_m = p.pgrads.frac_bits - p.m_wide.frac_bits  # gm = rnd(g, sh_m), sh_m >= 0 here
+        assert sh_g >= 0 and sh_m >= 0, spec
+        rows = []
+        for den in ((1 << 15) - 1, 1 << 15, (1 << 15) + 1):
+            if (den - 1) ** 2 >= V.hi:  # as adam_ratio_cases
+                v, gs = V.hi, -(1 << 15)
+            else:
+                v, gs = _v_before((den - 1) * den, V.hi)
+            g = gs << sh_g
+            gm = (g + ((1 << sh_m) >> 1)) >> sh_m
+            rows += [(_m_before(sign * a, gm), v, g)
+                     for a in _slow_ms(p.adam_e, den, p.m_limit, rng) for sign in (1, -1)]
+        grid = np.array(rows, np.int64)
+        store = rng.integers(S.lo // 2, S.hi // 2, len(grid))
+        groups[label] = [adam_case(p, label, _spec(p), "m above the bound, at the clamp", 10,
+                                   store, grid[:, 0], grid[:, 1], grid[:, 2], 0)]
+    return groups
+
+
 def fast_path_groups(seed=0):
     """{label: [Case]}: every group of this module."""
     rng = np.random.default_rng([seed, 15])
@@ -444,6 +500,7 @@ def fast_path_groups(seed=0):
     groups.update(byte_dw_cases(rng))
     groups.update(adam_unsplit_cases(rng))
     groups.update(adam_ratio_cases(rng))
+    groups.update(adam_ratio_slow_cases(rng))
     for label, cases in shift_one_cases(rng).items():
         groups.setdefault(label, []).extend(cases)
     return groups
