@@ -1388,9 +1388,12 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
             if vi >= ((root << big_sh) + small_add) >> small_sh:
                 vi = _R_MAX
             else:
-                # ((a << e) + den/2) // den, as (... - den) // den + 1: a << e < den << 15
-                # <= 2**30 + 2**15, the dividend within +-2**30, the quotient <= 2**15
-                vi = ((vi << e) + (root >> 1) - root) // root + 1
+                # ((a << e) + den/2) // den from the shortfall s = (den << 15) - (a << e):
+                # 2**15 + (den/2 - s) // den. Here a << e < den << 15 <= 2**30 + 2**15
+                # (int32) and a << e > 2**30 - 2**14 (a > a_lim), so 0 < s < 2**15 + 2**14:
+                # the dividend within +-2**16 ((a << e) + den/2 itself can pass 2**30, the
+                # bound of viper's `//` operands), the quotient <= 2**15
+                vi = _R_MAX + ((root >> 1) - ((root << 15) - (vi << e))) // root
         else:
             vi = ((vi << e) + (root >> 1)) // root
             if vi > _R_MAX:

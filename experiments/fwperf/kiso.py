@@ -11,10 +11,10 @@ rows and matrices, T = 7, every fast path's bound met.
 
 The calls load their arguments from a function's locals, as firmware/model.py's do
 (module-level names would add a dictionary lookup per argument, about 60 instructions).
-dot_rows_from_viper calls dot_rows from a viper loop (as attention_forward still does for a head
-whose scores its one-int32 bound does not cover, and the linear kernels where their bounds fail): the
-caller boxes each argument and the callee converts it back, about 55 instructions per int
-argument.
+dot_rows_from_viper calls dot_rows from a viper loop (as attention_forward still does for a
+head whose scores its one-int32 bound does not cover, and the linear kernels where their
+bounds fail): the caller boxes each argument and the callee converts it back, about 55
+instructions per int argument.
 """
 
 import argparse

@@ -448,16 +448,15 @@ ADAM_SLOW_POLICIES = ("master=q3.28", "adam_m=q20.12,master=q3.28",
 def _slow_ms(e, den, hm, rng, n_between=12):
     """|m| above the bound a_lim = (2**30 - 2**14) >> e: at the clamp's threshold t (the
     least a with a * 2**e >= den * 2**15) and beside it, the first two above the bound and
-    n_between in between (quotients of every rounding fraction). Left out: a below t
-    whose dividend (a << e) + den/2 - den passes 2**30 (den = 2**15 + 1, e <= 13: the
-    int32 target rejects the firmware's division there, viper's operands within 2**30)."""
+    n_between in between (quotients of every rounding fraction). (With den = 2**15 + 1
+    and e <= 13, (a << e) + den/2 passes 2**30 below t: the firmware divides the
+    shortfall, the int32 target checks that its operands stay within 2**30.)"""
     a_lim = ((1 << 30) - (1 << 14)) >> e
     t = -(-(den << 15) >> e)
     a = {t - 2, t - 1, t, t + 1, a_lim + 1, a_lim + 2}
     if t - a_lim > 3:
         a |= set(rng.integers(a_lim + 1, t, n_between).tolist())
-    return sorted(x for x in a if a_lim < x <= hm
-                  and (x >= t or (x << e) + (den >> 1) - den <= 1 << 30))
+    return sorted(x for x in a if a_lim < x <= hm)
 
 
 def adam_ratio_slow_cases(rng):
