@@ -405,6 +405,30 @@ def _m_before(target, gm, k1=(1 << 15) - 4915):
     return next(x for x in range(m - 2, m + 4) if int(mul_q15(x, k1)) == rest)
 
 
+def _ratio_group(p, rng, dens, ms, what):
+    """{label: [Case]}: adam_update (step 10) on parameters whose v after the update makes
+    den each of dens and whose m after it is +-a for each a of ms(den), in p's int32 edge
+    group (the int32 target runs it too)."""
+    V, S = p.adam_v, p.weight_store
+    sh_g = p.pgrads.frac_bits - V.frac_bits // 2  # g = gs << sh_g
+    sh_m = p.pgrads.frac_bits - p.m_wide.frac_bits  # gm = rnd(g, sh_m), sh_m >= 0 here
+    assert sh_g >= 0 and sh_m >= 0, p.spec
+    rows = []
+    for den in dens:
+        if (den - 1) ** 2 >= V.hi:  # v = 2**30 = hi: b2 hi + (1 - b2) 2**30 exactly
+            v, gs = V.hi, -(1 << 15)
+        else:  # den - 1 = isqrt of the middle of its interval, or nearly
+            v, gs = _v_before((den - 1) * den, V.hi)
+        g = gs << sh_g
+        gm = (g + ((1 << sh_m) >> 1)) >> sh_m
+        rows += [(_m_before(sign * a, gm), v, g) for a in ms(den) for sign in (1, -1)]
+    grid = np.array(rows, np.int64)
+    store = rng.integers(S.lo // 2, S.hi // 2, len(grid))
+    label = p.short_spec + ",adam ratio int32 edge"
+    return {label: [adam_case(p, label, _spec(p), what, 10, store, grid[:, 0], grid[:, 1],
+                              grid[:, 2], 0)]}
+
+
 def adam_ratio_cases(rng):
     """{label: [Case]}: adam_update (step 10) on parameters whose m after the update is
     +-lim - 1, +-lim, +-lim + 1 for lim = (2**30 - 2**14) >> e (the bound) and 2**30 >> e
@@ -414,25 +438,11 @@ def adam_ratio_cases(rng):
     groups = {}
     for spec in ADAM_RATIO_POLICIES:
         p = parse_policy(spec)
-        label = p.short_spec + ",adam ratio int32 edge"
-        V, S = p.adam_v, p.weight_store
-        sh_g = p.pgrads.frac_bits - V.frac_bits // 2  # g = gs << sh_g
-        sh_m = p.pgrads.frac_bits - p.m_wide.frac_bits  # gm = rnd(g, sh_m), sh_m >= 0 here
         lims = (((1 << 30) - (1 << 14)) >> p.adam_e, (1 << 30) >> p.adam_e)
-        rows = []
-        for den in ((1 << 15) - 1, 1 << 15, (1 << 15) + 1, 1, 1 << 10):
-            if (den - 1) ** 2 >= V.hi:  # v = 2**30 = hi: b2 hi + (1 - b2) 2**30 exactly
-                v, gs = V.hi, -(1 << 15)
-            else:  # den - 1 = isqrt of the middle of its interval, or nearly
-                v, gs = _v_before((den - 1) * den, V.hi)
-            g = gs << sh_g
-            gm = (g + ((1 << sh_m) >> 1)) >> sh_m
-            rows += [(_m_before(sign * (lim + d), gm), v, g) for lim in lims
-                     for d in (-1, 0, 1) for sign in (1, -1)]
-        grid = np.array(rows, np.int64)
-        store = rng.integers(S.lo // 2, S.hi // 2, len(grid))
-        groups[label] = [adam_case(p, label, _spec(p), "m at the bound, den at the clamp", 10,
-                                   store, grid[:, 0], grid[:, 1], grid[:, 2], 0)]
+        groups.update(_ratio_group(
+            p, rng, ((1 << 15) - 1, 1 << 15, (1 << 15) + 1, 1, 1 << 10),
+            lambda den, lims=lims: [lim + d for lim in lims for d in (-1, 0, 1)],
+            "m at the bound, den at the clamp"))
     return groups
 
 
@@ -466,25 +476,10 @@ def adam_ratio_slow_cases(rng):
     groups = {}
     for spec in ADAM_SLOW_POLICIES:
         p = parse_policy(spec)
-        label = p.short_spec + ",adam ratio int32 edge"
-        V, S = p.adam_v, p.weight_store
-        sh_g = p.pgrads.frac_bits - V.frac_bits // 2  # g = gs << sh_g
-        sh_m = p.pgrads.frac_bits - p.m_wide.frac_bits  # gm = rnd(g, sh_m), sh_m >= 0 here
-        assert sh_g >= 0 and sh_m >= 0, spec
-        rows = []
-        for den in ((1 << 15) - 1, 1 << 15, (1 << 15) + 1):
-            if (den - 1) ** 2 >= V.hi:  # as adam_ratio_cases
-                v, gs = V.hi, -(1 << 15)
-            else:
-                v, gs = _v_before((den - 1) * den, V.hi)
-            g = gs << sh_g
-            gm = (g + ((1 << sh_m) >> 1)) >> sh_m
-            rows += [(_m_before(sign * a, gm), v, g)
-                     for a in _slow_ms(p.adam_e, den, p.m_limit, rng) for sign in (1, -1)]
-        grid = np.array(rows, np.int64)
-        store = rng.integers(S.lo // 2, S.hi // 2, len(grid))
-        groups[label] = [adam_case(p, label, _spec(p), "m above the bound, at the clamp", 10,
-                                   store, grid[:, 0], grid[:, 1], grid[:, 2], 0)]
+        groups.update(_ratio_group(
+            p, rng, ((1 << 15) - 1, 1 << 15, (1 << 15) + 1),
+            lambda den, p=p: _slow_ms(p.adam_e, den, p.m_limit, rng),
+            "m above the bound, at the clamp"))
     return groups
 
 
