@@ -14,6 +14,24 @@ from qgpt.firmware_build import FIRMWARE_DIR
 GROUP = "weights=q4.12,acts=q4.12,fast path int32 edge"
 
 
+def edited_firmware(tmp_path, old, new):
+    """A copy of firmware/ with the one line of kernels.py holding `old` given `new`."""
+    fw = tmp_path / "firmware"
+    shutil.copytree(FIRMWARE_DIR, fw)
+    src = (fw / "kernels.py").read_text()
+    assert src.count(old) == 1
+    (fw / "kernels.py").write_text(src.replace(old, new))
+    return fw
+
+
+def assert_caught_only_on_int32(fw, groups, op):
+    """The 64-bit port computes the same integers; the int32 target finds op wrong."""
+    assert cf.run_ops(cases=groups, firmware_dir=fw).ok
+    report = cf.run_ops(cases=groups, firmware_dir=fw, target="int32")
+    assert not report.ok
+    assert all(m.op == op for m in report.mismatches)
+
+
 def test_the_linear_cases_meet_the_fast_paths_bound_exactly():
     cases = [c for c in fast_path_groups()[GROUP] if c.op == "linear_forward" and "max" in c.name]
     assert cases
@@ -34,17 +52,9 @@ def test_adam_v_lands_on_the_isqrt_thresholds():
 
 def test_a_fast_path_without_its_bound_is_caught_only_on_the_int32_target(tmp_path):
     # linear_forward's L1 norm with |x| taken as x: negative rows pass the bound
-    fw = tmp_path / "firmware"
-    shutil.copytree(FIRMWARE_DIR, fw)
-    src = (fw / "kernels.py").read_text()
-    old = "l1 += xi if xi >= 0 else 0 - xi"
-    assert src.count(old) == 1
-    (fw / "kernels.py").write_text(src.replace(old, "l1 += xi"))
+    fw = edited_firmware(tmp_path, "l1 += xi if xi >= 0 else 0 - xi", "l1 += xi")
     group = {GROUP: [c for c in fast_path_groups()[GROUP] if c.op == "linear_forward"]}
-    assert cf.run_ops(cases=group, firmware_dir=fw).ok  # the 64-bit port: same integers
-    report = cf.run_ops(cases=group, firmware_dir=fw, target="int32")
-    assert not report.ok
-    assert all(m.op == "linear_forward" for m in report.mismatches)
+    assert_caught_only_on_int32(fw, group, "linear_forward")
 
 
 ADAM_GROUP = "weights=q4.12,acts=q4.12,adam unsplit int32 edge"
@@ -64,17 +74,9 @@ def test_adam_cases_sit_on_the_unsplit_bounds():
 
 def test_adams_unsplit_bound_widened_is_caught_only_on_the_int32_target(tmp_path):
     # v's bound 2**22 widened to 2**23: v * C2 leaves int32 at v = 2**23 - 1
-    fw = tmp_path / "firmware"
-    shutil.copytree(FIRMWARE_DIR, fw)
-    src = (fw / "kernels.py").read_text()
-    old = "| (vi >> 3) |"
-    assert src.count(old) == 1
-    (fw / "kernels.py").write_text(src.replace(old, "| (vi >> 4) |"))
-    group = {ADAM_GROUP: fast_path_groups()[ADAM_GROUP]}
-    assert cf.run_ops(cases=group, firmware_dir=fw).ok  # the 64-bit port: same integers
-    report = cf.run_ops(cases=group, firmware_dir=fw, target="int32")
-    assert not report.ok
-    assert all(m.op == "adam_update" for m in report.mismatches)
+    fw = edited_firmware(tmp_path, "| (vi >> 3) |", "| (vi >> 4) |")
+    assert_caught_only_on_int32(fw, {ADAM_GROUP: fast_path_groups()[ADAM_GROUP]},
+                                "adam_update")
 
 
 def test_adam_ratio_cases_sit_on_the_quotients_bound():
@@ -94,18 +96,9 @@ def test_adam_ratio_cases_sit_on_the_quotients_bound():
 
 def test_adams_ratio_bound_widened_is_caught_only_on_the_int32_target(tmp_path):
     # the bound before (2**30 >> e): (a << e) + den/2 leaves +-2**30 at a = 2**30 >> e
-    fw = tmp_path / "firmware"
-    shutil.copytree(FIRMWARE_DIR, fw)
-    src = (fw / "kernels.py").read_text()
-    old = "a_lim = (big - (1 << 14)) >> e"
-    assert src.count(old) == 1
-    (fw / "kernels.py").write_text(src.replace(old, "a_lim = big >> e"))
+    fw = edited_firmware(tmp_path, "a_lim = (big - (1 << 14)) >> e", "a_lim = big >> e")
     label = "weights=q4.12,acts=q4.12,adam ratio int32 edge"
-    group = {label: fast_path_groups()[label]}
-    assert cf.run_ops(cases=group, firmware_dir=fw).ok  # the 64-bit port: same integers
-    report = cf.run_ops(cases=group, firmware_dir=fw, target="int32")
-    assert not report.ok
-    assert all(m.op == "adam_update" for m in report.mismatches)
+    assert_caught_only_on_int32(fw, {label: fast_path_groups()[label]}, "adam_update")
 
 
 def _slow_groups():
@@ -146,14 +139,19 @@ def test_adam_slow_ratio_cases_sit_on_the_clamps_threshold():
 def test_a_clamp_test_rounded_down_is_caught_by_the_slow_ratio_cases(tmp_path):
     # ceil(den / 2**(e - 15)) taken as floor((den - 2**(e-15) + 1) / 2**(e - 15)): at
     # den = 2**15 + 1 the ratio clamps to 2**15 where the quotient is 2**15 - 1
-    fw = tmp_path / "firmware"
-    shutil.copytree(FIRMWARE_DIR, fw)
-    src = (fw / "kernels.py").read_text()
-    old = "+ small_add) >> small_sh"
-    assert src.count(old) == 1
-    (fw / "kernels.py").write_text(src.replace(old, "- small_add) >> small_sh"))
+    fw = edited_firmware(tmp_path, "+ small_add) >> small_sh", "- small_add) >> small_sh")
     groups = {label: cases for label, (_, cases) in _slow_groups().items()}
     report = cf.run_ops(cases=groups, firmware_dir=fw)
     assert not report.ok
     assert all(m.op == "adam_update" for m in report.mismatches)
     assert cf.run_ops(cases=groups).ok  # the firmware as it is
+
+
+def test_the_slow_ratios_division_before_its_fix_is_caught_only_on_the_int32_target(tmp_path):
+    # ((a << e) + den/2 - den) // den + 1, the form before the shortfall's: the same
+    # quotient, but its dividend reaches 2**30 + 2**14 at den = 2**15 + 1, e <= 13
+    fw = edited_firmware(
+        tmp_path, "vi = _R_MAX + ((root >> 1) - ((root << 15) - (vi << e))) // root",
+        "vi = ((vi << e) + (root >> 1) - root) // root + 1")
+    groups = {label: cases for label, (_, cases) in _slow_groups().items()}
+    assert_caught_only_on_int32(fw, groups, "adam_update")
