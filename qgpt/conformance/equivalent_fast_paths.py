@@ -122,6 +122,15 @@ FAST_PATHS = {
         "s32 is read only in dW's fast path",
     ("linear_backward", "fit = (one << 30) - 1", "<<", ">>", 0):
         "fit = -1: no fast path runs (L1 <= -1 // max never holds): " + _TO_EXACT,
+    # the fast path's eight columns: n_in is 16 or 64 (params), both multiples of 8 and 16
+    **{("linear_backward", "l1_max = fit // big if big > 0 and n_in & 7 == 0 else -1", tok,
+        rep, k): why for tok, rep, k, why in (
+        ("7", "8", 0, "n_in & 8 is 0 for n_in = 16 and 64, as n_in & 7: the same test"),
+        ("7", "6", 0, "n_in & 6 is 0 for n_in = 16 and 64, as n_in & 7: the same test"),
+        ("&", "|", 0, "n_in | 7 is never 0: " + _TO_EXACT),
+        ("0", "1", 1, "n_in & 7 is 0 for n_in = 16 and 64, never 1: " + _TO_EXACT),
+        ("0", "-1", 1, "n_in & 7 is 0 for n_in = 16 and 64, never -1: " + _TO_EXACT),
+        ("==", "!=", 0, "n_in & 7 is 0 for n_in = 16 and 64: " + _TO_EXACT))},
     # beyond the every-4 sample, each emulated as _CHORD_START says
     **{("adam_update", line, tok, rep, k): _CHORD_START for line, tok, rep, k in (
         ("s2 += 1", "1", "2", 0),
