@@ -141,9 +141,8 @@ def run_linear_forward(P, p, A):
     else:
         sh, lo, hi, by = fwd[3], fwd[1], fwd[2], nb[1]
     wmax = K.abs_max(0, 0, A["w"], n_in * n_out, nb[0])  # the model's bound of the fast path
-    for t in range(p["T"]):
-        K.linear_forward(0, 0, A["y"], A["x"], A["w"], t, n_in, n_out, sh, lo, hi, by, nb[1],
-                         nb[0], wmax)
+    K.linear_forward(0, 0, A["y"], A["x"], A["w"], 0, p["T"], n_in, n_out, sh, lo, hi, by,
+                     nb[1], nb[0], wmax)
 
 
 def run_linear_backward(P, p, A):

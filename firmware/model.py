@@ -260,9 +260,11 @@ class Model:
         """Position t = start of the forward pass, token tok[t]: rows t of every
         activation; rows 0..t of k and v are the cache. T: the probabilities' row length
         (the step's T, or BLOCK when sampling). Ends with the logits row t in L (int32).
-        With start = T: positions 0 .. T-1 in turn, a training step's forward pass in one
-        call (a method this size allocates its frame on the heap at each call, and the
-        search for the free blocks costs thousands of instructions)."""
+        With start = T: positions 0 .. T-1, a training step's forward pass in one call (a
+        method this size allocates its frame on the heap at each call, and the search for
+        the free blocks costs thousands of instructions), op by op over the positions
+        (attention at t reads rows 0..t only): each linear is one kernel call for all of
+        them, which loads each W word once for two positions."""
         Fl, lo, hi, sh, shl, g, fm, eps, sh_s, lo_l, hi_l, sh_o, sh_emb = self.fwd
         act, ws, _, _, _, wm = self.bufs
         probs, logits, h, _, x0, x1, q, k, vv, at, x3, x4, ga, x2, tmp, rs0, rs1, rs3, srow = \
@@ -279,28 +281,31 @@ class Model:
             for j in range(_LM_HEAD, _FC2 + 1):
                 wm[j] = K.abs_max(0, 0, ws[j], off[j + 1] - off[j], bw)
         lin, rms = K.linear_forward, K.rmsnorm_forward
-        for t in range(t0, T if start == T else t0 + 1):
+        t1 = T if start == T else t0 + 1
+        for t in range(t0, t1):
             # x = wte[token] + wpe[t]; x0 = rmsnorm(x)
             K.embedding_forward(0, 0, ga, wte, wpe, self.tok[t], t, _C, sh_emb, lo, hi, ba, bw)
             rms(0, 0, x0, rs0, ga, t, _C, g, fm, eps, lo, hi, ba)
             # attention block: x1 = rmsnorm(x0); q, k, v = Wq x1, Wk x1, Wv x1
             rms(0, 0, x1, rs1, x0, t, _C, g, fm, eps, lo, hi, ba)
-            lin(0, 0, q, x1, wq, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WQ])
-            lin(0, 0, k, x1, wk, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WK])
-            lin(0, 0, vv, x1, wv, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WV])
+        lin(0, 0, q, x1, wq, t0, t1, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WQ])
+        lin(0, 0, k, x1, wk, t0, t1, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WK])
+        lin(0, 0, vv, x1, wv, t0, t1, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WV])
+        for t in range(t0, t1):
             K.attention_forward(0, 0, at, probs, srow, q, k, vv, t, T, _NH, sh_s, lo_l, hi_l, Fl,
                                 sh_o, lo, hi, ba)
-            # x2 = Wo att + x0 (x2 in gb, the projection in gc)
-            lin(0, 0, tmp, at, wo, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WO])
-            K.add_forward(0, 0, x2, tmp, x0, t * _C, _C, lo, hi, ba)
-            # MLP block: x4 = fc2 relu(fc1 rmsnorm(x2)) + x2, the relu as fc1's saturation:
-            # relu(sat(y, lo, hi)) = sat(y, 0, hi), as lo < 0 < hi
+        # x2 = Wo att + x0 (x2 in gb, the projection in gc)
+        lin(0, 0, tmp, at, wo, t0, t1, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WO])
+        K.add_forward(0, 0, x2, tmp, x0, t0 * _C, (t1 - t0) * _C, lo, hi, ba)
+        # MLP block: x4 = fc2 relu(fc1 rmsnorm(x2)) + x2, the relu as fc1's saturation:
+        # relu(sat(y, lo, hi)) = sat(y, 0, hi), as lo < 0 < hi
+        for t in range(t0, t1):
             rms(0, 0, x3, rs3, x2, t, _C, g, fm, eps, lo, hi, ba)
-            lin(0, 0, h, x3, fc1, t, _C, _M, sh, 0, hi, ba, ba, bw, wm[_FC1])
-            lin(0, 0, tmp, h, fc2, t, _M, _C, sh, lo, hi, ba, ba, bw, wm[_FC2])
-            K.add_forward(0, 0, x4, tmp, x2, t * _C, _C, lo, hi, ba)
-            # logits = lm_head x4, into L (held as int32)
-            lin(0, 0, logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, bw, wm[_LM_HEAD])
+        lin(0, 0, h, x3, fc1, t0, t1, _C, _M, sh, 0, hi, ba, ba, bw, wm[_FC1])
+        lin(0, 0, tmp, h, fc2, t0, t1, _M, _C, sh, lo, hi, ba, ba, bw, wm[_FC2])
+        K.add_forward(0, 0, x4, tmp, x2, t0 * _C, (t1 - t0) * _C, lo, hi, ba)
+        # logits = lm_head x4, into L (held as int32)
+        lin(0, 0, logits, x4, lm_head, t0, t1, _C, _V, shl, lo_l, hi_l, 4, ba, bw, wm[_LM_HEAD])
 
     # --- backward over all positions, with the fused Adam update ---
 

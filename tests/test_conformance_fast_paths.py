@@ -51,8 +51,12 @@ def test_adam_v_lands_on_the_isqrt_thresholds():
 
 
 def test_a_fast_path_without_its_bound_is_caught_only_on_the_int32_target(tmp_path):
-    # linear_forward's L1 norm with |x| taken as x: negative rows pass the bound
-    fw = edited_firmware(tmp_path, "l1 += xi if xi >= 0 else 0 - xi", "l1 += xi")
+    # linear_forward's L1 norms (of x[t] and x[t + 1]) with |x| taken as x: negative rows
+    # pass the bound
+    fw = edited_firmware(tmp_path, "l1x += xv if xv >= 0 else 0 - xv", "l1x += xv")
+    src = (fw / "kernels.py").read_text()
+    assert src.count("l1z += xv if xv >= 0 else 0 - xv") == 1
+    (fw / "kernels.py").write_text(src.replace("l1z += xv if xv >= 0 else 0 - xv", "l1z += xv"))
     group = {GROUP: [c for c in fast_path_groups()[GROUP] if c.op == "linear_forward"]}
     assert_caught_only_on_int32(fw, group, "linear_forward")
 

@@ -31,8 +31,10 @@ from qgpt import fwprofile as fp  # noqa: E402
 # unit -> (the call, the work of one call, its unit); VIPER_LOOP: dot_rows_call from viper
 VIPER_LOOP = "from_viper(reps, y, x)"
 UNITS = {
-    "linear_fwd_16x64": ("K.linear_forward(0, 0, y, x, w, 3, 16, 64, 12, LO, HI, 2, 2, 2, wm)",
+    "linear_fwd_16x64": ("K.linear_forward(0, 0, y, x, w, 3, 4, 16, 64, 12, LO, HI, 2, 2, 2, wm)",
                          1024, "MAC"),
+    "linear_fwd_16x64_T7": ("K.linear_forward(0, 0, y, x, w, 0, 7, 16, 64, 12, LO, HI, 2, 2, 2, "
+                            "wm)", 7 * 1024, "MAC"),
     "linear_bwd_dx_16x64": ("K.linear_backward(0, 0, dx, dw, dy, x, w, 7, 16, 64, 12, 12, 0, 0, 1, "
                             "LO, HI, PLO, PHI, 2, 2, 2, wm)", 7 * 1024, "MAC"),
     "linear_bwd_dw_16x64": ("K.linear_backward(0, 0, dx, dw, dy, x, w, 7, 16, 64, 12, 12, 0, 27, "

@@ -92,8 +92,9 @@ EQUIVALENT = {
         "at sh = 0, sh is 0, the else value",
     ("embedding_forward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
         "at sh = 0, 0 - sh is 0, the else value",
-    ("linear_forward", "elif q < lo:", "<", "<=", 0): _AT_LIMIT,
-    ("linear_forward", "if q > hi:", ">", ">=", 0): _AT_LIMIT,
+    **{("linear_forward", line, tok, rep, 0): _AT_LIMIT for line, tok, rep in (
+        ("elif u < lo:", "<", "<="), ("elif v < lo:", "<", "<="), ("if u > hi:", ">", ">="),
+        ("if v > hi:", ">", ">="))},
     ("adam_update", "m_lo = 0 - m_hi", "0", "1", 0):
         "gm = -m_hi gives -m_hi << m_ls = -2**30, the saturation value",
     ("adam_update", "gm = 0 - big", "0", "-1", 0):
@@ -377,19 +378,27 @@ EQUIVALENT = {
         ("backward", "K.rmsnorm_backward(0, 0, gb, ga, x0, rs0, T, _C, sh_c, fa, gl, gh, bg, ba)"),
         ("backward", "K.rmsnorm_backward(0, 0, gc, gb, x1, rs1, T, _C, sh_c, fa, gl, gh, bg, ba)"),
         ("backward", "K.rmsnorm_backward(0, 0, gc, gb, x3, rs3, T, _C, sh_c, fa, gl, gh, bg, ba)"),
-        ("forward_position", "K.add_forward(0, 0, x2, tmp, x0, t * _C, _C, lo, hi, ba)"),
-        ("forward_position", "K.add_forward(0, 0, x4, tmp, x2, t * _C, _C, lo, hi, ba)"),
+        ("forward_position", "K.add_forward(0, 0, x2, tmp, x0, t0 * _C, (t1 - t0) * _C, lo, hi, "
+         "ba)"),
+        ("forward_position", "K.add_forward(0, 0, x4, tmp, x2, t0 * _C, (t1 - t0) * _C, lo, hi, "
+         "ba)"),
         ("forward_position", "K.embedding_forward(0, 0, ga, wte, wpe, self.tok[t], t, _C, sh_emb, "
          "lo, hi, ba, bw)"),
         ("forward_position", "wm[j] = K.abs_max(0, 0, ws[j], off[j + 1] - off[j], bw)"),
-        ("forward_position", "lin(0, 0, h, x3, fc1, t, _C, _M, sh, 0, hi, ba, ba, bw, wm[_FC1])"),
-        ("forward_position", "lin(0, 0, k, x1, wk, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WK])"),
-        ("forward_position", "lin(0, 0, logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, "
-         "bw, wm[_LM_HEAD])"),
-        ("forward_position", "lin(0, 0, q, x1, wq, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WQ])"),
-        ("forward_position", "lin(0, 0, tmp, at, wo, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WO])"),
-        ("forward_position", "lin(0, 0, tmp, h, fc2, t, _M, _C, sh, lo, hi, ba, ba, bw, wm[_FC2])"),
-        ("forward_position", "lin(0, 0, vv, x1, wv, t, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WV])"),
+        ("forward_position", "lin(0, 0, h, x3, fc1, t0, t1, _C, _M, sh, 0, hi, ba, ba, bw, "
+         "wm[_FC1])"),
+        ("forward_position", "lin(0, 0, k, x1, wk, t0, t1, _C, _C, sh, lo, hi, ba, ba, bw, "
+         "wm[_WK])"),
+        ("forward_position", "lin(0, 0, logits, x4, lm_head, t0, t1, _C, _V, shl, lo_l, hi_l, 4, "
+         "ba, bw, wm[_LM_HEAD])"),
+        ("forward_position", "lin(0, 0, q, x1, wq, t0, t1, _C, _C, sh, lo, hi, ba, ba, bw, "
+         "wm[_WQ])"),
+        ("forward_position", "lin(0, 0, tmp, at, wo, t0, t1, _C, _C, sh, lo, hi, ba, ba, bw, "
+         "wm[_WO])"),
+        ("forward_position", "lin(0, 0, tmp, h, fc2, t0, t1, _M, _C, sh, lo, hi, ba, ba, bw, "
+         "wm[_FC2])"),
+        ("forward_position", "lin(0, 0, vv, x1, wv, t0, t1, _C, _C, sh, lo, hi, ba, ba, bw, "
+         "wm[_WV])"),
         ("forward_position", "rms(0, 0, x0, rs0, ga, t, _C, g, fm, eps, lo, hi, ba)"),
         ("forward_position", "rms(0, 0, x1, rs1, x0, t, _C, g, fm, eps, lo, hi, ba)"),
         ("forward_position", "rms(0, 0, x3, rs3, x2, t, _C, g, fm, eps, lo, hi, ba)"),
@@ -419,8 +428,8 @@ EQUIVALENT = {
          "self.v, g,"),
         ("gather", "mdl.counts[2] += K.adam_update(0, 0, mdl.store, mw, vw, slots[s], "
          "comp, size, a, a,"))},
-    **{("forward_position", "lin(0, 0, logits, x4, lm_head, t, _C, _V, shl, lo_l, hi_l, 4, ba, "
-        "bw, wm[_LM_HEAD])", "4", rep, 1): "by = 3 or 5 is no width the kernels test for: "
+    **{("forward_position", "lin(0, 0, logits, x4, lm_head, t0, t1, _C, _V, shl, lo_l, hi_l, 4, "
+        "ba, bw, wm[_LM_HEAD])", "4", rep, 1): "by = 3 or 5 is no width the kernels test for: "
        "linear_forward stores 16 bits only for by == 2, dot_rows 8 or 16 bits only for by "
        "== 1, 2 and adds only for by < 0; int32 logits either way" for rep in ("3", "5")},
     ("forward_position", "for j in range(_LM_HEAD, _FC2 + 1):", "1", "0", 0):

@@ -30,8 +30,8 @@ _SCRATCH = ("dot_rows sets hh and ll to 0 before each sum: the value "
 _DOT_ROWS_CALLS = (
     ("linear_backward", "dot_rows(0, 0, yb, (r - r0) * n_in, n_in, yw, dy, r * (d_row >> 1), "
      "d_row >> 1,"),
-    ("linear_forward", "dot_rows(0, 0, y, yrow, 1, by, w, 0, n_in, 1, bw, x, xrow, 0, 1, ba, "
-     "n_out, 1, n_in,"),
+    ("linear_forward", "dot_rows(0, 0, y, t * n_out, n_out, by, x, t * n_in, n_in, 1, ba, w, 0, "
+     "n_in, 1,"),
 )
 _L1_LESS_2 = ("-1 counted as -1, not 1: L1 at most 2 * 64 too small, |S| <= 2**30 + 2**22 "
               "plus the half stays below 2**31: the fast path stays exact")
@@ -94,7 +94,6 @@ FAST_PATHS = {
     ("embedding_backward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
         "at sh = 0, 0 - sh is 0, the else value",
     # abs_max: an overestimate of the bound only sends rows to the exact path
-    ("linear_forward", "xi = (px16[i] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
     ("adam_update", "half_uk = 1 << (uk - 1) if uk > 0 else 0", "0", "-1", 0):
         "kahan has no master weights, so uk = u - 8 >= 5; other modes do not read half_uk",
     ("adam_update", "gm = 0 - big", "0", "-1", 0):
@@ -106,17 +105,6 @@ FAST_PATHS = {
     ("adam_update", "elif mi < 0 - hm:", "<", "<=", 0): _AT_LIMIT,
     **{("adam_update", line, tok, rep, k): _CHORD_START for line, tok, rep, k in (
         ("s2 += 1", "1", "0", 0),)},
-    **{("linear_forward", "xi = (px16[i] ^ 0x8000) - 0x8000", "0x8000", rep, k): _L1_LESS
-       for rep in ("32767", "32769") for k in (0, 1)},
-    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "1", 0):
-        "at xi = 0, 0 - xi is 0 either way",
-    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "<<", ">>", 0):
-        "the bound becomes -1 // wmax = -1: " + _TO_EXACT,
-    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "//", "%", 0):
-        "fit % max < max, and L1 below it bounds |S| by max**2 < 2**30: the fast path only "
-        "takes fewer rows, each exact",
-    ("linear_forward", "if bw == 2 and ba == 2 and wmax > 0:", "0", "1", 0):
-        "at max |W| = 1 " + _TO_EXACT,
     ("linear_backward", "one = 1", "1", "0", 0):
         "one = 0: fit = -1 and s32 = 0; no fast path runs (L1 <= -1 // max never holds), and "
         "s32 is read only in dW's fast path",
@@ -159,31 +147,17 @@ FAST_PATHS = {
         "(tbits >= 3)",
     ("adam_update", "if d < 0 and w > hi + d:", "0", "1", 0):
         "for d = 0 the test w > hi never holds: w is a value of the store's format",
-    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "1", "0", 1): _FIT_2_30,
     ("linear_forward", "one = 1", "1", "0", 0):
         "one = 0 makes the bound -1 // wmax = -1: " + _TO_EXACT,
-    ("linear_forward", "if bw == 2 and ba == 2 and wmax > 0:", "2", "3", 0): _TO_EXACT,
-    ("linear_forward", "if bw == 2 and ba == 2 and wmax > 0:", "2", "3", 1): _TO_EXACT,
-    ("linear_forward", "l1 = 0", "0", "1", 0): "L1 one too large: " + _TO_EXACT,
-    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "<=", "<", 0): _TO_EXACT,
-    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "30", "29", 0): _TO_EXACT,
-    ("linear_forward", "if l1 <= ((one << 30) - 1) // wmax:", "1", "2", 1): _TO_EXACT,
     ("linear_backward", "fit = (one << 30) - 1", "1", "0", 0): _FIT_2_30,
     ("linear_backward", "fit = (one << 30) - 1", "30", "29", 0): _TO_EXACT,
     ("linear_backward", "fit = (one << 30) - 1", "1", "2", 0): _TO_EXACT,
-    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "1", 1):
-        "L1 larger by one per negative value: " + _TO_EXACT,
-    ("linear_forward", "l1 = 0", "0", "-1", 0): _L1_LESS,
     **{("dot_rows", "if by < 0:", tok, rep, 0): "y's width by is 1, 2, 4 or -4 (the adding "
        "int32 y), never 0 or -1: by < 0, by <= 0, by < 1 and by < -1 agree" for tok, rep in
        (("<", "<="), ("0", "1"), ("0", "-1"))},
     # dot_rows's first two arguments are scratch registers (hh, ll): set before read
     **{(function, line, "0", rep, k): _SCRATCH for function, line in _DOT_ROWS_CALLS
        for k in (0, 1) for rep in ("1", "-1")},
-    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 0): _L1_LESS_2,
-    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", "0", "-1", 1): _L1_LESS,
-    ("linear_forward", "l1 += xi if xi >= 0 else 0 - xi", ">=", ">", 0):
-        "at xi = 0, 0 - xi is 0 either way",
     # found by `--modules kernels --every 8` on main after the Adam work (round 2,
     # session 3): 11 survivors, each argued here
     ("adam_update", "m_ls = 0 - sh_m if sh_m < 0 else 0", "0", "1", 2):
@@ -306,4 +280,40 @@ FAST_PATHS = {
         ("-=", "+="), ("1", "2"), ("1", "0"))},
     **{("train_step", _WMAX_DRIFT, tok, rep, k): _DRIFT_LARGER for tok, rep, k in (
         ("15", "16", 0), ("3", "4", 1), ("+", "-", 1))},
+    # linear_forward's bound, two positions a call (x[t] and x[t + 1], each its L1)
+    **{("linear_forward", line, tok, rep, k): why for line in (
+        "xv = (ptr16(xa)[0] ^ 0x8000) - 0x8000",
+        "xv = (ptr16(xa + e_off)[0] ^ 0x8000) - 0x8000")
+       for tok, rep, k, why in (
+        ("-", "+", 0, _OVERESTIMATE), ("0x8000", "32767", 0, _L1_LESS),
+        ("0x8000", "32769", 0, _L1_LESS), ("0x8000", "32767", 1, _L1_LESS),
+        ("0x8000", "32769", 1, _L1_LESS))},
+    **{("linear_forward", f"{l1} += xv if xv >= 0 else 0 - xv", tok, rep, k): why
+       for l1 in ("l1x", "l1z") for tok, rep, k, why in (
+        ("0", "1", 0, "at xv = 0, 0 - xv is 0 either way"),
+        (">=", ">", 0, "at xv = 0, 0 - xv is 0 either way"),
+        ("0", "1", 1, "L1 larger by one per negative value: " + _TO_EXACT),
+        ("0", "-1", 0, _L1_LESS_2), ("0", "-1", 1, _L1_LESS))},
+    **{("linear_forward", f"{l1} = 0", "0", rep, 0): why for l1 in ("l1x", "l1z")
+       for rep, why in (("1", "L1 one too large: " + _TO_EXACT), ("-1", _L1_LESS))},
+    **{("linear_forward", "l1_max = ((one << 30) - 1) // wmax if bw == 2 and ba == 2 and wmax > 0 "
+        "else -1", tok, rep, k): why for tok, rep, k, why in (
+        ("<<", ">>", 0, "the bound becomes -1 // wmax = -1: " + _TO_EXACT),
+        ("//", "%", 0, "fit % max < max, and L1 below it bounds |S| by max**2 < 2**30: the "
+         "fast path only takes fewer rows, each exact"),
+        ("1", "0", 1, _FIT_2_30), ("1", "2", 1, _TO_EXACT), ("30", "29", 0, _TO_EXACT),
+        ("-", "+", 0, "the bound 2**30 + 1: |S| <= 2**30 + 1 plus the half (<= 2**26) stays "
+         "below 2**31, the fast path stays exact"),
+        ("0", "1", 1, "at max |W| = 1 " + _TO_EXACT), ("2", "3", 0, _TO_EXACT),
+        ("2", "3", 1, _TO_EXACT),
+        ("1", "2", 2, "l1_max is only tested for < 0 where it is not a bound: -2 as -1"))},
+    **{("linear_forward", "if l1_max < 0 or l1x > l1_max or l1z > l1_max:  # the general loop: "
+        "the int32 pair", tok, rep, k): why for tok, rep, k, why in (
+        ("0", "1", 0, "l1_max < 1 adds l1_max = 0, where only all-zero rows took the fast path: "
+         + _TO_EXACT),
+        ("<", "<=", 0, "l1_max <= 0 adds l1_max = 0, where only all-zero rows took the fast "
+         "path: " + _TO_EXACT),
+        ("0", "-1", 0, "at l1_max = -1 the L1 loop does not run and l1x = 0 > -1: the exact "
+         "path either way"),
+        (">", ">=", 0, _TO_EXACT), (">", ">=", 1, _TO_EXACT))},
 }
