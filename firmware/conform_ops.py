@@ -150,7 +150,8 @@ def run_linear_backward(P, p, A):
     wmax = K.abs_max(0, 0, A["w"], p["n_in"] * p["n_out"], nb[0])  # the model's fast-path bound
     K.linear_backward(0, 0, A["dx"], A["dw"], A["dy"], A["x"], A["w"], p["T"], p["n_in"],
                       p["n_out"], b[5], b[6], p.get("o0", 0), p.get("o1", p["n_out"]),
-                      p.get("with_dx", 1), b[7], b[8], b[9], b[10], nb[2], nb[1], nb[0], wmax)
+                      p.get("with_dx", 1), 1, b[7], b[8], b[9], b[10], nb[2], nb[1], nb[0],
+                      wmax)
 
 
 def run_add_forward(P, p, A):

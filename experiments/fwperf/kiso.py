@@ -36,9 +36,9 @@ UNITS = {
     "linear_fwd_16x64_T7": ("K.linear_forward(0, 0, y, x, w, 0, 7, 16, 64, 12, LO, HI, 2, 2, 2, "
                             "wm)", 7 * 1024, "MAC"),
     "linear_bwd_dx_16x64": ("K.linear_backward(0, 0, dx, dw, dy, x, w, 7, 16, 64, 12, 12, 0, 0, 1, "
-                            "LO, HI, PLO, PHI, 2, 2, 2, wm)", 7 * 1024, "MAC"),
+                            "0, LO, HI, PLO, PHI, 2, 2, 2, wm)", 7 * 1024, "MAC"),
     "linear_bwd_dw_16x64": ("K.linear_backward(0, 0, dx, dw, dy, x, w, 7, 16, 64, 12, 12, 0, 27, "
-                            "0, LO, HI, PLO, PHI, 2, 2, 2, wm)", 27 * 16 * 7, "MAC"),
+                            "0, 0, LO, HI, PLO, PHI, 2, 2, 2, wm)", 27 * 16 * 7, "MAC"),
     "attention_fwd_t6": ("K.attention_forward(0, 0, out, probs, srow, q, k, v, 6, 7, 4, 12, PLO, "
                          "PHI, 12, 15, LO, HI, 2)", 4 * 7 * 8, "MAC"),
     "attention_bwd_T7": ("K.attention_backward(0, 0, dq, dk, dv, x, q, k, v, probs, scratch, 7, 4, "

@@ -110,6 +110,13 @@ FAST_PATHS = {
         "s32 is read only in dW's fast path",
     ("linear_backward", "fit = (one << 30) - 1", "<<", ">>", 0):
         "fit = -1: no fast path runs (L1 <= -1 // max never holds): " + _TO_EXACT,
+    # dW added (add_dw: conformance's cases) or stored (the model): y's width for dot_rows
+    **{("linear_backward", "yw = -4 if add_dw != 0 else 4  # int32, added to (or stored)", "4",
+        rep, k): "dot_rows adds to y for any by < 0 and stores int32 for any by other than 1, 2 "
+       "and below 0: -3 and -5 add as -4 does, 3 and 5 store as 4 does"
+       for rep in ("3", "5") for k in (0, 1)},
+    ("linear_backward", "old = 1 if ph != 0 and add_dw != 0 else 0  # dw's old values read and "
+     "added", "1", "2", 0): "old is only tested for truth",
     # the fast path's eight columns: n_in is 16 or 64 (params), both multiples of 8 and 16
     **{("linear_backward", "l1_max = fit // big if big > 0 and n_in & 7 == 0 else -1", tok,
         rep, k): why for tok, rep, k, why in (
