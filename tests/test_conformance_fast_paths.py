@@ -51,12 +51,11 @@ def test_adam_v_lands_on_the_isqrt_thresholds():
 
 
 def test_a_fast_path_without_its_bound_is_caught_only_on_the_int32_target(tmp_path):
-    # linear_forward's L1 norms (of x[t] and x[t + 1]) with |x| taken as x: negative rows
-    # pass the bound
-    fw = edited_firmware(tmp_path, "l1x += xv if xv >= 0 else 0 - xv", "l1x += xv")
-    src = (fw / "kernels.py").read_text()
-    assert src.count("l1z += xv if xv >= 0 else 0 - xv") == 1
-    (fw / "kernels.py").write_text(src.replace("l1z += xv if xv >= 0 else 0 - xv", "l1z += xv"))
+    # linear_forward's bound twice as wide (2**31 - 1, built within int32): rows with L1 *
+    # max up to int32's limit take the fast path, whose rounding then leaves int32 (an L1
+    # taken as x, not |x|, is caught on both targets: its rounded bound skips saturation)
+    fw = edited_firmware(tmp_path, "l1_max = ((one << 30) - 1) // wmax if",
+                         "l1_max = ((one << 30) - 1 + (one << 30)) // wmax if")
     group = {GROUP: [c for c in fast_path_groups()[GROUP] if c.op == "linear_forward"]}
     assert_caught_only_on_int32(fw, group, "linear_forward")
 
@@ -159,3 +158,62 @@ def test_the_slow_ratios_division_before_its_fix_is_caught_only_on_the_int32_tar
         "vi = ((vi << e) + (root >> 1) - root) // root + 1")
     groups = {label: cases for label, (_, cases) in _slow_groups().items()}
     assert_caught_only_on_int32(fw, groups, "adam_update")
+
+
+def _saturation_skip_cases():
+    """linear_forward and linear_backward's dx (q4.12: shift 12 into [-32768, 32767])
+    with max |W| = 4096 and rows of L1 norm L = 32766 .. 32769, one sign, against W's
+    +-max rows (columns): the sums are +-L * 4096, rounded +-L, so the bound's rounded
+    value top = L sits at hi - 1, hi (the saturation skipped) and hi + 1, hi + 2 (kept,
+    where a sum reaches hi + 1)."""
+    from qgpt import int_ops as ops
+    from qgpt.conformance.fast_path_cases import _l1_rows
+    from qgpt.conformance.inputs import Case, _ctx, _i
+    from qgpt.conformance.policy_cases import _in, _spec
+    from qgpt.policy import parse_policy
+
+    p = parse_policy("")
+    A, W, G = p.acts, p.weights, p.grads
+    rng = np.random.default_rng(15)
+    targets = [32766, 32767, 32768, 32769]
+    top = 4096
+    n_in, n_out = 16, 64
+    w = rng.integers(-top, top + 1, (n_out, n_in))
+    w[0], w[1] = top, -top  # forward: y[t, 0] = L * top, y[t, 1] = -L * top
+    x = _l1_rows(n_in, targets, A.hi, rng)
+    x = np.concatenate([x, -x[::-1]])  # pairs (x[t], x[t + 1]) with both L1 orders
+    y = ops.linear_forward(_ctx(p), x, w, A, "y")
+    cases = [Case("linear_forward", "skip", "top at hi - 1 .. hi + 2", _spec(p),
+                  {"T": len(x), "n_in": n_in, "n_out": n_out, "wide": 0},
+                  {"x": _in(A, x), "w": _in(W, w)}, {"y": _in(A, y)})]
+    wt = rng.integers(-top, top + 1, (n_out, n_in))
+    wt[:, 0], wt[:, 1] = top, -top  # dx: dx[t, 0] = L * top, dx[t, 1] = -L * top
+    dy = _l1_rows(n_out, targets, G.hi, rng)
+    dy = np.concatenate([dy, -dy[::-1]])
+    xb = rng.integers(-100, 101, (len(dy), n_in))
+    dw = np.zeros((n_out, n_in), np.int64)
+    dx = ops.linear_backward(_ctx(p), dy, xb, wt, dw, "w")
+    cases.append(Case("linear_backward", "skip", "dx's top at hi - 1 .. hi + 2", _spec(p),
+                      {"T": len(dy), "n_in": n_in, "n_out": n_out},
+                      {"dy": _in(G, dy), "x": _in(A, xb), "w": _in(W, wt),
+                       "dw": _i(np.zeros_like(dw))}, {"dx": _in(G, dx), "dw": _i(dw)}))
+    return cases, y, dx, A
+
+
+def test_the_saturation_is_skipped_only_where_nothing_saturates(tmp_path):
+    cases, y, dx, A = _saturation_skip_cases()
+    # the cases reach both sides: sums at hi (no saturation), beyond it (saturated to hi)
+    for out in (y[:, 0], dx[:, 0]):
+        assert set(out.tolist()) == {32766, A.hi, -32766, -A.hi, -A.hi - 1}
+    for target in ("unix", "int32"):
+        report = cf.run_ops(cases={GROUP: cases}, target=target)
+        assert report.ok, report.summary() + "\n" + "\n".join(map(str, report.mismatches[:9]))
+    # and the test is needed: without it both kernels store the sums beyond hi unsaturated
+    fw = edited_firmware(tmp_path, "clamp = 1 if top > hi or 0 - top - 1 < lo else 0",
+                         "clamp = 0")
+    src = (fw / "kernels.py").read_text()
+    old = "clamp = 1 if old != 0 or top > hi or 0 - top - 1 < lo else 0"
+    assert src.count(old) == 1
+    (fw / "kernels.py").write_text(src.replace(old, "clamp = old"))
+    report = cf.run_ops(cases={GROUP: cases}, firmware_dir=fw)
+    assert {m.op for m in report.mismatches} == {"linear_forward", "linear_backward"}

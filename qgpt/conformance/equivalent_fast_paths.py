@@ -323,4 +323,24 @@ FAST_PATHS = {
         ("0", "-1", 0, "at l1_max = -1 the L1 loop does not run and l1x = 0 > -1: the exact "
          "path either way"),
         (">", ">=", 0, _TO_EXACT), (">", ">=", 1, _TO_EXACT))},
+    # the saturation skipped where the bound's rounded value top lies inside [lo, hi]:
+    # a mutant that only saturates more often stores the same values
+    **{(fn, line, tok, rep, k): why for fn, line in (
+        ("linear_forward", "top = ((l1x if l1x > l1z else l1z) * wmax + half) >> sh  # half "
+         "<= 2**30: < 2**31"),
+        ("linear_backward", "top = ((l1d if l1d > l1e else l1e) * big + half) >> s  # half "
+         "<= 2**30: < 2**31"))
+       for tok, rep, k, why in ((">", ">=", 0, "the larger of two L1 norms, or either when "
+                                 "they are equal: the same value"),)},
+    **{(fn, line, tok, rep, k): why for fn, line, cases in (
+        ("linear_forward", "clamp = 1 if top > hi or 0 - top - 1 < lo else 0",
+         (("0", "-1", 0), ("0", "1", 1), ("0", "-1", 1))),
+        ("linear_backward", "clamp = 1 if old != 0 or top > hi or 0 - top - 1 < lo else 0",
+         (("0", "-1", 0), ("0", "-1", 1), ("0", "1", 2), ("0", "-1", 2))))
+       for tok, rep, k in ((">", ">=", 0), ("<", "<=", 0), ("1", "2", 1), *cases)
+       for why in ("the test only saturates more often (or always): saturating a value inside "
+                   "[lo, hi] leaves it as it is",)},
+    **{(fn, line, "1", "2", 0): "clamp is only tested for truth" for fn, line in (
+        ("linear_forward", "clamp = 1 if top > hi or 0 - top - 1 < lo else 0"),
+        ("linear_backward", "clamp = 1 if old != 0 or top > hi or 0 - top - 1 < lo else 0"))},
 }
