@@ -319,6 +319,8 @@ EQUIVALENT = {
     ("isqrt", "while x * x <= n:  # a power of two above the root", "<=", "<", 0):
         _ISQRT_START,
     ("isqrt", "x <<= 1", "1", "2", 0): _ISQRT_START,
+    ("permute", "h = 1  # max(1, ceil(bitlen(n - 1) / 2)): the least h >= 1 with 4**h >= n",
+     "1", "0", 0): "h starts at 0 only to end at 0 for n = 1, whose one element is 0 either way",
     ("alpha_at", "s = min(alpha_frac, 30)", "30", "29", 0):
         "any common power of two s <= min(alpha_frac, 30) leaves the quotient as it is",
     ("alpha_at", "s = min(alpha_frac, 30)", "30", "31", 0):
