@@ -313,10 +313,10 @@ class Model:
         one piece): Adam only. With block-scaled state (9.6) Adam runs on whole units, as
         their gradient is complete, and 8/16-bit m or v are widened to int32 for it
         (blockadam.gather). The update is inline, not a method
-        of its own: a call of a method this size allocates its frame on the heap (thousands
-        of instructions each in gc_alloc's search for free blocks). Native code (nine calls
-        a step), whose locals live on the C stack: no frame on the heap at all (-127 K
-        instructions a step for 1,561 bytes of xtensawin code)."""
+        of its own, and the method is native code (nine calls a step), whose locals live
+        on the C stack: a bytecode method this size would allocate its frame on the heap
+        at each call (thousands of instructions each in gc_alloc's search for free blocks;
+        about 1.7 KB of xtensawin code instead)."""
         lg = self.logits
         i0 = self.nums[0][j]
         b = self.nums[1]
@@ -326,11 +326,14 @@ class Model:
         # lookup a read), at most three a statement (more build a tuple on the heap)
         store, m, v = self.store, self.m, self.v
         blk, c, adam = self.blk, self.counts, K.adam_update
+        hook, wide = on_grad, self.nums[3]
         rows = _GRAD_MAX // n_in
         o1 = 0
         while o1 < n_out:  # (a range with a variable step would allocate)
             o0 = o1
-            o1 = min(o0 + rows, n_out)
+            o1 = o0 + rows  # min(o0 + rows, n_out), without the builtin's call
+            if o1 > n_out:
+                o1 = n_out
             n = (o1 - o0) * n_in
             i = i0 + o0 * n_in
             g = dy
@@ -340,8 +343,8 @@ class Model:
                 K.linear_backward(0, 0, dx, lg, dy, x, self.bufs[1][j], T, n_in, n_out, b[5],
                                   b[6], o0, o1, 1 if o0 == 0 else 0, b[7], b[8], b[9], b[10],
                                   nb[2], nb[1], nb[0], self.bufs[5][j])
-            if on_grad is not None:
-                on_grad(i, n, g)
+            if hook is not None:
+                hook(i, n, g)
             if blk[7]:
                 # block-scaled, or 8/16-bit m or v (adam_update takes int32 m and v only)
                 import blockadam  # its code is in memory only then
@@ -350,7 +353,7 @@ class Model:
             else:
                 c[2] += adam(0, 0, store, m, v, g, blk[9], n, i, i, i, alpha, sh_m, sh_s, e, u,
                              mode, key, lo, hi, hm, hv, bs, 4)
-                if self.nums[3]:  # master weights: the data weights the forward pass sees
+                if wide:  # master weights: the data weights the forward pass sees
                     self.refresh_data(i, n)
 
     def backward(self, T, a, r):

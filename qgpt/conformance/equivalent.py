@@ -291,6 +291,7 @@ EQUIVALENT = {
      "0", "1", 0): "adam_update reads the key only when it rounds stochastically",
     ("train_step", "key = prng.key(seed, prng.STREAM_ROUND, step) if schedule[2] else 0",
      "0", "-1", 0): "adam_update reads the key only when it rounds stochastically",
+    ("weight_backward", "if o1 > n_out:", ">", ">=", 0): "for o1 = n_out both give o1 = n_out",
     ("weight_backward", "if blk[7]:", "7", "6", 0):
         "blk[6], the slots' counts, is empty exactly when blk[7] = U is 0 (layout.py gives "
         "U > 0 at least one slot)",
@@ -393,7 +394,7 @@ EQUIVALENT = {
          "n_out, b[5],"),
         ("train_step", "ce(0, 0, lg, lg, t, _V, Fl), Fl)"),
         ("next_token", "K.softmax(0, 0, z, z, 0, _V, mdl.fwd[0])"),
-        ("attention_forward", "softmax(0, 0, srow, srow, 0, t + 1, f)"),
+        ("attention_forward", "sm(0, 0, srow, srow, 0, t + 1, f)"),
         ("linear_backward", "big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 "
          "else 0"),
        )},
