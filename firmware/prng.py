@@ -5,8 +5,9 @@ The same numbers as qgpt/prng.py: every random number is a pure function of
 product x * K wraps, on a 64-bit one it does not (it stays below 2**57), and the
 low 30 bits, all that `& M30` keeps, are the same.
 
-hash30 and the weight init are viper; key, the data order (a Feistel network
-with cycle walking) and the rest are per-step scalars in plain Python.
+hash30, the weight init and the data order's permutation (a Feistel network with
+cycle walking, hash30 inline) are viper; key and the rest are per-step scalars in
+plain Python.
 """
 
 import micropython
