@@ -222,7 +222,7 @@ def run_loss_q16(P, p, A):
 def run_adam_update(P, p, A):
     step = p["step"]
     p1, p2 = adam.beta_powers(p["p1"], p["p2"])
-    alpha = adam.alpha_at(P.lr_q30, P.alpha_frac, step, p["num_steps"], p1, p2)
+    alpha = adam.alpha_at((P.lr_q30, P.alpha_frac), step, p["num_steps"], p1, p2)
     k = prng.key(p["seed"], prng.STREAM_ROUND, step)
     nb, _, _, o = numbers(P)[:4]
     n = len(A["m"])
@@ -246,7 +246,7 @@ def run_adam_scalars(P, p, A):
     for i, step in enumerate(p["steps"]):
         p1, p2 = adam.beta_powers(p1, p2)
         a_p1[i], a_p2[i] = p1, p2
-        a_alpha[i] = adam.alpha_at(P.lr_q30, P.alpha_frac, step, p["num_steps"], p1, p2)
+        a_alpha[i] = adam.alpha_at((P.lr_q30, P.alpha_frac), step, p["num_steps"], p1, p2)
 
 
 def describe(P):

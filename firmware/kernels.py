@@ -976,6 +976,7 @@ def attention_forward(x: int, w: int, out, probs, srow, q, k, v, t: int, T: int,
     o_at = int(po8) + t * row_bytes  # &out[t, 0]
     half_s = (1 << sh_s) >> 1
     half_o = (1 << sh_o) >> 1
+    sm = softmax  # (in a local: a global is a dictionary lookup a call)
     for h in range(NH):
         # scores of position t against positions 0..t: srow[s] = q_h[t] . k_h[s]
         b_at = q_at
@@ -1016,7 +1017,7 @@ def attention_forward(x: int, w: int, out, probs, srow, q, k, v, t: int, T: int,
             elif x < lo_l:
                 x = lo_l
             pr[s] = x
-        softmax(0, 0, srow, srow, 0, t + 1, f)
+        sm(0, 0, srow, srow, 0, t + 1, f)
         row = (h * T + t) * T  # probs[h, t, 0]
         for s in range(row + t + 1, row + T):  # future positions are masked: p = 0
             pp[s] = 0

@@ -280,11 +280,13 @@ class Model:
             off = self.nums[0]
             for j in range(_LM_HEAD, _FC2 + 1):
                 wm[j] = K.abs_max(0, 0, ws[j], off[j + 1] - off[j], bw)
-        lin, rms = K.linear_forward, K.rmsnorm_forward
+        # the kernels in locals (a module's attribute costs two dictionary lookups a call)
+        lin, rms, add = K.linear_forward, K.rmsnorm_forward, K.add_forward
+        emb, att, tok = K.embedding_forward, K.attention_forward, self.tok
         t1 = T if start == T else t0 + 1
         for t in range(t0, t1):
             # x = wte[token] + wpe[t]; x0 = rmsnorm(x)
-            K.embedding_forward(0, 0, ga, wte, wpe, self.tok[t], t, _C, sh_emb, lo, hi, ba, bw)
+            emb(0, 0, ga, wte, wpe, tok[t], t, _C, sh_emb, lo, hi, ba, bw)
             rms(0, 0, x0, rs0, ga, t, _C, g, fm, eps, lo, hi, ba)
             # attention block: x1 = rmsnorm(x0); q, k, v = Wq x1, Wk x1, Wv x1
             rms(0, 0, x1, rs1, x0, t, _C, g, fm, eps, lo, hi, ba)
@@ -292,23 +294,23 @@ class Model:
         lin(0, 0, k, x1, wk, t0, t1, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WK])
         lin(0, 0, vv, x1, wv, t0, t1, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WV])
         for t in range(t0, t1):
-            K.attention_forward(0, 0, at, probs, srow, q, k, vv, t, T, _NH, sh_s, lo_l, hi_l, Fl,
-                                sh_o, lo, hi, ba)
+            att(0, 0, at, probs, srow, q, k, vv, t, T, _NH, sh_s, lo_l, hi_l, Fl, sh_o, lo, hi, ba)
         # x2 = Wo att + x0 (x2 in gb, the projection in gc)
         lin(0, 0, tmp, at, wo, t0, t1, _C, _C, sh, lo, hi, ba, ba, bw, wm[_WO])
-        K.add_forward(0, 0, x2, tmp, x0, t0 * _C, (t1 - t0) * _C, lo, hi, ba)
+        add(0, 0, x2, tmp, x0, t0 * _C, (t1 - t0) * _C, lo, hi, ba)
         # MLP block: x4 = fc2 relu(fc1 rmsnorm(x2)) + x2, the relu as fc1's saturation:
         # relu(sat(y, lo, hi)) = sat(y, 0, hi), as lo < 0 < hi
         for t in range(t0, t1):
             rms(0, 0, x3, rs3, x2, t, _C, g, fm, eps, lo, hi, ba)
         lin(0, 0, h, x3, fc1, t0, t1, _C, _M, sh, 0, hi, ba, ba, bw, wm[_FC1])
         lin(0, 0, tmp, h, fc2, t0, t1, _M, _C, sh, lo, hi, ba, ba, bw, wm[_FC2])
-        K.add_forward(0, 0, x4, tmp, x2, t0 * _C, (t1 - t0) * _C, lo, hi, ba)
+        add(0, 0, x4, tmp, x2, t0 * _C, (t1 - t0) * _C, lo, hi, ba)
         # logits = lm_head x4, into L (held as int32)
         lin(0, 0, logits, x4, lm_head, t0, t1, _C, _V, shl, lo_l, hi_l, 4, ba, bw, wm[_LM_HEAD])
 
     # --- backward over all positions, with the fused Adam update ---
 
+    @micropython.native
     def weight_backward(self, j, dx, dy, x, T, n_in, n_out, alpha, key):
         """The backward pass of y = W x for tensor j of the table: dx, and dW a few rows
         at a time into the logits buffer, each piece updated by Adam (section 9) at once.
@@ -316,18 +318,27 @@ class Model:
         one piece): Adam only. With block-scaled state (9.6) Adam runs on whole units, as
         their gradient is complete, and 8/16-bit m or v are widened to int32 for it
         (blockadam.gather). The update is inline, not a method
-        of its own: a call of a method this size allocates its frame on the heap (thousands
-        of instructions each in gc_alloc's search for free blocks)."""
+        of its own, and the method is native code (nine calls a step), whose locals live
+        on the C stack: a bytecode method this size would allocate its frame on the heap
+        at each call (thousands of instructions each in gc_alloc's search for free blocks;
+        about 1.7 KB of xtensawin code instead)."""
         lg = self.logits
         i0 = self.nums[0][j]
         b = self.nums[1]
         _, _, _, _, _, bs = nb = self.nb
         sh_m, sh_s, e, u, mode, lo, hi, hm, hv, _, _, _ = self.opt
+        # what each piece reads, in locals (C stack slots: an attribute is a dictionary
+        # lookup a read), at most three a statement (more build a tuple on the heap)
+        store, m, v = self.store, self.m, self.v
+        blk, c, adam = self.blk, self.counts, K.adam_update
+        hook, wide = on_grad, self.nums[3]
         rows = _GRAD_MAX // n_in
         o1 = 0
         while o1 < n_out:  # (a range with a variable step would allocate)
             o0 = o1
-            o1 = min(o0 + rows, n_out)
+            o1 = o0 + rows  # min(o0 + rows, n_out), without the builtin's call
+            if o1 > n_out:
+                o1 = n_out
             n = (o1 - o0) * n_in
             i = i0 + o0 * n_in
             g = dy
@@ -337,18 +348,17 @@ class Model:
                 K.linear_backward(0, 0, dx, lg, dy, x, self.bufs[1][j], T, n_in, n_out, b[5],
                                   b[6], o0, o1, 1 if o0 == 0 else 0, 0, b[7], b[8], b[9], b[10],
                                   nb[2], nb[1], nb[0], self.bufs[5][j])
-            if on_grad is not None:
-                on_grad(i, n, g)
-            if self.blk[7]:
+            if hook is not None:
+                hook(i, n, g)
+            if blk[7]:
                 # block-scaled, or 8/16-bit m or v (adam_update takes int32 m and v only)
                 import blockadam  # its code is in memory only then
 
                 blockadam.gather(self, i, n, g, alpha, key)
             else:
-                self.counts[2] += K.adam_update(0, 0, self.store, self.m, self.v, g,
-                                                self.blk[9], n, i, i, i, alpha, sh_m, sh_s,
-                                                e, u, mode, key, lo, hi, hm, hv, bs, 4)
-                if self.nums[3]:  # master weights: the data weights the forward pass sees
+                c[2] += adam(0, 0, store, m, v, g, blk[9], n, i, i, i, alpha, sh_m, sh_s, e, u,
+                             mode, key, lo, hi, hm, hv, bs, 4)
+                if wide:  # master weights: the data weights the forward pass sees
                     self.refresh_data(i, n)
 
     def backward(self, T, a, r):
@@ -407,19 +417,21 @@ class Model:
         lg = self.logits
         nll = 0
         self.forward_position(T, T)
+        # (the functions in locals: a global costs a dictionary lookup a call)
+        tok, rmax, g32 = self.tok, row_max, get32
+        ce, nll_q16 = K.cross_entropy_forward, loss.nll_q16
         for t in range(T):
             # -log p[target] of position t in Q16, from the row's largest logit and the
-            # target's, read before the row becomes the probabilities (in place)
+            # target's, read (arguments left to right) before the row becomes the
+            # probabilities (in place)
             row = t * _V
-            mx = row_max(lg, row, _V)
-            target = get32(lg, row + self.tok[t + 1])
-            nll += loss.nll_q16(mx, target, K.cross_entropy_forward(0, 0, lg, lg, t, _V, Fl), Fl)
+            nll += nll_q16(rmax(lg, row, _V), g32(lg, row + tok[t + 1]),
+                           ce(0, 0, lg, lg, t, _V, Fl), Fl)
         c = self.counts
         c[0], c[1] = beta_powers(c[0], c[1])
-        _, _, schedule, _, seed = self.nums
-        lr_q30, alpha_frac, stochastic = schedule
-        alpha = alpha_at(lr_q30, alpha_frac, step, num_steps, c[0], c[1])
-        key = prng.key(seed, prng.STREAM_ROUND, step) if stochastic else 0
+        _, _, schedule, _, seed = self.nums  # schedule: (lr_q30, alpha_frac, stochastic)
+        alpha = alpha_at(schedule, step, num_steps, c[0], c[1])
+        key = prng.key(seed, prng.STREAM_ROUND, step) if schedule[2] else 0
         self.backward(T, alpha, key)
         # wmax stays a bound of max |W| until the next scan (forward_position): Adam moved
         # every weight by at most (alpha 2**15) >> u (9.5: |ratio| <= 2**15), plus 1 (the

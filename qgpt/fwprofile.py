@@ -149,11 +149,11 @@ def _forward_only(self, T, step, num_steps):
     lg = self.logits
     nll = 0
     self.forward_position(T, T)  # every position in one call, as train_step does
+    tok, ce, nll_q16 = self.tok, kernels.cross_entropy_forward, loss.nll_q16  # (as train_step)
     for t in range(T):
         row = t * 27
-        mx = row_max(lg, row, 27)
-        target = get32(lg, row + self.tok[t + 1])
-        nll += loss.nll_q16(mx, target, kernels.cross_entropy_forward(0, 0, lg, lg, t, 27, Fl), Fl)
+        nll += nll_q16(row_max(lg, row, 27), get32(lg, row + tok[t + 1]),
+                       ce(0, 0, lg, lg, t, 27, Fl), Fl)
     return loss.loss_q16(nll, T)
 
 

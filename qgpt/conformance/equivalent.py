@@ -43,8 +43,6 @@ _SMALL_SUM = ("this sum is at most 4 * 2**30 (HS = 4 products of 16-bit words) o
               "and saturates the same")
 _ONLY_COUNTS = ("narrow's lo and hi only count values outside them (a checkpoint check), "
                 "a count gather ignores")
-_S_SMALL = ("ln_q16's argument is a softmax denominator S < 27 * 2**15 < 2**20, so n <= 19 "
-            "and only the left shift s << (29 - n) is taken")
 _NEVER_READ = "the constant is read by no firmware code (model.py uses _V, _N of layout.py)"
 _NEVER_READ_POLICY = "the constant is read by no code of firmware/policy.py or elsewhere"
 _RELAXED = ("it lets the device accept a narrower class than the host's rule (section 3.4), "
@@ -217,20 +215,6 @@ EQUIVALENT = {
     ("gather", "hi = off + n if off + n < a + size else a + size", "<", "<=", 0):
         "for off + n = a + size both give it",
     ("gather", "lo = off if off > a else a", ">", ">=", 0): "for off = a both give it",
-    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
-     "28", 1): _S_SMALL,
-    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
-     "28", 2): _S_SMALL,
-    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
-     "30", 1): _S_SMALL,
-    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
-     "30", 2): _S_SMALL,
-    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "<=",
-     "<", 0): _S_SMALL,
-    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", ">>",
-     "<<", 0): _S_SMALL,
-    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "-",
-     "+", 1): _S_SMALL,
     ("ln_q16", "idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF", "0x7FFF", "32766", 0):
         "mant = S << (29 - n) with n <= 19 has its low 10 bits 0: rem's bit 0 is always 0",
     ("", "VOCAB = const(27)", "27", "28", 0): _NEVER_READ,
@@ -304,11 +288,12 @@ EQUIVALENT = {
      "step", "50000", "50001", 0):
         "it rounds differently only if 2**fm = 49999 mod 100000, and 2**fm is 1 or even",
     ("check", "if not 8 <= f.block <= 1024:", "8", "7", 0): _RELAXED,
-    ("train_step", "key = prng.key(seed, prng.STREAM_ROUND, step) if stochastic else 0",
+    ("train_step", "key = prng.key(seed, prng.STREAM_ROUND, step) if schedule[2] else 0",
      "0", "1", 0): "adam_update reads the key only when it rounds stochastically",
-    ("train_step", "key = prng.key(seed, prng.STREAM_ROUND, step) if stochastic else 0",
+    ("train_step", "key = prng.key(seed, prng.STREAM_ROUND, step) if schedule[2] else 0",
      "0", "-1", 0): "adam_update reads the key only when it rounds stochastically",
-    ("weight_backward", "if self.blk[7]:", "7", "6", 0):
+    ("weight_backward", "if o1 > n_out:", ">", ">=", 0): "for o1 = n_out both give o1 = n_out",
+    ("weight_backward", "if blk[7]:", "7", "6", 0):
         "blk[6], the slots' counts, is empty exactly when blk[7] = U is 0 (layout.py gives "
         "U > 0 at least one slot)",
     ("word_bits", "one = 1", "1", "0", 0): _BANNER,
@@ -316,13 +301,22 @@ EQUIVALENT = {
     ("embedding_backward", "if w > hi:", ">", ">=", 0): "w = hi is stored as hi either way",
     ("gather", "s = -1", "1", "2", 0): "s = -1 only marks 'no slot yet', tested as s < 0",
     ("isqrt", "if n < 2:", "2", "1", 0): "for n = 1 the loop returns 1 too",
-    ("isqrt", "x = 1", "1", "2", 0): _ISQRT_START,
-    ("isqrt", "while x * x <= n:  # a power of two above the root", "<=", "<", 0):
-        _ISQRT_START,
-    ("isqrt", "x <<= 1", "1", "2", 0): _ISQRT_START,
-    ("alpha_at", "s = min(alpha_frac, 30)", "30", "29", 0):
+    ("isqrt", "k = 1", "1", "2", 0): _ISQRT_START,
+    ("isqrt", "k = 1", "1", "0", 0): _ISQRT_START,
+    ("isqrt", "while n >> (k + k + 14):  # n >= 4**(k + 7)", "14", "15", 0): _ISQRT_START,
+    ("isqrt", "while n >> (k + k + 14):  # n >= 4**(k + 7)", "14", "13", 0): _ISQRT_START,
+    ("isqrt", "k += 8", "8", "9", 0): _ISQRT_START,
+    ("isqrt", "k += 8", "8", "7", 0): _ISQRT_START,
+    ("isqrt", "k += 1", "1", "2", 0): _ISQRT_START,
+    ("isqrt", "x = 1 << k  # x * x > n >= x * x / 4", "1", "2", 0): _ISQRT_START,
+    ("permute", "h = 1  # max(1, ceil(bitlen(n - 1) / 2)): the least h >= 1 with 4**h >= n",
+     "1", "0", 0): "h starts at 0 only to end at 0 for n = 1, whose one element is 0 either way",
+    ("alpha_at", "s = min(schedule[1], 30)", "1", "2", 0):
+        "s = min(schedule[2], 30) is 0 or 1 (stochastic): a common power of two s <= "
+        "min(alpha_frac, 30) too, which leaves the quotient as it is",
+    ("alpha_at", "s = min(schedule[1], 30)", "30", "29", 0):
         "any common power of two s <= min(alpha_frac, 30) leaves the quotient as it is",
-    ("alpha_at", "s = min(alpha_frac, 30)", "30", "31", 0):
+    ("alpha_at", "s = min(schedule[1], 30)", "30", "31", 0):
         "s differs only for alpha_frac >= 31, i.e. lr below 2**-16 (45 - bitlen(lr_q30)): "
         "no run's",
     ("", "_EXP_ZERO_BELOW = const(16)  # exp(z) = 0 for z <= -16", "16", "15", 0): _EXP_ZERO,
@@ -368,8 +362,8 @@ EQUIVALENT = {
         ("backward", "K.add_forward(0, 0, gb, gb, gc, 0, TC, gl, gh, bg)"),
         ("backward", "K.attention_backward(0, 0, gc, at, x4, gb, q, k, vv, probs, logits, T, _NH, "
          "sh_dp, sh_p,"),
-        ("forward_position", "K.attention_forward(0, 0, at, probs, srow, q, k, vv, t, T, _NH, "
-         "sh_s, lo_l, hi_l, Fl,"),
+        ("forward_position", "att(0, 0, at, probs, srow, q, k, vv, t, T, _NH, sh_s, lo_l, hi_l, "
+         "Fl, sh_o, lo, hi, ba)"),
         ("backward", "K.cross_entropy_backward(0, 0, dh, logits, self.bufs[4], T, _V, sh_ce, gl, "
          "gh, bg)"),
         ("backward", "K.embedding_backward(0, 0, logits, probs, gb, self.tok, T, _C, sh_e, pl, "
@@ -378,12 +372,9 @@ EQUIVALENT = {
         ("backward", "K.rmsnorm_backward(0, 0, gb, ga, x0, rs0, T, _C, sh_c, fa, gl, gh, bg, ba)"),
         ("backward", "K.rmsnorm_backward(0, 0, gc, gb, x1, rs1, T, _C, sh_c, fa, gl, gh, bg, ba)"),
         ("backward", "K.rmsnorm_backward(0, 0, gc, gb, x3, rs3, T, _C, sh_c, fa, gl, gh, bg, ba)"),
-        ("forward_position", "K.add_forward(0, 0, x2, tmp, x0, t0 * _C, (t1 - t0) * _C, lo, hi, "
-         "ba)"),
-        ("forward_position", "K.add_forward(0, 0, x4, tmp, x2, t0 * _C, (t1 - t0) * _C, lo, hi, "
-         "ba)"),
-        ("forward_position", "K.embedding_forward(0, 0, ga, wte, wpe, self.tok[t], t, _C, sh_emb, "
-         "lo, hi, ba, bw)"),
+        ("forward_position", "add(0, 0, x2, tmp, x0, t0 * _C, (t1 - t0) * _C, lo, hi, ba)"),
+        ("forward_position", "add(0, 0, x4, tmp, x2, t0 * _C, (t1 - t0) * _C, lo, hi, ba)"),
+        ("forward_position", "emb(0, 0, ga, wte, wpe, tok[t], t, _C, sh_emb, lo, hi, ba, bw)"),
         ("forward_position", "wm[j] = K.abs_max(0, 0, ws[j], off[j + 1] - off[j], bw)"),
         ("forward_position", "lin(0, 0, h, x3, fc1, t0, t1, _C, _M, sh, 0, hi, ba, ba, bw, "
          "wm[_FC1])"),
@@ -408,10 +399,9 @@ EQUIVALENT = {
         ("gather", "K.block_encode(0, 0, mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)"),
         ("weight_backward", "K.linear_backward(0, 0, dx, lg, dy, x, self.bufs[1][j], T, n_in, "
          "n_out, b[5],"),
-        ("train_step", "nll += loss.nll_q16(mx, target, K.cross_entropy_forward(0, 0, lg, lg, t, "
-         "_V, Fl), Fl)"),
+        ("train_step", "ce(0, 0, lg, lg, t, _V, Fl), Fl)"),
         ("next_token", "K.softmax(0, 0, z, z, 0, _V, mdl.fwd[0])"),
-        ("attention_forward", "softmax(0, 0, srow, srow, 0, t + 1, f)"),
+        ("attention_forward", "sm(0, 0, srow, srow, 0, t + 1, f)"),
         ("linear_backward", "big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 "
          "else 0"),
        )},
@@ -424,8 +414,8 @@ EQUIVALENT = {
        for rep in ("33", "31")},
     **{(fn, line, "0", rep, k): _ADAM_SCRATCH for rep in ("1", "-1") for k in (0, 1)
        for fn, line in (
-        ("weight_backward", "self.counts[2] += K.adam_update(0, 0, self.store, self.m, "
-         "self.v, g,"),
+        ("weight_backward", "c[2] += adam(0, 0, store, m, v, g, blk[9], n, i, i, i, alpha, "
+         "sh_m, sh_s, e, u,"),
         ("gather", "mdl.counts[2] += K.adam_update(0, 0, mdl.store, mw, vw, slots[s], "
          "comp, size, a, a,"))},
     **{("forward_position", "lin(0, 0, logits, x4, lm_head, t0, t1, _C, _V, shl, lo_l, hi_l, 4, "
