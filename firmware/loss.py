@@ -1,13 +1,11 @@
 """The reported integer loss on the device (docs/arithmetic.md, section 8).
 
-Once a position: kernels.cross_entropy_forward returns the softmax denominator S, and
-the loss needs only ln(S / 2**15) (viper: S < 2**20); the sums, plain Python on
-unbounded ints.
+Plain Python on unbounded ints, once a position: kernels.cross_entropy_forward
+returns the softmax denominator S, and the loss needs only ln(S / 2**15).
 """
 
 from array import array
 
-import micropython
 from micropython import const
 
 # log2(1 + k/64) in Q16, k = 0..64: round(log2(1 + k/64) * 2**16), the same
@@ -26,21 +24,19 @@ _LN2_Q15 = const(22713)
 _LN2_Q16 = const(45426)
 
 
-@micropython.viper
-def ln_q16(s: int) -> int:
-    """ln(s / 2**15) in Q16 for a softmax denominator s in [2**15, V 2**15] (V = 27: s <
-    2**20). Viper, once a position (as bytecode its 30 integer operations cost about 2,000
-    instructions): every value below 2**31."""
+def ln_q16(s):
+    """ln(s / 2**15) in Q16 for an int s >= 2**15 (a softmax denominator). Its frame
+    (locals and operand stack) fits 11 words: MicroPython puts a larger one on the heap
+    at each call (thousands of instructions, once a position)."""
     n = 15  # bitlen(s) - 1, from s >= 2**15
     x = s >> 16
     while x:
         x >>= 1
         n += 1
-    mant = s << (29 - n)  # in [2**29, 2**30): n <= 19
+    mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)
     idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF
-    t = ptr32(LOG2_Q16)  # entries in [0, 2**16]: no sign extension
-    x = t[idx]
-    x += ((t[idx + 1] - x) * rem + (1 << 14)) >> 15  # log2 of the mantissa, Q16
+    x = LOG2_Q16[idx]
+    x += ((LOG2_Q16[idx + 1] - x) * rem + (1 << 14)) >> 15  # log2 of the mantissa, Q16
     return (n - 15) * _LN2_Q16 + ((x * _LN2_Q15 + (1 << 14)) >> 15)
 
 

@@ -43,6 +43,8 @@ _SMALL_SUM = ("this sum is at most 4 * 2**30 (HS = 4 products of 16-bit words) o
               "and saturates the same")
 _ONLY_COUNTS = ("narrow's lo and hi only count values outside them (a checkpoint check), "
                 "a count gather ignores")
+_S_SMALL = ("ln_q16's argument is a softmax denominator S < 27 * 2**15 < 2**20, so n <= 19 "
+            "and only the left shift s << (29 - n) is taken")
 _NEVER_READ = "the constant is read by no firmware code (model.py uses _V, _N of layout.py)"
 _NEVER_READ_POLICY = "the constant is read by no code of firmware/policy.py or elsewhere"
 _RELAXED = ("it lets the device accept a narrower class than the host's rule (section 3.4), "
@@ -215,6 +217,20 @@ EQUIVALENT = {
     ("gather", "hi = off + n if off + n < a + size else a + size", "<", "<=", 0):
         "for off + n = a + size both give it",
     ("gather", "lo = off if off > a else a", ">", ">=", 0): "for off = a both give it",
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
+     "28", 1): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
+     "28", 2): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
+     "30", 1): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "29",
+     "30", 2): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "<=",
+     "<", 0): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", ">>",
+     "<<", 0): _S_SMALL,
+    ("ln_q16", "mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)", "-",
+     "+", 1): _S_SMALL,
     ("ln_q16", "idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF", "0x7FFF", "32766", 0):
         "mant = S << (29 - n) with n <= 19 has its low 10 bits 0: rem's bit 0 is always 0",
     ("", "VOCAB = const(27)", "27", "28", 0): _NEVER_READ,
