@@ -325,8 +325,6 @@ EQUIVALENT = {
     ("isqrt", "k += 8", "8", "7", 0): _ISQRT_START,
     ("isqrt", "k += 1", "1", "2", 0): _ISQRT_START,
     ("isqrt", "x = 1 << k  # x * x > n >= x * x / 4", "1", "2", 0): _ISQRT_START,
-    ("permute", "h = 1  # max(1, ceil(bitlen(n - 1) / 2)): the least h >= 1 with 4**h >= n",
-     "1", "0", 0): "h starts at 0 only to end at 0 for n = 1, whose one element is 0 either way",
     ("alpha_at", "s = min(schedule[1], 30)", "1", "2", 0):
         "s = min(schedule[2], 30) is 0 or 1 (stochastic): a common power of two s <= "
         "min(alpha_frac, 30) too, which leaves the quotient as it is",
