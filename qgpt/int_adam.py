@@ -534,7 +534,10 @@ class IntAdam:
                 rows = np.empty((DRAW_STEPS, N_PARAMS), np.uint32)
                 self._draw_scratch = np.empty_like(rows)
             np.add(np.array(keys, dtype=np.uint32)[:, None], DRAW_COUNTERS, out=rows)
-            prng.hash30_uint32(rows, self._draw_scratch)
+            # keys are 30-bit: key + counter is below 2**30 unless a key is within N_PARAMS
+            # of the top (hash30's mask then matters)
+            prng.hash30_uint32(rows, self._draw_scratch,
+                               below_2_30=max(keys) + N_PARAMS - 1 <= prng.M30)
             rows >>= np.uint32(shift)
             first, self._draws = step, (step, rows)
         return rows[step - first]

@@ -73,6 +73,7 @@ from qgpt.int_shapes import (  # noqa: F401 (re-exported: ops.causal_mask, ops.M
     isqrt_plus_one,
     onehot_q15,
     row_dot,
+    row_sums,
     split_heads,
 )
 from qgpt.params import BLOCK, HEAD_DIM, N_HEAD, RMS_EPS
@@ -130,7 +131,7 @@ def softmax_sums(z, frac, mask=None):
     zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
     gaps = zmax - z
     e = exp_of_gap(gaps, frac)
-    s = np.add.reduce(e, axis=-1, keepdims=True)  # in [2**15, 27 * 2**15]
+    s = row_sums(e)  # (...,1), in [2**15, 27 * 2**15]
     e <<= _SHIFT[PROB_FRAC]
     e += s >> _SHIFT[1]
     e //= s
@@ -250,9 +251,9 @@ def rsqrt_scaled_rows(sums, g, fm):
 class RowScale:
     """rmsnorm_forward's per-row scale, for backward: it iterates (and indexes) as rsqrt's
     pair (M, sh), arrays of shape (...,T), the op's contract; and it keeps what the ops
-    apply, M << (S - sh) of shape (...,T,1) (rms_scale_shift). Made from a step's few rows
-    (rsqrt_scaled_rows), it computes the pair only when read, by rsqrt on arrays from the
-    rows' mean squares (a training step never reads it)."""
+    apply, M << (S - sh) (rms_scale_shift) of shape (...,T,1), or repeated along each row.
+    Made from a step's few rows (rsqrt_scaled_rows: repeated), it computes the pair only
+    when read, by rsqrt on arrays from the rows' mean squares (a step never reads it)."""
 
     __slots__ = ("scaled", "_pair", "_sums")
 
@@ -281,7 +282,9 @@ def rmsnorm_forward(ctx, x):
     squares = row_dot(x, x)  # (...,T)
     if squares.size <= SCALAR_ROWS and not ctx.strict:
         scaled = rsqrt_scaled_rows(squares.ravel().tolist(), g, fm)
-        rs = RowScale(np.array(scaled, dtype=np.int64).reshape(*squares.shape, 1),
+        # each row's multiplier repeated along the row, x's shape: x * it (and backward's
+        # t * it) multiply equal shapes, about half a broadcast product's cost
+        rs = RowScale(np.array(scaled, dtype=np.int64).repeat(x.shape[-1]).reshape(x.shape),
                       sums=(squares, g, fm))
     else:
         sums = squares[..., None]  # (...,T,1)
@@ -346,6 +349,8 @@ def exact_matmul(a, b):
 
 
 EINSUM_ROWS = 5  # a step's x of this many rows or more: linear_forward's product by einsum
+DX_BY_COPY = 1024  # weights: linear_backward's dx by einsum's contiguous dot products on a
+# transposed copy of w (the MLP's: the copy costs less than np.dot's strided loop saves)
 # np.einsum and np.dot's C functions, without numpy's Python-level wrappers (argument
 # dispatch, optimize=False's checks): the same sums, some thousand instructions less a call
 try:
@@ -371,8 +376,8 @@ def linear_backward(ctx, dy, x, w, dw, tensor, paths=1, zeroed=False, exact_dw=F
     # paths > 1: w stacks that many equal blocks of rows (wq; wk; wv), each its own
     # linear: the result is one dx per block, (paths,T,in), from one stacked matmul
     p, gf = ctx.p, ctx.p.grads
-    if paths == 1:
-        exact = _dot(dy, w)  # (np.dot: a little less overhead than @ on 2-d arrays)
+    if paths == 1:  # (np.dot: a little less overhead than @; the MLP's by DX_BY_COPY)
+        exact = _einsum("to,io->ti", dy, w.T.copy()) if w.size >= DX_BY_COPY else _dot(dy, w)
     else:
         t, n = dy.shape[0], dy.shape[1] // paths
         exact = dy.reshape(t, paths, n).transpose(1, 0, 2) @ w.reshape(paths, n, w.shape[1])
