@@ -52,6 +52,14 @@ from qgpt.int_ctx import (  # noqa: F401 (re-exported: ops.Ctx, ops.rnd, ops.req
     requant,
     rnd,
 )
+from qgpt.int_losses import (  # noqa: F401 (re-exported: ops.loss_q16, ops.ln_q16, ...)
+    LN2_Q15,
+    LN2_Q16,
+    LOG2_TABLE,
+    ln_q16,
+    loss_q16,
+    loss_q16_of_sums,
+)
 from qgpt.int_shapes import (  # noqa: F401 (re-exported: ops.causal_mask, ops.MASKED, ...)
     _ONE,
     EXP2_TABLE,
@@ -158,9 +166,8 @@ def embedding_backward(ctx, dx, tokens, dwte, dwpe, zeroed=False):
     if ctx.embed_dw_fits and not ctx.strict and (zeroed or not (_count_nonzero(dwte)
                                                                 or _count_nonzero(dwpe))):
         # a training step's zeroed gradients: nothing can clip (embed_dw_fits), no check
-        d = rnd(dx, ctx.p.grads.frac_bits - pf.frac_bits)
+        d = rnd(dx, ctx.p.grads.frac_bits - pf.frac_bits, out=dwpe[:t])  # into wpe's rows
         ctx.saturations.setdefault("embedding.dw", 0)
-        dwpe[:t] = d
         np.add.at(dwte, tokens, d)
         return
     d = ctx.sat(rnd(dx, ctx.p.grads.frac_bits - pf.frac_bits), pf, "embedding.dw")
@@ -464,6 +471,11 @@ def attention_forward(ctx, q, k, v, heads=None):
     scores = requant(ctx, op, "attention.scores", exact, p.score_shift, p.logits)
     # softmax over s <= t: the future entries, 0 here, become MASKED (probability 0)
     probs = softmax(scores + head_future_bias(t), p.logits.frac_bits)
+    if q.ndim == 2:  # a step's: the product formed in (T,H,D) order, merged by a view
+        out = np.empty((t, N_HEAD, HEAD_DIM), dtype=np.int64)
+        np.matmul(probs, vh, out=out.swapaxes(0, 1))
+        out = requant(ctx, op, "attention.out", out, PROB_FRAC, p.acts)
+        return out.reshape(t, N_HEAD * HEAD_DIM), probs
     out = requant(ctx, op, "attention.out", probs @ vh, PROB_FRAC, p.acts)
     return _merge(out), probs
 
@@ -552,48 +564,3 @@ def cross_entropy_backward(ctx, probs, targets):
         ctx.saturations.setdefault("dlogits", 0)
         return d
     return ctx.sat(d, ctx.p.grads, "dlogits")
-
-
-# --- the integer loss (reported by the firmware; arithmetic.md, "loss") ---
-
-LOG2_TABLE = [round(math.log2(1 + k / 64) * 65536) for k in range(65)]
-LN2_Q15, LN2_Q16 = 22713, 45426
-
-
-def ln_q16(s):
-    """ln(s / 2**15) in Q16 for an int s >= 2**15 (a softmax denominator)."""
-    n = s.bit_length() - 1
-    mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)
-    idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF
-    lo, hi = LOG2_TABLE[idx], LOG2_TABLE[idx + 1]
-    lg = lo + (((hi - lo) * rem + (1 << 14)) >> 15)  # log2 of the mantissa, Q16
-    return (n - 15) * LN2_Q16 + ((lg * LN2_Q15 + (1 << 14)) >> 15)
-
-
-def loss_q16(logits, targets, frac):
-    """The step's mean loss in Q16 nats, from raw logits: per position
-    (max - l_target) + ln(sum_j exp(l_j - max)), summed, then divided by T half up.
-    Scalar code on unbounded ints (plain Python on the device)."""
-    logits = np.asarray(logits, dtype=np.int64)
-    mx = logits.max(axis=-1)
-    sums = exp_neg(logits - mx[:, None], frac).sum(axis=-1)
-    gaps = mx - logits[np.arange(len(targets)), targets]
-    return loss_q16_of_sums(gaps.tolist(), sums.tolist(), frac)
-
-
-def loss_q16_of_sums(gaps, sums, frac):
-    """loss_q16 from each position's max - l_target and sum of exps (lists of ints; the
-    training step has both from softmax_sums). ln_q16 inline: a step's T calls of it
-    cost more than its arithmetic."""
-    total, table = sum(gaps) << (16 - frac), LOG2_TABLE
-    for s in sums:  # ln_q16(s)
-        n = s.bit_length() - 1
-        mant = s << (29 - n) if n <= 29 else s >> (n - 29)
-        idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF
-        lo = table[idx]
-        lg = lo + (((table[idx + 1] - lo) * rem + (1 << 14)) >> 15)
-        total += (n - 15) * LN2_Q16 + ((lg * LN2_Q15 + (1 << 14)) >> 15)
-    t = len(gaps)
-    if len(sums) != t:
-        raise ValueError(f"loss_q16_of_sums: {t} gaps but {len(sums)} sums")
-    return (2 * total + t) // (2 * t)
