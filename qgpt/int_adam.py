@@ -528,8 +528,7 @@ class IntAdam:
         the same numbers, fewer numpy calls a step)."""
         first, rows = self._draws
         if rows is None or not first <= step < first + DRAW_STEPS:
-            keys = [prng.key(self.seed, prng.STREAM_ROUND, s)
-                    for s in range(step, step + DRAW_STEPS)]
+            keys = prng.keys(self.seed, prng.STREAM_ROUND, range(step, step + DRAW_STEPS))
             if rows is None:  # the same two buffers for every batch: no allocation
                 rows = np.empty((DRAW_STEPS, N_PARAMS), np.uint32)
                 self._draw_scratch = np.empty_like(rows)

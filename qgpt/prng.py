@@ -51,6 +51,13 @@ def key(seed, stream, *counters):
     return h
 
 
+def keys(seed, stream, counters):
+    """[key(seed, stream, c) for c in counters], the same numbers, with the part of the
+    chain the counters share (seed, stream) hashed once."""
+    h = hash30(hash30(seed & M30) ^ (stream & M30))
+    return [hash30(h ^ (c & M30)) for c in counters]
+
+
 def draws(k, start, count):
     """count 30-bit numbers hash30(k + start + i), i = 0..count-1, as int64.
 
