@@ -528,13 +528,15 @@ class IntAdam:
         the same numbers, fewer numpy calls a step)."""
         first, rows = self._draws
         if rows is None or not first <= step < first + DRAW_STEPS:
-            keys = [prng.key(self.seed, prng.STREAM_ROUND, s)
-                    for s in range(step, step + DRAW_STEPS)]
+            keys = prng.keys(self.seed, prng.STREAM_ROUND, range(step, step + DRAW_STEPS))
             if rows is None:  # the same two buffers for every batch: no allocation
                 rows = np.empty((DRAW_STEPS, N_PARAMS), np.uint32)
                 self._draw_scratch = np.empty_like(rows)
             np.add(np.array(keys, dtype=np.uint32)[:, None], DRAW_COUNTERS, out=rows)
-            prng.hash30_uint32(rows, self._draw_scratch)
+            # keys are 30-bit: key + counter is below 2**30 unless a key is within N_PARAMS
+            # of the top (hash30's mask then matters)
+            prng.hash30_uint32(rows, self._draw_scratch,
+                               below_2_30=max(keys) + N_PARAMS - 1 <= prng.M30)
             rows >>= np.uint32(shift)
             first, self._draws = step, (step, rows)
         return rows[step - first]

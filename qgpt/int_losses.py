@@ -7,9 +7,56 @@ mostly numpy's call overhead: reported_losses_of_steps computes the losses of ma
 in one pass, the same floats and integers (tests/test_int_fast_paths.py compares the two).
 """
 
+import math
+
 import numpy as np
 
-from qgpt import int_ops as ops
+from qgpt.int_shapes import bit_length, exp_of_gap
+
+# --- the integer loss (reported by the firmware; arithmetic.md, "loss"); int_ops re-exports
+# these (ops.loss_q16, ops.ln_q16, ...) ---
+
+LOG2_TABLE = [round(math.log2(1 + k / 64) * 65536) for k in range(65)]
+LN2_Q15, LN2_Q16 = 22713, 45426
+
+
+def ln_q16(s):
+    """ln(s / 2**15) in Q16 for an int s >= 2**15 (a softmax denominator)."""
+    n = s.bit_length() - 1
+    mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)
+    idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF
+    lo, hi = LOG2_TABLE[idx], LOG2_TABLE[idx + 1]
+    lg = lo + (((hi - lo) * rem + (1 << 14)) >> 15)  # log2 of the mantissa, Q16
+    return (n - 15) * LN2_Q16 + ((lg * LN2_Q15 + (1 << 14)) >> 15)
+
+
+def loss_q16(logits, targets, frac):
+    """The step's mean loss in Q16 nats, from raw logits: per position
+    (max - l_target) + ln(sum_j exp(l_j - max)), summed, then divided by T half up.
+    Scalar code on unbounded ints (plain Python on the device)."""
+    logits = np.asarray(logits, dtype=np.int64)
+    mx = logits.max(axis=-1)
+    sums = exp_of_gap(mx[:, None] - logits, frac).sum(axis=-1)  # exp_neg(logits - max)
+    gaps = mx - logits[np.arange(len(targets)), targets]
+    return loss_q16_of_sums(gaps.tolist(), sums.tolist(), frac)
+
+
+def loss_q16_of_sums(gaps, sums, frac):
+    """loss_q16 from each position's max - l_target and sum of exps (lists of ints; the
+    training step has both from softmax_sums). ln_q16 inline: a step's T calls of it
+    cost more than its arithmetic."""
+    total, table = sum(gaps) << (16 - frac), LOG2_TABLE
+    for s in sums:  # ln_q16(s)
+        n = s.bit_length() - 1
+        mant = s << (29 - n) if n <= 29 else s >> (n - 29)
+        idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF
+        lo = table[idx]
+        lg = lo + (((table[idx + 1] - lo) * rem + (1 << 14)) >> 15)
+        total += (n - 15) * LN2_Q16 + ((lg * LN2_Q15 + (1 << 14)) >> 15)
+    t = len(gaps)
+    if len(sums) != t:
+        raise ValueError(f"loss_q16_of_sums: {t} gaps but {len(sums)} sums")
+    return (2 * total + t) // (2 * t)
 
 
 def reported_losses(logits, targets, frac, row_max, exp_sums, gaps=None):
@@ -34,7 +81,7 @@ def reported_losses(logits, targets, frac, row_max, exp_sums, gaps=None):
     lse -= (m - target_gaps) * scale  # the targets' logits
     # np.mean's own sum and division, without its wrapper: the same float
     loss = float(np.add.reduce(lse) / t)
-    return loss, ops.loss_q16_of_sums(target_gaps.tolist(), exp_sums[:, 0].tolist(), frac)
+    return loss, loss_q16_of_sums(target_gaps.tolist(), exp_sums[:, 0].tolist(), frac)
 
 
 def reported_losses_of_steps(steps, frac):
@@ -83,13 +130,13 @@ def reported_losses_of_steps(steps, frac):
 
 
 def ln_q16_array(s):
-    """int_ops.ln_q16 of every element of an int64 array s >= 2**15 (s < 2**62)."""
-    n = ops.bit_length(s) - 1
+    """ln_q16 of every element of an int64 array s >= 2**15 (s < 2**62)."""
+    n = bit_length(s) - 1
     mant = np.where(n <= 29, s << np.maximum(29 - n, 0), s >> np.maximum(n - 29, 0))
     idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF
-    lo, hi = LOG2_TABLE[idx], LOG2_TABLE[idx + 1]
+    lo, hi = LOG2_TABLE_ARRAY[idx], LOG2_TABLE_ARRAY[idx + 1]
     lg = lo + (((hi - lo) * rem + (1 << 14)) >> 15)  # log2 of the mantissa, Q16
-    return (n - 15) * ops.LN2_Q16 + ((lg * ops.LN2_Q15 + (1 << 14)) >> 15)
+    return (n - 15) * LN2_Q16 + ((lg * LN2_Q15 + (1 << 14)) >> 15)
 
 
-LOG2_TABLE = np.array(ops.LOG2_TABLE, dtype=np.int64)
+LOG2_TABLE_ARRAY = np.array(LOG2_TABLE, dtype=np.int64)

@@ -52,6 +52,14 @@ from qgpt.int_ctx import (  # noqa: F401 (re-exported: ops.Ctx, ops.rnd, ops.req
     requant,
     rnd,
 )
+from qgpt.int_losses import (  # noqa: F401 (re-exported: ops.loss_q16, ops.ln_q16, ...)
+    LN2_Q15,
+    LN2_Q16,
+    LOG2_TABLE,
+    ln_q16,
+    loss_q16,
+    loss_q16_of_sums,
+)
 from qgpt.int_shapes import (  # noqa: F401 (re-exported: ops.causal_mask, ops.MASKED, ...)
     _ONE,
     EXP2_TABLE,
@@ -73,6 +81,7 @@ from qgpt.int_shapes import (  # noqa: F401 (re-exported: ops.causal_mask, ops.M
     isqrt_plus_one,
     onehot_q15,
     row_dot,
+    row_sums,
     split_heads,
 )
 from qgpt.params import BLOCK, HEAD_DIM, N_HEAD, RMS_EPS
@@ -130,7 +139,7 @@ def softmax_sums(z, frac, mask=None):
     zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
     gaps = zmax - z
     e = exp_of_gap(gaps, frac)
-    s = np.add.reduce(e, axis=-1, keepdims=True)  # in [2**15, 27 * 2**15]
+    s = row_sums(e)  # (...,1), in [2**15, 27 * 2**15]
     e <<= _SHIFT[PROB_FRAC]
     e += s >> _SHIFT[1]
     e //= s
@@ -157,9 +166,8 @@ def embedding_backward(ctx, dx, tokens, dwte, dwpe, zeroed=False):
     if ctx.embed_dw_fits and not ctx.strict and (zeroed or not (_count_nonzero(dwte)
                                                                 or _count_nonzero(dwpe))):
         # a training step's zeroed gradients: nothing can clip (embed_dw_fits), no check
-        d = rnd(dx, ctx.p.grads.frac_bits - pf.frac_bits)
+        d = rnd(dx, ctx.p.grads.frac_bits - pf.frac_bits, out=dwpe[:t])  # into wpe's rows
         ctx.saturations.setdefault("embedding.dw", 0)
-        dwpe[:t] = d
         np.add.at(dwte, tokens, d)
         return
     d = ctx.sat(rnd(dx, ctx.p.grads.frac_bits - pf.frac_bits), pf, "embedding.dw")
@@ -250,9 +258,9 @@ def rsqrt_scaled_rows(sums, g, fm):
 class RowScale:
     """rmsnorm_forward's per-row scale, for backward: it iterates (and indexes) as rsqrt's
     pair (M, sh), arrays of shape (...,T), the op's contract; and it keeps what the ops
-    apply, M << (S - sh) of shape (...,T,1) (rms_scale_shift). Made from a step's few rows
-    (rsqrt_scaled_rows), it computes the pair only when read, by rsqrt on arrays from the
-    rows' mean squares (a training step never reads it)."""
+    apply, M << (S - sh) (rms_scale_shift) of shape (...,T,1), or repeated along each row.
+    Made from a step's few rows (rsqrt_scaled_rows: repeated), it computes the pair only
+    when read, by rsqrt on arrays from the rows' mean squares (a step never reads it)."""
 
     __slots__ = ("scaled", "_pair", "_sums")
 
@@ -281,7 +289,9 @@ def rmsnorm_forward(ctx, x):
     squares = row_dot(x, x)  # (...,T)
     if squares.size <= SCALAR_ROWS and not ctx.strict:
         scaled = rsqrt_scaled_rows(squares.ravel().tolist(), g, fm)
-        rs = RowScale(np.array(scaled, dtype=np.int64).reshape(*squares.shape, 1),
+        # each row's multiplier repeated along the row, x's shape: x * it (and backward's
+        # t * it) multiply equal shapes, about half a broadcast product's cost
+        rs = RowScale(np.array(scaled, dtype=np.int64).repeat(x.shape[-1]).reshape(x.shape),
                       sums=(squares, g, fm))
     else:
         sums = squares[..., None]  # (...,T,1)
@@ -346,6 +356,8 @@ def exact_matmul(a, b):
 
 
 EINSUM_ROWS = 5  # a step's x of this many rows or more: linear_forward's product by einsum
+DX_BY_COPY = 1024  # weights: linear_backward's dx by einsum's contiguous dot products on a
+# transposed copy of w (the MLP's: the copy costs less than np.dot's strided loop saves)
 # np.einsum and np.dot's C functions, without numpy's Python-level wrappers (argument
 # dispatch, optimize=False's checks): the same sums, some thousand instructions less a call
 try:
@@ -371,8 +383,8 @@ def linear_backward(ctx, dy, x, w, dw, tensor, paths=1, zeroed=False, exact_dw=F
     # paths > 1: w stacks that many equal blocks of rows (wq; wk; wv), each its own
     # linear: the result is one dx per block, (paths,T,in), from one stacked matmul
     p, gf = ctx.p, ctx.p.grads
-    if paths == 1:
-        exact = _dot(dy, w)  # (np.dot: a little less overhead than @ on 2-d arrays)
+    if paths == 1:  # (np.dot: a little less overhead than @; the MLP's by DX_BY_COPY)
+        exact = _einsum("to,io->ti", dy, w.T.copy()) if w.size >= DX_BY_COPY else _dot(dy, w)
     else:
         t, n = dy.shape[0], dy.shape[1] // paths
         exact = dy.reshape(t, paths, n).transpose(1, 0, 2) @ w.reshape(paths, n, w.shape[1])
@@ -459,6 +471,11 @@ def attention_forward(ctx, q, k, v, heads=None):
     scores = requant(ctx, op, "attention.scores", exact, p.score_shift, p.logits)
     # softmax over s <= t: the future entries, 0 here, become MASKED (probability 0)
     probs = softmax(scores + head_future_bias(t), p.logits.frac_bits)
+    if q.ndim == 2:  # a step's: the product formed in (T,H,D) order, merged by a view
+        out = np.empty((t, N_HEAD, HEAD_DIM), dtype=np.int64)
+        np.matmul(probs, vh, out=out.swapaxes(0, 1))
+        out = requant(ctx, op, "attention.out", out, PROB_FRAC, p.acts)
+        return out.reshape(t, N_HEAD * HEAD_DIM), probs
     out = requant(ctx, op, "attention.out", probs @ vh, PROB_FRAC, p.acts)
     return _merge(out), probs
 
@@ -547,48 +564,3 @@ def cross_entropy_backward(ctx, probs, targets):
         ctx.saturations.setdefault("dlogits", 0)
         return d
     return ctx.sat(d, ctx.p.grads, "dlogits")
-
-
-# --- the integer loss (reported by the firmware; arithmetic.md, "loss") ---
-
-LOG2_TABLE = [round(math.log2(1 + k / 64) * 65536) for k in range(65)]
-LN2_Q15, LN2_Q16 = 22713, 45426
-
-
-def ln_q16(s):
-    """ln(s / 2**15) in Q16 for an int s >= 2**15 (a softmax denominator)."""
-    n = s.bit_length() - 1
-    mant = s << (29 - n) if n <= 29 else s >> (n - 29)  # in [2**29, 2**30)
-    idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF
-    lo, hi = LOG2_TABLE[idx], LOG2_TABLE[idx + 1]
-    lg = lo + (((hi - lo) * rem + (1 << 14)) >> 15)  # log2 of the mantissa, Q16
-    return (n - 15) * LN2_Q16 + ((lg * LN2_Q15 + (1 << 14)) >> 15)
-
-
-def loss_q16(logits, targets, frac):
-    """The step's mean loss in Q16 nats, from raw logits: per position
-    (max - l_target) + ln(sum_j exp(l_j - max)), summed, then divided by T half up.
-    Scalar code on unbounded ints (plain Python on the device)."""
-    logits = np.asarray(logits, dtype=np.int64)
-    mx = logits.max(axis=-1)
-    sums = exp_neg(logits - mx[:, None], frac).sum(axis=-1)
-    gaps = mx - logits[np.arange(len(targets)), targets]
-    return loss_q16_of_sums(gaps.tolist(), sums.tolist(), frac)
-
-
-def loss_q16_of_sums(gaps, sums, frac):
-    """loss_q16 from each position's max - l_target and sum of exps (lists of ints; the
-    training step has both from softmax_sums). ln_q16 inline: a step's T calls of it
-    cost more than its arithmetic."""
-    total, table = sum(gaps) << (16 - frac), LOG2_TABLE
-    for s in sums:  # ln_q16(s)
-        n = s.bit_length() - 1
-        mant = s << (29 - n) if n <= 29 else s >> (n - 29)
-        idx, rem = (mant >> 23) & 63, (mant >> 8) & 0x7FFF
-        lo = table[idx]
-        lg = lo + (((table[idx + 1] - lo) * rem + (1 << 14)) >> 15)
-        total += (n - 15) * LN2_Q16 + ((lg * LN2_Q15 + (1 << 14)) >> 15)
-    t = len(gaps)
-    if len(sums) != t:
-        raise ValueError(f"loss_q16_of_sums: {t} gaps but {len(sums)} sums")
-    return (2 * total + t) // (2 * t)

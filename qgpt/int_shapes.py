@@ -79,6 +79,32 @@ if hasattr(np, "vecdot"):
     row_dot = np.vecdot  # noqa: F811 (integers: exact, as the product and the sum)
 
 
+@cache
+def _ones_column(n):
+    """(n,1) int64 ones (row_sums' operand)."""
+    ones = np.ones((n, 1), dtype=np.int64)
+    ones.flags.writeable = False
+    return ones
+
+
+_dot = getattr(np.dot, "_implementation", np.dot)  # (without numpy's dispatch)
+
+
+def row_sums(a):
+    """The exact sum of each row of an int64 array, (...,n) -> (...,1). A training step's
+    small arrays: a product with a column of ones (np.dot on 2-d arrays, np.matmul
+    above), the same integers as np.add.reduce(a, axis=-1, keepdims=True) in a cheaper
+    numpy call (a reduction sets up its iterator at every call); large ones (evaluation's
+    batches) by that reduction."""
+    if a.size > ROW_SUMS_BY_PRODUCT:
+        return np.add.reduce(a, axis=-1, keepdims=True)
+    ones = _ones_column(a.shape[-1])
+    return _dot(a, ones) if a.ndim == 2 else np.matmul(a, ones)
+
+
+ROW_SUMS_BY_PRODUCT = 4096  # elements: row_sums by a product up to this size
+
+
 # isqrt by table: n < 2**32 is cut to its top 15 or 16 bits i = n >> sh (sh even, from a
 # table over n >> 16), whose root floor(sqrt(i) * 2**8) is tabled too. The tables are in
 # the narrowest dtypes (64 KB and 128 KB): Adam gathers from them at every parameter, and
@@ -122,9 +148,11 @@ def isqrt_plus_one_int32(n, out, scratch):
     32-bit lanes (a quarter of int64's instructions for a shift or a multiply). The root
     estimate c + 1 <= 46341 and its square < 2**32 fit uint32."""
     np.right_shift(n, _I32_SIXTEEN, out=scratch)
-    sh = ISQRT_SHIFT_U8.take(scratch, mode="wrap")  # (indices < 2**15: within the table)
-    s2 = np.subtract(_U8_EIGHT, sh >> _U8_ONE)
+    sh = ISQRT_SHIFT_U16.take(scratch, mode="wrap")  # (indices < 2**15: within the table)
     np.right_shift(n, sh, out=scratch)  # < 2**16
+    # the root's shift 8 - sh/2 in sh's place, in uint16 as the root (no mixed types)
+    sh >>= _U16_ONE
+    s2 = np.subtract(_U16_EIGHT, sh, out=sh)
     c = ISQRT_ROOT_Q8.take(scratch, mode="wrap")
     c >>= s2
     c += _U16_ONE
@@ -138,6 +166,11 @@ _copyto = getattr(np.copyto, "_implementation", np.copyto)  # (without numpy's d
 
 
 ISQRT_SHIFT_U8 = ISQRT_SHIFT.view(np.uint8)  # (its values 0..16)
+# isqrt_plus_one_int32's copy, in the root table's dtype (64 KB of the first 32 K entries:
+# the int32 path's n < 2**31 reads no other)
+ISQRT_SHIFT_U16 = ISQRT_SHIFT_U8[: 1 << 15].astype(np.uint16)
+ISQRT_SHIFT_U16.flags.writeable = False
+_U16_EIGHT = np.array(8, dtype=np.uint16)
 _I32_SIXTEEN = np.array(16, dtype=np.int32)
 _U8_ONE, _U8_EIGHT = np.array(1, dtype=np.uint8), np.array(8, dtype=np.uint8)
 _ONE = np.array(1, dtype=np.int64)

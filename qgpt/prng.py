@@ -51,6 +51,13 @@ def key(seed, stream, *counters):
     return h
 
 
+def keys(seed, stream, counters):
+    """[key(seed, stream, c) for c in counters], the same numbers, with the part of the
+    chain the counters share (seed, stream) hashed once."""
+    h = hash30(hash30(seed & M30) ^ (stream & M30))
+    return [hash30(h ^ (c & M30)) for c in counters]
+
+
 def draws(k, start, count):
     """count 30-bit numbers hash30(k + start + i), i = 0..count-1, as int64.
 
@@ -68,13 +75,15 @@ def draws(k, start, count):
 _U32_M30, _U32_MUL, _U32_16 = np.uint32(M30), np.uint32(HASH_MUL), np.uint32(16)
 
 
-def hash30_uint32(x, scratch):
+def hash30_uint32(x, scratch, below_2_30=False):
     """hash30 of the low 30 bits of each element of the uint32 array x, in place (and
-    returned); scratch: a uint32 array of x's shape for the shifted words.
+    returned); scratch: a uint32 array of x's shape for the shifted words; below_2_30: the
+    caller knows every element is below 2**30 (hash30's first mask is then a no-op: skipped).
 
     hash30 keeps the low 30 bits exact on a 32-bit word that wraps, so these are hash30's
     numbers; in place, stochastic rounding's batch of draws allocates no memory."""
-    x &= _U32_M30
+    if not below_2_30:
+        x &= _U32_M30
     for _ in range(2):
         x ^= np.right_shift(x, _U32_16, out=scratch)
         x *= _U32_MUL  # wraps mod 2**32, exact mod 2**30

@@ -443,14 +443,45 @@ def test_rounding_draws_of_several_steps_equal_prng_draws():
             assert bad is None, f"step {step} shift {shift}: draws{bad}"
 
 
-def test_hash30_in_place_on_uint32_is_hash30():
+def test_rounding_draws_where_key_plus_counter_passes_2_30():
+    """Seed 56616's key at step 1 is 2,623 below 2**30: its draws' counters k + i pass
+    2**30 (hash30's first mask matters there, and _rounding_draws keeps it)."""
+    from qgpt import prng
+
+    key = prng.key(56616, prng.STREAM_ROUND, 1)
+    assert key + N_PARAMS - 1 > prng.M30  # (the case this test is for)
+    opt = int_model.IntAdam(make_policy("q4.12", rounding="stochastic"), 56616)
+    for step in (0, 1, 2):
+        want = prng.draws(prng.key(56616, prng.STREAM_ROUND, step), 0, N_PARAMS)
+        bad = first_difference(opt._rounding_draws(step, 0).astype(np.int64), want)
+        assert bad is None, f"step {step}: draws{bad}"
+
+
+@pytest.mark.parametrize("below_2_30", [False, True])
+def test_hash30_in_place_on_uint32_is_hash30(below_2_30):
     from qgpt import prng
 
     x = np.array([0, 1, 2**16 - 1, 2**16, 2**30 - 1, 2**30, 2**31 + 7, 2**32 - 1,
                   *np.random.default_rng(3).integers(0, 2**32, 500)], dtype=np.uint32)
-    got = prng.hash30_uint32(x.copy(), np.empty_like(x))
+    if below_2_30:  # (the caller's promise: hash30's first mask is skipped)
+        x &= np.uint32(prng.M30)
+    got = prng.hash30_uint32(x.copy(), np.empty_like(x), below_2_30=below_2_30)
     for i, (a, b) in enumerate(zip(x.tolist(), got.tolist(), strict=True)):
         assert b == prng.hash30(a & prng.M30), f"hash30_uint32[{i}] of {a}: {b}"
+
+
+@pytest.mark.parametrize("shape", [(7, 27), (4, 7, 7), (2, 3, 5, 16), (1, 1), (200, 27),
+                                   (512, 9, 27)])
+def test_row_sums_are_the_exact_row_sums(shape):
+    """row_sums (a product with ones on small arrays, a reduction on large ones) against
+    Python's sum of each row, with values up to 2**40."""
+    from qgpt.int_shapes import row_sums
+
+    a = np.random.default_rng(5).integers(0, 2**40, shape)
+    got = row_sums(a)
+    assert got.shape == (*shape[:-1], 1)
+    for i, row in enumerate(a.reshape(-1, shape[-1]).tolist()):
+        assert int(got.reshape(-1)[i]) == sum(row), f"row_sums row {i}: {got.reshape(-1)[i]}"
 
 
 @pytest.mark.parametrize("spec", ["q4.12", "q8.8", "q2.14"])

@@ -121,6 +121,13 @@ def test_key_equals_the_contract(seed):
         assert prng.key(seed, stream, *counters) == c_key(seed, stream, *counters)
 
 
+@pytest.mark.parametrize("seed", [0, 42, 2**30 + 42, -1, 2**40 + 3])
+def test_keys_of_many_counters_equal_the_contract(seed):
+    counters = [0, 1, 15, 16, 999, 2**30 - 1, 2**30, 2**31 + 1]
+    for stream in (1, 3):
+        assert prng.keys(seed, stream, counters) == [c_key(seed, stream, c) for c in counters]
+
+
 @pytest.mark.parametrize("k", [0, 12345, M30 - 5, M30])
 def test_draws_vectorised_equal_element_by_element(k):
     """draws(k, start, n)[i] = draw(k, start + i), across the 2**30 wrap-around too."""

@@ -514,6 +514,59 @@ def qkv_einsum():
     return c_einsum("jhtd,jhdi->jti", DQKV, WQKV.reshape(3, 4, 4, 16))
 
 
+# round 5 (branch host5): what was kept and what was not (docs/BENCHMARKS.md, "Host
+# training"; the figures in the commit messages)
+W_FC1_T = np.ascontiguousarray(w_fc1.T)
+DY_FC1 = i16(T, 64)
+PROBS_H = i16(4, T, T)
+LOGITS = i16(T, 27)
+ONES_T, ONES_27 = np.ones((T, 1), np.int64), np.ones((27, 1), np.int64)
+X_ROWS, COL = i16(T, 16), i16(T, 1)
+X_REPEATED = np.repeat(COL, 16, axis=1)
+STORE, D32 = i16(4192), rng.integers(-3, 4, 4192).astype(np.int32)
+D64 = D32.astype(np.int64)
+
+
+def dx_fc1_dot():  # fc1's dx (T,64) @ (64,16), np.dot's strided loop: main's
+    return np.dot(DY_FC1, w_fc1)
+
+
+def dx_fc1_einsum_copy():  # on a transposed copy of w: kept (DX_BY_COPY)
+    return c_einsum("to,io->ti", DY_FC1, w_fc1.T.copy())
+
+
+def rows_reduce_heads():  # softmax's row sums of (H,T,T): main's
+    return np.add.reduce(PROBS_H, axis=-1, keepdims=True)
+
+
+def rows_matmul_heads():  # a product with ones: kept (int_shapes.row_sums)
+    return np.matmul(PROBS_H, ONES_T)
+
+
+def rows_reduce_logits():
+    return np.add.reduce(LOGITS, axis=-1, keepdims=True)
+
+
+def rows_dot_logits():  # kept
+    return np.dot(LOGITS, ONES_27)
+
+
+def mul_by_column():  # rmsnorm's x * (T,1) multiplier: main's (a broadcast)
+    return X_ROWS * COL
+
+
+def mul_by_repeated():  # the multiplier repeated along the row: kept
+    return X_ROWS * X_REPEATED
+
+
+def store_minus_int32():  # Adam's store (int64) -= d (int32): a buffered cast, not changed
+    STORE.__isub__(D32)
+
+
+def store_minus_int64():
+    STORE.__isub__(D64)
+
+
 def nothing():
     pass
 
