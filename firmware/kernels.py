@@ -1468,16 +1468,15 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
 
 
 @micropython.viper
-def widen(out, src, off: int, n: int, nb: int):
+def widen(ao: int, at: int, out, src, off: int, n: int, nb: int):
     """out[0:n] (int32) = src[off:off+n]: nb = 1, 2 or 4 bytes a signed value (sign-
-    extended), -1 or -2 an unsigned one."""
+    extended), -1 or -2 an unsigned one.
+    ao and at: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     step = nb if nb > 0 else 0 - nb
     sx = 0x8000 if nb == 2 else (0x80 if nb == 1 else 0)  # a signed value's sign bit
     nsx = 0 - sx  # (x ^ sx) + nsx: x sign-extended (written so, not as the s32 idiom)
-    po32 = ptr32(out)
-    ps8 = ptr8(src)
-    ao = int(po32)  # byte addresses, one step a value
-    at = int(ps8) + step * off
+    ao = int(ptr32(out))  # byte addresses, one step a value
+    at = int(ptr8(src)) + step * off
     end = ao + 4 * n
     while ao < end:
         if step == 2:
@@ -1492,14 +1491,13 @@ def widen(out, src, off: int, n: int, nb: int):
 
 
 @micropython.viper
-def narrow(dst, off: int, src, n: int, lo: int, hi: int, nb: int) -> int:
+def narrow(x: int, ao: int, dst, off: int, src, n: int, lo: int, hi: int, nb: int) -> int:
     """dst[off:off+n] (nb bytes a value; -1, -2 as 1, 2) = src[0:n] (int32); returns how
-    many values lay outside [lo, hi] (a checkpoint that does not fit the class's format)."""
+    many values lay outside [lo, hi] (a checkpoint that does not fit the class's format).
+    x and ao: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     step = nb if nb > 0 else 0 - nb
-    pd8 = ptr8(dst)
-    ps32 = ptr32(src)
-    at = int(pd8) + step * off  # byte addresses, one step a value
-    ao = int(ps32)
+    at = int(ptr8(dst)) + step * off  # byte addresses, one step a value
+    ao = int(ptr32(src))
     end = ao + 4 * n
     one = 1
     s32 = one << 31
@@ -1520,8 +1518,9 @@ def narrow(dst, off: int, src, n: int, lo: int, hi: int, nb: int) -> int:
 
 
 @micropython.viper
-def copy32(dst, d0: int, src, s0: int, n: int):
-    """dst[d0:d0+n] = src[s0:s0+n], int32 buffers."""
+def copy32(ad: int, at: int, dst, d0: int, src, s0: int, n: int):
+    """dst[d0:d0+n] = src[s0:s0+n], int32 buffers.
+    ad and at: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     ad = int(ptr32(dst)) + 4 * d0  # byte addresses, one step a value
     at = int(ptr32(src)) + 4 * s0
     end = at + 4 * n
@@ -1576,26 +1575,27 @@ def block_encode(x: int, aw: int, q, k, w, a: int, n: int, nblk: int, bits: int,
     s32 = one << 31
     tbits = bits if sq else bits - 1  # bitlen(top)
     top = (1 << tbits) - 1
-    b0 = 0
-    while b0 < n:
-        b1 = b0 + nblk if b0 + nblk < n else n
-        end = aw + 4 * (b1 - b0)
+    blk = a // nblk
+    last = aw + 4 * n
+    while aw < last:  # a block at a time
+        end = aw + 4 * nblk if aw + 4 * nblk < last else last
         big = 0
         at = aw
         while at < end:
             x = (ptr32(at)[0] ^ s32) - s32
-            ax = x if x >= 0 else 0 - x
-            if ax > big:
-                big = ax
+            if x < 0:
+                x = 0 - x
+            if x > big:
+                big = x
             at += 4
-        kj = 0  # max(0, bitlen(big) - tbits)
-        y = big >> tbits
-        while y != 0:
-            y >>= 1
-            kj += 1
-        if ((big + ((1 << kj) >> 1)) >> kj) > top:
-            kj += 1
-        half = (1 << kj) >> 1
+        x = 0  # max(0, bitlen(big) - tbits)
+        while (big >> x) > top:
+            x += 1
+        half = (1 << x) >> 1
+        if ((big + half) >> x) > top:
+            half = 1 << x
+            x += 1
+        kj = x
         while aw < end:
             x = (((ptr32(aw)[0] ^ s32) - s32) + half) >> kj
             if nb == 2:
@@ -1604,5 +1604,5 @@ def block_encode(x: int, aw: int, q, k, w, a: int, n: int, nblk: int, bits: int,
                 ptr8(aq)[0] = x
             aw += 4
             aq += nb
-        pk[(a + b0) // nblk] = kj
-        b0 = b1
+        pk[blk] = kj
+        blk += 1

@@ -170,10 +170,8 @@ EQUIVALENT = {
         "the count is only tested for nonzero (restore.py) or ignored (blockadam.gather)",
     ("narrow", "bad += 1", "1", "2", 0):
         "the count is only tested for nonzero (restore.py) or ignored (blockadam.gather)",
-    ("block_encode", "ax = x if x >= 0 else 0 - x", "0", "1", 0):
-        "at x = 0, 0 - x is 0 either way",
-    ("block_encode", "ax = x if x >= 0 else 0 - x", ">=", ">", 0):
-        "at x = 0, 0 - x is 0 either way",
+    ("block_encode", "if x < 0:", "0", "1", 0): "at x = 0, 0 - x is 0 either way",
+    ("block_encode", "if x < 0:", "<", "<=", 0): "at x = 0, 0 - x is 0 either way",
     ("adam_update", "gs_rs = sh_s if sh_s > 0 else 0", "0", "-1", 1):
         "gs_rs is read only when it is positive",
     ("adam_update", "gs_rs = sh_s if sh_s > 0 else 0", ">", ">=", 0):
@@ -199,18 +197,18 @@ EQUIVALENT = {
         "gm = m_hi gives m_hi << m_ls = 2**30, the saturation value",
     ("adam_update", "if d < 0 and w > hi + d:", "<", "<=", 0):
         "for d = 0 the test w > hi never holds: w is a value of the store's format",
-    ("block_encode", "b1 = b0 + nblk if b0 + nblk < n else n", "<", "<=", 0):
-        "for b0 + nblk = n both give n",
-    ("block_encode", "if ax > big:", ">", ">=", 0): "big, the maximum, is the same",
+    ("block_encode", "end = aw + 4 * nblk if aw + 4 * nblk < last else last", "<", "<=", 0):
+        "for aw + 4 * nblk = last both give last",
+    ("block_encode", "if x > big:", ">", ">=", 0): "big, the maximum, is the same",
     ("gather", "K.block_decode(0, 0, vw, mdl.v, vk, a, size, n_v, bv, 1)", "1", "2", 0):
         "block_decode tests sq only for truth",
     ("gather", "K.block_encode(0, 0, mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)", "1", "2", 0):
         "block_encode tests sq only for truth",
-    ("gather", "K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)", "0", "-1", 0): _ONLY_COUNTS,
-    ("gather", "K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)", "0", "1", 0): _ONLY_COUNTS,
-    ("gather", "K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)", "-", "+", 0): _ONLY_COUNTS,
-    ("gather", "K.narrow(mdl.v, a, vw, size, 0, hv, bv)", "0", "1", 0): _ONLY_COUNTS,
-    ("gather", "K.narrow(mdl.v, a, vw, size, 0, hv, bv)", "0", "-1", 0): _ONLY_COUNTS,
+    ("gather", "K.narrow(0, 0, mdl.m, a, mw, size, 0 - hm, hm, bm)", "0", "-1", 2): _ONLY_COUNTS,
+    ("gather", "K.narrow(0, 0, mdl.m, a, mw, size, 0 - hm, hm, bm)", "0", "1", 2): _ONLY_COUNTS,
+    ("gather", "K.narrow(0, 0, mdl.m, a, mw, size, 0 - hm, hm, bm)", "-", "+", 0): _ONLY_COUNTS,
+    ("gather", "K.narrow(0, 0, mdl.v, a, vw, size, 0, hv, bv)", "0", "1", 2): _ONLY_COUNTS,
+    ("gather", "K.narrow(0, 0, mdl.v, a, vw, size, 0, hv, bv)", "0", "-1", 2): _ONLY_COUNTS,
     ("gather", "size = U if a + U <= _N else _N - a", "<=", "<", 0):
         "for a + U = N, N - a is U",
     ("gather", "hi = off + n if off + n < a + size else a + size", "<", "<=", 0):
@@ -262,7 +260,7 @@ EQUIVALENT = {
         "of no values, which adds no bytes to a hash, dump or checkpoint",
     ("piece", "return chunk if left >= _CHUNK else chunk[: 4 * left]", ">=", ">",
      0): "for left = 32 the slice of all 128 bytes holds the same bytes as the chunk",
-    ("piece", "K.widen(chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)",
+    ("piece", "K.widen(0, 0, chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)",
      ">", ">=", 0): "for left = 32 both give 32",
     ("row_max", "for j in range(off + 1, off + n):", "1", "0", 0):
         "the maximum over the row with its first element compared twice is the same",
@@ -397,6 +395,12 @@ EQUIVALENT = {
         ("gather", "K.block_decode(0, 0, vw, mdl.v, vk, a, size, n_v, bv, 1)"),
         ("gather", "K.block_encode(0, 0, mdl.m, mk, mw, a, size, n_m, bits_m, bm, 0)"),
         ("gather", "K.block_encode(0, 0, mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)"),
+        ("gather", "K.copy32(0, 0, slots[s], lo - a, grad, lo - off, hi - lo)"),
+        ("gather", "K.widen(0, 0, mw, mdl.m, a, size, bm)"),
+        ("gather", "K.widen(0, 0, vw, mdl.v, a, size, bv)"),
+        ("gather", "K.narrow(0, 0, mdl.m, a, mw, size, 0 - hm, hm, bm)"),
+        ("gather", "K.narrow(0, 0, mdl.v, a, vw, size, 0, hv, bv)"),
+        ("piece", "K.widen(0, 0, chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)"),
         ("weight_backward", "K.linear_backward(0, 0, dx, lg, dy, x, self.bufs[1][j], T, n_in, "
          "n_out, b[5],"),
         ("train_step", "nll += loss.nll_q16(mx, target, K.cross_entropy_forward(0, 0, lg, lg, t, "
