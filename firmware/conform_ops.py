@@ -173,7 +173,8 @@ def run_relu_forward(P, p, A):
 
 def run_relu_backward(P, p, A):
     nb = numbers(P)[0]
-    K.relu_backward(0, 0, A["dx"], A["dy"], A["x"], 0, len(A["dx"]), nb[2], nb[1])
+    A["dx"] = dx = A["dy"]  # in place, as model.py calls it
+    K.relu_backward(0, 0, dx, dx, A["x"], 0, len(dx), nb[2], nb[1])
 
 
 def run_attention_forward(P, p, A):

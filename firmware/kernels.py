@@ -306,20 +306,17 @@ def embedding_forward(i: int, v: int, x, wte, wpe, token: int, t: int, C: int, s
     rs = sh if sh > 0 else 0
     ls = 0 - sh if sh < 0 else 0
     half = (1 << rs) >> 1
-    hi_ls = hi >> ls
-    lo_ls = 0 - ((0 - lo) >> ls)
     for i in range(tp, tp + C):
         if bw == 2:
             y = (pe16[te + i] ^ 0x8000) + (pp16[i] ^ 0x8000) - 0x10000  # both signed
         else:
             y = (pe8[te + i] ^ 0x80) + (pp8[i] ^ 0x80) - 0x100
-        y = (y + half) >> rs
-        if y > hi_ls:
+        # within int32: -2**16 <= y < 2**16 before, ls = Fa - Fw <= 15 (3.4: Fa <= 15)
+        y = ((y + half) >> rs) << ls
+        if y > hi:
             y = hi
-        elif y < lo_ls:
+        elif y < lo:
             y = lo
-        else:
-            y = y << ls
         if ba == 2:
             px16[i] = y
         else:
@@ -344,8 +341,6 @@ def embedding_backward(d: int, w: int, dwte, dwpe, dx, tokens, T: int, C: int, s
     rs = sh if sh > 0 else 0
     ls = 0 - sh if sh < 0 else 0
     half = (1 << rs) >> 1
-    hi_ls = hi >> ls
-    lo_ls = 0 - ((0 - lo) >> ls)
     for t in range(T):
         tp = t * C
         te = int(ptok[t]) * C - tp  # wte's row tokens[t], column i, at te + i for i from tp
@@ -354,13 +349,12 @@ def embedding_backward(d: int, w: int, dwte, dwpe, dx, tokens, T: int, C: int, s
                 d = (pdx16[i] ^ 0x8000) - 0x8000
             else:
                 d = (pdx8[i] ^ 0x80) - 0x80
-            d = (d + half) >> rs
-            if d > hi_ls:
+            # |d| <= 2**30: |d| <= 2**15 before, ls = Fp - Fg <= Fa <= 15 (3.4: Fp <= Fg + Fa)
+            d = ((d + half) >> rs) << ls
+            if d > hi:
                 d = hi
-            elif d < lo_ls:
+            elif d < lo:
                 d = lo
-            else:
-                d = d << ls
             w = ((pwte[te + i] ^ s32) - s32) + d
             if w > hi:
                 w = hi
@@ -795,7 +789,7 @@ def add_forward(v: int, i: int, y, a, b, start: int, n: int, lo: int, hi: int, b
     pb16 = ptr16(int(pb8))
     for i in range(start, start + n):
         if bx == 2:
-            v = ((pa16[i] ^ 0x8000) - 0x8000) + ((pb16[i] ^ 0x8000) - 0x8000)
+            v = (pa16[i] ^ 0x8000) + (pb16[i] ^ 0x8000) - 0x10000  # both signed
         else:
             v = ((pa8[i] ^ 0x80) - 0x80) + ((pb8[i] ^ 0x80) - 0x80)
         if v > hi:
@@ -810,21 +804,20 @@ def add_forward(v: int, i: int, y, a, b, start: int, n: int, lo: int, hi: int, b
 
 @micropython.viper
 def relu_backward(i: int, xi: int, dx, dy, x, start: int, n: int, bg: int, ba: int):
-    """dx[i] = dy[i] where the forward input x[i] > 0, else 0. dx, dy G (bg bytes);
-    x A (ba bytes).
+    """dx[i] = dy[i] where the forward input x[i] > 0, else 0, in place: dx is dy (the
+    callers pass one buffer twice; dy is not read). dx G (bg bytes); x A (ba bytes).
     i and xi: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     pdx8 = ptr8(dx)
     pdx16 = ptr16(int(pdx8))
-    pdy8 = ptr8(dy)
-    pdy16 = ptr16(int(pdy8))
     px8 = ptr8(x)
     px16 = ptr16(int(px8))
     for i in range(start, start + n):
         xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
-        if bg == 2:
-            pdx16[i] = pdy16[i] if xi > 0 else 0
-        else:
-            pdx8[i] = pdy8[i] if xi > 0 else 0
+        if xi <= 0:
+            if bg == 2:
+                pdx16[i] = 0
+            else:
+                pdx8[i] = 0
 
 
 # --- attention (sections 6, 7) ---
@@ -1181,9 +1174,9 @@ def cross_entropy_backward(j: int, d: int, dlogits, probs, targets, T: int, V: i
     half = den >> 1
     for t in range(T):
         row = t * V
-        target = int(pt[t])
-        for j in range(V):
-            d = int(pp[row + j])  # in [0, 2**15]: no sign extension needed
+        target = row + int(pt[t])
+        for j in range(row, row + V):  # row t's column j - row
+            d = int(pp[j])  # in [0, 2**15]: no sign extension needed
             if j == target:
                 d -= PROB_ONE
             g = (d + half) // den
@@ -1192,9 +1185,9 @@ def cross_entropy_backward(j: int, d: int, dlogits, probs, targets, T: int, V: i
             elif g < glo:
                 g = glo
             if bg == 2:
-                pd16[row + j] = g
+                pd16[j] = g
             else:
-                pd8[row + j] = g
+                pd8[j] = g
 
 
 # --- Adam, per parameter (section 9) ---

@@ -79,15 +79,10 @@ EQUIVALENT = {
         "at sh = 0, sh is 0, the else value",
     ("embedding_backward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
         "at sh = 0, 0 - sh is 0, the else value",
-    ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "1", 0):
-        "it moves the test only for d = lo_ls, which the else branch stores as lo_ls << ls = "
-        "lo too (lo = -2**k, k >= ls)",
-    ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "-1", 1):
-        "(-1 - lo) >> ls is one less than (0 - lo) >> ls (lo = -2**k, k >= ls): it moves "
-        "the test only for d = lo_ls, which the else branch stores as lo too",
-    ("embedding_forward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "1", 0):
-        "it moves the test only for y = lo_ls, which the else branch stores as lo_ls << ls = "
-        "lo too (lo = -2**k, k >= ls)",
+    ("embedding_backward", "if d > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("embedding_backward", "elif d < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("embedding_forward", "if y > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("embedding_forward", "elif y < lo:", "<", "<=", 0): _AT_LIMIT,
     ("embedding_forward", "rs = sh if sh > 0 else 0", ">", ">=", 0):
         "at sh = 0, sh is 0, the else value",
     ("embedding_forward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
@@ -346,8 +341,6 @@ EQUIVALENT = {
     ("softmax", "for j in range(off + 1, end):", "1", "0", 0):
         "the maximum over the row with its first element compared twice is the same",
     ("softmax", "if zj > mx:", ">", ">=", 0): "an equal element leaves the same maximum",
-    ("embedding_forward", "elif y < lo_ls:", "<", "<=", 0):
-        "y = lo_ls stores lo_ls << ls, which is lo (-2**(b-1) is exact under the shift)",
     ("sample", "tok[0] = BOS", "0", "1", 0):
         "tok[0] holds BOS already (training writes it each step, sampling never writes "
         "index 0): writing BOS to tok[1] is overwritten by the first token",
