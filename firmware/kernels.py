@@ -306,31 +306,34 @@ def embedding_forward(i: int, v: int, x, wte, wpe, token: int, t: int, C: int, s
     rs = sh if sh > 0 else 0
     ls = 0 - sh if sh < 0 else 0
     half = (1 << rs) >> 1
-    for i in range(tp, tp + C):
+    i = tp
+    end = tp + C
+    while i < end:
         if bw == 2:
-            y = (pe16[te + i] ^ 0x8000) + (pp16[i] ^ 0x8000) - 0x10000  # both signed
+            v = (pe16[te + i] ^ 0x8000) + (pp16[i] ^ 0x8000) - 0x10000  # both signed
         else:
-            y = (pe8[te + i] ^ 0x80) + (pp8[i] ^ 0x80) - 0x100
-        # within int32: -2**16 <= y < 2**16 before, ls = Fa - Fw <= 15 (3.4: Fa <= 15)
-        y = ((y + half) >> rs) << ls
-        if y > hi:
-            y = hi
-        elif y < lo:
-            y = lo
+            v = (pe8[te + i] ^ 0x80) + (pp8[i] ^ 0x80) - 0x100
+        # within int32: -2**16 <= v < 2**16 before, ls = Fa - Fw <= 15 (3.4: Fa <= 15)
+        v = ((v + half) >> rs) << ls
+        if v > hi:
+            v = hi
+        elif v < lo:
+            v = lo
         if ba == 2:
-            px16[i] = y
+            px16[i] = v
         else:
-            px8[i] = y
+            px8[i] = v
+        i += 1
 
 
 @micropython.viper
-def embedding_backward(d: int, w: int, dwte, dwpe, dx, tokens, T: int, C: int, sh: int,
+def embedding_backward(i: int, w: int, dwte, dwpe, dx, tokens, T: int, C: int, sh: int,
                        lo: int, hi: int, bg: int):
     """Forward was x[t] = wte[tokens[t]] + wpe[t]: d = req(dx[t], sh, P), sh = Fg - Fp
     (a left shift when Fp > Fg); then for t = 0 .. T-1 in order both rows become
     sat(row + d, P). dwte (V, C), dwpe (BLOCK, C) int32 P, [lo, hi] within +-2**30;
     dx (T, C) G (bg bytes); tokens (T,) uint8.
-    d and w: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
+    i and w: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     pwte = ptr32(dwte)
     pwpe = ptr32(dwpe)
     pdx8 = ptr8(dx)
@@ -344,7 +347,9 @@ def embedding_backward(d: int, w: int, dwte, dwpe, dx, tokens, T: int, C: int, s
     for t in range(T):
         tp = t * C
         te = int(ptok[t]) * C - tp  # wte's row tokens[t], column i, at te + i for i from tp
-        for i in range(tp, tp + C):
+        i = tp
+        end = tp + C
+        while i < end:
             if bg == 2:
                 d = (pdx16[i] ^ 0x8000) - 0x8000
             else:
@@ -367,6 +372,7 @@ def embedding_backward(d: int, w: int, dwte, dwpe, dx, tokens, T: int, C: int, s
             elif w < lo:
                 w = lo
             pwpe[i] = w
+            i += 1
 
 
 # --- rmsnorm (sections 6, 7) ---
@@ -787,7 +793,9 @@ def add_forward(v: int, i: int, y, a, b, start: int, n: int, lo: int, hi: int, b
     pa16 = ptr16(int(pa8))
     pb8 = ptr8(b)
     pb16 = ptr16(int(pb8))
-    for i in range(start, start + n):
+    i = start
+    end = start + n
+    while i < end:
         if bx == 2:
             v = (pa16[i] ^ 0x8000) + (pb16[i] ^ 0x8000) - 0x10000  # both signed
         else:
@@ -800,6 +808,7 @@ def add_forward(v: int, i: int, y, a, b, start: int, n: int, lo: int, hi: int, b
             py16[i] = v
         else:
             py8[i] = v
+        i += 1
 
 
 @micropython.viper
@@ -811,13 +820,16 @@ def relu_backward(i: int, xi: int, dx, dy, x, start: int, n: int, bg: int, ba: i
     pdx16 = ptr16(int(pdx8))
     px8 = ptr8(x)
     px16 = ptr16(int(px8))
-    for i in range(start, start + n):
+    i = start
+    end = start + n
+    while i < end:
         xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
         if xi <= 0:
             if bg == 2:
                 pdx16[i] = 0
             else:
                 pdx8[i] = 0
+        i += 1
 
 
 # --- attention (sections 6, 7) ---
@@ -1175,19 +1187,22 @@ def cross_entropy_backward(j: int, d: int, dlogits, probs, targets, T: int, V: i
     for t in range(T):
         row = t * V
         target = row + int(pt[t])
-        for j in range(row, row + V):  # row t's column j - row
+        j = row  # row t's column j - row
+        end = row + V
+        while j < end:
             d = int(pp[j])  # in [0, 2**15]: no sign extension needed
             if j == target:
                 d -= PROB_ONE
-            g = (d + half) // den
-            if g > ghi:
-                g = ghi
-            elif g < glo:
-                g = glo
+            d = (d + half) // den
+            if d > ghi:
+                d = ghi
+            elif d < glo:
+                d = glo
             if bg == 2:
-                pd16[j] = g
+                pd16[j] = d
             else:
-                pd8[j] = g
+                pd8[j] = d
+            j += 1
 
 
 # --- Adam, per parameter (section 9) ---

@@ -81,8 +81,8 @@ EQUIVALENT = {
         "at sh = 0, 0 - sh is 0, the else value",
     ("embedding_backward", "if d > hi:", ">", ">=", 0): _AT_LIMIT,
     ("embedding_backward", "elif d < lo:", "<", "<=", 0): _AT_LIMIT,
-    ("embedding_forward", "if y > hi:", ">", ">=", 0): _AT_LIMIT,
-    ("embedding_forward", "elif y < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("embedding_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("embedding_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
     ("embedding_forward", "rs = sh if sh > 0 else 0", ">", ">=", 0):
         "at sh = 0, sh is 0, the else value",
     ("embedding_forward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
@@ -118,8 +118,8 @@ EQUIVALENT = {
     ("adam_update", "if d < 0 and w > hi + d:", "0", "1", 0):
         "for d = 0 the test w > hi never holds: w is a value of the store's format",
     ("add_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
-    ("cross_entropy_backward", "if g > ghi:", ">", ">=", 0): _AT_LIMIT,
-    ("cross_entropy_backward", "elif g < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("cross_entropy_backward", "if d > ghi:", ">", ">=", 0): _AT_LIMIT,
+    ("cross_entropy_backward", "elif d < glo:", "<", "<=", 0): _AT_LIMIT,
     ("add_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
     **{("linear_backward", "big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 "
         "else 0", tok, rep, k): "big <= 0 (abs_max of no 16-bit width, or no bound): l1_max = "
@@ -350,8 +350,8 @@ EQUIVALENT = {
         "(x - 128) >> 8 is (x + 128) >> 8 minus 1 for every x: every tempered logit moves "
         "by 1, and softmax does not change when a whole row moves",
     # round 4's leading scratch parameters (docs/BENCHMARKS.md, "Round 4"): every kernel
-    # below assigns its first two parameters before it reads them (embedding_forward
-    # never reads its second), so the values passed are never read
+    # below assigns its first two parameters before it reads them, so the values passed
+    # are never read
     **{(fn, line, "0", rep, k): _KERNEL_SCRATCH for rep in ("1", "-1") for k in (0, 1)
        for fn, line in (
         ("backward", "K.add_forward(0, 0, ga, ga, gc, 0, TC, gl, gh, bg)"),
