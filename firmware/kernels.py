@@ -301,13 +301,12 @@ def embedding_forward(i: int, v: int, x, wte, wpe, token: int, t: int, C: int, s
     pe16 = ptr16(int(pe8))
     pp8 = ptr8(wpe)
     pp16 = ptr16(int(pp8))
-    tp = t * C
-    te = token * C - tp  # wte's row token, column i, at te + i for i from tp
+    i = t * C  # x's and wpe's index: row t, column i - t * C
+    te = token * C - i  # wte's row token, column i - t * C, at te + i
     rs = sh if sh > 0 else 0
     ls = 0 - sh if sh < 0 else 0
     half = (1 << rs) >> 1
-    i = tp
-    end = tp + C
+    end = i + C
     while i < end:
         if bw == 2:
             v = (pe16[te + i] ^ 0x8000) + (pp16[i] ^ 0x8000) - 0x10000  # both signed
@@ -344,11 +343,10 @@ def embedding_backward(i: int, w: int, dwte, dwpe, dx, tokens, T: int, C: int, s
     rs = sh if sh > 0 else 0
     ls = 0 - sh if sh < 0 else 0
     half = (1 << rs) >> 1
+    i = 0  # dx's and wpe's index: row t, column i - t * C
     for t in range(T):
-        tp = t * C
-        te = int(ptok[t]) * C - tp  # wte's row tokens[t], column i, at te + i for i from tp
-        i = tp
-        end = tp + C
+        te = int(ptok[t]) * C - i  # wte's row tokens[t], column i - t * C, at te + i
+        end = i + C
         while i < end:
             if bg == 2:
                 d = (pdx16[i] ^ 0x8000) - 0x8000
@@ -799,7 +797,7 @@ def add_forward(v: int, i: int, y, a, b, start: int, n: int, lo: int, hi: int, b
         if bx == 2:
             v = (pa16[i] ^ 0x8000) + (pb16[i] ^ 0x8000) - 0x10000  # both signed
         else:
-            v = ((pa8[i] ^ 0x80) - 0x80) + ((pb8[i] ^ 0x80) - 0x80)
+            v = (pa8[i] ^ 0x80) + (pb8[i] ^ 0x80) - 0x100
         if v > hi:
             v = hi
         elif v < lo:
@@ -1184,11 +1182,10 @@ def cross_entropy_backward(j: int, d: int, dlogits, probs, targets, T: int, V: i
     pt = ptr8(targets)
     den = T << s
     half = den >> 1
+    j = 0  # row t, column j - t * V
     for t in range(T):
-        row = t * V
-        target = row + int(pt[t])
-        j = row  # row t's column j - row
-        end = row + V
+        target = j + int(pt[t])
+        end = j + V
         while j < end:
             d = int(pp[j])  # in [0, 2**15]: no sign extension needed
             if j == target:
@@ -1557,7 +1554,9 @@ def block_decode(x: int, aw: int, w, q, k, a: int, n: int, nblk: int, nb: int, s
     while aw < last:  # a block at a time
         kj = int(pk[blk])
         blk += 1
-        end = aw + 4 * nblk if aw + 4 * nblk < last else last
+        end = aw + 4 * nblk
+        if end > last:
+            end = last
         while aw < end:
             x = int(ptr16(aq)[0]) if nb == 2 else int(ptr8(aq)[0])
             x = ((x ^ sx) + nsx) << kj
@@ -1586,7 +1585,9 @@ def block_encode(x: int, aw: int, q, k, w, a: int, n: int, nblk: int, bits: int,
     blk = a // nblk
     last = aw + 4 * n
     while aw < last:  # a block at a time
-        end = aw + 4 * nblk if aw + 4 * nblk < last else last
+        end = aw + 4 * nblk
+        if end > last:
+            end = last
         big = 0
         at = aw
         while at < end:

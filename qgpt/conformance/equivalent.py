@@ -192,8 +192,8 @@ EQUIVALENT = {
         "gm = m_hi gives m_hi << m_ls = 2**30, the saturation value",
     ("adam_update", "if d < 0 and w > hi + d:", "<", "<=", 0):
         "for d = 0 the test w > hi never holds: w is a value of the store's format",
-    ("block_encode", "end = aw + 4 * nblk if aw + 4 * nblk < last else last", "<", "<=", 0):
-        "for aw + 4 * nblk = last both give last",
+    ("block_encode", "if end > last:", ">", ">=", 0): "for end = last both give last",
+    ("block_decode", "if end > last:", ">", ">=", 0): "for end = last both give last",
     ("block_encode", "if x > big:", ">", ">=", 0): "big, the maximum, is the same",
     ("gather", "K.block_decode(0, 0, vw, mdl.v, vk, a, size, n_v, bv, 1)", "1", "2", 0):
         "block_decode tests sq only for truth",
