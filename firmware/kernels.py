@@ -1480,8 +1480,10 @@ def widen(ao: int, at: int, out, src, off: int, n: int, nb: int):
     step = nb if nb > 0 else 0 - nb
     sx = 0x8000 if nb == 2 else (0x80 if nb == 1 else 0)  # a signed value's sign bit
     nsx = 0 - sx  # (x ^ sx) + nsx: x sign-extended (written so, not as the s32 idiom)
-    ao = int(ptr32(out))  # byte addresses, one step a value
-    at = int(ptr8(src)) + step * off
+    po32 = ptr32(out)
+    ps8 = ptr8(src)
+    ao = int(po32)  # byte addresses, one step a value
+    at = int(ps8) + step * off
     end = ao + 4 * n
     while ao < end:
         if step == 2:
@@ -1501,8 +1503,10 @@ def narrow(x: int, ao: int, dst, off: int, src, n: int, lo: int, hi: int, nb: in
     many values lay outside [lo, hi] (a checkpoint that does not fit the class's format).
     x and ao: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     step = nb if nb > 0 else 0 - nb
-    at = int(ptr8(dst)) + step * off  # byte addresses, one step a value
-    ao = int(ptr32(src))
+    pd8 = ptr8(dst)
+    ps32 = ptr32(src)
+    at = int(pd8) + step * off  # byte addresses, one step a value
+    ao = int(ps32)
     end = ao + 4 * n
     one = 1
     s32 = one << 31
