@@ -41,7 +41,7 @@ def gather(mdl, off, n, grad, alpha, key):
         if s < 0:
             s = su.index(-1)  # model's plan needs at most layout.block_bytes's slots
             su[s], sc[s] = unit, 0
-        K.copy32(slots[s], lo - a, grad, lo - off, hi - lo)
+        K.copy32(0, 0, slots[s], lo - a, grad, lo - off, hi - lo)
         sc[s] += hi - lo
         if sc[s] < size:
             continue
@@ -50,11 +50,11 @@ def gather(mdl, off, n, grad, alpha, key):
         if n_m:
             K.block_decode(0, 0, mw, mdl.m, mk, a, size, n_m, bm, 0)
         else:
-            K.widen(mw, mdl.m, a, size, bm)
+            K.widen(0, 0, mw, mdl.m, a, size, bm)
         if n_v:
             K.block_decode(0, 0, vw, mdl.v, vk, a, size, n_v, bv, 1)
         else:
-            K.widen(vw, mdl.v, a, size, bv)
+            K.widen(0, 0, vw, mdl.v, a, size, bv)
         # bv = -4 for block-scaled v: adam_update leaves isqrt(v) in vw, which block_encode
         # stores (9.6: the roots of the same isqrt as 9.3)
         mdl.counts[2] += K.adam_update(0, 0, mdl.store, mw, vw, slots[s], comp, size, a, a,
@@ -63,10 +63,10 @@ def gather(mdl, off, n, grad, alpha, key):
         if n_m:
             K.block_encode(0, 0, mdl.m, mk, mw, a, size, n_m, bits_m, bm, 0)
         else:
-            K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)
+            K.narrow(0, 0, mdl.m, a, mw, size, 0 - hm, hm, bm)
         if n_v:
             K.block_encode(0, 0, mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)
         else:
-            K.narrow(mdl.v, a, vw, size, 0, hv, bv)
+            K.narrow(0, 0, mdl.v, a, vw, size, 0, hv, bv)
         if mdl.nums[3]:  # master weights: the data weights the forward pass sees
             mdl.refresh_data(a, size)

@@ -62,7 +62,7 @@ def save(cfg, mdl, step, seconds):
             _, buf, w, n = st
             for k in range(0, n, _CHUNK):
                 left = n - k
-                K.widen(chunk, buf, k, _CHUNK if left > _CHUNK else left, w)
+                K.widen(0, 0, chunk, buf, k, _CHUNK if left > _CHUNK else left, w)
                 b = chunk if left >= _CHUNK else chunk[: 4 * left]
                 f.write(b)
                 crc = crc32(b, crc)

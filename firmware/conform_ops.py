@@ -173,7 +173,8 @@ def run_relu_forward(P, p, A):
 
 def run_relu_backward(P, p, A):
     nb = numbers(P)[0]
-    K.relu_backward(0, 0, A["dx"], A["dy"], A["x"], 0, len(A["dx"]), nb[2], nb[1])
+    A["dx"] = dx = A["dy"]  # in place, as model.py calls it
+    K.relu_backward(0, 0, dx, dx, A["x"], 0, len(dx), nb[2], nb[1])
 
 
 def run_attention_forward(P, p, A):
@@ -229,14 +230,14 @@ def run_adam_update(P, p, A):
     m, v = A["m"], A["v"]
     if nb[3] < 4 or nb[4] < 4:  # 8/16-bit m or v: widened to int32 and back (blockadam.gather)
         m, v = array("i", bytes(4 * n)), array("i", bytes(4 * n))
-        K.widen(m, A["m"], 0, n, nb[3])
-        K.widen(v, A["v"], 0, n, nb[4])
+        K.widen(0, 0, m, A["m"], 0, n, nb[3])
+        K.widen(0, 0, v, A["v"], 0, n, nb[4])
     stalled = K.adam_update(0, 0, A["store"], m, v, A["g"], bytearray(n), n, p["i0"], 0, 0,
                             alpha, o[0], o[1], o[2], o[3], o[4], k, o[5], o[6], o[7], o[8],
                             nb[5], 4)
     if m is not A["m"]:
-        K.narrow(A["m"], 0, m, n, 0 - o[7], o[7], nb[3])
-        K.narrow(A["v"], 0, v, n, 0, o[8], nb[4])
+        K.narrow(0, 0, A["m"], 0, m, n, 0 - o[7], o[7], nb[3])
+        K.narrow(0, 0, A["v"], 0, v, n, 0, o[8], nb[4])
     return {"alpha": alpha, "p1": p1, "p2": p2, "stalled": stalled}
 
 

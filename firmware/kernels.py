@@ -301,39 +301,38 @@ def embedding_forward(i: int, v: int, x, wte, wpe, token: int, t: int, C: int, s
     pe16 = ptr16(int(pe8))
     pp8 = ptr8(wpe)
     pp16 = ptr16(int(pp8))
-    tp = t * C
-    te = token * C - tp  # wte's row token, column i, at te + i for i from tp
+    i = t * C  # x's and wpe's index: row t, column i - t * C
+    te = token * C - i  # wte's row token, column i - t * C, at te + i
     rs = sh if sh > 0 else 0
     ls = 0 - sh if sh < 0 else 0
     half = (1 << rs) >> 1
-    hi_ls = hi >> ls
-    lo_ls = 0 - ((0 - lo) >> ls)
-    for i in range(tp, tp + C):
+    end = i + C
+    while i < end:
         if bw == 2:
-            y = (pe16[te + i] ^ 0x8000) + (pp16[i] ^ 0x8000) - 0x10000  # both signed
+            v = (pe16[te + i] ^ 0x8000) + (pp16[i] ^ 0x8000) - 0x10000  # both signed
         else:
-            y = (pe8[te + i] ^ 0x80) + (pp8[i] ^ 0x80) - 0x100
-        y = (y + half) >> rs
-        if y > hi_ls:
-            y = hi
-        elif y < lo_ls:
-            y = lo
-        else:
-            y = y << ls
+            v = (pe8[te + i] ^ 0x80) + (pp8[i] ^ 0x80) - 0x100
+        # within int32: -2**16 <= v < 2**16 before, ls = Fa - Fw <= 15 (3.4: Fa <= 15)
+        v = ((v + half) >> rs) << ls
+        if v > hi:
+            v = hi
+        elif v < lo:
+            v = lo
         if ba == 2:
-            px16[i] = y
+            px16[i] = v
         else:
-            px8[i] = y
+            px8[i] = v
+        i += 1
 
 
 @micropython.viper
-def embedding_backward(d: int, w: int, dwte, dwpe, dx, tokens, T: int, C: int, sh: int,
+def embedding_backward(i: int, w: int, dwte, dwpe, dx, tokens, T: int, C: int, sh: int,
                        lo: int, hi: int, bg: int):
     """Forward was x[t] = wte[tokens[t]] + wpe[t]: d = req(dx[t], sh, P), sh = Fg - Fp
     (a left shift when Fp > Fg); then for t = 0 .. T-1 in order both rows become
     sat(row + d, P). dwte (V, C), dwpe (BLOCK, C) int32 P, [lo, hi] within +-2**30;
     dx (T, C) G (bg bytes); tokens (T,) uint8.
-    d and w: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
+    i and w: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     pwte = ptr32(dwte)
     pwpe = ptr32(dwpe)
     pdx8 = ptr8(dx)
@@ -344,23 +343,21 @@ def embedding_backward(d: int, w: int, dwte, dwpe, dx, tokens, T: int, C: int, s
     rs = sh if sh > 0 else 0
     ls = 0 - sh if sh < 0 else 0
     half = (1 << rs) >> 1
-    hi_ls = hi >> ls
-    lo_ls = 0 - ((0 - lo) >> ls)
+    i = 0  # dx's and wpe's index: row t, column i - t * C
     for t in range(T):
-        tp = t * C
-        te = int(ptok[t]) * C - tp  # wte's row tokens[t], column i, at te + i for i from tp
-        for i in range(tp, tp + C):
+        te = int(ptok[t]) * C - i  # wte's row tokens[t], column i - t * C, at te + i
+        end = i + C
+        while i < end:
             if bg == 2:
                 d = (pdx16[i] ^ 0x8000) - 0x8000
             else:
                 d = (pdx8[i] ^ 0x80) - 0x80
-            d = (d + half) >> rs
-            if d > hi_ls:
+            # |d| <= 2**30: |d| <= 2**15 before, ls = Fp - Fg <= Fa <= 15 (3.4: Fp <= Fg + Fa)
+            d = ((d + half) >> rs) << ls
+            if d > hi:
                 d = hi
-            elif d < lo_ls:
+            elif d < lo:
                 d = lo
-            else:
-                d = d << ls
             w = ((pwte[te + i] ^ s32) - s32) + d
             if w > hi:
                 w = hi
@@ -373,6 +370,7 @@ def embedding_backward(d: int, w: int, dwte, dwpe, dx, tokens, T: int, C: int, s
             elif w < lo:
                 w = lo
             pwpe[i] = w
+            i += 1
 
 
 # --- rmsnorm (sections 6, 7) ---
@@ -906,11 +904,13 @@ def add_forward(v: int, i: int, y, a, b, start: int, n: int, lo: int, hi: int, b
     pa16 = ptr16(int(pa8))
     pb8 = ptr8(b)
     pb16 = ptr16(int(pb8))
-    for i in range(start, start + n):
+    i = start
+    end = start + n
+    while i < end:
         if bx == 2:
-            v = ((pa16[i] ^ 0x8000) - 0x8000) + ((pb16[i] ^ 0x8000) - 0x8000)
+            v = (pa16[i] ^ 0x8000) + (pb16[i] ^ 0x8000) - 0x10000  # both signed
         else:
-            v = ((pa8[i] ^ 0x80) - 0x80) + ((pb8[i] ^ 0x80) - 0x80)
+            v = (pa8[i] ^ 0x80) + (pb8[i] ^ 0x80) - 0x100
         if v > hi:
             v = hi
         elif v < lo:
@@ -919,25 +919,28 @@ def add_forward(v: int, i: int, y, a, b, start: int, n: int, lo: int, hi: int, b
             py16[i] = v
         else:
             py8[i] = v
+        i += 1
 
 
 @micropython.viper
 def relu_backward(i: int, xi: int, dx, dy, x, start: int, n: int, bg: int, ba: int):
-    """dx[i] = dy[i] where the forward input x[i] > 0, else 0. dx, dy G (bg bytes);
-    x A (ba bytes).
+    """dx[i] = dy[i] where the forward input x[i] > 0, else 0, in place: dx is dy (the
+    callers pass one buffer twice; dy is not read). dx G (bg bytes); x A (ba bytes).
     i and xi: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     pdx8 = ptr8(dx)
     pdx16 = ptr16(int(pdx8))
-    pdy8 = ptr8(dy)
-    pdy16 = ptr16(int(pdy8))
     px8 = ptr8(x)
     px16 = ptr16(int(px8))
-    for i in range(start, start + n):
+    i = start
+    end = start + n
+    while i < end:
         xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
-        if bg == 2:
-            pdx16[i] = pdy16[i] if xi > 0 else 0
-        else:
-            pdx8[i] = pdy8[i] if xi > 0 else 0
+        if xi <= 0:
+            if bg == 2:
+                pdx16[i] = 0
+            else:
+                pdx8[i] = 0
+        i += 1
 
 
 # --- attention (sections 6, 7) ---
@@ -1293,22 +1296,24 @@ def cross_entropy_backward(j: int, d: int, dlogits, probs, targets, T: int, V: i
     pt = ptr8(targets)
     den = T << s
     half = den >> 1
+    j = 0  # row t, column j - t * V
     for t in range(T):
-        row = t * V
-        target = int(pt[t])
-        for j in range(V):
-            d = int(pp[row + j])  # in [0, 2**15]: no sign extension needed
+        target = j + int(pt[t])
+        end = j + V
+        while j < end:
+            d = int(pp[j])  # in [0, 2**15]: no sign extension needed
             if j == target:
                 d -= PROB_ONE
-            g = (d + half) // den
-            if g > ghi:
-                g = ghi
-            elif g < glo:
-                g = glo
+            d = (d + half) // den
+            if d > ghi:
+                d = ghi
+            elif d < glo:
+                d = glo
             if bg == 2:
-                pd16[row + j] = g
+                pd16[j] = d
             else:
-                pd8[row + j] = g
+                pd8[j] = d
+            j += 1
 
 
 # --- Adam, per parameter (section 9) ---
@@ -1582,9 +1587,10 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
 
 
 @micropython.viper
-def widen(out, src, off: int, n: int, nb: int):
+def widen(ao: int, at: int, out, src, off: int, n: int, nb: int):
     """out[0:n] (int32) = src[off:off+n]: nb = 1, 2 or 4 bytes a signed value (sign-
-    extended), -1 or -2 an unsigned one."""
+    extended), -1 or -2 an unsigned one.
+    ao and at: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     step = nb if nb > 0 else 0 - nb
     sx = 0x8000 if nb == 2 else (0x80 if nb == 1 else 0)  # a signed value's sign bit
     nsx = 0 - sx  # (x ^ sx) + nsx: x sign-extended (written so, not as the s32 idiom)
@@ -1606,9 +1612,10 @@ def widen(out, src, off: int, n: int, nb: int):
 
 
 @micropython.viper
-def narrow(dst, off: int, src, n: int, lo: int, hi: int, nb: int) -> int:
+def narrow(x: int, ao: int, dst, off: int, src, n: int, lo: int, hi: int, nb: int) -> int:
     """dst[off:off+n] (nb bytes a value; -1, -2 as 1, 2) = src[0:n] (int32); returns how
-    many values lay outside [lo, hi] (a checkpoint that does not fit the class's format)."""
+    many values lay outside [lo, hi] (a checkpoint that does not fit the class's format).
+    x and ao: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     step = nb if nb > 0 else 0 - nb
     pd8 = ptr8(dst)
     ps32 = ptr32(src)
@@ -1634,8 +1641,9 @@ def narrow(dst, off: int, src, n: int, lo: int, hi: int, nb: int) -> int:
 
 
 @micropython.viper
-def copy32(dst, d0: int, src, s0: int, n: int):
-    """dst[d0:d0+n] = src[s0:s0+n], int32 buffers."""
+def copy32(ad: int, at: int, dst, d0: int, src, s0: int, n: int):
+    """dst[d0:d0+n] = src[s0:s0+n], int32 buffers.
+    ad and at: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     ad = int(ptr32(dst)) + 4 * d0  # byte addresses, one step a value
     at = int(ptr32(src)) + 4 * s0
     end = at + 4 * n
@@ -1664,7 +1672,9 @@ def block_decode(x: int, aw: int, w, q, k, a: int, n: int, nblk: int, nb: int, s
     while aw < last:  # a block at a time
         kj = int(pk[blk])
         blk += 1
-        end = aw + 4 * nblk if aw + 4 * nblk < last else last
+        end = aw + 4 * nblk
+        if end > last:
+            end = last
         while aw < end:
             x = int(ptr16(aq)[0]) if nb == 2 else int(ptr8(aq)[0])
             x = ((x ^ sx) + nsx) << kj
@@ -1690,26 +1700,29 @@ def block_encode(x: int, aw: int, q, k, w, a: int, n: int, nblk: int, bits: int,
     s32 = one << 31
     tbits = bits if sq else bits - 1  # bitlen(top)
     top = (1 << tbits) - 1
-    b0 = 0
-    while b0 < n:
-        b1 = b0 + nblk if b0 + nblk < n else n
-        end = aw + 4 * (b1 - b0)
+    blk = a // nblk
+    last = aw + 4 * n
+    while aw < last:  # a block at a time
+        end = aw + 4 * nblk
+        if end > last:
+            end = last
         big = 0
         at = aw
         while at < end:
             x = (ptr32(at)[0] ^ s32) - s32
-            ax = x if x >= 0 else 0 - x
-            if ax > big:
-                big = ax
+            if x < 0:
+                x = 0 - x
+            if x > big:
+                big = x
             at += 4
-        kj = 0  # max(0, bitlen(big) - tbits)
-        y = big >> tbits
-        while y != 0:
-            y >>= 1
-            kj += 1
-        if ((big + ((1 << kj) >> 1)) >> kj) > top:
-            kj += 1
-        half = (1 << kj) >> 1
+        x = 0  # max(0, bitlen(big) - tbits)
+        while (big >> x) > top:
+            x += 1
+        half = (1 << x) >> 1
+        if ((big + half) >> x) > top:
+            half = 1 << x
+            x += 1
+        kj = x
         while aw < end:
             x = (((ptr32(aw)[0] ^ s32) - s32) + half) >> kj
             if nb == 2:
@@ -1718,5 +1731,5 @@ def block_encode(x: int, aw: int, q, k, w, a: int, n: int, nblk: int, bits: int,
                 ptr8(aq)[0] = x
             aw += 4
             aq += nb
-        pk[(a + b0) // nblk] = kj
-        b0 = b1
+        pk[blk] = kj
+        blk += 1

@@ -108,6 +108,6 @@ def load_arrays(path, at, chunk, cfg):
             for off in range(0, n, _CHUNK):
                 k = min(_CHUNK, n - off)
                 f.readinto(memoryview(chunk)[: 4 * k])
-                bad += kernels.narrow(buf, off, chunk, k, lo, hi, nb)
+                bad += kernels.narrow(0, 0, buf, off, chunk, k, lo, hi, nb)
             if bad:
                 raise RunError(f"{path}: {bad} values of {name} do not fit this run's policy")

@@ -60,7 +60,7 @@ def piece(mdl, st, k):
         return bytearray_at(buf, 4 * n)
     left = n - k * _CHUNK
     chunk = mdl.bufs[3]
-    K.widen(chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)
+    K.widen(0, 0, chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)
     return chunk if left >= _CHUNK else chunk[: 4 * left]
 
 

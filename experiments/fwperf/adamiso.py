@@ -38,9 +38,9 @@ s, m, v = array("STORE_CODE", S0), array("i", M0), array("i", V0)
 comp = bytearray(N)
 reps, unit = int(sys.argv[1]), sys.argv[2]
 for _ in range(reps):
-    K.copy32(s, 0, S0, 0, N * STORE_BYTES // 4)
-    K.copy32(m, 0, M0, 0, N)
-    K.copy32(v, 0, V0, 0, N)
+    K.copy32(0, 0, s, 0, S0, 0, N * STORE_BYTES // 4)
+    K.copy32(0, 0, m, 0, M0, 0, N)
+    K.copy32(0, 0, v, 0, V0, 0, N)
     if unit == "adam":
         K.adam_update(0, 0, s, m, v, G, comp, N, 0, 0, 0, ALPHA, ARGS)
 print("done step")

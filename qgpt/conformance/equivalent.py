@@ -79,15 +79,10 @@ EQUIVALENT = {
         "at sh = 0, sh is 0, the else value",
     ("embedding_backward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
         "at sh = 0, 0 - sh is 0, the else value",
-    ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "1", 0):
-        "it moves the test only for d = lo_ls, which the else branch stores as lo_ls << ls = "
-        "lo too (lo = -2**k, k >= ls)",
-    ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "-1", 1):
-        "(-1 - lo) >> ls is one less than (0 - lo) >> ls (lo = -2**k, k >= ls): it moves "
-        "the test only for d = lo_ls, which the else branch stores as lo too",
-    ("embedding_forward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "1", 0):
-        "it moves the test only for y = lo_ls, which the else branch stores as lo_ls << ls = "
-        "lo too (lo = -2**k, k >= ls)",
+    ("embedding_backward", "if d > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("embedding_backward", "elif d < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("embedding_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
+    ("embedding_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
     ("embedding_forward", "rs = sh if sh > 0 else 0", ">", ">=", 0):
         "at sh = 0, sh is 0, the else value",
     ("embedding_forward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
@@ -124,8 +119,8 @@ EQUIVALENT = {
     ("adam_update", "if d < 0 and w > hi + d:", "0", "1", 0):
         "for d = 0 the test w > hi never holds: w is a value of the store's format",
     ("add_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
-    ("cross_entropy_backward", "if g > ghi:", ">", ">=", 0): _AT_LIMIT,
-    ("cross_entropy_backward", "elif g < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("cross_entropy_backward", "if d > ghi:", ">", ">=", 0): _AT_LIMIT,
+    ("cross_entropy_backward", "elif d < glo:", "<", "<=", 0): _AT_LIMIT,
     ("add_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
     **{("linear_backward", "big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 "
         "else 0", tok, rep, k): "big <= 0 (abs_max of no 16-bit width, or no bound): l1_max = "
@@ -171,10 +166,8 @@ EQUIVALENT = {
         "the count is only tested for nonzero (restore.py) or ignored (blockadam.gather)",
     ("narrow", "bad += 1", "1", "2", 0):
         "the count is only tested for nonzero (restore.py) or ignored (blockadam.gather)",
-    ("block_encode", "ax = x if x >= 0 else 0 - x", "0", "1", 0):
-        "at x = 0, 0 - x is 0 either way",
-    ("block_encode", "ax = x if x >= 0 else 0 - x", ">=", ">", 0):
-        "at x = 0, 0 - x is 0 either way",
+    ("block_encode", "if x < 0:", "0", "1", 0): "at x = 0, 0 - x is 0 either way",
+    ("block_encode", "if x < 0:", "<", "<=", 0): "at x = 0, 0 - x is 0 either way",
     ("adam_update", "gs_rs = sh_s if sh_s > 0 else 0", "0", "-1", 1):
         "gs_rs is read only when it is positive",
     ("adam_update", "gs_rs = sh_s if sh_s > 0 else 0", ">", ">=", 0):
@@ -200,18 +193,18 @@ EQUIVALENT = {
         "gm = m_hi gives m_hi << m_ls = 2**30, the saturation value",
     ("adam_update", "if d < 0 and w > hi + d:", "<", "<=", 0):
         "for d = 0 the test w > hi never holds: w is a value of the store's format",
-    ("block_encode", "b1 = b0 + nblk if b0 + nblk < n else n", "<", "<=", 0):
-        "for b0 + nblk = n both give n",
-    ("block_encode", "if ax > big:", ">", ">=", 0): "big, the maximum, is the same",
+    ("block_encode", "if end > last:", ">", ">=", 0): "for end = last both give last",
+    ("block_decode", "if end > last:", ">", ">=", 0): "for end = last both give last",
+    ("block_encode", "if x > big:", ">", ">=", 0): "big, the maximum, is the same",
     ("gather", "K.block_decode(0, 0, vw, mdl.v, vk, a, size, n_v, bv, 1)", "1", "2", 0):
         "block_decode tests sq only for truth",
     ("gather", "K.block_encode(0, 0, mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)", "1", "2", 0):
         "block_encode tests sq only for truth",
-    ("gather", "K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)", "0", "-1", 0): _ONLY_COUNTS,
-    ("gather", "K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)", "0", "1", 0): _ONLY_COUNTS,
-    ("gather", "K.narrow(mdl.m, a, mw, size, 0 - hm, hm, bm)", "-", "+", 0): _ONLY_COUNTS,
-    ("gather", "K.narrow(mdl.v, a, vw, size, 0, hv, bv)", "0", "1", 0): _ONLY_COUNTS,
-    ("gather", "K.narrow(mdl.v, a, vw, size, 0, hv, bv)", "0", "-1", 0): _ONLY_COUNTS,
+    ("gather", "K.narrow(0, 0, mdl.m, a, mw, size, 0 - hm, hm, bm)", "0", "-1", 2): _ONLY_COUNTS,
+    ("gather", "K.narrow(0, 0, mdl.m, a, mw, size, 0 - hm, hm, bm)", "0", "1", 2): _ONLY_COUNTS,
+    ("gather", "K.narrow(0, 0, mdl.m, a, mw, size, 0 - hm, hm, bm)", "-", "+", 0): _ONLY_COUNTS,
+    ("gather", "K.narrow(0, 0, mdl.v, a, vw, size, 0, hv, bv)", "0", "1", 2): _ONLY_COUNTS,
+    ("gather", "K.narrow(0, 0, mdl.v, a, vw, size, 0, hv, bv)", "0", "-1", 2): _ONLY_COUNTS,
     ("gather", "size = U if a + U <= _N else _N - a", "<=", "<", 0):
         "for a + U = N, N - a is U",
     ("gather", "hi = off + n if off + n < a + size else a + size", "<", "<=", 0):
@@ -263,7 +256,7 @@ EQUIVALENT = {
         "of no values, which adds no bytes to a hash, dump or checkpoint",
     ("piece", "return chunk if left >= _CHUNK else chunk[: 4 * left]", ">=", ">",
      0): "for left = 32 the slice of all 128 bytes holds the same bytes as the chunk",
-    ("piece", "K.widen(chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)",
+    ("piece", "K.widen(0, 0, chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)",
      ">", ">=", 0): "for left = 32 both give 32",
     ("row_max", "for j in range(off + 1, off + n):", "1", "0", 0):
         "the maximum over the row with its first element compared twice is the same",
@@ -357,8 +350,6 @@ EQUIVALENT = {
     ("softmax", "for j in range(off + 1, end):", "1", "0", 0):
         "the maximum over the row with its first element compared twice is the same",
     ("softmax", "if zj > mx:", ">", ">=", 0): "an equal element leaves the same maximum",
-    ("embedding_forward", "elif y < lo_ls:", "<", "<=", 0):
-        "y = lo_ls stores lo_ls << ls, which is lo (-2**(b-1) is exact under the shift)",
     ("sample", "tok[0] = BOS", "0", "1", 0):
         "tok[0] holds BOS already (training writes it each step, sampling never writes "
         "index 0): writing BOS to tok[1] is overwritten by the first token",
@@ -368,8 +359,8 @@ EQUIVALENT = {
         "(x - 128) >> 8 is (x + 128) >> 8 minus 1 for every x: every tempered logit moves "
         "by 1, and softmax does not change when a whole row moves",
     # round 4's leading scratch parameters (docs/BENCHMARKS.md, "Round 4"): every kernel
-    # below assigns its first two parameters before it reads them (embedding_forward
-    # never reads its second), so the values passed are never read
+    # below assigns its first two parameters before it reads them, so the values passed
+    # are never read
     **{(fn, line, "0", rep, k): _KERNEL_SCRATCH for rep in ("1", "-1") for k in (0, 1)
        for fn, line in (
         ("backward", "K.add_forward(0, 0, ga, ga, gc, 0, TC, gl, gh, bg)"),
@@ -411,6 +402,12 @@ EQUIVALENT = {
         ("gather", "K.block_decode(0, 0, vw, mdl.v, vk, a, size, n_v, bv, 1)"),
         ("gather", "K.block_encode(0, 0, mdl.m, mk, mw, a, size, n_m, bits_m, bm, 0)"),
         ("gather", "K.block_encode(0, 0, mdl.v, vk, vw, a, size, n_v, bits_v, bv, 1)"),
+        ("gather", "K.copy32(0, 0, slots[s], lo - a, grad, lo - off, hi - lo)"),
+        ("gather", "K.widen(0, 0, mw, mdl.m, a, size, bm)"),
+        ("gather", "K.widen(0, 0, vw, mdl.v, a, size, bv)"),
+        ("gather", "K.narrow(0, 0, mdl.m, a, mw, size, 0 - hm, hm, bm)"),
+        ("gather", "K.narrow(0, 0, mdl.v, a, vw, size, 0, hv, bv)"),
+        ("piece", "K.widen(0, 0, chunk, buf, k * _CHUNK, _CHUNK if left > _CHUNK else left, nb)"),
         ("weight_backward", "K.linear_backward(0, 0, dx, lg, dy, x, self.bufs[1][j], T, n_in, "
          "n_out, b[5],"),
         ("train_step", "ce(0, 0, lg, lg, t, _V, Fl), Fl)"),

@@ -10,8 +10,6 @@ _AT_LIMIT = "a value equal to the limit is stored as the limit either way"
 _DEAD_VALUE = "the value is only used in the branch the test before it takes instead"
 
 # dot_rows's callers (kernels.py): linear's rows and columns; b with 1 or 2 bytes a word.
-_LO_POW2 = ("-lo is 2**(b-1) (or 2**30), and ls = Fp - Fg <= min(Fa, Fp) keeps it a "
-            "multiple of 2**ls: at d = lo_ls, d << ls is lo, what the moved bound stores")
 # The fast paths' bound: partial sums <= L1 * max <= FIT = 2**30 - 1. L1 <= 64 * 2**15 =
 # 2**21 (16 * 2**15 for dW), so the bound binds only for max >= 2**9; the rounding's
 # half is at most 2**26 (dW's shift 27).
@@ -88,8 +86,6 @@ FAST_PATHS = {
     # column strides (4 .. 7) and a second row or column change no term
     ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "-1", 0): _DEAD_VALUE,
     ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "<", "<=", 2): _DEAD_VALUE,
-    ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "1", 0): _LO_POW2,
-    ("embedding_backward", "lo_ls = 0 - ((0 - lo) >> ls)", "0", "-1", 1): _LO_POW2,
     ("embedding_backward", "rs = sh if sh > 0 else 0", ">", ">=", 0): _SH_ZERO,
     ("embedding_backward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
         "at sh = 0, 0 - sh is 0, the else value",
