@@ -203,7 +203,9 @@ def dot_rows(hh: int, ll: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int
     signed, -2 (a only) unsigned 16-bit (attention's probabilities); y also 4 and -4
     (int32); n <= 64, ak >= 1, [lo, hi] within +-2**30.
     The exact S is kept as the int32 pair of 3.7, so no bound on the values is needed:
-    the linear kernels use it where their bound fails and for 8-bit words.
+    the linear kernels use it where their bound fails and for 8-bit words. One loop for
+    every width (a second loop for 16-bit words at byte addresses took 388 bytes more
+    xtensawin code and saved no measurable instructions: the fast paths take those words).
     hh and ll: pass 0 (scratch: viper keeps a function's first two locals in registers when
     mpy-cross compiles it (MAX_REGS_FOR_LOCAL_VARS, py/emitnative.c), and the loops' pair is
     read and written most: with it there the pair loop costs about what the one-accumulator
@@ -224,9 +226,6 @@ def dot_rows(hh: int, ll: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int
     # target reads that as the identity)
     sa = 0 if ba < 0 else 0x8000
     na = 0 - sa
-    wide = 1 if bb == 2 and ba != 1 else 0  # 16-bit words: no width tests, byte addresses
-    a_step = ak + ak
-    b_step = bk + bk
     half = (1 << sh) >> 1
     lim = 1 << (14 + sh) if sh < 16 else 0
     q = 0
@@ -236,30 +235,19 @@ def dot_rows(hh: int, ll: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int
             ll = 0
             ka = ai + r * ar
             kb = bi + c * bc
-            a_at = int(pa8) + ka + ka
-            b_at = int(pb8) + kb + kb
-            if wide:  # (a pointer's end, not a counter: -9% a MAC)
-                a_end = a_at + n * a_step
-                while a_at < a_end:
-                    p = ((ptr16(a_at)[0] ^ sa) + na) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000)
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
-                    a_at += a_step
-                    b_at += b_step
-            else:
-                for _ in range(n):
-                    if ba == 1:
-                        x = (pa8[ka] ^ 0x80) - 0x80
-                    else:
-                        x = (pa16[ka] ^ sa) + na
-                    if bb == 2:
-                        p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
-                    else:
-                        p = x * ((pb8[kb] ^ 0x80) - 0x80)
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
-                    ka += ak
-                    kb += bk
+            for _ in range(n):
+                if ba == 1:
+                    x = (pa8[ka] ^ 0x80) - 0x80
+                else:
+                    x = (pa16[ka] ^ sa) + na
+                if bb == 2:
+                    p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
+                else:
+                    p = x * ((pb8[kb] ^ 0x80) - 0x80)
+                hh += p >> 16
+                ll += p & _HALF_MASK
+                ka += ak
+                kb += bk
             hh += ll >> 16
             ll &= _HALF_MASK
             if sh >= 16:
