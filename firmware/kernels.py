@@ -504,8 +504,9 @@ def rmsnorm_backward(i: int, v: int, dx, dy, y, rs, T: int, C: int, sh_c: int, f
 # goes to dot_rows). W's rows for y are blocked by 4, lm_head's 27 with an overlapping last
 # block. dot_rows takes everything the bound does not cover and 8-bit words. The same bound
 # rounded, top = rnd(L1 * max, s) (per pair of rows, the larger L1), holds every rounded
-# sum in [-top - 1, top]: where [lo, hi] contains that (and no old dW is added), nothing
-# can saturate and the tests are skipped (dW into P always, dx and y where L1 is small).
+# sum in [-top - 1, top]: where [lo, hi] contains that, nothing can saturate and the tests
+# are skipped (dW into P always, dx and y where L1 is small). A dW added to the old one
+# (add_dw: conformance's cases only, the model stores) takes dot_rows, which adds.
 
 
 @micropython.viper
@@ -699,9 +700,9 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
     """Forward was y = W x: dx_i = sat(rnd(sum_o W_oi * dy_o, sh), G), sh = Fw;
     dW_oi = sat(dW_oi + rnd(sum_t dy_o[t] * x_i[t], sh_w), P), sh_w = Fg + Fa - Fp (0..31):
     the exact sum over the T positions of the step rounded once into P, added to dw if
-    add_dw (the contract's dW), else stored: sat(rnd(...), P), the contract's value for a
-    zeroed dw, what the model needs for a step's gradient (dw is not read: -2% instructions
-    a step against zeroing it and adding).
+    add_dw (the contract's dW; by dot_rows: the fast path stores only), else stored:
+    sat(rnd(...), P), the contract's value for a zeroed dw, what the model needs for a
+    step's gradient (dw is not read: -2% instructions a step against zeroing it and adding).
     Only rows o0 .. o1-1 of dW, into dw from its start (the whole matrix: 0, n_out; the
     device's training step takes a large gradient a few rows at a time); dx only if
     with_dx (it sums over every o whatever the rows).
@@ -725,7 +726,6 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
     px16 = ptr16(x)
     pw16 = ptr16(w)
     one = 1
-    s32 = one << 31
     fit = (one << 30) - 1
     row_bytes = n_in + n_in
     out_bytes = n_out + n_out
@@ -760,12 +760,11 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
             uw = ba
             y_at = int(pdw32)
             y_step = 4
-            big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
+            big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 and not add_dw else 0
             s = sh_w
             lo = plo
             hi = phi
         half = (1 << s) >> 1
-        old = 1 if ph != 0 and add_dw != 0 else 0  # dw's old values read and added
         # fast path (above the linear kernels): |S| <= L1(the row's dy words) * big < 2**30
         l1_max = fit // big if big > 0 and n_in & 7 == 0 else -1
         for r in range(r0, r1, 2):
@@ -787,9 +786,9 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
                          d_step >> 1, bg, ub, 0, 1, n_in, uw, rows, n_in, terms, s, lo, hi)
                 continue
             # |S| <= L1 * big <= fit rounds into [-top - 1, top]: the saturation only where
-            # [lo, hi] does not hold that, or dw's old values are added
+            # [lo, hi] does not hold that
             top = ((l1d if l1d > l1e else l1e) * big + half) >> s  # half <= 2**30: < 2**31
-            clamp = 1 if old != 0 or top > hi or 0 - top - 1 < lo else 0
+            clamp = 1 if top > hi or 0 - top - 1 < lo else 0
             k = (r - r0) * n_in  # the output's index of row r, column 0
             e_y = n_in * y_step if rows == 2 else 0  # from row r to row r + 1 of y
             for i in range(0, n_in, 8):  # eight columns of both rows (n_in % 8 == 0 here)
@@ -841,12 +840,9 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
                     da += d_step
                     at += row_bytes
                 at = y_at + (k + i) * y_step  # y's address (at read dy's stream above)
-                for j in range(8):  # sat(rnd(S, s)) in turn, dW's added to dw (if old)
+                for j in range(8):  # sat(rnd(S, s)) in turn
                     u = (a0 + half) >> s  # row r
                     v = (b0 + half) >> s  # row r + 1, or row r again (the same value)
-                    if old:  # dw's old values, both read before either is stored
-                        u += (ptr32(at)[0] ^ s32) - s32  # |u| < 2**31
-                        v += (ptr32(at + e_y)[0] ^ s32) - s32
                     if clamp:
                         if u > hi:
                             u = hi

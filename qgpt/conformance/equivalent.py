@@ -128,8 +128,9 @@ EQUIVALENT = {
     ("cross_entropy_backward", "elif g < glo:", "<", "<=", 0): _AT_LIMIT,
     ("add_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
     **{("linear_backward", "big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 "
-        "else 0", tok, rep, k): "big <= 0 (abs_max of no 16-bit width, or no bound): l1_max = "
-       "-1 and every row takes the exact path (dot_rows's int32 pair), the same integers"
+        "and not add_dw else 0", tok, rep, k): "big <= 0 (abs_max of no 16-bit width, or no "
+       "bound): l1_max = -1 and every row takes the exact path (dot_rows's int32 pair), the "
+       "same integers"
        for tok, rep, k in (("2", "3", 0), ("2", "1", 0), ("2", "3", 1), ("2", "3", 2),
                            ("0", "-1", 2))},
     ("rmsnorm_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
@@ -417,7 +418,7 @@ EQUIVALENT = {
         ("next_token", "K.softmax(0, 0, z, z, 0, _V, mdl.fwd[0])"),
         ("attention_forward", "sm(0, 0, srow, srow, 0, t + 1, f)"),
         ("linear_backward", "big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 "
-         "else 0"),
+         "and not add_dw else 0"),
        )},
     ("weight_backward", "b[6], o0, o1, 1 if o0 == 0 else 0, 0, b[7], b[8], b[9], b[10],", "1",
      "2", 1): "linear_backward tests with_dx only against 0 (with_dx != 0): 2 is 1",

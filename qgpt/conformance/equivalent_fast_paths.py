@@ -106,8 +106,7 @@ FAST_PATHS = {
     **{("adam_update", line, tok, rep, k): _CHORD_START for line, tok, rep, k in (
         ("s2 += 1", "1", "0", 0),)},
     ("linear_backward", "one = 1", "1", "0", 0):
-        "one = 0: fit = -1 and s32 = 0; no fast path runs (L1 <= -1 // max never holds), and "
-        "s32 is read only in dW's fast path",
+        "one = 0: fit = -1; no fast path runs (L1 <= -1 // max never holds): " + _TO_EXACT,
     ("linear_backward", "fit = (one << 30) - 1", "<<", ">>", 0):
         "fit = -1: no fast path runs (L1 <= -1 // max never holds): " + _TO_EXACT,
     # dW added (add_dw: conformance's cases) or stored (the model): y's width for dot_rows
@@ -115,8 +114,6 @@ FAST_PATHS = {
         rep, k): "dot_rows adds to y for any by < 0 and stores int32 for any by other than 1, 2 "
        "and below 0: -3 and -5 add as -4 does, 3 and 5 store as 4 does"
        for rep in ("3", "5") for k in (0, 1)},
-    ("linear_backward", "old = 1 if ph != 0 and add_dw != 0 else 0  # dw's old values read and "
-     "added", "1", "2", 0): "old is only tested for truth",
     # the fast path's eight columns: n_in is 16 or 64 (params), both multiples of 8 and 16
     **{("linear_backward", "l1_max = fit // big if big > 0 and n_in & 7 == 0 else -1", tok,
         rep, k): why for tok, rep, k, why in (
@@ -335,12 +332,12 @@ FAST_PATHS = {
     **{(fn, line, tok, rep, k): why for fn, line, cases in (
         ("linear_forward", "clamp = 1 if top > hi or 0 - top - 1 < lo else 0",
          (("0", "-1", 0), ("0", "1", 1), ("0", "-1", 1))),
-        ("linear_backward", "clamp = 1 if old != 0 or top > hi or 0 - top - 1 < lo else 0",
-         (("0", "-1", 0), ("0", "-1", 1), ("0", "1", 2), ("0", "-1", 2))))
+        ("linear_backward", "clamp = 1 if top > hi or 0 - top - 1 < lo else 0",
+         (("0", "-1", 0), ("0", "1", 1), ("0", "-1", 1))))
        for tok, rep, k in ((">", ">=", 0), ("<", "<=", 0), ("1", "2", 1), *cases)
        for why in ("the test only saturates more often (or always): saturating a value inside "
                    "[lo, hi] leaves it as it is",)},
     **{(fn, line, "1", "2", 0): "clamp is only tested for truth" for fn, line in (
         ("linear_forward", "clamp = 1 if top > hi or 0 - top - 1 < lo else 0"),
-        ("linear_backward", "clamp = 1 if old != 0 or top > hi or 0 - top - 1 < lo else 0"))},
+        ("linear_backward", "clamp = 1 if top > hi or 0 - top - 1 < lo else 0"))},
 }
