@@ -420,8 +420,6 @@ EQUIVALENT = {
         ("linear_backward", "big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 "
          "and not add_dw else 0"),
        )},
-    ("weight_backward", "b[6], o0, o1, 1 if o0 == 0 else 0, 0, b[7], b[8], b[9], b[10],", "1",
-     "2", 1): "linear_backward tests with_dx only against 0 (with_dx != 0): 2 is 1",
     # model.py's round-2 code (the sample `--modules model --every 4`)
     **{("", "_CHUNK = const(32)  # values widened at a time for hashes and checkpoints (N is "
         "a multiple)", "32", rep, 0): "model.py's _CHUNK is read by no code (the chunk's "
