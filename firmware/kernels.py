@@ -263,7 +263,7 @@ def dot_rows(hh: int, ll: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int
                 q += (py32[k] ^ s32) - s32  # |rnd(S)|, |y| <= 2**30: as the contract's dW
             if q > hi:
                 q = hi
-            elif q < lo:
+            if q < lo:
                 q = lo
             if by == 2:
                 py16[k] = q
@@ -423,7 +423,7 @@ def rmsnorm_forward(i: int, xi: int, y, rs, x, t: int, C: int, g: int, fm: int, 
         v = (xi * m + half) >> sh
         if v > hi:
             v = hi
-        elif v < lo:
+        if v < lo:
             v = lo
         if ba == 2:
             py16[i] = v
@@ -465,7 +465,7 @@ def rmsnorm_backward(i: int, v: int, dx, dy, y, rs, T: int, C: int, sh_c: int, f
         c = (hh + ((ll + half_c) >> 4)) >> (sh_c - 4)
         if c > ghi:
             c = ghi
-        elif c < glo:
+        if c < glo:
             c = glo
         m = pr[t + t]  # the forward's (M, sh), both positive
         sh = pr[t + t + 1]
@@ -477,12 +477,12 @@ def rmsnorm_backward(i: int, v: int, dx, dy, y, rs, T: int, C: int, sh_c: int, f
             ti = di - ((yi * c + half_f) >> f)
             if ti > ghi:
                 ti = ghi
-            elif ti < glo:
+            if ti < glo:
                 ti = glo
             v = (ti * m + half) >> sh
             if v > ghi:
                 v = ghi
-            elif v < glo:
+            if v < glo:
                 v = glo
             if bg == 2:
                 pdx16[i] = v
@@ -529,12 +529,12 @@ def abs_max(x: int, at: int, buf, n: int, nb: int) -> int:
         x = p[0] ^ 0x8000
         if x > hi:
             hi = x
-        elif x < lo:
+        if x < lo:
             lo = x
         x = p[1] ^ 0x8000
         if x > hi:
             hi = x
-        elif x < lo:
+        if x < lo:
             lo = x
         at += 4
     # max v = hi - 2**15 against -min v = 2**15 - lo
@@ -672,11 +672,11 @@ def linear_forward(u: int, w_at: int, y, x, w, t0: int, t1: int, n_in: int, n_ou
                 if clamp:
                     if u > hi:
                         u = hi
-                    elif u < lo:
+                    if u < lo:
                         u = lo
                     if v > hi:
                         v = hi
-                    elif v < lo:
+                    if v < lo:
                         v = lo
                 if by == 2:
                     ptr16(w_at)[0] = u
@@ -846,11 +846,11 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
                     if clamp:
                         if u > hi:
                             u = hi
-                        elif u < lo:
+                        if u < lo:
                             u = lo
                         if v > hi:
                             v = hi
-                        elif v < lo:
+                        if v < lo:
                             v = lo
                     if ph != 0:
                         ptr32(at)[0] = u
@@ -998,7 +998,7 @@ def attention_forward(x: int, w: int, out, probs, srow, q, k, v, t: int, T: int,
             x = (q0 * x0 + q1 * x1 + q2 * x2 + q3 * x3 + half_s) >> sh_s
             if x > hi_l:
                 x = hi_l
-            elif x < lo_l:
+            if x < lo_l:
                 x = lo_l
             pr[s] = x
         sm(0, 0, srow, srow, 0, t + 1, f)
@@ -1033,7 +1033,7 @@ def attention_forward(x: int, w: int, out, probs, srow, q, k, v, t: int, T: int,
             x = (a0 + half_o) >> sh_o
             if x > hi:
                 x = hi
-            elif x < lo:
+            if x < lo:
                 x = lo
             if ba == 2:
                 ptr16(o_at)[0] = x
@@ -1144,7 +1144,7 @@ def attention_backward(hh: int, p: int, dq, dk, dv, dout, q, k, v, probs, scratc
                     x = (hh << (16 - sh_dp)) + ((ll + half_dp) >> sh_dp)
                     if x > ghi:
                         x = ghi
-                    elif x < glo:
+                    if x < glo:
                         x = glo
                 pw16[s] = x
                 acc += pp16[base + s] * x
@@ -1153,7 +1153,7 @@ def attention_backward(hh: int, p: int, dq, dk, dv, dout, q, k, v, probs, scratc
                 diff = ((pw16[s] ^ 0x8000) - 0x8000) - pd
                 if diff > ghi:
                     diff = ghi
-                elif diff < glo:
+                if diff < glo:
                     diff = glo
                 pw16[s] = (pp16[base + s] * diff + (1 << (_DS_SHIFT - 1))) >> _DS_SHIFT
         # 2. out = p v, so dv[s] = sum_{t>=s} p[t,s] dout[t] (which = 0); 4. score = q.k / 2
@@ -1235,7 +1235,7 @@ def attention_backward(hh: int, p: int, dq, dk, dv, dout, q, k, v, probs, scratc
                         x = (hh << (16 - sh)) + ((ll + half) >> sh)
                         if x > ghi:
                             x = ghi
-                        elif x < glo:
+                        if x < glo:
                             x = glo
                     if bg == 2:
                         ptr16(y_at)[0] = x
@@ -1408,7 +1408,7 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
                   + (gm >> 15) * _ADAM_C1 + (((gm & 0x7FFF) * _ADAM_C1 + 16384) >> 15))
             if mi > hm:
                 mi = hm
-            elif mi < 0 - hm:
+            if mi < 0 - hm:
                 mi = 0 - hm
             # 9.2 v = b2 v + (1 - b2) gs^2 with gs = req(g, Fp - Fs, 16-bit word), in [0, hv]
             gs = gi
@@ -1538,13 +1538,13 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
                     w = w - d
             if w > hi:
                 w = hi
-            elif w < lo:
+            if w < lo:
                 w = lo
             if mode == _ROUND_KAHAN:
                 c = t - (w << _KAHAN_BITS)
                 if c > _KAHAN_HALF - 1:
                     c = _KAHAN_HALF - 1
-                elif c < 0 - _KAHAN_HALF:
+                if c < 0 - _KAHAN_HALF:
                     c = 0 - _KAHAN_HALF
                 pc[j] = c
             if bs == 1:

@@ -93,13 +93,13 @@ EQUIVALENT = {
     ("embedding_forward", "ls = 0 - sh if sh < 0 else 0", "<", "<=", 0):
         "at sh = 0, 0 - sh is 0, the else value",
     **{("linear_forward", line, tok, rep, 0): _AT_LIMIT for line, tok, rep in (
-        ("elif u < lo:", "<", "<="), ("elif v < lo:", "<", "<="), ("if u > hi:", ">", ">="),
+        ("if u < lo:", "<", "<="), ("if v < lo:", "<", "<="), ("if u > hi:", ">", ">="),
         ("if v > hi:", ">", ">="))},
     ("adam_update", "m_lo = 0 - m_hi", "0", "1", 0):
         "gm = -m_hi gives -m_hi << m_ls = -2**30, the saturation value",
     ("adam_update", "gm = 0 - big", "0", "-1", 0):
         "gm is read only as mul15(gm, 4915), the same for -2**30 - 1 and -2**30",
-    ("adam_update", "elif mi < 0 - hm:", "<", "<=", 0): _AT_LIMIT,
+    ("adam_update", "if mi < 0 - hm:", "<", "<=", 0): _AT_LIMIT,
     ("adam_update", "gs_ls = 0 - sh_s if sh_s < 0 else 0", "0", "1", 1):
         "at sh_s = 0, 0 - sh_s is 0, the else value",
     ("adam_update", "m_ls = 0 - sh_m if sh_m < 0 else 0", "0", "1", 1):
@@ -134,13 +134,13 @@ EQUIVALENT = {
        for tok, rep, k in (("2", "3", 0), ("2", "1", 0), ("2", "3", 1), ("2", "3", 2),
                            ("0", "-1", 2))},
     ("rmsnorm_forward", "if v > hi:", ">", ">=", 0): _AT_LIMIT,
-    ("rmsnorm_forward", "elif v < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_forward", "if v < lo:", "<", "<=", 0): _AT_LIMIT,
     ("rmsnorm_forward", "while a > 0x3FFFFFFF:", ">", ">=", 0): _RSQRT_TOP,
     ("rmsnorm_forward", "while a > 0x3FFFFFFF:", "0x3FFFFFFF", "1073741822", 0): _RSQRT_TOP,
     ("rmsnorm_backward", "if ti > ghi:", ">", ">=", 0): _AT_LIMIT,
-    ("rmsnorm_backward", "elif ti < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "if ti < glo:", "<", "<=", 0): _AT_LIMIT,
     ("attention_backward", "if diff > ghi:", ">", ">=", 0): _AT_LIMIT,
-    ("attention_backward", "elif diff < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("attention_backward", "if diff < glo:", "<", "<=", 0): _AT_LIMIT,
     ("adam_update", "gs_ls = 0 - sh_s if sh_s < 0 else 0", "<", "<=", 0):
         "at sh_s = 0, 0 - sh_s is 0, the else value",
     ("adam_update", "m_ls = 0 - sh_m if sh_m < 0 else 0", "<", "<=", 0):
@@ -160,12 +160,12 @@ EQUIVALENT = {
     ("adam_update", "if mi < 0:", "<", "<=", 0):
         "at mi = 0 both branches give a = 0, so r = 0 and delta = 0 whichever alpha's sign",
     ("adam_update", "if w > hi:", ">", ">=", 0): _AT_LIMIT,
-    ("adam_update", "elif w < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("adam_update", "if w < lo:", "<", "<=", 0): _AT_LIMIT,
     ("adam_update", "if c > _KAHAN_HALF - 1:", ">", ">=", 0): _AT_LIMIT,
-    ("adam_update", "elif c < 0 - _KAHAN_HALF:", "0", "1", 0):
+    ("adam_update", "if c < 0 - _KAHAN_HALF:", "0", "1", 0):
         "c < -127 holds for c = -128 only (c = t - (w << 8) >= -128 unless w saturated "
         "below), which is set to -128: itself",
-    ("adam_update", "elif c < 0 - _KAHAN_HALF:", "<", "<=", 0): _AT_LIMIT,
+    ("adam_update", "if c < 0 - _KAHAN_HALF:", "<", "<=", 0): _AT_LIMIT,
     ("adam_update", "if d < 0 and w > hi + d:", ">", ">=", 0):
         "at w = hi + d, w - d is hi either way",
     ("narrow", "bad += 1", "+=", "-=", 0):

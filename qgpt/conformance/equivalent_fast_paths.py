@@ -102,7 +102,7 @@ FAST_PATHS = {
     ("adam_update", "elif gs < gs_lo:", "<", "<=", 0):
         "at gs = gs_lo, gs << gs_ls is -32768 (32768 >> gs_ls is exact, gs_ls <= 15): the value "
         "the saturation stores",
-    ("adam_update", "elif mi < 0 - hm:", "<", "<=", 0): _AT_LIMIT,
+    ("adam_update", "if mi < 0 - hm:", "<", "<=", 0): _AT_LIMIT,
     **{("adam_update", line, tok, rep, k): _CHORD_START for line, tok, rep, k in (
         ("s2 += 1", "1", "0", 0),)},
     ("linear_backward", "one = 1", "1", "0", 0):
@@ -141,7 +141,7 @@ FAST_PATHS = {
     ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "1", 0): _DEAD_VALUE,
     **{("dot_rows", "q = 0", "0", rep, 0): "every call has rows, cols >= 1: q is set before "
        "it is stored or returned" for rep in ("1", "-1")},
-    ("dot_rows", "elif q < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("dot_rows", "if q < lo:", "<", "<=", 0): _AT_LIMIT,
     ("dot_rows", "if q > hi:", ">", ">=", 0): _AT_LIMIT,
     ("narrow", "bad += 1", "1", "0", 0):
         "the count only refuses a checkpoint with values outside its policy (restore.py), "
