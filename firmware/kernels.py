@@ -386,49 +386,51 @@ def rmsnorm_forward(i: int, xi: int, y, rs, x, t: int, C: int, g: int, fm: int, 
     # (H << (4 - g)) + ((L + half) >> g), which the guard keeps within 2**30 (not saturated)
     hh = 0
     ll = 0
-    for i in range(row, row + C):
-        xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
-        v = xi * xi
-        hh += v >> 4
-        ll += v & 15
-    ms = (hh << (4 - g)) + ((ll + ((1 << g) >> 1)) >> g) + eps  # in [1, 2**31)
-    # (M, sh) = rsqrt(ms, fm): a = ms >> 2k (or << -2k) in [2**28, 2**30), k = floor((bitlen(ms)
-    # - 29) / 2), taken a power of 4 at a time, and sh = 29 + k - fm/2
-    a = ms
-    sh = 29 - (fm >> 1)
-    while a > 0x3FFFFFFF:
-        a >>= 2
-        sh += 1
-    while a < 0x10000000:
-        a <<= 2
-        sh -= 1
-    # s = isqrt(a) in [2**14, 2**15), digit by digit (two bits a round, from a's top digit
-    # 2**28), in the registers: i is the digit, xi the root s
-    i = 0x10000000
-    xi = 0
-    while i != 0:
-        if a >= xi + i:
-            a -= xi + i
-            xi = (xi >> 1) + i
-        else:
-            xi >>= 1
-        i >>= 2
-    m = ((1 << 29) + (xi >> 1)) // xi  # M = rnd(2**29 / s) in (2**14, 2**15]
-    pr[t + t] = m
-    pr[t + t + 1] = sh  # >= 0 (section 6: fm <= 30), indeed >= 6 (eps)
-    # y = sat(rnd(x * M, sh)), |x * M| <= 2**30
-    half = (1 << sh) >> 1
-    for i in range(row, row + C):
-        xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
-        v = (xi * m + half) >> sh
-        if v > hi:
-            v = hi
-        if v < lo:
-            v = lo
-        if ba == 2:
-            py16[i] = v
-        else:
-            py8[i] = v
+    for ph in range(2):  # 0: the sum, 1: y (one loop shares x's loads: -89 bytes xtensawin)
+        if ph:
+            ms = (hh << (4 - g)) + ((ll + ((1 << g) >> 1)) >> g) + eps  # in [1, 2**31)
+            # (M, sh) = rsqrt(ms, fm): a = ms >> 2k (or << -2k) in [2**28, 2**30), k =
+            # floor((bitlen(ms) - 29) / 2), taken a power of 4 at a time, and sh = 29 + k - fm/2
+            a = ms
+            sh = 29 - (fm >> 1)
+            while a > 0x3FFFFFFF:
+                a >>= 2
+                sh += 1
+            while a < 0x10000000:
+                a <<= 2
+                sh -= 1
+            # s = isqrt(a) in [2**14, 2**15), digit by digit (two bits a round, from a's top
+            # digit 2**28), in the registers: i is the digit, xi the root s
+            i = 0x10000000
+            xi = 0
+            while i != 0:
+                if a >= xi + i:
+                    a -= xi + i
+                    xi = (xi >> 1) + i
+                else:
+                    xi >>= 1
+                i >>= 2
+            m = ((1 << 29) + (xi >> 1)) // xi  # M = rnd(2**29 / s) in (2**14, 2**15]
+            pr[t + t] = m
+            pr[t + t + 1] = sh  # >= 0 (section 6: fm <= 30), indeed >= 6 (eps)
+            # y = sat(rnd(x * M, sh)), |x * M| <= 2**30
+            half = (1 << sh) >> 1
+        for i in range(row, row + C):
+            xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
+            if ph:
+                v = (xi * m + half) >> sh
+                if v > hi:
+                    v = hi
+                if v < lo:
+                    v = lo
+                if ba == 2:
+                    py16[i] = v
+                else:
+                    py8[i] = v
+            else:
+                v = xi * xi
+                hh += v >> 4
+                ll += v & 15
 
 
 @micropython.viper
@@ -1530,8 +1532,7 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
                     x = (key + j) & _M30
                     for _ in range(2):
                         x = ((x ^ (x >> 16)) * _HASH_MUL) & _M30
-                    x ^= x >> 16
-                    d = (delta + (x >> rand_sh)) >> u
+                    d = (delta + ((x ^ (x >> 16)) >> rand_sh)) >> u
                 # (u = 0: every mode gives d = delta, the random or pseudo addend being 0)
                 # store - d in int32 for every store of up to 32 bits
                 if d < 0 and w > hi + d:

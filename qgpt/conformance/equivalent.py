@@ -139,6 +139,10 @@ EQUIVALENT = {
     ("rmsnorm_forward", "while a > 0x3FFFFFFF:", "0x3FFFFFFF", "1073741822", 0): _RSQRT_TOP,
     ("rmsnorm_backward", "if ti > ghi:", ">", ">=", 0): _AT_LIMIT,
     ("rmsnorm_backward", "if ti < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_forward", "for ph in range(2):  # 0: the sum, 1: y (one loop shares x's loads: -89 "
+     "bytes xtensawin)", "2", "3", 0):
+        "a third pass (ph = 2) sums nothing, so it takes the same (M, sh) from the same sums "
+        "and stores the same y again",
     ("rmsnorm_backward", "for ph in range(2):", "2", "3", 0):
         "a third pass (ph = 2) sums nothing, so it takes the same c from the same sums and "
         "stores the same dx again",
