@@ -403,7 +403,7 @@ def rmsnorm_forward(i: int, xi: int, y, rs, x, t: int, C: int, g: int, fm: int, 
             # digit 2**28), in the registers: i is the digit, xi the root s
             i = 0x10000000
             xi = 0
-            while i != 0:
+            while i:
                 if a >= xi + i:
                     a -= xi + i
                     xi = (xi >> 1) + i
@@ -733,8 +733,8 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
     fit = (one << 30) - 1
     row_bytes = n_in + n_in
     out_bytes = n_out + n_out
-    for ph in range(0 if with_dx != 0 else 1, 2):
-        if ph == 0:  # dx: rows t, sums over o of dy[t, o] W[o, :]
+    for ph in range(0 if with_dx else 1, 2):
+        if not ph:  # dx: rows t, sums over o of dy[t, o] W[o, :]
             r0 = 0
             r1 = T
             terms = n_out
@@ -759,7 +759,7 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
             d_step = out_bytes
             u0 = int(px16)
             yb = dw
-            yw = -4 if add_dw != 0 else 4  # int32, added to (or stored)
+            yw = -4 if add_dw else 4  # int32, added to (or stored)
             ub = x
             uw = ba
             y_at = int(pdw32)
@@ -770,7 +770,7 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
             hi = phi
         half = (1 << s) >> 1
         # fast path (above the linear kernels): |S| <= L1(the row's dy words) * big < 2**30
-        l1_max = fit // big if big > 0 and n_in & 7 == 0 else -1
+        l1_max = fit // big if big > 0 and not n_in & 7 else -1
         for r in range(r0, r1, 2):
             rows = 2 if r + 1 < r1 else 1
             d_at = int(pdy16) + r * d_row  # dy's stream of row r
@@ -856,7 +856,7 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
                             v = hi
                         if v < lo:
                             v = lo
-                    if ph != 0:
+                    if ph:
                         ptr32(at)[0] = u
                         ptr32(at + e_y)[0] = v
                     else:
@@ -1165,7 +1165,7 @@ def attention_backward(hh: int, p: int, dq, dk, dv, dout, q, k, v, probs, scratc
         # k[s] (2). Output row o sums over j: w[j, o] x[j] (columns) or w[o, j] x[j] (rows),
         # four pairs, one a column d of the head
         for which in range(3):
-            if which == 0:
+            if not which:
                 w0 = int(pp16) + base + base  # p's words, unsigned: (w ^ 0) + 0
                 sw = 0
                 x_at = g_at

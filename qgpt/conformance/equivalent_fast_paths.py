@@ -110,19 +110,16 @@ FAST_PATHS = {
     ("linear_backward", "fit = (one << 30) - 1", "<<", ">>", 0):
         "fit = -1: no fast path runs (L1 <= -1 // max never holds): " + _TO_EXACT,
     # dW added (add_dw: conformance's cases) or stored (the model): y's width for dot_rows
-    **{("linear_backward", "yw = -4 if add_dw != 0 else 4  # int32, added to (or stored)", "4",
+    **{("linear_backward", "yw = -4 if add_dw else 4  # int32, added to (or stored)", "4",
         rep, k): "dot_rows adds to y for any by < 0 and stores int32 for any by other than 1, 2 "
        "and below 0: -3 and -5 add as -4 does, 3 and 5 store as 4 does"
        for rep in ("3", "5") for k in (0, 1)},
     # the fast path's eight columns: n_in is 16 or 64 (params), both multiples of 8 and 16
-    **{("linear_backward", "l1_max = fit // big if big > 0 and n_in & 7 == 0 else -1", tok,
+    **{("linear_backward", "l1_max = fit // big if big > 0 and not n_in & 7 else -1", tok,
         rep, k): why for tok, rep, k, why in (
         ("7", "8", 0, "n_in & 8 is 0 for n_in = 16 and 64, as n_in & 7: the same test"),
         ("7", "6", 0, "n_in & 6 is 0 for n_in = 16 and 64, as n_in & 7: the same test"),
-        ("&", "|", 0, "n_in | 7 is never 0: " + _TO_EXACT),
-        ("0", "1", 1, "n_in & 7 is 0 for n_in = 16 and 64, never 1: " + _TO_EXACT),
-        ("0", "-1", 1, "n_in & 7 is 0 for n_in = 16 and 64, never -1: " + _TO_EXACT),
-        ("==", "!=", 0, "n_in & 7 is 0 for n_in = 16 and 64: " + _TO_EXACT))},
+        ("&", "|", 0, "n_in | 7 is never 0: " + _TO_EXACT))},
     # beyond the every-4 sample, each emulated as _CHORD_START says
     **{("adam_update", line, tok, rep, k): _CHORD_START for line, tok, rep, k in (
         ("s2 += 1", "1", "2", 0),
