@@ -225,6 +225,8 @@ def dot_rows(hh: int, ll: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int
     # (sa = na = 0); not (w ^ sa) - sa, the shape of the int32 sign extension (the int32
     # target reads that as the identity)
     sa = 0 if ba < 0 else 0x8000
+    a8 = ba == 1  # (a bool: its test costs less than a comparison, per product)
+    b16 = bb == 2
     na = 0 - sa
     half = (1 << sh) >> 1
     lim = 1 << (14 + sh) if sh < 16 else 0
@@ -236,11 +238,11 @@ def dot_rows(hh: int, ll: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int
             ka = ai + r * ar
             kb = bi + c * bc
             for _ in range(n):
-                if ba == 1:
+                if a8:
                     x = (pa8[ka] ^ 0x80) - 0x80
                 else:
                     x = (pa16[ka] ^ sa) + na
-                if bb == 2:
+                if b16:
                     p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
                 else:
                     p = x * ((pb8[kb] ^ 0x80) - 0x80)
@@ -381,6 +383,7 @@ def rmsnorm_forward(i: int, xi: int, y, rs, x, t: int, C: int, g: int, fm: int, 
     px8 = ptr8(x)
     px16 = ptr16(int(px8))
     row = t * C
+    a16 = ba == 2  # (a bool: its test costs less than a comparison, per value)
     # the mean square: S = sum x_i^2 (<= 2**34) as 16 H + L with H = sum (x_i^2 >> 4) and
     # L = sum (x_i^2 & 15) (C <= 16: H <= 2**30, L < 2**8); as g <= 4, rnd(S, g) is
     # (H << (4 - g)) + ((L + half) >> g), which the guard keeps within 2**30 (not saturated)
@@ -416,14 +419,14 @@ def rmsnorm_forward(i: int, xi: int, y, rs, x, t: int, C: int, g: int, fm: int, 
             # y = sat(rnd(x * M, sh)), |x * M| <= 2**30
             half = (1 << sh) >> 1
         for i in range(row, row + C):
-            xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
+            xi = (px16[i] ^ 0x8000) - 0x8000 if a16 else (px8[i] ^ 0x80) - 0x80
             if ph:
                 v = (xi * m + half) >> sh
                 if v > hi:
                     v = hi
                 if v < lo:
                     v = lo
-                if ba == 2:
+                if a16:
                     py16[i] = v
                 else:
                     py8[i] = v
@@ -450,6 +453,7 @@ def rmsnorm_backward(i: int, v: int, dx, dy, y, rs, T: int, C: int, sh_c: int, f
     py16 = ptr16(int(py8))
     pr = ptr32(rs)
     half_f = (1 << f) >> 1
+    g16 = bg == 2  # (a bool: its test costs less than a comparison, per value)
     half_c = (1 << sh_c) >> 1
     for t in range(T):
         row = t * C
@@ -470,7 +474,7 @@ def rmsnorm_backward(i: int, v: int, dx, dy, y, rs, T: int, C: int, sh_c: int, f
                 sh = pr[t + t + 1]
                 half = (1 << sh) >> 1
             for i in range(row, row + C):
-                di = (pdy16[i] ^ 0x8000) - 0x8000 if bg == 2 else (pdy8[i] ^ 0x80) - 0x80
+                di = (pdy16[i] ^ 0x8000) - 0x8000 if g16 else (pdy8[i] ^ 0x80) - 0x80
                 yi = (py16[i] ^ 0x8000) - 0x8000 if ba == 2 else (py8[i] ^ 0x80) - 0x80
                 if ph:
                     # t_i = dy_i - y_i * c, then the forward's scale r; |y * c| <= 2**30
@@ -484,7 +488,7 @@ def rmsnorm_backward(i: int, v: int, dx, dy, y, rs, T: int, C: int, sh_c: int, f
                         v = ghi
                     if v < glo:
                         v = glo
-                    if bg == 2:
+                    if g16:
                         pdx16[i] = v
                     else:
                         pdx8[i] = v
@@ -964,12 +968,13 @@ def attention_forward(x: int, w: int, out, probs, srow, q, k, v, t: int, T: int,
     o_at = int(po8) + t * row_bytes  # &out[t, 0]
     half_s = (1 << sh_s) >> 1
     half_o = (1 << sh_o) >> 1
+    a16 = ba == 2  # (a bool: its test costs less than a comparison, per row)
     sm = softmax  # (in a local: a global is a dictionary lookup a call)
     for h in range(NH):
         # scores of position t against positions 0..t: srow[s] = q_h[t] . k_h[s]
         b_at = q_at
         for s in range(-1, t + 1):  # s = -1: q_h[t]'s words, then k_h[s]'s
-            if ba == 2:
+            if a16:
                 pa = ptr16(b_at)
                 x0 = (pa[0] ^ 0x8000) - 0x8000
                 x1 = (pa[1] ^ 0x8000) - 0x8000
@@ -1020,7 +1025,7 @@ def attention_forward(x: int, w: int, out, probs, srow, q, k, v, t: int, T: int,
         for s in range(t + 1):
             w = pr[s]
             pp[row + s] = w  # p in [0, 2**15]: a uint16
-            if ba == 2:
+            if a16:
                 pa = ptr16(b_at)
                 a0 += w * ((pa[0] ^ 0x8000) - 0x8000)
                 a1 += w * ((pa[1] ^ 0x8000) - 0x8000)
@@ -1039,7 +1044,7 @@ def attention_forward(x: int, w: int, out, probs, srow, q, k, v, t: int, T: int,
                 x = hi
             if x < lo:
                 x = lo
-            if ba == 2:
+            if a16:
                 ptr16(o_at)[0] = x
             else:
                 ptr8(o_at)[0] = x
