@@ -1362,6 +1362,11 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
     # = -(hi - lo + 1) = 2 lo (also within int32 for the 32-bit store's -2**30)
     out_w = lo + lo
     short = bs == 2 and mode <= _ROUND_FLOOR
+    # the store's width and the rounding as bools, tested per parameter (a bool's test costs
+    # less than a comparison)
+    s8 = bs == 1
+    s16 = bs == 2
+    kahan = mode == _ROUND_KAHAN
     neg_alpha = 0 - alpha  # the update's sign with it
     roots = bv < 0
     half_s = (1 << gs_rs) >> 1
@@ -1518,13 +1523,13 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
         else:
             delta = root
             j = (ag - g0) >> 2
-            if bs == 1:  # (int8's container first)
+            if s8:  # (int8's container first)
                 w = (ptr8(aw)[0] ^ 0x80) - 0x80
-            elif bs == 2:
+            elif s16:
                 w = (ptr16(aw)[0] ^ 0x8000) - 0x8000
             else:
                 w = (ptr32(aw)[0] ^ s32) - s32
-            if mode == _ROUND_KAHAN:
+            if kahan:
                 # 9.6: t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8), W) below;
                 # c = clamp(t - (w << 8), -2**7, 2**7 - 1)
                 d = (delta + half_uk) >> uk
@@ -1548,16 +1553,16 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
                 w = hi
             if w < lo:
                 w = lo
-            if mode == _ROUND_KAHAN:
+            if kahan:
                 c = t - (w << _KAHAN_BITS)
                 if c > _KAHAN_HALF - 1:
                     c = _KAHAN_HALF - 1
                 if c < 0 - _KAHAN_HALF:
                     c = 0 - _KAHAN_HALF
                 pc[j] = c
-            if bs == 1:
+            if s8:
                 ptr8(aw)[0] = w
-            elif bs == 2:
+            elif s16:
                 ptr16(aw)[0] = w
             else:
                 ptr32(aw)[0] = w
