@@ -203,7 +203,9 @@ def dot_rows(hh: int, ll: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int
     signed, -2 (a only) unsigned 16-bit (attention's probabilities); y also 4 and -4
     (int32); n <= 64, ak >= 1, [lo, hi] within +-2**30.
     The exact S is kept as the int32 pair of 3.7, so no bound on the values is needed:
-    the linear kernels use it where their bound fails and for 8-bit words.
+    the linear kernels use it where their bound fails and for 8-bit words. One loop for
+    every width (a second loop for 16-bit words at byte addresses took 388 bytes more
+    xtensawin code and saved no measurable instructions: the fast paths take those words).
     hh and ll: pass 0 (scratch: viper keeps a function's first two locals in registers when
     mpy-cross compiles it (MAX_REGS_FOR_LOCAL_VARS, py/emitnative.c), and the loops' pair is
     read and written most: with it there the pair loop costs about what the one-accumulator
@@ -223,10 +225,9 @@ def dot_rows(hh: int, ll: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int
     # (sa = na = 0); not (w ^ sa) - sa, the shape of the int32 sign extension (the int32
     # target reads that as the identity)
     sa = 0 if ba < 0 else 0x8000
+    a8 = ba == 1  # (a bool: its test costs less than a comparison, per product)
+    b16 = bb == 2
     na = 0 - sa
-    wide = 1 if bb == 2 and ba != 1 else 0  # 16-bit words: no width tests, byte addresses
-    a_step = ak + ak
-    b_step = bk + bk
     half = (1 << sh) >> 1
     lim = 1 << (14 + sh) if sh < 16 else 0
     q = 0
@@ -236,30 +237,19 @@ def dot_rows(hh: int, ll: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int
             ll = 0
             ka = ai + r * ar
             kb = bi + c * bc
-            a_at = int(pa8) + ka + ka
-            b_at = int(pb8) + kb + kb
-            if wide:  # (a pointer's end, not a counter: -9% a MAC)
-                a_end = a_at + n * a_step
-                while a_at < a_end:
-                    p = ((ptr16(a_at)[0] ^ sa) + na) * ((ptr16(b_at)[0] ^ 0x8000) - 0x8000)
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
-                    a_at += a_step
-                    b_at += b_step
-            else:
-                for _ in range(n):
-                    if ba == 1:
-                        x = (pa8[ka] ^ 0x80) - 0x80
-                    else:
-                        x = (pa16[ka] ^ sa) + na
-                    if bb == 2:
-                        p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
-                    else:
-                        p = x * ((pb8[kb] ^ 0x80) - 0x80)
-                    hh += p >> 16
-                    ll += p & _HALF_MASK
-                    ka += ak
-                    kb += bk
+            for _ in range(n):
+                if a8:
+                    x = (pa8[ka] ^ 0x80) - 0x80
+                else:
+                    x = (pa16[ka] ^ sa) + na
+                if b16:
+                    p = x * ((pb16[kb] ^ 0x8000) - 0x8000)
+                else:
+                    p = x * ((pb8[kb] ^ 0x80) - 0x80)
+                hh += p >> 16
+                ll += p & _HALF_MASK
+                ka += ak
+                kb += bk
             hh += ll >> 16
             ll &= _HALF_MASK
             if sh >= 16:
@@ -275,7 +265,7 @@ def dot_rows(hh: int, ll: int, y, yi: int, ys: int, by: int, a, ai: int, ar: int
                 q += (py32[k] ^ s32) - s32  # |rnd(S)|, |y| <= 2**30: as the contract's dW
             if q > hi:
                 q = hi
-            elif q < lo:
+            if q < lo:
                 q = lo
             if by == 2:
                 py16[k] = q
@@ -391,54 +381,57 @@ def rmsnorm_forward(i: int, xi: int, y, rs, x, t: int, C: int, g: int, fm: int, 
     px8 = ptr8(x)
     px16 = ptr16(int(px8))
     row = t * C
+    a16 = ba == 2  # (a bool: its test costs less than a comparison, per value)
     # the mean square: S = sum x_i^2 (<= 2**34) as 16 H + L with H = sum (x_i^2 >> 4) and
     # L = sum (x_i^2 & 15) (C <= 16: H <= 2**30, L < 2**8); as g <= 4, rnd(S, g) is
     # (H << (4 - g)) + ((L + half) >> g), which the guard keeps within 2**30 (not saturated)
     hh = 0
     ll = 0
-    for i in range(row, row + C):
-        xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
-        v = xi * xi
-        hh += v >> 4
-        ll += v & 15
-    ms = (hh << (4 - g)) + ((ll + ((1 << g) >> 1)) >> g) + eps  # in [1, 2**31)
-    # (M, sh) = rsqrt(ms, fm): a = ms >> 2k (or << -2k) in [2**28, 2**30), k = floor((bitlen(ms)
-    # - 29) / 2), taken a power of 4 at a time, and sh = 29 + k - fm/2
-    a = ms
-    sh = 29 - (fm >> 1)
-    while a > 0x3FFFFFFF:
-        a >>= 2
-        sh += 1
-    while a < 0x10000000:
-        a <<= 2
-        sh -= 1
-    # s = isqrt(a) in [2**14, 2**15), digit by digit (two bits a round, from a's top digit
-    # 2**28), in the registers: i is the digit, xi the root s
-    i = 0x10000000
-    xi = 0
-    while i != 0:
-        if a >= xi + i:
-            a -= xi + i
-            xi = (xi >> 1) + i
-        else:
-            xi >>= 1
-        i >>= 2
-    m = ((1 << 29) + (xi >> 1)) // xi  # M = rnd(2**29 / s) in (2**14, 2**15]
-    pr[t + t] = m
-    pr[t + t + 1] = sh  # >= 0 (section 6: fm <= 30), indeed >= 6 (eps)
-    # y = sat(rnd(x * M, sh)), |x * M| <= 2**30
-    half = (1 << sh) >> 1
-    for i in range(row, row + C):
-        xi = (px16[i] ^ 0x8000) - 0x8000 if ba == 2 else (px8[i] ^ 0x80) - 0x80
-        v = (xi * m + half) >> sh
-        if v > hi:
-            v = hi
-        elif v < lo:
-            v = lo
-        if ba == 2:
-            py16[i] = v
-        else:
-            py8[i] = v
+    for ph in range(2):  # 0: the sum, 1: y (one loop shares x's loads: -89 bytes xtensawin)
+        if ph:
+            ms = (hh << (4 - g)) + ((ll + ((1 << g) >> 1)) >> g) + eps  # in [1, 2**31)
+            # (M, sh) = rsqrt(ms, fm): a = ms >> 2k (or << -2k) in [2**28, 2**30), k =
+            # floor((bitlen(ms) - 29) / 2), taken a power of 4 at a time, and sh = 29 + k - fm/2
+            a = ms
+            sh = 29 - (fm >> 1)
+            while a > 0x3FFFFFFF:
+                a >>= 2
+                sh += 1
+            while a < 0x10000000:
+                a <<= 2
+                sh -= 1
+            # s = isqrt(a) in [2**14, 2**15), digit by digit (two bits a round, from a's top
+            # digit 2**28), in the registers: i is the digit, xi the root s
+            i = 0x10000000
+            xi = 0
+            while i:
+                if a >= xi + i:
+                    a -= xi + i
+                    xi = (xi >> 1) + i
+                else:
+                    xi >>= 1
+                i >>= 2
+            m = ((1 << 29) + (xi >> 1)) // xi  # M = rnd(2**29 / s) in (2**14, 2**15]
+            pr[t + t] = m
+            pr[t + t + 1] = sh  # >= 0 (section 6: fm <= 30), indeed >= 6 (eps)
+            # y = sat(rnd(x * M, sh)), |x * M| <= 2**30
+            half = (1 << sh) >> 1
+        for i in range(row, row + C):
+            xi = (px16[i] ^ 0x8000) - 0x8000 if a16 else (px8[i] ^ 0x80) - 0x80
+            if ph:
+                v = (xi * m + half) >> sh
+                if v > hi:
+                    v = hi
+                if v < lo:
+                    v = lo
+                if a16:
+                    py16[i] = v
+                else:
+                    py8[i] = v
+            else:
+                v = xi * xi
+                hh += v >> 4
+                ll += v & 15
 
 
 @micropython.viper
@@ -458,46 +451,49 @@ def rmsnorm_backward(i: int, v: int, dx, dy, y, rs, T: int, C: int, sh_c: int, f
     py16 = ptr16(int(py8))
     pr = ptr32(rs)
     half_f = (1 << f) >> 1
+    g16 = bg == 2  # (a bool: its test costs less than a comparison, per value)
     half_c = (1 << sh_c) >> 1
     for t in range(T):
         row = t * C
         # in the forward pass y = x * r, so dy flows back through the mean of y^2: c = mean(dy * y),
         # the exact sum S as 16 H + L (as in rmsnorm_forward; |H| <= 2**30) and sh_c >= 4:
-        # rnd(S, sh_c) = (H + ((L + half) >> 4)) >> (sh_c - 4)
+        # rnd(S, sh_c) = (H + ((L + half) >> 4)) >> (sh_c - 4). Two passes over the row (ph
+        # 0: the sum, 1: dx) share the loads of dy and y (about 190 bytes of xtensawin code)
         hh = 0
         ll = 0
-        for i in range(row, row + C):
-            di = (pdy16[i] ^ 0x8000) - 0x8000 if bg == 2 else (pdy8[i] ^ 0x80) - 0x80
-            yi = (py16[i] ^ 0x8000) - 0x8000 if ba == 2 else (py8[i] ^ 0x80) - 0x80
-            v = di * yi
-            hh += v >> 4
-            ll += v & 15
-        c = (hh + ((ll + half_c) >> 4)) >> (sh_c - 4)
-        if c > ghi:
-            c = ghi
-        elif c < glo:
-            c = glo
-        m = pr[t + t]  # the forward's (M, sh), both positive
-        sh = pr[t + t + 1]
-        half = (1 << sh) >> 1
-        for i in range(row, row + C):
-            di = (pdy16[i] ^ 0x8000) - 0x8000 if bg == 2 else (pdy8[i] ^ 0x80) - 0x80
-            yi = (py16[i] ^ 0x8000) - 0x8000 if ba == 2 else (py8[i] ^ 0x80) - 0x80
-            # t_i = dy_i - y_i * c, then the forward's scale r; |y * c| <= 2**30
-            ti = di - ((yi * c + half_f) >> f)
-            if ti > ghi:
-                ti = ghi
-            elif ti < glo:
-                ti = glo
-            v = (ti * m + half) >> sh
-            if v > ghi:
-                v = ghi
-            elif v < glo:
-                v = glo
-            if bg == 2:
-                pdx16[i] = v
-            else:
-                pdx8[i] = v
+        for ph in range(2):
+            if ph:
+                c = (hh + ((ll + half_c) >> 4)) >> (sh_c - 4)
+                if c > ghi:
+                    c = ghi
+                if c < glo:
+                    c = glo
+                m = pr[t + t]  # the forward's (M, sh), both positive
+                sh = pr[t + t + 1]
+                half = (1 << sh) >> 1
+            for i in range(row, row + C):
+                di = (pdy16[i] ^ 0x8000) - 0x8000 if g16 else (pdy8[i] ^ 0x80) - 0x80
+                yi = (py16[i] ^ 0x8000) - 0x8000 if ba == 2 else (py8[i] ^ 0x80) - 0x80
+                if ph:
+                    # t_i = dy_i - y_i * c, then the forward's scale r; |y * c| <= 2**30
+                    ti = di - ((yi * c + half_f) >> f)
+                    if ti > ghi:
+                        ti = ghi
+                    if ti < glo:
+                        ti = glo
+                    v = (ti * m + half) >> sh
+                    if v > ghi:
+                        v = ghi
+                    if v < glo:
+                        v = glo
+                    if g16:
+                        pdx16[i] = v
+                    else:
+                        pdx8[i] = v
+                else:
+                    v = di * yi
+                    hh += v >> 4
+                    ll += v & 15
 
 
 # --- linear (sections 6, 7) ---
@@ -514,8 +510,9 @@ def rmsnorm_backward(i: int, v: int, dx, dy, y, rs, T: int, C: int, sh_c: int, f
 # goes to dot_rows). W's rows for y are blocked by 4, lm_head's 27 with an overlapping last
 # block. dot_rows takes everything the bound does not cover and 8-bit words. The same bound
 # rounded, top = rnd(L1 * max, s) (per pair of rows, the larger L1), holds every rounded
-# sum in [-top - 1, top]: where [lo, hi] contains that (and no old dW is added), nothing
-# can saturate and the tests are skipped (dW into P always, dx and y where L1 is small).
+# sum in [-top - 1, top]: where [lo, hi] contains that, nothing can saturate and the tests
+# are skipped (dW into P always, dx and y where L1 is small). A dW added to the old one
+# (add_dw: conformance's cases only, the model stores) takes dot_rows, which adds.
 
 
 @micropython.viper
@@ -538,12 +535,12 @@ def abs_max(x: int, at: int, buf, n: int, nb: int) -> int:
         x = p[0] ^ 0x8000
         if x > hi:
             hi = x
-        elif x < lo:
+        if x < lo:
             lo = x
         x = p[1] ^ 0x8000
         if x > hi:
             hi = x
-        elif x < lo:
+        if x < lo:
             lo = x
         at += 4
     # max v = hi - 2**15 against -min v = 2**15 - lo
@@ -681,11 +678,11 @@ def linear_forward(u: int, w_at: int, y, x, w, t0: int, t1: int, n_in: int, n_ou
                 if clamp:
                     if u > hi:
                         u = hi
-                    elif u < lo:
+                    if u < lo:
                         u = lo
                     if v > hi:
                         v = hi
-                    elif v < lo:
+                    if v < lo:
                         v = lo
                 if by == 2:
                     ptr16(w_at)[0] = u
@@ -709,9 +706,9 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
     """Forward was y = W x: dx_i = sat(rnd(sum_o W_oi * dy_o, sh), G), sh = Fw;
     dW_oi = sat(dW_oi + rnd(sum_t dy_o[t] * x_i[t], sh_w), P), sh_w = Fg + Fa - Fp (0..31):
     the exact sum over the T positions of the step rounded once into P, added to dw if
-    add_dw (the contract's dW), else stored: sat(rnd(...), P), the contract's value for a
-    zeroed dw, what the model needs for a step's gradient (dw is not read: -2% instructions
-    a step against zeroing it and adding).
+    add_dw (the contract's dW; by dot_rows: the fast path stores only), else stored:
+    sat(rnd(...), P), the contract's value for a zeroed dw, what the model needs for a
+    step's gradient (dw is not read: -2% instructions a step against zeroing it and adding).
     Only rows o0 .. o1-1 of dW, into dw from its start (the whole matrix: 0, n_out; the
     device's training step takes a large gradient a few rows at a time); dx only if
     with_dx (it sums over every o whatever the rows).
@@ -735,12 +732,11 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
     px16 = ptr16(x)
     pw16 = ptr16(w)
     one = 1
-    s32 = one << 31
     fit = (one << 30) - 1
     row_bytes = n_in + n_in
     out_bytes = n_out + n_out
-    for ph in range(0 if with_dx != 0 else 1, 2):
-        if ph == 0:  # dx: rows t, sums over o of dy[t, o] W[o, :]
+    for ph in range(0 if with_dx else 1, 2):
+        if not ph:  # dx: rows t, sums over o of dy[t, o] W[o, :]
             r0 = 0
             r1 = T
             terms = n_out
@@ -765,19 +761,18 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
             d_step = out_bytes
             u0 = int(px16)
             yb = dw
-            yw = -4 if add_dw != 0 else 4  # int32, added to (or stored)
+            yw = -4 if add_dw else 4  # int32, added to (or stored)
             ub = x
             uw = ba
             y_at = int(pdw32)
             y_step = 4
-            big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 else 0
+            big = int(abs_max(0, 0, x, T * n_in, 2)) if bg == 2 and ba == 2 and not add_dw else 0
             s = sh_w
             lo = plo
             hi = phi
         half = (1 << s) >> 1
-        old = 1 if ph != 0 and add_dw != 0 else 0  # dw's old values read and added
         # fast path (above the linear kernels): |S| <= L1(the row's dy words) * big < 2**30
-        l1_max = fit // big if big > 0 and n_in & 7 == 0 else -1
+        l1_max = fit // big if big > 0 and not n_in & 7 else -1
         for r in range(r0, r1, 2):
             rows = 2 if r + 1 < r1 else 1
             d_at = int(pdy16) + r * d_row  # dy's stream of row r
@@ -797,9 +792,9 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
                          d_step >> 1, bg, ub, 0, 1, n_in, uw, rows, n_in, terms, s, lo, hi)
                 continue
             # |S| <= L1 * big <= fit rounds into [-top - 1, top]: the saturation only where
-            # [lo, hi] does not hold that, or dw's old values are added
+            # [lo, hi] does not hold that
             top = ((l1d if l1d > l1e else l1e) * big + half) >> s  # half <= 2**30: < 2**31
-            clamp = 1 if old != 0 or top > hi or 0 - top - 1 < lo else 0
+            clamp = 1 if top > hi or 0 - top - 1 < lo else 0
             k = (r - r0) * n_in  # the output's index of row r, column 0
             e_y = n_in * y_step if rows == 2 else 0  # from row r to row r + 1 of y
             for i in range(0, n_in, 8):  # eight columns of both rows (n_in % 8 == 0 here)
@@ -851,22 +846,19 @@ def linear_backward(u: int, at: int, dx, dw, dy, x, w, T: int, n_in: int, n_out:
                     da += d_step
                     at += row_bytes
                 at = y_at + (k + i) * y_step  # y's address (at read dy's stream above)
-                for j in range(8):  # sat(rnd(S, s)) in turn, dW's added to dw (if old)
+                for j in range(8):  # sat(rnd(S, s)) in turn
                     u = (a0 + half) >> s  # row r
                     v = (b0 + half) >> s  # row r + 1, or row r again (the same value)
-                    if old:  # dw's old values, both read before either is stored
-                        u += (ptr32(at)[0] ^ s32) - s32  # |u| < 2**31
-                        v += (ptr32(at + e_y)[0] ^ s32) - s32
                     if clamp:
                         if u > hi:
                             u = hi
-                        elif u < lo:
+                        if u < lo:
                             u = lo
                         if v > hi:
                             v = hi
-                        elif v < lo:
+                        if v < lo:
                             v = lo
-                    if ph != 0:
+                    if ph:
                         ptr32(at)[0] = u
                         ptr32(at + e_y)[0] = v
                     else:
@@ -979,12 +971,13 @@ def attention_forward(x: int, w: int, out, probs, srow, q, k, v, t: int, T: int,
     o_at = int(po8) + t * row_bytes  # &out[t, 0]
     half_s = (1 << sh_s) >> 1
     half_o = (1 << sh_o) >> 1
+    a16 = ba == 2  # (a bool: its test costs less than a comparison, per row)
     sm = softmax  # (in a local: a global is a dictionary lookup a call)
     for h in range(NH):
         # scores of position t against positions 0..t: srow[s] = q_h[t] . k_h[s]
         b_at = q_at
         for s in range(-1, t + 1):  # s = -1: q_h[t]'s words, then k_h[s]'s
-            if ba == 2:
+            if a16:
                 pa = ptr16(b_at)
                 x0 = (pa[0] ^ 0x8000) - 0x8000
                 x1 = (pa[1] ^ 0x8000) - 0x8000
@@ -1017,7 +1010,7 @@ def attention_forward(x: int, w: int, out, probs, srow, q, k, v, t: int, T: int,
             x = (q0 * x0 + q1 * x1 + q2 * x2 + q3 * x3 + half_s) >> sh_s
             if x > hi_l:
                 x = hi_l
-            elif x < lo_l:
+            if x < lo_l:
                 x = lo_l
             pr[s] = x
         sm(0, 0, srow, srow, 0, t + 1, f)
@@ -1035,7 +1028,7 @@ def attention_forward(x: int, w: int, out, probs, srow, q, k, v, t: int, T: int,
         for s in range(t + 1):
             w = pr[s]
             pp[row + s] = w  # p in [0, 2**15]: a uint16
-            if ba == 2:
+            if a16:
                 pa = ptr16(b_at)
                 a0 += w * ((pa[0] ^ 0x8000) - 0x8000)
                 a1 += w * ((pa[1] ^ 0x8000) - 0x8000)
@@ -1052,9 +1045,9 @@ def attention_forward(x: int, w: int, out, probs, srow, q, k, v, t: int, T: int,
             x = (a0 + half_o) >> sh_o
             if x > hi:
                 x = hi
-            elif x < lo:
+            if x < lo:
                 x = lo
-            if ba == 2:
+            if a16:
                 ptr16(o_at)[0] = x
             else:
                 ptr8(o_at)[0] = x
@@ -1163,7 +1156,7 @@ def attention_backward(hh: int, p: int, dq, dk, dv, dout, q, k, v, probs, scratc
                     x = (hh << (16 - sh_dp)) + ((ll + half_dp) >> sh_dp)
                     if x > ghi:
                         x = ghi
-                    elif x < glo:
+                    if x < glo:
                         x = glo
                 pw16[s] = x
                 acc += pp16[base + s] * x
@@ -1172,7 +1165,7 @@ def attention_backward(hh: int, p: int, dq, dk, dv, dout, q, k, v, probs, scratc
                 diff = ((pw16[s] ^ 0x8000) - 0x8000) - pd
                 if diff > ghi:
                     diff = ghi
-                elif diff < glo:
+                if diff < glo:
                     diff = glo
                 pw16[s] = (pp16[base + s] * diff + (1 << (_DS_SHIFT - 1))) >> _DS_SHIFT
         # 2. out = p v, so dv[s] = sum_{t>=s} p[t,s] dout[t] (which = 0); 4. score = q.k / 2
@@ -1180,7 +1173,7 @@ def attention_backward(hh: int, p: int, dq, dk, dv, dout, q, k, v, probs, scratc
         # k[s] (2). Output row o sums over j: w[j, o] x[j] (columns) or w[o, j] x[j] (rows),
         # four pairs, one a column d of the head
         for which in range(3):
-            if which == 0:
+            if not which:
                 w0 = int(pp16) + base + base  # p's words, unsigned: (w ^ 0) + 0
                 sw = 0
                 x_at = g_at
@@ -1254,7 +1247,7 @@ def attention_backward(hh: int, p: int, dq, dk, dv, dout, q, k, v, probs, scratc
                         x = (hh << (16 - sh)) + ((ll + half) >> sh)
                         if x > ghi:
                             x = ghi
-                        elif x < glo:
+                        if x < glo:
                             x = glo
                     if bg == 2:
                         ptr16(y_at)[0] = x
@@ -1374,6 +1367,11 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
     # = -(hi - lo + 1) = 2 lo (also within int32 for the 32-bit store's -2**30)
     out_w = lo + lo
     short = bs == 2 and mode <= _ROUND_FLOOR
+    # the store's width and the rounding as bools, tested per parameter (a bool's test costs
+    # less than a comparison)
+    s8 = bs == 1
+    s16 = bs == 2
+    kahan = mode == _ROUND_KAHAN
     neg_alpha = 0 - alpha  # the update's sign with it
     roots = bv < 0
     half_s = (1 << gs_rs) >> 1
@@ -1429,7 +1427,7 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
                   + (gm >> 15) * _ADAM_C1 + (((gm & 0x7FFF) * _ADAM_C1 + 16384) >> 15))
             if mi > hm:
                 mi = hm
-            elif mi < 0 - hm:
+            if mi < 0 - hm:
                 mi = 0 - hm
             # 9.2 v = b2 v + (1 - b2) gs^2 with gs = req(g, Fp - Fs, 16-bit word), in [0, hv]
             gs = gi
@@ -1530,13 +1528,13 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
         else:
             delta = root
             j = (ag - g0) >> 2
-            if bs == 1:  # (int8's container first)
+            if s8:  # (int8's container first)
                 w = (ptr8(aw)[0] ^ 0x80) - 0x80
-            elif bs == 2:
+            elif s16:
                 w = (ptr16(aw)[0] ^ 0x8000) - 0x8000
             else:
                 w = (ptr32(aw)[0] ^ s32) - s32
-            if mode == _ROUND_KAHAN:
+            if kahan:
                 # 9.6: t = (w << 8) + c - rnd(delta, u - 8); w = sat(rnd(t, 8), W) below;
                 # c = clamp(t - (w << 8), -2**7, 2**7 - 1)
                 d = (delta + half_uk) >> uk
@@ -1549,8 +1547,7 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
                     x = (key + j) & _M30
                     for _ in range(2):
                         x = ((x ^ (x >> 16)) * _HASH_MUL) & _M30
-                    x ^= x >> 16
-                    d = (delta + (x >> rand_sh)) >> u
+                    d = (delta + ((x ^ (x >> 16)) >> rand_sh)) >> u
                 # (u = 0: every mode gives d = delta, the random or pseudo addend being 0)
                 # store - d in int32 for every store of up to 32 bits
                 if d < 0 and w > hi + d:
@@ -1559,18 +1556,18 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
                     w = w - d
             if w > hi:
                 w = hi
-            elif w < lo:
+            if w < lo:
                 w = lo
-            if mode == _ROUND_KAHAN:
+            if kahan:
                 c = t - (w << _KAHAN_BITS)
                 if c > _KAHAN_HALF - 1:
                     c = _KAHAN_HALF - 1
-                elif c < 0 - _KAHAN_HALF:
+                if c < 0 - _KAHAN_HALF:
                     c = 0 - _KAHAN_HALF
                 pc[j] = c
-            if bs == 1:
+            if s8:
                 ptr8(aw)[0] = w
-            elif bs == 2:
+            elif s16:
                 ptr16(aw)[0] = w
             else:
                 ptr32(aw)[0] = w

@@ -325,7 +325,7 @@ class Model:
         lg = self.logits
         i0 = self.nums[0][j]
         b = self.nums[1]
-        _, _, _, _, _, bs = nb = self.nb
+        bw, ba, bg, _, _, bs = self.nb
         sh_m, sh_s, e, u, mode, lo, hi, hm, hv, _, _, _ = self.opt
         # what each piece reads, in locals (C stack slots: an attribute is a dictionary
         # lookup a read), at most three a statement (more build a tuple on the heap)
@@ -346,8 +346,8 @@ class Model:
                 g = lg
                 # dW stored, not added (lg is not zeroed)
                 K.linear_backward(0, 0, dx, lg, dy, x, self.bufs[1][j], T, n_in, n_out, b[5],
-                                  b[6], o0, o1, 1 if o0 == 0 else 0, 0, b[7], b[8], b[9], b[10],
-                                  nb[2], nb[1], nb[0], self.bufs[5][j])
+                                  b[6], o0, o1, o0 == 0, 0, b[7], b[8], b[9], b[10], bg, ba, bw,
+                                  self.bufs[5][j])
             if hook is not None:
                 hook(i, n, g)
             if blk[7]:

@@ -98,30 +98,24 @@ FAST_PATHS = {
     ("adam_update", "elif gs < gs_lo:", "<", "<=", 0):
         "at gs = gs_lo, gs << gs_ls is -32768 (32768 >> gs_ls is exact, gs_ls <= 15): the value "
         "the saturation stores",
-    ("adam_update", "elif mi < 0 - hm:", "<", "<=", 0): _AT_LIMIT,
+    ("adam_update", "if mi < 0 - hm:", "<", "<=", 0): _AT_LIMIT,
     **{("adam_update", line, tok, rep, k): _CHORD_START for line, tok, rep, k in (
         ("s2 += 1", "1", "0", 0),)},
     ("linear_backward", "one = 1", "1", "0", 0):
-        "one = 0: fit = -1 and s32 = 0; no fast path runs (L1 <= -1 // max never holds), and "
-        "s32 is read only in dW's fast path",
+        "one = 0: fit = -1; no fast path runs (L1 <= -1 // max never holds): " + _TO_EXACT,
     ("linear_backward", "fit = (one << 30) - 1", "<<", ">>", 0):
         "fit = -1: no fast path runs (L1 <= -1 // max never holds): " + _TO_EXACT,
     # dW added (add_dw: conformance's cases) or stored (the model): y's width for dot_rows
-    **{("linear_backward", "yw = -4 if add_dw != 0 else 4  # int32, added to (or stored)", "4",
+    **{("linear_backward", "yw = -4 if add_dw else 4  # int32, added to (or stored)", "4",
         rep, k): "dot_rows adds to y for any by < 0 and stores int32 for any by other than 1, 2 "
        "and below 0: -3 and -5 add as -4 does, 3 and 5 store as 4 does"
        for rep in ("3", "5") for k in (0, 1)},
-    ("linear_backward", "old = 1 if ph != 0 and add_dw != 0 else 0  # dw's old values read and "
-     "added", "1", "2", 0): "old is only tested for truth",
     # the fast path's eight columns: n_in is 16 or 64 (params), both multiples of 8 and 16
-    **{("linear_backward", "l1_max = fit // big if big > 0 and n_in & 7 == 0 else -1", tok,
+    **{("linear_backward", "l1_max = fit // big if big > 0 and not n_in & 7 else -1", tok,
         rep, k): why for tok, rep, k, why in (
         ("7", "8", 0, "n_in & 8 is 0 for n_in = 16 and 64, as n_in & 7: the same test"),
         ("7", "6", 0, "n_in & 6 is 0 for n_in = 16 and 64, as n_in & 7: the same test"),
-        ("&", "|", 0, "n_in | 7 is never 0: " + _TO_EXACT),
-        ("0", "1", 1, "n_in & 7 is 0 for n_in = 16 and 64, never 1: " + _TO_EXACT),
-        ("0", "-1", 1, "n_in & 7 is 0 for n_in = 16 and 64, never -1: " + _TO_EXACT),
-        ("==", "!=", 0, "n_in & 7 is 0 for n_in = 16 and 64: " + _TO_EXACT))},
+        ("&", "|", 0, "n_in | 7 is never 0: " + _TO_EXACT))},
     # beyond the every-4 sample, each emulated as _CHORD_START says
     **{("adam_update", line, tok, rep, k): _CHORD_START for line, tok, rep, k in (
         ("s2 += 1", "1", "2", 0),
@@ -140,7 +134,7 @@ FAST_PATHS = {
     ("dot_rows", "lim = 1 << (14 + sh) if sh < 16 else 0", "0", "1", 0): _DEAD_VALUE,
     **{("dot_rows", "q = 0", "0", rep, 0): "every call has rows, cols >= 1: q is set before "
        "it is stored or returned" for rep in ("1", "-1")},
-    ("dot_rows", "elif q < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("dot_rows", "if q < lo:", "<", "<=", 0): _AT_LIMIT,
     ("dot_rows", "if q > hi:", ">", ">=", 0): _AT_LIMIT,
     ("narrow", "bad += 1", "1", "0", 0):
         "the count only refuses a checkpoint with values outside its policy (restore.py), "
@@ -331,12 +325,12 @@ FAST_PATHS = {
     **{(fn, line, tok, rep, k): why for fn, line, cases in (
         ("linear_forward", "clamp = 1 if top > hi or 0 - top - 1 < lo else 0",
          (("0", "-1", 0), ("0", "1", 1), ("0", "-1", 1))),
-        ("linear_backward", "clamp = 1 if old != 0 or top > hi or 0 - top - 1 < lo else 0",
-         (("0", "-1", 0), ("0", "-1", 1), ("0", "1", 2), ("0", "-1", 2))))
+        ("linear_backward", "clamp = 1 if top > hi or 0 - top - 1 < lo else 0",
+         (("0", "-1", 0), ("0", "1", 1), ("0", "-1", 1))))
        for tok, rep, k in ((">", ">=", 0), ("<", "<=", 0), ("1", "2", 1), *cases)
        for why in ("the test only saturates more often (or always): saturating a value inside "
                    "[lo, hi] leaves it as it is",)},
     **{(fn, line, "1", "2", 0): "clamp is only tested for truth" for fn, line in (
         ("linear_forward", "clamp = 1 if top > hi or 0 - top - 1 < lo else 0"),
-        ("linear_backward", "clamp = 1 if old != 0 or top > hi or 0 - top - 1 < lo else 0"))},
+        ("linear_backward", "clamp = 1 if top > hi or 0 - top - 1 < lo else 0"))},
 }
