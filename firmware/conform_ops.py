@@ -174,7 +174,7 @@ def run_relu_forward(P, p, A):
 def run_relu_backward(P, p, A):
     nb = numbers(P)[0]
     A["dx"] = dx = A["dy"]  # in place, as model.py calls it
-    K.relu_backward(0, 0, dx, dx, A["x"], 0, len(dx), nb[2], nb[1])
+    K.relu_backward(0, 0, dx, A["x"], 0, len(dx), nb[2], nb[1])
 
 
 def run_attention_forward(P, p, A):

@@ -915,9 +915,9 @@ def add_forward(v: int, i: int, y, a, b, start: int, n: int, lo: int, hi: int, b
 
 
 @micropython.viper
-def relu_backward(i: int, xi: int, dx, dy, x, start: int, n: int, bg: int, ba: int):
-    """dx[i] = dy[i] where the forward input x[i] > 0, else 0, in place: dx is dy (the
-    callers pass one buffer twice; dy is not read). dx G (bg bytes); x A (ba bytes).
+def relu_backward(i: int, xi: int, dx, x, start: int, n: int, bg: int, ba: int):
+    """dx[i] = dy[i] where the forward input x[i] > 0, else 0, in place: dx holds dy on
+    entry and dx after (G, bg bytes); x A (ba bytes).
     i and xi: pass 0 (scratch that viper keeps in registers, as dot_rows's hh and ll)."""
     pdx8 = ptr8(dx)
     pdx16 = ptr16(int(pdx8))

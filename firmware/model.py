@@ -377,7 +377,7 @@ class Model:
         # x4 = fc2 relu(h) + x2: d relu(h) -> dh (dlogits is dead)
         self.weight_backward(_FC2, dh, ga, h, T, _M, _C, a, r)
         # relu: dh where the forward's h > 0 (h holds relu(h): the same test)
-        K.relu_backward(0, 0, dh, dh, h, 0, T * _M, bg, ba)
+        K.relu_backward(0, 0, dh, h, 0, T * _M, bg, ba)
         # h = fc1 x3: dx3 -> gb
         self.weight_backward(_FC1, gb, dh, x3, T, _C, _M, a, r)
         # x3 = rmsnorm(x2), and x2 also reaches x4: dx2 = sat(dx4 + rmsnorm_backward) -> ga

@@ -103,9 +103,9 @@ def test_a_wrong_firmware_is_named_by_step_tensor_and_index(tmp_path):
     fw = tmp_path / "firmware"
     shutil.copytree(FIRMWARE, fw)
     src = (fw / "model.py").read_text()
-    good = "K.relu_backward(0, 0, dh, dh, h, 0, T * _M, bg, ba)"
+    good = "K.relu_backward(0, 0, dh, h, 0, T * _M, bg, ba)"
     assert good in src
-    bad = "K.relu_backward(0, 0, dh, dh, h, _M, T * _M - _M, bg, ba)"
+    bad = "K.relu_backward(0, 0, dh, h, _M, T * _M - _M, bg, ba)"
     (fw / "model.py").write_text(src.replace(good, bad))
     report = cf.run_steps(("q4.12",), ("nearest",), extra=(), dump_steps=(1, 2),
                           firmware_dir=fw)

@@ -22,7 +22,7 @@ UNITS = {
     "embedding_bwd": ("K.embedding_backward(0, 0, dw, scratch, x, comp, 7, 16, 2, PLO, PHI, 2)",
                       112, "element"),
     "add_forward": ("K.add_forward(0, 0, y, x, q, 0, 112, LO, HI, 2)", 112, "element"),
-    "relu_backward": ("K.relu_backward(0, 0, dx, dx, x, 0, 256, 2, 2)", 256, "element"),
+    "relu_backward": ("K.relu_backward(0, 0, dx, x, 0, 256, 2, 2)", 256, "element"),
     "ce_backward": ("K.cross_entropy_backward(0, 0, y, g, comp, 7, 27, 1, LO, HI, 2)", 189,
                     "element"),
     "widen_8": ("K.widen(0, 0, scratch, comp, 0, 256, 1)", 256, "element"),

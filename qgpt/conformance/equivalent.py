@@ -381,7 +381,7 @@ EQUIVALENT = {
          "gh, bg)"),
         ("backward", "K.embedding_backward(0, 0, logits, probs, gb, self.tok, T, _C, sh_e, pl, "
          "ph, bg)"),
-        ("backward", "K.relu_backward(0, 0, dh, dh, h, 0, T * _M, bg, ba)"),
+        ("backward", "K.relu_backward(0, 0, dh, h, 0, T * _M, bg, ba)"),
         ("backward", "K.rmsnorm_backward(0, 0, gb, ga, x0, rs0, T, _C, sh_c, fa, gl, gh, bg, ba)"),
         ("backward", "K.rmsnorm_backward(0, 0, gc, gb, x1, rs1, T, _C, sh_c, fa, gl, gh, bg, ba)"),
         ("backward", "K.rmsnorm_backward(0, 0, gc, gb, x3, rs3, T, _C, sh_c, fa, gl, gh, bg, ba)"),
