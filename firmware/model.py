@@ -321,7 +321,7 @@ class Model:
         of its own, and the method is native code (nine calls a step), whose locals live
         on the C stack: a bytecode method this size would allocate its frame on the heap
         at each call (thousands of instructions each in gc_alloc's search for free blocks;
-        about 1.7 KB of xtensawin code instead)."""
+        about 1.6 KB of xtensawin code instead)."""
         lg = self.logits
         i0 = self.nums[0][j]
         b = self.nums[1]
