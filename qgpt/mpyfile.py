@@ -44,11 +44,13 @@ def _skip_obj(r):
     r.skip(n + (1 if kind in (_OBJ_STR, _OBJ_BYTES) else 0))  # str/bytes: a NUL follows
 
 
-def _raw_code(r, sizes):
+def _raw_codes(r, depth, out):
+    """Append (depth, kind, start, length) of the raw code at r and of its children, in
+    file order (start: the code's first byte in r.data)."""
     kind_len = r.uint()
     kind, has_children, n = _KINDS[kind_len & 3], kind_len & 4, kind_len >> 3
+    out.append((depth, kind, r.pos, n))
     r.skip(n)
-    sizes[kind] = sizes.get(kind, 0) + n
     flags = 0
     if kind == "native":
         r.uint()  # prelude offset (the prelude is counted: it sits in the same allocation)
@@ -64,16 +66,17 @@ def _raw_code(r, sizes):
         r.skip(rodata)
     if has_children:
         for _ in range(r.uint()):
-            _raw_code(r, sizes)
+            _raw_codes(r, depth + 1, out)
     if kind != "bytecode" and flags & _SCOPE_VIPERRELOC:
         raise ValueError("relocatable native code (mpy_ld output) is not parsed here")
 
 
-def mpy_code_bytes(data):
-    """{"bytecode": bytes, "native": bytes, "viper": bytes, "asm": bytes} of an .mpy v6
-    file: the sum of the functions' code lengths by kind (native and viper code is what
-    a board allocates as executable memory, MP_PLAT_ALLOC_EXEC). Checks that the parse
-    ends exactly at the end of the file."""
+def parse(data):
+    """(qstrs, raw codes) of an .mpy v6 file: qstrs the text of each qstr in the file's
+    table (a static qstr as its number, an int), raw codes [(depth, kind, start, length)] of every
+    function in file order (depth 0: the module body; kind "bytecode", "native", "viper"
+    or "asm"; data[start:start + length] its code). Checks that the parse ends exactly at
+    the end of the file."""
     r = _Reader(bytes(data))
     if r.byte() != ord("M") or r.byte() != 6:
         raise ValueError("not an .mpy v6 file")
@@ -82,14 +85,28 @@ def mpy_code_bytes(data):
     if features & 0x40:  # arch flags follow (mpy-cross -march-flags)
         r.uint()
     n_qstr, n_obj = r.uint(), r.uint()
+    qstrs = []
     for _ in range(n_qstr):
         n = r.uint()
-        if not n & 1:  # static qstrs are one number; others: the text and a NUL
+        if n & 1:  # a static qstr is one number; others: the text and a NUL
+            qstrs.append(n >> 1)
+        else:
+            qstrs.append(r.data[r.pos:r.pos + (n >> 1)].decode())
             r.skip((n >> 1) + 1)
     for _ in range(n_obj):
         _skip_obj(r)
-    sizes = {}
-    _raw_code(r, sizes)
+    codes = []
+    _raw_codes(r, 0, codes)
     if r.pos != len(r.data):
         raise ValueError(f".mpy parse ended at byte {r.pos} of {len(r.data)}")
+    return qstrs, codes
+
+
+def mpy_code_bytes(data):
+    """{kind: bytes} of an .mpy v6 file (kinds as `parse` names them, those present): the
+    sum of the functions' code lengths by kind (native and viper code is what a board
+    allocates as executable memory, MP_PLAT_ALLOC_EXEC)."""
+    sizes = {}
+    for _, kind, _, n in parse(data)[1]:
+        sizes[kind] = sizes.get(kind, 0) + n
     return sizes

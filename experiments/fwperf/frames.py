@@ -54,55 +54,18 @@ def _prelude(data, i):
     return s + 1, e, _uint_at(data, i)[0]
 
 
-def _raw_code(r, names, out, depth):
-    kind_len = r.uint()
-    kind, has_children, n = mpyfile._KINDS[kind_len & 3], kind_len & 4, kind_len >> 3
-    if kind == "bytecode":
-        n_state, n_exc, q = _prelude(r.data, r.pos)
-        out.append((depth, names[q] if q < len(names) else f"qstr {q}", n_state, n_exc))
-    r.skip(n)
-    flags = 0
-    if kind == "native":
-        r.uint()
-    elif kind in ("viper", "asm"):
-        flags = r.uint()
-        if kind == "asm":
-            r.uint()
-            r.uint()
-    if kind == "viper":
-        rodata = r.uint() if flags & mpyfile._SCOPE_VIPERRODATA else 0
-        if flags & mpyfile._SCOPE_VIPERBSS:
-            r.uint()
-        r.skip(rodata)
-    if has_children:
-        for _ in range(r.uint()):
-            _raw_code(r, names, out, depth + 1)
-
-
 def frames(mpy):
     """[(depth, name, n_state, n_exc_stack)] of the bytecode functions of an .mpy v6, in
     file order (depth 0: the module body; static qstrs are named by their number)."""
-    r = mpyfile._Reader(bytes(mpy))
-    if r.byte() != ord("M") or r.byte() != 6:
-        raise ValueError("not an .mpy v6 file")
-    if r.byte() & 0x40:
-        r.byte()
-        r.uint()
-    else:
-        r.byte()
-    names = []
-    n_qstr, n_obj = r.uint(), r.uint()
-    for _ in range(n_qstr):
-        n = r.uint()
-        if n & 1:
-            names.append(f"static qstr {n >> 1}")
-        else:
-            names.append(r.data[r.pos:r.pos + (n >> 1)].decode())
-            r.skip((n >> 1) + 1)
-    for _ in range(n_obj):
-        mpyfile._skip_obj(r)
+    qstrs, codes = mpyfile.parse(mpy)
     out = []
-    _raw_code(r, names, out, 0)
+    for depth, kind, start, _ in codes:
+        if kind == "bytecode":
+            n_state, n_exc, q = _prelude(mpy, start)
+            name = qstrs[q] if q < len(qstrs) else f"qstr {q}"
+            if isinstance(name, int):
+                name = f"static qstr {name}"
+            out.append((depth, name, n_state, n_exc))
     return out
 
 
