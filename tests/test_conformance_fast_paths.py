@@ -3,25 +3,14 @@ they sit where they say, and a fast path without its bound is caught on the int3
 (the 64-bit unix port computes the same integers and cannot see it)."""
 
 import math
-import shutil
 
 import numpy as np
+from firmware_edit import edited_firmware
 
 from qgpt import conformance as cf
 from qgpt.conformance.fast_path_cases import FIT, fast_path_groups
-from qgpt.firmware_build import FIRMWARE_DIR
 
 GROUP = "weights=q4.12,acts=q4.12,fast path int32 edge"
-
-
-def edited_firmware(tmp_path, old, new):
-    """A copy of firmware/ with the one line of kernels.py holding `old` given `new`."""
-    fw = tmp_path / "firmware"
-    shutil.copytree(FIRMWARE_DIR, fw)
-    src = (fw / "kernels.py").read_text()
-    assert src.count(old) == 1
-    (fw / "kernels.py").write_text(src.replace(old, new))
-    return fw
 
 
 def assert_caught_only_on_int32(fw, groups, op):
@@ -209,11 +198,7 @@ def test_the_saturation_is_skipped_only_where_nothing_saturates(tmp_path):
         report = cf.run_ops(cases={GROUP: cases}, target=target)
         assert report.ok, report.summary() + "\n" + "\n".join(map(str, report.mismatches[:9]))
     # and the test is needed: without it both kernels store the sums beyond hi unsaturated
-    fw = tmp_path / "firmware"
-    shutil.copytree(FIRMWARE_DIR, fw)
-    src = (fw / "kernels.py").read_text()
-    old = "clamp = 1 if top > hi or 0 - top - 1 < lo else 0"
-    assert src.count(old) == 2  # linear_forward's and linear_backward's
-    (fw / "kernels.py").write_text(src.replace(old, "clamp = 0"))
+    fw = edited_firmware(tmp_path, "clamp = 1 if top > hi or 0 - top - 1 < lo else 0",
+                         "clamp = 0", count=2)  # linear_forward's and linear_backward's
     report = cf.run_ops(cases={GROUP: cases}, firmware_dir=fw)
     assert {m.op for m in report.mismatches} == {"linear_forward", "linear_backward"}

@@ -3,8 +3,8 @@ branches a per-class policy opens (8-bit containers, shifts of both signs, 0 and
 every update rounding), their cases equal the simulator on the device, and a kernel
 wrong only in such a branch, which the formats' cases cannot see, is caught."""
 
-import shutil
-from pathlib import Path
+
+from firmware_edit import edited_firmware
 
 from qgpt import conformance as cf
 from qgpt.conformance.policy_edge_cases import (
@@ -14,8 +14,6 @@ from qgpt.conformance.policy_edge_cases import (
     overflow_edge_cases,
 )
 from qgpt.policy import UPDATE_ROUNDINGS, container_bytes, parse_policy
-
-FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 
 
 def _policies():
@@ -69,19 +67,10 @@ def test_the_edge_cases_equal_the_simulator_on_the_device():
     assert report.ok, report.summary() + "\n" + "\n".join(map(str, report.mismatches[:20]))
 
 
-def _mutated(tmp_path, old, new):
-    fw = tmp_path / "firmware"
-    shutil.copytree(FIRMWARE, fw)
-    src = (fw / "kernels.py").read_text()
-    assert src.count(old) == 1
-    (fw / "kernels.py").write_text(src.replace(old, new))
-    return fw
-
-
 def test_a_wrong_8_bit_sign_extension_is_caught_only_by_an_edge_policy(tmp_path):
     # embedding_backward's int8 load of dx with 0x7F for 0x80: no format has 8-bit
     # gradients, the edge policies with grads=q2.6, q4.4 and q1.7 do
-    fw = _mutated(tmp_path, "d = (pdx8[i] ^ 0x80) - 0x80",
+    fw = edited_firmware(tmp_path, "d = (pdx8[i] ^ 0x80) - 0x80",
                   "d = (pdx8[i] ^ 0x80) - 0x7F")
     formats = {f: [c for c in cf.build_cases(f) if c.op == "embedding_backward"]
                for f in ("q4.12", "q8.8", "q1.15")}
@@ -99,7 +88,7 @@ def test_a_wrong_8_bit_sign_extension_is_caught_only_by_an_edge_policy(tmp_path)
 def test_a_shift_of_one_taken_for_none_is_caught_at_the_ops_level(tmp_path):
     # Adam's g -> m rounding skipped when Fp - Fm = 1 (sh_m > 1 for sh_m > 0): only the
     # edge policy with every shift 1 has it
-    fw = _mutated(tmp_path, "if sh_m > 0:  # within +-2**30 as g is",
+    fw = edited_firmware(tmp_path, "if sh_m > 0:  # within +-2**30 as g is",
                   "if sh_m > 1:  # within +-2**30 as g is")
     groups = {g: [c for c in cases if c.op == "adam_update"]
               for g, cases in edge_policy_groups().items()}

@@ -4,18 +4,17 @@ built-in dataset by default, and the first divergence of a run named by step, ar
 tensor and index (qgpt/conformance/build.py, cli.py, training.py)."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from firmware_edit import edited_firmware
 
 from qgpt import conformance as cf
 from qgpt.firmware_build import NATIVE_ARCHS, mpy_arch
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware"
 
 # A MicroPython that reports another architecture: it answers the probe with the
 # real port's _mpy but its own arch bits, refuses (like a real port) any .mpy with
@@ -160,14 +159,11 @@ def test_the_run_level_runs_on_the_built_in_names_by_default():
 def test_a_hash_mismatch_names_the_first_step_array_tensor_and_index(tmp_path):
     # a firmware that flips the lowest bit of weight 100 after step 37 and trains on:
     # the state first differs after step 37, in params[100] alone
-    fw = tmp_path / "firmware"
-    shutil.copytree(FIRMWARE, fw)
-    src = (fw / "model.py").read_text()
     hook = "        self.backward(T, alpha, key)\n"
-    assert hook in src
-    (fw / "model.py").write_text(src.replace(
-        hook, hook + "        if step == 36:\n            import uctypes\n"
-        "            uctypes.bytearray_at(self.bufs[2], 201)[200] ^= 1\n"))  # an address
+    fw = edited_firmware(tmp_path, hook, hook + "        if step == 36:\n"
+                         "            import uctypes\n"
+                         "            uctypes.bytearray_at(self.bufs[2], 201)[200] ^= 1\n",
+                         module="model.py")  # (self.bufs[2]: an address)
     report = cf.run_run(cases=(("q4.12", "nearest", ""),), steps=150, samples=0,
                         firmware_dir=fw)
     assert report.exit_code == 1

@@ -5,24 +5,18 @@ its linears' sums pass 2**31 where the fast paths' bound (L1 of x times max |W| 
 unix port sees it too, as the linear kernels skip their saturation where the bound says
 that nothing can saturate (kernels.py, "linear")."""
 
-import shutil
 
 import pytest
+from firmware_edit import edited_firmware
 
 from qgpt.conformance.training import STEPS_HIGH_LR, _steps_cases, run_resume, run_steps
-from qgpt.firmware_build import FIRMWARE_DIR
 
 RAISE = "wm[j] += ((alpha << 15) >> (self.opt[3] + self.opt[9])) + 3"
 INITIAL = "[0] * (_FC2 + 1))"
 
 
 def _patched(tmp_path, old, new):
-    fw = tmp_path / "firmware"
-    shutil.copytree(FIRMWARE_DIR, fw)
-    src = (fw / "model.py").read_text()
-    assert src.count(old) == 1, f"model.py changed: update {old!r}"
-    (fw / "model.py").write_text(src.replace(old, new))
-    return fw
+    return edited_firmware(tmp_path, old, new, module="model.py")
 
 
 def _overflow(report):

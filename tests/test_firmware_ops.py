@@ -6,13 +6,13 @@ code is imported into CPython.
 """
 
 import ast
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from firmware_edit import edited_firmware
 
 from qgpt import conformance as cf
 from qgpt import int_ops, params, policy, prng, qformat
@@ -125,12 +125,8 @@ def test_softmax_normalisation_ties_are_constructed():
 def test_a_wrong_rounding_in_softmax_is_caught_at_the_ops_level(tmp_path, wrong):
     # softmax's normalisation p = ((e << 15) + S/2) // S with the half off by one: the
     # random rows never sit on its ties, the constructed ones do
-    fw = tmp_path / "firmware"
-    shutil.copytree(FIRMWARE, fw)
-    src = (fw / "kernels.py").read_text()
     good = "    bias = (total >> 1) - total\n"  # the half S/2, less S (kernels.py, softmax)
-    assert src.count(good) == 1
-    (fw / "kernels.py").write_text(src.replace(good, f"    bias = ({wrong}) - total\n"))
+    fw = edited_firmware(tmp_path, good, f"    bias = ({wrong}) - total\n")
     cases = {f: [c for c in cf.build_cases(f) if c.op == "softmax"]
              for f in ("q4.12", "q8.8", "q2.14")}
     random_only = {f: [c for c in group if "tie" not in c.name and "every d" not in c.name]
