@@ -1,6 +1,6 @@
 """Where runs run: this process, a local process pool, or a Dask cluster.
 
-Each backend is a concurrent.futures Executor (for Dask: dask.distributed's ClientExecutor),
+Each backend is a concurrent.futures Executor (for Dask: DaskExecutor, a Client's futures),
 so execute.run_all treats them alike. Runs are deterministic, so the results do not depend
 on the backend; only the timings do.
 
@@ -55,6 +55,26 @@ class InlineExecutor(Executor):
         self.pending = []
 
 
+class DaskExecutor(Executor):
+    """Submits to a dask.distributed Client and hands back its own Futures, whose result()
+    is the Client's: a finished run whose worker then dies (taking the result with it) is
+    computed again and waited for. (distributed's ClientExecutor copies each result into a
+    concurrent.futures Future and reads the Dask future's status afterwards; when the
+    worker dies in between, the status is "pending" again and the finished run's result is
+    raised as an error: "not enough values to unpack (expected 3, got 2)".)"""
+
+    def __init__(self, client):
+        self.client = client
+
+    def submit(self, fn, *args, **kwargs):
+        return self.client.submit(fn, *args, pure=False, retries=RETRIES, **kwargs)
+
+    def completed(self, futures):
+        from distributed import as_completed
+
+        return as_completed(list(futures))
+
+
 def pool_context():
     """How the process pool starts its workers. On Linux, fork: each worker is a copy of
     this process, with numpy, qgpt and the dataset loaded (execute.load_dataset) and
@@ -84,8 +104,8 @@ def open_backend(jobs, scheduler, total, connect_timeout=None):
     try:
         workers = len(client.scheduler_info(n_workers=-1)["workers"])
         where = "a LocalCluster" if cluster is not None else f"the Dask scheduler {scheduler}"
-        yield (client.get_executor(pure=False, retries=RETRIES),
-               f"{where} with {workers} worker{'s' * (workers != 1)}", True)
+        yield (DaskExecutor(client), f"{where} with {workers} worker{'s' * (workers != 1)}",
+               True)
     finally:
         client.close()
         if cluster is not None:
