@@ -333,4 +333,16 @@ FAST_PATHS = {
     **{(fn, line, "1", "2", 0): "clamp is only tested for truth" for fn, line in (
         ("linear_forward", "clamp = 1 if top > hi or 0 - top - 1 < lo else 0"),
         ("linear_backward", "clamp = 1 if top > hi or 0 - top - 1 < lo else 0"))},
+    # --- round 6 (session 9's mutation run of fwlin, fwsize, fwsize2): the linear kernels
+    # and abs_max
+    #
+    # (end of the linear kernels' and abs_max's entries)
+    #
+    # --- round 6: attention, softmax, dot_rows, embedding, rmsnorm, narrow, block_encode
+    #
+    # (end of their entries)
+    #
+    # --- round 6: adam_update and model.py
+    #
+    # (end of their entries)
 }
