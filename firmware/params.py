@@ -23,15 +23,4 @@ PARAMS = (
 )
 
 
-def layout():
-    """(name, offset, size) of each tensor in the flat buffers, in table order."""
-    slots = []
-    offset = 0
-    for name, shape in PARAMS:
-        size = shape[0] * shape[1]
-        slots.append((name, offset, size))
-        offset += size
-    return slots
-
-
 N_PARAMS = 4192

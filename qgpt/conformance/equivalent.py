@@ -53,6 +53,8 @@ _RELAXED = ("it lets the device accept a narrower class than the host's rule (se
 _BANNER = ("word_bits is only printed in the run's banner line (viper=64), which no "
            "result depends on")
 
+_PARAMS_TABLE = ("read by no firmware code: tests/test_firmware_ops.py compares the value "
+                 "with qgpt/params.py's")
 _NEVER_READ_K = "the constant is read by no code of kernels.py (the limits come as arguments)"
 _LIM_LOWER = ("for hh in [2**(13+s), 2**(14+s)) the rounding formula gives at least 2**29, "
               "beyond every limit it saturates to (A, G, L: at most 2**23): the same value")
@@ -285,6 +287,19 @@ EQUIVALENT = {
         _NEVER_READ_POLICY,
     ("", "BLOCK = 16  # positions (qgpt/params.py)", "16", "15", 0):
         "read only by guard(BLOCK, ...), through (BLOCK - 1).bit_length(): 4 for 15 and 16",
+    # firmware/params.py: conform_ops reads its VOCAB, N_EMBD and N_HEAD; the rest is the
+    # table tests/test_firmware_ops.py compares with qgpt/params.py (a run takes its
+    # offsets from layout.py)
+    **{("", line, tok, rep, 0): _PARAMS_TABLE for line, tok in (
+        ("BLOCK = 16  # T <= BLOCK", "16"), ("HEAD_DIM = 4  # HS", "4"),
+        ("MLP_HIDDEN = 64", "64"), ("N_PARAMS = 4192", "4192"))
+       for rep in (str(int(tok) - 1), str(int(tok) + 1))},
+    # blockadam.gather's bv for adam_update, which tests it only as bv == 4 (the unsplit
+    # mul15) and bv < 0 (v's roots for block_encode)
+    **{("gather", "hm, hv, bs, -4 if n_v else 4)", "4", rep, k): why for rep in ("3", "5")
+       for k, why in ((0, "any bv < 0 other than 4 reads as -4 does: roots, no unsplit"),
+                      (1, "bv = 3 or 5 is not 4 and not below 0: the general mul15 path "
+                          "instead of the unsplit one, which gives the same integers"))},
     ("", "BOS = 26", "26", "25", 0): "params.BOS is read by no code (model.py has its own)",
     ("", "BOS = 26", "26", "27", 0): "params.BOS is read by no code (model.py has its own)",
     **{("check", "widths = ((4, 16), (4, 16), (4, 24), (4, 16), (8, 32), (8, 32), (8, 32), (8, "
