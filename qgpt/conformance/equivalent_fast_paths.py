@@ -347,8 +347,20 @@ FAST_PATHS = {
     ("rmsnorm_backward", "if c < glo:", "<", "<=", 0): _AT_LIMIT,
     ("rmsnorm_backward", "if v < glo:", "<", "<=", 0): _AT_LIMIT,
     ("attention_forward", "if x < lo_l:", "<", "<=", 0): _AT_LIMIT,
-    # attention_forward's bound L1(q_h[t]) <= _L1_FIT (an L1 one or two too small, or the
-    # bound 2**15, is killed by attention_bound_cases's int32 edge group)
+    # attention_forward's bound L1(q_h[t]) <= _L1_FIT = 2**15 - 1: an L1 up to 2**15 still
+    # keeps S + half within int32 for every shift (half = 2**(sh_s - 1) <= 2**29, or at
+    # sh_s = 31 +2**30 on 64 bits and (1 << 31) >> 1 = -2**30 on a 32-bit board: |S| <=
+    # 2**30 gives S + half in [-2**31, 2**31)); L1 = 2**15 + 1 does not (S = -2**30 -
+    # 2**15 + 1 at sh_s = 31 on a 32-bit board: attention_bound_cases's int32 edge group)
+    ("", "_L1_FIT = const(32767)  # attention: L1 of a row of 16-bit words bounding |S| < "
+     "2**30", "32767", "32768", 0):
+        "the bound 2**15: |S| <= 2**30, and S + half within int32 for every shift 0..31 "
+        "(the half at 31: +2**30 on 64 bits, -2**30 on a 32-bit board): the fast path "
+        "stays exact",
+    ("attention_forward", "l1 += x3 if x3 >= 0 else 0 - x3", "0", "-1", 1):
+        "L1 one too small (a negative x3 counted |x3| - 1): L1 <= 2**15 bounds |S| by "
+        "2**30, and S + half stays within int32 for every shift (the half at 31: +2**30 "
+        "on 64 bits, -2**30 on a 32-bit board): the fast path stays exact",
     ("attention_forward", "x0 = (pa[0] ^ 0x8000) - 0x8000", "-", "+", 0):
         "x0 becomes the 16-bit word plus 2**16 >= 2**15, so L1(q_h[t]) > _L1_FIT for every "
         "head (the loop breaks before it loads k): " + _TO_EXACT,
