@@ -340,6 +340,53 @@ FAST_PATHS = {
     #
     # --- round 6: attention, softmax, dot_rows, embedding, rmsnorm, narrow, block_encode
     #
+    ("dot_rows", "sa = 0 if ba < 0 else 0x8000", "<", "<=", 0):
+        "a's width ba is 1 or 2 in every call (linear_forward's ba, linear_backward's bg, "
+        "attention_forward's ba), never 0: ba < 0 and ba <= 0 agree",
+    ("embedding_backward", "elif w < lo:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "if c < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("rmsnorm_backward", "if v < glo:", "<", "<=", 0): _AT_LIMIT,
+    ("attention_forward", "if x < lo_l:", "<", "<=", 0): _AT_LIMIT,
+    # attention_forward's bound L1(q_h[t]) <= _L1_FIT = 2**15 - 1: an L1 up to 2**15 still
+    # keeps S + half within int32 for every shift (half = 2**(sh_s - 1) <= 2**29, or at
+    # sh_s = 31 +2**30 on 64 bits and (1 << 31) >> 1 = -2**30 on a 32-bit board: |S| <=
+    # 2**30 gives S + half in [-2**31, 2**31)); L1 = 2**15 + 1 does not (S = -2**30 -
+    # 2**15 + 1 at sh_s = 31 on a 32-bit board: attention_bound_cases's int32 edge group)
+    ("", "_L1_FIT = const(32767)  # attention: L1 of a row of 16-bit words bounding |S| < "
+     "2**30", "32767", "32768", 0):
+        "the bound 2**15: |S| <= 2**30, and S + half within int32 for every shift 0..31 "
+        "(the half at 31: +2**30 on 64 bits, -2**30 on a 32-bit board): the fast path "
+        "stays exact",
+    ("attention_forward", "l1 += x3 if x3 >= 0 else 0 - x3", "0", "-1", 1):
+        "L1 one too small (a negative x3 counted |x3| - 1): L1 <= 2**15 bounds |S| by "
+        "2**30, and S + half stays within int32 for every shift (the half at 31: +2**30 "
+        "on 64 bits, -2**30 on a 32-bit board): the fast path stays exact",
+    ("attention_forward", "x0 = (pa[0] ^ 0x8000) - 0x8000", "-", "+", 0):
+        "x0 becomes the 16-bit word plus 2**16 >= 2**15, so L1(q_h[t]) > _L1_FIT for every "
+        "head (the loop breaks before it loads k): " + _TO_EXACT,
+    ("attention_forward", "l1 = x0 if x0 >= 0 else 0 - x0", "0", "1", 2):
+        "at x0 = 0, 0 - x0 is 0 either way",
+    ("attention_forward", "l1 += x3 if x3 >= 0 else 0 - x3", ">=", ">", 0):
+        "at x3 = 0, 0 - x3 is 0 either way",
+    ("attention_forward", "l1 += x2 if x2 >= 0 else 0 - x2", "0", "1", 1):
+        "L1 larger by one per negative value: " + _TO_EXACT,
+    ("attention_forward", "dot_rows(0, 0, srow, 0, 1, 4, k, h * _HS, NH * _HS, 1, ba, q,",
+     "0", "-1", 0): _SCRATCH,
+    ("attention_forward", "dot_rows(0, 0, srow, 0, 1, 4, k, h * _HS, NH * _HS, 1, ba, q,",
+     "4", "3", 0): "dot_rows stores int32 for any by other than 1, 2 and below 0: 3 stores "
+        "as 4 does",
+    ("attention_forward", "(t * NH + h) * _HS, 0, 1, ba, t + 1, 1, _HS, sh_s, lo_l, hi_l)",
+     "0", "1", 0): "the call has cols = 1: its only column c = 0 makes q's column stride "
+        "bc (c * bc) no term",
+    **{("attention_backward", line, "0", "1", 0): "only hh = -lim changes branch: there "
+       "the formula gives -2**30 plus less than 2**17 (sh <= 15), within int32 and below "
+       "every glo (G has at most 16 bits): it saturates to glo, the same value"
+       for line in ("elif hh < 0 - lim_dp:", "elif hh < 0 - lim:")},
+    ("narrow", "step = nb if nb > 0 else 0 - nb", ">", ">=", 0):
+        "at nb = 0, 0 - nb is 0 either way",
+    ("block_encode", "big = 0", "0", "-1", 0):
+        "every block holds at least one value (end > aw), whose |x| >= 0 > -1 replaces "
+        "the start: the same maximum",
     # (end of their entries)
     #
     # --- round 6: adam_update and model.py

@@ -28,8 +28,9 @@ firmware/ (never in place) and judged level by level, cheapest first:
            and the optimizer's counters in their final checkpoints; then runs stopped
            at step 20 and resumed from their checkpoints (restore.py, narrow's checks)
     int32  (last) training on the int32 target: 3 steps of the steps level's large learning
-           rate (STEPS_HIGH_LR: the linears' sums past 2**31), and one step resumed
-           from the first (model.py's max |W| bound for the fast paths)
+           rate (STEPS_HIGH_LR: the linears' sums past 2**31) and of a block-scaled
+           Adam state (INT32_TRAIN_POLICIES: block_encode runs in training alone), and
+           one step resumed from the first (model.py's max |W| bound for the fast paths)
 
 A mutant is killed by the first level that reports a difference (a mismatch, a
 device error or a hang), invalid if mpy-cross rejects it, and survives otherwise.
@@ -272,13 +273,14 @@ class Judge:
         return str(report.mismatches[0])[:200] if report.mismatches else ""
 
     def _int32_training(self):
-        """STEPS_HIGH_LR's cases on the int32 target: INT32_TRAIN_STEPS steps, and stopped
-        after one step and resumed (a resumed Model scans max |W| afresh); the linears'
-        sums pass 2**31 where the fast paths' bound sends them to the exact path, so a
-        bound that lags max |W| overflows (the x86-64 port computes the same integers)."""
+        """STEPS_HIGH_LR's and INT32_TRAIN_POLICIES' cases on the int32 target:
+        INT32_TRAIN_STEPS steps, and stopped after one step and resumed (a resumed Model
+        scans max |W| afresh); the linears' sums pass 2**31 where the fast paths' bound
+        sends them to the exact path, so a bound that lags max |W| overflows (the x86-64
+        port computes the same integers)."""
         from qgpt.conformance.training import STEPS_HIGH_LR, _steps_cases, run_resume, run_steps
 
-        cases = _steps_cases((), (), (), (), STEPS_HIGH_LR)
+        cases = _steps_cases((), (), (), INT32_TRAIN_POLICIES, STEPS_HIGH_LR)
         try:
             report = run_steps(cases=cases, dump_steps=tuple(range(1, INT32_TRAIN_STEPS + 1)),
                                target="int32", firmware_dir=self.src, workdir=self.dir,
@@ -298,6 +300,9 @@ INT32_EDGE = "int32 edge"  # and policy_edge_cases's sums at the edge of int32
 # let a bound raised too little by Adam's first two moves overflow a linear's sum
 INT32_TRAIN_STEPS = 3
 INT32_TRAIN_TIMEOUT = 120  # seconds (TRAIN_TIMEOUT is the unix port's)
+# and a block-scaled m and v (about 4 s): block_encode's int32 sign extension, which the
+# op level never runs, checked on the int32 target
+INT32_TRAIN_POLICIES = ("adam_m=b16x256,adam_v=b4x8,rounding=pseudo",)
 # block-scaled state (no op of the op driver encodes it): 8-bit mantissas with kahan,
 # 16 and 4 bits; a block-scaled m beside a plain 16-bit v and the other way round (widen
 # and narrow of 2 bytes, 12-bit roots in 16 bits), partial last blocks (1024, 40); data
