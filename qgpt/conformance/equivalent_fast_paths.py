@@ -336,6 +336,49 @@ FAST_PATHS = {
     # --- round 6 (session 9's mutation run of fwlin, fwsize, fwsize2): the linear kernels
     # and abs_max
     #
+    # abs_max (an underestimate is not listed: linear_pair_cases.py's sums at the clamp's
+    # edge kill it); its value is read only for 16-bit words
+    ("abs_max", "return 0", "0", "1", 0):
+        "abs_max's result for other widths is never read: model.py scans only where bw == 2, "
+        "linear_backward passes 2, and both kernels ignore wmax unless bw == 2 (l1_max -1, big 0)",
+    ("abs_max", "lo = 0x8000", "0x8000", "32769", 0):
+        "lo starts at v = 1, not 0: it differs only when every v >= 1, where hi > 0x8000 takes "
+        "the first branch either way (n = 0: both branches give 0); emulated on random words",
+    ("abs_max", "if x < lo:", "<", "<=", 0): "a tie stores the same value",
+    ("abs_max", "return hi - 0x8000 if hi + lo > 0x10000 else 0x8000 - lo", "-", "+", 0):
+        "max v + 2**16 where the positive side decides: the bound only grows (at most 2**17 "
+        "- 1, L1 * max still <= FIT), which sends rows to the exact path and saturates more",
+    ("abs_max", "return hi - 0x8000 if hi + lo > 0x10000 else 0x8000 - lo", ">", ">=", 0):
+        "at hi + lo = 0x10000 both branches give the same value (max v = -min v)",
+    # linear_forward
+    ("linear_forward", "l1_max = ((one << 30) - 1) // wmax if bw == 2 and ba == 2 and wmax > 0 "
+     "else -1", "2", "1", 0):
+        "16-bit W then takes the exact path; 8-bit W has wmax = 0 from every caller "
+        "(conform_ops's abs_max of 1-byte words; model.py scans only 16-bit W and raises no "
+        "bound of 0), so wmax > 0 fails: " + _TO_EXACT,
+    ("linear_forward", "for t in range(t0, t1, 2):", "2", "1", 0):
+        "each position then starts a pair of its own: y[t + 1] is computed again from the "
+        "same x and W (y is never x: every caller passes distinct buffers), the same values",
+    ("linear_forward", "o = ob if ob + 4 <= n_out else n_out - 4  # the block's first row",
+     "4", "5", 0):
+        "the tests differ only at ob + 4 = n_out, where n_out - 4 is ob itself (checked for "
+        "n_out 4 .. 199)",
+    # linear_backward
+    ("linear_backward", "big = wmax if bw == 2 and bg == 2 else 0", "0", "-1", 0):
+        "big is read only by l1_max's test big > 0 (else l1_max = -1 and every row takes "
+        "the exact path): -1 as 0",
+    ("linear_backward", "l1d = 0", "0", "1", 0):
+        "L1 one too large (still <= l1_max where the fast path runs, L1 * big <= FIT): "
+        "more rows to the exact path and more saturation, which leaves values in [lo, hi]",
+    ("linear_backward", "v = (ptr16(at)[0] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
+    ("linear_backward", "l1d += v if v >= 0 else 0 - v", ">=", ">", 0):
+        "at v = 0, 0 - v is 0 either way",
+    ("linear_backward", "l1e += v if v >= 0 else 0 - v", "0", "1", 0):
+        "v >= 1 differs only at v = 0, where 0 - v is 0 either way",
+    ("linear_backward", "clamp = 1 if top > hi or 0 - top - 1 < lo else 0", "0", "1", 0):
+        "the rounded sums lie in [-top, top] (rnd(-X, s) = -ceil((X - half) / 2**s) >= -top; "
+        "emulated for s 0 .. 27): -top < lo is the test needed, -top - 1 < lo a wider one",
+    ("linear_backward", "if u < lo:", "<", "<=", 0): _AT_LIMIT,
     # (end of the linear kernels' and abs_max's entries)
     #
     # --- round 6: attention, softmax, dot_rows, embedding, rmsnorm, narrow, block_encode
