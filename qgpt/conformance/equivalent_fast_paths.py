@@ -17,11 +17,6 @@ _OVERESTIMATE = ("gives u + 2**16 for u >= 0 and 2**16 - |u| for u < 0, both >= 
                  "bound only grows, which sends rows from the fast path to the exact one")
 _MAX_8BIT = ("abs_max of 8-bit words is never used: the fast paths that read max |W| take "
              "16-bit words only (bw == 2)")
-_MAX_LESS_1 = ("max |W| one too small (a negative largest): L1 <= FIT // (m - 1) bounds |S| "
-               "by 2**30 * m / (m - 1) < 2**30 + 2**22 (the bound binds only for m >= 2**9), "
-               "plus the half < 2**31: the fast path stays exact")
-_L1_LESS = ("L1 at most n <= 64 too small (one per negative value): |S| <= 2**30 + 64 * "
-            "2**15, plus the half, stays below 2**31: the fast path stays exact")
 _SCRATCH = ("dot_rows sets hh and ll to 0 before each sum: the value "
             "passed is never read")
 # the first lines of dot_rows's calls (kernels.py)
@@ -31,8 +26,6 @@ _DOT_ROWS_CALLS = (
     ("linear_forward", "dot_rows(0, 0, y, t * n_out, n_out, by, x, t * n_in, n_in, 1, ba, w, 0, "
      "n_in, 1,"),
 )
-_L1_LESS_2 = ("-1 counted as -1, not 1: L1 at most 2 * 64 too small, |S| <= 2**30 + 2**22 "
-              "plus the half stays below 2**31: the fast path stays exact")
 _ABS_32 = ("every caller passes 1- or 2-byte words (weights, x): the 32-bit load is never "
            "taken")
 _WMAX_SCAN = "if t0 == 0 and bw == 2 and (start < T or wm[_WTE] == 0):"
@@ -281,18 +274,16 @@ FAST_PATHS = {
     **{("linear_forward", line, tok, rep, k): why for line in (
         "xv = (ptr16(xa)[0] ^ 0x8000) - 0x8000",
         "xv = (ptr16(xa + e_off)[0] ^ 0x8000) - 0x8000")
-       for tok, rep, k, why in (
-        ("-", "+", 0, _OVERESTIMATE), ("0x8000", "32767", 0, _L1_LESS),
-        ("0x8000", "32769", 0, _L1_LESS), ("0x8000", "32767", 1, _L1_LESS),
-        ("0x8000", "32769", 1, _L1_LESS))},
+       for tok, rep, k, why in (("-", "+", 0, _OVERESTIMATE),)},
     **{("linear_forward", f"{l1} += xv if xv >= 0 else 0 - xv", tok, rep, k): why
        for l1 in ("l1x", "l1z") for tok, rep, k, why in (
         ("0", "1", 0, "at xv = 0, 0 - xv is 0 either way"),
         (">=", ">", 0, "at xv = 0, 0 - xv is 0 either way"),
-        ("0", "1", 1, "L1 larger by one per negative value: " + _TO_EXACT),
-        ("0", "-1", 0, _L1_LESS_2), ("0", "-1", 1, _L1_LESS))},
-    **{("linear_forward", f"{l1} = 0", "0", rep, 0): why for l1 in ("l1x", "l1z")
-       for rep, why in (("1", "L1 one too large: " + _TO_EXACT), ("-1", _L1_LESS))},
+        ("0", "1", 1, "L1 larger by one per negative value: " + _TO_EXACT))},
+    # (an L1 too small is no longer equivalent since the saturation is skipped where the
+    # bound's rounded value lies inside [lo, hi]: linear_pair_cases.py kills it)
+    **{("linear_forward", f"{l1} = 0", "0", "1", 0): "L1 one too large: " + _TO_EXACT
+       for l1 in ("l1x", "l1z")},
     **{("linear_forward", "l1_max = ((one << 30) - 1) // wmax if bw == 2 and ba == 2 and wmax > 0 "
         "else -1", tok, rep, k): why for tok, rep, k, why in (
         ("<<", ">>", 0, "the bound becomes -1 // wmax = -1: " + _TO_EXACT),
@@ -336,6 +327,49 @@ FAST_PATHS = {
     # --- round 6 (session 9's mutation run of fwlin, fwsize, fwsize2): the linear kernels
     # and abs_max
     #
+    # abs_max (an underestimate is not listed: linear_pair_cases.py's sums at the clamp's
+    # edge kill it); its value is read only for 16-bit words
+    ("abs_max", "return 0", "0", "1", 0):
+        "abs_max's result for other widths is never read: model.py scans only where bw == 2, "
+        "linear_backward passes 2, and both kernels ignore wmax unless bw == 2 (l1_max -1, big 0)",
+    ("abs_max", "lo = 0x8000", "0x8000", "32769", 0):
+        "lo starts at v = 1, not 0: it differs only when every v >= 1, where hi > 0x8000 takes "
+        "the first branch either way (n = 0: both branches give 0); emulated on random words",
+    ("abs_max", "if x < lo:", "<", "<=", 0): "a tie stores the same value",
+    ("abs_max", "return hi - 0x8000 if hi + lo > 0x10000 else 0x8000 - lo", "-", "+", 0):
+        "max v + 2**16 where the positive side decides: the bound only grows (at most 2**17 "
+        "- 1, L1 * max still <= FIT), which sends rows to the exact path and saturates more",
+    ("abs_max", "return hi - 0x8000 if hi + lo > 0x10000 else 0x8000 - lo", ">", ">=", 0):
+        "at hi + lo = 0x10000 both branches give the same value (max v = -min v)",
+    # linear_forward
+    ("linear_forward", "l1_max = ((one << 30) - 1) // wmax if bw == 2 and ba == 2 and wmax > 0 "
+     "else -1", "2", "1", 0):
+        "16-bit W then takes the exact path; 8-bit W has wmax = 0 from every caller "
+        "(conform_ops's abs_max of 1-byte words; model.py scans only 16-bit W and raises no "
+        "bound of 0), so wmax > 0 fails: " + _TO_EXACT,
+    ("linear_forward", "for t in range(t0, t1, 2):", "2", "1", 0):
+        "each position then starts a pair of its own: y[t + 1] is computed again from the "
+        "same x and W (y is never x: every caller passes distinct buffers), the same values",
+    ("linear_forward", "o = ob if ob + 4 <= n_out else n_out - 4  # the block's first row",
+     "4", "5", 0):
+        "the tests differ only at ob + 4 = n_out, where n_out - 4 is ob itself (checked for "
+        "n_out 4 .. 199)",
+    # linear_backward
+    ("linear_backward", "big = wmax if bw == 2 and bg == 2 else 0", "0", "-1", 0):
+        "big is read only by l1_max's test big > 0 (else l1_max = -1 and every row takes "
+        "the exact path): -1 as 0",
+    ("linear_backward", "l1d = 0", "0", "1", 0):
+        "L1 one too large (still <= l1_max where the fast path runs, L1 * big <= FIT): "
+        "more rows to the exact path and more saturation, which leaves values in [lo, hi]",
+    ("linear_backward", "v = (ptr16(at)[0] ^ 0x8000) - 0x8000", "-", "+", 0): _OVERESTIMATE,
+    ("linear_backward", "l1d += v if v >= 0 else 0 - v", ">=", ">", 0):
+        "at v = 0, 0 - v is 0 either way",
+    ("linear_backward", "l1e += v if v >= 0 else 0 - v", "0", "1", 0):
+        "v >= 1 differs only at v = 0, where 0 - v is 0 either way",
+    ("linear_backward", "clamp = 1 if top > hi or 0 - top - 1 < lo else 0", "0", "1", 0):
+        "the rounded sums lie in [-top, top] (rnd(-X, s) = -ceil((X - half) / 2**s) >= -top; "
+        "emulated for s 0 .. 27): -top < lo is the test needed, -top - 1 < lo a wider one",
+    ("linear_backward", "if u < lo:", "<", "<=", 0): _AT_LIMIT,
     # (end of the linear kernels' and abs_max's entries)
     #
     # --- round 6: attention, softmax, dot_rows, embedding, rmsnorm, narrow, block_encode

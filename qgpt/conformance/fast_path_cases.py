@@ -38,6 +38,7 @@ import numpy as np
 from qgpt import int_ops as ops
 from qgpt.conformance.attention_bound_cases import attention_bound_cases
 from qgpt.conformance.inputs import T_MAX, C, Case, _ctx, _i, _tokens
+from qgpt.conformance.linear_pair_cases import linear_pair_cases
 from qgpt.conformance.policy_cases import _in, _spec, adam_case
 from qgpt.int_model import mul_q15
 from qgpt.params import MLP_HIDDEN, N_EMBD, VOCAB
@@ -499,4 +500,5 @@ def fast_path_groups(seed=0):
     for label, cases in shift_one_cases(rng).items():
         groups.setdefault(label, []).extend(cases)
     groups.update(attention_bound_cases(rng))
+    groups.update(linear_pair_cases(seed))  # the saturation skip's edge (linear_pair_cases.py)
     return groups
