@@ -36,6 +36,7 @@ import math
 import numpy as np
 
 from qgpt import int_ops as ops
+from qgpt.conformance.adam_model_cases import adam_model_groups
 from qgpt.conformance.inputs import T_MAX, C, Case, _ctx, _i, _tokens
 from qgpt.conformance.policy_cases import _in, _spec, adam_case
 from qgpt.int_model import mul_q15
@@ -497,4 +498,5 @@ def fast_path_groups(seed=0):
     groups.update(adam_ratio_slow_cases(rng))
     for label, cases in shift_one_cases(rng).items():
         groups.setdefault(label, []).extend(cases)
+    groups.update(adam_model_groups(seed))  # round 6's Adam thresholds (adam_model_cases.py)
     return groups
