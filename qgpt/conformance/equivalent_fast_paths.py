@@ -425,5 +425,36 @@ FAST_PATHS = {
     #
     # --- round 6: adam_update and model.py
     #
+    ("adam_update", "gs_lo = 0 - (32768 >> gs_ls)", "0", "1", 0):
+        "the mutant also saturates gs = -(32768 >> gs_ls) to -32768, which gs << gs_ls gives "
+        "(32768 >> gs_ls is exact: gs_ls <= 15 as Fh <= 15, Fp >= 0); the unsplit path never "
+        "reads gs_lo",
+    ("adam_update", "unsplit = 0 if (bv == 4 and sh_m == 0 and sh_s >= 7 and hm >= 1 << 18",
+     "==", "!=", 0):
+        "bv (4, or -4 for block-scaled v) enters neither path's arithmetic: calls with bv = 4 "
+        "take the general path, those with -4 the unsplit one under the same per-call and "
+        "per-parameter bounds, where it equals the general path (each mul15 and gs compared "
+        "on every m, g, v within them, m' and v' within hm, hv), and both store the root after",
+    ("adam_update", "and hv >= (1 << 22) - 1) else big", "1", "2", 0): _UNSPLIT_NARROWER,
+    ("adam_update", "roots = bv < 0", "0", "1", 0):
+        "bv is 4 or -4 (weight_backward, blockadam.gather, conform_ops): bv < 1 is bv < 0",
+    ("adam_update", "small_add = (1 << small_sh) - 1", "1", "0", 1):
+        "the clamp's threshold moves up by one only where a << e = den << 15 (den a multiple "
+        "of 2**(e - 15), or e <= 15): there the offset division gives 2**15 + (den >> 1) // "
+        "den = 2**15, the clamp's value (emulated for every e <= 30 and den <= 2**15 + 1)",
+    ("", "_HS = const(4)", "4", "5", 0):
+        "model.py's _HS is read by no code (attention's loops use kernels.py's own _HS); "
+        "tests/test_firmware_train.py checks it against params.HEAD_DIM",
+    ("refresh_data", "if self.nums[3]:", "3", "2", 0):
+        "nums[2], the schedule, is always true: without master weights (then called only by "
+        "qgpt_train.begin) store_to_data reads the store it writes (layout: store = wd; "
+        "sh_view 0, W's limits the store's) and rewrites every weight as it is",
+    ("weight_backward", "mode, key, lo, hi, hm, hv, bs, 4)", "4", "3", 0):
+        "bv = 3 fails the unsplit test's bv == 4 and keeps roots (bv < 0) false: every "
+        "parameter takes the general path, which gives the same integers",
+    ("train_step", _WMAX_DRIFT, "3", "2", 1):
+        "a weight moves by at most X + 1 a step, X = (alpha 2**15) >> (u + sh_view) (every "
+        "rounding, Kahan's compensation and the view's requantization emulated): a rise of "
+        "X + 2 keeps the bound >= max |W|, which only chooses the path",
     # (end of their entries)
 }

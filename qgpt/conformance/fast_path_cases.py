@@ -36,6 +36,7 @@ import math
 import numpy as np
 
 from qgpt import int_ops as ops
+from qgpt.conformance.adam_model_cases import adam_model_groups
 from qgpt.conformance.attention_bound_cases import attention_bound_cases
 from qgpt.conformance.inputs import T_MAX, C, Case, _ctx, _i, _tokens
 from qgpt.conformance.linear_pair_cases import linear_pair_cases
@@ -501,4 +502,5 @@ def fast_path_groups(seed=0):
         groups.setdefault(label, []).extend(cases)
     groups.update(attention_bound_cases(rng))
     groups.update(linear_pair_cases(seed))  # the saturation skip's edge (linear_pair_cases.py)
+    groups.update(adam_model_groups(seed))  # round 6's Adam thresholds (adam_model_cases.py)
     return groups
