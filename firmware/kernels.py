@@ -1319,7 +1319,7 @@ def adam_update(vi: int, root: int, store, m, v, g, comp, n: int, i0: int, js: i
     """One Adam step for parameters i0 .. i0+n-1, the flat indices (g holds their n
     gradients; store and comp hold them from index js, m and v from index j0: 0 for
     buffers of those n, i0 for whole ones): section 9, 9.1-9.5, and 9.6's roundings.
-    alpha (< 2**15, Falpha bits) is the step's bias-corrected step size
+    alpha (<= 2**15, Falpha bits) is the step's bias-corrected step size
     (firmware/adam.py); sh_m = Fp - Fm, sh_s = Fp - Fh (Fh = Fv / 2), either sign;
     e = 13 + Fh - Fm >= 0; u = Falpha + 13 - F_store (0..30); mode: 0 nearest, 1 floor,
     2 stochastic with r = hash30((key + i) & M30), key = key(seed, ROUND, step), i the flat

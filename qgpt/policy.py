@@ -202,7 +202,7 @@ class Policy:
 
     @cached_property
     def alpha_frac(self):
-        """Fractional bits of the step size alpha_t: the most that keep alpha < 2**15."""
+        """Fractional bits of the step size alpha_t: the most that keep alpha <= 2**15."""
         return 45 - self.lr_q30.bit_length()
 
     @cached_property
