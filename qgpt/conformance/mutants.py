@@ -328,7 +328,10 @@ MUTANT_STEPS_POLICIES = ("int8", "weights=q8.8,acts=q4.12",
 # test that reads the model's seed, 0 here, for its master flag refreshes no data weights)
 MUTANT_SEED0_POLICY = "weights=q4.4,acts=q4.12,master=q4.12,adam_m=b8x433,adam_v=b8x433"
 MUTANT_STEPS_LR = (("int8", 0.5), ("weights=q2.6,acts=q4.12,rounding=kahan", 0.9),
-                   ("weights=q1.7,acts=q4.12,rounding=kahan", 0.6))
+                   ("weights=q1.7,acts=q4.12,rounding=kahan", 0.6),
+                   # Adam's largest move (train_step's rise of the max |W| bounds) where
+                   # e > u: a rise computed with e lags the weights within 6 steps
+                   ("weights=q3.13,acts=q3.13,master=q3.28", 0.9))
 # resumed runs (restore.py reads 8-bit, 32-bit and block-scaled state back)
 MUTANT_RESUME_CASES = ("int8", ("q4.12", "stochastic", "q4.20"),
                        "weights=q4.3,acts=q4.12,master=q4.4,rounding=floor")
